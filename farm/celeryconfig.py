@@ -1,0 +1,48 @@
+"""Celery settings of the render farm, loaded by module name (`farm.celeryconfig`).
+
+Each setting says why; numbers a user may change come from farm.defaults (FARM_*).
+"""
+
+from farm import defaults
+
+# The broker; `submit --broker`, FARM_BROKER_URL or celery's own -b override it.
+broker_url = defaults.BROKER_URL or "redis://127.0.0.1:6379/0"
+
+# A bucket is acknowledged only after its tile is stored, so a crashed worker's bucket
+# is delivered again; a child killed mid-bucket requeues it instead of failing it.
+task_acks_late = True
+task_reject_on_worker_lost = True
+
+# One bucket at a time per child: a reserved bucket is a bucket another worker cannot take.
+worker_prefetch_multiplier = 1
+
+# One device per worker and the kernel already uses all of it (every core, or the GPU).
+worker_concurrency = 1
+
+# JSON only, everywhere: a message from the broker never runs pickle.
+task_serializer = "json"
+result_serializer = "json"
+event_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+# Tiles go to the job's own Redis keys, never through a result backend.
+task_ignore_result = True
+
+# Events for Flower: every bucket shows as sent, started, succeeded or failed.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+
+# Redis emulates acks: an unacknowledged bucket returns after this many seconds, which
+# must exceed the slowest bucket.
+broker_transport_options = {"visibility_timeout": defaults.VISIBILITY_TIMEOUT}
+
+# Buckets travel on their own queue, so a shared broker can carry other work too.
+task_default_queue = defaults.QUEUE
+
+# A child builds its OpenCL program when it starts; a first build can take many seconds.
+worker_proc_alive_timeout = 120
+
+broker_connection_retry_on_startup = True
+worker_hijack_root_logger = True

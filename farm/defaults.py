@@ -1,0 +1,76 @@
+"""Every number a user may want to change, each with its reason and its FARM_* variable.
+
+Values are read from the environment when this module is imported, so a worker and a
+client started with the same environment agree.
+"""
+
+import os
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
+
+
+def _str(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+# Where the broker (and the job data beside it) lives; empty means "start an embedded one".
+BROKER_URL = _str("FARM_BROKER_URL", "")
+
+# 64 px buckets: large enough that a launch amortises its ~1 ms overhead, small enough
+# that a 1080p frame gives ~500 buckets to spread over many workers.
+BUCKET_SIZE = _int("FARM_BUCKET_SIZE", 64)
+
+# Spiral from the centre shows the interesting part of the frame first, like V-Ray.
+BUCKET_ORDER = _str("FARM_BUCKET_ORDER", "spiral")
+
+# Local workers started by `submit` when no broker is configured; two shows the split.
+LOCAL_WORKERS = _int("FARM_WORKERS", 2)
+
+# Which OpenCL device a worker opens: auto (GPU, else CPU), gpu, cpu, or a name substring.
+DEVICE = _str("FARM_DEVICE", "auto")
+
+# Longest side a frame may have; 16k covers print work, more is almost surely a typo.
+MAX_RESOLUTION = _int("FARM_MAX_RESOLUTION", 16384)
+
+# Upper bound on samples per pixel, so a typo cannot book the farm for a week.
+MAX_SPP = _int("FARM_MAX_SPP", 1 << 16)
+
+# Bucket side limits: below 4 px the launch overhead dominates; above 1024 a bucket
+# stops being a unit of work that can be moved.
+MIN_BUCKET_SIZE = 4
+MAX_BUCKET_SIZE = 1024
+
+# Seconds before Redis hands an unacknowledged bucket to another worker. Must exceed the
+# slowest bucket; an hour is generous for one bucket and still recovers within the hour.
+VISIBILITY_TIMEOUT = _int("FARM_VISIBILITY_TIMEOUT", 3600)
+
+# Seconds to wait for a broker to answer before telling the user it is unreachable.
+CONNECT_TIMEOUT = _float("FARM_CONNECT_TIMEOUT", 3.0)
+
+# Seconds job keys stay in Redis after the job is created; a day covers collection.
+JOB_TTL = _int("FARM_JOB_TTL", 24 * 3600)
+
+# Seconds `submit` waits for its embedded workers to come up (first kernel build included).
+WORKER_START_TIMEOUT = _float("FARM_WORKER_START_TIMEOUT", 120.0)
+
+# Seconds without any finished bucket, while no worker answers a ping, before giving up.
+STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0)
+
+# The Celery queue buckets travel on.
+QUEUE = _str("FARM_QUEUE", "farm")
+
+# Prefix of every Redis key farm writes, so a shared Redis stays tidy.
+KEY_PREFIX = _str("FARM_KEY_PREFIX", "farm")
+
+# OpenCL work-group shape. Fixed, so every pixel runs the same compiled code whatever
+# the bucket size: part of the bit-identical guarantee.
+LOCAL_SIZE = (8, 8)

@@ -1,0 +1,33 @@
+"""Every error farm raises on purpose. One root, so the CLI can turn any of them into one line."""
+
+
+class FarmError(Exception):
+    """Root of farm's errors: a problem a user can understand and act on."""
+
+
+class SceneError(FarmError):
+    """The scene file is unreadable, malformed, or asks for something impossible."""
+
+
+class DeviceError(FarmError):
+    """No usable OpenCL device, or the one asked for does not exist."""
+
+
+class KernelBuildError(DeviceError):
+    """The OpenCL program failed to build; `log` holds the compiler's output."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+class BrokerError(FarmError):
+    """The Redis broker cannot be reached or does not answer."""
+
+
+class JobError(FarmError):
+    """A job cannot finish: a bucket failed, the job vanished, no worker answers."""
+
+
+class FarmSetupError(FarmError):
+    """The embedded farm (local Redis and workers) could not be started."""

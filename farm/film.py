@@ -1,0 +1,82 @@
+"""The film: the full frame that tiles land in, and the files it is written to.
+
+The film knows the full resolution; a tile knows only its bounds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from farm.buckets import Bucket
+from farm.exceptions import FarmError
+
+FORMATS = (".png", ".exr")
+
+
+class Film:
+    """Linear RGB radiance of a width x height frame, filled bucket by bucket."""
+
+    def __init__(self, width: int, height: int):
+        self.width = width
+        self.height = height
+        self.pixels = np.zeros((height, width, 3), np.float32)
+        self.coverage = np.zeros((height, width), np.uint8)  # how many tiles wrote each pixel
+
+    def put(self, bucket: Bucket, tile: np.ndarray) -> None:
+        """Place a (height, width, 3) tile at its bucket's position."""
+        if tile.shape != (bucket.height, bucket.width, 3):
+            raise ValueError(f"tile of shape {tile.shape} does not fit bucket {bucket}")
+        region = np.s_[bucket.y : bucket.y + bucket.height, bucket.x : bucket.x + bucket.width]
+        self.pixels[region] = tile
+        self.coverage[region] += 1
+
+    @property
+    def complete(self) -> bool:
+        return bool((self.coverage > 0).all())
+
+    def srgb8(self) -> np.ndarray:
+        """Clamp to [0, 1] and encode with the sRGB transfer curve into 8 bits."""
+        linear = np.clip(self.pixels, 0.0, 1.0)
+        encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * np.power(linear, 1 / 2.4) - 0.055)
+        return np.round(encoded * 255.0).astype(np.uint8)
+
+    def write(self, path: str | Path) -> Path:
+        """Write a PNG (tone-mapped, 8-bit sRGB) or an EXR (linear float32 RGB)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in FORMATS:
+            raise FarmError(f"{path}: unsupported output format {suffix or '(none)'}; use .png or .exr")
+        try:
+            if suffix == ".png":
+                from PIL import Image
+
+                Image.fromarray(self.srgb8(), "RGB").save(path)
+            else:
+                import OpenEXR
+
+                header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+                OpenEXR.File(header, {"RGB": self.pixels}).write(str(path))
+        except OSError as exc:
+            raise FarmError(f"{path}: cannot write image: {exc.strerror or exc}") from None
+        return path
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Fail before rendering, not after, if the output cannot be written."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise FarmError(f"{path}: unsupported output format {path.suffix or '(none)'}; use .png or .exr")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FarmError(f"{path}: folder {folder} does not exist")
+    return path
+
+
+def read_exr(path: str | Path) -> np.ndarray:
+    """Read back an EXR written by `Film.write` as (height, width, 3) float32."""
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as exr:
+        return np.asarray(exr.channels()["RGB"].pixels, dtype=np.float32)

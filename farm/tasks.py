@@ -1,0 +1,10 @@
+"""Celery tasks: thin, like a web view. Arguments stay small (job id, bucket index)."""
+
+from farm import worker
+from farm.app import app
+
+
+@app.task(name="farm.render_bucket", bind=True)
+def render_bucket(self, job_id: str, bucket_index: int) -> bool:
+    """Render bucket `bucket_index` of job `job_id` into the job's Redis keys."""
+    return worker.state(self.app.conf.broker_url).render_bucket(job_id, bucket_index, self.request.hostname)

@@ -1,0 +1,1 @@
+"""OpenCL C sources of the path tracer, shipped as package data (farm.kernels)."""

@@ -1,0 +1,66 @@
+/* Sampling routines built from +, *, / and sqrt only: with contraction off and correctly
+ * rounded sqrt, they give the same bits on any OpenCL device, unlike library sin/cos. */
+#ifndef FARM_SAMPLING_H
+#define FARM_SAMPLING_H
+
+/* Vector helpers spelled out in +, * and sqrt: the built-ins may fuse or approximate
+ * differently from one OpenCL implementation to the next. */
+inline float dot3(float3 a, float3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+inline float3 cross3(float3 a, float3 b) {
+    return (float3)(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
+}
+inline float3 unit3(float3 v) { return v / sqrt(dot3(v, v)); }
+
+#define PI_F 3.14159265358979323846f
+#define INV_PI_F 0.31830988618379067154f
+
+/* (cos, sin) of 2*pi*u for u in [0, 1), Taylor series on a quarter turn (error < 1e-7). */
+inline float2 unit_circle(float u) {
+    float quarter = floor(u * 4.0f);
+    float r = (u * 4.0f - quarter) * (0.5f * PI_F);
+    float r2 = r * r;
+    float s = r * (1.0f + r2 * (-1.0f / 6.0f + r2 * (1.0f / 120.0f + r2 * (-1.0f / 5040.0f
+              + r2 * (1.0f / 362880.0f + r2 * (-1.0f / 39916800.0f))))));
+    float c = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24.0f + r2 * (-1.0f / 720.0f
+              + r2 * (1.0f / 40320.0f + r2 * (-1.0f / 3628800.0f + r2 * (1.0f / 479001600.0f))))));
+    int q = (int)quarter;
+    if (q == 0) return (float2)(c, s);
+    if (q == 1) return (float2)(-s, c);
+    if (q == 2) return (float2)(-c, -s);
+    return (float2)(s, -c);
+}
+
+/* An orthonormal basis around unit n (Duff et al. 2017, branchless). */
+inline void basis(float3 n, float3 *t, float3 *b) {
+    float sign = n.z >= 0.0f ? 1.0f : -1.0f;
+    float a = -1.0f / (sign + n.z);
+    float c = n.x * n.y * a;
+    *t = (float3)(1.0f + sign * n.x * n.x * a, sign * c, -sign * n.x);
+    *b = (float3)(c, sign + n.y * n.y * a, -n.y);
+}
+
+/* Cosine-weighted direction about n (Malley's method); pdf = cos / pi. */
+inline float3 sample_cosine(float3 n, float u1, float u2) {
+    float r = sqrt(u1);
+    float2 cs = unit_circle(u2);
+    float z = sqrt(fmax(0.0f, 1.0f - u1));
+    float3 t, b;
+    basis(n, &t, &b);
+    return t * (r * cs.x) + b * (r * cs.y) + n * z;
+}
+
+/* Uniform point on the unit sphere. */
+inline float3 sample_sphere(float u1, float u2) {
+    float z = 1.0f - 2.0f * u1;
+    float r = sqrt(fmax(0.0f, 1.0f - z * z));
+    float2 cs = unit_circle(u2);
+    return (float3)(r * cs.x, r * cs.y, z);
+}
+
+/* Uniform barycentrics (b1, b2) on a triangle: the point is v0 + b1 * e1 + b2 * e2. */
+inline float2 sample_triangle(float u1, float u2) {
+    float s = sqrt(u1);
+    return (float2)(s * (1.0f - u2), s * u2);
+}
+
+#endif
