@@ -1,0 +1,117 @@
+"""Shared fixtures: the example scene, and real parts (a redis-server, celery workers)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORNELL = ROOT / "scenes" / "cornell-box.json"
+
+
+@pytest.fixture(scope="session")
+def cornell_document() -> dict:
+    return json.loads(CORNELL.read_text())
+
+
+@pytest.fixture
+def make_document(cornell_document):
+    """A copy of the Cornell box with the film (and anything else) changed."""
+
+    def make(width=64, height=48, spp=4, **top_level):
+        document = copy.deepcopy(cornell_document)
+        document["film"] = {"width": width, "height": height, "spp": spp}
+        document.update(top_level)
+        return document
+
+    return make
+
+
+@pytest.fixture
+def write_scene(tmp_path):
+    """Write a scene document (or raw text) to a file and return its path."""
+
+    def write(content, name="scene.json") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def device():
+    from farm.device import current
+
+    return current()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port, for the whole session."""
+    from farm.local import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def farm(redis_server, tmp_path_factory):
+    """Two real `celery -A farm worker` processes on the session's Redis."""
+    from farm.app import app
+    from farm.local import WorkerProcess
+
+    folder = tmp_path_factory.mktemp("workers")
+    app.conf.broker_url = redis_server.url
+    workers = [WorkerProcess(f"test{i}", redis_server.url, folder).start() for i in (1, 2)]
+    try:
+        _wait_ready(app, workers)
+        yield FarmHandle(app, redis_server, workers)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+class FarmHandle:
+    def __init__(self, app, redis_server, workers):
+        import redis
+
+        self.app = app
+        self.redis_server = redis_server
+        self.workers = workers
+        self.redis = redis.Redis.from_url(redis_server.url)
+        self.broker_url = redis_server.url
+
+    def render(self, scene, document, bucket_size, order="spiral"):
+        from farm.job import start_job
+        from farm.tasks import render_bucket
+
+        run = start_job(self.redis, render_bucket, scene, document, bucket_size, order)
+        run.collect(stall_timeout=60)
+        return run
+
+
+def _wait_ready(app, workers, timeout=120.0):
+    import time
+
+    wanted = {w.hostname for w in workers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in workers:
+            assert worker.alive(), f"worker {worker.name} died:\n{worker.log_tail()}"
+        replies = app.control.ping(timeout=0.5) or []
+        if wanted <= {name for reply in replies for name in reply}:
+            return
+    raise AssertionError(f"workers not ready in {timeout}s")
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_from_environment(monkeypatch):
+    """Tests choose their broker explicitly; a developer's FARM_BROKER_URL must not leak in."""
+    if "FARM_BROKER_URL" in os.environ:
+        monkeypatch.delenv("FARM_BROKER_URL")

@@ -1,0 +1,91 @@
+"""A frame through real Redis and two real `celery -A farm worker` processes."""
+
+import numpy as np
+import pytest
+
+from farm.exceptions import JobError
+from farm.job import Job, TileEvent, start_job
+from farm.render import Renderer
+from farm.scene import parse_scene
+from farm.scene.pack import pack
+
+
+@pytest.fixture(scope="module")
+def odd_frame(cornell_document, device):
+    """A 97x61 frame (no bucket size divides it) and its one-call in-process render."""
+    document = dict(cornell_document, film={"width": 97, "height": 61, "spp": 16})
+    scene = parse_scene(document)
+    return scene, document, Renderer(device, pack(scene)).render_frame()
+
+
+def test_farm_frame_is_bit_identical_to_one_process(farm, odd_frame):
+    scene, document, reference = odd_frame
+    run = farm.render(scene, document, bucket_size=16)
+    assert run.film.complete and (run.film.coverage == 1).all()
+    assert np.array_equal(run.film.pixels, reference)
+    assert set(run.workers()) == {w.hostname for w in farm.workers}, "both workers took part"
+    assert sum(run.workers().values()) == run.total == 7 * 4
+
+
+@pytest.mark.parametrize("bucket_size,order", [(32, "top-down"), (61, "spiral"), (5, "spiral")])
+def test_bucket_size_and_order_do_not_change_a_pixel(farm, odd_frame, bucket_size, order):
+    scene, document, reference = odd_frame
+    run = farm.render(scene, document, bucket_size=bucket_size, order=order)
+    assert np.array_equal(run.film.pixels, reference)
+
+
+def test_report_describes_every_bucket(farm, odd_frame):
+    scene, document, _ = odd_frame
+    run = farm.render(scene, document, bucket_size=32)
+    report = run.report()
+    assert report["job_id"] == run.job.job_id and report["scene_digest"] == scene.digest
+    assert (report["width"], report["height"], report["spp"], report["bucket_size"]) == (97, 61, 16, 32)
+    assert report["wall_seconds"] > 0
+    assert [b["index"] for b in report["buckets"]] == list(range(8))
+    hostnames = {w.hostname for w in farm.workers}
+    for entry in report["buckets"]:
+        assert set(entry) == {"index", "x", "y", "width", "height", "worker", "device", "attempts", "seconds"}
+        assert entry["worker"] in hostnames and entry["device"] and entry["attempts"] == 1 and entry["seconds"] > 0
+    assert report["buckets"][4] | {"worker": "", "device": "", "seconds": 0} == {
+        "index": 4, "x": 0, "y": 32, "width": 32, "height": 29, "worker": "", "device": "", "attempts": 1, "seconds": 0}
+
+
+def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
+    scene, document, reference = odd_frame
+    run = farm.render(scene, document, bucket_size=32)
+    job = run.job
+    impostor = np.full((32, 32, 3), 7.0, np.float32)
+    assert not job.store_tile(0, impostor, TileEvent(0, "impostor@nowhere"))
+    assert job.duplicates() == 1
+    assert np.array_equal(job.tile(0), reference[:32, :32])
+
+
+def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
+    from farm.tasks import render_bucket
+
+    scene, document, _ = odd_frame
+    job = Job.create(farm.redis, scene, document, 64, "spiral")
+    render_bucket.apply_async((job.job_id, 99))  # no such bucket: the worker says so
+    from farm.film import Film
+    from farm.job import JobRun
+
+    with pytest.raises(JobError, match="bucket 99 failed on test[12]@.*no bucket 99 in this job"):
+        JobRun(job, Film(97, 61)).collect(stall_timeout=30)
+
+
+def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
+    from farm.tasks import render_bucket
+
+    scene, document, _ = odd_frame
+    job = Job.create(farm.redis, scene, document, 64, "spiral")
+    job.cancel()
+    job.enqueue(render_bucket)
+    run = start_job(farm.redis, render_bucket, scene, document, 64, "spiral")  # a later job still runs
+    run.collect(stall_timeout=30)
+    assert job.attempts() == {} and not job.has_tile(0)
+
+
+def test_workers_log_their_device_at_start(farm, device):
+    for worker in farm.workers:
+        log = worker.log_path.read_text()
+        assert "ready on OpenCL device" in log and device.name in log

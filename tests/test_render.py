@@ -1,0 +1,84 @@
+"""The real kernel on the real device (PoCL's CPU device where there is no GPU)."""
+
+import numpy as np
+import pytest
+
+from farm.buckets import split
+from farm.render import Renderer
+from farm.scene import parse_scene
+from farm.scene.pack import pack
+
+
+@pytest.fixture(scope="module")
+def cornell(device, cornell_document):
+    document = dict(cornell_document, film={"width": 96, "height": 72, "spp": 16})
+    return Renderer(device, pack(parse_scene(document)))
+
+
+def test_cornell_box_is_plausible(device, cornell_document):
+    document = dict(cornell_document, film={"width": 72, "height": 72, "spp": 16})
+    image = Renderer(device, pack(parse_scene(document))).render_frame()
+    assert image.shape == (72, 72, 3) and image.dtype == np.float32
+    assert np.isfinite(image).all() and (image >= 0).all()
+    assert image.mean() > 0.05  # lit, not black
+    width = image.shape[1]
+    band = image[20:52]  # middle rows: walls, not floor or ceiling
+    left, right = band[:, 2:10].mean(axis=(0, 1)), band[:, width - 10 : width - 2].mean(axis=(0, 1))
+    assert left[0] > 2 * left[1] and left[0] > 2 * left[2], f"left wall not red: {left}"
+    assert right[1] > 1.5 * right[0] and right[1] > 1.5 * right[2], f"right wall not green: {right}"
+    light = image[6:14, 28:44].max(axis=(0, 1))
+    assert (light > 1.0).all(), "the ceiling light is visible and bright"
+
+
+@pytest.mark.parametrize("size", [1, 7, 16, 33])
+def test_buckets_equal_the_whole_frame_bit_for_bit(cornell, size):
+    whole = cornell.render_frame()
+    tiled = np.full_like(whole, np.nan)
+    for b in split(96, 72, size if size > 1 else 96):
+        if size == 1 and b.index > 0:
+            break
+        tiled[b.y : b.y + b.height, b.x : b.x + b.width] = cornell.render(b.x, b.y, b.width, b.height)
+    if size == 1:  # single pixels scattered over the frame
+        for x, y in [(0, 0), (95, 71), (48, 3), (13, 60)]:
+            assert np.array_equal(cornell.render(x, y, 1, 1)[0, 0], whole[y, x])
+        return
+    assert np.array_equal(tiled, whole)
+
+
+def test_renders_repeat_exactly_and_the_seed_changes_them(device, cornell_document):
+    def render(seed):
+        document = dict(cornell_document, film={"width": 32, "height": 24, "spp": 4}, seed=seed)
+        return Renderer(device, pack(parse_scene(document))).render_frame()
+
+    a, b, c = render(1), render(1), render(2)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert abs(a.mean() - c.mean()) < 0.1 * a.mean()  # same picture, other noise
+
+
+def test_max_depth_one_shows_only_the_light(device, cornell_document):
+    document = dict(cornell_document, film={"width": 48, "height": 36, "spp": 2}, max_depth=1)
+    image = Renderer(device, pack(parse_scene(document))).render_frame()
+    lit = image.max(axis=2) > 0
+    assert 0 < lit.sum() < 0.05 * lit.size
+    emission = np.array([17, 12, 4], np.float32)
+    assert np.allclose(image[lit].max(axis=0), emission)
+    coverage = image[lit] / emission  # edge pixels average light and darkness
+    assert np.allclose(coverage, coverage[:, :1], rtol=1e-5)
+
+
+def test_more_samples_mean_less_noise(device, cornell_document):
+    def render(spp, seed):
+        document = dict(cornell_document, film={"width": 32, "height": 32, "spp": spp}, seed=seed)
+        return Renderer(device, pack(parse_scene(document))).render_frame()
+
+    def noise(spp):  # two independent estimates differ only by noise
+        return float((render(spp, 1) - render(spp, 2)).std())
+
+    # 16x the samples: a quarter of the noise in theory; half leaves a wide margin
+    assert noise(64) < 0.5 * noise(4)
+
+
+def test_bucket_outside_the_frame_is_refused(cornell):
+    with pytest.raises(ValueError, match="outside"):
+        cornell.render(90, 0, 16, 16)

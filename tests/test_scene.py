@@ -1,0 +1,159 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from farm.exceptions import SceneError
+from farm.scene import Box, Mesh, Rectangle, Sphere, load_scene, parse_scene
+from farm.scene.pack import pack
+
+
+def test_cornell_box_loads(cornell_document):
+    scene = parse_scene(cornell_document)
+    assert (scene.film.width, scene.film.height) == (256, 256)
+    assert scene.camera.fov_axis == "y"
+    assert {type(s) for s in scene.shapes} == {Rectangle, Box}
+    assert scene.materials["light"].emissive and not scene.materials["red"].emissive
+    assert len(scene.digest) == 64
+
+
+def test_spp_override_changes_the_digest(write_scene, cornell_document):
+    path = write_scene(cornell_document)
+    a, _ = load_scene(path)
+    b, document = load_scene(path, spp=3)
+    assert b.film.spp == 3 and document["film"]["spp"] == 3
+    assert a.digest != b.digest
+
+
+def _broken(document, change):
+    change(document)
+    return document
+
+
+CASES = [
+    ("missing film", lambda d: d.pop("film"), "scene: missing field 'film'"),
+    ("unknown top key", lambda d: d.update(colour="red"), "unknown field 'colour'"),
+    ("unknown camera key", lambda d: d["camera"].update(zoom=2), "scene.camera: unknown field 'zoom'"),
+    ("string width", lambda d: d["film"].update(width="256"), "scene.film.width: expected an integer, got a string"),
+    ("float spp", lambda d: d["film"].update(spp=1.5), "scene.film.spp: expected an integer"),
+    ("zero width", lambda d: d["film"].update(width=0), "width (pixels) 0 is out of range"),
+    ("million wide", lambda d: d["film"].update(width=1_000_000), "width (pixels) 1000000 is out of range"),
+    ("bool number", lambda d: d["camera"].update(fov=True), "scene.camera.fov: expected a number, got a boolean"),
+    ("fov 180", lambda d: d["camera"].update(fov=180), "between 0 and 180"),
+    ("short vector", lambda d: d["camera"].update(position=[0, 1]), "expected a list of 3 values, got 2"),
+    ("up parallel", lambda d: d["camera"].update(up=[0, 0, 1]), "scene.camera.up: up must not be zero or parallel"),
+    ("same point", lambda d: d["camera"].update(look_at=d["camera"]["position"]), "position and look_at are the same"),
+    ("unknown material", lambda d: d["shapes"][2].update(material="chrome"),
+     "scene.shapes[2].material: unknown material 'chrome'"),
+    ("unknown shape", lambda d: d["shapes"][0].update(type="torus"), "scene.shapes[0].type: 'torus' is not one of"),
+    ("albedo above one", lambda d: d["materials"]["red"].update(diffuse=[1.5, 0, 0]), "out of range"),
+    ("negative emission", lambda d: d["materials"]["light"].update(emission=[-1, 0, 0]), "out of range"),
+    ("no shapes", lambda d: d.update(shapes=[]), "at least one shape"),
+    ("bad version", lambda d: d.update(version=2), "unsupported scene format version 2"),
+    ("zero scale", lambda d: d["shapes"][0]["transform"].update(scale=0), "scale must not be zero"),
+    ("matrix and translate", lambda d: d["shapes"][0].update(transform={"matrix": [[1, 0, 0, 0]] * 4, "scale": 2}),
+     "either matrix or"),
+    ("max depth zero", lambda d: d.update(max_depth=0), "scene.max_depth"),
+    ("negative seed", lambda d: d.update(seed=-1), "scene.seed"),
+    ("sphere sheared", lambda d: d["shapes"].append(
+        {"type": "sphere", "material": "white", "transform": {"scale": [1, 2, 1]}}), "may only translate, rotate"),
+    ("mesh index out of range", lambda d: d["shapes"].append(
+        {"type": "mesh", "material": "white", "vertices": [[0, 0, 0], [1, 0, 0], [0, 1, 0]], "triangles": [[0, 1, 3]]}),
+     "vertex index 3 is out of range"),
+]
+
+
+@pytest.mark.parametrize("name,change,message", CASES, ids=[c[0] for c in CASES])
+def test_invalid_scenes_name_the_problem(cornell_document, name, change, message):
+    document = _broken(json.loads(json.dumps(cornell_document)), change)
+    with pytest.raises(SceneError) as caught:
+        parse_scene(document)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_unreadable_files_are_scene_errors(write_scene, tmp_path):
+    with pytest.raises(SceneError, match="no such scene file"):
+        load_scene(tmp_path / "nope.json")
+    with pytest.raises(SceneError, match="invalid JSON at line 1 column 2"):
+        load_scene(write_scene("{oops"))
+    with pytest.raises(SceneError, match="expected an object, got a list"):
+        load_scene(write_scene("[1, 2]"))
+    with pytest.raises(SceneError, match="expected a finite number"):
+        load_scene(write_scene('{"version": 1, "camera": {"position": [NaN, 0, 0], "look_at": [0,0,0], "fov": 40},'
+                               '"film": {"width": 4, "height": 4, "spp": 1}, "materials": {}, "shapes": []}'))
+
+
+def _scene(shapes, materials=None, **film):
+    return {
+        "version": 1,
+        "camera": {"position": [0, 0, 5], "look_at": [0, 0, 0], "fov": 40},
+        "film": {"width": film.get("width", 40), "height": film.get("height", 20), "spp": 1},
+        "materials": materials or {"m": {"diffuse": [0.5, 0.5, 0.5]}, "lamp": {"emission": [1, 1, 1]}},
+        "shapes": shapes,
+    }
+
+
+def test_rectangle_is_the_unit_square_facing_plus_z():
+    packed = pack(parse_scene(_scene([{"type": "rectangle", "material": "m"}])))
+    assert len(packed.triangles) == 2
+    corners = np.concatenate([packed.triangles["v0"][:, :3],
+                              packed.triangles["v0"][:, :3] + packed.triangles["e1"][:, :3],
+                              packed.triangles["v0"][:, :3] + packed.triangles["e2"][:, :3]])
+    assert corners.min(axis=0).tolist() == [-1, -1, 0] and corners.max(axis=0).tolist() == [1, 1, 0]
+    assert np.allclose(packed.triangles["n"][:, :3], [0, 0, 1])
+
+
+def test_box_faces_point_outwards_even_when_mirrored():
+    for scale in (1, [-1, 1, 1]):
+        shape = {"type": "box", "material": "m", "transform": {"scale": scale, "translate": [3, 0, 0]}}
+        packed = pack(parse_scene(_scene([shape])))
+        assert len(packed.triangles) == 12
+        v0, e1, e2 = (packed.triangles[k][:, :3] for k in ("v0", "e1", "e2"))
+        centroid = v0 + (e1 + e2) / 3
+        outward = np.einsum("ij,ij->i", packed.triangles["n"][:, :3], centroid - [3, 0, 0])
+        assert (outward > 0).all()
+
+
+def test_transform_scales_then_rotates_then_translates():
+    shape = {"type": "mesh", "material": "m", "vertices": [[1, 0, 0], [0, 0, 0], [0, 1, 0]],
+             "triangles": [[0, 1, 2]],
+             "transform": {"scale": 2, "rotate": {"axis": [0, 0, 1], "angle": 90}, "translate": [10, 0, 0]}}
+    packed = pack(parse_scene(_scene([shape])))
+    # (1,0,0) -> scale (2,0,0) -> rotate 90 about z (0,2,0) -> translate (10,2,0)
+    assert np.allclose(packed.triangles["v0"][0, :3], [10, 2, 0])
+
+
+def test_matrix_transform_and_sphere_transform():
+    shape = {"type": "sphere", "material": "m", "radius": 0.5,
+             "transform": {"matrix": [[2, 0, 0, 1], [0, 2, 0, 2], [0, 0, 2, 3], [0, 0, 0, 1]]}}
+    packed = pack(parse_scene(_scene([shape])))
+    assert np.allclose(packed.spheres["center_radius"][0], [1, 2, 3, 1.0])
+
+
+def test_lights_are_chosen_by_power():
+    shapes = [
+        {"type": "sphere", "material": "lamp", "radius": 1, "center": [0, 0, -3]},
+        {"type": "rectangle", "material": "lamp"},
+        {"type": "rectangle", "material": "m", "transform": {"translate": [0, 0, -1]}},
+    ]
+    packed = pack(parse_scene(_scene(shapes)))
+    assert len(packed.lights) == 3  # a sphere and two triangles
+    areas = packed.lights["data"][:, 0]
+    assert np.allclose(sorted(areas), [2, 2, 4 * math.pi])
+    pmf, cdf = packed.lights["data"][:, 1], packed.lights["data"][:, 2]
+    assert np.isclose(pmf.sum(), 1) and cdf[-1] == 1 and np.allclose(pmf, areas / areas.sum())
+    assert set(packed.triangles["info"][:, 1]) == {0, 1, -1}
+
+
+@pytest.mark.parametrize("axis,expected", [("y", (2 * math.tan(math.radians(20)), math.tan(math.radians(20)))),
+                                           ("x", (math.tan(math.radians(20)), math.tan(math.radians(20)) / 2))])
+def test_fov_axis(axis, expected):
+    document = _scene([{"type": "rectangle", "material": "m"}])
+    document["camera"]["fov_axis"] = axis
+    frame = pack(parse_scene(document)).frame[0]
+    assert np.isclose(np.linalg.norm(frame["right"][:3]), expected[0])
+    assert np.isclose(np.linalg.norm(frame["up"][:3]), expected[1])
+    # right-handed: looking down -z with +y up, +x is to the right
+    assert frame["right"][0] > 0 and frame["up"][1] > 0
