@@ -1,0 +1,140 @@
+"""`submit` as a user runs it: a real subprocess, real exit codes, real output files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from farm.film import read_exr
+
+SUBMIT = [sys.executable, "-m", "farm.cli", "submit"]
+
+
+def submit(*args, env=None, timeout=120):
+    started = time.monotonic()
+    result = subprocess.run(
+        [*SUBMIT, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def assert_one_line_error(result, expected: str):
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("submit: error: ") and expected in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    assert result.seconds < 15, f"took {result.seconds:.1f}s"
+
+
+BAD_SCENES = [
+    ("invalid json", '{"version": 1,', "invalid JSON at line 1"),
+    ("missing field", lambda d: d.pop("camera"), "missing field 'camera'"),
+    ("unknown material", lambda d: d["shapes"][0].update(material="gold"), "unknown material 'gold'"),
+    ("zero resolution", lambda d: d["film"].update(width=0), "width (pixels) 0 is out of range"),
+    ("million wide", lambda d: d["film"].update(width=1_000_000), "width (pixels) 1000000 is out of range"),
+]
+
+
+@pytest.mark.parametrize("name,change,message", BAD_SCENES, ids=[c[0] for c in BAD_SCENES])
+def test_bad_scene_is_one_line_and_exit_2(cornell_document, write_scene, tmp_path, name, change, message):
+    if isinstance(change, str):
+        path = write_scene(change)
+    else:
+        document = json.loads(json.dumps(cornell_document))
+        change(document)
+        path = write_scene(document)
+    result = submit(path, "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0")
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
+    from tests.conftest import CORNELL
+
+    result = submit(CORNELL, "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0")
+    assert_one_line_error(result, "cannot reach broker redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "out.tiff"], "unsupported output format .tiff"),
+    (["-o", "no/such/folder/out.png"], "does not exist"),
+    (["-o", "out.png", "--bucket-size", "0"], "--bucket-size must be between 4 and 1024"),
+    (["-o", "out.png", "--spp", "0"], "--spp must be between 1"),
+    (["-o", "out.png", "--broker", "amqp:/nonsense"], "invalid broker URL"),
+])
+def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
+    from tests.conftest import CORNELL
+
+    os.chdir(tmp_path)
+    assert_one_line_error(submit(CORNELL, *args), message)
+
+
+def test_submit_to_a_running_farm_writes_the_exact_frame(farm, make_document, write_scene, tmp_path, device):
+    from farm.render import Renderer
+    from farm.scene import parse_scene
+    from farm.scene.pack import pack
+
+    document = make_document(width=70, height=50, spp=8)
+    scene_path = write_scene(document)
+    result = submit(scene_path, "-o", tmp_path / "frame.exr", "--bucket-size", "24", "--broker", farm.broker_url,
+                    "--report", tmp_path / "report.json")
+    assert result.returncode == 0, result.stderr
+    reference = Renderer(device, pack(parse_scene(document))).render_frame()
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), reference)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert len(report["buckets"]) == 3 * 3 and report["bucket_size"] == 24
+    assert "70x50, 8 spp, 9 buckets of 24px" in result.stdout
+    assert "render: 100%" in result.stderr and "9/9" in result.stderr  # the progress bar
+
+
+def _farm_processes(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+
+
+def test_embedded_farm_renders_and_leaves_nothing_behind(make_document, write_scene, tmp_path):
+    scene_path = write_scene(make_document(width=64, height=64, spp=4))
+    result = submit(scene_path, "-o", tmp_path / "out.png", "--workers", "2", "--bucket-size", "16",
+                    "--report", tmp_path / "report.json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    image = np.asarray(Image.open(tmp_path / "out.png"))
+    assert image.shape == (64, 64, 3) and image.mean() > 10
+    report = json.loads((tmp_path / "report.json").read_text())
+    workers = {b["worker"].split("@")[0] for b in report["buckets"]}
+    assert workers == {"local1", "local2"}
+    assert "local1@" in result.stdout and "local2@" in result.stdout
+    time.sleep(0.5)
+    assert _farm_processes("--hostname local") == []
+
+
+def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, write_scene, tmp_path):
+    scene_path = write_scene(make_document(width=128, height=128, spp=512))
+    process = subprocess.Popen(
+        [*SUBMIT, str(scene_path), "-o", str(tmp_path / "out.png"), "--workers", "1", "--bucket-size", "16"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    progress = ""
+    while time.monotonic() < deadline:  # wait for some buckets to finish
+        progress += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
+        if " 2/64" in progress or " 3/64" in progress:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, progress + stderr
+    assert "submit: interrupted" in stderr and "Traceback" not in stderr
+    assert (tmp_path / "out.partial.png").exists() and not (tmp_path / "out.png").exists()
+    time.sleep(0.5)
+    assert _farm_processes("--hostname local") == []
