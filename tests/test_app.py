@@ -1,0 +1,86 @@
+"""The Celery settings the farm's guarantees rest on, and Flower seeing the buckets."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from farm.app import app
+
+
+def test_settings_that_keep_buckets_safe():
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.result_accept_content == ["json"] and conf.event_serializer == "json"
+    assert conf.worker_send_task_events and conf.task_send_sent_event
+    assert conf.broker_transport_options["visibility_timeout"] >= 600
+    app.loader.import_default_modules()  # what a worker does at start
+    assert "farm.render_bucket" in app.tasks
+
+
+def test_task_messages_are_small_json(farm):
+    """What a bucket puts on the wire: a JSON body holding only (job id, bucket index)."""
+    import base64
+
+    from farm.tasks import render_bucket
+
+    render_bucket.apply_async(("f" * 32, 7), queue="farm-inspect")  # a queue no worker reads
+    raw = farm.redis.lpop("farm-inspect")
+    envelope = json.loads(raw)
+    assert envelope["content-type"] == "application/json"
+    body = json.loads(base64.b64decode(envelope["body"]))
+    assert body[0] == ["f" * 32, 7] and body[1] == {}
+    assert len(raw) < 4096
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_path):
+    from farm.scene import parse_scene
+
+    port = _free_port()
+    env = {**os.environ, "FARM_BROKER_URL": farm.broker_url, "FLOWER_UNAUTHENTICATED_API": "true"}
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "farm", "flower", f"--port={port}", "--address=127.0.0.1"],
+        env=env, stdout=open(tmp_path / "flower.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.3)
+        time.sleep(1.0)  # let Flower's event consumer subscribe
+        document = make_document(width=40, height=40, spp=2)
+        run = farm.render(parse_scene(document), document, bucket_size=20)
+        job_id = run.job.job_id
+        seen = {}
+        def finished(tasks):
+            return len(tasks) == 4 and all(t["state"] == "SUCCESS" for t in tasks.values())
+
+        while time.monotonic() < deadline and not finished(seen):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?limit=1000", timeout=5) as response:
+                tasks = json.load(response)
+            seen = {t["args"]: t for t in tasks.values() if job_id in (t.get("args") or "")}
+            time.sleep(0.3)
+        assert len(seen) == 4, (tmp_path / "flower.log").read_text()[-2000:]
+        for args, task in seen.items():
+            assert task["name"] == "farm.render_bucket"
+            assert task["state"] == "SUCCESS" and task["worker"] in {w.hostname for w in farm.workers}
+        assert {eval(args)[1] for args in seen} == {0, 1, 2, 3}  # Flower shows args as Python repr
+    finally:
+        flower.terminate()
+        flower.wait(10)

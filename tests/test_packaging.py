@@ -1,0 +1,35 @@
+"""`pip install .` (not only editable) ships the OpenCL sources and finds them at run time."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+KERNEL_FILES = {"pathtrace.cl", "types.h", "rng.h", "sampling.h", "intersect.h"}
+
+
+def test_wheel_ships_the_kernels_and_finds_them(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("farm-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"farm/kernels/{name}" for name in KERNEL_FILES} <= names
+    assert {"farm/scene/parse.py", "farm/tasks.py"} <= names
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )
+    probe = "import farm.render, os; d = farm.render.kernel_dir(); print(d); print(sorted(os.listdir(d)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    ).stdout.splitlines()
+    assert Path(out[0]).is_relative_to(site)
+    assert KERNEL_FILES <= set(eval(out[1]))
