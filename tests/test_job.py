@@ -89,3 +89,17 @@ def test_workers_log_their_device_at_start(farm, device):
     for worker in farm.workers:
         log = worker.log_path.read_text()
         assert "ready on OpenCL device" in log and device.name in log
+
+
+def test_program_built_and_scene_uploaded_once_per_process(farm, make_document):
+    document = make_document(width=80, height=40, spp=2, seed=12345)  # a scene no other test uses
+    scene = parse_scene(document)
+    run = farm.render(scene, document, bucket_size=8)  # 50 buckets
+    assert run.total == 50
+    for worker in farm.workers:
+        log = worker.log_path.read_text()
+        assert log.count(f"scene {scene.digest[:12]} uploaded") <= 1
+        assert log.count("built pathtrace.cl") == 1  # one pool child, one build
+    assert sum(w.log_path.read_text().count(f"scene {scene.digest[:12]} uploaded") for w in farm.workers) == len(
+        run.workers()
+    )
