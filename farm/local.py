@@ -151,6 +151,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                cwd=self.log_path.parent,  # not the caller's folder: a worker needs no files there
             )
         return self
 

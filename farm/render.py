@@ -11,6 +11,7 @@ import importlib.resources
 import logging
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -29,8 +30,15 @@ _programs: dict[int, object] = {}
 
 
 def kernel_dir() -> str:
-    """The folder holding the OpenCL sources, inside the installed package."""
-    return str(importlib.resources.files("farm.kernels"))
+    """The folder holding the OpenCL sources: package data (`farm.kernels`) when installed,
+    else `kernels/` beside the `farm/` being imported (a source checkout on sys.path)."""
+    try:
+        return str(importlib.resources.files("farm.kernels"))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parent.parent / "kernels"
+        if (checkout / KERNEL_FILE).is_file():
+            return str(checkout)
+        raise KernelBuildError(f"OpenCL sources not found (no farm.kernels package, no {checkout})") from None
 
 
 def build_program(device: Device):

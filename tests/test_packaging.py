@@ -33,3 +33,19 @@ def test_wheel_ships_the_kernels_and_finds_them(tmp_path):
     ).stdout.splitlines()
     assert Path(out[0]).is_relative_to(site)
     assert KERNEL_FILES <= set(eval(out[1]))
+
+
+
+def test_source_checkout_without_install_finds_the_kernels(monkeypatch):
+    """`celery -A farm worker` started inside a checkout with a regular install imports
+    farm/ from the checkout, where no farm.kernels package exists; the sources must
+    still be found beside it."""
+    import importlib.resources
+
+    import farm.render
+
+    def no_package(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib.resources, "files", no_package)
+    assert Path(farm.render.kernel_dir()).resolve() == (ROOT / "kernels").resolve()
