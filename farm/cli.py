@@ -83,9 +83,21 @@ def _run_guarded(program: str, function, args) -> int:
     except FarmError as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except _broker_errors() as exc:
+        print(f"{program}: error: lost the connection to the broker: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    """Connection failures of redis-py and kombu: the broker went away mid-command."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError, OperationalError)
 
 
 def connect(url: str):
@@ -155,7 +167,8 @@ def _render(args, app, redis_client, task, scene, document, output: Path, local)
     except BaseException:
         if progress:
             progress.close()
-        run.job.cancel()
+        with contextlib.suppress(Exception):  # the broker may be what failed
+            run.job.cancel()
         _save_partial(run, output)
         raise
     if progress:

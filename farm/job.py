@@ -283,7 +283,8 @@ class JobRun:
                 continue
             if event.error is not None:
                 raise JobError(f"bucket {event.bucket} failed on {event.worker}: {event.error}")
-            if event.bucket in self.records:
+            if not 0 <= event.bucket < self.total or event.bucket in self.records:
+                log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
                 continue
             bucket: Bucket = self.job.buckets[event.bucket]
             self.film.put(bucket, self.job.tile(event.bucket))

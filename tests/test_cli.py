@@ -138,3 +138,30 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, writ
     assert (tmp_path / "out.partial.png").exists() and not (tmp_path / "out.png").exists()
     time.sleep(0.5)
     assert _farm_processes("--hostname local") == []
+
+
+def test_broker_dying_mid_render_is_one_line_and_keeps_the_partial_frame(make_document, write_scene, tmp_path):
+    """A private Redis and worker; the Redis is killed once some buckets are in."""
+    from farm.local import RedisServer, WorkerProcess
+
+    redis_server = RedisServer(tmp_path).start()
+    worker = WorkerProcess("doomed", redis_server.url, tmp_path).start()
+    try:
+        scene_path = write_scene(make_document(width=128, height=128, spp=256))
+        process = subprocess.Popen(
+            [*SUBMIT, str(scene_path), "-o", str(tmp_path / "out.png"), "--bucket-size", "16",
+             "--broker", redis_server.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        progress, deadline = "", time.monotonic() + 120
+        while time.monotonic() < deadline and " 2/64" not in progress and " 3/64" not in progress:
+            progress += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
+        redis_server.stop()
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 2, progress + stderr
+        last = stderr.strip().splitlines()[-1]
+        assert "Traceback" not in stderr and last.startswith("submit: error: lost the connection to the broker")
+        assert (tmp_path / "out.partial.png").exists()
+    finally:
+        worker.stop()
+        redis_server.stop()
