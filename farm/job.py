@@ -199,7 +199,13 @@ class Job:
     def next_event(self, timeout: float) -> TileEvent | None:
         """Block up to `timeout` seconds for the next worker event."""
         item = self.redis.blpop([self.key_for(self.job_id, "events")], timeout=max(timeout, 0.01))
-        return TileEvent.from_json(item[1]) if item else None
+        if not item:
+            return None
+        try:
+            return TileEvent.from_json(item[1])
+        except (TypeError, ValueError) as exc:  # not something a farm worker wrote
+            log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
+            return None
 
     def tile(self, index: int) -> np.ndarray:
         """The stored tile of bucket `index`, checked against the bucket's size."""

@@ -103,3 +103,18 @@ def test_program_built_and_scene_uploaded_once_per_process(farm, make_document):
     assert sum(w.log_path.read_text().count(f"scene {scene.digest[:12]} uploaded") for w in farm.workers) == len(
         run.workers()
     )
+
+
+def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
+    scene, document, reference = odd_frame
+    job = Job.create(farm.redis, scene, document, 64, "spiral")
+    events = Job.key_for(job.job_id, "events")
+    farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}')
+    from farm.film import Film
+    from farm.job import JobRun
+    from farm.tasks import render_bucket
+
+    job.enqueue(render_bucket)
+    run = JobRun(job, Film(97, 61))
+    run.collect(stall_timeout=30)
+    assert np.array_equal(run.film.pixels, reference) and len(run.records) == 2
