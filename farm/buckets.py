@@ -18,17 +18,27 @@ class Bucket:
     height: int
 
 
+def count(width: int, height: int, size: int) -> int:
+    """How many buckets `split` makes of a width x height frame."""
+    return -(-width // size) * -(-height // size)
+
+
+def bucket_at(width: int, height: int, size: int, index: int) -> Bucket:
+    """Bucket `index` of `split(width, height, size)`, without building the others."""
+    if width <= 0 or height <= 0 or size <= 0:
+        raise ValueError(f"cannot split a {width}x{height} frame into {size}px buckets")
+    if not 0 <= index < count(width, height, size):
+        raise IndexError(f"no bucket {index} in a {width}x{height} frame of {size}px buckets")
+    columns = -(-width // size)
+    x, y = (index % columns) * size, (index // columns) * size
+    return Bucket(index, x, y, min(size, width - x), min(size, height - y))
+
+
 def split(width: int, height: int, size: int) -> list[Bucket]:
     """Tile a width x height frame with size x size buckets, row-major; edges are cut short."""
     if width <= 0 or height <= 0 or size <= 0:
         raise ValueError(f"cannot split a {width}x{height} frame into {size}px buckets")
-    buckets = []
-    for y in range(0, height, size):
-        for x in range(0, width, size):
-            buckets.append(
-                Bucket(len(buckets), x, y, min(size, width - x), min(size, height - y))
-            )
-    return buckets
+    return [bucket_at(width, height, size, i) for i in range(count(width, height, size))]
 
 
 def order(buckets: list[Bucket], how: str) -> list[Bucket]:

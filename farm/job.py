@@ -13,12 +13,13 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
 
 from farm import defaults
-from farm.buckets import Bucket, order, split
+from farm.buckets import Bucket, bucket_at, count, order, split
 from farm.exceptions import JobError
 from farm.film import Film
 from farm.scene import Scene
@@ -96,10 +97,22 @@ class JobMeta:
 class Job:
     """A job's data in Redis, as seen from either side (client or worker)."""
 
-    def __init__(self, redis, meta: JobMeta):
+    def __init__(self, redis, meta: JobMeta, state: str = ""):
         self.redis = redis
         self.meta = meta
-        self.buckets = split(meta.width, meta.height, meta.bucket_size)
+        self.state = state  # "" while running, "cancelled" once cancelled, as last read
+
+    @cached_property
+    def buckets(self) -> list[Bucket]:
+        """Every bucket of the frame: the client's view. A worker needs only `bucket(index)`."""
+        return split(self.meta.width, self.meta.height, self.meta.bucket_size)
+
+    @property
+    def bucket_count(self) -> int:
+        return count(self.meta.width, self.meta.height, self.meta.bucket_size)
+
+    def bucket(self, index: int) -> Bucket:
+        return bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
 
     @property
     def job_id(self) -> str:
@@ -141,15 +154,17 @@ class Job:
         raw = redis.hgetall(cls.key_for(job_id))
         if not raw:
             raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
-        return cls(redis, JobMeta.from_redis(raw))
+        return cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode())
 
     @property
     def cancelled(self) -> bool:
-        return self.redis.hget(self.key_for(self.job_id), "state") == b"cancelled"
+        """Whether the job was cancelled when it was loaded (or cancelled through this object)."""
+        return self.state == "cancelled"
 
     def cancel(self) -> None:
         """Mark the job cancelled: workers skip its buckets that have not started."""
         self.redis.hset(self.key_for(self.job_id), "state", "cancelled")
+        self.state = "cancelled"
 
     def scene_document(self) -> dict:
         text = self.redis.get(self.scene_key(self.meta.digest))
@@ -209,7 +224,7 @@ class Job:
 
     def tile(self, index: int) -> np.ndarray:
         """The stored tile of bucket `index`, checked against the bucket's size."""
-        bucket = self.buckets[index]
+        bucket = self.bucket(index)
         payload = self.redis.hget(self.key_for(self.job_id, "tiles"), str(index))
         if payload is None:
             raise JobError(f"job {self.job_id}: tile of bucket {index} announced but not stored")
@@ -253,7 +268,7 @@ class JobRun:
 
     @property
     def total(self) -> int:
-        return len(self.job.buckets)
+        return self.job.bucket_count
 
     @property
     def wall_seconds(self) -> float:
@@ -292,7 +307,7 @@ class JobRun:
             if not 0 <= event.bucket < self.total or event.bucket in self.records:
                 log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
                 continue
-            bucket: Bucket = self.job.buckets[event.bucket]
+            bucket = self.job.bucket(event.bucket)
             self.film.put(bucket, self.job.tile(event.bucket))
             record = BucketRecord(
                 bucket.index, bucket.x, bucket.y, bucket.width, bucket.height,

@@ -65,7 +65,7 @@ class WorkerState:
         if job.cancelled:
             log.info("job %s bucket %d: job cancelled, skipped", job_id[:8], index)
             return False
-        if not 0 <= index < len(job.buckets):
+        if not 0 <= index < job.bucket_count:
             job.report_failure(TileEvent(index, hostname, error=f"no bucket {index} in this job"))
             return False
         if job.has_tile(index):
@@ -74,7 +74,7 @@ class WorkerState:
         attempt = job.begin_attempt(index)
         try:
             renderer = self.renderer_for(job)
-            bucket = job.buckets[index]
+            bucket = job.bucket(index)
             started = time.perf_counter()
             tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height)
             seconds = time.perf_counter() - started

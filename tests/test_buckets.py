@@ -47,3 +47,14 @@ def test_bad_split_and_order_are_errors():
         split(0, 10, 8)
     with pytest.raises(ValueError, match="unknown bucket order"):
         order(split(10, 10, 8), "random")
+
+
+@pytest.mark.parametrize("width,height,size", [(257, 131, 32), (1, 1, 64), (65, 7, 8)])
+def test_one_bucket_by_index_matches_the_full_split(width, height, size):
+    from farm.buckets import bucket_at, count
+
+    buckets = split(width, height, size)
+    assert count(width, height, size) == len(buckets)
+    assert [bucket_at(width, height, size, i) for i in range(len(buckets))] == buckets
+    with pytest.raises(IndexError):
+        bucket_at(width, height, size, len(buckets))
