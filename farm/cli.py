@@ -151,7 +151,6 @@ def _submit(args) -> int:
         if local is not None:
             local.wait_ready(app)
         return _render(args, app, redis_client, render_bucket, scene, document, output, local)
-    return 0  # pragma: no cover - the with block always returns
 
 
 def _render(args, app, redis_client, task, scene, document, output: Path, local) -> int:

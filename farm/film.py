@@ -45,9 +45,7 @@ class Film:
     def write(self, path: str | Path) -> Path:
         """Write a PNG (tone-mapped, 8-bit sRGB) or an EXR (linear float32 RGB)."""
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in FORMATS:
-            raise FarmError(f"{path}: unsupported output format {suffix or '(none)'}; use .png or .exr")
+        suffix = _image_format(path)
         try:
             if suffix == ".png":
                 from PIL import Image
@@ -63,11 +61,18 @@ class Film:
         return path
 
 
+def _image_format(path: Path) -> str:
+    """The lower-case suffix of an image path farm can write, or a FarmError naming it."""
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise FarmError(f"{path}: unsupported output format {path.suffix or '(none)'}; use .png or .exr")
+    return suffix
+
+
 def check_output_path(path: str | Path) -> Path:
     """Fail before rendering, not after, if the output cannot be written."""
     path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise FarmError(f"{path}: unsupported output format {path.suffix or '(none)'}; use .png or .exr")
+    _image_format(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FarmError(f"{path}: folder {folder} does not exist")

@@ -175,6 +175,20 @@ class WorkerProcess:
             self.process = None
 
 
+def wait_for_workers(app, workers: list[WorkerProcess], timeout: float, where: str = "") -> None:
+    """Return once every worker answers a ping; raise if one dies or time runs out."""
+    wanted = {w.hostname for w in workers}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if not worker.alive():
+                raise FarmSetupError(f"local worker {worker.name} exited at start:\n{worker.log_tail()}")
+        replies = app.control.ping(timeout=0.5) or []
+        if wanted <= {name for reply in replies for name in reply}:
+            return
+    raise FarmSetupError(f"local workers did not start within {timeout:.0f}s; see {where or 'their logs'}")
+
+
 class LocalFarm:
     """An embedded Redis plus `workers` local render workers, as a context manager."""
 
@@ -184,7 +198,7 @@ class LocalFarm:
         self._own_folder = folder is None
         self.folder = Path(folder or tempfile.mkdtemp(prefix="farm-"))
         self.redis = RedisServer(self.folder)
-        self.workers = [WorkerProcess(f"local{i + 1}", "", self.folder, env) for i in range(workers)]
+        self.workers = [WorkerProcess(f"local{i + 1}", self.redis.url, self.folder, env) for i in range(workers)]
 
     @property
     def broker_url(self) -> str:
@@ -194,7 +208,6 @@ class LocalFarm:
         try:
             self.redis.start()
             for worker in self.workers:
-                worker.broker_url = self.broker_url
                 worker.start()
         except BaseException:
             self.close()
@@ -206,17 +219,7 @@ class LocalFarm:
 
     def wait_ready(self, app, timeout: float = defaults.WORKER_START_TIMEOUT) -> None:
         """Return once every worker answers a ping; raise if one dies or time runs out."""
-        wanted = {w.hostname for w in self.workers}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for worker in self.workers:
-                if not worker.alive():
-                    raise FarmSetupError(f"local worker {worker.name} exited at start:\n{worker.log_tail()}")
-            replies = app.control.ping(timeout=0.5) or []
-            answered = {name for reply in replies for name in reply}
-            if wanted <= answered:
-                return
-        raise FarmSetupError(f"local workers did not start within {timeout:.0f}s; see {self.folder}")
+        wait_for_workers(app, self.workers, timeout, where=str(self.folder))
 
     def check_alive(self) -> None:
         """Raise if every local worker has exited (nothing could finish the job)."""

@@ -64,13 +64,13 @@ def redis_server(tmp_path_factory):
 def farm(redis_server, tmp_path_factory):
     """Two real `celery -A farm worker` processes on the session's Redis."""
     from farm.app import app
-    from farm.local import WorkerProcess
+    from farm.local import WorkerProcess, wait_for_workers
 
     folder = tmp_path_factory.mktemp("workers")
     app.conf.broker_url = redis_server.url
     workers = [WorkerProcess(f"test{i}", redis_server.url, folder).start() for i in (1, 2)]
     try:
-        _wait_ready(app, workers)
+        wait_for_workers(app, workers, timeout=120.0)
         yield FarmHandle(app, redis_server, workers)
     finally:
         for worker in workers:
@@ -94,20 +94,6 @@ class FarmHandle:
         run = start_job(self.redis, render_bucket, scene, document, bucket_size, order)
         run.collect(stall_timeout=60)
         return run
-
-
-def _wait_ready(app, workers, timeout=120.0):
-    import time
-
-    wanted = {w.hostname for w in workers}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for worker in workers:
-            assert worker.alive(), f"worker {worker.name} died:\n{worker.log_tail()}"
-        replies = app.control.ping(timeout=0.5) or []
-        if wanted <= {name for reply in replies for name in reply}:
-            return
-    raise AssertionError(f"workers not ready in {timeout}s")
 
 
 @pytest.fixture(autouse=True)
