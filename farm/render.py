@@ -18,13 +18,17 @@ import numpy as np
 from farm import defaults
 from farm.device import Device
 from farm.exceptions import KernelBuildError
-from farm.scene.pack import FRAME, LIGHT, MATERIAL, SPHERE, TRIANGLE, PackedScene
+from farm.scene.pack import (
+    FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE, TRIANGLE_DATA, PackedScene,
+)
 
 log = logging.getLogger(__name__)
 
 KERNEL_FILE = "pathtrace.cl"
-STRUCTS = (TRIANGLE, SPHERE, MATERIAL, LIGHT, FRAME)
-STRUCT_NAMES = ("Triangle", "Sphere", "Material", "Light", "Frame")
+STRUCTS = (NODE, TRIANGLE, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
+STRUCT_NAMES = (
+    "Node", "Triangle", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light", "Frame",
+)
 
 _programs: dict[int, object] = {}
 
@@ -61,7 +65,7 @@ def build_program(device: Device):
             warnings.simplefilter("ignore", cl.CompilerWarning)
             program.build(options=options)
     except cl.RuntimeError as exc:
-        build_log = getattr(exc, "what", lambda: str(exc))()
+        build_log = str(exc)
         raise KernelBuildError(f"OpenCL program failed to build on {device.name}", str(build_log)) from None
     _check_struct_sizes(device, program)
     log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)
@@ -101,13 +105,7 @@ class Renderer:
                 array = np.zeros(1, array.dtype)
             return cl.Buffer(device.context, flags, hostbuf=array)
 
-        self.buffers = [
-            upload(scene.frame),
-            upload(scene.triangles),
-            upload(scene.spheres),
-            upload(scene.materials),
-            upload(scene.lights),
-        ]
+        self.buffers = [upload(array) for array in scene.buffers()]
         self._out = None
         self._out_size = 0
 
@@ -127,6 +125,27 @@ class Renderer:
         cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, global_size, (lx, ly))
         cl.enqueue_copy(self.device.queue, tile, self._out)
         return tile
+
+    def trace(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest hit distance (inf for none) and primitive index (-1) of each ray."""
+        import pyopencl as cl
+
+        rays = np.ascontiguousarray(np.concatenate([origins, directions], axis=1), np.float32)
+        count = len(rays)
+        t_out = np.empty(count, np.float32)
+        prim_out = np.empty(count, np.int32)
+        mf = cl.mem_flags
+        ray_buffer = cl.Buffer(self.device.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=rays)
+        t_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, t_out.nbytes)
+        prim_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, prim_out.nbytes)
+        frame, nodes, prims, triangles = self.buffers[:4]
+        spheres = self.buffers[6]
+        self.program.trace_rays(
+            self.device.queue, (count,), None, frame, nodes, prims, triangles, spheres, ray_buffer, t_buffer, prim_buffer
+        )
+        cl.enqueue_copy(self.device.queue, t_out, t_buffer)
+        cl.enqueue_copy(self.device.queue, prim_out, prim_buffer)
+        return t_out, prim_out
 
     def render_frame(self) -> np.ndarray:
         """The whole frame in one launch: the reference every bucketed render must equal."""

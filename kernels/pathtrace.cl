@@ -1,18 +1,16 @@
-/* A unidirectional path tracer for diffuse surfaces and area lights, with next-event
- * estimation. One work item renders one pixel of one bucket, all its samples. */
+/* A unidirectional path tracer: BSDF sampling and next-event estimation combined by
+ * multiple importance sampling (power heuristic), Russian roulette after rr_depth.
+ * One work item renders one pixel of one bucket, all its samples. */
 #pragma OPENCL FP_CONTRACT OFF
 
 #include "types.h"
 #include "rng.h"
+#include "sampler.h"
 #include "sampling.h"
-#include "intersect.h"
-
-/* Random dimensions of one sample: two for the pixel, then DIMS_PER_BOUNCE per vertex. */
-#define DIM_PIXEL 0
-#define DIMS_PER_BOUNCE 5
-#define DIM_LIGHT_PICK 0
-#define DIM_LIGHT_POINT 1
-#define DIM_BSDF 3
+#include "trace.h"
+#include "texture.h"
+#include "bsdf.h"
+#include "light.h"
 
 /* Offset scale for secondary rays, relative to the magnitude of the hit position. */
 #define RAY_EPSILON 1e-4f
@@ -21,84 +19,160 @@ inline float ray_epsilon(float3 p) {
     return RAY_EPSILON * (1.0f + fmax(fabs(p.x), fmax(fabs(p.y), fabs(p.z))));
 }
 
-/* Pick a light by power and a point on it; returns the light index, fills point and normal. */
-inline int sample_light(__global const Light *lights, int n_lights,
-                        __global const Triangle *triangles, __global const Sphere *spheres,
-                        float u0, float u1, float u2, float3 *point, float3 *normal) {
-    int lo = 0, hi = n_lights - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (u0 < lights[mid].data.z) hi = mid; else lo = mid + 1;
-    }
-    __global const Light *light = &lights[lo];
-    if (light->info.x == LIGHT_TRIANGLE) {
-        __global const Triangle *tri = &triangles[light->info.y];
-        float2 b = sample_triangle(u1, u2);
-        *point = tri->v0.xyz + tri->e1.xyz * b.x + tri->e2.xyz * b.y;
-        *normal = tri->n.xyz;
-    } else {
-        __global const Sphere *s = &spheres[light->info.y];
-        float3 dir = sample_sphere(u1, u2);
-        *point = s->center_radius.xyz + dir * s->center_radius.w;
-        *normal = dir;
-    }
-    return lo;
+/* A ray origin just off the surface, on the side direction d leaves towards. */
+inline float3 offset_origin(float3 p, float3 ng, float3 d) {
+    return p + ng * (dot3(ng, d) > 0.0f ? ray_epsilon(p) : -ray_epsilon(p));
 }
 
-float3 radiance(__global const Frame *frame,
-                __global const Triangle *triangles, __global const Sphere *spheres,
-                __global const Material *materials, __global const Light *lights,
-                uint key, float3 o, float3 d) {
-    const int max_depth = frame->size.w;
-    const int n_triangles = frame->counts.x, n_spheres = frame->counts.y, n_lights = frame->counts.z;
+typedef struct {
+    float3 p;
+    float3 ng;      /* geometric normal of the front side */
+    float3 ns;      /* shading normal, on the same side as ng */
+    float2 uv;
+    int material;
+    int light;      /* light index or -1 */
+} Surface;
+
+inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit) {
+    Surface sf;
+    sf.p = o + d * hit->t;
+    int n_triangles = s->frame->counts.x;
+    if (hit->prim < n_triangles) {
+        __global const TriangleData *td = &s->tri_data[hit->prim];
+        sf.ng = td->n.xyz;
+        sf.ns = sf.ng;
+        sf.uv = triangle_uv(td, hit->b1, hit->b2);
+        sf.material = td->info.x;
+        sf.light = td->info.y;
+        if (td->info.z >= 0) {
+            __global const ShadingNormals *vn = &s->normals[td->info.z];
+            float3 n = vn->n0.xyz * (1.0f - hit->b1 - hit->b2) + vn->n1.xyz * hit->b1 + vn->n2.xyz * hit->b2;
+            float len2 = dot3(n, n);
+            if (len2 > 0.0f) {
+                sf.ns = n / sqrt(len2);
+                /* Vertex normals say which side is the front when the winding disagrees. */
+                if (dot3(sf.ns, sf.ng) < 0.0f) sf.ng = -sf.ng;
+            }
+        }
+    } else {
+        __global const Sphere *sphere = &s->spheres[hit->prim - n_triangles];
+        sf.ng = unit3(sf.p - sphere->center_radius.xyz);
+        sf.ns = sf.ng;
+        sf.uv = sphere_uv(sphere, sf.ng);
+        sf.material = sphere->info.x;
+        sf.light = sphere->info.y;
+    }
+    return sf;
+}
+
+inline Bsdf bsdf_at(const SceneRef *s, int material, float2 uv) {
+    __global const Material *m = &s->materials[material];
+    Bsdf b;
+    b.kind = m->kind.x;
+    b.reflectance = clamp(param_rgb(s, m->reflectance, uv), 0.0f, 1.0f);
+    b.specular = clamp(param_rgb(s, m->specular, uv), 0.0f, 1.0f);
+    b.transmittance = clamp(param_rgb(s, m->transmittance, uv), 0.0f, 1.0f);
+    float roughness = clamp(param_scalar(s, m->roughness, uv), 0.0f, 1.0f);
+    b.alpha = roughness * roughness;
+    b.eta = m->eta.xyz;
+    b.k = m->k.xyz;
+    b.ior = m->ior.x;
+    b.fdr = m->ior.y;
+    return b;
+}
+
+inline bool has_emission(__global const Material *m) {
+    return m->emission.texture.x >= 0 || max3(m->emission.value.xyz) > 0.0f;
+}
+
+float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
+    __global const Frame *frame = s->frame;
+    const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
+    const bool has_env = frame->options.w != 0;
+    const int env_light = frame->options.z;
     float3 result = (float3)(0.0f);
     float3 throughput = (float3)(1.0f);
+    float prev_pdf = 0.0f;   /* density of the BSDF sample that made this ray */
+    bool prev_delta = true;  /* camera rays and delta bounces: no light sampling competed */
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth; ++depth) {
         Hit hit;
-        if (!intersect(triangles, n_triangles, spheres, n_spheres, o, d, INFINITY, &hit)) break;
-        __global const Material *m = &materials[hit.material];
-        bool front = dot3(hit.n, d) < 0.0f;
-        /* Emission seen directly; later vertices' emission is counted by light sampling. */
-        if (depth == 1 && front) result += throughput * m->emission.xyz;
+        if (!trace(s, o, d, INFINITY, false, &hit)) {
+            if (has_env) {
+                float weight = 1.0f;
+                if (!prev_delta && env_light >= 0)
+                    weight = power_heuristic(prev_pdf, s->lights[env_light].pick.x * env_pdf(s, d));
+                result += throughput * env_eval(s, d) * weight;
+            }
+            break;
+        }
+        Surface sf = surface_at(s, o, d, &hit);
+        __global const Material *m = &s->materials[sf.material];
+        float cos_front = -dot3(sf.ng, d);
+        if (cos_front > 0.0f && has_emission(m)) {
+            float weight = 1.0f;
+            if (!prev_delta && sf.light >= 0)
+                weight = power_heuristic(prev_pdf, area_light_pdf(s, sf.light, hit.t, cos_front));
+            result += throughput * emission_at(s, sf.material, sf.uv) * weight;
+        }
         if (depth == max_depth) break;
 
-        float3 p = o + d * hit.t;
-        float3 n = front ? hit.n : -hit.n;  /* diffuse surfaces are two-sided */
-        float3 albedo = m->diffuse.xyz;
-        if (albedo.x == 0.0f && albedo.y == 0.0f && albedo.z == 0.0f) break;
-        float3 origin = p + n * ray_epsilon(p);
-        uint dim = 2 + (uint)(depth - 1) * DIMS_PER_BOUNCE;
+        Bsdf b = bsdf_at(s, sf.material, sf.uv);
+        float3 ng = sf.ng, ns = sf.ns;
+        if (b.kind != MATERIAL_DIELECTRIC && cos_front < 0.0f) {  /* opaque: two-sided */
+            ng = -ng;
+            ns = -ns;
+        }
+        float3 tangent, bitangent;
+        basis(ns, &tangent, &bitangent);
+        float3 wi_world = -d;
+        float3 wi = (float3)(dot3(wi_world, tangent), dot3(wi_world, bitangent), dot3(wi_world, ns));
+        float geo_i = dot3(wi_world, ng);
 
-        if (n_lights > 0) {
-            float3 lp, ln;
-            int l = sample_light(lights, n_lights, triangles, spheres,
-                                 rand01(key, dim + DIM_LIGHT_PICK),
-                                 rand01(key, dim + DIM_LIGHT_POINT),
-                                 rand01(key, dim + DIM_LIGHT_POINT + 1), &lp, &ln);
-            float3 to_light = lp - origin;
-            float dist2 = dot3(to_light, to_light);
-            float dist = sqrt(dist2);
-            float3 wi = to_light / dist;
-            float cos_surface = dot3(n, wi);
-            float cos_light = -dot3(ln, wi);
-            if (cos_surface > 0.0f && cos_light > 0.0f &&
-                !occluded(triangles, n_triangles, spheres, n_spheres, origin, wi,
-                          dist * (1.0f - 1e-4f))) {
-                __global const Light *light = &lights[l];
-                int light_material = light->info.x == LIGHT_TRIANGLE
-                    ? triangles[light->info.y].info.x : spheres[light->info.y].info.x;
-                float3 le = materials[light_material].emission.xyz;
-                /* pdf in area measure: p(light) / area */
-                float weight = cos_surface * cos_light * light->data.x / (dist2 * light->data.y);
-                result += throughput * albedo * INV_PI_F * le * weight;
+        if (n_lights > 0 && !bsdf_is_delta(&b)) {
+            LightSample ls;
+            float2 u_pick = sample2(sampler, bounce_pair(depth, PAIR_LIGHT_PICK));
+            if (sample_light(s, sf.p, u_pick.x, sample2(sampler, bounce_pair(depth, PAIR_LIGHT_POINT)), &ls)
+                && max3(ls.radiance) > 0.0f) {
+                float3 wo = (float3)(dot3(ls.wi, tangent), dot3(ls.wi, bitangent), dot3(ls.wi, ns));
+                float geo_o = dot3(ls.wi, ng);
+                float bsdf_pdf;
+                float3 f = bsdf_eval(&b, wi, wo, &bsdf_pdf);
+                /* The geometric normal must agree with the shading frame about the side. */
+                bool consistent = (geo_o * geo_i > 0.0f) == (wo.z * wi.z > 0.0f) && geo_o != 0.0f;
+                if (consistent && max3(f) > 0.0f) {
+                    float3 origin = offset_origin(sf.p, ng, ls.wi);
+                    float t_max = isinf(ls.dist) ? INFINITY : ls.dist * (1.0f - 1e-4f);
+                    Hit blocker;
+                    if (!trace(s, origin, ls.wi, t_max, true, &blocker)) {
+                        float weight = ls.delta ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
+                        result += throughput * f * ls.radiance * (weight / ls.pdf);
+                    }
+                }
             }
         }
 
-        /* Cosine sampling: the pdf cancels the cosine and 1/pi of the diffuse BSDF. */
-        d = sample_cosine(n, rand01(key, dim + DIM_BSDF), rand01(key, dim + DIM_BSDF + 1));
-        o = origin;
-        throughput *= albedo;
+        float3 wo;
+        float pdf;
+        bool delta;
+        float2 u_lobe = sample2(sampler, bounce_pair(depth, PAIR_BSDF_LOBE));
+        float3 weight = bsdf_sample(&b, wi, sample2(sampler, bounce_pair(depth, PAIR_BSDF)), u_lobe.x,
+                                    &wo, &pdf, &delta);
+        if (!(max3(weight) > 0.0f)) break;
+        float3 wo_world = tangent * wo.x + bitangent * wo.y + ns * wo.z;
+        float geo_o = dot3(wo_world, ng);
+        if ((geo_o * geo_i > 0.0f) != (wo.z * wi.z > 0.0f) || geo_o == 0.0f) break;
+        throughput *= weight;
+        prev_pdf = pdf;
+        prev_delta = delta;
+
+        if (depth >= rr_depth) {
+            float q = fmin(max3(throughput), 0.95f);
+            if (!(u_lobe.y < q)) break;
+            throughput /= q;
+        }
+        o = offset_origin(sf.p, ng, wo_world);
+        d = wo_world;
     }
     return result;
 }
@@ -106,35 +180,84 @@ float3 radiance(__global const Frame *frame,
 /* Render the bucket at (x0, y0) of size w x h into `out` (w * h * 3 floats, row-major).
  * The launch is padded to whole work groups; extra work items do nothing. */
 __kernel void render_bucket(__global const Frame *frame,
+                            __global const Node *nodes,
+                            __global const int *prims,
                             __global const Triangle *triangles,
+                            __global const TriangleData *tri_data,
+                            __global const ShadingNormals *normals,
                             __global const Sphere *spheres,
                             __global const Material *materials,
+                            __global const Texture *textures,
+                            __global const float *texels,
                             __global const Light *lights,
+                            __global const float *env_marginal,
+                            __global const float *env_conditional,
+                            __global const float *env_pdf_table,
                             int x0, int y0, int w, int h,
                             __global float *out) {
     int gx = get_global_id(0), gy = get_global_id(1);
     if (gx >= w || gy >= h) return;
+    SceneRef s = {frame, nodes, prims, triangles, tri_data, normals, spheres, materials, textures, texels,
+                  lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y, spp = frame->size.z;
-    const uint seed = as_uint(frame->counts.w);
+    const uint seed = as_uint(frame->counts.z);
     const uint pixel = (uint)py * (uint)width + (uint)px;
-    const float3 origin = frame->origin.xyz;
+    const float aperture = frame->lens_v.x * frame->lens_v.x + frame->lens_v.y * frame->lens_v.y
+                         + frame->lens_v.z * frame->lens_v.z;
     float3 sum = (float3)(0.0f);
-    for (int s = 0; s < spp; ++s) {
-        uint key = sample_key(seed, pixel, (uint)s);
-        float sx = 2.0f * ((float)px + rand01(key, DIM_PIXEL)) / (float)width - 1.0f;
-        float sy = 1.0f - 2.0f * ((float)py + rand01(key, DIM_PIXEL + 1)) / (float)height;
+    for (int i = 0; i < spp; ++i) {
+        Sampler sampler = make_sampler(frame->options.x, seed, pixel, (uint)i);
+        float2 u = sample2(&sampler, PAIR_PIXEL);
+        float sx = 2.0f * ((float)px + u.x) / (float)width - 1.0f;
+        float sy = 1.0f - 2.0f * ((float)py + u.y) / (float)height;
+        float3 o = frame->origin.xyz;
         float3 d = unit3(frame->forward.xyz + frame->right.xyz * sx + frame->up.xyz * sy);
-        sum += radiance(frame, triangles, spheres, materials, lights, key, origin, d);
+        if (aperture > 0.0f) {  /* thin lens: rays through the lens meet on the focus plane */
+            float3 focus = o + d * (frame->lens_u.w / dot3(d, frame->forward.xyz));
+            float2 lens = sample2(&sampler, PAIR_LENS);
+            float2 disk = sample_disk(lens.x, lens.y);
+            o = o + frame->lens_u.xyz * disk.x + frame->lens_v.xyz * disk.y;
+            d = unit3(focus - o);
+        }
+        sum += radiance(&s, &sampler, o, d);
     }
     vstore3(sum / (float)spp, gy * w + gx, out);
 }
 
+/* Nearest hit of each ray (origin xyz, direction xyz): distance (INFINITY for none) and
+ * primitive, for testing the BVH against brute force. */
+__kernel void trace_rays(__global const Frame *frame,
+                         __global const Node *nodes,
+                         __global const int *prims,
+                         __global const Triangle *triangles,
+                         __global const Sphere *spheres,
+                         __global const float *rays,
+                         __global float *t_out,
+                         __global int *prim_out) {
+    int i = get_global_id(0);
+    SceneRef s;
+    s.frame = frame;
+    s.nodes = nodes;
+    s.prims = prims;
+    s.triangles = triangles;
+    s.spheres = spheres;
+    float3 o = vload3(2 * i, rays), d = vload3(2 * i + 1, rays);
+    Hit hit;
+    bool found = trace(&s, o, d, INFINITY, false, &hit);
+    t_out[i] = found ? hit.t : INFINITY;
+    prim_out[i] = found ? hit.prim : -1;
+}
+
 /* sizeof each shared struct, so the host can check its dtypes against this compiler. */
 __kernel void struct_sizes(__global int *out) {
-    out[0] = sizeof(Triangle);
-    out[1] = sizeof(Sphere);
-    out[2] = sizeof(Material);
-    out[3] = sizeof(Light);
-    out[4] = sizeof(Frame);
+    out[0] = sizeof(Node);
+    out[1] = sizeof(Triangle);
+    out[2] = sizeof(TriangleData);
+    out[3] = sizeof(ShadingNormals);
+    out[4] = sizeof(Sphere);
+    out[5] = sizeof(Material);
+    out[6] = sizeof(Texture);
+    out[7] = sizeof(Light);
+    out[8] = sizeof(Frame);
 }

@@ -49,6 +49,18 @@ inline float3 sample_cosine(float3 n, float u1, float u2) {
     return t * (r * cs.x) + b * (r * cs.y) + n * z;
 }
 
+/* Cosine-weighted direction about +z; pdf = z / pi. */
+inline float3 sample_cosine_local(float u1, float u2) {
+    float r = sqrt(u1);
+    float2 cs = unit_circle(u2);
+    return (float3)(r * cs.x, r * cs.y, sqrt(fmax(0.0f, 1.0f - u1)));
+}
+
+/* Uniform point on the unit disk. */
+inline float2 sample_disk(float u1, float u2) {
+    return unit_circle(u2) * sqrt(u1);
+}
+
 /* Uniform point on the unit sphere. */
 inline float3 sample_sphere(float u1, float u2) {
     float z = 1.0f - 2.0f * u1;

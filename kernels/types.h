@@ -1,41 +1,124 @@
 /* Structs shared with the host. Each mirrors a numpy dtype in farm/scene/pack.py;
- * every field is a float4 or int4, so both sides agree on the layout. */
+ * every field is a float4 or int4 (or a struct of them), so both sides agree on the
+ * layout. The enumerations match the constants there. */
 #ifndef FARM_TYPES_H
 #define FARM_TYPES_H
 
 typedef struct {
-    float4 v0;   /* first corner (xyz) */
-    float4 e1;   /* v1 - v0 */
-    float4 e2;   /* v2 - v0 */
-    float4 n;    /* unit geometric normal, front side by counter-clockwise winding */
-    int4 info;   /* x: material, y: light index or -1 */
+    float4 lower;  /* box minimum */
+    float4 upper;  /* box maximum */
+    int4 info;     /* interior: x left child, y right child; leaf: x first slot, y count; z: 1 if leaf */
+} Node;
+
+typedef struct {   /* what intersection needs, nothing more */
+    float4 v0;     /* first corner (xyz) */
+    float4 e1;     /* v1 - v0 */
+    float4 e2;     /* v2 - v0 */
 } Triangle;
 
 typedef struct {
-    float4 center_radius;  /* xyz: centre, w: radius */
-    int4 info;             /* x: material, y: light index or -1 */
+    float4 n;      /* xyz: unit geometric normal (counter-clockwise winding); w: area */
+    float4 uv01;   /* uv of corners 0 (xy) and 1 (zw) */
+    float4 uv2;    /* uv of corner 2 (xy) */
+    int4 info;     /* x: material, y: light index or -1, z: ShadingNormals index or -1 (flat) */
+} TriangleData;
+
+typedef struct {
+    float4 n0, n1, n2;  /* unit vertex normals in world space */
+} ShadingNormals;
+
+typedef struct {
+    float4 center_radius;     /* xyz: centre, w: radius */
+    float4 row0, row1, row2;  /* world-to-object rotation, for uvs */
+    int4 info;                /* x: material, y: light index or -1 */
 } Sphere;
 
 typedef struct {
-    float4 diffuse;   /* rgb reflectance */
-    float4 emission;  /* rgb radiance leaving the front side */
+    float4 value;  /* the constant: rgb, or x for a scalar */
+    int4 texture;  /* x: texture index or -1 for the constant; y: channel for a scalar */
+} Param;
+
+#define MATERIAL_DIFFUSE 0
+#define MATERIAL_CONDUCTOR 1
+#define MATERIAL_DIELECTRIC 2
+#define MATERIAL_PLASTIC 3
+
+typedef struct {
+    int4 kind;            /* x: MATERIAL_* */
+    Param reflectance;    /* diffuse albedo (diffuse, plastic) */
+    Param roughness;      /* GGX alpha = roughness^2 */
+    Param specular;       /* tint of specular reflection */
+    Param transmittance;  /* tint of refraction (dielectric) */
+    Param emission;       /* radiance leaving the front side */
+    float4 eta;           /* conductor: real part of the index, per channel */
+    float4 k;             /* conductor: imaginary part */
+    float4 ior;           /* x: interior / exterior index; y: internal diffuse Fresnel reflectance */
 } Material;
+
+#define TEXTURE_IMAGE 0
+#define TEXTURE_CHECKERBOARD 1
+#define WRAP_REPEAT 0
+#define WRAP_MIRROR 1
+#define WRAP_CLAMP 2
+
+typedef struct {
+    int4 info;         /* x: TEXTURE_*, y: first texel (float index), z: width, w: height */
+    int4 mode;         /* x: channels, y: WRAP_*, z: 1 for nearest, 0 for bilinear */
+    float4 transform;  /* uv * xy + zw */
+    float4 color0;     /* checkerboard colours */
+    float4 color1;
+} Texture;
 
 #define LIGHT_TRIANGLE 0
 #define LIGHT_SPHERE 1
+#define LIGHT_POINT 2
+#define LIGHT_SPOT 3
+#define LIGHT_SUN 4
+#define LIGHT_ENVIRONMENT 5
 
 typedef struct {
-    int4 info;    /* x: LIGHT_TRIANGLE or LIGHT_SPHERE, y: primitive index */
-    float4 data;  /* x: area, y: probability of choosing this light, z: cumulative probability */
+    int4 info;         /* x: LIGHT_*, y: primitive index (triangle, sphere) */
+    float4 pick;       /* x: probability of choosing it, y: cumulative probability, z: area */
+    float4 position;   /* point, spot */
+    float4 direction;  /* spot: unit axis; sun: unit direction of travel */
+    float4 intensity;  /* point, spot: W/sr; sun: irradiance; environment: radiance */
+    float4 spot;       /* cos cutoff, cos beam, cutoff (radians), 1 / (cutoff - beam) */
 } Light;
+
+#define SAMPLER_INDEPENDENT 0
+#define SAMPLER_SOBOL 1
 
 typedef struct {
     float4 origin;
-    float4 forward;  /* unit viewing direction */
-    float4 right;    /* scaled by tan(half fov) along x */
-    float4 up;       /* scaled by tan(half fov) along y */
-    int4 size;       /* width, height, samples per pixel, max path depth */
-    int4 counts;     /* triangles, spheres, lights, seed (as uint) */
+    float4 forward;       /* unit viewing direction */
+    float4 right;         /* scaled by tan(half fov) along x */
+    float4 up;            /* scaled by tan(half fov) along y */
+    float4 lens_u;        /* xyz: unit right * aperture radius; w: focus distance */
+    float4 lens_v;        /* xyz: unit up * aperture radius */
+    float4 env_radiance;  /* constant environment radiance, or the image's scale */
+    float4 env_row0, env_row1, env_row2;  /* world-to-environment rotation */
+    int4 size;            /* width, height, samples per pixel, max path depth */
+    int4 counts;          /* triangles, lights, seed (as uint), Russian roulette depth */
+    int4 options;         /* sampler, environment texture or -1, environment light or -1, has environment */
+    int4 env;             /* environment distribution width, height */
 } Frame;
+
+/* Every buffer of a scene, passed around as one value. */
+typedef struct {
+    __global const Frame *frame;
+    __global const Node *nodes;
+    __global const int *prims;
+    __global const Triangle *triangles;
+    __global const TriangleData *tri_data;
+    __global const ShadingNormals *normals;
+    __global const Sphere *spheres;
+    __global const Material *materials;
+    __global const Texture *textures;
+    __global const float *texels;
+    __global const Light *lights;
+    __global const float *env_marginal;
+    __global const float *env_conditional;
+    __global const float *env_pdf;
+} SceneRef;
 
 #endif

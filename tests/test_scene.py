@@ -47,7 +47,7 @@ CASES = [
     ("unknown material", lambda d: d["shapes"][2].update(material="chrome"),
      "scene.shapes[2].material: unknown material 'chrome'"),
     ("unknown shape", lambda d: d["shapes"][0].update(type="torus"), "scene.shapes[0].type: 'torus' is not one of"),
-    ("albedo above one", lambda d: d["materials"]["red"].update(diffuse=[1.5, 0, 0]), "out of range"),
+    ("albedo above one", lambda d: d["materials"]["red"].update(reflectance=[1.5, 0, 0]), "out of range"),
     ("negative emission", lambda d: d["materials"]["light"].update(emission=[-1, 0, 0]), "out of range"),
     ("no shapes", lambda d: d.update(shapes=[]), "at least one shape"),
     ("bad version", lambda d: d.update(version=2), "unsupported scene format version 2"),
@@ -90,7 +90,7 @@ def _scene(shapes, materials=None, **film):
         "version": 1,
         "camera": {"position": [0, 0, 5], "look_at": [0, 0, 0], "fov": 40},
         "film": {"width": film.get("width", 40), "height": film.get("height", 20), "spp": 1},
-        "materials": materials or {"m": {"diffuse": [0.5, 0.5, 0.5]}, "lamp": {"emission": [1, 1, 1]}},
+        "materials": materials or {"m": {"reflectance": [0.5, 0.5, 0.5]}, "lamp": {"emission": [1, 1, 1]}},
         "shapes": shapes,
     }
 
@@ -102,7 +102,10 @@ def test_rectangle_is_the_unit_square_facing_plus_z():
                               packed.triangles["v0"][:, :3] + packed.triangles["e1"][:, :3],
                               packed.triangles["v0"][:, :3] + packed.triangles["e2"][:, :3]])
     assert corners.min(axis=0).tolist() == [-1, -1, 0] and corners.max(axis=0).tolist() == [1, 1, 0]
-    assert np.allclose(packed.triangles["n"][:, :3], [0, 0, 1])
+    assert np.allclose(packed.triangle_data["n"][:, :3], [0, 0, 1])
+    uv = np.concatenate([packed.triangle_data["uv01"][:, :2], packed.triangle_data["uv01"][:, 2:],
+                         packed.triangle_data["uv2"][:, :2]])
+    assert np.allclose(uv, (corners[:, :2] + 1) / 2)  # uv (0, 0) at (-1, -1), (1, 1) at (1, 1)
 
 
 def test_box_faces_point_outwards_even_when_mirrored():
@@ -112,7 +115,7 @@ def test_box_faces_point_outwards_even_when_mirrored():
         assert len(packed.triangles) == 12
         v0, e1, e2 = (packed.triangles[k][:, :3] for k in ("v0", "e1", "e2"))
         centroid = v0 + (e1 + e2) / 3
-        outward = np.einsum("ij,ij->i", packed.triangles["n"][:, :3], centroid - [3, 0, 0])
+        outward = np.einsum("ij,ij->i", packed.triangle_data["n"][:, :3], centroid - [3, 0, 0])
         assert (outward > 0).all()
 
 
@@ -140,11 +143,12 @@ def test_lights_are_chosen_by_power():
     ]
     packed = pack(parse_scene(_scene(shapes)))
     assert len(packed.lights) == 3  # a sphere and two triangles
-    areas = packed.lights["data"][:, 0]
+    areas = packed.lights["pick"][:, 2]
     assert np.allclose(sorted(areas), [2, 2, 4 * math.pi])
-    pmf, cdf = packed.lights["data"][:, 1], packed.lights["data"][:, 2]
+    pmf, cdf = packed.lights["pick"][:, 0], packed.lights["pick"][:, 1]
     assert np.isclose(pmf.sum(), 1) and cdf[-1] == 1 and np.allclose(pmf, areas / areas.sum())
-    assert set(packed.triangles["info"][:, 1]) == {0, 1, -1}
+    assert set(packed.triangle_data["info"][:, 1]) == {0, 1, -1}
+    assert list(packed.spheres["info"][:, 1]) == [2]
 
 
 @pytest.mark.parametrize("axis,expected", [("y", (2 * math.tan(math.radians(20)), math.tan(math.radians(20)))),

@@ -1,9 +1,15 @@
-"""The scene as frozen dataclasses: what a valid scene file means, in scene units."""
+"""The scene as frozen dataclasses: what a valid scene file means, in scene units.
+
+Conventions (the README spells them out for users): right-handed world, y up by default;
+radiance in W m^-2 sr^-1 per linear sRGB channel; angles in degrees; colours in linear
+sRGB (image textures used as colours are decoded from sRGB first).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+Vec2 = tuple[float, float]
 Vec3 = tuple[float, float, float]
 Matrix = tuple[tuple[float, float, float, float], ...]
 
@@ -17,13 +23,18 @@ IDENTITY: Matrix = (
 
 @dataclass(frozen=True)
 class Camera:
-    """A pinhole camera. `fov` is the full angle in degrees across `fov_axis` ("x" or "y")."""
+    """A perspective camera. `fov` is the full angle in degrees across `fov_axis` ("x" or "y").
+
+    A thin lens of `aperture_radius` (scene units, 0 = pinhole) focuses at `focus_distance`
+    along the viewing direction (None: the distance to `look_at`)."""
 
     position: Vec3
     look_at: Vec3
     up: Vec3
     fov: float
     fov_axis: str = "y"
+    aperture_radius: float = 0.0
+    focus_distance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -36,16 +47,80 @@ class Film:
 
 
 @dataclass(frozen=True)
-class Material:
-    """Two-sided diffuse reflectance in [0, 1], plus radiance emitted from the front side."""
+class TextureRef:
+    """A material parameter read from the named texture; `channel` picks the channel a
+    scalar parameter (roughness) takes from a colour texture."""
 
     name: str
-    diffuse: Vec3
-    emission: Vec3 = (0.0, 0.0, 0.0)
+    channel: int = 0
+
+
+# A material parameter: a number (scalar parameters), an RGB triple, or a texture.
+Param = float | Vec3 | TextureRef
+
+
+@dataclass(frozen=True)
+class ImageTexture:
+    """A PNG, JPEG, EXR or Radiance .hdr image, looked up at (u, v) * scale + offset.
+
+    `colorspace` "auto" decodes 8-bit images from sRGB where they give a colour and keeps
+    them linear where they give data (roughness); float images are always linear."""
+
+    name: str
+    file: str
+    wrap: str = "repeat"  # repeat, mirror or clamp
+    filter: str = "bilinear"  # bilinear or nearest
+    scale: Vec2 = (1.0, 1.0)
+    offset: Vec2 = (0.0, 0.0)
+    colorspace: str = "auto"  # auto, srgb or linear
+
+
+@dataclass(frozen=True)
+class Checkerboard:
+    """`color0` and `color1` alternating in squares of 1/scale uv units; (0, 0) is color0."""
+
+    name: str
+    color0: Vec3 = (0.4, 0.4, 0.4)
+    color1: Vec3 = (0.2, 0.2, 0.2)
+    scale: Vec2 = (8.0, 8.0)
+    offset: Vec2 = (0.0, 0.0)
+
+
+Texture = ImageTexture | Checkerboard
+
+MATERIAL_TYPES = ("diffuse", "conductor", "dielectric", "plastic")
+
+
+@dataclass(frozen=True)
+class Material:
+    """One BSDF plus optional emission from the front side.
+
+    diffuse:    Lambertian `reflectance`, two-sided.
+    conductor:  GGX microfacet metal with complex index `eta` + i `k` (per RGB channel),
+                `roughness` (GGX alpha = roughness^2; 0 is a mirror), tinted by `specular`.
+    dielectric: glass with index `ior` inside and `exterior_ior` outside; smooth when
+                `roughness` is 0, else GGX; `specular` tints reflection, `transmittance`
+                refraction.
+    plastic:    a diffuse `reflectance` base under a dielectric coating of index `ior` and
+                `roughness`, tinted by `specular`.
+    Opaque materials are two-sided; glass uses the side to tell inside from outside.
+    """
+
+    name: str
+    kind: str = "diffuse"
+    reflectance: Param = (0.5, 0.5, 0.5)
+    roughness: Param = 0.0
+    ior: float = 1.5
+    exterior_ior: float = 1.0
+    eta: Vec3 = (0.0, 0.0, 0.0)
+    k: Vec3 = (1.0, 1.0, 1.0)
+    specular: Param = (1.0, 1.0, 1.0)
+    transmittance: Param = (1.0, 1.0, 1.0)
+    emission: Param = (0.0, 0.0, 0.0)
 
     @property
     def emissive(self) -> bool:
-        return any(c > 0.0 for c in self.emission)
+        return isinstance(self.emission, TextureRef) or any(c > 0.0 for c in self.emission)
 
 
 @dataclass(frozen=True)
@@ -58,7 +133,8 @@ class Shape:
 
 @dataclass(frozen=True)
 class Sphere(Shape):
-    """A sphere of `radius` around `center`, both in object space."""
+    """A sphere of `radius` around `center`, both in object space.
+    uv: u = longitude / 360 degrees (from +x towards +y), v = polar angle / 180 (from +z)."""
 
     center: Vec3 = (0.0, 0.0, 0.0)
     radius: float = 1.0
@@ -66,7 +142,8 @@ class Sphere(Shape):
 
 @dataclass(frozen=True)
 class Rectangle(Shape):
-    """The square [-1, 1]^2 in the z = 0 plane of object space, front side facing +z."""
+    """The square [-1, 1]^2 in the z = 0 plane of object space, front side facing +z;
+    uv (0, 0) at (-1, -1) and (1, 1) at (1, 1)."""
 
 
 @dataclass(frozen=True)
@@ -76,15 +153,69 @@ class Box(Shape):
 
 @dataclass(frozen=True)
 class Mesh(Shape):
-    """Inline triangles: vertex positions and counter-clockwise (front-facing) index triples."""
+    """Triangles, inline or from an OBJ `file` (relative to the scene file).
 
+    Inline: vertex positions, counter-clockwise (front-facing) index triples and, optionally,
+    per-vertex normals and uvs. Vertex normals give smooth shading unless `face_normals`."""
+
+    file: str | None = None
     vertices: tuple[Vec3, ...] = field(default=())
     triangles: tuple[tuple[int, int, int], ...] = field(default=())
+    normals: tuple[Vec3, ...] = field(default=())
+    uvs: tuple[Vec2, ...] = field(default=())
+    face_normals: bool = False
+
+
+@dataclass(frozen=True)
+class PointLight:
+    """Light from a point: `intensity` in W sr^-1 per channel."""
+
+    position: Vec3
+    intensity: Vec3
+
+
+@dataclass(frozen=True)
+class SpotLight:
+    """A point light shining along `direction` within `cutoff_angle` degrees of it, full
+    strength inside `beam_width` and falling off smoothly between the two (as Mitsuba's)."""
+
+    position: Vec3
+    direction: Vec3
+    intensity: Vec3
+    cutoff_angle: float = 20.0
+    beam_width: float = 15.0
+
+
+@dataclass(frozen=True)
+class SunLight:
+    """Parallel light travelling along `direction`, of `irradiance` (W m^-2) on a surface
+    facing it."""
+
+    direction: Vec3
+    irradiance: Vec3
+
+
+@dataclass(frozen=True)
+class EnvironmentLight:
+    """Light from infinitely far away: a constant `radiance`, or an equirectangular `file`
+    (EXR or .hdr) times `scale`. The image's centre column looks along -z, its top row
+    along +y, after `transform` (a rotation) is applied."""
+
+    radiance: Vec3 = (1.0, 1.0, 1.0)
+    file: str | None = None
+    scale: float = 1.0
+    transform: Matrix = IDENTITY
+
+
+Light = PointLight | SpotLight | SunLight | EnvironmentLight
+
+SAMPLERS = ("independent", "sobol")
 
 
 @dataclass(frozen=True)
 class Scene:
-    """A whole scene, validated. `digest` identifies its exact content."""
+    """A whole scene, validated. `digest` identifies its exact content, files included
+    (through `assets`: file name -> SHA-256 of its bytes, filled in by `load_scene`)."""
 
     camera: Camera
     film: Film
@@ -93,3 +224,19 @@ class Scene:
     max_depth: int
     seed: int
     digest: str
+    textures: dict[str, Texture] = field(default_factory=dict)
+    lights: tuple[Light, ...] = ()
+    rr_depth: int = 5
+    sampler: str = "sobol"
+    assets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def environment(self) -> EnvironmentLight | None:
+        return next((light for light in self.lights if isinstance(light, EnvironmentLight)), None)
+
+    def files(self) -> list[str]:
+        """Every file the scene names, in order of first mention."""
+        names = [s.file for s in self.shapes if isinstance(s, Mesh) and s.file]
+        names += [t.file for t in self.textures.values() if isinstance(t, ImageTexture)]
+        names += [light.file for light in self.lights if isinstance(light, EnvironmentLight) and light.file]
+        return list(dict.fromkeys(names))

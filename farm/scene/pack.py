@@ -1,60 +1,143 @@
 """Pack a Scene into flat numpy arrays whose layouts mirror the structs in kernels/types.h.
 
-Every field is a float4 or an int4, so host and device agree on the layout without
-padding rules; `render.py` checks the sizes against the compiled kernel once per process.
+Every field is a float4 or an int4 (or a struct of them), so host and device agree on
+the layout without padding rules; `render.py` checks the sizes against the compiled
+kernel once per process. Files (meshes, images) are read through an asset source, so the
+same code packs on the client (from the scene's folder) and on a worker (from Redis).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from farm.scene.model import Box, Camera, Film, Mesh, Rectangle, Scene, Sphere
+from farm.exceptions import SceneError
+from farm.scene import bvh as bvh_builder
+from farm.scene import images
+from farm.scene.mesh import TriangleMesh, cube, load_obj, rectangle
+from farm.scene.model import (
+    Box, Camera, Checkerboard, EnvironmentLight, Film, ImageTexture, Material, Mesh, PointLight, Rectangle, Scene,
+    Sphere, SpotLight, SunLight, TextureRef,
+)
 
-TRIANGLE = np.dtype([("v0", "<f4", 4), ("e1", "<f4", 4), ("e2", "<f4", 4), ("n", "<f4", 4), ("info", "<i4", 4)])
-SPHERE = np.dtype([("center_radius", "<f4", 4), ("info", "<i4", 4)])
-MATERIAL = np.dtype([("diffuse", "<f4", 4), ("emission", "<f4", 4)])
-LIGHT = np.dtype([("info", "<i4", 4), ("data", "<f4", 4)])
+log = logging.getLogger(__name__)
+
+F4, I4 = ("<f4", 4), ("<i4", 4)
+NODE = np.dtype([("lower", *F4), ("upper", *F4), ("info", *I4)])
+TRIANGLE = np.dtype([("v0", *F4), ("e1", *F4), ("e2", *F4)])
+TRIANGLE_DATA = np.dtype([("n", *F4), ("uv01", *F4), ("uv2", *F4), ("info", *I4)])
+SHADING_NORMALS = np.dtype([("n0", *F4), ("n1", *F4), ("n2", *F4)])
+SPHERE = np.dtype([("center_radius", *F4), ("row0", *F4), ("row1", *F4), ("row2", *F4), ("info", *I4)])
+PARAM = np.dtype([("value", *F4), ("texture", *I4)])
+MATERIAL = np.dtype(
+    [
+        ("kind", *I4),
+        ("reflectance", PARAM),
+        ("roughness", PARAM),
+        ("specular", PARAM),
+        ("transmittance", PARAM),
+        ("emission", PARAM),
+        ("eta", *F4),
+        ("k", *F4),
+        ("ior", *F4),
+    ]
+)
+TEXTURE = np.dtype([("info", *I4), ("mode", *I4), ("transform", *F4), ("color0", *F4), ("color1", *F4)])
+LIGHT = np.dtype(
+    [("info", *I4), ("pick", *F4), ("position", *F4), ("direction", *F4), ("intensity", *F4), ("spot", *F4)]
+)
 FRAME = np.dtype(
     [
-        ("origin", "<f4", 4),
-        ("forward", "<f4", 4),
-        ("right", "<f4", 4),
-        ("up", "<f4", 4),
-        ("size", "<i4", 4),
-        ("counts", "<i4", 4),
+        ("origin", *F4),
+        ("forward", *F4),
+        ("right", *F4),
+        ("up", *F4),
+        ("lens_u", *F4),
+        ("lens_v", *F4),
+        ("env_radiance", *F4),
+        ("env_row0", *F4),
+        ("env_row1", *F4),
+        ("env_row2", *F4),
+        ("size", *I4),
+        ("counts", *I4),
+        ("options", *I4),
+        ("env", *I4),
     ]
 )
 
-LIGHT_TRIANGLE, LIGHT_SPHERE = 0, 1
-
-_RECTANGLE = (
-    np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=np.float64),
-    np.array([[0, 1, 2], [0, 2, 3]]),
-)
-
-
-def _cube() -> tuple[np.ndarray, np.ndarray]:
-    """The cube [-1, 1]^3 as 12 triangles wound counter-clockwise seen from outside."""
-    vertices, triangles = [], []
-    for axis in range(3):
-        u, v = (axis + 1) % 3, (axis + 2) % 3
-        for sign in (1.0, -1.0):
-            corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
-            if sign < 0:
-                corners.reverse()
-            base = len(vertices)
-            for cu, cv in corners:
-                p = [0.0, 0.0, 0.0]
-                p[axis], p[u], p[v] = sign, cu, cv
-                vertices.append(p)
-            triangles += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
-    return np.array(vertices, dtype=np.float64), np.array(triangles)
+# Enumerations shared with kernels/types.h.
+MATERIAL_KINDS = {"diffuse": 0, "conductor": 1, "dielectric": 2, "plastic": 3}
+TEXTURE_IMAGE, TEXTURE_CHECKERBOARD = 0, 1
+WRAP_MODES = {"repeat": 0, "mirror": 1, "clamp": 2}
+LIGHT_TRIANGLE, LIGHT_SPHERE, LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_ENVIRONMENT = range(6)
+SAMPLER_KINDS = {"independent": 0, "sobol": 1}
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+MAX_BVH_DEPTH = 64  # STACK_SIZE in kernels/trace.h
 
 
-_BOX = _cube()
+class _Textures:
+    """The texture table and its texels; one entry per (texture, decoded as sRGB or not)."""
+
+    def __init__(self, scene: Scene, assets):
+        self.scene = scene
+        self.assets = assets
+        self.entries: list[np.void] = []
+        self.chunks: list[np.ndarray] = []
+        self.texel_count = 0
+        self.index: dict[tuple[str, bool], int] = {}
+        self.means: dict[int, np.ndarray] = {}  # mean colour of each entry, for light power
+        self.decoded: dict[str, tuple[np.ndarray, bool]] = {}
+
+    def image(self, name: str) -> tuple[np.ndarray, bool]:
+        if name not in self.decoded:
+            self.decoded[name] = images.decode(name, self.assets.read(name))
+        return self.decoded[name]
+
+    def add(self, texture, colour: bool) -> int:
+        srgb = colour if not isinstance(texture, ImageTexture) or texture.colorspace == "auto" else texture.colorspace == "srgb"
+        key = (texture.name, srgb)
+        if key in self.index:
+            return self.index[key]
+        entry = np.zeros((), TEXTURE)
+        entry["transform"] = (*texture.scale, *texture.offset)
+        if isinstance(texture, Checkerboard):
+            entry["info"] = (TEXTURE_CHECKERBOARD, 0, 0, 0)
+            entry["color0"][:3] = texture.color0
+            entry["color1"][:3] = texture.color1
+            mean = (np.array(texture.color0) + np.array(texture.color1)) / 2.0
+        else:
+            pixels, display = self.image(texture.file)
+            if display and srgb:
+                pixels = images.srgb_to_linear(pixels)
+            height, width, channels = pixels.shape
+            entry["info"] = (TEXTURE_IMAGE, self.texel_count, width, height)
+            entry["mode"] = (channels, WRAP_MODES[texture.wrap], texture.filter == "nearest", 0)
+            self.chunks.append(np.ascontiguousarray(pixels, np.float32).ravel())
+            self.texel_count += pixels.size
+            mean = pixels.reshape(-1, channels).mean(axis=0)
+            mean = np.resize(mean[:3], 3) if channels >= 3 else np.full(3, mean[0])
+        self.index[key] = len(self.entries)
+        self.means[len(self.entries)] = mean
+        self.entries.append(entry)
+        return self.index[key]
+
+    def param(self, value, colour: bool) -> np.ndarray:
+        packed = np.zeros((), PARAM)
+        if isinstance(value, TextureRef):
+            packed["texture"] = (self.add(self.scene.textures[value.name], colour), value.channel, 0, 0)
+        else:
+            packed["texture"] = (-1, 0, 0, 0)
+            packed["value"][:3] = value if colour else (value, value, value)
+        return packed
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        table = np.array(self.entries, TEXTURE) if self.entries else np.zeros(0, TEXTURE)
+        texels = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+        return table, texels
 
 
 @dataclass(frozen=True)
@@ -62,107 +145,356 @@ class PackedScene:
     """Flat arrays ready for device buffers, plus the numbers the host needs."""
 
     frame: np.ndarray
+    nodes: np.ndarray
+    prims: np.ndarray
     triangles: np.ndarray
+    triangle_data: np.ndarray
+    normals: np.ndarray
     spheres: np.ndarray
     materials: np.ndarray
+    textures: np.ndarray
+    texels: np.ndarray
     lights: np.ndarray
+    env_marginal: np.ndarray
+    env_conditional: np.ndarray
+    env_pdf: np.ndarray
     width: int
     height: int
     digest: str
+    timings: dict = field(default_factory=dict, compare=False)
+
+    def buffers(self) -> list[np.ndarray]:
+        """The kernel's buffer arguments, in its parameter order."""
+        return [
+            self.frame, self.nodes, self.prims, self.triangles, self.triangle_data, self.normals, self.spheres,
+            self.materials, self.textures, self.texels, self.lights, self.env_marginal, self.env_conditional,
+            self.env_pdf,
+        ]
+
+    @property
+    def triangle_count(self) -> int:
+        return len(self.triangles)
 
 
-def pack(scene: Scene) -> PackedScene:
-    """Turn every shape into triangles or spheres in world space and index the lights."""
+class NoAssets:
+    """For scenes that name no files."""
+
+    def read(self, name: str) -> bytes:
+        raise SceneError(f"{name}: no asset source to read it from")
+
+
+def pack(scene: Scene, assets=None) -> PackedScene:
+    """Turn every shape into world-space triangles or spheres, build the BVH over them,
+    and index materials, textures and lights."""
+    assets = assets or NoAssets()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    textures = _Textures(scene, assets)
     names = list(scene.materials)
     material_index = {name: i for i, name in enumerate(names)}
     materials = np.zeros(len(names), MATERIAL)
     for i, name in enumerate(names):
-        materials[i]["diffuse"][:3] = scene.materials[name].diffuse
-        materials[i]["emission"][:3] = scene.materials[name].emission
+        materials[i] = _material(scene.materials[name], textures)
 
-    triangle_chunks, triangle_materials, spheres = [], [], []
+    meshes, spheres = [], []
     for shape in scene.shapes:
         m = np.array(shape.transform, dtype=np.float64)
         mid = material_index[shape.material]
         if isinstance(shape, Sphere):
-            center = m[:3, :3] @ np.array(shape.center) + m[:3, 3]
-            radius = shape.radius * float(np.linalg.norm(m[:3, 0]))
-            spheres.append((center, radius, mid))
+            spheres.append(_sphere(shape, m, mid))
             continue
         if isinstance(shape, Rectangle):
-            vertices, indices = _RECTANGLE
+            mesh = rectangle()
         elif isinstance(shape, Box):
-            vertices, indices = _BOX
+            mesh = cube()
+        elif isinstance(shape, Mesh) and shape.file:
+            t = time.perf_counter()
+            mesh = load_obj(shape.file, assets.read(shape.file))
+            timings["load"] = timings.get("load", 0.0) + time.perf_counter() - t
         elif isinstance(shape, Mesh):
-            vertices, indices = np.array(shape.vertices, dtype=np.float64), np.array(shape.triangles)
+            mesh = TriangleMesh(
+                np.array(shape.vertices, np.float64),
+                np.array(shape.triangles, np.int64),
+                np.array(shape.normals, np.float64) if shape.normals else None,
+                np.array(shape.uvs, np.float64) if shape.uvs else None,
+            )
         else:  # pragma: no cover - the parser only makes the shapes above
             raise TypeError(f"cannot pack {type(shape).__name__}")
-        world = vertices @ m[:3, :3].T + m[:3, 3]
-        if np.linalg.det(m[:3, :3]) < 0:  # a mirroring transform: keep front faces in front
-            indices = indices[:, ::-1]
-        triangle_chunks.append(world[indices])
-        triangle_materials.append(np.full(len(indices), mid))
+        face_normals = isinstance(shape, Mesh) and shape.face_normals
+        meshes.append((mesh, m, mid, face_normals))
 
-    corners = np.concatenate(triangle_chunks) if triangle_chunks else np.zeros((0, 3, 3))
-    tri_material = np.concatenate(triangle_materials) if triangle_materials else np.zeros(0, int)
+    triangles, triangle_data, normals = _triangles(meshes)
+    sphere_array = np.array(spheres, SPHERE) if spheres else np.zeros(0, SPHERE)
+
+    t = time.perf_counter()
+    lower, upper = _primitive_bounds(triangles, sphere_array)
+    tree = bvh_builder.build(lower, upper)
+    timings["bvh"] = time.perf_counter() - t
+    if tree.levels > MAX_BVH_DEPTH:
+        raise SceneError(f"the scene's BVH is {tree.levels} levels deep; the kernel walks at most {MAX_BVH_DEPTH}")
+    nodes = np.zeros(len(tree.leaf), NODE)
+    # Rounded outwards to float32, so no primitive pokes out of its box.
+    nodes["lower"][:, :3] = np.nextafter(tree.lower.astype(np.float32), np.float32(-np.inf))
+    nodes["upper"][:, :3] = np.nextafter(tree.upper.astype(np.float32), np.float32(np.inf))
+    nodes["info"][:, 0] = tree.left
+    nodes["info"][:, 1] = tree.right
+    nodes["info"][:, 2] = tree.leaf
+    prims = tree.order.astype(np.int32)
+    scene_lower, scene_upper = (tree.lower[0], tree.upper[0]) if len(lower) else (np.zeros(3), np.zeros(3))
+    scene_radius = max(float(np.linalg.norm(scene_upper - scene_lower)) / 2.0, 1e-3)
+
+    environment = scene.environment
+    env_texture = -1
+    env_marginal = env_conditional = env_pdf = np.zeros(0, np.float32)
+    env_size = (0, 0)
+    env_mean = np.array(environment.radiance) * environment.scale if environment else np.zeros(3)
+    if environment is not None and environment.file:
+        env_texture = textures.add(ImageTexture("environment", environment.file, "repeat", "bilinear"), colour=False)
+        pixels, _ = textures.image(environment.file)
+        env_marginal, env_conditional, env_pdf, env_mean = _environment_distribution(pixels)
+        env_mean = env_mean * environment.scale
+        env_size = (pixels.shape[1], pixels.shape[0])
+
+    lights = _lights(scene, materials, textures, triangle_data, triangles, sphere_array, scene_radius, env_mean)
+    texture_table, texels = textures.arrays()
+    frame = _frame(scene, len(triangles), lights, env_texture, env_size)
+    timings["pack"] = time.perf_counter() - started
+    return PackedScene(
+        frame, nodes, prims, triangles, triangle_data, normals, sphere_array, materials, texture_table, texels,
+        lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
+    )
+
+
+def _material(material: Material, textures: _Textures) -> np.ndarray:
+    packed = np.zeros((), MATERIAL)
+    packed["kind"] = (MATERIAL_KINDS[material.kind], 0, 0, 0)
+    packed["reflectance"] = textures.param(material.reflectance, colour=True)
+    packed["roughness"] = textures.param(material.roughness, colour=False)
+    packed["specular"] = textures.param(material.specular, colour=True)
+    packed["transmittance"] = textures.param(material.transmittance, colour=True)
+    packed["emission"] = textures.param(material.emission, colour=True)
+    packed["eta"][:3] = material.eta
+    packed["k"][:3] = material.k
+    eta = material.ior / material.exterior_ior
+    packed["ior"] = (eta, diffuse_fresnel_reflectance(1.0 / eta), 0.0, 0.0)
+    return packed
+
+
+def fresnel_dielectric(cos_i: np.ndarray, eta: float) -> np.ndarray:
+    """Unpolarised Fresnel reflectance for light arriving at cos_i > 0 on the side of index 1,
+    the other side being of relative index eta."""
+    sin_t2 = (1.0 - cos_i**2) / eta**2
+    cos_t = np.sqrt(np.maximum(1.0 - sin_t2, 0.0))
+    rs = (cos_i - eta * cos_t) / (cos_i + eta * cos_t)
+    rp = (eta * cos_i - cos_t) / (eta * cos_i + cos_t)
+    return np.where(sin_t2 >= 1.0, 1.0, 0.5 * (rs**2 + rp**2))
+
+
+def diffuse_fresnel_reflectance(eta: float) -> float:
+    """The cosine-weighted hemispherical average of the Fresnel reflectance (Fdr): how much
+    of diffuse light inside a coating of relative index 1/eta is reflected back in.
+    Integrated numerically (midpoint rule on cos^2, error below 1e-6)."""
+    n = 20000
+    cos2 = (np.arange(n) + 0.5) / n  # Fdr = integral of F(cos) d(cos^2) over [0, 1]
+    return float(fresnel_dielectric(np.sqrt(cos2), eta).mean())
+
+
+def _sphere(shape: Sphere, m: np.ndarray, mid: int) -> np.void:
+    center = m[:3, :3] @ np.array(shape.center) + m[:3, 3]
+    scale = float(np.linalg.norm(m[:3, 0]))
+    rotation = m[:3, :3] / scale  # object-to-world rotation; its transpose maps back
+    entry = np.zeros((), SPHERE)
+    entry["center_radius"] = (*center, shape.radius * scale)
+    for row in range(3):
+        entry[f"row{row}"][:3] = rotation.T[row]
+    entry["info"] = (mid, -1, 0, 0)
+    return entry
+
+
+def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World-space triangles of every mesh, their shading data, and vertex normals of the
+    smooth ones. Degenerate triangles are dropped: they can be neither hit nor sampled."""
+    corner_chunks, uv_chunks, normal_chunks, smooth_chunks, material_chunks = [], [], [], [], []
+    for mesh, m, mid, face_normals in meshes:
+        faces = mesh.faces
+        linear = m[:3, :3]
+        if np.linalg.det(linear) < 0:  # a mirroring transform: keep front faces in front
+            faces = faces[:, ::-1]
+        world = mesh.vertices @ linear.T + m[:3, 3]
+        corner_chunks.append(world[faces])
+        if mesh.uvs is not None:
+            uv_chunks.append(mesh.uvs[faces])
+        else:  # Mitsuba's default: the barycentric coordinates
+            uv_chunks.append(np.broadcast_to(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), (len(faces), 3, 2)))
+        smooth = mesh.normals is not None and not face_normals
+        if smooth:
+            normal_matrix = np.linalg.inv(linear).T
+            vertex_normals = mesh.normals @ normal_matrix.T
+            length = np.linalg.norm(vertex_normals, axis=1, keepdims=True)
+            vertex_normals = np.divide(vertex_normals, length, out=np.zeros_like(vertex_normals), where=length > 0)
+            normal_chunks.append(vertex_normals[faces])
+        else:
+            normal_chunks.append(np.zeros((len(faces), 3, 3)))
+        smooth_chunks.append(np.full(len(faces), smooth))
+        material_chunks.append(np.full(len(faces), mid))
+    if not corner_chunks:
+        return np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS)
+    corners = np.concatenate(corner_chunks)
+    uvs = np.concatenate(uv_chunks)
+    vertex_normals = np.concatenate(normal_chunks)
+    smooth = np.concatenate(smooth_chunks)
+    tri_material = np.concatenate(material_chunks)
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     cross = np.cross(e1, e2)
     double_area = np.linalg.norm(cross, axis=1)
-    keep = double_area > 0.0  # degenerate triangles can be neither hit nor sampled
-    corners, e1, e2, cross, double_area, tri_material = (
-        a[keep] for a in (corners, e1, e2, cross, double_area, tri_material)
+    keep = double_area > 0.0
+    # A smooth triangle with a zero vertex normal falls back to flat shading.
+    smooth &= np.all(np.linalg.norm(vertex_normals, axis=2) > 0, axis=1)
+    corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material = (
+        a[keep] for a in (corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material)
     )
-
     triangles = np.zeros(len(corners), TRIANGLE)
     triangles["v0"][:, :3] = corners[:, 0]
     triangles["e1"][:, :3] = e1
     triangles["e2"][:, :3] = e2
-    triangles["n"][:, :3] = cross / double_area[:, None]
-    triangles["info"][:, 0] = tri_material
-    triangles["info"][:, 1] = -1
+    data = np.zeros(len(corners), TRIANGLE_DATA)
+    data["n"][:, :3] = cross / double_area[:, None]
+    data["n"][:, 3] = double_area * 0.5  # area, for light sampling
+    data["uv01"] = np.concatenate([uvs[:, 0], uvs[:, 1]], axis=1)
+    data["uv2"][:, :2] = uvs[:, 2]
+    smooth_index = np.cumsum(smooth) - 1
+    data["info"][:, 0] = tri_material
+    data["info"][:, 1] = -1
+    data["info"][:, 2] = np.where(smooth, smooth_index, -1)
+    normals = np.zeros(int(smooth.sum()), SHADING_NORMALS)
+    for corner in range(3):
+        normals[f"n{corner}"][:, :3] = vertex_normals[smooth, corner]
+    return triangles, data, normals
 
-    sphere_array = np.zeros(len(spheres), SPHERE)
-    for i, (center, radius, mid) in enumerate(spheres):
-        sphere_array[i]["center_radius"] = (*center, radius)
-        sphere_array[i]["info"] = (mid, -1, 0, 0)
 
-    lights = _lights(scene, names, triangles, double_area * 0.5, sphere_array)
-    frame = _frame(scene.camera, scene.film, scene, len(triangles), len(sphere_array), len(lights))
-    return PackedScene(frame, triangles, sphere_array, materials, lights, scene.film.width, scene.film.height, scene.digest)
+def _primitive_bounds(triangles: np.ndarray, spheres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes of triangles then spheres: primitive i < len(triangles) is a triangle."""
+    v0 = triangles["v0"][:, :3].astype(np.float64)
+    v1 = v0 + triangles["e1"][:, :3]
+    v2 = v0 + triangles["e2"][:, :3]
+    tri_lower = np.minimum(np.minimum(v0, v1), v2)
+    tri_upper = np.maximum(np.maximum(v0, v1), v2)
+    center = spheres["center_radius"][:, :3].astype(np.float64)
+    radius = spheres["center_radius"][:, 3:4].astype(np.float64)
+    return np.concatenate([tri_lower, center - radius]), np.concatenate([tri_upper, center + radius])
 
 
-def _lights(scene: Scene, names: list[str], triangles, triangle_areas, spheres) -> np.ndarray:
-    """Emissive triangles and spheres, chosen in proportion to their emitted power."""
-    emission = np.array([scene.materials[n].emission for n in names], dtype=np.float64).reshape(-1, 3)
-    luminance = emission @ np.array([0.2126, 0.7152, 0.0722])
-    entries = []  # (kind, primitive index, area, power)
-    for i, mid in enumerate(triangles["info"][:, 0]):
-        if luminance[mid] > 0:
-            entries.append((LIGHT_TRIANGLE, i, float(triangle_areas[i]), luminance[mid] * triangle_areas[i]))
+def _environment_distribution(pixels: np.ndarray):
+    """Piecewise-constant importance for an equirectangular map: luminance times the sine of
+    each row's polar angle (rows near the poles cover less solid angle).
+
+    Returns the marginal CDF over rows (H + 1), the conditional CDFs over columns per row
+    (H x (W + 1)), the density per texel relative to uniform in (u, v) (H x W), and the
+    map's mean radiance over the sphere (for the light's power)."""
+    height, width = pixels.shape[:2]
+    rgb = pixels[:, :, :3] if pixels.shape[2] >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
+    sin_theta = np.sin(np.pi * (np.arange(height) + 0.5) / height)
+    luminance = np.maximum(rgb.astype(np.float64) @ LUMINANCE, 0.0)
+    # A small floor keeps every direction reachable, so light sampling alone is unbiased.
+    weight = (luminance + 1e-3 * max(luminance.mean(), 1e-12)) * sin_theta[:, None]
+    row_sums = weight.sum(axis=1)
+    conditional = np.zeros((height, width + 1))
+    conditional[:, 1:] = np.cumsum(weight, axis=1) / row_sums[:, None]
+    conditional[:, -1] = 1.0
+    marginal = np.zeros(height + 1)
+    marginal[1:] = np.cumsum(row_sums) / row_sums.sum()
+    marginal[-1] = 1.0
+    density = weight / weight.mean()
+    mean = (rgb.astype(np.float64) * sin_theta[:, None, None]).sum(axis=(0, 1)) / (sin_theta.sum() * width)
+    return (
+        marginal.astype(np.float32),
+        conditional.astype(np.float32).ravel(),
+        density.astype(np.float32).ravel(),
+        mean,
+    )
+
+
+def _emission_mean(material_entry, textures: _Textures) -> np.ndarray:
+    param = material_entry["emission"]
+    index = int(param["texture"][0])
+    return textures.means[index] if index >= 0 else np.array(param["value"][:3], np.float64)
+
+
+def _lights(scene, materials, textures, triangle_data, triangles, spheres, scene_radius, env_mean) -> np.ndarray:
+    """Every light with its probability of being chosen, in proportion to its power."""
+    emitted = np.array([_emission_mean(m, textures) @ LUMINANCE for m in materials])
+    entries = []  # (entry, power)
+    tri_material = triangle_data["info"][:, 0]
+    tri_area = triangle_data["n"][:, 3].astype(np.float64)
+    emissive_tris = np.flatnonzero(emitted[tri_material] > 0) if len(triangles) else np.zeros(0, int)
+    light = np.zeros(len(emissive_tris), LIGHT)
+    light["info"][:, 0] = LIGHT_TRIANGLE
+    light["info"][:, 1] = emissive_tris
+    light["pick"][:, 2] = tri_area[emissive_tris]
+    tri_power = math.pi * emitted[tri_material[emissive_tris]] * tri_area[emissive_tris]
+    blocks, powers = [light], [tri_power]
     for i, sphere in enumerate(spheres):
-        mid = sphere["info"][0]
-        if luminance[mid] > 0:
+        radiance = emitted[sphere["info"][0]]
+        if radiance > 0:
             area = 4.0 * math.pi * float(sphere["center_radius"][3]) ** 2
-            entries.append((LIGHT_SPHERE, i, area, luminance[mid] * area))
-    lights = np.zeros(len(entries), LIGHT)
-    if not entries:
-        return lights
-    power = np.array([e[3] for e in entries])
-    pmf = power / power.sum()
-    cdf = np.cumsum(pmf)
-    cdf[-1] = 1.0
-    for j, (kind, index, area, _) in enumerate(entries):
-        lights[j]["info"] = (kind, index, 0, 0)
-        lights[j]["data"] = (area, pmf[j], cdf[j], 0.0)
-        target = triangles if kind == LIGHT_TRIANGLE else spheres
-        target[index]["info"][1] = j
+            entry = np.zeros(1, LIGHT)
+            entry["info"][0, :2] = (LIGHT_SPHERE, i)
+            entry["pick"][0, 2] = area
+            entries.append((entry, math.pi * radiance * area))
+    for source in scene.lights:
+        entry = np.zeros(1, LIGHT)
+        if isinstance(source, PointLight):
+            entry["info"][0, 0] = LIGHT_POINT
+            entry["position"][0, :3] = source.position
+            entry["intensity"][0, :3] = source.intensity
+            power = 4.0 * math.pi * (np.array(source.intensity) @ LUMINANCE)
+        elif isinstance(source, SpotLight):
+            direction = np.array(source.direction, np.float64)
+            cutoff, beam = math.radians(source.cutoff_angle), math.radians(source.beam_width)
+            entry["info"][0, 0] = LIGHT_SPOT
+            entry["position"][0, :3] = source.position
+            entry["direction"][0, :3] = direction / np.linalg.norm(direction)
+            entry["intensity"][0, :3] = source.intensity
+            transition = 1.0 / (cutoff - beam) if cutoff > beam else 0.0
+            entry["spot"][0] = (math.cos(cutoff), math.cos(beam), cutoff, transition)
+            power = 2.0 * math.pi * (1.0 - math.cos((cutoff + beam) / 2.0)) * (np.array(source.intensity) @ LUMINANCE)
+        elif isinstance(source, SunLight):
+            direction = np.array(source.direction, np.float64)
+            entry["info"][0, 0] = LIGHT_SUN
+            entry["direction"][0, :3] = direction / np.linalg.norm(direction)
+            entry["intensity"][0, :3] = source.irradiance
+            power = math.pi * scene_radius**2 * (np.array(source.irradiance) @ LUMINANCE)
+        else:
+            entry["info"][0, 0] = LIGHT_ENVIRONMENT
+            entry["intensity"][0, :3] = np.array(source.radiance) * source.scale
+            power = math.pi**2 * scene_radius**2 * float(env_mean @ LUMINANCE)
+        entries.append((entry, power))
+    blocks += [e for e, _ in entries]
+    powers += [np.array([p for _, p in entries], np.float64)]
+    lights = np.concatenate(blocks)
+    power = np.concatenate(powers)
+    positive = power > 0
+    lights, power = lights[positive], power[positive]
+    if len(lights):
+        pmf = power / power.sum()
+        cdf = np.cumsum(pmf)
+        cdf[-1] = 1.0
+        lights["pick"][:, 0] = pmf
+        lights["pick"][:, 1] = cdf
+        for j in np.flatnonzero(lights["info"][:, 0] == LIGHT_TRIANGLE):
+            triangle_data["info"][lights["info"][j, 1], 1] = j
+        for j in np.flatnonzero(lights["info"][:, 0] == LIGHT_SPHERE):
+            spheres["info"][lights["info"][j, 1], 1] = j
     return lights
 
 
-def _frame(camera: Camera, film: Film, scene: Scene, n_triangles: int, n_spheres: int, n_lights: int) -> np.ndarray:
-    """Camera basis scaled so that forward + sx*right + sy*up spans the image for sx, sy in [-1, 1]."""
+def _frame(scene: Scene, n_triangles: int, lights: np.ndarray, env_texture: int, env_size: tuple[int, int]) -> np.ndarray:
+    """Camera basis scaled so that forward + sx*right + sy*up spans the image for sx, sy in
+    [-1, 1], plus the lens, the environment and the counts the kernel needs."""
+    camera, film = scene.camera, scene.film
     position = np.array(camera.position, dtype=np.float64)
     forward = np.array(camera.look_at, dtype=np.float64) - position
+    focus = camera.focus_distance if camera.focus_distance is not None else float(np.linalg.norm(forward))
     forward /= np.linalg.norm(forward)
     right = np.cross(forward, np.array(camera.up, dtype=np.float64))
     right /= np.linalg.norm(right)
@@ -175,7 +507,23 @@ def _frame(camera: Camera, film: Film, scene: Scene, n_triangles: int, n_spheres
     frame["forward"][0, :3] = forward
     frame["right"][0, :3] = right * tan_x
     frame["up"][0, :3] = up * tan_y
-    frame["size"][0] = (film.width, film.height, film.spp, scene.max_depth)
+    frame["lens_u"][0] = (*(right * camera.aperture_radius), focus)
+    frame["lens_v"][0, :3] = up * camera.aperture_radius
+    environment = scene.environment
+    env_light = -1
+    if environment is not None:
+        frame["env_radiance"][0, :3] = np.array(environment.radiance) * environment.scale
+        if environment.file:
+            frame["env_radiance"][0, :3] = environment.scale
+        rotation = np.array(environment.transform, np.float64)[:3, :3]
+        for row in range(3):  # world -> environment: the transpose of the rotation
+            frame[f"env_row{row}"][0, :3] = rotation.T[row]
+        matches = np.flatnonzero(lights["info"][:, 0] == LIGHT_ENVIRONMENT)
+        env_light = int(matches[0]) if len(matches) else -1
     seed = np.array([scene.seed], dtype=np.uint32).view(np.int32)[0]
-    frame["counts"][0] = (n_triangles, n_spheres, n_lights, seed)
+    frame["size"][0] = (film.width, film.height, film.spp, scene.max_depth)
+    frame["counts"][0] = (n_triangles, len(lights), seed, scene.rr_depth)
+    has_env = 1 if environment is not None else 0
+    frame["options"][0] = (SAMPLER_KINDS[scene.sampler], env_texture, env_light, has_env)
+    frame["env"][0] = (env_size[0], env_size[1], 0, 0)
     return frame

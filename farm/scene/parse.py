@@ -14,17 +14,36 @@ from typing import Any
 
 from farm import defaults
 from farm.exceptions import SceneError
-from farm.scene.model import IDENTITY, Box, Camera, Film, Material, Matrix, Mesh, Rectangle, Scene, Sphere
+from farm.scene.model import (
+    IDENTITY, MATERIAL_TYPES, SAMPLERS, Box, Camera, Checkerboard, EnvironmentLight, Film, ImageTexture, Material,
+    Matrix, Mesh, PointLight, Rectangle, Scene, Sphere, SpotLight, SunLight, TextureRef,
+)
 
 FORMAT_VERSION = 1
 SHAPE_TYPES = ("sphere", "rectangle", "box", "mesh")
+LIGHT_TYPES = ("point", "spot", "sun", "environment")
+TEXTURE_TYPES = ("image", "checkerboard")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".hdr")
+
+# Complex refractive index (eta, k) of metals at the sRGB primaries' wavelengths
+# (red 650 nm, green 550 nm, blue 450 nm), from refractiveindex.info's tables.
+METALS = {
+    "Ag": ((0.155, 0.117, 0.138), (4.283, 3.429, 2.458)),
+    "Al": ((1.502, 0.958, 0.619), (7.681, 6.692, 5.424)),
+    "Au": ((0.166, 0.425, 1.428), (3.150, 2.380, 1.797)),
+    "Cu": ((0.216, 0.975, 1.225), (3.606, 2.578, 2.319)),
+}
 
 
 def load_scene(path: str | Path, spp: int | None = None) -> tuple[Scene, dict]:
     """Read and validate a scene file; `spp` overrides the film's samples per pixel.
 
-    Returns the scene and the (overridden) document, which is what travels to workers.
+    The files the scene names are read from its folder and their digests recorded in the
+    document's "assets", so the scene's digest covers their content too. Returns the scene
+    and that document, which is what travels to workers.
     """
+    from farm.assets import FolderAssets, digest_of
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -38,6 +57,17 @@ def load_scene(path: str | Path, spp: int | None = None) -> tuple[Scene, dict]:
         raise SceneError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     if spp is not None and isinstance(document, dict) and isinstance(document.get("film"), dict):
         document["film"]["spp"] = spp
+    if isinstance(document, dict):
+        document.pop("assets", None)  # recorded below from the files themselves
+    scene = parse_scene(document, source=str(path))
+    files = scene.files()
+    if not files:
+        return scene, document
+    folder = FolderAssets(path.parent)
+    missing = [name for name in files if not folder.path(name).is_file()]
+    if missing:
+        raise SceneError(f"{path}: missing file{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    document["assets"] = {name: digest_of(folder.read(name)) for name in files}
     return parse_scene(document, source=str(path)), document
 
 
@@ -52,7 +82,7 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
     root = _Node(document, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),
-        optional=("max_depth", "seed", "description"),
+        optional=("max_depth", "rr_depth", "seed", "sampler", "description", "textures", "lights", "assets"),
     )
     version = root.child("version").integer()
     if version != FORMAT_VERSION:
@@ -62,22 +92,36 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
 
     camera = _camera(root.child("camera"))
     film = _film(root.child("film"))
-    materials = _materials(root.child("materials"))
+    textures = _textures(root.child("textures")) if "textures" in root.value else {}
+    materials = _materials(root.child("materials"), textures)
     shapes_node = root.child("shapes")
     shapes = tuple(_shape(node, materials) for node in shapes_node.items())
     if not shapes:
         shapes_node.fail("a scene needs at least one shape")
+    lights = tuple(_light(node) for node in root.child("lights").items()) if "lights" in root.value else ()
+    if sum(isinstance(light, EnvironmentLight) for light in lights) > 1:
+        root.child("lights").fail("a scene can have at most one environment light")
     max_depth = root.child("max_depth").integer(1, 1024) if "max_depth" in root.value else 8
+    rr_depth = root.child("rr_depth").integer(1, 1024) if "rr_depth" in root.value else 5
     seed = root.child("seed").integer(0, 2**32 - 1) if "seed" in root.value else 0
+    sampler = root.child("sampler").choice(SAMPLERS) if "sampler" in root.value else "sobol"
+    assets = _assets(root.child("assets")) if "assets" in root.value else {}
     try:
         digest = scene_digest(document)
     except ValueError:
         root.fail("numbers must be finite")
-    return Scene(camera, film, materials, shapes, max_depth, seed, digest)
+    scene = Scene(camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, assets)
+    if assets:
+        missing = [name for name in scene.files() if name not in assets]
+        if missing:
+            root.child("assets").fail(f"no digest for {', '.join(missing)}")
+    return scene
 
 
 def _camera(node: _Node) -> Camera:
-    node.expect_keys(required=("position", "look_at", "fov"), optional=("up", "fov_axis"))
+    node.expect_keys(
+        required=("position", "look_at", "fov"), optional=("up", "fov_axis", "aperture_radius", "focus_distance")
+    )
     position = node.child("position").vec3()
     look_at = node.child("look_at").vec3()
     up = node.child("up").vec3() if "up" in node.value else (0.0, 1.0, 0.0)
@@ -90,7 +134,13 @@ def _camera(node: _Node) -> Camera:
         node.fail("position and look_at are the same point")
     if _length(_cross(forward, up)) <= 1e-9 * _length(forward) * max(_length(up), 1e-30):
         node.child("up").fail("up must not be zero or parallel to the viewing direction")
-    return Camera(position, look_at, up, fov, fov_axis)
+    aperture = node.child("aperture_radius").number(0.0) if "aperture_radius" in node.value else 0.0
+    focus = None
+    if "focus_distance" in node.value:
+        focus = node.child("focus_distance").number()
+        if focus <= 0.0:
+            node.child("focus_distance").fail(f"focus distance must be positive, got {focus}")
+    return Camera(position, look_at, up, fov, fov_axis, aperture, focus)
 
 
 def _film(node: _Node) -> Film:
@@ -102,28 +152,185 @@ def _film(node: _Node) -> Film:
     return Film(width, height, spp)
 
 
-def _materials(node: _Node) -> dict[str, Material]:
+def _textures(node: _Node) -> dict:
+    if not isinstance(node.value, dict):
+        node.fail(f"expected an object of named textures, got {_kind(node.value)}")
+    textures = {}
+    for name in node.value:
+        child = node.child(name)
+        if not isinstance(child.value, dict):
+            child.fail(f"expected a texture object, got {_kind(child.value)}")
+        kind = child.child("type").choice(TEXTURE_TYPES)
+        scale = child.child("scale").vec2() if "scale" in child.value else (1.0, 1.0)
+        offset = child.child("offset").vec2() if "offset" in child.value else (0.0, 0.0)
+        if kind == "checkerboard":
+            child.expect_keys(required=("type",), optional=("color0", "color1", "scale", "offset"))
+            color0 = child.child("color0").vec3(0.0) if "color0" in child.value else (0.4, 0.4, 0.4)
+            color1 = child.child("color1").vec3(0.0) if "color1" in child.value else (0.2, 0.2, 0.2)
+            if "scale" not in child.value:
+                scale = (8.0, 8.0)
+            textures[name] = Checkerboard(name, color0, color1, scale, offset)
+            continue
+        child.expect_keys(required=("type", "file"), optional=("wrap", "filter", "scale", "offset", "colorspace"))
+        file = _file(child.child("file"), IMAGE_SUFFIXES)
+        wrap = child.child("wrap").choice(("repeat", "mirror", "clamp")) if "wrap" in child.value else "repeat"
+        filtering = child.child("filter").choice(("bilinear", "nearest")) if "filter" in child.value else "bilinear"
+        colorspace = child.child("colorspace").choice(("auto", "srgb", "linear")) if "colorspace" in child.value else "auto"
+        textures[name] = ImageTexture(name, file, wrap, filtering, scale, offset, colorspace)
+    return textures
+
+
+# Which parameters each material type takes, beside `type` and `emission`.
+MATERIAL_PARAMETERS = {
+    "diffuse": ("reflectance",),
+    "conductor": ("metal", "eta", "k", "roughness", "specular"),
+    "dielectric": ("ior", "exterior_ior", "roughness", "specular", "transmittance"),
+    "plastic": ("reflectance", "ior", "roughness", "specular"),
+}
+
+
+def _materials(node: _Node, textures: dict) -> dict[str, Material]:
     if not isinstance(node.value, dict):
         node.fail(f"expected an object of named materials, got {_kind(node.value)}")
     materials = {}
     for name in node.value:
         child = node.child(name)
-        child.expect_keys(optional=("diffuse", "emission"))
-        diffuse = child.child("diffuse").vec3(0.0, 1.0) if "diffuse" in child.value else (0.0, 0.0, 0.0)
-        emission = child.child("emission").vec3(0.0) if "emission" in child.value else (0.0, 0.0, 0.0)
-        materials[name] = Material(name, diffuse, emission)
+        if not isinstance(child.value, dict):
+            child.fail(f"expected a material object, got {_kind(child.value)}")
+        kind = child.child("type").choice(MATERIAL_TYPES) if "type" in child.value else "diffuse"
+        child.expect_keys(optional=("type", "emission") + MATERIAL_PARAMETERS[kind])
+        fields: dict[str, Any] = {}
+        for key in ("reflectance", "specular", "transmittance"):
+            if key in child.value:
+                fields[key] = _param(child.child(key), textures, colour=True, high=1.0)
+        if "emission" in child.value:
+            fields["emission"] = _param(child.child("emission"), textures, colour=True)
+        if "roughness" in child.value:
+            fields["roughness"] = _param(child.child("roughness"), textures, colour=False, high=1.0)
+        for key in ("ior", "exterior_ior"):
+            if key in child.value:
+                fields[key] = child.child(key).number(1.0, 10.0)
+        if kind == "dielectric" and fields.get("ior", 1.5) == fields.get("exterior_ior", 1.0):
+            child.fail("ior and exterior_ior are equal: the surface would be invisible")
+        if kind == "conductor":
+            fields["eta"], fields["k"] = _metal(child)
+        materials[name] = Material(name, kind, **fields)
     if not materials:
         node.fail("a scene needs at least one material")
     return materials
+
+
+def _metal(node: _Node):
+    """A conductor's complex index: a named metal, or explicit eta and k."""
+    if "metal" in node.value:
+        if "eta" in node.value or "k" in node.value:
+            node.fail("give either metal or eta and k, not both")
+        return METALS[node.child("metal").choice(tuple(METALS))]
+    if "eta" in node.value or "k" in node.value:
+        if not ("eta" in node.value and "k" in node.value):
+            node.fail("a conductor needs both eta and k")
+        return node.child("eta").vec3(0.0, 100.0), node.child("k").vec3(0.0, 100.0)
+    return METALS["Al"]
+
+
+def _param(node: _Node, textures: dict, colour: bool, high: float | None = None):
+    """A material parameter: a number, an RGB list (colours), or {"texture": name, "channel"}."""
+    value = node.value
+    if isinstance(value, dict):
+        node.expect_keys(required=("texture",), optional=() if colour else ("channel",))
+        name = node.child("texture").string()
+        if name not in textures:
+            known = ", ".join(sorted(textures)) or "none"
+            node.child("texture").fail(f"unknown texture {name!r} (defined: {known})")
+        channel = "rgba".index(node.child("channel").choice(("r", "g", "b", "a"))) if "channel" in value else 0
+        return TextureRef(name, channel)
+    if colour:
+        if isinstance(value, list):
+            return node.vec3(0.0, high)
+        level = node.number(0.0, high)
+        return (level, level, level)
+    return node.number(0.0, high)
+
+
+def _light(node: _Node):
+    if not isinstance(node.value, dict):
+        node.fail(f"expected a light object, got {_kind(node.value)}")
+    kind = node.child("type").choice(LIGHT_TYPES)
+    if kind == "point":
+        node.expect_keys(required=("type", "position", "intensity"))
+        return PointLight(node.child("position").vec3(), node.child("intensity").vec3(0.0))
+    if kind == "spot":
+        node.expect_keys(
+            required=("type", "position", "intensity"), optional=("direction", "look_at", "cutoff_angle", "beam_width")
+        )
+        position = node.child("position").vec3()
+        if ("direction" in node.value) == ("look_at" in node.value):
+            node.fail("give a spot light either direction or look_at")
+        if "direction" in node.value:
+            direction = _nonzero(node.child("direction"))
+        else:
+            direction = _sub(node.child("look_at").vec3(), position)
+            if _length(direction) == 0.0:
+                node.child("look_at").fail("look_at is the light's own position")
+        cutoff = node.child("cutoff_angle").number(0.0, 90.0) if "cutoff_angle" in node.value else 20.0
+        beam = node.child("beam_width").number(0.0, 90.0) if "beam_width" in node.value else min(15.0, cutoff * 0.75)
+        if cutoff <= 0.0 or beam > cutoff:
+            node.fail(f"need 0 < beam_width <= cutoff_angle, got {beam} and {cutoff}")
+        return SpotLight(position, direction, node.child("intensity").vec3(0.0), cutoff, beam)
+    if kind == "sun":
+        node.expect_keys(required=("type", "direction", "irradiance"))
+        return SunLight(_nonzero(node.child("direction")), node.child("irradiance").vec3(0.0))
+    node.expect_keys(required=("type",), optional=("radiance", "file", "scale", "transform"))
+    if "radiance" in node.value and "file" in node.value:
+        node.fail("give an environment either radiance or file, not both")
+    radiance = node.child("radiance").vec3(0.0) if "radiance" in node.value else (1.0, 1.0, 1.0)
+    file = _file(node.child("file"), (".exr", ".hdr")) if "file" in node.value else None
+    scale = node.child("scale").number(0.0) if "scale" in node.value else 1.0
+    transform = _transform(node.child("transform")) if "transform" in node.value else IDENTITY
+    if not _is_rotation(transform):
+        node.child("transform").fail("an environment's transform may only rotate")
+    return EnvironmentLight(radiance, file, scale, transform)
+
+
+def _nonzero(node: _Node):
+    vector = node.vec3()
+    if _length(vector) == 0.0:
+        node.fail("direction must not be zero")
+    return vector
+
+
+def _file(node: _Node, suffixes: tuple[str, ...]) -> str:
+    """A file name relative to the scene file's folder."""
+    name = node.string()
+    if not name or name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+        node.fail(f"{name!r}: files must be named relative to the scene's folder, inside it")
+    if not name.lower().endswith(suffixes):
+        node.fail(f"{name!r}: unsupported file type (expected {', '.join(suffixes)})")
+    return name
+
+
+def _assets(node: _Node) -> dict[str, str]:
+    """The digests of the scene's files, as `load_scene` records them."""
+    if not isinstance(node.value, dict):
+        node.fail(f"expected an object of file digests, got {_kind(node.value)}")
+    assets = {}
+    for name in node.value:
+        digest = node.child(name).string()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            node.child(name).fail("expected a SHA-256 hex digest")
+        assets[name] = digest
+    return assets
 
 
 def _shape(node: _Node, materials: dict[str, Material]):
     if not isinstance(node.value, dict):
         node.fail(f"expected a shape object, got {_kind(node.value)}")
     kind = node.child("type").choice(SHAPE_TYPES)
-    extra = {"sphere": ("center", "radius"), "mesh": ("vertices", "triangles")}.get(kind, ())
-    required = ("type", "material") + (("vertices", "triangles") if kind == "mesh" else ())
-    node.expect_keys(required=required, optional=extra + ("transform",))
+    extra = {
+        "sphere": ("center", "radius"),
+        "mesh": ("file", "vertices", "triangles", "normals", "uvs", "face_normals"),
+    }.get(kind, ())
+    node.expect_keys(required=("type", "material"), optional=extra + ("transform",))
     material = node.child("material").string()
     if material not in materials:
         known = ", ".join(sorted(materials))
@@ -141,11 +348,29 @@ def _shape(node: _Node, materials: dict[str, Material]):
         return Rectangle(material, transform)
     if kind == "box":
         return Box(material, transform)
+    face_normals = node.child("face_normals").boolean() if "face_normals" in node.value else False
+    if "file" in node.value:
+        for key in ("vertices", "triangles", "normals", "uvs"):
+            if key in node.value:
+                node.child(key).fail("give a mesh either a file or inline vertices and triangles, not both")
+        return Mesh(material, transform, file=_file(node.child("file"), (".obj",)), face_normals=face_normals)
+    if "vertices" not in node.value or "triangles" not in node.value:
+        node.fail("a mesh needs a file, or vertices and triangles")
     vertices = tuple(v.vec3() for v in node.child("vertices").items())
     triangles = tuple(_triangle(t, len(vertices)) for t in node.child("triangles").items())
     if not triangles:
         node.child("triangles").fail("a mesh needs at least one triangle")
-    return Mesh(material, transform, vertices, triangles)
+    normals: tuple = ()
+    uvs: tuple = ()
+    if "normals" in node.value:
+        normals = tuple(_nonzero(n) for n in node.child("normals").items())
+        if len(normals) != len(vertices):
+            node.child("normals").fail(f"expected one normal per vertex ({len(vertices)}), got {len(normals)}")
+    if "uvs" in node.value:
+        uvs = tuple(uv.vec2() for uv in node.child("uvs").items())
+        if len(uvs) != len(vertices):
+            node.child("uvs").fail(f"expected one uv per vertex ({len(vertices)}), got {len(uvs)}")
+    return Mesh(material, transform, None, vertices, triangles, normals, uvs, face_normals)
 
 
 def _triangle(node: _Node, vertex_count: int) -> tuple[int, int, int]:
@@ -264,6 +489,14 @@ class _Node:
     def vec3(self, low: float | None = None, high: float | None = None):
         return tuple(item.number(low, high) for item in self.list_of(3))
 
+    def vec2(self):
+        return tuple(item.number() for item in self.list_of(2))
+
+    def boolean(self) -> bool:
+        if not isinstance(self.value, bool):
+            self.fail(f"expected true or false, got {_kind(self.value)}")
+        return self.value
+
 
 def _kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
@@ -307,6 +540,10 @@ def _is_similarity(m: Matrix) -> bool:
             if abs(dot) > 1e-6 * scale * scale:
                 return False
     return True
+
+
+def _is_rotation(m: Matrix) -> bool:
+    return _is_similarity(m) and abs(_det3(m) - 1.0) < 1e-6 and all(m[i][3] == 0.0 for i in range(3))
 
 
 def _scaling(s) -> Matrix:

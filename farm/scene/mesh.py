@@ -1,0 +1,90 @@
+"""Triangle meshes: OBJ files through trimesh's parser, and the built-in shapes' triangles."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from farm.exceptions import SceneError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TriangleMesh:
+    """Indexed triangles in object space. `normals` (per vertex, for smooth shading) and
+    `uvs` (per vertex, v = 0 at the bottom of an image) may be None."""
+
+    vertices: np.ndarray  # (V, 3) float64
+    faces: np.ndarray  # (F, 3) int64, counter-clockwise seen from the front
+    normals: np.ndarray | None = None
+    uvs: np.ndarray | None = None
+
+
+def load_obj(name: str, data: bytes) -> TriangleMesh:
+    """Every object and group of an OBJ file as one mesh (its .mtl materials are ignored:
+    the scene file names the material). Polygons come triangulated by trimesh."""
+    from trimesh.exchange.obj import load_obj as trimesh_load_obj
+
+    try:
+        loaded = trimesh_load_obj(io.BytesIO(data), maintain_order=True, skip_materials=True)
+    except Exception as exc:  # trimesh raises many types for malformed files
+        raise SceneError(f"{name}: cannot read OBJ: {exc}") from None
+    parts = list(loaded.get("geometry", {}).values()) if "geometry" in loaded else [loaded]
+    parts = [p for p in parts if len(p.get("faces", ())) and len(p.get("vertices", ()))]
+    if not parts:
+        raise SceneError(f"{name}: the OBJ file has no triangles")
+    vertices, faces, normals, uvs = [], [], [], []
+    all_normals = all(p.get("vertex_normals") is not None for p in parts)
+    all_uvs = all(getattr(p.get("visual"), "uv", None) is not None for p in parts)
+    offset = 0
+    for part in parts:
+        v = np.asarray(part["vertices"], np.float64).reshape(-1, 3)
+        f = np.asarray(part["faces"], np.int64).reshape(-1, 3)
+        if f.min() < 0 or f.max() >= len(v):
+            raise SceneError(f"{name}: a face refers to a vertex that does not exist")
+        vertices.append(v)
+        faces.append(f + offset)
+        offset += len(v)
+        if all_normals:
+            normals.append(np.asarray(part["vertex_normals"], np.float64).reshape(-1, 3))
+        if all_uvs:
+            uvs.append(np.asarray(part["visual"].uv, np.float64).reshape(-1, 2))
+    mesh = TriangleMesh(
+        np.concatenate(vertices),
+        np.concatenate(faces),
+        np.concatenate(normals) if all_normals else None,
+        np.concatenate(uvs) if all_uvs else None,
+    )
+    if not np.isfinite(mesh.vertices).all():
+        raise SceneError(f"{name}: vertex positions must be finite")
+    return mesh
+
+
+def rectangle() -> TriangleMesh:
+    """[-1, 1]^2 at z = 0 facing +z; uv (0, 0) at (-1, -1)."""
+    vertices = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float64)
+    return TriangleMesh(vertices, np.array([[0, 1, 2], [0, 2, 3]]), None, (vertices[:, :2] + 1.0) / 2.0)
+
+
+def cube() -> TriangleMesh:
+    """[-1, 1]^3, 12 triangles wound counter-clockwise seen from outside; each face has
+    its own corners so that its uvs span [0, 1]^2."""
+    vertices, faces, uvs = [], [], []
+    for axis in range(3):
+        u, v = (axis + 1) % 3, (axis + 2) % 3
+        for sign in (1.0, -1.0):
+            corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+            if sign < 0:
+                corners.reverse()
+            base = len(vertices)
+            for cu, cv in corners:
+                p = [0.0, 0.0, 0.0]
+                p[axis], p[u], p[v] = sign, cu, cv
+                vertices.append(p)
+                uvs.append(((cu + 1) / 2.0, (cv + 1) / 2.0))
+            faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
+    return TriangleMesh(np.array(vertices, np.float64), np.array(faces), None, np.array(uvs, np.float64))

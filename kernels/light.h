@@ -1,0 +1,186 @@
+/* Lights: choosing one by power, sampling a direction towards it, and the density with
+ * which a direction found by BSDF sampling would have been chosen (for MIS). */
+#ifndef FARM_LIGHT_H
+#define FARM_LIGHT_H
+
+#include "types.h"
+#include "sampling.h"
+#include "texture.h"
+
+typedef struct {
+    float3 wi;        /* unit direction from the shading point towards the light */
+    float dist;       /* distance to the sampled point; INFINITY for sun and environment */
+    float3 radiance;  /* arriving radiance (or irradiance-like value for delta lights) */
+    float pdf;        /* solid angle density including the choice; for delta lights, the choice probability */
+    bool delta;
+} LightSample;
+
+inline float power_heuristic(float a, float b) {
+    float a2 = a * a, b2 = b * b;
+    return a2 + b2 > 0.0f ? a2 / (a2 + b2) : 0.0f;
+}
+
+/* Environment direction -> (u, v) of the equirectangular image: u = 0 looks along -z,
+ * u = 0.25 along +x; v = 0 looks up (+y). As Mitsuba's envmap. */
+inline float2 env_uv(const SceneRef *s, float3 d) {
+    __global const Frame *f = s->frame;
+    float3 in_map = (float3)(dot3(f->env_row0.xyz, d), dot3(f->env_row1.xyz, d), dot3(f->env_row2.xyz, d));
+    float u = atan2(in_map.x, -in_map.z) * (0.5f * INV_PI_F);
+    if (u < 0.0f) u += 1.0f;
+    float v = acos(clamp(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
+    return (float2)(u, v);
+}
+
+inline float3 env_eval(const SceneRef *s, float3 d) {
+    __global const Frame *f = s->frame;
+    if (f->options.y < 0) return f->env_radiance.xyz;
+    float2 uv = env_uv(s, d);
+    /* texture_eval's v runs bottom to top; the map's v runs top to bottom. */
+    return texture_eval(s, f->options.y, (float2)(uv.x, 1.0f - uv.y)).xyz * f->env_radiance.xyz;
+}
+
+/* Solid angle density of env_sample choosing direction d (before the choice of light). */
+inline float env_pdf(const SceneRef *s, float3 d) {
+    __global const Frame *f = s->frame;
+    if (f->options.y < 0) return 0.25f * INV_PI_F;
+    int width = f->env.x, height = f->env.y;
+    float2 uv = env_uv(s, d);
+    int col = min((int)(uv.x * (float)width), width - 1);
+    int row = min((int)(uv.y * (float)height), height - 1);
+    float sin_theta = unit_circle(0.5f * uv.y).y;  /* sin(pi v) */
+    if (sin_theta <= 0.0f) return 0.0f;
+    return s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * sin_theta);
+}
+
+/* Index i with cdf[i] <= u < cdf[i + 1] in cdf[0..n]. */
+inline int search_cdf(__global const float *cdf, int n, float u) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (cdf[mid] <= u) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+}
+
+inline float3 env_sample(const SceneRef *s, float2 u, float *pdf) {
+    __global const Frame *f = s->frame;
+    float3 in_map;
+    if (f->options.y < 0) {
+        in_map = sample_sphere(u.x, u.y);
+        *pdf = 0.25f * INV_PI_F;
+    } else {
+        int width = f->env.x, height = f->env.y;
+        int row = search_cdf(s->env_marginal, height, u.y);
+        __global const float *conditional = s->env_conditional + row * (width + 1);
+        int col = search_cdf(conditional, width, u.x);
+        float row_width = s->env_marginal[row + 1] - s->env_marginal[row];
+        float col_width = conditional[col + 1] - conditional[col];
+        float dv = row_width > 0.0f ? (u.y - s->env_marginal[row]) / row_width : 0.5f;
+        float du = col_width > 0.0f ? (u.x - conditional[col]) / col_width : 0.5f;
+        float mu = ((float)col + clamp(du, 0.0f, 1.0f)) / (float)width;
+        float mv = ((float)row + clamp(dv, 0.0f, 1.0f)) / (float)height;
+        float2 phi = unit_circle(fmin(mu, 0.99999994f));     /* (cos, sin) of 2 pi u */
+        float2 theta = unit_circle(fmin(0.5f * mv, 0.49999997f));  /* (cos, sin) of pi v */
+        in_map = (float3)(theta.y * phi.y, theta.x, -theta.y * phi.x);
+        *pdf = theta.y > 0.0f ? s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * theta.y) : 0.0f;
+    }
+    /* environment -> world: the transpose of the world -> environment rows */
+    return f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
+}
+
+inline float3 emission_at(const SceneRef *s, int material, float2 uv) {
+    return param_rgb(s, s->materials[material].emission, uv);
+}
+
+inline float2 sphere_uv(__global const Sphere *sphere, float3 n) {
+    float3 in_map = (float3)(dot3(sphere->row0.xyz, n), dot3(sphere->row1.xyz, n), dot3(sphere->row2.xyz, n));
+    float u = atan2(in_map.y, in_map.x) * (0.5f * INV_PI_F);
+    if (u < 0.0f) u += 1.0f;
+    return (float2)(u, acos(clamp(in_map.z, -1.0f, 1.0f)) * INV_PI_F);
+}
+
+inline float2 triangle_uv(__global const TriangleData *td, float b1, float b2) {
+    return td->uv01.xy * (1.0f - b1 - b2) + td->uv01.zw * b1 + td->uv2.xy * b2;
+}
+
+/* Pick a light by power, then a direction towards it from p. False if nothing arrives. */
+inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, LightSample *ls) {
+    int n_lights = s->frame->counts.y;
+    int lo = 0, hi = n_lights - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (u_pick < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
+    }
+    __global const Light *light = &s->lights[lo];
+    float pmf = light->pick.x;
+    int kind = light->info.x;
+    ls->delta = kind == LIGHT_POINT || kind == LIGHT_SPOT || kind == LIGHT_SUN;
+    if (kind == LIGHT_TRIANGLE || kind == LIGHT_SPHERE) {
+        float3 point, normal;
+        int material;
+        float2 uv;
+        if (kind == LIGHT_TRIANGLE) {
+            __global const Triangle *tri = &s->triangles[light->info.y];
+            __global const TriangleData *td = &s->tri_data[light->info.y];
+            float2 b = sample_triangle(u.x, u.y);
+            point = tri->v0.xyz + tri->e1.xyz * b.x + tri->e2.xyz * b.y;
+            normal = td->n.xyz;
+            material = td->info.x;
+            uv = triangle_uv(td, b.x, b.y);
+        } else {
+            __global const Sphere *sphere = &s->spheres[light->info.y];
+            normal = sample_sphere(u.x, u.y);
+            point = sphere->center_radius.xyz + normal * sphere->center_radius.w;
+            material = sphere->info.x;
+            uv = sphere_uv(sphere, normal);
+        }
+        float3 to_light = point - p;
+        float dist2 = dot3(to_light, to_light);
+        if (!(dist2 > 0.0f)) return false;
+        ls->dist = sqrt(dist2);
+        ls->wi = to_light / ls->dist;
+        float cos_light = -dot3(normal, ls->wi);
+        if (cos_light <= 0.0f) return false;  /* emitters shine from their front only */
+        ls->pdf = pmf * dist2 / (cos_light * light->pick.z);
+        ls->radiance = emission_at(s, material, uv);
+        return true;
+    }
+    if (kind == LIGHT_POINT || kind == LIGHT_SPOT) {
+        float3 to_light = light->position.xyz - p;
+        float dist2 = dot3(to_light, to_light);
+        if (!(dist2 > 0.0f)) return false;
+        ls->dist = sqrt(dist2);
+        ls->wi = to_light / ls->dist;
+        ls->pdf = pmf;
+        ls->radiance = light->intensity.xyz / dist2;
+        if (kind == LIGHT_SPOT) {
+            float cos_theta = -dot3(ls->wi, light->direction.xyz);
+            if (cos_theta <= light->spot.x) return false;
+            if (cos_theta < light->spot.y)  /* linear in angle between beam width and cutoff */
+                ls->radiance *= (light->spot.z - acos(cos_theta)) * light->spot.w;
+        }
+        return true;
+    }
+    if (kind == LIGHT_SUN) {
+        ls->wi = -light->direction.xyz;
+        ls->dist = INFINITY;
+        ls->pdf = pmf;
+        ls->radiance = light->intensity.xyz;
+        return true;
+    }
+    float density;
+    ls->wi = env_sample(s, u, &density);
+    ls->dist = INFINITY;
+    ls->pdf = pmf * density;
+    ls->radiance = env_eval(s, ls->wi);
+    return ls->pdf > 0.0f;
+}
+
+/* Density (solid angle, choice included) with which sample_light picks the point hit at
+ * distance t on area light `index` whose front normal makes cosine cos_light with the ray. */
+inline float area_light_pdf(const SceneRef *s, int index, float t, float cos_light) {
+    __global const Light *light = &s->lights[index];
+    return cos_light > 0.0f ? light->pick.x * t * t / (cos_light * light->pick.z) : 0.0f;
+}
+
+#endif

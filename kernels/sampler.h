@@ -1,0 +1,83 @@
+/* Samples of one (pixel, sample index), two dimensions at a time.
+ *
+ * Independent: every dimension hashed from (seed, pixel, sample, dimension).
+ * Sobol: the first two Sobol dimensions, Owen-scrambled and shuffled by hashes of
+ * (pixel, dimension pair) (Burley 2020, "Practical Hash-based Owen Scrambling"), so each
+ * pair of dimensions is stratified over the pixel's samples. Both are pure functions of
+ * (seed, pixel, sample index): buckets stay independent and retries give the same bits. */
+#ifndef FARM_SAMPLER_H
+#define FARM_SAMPLER_H
+
+#include "rng.h"
+
+typedef struct {
+    uint pixel_key;  /* hash of (seed, pixel) */
+    uint index;      /* sample index within the pixel */
+    uint key;        /* hash of (seed, pixel, index), for the independent sampler */
+    int kind;        /* SAMPLER_* */
+} Sampler;
+
+inline uint reverse_bits(uint x) {
+    x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);
+    x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);
+    x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);
+    x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);
+    return (x >> 16) | (x << 16);
+}
+
+inline uint laine_karras_permutation(uint x, uint seed) {
+    x += seed;
+    x ^= x * 0x6c50b47cU;
+    x ^= x * 0xb82f1e52U;
+    x ^= x * 0xc7afe638U;
+    x ^= x * 0x8d22f6e6U;
+    return x;
+}
+
+/* An Owen scramble of x read as a binary fraction (high bit first). */
+inline uint nested_uniform_scramble(uint x, uint seed) {
+    return reverse_bits(laine_karras_permutation(reverse_bits(x), seed));
+}
+
+/* Second Sobol dimension: direction numbers v_0 = 2^31, v_k = v_{k-1} ^ (v_{k-1} >> 1). */
+inline uint sobol_dimension1(uint index) {
+    uint result = 0U, v = 0x80000000U;
+    for (; index != 0U; index >>= 1, v ^= v >> 1)
+        if (index & 1U) result ^= v;
+    return result;
+}
+
+inline float to_unit(uint x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+
+inline Sampler make_sampler(int kind, uint seed, uint pixel, uint index) {
+    Sampler s;
+    s.pixel_key = hash32(pixel + hash32(seed));
+    s.index = index;
+    s.key = hash32(index + s.pixel_key);
+    s.kind = kind;
+    return s;
+}
+
+/* Dimensions 2 * pair and 2 * pair + 1 of this sample, in [0, 1)^2. */
+inline float2 sample2(const Sampler *s, uint pair) {
+    if (s->kind == SAMPLER_INDEPENDENT)
+        return (float2)(rand01(s->key, 2U * pair), rand01(s->key, 2U * pair + 1U));
+    uint seed = hash32(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
+    uint index = nested_uniform_scramble(s->index, seed);
+    uint x = nested_uniform_scramble(reverse_bits(index), hash32(seed ^ 0xa511e9b3U));
+    uint y = nested_uniform_scramble(sobol_dimension1(index), hash32(seed ^ 0x63d83595U));
+    return (float2)(to_unit(x), to_unit(y));
+}
+
+/* Dimension pairs: the pixel, the lens, then PAIRS_PER_BOUNCE per path vertex. */
+#define PAIR_PIXEL 0U
+#define PAIR_LENS 1U
+#define PAIRS_PER_BOUNCE 4U
+#define PAIR_LIGHT_POINT 0U   /* point on the chosen light */
+#define PAIR_LIGHT_PICK 1U    /* x: which light; y: Russian roulette */
+#define PAIR_BSDF 2U          /* direction */
+#define PAIR_BSDF_LOBE 3U     /* x: which lobe */
+
+inline uint bounce_pair(int depth, uint which) { return 2U + (uint)(depth - 1) * PAIRS_PER_BOUNCE + which; }
+
+#endif

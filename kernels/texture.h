@@ -1,0 +1,64 @@
+/* Texture lookups: images (bilinear or nearest, with wrapping) and checkerboards.
+ * uv (0, 0) is the bottom-left of an image, (1, 1) its top-right. */
+#ifndef FARM_TEXTURE_H
+#define FARM_TEXTURE_H
+
+#include "types.h"
+
+inline int wrap_index(int i, int n, int mode) {
+    if (mode == WRAP_CLAMP) return clamp(i, 0, n - 1);
+    if (mode == WRAP_MIRROR) {
+        int period = 2 * n;
+        int m = i % period;
+        if (m < 0) m += period;
+        return m < n ? m : period - 1 - m;
+    }
+    int m = i % n;
+    return m < 0 ? m + n : m;
+}
+
+/* One texel as RGBA: grey images repeat their channel, missing alpha is 1. */
+inline float4 texel(const SceneRef *s, __global const Texture *t, int x, int y) {
+    int channels = t->mode.x;
+    __global const float *p = s->texels + t->info.y + (y * t->info.z + x) * channels;
+    if (channels == 1) return (float4)(p[0], p[0], p[0], 1.0f);
+    if (channels == 2) return (float4)(p[0], p[0], p[0], p[1]);
+    if (channels == 3) return (float4)(p[0], p[1], p[2], 1.0f);
+    return (float4)(p[0], p[1], p[2], p[3]);
+}
+
+inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
+    __global const Texture *t = &s->textures[index];
+    float2 st = uv * t->transform.xy + t->transform.zw;
+    if (t->info.x == TEXTURE_CHECKERBOARD) {
+        int parity = ((int)floor(st.x) + (int)floor(st.y)) & 1;
+        return parity ? t->color1 : t->color0;
+    }
+    int width = t->info.z, height = t->info.w, wrap = t->mode.y;
+    float x = st.x * (float)width - 0.5f;
+    float y = (1.0f - st.y) * (float)height - 0.5f;  /* row 0 is the top of the image */
+    if (t->mode.z) {
+        int ix = wrap_index((int)floor(x + 0.5f), width, wrap), iy = wrap_index((int)floor(y + 0.5f), height, wrap);
+        return texel(s, t, ix, iy);
+    }
+    float fx = floor(x), fy = floor(y);
+    float ax = x - fx, ay = y - fy;
+    int x0 = wrap_index((int)fx, width, wrap), x1 = wrap_index((int)fx + 1, width, wrap);
+    int y0 = wrap_index((int)fy, height, wrap), y1 = wrap_index((int)fy + 1, height, wrap);
+    float4 top = texel(s, t, x0, y0) * (1.0f - ax) + texel(s, t, x1, y0) * ax;
+    float4 bottom = texel(s, t, x0, y1) * (1.0f - ax) + texel(s, t, x1, y1) * ax;
+    return top * (1.0f - ay) + bottom * ay;
+}
+
+inline float3 param_rgb(const SceneRef *s, Param p, float2 uv) {
+    return p.texture.x < 0 ? p.value.xyz : texture_eval(s, p.texture.x, uv).xyz;
+}
+
+inline float param_scalar(const SceneRef *s, Param p, float2 uv) {
+    if (p.texture.x < 0) return p.value.x;
+    float4 v = texture_eval(s, p.texture.x, uv);
+    int c = p.texture.y;
+    return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+}
+
+#endif

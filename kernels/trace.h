@@ -1,0 +1,123 @@
+/* Rays against the scene: a BVH over triangles and spheres, walked with a small stack,
+ * nearer child first. */
+#ifndef FARM_TRACE_H
+#define FARM_TRACE_H
+
+#include "types.h"
+#include "sampling.h"
+
+#define STACK_SIZE 64  /* the host refuses trees deeper than this */
+
+typedef struct {
+    float t;
+    float b1, b2;  /* barycentrics of corners 1 and 2 (triangles) */
+    int prim;      /* < triangle count: a triangle; else a sphere */
+} Hit;
+
+/* Moller-Trumbore; returns the distance (or INFINITY) and the barycentrics. */
+inline float hit_triangle(__global const Triangle *tri, float3 o, float3 d, float t_max, float *b1, float *b2) {
+    float3 e1 = tri->e1.xyz, e2 = tri->e2.xyz;
+    float3 p = cross3(d, e2);
+    float det = dot3(e1, p);
+    if (det == 0.0f) return INFINITY;
+    float inv = 1.0f / det;
+    float3 s = o - tri->v0.xyz;
+    float u = dot3(s, p) * inv;
+    if (u < 0.0f || u > 1.0f) return INFINITY;
+    float3 q = cross3(s, e1);
+    float v = dot3(d, q) * inv;
+    if (v < 0.0f || u + v > 1.0f) return INFINITY;
+    float t = dot3(e2, q) * inv;
+    if (!(t > 0.0f && t < t_max)) return INFINITY;
+    *b1 = u;
+    *b2 = v;
+    return t;
+}
+
+/* Nearest positive root of |o + t d - c| = r; d need not be unit. */
+inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float t_max) {
+    float3 c = sphere->center_radius.xyz;
+    float r = sphere->center_radius.w;
+    float3 oc = o - c;
+    float a = dot3(d, d);
+    float half_b = dot3(oc, d);
+    float cc = dot3(oc, oc) - r * r;
+    float disc = half_b * half_b - a * cc;
+    if (disc < 0.0f) return INFINITY;
+    float root = sqrt(disc);
+    float t = (-half_b - root) / a;
+    if (!(t > 0.0f)) t = (-half_b + root) / a;
+    return (t > 0.0f && t < t_max) ? t : INFINITY;
+}
+
+/* Slab test; fmin/fmax drop the NaN of 0 * inf. The far distance is widened by a few ulps
+ * so that rounding never loses a primitive lying on the box's face. */
+inline bool hit_box(__global const Node *node, float3 o, float3 inv_d, float t_max, float *t_near) {
+    float3 t0 = (node->lower.xyz - o) * inv_d;
+    float3 t1 = (node->upper.xyz - o) * inv_d;
+    float3 lo = fmin(t0, t1), hi = fmax(t0, t1);
+    float near = fmax(fmax(lo.x, lo.y), fmax(lo.z, 0.0f));
+    float far = fmin(fmin(hi.x, hi.y), hi.z) * 1.0000004f;
+    *t_near = near;
+    return near <= far && near < t_max;
+}
+
+/* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays). */
+inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, Hit *hit) {
+    const int n_triangles = s->frame->counts.x;
+    float3 inv_d = 1.0f / d;
+    int stack[STACK_SIZE];
+    float stack_t[STACK_SIZE];
+    int top = 0;
+    float t_best = t_max, t_near;
+    int best = -1;
+    float best_b1 = 0.0f, best_b2 = 0.0f;
+    if (!hit_box(&s->nodes[0], o, inv_d, t_best, &t_near)) return false;
+    int node = 0;
+    while (true) {
+        __global const Node *n = &s->nodes[node];
+        if (n->info.z) {
+            int end = n->info.x + n->info.y;
+            for (int slot = n->info.x; slot < end; ++slot) {
+                int prim = s->prims[slot];
+                float t, b1 = 0.0f, b2 = 0.0f;
+                if (prim < n_triangles) t = hit_triangle(&s->triangles[prim], o, d, t_best, &b1, &b2);
+                else t = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);
+                if (t < t_best) {
+                    t_best = t; best = prim; best_b1 = b1; best_b2 = b2;
+                    if (any) { hit->t = t; hit->prim = prim; return true; }
+                }
+            }
+        } else {
+            int left = n->info.x, right = n->info.y;
+            float t_left, t_right;
+            bool hit_left = hit_box(&s->nodes[left], o, inv_d, t_best, &t_left);
+            bool hit_right = hit_box(&s->nodes[right], o, inv_d, t_best, &t_right);
+            if (hit_left && hit_right) {
+                bool left_first = t_left <= t_right;
+                stack[top] = left_first ? right : left;
+                stack_t[top] = left_first ? t_right : t_left;
+                ++top;
+                node = left_first ? left : right;
+                continue;
+            }
+            if (hit_left) { node = left; continue; }
+            if (hit_right) { node = right; continue; }
+        }
+        /* Pop the next node still nearer than the best hit. */
+        bool found = false;
+        while (top > 0) {
+            --top;
+            if (stack_t[top] < t_best) { node = stack[top]; found = true; break; }
+        }
+        if (!found) break;
+    }
+    if (best < 0) return false;
+    hit->t = t_best;
+    hit->b1 = best_b1;
+    hit->b2 = best_b2;
+    hit->prim = best;
+    return true;
+}
+
+#endif
