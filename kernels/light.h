@@ -40,9 +40,11 @@ inline float3 env_eval(const SceneRef *s, float3 d) {
 }
 
 /* Solid angle density of env_sample choosing direction d (before the choice of light). */
+inline bool env_uniform(__global const Frame *f) { return f->options.y < 0 || f->env.w != 0; }
+
 inline float env_pdf(const SceneRef *s, float3 d) {
     __global const Frame *f = s->frame;
-    if (f->options.y < 0) return 0.25f * INV_PI_F;
+    if (env_uniform(f)) return 0.25f * INV_PI_F;
     int width = f->env.x, height = f->env.y;
     float2 uv = env_uv(s, d);
     int col = min((int)(uv.x * (float)width), width - 1);
@@ -65,7 +67,7 @@ inline int search_cdf(__global const float *cdf, int n, float u) {
 inline float3 env_sample(const SceneRef *s, float2 u, float *pdf) {
     __global const Frame *f = s->frame;
     float3 in_map;
-    if (f->options.y < 0) {
+    if (env_uniform(f)) {
         in_map = sample_sphere(u.x, u.y);
         *pdf = 0.25f * INV_PI_F;
     } else {

@@ -90,6 +90,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
     const bool has_env = frame->options.w != 0;
     const int env_light = frame->options.z;
+    const int strategy = frame->env.z;
     float3 result = (float3)(0.0f);
     float3 throughput = (float3)(1.0f);
     float prev_pdf = 0.0f;   /* density of the BSDF sample that made this ray */
@@ -100,7 +101,8 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
         if (!trace(s, o, d, INFINITY, false, &hit)) {
             if (has_env) {
                 float weight = 1.0f;
-                if (!prev_delta && env_light >= 0)
+                if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
+                else if (!prev_delta && strategy == STRATEGY_MIS && env_light >= 0)
                     weight = power_heuristic(prev_pdf, s->lights[env_light].pick.x * env_pdf(s, d));
                 result += throughput * env_eval(s, d) * weight;
             }
@@ -111,7 +113,8 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
         float cos_front = -dot3(sf.ng, d);
         if (cos_front > 0.0f && has_emission(m)) {
             float weight = 1.0f;
-            if (!prev_delta && sf.light >= 0)
+            if (!prev_delta && strategy == STRATEGY_LIGHT && sf.light >= 0) weight = 0.0f;
+            else if (!prev_delta && strategy == STRATEGY_MIS && sf.light >= 0)
                 weight = power_heuristic(prev_pdf, area_light_pdf(s, sf.light, hit.t, cos_front));
             result += throughput * emission_at(s, sf.material, sf.uv) * weight;
         }
@@ -129,7 +132,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
         float3 wi = (float3)(dot3(wi_world, tangent), dot3(wi_world, bitangent), dot3(wi_world, ns));
         float geo_i = dot3(wi_world, ng);
 
-        if (n_lights > 0 && !bsdf_is_delta(&b)) {
+        if (n_lights > 0 && !bsdf_is_delta(&b) && strategy != STRATEGY_BSDF) {
             LightSample ls;
             float2 u_pick = sample2(sampler, bounce_pair(depth, PAIR_LIGHT_PICK));
             if (sample_light(s, sf.p, u_pick.x, sample2(sampler, bounce_pair(depth, PAIR_LIGHT_POINT)), &ls)
@@ -142,10 +145,15 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
                 bool consistent = (geo_o * geo_i > 0.0f) == (wo.z * wi.z > 0.0f) && geo_o != 0.0f;
                 if (consistent && max3(f) > 0.0f) {
                     float3 origin = offset_origin(sf.p, ng, ls.wi);
-                    float t_max = isinf(ls.dist) ? INFINITY : ls.dist * (1.0f - 1e-4f);
+                    float t_max = INFINITY;
+                    if (!isinf(ls.dist)) {  /* stop short of the light's own surface, measured from the offset origin */
+                        float3 target = sf.p + ls.wi * ls.dist;
+                        float3 span = target - origin;
+                        t_max = sqrt(dot3(span, span)) * (1.0f - 1e-5f) - ray_epsilon(target);
+                    }
                     Hit blocker;
                     if (!trace(s, origin, ls.wi, t_max, true, &blocker)) {
-                        float weight = ls.delta ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
+                        float weight = ls.delta || strategy == STRATEGY_LIGHT ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
                         result += throughput * f * ls.radiance * (weight / ls.pdf);
                     }
                 }

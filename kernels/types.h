@@ -85,6 +85,10 @@ typedef struct {
     float4 spot;       /* cos cutoff, cos beam, cutoff (radians), 1 / (cutoff - beam) */
 } Light;
 
+#define STRATEGY_MIS 0
+#define STRATEGY_LIGHT 1
+#define STRATEGY_BSDF 2
+
 #define SAMPLER_INDEPENDENT 0
 #define SAMPLER_SOBOL 1
 
@@ -100,7 +104,7 @@ typedef struct {
     int4 size;            /* width, height, samples per pixel, max path depth */
     int4 counts;          /* triangles, lights, seed (as uint), Russian roulette depth */
     int4 options;         /* sampler, environment texture or -1, environment light or -1, has environment */
-    int4 env;             /* environment distribution width, height */
+    int4 env;             /* environment distribution width, height; strategy; 1: sample the environment uniformly */
 } Frame;
 
 /* Every buffer of a scene, passed around as one value. */

@@ -205,11 +205,15 @@ class EnvironmentLight:
     file: str | None = None
     scale: float = 1.0
     transform: Matrix = IDENTITY
+    sampling: str = "importance"  # or "uniform" over the sphere
 
 
 Light = PointLight | SpotLight | SunLight | EnvironmentLight
 
 SAMPLERS = ("independent", "sobol")
+# How direct light is found: both strategies combined by MIS (the default), or one alone
+# (for checking that each converges to the same image).
+STRATEGIES = ("mis", "light", "bsdf")
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ class Scene:
     lights: tuple[Light, ...] = ()
     rr_depth: int = 5
     sampler: str = "sobol"
+    strategy: str = "mis"
     assets: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -75,6 +75,7 @@ TEXTURE_IMAGE, TEXTURE_CHECKERBOARD = 0, 1
 WRAP_MODES = {"repeat": 0, "mirror": 1, "clamp": 2}
 LIGHT_TRIANGLE, LIGHT_SPHERE, LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_ENVIRONMENT = range(6)
 SAMPLER_KINDS = {"independent": 0, "sobol": 1}
+STRATEGY_KINDS = {"mis": 0, "light": 1, "bsdf": 2}
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 MAX_BVH_DEPTH = 64  # STACK_SIZE in kernels/trace.h
 
@@ -525,5 +526,6 @@ def _frame(scene: Scene, n_triangles: int, lights: np.ndarray, env_texture: int,
     frame["counts"][0] = (n_triangles, len(lights), seed, scene.rr_depth)
     has_env = 1 if environment is not None else 0
     frame["options"][0] = (SAMPLER_KINDS[scene.sampler], env_texture, env_light, has_env)
-    frame["env"][0] = (env_size[0], env_size[1], 0, 0)
+    uniform = environment is not None and environment.sampling == "uniform"
+    frame["env"][0] = (env_size[0], env_size[1], STRATEGY_KINDS[scene.strategy], uniform)
     return frame

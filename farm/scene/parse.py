@@ -15,7 +15,7 @@ from typing import Any
 from farm import defaults
 from farm.exceptions import SceneError
 from farm.scene.model import (
-    IDENTITY, MATERIAL_TYPES, SAMPLERS, Box, Camera, Checkerboard, EnvironmentLight, Film, ImageTexture, Material,
+    IDENTITY, MATERIAL_TYPES, SAMPLERS, STRATEGIES, Box, Camera, Checkerboard, EnvironmentLight, Film, ImageTexture, Material,
     Matrix, Mesh, PointLight, Rectangle, Scene, Sphere, SpotLight, SunLight, TextureRef,
 )
 
@@ -82,7 +82,7 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
     root = _Node(document, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),
-        optional=("max_depth", "rr_depth", "seed", "sampler", "description", "textures", "lights", "assets"),
+        optional=("max_depth", "rr_depth", "seed", "sampler", "strategy", "description", "textures", "lights", "assets"),
     )
     version = root.child("version").integer()
     if version != FORMAT_VERSION:
@@ -105,12 +105,13 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
     rr_depth = root.child("rr_depth").integer(1, 1024) if "rr_depth" in root.value else 5
     seed = root.child("seed").integer(0, 2**32 - 1) if "seed" in root.value else 0
     sampler = root.child("sampler").choice(SAMPLERS) if "sampler" in root.value else "sobol"
+    strategy = root.child("strategy").choice(STRATEGIES) if "strategy" in root.value else "mis"
     assets = _assets(root.child("assets")) if "assets" in root.value else {}
     try:
         digest = scene_digest(document)
     except ValueError:
         root.fail("numbers must be finite")
-    scene = Scene(camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, assets)
+    scene = Scene(camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, strategy, assets)
     if assets:
         missing = [name for name in scene.files() if name not in assets]
         if missing:
@@ -280,7 +281,7 @@ def _light(node: _Node):
     if kind == "sun":
         node.expect_keys(required=("type", "direction", "irradiance"))
         return SunLight(_nonzero(node.child("direction")), node.child("irradiance").vec3(0.0))
-    node.expect_keys(required=("type",), optional=("radiance", "file", "scale", "transform"))
+    node.expect_keys(required=("type",), optional=("radiance", "file", "scale", "transform", "sampling"))
     if "radiance" in node.value and "file" in node.value:
         node.fail("give an environment either radiance or file, not both")
     radiance = node.child("radiance").vec3(0.0) if "radiance" in node.value else (1.0, 1.0, 1.0)
@@ -289,7 +290,8 @@ def _light(node: _Node):
     transform = _transform(node.child("transform")) if "transform" in node.value else IDENTITY
     if not _is_rotation(transform):
         node.child("transform").fail("an environment's transform may only rotate")
-    return EnvironmentLight(radiance, file, scale, transform)
+    sampling = node.child("sampling").choice(("importance", "uniform")) if "sampling" in node.value else "importance"
+    return EnvironmentLight(radiance, file, scale, transform, sampling)
 
 
 def _nonzero(node: _Node):

@@ -1,0 +1,357 @@
+"""The path tracer against closed forms and against itself, on the real kernel (PoCL).
+
+Tolerances come from the samples: pixels are independent estimates, so a mean over n of
+them is within a few standard errors (std / sqrt(n)) of its expectation, plus float32
+rounding. A wrong estimator (a missing cosine, a pdf off by a factor) misses by far more.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from farm.assets import FolderAssets
+from farm.render import Renderer
+from farm.scene import load_scene, parse_scene
+from farm.scene.pack import pack
+
+SIGMAS = 5.0  # a false alarm once in ~3.5 million runs per check
+
+
+def render(document, device, folder=None) -> np.ndarray:
+    if folder is not None:
+        path = folder / "scene.json"
+        path.write_text(json.dumps(document))
+        scene, _ = load_scene(path)
+        packed = pack(scene, FolderAssets(folder, scene.assets))
+    else:
+        packed = pack(parse_scene(copy.deepcopy(document)))
+    return Renderer(device, packed).render_frame().astype(np.float64)
+
+
+def assert_mean(values, expected, what=""):
+    values = np.asarray(values, np.float64).ravel()
+    error = abs(values.mean() - expected)
+    bound = SIGMAS * values.std(ddof=1) / math.sqrt(len(values)) + 1e-4 * max(abs(expected), 1.0)
+    assert error <= bound, f"{what}: mean {values.mean():.5f}, expected {expected:.5f} (bound {bound:.5f})"
+
+
+def camera_rays(document):
+    """Unit directions through each pixel's corners and centre, as the kernel builds them
+    (looking down -z from +z with +y up, fov across y)."""
+    film, camera = document["film"], document["camera"]
+    width, height = film["width"], film["height"]
+    tan_y = math.tan(math.radians(camera["fov"]) / 2)
+    tan_x = tan_y * width / height
+
+    def directions(fx, fy):  # fx, fy: pixel coordinates (0 = left / top edge)
+        sx = 2 * fx / width - 1
+        sy = 1 - 2 * fy / height
+        d = np.stack([sx * tan_x, sy * tan_y, -np.ones_like(sx)], axis=-1)
+        return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    return directions, xs, ys
+
+
+def sphere_mask(document, radius=1.0, outside=False):
+    """Pixels whose whole footprint sees the unit sphere at the origin (or, with
+    `outside`, misses it)."""
+    origin = np.array(document["camera"]["position"], np.float64)
+    directions, xs, ys = camera_rays(document)
+    corners = []
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        d = directions(xs + dx, ys + dy)
+        b = d @ origin
+        corners.append(b * b - (origin @ origin - radius * radius) > 0)
+    return ~np.any(corners, axis=0) if outside else np.all(corners, axis=0)
+
+
+def furnace(material, spp=64, width=32, max_depth=32, **extra):
+    document = {
+        "version": 1,
+        "camera": {"position": [0, 0, 4], "look_at": [0, 0, 0], "fov": 30},
+        "film": {"width": width, "height": width, "spp": spp},
+        "materials": {"m": material},
+        "shapes": [{"type": "sphere", "material": "m"}],
+        "lights": [{"type": "environment", "radiance": [1, 1, 1]}],
+        "max_depth": max_depth,
+    }
+    document.update(extra)
+    return document
+
+
+@pytest.mark.parametrize("albedo", [1.0, 0.5])
+def test_white_furnace_diffuse_sphere_reflects_its_albedo(device, albedo):
+    document = furnace({"reflectance": albedo})
+    image = render(document, device)
+    mask = sphere_mask(document)
+    assert mask.sum() > 300
+    assert_mean(image[mask], albedo, f"diffuse albedo {albedo}")
+    assert_mean(image[sphere_mask(document, outside=True)], 1.0, "background")
+
+
+@pytest.mark.parametrize("roughness", [0.0, 0.3])
+def test_white_furnace_glass_sphere_is_invisible(device, roughness):
+    document = furnace({"type": "dielectric", "ior": 1.5, "roughness": roughness}, max_depth=64)
+    image = render(document, device)
+    mask = sphere_mask(document)
+    if roughness == 0.0:
+        assert_mean(image[mask], 1.0, "smooth glass")
+    else:  # single-scattering microfacets lose a little energy, never create any
+        assert image[mask].mean() <= 1.0 + SIGMAS * image[mask].std() / math.sqrt(mask.sum())
+        assert image[mask].mean() > 0.9
+
+
+def ggx_albedo(mu: float, alpha: float, n: int = 400) -> float:
+    """Directional albedo of a white GGX conductor (Fresnel 1, separable Smith masking) at
+    view cosine mu, by quadrature over the outgoing hemisphere: what the kernel should get."""
+    theta = (np.arange(n) + 0.5) / n * (np.pi / 2)
+    phi = (np.arange(2 * n) + 0.5) / (2 * n) * (2 * np.pi)
+    theta, phi = np.meshgrid(theta, phi, indexing="ij")
+    wo = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=-1)
+    wi = np.array([math.sqrt(1 - mu * mu), 0.0, mu])
+    h = wi + wo
+    h /= np.linalg.norm(h, axis=-1, keepdims=True)
+    a2 = alpha * alpha
+    d = 1 / (np.pi * a2 * ((h[..., 0] ** 2 + h[..., 1] ** 2) / a2 + h[..., 2] ** 2) ** 2)
+
+    def g1(v_z):
+        tan2 = (1 - v_z**2) / v_z**2
+        return 2 / (1 + np.sqrt(1 + a2 * tan2))
+
+    integrand = d * g1(mu) * g1(wo[..., 2]) / (4 * mu) * np.sin(theta)
+    return float(integrand.sum() * (np.pi / 2 / n) * (2 * np.pi / (2 * n)))
+
+
+@pytest.mark.parametrize("roughness", [0.0, 0.3, 0.7, 1.0])
+def test_white_furnace_rough_conductor_never_creates_energy(device, roughness):
+    # eta = 0 makes the Fresnel term exactly 1: all loss is the microfacet model's own.
+    document = furnace({"type": "conductor", "eta": [0, 0, 0], "k": [1, 1, 1], "roughness": roughness})
+    image = render(document, device)[:, :, 0]
+    values = image[sphere_mask(document)]
+    if roughness == 0.0:
+        assert np.allclose(values, 1.0, atol=1e-5)
+        return
+    bound = SIGMAS * values.std(ddof=1) / math.sqrt(len(values)) + 1e-4
+    assert values.mean() <= 1.0 + bound, f"roughness {roughness}: {values.mean()} > 1"
+    # Facing the camera, the sphere reflects the model's directional albedo at normal incidence.
+    centre = image[14:18, 14:18].ravel()
+    expected = ggx_albedo(0.995, roughness**2)
+    bound = SIGMAS * centre.std(ddof=1) / math.sqrt(len(centre)) + 5e-3
+    assert abs(centre.mean() - expected) <= bound, (centre.mean(), expected)
+
+
+def test_white_furnace_plastic_never_creates_energy(device):
+    image_values = []
+    for roughness in (0.0, 0.4):
+        document = furnace({"type": "plastic", "reflectance": 1.0, "roughness": roughness})
+        image_values.append(render(document, device)[sphere_mask(document)])
+    for values in image_values:
+        assert values.mean() <= 1.0 + SIGMAS * values.std(ddof=1) / math.sqrt(len(values)) + 1e-4
+        assert values.mean() > 0.8
+
+
+def plane_under(light, albedo=0.5, width=24, spp=16):
+    """A diffuse plane z = 0 (8 x 8 units) seen from above, lit only by `light`."""
+    return {
+        "version": 1,
+        "camera": {"position": [0, 0, 6], "look_at": [0, 0, 0], "fov": 60},
+        "film": {"width": width, "height": width, "spp": spp},
+        "materials": {"m": {"reflectance": albedo}},
+        "shapes": [{"type": "rectangle", "material": "m", "transform": {"scale": [4, 4, 1]}}],
+        "lights": [light],
+        "max_depth": 2,
+    }
+
+
+def plane_points(document, grid=8):
+    """Plane hit points of a grid x grid of positions in each pixel: (h, w, grid^2, 3)."""
+    origin = np.array(document["camera"]["position"], np.float64)
+    directions, xs, ys = camera_rays(document)
+    offsets = (np.arange(grid) + 0.5) / grid
+    points = []
+    for oy in offsets:
+        for ox in offsets:
+            d = directions(xs + ox, ys + oy)
+            t = origin[2] / -d[..., 2]
+            points.append(origin + d * t[..., None])
+    return np.stack(points, axis=2)
+
+
+def test_inverse_square_law_point_light(device):
+    light_position = np.array([0.5, -0.3, 1.5])
+    intensity = 10.0
+    document = plane_under({"type": "point", "position": light_position.tolist(), "intensity": [intensity] * 3})
+    image = render(document, device)[:, :, 0]
+    points = plane_points(document)
+    to_light = light_position - points
+    r2 = (to_light**2).sum(axis=-1)
+    cosine = to_light[..., 2] / np.sqrt(r2)
+    expected = (0.5 / math.pi * intensity * cosine / r2).mean(axis=2)  # L = albedo/pi * I cos / r^2
+    assert np.allclose(image, expected, rtol=5e-3), np.abs(image / expected - 1).max()
+    # and not some other power of the distance: the ratio spans an order of magnitude
+    assert expected.max() / expected.min() > 10
+
+
+def test_sun_gives_albedo_over_pi_times_irradiance_times_cosine(device):
+    angle = math.radians(30)
+    direction = [math.sin(angle), 0.0, -math.cos(angle)]
+    image = render(plane_under({"type": "sun", "direction": direction, "irradiance": [2, 4, 6]}), device)
+    expected = 0.5 / math.pi * np.array([2, 4, 6]) * math.cos(angle)
+    assert np.allclose(image, expected, rtol=1e-4)
+
+
+def test_spot_light_is_a_point_light_inside_its_beam_and_dark_outside(device):
+    position = np.array([0.0, 0.0, 2.0])
+    spot = {"type": "spot", "position": position.tolist(), "direction": [0, 0, -1], "intensity": [5, 5, 5],
+            "cutoff_angle": 30, "beam_width": 20}
+    document = plane_under(spot, width=32)
+    image = render(document, device)[:, :, 0]
+    points = plane_points(document, grid=4)
+    to_light = position - points
+    angle = np.degrees(np.arccos(to_light[..., 2] / np.linalg.norm(to_light, axis=-1)))
+    r2 = (to_light**2).sum(axis=-1)
+    point_light = 0.5 / math.pi * 5 * (to_light[..., 2] / np.sqrt(r2)) / r2
+    inside, outside = (angle < 20).all(axis=2), (angle > 30).all(axis=2)
+    assert inside.sum() > 20 and outside.sum() > 20
+    assert np.allclose(image[inside], point_light.mean(axis=2)[inside], rtol=5e-3)
+    assert (image[outside] == 0).all()
+
+
+def mis_scene(strategy, spp=64):
+    return {
+        "version": 1,
+        "camera": {"position": [0, 1.5, 5], "look_at": [0, 0.5, 0], "fov": 40},
+        "film": {"width": 32, "height": 24, "spp": spp},
+        "materials": {
+            "floor": {"reflectance": [0.6, 0.6, 0.6]},
+            "metal": {"type": "conductor", "metal": "Au", "roughness": 0.4},
+            "plastic": {"type": "plastic", "reflectance": [0.2, 0.3, 0.7], "roughness": 0.3},
+            "lamp": {"emission": [8, 8, 8]},
+            "panel": {"emission": [2, 3, 4]},
+        },
+        "shapes": [
+            {"type": "rectangle", "material": "floor",
+             "transform": {"scale": 4, "rotate": {"axis": [1, 0, 0], "angle": -90}}},
+            {"type": "sphere", "material": "metal", "center": [-0.7, 0.6, 0], "radius": 0.6},
+            {"type": "sphere", "material": "plastic", "center": [0.7, 0.5, 0.3], "radius": 0.5},
+            {"type": "sphere", "material": "lamp", "center": [1.5, 2.5, 1.0], "radius": 0.3},
+            {"type": "rectangle", "material": "panel",
+             "transform": {"scale": 0.8, "rotate": {"axis": [1, 0, 0], "angle": 90}, "translate": [-1, 3, 0]}},
+        ],
+        "lights": [{"type": "environment", "radiance": [0.1, 0.1, 0.15]}],
+        "max_depth": 3,
+        "strategy": strategy,
+    }
+
+
+def assert_same_expectation(a, b, what):
+    """Two unbiased renders of one scene: the per-pixel differences average to zero."""
+    diff = (a - b).mean(axis=2).ravel()
+    bound = SIGMAS * diff.std(ddof=1) / math.sqrt(len(diff)) + 1e-4 * np.abs(a).mean()
+    assert abs(diff.mean()) <= bound, f"{what}: mean difference {diff.mean():.5f} > {bound:.5f}"
+
+
+def test_light_sampling_bsdf_sampling_and_mis_converge_to_the_same_image(device):
+    images = {strategy: render(mis_scene(strategy), device) for strategy in ("mis", "light", "bsdf")}
+    assert images["mis"].mean() > 0.05
+    assert_same_expectation(images["mis"], images["light"], "MIS vs light sampling")
+    assert_same_expectation(images["mis"], images["bsdf"], "MIS vs BSDF sampling")
+    assert_same_expectation(images["light"], images["bsdf"], "light vs BSDF sampling")
+    # MIS is the point of it all: less noise than BSDF sampling alone.
+    reference = render(mis_scene("mis", spp=1024), device)
+    error = {k: np.sqrt(((v - reference) ** 2).mean()) for k, v in images.items()}
+    assert error["mis"] < error["bsdf"]
+
+
+def write_sky(path, width=64, height=32):
+    """An EXR sky: dim blue gradient plus a small very bright sun."""
+    import OpenEXR
+
+    v = (np.arange(height) + 0.5) / height
+    sky = np.zeros((height, width, 3), np.float32)
+    sky[:] = (0.2 + 0.3 * (1 - v))[:, None, None] * np.array([0.5, 0.7, 1.0], np.float32)
+    sky[6:8, 40:42] = 400.0
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    OpenEXR.File(header, {"RGB": sky}).write(str(path))
+
+
+def test_environment_map_importance_and_uniform_sampling_agree(device, tmp_path):
+    write_sky(tmp_path / "sky.exr")
+
+    def scene(sampling, seed):
+        document = furnace({"reflectance": 0.8}, spp=32, max_depth=2, seed=seed, strategy="light")
+        document["lights"] = [{"type": "environment", "file": "sky.exr", "sampling": sampling}]
+        return document
+
+    images = {(s, seed): render(scene(s, seed), device, tmp_path) for s in ("importance", "uniform") for seed in (1, 2)}
+    mask = sphere_mask(scene("uniform", 1))
+    diff = (images["importance", 1] - images["uniform", 1])[mask].mean(axis=1)
+    bound = SIGMAS * diff.std(ddof=1) / math.sqrt(len(diff))
+    assert abs(diff.mean()) <= bound
+    noise = {s: np.std((images[s, 1] - images[s, 2])[mask]) for s in ("importance", "uniform")}
+    assert noise["importance"] < 0.5 * noise["uniform"], noise
+
+
+def test_sobol_sampler_has_less_error_than_independent_at_equal_samples(device, make_document):
+    reference = render(make_document(width=32, height=32, spp=1024, sampler="independent", seed=7), device)
+    error = {}
+    for sampler in ("independent", "sobol"):
+        image = render(make_document(width=32, height=32, spp=16, sampler=sampler), device)
+        error[sampler] = np.sqrt(((image - reference) ** 2).mean())
+    assert error["sobol"] < error["independent"], error
+
+
+def test_bvh_finds_the_same_nearest_hits_as_brute_force(device):
+    rng = np.random.default_rng(3)
+    centers = rng.uniform(-3, 3, (300, 3))
+    vertices = (centers[:, None, :] + rng.normal(scale=0.4, size=(300, 3, 3))).reshape(-1, 3)
+    spheres = [{"type": "sphere", "material": "m", "center": c.tolist(), "radius": float(r)}
+               for c, r in zip(rng.uniform(-3, 3, (20, 3)), rng.uniform(0.1, 0.5, 20))]
+    document = {
+        "version": 1,
+        "camera": {"position": [0, 0, 10], "look_at": [0, 0, 0], "fov": 40},
+        "film": {"width": 4, "height": 4, "spp": 1},
+        "materials": {"m": {"reflectance": 0.5}},
+        "shapes": [{"type": "mesh", "material": "m", "vertices": vertices.tolist(),
+                    "triangles": np.arange(900).reshape(300, 3).tolist()}] + spheres,
+    }
+    packed = pack(parse_scene(document))
+    origins = rng.uniform(-4, 4, (5000, 3))
+    directions = rng.normal(size=(5000, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    t, prim = Renderer(device, packed).trace(origins, directions)
+    expected = _brute_force(packed, origins, directions)
+    hit = np.isfinite(expected)
+    assert hit.sum() > 1000 and (~hit).sum() > 100
+    assert np.array_equal(np.isfinite(t), hit)
+    assert np.allclose(t[hit], expected[hit], rtol=1e-4, atol=1e-5)
+
+
+def _brute_force(packed, o, d) -> np.ndarray:
+    best = np.full(len(o), np.inf)
+    v0, e1, e2 = (packed.triangles[k][:, :3].astype(np.float64) for k in ("v0", "e1", "e2"))
+    with np.errstate(all="ignore"):
+        for i in range(len(v0)):
+            p = np.cross(d, e2[i])
+            inv = 1.0 / (p @ e1[i])
+            s = o - v0[i]
+            u = (s * p).sum(axis=1) * inv
+            q = np.cross(s, e1[i])
+            v = (d * q).sum(axis=1) * inv
+            t = (q @ e2[i]) * inv
+            ok = (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
+            best = np.where(ok & (t < best), t, best)
+        for sphere in packed.spheres["center_radius"].astype(np.float64):
+            oc = o - sphere[:3]
+            b = (oc * d).sum(axis=1)
+            disc = b * b - ((oc * oc).sum(axis=1) - sphere[3] ** 2)
+            root = np.sqrt(disc)
+            t = np.where(-b - root > 0, -b - root, -b + root)
+            best = np.where((disc >= 0) & (t > 0) & (t < best), t, best)
+    return best
