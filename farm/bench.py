@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from farm.assets import FolderAssets
     from farm.device import current
     from farm.render import Renderer
     from farm.scene import load_scene
@@ -40,7 +41,8 @@ def run(args) -> int:
     pixels = scene.film.width * scene.film.height
     samples = pixels * scene.film.spp
     device = current()
-    renderer = Renderer(device, pack(scene))
+    assets = FolderAssets(Path(args.scene).parent, scene.assets)
+    renderer = Renderer(device, pack(scene, assets))
     renderer.render(0, 0, min(8, scene.film.width), min(8, scene.film.height))  # warm up
     direct = min(_timed(renderer.render_frame) for _ in range(args.repeat))
     print(f"device: {device}")
@@ -50,7 +52,7 @@ def run(args) -> int:
     if args.skip_farm:
         return 0
     del renderer
-    _bench_farm(args, scene, document, direct)
+    _bench_farm(args, scene, document, assets, direct)
     return 0
 
 
@@ -72,7 +74,7 @@ def _timed(function) -> float:
     return time.perf_counter() - started
 
 
-def _bench_farm(args, scene, document, direct: float) -> None:
+def _bench_farm(args, scene, document, assets, direct: float) -> None:
     from farm.app import app
     from farm.cli import connect
     from farm.job import start_job
@@ -84,10 +86,10 @@ def _bench_farm(args, scene, document, direct: float) -> None:
         local.wait_ready(app)
         redis_client = connect(local.broker_url)
         # one job first: builds nothing new, but uploads the scene like any first job would
-        start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral").collect()
+        start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets).collect()
         runs = []
         for _ in range(args.repeat):
-            run = start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral")
+            run = start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets)
             run.collect(check_alive=local.check_alive)
             runs.append(run)
     best = min(runs, key=lambda r: r.wall_seconds)

@@ -156,7 +156,10 @@ def _submit(args) -> int:
 def _render(args, app, redis_client, task, scene, document, output: Path, local) -> int:
     from farm.job import start_job
 
-    run = start_job(redis_client, task, scene, document, args.bucket_size, args.order)
+    from farm.assets import FolderAssets
+
+    assets = FolderAssets(Path(args.scene).parent, scene.assets)
+    run = start_job(redis_client, task, scene, document, args.bucket_size, args.order, assets)
     progress = _progress(args, run.total)
     try:
         run.collect(

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from farm import defaults
+from farm.assets import RedisAssets
 from farm.buckets import Bucket, bucket_at, count, order, split
 from farm.exceptions import JobError
 from farm.film import Film
@@ -345,8 +346,15 @@ def _ping_workers() -> list:
     return app.control.ping(timeout=1.0) or []
 
 
-def start_job(redis, task, scene: Scene, document: dict, bucket_size: int, bucket_order: str) -> JobRun:
-    """Upload the scene, enqueue every bucket, and return the run to collect."""
+def start_job(
+    redis, task, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None
+) -> JobRun:
+    """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
+    every bucket, and return the run to collect."""
+    if scene.assets:
+        if assets is None:
+            raise JobError("the scene names files but no folder to read them from was given")
+        RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
     job = Job.create(redis, scene, document, bucket_size, bucket_order)
     run = JobRun(job, Film(scene.film.width, scene.film.height))
     job.enqueue(task)

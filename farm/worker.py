@@ -15,6 +15,7 @@ from collections import OrderedDict
 from celery.signals import worker_process_init
 
 from farm import device as devices
+from farm.assets import RedisAssets
 from farm.exceptions import FarmError
 from farm.job import Job, TileEvent
 from farm.render import Renderer, build_program
@@ -48,7 +49,7 @@ class WorkerState:
         scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
         if scene.digest != digest:
             raise FarmError(f"scene {digest[:12]} in Redis does not match its digest")
-        renderer = Renderer(self.device, pack(scene))
+        renderer = Renderer(self.device, pack(scene, RedisAssets(self.redis, scene.assets)))
         self.renderers[digest] = renderer
         while len(self.renderers) > SCENES_KEPT:
             self.renderers.popitem(last=False)

@@ -87,11 +87,11 @@ class FarmHandle:
         self.redis = redis.Redis.from_url(redis_server.url)
         self.broker_url = redis_server.url
 
-    def render(self, scene, document, bucket_size, order="spiral"):
+    def render(self, scene, document, bucket_size, order="spiral", assets=None):
         from farm.job import start_job
         from farm.tasks import render_bucket
 
-        run = start_job(self.redis, render_bucket, scene, document, bucket_size, order)
+        run = start_job(self.redis, render_bucket, scene, document, bucket_size, order, assets)
         run.collect(stall_timeout=60)
         return run
 

@@ -355,3 +355,81 @@ def _brute_force(packed, o, d) -> np.ndarray:
             t = np.where(-b - root > 0, -b - root, -b + root)
             best = np.where((disc >= 0) & (t > 0) & (t < best), t, best)
     return best
+
+
+def facing_rectangle(material, textures, width=32, **camera):
+    """A rectangle filling the view, lit head-on by a sun of irradiance pi: each pixel
+    shows the albedo under it, exactly (L = albedo / pi * E)."""
+    return {
+        "version": 1,
+        "camera": {"position": [0, 0, 3], "look_at": [0, 0, 0], "fov": 30, **camera},
+        "film": {"width": width, "height": width, "spp": 16},
+        "textures": textures,
+        "materials": {"m": material},
+        "shapes": [{"type": "rectangle", "material": "m"}],
+        "lights": [{"type": "sun", "direction": [0, 0, -1], "irradiance": [math.pi] * 3}],
+        "max_depth": 2,
+    }
+
+
+def quadrants(image):
+    h, w = image.shape[:2]
+    return {
+        "top-left": image[: h // 2 - 2, : w // 2 - 2], "top-right": image[: h // 2 - 2, w // 2 + 2 :],
+        "bottom-left": image[h // 2 + 2 :, : w // 2 - 2], "bottom-right": image[h // 2 + 2 :, w // 2 + 2 :],
+    }
+
+
+def test_checkerboard_starts_with_color0_at_uv_origin(device):
+    textures = {"c": {"type": "checkerboard", "color0": [1, 0, 0], "color1": [0, 0, 1], "scale": [2, 2]}}
+    image = render(facing_rectangle({"reflectance": {"texture": "c"}}, textures), device)
+    parts = quadrants(image)
+    assert np.allclose(parts["bottom-left"], [1, 0, 0], atol=1e-5)  # uv (0, 0): color0
+    assert np.allclose(parts["bottom-right"], [0, 0, 1], atol=1e-5)
+    assert np.allclose(parts["top-left"], [0, 0, 1], atol=1e-5)
+    assert np.allclose(parts["top-right"], [1, 0, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("colorspace,grey", [("auto", 0.21586050), ("linear", 128 / 255)])
+def test_png_texture_upright_and_decoded_from_srgb(device, tmp_path, colorspace, grey):
+    from PIL import Image
+
+    pixels = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [128, 128, 128]]], np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "quad.png")
+    textures = {"q": {"type": "image", "file": "quad.png", "filter": "nearest", "colorspace": colorspace}}
+    image = render(facing_rectangle({"reflectance": {"texture": "q"}}, textures), device, tmp_path)
+    parts = quadrants(image)
+    # the image appears as it is drawn: its top-left texel at the top-left
+    assert np.allclose(parts["top-left"], [1, 0, 0], atol=1e-5)
+    assert np.allclose(parts["top-right"], [0, 1, 0], atol=1e-5)
+    assert np.allclose(parts["bottom-left"], [0, 0, 1], atol=1e-5)
+    assert np.allclose(parts["bottom-right"], grey, atol=1e-5)
+
+
+def test_bilinear_filtering_blends_and_wrapping_repeats(device, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.array([[0, 255]], np.uint8)).save(tmp_path / "ramp.png")
+    textures = {"r": {"type": "image", "file": "ramp.png", "colorspace": "linear", "scale": [3, 1]}}
+    image = render(facing_rectangle({"reflectance": {"texture": "r"}}, textures, width=64), device, tmp_path)
+    row = image[32, :, 0]
+    assert row.min() >= 0 and row.max() <= 1
+    assert len(np.unique(np.round(row, 3))) > 10  # a ramp, not two flat halves
+    # the texture repeats three times across the rectangle: the row is periodic
+    period = 64 * 2 / 3 / (2 * 3 * math.tan(math.radians(15)))  # pixels per uv unit / 3
+    assert abs(row[10] - row[10 + int(round(period))]) < 0.05
+
+
+def test_thin_lens_keeps_the_focus_plane_sharp_and_blurs_the_rest(device):
+    checks = {"c": {"type": "checkerboard", "color0": [1, 1, 1], "color1": [0, 0, 0], "scale": [8, 8]}}
+
+    def image(aperture, focus):
+        camera = {"aperture_radius": aperture, "focus_distance": focus} if aperture else {}
+        document = facing_rectangle({"reflectance": {"texture": "c"}}, checks, width=48, **camera)
+        document["film"]["spp"] = 64
+        return render(document, device)[:, :, 0]
+
+    pinhole, focused, blurred = image(0, None), image(0.3, 3.0), image(0.3, 1.5)
+    assert np.abs(focused - pinhole).mean() < 0.01
+    assert blurred.std() < 0.6 * pinhole.std()
+    assert abs(blurred.mean() - pinhole.mean()) < 0.02  # blur moves light, it does not lose it

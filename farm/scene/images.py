@@ -23,8 +23,8 @@ def decode(name: str, data: bytes) -> tuple[np.ndarray, bool]:
         if suffix == "hdr":
             return _rgbe(data), False
         return _pillow(data), True
-    except SceneError:
-        raise
+    except SceneError as exc:
+        raise SceneError(f"{name}: cannot decode image: {exc}") from None
     except Exception as exc:  # every decoder has its own error types; all mean "broken file"
         raise SceneError(f"{name}: cannot decode image: {exc}") from None
 
