@@ -395,7 +395,18 @@ def _environment_distribution(pixels: np.ndarray):
     height, width = pixels.shape[:2]
     rgb = pixels[:, :, :3] if pixels.shape[2] >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
     sin_theta = np.sin(np.pi * (np.arange(height) + 0.5) / height)
-    luminance = np.maximum(rgb.astype(np.float64) @ LUMINANCE, 0.0)
+    texel_luminance = np.maximum(rgb.astype(np.float64) @ LUMINANCE, 0.0)
+    # Cell (i, j) of the distribution spans v in [i, i+1] / height and u in [j, j+1] / width;
+    # the lookup (kernels/light.h) puts row r at v = r / (height - 1) and column c at
+    # u = (c + 0.5) / width, so a cell sees rows floor(i (h-1)/h) .. ceil((i+1) (h-1)/h) and
+    # columns j - 1 .. j + 1. Taking their maximum keeps bright texels from being undersampled.
+    first = np.floor(np.arange(height) * (height - 1) / height).astype(int)
+    last = np.ceil((np.arange(height) + 1) * (height - 1) / height).astype(int)
+    rows = texel_luminance[first]
+    for step in (1, 2):  # a cell spans less than one row: at most three rows touch it
+        touched = np.minimum(first + step, height - 1)
+        rows = np.where((first + step <= last)[:, None], np.maximum(rows, texel_luminance[touched]), rows)
+    luminance = np.maximum(np.maximum(rows, np.roll(rows, 1, axis=1)), np.roll(rows, -1, axis=1))
     # A small floor keeps every direction reachable, so light sampling alone is unbiased.
     weight = (luminance + 1e-3 * max(luminance.mean(), 1e-12)) * sin_theta[:, None]
     row_sums = weight.sum(axis=1)
