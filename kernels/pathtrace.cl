@@ -134,8 +134,8 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
 
         if (n_lights > 0 && !bsdf_is_delta(&b) && strategy != STRATEGY_BSDF) {
             LightSample ls;
-            float2 u_pick = sample2(sampler, bounce_pair(depth, PAIR_LIGHT_PICK));
-            if (sample_light(s, sf.p, u_pick.x, sample2(sampler, bounce_pair(depth, PAIR_LIGHT_POINT)), &ls)
+            float u_pick = sample1(sampler, bounce_choice(depth, CHOICE_LIGHT));
+            if (sample_light(s, sf.p, u_pick, sample2(sampler, bounce_pair(depth, PAIR_LIGHT_POINT)), &ls)
                 && max3(ls.radiance) > 0.0f) {
                 float3 wo = (float3)(dot3(ls.wi, tangent), dot3(ls.wi, bitangent), dot3(ls.wi, ns));
                 float geo_o = dot3(ls.wi, ng);
@@ -163,8 +163,8 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
         float3 wo;
         float pdf;
         bool delta;
-        float2 u_lobe = sample2(sampler, bounce_pair(depth, PAIR_BSDF_LOBE));
-        float3 weight = bsdf_sample(&b, wi, sample2(sampler, bounce_pair(depth, PAIR_BSDF)), u_lobe.x,
+        float u_lobe = sample1(sampler, bounce_choice(depth, CHOICE_LOBE));
+        float3 weight = bsdf_sample(&b, wi, sample2(sampler, bounce_pair(depth, PAIR_BSDF)), u_lobe,
                                     &wo, &pdf, &delta);
         if (!(max3(weight) > 0.0f)) break;
         float3 wo_world = tangent * wo.x + bitangent * wo.y + ns * wo.z;
@@ -176,7 +176,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
 
         if (depth >= rr_depth) {
             float q = fmin(max3(throughput), 0.95f);
-            if (!(u_lobe.y < q)) break;
+            if (!(sample1(sampler, bounce_choice(depth, CHOICE_ROULETTE)) < q)) break;
             throughput /= q;
         }
         o = offset_origin(sf.p, ng, wo_world);

@@ -39,10 +39,11 @@ inline uint nested_uniform_scramble(uint x, uint seed) {
     return reverse_bits(laine_karras_permutation(reverse_bits(x), seed));
 }
 
-/* Second Sobol dimension: direction numbers v_0 = 2^31, v_k = v_{k-1} ^ (v_{k-1} >> 1). */
-inline uint sobol_dimension1(uint index) {
-    uint result = 0U, v = 0x80000000U;
-    for (; index != 0U; index >>= 1, v ^= v >> 1)
+/* The second Sobol dimension with its bits reversed: direction numbers v_0 = 1,
+ * v_k = v_{k-1} ^ (v_{k-1} << 1) (the usual ones, mirrored). */
+inline uint sobol_dimension1_reversed(uint index) {
+    uint result = 0U, v = 1U;
+    for (; index != 0U; index >>= 1, v ^= v << 1)
         if (index & 1U) result ^= v;
     return result;
 }
@@ -64,20 +65,33 @@ inline float2 sample2(const Sampler *s, uint pair) {
         return (float2)(rand01(s->key, 2U * pair), rand01(s->key, 2U * pair + 1U));
     uint seed = hash32(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
     uint index = nested_uniform_scramble(s->index, seed);
-    uint x = nested_uniform_scramble(reverse_bits(index), hash32(seed ^ 0xa511e9b3U));
-    uint y = nested_uniform_scramble(sobol_dimension1(index), hash32(seed ^ 0x63d83595U));
+    /* Owen-scrambled Sobol points, nested_uniform_scramble(sobol(index)) for each
+     * dimension, with the reversals that cancel left out: the first dimension is
+     * reverse_bits(index), the second sobol_dimension1_reversed reversed. */
+    uint x = reverse_bits(laine_karras_permutation(index, hash32(seed ^ 0xa511e9b3U)));
+    uint y = reverse_bits(laine_karras_permutation(sobol_dimension1_reversed(index), hash32(seed ^ 0x63d83595U)));
     return (float2)(to_unit(x), to_unit(y));
 }
 
-/* Dimension pairs: the pixel, the lens, then PAIRS_PER_BOUNCE per path vertex. */
+/* One more uniform number, independent of everything else, for choices that gain little
+ * from stratification (which light, which lobe, Russian roulette): cheaper than a pair. */
+inline float sample1(const Sampler *s, uint dimension) {
+    return rand01(s->key, 0x80000000U + dimension);
+}
+
+/* Dimension pairs: the pixel, the lens, then PAIRS_PER_BOUNCE per path vertex; and
+ * CHOICES_PER_BOUNCE single numbers per vertex. */
 #define PAIR_PIXEL 0U
 #define PAIR_LENS 1U
-#define PAIRS_PER_BOUNCE 4U
+#define PAIRS_PER_BOUNCE 2U
 #define PAIR_LIGHT_POINT 0U   /* point on the chosen light */
-#define PAIR_LIGHT_PICK 1U    /* x: which light; y: Russian roulette */
-#define PAIR_BSDF 2U          /* direction */
-#define PAIR_BSDF_LOBE 3U     /* x: which lobe */
+#define PAIR_BSDF 1U          /* direction */
+#define CHOICES_PER_BOUNCE 3U
+#define CHOICE_LIGHT 0U       /* which light */
+#define CHOICE_LOBE 1U        /* which BSDF lobe */
+#define CHOICE_ROULETTE 2U    /* Russian roulette */
 
 inline uint bounce_pair(int depth, uint which) { return 2U + (uint)(depth - 1) * PAIRS_PER_BOUNCE + which; }
+inline uint bounce_choice(int depth, uint which) { return (uint)(depth - 1) * CHOICES_PER_BOUNCE + which; }
 
 #endif
