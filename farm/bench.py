@@ -28,6 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local workers for the farm run (default 1: the same device as the direct run)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each kind; the best is kept")
     parser.add_argument("--skip-farm", action="store_true", help="measure the kernel only")
+    parser.add_argument("--mitsuba", action="store_true",
+                        help="also render the scene with Mitsuba 3 (scalar_rgb, and llvm_ad_rgb where it runs) "
+                             "and report the ratio")
+    parser.add_argument("--samplers", action="store_true",
+                        help="instead: error (RMSE against a 16x-sample reference) of the Sobol and the "
+                             "independent sampler at --spp")
+    parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
+                        help="instead: time loading, BVH building, uploading and rendering a generated mesh "
+                             "of about this many triangles")
 
 
 def run(args) -> int:
@@ -37,6 +46,10 @@ def run(args) -> int:
     from farm.scene import load_scene
     from farm.scene.pack import pack
 
+    if args.mesh:
+        return _bench_mesh(args)
+    if args.samplers:
+        return _bench_samplers(args)
     scene, document = _load(args, load_scene)
     pixels = scene.film.width * scene.film.height
     samples = pixels * scene.film.spp
@@ -49,6 +62,8 @@ def run(args) -> int:
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, max depth {scene.max_depth}")
     print(f"kernel: {direct:.3f}s per frame, {samples / direct / 1e6:.3f} M samples/s "
           f"({pixels * 1.0 / direct / 1e3:.1f} k pixels/s)")
+    if args.mitsuba:
+        _bench_mitsuba(args, scene, samples / direct)
     if args.skip_farm:
         return 0
     del renderer
@@ -100,3 +115,154 @@ def _bench_farm(args, scene, document, assets, direct: float) -> None:
     print(f"farm efficiency: {direct / wall * 100:.1f}% (direct {direct:.3f}s / farm {wall:.3f}s)")
     print(f"per-bucket overhead: {(wall - direct) / buckets * 1e3:.2f} ms "
           f"((farm - direct) / buckets; target < 3 ms)")
+
+
+# The issue's reference figure: Mitsuba 3's LLVM path tracer on this 2-core machine.
+MITSUBA_LLVM_REFERENCE = 2.9e6
+
+
+def _bench_mitsuba(args, scene, ours: float) -> None:
+    """Mitsuba 3 on the same scene file: samples per second, best of --repeat."""
+    try:
+        import mitsuba as mi
+    except ImportError:
+        print("mitsuba: not installed (pip install mitsuba)")
+        return
+    from farm.scene.mitsuba import to_mitsuba
+
+    samples = scene.film.width * scene.film.height * scene.film.spp
+    for variant in ("scalar_rgb", "llvm_ad_rgb"):
+        # The LLVM variant needs a recent libLLVM; an old one can abort the process, so
+        # it is tried in a child process first.
+        if variant != "scalar_rgb" and not _variant_runs(variant):
+            print(f"mitsuba {variant}: does not run on this machine (its LLVM back end failed)")
+            continue
+        mi.set_variant(variant)
+        loaded = mi.load_dict(to_mitsuba(scene, Path(args.scene).parent))
+        _mitsuba_frame(mi, loaded, 1)  # compile / warm up
+        best = min(_timed(lambda: _mitsuba_frame(mi, loaded, scene.film.spp)) for _ in range(args.repeat))
+        rate = samples / best
+        print(f"mitsuba {variant}: {best:.3f}s per frame, {rate / 1e6:.3f} M samples/s; "
+              f"farm kernel / mitsuba = {ours / rate:.2f}")
+    print(f"farm kernel / the issue's Mitsuba LLVM figure ({MITSUBA_LLVM_REFERENCE / 1e6:.1f} M samples/s): "
+          f"{ours / MITSUBA_LLVM_REFERENCE:.2f}")
+
+
+def _mitsuba_frame(mi, loaded, spp: int) -> None:
+    import numpy as np
+
+    # spp every time: a render with spp= keeps that count in the scene's sampler
+    np.asarray(mi.render(loaded, spp=spp))  # asarray forces evaluation in the JIT variants
+
+
+def _variant_runs(variant: str) -> bool:
+    import subprocess
+    import sys
+
+    probe = (
+        "import mitsuba as mi; mi.set_variant(%r); "
+        "s = mi.load_dict(mi.cornell_box()); import numpy as np; np.asarray(mi.render(s, spp=1))" % variant
+    )
+    try:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=300).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _bench_mesh(args) -> int:
+    """A generated mesh (a bumpy sphere, smooth normals) under the Cornell box's light:
+    seconds to write, load (trimesh), build the BVH, upload, and render one frame."""
+    import json
+    import tempfile
+
+    import numpy as np
+
+    from farm.assets import FolderAssets
+    from farm.device import current
+    from farm.render import Renderer
+    from farm.scene import load_scene
+    from farm.scene.pack import pack
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        triangles = _write_bumpy_sphere(Path(folder) / "mesh.obj", args.mesh)
+        written = time.perf_counter() - started
+        document = json.loads(Path(default_scene()).read_text())
+        document["shapes"] = document["shapes"][:6] + [
+            {"type": "mesh", "file": "mesh.obj", "material": "white",
+             "transform": {"scale": 0.55, "translate": [0, -0.4, 0]}}
+        ]
+        document["film"] = {"width": args.width or 256, "height": args.width or 256, "spp": args.spp}
+        (Path(folder) / "scene.json").write_text(json.dumps(document))
+        started = time.perf_counter()
+        scene, _ = load_scene(Path(folder) / "scene.json")
+        hashed = time.perf_counter() - started
+        packed = pack(scene, FolderAssets(folder, scene.assets))
+        device = current()
+        started = time.perf_counter()
+        renderer = Renderer(device, packed)
+        renderer.render(0, 0, 8, 8)
+        uploaded = time.perf_counter() - started
+        frame = min(_timed(renderer.render_frame) for _ in range(args.repeat))
+    samples = scene.film.width * scene.film.height * scene.film.spp
+    timings = packed.timings
+    print(f"device: {device}")
+    print(f"mesh: {triangles:,} triangles ({len(packed.triangles):,} in the scene), {len(packed.nodes):,} BVH nodes")
+    print(f"write OBJ {written:.2f}s | hash files {hashed:.2f}s | load OBJ (trimesh) {timings['load']:.2f}s | "
+          f"build BVH {timings['bvh']:.2f}s | pack total {timings['pack']:.2f}s | upload {uploaded:.2f}s | "
+          f"render {scene.film.width}x{scene.film.height} at {scene.film.spp} spp {frame:.2f}s "
+          f"({samples / frame / 1e6:.3f} M samples/s)")
+    return 0
+
+
+def _write_bumpy_sphere(path: Path, triangles: int) -> int:
+    """A UV sphere with a bumpy radius and its exact normals, written as OBJ; returns its
+    triangle count (about `triangles`)."""
+    import numpy as np
+
+    rings = max(4, int(round(np.sqrt(triangles / 4))))
+    segments = 2 * rings
+    theta = np.linspace(0, np.pi, rings + 1)[:, None]
+    phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]
+    radius = 1 + 0.06 * np.sin(8 * phi) * np.sin(6 * theta) ** 2
+    points = np.stack([radius * np.sin(theta) * np.cos(phi), radius * np.cos(theta) + 0 * phi,
+                       radius * np.sin(theta) * np.sin(phi)], axis=-1).reshape(-1, 3)
+    normals = points / np.linalg.norm(points, axis=1, keepdims=True)  # close enough for shading
+    index = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1) + 1
+    a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
+    c, d = index[1:, 1:].ravel(), index[1:, :-1].ravel()
+    faces = np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)])
+    with open(path, "w") as out:
+        np.savetxt(out, points, fmt="v %.6f %.6f %.6f")
+        np.savetxt(out, normals, fmt="vn %.5f %.5f %.5f")
+        np.savetxt(out, np.stack([faces] * 2, axis=2).reshape(len(faces), 6), fmt="f %d//%d %d//%d %d//%d")
+    return len(faces)
+
+
+def _bench_samplers(args) -> int:
+    """Noise at equal samples per pixel: each sampler's RMSE against one reference made with
+    16x the samples (by the independent sampler and another seed, so it favours neither)."""
+    import numpy as np
+
+    from farm.assets import FolderAssets
+    from farm.device import current
+    from farm.render import Renderer
+    from farm.scene import load_scene, parse_scene
+    from farm.scene.pack import pack
+
+    scene, document = _load(args, load_scene)
+    assets = FolderAssets(Path(args.scene).parent, scene.assets)
+    device = current()
+
+    def render(**changes):
+        return Renderer(device, pack(parse_scene(dict(document, **changes)), assets)).render_frame().astype(np.float64)
+
+    film = dict(document["film"])
+    reference = render(sampler="independent", seed=12345, film=dict(film, spp=film["spp"] * 16))
+    errors = {}
+    for sampler in ("independent", "sobol"):
+        errors[sampler] = float(np.sqrt(((render(sampler=sampler) - reference) ** 2).mean()))
+        print(f"{sampler}: RMSE {errors[sampler]:.5f} at {film['spp']} spp")
+    print(f"sobol / independent RMSE: {errors['sobol'] / errors['independent']:.3f} "
+          f"(the independent sampler would need {(errors['independent'] / errors['sobol']) ** 2:.2f}x the samples)")
+    return 0

@@ -161,3 +161,76 @@ def test_fov_axis(axis, expected):
     assert np.isclose(np.linalg.norm(frame["up"][:3]), expected[1])
     # right-handed: looking down -z with +y up, +x is to the right
     assert frame["right"][0] > 0 and frame["up"][1] > 0
+
+
+MATERIAL_CASES = [
+    ("unknown material type", {"type": "velvet"}, "'velvet' is not one of"),
+    ("parameter of another type", {"type": "diffuse", "ior": 1.5}, "unknown field 'ior'"),
+    ("roughness above one", {"type": "conductor", "roughness": 2}, "out of range"),
+    ("unknown metal", {"type": "conductor", "metal": "Unobtainium"}, "is not one of"),
+    ("metal and eta", {"type": "conductor", "metal": "Au", "eta": [1, 1, 1], "k": [1, 1, 1]}, "not both"),
+    ("eta without k", {"type": "conductor", "eta": [1, 1, 1]}, "both eta and k"),
+    ("invisible glass", {"type": "dielectric", "ior": 1.0}, "invisible"),
+    ("unknown texture", {"reflectance": {"texture": "nope"}}, "unknown texture 'nope'"),
+    ("channel on a colour", {"reflectance": {"texture": "c", "channel": "r"}}, "unknown field 'channel'"),
+]
+
+
+@pytest.mark.parametrize("name,material,message", MATERIAL_CASES, ids=[c[0] for c in MATERIAL_CASES])
+def test_invalid_materials_name_the_problem(name, material, message):
+    document = _scene([{"type": "sphere", "material": "m"}], materials={"m": material})
+    document["textures"] = {"c": {"type": "checkerboard"}}
+    with pytest.raises(SceneError) as caught:
+        parse_scene(document)
+    assert message in str(caught.value) and "materials.m" in str(caught.value)
+
+
+LIGHT_CASES = [
+    ("spot without direction", {"type": "spot", "position": [0, 0, 0], "intensity": [1, 1, 1]}, "either direction or look_at"),
+    ("beam wider than cutoff", {"type": "spot", "position": [0, 0, 0], "direction": [0, -1, 0],
+                                "intensity": [1, 1, 1], "cutoff_angle": 10, "beam_width": 20}, "beam_width"),
+    ("zero sun direction", {"type": "sun", "direction": [0, 0, 0], "irradiance": [1, 1, 1]}, "must not be zero"),
+    ("environment both", {"type": "environment", "radiance": [1, 1, 1], "file": "sky.hdr"}, "not both"),
+    ("environment png", {"type": "environment", "file": "sky.png"}, "unsupported file type"),
+    ("environment translated", {"type": "environment", "transform": {"translate": [1, 0, 0]}}, "may only rotate"),
+]
+
+
+@pytest.mark.parametrize("name,light,message", LIGHT_CASES, ids=[c[0] for c in LIGHT_CASES])
+def test_invalid_lights_name_the_problem(name, light, message):
+    document = _scene([{"type": "sphere", "material": "m"}])
+    document["lights"] = [light]
+    with pytest.raises(SceneError) as caught:
+        parse_scene(document)
+    assert message in str(caught.value) and "lights[0]" in str(caught.value)
+
+
+def test_two_environments_are_refused():
+    document = _scene([{"type": "sphere", "material": "m"}])
+    document["lights"] = [{"type": "environment"}, {"type": "environment"}]
+    with pytest.raises(SceneError, match="at most one environment"):
+        parse_scene(document)
+
+
+def test_inline_mesh_with_normals_and_uvs_is_smooth():
+    shape = {"type": "mesh", "material": "m", "vertices": [[0, 0, 0], [1, 0, 0], [0, 1, 0]],
+             "triangles": [[0, 1, 2]], "normals": [[0, 0, 1], [0.1, 0, 1], [0, 0.1, 1]],
+             "uvs": [[0, 0], [0.5, 0], [0, 0.5]]}
+    packed = pack(parse_scene(_scene([shape])))
+    assert packed.triangle_data["info"][0, 2] == 0 and len(packed.normals) == 1
+    assert np.allclose(packed.normals["n1"][0, :3], np.array([0.1, 0, 1]) / np.linalg.norm([0.1, 0, 1]))
+    assert np.allclose(packed.triangle_data["uv01"][0], [0, 0, 0.5, 0])
+    flat = pack(parse_scene(_scene([dict(shape, face_normals=True)])))
+    assert flat.triangle_data["info"][0, 2] == -1 and len(flat.normals) == 0
+    with pytest.raises(SceneError, match="one normal per vertex"):
+        parse_scene(_scene([dict(shape, normals=[[0, 0, 1]])]))
+
+
+def test_plastic_internal_reflectance_is_integrated_not_guessed():
+    from farm.scene.pack import diffuse_fresnel_reflectance, fresnel_dielectric
+
+    assert fresnel_dielectric(np.array([1.0]), 1.5)[0] == pytest.approx(0.04)  # ((1.5-1)/(1.5+1))^2
+    assert diffuse_fresnel_reflectance(1.0) == pytest.approx(0.0, abs=1e-9)
+    # from inside glass, everything beyond the critical angle reflects: Fdr(1/1.5) is large
+    assert 0.55 < diffuse_fresnel_reflectance(1 / 1.5) < 0.65
+    assert 0.08 < diffuse_fresnel_reflectance(1.5) < 0.1
