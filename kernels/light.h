@@ -38,15 +38,8 @@ inline float3 env_eval(const SceneRef *s, float3 d) {
     /* As Mitsuba's envmap: columns centred at (i + 0.5) / width, wrapping around; the first
      * row at the zenith (v = 0) and the last at the nadir (v = 1), bilinear in between. */
     __global const Texture *t = &s->textures[f->options.y];
-    int width = t->info.z, height = t->info.w;
-    float x = uv.x * (float)width - 0.5f, y = uv.y * (float)(height - 1);
-    float fx = floor(x), fy = floor(y);
-    float ax = x - fx, ay = y - fy;
-    int x0 = wrap_index((int)fx, width, WRAP_REPEAT), x1 = wrap_index((int)fx + 1, width, WRAP_REPEAT);
-    int y0 = wrap_index((int)fy, height, WRAP_CLAMP), y1 = wrap_index((int)fy + 1, height, WRAP_CLAMP);
-    float4 top = texel(s, t, x0, y0) * (1.0f - ax) + texel(s, t, x1, y0) * ax;
-    float4 bottom = texel(s, t, x0, y1) * (1.0f - ax) + texel(s, t, x1, y1) * ax;
-    return (top * (1.0f - ay) + bottom * ay).xyz * f->env_radiance.xyz;
+    float x = uv.x * (float)t->info.z - 0.5f, y = uv.y * (float)(t->info.w - 1);
+    return bilinear(s, t, x, y, WRAP_REPEAT, WRAP_CLAMP).xyz * f->env_radiance.xyz;
 }
 
 /* Solid angle density of env_sample choosing direction d (before the choice of light). */

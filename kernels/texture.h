@@ -27,6 +27,18 @@ inline float4 texel(const SceneRef *s, __global const Texture *t, int x, int y) 
     return (float4)(p[0], p[1], p[2], p[3]);
 }
 
+/* Bilinear interpolation at texel coordinates (x, y), texel centres at integers. */
+inline float4 bilinear(const SceneRef *s, __global const Texture *t, float x, float y, int wrap_x, int wrap_y) {
+    int width = t->info.z, height = t->info.w;
+    float fx = floor(x), fy = floor(y);
+    float ax = x - fx, ay = y - fy;
+    int x0 = wrap_index((int)fx, width, wrap_x), x1 = wrap_index((int)fx + 1, width, wrap_x);
+    int y0 = wrap_index((int)fy, height, wrap_y), y1 = wrap_index((int)fy + 1, height, wrap_y);
+    float4 top = texel(s, t, x0, y0) * (1.0f - ax) + texel(s, t, x1, y0) * ax;
+    float4 bottom = texel(s, t, x0, y1) * (1.0f - ax) + texel(s, t, x1, y1) * ax;
+    return top * (1.0f - ay) + bottom * ay;
+}
+
 inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
     __global const Texture *t = &s->textures[index];
     float2 st = uv * t->transform.xy + t->transform.zw;
@@ -41,13 +53,7 @@ inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
         int ix = wrap_index((int)floor(x + 0.5f), width, wrap), iy = wrap_index((int)floor(y + 0.5f), height, wrap);
         return texel(s, t, ix, iy);
     }
-    float fx = floor(x), fy = floor(y);
-    float ax = x - fx, ay = y - fy;
-    int x0 = wrap_index((int)fx, width, wrap), x1 = wrap_index((int)fx + 1, width, wrap);
-    int y0 = wrap_index((int)fy, height, wrap), y1 = wrap_index((int)fy + 1, height, wrap);
-    float4 top = texel(s, t, x0, y0) * (1.0f - ax) + texel(s, t, x1, y0) * ax;
-    float4 bottom = texel(s, t, x0, y1) * (1.0f - ax) + texel(s, t, x1, y1) * ax;
-    return top * (1.0f - ay) + bottom * ay;
+    return bilinear(s, t, x, y, wrap, wrap);
 }
 
 inline float3 param_rgb(const SceneRef *s, Param p, float2 uv) {

@@ -1,5 +1,5 @@
 """Make the example scenes' assets: a procedural HDR sky, a vase mesh with normals and
-uvs (OBJ), and a tile texture (PNG). Everything here is generated, nothing downloaded;
+uvs (OBJ), a tile texture (PNG), and the reference scene's smooth sky (EXR). Everything here is generated, nothing downloaded;
 run it again to rebuild them: `python scenes/generate_assets.py`."""
 
 from __future__ import annotations
@@ -79,12 +79,31 @@ def tiles(size: int = 256) -> np.ndarray:
     return (np.clip(colour, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
 
 
+def reference_sky(width: int = 64, height: int = 32) -> np.ndarray:
+    """A smooth sky for scenes/reference/: its brightness varies with azimuth, so a map
+    turned or mirrored by a convention error shows in the comparison with Mitsuba."""
+    v = (np.arange(height) + 0.5) / height
+    u = (np.arange(width) + 0.5) / width
+    image = (0.3 + 0.6 * np.clip(np.cos(math.pi * v), 0, 1))[:, None, None] * np.array([0.5, 0.7, 1.0])
+    image = image * (1 + 0.8 * np.sin(2 * math.pi * u))[None, :, None]
+    image[v > 0.5] = [0.3, 0.25, 0.2]
+    return image.astype(np.float32)
+
+
+def write_exr(path: Path, pixels: np.ndarray) -> None:
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    OpenEXR.File(header, {"RGB": np.ascontiguousarray(pixels, np.float32)}).write(str(path))
+
+
 def main() -> None:
     HERE.mkdir(exist_ok=True)
+    write_exr(HERE.parent / "reference" / "sky.exr", reference_sky())
     write_rgbe(HERE / "sky.hdr", sky())
     (HERE / "vase.obj").write_text(vase())
     Image.fromarray(tiles()).save(HERE / "tiles.png", optimize=True)
-    for path in sorted(HERE.iterdir()):
+    for path in sorted(HERE.iterdir()) + [HERE.parent / "reference" / "sky.exr"]:
         print(f"{path.relative_to(HERE.parent)}: {path.stat().st_size / 1024:.0f} KiB")
 
 

@@ -154,13 +154,8 @@ def _film(node: _Node) -> Film:
 
 
 def _textures(node: _Node) -> dict:
-    if not isinstance(node.value, dict):
-        node.fail(f"expected an object of named textures, got {_kind(node.value)}")
     textures = {}
-    for name in node.value:
-        child = node.child(name)
-        if not isinstance(child.value, dict):
-            child.fail(f"expected a texture object, got {_kind(child.value)}")
+    for name, child in node.named("texture"):
         kind = child.child("type").choice(TEXTURE_TYPES)
         scale = child.child("scale").vec2() if "scale" in child.value else (1.0, 1.0)
         offset = child.child("offset").vec2() if "offset" in child.value else (0.0, 0.0)
@@ -191,13 +186,8 @@ MATERIAL_PARAMETERS = {
 
 
 def _materials(node: _Node, textures: dict) -> dict[str, Material]:
-    if not isinstance(node.value, dict):
-        node.fail(f"expected an object of named materials, got {_kind(node.value)}")
     materials = {}
-    for name in node.value:
-        child = node.child(name)
-        if not isinstance(child.value, dict):
-            child.fail(f"expected a material object, got {_kind(child.value)}")
+    for name, child in node.named("material"):
         kind = child.child("type").choice(MATERIAL_TYPES) if "type" in child.value else "diffuse"
         child.expect_keys(optional=("type", "emission") + MATERIAL_PARAMETERS[kind])
         fields: dict[str, Any] = {}
@@ -446,6 +436,16 @@ class _Node:
         for key in self.value:
             if key not in allowed:
                 self.fail(f"unknown field {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def named(self, what: str) -> list[tuple[str, _Node]]:
+        """The entries of an object mapping names to objects (materials, textures)."""
+        if not isinstance(self.value, dict):
+            self.fail(f"expected an object of named {what}s, got {_kind(self.value)}")
+        entries = [(name, self.child(name)) for name in self.value]
+        for _, child in entries:
+            if not isinstance(child.value, dict):
+                child.fail(f"expected a {what} object, got {_kind(child.value)}")
+        return entries
 
     def items(self) -> list[_Node]:
         if not isinstance(self.value, list):
