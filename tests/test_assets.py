@@ -94,3 +94,22 @@ def test_worker_side_refuses_a_file_whose_bytes_do_not_match(farm, example):
             RedisAssets(farm.redis, scene.assets).read("assets/tiles.png")
     finally:
         farm.redis.delete(RedisAssets.key_for(digest))
+
+
+def test_obj_polygons_are_triangulated_and_meshes_without_normals_are_flat(tmp_path):
+    from farm.scene.mesh import load_obj
+
+    quad = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0.5 1.5 0\nf 1 2 3 4\nf 4 3 5\n"
+    mesh = load_obj("quad.obj", quad.encode())
+    assert mesh.faces.shape == (3, 3) and mesh.normals is None and mesh.uvs is None
+    two_objects = "o a\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\no b\nv 0 0 1\nv 1 0 1\nv 0 1 1\nf 4 5 6\n"
+    mesh = load_obj("two.obj", two_objects.encode())
+    assert mesh.faces.shape == (2, 3) and np.ptp(mesh.vertices[mesh.faces][:, :, 2]) == 1
+
+
+@pytest.mark.parametrize("text", ["", "v 0 0 0\nv 1 0 0\n", "v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n"])
+def test_broken_obj_files_are_a_scene_error(text):
+    from farm.scene.mesh import load_obj
+
+    with pytest.raises(SceneError, match="bad.obj"):
+        load_obj("bad.obj", text.encode())

@@ -433,3 +433,32 @@ def test_thin_lens_keeps_the_focus_plane_sharp_and_blurs_the_rest(device):
     assert np.abs(focused - pinhole).mean() < 0.01
     assert blurred.std() < 0.6 * pinhole.std()
     assert abs(blurred.mean() - pinhole.mean()) < 0.02  # blur moves light, it does not lose it
+
+
+def test_textured_emitter_is_seen_and_sampled_consistently(device):
+    """A checkerboard lamp: seen directly it shows its texture; light sampling (which must
+    look the texture up at the sampled point) agrees with BSDF sampling on the floor."""
+
+    def scene(strategy):
+        return {
+            "version": 1,
+            "camera": {"position": [0, 2, 4], "look_at": [0, 0.8, 0], "fov": 50},
+            "film": {"width": 32, "height": 32, "spp": 64},
+            "textures": {"c": {"type": "checkerboard", "color0": [4, 1, 0], "color1": [0, 1, 4], "scale": [2, 2]}},
+            "materials": {"floor": {"reflectance": 0.7}, "lamp": {"reflectance": 0, "emission": {"texture": "c"}}},
+            "shapes": [
+                {"type": "rectangle", "material": "floor",
+                 "transform": {"scale": 3, "rotate": {"axis": [1, 0, 0], "angle": -90}}},
+                {"type": "rectangle", "material": "lamp",
+                 "transform": {"scale": 0.8, "rotate": {"axis": [1, 0, 0], "angle": 60}, "translate": [0, 1.6, -0.5]}},
+            ],
+            "max_depth": 2,
+            "strategy": strategy,
+        }
+
+    images = {strategy: render(scene(strategy), device) for strategy in ("light", "bsdf")}
+    assert_same_expectation(images["light"], images["bsdf"], "textured lamp: light vs BSDF sampling")
+    lit = images["light"]
+    assert lit[:, :, 0].max() > 3.9 and lit[:, :, 2].max() > 3.9  # both squares visible directly
+    floor = lit[24:, :, :].mean(axis=(0, 1))
+    assert floor[0] > 0.01 and floor[2] > 0.01  # and both colours reach the floor
