@@ -65,7 +65,10 @@ def build_program(device: Device):
             warnings.simplefilter("ignore", cl.CompilerWarning)
             program.build(options=options)
     except cl.RuntimeError as exc:
-        build_log = str(exc)
+        try:  # the compiler's own messages, not just pyopencl's summary
+            build_log = program.get_build_info(device.device, cl.program_build_info.LOG)
+        except cl.Error:
+            build_log = str(exc)
         raise KernelBuildError(f"OpenCL program failed to build on {device.name}", str(build_log)) from None
     _check_struct_sizes(device, program)
     log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)

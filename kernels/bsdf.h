@@ -20,6 +20,8 @@ typedef struct {
     float3 eta, k; /* conductor */
     float ior;     /* dielectric, plastic: interior / exterior */
     float fdr;     /* plastic: internal diffuse Fresnel reflectance */
+    __global const float *coating;  /* plastic: the rough coating's transmittance by cosine */
+    int table_size;                       /* 0: use the smooth coating's 1 - Fresnel */
 } Bsdf;
 
 inline float max3(float3 v) { return fmax(v.x, fmax(v.y, v.z)); }
@@ -95,21 +97,31 @@ inline bool bsdf_is_delta(const Bsdf *b) {
     return (b->kind == MATERIAL_CONDUCTOR || b->kind == MATERIAL_DIELECTRIC) && b->alpha < ALPHA_MIN;
 }
 
+/* How much of the light arriving at cosine cos_theta passes plastic's coating. */
+inline float plastic_transmittance(const Bsdf *b, float cos_theta) {
+    if (b->table_size == 0) {
+        float ct;
+        return 1.0f - fresnel_dielectric(cos_theta, b->ior, &ct);
+    }
+    float x = clamp(cos_theta, 0.0f, 1.0f) * (float)(b->table_size - 1);
+    int i = min((int)x, b->table_size - 2);
+    float a = x - (float)i;
+    return b->coating[i] * (1.0f - a) + b->coating[i + 1] * a;
+}
+
 /* The probability that plastic samples its specular layer, as Mitsuba's plastic. */
 inline float plastic_specular_probability(const Bsdf *b, float cos_i) {
-    float ct;
-    float f = fresnel_dielectric(cos_i, b->ior, &ct);
+    float t = plastic_transmittance(b, cos_i);
     float s_mean = mean3(b->specular), d_mean = mean3(b->reflectance);
     float weight = s_mean + d_mean > 0.0f ? s_mean / (s_mean + d_mean) : 0.5f;
-    float ps = f * weight, pd = (1.0f - f) * (1.0f - weight);
+    float ps = (1.0f - t) * weight, pd = t * (1.0f - weight);
     return ps + pd > 0.0f ? ps / (ps + pd) : 1.0f;
 }
 
 /* Plastic's diffuse base seen through the coating, times cos wo. */
 inline float3 plastic_diffuse(const Bsdf *b, float cos_i, float cos_o) {
-    float ct;
-    float fi = fresnel_dielectric(cos_i, b->ior, &ct), fo = fresnel_dielectric(cos_o, b->ior, &ct);
-    return b->reflectance / (1.0f - b->fdr) * ((1.0f - fi) * (1.0f - fo) / (b->ior * b->ior) * cos_o * INV_PI_F);
+    float ti = plastic_transmittance(b, cos_i), to = plastic_transmittance(b, cos_o);
+    return b->reflectance / (1.0f - b->fdr) * (ti * to / (b->ior * b->ior) * cos_o * INV_PI_F);
 }
 
 /* Rough dielectric: value (f |cos wo|) and density of wo, Walter et al. 2007 with

@@ -78,6 +78,9 @@ inline Bsdf bsdf_at(const SceneRef *s, int material, float2 uv) {
     b.k = m->k.xyz;
     b.ior = m->ior.x;
     b.fdr = m->ior.y;
+    /* The table holds the coating's transmittance for the material's own roughness. */
+    b.table_size = m->kind.y >= 0 ? m->kind.z : 0;
+    b.coating = s->texels + max(m->kind.y, 0);
     return b;
 }
 

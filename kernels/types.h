@@ -44,7 +44,7 @@ typedef struct {
 #define MATERIAL_PLASTIC 3
 
 typedef struct {
-    int4 kind;            /* x: MATERIAL_* */
+    int4 kind;            /* x: MATERIAL_*; y: first texel of plastic's transmittance table or -1, z: its size */
     Param reflectance;    /* diffuse albedo (diffuse, plastic) */
     Param roughness;      /* GGX alpha = roughness^2 */
     Param specular;       /* tint of specular reflection */

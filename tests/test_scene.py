@@ -234,3 +234,21 @@ def test_plastic_internal_reflectance_is_integrated_not_guessed():
     # from inside glass, everything beyond the critical angle reflects: Fdr(1/1.5) is large
     assert 0.55 < diffuse_fresnel_reflectance(1 / 1.5) < 0.65
     assert 0.08 < diffuse_fresnel_reflectance(1.5) < 0.1
+
+
+def test_rough_interface_tables_are_energy_conserving_and_smooth_in_the_limit():
+    from farm.scene.pack import fresnel_dielectric, rough_interface
+
+    mu = np.linspace(0.05, 1.0, 20)
+    reflected, transmitted = rough_interface(mu, 1e-3, 1.5)
+    assert np.allclose(reflected, fresnel_dielectric(mu, 1.5), atol=2e-3)  # a smooth interface
+    assert np.allclose(transmitted, 1 - fresnel_dielectric(mu, 1.5), atol=2e-3)
+    previous = np.ones_like(mu)
+    for alpha in (0.1, 0.5, 1.0):  # masking loses more the rougher and the more grazing
+        reflected, transmitted = rough_interface(mu, alpha, 1.5)
+        total = reflected + transmitted
+        assert (total <= previous + 1e-9).all() and total[-1] > 0.85
+        previous = total
+    # from inside, total internal reflection beyond the critical angle
+    reflected, transmitted = rough_interface(np.array([0.2]), 1e-3, 1 / 1.5)
+    assert transmitted[0] < 1e-3 and reflected[0] > 0.99

@@ -126,6 +126,13 @@ class _Textures:
         self.entries.append(entry)
         return self.index[key]
 
+    def add_table(self, values: np.ndarray) -> int:
+        """Append a lookup table to the texel buffer; returns its first index."""
+        offset = self.texel_count
+        self.chunks.append(np.ascontiguousarray(values, np.float32))
+        self.texel_count += len(values)
+        return offset
+
     def param(self, value, colour: bool) -> np.ndarray:
         packed = np.zeros((), PARAM)
         if isinstance(value, TextureRef):
@@ -277,8 +284,59 @@ def _material(material: Material, textures: _Textures) -> np.ndarray:
     packed["eta"][:3] = material.eta
     packed["k"][:3] = material.k
     eta = material.ior / material.exterior_ior
-    packed["ior"] = (eta, diffuse_fresnel_reflectance(1.0 / eta), 0.0, 0.0)
+    internal = diffuse_fresnel_reflectance(1.0 / eta)
+    packed["kind"][1] = -1
+    if material.kind == "plastic" and isinstance(material.roughness, float) and material.roughness > 0:
+        # A rough coating lets through what its microfacets do not reflect: tabulated once
+        # per material, as Mitsuba's roughplastic does. (A textured roughness falls back to
+        # the smooth coating's Fresnel transmittance.)
+        alpha = max(material.roughness**2, 1e-3)
+        mu = np.linspace(0.0, 1.0, TRANSMITTANCE_TABLE_SIZE)
+        packed["kind"][1] = textures.add_table(rough_interface(mu, alpha, eta)[1])
+        packed["kind"][2] = TRANSMITTANCE_TABLE_SIZE
+        inner_mu = (np.arange(256) + 0.5) / 256  # diffuse light inside, reflected back in
+        internal = float((2.0 * inner_mu * rough_interface(inner_mu, alpha, 1.0 / eta)[0]).mean())
+    packed["ior"] = (eta, internal, 0.0, 0.0)
     return packed
+
+
+TRANSMITTANCE_TABLE_SIZE = 64  # cosines 0, 1/63, ..., 1
+
+
+def rough_interface(mu: np.ndarray, alpha: float, eta: float, n: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The fractions of light arriving at cosines `mu` from the side of index 1 that a GGX
+    dielectric interface (other side of relative index eta) reflects and transmits: its
+    BRDF and BTDF integrated over each hemisphere, as Mitsuba's roughplastic tabulates them.
+    What masking loses is neither.
+
+    Over microfacet normals h visible from wi, each reflects F and passes (1 - F) of what
+    it receives, and the outgoing ray escapes masking with G1; h is drawn from GGX's inverse CDF on an
+    n x n midpoint grid (D(h) cos(h) dh is then uniform), accurate for any roughness."""
+    u = (np.arange(n) + 0.5) / n
+    cos2_h = (1.0 - u) / (1.0 + (alpha * alpha - 1.0) * u)
+    cos_h = np.sqrt(cos2_h)[:, None]
+    sin_h = np.sqrt(1.0 - cos2_h)[:, None]
+    phi = (2.0 * np.pi * u)[None, :]
+    h = np.stack(np.broadcast_arrays(sin_h * np.cos(phi), sin_h * np.sin(phi), cos_h), axis=-1)
+
+    def g1(v_z, v_dot_h):
+        tan2 = np.maximum(1.0 - v_z**2, 0.0) / np.maximum(v_z**2, 1e-12)
+        return np.where(v_dot_h * v_z > 0, 2.0 / (1.0 + np.sqrt(1.0 + alpha * alpha * tan2)), 0.0)
+
+    reflected, transmitted = np.empty(len(mu)), np.empty(len(mu))
+    for i, m in enumerate(np.maximum(mu, 1e-4)):
+        wi = np.array([np.sqrt(1.0 - m * m), 0.0, m])
+        wi_h = np.maximum(h @ wi, 0.0)
+        visible = np.where(wi_h > 0, g1(m, wi_h) * wi_h / (m * h[..., 2]), 0.0)  # D_wi(h) / (D(h) cos(h))
+        fresnel = fresnel_dielectric(np.clip(wi_h, 1e-12, 1.0), eta)
+        reflected_z = 2.0 * wi_h * h[..., 2] - wi[2]
+        reflected[i] = (visible * fresnel * g1(reflected_z, wi_h)).mean()
+        sin_t2 = (1.0 - wi_h**2) / eta**2
+        cos_t = np.sqrt(np.maximum(1.0 - sin_t2, 0.0))
+        refracted_z = -wi[2] / eta + (wi_h / eta - cos_t) * h[..., 2]
+        passed = np.where(sin_t2 < 1.0, (1.0 - fresnel) * g1(refracted_z, -cos_t), 0.0)
+        transmitted[i] = (visible * passed).mean()
+    return np.clip(reflected, 0.0, 1.0), np.clip(transmitted, 0.0, 1.0)
 
 
 def fresnel_dielectric(cos_i: np.ndarray, eta: float) -> np.ndarray:
