@@ -38,9 +38,16 @@ def _area(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
 
 
 def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
-    """Build over primitives with boxes [lower[i], upper[i]] (float64, shape (n, 3))."""
+    """Build over primitives with boxes [lower[i], upper[i]] (shape (n, 3))."""
     n = len(lower)
-    centroid = 0.5 * (lower + upper)
+    # float32 throughout halves the memory traffic; boxes are rounded outwards so that
+    # every node still contains its primitives exactly.
+    lower64, upper64 = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    lo32, hi32 = lower64.astype(np.float32), upper64.astype(np.float32)
+    lo32 = np.where(lo32 > lower64, np.nextafter(lo32, np.float32(-np.inf)), lo32)
+    hi32 = np.where(hi32 < upper64, np.nextafter(hi32, np.float32(np.inf)), hi32)
+    # One row per primitive: box minimum, box maximum, centroid; one gather per level.
+    prim_data = np.concatenate([lo32, hi32, (lo32 + hi32) * np.float32(0.5)], axis=1)
     order = np.arange(n)
     capacity = max(2 * n - 1, 1)
     node_lower = np.zeros((capacity, 3))
@@ -58,15 +65,17 @@ def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
         segment = np.repeat(np.arange(len(ids)), counts)
         slots = starts[segment] + np.arange(len(segment)) - offsets[segment]
         prims = order[slots]
-        box_lo, box_hi = lower[prims], upper[prims]
-        node_lower[ids] = np.minimum.reduceat(box_lo, offsets) if n else 0.0
-        node_upper[ids] = np.maximum.reduceat(box_hi, offsets) if n else 0.0
+        data = prim_data[prims]
+        box_lo, box_hi, centroid = data[:, 0:3], data[:, 3:6], data[:, 6:9]
+        if n:
+            node_lower[ids] = np.minimum.reduceat(box_lo, offsets)
+            node_upper[ids] = np.maximum.reduceat(box_hi, offsets)
         # Deep levels hold many small nodes: fewer bins there cost little quality and keep
         # the per-(node, bin) arrays from outgrowing the primitives themselves.
         mean_count = len(prims) / len(ids)
         bins = BINS if mean_count >= 64 else 8 if mean_count >= 16 else 4
-        split_axis, split_bin, split_cost = _best_splits(
-            centroid[prims], box_lo, box_hi, segment, offsets, len(ids), bins
+        split_axis, split_bin, split_cost, prim_bins = _best_splits(
+            centroid, box_lo, box_hi, segment, offsets, len(ids), bins
         )
         node_area = _area(node_lower[ids], node_upper[ids])
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,20 +86,12 @@ def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
         make_leaf |= ~splittable & (counts <= MAX_LEAF_SIZE)
         # Primitives of a node that must split but has no useful plane go half and half.
         halve = ~make_leaf & ~splittable
-
-        goes_left = np.zeros(len(prims), bool)
         split_nodes = ~make_leaf & splittable
-        if split_nodes.any():
-            c = centroid[prims]
-            seg_axis = split_axis[segment]
-            lo_c, hi_c = _centroid_bounds(c, offsets)
-            extent = (hi_c - lo_c)[segment, seg_axis]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                position = (c[np.arange(len(prims)), seg_axis] - lo_c[segment, seg_axis]) * (bins / extent)
-            prim_bin = np.clip(np.nan_to_num(position, nan=0.0), 0, bins - 1).astype(np.int64)
-            goes_left = np.where(split_nodes[segment], prim_bin <= split_bin[segment], goes_left)
+        goes_left = split_nodes[segment] & (
+            prim_bins[np.arange(len(prims)), split_axis[segment]] <= split_bin[segment]
+        )
         rank = np.arange(len(prims)) - offsets[segment]
-        goes_left = np.where(halve[segment], rank < counts[segment] // 2, goes_left)
+        goes_left |= halve[segment] & (rank < counts[segment] // 2)
 
         # Regroup: within each node, its left primitives first, order kept otherwise.
         key = segment * 2 + (~goes_left)
@@ -124,15 +125,15 @@ def _centroid_bounds(c: np.ndarray, offsets: np.ndarray):
 
 def _best_splits(c, box_lo, box_hi, segment, offsets, nodes, n_bins):
     """For each node: the axis and bin after which to split, and the split's SAH cost
-    (sum over both sides of area * count; inf where no plane separates anything)."""
+    (sum over both sides of area * count; inf where no plane separates anything); and
+    each primitive's bin on every axis."""
     lo_c, hi_c = _centroid_bounds(c, offsets)
     extent = hi_c - lo_c
     with np.errstate(divide="ignore", invalid="ignore"):
         position = (c - lo_c[segment]) * (n_bins / extent[segment])
     bins = np.clip(np.nan_to_num(position, nan=0.0, posinf=0.0, neginf=0.0), 0, n_bins - 1).astype(np.int64)
-    # One min-reduction serves both ends; float32 halves the traffic, and rounding only
-    # nudges the cost estimates (node boxes themselves are computed in float64).
-    boxes = np.ascontiguousarray(np.concatenate([box_lo, -box_hi], axis=1).T, dtype=np.float32)
+    # One min-reduction serves both ends.
+    boxes = np.ascontiguousarray(np.concatenate([box_lo, -box_hi], axis=1).T)
     best_cost = np.full(nodes, np.inf)
     best_axis = np.zeros(nodes, np.int64)
     best_bin = np.zeros(nodes, np.int64)
@@ -163,4 +164,4 @@ def _best_splits(c, box_lo, box_hi, segment, offsets, nodes, n_bins):
         best_cost = np.where(better, value, best_cost)
         best_axis = np.where(better, axis, best_axis)
         best_bin = np.where(better, k, best_bin)
-    return best_axis, best_bin, best_cost
+    return best_axis, best_bin, best_cost, bins
