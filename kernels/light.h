@@ -125,10 +125,9 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
         int material;
         float2 uv;
         if (kind == LIGHT_TRIANGLE) {
-            __global const Triangle *tri = &s->triangles[light->info.y];
             __global const TriangleData *td = &s->tri_data[light->info.y];
             float2 b = sample_triangle(u.x, u.y);
-            point = tri->v0.xyz + tri->e1.xyz * b.x + tri->e2.xyz * b.y;
+            point = light->corner.xyz + light->edge1.xyz * b.x + light->edge2.xyz * b.y;
             normal = td->n.xyz;
             material = td->info.x;
             uv = triangle_uv(td, b.x, b.y);

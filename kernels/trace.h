@@ -14,21 +14,21 @@ typedef struct {
     int prim;      /* < triangle count: a triangle; else a sphere */
 } Hit;
 
-/* Moller-Trumbore; returns the distance (or INFINITY) and the barycentrics. */
+/* Baldwin-Weber: the plane first, then the barycentrics of the point hit; returns the
+ * distance (or INFINITY) and the barycentrics. */
 inline float hit_triangle(__global const Triangle *tri, float3 o, float3 d, float t_max, float *b1, float *b2) {
-    float3 e1 = tri->e1.xyz, e2 = tri->e2.xyz;
-    float3 p = cross3(d, e2);
-    float det = dot3(e1, p);
-    if (det == 0.0f) return INFINITY;
-    float inv = 1.0f / det;
-    float3 s = o - tri->v0.xyz;
-    float u = dot3(s, p) * inv;
-    if (u < 0.0f || u > 1.0f) return INFINITY;
-    float3 q = cross3(s, e1);
-    float v = dot3(d, q) * inv;
-    if (v < 0.0f || u + v > 1.0f) return INFINITY;
-    float t = dot3(e2, q) * inv;
+    float4 plane = tri->plane;
+    float along = dot3(plane.xyz, d);
+    if (along == 0.0f) return INFINITY;
+    float t = -(dot3(plane.xyz, o) + plane.w) / along;
     if (!(t > 0.0f && t < t_max)) return INFINITY;
+    float3 p = o + d * t;
+    float4 r1 = tri->b1;
+    float u = dot3(r1.xyz, p) + r1.w;
+    if (u < 0.0f || u > 1.0f) return INFINITY;
+    float4 r2 = tri->b2;
+    float v = dot3(r2.xyz, p) + r2.w;
+    if (v < 0.0f || u + v > 1.0f) return INFINITY;
     *b1 = u;
     *b2 = v;
     return t;

@@ -10,10 +10,10 @@ typedef struct {
     int4 info;     /* interior: x left child, y right child; leaf: x first slot, y count; z: 1 if leaf */
 } Node;
 
-typedef struct {   /* what intersection needs, nothing more */
-    float4 v0;     /* first corner (xyz) */
-    float4 e1;     /* v1 - v0 */
-    float4 e2;     /* v2 - v0 */
+typedef struct {   /* what intersection needs, nothing more (Baldwin and Weber 2016) */
+    float4 b1;     /* b1 = dot(b1.xyz, p) + b1.w for a point p in the plane */
+    float4 b2;     /* b2 likewise */
+    float4 plane;  /* dot(plane.xyz, p) + plane.w = 0 on the plane */
 } Triangle;
 
 typedef struct {
@@ -83,6 +83,9 @@ typedef struct {
     float4 direction;  /* spot: unit axis; sun: unit direction of travel */
     float4 intensity;  /* point, spot: W/sr; sun: irradiance; environment: radiance */
     float4 spot;       /* cos cutoff, cos beam, cutoff (radians), 1 / (cutoff - beam) */
+    float4 corner;     /* triangle: first corner */
+    float4 edge1;      /* triangle: second corner - first */
+    float4 edge2;      /* triangle: third corner - first */
 } Light;
 
 #define STRATEGY_MIS 0

@@ -335,7 +335,8 @@ def test_bvh_finds_the_same_nearest_hits_as_brute_force(device):
 
 def _brute_force(packed, o, d) -> np.ndarray:
     best = np.full(len(o), np.inf)
-    v0, e1, e2 = (packed.triangles[k][:, :3].astype(np.float64) for k in ("v0", "e1", "e2"))
+    corners = packed.corners.astype(np.float64)
+    v0, e1, e2 = corners[:, 0], corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     with np.errstate(all="ignore"):
         for i in range(len(v0)):
             p = np.cross(d, e2[i])

@@ -98,9 +98,7 @@ def _scene(shapes, materials=None, **film):
 def test_rectangle_is_the_unit_square_facing_plus_z():
     packed = pack(parse_scene(_scene([{"type": "rectangle", "material": "m"}])))
     assert len(packed.triangles) == 2
-    corners = np.concatenate([packed.triangles["v0"][:, :3],
-                              packed.triangles["v0"][:, :3] + packed.triangles["e1"][:, :3],
-                              packed.triangles["v0"][:, :3] + packed.triangles["e2"][:, :3]])
+    corners = packed.corners.transpose(1, 0, 2).reshape(-1, 3)  # corner 0 of each, then 1, then 2
     assert corners.min(axis=0).tolist() == [-1, -1, 0] and corners.max(axis=0).tolist() == [1, 1, 0]
     assert np.allclose(packed.triangle_data["n"][:, :3], [0, 0, 1])
     uv = np.concatenate([packed.triangle_data["uv01"][:, :2], packed.triangle_data["uv01"][:, 2:],
@@ -113,8 +111,7 @@ def test_box_faces_point_outwards_even_when_mirrored():
         shape = {"type": "box", "material": "m", "transform": {"scale": scale, "translate": [3, 0, 0]}}
         packed = pack(parse_scene(_scene([shape])))
         assert len(packed.triangles) == 12
-        v0, e1, e2 = (packed.triangles[k][:, :3] for k in ("v0", "e1", "e2"))
-        centroid = v0 + (e1 + e2) / 3
+        centroid = packed.corners.mean(axis=1)
         outward = np.einsum("ij,ij->i", packed.triangle_data["n"][:, :3], centroid - [3, 0, 0])
         assert (outward > 0).all()
 
@@ -125,7 +122,7 @@ def test_transform_scales_then_rotates_then_translates():
              "transform": {"scale": 2, "rotate": {"axis": [0, 0, 1], "angle": 90}, "translate": [10, 0, 0]}}
     packed = pack(parse_scene(_scene([shape])))
     # (1,0,0) -> scale (2,0,0) -> rotate 90 about z (0,2,0) -> translate (10,2,0)
-    assert np.allclose(packed.triangles["v0"][0, :3], [10, 2, 0])
+    assert np.allclose(packed.corners[0, 0], [10, 2, 0])
 
 
 def test_matrix_transform_and_sphere_transform():

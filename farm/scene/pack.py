@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 F4, I4 = ("<f4", 4), ("<i4", 4)
 NODE = np.dtype([("lower", *F4), ("upper", *F4), ("info", *I4)])
-TRIANGLE = np.dtype([("v0", *F4), ("e1", *F4), ("e2", *F4)])
+# Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
+# signed distance (in units of its dominant normal component); three dot products a test.
+TRIANGLE = np.dtype([("b1", *F4), ("b2", *F4), ("plane", *F4)])
 TRIANGLE_DATA = np.dtype([("n", *F4), ("uv01", *F4), ("uv2", *F4), ("info", *I4)])
 SHADING_NORMALS = np.dtype([("n0", *F4), ("n1", *F4), ("n2", *F4)])
 SPHERE = np.dtype([("center_radius", *F4), ("row0", *F4), ("row1", *F4), ("row2", *F4), ("info", *I4)])
@@ -48,7 +50,10 @@ MATERIAL = np.dtype(
 )
 TEXTURE = np.dtype([("info", *I4), ("mode", *I4), ("transform", *F4), ("color0", *F4), ("color1", *F4)])
 LIGHT = np.dtype(
-    [("info", *I4), ("pick", *F4), ("position", *F4), ("direction", *F4), ("intensity", *F4), ("spot", *F4)]
+    [
+        ("info", *I4), ("pick", *F4), ("position", *F4), ("direction", *F4), ("intensity", *F4), ("spot", *F4),
+        ("corner", *F4), ("edge1", *F4), ("edge2", *F4),
+    ]
 )
 FRAME = np.dtype(
     [
@@ -153,6 +158,7 @@ class PackedScene:
     """Flat arrays ready for device buffers, plus the numbers the host needs."""
 
     frame: np.ndarray
+    corners: np.ndarray  # (triangles, 3, 3) world-space corners; host side only
     nodes: np.ndarray
     prims: np.ndarray
     triangles: np.ndarray
@@ -231,11 +237,11 @@ def pack(scene: Scene, assets=None) -> PackedScene:
         face_normals = isinstance(shape, Mesh) and shape.face_normals
         meshes.append((mesh, m, mid, face_normals))
 
-    triangles, triangle_data, normals = _triangles(meshes)
+    triangles, triangle_data, normals, corners = _triangles(meshes)
     sphere_array = np.array(spheres, SPHERE) if spheres else np.zeros(0, SPHERE)
 
     t = time.perf_counter()
-    lower, upper = _primitive_bounds(triangles, sphere_array)
+    lower, upper = _primitive_bounds(corners, sphere_array)
     tree = bvh_builder.build(lower, upper)
     timings["bvh"] = time.perf_counter() - t
     if tree.levels > MAX_BVH_DEPTH:
@@ -263,12 +269,12 @@ def pack(scene: Scene, assets=None) -> PackedScene:
         env_mean = env_mean * environment.scale
         env_size = (pixels.shape[1], pixels.shape[0])
 
-    lights = _lights(scene, materials, textures, triangle_data, triangles, sphere_array, scene_radius, env_mean)
+    lights = _lights(scene, materials, textures, triangle_data, corners, sphere_array, scene_radius, env_mean)
     texture_table, texels = textures.arrays()
     frame = _frame(scene, len(triangles), lights, env_texture, env_size)
     timings["pack"] = time.perf_counter() - started
     return PackedScene(
-        frame, nodes, prims, triangles, triangle_data, normals, sphere_array, materials, texture_table, texels,
+        frame, corners.astype(np.float32), nodes, prims, triangles, triangle_data, normals, sphere_array, materials, texture_table, texels,
         lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
     )
 
@@ -397,7 +403,7 @@ def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         smooth_chunks.append(np.full(len(faces), smooth))
         material_chunks.append(np.full(len(faces), mid))
     if not corner_chunks:
-        return np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS)
+        return np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS), np.zeros((0, 3, 3))
     corners = np.concatenate(corner_chunks)
     uvs = np.concatenate(uv_chunks)
     vertex_normals = np.concatenate(normal_chunks)
@@ -413,9 +419,8 @@ def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a[keep] for a in (corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material)
     )
     triangles = np.zeros(len(corners), TRIANGLE)
-    triangles["v0"][:, :3] = corners[:, 0]
-    triangles["e1"][:, :3] = e1
-    triangles["e2"][:, :3] = e2
+    rows = _intersection_rows(corners[:, 0], e1, e2, cross)
+    triangles["b1"], triangles["b2"], triangles["plane"] = rows[:, 0], rows[:, 1], rows[:, 2]
     data = np.zeros(len(corners), TRIANGLE_DATA)
     data["n"][:, :3] = cross / double_area[:, None]
     data["n"][:, 3] = double_area * 0.5  # area, for light sampling
@@ -428,16 +433,36 @@ def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     normals = np.zeros(int(smooth.sum()), SHADING_NORMALS)
     for corner in range(3):
         normals[f"n{corner}"][:, :3] = vertex_normals[smooth, corner]
-    return triangles, data, normals
+    return triangles, data, normals, corners
 
 
-def _primitive_bounds(triangles: np.ndarray, spheres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _intersection_rows(v0: np.ndarray, e1: np.ndarray, e2: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Baldwin and Weber (2016): for each triangle, rows r0, r1, r2 with b1 = r0 . (p, 1),
+    b2 = r1 . (p, 1) for a point p in its plane, and r2 . (p, 1) = 0 on the plane, scaled
+    by the normal's largest component (the axis the triangle is projected along)."""
+    rows = np.zeros((len(v0), 3, 4))
+    dominant = np.argmax(np.abs(n), axis=1)
+    for axis in range(3):
+        a1, a2 = (axis + 1) % 3, (axis + 2) % 3
+        pick = dominant == axis
+        nd = n[pick, axis]
+        p, f, g = v0[pick], e1[pick], e2[pick]
+        r = np.zeros((int(pick.sum()), 3, 4))
+        r[:, 0, a1], r[:, 0, a2] = g[:, a2] / nd, -g[:, a1] / nd
+        r[:, 0, 3] = (g[:, a1] * p[:, a2] - g[:, a2] * p[:, a1]) / nd
+        r[:, 1, a1], r[:, 1, a2] = -f[:, a2] / nd, f[:, a1] / nd
+        r[:, 1, 3] = -(f[:, a1] * p[:, a2] - f[:, a2] * p[:, a1]) / nd
+        r[:, 2, axis] = 1.0
+        r[:, 2, a1], r[:, 2, a2] = n[pick, a1] / nd, n[pick, a2] / nd
+        r[:, 2, 3] = -(n[pick] * p).sum(axis=1) / nd
+        rows[pick] = r
+    return rows
+
+
+def _primitive_bounds(corners: np.ndarray, spheres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boxes of triangles then spheres: primitive i < len(triangles) is a triangle."""
-    v0 = triangles["v0"][:, :3].astype(np.float64)
-    v1 = v0 + triangles["e1"][:, :3]
-    v2 = v0 + triangles["e2"][:, :3]
-    tri_lower = np.minimum(np.minimum(v0, v1), v2)
-    tri_upper = np.maximum(np.maximum(v0, v1), v2)
+    tri_lower = corners.min(axis=1)
+    tri_upper = corners.max(axis=1)
     center = spheres["center_radius"][:, :3].astype(np.float64)
     radius = spheres["center_radius"][:, 3:4].astype(np.float64)
     return np.concatenate([tri_lower, center - radius]), np.concatenate([tri_upper, center + radius])
@@ -490,17 +515,21 @@ def _emission_mean(material_entry, textures: _Textures) -> np.ndarray:
     return textures.means[index] if index >= 0 else np.array(param["value"][:3], np.float64)
 
 
-def _lights(scene, materials, textures, triangle_data, triangles, spheres, scene_radius, env_mean) -> np.ndarray:
+def _lights(scene, materials, textures, triangle_data, corners, spheres, scene_radius, env_mean) -> np.ndarray:
     """Every light with its probability of being chosen, in proportion to its power."""
     emitted = np.array([_emission_mean(m, textures) @ LUMINANCE for m in materials])
     entries = []  # (entry, power)
     tri_material = triangle_data["info"][:, 0]
     tri_area = triangle_data["n"][:, 3].astype(np.float64)
-    emissive_tris = np.flatnonzero(emitted[tri_material] > 0) if len(triangles) else np.zeros(0, int)
+    emissive_tris = np.flatnonzero(emitted[tri_material] > 0) if len(corners) else np.zeros(0, int)
     light = np.zeros(len(emissive_tris), LIGHT)
     light["info"][:, 0] = LIGHT_TRIANGLE
     light["info"][:, 1] = emissive_tris
     light["pick"][:, 2] = tri_area[emissive_tris]
+    lit = corners[emissive_tris]
+    light["corner"][:, :3] = lit[:, 0]
+    light["edge1"][:, :3] = lit[:, 1] - lit[:, 0]
+    light["edge2"][:, :3] = lit[:, 2] - lit[:, 0]
     tri_power = math.pi * emitted[tri_material[emissive_tris]] * tri_area[emissive_tris]
     blocks, powers = [light], [tri_power]
     for i, sphere in enumerate(spheres):
