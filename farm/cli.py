@@ -130,6 +130,11 @@ def _submit(args) -> int:
             f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and {defaults.MAX_BUCKET_SIZE}, got {args.bucket_size}"
         )
     scene, document = load_scene(args.scene, spp=args.spp)
+    if scene.assets:
+        from farm.assets import FolderAssets
+        from farm.scene.pack import check_files
+
+        check_files(scene, FolderAssets(Path(args.scene).parent, scene.assets))
 
     from farm.local import LocalFarm
 

@@ -165,3 +165,22 @@ def test_broker_dying_mid_render_is_one_line_and_keeps_the_partial_frame(make_do
     finally:
         worker.stop()
         redis_server.stop()
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda folder: (folder / "assets" / "tiles.png").unlink(), "missing file: assets/tiles.png"),
+    (lambda folder: (folder / "assets" / "tiles.png").write_bytes(b"garbage"), "assets/tiles.png: cannot decode image"),
+    (lambda folder: (folder / "assets" / "vase.obj").write_text("v 0 0 0\n"), "assets/vase.obj: the OBJ file has no triangles"),
+    (lambda folder: (folder / "assets" / "sky.hdr").write_bytes(b"#?RADIANCE\n"), "assets/sky.hdr: cannot decode image"),
+], ids=["missing texture", "broken texture", "broken mesh", "broken sky"])
+def test_bad_scene_files_are_one_line_before_any_worker_starts(tmp_path, damage, message):
+    """Files are checked by the client: the unreachable broker is never even tried."""
+    import shutil
+
+    from tests.conftest import ROOT
+
+    shutil.copytree(ROOT / "scenes" / "assets", tmp_path / "assets")
+    shutil.copy(ROOT / "scenes" / "textured-mesh.json", tmp_path / "scene.json")
+    damage(tmp_path)
+    result = submit(tmp_path / "scene.json", "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0")
+    assert_one_line_error(result, message)

@@ -197,6 +197,18 @@ class NoAssets:
         raise SceneError(f"{name}: no asset source to read it from")
 
 
+def check_files(scene: Scene, assets) -> None:
+    """Read every mesh and image the scene names, as packing would, so that a broken file
+    is reported by the client before any worker is asked to render with it."""
+    for shape in scene.shapes:
+        if isinstance(shape, Mesh) and shape.file:
+            load_obj(shape.file, assets.read(shape.file))
+    names = [t.file for t in scene.textures.values() if isinstance(t, ImageTexture)]
+    names += [light.file for light in scene.lights if isinstance(light, EnvironmentLight) and light.file]
+    for name in dict.fromkeys(names):
+        images.decode(name, assets.read(name))
+
+
 def pack(scene: Scene, assets=None) -> PackedScene:
     """Turn every shape into world-space triangles or spheres, build the BVH over them,
     and index materials, textures and lights."""
