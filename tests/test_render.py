@@ -82,3 +82,17 @@ def test_more_samples_mean_less_noise(device, cornell_document):
 def test_bucket_outside_the_frame_is_refused(cornell):
     with pytest.raises(ValueError, match="outside"):
         cornell.render(90, 0, 16, 16)
+
+
+@pytest.mark.parametrize("name", ["cornell-box", "showcase", "textured-mesh", "depth-of-field", "reference/materials"])
+def test_every_bundled_scene_renders_finite_non_negative_pixels(device, name):
+    from farm.assets import FolderAssets
+    from farm.scene import load_scene
+    from tests.conftest import ROOT
+
+    path = ROOT / "scenes" / f"{name}.json"
+    scene, document = load_scene(path, spp=4)
+    document["film"].update(width=40, height=24)
+    scene = parse_scene(document, source=str(path))
+    image = Renderer(device, pack(scene, FolderAssets(path.parent, scene.assets))).render_frame()
+    assert np.isfinite(image).all() and (image >= 0).all() and image.mean() > 0.01
