@@ -13,6 +13,7 @@ typedef struct {
     float3 radiance;  /* arriving radiance (or irradiance-like value for delta lights) */
     float pdf;        /* solid angle density including the choice; for delta lights, the choice probability */
     bool delta;
+    int prim;         /* the emitting primitive (triangle, or triangle count + sphere), else -1 */
 } LightSample;
 
 inline float power_heuristic(float a, float b) {
@@ -108,6 +109,18 @@ inline float2 triangle_uv(__global const TriangleData *td, float b1, float b2) {
     return td->uv01.xy * (1.0f - b1 - b2) + td->uv01.zw * b1 + td->uv2.xy * b2;
 }
 
+/* Whether p is outside the sphere (its lights are then sampled by the cone they subtend);
+ * *one_minus_cos_max gets 1 - cos of the cone's half angle, free of cancellation. */
+inline bool sphere_cone(__global const Sphere *sphere, float3 p, float *one_minus_cos_max) {
+    float3 axis = sphere->center_radius.xyz - p;
+    float dc2 = dot3(axis, axis);
+    float r2 = sphere->center_radius.w * sphere->center_radius.w;
+    if (dc2 <= r2 * 1.0001f) return false;
+    float sin2_max = r2 / dc2;
+    *one_minus_cos_max = sin2_max / (1.0f + sqrt(1.0f - sin2_max));
+    return true;
+}
+
 /* Pick a light by power, then a direction towards it from p. False if nothing arrives. */
 inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, LightSample *ls) {
     int n_lights = s->frame->counts.y;
@@ -120,6 +133,8 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
     float pmf = light->pick.x;
     int kind = light->info.x;
     ls->delta = kind == LIGHT_POINT || kind == LIGHT_SPOT || kind == LIGHT_SUN;
+    ls->prim = kind == LIGHT_TRIANGLE ? light->info.y
+             : kind == LIGHT_SPHERE ? s->frame->counts.x + light->info.y : -1;
     if (kind == LIGHT_TRIANGLE || kind == LIGHT_SPHERE) {
         float3 point, normal;
         int material;
@@ -133,8 +148,35 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
             uv = triangle_uv(td, b.x, b.y);
         } else {
             __global const Sphere *sphere = &s->spheres[light->info.y];
-            normal = sample_sphere(u.x, u.y);
-            point = sphere->center_radius.xyz + normal * sphere->center_radius.w;
+            float3 center = sphere->center_radius.xyz;
+            float radius = sphere->center_radius.w;
+            float one_minus_cos_max;
+            if (sphere_cone(sphere, p, &one_minus_cos_max)) {
+                /* Uniform in the cone of directions the sphere subtends from p. */
+                float3 axis = center - p;
+                float dc = sqrt(dot3(axis, axis));
+                axis = axis / dc;
+                float cos_theta = 1.0f - u.x * one_minus_cos_max;
+                float sin_theta = sqrt(fmax(0.0f, 1.0f - cos_theta * cos_theta));
+                float2 cs = unit_circle(u.y);
+                float3 t, b;
+                basis(axis, &t, &b);
+                float3 wi = t * (sin_theta * cs.x) + b * (sin_theta * cs.y) + axis * cos_theta;
+                /* The nearer intersection of that direction with the sphere. */
+                float along = dc * cos_theta;
+                float dist = along - sqrt(fmax(0.0f, radius * radius - dc * dc * sin_theta * sin_theta));
+                point = p + wi * dist;
+                normal = unit3(point - center);
+                material = sphere->info.x;
+                uv = sphere_uv(sphere, normal);
+                ls->dist = dist;
+                ls->wi = wi;
+                ls->pdf = pmf / (2.0f * PI_F * one_minus_cos_max);
+                ls->radiance = emission_at(s, material, uv);
+                return dist > 0.0f;
+            }
+            normal = sample_sphere(u.x, u.y);  /* from inside: uniform over its area */
+            point = center + normal * radius;
             material = sphere->info.x;
             uv = sphere_uv(sphere, normal);
         }
@@ -180,11 +222,16 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
     return ls->pdf > 0.0f;
 }
 
-/* Density (solid angle, choice included) with which sample_light picks the point hit at
- * distance t on area light `index` whose front normal makes cosine cos_light with the ray. */
-inline float area_light_pdf(const SceneRef *s, int index, float t, float cos_light) {
+/* Density (solid angle, choice included) with which sample_light, called at `origin`,
+ * picks the point hit at distance t on area light `index` whose front normal makes
+ * cosine cos_light with the ray. */
+inline float area_light_pdf(const SceneRef *s, int index, float3 origin, float t, float cos_light) {
     __global const Light *light = &s->lights[index];
-    return cos_light > 0.0f ? light->pick.x * t * t / (cos_light * light->pick.z) : 0.0f;
+    if (cos_light <= 0.0f) return 0.0f;
+    float one_minus_cos_max;
+    if (light->info.x == LIGHT_SPHERE && sphere_cone(&s->spheres[light->info.y], origin, &one_minus_cos_max))
+        return light->pick.x / (2.0f * PI_F * one_minus_cos_max);
+    return light->pick.x * t * t / (cos_light * light->pick.z);
 }
 
 #endif

@@ -101,7 +101,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth; ++depth) {
         Hit hit;
-        if (!trace(s, o, d, INFINITY, false, &hit)) {
+        if (!trace(s, o, d, INFINITY, false, -1, &hit)) {
             if (has_env) {
                 float weight = 1.0f;
                 if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
@@ -118,7 +118,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
             float weight = 1.0f;
             if (!prev_delta && strategy == STRATEGY_LIGHT && sf.light >= 0) weight = 0.0f;
             else if (!prev_delta && strategy == STRATEGY_MIS && sf.light >= 0)
-                weight = power_heuristic(prev_pdf, area_light_pdf(s, sf.light, hit.t, cos_front));
+                weight = power_heuristic(prev_pdf, area_light_pdf(s, sf.light, o, hit.t, cos_front));
             result += throughput * emission_at(s, sf.material, sf.uv) * weight;
         }
         if (depth == max_depth) break;
@@ -149,13 +149,12 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
                 if (consistent && max3(f) > 0.0f) {
                     float3 origin = offset_origin(sf.p, ng, ls.wi);
                     float t_max = INFINITY;
-                    if (!isinf(ls.dist)) {  /* stop short of the light's own surface, measured from the offset origin */
-                        float3 target = sf.p + ls.wi * ls.dist;
-                        float3 span = target - origin;
-                        t_max = sqrt(dot3(span, span)) * (1.0f - 1e-5f) - ray_epsilon(target);
+                    if (!isinf(ls.dist)) {  /* up to the point on the light, measured from the offset origin */
+                        float3 span = sf.p + ls.wi * ls.dist - origin;
+                        t_max = sqrt(dot3(span, span)) * (1.0f - 1e-5f);
                     }
                     Hit blocker;
-                    if (!trace(s, origin, ls.wi, t_max, true, &blocker)) {
+                    if (!trace(s, origin, ls.wi, t_max, true, ls.prim, &blocker)) {
                         float weight = ls.delta || strategy == STRATEGY_LIGHT ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
                         result += throughput * f * ls.radiance * (weight / ls.pdf);
                     }
@@ -255,7 +254,7 @@ __kernel void trace_rays(__global const Frame *frame,
     s.spheres = spheres;
     float3 o = vload3(2 * i, rays), d = vload3(2 * i + 1, rays);
     Hit hit;
-    bool found = trace(&s, o, d, INFINITY, false, &hit);
+    bool found = trace(&s, o, d, INFINITY, false, -1, &hit);
     t_out[i] = found ? hit.t : INFINITY;
     prim_out[i] = found ? hit.prim : -1;
 }

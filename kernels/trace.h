@@ -62,8 +62,10 @@ inline bool hit_box(__global const Node *node, float3 o, float3 inv_d, float t_m
     return near <= far && near < t_max;
 }
 
-/* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays). */
-inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, Hit *hit) {
+/* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays).
+ * Primitive `ignore` (or -1) is never hit: a shadow ray aimed at a point on a light must
+ * not be stopped by that light's own surface, which rounding can put a hair in front. */
+inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore, Hit *hit) {
     const int n_triangles = s->frame->counts.x;
     float3 inv_d = 1.0f / d;
     int stack[STACK_SIZE];
@@ -80,6 +82,7 @@ inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, 
             int end = n->info.x + n->info.y;
             for (int slot = n->info.x; slot < end; ++slot) {
                 int prim = s->prims[slot];
+                if (prim == ignore) continue;
                 float t, b1 = 0.0f, b2 = 0.0f;
                 if (prim < n_triangles) t = hit_triangle(&s->triangles[prim], o, d, t_best, &b1, &b2);
                 else t = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);

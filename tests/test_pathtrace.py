@@ -463,3 +463,49 @@ def test_textured_emitter_is_seen_and_sampled_consistently(device):
     assert lit[:, :, 0].max() > 3.9 and lit[:, :, 2].max() > 3.9  # both squares visible directly
     floor = lit[24:, :, :].mean(axis=(0, 1))
     assert floor[0] > 0.01 and floor[2] > 0.01  # and both colours reach the floor
+
+
+def test_sphere_lights_sampled_by_their_cone_agree_with_bsdf_sampling(device):
+    """A big lamp just above the floor: the cone it subtends is wide and changes fast."""
+
+    def scene(strategy):
+        return {
+            "version": 1,
+            "camera": {"position": [0, 2.5, 4], "look_at": [0, 0, 0], "fov": 45},
+            "film": {"width": 32, "height": 32, "spp": 64},
+            "materials": {"floor": {"type": "plastic", "reflectance": 0.6, "roughness": 0.5},
+                          "lamp": {"reflectance": 0, "emission": [3, 3, 3]}},
+            "shapes": [
+                {"type": "rectangle", "material": "floor",
+                 "transform": {"scale": 3, "rotate": {"axis": [1, 0, 0], "angle": -90}}},
+                {"type": "sphere", "material": "lamp", "center": [0.3, 0.62, 0], "radius": 0.6},
+            ],
+            "max_depth": 2,
+            "strategy": strategy,
+        }
+
+    images = {strategy: render(scene(strategy), device) for strategy in ("light", "bsdf", "mis")}
+    assert_same_expectation(images["light"], images["bsdf"], "sphere lamp: light vs BSDF sampling")
+    assert_same_expectation(images["mis"], images["bsdf"], "sphere lamp: MIS vs BSDF sampling")
+
+
+@pytest.mark.parametrize("strategy", ["light", "mis"])
+def test_sphere_light_irradiance_matches_the_closed_form(device, strategy):
+    """A diffuse plane under a spherical lamp wholly above its horizon receives
+    E = pi L (r / d)^2 cos(theta) (d: distance to the centre, theta: its angle to the normal)."""
+    center, radius, radiance = np.array([0.3, 0.0, 1.5]), 0.6, 3.0
+    document = plane_under({"type": "sun", "direction": [0, 0, -1], "irradiance": [0, 0, 0]}, spp=64)
+    document["lights"] = []
+    document["materials"]["lamp"] = {"reflectance": 0, "emission": [radiance] * 3}
+    document["shapes"].append({"type": "sphere", "material": "lamp", "center": center.tolist(), "radius": radius})
+    document["strategy"] = strategy
+    image = render(document, device)[:, :, 0]
+    points = plane_points(document, grid=4)
+    to_center = center - points
+    distance = np.linalg.norm(to_center, axis=-1)
+    expected = (0.5 / math.pi * math.pi * radiance * (radius / distance) ** 2 * to_center[..., 2] / distance).mean(axis=2)
+    # pixels that see the plane, not the lamp (the lamp covers the middle of the frame)
+    ys, xs = np.mgrid[0:24, 0:24] - 11.5
+    plane = np.hypot(xs, ys) > 6
+    ratio = image[plane] / expected[plane]
+    assert_mean(ratio, 1.0, f"{strategy}: image / closed form")
