@@ -96,3 +96,16 @@ def test_every_bundled_scene_renders_finite_non_negative_pixels(device, name):
     scene = parse_scene(document, source=str(path))
     image = Renderer(device, pack(scene, FolderAssets(path.parent, scene.assets))).render_frame()
     assert np.isfinite(image).all() and (image >= 0).all() and image.mean() > 0.01
+
+
+def test_scene_of_only_degenerate_triangles_shows_the_environment(device):
+    document = {
+        "version": 1, "camera": {"position": [0, 0, 5], "look_at": [0, 0, 0], "fov": 40},
+        "film": {"width": 8, "height": 8, "spp": 2}, "materials": {"m": {}},
+        "shapes": [{"type": "mesh", "material": "m", "vertices": [[0, 0, 0], [1, 0, 0], [2, 0, 0]],
+                    "triangles": [[0, 1, 2]]}],
+        "lights": [{"type": "environment", "radiance": [0.25, 0.5, 1]}],
+    }
+    packed = pack(parse_scene(document))
+    assert len(packed.triangles) == 0
+    assert np.allclose(Renderer(device, packed).render_frame(), [0.25, 0.5, 1])

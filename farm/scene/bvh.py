@@ -40,6 +40,9 @@ def _area(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
 def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
     """Build over primitives with boxes [lower[i], upper[i]] (shape (n, 3))."""
     n = len(lower)
+    if n == 0:  # one empty leaf: every ray misses everything
+        zero = np.zeros((1, 3))
+        return Bvh(zero, zero, np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1, bool), np.zeros(0, np.int64), 1)
     # float32 throughout halves the memory traffic; boxes are rounded outwards so that
     # every node still contains its primitives exactly.
     lower64, upper64 = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
@@ -67,9 +70,8 @@ def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
         prims = order[slots]
         data = prim_data[prims]
         box_lo, box_hi, centroid = data[:, 0:3], data[:, 3:6], data[:, 6:9]
-        if n:
-            node_lower[ids] = np.minimum.reduceat(box_lo, offsets)
-            node_upper[ids] = np.maximum.reduceat(box_hi, offsets)
+        node_lower[ids] = np.minimum.reduceat(box_lo, offsets)
+        node_upper[ids] = np.maximum.reduceat(box_hi, offsets)
         # Deep levels hold many small nodes: fewer bins there cost little quality and keep
         # the per-(node, bin) arrays from outgrowing the primitives themselves.
         mean_count = len(prims) / len(ids)
@@ -111,8 +113,6 @@ def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
         ids = np.stack([children, children + 1], axis=1).ravel()
         starts = np.stack([p_starts, p_starts + p_left], axis=1).ravel()
         counts = np.stack([p_left, p_counts - p_left], axis=1).ravel()
-    if n == 0:
-        leaf[0], left[0], right[0] = True, 0, 0
     return Bvh(
         node_lower[:node_count], node_upper[:node_count], left[:node_count], right[:node_count],
         leaf[:node_count], order, levels,
