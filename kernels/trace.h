@@ -52,9 +52,9 @@ inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float
 
 /* Slab test; fmin/fmax drop the NaN of 0 * inf. The far distance is widened by a few ulps
  * so that rounding never loses a primitive lying on the box's face. */
-inline bool hit_box(__global const Node *node, float3 o, float3 inv_d, float t_max, float *t_near) {
-    float3 t0 = (node->lower.xyz - o) * inv_d;
-    float3 t1 = (node->upper.xyz - o) * inv_d;
+inline bool hit_box(float4 lower, float4 upper, float3 o, float3 inv_d, float t_max, float *t_near) {
+    float3 t0 = (lower.xyz - o) * inv_d;
+    float3 t1 = (upper.xyz - o) * inv_d;
     float3 lo = fmin(t0, t1), hi = fmax(t0, t1);
     float near = fmax(fmax(lo.x, lo.y), fmax(lo.z, 0.0f));
     float far = fmin(fmin(hi.x, hi.y), hi.z) * 1.0000004f;
@@ -64,23 +64,22 @@ inline bool hit_box(__global const Node *node, float3 o, float3 inv_d, float t_m
 
 /* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays).
  * Primitive `ignore` (or -1) is never hit: a shadow ray aimed at a point on a light must
- * not be stopped by that light's own surface, which rounding can put a hair in front. */
+ * not be stopped by that light's own surface, which rounding can put a hair in front.
+ * The walk visits one child entry at a time: an interior node (count -1) or a leaf. */
 inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore, Hit *hit) {
     const int n_triangles = s->frame->counts.x;
     float3 inv_d = 1.0f / d;
-    int stack[STACK_SIZE];
+    int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
     float stack_t[STACK_SIZE];
     int top = 0;
-    float t_best = t_max, t_near;
+    float t_best = t_max;
     int best = -1;
     float best_b1 = 0.0f, best_b2 = 0.0f;
-    if (!hit_box(&s->nodes[0], o, inv_d, t_best, &t_near)) return false;
-    int node = 0;
+    int index = 0, count = -1;  /* the root node */
     while (true) {
-        __global const Node *n = &s->nodes[node];
-        if (n->info.z) {
-            int end = n->info.x + n->info.y;
-            for (int slot = n->info.x; slot < end; ++slot) {
+        if (count >= 0) {  /* a leaf */
+            int end = index + count;
+            for (int slot = index; slot < end; ++slot) {
                 int prim = s->prims[slot];
                 if (prim == ignore) continue;
                 float t, b1 = 0.0f, b2 = 0.0f;
@@ -92,26 +91,34 @@ inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, 
                 }
             }
         } else {
-            int left = n->info.x, right = n->info.y;
+            __global const Node *n = &s->nodes[index];
             float t_left, t_right;
-            bool hit_left = hit_box(&s->nodes[left], o, inv_d, t_best, &t_left);
-            bool hit_right = hit_box(&s->nodes[right], o, inv_d, t_best, &t_right);
+            bool hit_left = hit_box(n->left_lower, n->left_upper, o, inv_d, t_best, &t_left);
+            bool hit_right = hit_box(n->right_lower, n->right_upper, o, inv_d, t_best, &t_right);
+            int4 children = n->children;
             if (hit_left && hit_right) {
                 bool left_first = t_left <= t_right;
-                stack[top] = left_first ? right : left;
+                stack_index[top] = left_first ? children.z : children.x;
+                stack_count[top] = left_first ? children.w : children.y;
                 stack_t[top] = left_first ? t_right : t_left;
                 ++top;
-                node = left_first ? left : right;
+                index = left_first ? children.x : children.z;
+                count = left_first ? children.y : children.w;
                 continue;
             }
-            if (hit_left) { node = left; continue; }
-            if (hit_right) { node = right; continue; }
+            if (hit_left) { index = children.x; count = children.y; continue; }
+            if (hit_right) { index = children.z; count = children.w; continue; }
         }
-        /* Pop the next node still nearer than the best hit. */
+        /* Pop the next entry still nearer than the best hit. */
         bool found = false;
         while (top > 0) {
             --top;
-            if (stack_t[top] < t_best) { node = stack[top]; found = true; break; }
+            if (stack_t[top] < t_best) {
+                index = stack_index[top];
+                count = stack_count[top];
+                found = true;
+                break;
+            }
         }
         if (!found) break;
     }

@@ -4,10 +4,10 @@
 #ifndef FARM_TYPES_H
 #define FARM_TYPES_H
 
-typedef struct {
-    float4 lower;  /* box minimum */
-    float4 upper;  /* box maximum */
-    int4 info;     /* interior: x left child, y right child; leaf: x first slot, y count; z: 1 if leaf */
+typedef struct {   /* an interior BVH node: its two children's boxes, tested together */
+    float4 left_lower, left_upper;
+    float4 right_lower, right_upper;
+    int4 children;  /* per child (x, y left; z, w right): node index and -1, or a leaf's first slot and count */
 } Node;
 
 typedef struct {   /* what intersection needs, nothing more (Baldwin and Weber 2016) */

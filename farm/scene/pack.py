@@ -27,7 +27,10 @@ from farm.scene.model import (
 log = logging.getLogger(__name__)
 
 F4, I4 = ("<f4", 4), ("<i4", 4)
-NODE = np.dtype([("lower", *F4), ("upper", *F4), ("info", *I4)])
+# An interior node holds both children's boxes, so one load serves both box tests.
+NODE = np.dtype(
+    [("left_lower", *F4), ("left_upper", *F4), ("right_lower", *F4), ("right_upper", *F4), ("children", *I4)]
+)
 # Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
 # signed distance (in units of its dominant normal component); three dot products a test.
 TRIANGLE = np.dtype([("b1", *F4), ("b2", *F4), ("plane", *F4)])
@@ -258,13 +261,7 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     timings["bvh"] = time.perf_counter() - t
     if tree.levels > MAX_BVH_DEPTH:
         raise SceneError(f"the scene's BVH is {tree.levels} levels deep; the kernel walks at most {MAX_BVH_DEPTH}")
-    nodes = np.zeros(len(tree.leaf), NODE)
-    # Rounded outwards to float32, so no primitive pokes out of its box.
-    nodes["lower"][:, :3] = np.nextafter(tree.lower.astype(np.float32), np.float32(-np.inf))
-    nodes["upper"][:, :3] = np.nextafter(tree.upper.astype(np.float32), np.float32(np.inf))
-    nodes["info"][:, 0] = tree.left
-    nodes["info"][:, 1] = tree.right
-    nodes["info"][:, 2] = tree.leaf
+    nodes = _flatten(tree)
     prims = tree.order.astype(np.int32)
     scene_lower, scene_upper = (tree.lower[0], tree.upper[0]) if len(lower) else (np.zeros(3), np.zeros(3))
     scene_radius = max(float(np.linalg.norm(scene_upper - scene_lower)) / 2.0, 1e-3)
@@ -446,6 +443,35 @@ def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for corner in range(3):
         normals[f"n{corner}"][:, :3] = vertex_normals[smooth, corner]
     return triangles, data, normals, corners
+
+
+def _flatten(tree) -> np.ndarray:
+    """The binary BVH as interior nodes only, each with its children's boxes and, per child,
+    (node index, -1) for an interior child or (first slot, count >= 0) for a leaf. Node 0
+    is the root; a root that is itself a leaf becomes node 0's left child beside an empty
+    box (and an empty leaf)."""
+    # Boxes rounded outwards to float32, so no primitive pokes out of its box.
+    lower = np.nextafter(tree.lower.astype(np.float32), np.float32(-np.inf))
+    upper = np.nextafter(tree.upper.astype(np.float32), np.float32(np.inf))
+    interior = np.flatnonzero(~tree.leaf)
+    if len(interior) == 0:
+        node = np.zeros(1, NODE)
+        node["left_lower"][0, :3], node["left_upper"][0, :3] = lower[0], upper[0]
+        node["right_lower"][0, :3], node["right_upper"][0, :3] = np.inf, -np.inf  # never hit
+        node["children"][0] = (tree.left[0], tree.right[0], 0, 0)
+        return node
+    compact = np.full(len(tree.leaf), -1, np.int64)
+    compact[interior] = np.arange(len(interior))  # the root (0) stays first
+    nodes = np.zeros(len(interior), NODE)
+    for side in ("left", "right"):
+        child = getattr(tree, side)[interior]
+        nodes[f"{side}_lower"][:, :3] = lower[child]
+        nodes[f"{side}_upper"][:, :3] = upper[child]
+        is_leaf = tree.leaf[child]
+        column = 0 if side == "left" else 2
+        nodes["children"][:, column] = np.where(is_leaf, tree.left[child], compact[child])
+        nodes["children"][:, column + 1] = np.where(is_leaf, tree.right[child], -1)
+    return nodes
 
 
 def _intersection_rows(v0: np.ndarray, e1: np.ndarray, e2: np.ndarray, n: np.ndarray) -> np.ndarray:
