@@ -175,8 +175,6 @@ def _bench_mesh(args) -> int:
     import json
     import tempfile
 
-    import numpy as np
-
     from farm.assets import FolderAssets
     from farm.device import current
     from farm.render import Renderer

@@ -108,7 +108,7 @@ class Renderer:
                 array = np.zeros(1, array.dtype)
             return cl.Buffer(device.context, flags, hostbuf=array)
 
-        self.buffers = [upload(array) for array in scene.buffers()]
+        self.buffers = {name: upload(array) for name, array in scene.buffers().items()}
         self._out = None
         self._out_size = 0
 
@@ -124,7 +124,7 @@ class Renderer:
             self._out_size = tile.nbytes
         lx, ly = defaults.LOCAL_SIZE
         global_size = (-(-width // lx) * lx, -(-height // ly) * ly)
-        self.kernel.set_args(*self.buffers, np.int32(x), np.int32(y), np.int32(width), np.int32(height), self._out)
+        self.kernel.set_args(*self.buffers.values(), np.int32(x), np.int32(y), np.int32(width), np.int32(height), self._out)
         cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, global_size, (lx, ly))
         cl.enqueue_copy(self.device.queue, tile, self._out)
         return tile
@@ -141,10 +141,10 @@ class Renderer:
         ray_buffer = cl.Buffer(self.device.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=rays)
         t_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, t_out.nbytes)
         prim_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, prim_out.nbytes)
-        frame, nodes, prims, triangles = self.buffers[:4]
-        spheres = self.buffers[6]
+        b = self.buffers
         self.program.trace_rays(
-            self.device.queue, (count,), None, frame, nodes, prims, triangles, spheres, ray_buffer, t_buffer, prim_buffer
+            self.device.queue, (count,), None, b["frame"], b["nodes"], b["prims"], b["triangles"], b["spheres"],
+            ray_buffer, t_buffer, prim_buffer,
         )
         cl.enqueue_copy(self.device.queue, t_out, t_buffer)
         cl.enqueue_copy(self.device.queue, prim_out, prim_buffer)

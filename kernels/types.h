@@ -81,7 +81,7 @@ typedef struct {
     float4 pick;       /* x: probability of choosing it, y: cumulative probability, z: area */
     float4 position;   /* point, spot */
     float4 direction;  /* spot: unit axis; sun: unit direction of travel */
-    float4 intensity;  /* point, spot: W/sr; sun: irradiance; environment: radiance */
+    float4 intensity;  /* point, spot: W/sr; sun: irradiance (an environment's is in Frame) */
     float4 spot;       /* cos cutoff, cos beam, cutoff (radians), 1 / (cutoff - beam) */
     float4 corner;     /* triangle: first corner */
     float4 edge1;      /* triangle: second corner - first */

@@ -15,7 +15,7 @@ import pytest
 
 from farm.assets import FolderAssets
 from farm.render import Renderer
-from farm.scene import load_scene
+from farm.scene import load_scene, parse_scene
 from farm.scene.pack import pack
 
 from tests.conftest import ROOT
@@ -49,15 +49,10 @@ def assert_agree(ours: np.ndarray, theirs: np.ndarray, blocks=(2, 4)):
 ])
 def test_converged_render_agrees_with_mitsuba(device, name, width, height, spp):
     path = ROOT / "scenes" / name
-    scene, document = load_scene(path, spp=spp)
+    _, document = load_scene(path, spp=spp)
     document["film"].update(width=width, height=height)
-    scene, _ = load_scene_from(document, path)
+    scene = parse_scene(document, source=str(path))
     ours = Renderer(device, pack(scene, FolderAssets(path.parent, scene.assets))).render_frame()
     theirs = mitsuba_renderer.render(scene, path.parent)
     assert_agree(ours, theirs)
 
-
-def load_scene_from(document, path):
-    from farm.scene import parse_scene
-
-    return parse_scene(document, source=str(path)), document

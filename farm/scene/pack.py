@@ -20,7 +20,7 @@ from farm.scene import bvh as bvh_builder
 from farm.scene import images
 from farm.scene.mesh import TriangleMesh, cube, load_obj, rectangle
 from farm.scene.model import (
-    Box, Camera, Checkerboard, EnvironmentLight, Film, ImageTexture, Material, Mesh, PointLight, Rectangle, Scene,
+    Box, Checkerboard, ImageTexture, Material, Mesh, PointLight, Rectangle, Scene,
     Sphere, SpotLight, SunLight, TextureRef,
 )
 
@@ -180,17 +180,15 @@ class PackedScene:
     digest: str
     timings: dict = field(default_factory=dict, compare=False)
 
-    def buffers(self) -> list[np.ndarray]:
-        """The kernel's buffer arguments, in its parameter order."""
-        return [
-            self.frame, self.nodes, self.prims, self.triangles, self.triangle_data, self.normals, self.spheres,
-            self.materials, self.textures, self.texels, self.lights, self.env_marginal, self.env_conditional,
-            self.env_pdf,
-        ]
+    # The kernel's buffer arguments, in its parameter order.
+    BUFFERS = (
+        "frame", "nodes", "prims", "triangles", "triangle_data", "normals", "spheres", "materials", "textures",
+        "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
+    )
 
-    @property
-    def triangle_count(self) -> int:
-        return len(self.triangles)
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The kernel's buffer arguments by name, in its parameter order."""
+        return {name: getattr(self, name) for name in self.BUFFERS}
 
 
 class NoAssets:
@@ -203,13 +201,11 @@ class NoAssets:
 def check_files(scene: Scene, assets) -> None:
     """Read every mesh and image the scene names, as packing would, so that a broken file
     is reported by the client before any worker is asked to render with it."""
-    for shape in scene.shapes:
-        if isinstance(shape, Mesh) and shape.file:
-            load_obj(shape.file, assets.read(shape.file))
-    names = [t.file for t in scene.textures.values() if isinstance(t, ImageTexture)]
-    names += [light.file for light in scene.lights if isinstance(light, EnvironmentLight) and light.file]
-    for name in dict.fromkeys(names):
-        images.decode(name, assets.read(name))
+    for name in scene.files():  # the parser admits .obj for meshes only, images for the rest
+        if name.lower().endswith(".obj"):
+            load_obj(name, assets.read(name))
+        else:
+            images.decode(name, assets.read(name))
 
 
 def pack(scene: Scene, assets=None) -> PackedScene:
@@ -602,8 +598,7 @@ def _lights(scene, materials, textures, triangle_data, corners, spheres, scene_r
             entry["intensity"][0, :3] = source.irradiance
             power = math.pi * scene_radius**2 * (np.array(source.irradiance) @ LUMINANCE)
         else:
-            entry["info"][0, 0] = LIGHT_ENVIRONMENT
-            entry["intensity"][0, :3] = np.array(source.radiance) * source.scale
+            entry["info"][0, 0] = LIGHT_ENVIRONMENT  # its radiance is the frame's (env_radiance)
             power = math.pi**2 * scene_radius**2 * float(env_mean @ LUMINANCE)
         entries.append((entry, power))
     blocks += [e for e, _ in entries]
@@ -649,9 +644,8 @@ def _frame(scene: Scene, n_triangles: int, lights: np.ndarray, env_texture: int,
     environment = scene.environment
     env_light = -1
     if environment is not None:
-        frame["env_radiance"][0, :3] = np.array(environment.radiance) * environment.scale
-        if environment.file:
-            frame["env_radiance"][0, :3] = environment.scale
+        # the constant radiance, or the scale the image's texels are multiplied by
+        frame["env_radiance"][0, :3] = environment.scale * (1.0 if environment.file else np.array(environment.radiance))
         rotation = np.array(environment.transform, np.float64)[:3, :3]
         for row in range(3):  # world -> environment: the transpose of the rotation
             frame[f"env_row{row}"][0, :3] = rotation.T[row]
