@@ -71,6 +71,10 @@ QUEUE = _str("FARM_QUEUE", "farm")
 # Prefix of every Redis key farm writes, so a shared Redis stays tidy.
 KEY_PREFIX = _str("FARM_KEY_PREFIX", "farm")
 
+# Seconds of samples per kernel launch when a worker renders a bucket in passes: a
+# cancel, a SIGTERM or a faster copy of the bucket takes effect within about this long.
+PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5)
+
 # OpenCL work-group shape. Fixed, so every pixel runs the same compiled code whatever
 # the bucket size: part of the bit-identical guarantee.
 LOCAL_SIZE = (8, 8)

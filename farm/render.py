@@ -109,23 +109,43 @@ class Renderer:
             return cl.Buffer(device.context, flags, hostbuf=array)
 
         self.buffers = {name: upload(array) for name, array in scene.buffers().items()}
-        self._out = None
+        self._out = self._sums = None  # the tile, and running sums between passes
         self._out_size = 0
 
-    def render(self, x: int, y: int, width: int, height: int) -> np.ndarray:
-        """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32."""
+    def render(self, x: int, y: int, width: int, height: int, should_stop=None) -> np.ndarray | None:
+        """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32.
+
+        With `should_stop` (a callable), the samples are taken in passes of about
+        PASS_SECONDS and `should_stop()` is asked between passes; if it answers true the
+        render ends there and None is returned. Passes change no bit of the result.
+        """
         import pyopencl as cl
 
         if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.scene.width or y + height > self.scene.height:
             raise ValueError(f"bucket {x},{y} {width}x{height} is outside the {self.scene.width}x{self.scene.height} frame")
         tile = np.empty((height, width, 3), np.float32)
         if self._out_size < tile.nbytes:
-            self._out = cl.Buffer(self.device.context, cl.mem_flags.WRITE_ONLY, tile.nbytes)
+            context, flags = self.device.context, cl.mem_flags.READ_WRITE
+            self._out = cl.Buffer(context, flags, tile.nbytes)
+            self._sums = cl.Buffer(context, flags, tile.nbytes)
             self._out_size = tile.nbytes
         lx, ly = defaults.LOCAL_SIZE
         global_size = (-(-width // lx) * lx, -(-height // ly) * ly)
-        self.kernel.set_args(*self.buffers.values(), np.int32(x), np.int32(y), np.int32(width), np.int32(height), self._out)
-        cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, global_size, (lx, ly))
+        spp = self.scene.spp
+        bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height))
+        done, pass_spp = 0, spp if should_stop is None else 1
+        while done < spp:
+            end = min(spp, done + pass_spp)
+            started = time.perf_counter()
+            self.kernel.set_args(*self.buffers.values(), *bounds, np.int32(done), np.int32(end), self._sums, self._out)
+            cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, global_size, (lx, ly))
+            self.device.queue.finish()
+            seconds_per_sample = (time.perf_counter() - started) / (end - done)
+            done = end
+            if done < spp and should_stop is not None:
+                if should_stop():
+                    return None
+                pass_spp = max(1, int(defaults.PASS_SECONDS / max(seconds_per_sample, 1e-9)))
         cl.enqueue_copy(self.device.queue, tile, self._out)
         return tile
 

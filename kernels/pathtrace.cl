@@ -204,6 +204,8 @@ __kernel void render_bucket(__global const Frame *frame,
                             __global const float *env_conditional,
                             __global const float *env_pdf_table,
                             int x0, int y0, int w, int h,
+                            int first_sample, int end_sample,
+                            __global float *sum_buffer,
                             __global float *out) {
     int gx = get_global_id(0), gy = get_global_id(1);
     if (gx >= w || gy >= h) return;
@@ -215,8 +217,11 @@ __kernel void render_bucket(__global const Frame *frame,
     const uint pixel = (uint)py * (uint)width + (uint)px;
     const float aperture = frame->lens_v.x * frame->lens_v.x + frame->lens_v.y * frame->lens_v.y
                          + frame->lens_v.z * frame->lens_v.z;
-    float3 sum = (float3)(0.0f);
-    for (int i = 0; i < spp; ++i) {
+    /* Samples [first_sample, end_sample) of this pass are added, in order, to the running
+     * sum kept in sum_buffer: a bucket rendered in several passes adds the same floats in
+     * the same order as one pass, so the result is bit-identical. */
+    float3 sum = first_sample == 0 ? (float3)(0.0f) : vload3(gy * w + gx, sum_buffer);
+    for (int i = first_sample; i < end_sample; ++i) {
         Sampler sampler = make_sampler(frame->options.x, seed, pixel, (uint)i);
         float2 u = sample2(&sampler, PAIR_PIXEL);
         float sx = 2.0f * ((float)px + u.x) / (float)width - 1.0f;
@@ -232,7 +237,10 @@ __kernel void render_bucket(__global const Frame *frame,
         }
         sum += radiance(&s, &sampler, o, d);
     }
-    vstore3(sum / (float)spp, gy * w + gx, out);
+    if (end_sample < spp)
+        vstore3(sum, gy * w + gx, sum_buffer);
+    else
+        vstore3(sum / (float)spp, gy * w + gx, out);
 }
 
 /* Nearest hit of each ray (origin xyz, direction xyz): distance (INFINITY for none) and

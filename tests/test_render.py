@@ -109,3 +109,17 @@ def test_scene_of_only_degenerate_triangles_shows_the_environment(device):
     packed = pack(parse_scene(document))
     assert len(packed.triangles) == 0
     assert np.allclose(Renderer(device, packed).render_frame(), [0.25, 0.5, 1])
+
+
+def test_passes_change_no_bit_and_stop_between_passes(cornell, monkeypatch):
+    whole = cornell.render(8, 8, 24, 16)
+    monkeypatch.setattr("farm.defaults.PASS_SECONDS", 1e-9)  # one sample per pass
+    asked = []
+
+    def keep_going():
+        asked.append(1)
+        return False
+
+    assert np.array_equal(cornell.render(8, 8, 24, 16, should_stop=keep_going), whole)
+    assert len(asked) == 15, "one pass per sample, asked between them"
+    assert cornell.render(8, 8, 24, 16, should_stop=lambda: True) is None

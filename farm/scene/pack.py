@@ -186,6 +186,10 @@ class PackedScene:
         "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
     )
 
+    @property
+    def spp(self) -> int:
+        return int(self.frame["size"][0][2])
+
     def buffers(self) -> dict[str, np.ndarray]:
         """The kernel's buffer arguments by name, in its parameter order."""
         return {name: getattr(self, name) for name in self.BUFFERS}
