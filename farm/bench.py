@@ -91,7 +91,7 @@ def _timed(function) -> float:
 
 def _bench_farm(args, scene, document, assets, direct: float) -> None:
     from farm.app import app
-    from farm.cli import connect
+    from farm.broker import connect
     from farm.job import start_job
     from farm.local import LocalFarm
     from farm.tasks import render_bucket

@@ -34,9 +34,20 @@ worker_send_task_events = True
 task_send_sent_event = True
 task_track_started = True
 
-# Redis emulates acks: an unacknowledged bucket returns after this many seconds, which
-# must exceed the slowest bucket.
-broker_transport_options = {"visibility_timeout": defaults.VISIBILITY_TIMEOUT}
+# Redis emulates acks: an unacknowledged bucket returns after this many seconds (checked
+# every RESTORE_INTERVAL). The client's reconciliation does not wait for it: it sends a
+# dead worker's bucket again as soon as its lease lapses; this is the backstop for a job
+# whose client is gone too. socket_timeout: a dead broker must not hang a publish.
+broker_transport_options = {
+    "visibility_timeout": defaults.VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": defaults.RESTORE_INTERVAL,
+    "unacked_restore_throttle": 1,
+    "socket_timeout": 30,
+}
+
+# A client gives up on a lost broker after about BROKER_RETRY seconds (a worker never
+# does: farm.worker lifts this limit in the worker process).
+broker_connection_max_retries = defaults.PUBLISH_RETRY["max_retries"]
 
 # Buckets travel on their own queue, so a shared broker can carry other work too.
 task_default_queue = defaults.QUEUE

@@ -8,22 +8,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import logging
+import signal
 import sys
+import time
 from pathlib import Path
 
 from farm import defaults
 from farm.buckets import ORDERS
-from farm.exceptions import BrokerError, FarmError
+from farm.exceptions import FarmError, JobError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+INTERRUPT_CHOICES = ("ask", "cancel", "detach")
+
+
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scene", help="scene file (JSON, format version 1)")
+    parser.add_argument("scene", nargs="?", help="scene file (JSON, format version 1)")
     parser.add_argument("-o", "--output", required=True, help="image to write: .png (sRGB, 8-bit) or .exr (linear float)")
+    parser.add_argument("--resume", metavar="JOB",
+                        help="collect a job already on the farm (its client died or detached) instead of a scene")
+    parser.add_argument("--on-interrupt", choices=INTERRUPT_CHOICES, default="ask",
+                        help="what Ctrl-C does to the job: ask (default; cancel when there is no terminal to "
+                             "ask on), cancel, or detach (it keeps rendering; `farm collect JOB` fetches it)")
     parser.add_argument("--spp", type=int, help="samples per pixel (overrides the scene's film.spp)")
     parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE,
                         help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}, FARM_BUCKET_SIZE)")
@@ -35,9 +46,18 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=defaults.LOCAL_WORKERS,
                         help=f"local workers in embedded mode (default {defaults.LOCAL_WORKERS}, FARM_WORKERS)")
     parser.add_argument("--device", help="OpenCL device of the local workers: auto, gpu, cpu or a name (FARM_DEVICE)")
+    _add_output_options(parser)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", help="write a JSON report of the job to this path")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
+
+
+def _add_broker_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", default=defaults.BROKER_URL or None,
+                        help="Redis URL of the farm (default FARM_BROKER_URL)")
 
 
 def submit_parser() -> argparse.ArgumentParser:
@@ -53,27 +73,53 @@ def submit_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `farm`: submit, devices, bench."""
+    """Entry point of `farm`: submit, collect, cancel, status, devices, bench, chaos."""
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_render_options(commands.add_parser("submit", help="render a scene (same as the submit command)"))
+    collect = commands.add_parser("collect", help="collect a job already on the farm and write its image")
+    collect.add_argument("job", help="job id (see `farm status`)")
+    collect.add_argument("-o", "--output", required=True, help="image to write: .png or .exr")
+    _add_broker_option(collect)
+    _add_output_options(collect)
+    cancel = commands.add_parser("cancel", help="cancel a job: queued buckets dropped, running ones stopped")
+    cancel.add_argument("job", help="job id (see `farm status`)")
+    _add_broker_option(cancel)
+    status = commands.add_parser("status", help="list the farm's jobs with their progress, and its workers")
+    _add_broker_option(status)
     commands.add_parser("devices", help="list the OpenCL devices this machine has")
     bench = commands.add_parser("bench", help="measure the kernel and the farm's efficiency")
     from farm.bench import add_arguments
 
     add_arguments(bench)
+    chaos = commands.add_parser("chaos", help="render while killing workers and Redis; check nothing was lost")
+    from farm.chaos import add_arguments as add_chaos_arguments
+
+    add_chaos_arguments(chaos)
     args = parser.parse_args(argv)
     if args.command == "submit":
         return _run_guarded("submit", _submit, args)
+    if args.command == "collect":
+        return _run_guarded("farm collect", _collect, args)
+    if args.command == "cancel":
+        return _run_guarded("farm cancel", _cancel, args)
+    if args.command == "status":
+        return _run_guarded("farm status", _status_command, args)
     if args.command == "devices":
         return _run_guarded("farm devices", _devices, args)
+    if args.command == "chaos":
+        from farm.chaos import run as run_chaos
+
+        return _run_guarded("farm chaos", run_chaos, args)
     from farm.bench import run as run_bench
 
     return _run_guarded("farm bench", run_bench, args)
 
 
 def _run_guarded(program: str, function, args) -> int:
-    """Run a command; a FarmError becomes one line and exit 2, Ctrl-C exit 130."""
+    """Run a command; a FarmError becomes one line and exit 2, Ctrl-C exit 130.
+    `kill -USR1` prints every thread's stack to stderr, for a client that seems stuck."""
+    faulthandler.register(signal.SIGUSR1)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -100,22 +146,6 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
     return (RedisConnectionError, RedisTimeoutError, OperationalError)
 
 
-def connect(url: str):
-    """A Redis client for `url`, proven reachable within the connect timeout."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=defaults.CONNECT_TIMEOUT, socket_timeout=30, health_check_interval=30
-        )
-        client.ping()
-    except ValueError as exc:
-        raise BrokerError(f"invalid broker URL {url!r}: {exc}") from None
-    except redis.RedisError as exc:
-        raise BrokerError(f"cannot reach broker {url}: {exc}") from None
-    return client
-
-
 def _submit(args) -> int:
     from farm.film import check_output_path
     from farm.scene import load_scene
@@ -123,6 +153,12 @@ def _submit(args) -> int:
     output = check_output_path(args.output)
     if args.report:
         check_report_path(args.report)
+    if args.resume:
+        if args.scene:
+            raise FarmError("give a scene or --resume JOB, not both")
+        return _collect(argparse.Namespace(**{**vars(args), "job": args.resume}))
+    if not args.scene:
+        raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
     if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
         raise FarmError(f"--spp must be between 1 and {defaults.MAX_SPP}, got {args.spp}")
     if not defaults.MIN_BUCKET_SIZE <= args.bucket_size <= defaults.MAX_BUCKET_SIZE:
@@ -130,11 +166,13 @@ def _submit(args) -> int:
             f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and {defaults.MAX_BUCKET_SIZE}, got {args.bucket_size}"
         )
     scene, document = load_scene(args.scene, spp=args.spp)
+    assets = None
     if scene.assets:
         from farm.assets import FolderAssets
         from farm.scene.pack import check_files
 
-        check_files(scene, FolderAssets(Path(args.scene).parent, scene.assets))
+        assets = FolderAssets(Path(args.scene).parent, scene.assets)
+        check_files(scene, assets)
 
     from farm.local import LocalFarm
 
@@ -147,35 +185,61 @@ def _submit(args) -> int:
             _status(args, f"starting an embedded Redis and {args.workers} local worker(s)...")
             local = stack.enter_context(LocalFarm(args.workers, env=env))
             broker_url = local.broker_url
-        redis_client = connect(broker_url)
-
-        from farm.app import app
-        from farm.tasks import render_bucket
-
-        app.conf.broker_url = broker_url
+        redis_client, task = _farm(broker_url)
         if local is not None:
-            local.wait_ready(app)
-        return _render(args, app, redis_client, render_bucket, scene, document, output, local)
+            local.wait_ready(task.app)
+        from farm.job import start_job
+
+        run = start_job(redis_client, task, scene, document, args.bucket_size, args.order, assets)
+        return _collect_run(args, run, output, local)
 
 
-def _render(args, app, redis_client, task, scene, document, output: Path, local) -> int:
-    from farm.job import start_job
+def _farm(broker_url: str):
+    """A patient Redis client and the render task, both pointed at `broker_url`."""
+    from farm.app import app
+    from farm.broker import connect
+    from farm.tasks import render_bucket
 
-    from farm.assets import FolderAssets
+    redis_client = connect(broker_url)
+    app.conf.broker_url = broker_url
+    return redis_client, render_bucket
 
-    assets = FolderAssets(Path(args.scene).parent, scene.assets)
-    run = start_job(redis_client, task, scene, document, args.bucket_size, args.order, assets)
+
+def _collect(args) -> int:
+    """`farm collect JOB` (and `submit --resume JOB`): reconcile a job and write its image."""
+    from farm.film import check_output_path
+    from farm.job import resume
+
+    output = check_output_path(args.output)
+    if args.report:
+        check_report_path(args.report)
+    if not args.broker:
+        raise FarmError("collecting a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
+    redis_client, task = _farm(args.broker)
+    run = resume(redis_client, task, args.job)
+    _status(args, f"job {args.job}: {len(run.job.stored_buckets())}/{run.total} buckets already rendered")
+    return _collect_run(args, run, output, None)
+
+
+def _collect_run(args, run, output: Path, local) -> int:
     progress = _progress(args, run.total)
+
+    def notice(message: str) -> None:
+        (progress.write if progress else print)(message, file=sys.stderr)
+
     try:
         run.collect(
             on_bucket=lambda record: progress.update(1) if progress else None,
+            on_notice=notice,
             check_alive=local.check_alive if local is not None else None,
         )
-    except BaseException:
+    except BaseException as exc:
         if progress:
             progress.close()
-        with contextlib.suppress(Exception):  # the broker may be what failed
-            run.job.cancel()
+        from farm.job import JobCancelled
+
+        if not isinstance(exc, (JobCancelled, JobError)):  # the job is still alive: cancel or leave it
+            _stop_or_detach(args, run, local, interrupted=isinstance(exc, KeyboardInterrupt))
         _save_partial(run, output)
         raise
     if progress:
@@ -184,6 +248,83 @@ def _render(args, app, redis_client, task, scene, document, output: Path, local)
     if args.report:
         Path(args.report).write_text(json.dumps(run.report(), indent=2) + "\n")
     _summary(run, output)
+    return 0
+
+
+def _stop_or_detach(args, run, local, interrupted: bool) -> None:
+    """After Ctrl-C (or an error), cancel the job, or leave it rendering for `farm collect`."""
+    choice = "cancel"
+    if interrupted and local is None:
+        choice = args.on_interrupt
+        if choice == "ask":
+            choice = _ask_cancel(run.job.job_id)
+    if choice == "detach":
+        print(f"job {run.job.job_id} keeps rendering; collect it with "
+              f"`farm collect {run.job.job_id} -o {args.output}`", file=sys.stderr)
+        return
+    with contextlib.suppress(Exception):  # the broker may be what failed
+        run.cancel()
+
+
+def _ask_cancel(job_id: str) -> str:
+    """Ask on the terminal whether to cancel; without a terminal the job is cancelled."""
+    if not sys.stdin.isatty():
+        return "cancel"
+    try:
+        answer = input(f"\ncancel job {job_id}? [Y/n] (n: it keeps rendering for `farm collect`) ")
+    except (EOFError, KeyboardInterrupt):
+        return "cancel"
+    return "detach" if answer.strip().lower() in ("n", "no") else "cancel"
+
+
+def _cancel(args) -> int:
+    from farm.job import Job
+    from farm.queue import BucketQueue
+
+    if not args.broker:
+        raise FarmError("cancelling a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
+    redis_client, task = _farm(args.broker)
+    job = Job.load(redis_client, args.job)
+    if job.state:
+        raise FarmError(f"job {args.job} is already {job.state}")
+    job.finish("cancelled")
+    removed = BucketQueue(redis_client, task).purge(job.job_id)
+    running = sorted({lease.bucket for lease in job.leases()})
+    print(f"job {job.job_id} cancelled: {removed} queued bucket(s) dropped, "
+          f"{len(running)} running bucket(s) stop within about {defaults.PASS_SECONDS:g}s")
+    return 0
+
+
+def _status_command(args) -> int:
+    from farm import registry
+    from farm.broker import server_time
+    from farm.job import Job
+
+    if not args.broker:
+        raise FarmError("farm status needs the farm's broker: --broker URL or FARM_BROKER_URL")
+    redis_client, _ = _farm(args.broker)
+    jobs = []
+    for key in redis_client.scan_iter(match=Job.key_for("*"), count=500):
+        job_id = key.decode().split(":")[-1]
+        if key.decode() != Job.key_for(job_id):
+            continue
+        with contextlib.suppress(FarmError):
+            jobs.append(Job.load(redis_client, job_id))
+    now = server_time(redis_client)
+    print(f"{len(jobs)} job(s)")
+    for job in sorted(jobs, key=lambda j: j.meta.created):
+        done, total = len(job.stored_buckets()), job.bucket_count
+        running = len({lease.bucket for lease in job.leases() if lease.until >= now})
+        state = job.state or ("rendering" if done < total else "complete")
+        meta = job.meta
+        print(f"  {job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
+              f"{meta.width}x{meta.height} {meta.spp} spp  created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}"
+              + (f"  {job.error}" if job.error else ""))
+    workers = registry.workers(redis_client)
+    print(f"{len(workers)} worker(s)")
+    for record in sorted(workers.values(), key=lambda w: w.hostname):
+        what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
+        print(f"  {record.hostname}  {what}")
     return 0
 
 
@@ -214,9 +355,17 @@ def _summary(run, output: Path) -> None:
     devices = {r.worker: r.device for r in run.records.values()}
     for worker, count in sorted(run.workers().items()):
         print(f"  {worker}: {count} buckets on {devices[worker]}")
-    duplicates = run.job.duplicates()
-    if duplicates:
-        print(f"  {duplicates} duplicate tiles discarded")
+    report = run.report()
+    faults = [
+        (report["lost_deliveries"], "bucket deliveries lost with their worker"),
+        (report["resent"], "buckets sent again"),
+        (report["copies"], "copies of slow buckets"),
+        (report["duplicates"], "duplicate tiles discarded"),
+        (report["invalid_tiles"], "invalid tiles rejected"),
+    ]
+    for number, what in faults:
+        if number:
+            print(f"  {number} {what}")
 
 
 def check_report_path(path: str) -> None:

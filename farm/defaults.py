@@ -56,8 +56,51 @@ VISIBILITY_TIMEOUT = _int("FARM_VISIBILITY_TIMEOUT", 3600)
 # Seconds to wait for a broker to answer before telling the user it is unreachable.
 CONNECT_TIMEOUT = _float("FARM_CONNECT_TIMEOUT", 3.0)
 
-# Seconds job keys stay in Redis after the job is created; a day covers collection.
+# Seconds a job's keys stay in Redis with no client looking after it (a client refreshes
+# them while it collects): a day to come back with `farm collect` after a crash.
 JOB_TTL = _int("FARM_JOB_TTL", 24 * 3600)
+
+# Seconds a finished, cancelled or failed job's keys stay before Redis drops them: time
+# to collect the image again, short enough that nothing piles up.
+FINISHED_TTL = _int("FARM_FINISHED_TTL", 3600)
+
+# Seconds without a heartbeat after which a running bucket's worker counts as lost and
+# the bucket is sent again. Heartbeats come every quarter of this; ten seconds rides out a
+# busy machine and still recovers a dead host's bucket long before the visibility timeout.
+LEASE_TIMEOUT = _float("FARM_LEASE_TIMEOUT", 10.0)
+
+# Seconds the client waits between checks of the job (leases, lost messages, stragglers).
+RECONCILE_INTERVAL = 1.0
+
+# Seconds between kombu's sweeps for unacknowledged messages older than the visibility
+# timeout (its default is 100): the "short restore interval" after a worker dies.
+RESTORE_INTERVAL = 5
+
+# Times a bucket may fail or kill its worker before the job fails with its error: a
+# broken bucket must not loop for ever, a single flaky failure must not end the frame.
+MAX_FAILURES = _int("FARM_MAX_FAILURES", 3)
+
+# Failed buckets in a row after which a worker calls itself bad and stops taking buckets.
+BAD_WORKER_FAILURES = _int("FARM_BAD_WORKER_FAILURES", 3)
+
+# Stragglers: once nothing of a job is queued, a bucket running longer than this many
+# times the median finished bucket gets a copy on an idle worker; first tile wins. 0: never.
+SPECULATE = _float("FARM_SPECULATE", 1.5)
+
+# Seconds worker and client keep retrying (with backoff) a broker that went away, e.g.
+# while Redis restarts, before they give up on it.
+BROKER_RETRY = _float("FARM_BROKER_RETRY", 120.0)
+
+# Longest pause between two retries of a lost broker connection.
+RETRY_BACKOFF_CAP = 2.0
+
+# How Celery retries publishing a bucket while the broker is away: the same patience.
+PUBLISH_RETRY = {
+    "max_retries": int(BROKER_RETRY / RETRY_BACKOFF_CAP) + 1,
+    "interval_start": 0.1,
+    "interval_step": 0.5,
+    "interval_max": RETRY_BACKOFF_CAP,
+}
 
 # Seconds `submit` waits for its embedded workers to come up (first kernel build included).
 WORKER_START_TIMEOUT = _float("FARM_WORKER_START_TIMEOUT", 120.0)

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
+import struct
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Callable
 
 import numpy as np
 
-from farm import defaults
+from farm import defaults, registry
 from farm.assets import RedisAssets
+from farm.broker import server_time
 from farm.buckets import Bucket, bucket_at, count, order, split
-from farm.exceptions import JobError
+from farm.exceptions import FarmError, JobError
 from farm.film import Film
+from farm.queue import BucketQueue
 from farm.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -43,18 +47,35 @@ redis.call('EXPIRE', KEYS[3], ttl)
 return 0
 """
 
+# Delete a tile only if it is still the one that was judged invalid.
+_DISCARD_TILE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# A tile in Redis: magic, header length, a JSON header saying whose tile it is and where
+# it came from, then height x width x 3 little-endian float32.
+TILE_MAGIC = b"FARMTIL1"
+_TILE_PREFIX = struct.Struct("<8sI")
+
+STATES = ("", "done", "cancelled", "failed")  # "" while the job runs
+
+
+class InvalidTile(FarmError):
+    """A stored tile that is not a tile of this job's bucket, or holds non-finite values."""
+
 
 @dataclass(frozen=True)
 class TileEvent:
-    """What a worker tells the client about one bucket: done, or failed with `error`."""
+    """What a worker tells the client through the job's event list."""
 
     bucket: int  # bucket index in the job's row-major tiling
     worker: str  # Celery hostname of the worker, e.g. local1@host
-    device: str = ""  # OpenCL device name the bucket ran on
-    seconds: float = 0.0  # kernel time of this bucket, upload excluded
-    attempt: int = 1  # 1 for the first delivery, more after a redelivery
-    pid: int = 0  # worker child process id
-    error: str | None = None  # why the bucket failed; None when it succeeded
+    kind: str = "tile"  # tile: stored; error: failed, sent again; fatal: the job failed; bad-worker
+    error: str | None = None  # what went wrong, for every kind but tile
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -62,6 +83,75 @@ class TileEvent:
     @classmethod
     def from_json(cls, text: bytes | str) -> TileEvent:
         return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class TileHeader:
+    """Whose tile it is (checked by the client) and where it was made (for the report)."""
+
+    job_id: str
+    bucket: int
+    width: int
+    height: int
+    worker: str = ""  # Celery hostname
+    device: str = ""  # OpenCL device name
+    seconds: float = 0.0  # kernel time of the bucket
+    attempt: int = 1  # which delivery of the bucket made it
+    pid: int = 0  # the render process
+
+
+def encode_tile(header: TileHeader, tile: np.ndarray) -> bytes:
+    head = json.dumps(asdict(header), separators=(",", ":")).encode()
+    return _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, "<f4").tobytes()
+
+
+def decode_tile(payload: bytes, job_id: str, bucket: Bucket) -> tuple[TileHeader, np.ndarray]:
+    """The header and pixels of a stored tile, or InvalidTile saying what is wrong with it."""
+    if len(payload) < _TILE_PREFIX.size:
+        raise InvalidTile(f"{len(payload)} bytes is too short for a tile")
+    magic, head_size = _TILE_PREFIX.unpack_from(payload)
+    if magic != TILE_MAGIC or _TILE_PREFIX.size + head_size > len(payload):
+        raise InvalidTile("not a farm tile")
+    try:
+        header = TileHeader(**json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size]))
+    except (TypeError, ValueError) as exc:
+        raise InvalidTile(f"unreadable tile header: {exc}") from None
+    if header.job_id != job_id:
+        raise InvalidTile(f"tile of job {header.job_id[:12]}, not of this job")
+    if header.bucket != bucket.index:
+        raise InvalidTile(f"tile of bucket {header.bucket} stored as bucket {bucket.index}")
+    if (header.width, header.height) != (bucket.width, bucket.height):
+        raise InvalidTile(f"tile is {header.width}x{header.height}, the bucket {bucket.width}x{bucket.height}")
+    data = payload[_TILE_PREFIX.size + head_size :]
+    if len(data) != bucket.width * bucket.height * 12:
+        raise InvalidTile(f"tile has {len(data)} bytes of pixels, expected {bucket.width * bucket.height * 12}")
+    pixels = np.frombuffer(data, "<f4").reshape(bucket.height, bucket.width, 3)
+    bad = int(np.count_nonzero(~np.isfinite(pixels)))
+    if bad:
+        raise InvalidTile(f"tile has {bad} non-finite values")
+    return header, pixels
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One delivery of a bucket being rendered, kept alive by its worker's heartbeats."""
+
+    bucket: int
+    attempt: int  # which delivery of the bucket this is (1 = first)
+    worker: str  # Celery hostname
+    host: str  # machine name
+    pid: int  # render process
+    device: str
+    started: float  # Redis clock
+    until: float  # Redis clock; past it without a renewal, the delivery is lost
+    copy: bool = False  # a deliberate copy of a slow bucket
+
+    @property
+    def name(self) -> str:
+        return f"{self.bucket}.{self.attempt}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -96,12 +186,21 @@ class JobMeta:
 
 
 class Job:
-    """A job's data in Redis, as seen from either side (client or worker)."""
+    """A job's data in Redis, as seen from either side (client or worker).
 
-    def __init__(self, redis, meta: JobMeta, state: str = ""):
+    Keys, each `farm:job:<id>:<part>`: tiles (bucket -> tile), events (list the client
+    blocks on), stats (duplicates, invalid tiles, buckets sent again), attempts (bucket ->
+    deliveries started), leases (running deliveries), crashes and failures (bucket -> how
+    many deliveries died / raised), errors (bucket -> the last error).
+    """
+
+    PARTS = ("tiles", "events", "stats", "attempts", "leases", "crashes", "failures", "errors")
+
+    def __init__(self, redis, meta: JobMeta, state: str = "", error: str = ""):
         self.redis = redis
         self.meta = meta
-        self.state = state  # "" while running, "cancelled" once cancelled, as last read
+        self.state = state  # as last read: "" while running, else one of STATES
+        self.error = error  # why the job failed
 
     @cached_property
     def buckets(self) -> list[Bucket]:
@@ -123,6 +222,9 @@ class Job:
     def key_for(job_id: str, part: str = "") -> str:
         base = f"{defaults.KEY_PREFIX}:job:{job_id}"
         return f"{base}:{part}" if part else base
+
+    def keys(self) -> list[str]:
+        return [self.key_for(self.job_id)] + [self.key_for(self.job_id, part) for part in self.PARTS]
 
     @staticmethod
     def scene_key(digest: str) -> str:
@@ -153,19 +255,20 @@ class Job:
     @classmethod
     def load(cls, redis, job_id: str) -> Job:
         raw = redis.hgetall(cls.key_for(job_id))
-        if not raw:
+        if not raw or b"job_id" not in raw:
             raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
-        return cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode())
+        return cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode(), raw.get(b"error", b"").decode())
+
+    def refresh(self) -> str:
+        """Read the job's state again (it may have been cancelled or failed elsewhere)."""
+        state, error = self.redis.hmget(self.key_for(self.job_id), "state", "error")
+        self.state, self.error = (state or b"").decode(), (error or b"").decode()
+        return self.state
 
     @property
     def cancelled(self) -> bool:
-        """Whether the job was cancelled when it was loaded (or cancelled through this object)."""
+        """Whether the job was cancelled when it was last read (or cancelled through this object)."""
         return self.state == "cancelled"
-
-    def cancel(self) -> None:
-        """Mark the job cancelled: workers skip its buckets that have not started."""
-        self.redis.hset(self.key_for(self.job_id), "state", "cancelled")
-        self.state = "cancelled"
 
     def scene_document(self) -> dict:
         text = self.redis.get(self.scene_key(self.meta.digest))
@@ -173,30 +276,109 @@ class Job:
             raise JobError(f"job {self.job_id}: scene {self.meta.digest[:12]} is missing from Redis")
         return json.loads(text)
 
+    def finish(self, state: str, error: str = "") -> None:
+        """Record how the job ended; its keys then live FINISHED_TTL more seconds."""
+        assert state in STATES and state
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.key_for(self.job_id), mapping={"state": state, "error": error, "finished": time.time()})
+            for key in self.keys():
+                pipe.expire(key, defaults.FINISHED_TTL)
+            pipe.execute()
+        self.state, self.error = state, error
+
+    def keep_alive(self) -> None:
+        """Push the running job's expiry JOB_TTL ahead (its scene's too)."""
+        with self.redis.pipeline() as pipe:
+            for key in self.keys() + [self.scene_key(self.meta.digest)]:
+                pipe.expire(key, defaults.JOB_TTL)
+            pipe.execute()
+
     # -- worker side -------------------------------------------------------------------
 
-    def begin_attempt(self, index: int) -> int:
-        """Count a delivery of bucket `index`; returns which attempt this is (1 = first)."""
-        key = self.key_for(self.job_id, "attempts")
+    def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False) -> Lease:
+        """Count a delivery of bucket `index` and take a lease on it."""
+        attempt = self.redis.hincrby(self.key_for(self.job_id, "attempts"), str(index), 1)
+        now = server_time(self.redis)
+        lease = Lease(index, int(attempt), worker, host, pid, device, now, now + defaults.LEASE_TIMEOUT, copy)
+        self._put_lease(lease)
+        return lease
+
+    def renew(self, lease: Lease) -> Lease:
+        """Extend a lease. One that was removed as lost meanwhile (its heartbeat came late)
+        is put back and its crash uncounted: the delivery is alive after all."""
+        lease = replace(lease, until=server_time(self.redis) + defaults.LEASE_TIMEOUT)
+        if self._put_lease(lease):
+            self.redis.hincrby(self.key_for(self.job_id, "crashes"), str(lease.bucket), -1)
+        return lease
+
+    def _put_lease(self, lease: Lease) -> bool:
+        """Write the lease; True if it was not there."""
+        key = self.key_for(self.job_id, "leases")
         with self.redis.pipeline() as pipe:
-            pipe.hincrby(key, str(index), 1)
+            pipe.hset(key, lease.name, lease.to_json())
             pipe.expire(key, defaults.JOB_TTL)
-            attempt, _ = pipe.execute()
-        return int(attempt)
+            added, _ = pipe.execute()
+        return bool(added)
+
+    def release(self, lease: Lease) -> None:
+        self.redis.hdel(self.key_for(self.job_id, "leases"), lease.name)
+
+    def leases(self) -> list[Lease]:
+        found = []
+        for raw in self.redis.hvals(self.key_for(self.job_id, "leases")):
+            try:
+                found.append(Lease(**json.loads(raw)))
+            except (TypeError, ValueError):
+                continue
+        return found
+
+    def remove_lost(self, lease: Lease) -> bool:
+        """Remove a lease whose delivery died and count the crash; False if another did it first."""
+        if not self.redis.hdel(self.key_for(self.job_id, "leases"), lease.name):
+            return False
+        self.redis.hincrby(self.key_for(self.job_id, "crashes"), str(lease.bucket), 1)
+        return True
+
+    def crashes(self, index: int) -> int:
+        return int(self.redis.hget(self.key_for(self.job_id, "crashes"), str(index)) or 0)
+
+    def failures(self, index: int) -> int:
+        return int(self.redis.hget(self.key_for(self.job_id, "failures"), str(index)) or 0)
+
+    def last_error(self, index: int) -> str:
+        return (self.redis.hget(self.key_for(self.job_id, "errors"), str(index)) or b"").decode()
+
+    def record_failure(self, index: int, worker: str, error: str) -> int:
+        """Count a failed delivery of bucket `index`; returns the bucket's failures so far."""
+        with self.redis.pipeline() as pipe:
+            pipe.hincrby(self.key_for(self.job_id, "failures"), str(index), 1)
+            pipe.hset(self.key_for(self.job_id, "errors"), str(index), f"{error} (on {worker})")
+            for part in ("failures", "errors"):
+                pipe.expire(self.key_for(self.job_id, part), defaults.JOB_TTL)
+            failures, *_ = pipe.execute()
+        return int(failures)
+
+    def fail(self, index: int, worker: str, reason: str) -> None:
+        """Fail the whole job because of bucket `index`, and tell the client."""
+        message = f"bucket {index} failed: {reason}"
+        self.finish("failed", message)
+        self.push(TileEvent(index, worker, "fatal", message))
 
     def has_tile(self, index: int) -> bool:
         return bool(self.redis.hexists(self.key_for(self.job_id, "tiles"), str(index)))
 
-    def store_tile(self, index: int, tile: np.ndarray, event: TileEvent) -> bool:
+    def store_tile(self, header: TileHeader, tile: np.ndarray) -> bool:
         """Store the tile unless one is already stored; True if this one was first."""
         keys = [self.key_for(self.job_id, p) for p in ("tiles", "events", "stats")] + [self.key_for(self.job_id)]
-        payload = np.ascontiguousarray(tile, dtype="<f4").tobytes()
-        stored = self.redis.eval(_STORE_TILE, len(keys), *keys, str(index), payload, event.to_json())
+        event = TileEvent(header.bucket, header.worker)
+        stored = self.redis.eval(
+            _STORE_TILE, len(keys), *keys, str(header.bucket), encode_tile(header, tile), event.to_json()
+        )
         if stored == -1:
-            raise JobError(f"job {self.job_id} no longer exists; tile of bucket {index} dropped")
+            raise JobError(f"job {self.job_id} no longer exists; tile of bucket {header.bucket} dropped")
         return stored == 1
 
-    def report_failure(self, event: TileEvent) -> None:
+    def push(self, event: TileEvent) -> None:
         key = self.key_for(self.job_id, "events")
         with self.redis.pipeline() as pipe:
             pipe.rpush(key, event.to_json())
@@ -204,13 +386,6 @@ class Job:
             pipe.execute()
 
     # -- client side -------------------------------------------------------------------
-
-    def enqueue(self, task, bucket_order: str | None = None) -> None:
-        """Send one task per bucket, in render order, over one broker connection."""
-        app = task.app
-        with app.producer_or_acquire() as producer:
-            for bucket in order(self.buckets, bucket_order or self.meta.order):
-                task.apply_async((self.job_id, bucket.index), producer=producer)
 
     def next_event(self, timeout: float) -> TileEvent | None:
         """Block up to `timeout` seconds for the next worker event."""
@@ -223,23 +398,36 @@ class Job:
             log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
             return None
 
-    def tile(self, index: int) -> np.ndarray:
-        """The stored tile of bucket `index`, checked against the bucket's size."""
-        bucket = self.bucket(index)
+    def stored_buckets(self) -> set[int]:
+        """Indexes of the buckets that have a tile in Redis."""
+        return {int(k) for k in self.redis.hkeys(self.key_for(self.job_id, "tiles")) if k.isdigit()}
+
+    def tile(self, index: int) -> tuple[TileHeader, np.ndarray] | None:
+        """The stored tile of bucket `index` (None if there is none); InvalidTile if it is wrong,
+        in which case it is deleted, so the bucket can be rendered again."""
         payload = self.redis.hget(self.key_for(self.job_id, "tiles"), str(index))
         if payload is None:
-            raise JobError(f"job {self.job_id}: tile of bucket {index} announced but not stored")
-        expected = bucket.width * bucket.height * 3 * 4
-        if len(payload) != expected:
-            raise JobError(f"job {self.job_id}: tile of bucket {index} has {len(payload)} bytes, expected {expected}")
-        return np.frombuffer(payload, dtype="<f4").reshape(bucket.height, bucket.width, 3)
+            return None
+        try:
+            return decode_tile(payload, self.job_id, self.bucket(index))
+        except InvalidTile:
+            self.redis.eval(_DISCARD_TILE, 1, self.key_for(self.job_id, "tiles"), str(index), payload)
+            self.count("invalid")
+            raise
+
+    def count(self, stat: str, amount: int = 1) -> None:
+        self.redis.hincrby(self.key_for(self.job_id, "stats"), stat, amount)
+
+    def stats(self) -> dict[str, int]:
+        raw = self.redis.hgetall(self.key_for(self.job_id, "stats"))
+        return {k.decode(): int(v) for k, v in raw.items()}
 
     def attempts(self) -> dict[int, int]:
         raw = self.redis.hgetall(self.key_for(self.job_id, "attempts"))
         return {int(k): int(v) for k, v in raw.items()}
 
     def duplicates(self) -> int:
-        return int(self.redis.hget(self.key_for(self.job_id, "stats"), "duplicates") or 0)
+        return self.stats().get("duplicates", 0)
 
 
 @dataclass
@@ -257,15 +445,30 @@ class BucketRecord:
     seconds: float
 
 
+class JobCancelled(JobError):
+    """The job was cancelled (by `farm cancel`, or by another client)."""
+
+
 @dataclass
 class JobRun:
-    """The client's view of one running job: the film filling up and who rendered what."""
+    """The client's view of one job: the film filling up, who rendered what, and the
+    reconciliation that makes sure every bucket gets rendered whatever happens to messages,
+    workers or the broker."""
 
     job: Job
     film: Film
+    queue: BucketQueue
     records: dict[int, BucketRecord] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
+    notices: list[str] = field(default_factory=list)  # what the user was told about faults
+    resent: Counter = field(default_factory=Counter)  # bucket -> times the client sent it again
+    copies: set[int] = field(default_factory=set)  # buckets given a copy as stragglers
+    lost_deliveries: int = 0  # deliveries whose worker or render process died
+    invalid_tiles: int = 0
+    _waiting_since: dict[int, float] = field(default_factory=dict)
+    _last_progress: float = field(default_factory=time.monotonic)
+    _last_keep_alive: float = 0.0
 
     @property
     def total(self) -> int:
@@ -281,52 +484,198 @@ class JobRun:
     def collect(
         self,
         on_bucket: Callable[[BucketRecord], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
         check_alive: Callable[[], None] | None = None,
         stall_timeout: float = defaults.STALL_TIMEOUT,
     ) -> Film:
-        """Block until every bucket's tile is in the film; raises JobError on a failed bucket.
+        """Block until every bucket's tile is in the film, then mark the job done.
 
-        `check_alive` is called about once a second while nothing arrives and raises if the
-        farm cannot make progress (say, every local worker died); after `stall_timeout`
-        seconds of silence the workers are pinged, and none answering is an error.
+        Raises JobError when the job fails (a bucket failed MAX_FAILURES times), JobCancelled
+        when it is cancelled elsewhere, and FarmError from `check_alive` (called every
+        second; raises if the farm cannot make progress, say every local worker died). After
+        `stall_timeout` seconds without progress and without a live worker, gives up.
         """
-        last_progress = time.monotonic()
+        self._on_bucket, self._on_notice = on_bucket, on_notice
+        self._last_progress = time.monotonic()
+        next_check = 0.0
         while len(self.records) < self.total:
-            event = self.job.next_event(timeout=1.0)
-            if event is None:
+            if time.monotonic() >= next_check:
                 if check_alive is not None:
                     check_alive()
-                if time.monotonic() - last_progress > stall_timeout:
-                    if not _ping_workers():
-                        raise JobError(
-                            f"no worker answered for {stall_timeout:.0f}s; start one with `celery -A farm worker`"
-                        )
-                    last_progress = time.monotonic()
+                self.reconcile()
+                self._check_stall(stall_timeout)
+                next_check = time.monotonic() + defaults.RECONCILE_INTERVAL
                 continue
-            if event.error is not None:
-                raise JobError(f"bucket {event.bucket} failed on {event.worker}: {event.error}")
-            if not 0 <= event.bucket < self.total or event.bucket in self.records:
-                log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
-                continue
-            bucket = self.job.bucket(event.bucket)
-            self.film.put(bucket, self.job.tile(event.bucket))
-            record = BucketRecord(
-                bucket.index, bucket.x, bucket.y, bucket.width, bucket.height,
-                event.worker, event.device, event.attempt, event.seconds,
-            )
-            self.records[bucket.index] = record
-            last_progress = time.monotonic()
-            if on_bucket is not None:
-                on_bucket(record)
+            event = self.job.next_event(timeout=next_check - time.monotonic())
+            if event is not None:
+                self._handle(event)
         self.finished = time.perf_counter()
+        self.job.finish("done")
         attempts = self.job.attempts()
         for index, record in self.records.items():
             record.attempts = max(record.attempts, attempts.get(index, record.attempts))
         return self.film
 
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        log.info("job %s: %s", self.job.job_id[:8], message)
+        if self._on_notice is not None:
+            self._on_notice(message)
+
+    def _handle(self, event: TileEvent) -> None:
+        if not 0 <= event.bucket < self.total:
+            log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
+            return
+        if event.kind == "tile":
+            self._take(event.bucket)
+        elif event.kind == "fatal":
+            self.job.refresh()
+            raise JobError(event.error or f"bucket {event.bucket} failed")
+        elif event.kind == "error":
+            self._notice(f"bucket {event.bucket} failed on {event.worker}: {event.error}")
+        elif event.kind == "bad-worker":
+            self._notice(f"worker {event.worker} stopped taking buckets: {event.error}")
+
+    def _take(self, index: int) -> None:
+        """Put bucket `index`'s stored tile into the film, if it is there and valid."""
+        if index in self.records:
+            return
+        try:
+            found = self.job.tile(index)
+        except InvalidTile as exc:
+            self.invalid_tiles += 1
+            self._notice(f"bucket {index}: tile rejected ({exc}); rendering it again")
+            self._resend([index])
+            return
+        if found is None:  # announced, but gone (Redis lost it): reconcile will send it again
+            return
+        header, pixels = found
+        bucket = self.job.bucket(index)
+        self.film.put(bucket, pixels)
+        record = BucketRecord(
+            index, bucket.x, bucket.y, bucket.width, bucket.height,
+            header.worker, header.device, header.attempt, header.seconds,
+        )
+        self.records[index] = record
+        self._waiting_since.pop(index, None)
+        self._last_progress = time.monotonic()
+        if self._on_bucket is not None:
+            self._on_bucket(record)
+
+    def _resend(self, indexes: list[int], copy: bool = False) -> None:
+        self.queue.send(self.job.job_id, indexes, copy=copy)
+        self.resent.update(indexes)
+        self.job.count("copies" if copy else "resent", len(indexes))
+
+    def reconcile(self) -> None:
+        """Make sure every bucket without a tile is being rendered or has a message queued.
+
+        Takes tiles that arrived without an event (a resumed job, an event lost with a
+        Redis restart); finds deliveries whose heartbeat stopped (a dead worker or render
+        process) and sends their buckets again; sends again buckets whose message vanished
+        (deleted, lost by a restarted Redis, dropped in a fetch window) once they have had
+        neither a message nor a lease for LEASE_TIMEOUT; and copies stragglers.
+        """
+        state = self.job.refresh()
+        if state == "cancelled":
+            raise JobCancelled(f"job {self.job.job_id} was cancelled")
+        if state == "failed":
+            raise JobError(self.job.error or f"job {self.job.job_id} failed")
+        if time.monotonic() - self._last_keep_alive > 30:
+            self.job.keep_alive()
+            self._last_keep_alive = time.monotonic()
+        for index in sorted(self.job.stored_buckets() - set(self.records)):
+            self._take(index)
+        if len(self.records) == self.total:
+            return
+        now = server_time(self.job.redis)
+        live: dict[int, list[Lease]] = {}
+        lost: list[Lease] = []
+        for lease in self.job.leases():
+            if lease.until >= now:
+                live.setdefault(lease.bucket, []).append(lease)
+            elif self.job.remove_lost(lease) and lease.bucket not in self.records:
+                lost.append(lease)
+        pending = [i for i in range(self.total) if i not in self.records]
+        waiting = [i for i in pending if i not in live]
+        scan = self.queue.scan(self.job.job_id)
+        lost_buckets = {lease.bucket for lease in lost}
+        resend = []
+        clock = time.monotonic()
+        for index in pending:
+            if index in live or index in scan.queued:
+                self._waiting_since.pop(index, None)
+                continue
+            since = self._waiting_since.setdefault(index, clock)
+            if index in lost_buckets or clock - since >= defaults.LEASE_TIMEOUT:
+                resend.append(index)
+                self._waiting_since[index] = clock
+        if lost:
+            self._report_lost(lost, resend)
+        vanished = sorted(set(resend) - lost_buckets)
+        if vanished:
+            self._notice(
+                f"bucket{'s' if len(vanished) > 1 else ''} {_list(vanished)} had no message and no worker "
+                f"for {defaults.LEASE_TIMEOUT:.0f}s: sent again"
+            )
+        if resend:
+            self._resend(resend)
+        elif not waiting and not scan.queued:
+            self._copy_stragglers(live, now)
+
+    def _report_lost(self, lost: list[Lease], resend: list[int]) -> None:
+        self.lost_deliveries += len(lost)
+        alive = registry.workers(self.job.redis)
+        by_worker: dict[str, list[Lease]] = {}
+        for lease in lost:
+            by_worker.setdefault(lease.worker, []).append(lease)
+        for worker, leases in sorted(by_worker.items()):
+            buckets = sorted({lease.bucket for lease in leases})
+            moved = [i for i in buckets if i in resend]
+            what = (
+                f"render process {', '.join(str(l.pid) for l in leases)} of worker {worker} died"
+                if worker in alive else f"worker {worker} lost (no heartbeat for {defaults.LEASE_TIMEOUT:.0f}s)"
+            )
+            where = f"bucket{'s' if len(buckets) > 1 else ''} {_list(buckets)}"
+            if moved:
+                self._notice(f"{what}: {where} reassigned")
+            else:
+                self._notice(f"{what}: {where} already back in the queue")
+
+    def _copy_stragglers(self, live: dict[int, list[Lease]], now: float) -> None:
+        """Nothing is queued: give the slowest running buckets a copy on an idle worker."""
+        if defaults.SPECULATE <= 0 or len(self.records) < 3:
+            return
+        typical = statistics.median(record.seconds for record in self.records.values())
+        slow = [
+            (now - min(l.started for l in leases), index) for index, leases in live.items()
+            if index not in self.copies and now - min(l.started for l in leases) > defaults.SPECULATE * typical
+        ]
+        if not slow:
+            return
+        idle = sum(1 for w in registry.workers(self.job.redis).values() if not w.busy and not w.bad)
+        for elapsed, index in sorted(slow, reverse=True)[:idle]:
+            self.copies.add(index)
+            self._resend([index], copy=True)
+            log.info("job %s: bucket %d running %.1fs (median %.1fs): copy sent", self.job.job_id[:8], index,
+                     elapsed, typical)
+
+    def _check_stall(self, stall_timeout: float) -> None:
+        if time.monotonic() - self._last_progress <= stall_timeout:
+            return
+        if not registry.workers(self.job.redis) and not _ping_workers():
+            raise JobError(f"no worker answered for {stall_timeout:.0f}s; start one with `celery -A farm worker`")
+        self._last_progress = time.monotonic()
+
+    def cancel(self) -> int:
+        """Cancel the job: queued buckets are removed, running ones stop at their next pass."""
+        self.job.finish("cancelled")
+        return self.queue.purge(self.job.job_id)
+
     def report(self) -> dict:
         """The JSON report of the job: what was rendered, where, and how long it took."""
         meta = self.job.meta
+        stats = self.job.stats()
         return {
             "job_id": meta.job_id,
             "scene_digest": meta.digest,
@@ -335,15 +684,37 @@ class JobRun:
             "spp": meta.spp,
             "bucket_size": meta.bucket_size,
             "wall_seconds": round(self.wall_seconds, 6),
-            "duplicates": self.job.duplicates(),
+            "duplicates": stats.get("duplicates", 0),
+            "resent": sum(self.resent.values()),
+            "copies": len(self.copies),
+            "lost_deliveries": self.lost_deliveries,
+            "invalid_tiles": self.invalid_tiles,
+            "notices": self.notices,
             "buckets": [asdict(self.records[i]) for i in sorted(self.records)],
         }
+
+
+def _list(indexes) -> str:
+    return ", ".join(str(i) for i in indexes)
 
 
 def _ping_workers() -> list:
     from farm.app import app
 
     return app.control.ping(timeout=1.0) or []
+
+
+def resume(redis, task, job_id: str) -> JobRun:
+    """The run of a job that already exists in Redis (its client died, or detached)."""
+    job = Job.load(redis, job_id)
+    if job.state == "cancelled":
+        raise JobCancelled(f"job {job_id} was cancelled")
+    if job.state == "failed":
+        raise JobError(job.error or f"job {job_id} failed")
+    if job.state == "done":  # collect it again: every tile is still there
+        job.state = ""
+        redis.hset(Job.key_for(job_id), "state", "")
+    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, task))
 
 
 def start_job(
@@ -356,7 +727,7 @@ def start_job(
             raise JobError("the scene names files but no folder to read them from was given")
         RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
     job = Job.create(redis, scene, document, bucket_size, bucket_order)
-    run = JobRun(job, Film(scene.film.width, scene.film.height))
-    job.enqueue(task)
+    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, task))
+    run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
     log.info("job %s: %d buckets of %dpx enqueued", job.job_id, run.total, bucket_size)
     return run

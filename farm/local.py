@@ -7,6 +7,7 @@ and is stopped, group and all, when the farm closes, also on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -121,6 +122,15 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             _stop_group(self.process, grace=5.0)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; `start()` brings it back on the same port,
+        with its data if it keeps an append-only file."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
             self.process = None
 
 

@@ -5,6 +5,8 @@ from farm.app import app
 
 
 @app.task(name="farm.render_bucket", bind=True)
-def render_bucket(self, job_id: str, bucket_index: int) -> bool:
-    """Render bucket `bucket_index` of job `job_id` into the job's Redis keys."""
-    return worker.state(self.app.conf.broker_url).render_bucket(job_id, bucket_index, self.request.hostname)
+def render_bucket(self, job_id: str, bucket_index: int, copy: bool = False) -> bool:
+    """Render bucket `bucket_index` of job `job_id` into the job's Redis keys; `copy` marks
+    a deliberate second copy of a slow bucket."""
+    state = worker.state(self.app.conf.broker_url)
+    return state.render_bucket(self, job_id, int(bucket_index), self.request.hostname, bool(copy))

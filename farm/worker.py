@@ -1,23 +1,36 @@
-"""The state of one worker child process: its Redis client, its device, its loaded scenes.
+"""The render worker: per-process state, and one bucket from message to stored tile.
 
-Created lazily in the child (Celery forks the children; nothing here exists before the
-fork). A scene is parsed, packed and uploaded once per process and reused for every
-bucket of every job that shares it.
+A worker child (Celery forks the children; nothing here exists before the fork) opens
+its device once, parses, packs and uploads a scene once and reuses it for every bucket
+of every job that shares it. Each bucket is rendered under a lease that a heartbeat
+thread renews, so the client can tell a slow bucket from a dead worker; between passes of
+samples the render stops early if the job was cancelled, another copy of the bucket
+already finished, or the worker is shutting down.
+
+The worker's main process writes its liveness to the registry on every Celery heartbeat.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
+import threading
 import time
 from collections import OrderedDict
 
-from celery.signals import worker_process_init
+import numpy as np
+from celery.exceptions import Reject
+from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
+from farm import defaults, faults, registry
 from farm import device as devices
 from farm.assets import RedisAssets
+from farm.broker import client, server_time
 from farm.exceptions import FarmError
-from farm.job import Job, TileEvent
+from farm.job import Job, Lease, TileEvent, TileHeader
+from farm.queue import BucketQueue
 from farm.render import Renderer, build_program
 from farm.scene import parse_scene
 from farm.scene.pack import pack
@@ -27,17 +40,25 @@ log = logging.getLogger(__name__)
 # Scenes kept uploaded per process: the current job's, and the previous one's for overlap.
 SCENES_KEPT = 2
 
+# A worker that failed a bucket passes that bucket on (when another worker is alive)
+# rather than fail it again itself, at most this many times per bucket.
+PASS_ON_LIMIT = 10
+
 
 class WorkerState:
     """Per-process resources of a render worker."""
 
     def __init__(self, redis_url: str):
-        import redis
-
         self.pid = os.getpid()
-        self.redis = redis.Redis.from_url(redis_url, health_check_interval=30)
+        self.host = socket.gethostname()
+        self.redis = client(redis_url)
         self.device = devices.current()
         self.renderers: OrderedDict[str, Renderer] = OrderedDict()
+        self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
+        self.rendering = False
+        # Here, not at worker_process_init: billiard installs its own SIGTERM handler after it.
+        signal.signal(signal.SIGTERM, _stop_child)
+        self.failed_in_a_row = 0
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
@@ -56,39 +77,170 @@ class WorkerState:
         log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)
         return renderer
 
-    def render_bucket(self, job_id: str, index: int, hostname: str) -> bool:
-        """Render one bucket and store its tile; False if there was nothing to do."""
+    def render_bucket(self, task, job_id: str, index: int, hostname: str, copy: bool = False) -> bool:
+        """Render one bucket and store its tile; False if there was nothing (more) to do."""
         try:
             job = Job.load(self.redis, job_id)
         except FarmError as exc:
             log.warning("bucket %d skipped: %s", index, exc)
             return False
-        if job.cancelled:
-            log.info("job %s bucket %d: job cancelled, skipped", job_id[:8], index)
+        if job.state:
+            log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
             return False
         if not 0 <= index < job.bucket_count:
-            job.report_failure(TileEvent(index, hostname, error=f"no bucket {index} in this job"))
+            job.fail(index, hostname, f"no bucket {index} in this job")
             return False
         if job.has_tile(index):
             log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
             return False
-        attempt = job.begin_attempt(index)
+        if self.stopping:
+            raise Reject("worker shutting down", requeue=True)
+        if self._poisoned(job, index, hostname) or self._pass_on(task, job, index, hostname):
+            return False
+        lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy)
+        heartbeat = _Heartbeat(job, lease)
+        self.rendering = True
         try:
-            renderer = self.renderer_for(job)
-            bucket = job.bucket(index)
-            started = time.perf_counter()
-            tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height)
-            seconds = time.perf_counter() - started
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FarmError) else str(exc)
-            job.report_failure(TileEvent(index, hostname, self.device.name, 0.0, attempt, self.pid, reason))
+            tile, seconds = self._render(job, index)
+            if tile is None:
+                return self._stopped(job, index)
+            header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
+                                seconds, lease.attempt, self.pid)
+            first = job.store_tile(header, tile)
+        except Reject:
             raise
-        first = job.store_tile(index, tile, TileEvent(index, hostname, self.device.name, seconds, attempt, self.pid))
+        except Exception as exc:  # counted, sent again or failing the job; Flower shows it failed
+            self._failed(task, job, index, hostname, exc)
+            raise
+        finally:
+            self.rendering = False
+            heartbeat.stop()
+            job.release(lease)
+        self.failed_in_a_row = 0
         log.info(
             "job %s bucket %d: %.3fs on %s%s", job_id[:8], index, seconds, self.device.name,
             "" if first else " (duplicate, discarded)",
         )
         return first
+
+    def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float]:
+        """The bucket's tile (None if stopped early) and the seconds it took."""
+        faults.before_bucket(index)
+        renderer = self.renderer_for(job)
+        bucket = job.bucket(index)
+        last_pass = started = time.perf_counter()
+
+        def should_stop() -> bool:
+            nonlocal last_pass
+            faults.after_pass(time.perf_counter() - last_pass)
+            last_pass = time.perf_counter()
+            return self.stopping or job.refresh() != "" or job.has_tile(index)
+
+        tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop)
+        if tile is not None:
+            bad = int(np.count_nonzero(~np.isfinite(tile)))
+            if bad:
+                raise FarmError(f"the kernel produced {bad} non-finite values")
+        return tile, time.perf_counter() - started
+
+    def _stopped(self, job: Job, index: int) -> bool:
+        """The render stopped between passes: say why; a shutdown hands the bucket back."""
+        if self.stopping:
+            log.warning("job %s bucket %d: worker shutting down, bucket handed back", job.job_id[:8], index)
+            raise Reject("worker shutting down", requeue=True)
+        why = f"job {job.state}" if job.state else "another worker finished it first"
+        log.info("job %s bucket %d: stopped, %s", job.job_id[:8], index, why)
+        return False
+
+    def _poisoned(self, job: Job, index: int, hostname: str) -> bool:
+        """Fail the job if this bucket already failed or killed its worker MAX_FAILURES times."""
+        now = server_time(self.redis)
+        for lease in job.leases():
+            if lease.bucket == index and (lease.until < now or self._died_here(lease)):
+                job.remove_lost(lease)
+        crashes, failures = job.crashes(index), job.failures(index)
+        if crashes + failures < defaults.MAX_FAILURES:
+            return False
+        parts = []
+        if failures:
+            parts.append(f"raised {failures} time{'s' if failures > 1 else ''}, last: {job.last_error(index)}")
+        if crashes:
+            parts.append(f"killed its render process {crashes} time{'s' if crashes > 1 else ''}")
+        job.fail(index, hostname, f"{crashes + failures} attempts went wrong ({'; '.join(parts)})")
+        log.error("job %s failed: %s", job.job_id[:8], job.error)
+        return True
+
+    def _died_here(self, lease: Lease) -> bool:
+        """Whether a lease belongs to a render process on this machine that no longer exists."""
+        if lease.host != self.host or lease.pid == self.pid:
+            return False
+        try:
+            os.kill(lease.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+    def _pass_on(self, task, job: Job, index: int, hostname: str) -> bool:
+        """A bucket this worker failed before goes to another healthy worker if there is one."""
+        if hostname not in job.last_error(index) or job.redis.hincrby(
+            Job.key_for(job.job_id, "stats"), f"passed:{index}", 1
+        ) > PASS_ON_LIMIT:
+            return False
+        others = [w for w in registry.workers(self.redis).values() if w.hostname != hostname and not w.bad]
+        if not others:
+            return False
+        time.sleep(0.2)  # let another worker be the one to take it
+        BucketQueue(self.redis, task).send(job.job_id, [index])
+        log.info("job %s bucket %d: failed here before, passed on", job.job_id[:8], index)
+        return True
+
+    def _failed(self, task, job: Job, index: int, hostname: str, exc: Exception) -> None:
+        """Count the failure; send the bucket again unless it has failed too often; call
+        this worker bad after BAD_WORKER_FAILURES failures in a row."""
+        reason = str(exc) if isinstance(exc, FarmError) else f"{type(exc).__name__}: {exc}"
+        log.error("job %s bucket %d failed: %s", job.job_id[:8], index, reason)
+        try:
+            failures = job.record_failure(index, hostname, reason)
+            if failures + job.crashes(index) >= defaults.MAX_FAILURES:
+                self._poisoned(job, index, hostname)
+            else:
+                job.push(TileEvent(index, hostname, "error", f"{reason} (failure {failures} of "
+                                                            f"{defaults.MAX_FAILURES}); sent again"))
+                BucketQueue(self.redis, task).send(job.job_id, [index])
+            self.failed_in_a_row += 1
+            if self.failed_in_a_row >= defaults.BAD_WORKER_FAILURES:
+                self._go_bad(task, job, index, hostname, reason)
+        except Exception:  # the broker is gone too: the client's reconciliation takes over
+            log.exception("job %s bucket %d: could not record the failure", job.job_id[:8], index)
+
+    def _go_bad(self, task, job: Job, index: int, hostname: str, reason: str) -> None:
+        why = f"{self.failed_in_a_row} buckets in a row failed, last: {reason}"
+        log.error("worker %s is bad (%s); it stops taking buckets", hostname, why)
+        registry.mark_bad(self.redis, hostname, why)
+        job.push(TileEvent(index, hostname, "bad-worker", why))
+        task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
+
+
+class _Heartbeat:
+    """Renews a lease every quarter of LEASE_TIMEOUT from a thread, while a bucket renders."""
+
+    def __init__(self, job: Job, lease: Lease):
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(job, lease), daemon=True, name="farm-heartbeat")
+        self._thread.start()
+
+    def _run(self, job: Job, lease: Lease) -> None:
+        while not self._done.wait(defaults.LEASE_TIMEOUT / 4):
+            try:
+                lease = job.renew(lease)
+            except Exception as exc:  # the broker is away; the next beat tries again
+                log.warning("lease of bucket %d not renewed: %s", lease.bucket, exc)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 _state: WorkerState | None = None
@@ -112,3 +264,72 @@ def _open_device_in_child(**_):
         log.info("render worker child %d ready on OpenCL device %s", os.getpid(), opened)
     except FarmError as exc:
         log.error("render worker child %d has no usable device: %s", os.getpid(), exc)
+
+
+def _stop_child(signum, frame) -> None:
+    """SIGTERM in a render process (the worker stopping, or its whole process group told
+    to): a bucket being rendered ends at its next pass and is handed back to the queue,
+    rather than dying midway and counting as a crash; an idle process just ends."""
+    if _state is not None and _state.pid == os.getpid() and _state.rendering:
+        _state.stopping = True
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# -- main process: the registry ---------------------------------------------------------
+
+_registry_client = None
+
+
+def _registry(sender) -> object | None:
+    global _registry_client
+    if _registry_client is None:
+        _registry_client = client(sender.app.conf.broker_url, patient=False, socket_timeout=1.0)
+    return _registry_client
+
+
+@worker_init.connect
+def _outlive_the_broker(sender, **_):
+    """A worker outlives a broker outage: it reconnects for as long as it takes."""
+    sender.app.conf.broker_connection_max_retries = None
+
+
+@worker_ready.connect
+def _announce(sender, **_):
+    """A (re)started worker is healthy until it proves otherwise."""
+    try:
+        redis = _registry(sender)
+        registry.clear_bad(redis, sender.hostname)
+        registry.beat(redis, sender.hostname, busy=False)
+    except Exception as exc:
+        log.warning("worker registry not updated: %s", exc)
+
+
+@heartbeat_sent.connect
+def _beat(sender, **_):
+    """Every Celery heartbeat (2 s): this worker is alive, busy or idle."""
+    from celery.worker.state import active_requests
+
+    try:
+        registry.beat(_registry(sender.eventer), sender.eventer.hostname, busy=bool(active_requests))
+    except Exception as exc:  # the broker is away; Celery reconnects, the next beat tells
+        log.debug("worker registry not updated: %s", exc)
+
+
+@worker_shutting_down.connect
+def _leave(sender, **_):
+    """A worker asked to stop tells its render processes to hand their buckets back at the
+    next pass (rather than finish them, which could take minutes), and leaves the registry."""
+    from billiard.process import active_children
+
+    for child in active_children():
+        try:
+            os.kill(child.pid, signal.SIGTERM)
+        except OSError:
+            pass
+    try:
+        if _registry_client is not None:
+            registry.forget(_registry_client, sender)
+    except Exception:
+        pass

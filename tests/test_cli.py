@@ -140,8 +140,8 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, writ
     assert _farm_processes("--hostname local") == []
 
 
-def test_broker_dying_mid_render_is_one_line_and_keeps_the_partial_frame(make_document, write_scene, tmp_path):
-    """A private Redis and worker; the Redis is killed once some buckets are in."""
+def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_document, write_scene, tmp_path):
+    """A private Redis and worker; the Redis is stopped for good once some buckets are in."""
     from farm.local import RedisServer, WorkerProcess
 
     redis_server = RedisServer(tmp_path).start()
@@ -152,6 +152,7 @@ def test_broker_dying_mid_render_is_one_line_and_keeps_the_partial_frame(make_do
             [*SUBMIT, str(scene_path), "-o", str(tmp_path / "out.png"), "--bucket-size", "16",
              "--broker", redis_server.url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "FARM_BROKER_RETRY": "3"},  # give up 3s after the broker went away
         )
         progress, deadline = "", time.monotonic() + 120
         while time.monotonic() < deadline and " 2/64" not in progress and " 3/64" not in progress:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from farm.exceptions import JobError
-from farm.job import Job, TileEvent, start_job
+from farm.job import Job, TileHeader, start_job
+from farm.queue import BucketQueue
 from farm.render import Renderer
 from farm.scene import parse_scene
 from farm.scene.pack import pack
@@ -55,9 +56,10 @@ def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
     run = farm.render(scene, document, bucket_size=32)
     job = run.job
     impostor = np.full((32, 32, 3), 7.0, np.float32)
-    assert not job.store_tile(0, impostor, TileEvent(0, "impostor@nowhere"))
+    assert not job.store_tile(TileHeader(job.job_id, 0, 32, 32, "impostor@nowhere"), impostor)
     assert job.duplicates() == 1
-    assert np.array_equal(job.tile(0), reference[:32, :32])
+    header, pixels = job.tile(0)
+    assert np.array_equal(pixels, reference[:32, :32]) and header.worker in {w.hostname for w in farm.workers}
 
 
 def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
@@ -69,8 +71,9 @@ def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
     from farm.film import Film
     from farm.job import JobRun
 
-    with pytest.raises(JobError, match="bucket 99 failed on test[12]@.*no bucket 99 in this job"):
-        JobRun(job, Film(97, 61)).collect(stall_timeout=30)
+    with pytest.raises(JobError, match="bucket 99 failed: no bucket 99 in this job"):
+        JobRun(job, Film(97, 61), BucketQueue(farm.redis, render_bucket)).collect(stall_timeout=30)
+    assert Job.load(farm.redis, job.job_id).state == "failed"
 
 
 def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
@@ -78,8 +81,8 @@ def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
 
     scene, document, _ = odd_frame
     job = Job.create(farm.redis, scene, document, 64, "spiral")
-    job.cancel()
-    job.enqueue(render_bucket)
+    job.finish("cancelled")
+    BucketQueue(farm.redis, render_bucket).send(job.job_id, range(job.bucket_count))
     run = start_job(farm.redis, render_bucket, scene, document, 64, "spiral")  # a later job still runs
     run.collect(stall_timeout=30)
     assert job.attempts() == {} and not job.has_tile(0)
@@ -114,7 +117,8 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     from farm.job import JobRun
     from farm.tasks import render_bucket
 
-    job.enqueue(render_bucket)
-    run = JobRun(job, Film(97, 61))
+    queue = BucketQueue(farm.redis, render_bucket)
+    queue.send(job.job_id, range(job.bucket_count))
+    run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
     assert np.array_equal(run.film.pixels, reference) and len(run.records) == 2

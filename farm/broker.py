@@ -1,0 +1,55 @@
+"""Connections to the Redis that is both Celery's broker and the home of the jobs' data.
+
+A farm's Redis may restart (or fail over) in the middle of a frame. Every client farm
+makes retries a dropped connection with backoff for BROKER_RETRY seconds before an error
+reaches the caller, so a tile is stored once Redis is back, never dropped.
+"""
+
+from __future__ import annotations
+
+from farm import defaults
+from farm.exceptions import BrokerError
+
+
+def client(url: str, patient: bool = True, socket_timeout: float = 30.0):
+    """A redis-py client for `url`; `patient` ones ride out an outage of BROKER_RETRY seconds."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    retry = Retry(ExponentialBackoff(cap=defaults.RETRY_BACKOFF_CAP, base=0.1), 0)
+    if patient:
+        retry = Retry(ExponentialBackoff(cap=defaults.RETRY_BACKOFF_CAP, base=0.1), _retries())
+    try:
+        return redis.Redis.from_url(
+            url, socket_connect_timeout=defaults.CONNECT_TIMEOUT, socket_timeout=socket_timeout,
+            health_check_interval=30, retry=retry,
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError],
+        )
+    except ValueError as exc:
+        raise BrokerError(f"invalid broker URL {url!r}: {exc}") from None
+
+
+def _retries() -> int:
+    """Retries that, at the backoff's cap between them, span BROKER_RETRY seconds."""
+    return max(1, int(defaults.BROKER_RETRY / defaults.RETRY_BACKOFF_CAP) + 1)
+
+
+def connect(url: str):
+    """A patient client for `url`, proven reachable now within the connect timeout."""
+    import redis
+
+    probe = client(url, patient=False)
+    try:
+        probe.ping()
+    except redis.RedisError as exc:
+        raise BrokerError(f"cannot reach broker {url}: {exc}") from None
+    finally:
+        probe.close()
+    return client(url)
+
+
+def server_time(redis) -> float:
+    """Redis's clock in seconds: the one clock every worker and client agree on."""
+    seconds, microseconds = redis.time()
+    return seconds + microseconds / 1e6

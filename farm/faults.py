@@ -1,0 +1,58 @@
+"""Deliberate faults, for the fault tests and the chaos run; never set on a real farm.
+
+`FARM_FAULTS` holds comma-separated faults a worker injects into itself:
+
+- `slow=F`: take F times as long per bucket (sleeps after each pass of samples)
+- `crash=B`: the render process kills itself (SIGKILL) when it starts bucket B
+- `fail=B`: raise an error when rendering bucket B
+- `fail=all`: raise an error on every bucket (a broken worker)
+
+B may be several buckets joined by `+` (`crash=3+7`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from farm.exceptions import FarmError
+
+
+class InjectedFault(FarmError):
+    """An error a worker raised on purpose because FARM_FAULTS told it to."""
+
+
+def _parse(text: str) -> dict[str, str]:
+    faults = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in ("slow", "crash", "fail"):
+            raise ValueError(f"FARM_FAULTS: unknown fault {name!r}")
+        faults[name] = value
+    return faults
+
+
+FAULTS = _parse(os.environ.get("FARM_FAULTS", ""))
+
+
+def _hits(name: str, bucket_index: int) -> bool:
+    value = FAULTS.get(name)
+    if value is None:
+        return False
+    return value == "all" or str(bucket_index) in value.split("+")
+
+
+def before_bucket(bucket_index: int) -> None:
+    """Called as a bucket starts rendering."""
+    if _hits("crash", bucket_index):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if _hits("fail", bucket_index):
+        raise InjectedFault(f"injected failure on bucket {bucket_index} (FARM_FAULTS)")
+
+
+def after_pass(pass_seconds: float) -> None:
+    """Called after each pass of samples: a slow worker sleeps here."""
+    factor = float(FAULTS.get("slow", 1.0))
+    if factor > 1.0:
+        time.sleep(pass_seconds * (factor - 1.0))

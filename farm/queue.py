@@ -1,0 +1,102 @@
+"""The bucket queue: buckets sent as Celery tasks, and where their messages are now.
+
+Celery on Redis keeps a queue as a Redis list of JSON messages, and a message a worker has
+taken but not acknowledged in kombu's `unacked` hash (its acknowledgement emulation). A
+message can also be nowhere: deleted by hand, lost with a Redis that kept no journal, or
+dropped between the worker's pop and its bookkeeping. The client reads the list and the
+hash to tell these apart; it never relies on a message still existing.
+
+Task ids are `<job id>.<bucket index>.<serial>`, so Flower shows which bucket a task is
+and a scan needs no message body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from kombu.transport.redis import Channel
+
+from farm import defaults
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QueueScan:
+    """Where a job's bucket messages were at one moment."""
+
+    queued: set[int] = field(default_factory=set)  # waiting in the queue
+    held: dict[int, float] = field(default_factory=dict)  # taken by a worker, not acknowledged: since (epoch s)
+
+
+def task_id(job_id: str, bucket_index: int) -> str:
+    return f"{job_id}.{bucket_index}.{uuid.uuid4().hex[:8]}"
+
+
+def parse_task_id(text: str) -> tuple[str, int] | None:
+    """(job id, bucket index) of a farm task id, or None for any other id."""
+    parts = text.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+class BucketQueue:
+    """Sends a job's buckets and finds their messages in the broker."""
+
+    def __init__(self, redis, task):
+        self.redis = redis
+        self.task = task
+
+    def send(self, job_id: str, bucket_indexes, copy: bool = False) -> None:
+        """One task per bucket, in the given order, over one broker connection."""
+        app = self.task.app
+        with app.producer_or_acquire() as producer:
+            for index in bucket_indexes:
+                self.task.apply_async(
+                    (job_id, int(index)), {"copy": copy} if copy else None,
+                    task_id=task_id(job_id, index), producer=producer,
+                    retry=True, retry_policy=defaults.PUBLISH_RETRY,
+                )
+
+    def scan(self, job_id: str) -> QueueScan:
+        """Which buckets of `job_id` have a message queued or held by a worker right now."""
+        scan = QueueScan()
+        for raw in self.redis.lrange(defaults.QUEUE, 0, -1):
+            found = _job_bucket(raw)
+            if found and found[0] == job_id:
+                scan.queued.add(found[1])
+        held = self.redis.hgetall(Channel.unacked_key)
+        if held:
+            since = dict(self.redis.zrange(Channel.unacked_index_key, 0, -1, withscores=True))
+            for tag, raw in held.items():
+                try:
+                    message = json.loads(raw)[0]
+                except (ValueError, IndexError, KeyError, TypeError):
+                    continue
+                found = _job_bucket(message)
+                if found and found[0] == job_id:
+                    scan.held[found[1]] = since.get(tag, 0.0)
+        return scan
+
+    def purge(self, job_id: str) -> int:
+        """Remove the job's waiting messages from the queue; returns how many."""
+        removed = 0
+        for raw in self.redis.lrange(defaults.QUEUE, 0, -1):
+            found = _job_bucket(raw)
+            if found and found[0] == job_id:
+                removed += self.redis.lrem(defaults.QUEUE, 0, raw)
+        return removed
+
+
+def _job_bucket(message) -> tuple[str, int] | None:
+    """(job id, bucket index) of a queued message (raw JSON or decoded), or None."""
+    try:
+        if not isinstance(message, dict):
+            message = json.loads(message)
+        return parse_task_id(message["headers"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,76 @@
+"""Which workers are alive, and whether they are busy or bad: one short-lived key each.
+
+A worker's main process writes `farm:worker:<hostname>` on every Celery heartbeat (each
+two seconds) with a lifetime of LEASE_TIMEOUT, so a dead host's key is gone soon after
+it. A worker that keeps failing buckets sets `farm:worker:<hostname>:bad` with its reason;
+a restart clears it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+from dataclasses import asdict, dataclass
+
+from farm import defaults
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """One worker as its last heartbeat described it."""
+
+    hostname: str  # Celery node name, e.g. gpu0@render3
+    host: str  # the machine's name
+    pid: int  # the worker's main process
+    busy: bool  # rendering a bucket now
+    bad: str = ""  # why it stopped taking buckets; empty while it is healthy
+
+
+def key_for(hostname: str, part: str = "") -> str:
+    base = f"{defaults.KEY_PREFIX}:worker:{hostname}"
+    return f"{base}:{part}" if part else base
+
+
+def beat(redis, hostname: str, busy: bool) -> None:
+    """Say this worker is alive (called from its main process)."""
+    record = WorkerRecord(hostname, socket.gethostname(), os.getpid(), busy)
+    redis.set(key_for(hostname), json.dumps(asdict(record)), ex=math.ceil(defaults.LEASE_TIMEOUT))
+
+
+def forget(redis, hostname: str) -> None:
+    redis.delete(key_for(hostname))
+
+
+def clear_bad(redis, hostname: str) -> None:
+    redis.delete(key_for(hostname, "bad"))
+
+
+def mark_bad(redis, hostname: str, reason: str) -> None:
+    redis.set(key_for(hostname, "bad"), reason, ex=defaults.JOB_TTL)
+
+
+def workers(redis) -> dict[str, WorkerRecord]:
+    """Every live worker by hostname, with its bad reason where it has one."""
+    keys = [k for k in redis.scan_iter(match=key_for("*"), count=500) if not k.endswith(b":bad")]
+    if not keys:
+        return {}
+    found = {}
+    for raw in redis.mget(keys):
+        if raw is None:  # expired between scan and read
+            continue
+        try:
+            record = WorkerRecord(**json.loads(raw))
+        except (TypeError, ValueError):
+            continue
+        found[record.hostname] = record
+    if found:
+        reasons = redis.mget([key_for(name, "bad") for name in found])
+        for name, reason in zip(list(found), reasons):
+            if reason:
+                found[name] = WorkerRecord(**{**asdict(found[name]), "bad": reason.decode(errors="replace")})
+    return found
