@@ -240,6 +240,8 @@ def _collect_run(args, run, output: Path, local) -> int:
 
         if not isinstance(exc, (JobCancelled, JobError)):  # the job is still alive: cancel or leave it
             _stop_or_detach(args, run, local, interrupted=isinstance(exc, KeyboardInterrupt))
+        with contextlib.suppress(Exception):  # the broker may be what failed
+            run.take_stored()
         _save_partial(run, output)
         raise
     if progress:

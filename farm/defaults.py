@@ -67,14 +67,15 @@ FINISHED_TTL = _int("FARM_FINISHED_TTL", 3600)
 # Seconds without a heartbeat after which a running bucket's worker counts as lost and
 # the bucket is sent again. Heartbeats come every quarter of this; ten seconds rides out a
 # busy machine and still recovers a dead host's bucket long before the visibility timeout.
-LEASE_TIMEOUT = _float("FARM_LEASE_TIMEOUT", 10.0)
+# At least 4: a dead worker's registry entry (farm.registry) must be gone by then.
+LEASE_TIMEOUT = max(4.0, _float("FARM_LEASE_TIMEOUT", 10.0))
 
 # Seconds the client waits between checks of the job (leases, lost messages, stragglers).
 RECONCILE_INTERVAL = 1.0
 
 # Seconds between kombu's sweeps for unacknowledged messages older than the visibility
 # timeout (its default is 100): the "short restore interval" after a worker dies.
-RESTORE_INTERVAL = 5
+RESTORE_INTERVAL = _int("FARM_RESTORE_INTERVAL", 5)
 
 # Times a bucket may fail or kill its worker before the job fails with its error: a
 # broken bucket must not loop for ever, a single flaky failure must not end the frame.

@@ -2,7 +2,8 @@
 
 `FARM_FAULTS` holds comma-separated faults a worker injects into itself:
 
-- `slow=F`: take F times as long per bucket (sleeps after each pass of samples)
+- `slow=F`: take F times as long per bucket (sleeps after each pass of samples);
+  `slow=F@B` only on bucket B
 - `crash=B`: the render process kills itself (SIGKILL) when it starts bucket B
 - `fail=B`: raise an error when rendering bucket B
 - `fail=all`: raise an error on every bucket (a broken worker)
@@ -51,8 +52,8 @@ def before_bucket(bucket_index: int) -> None:
         raise InjectedFault(f"injected failure on bucket {bucket_index} (FARM_FAULTS)")
 
 
-def after_pass(pass_seconds: float) -> None:
+def after_pass(bucket_index: int, pass_seconds: float) -> None:
     """Called after each pass of samples: a slow worker sleeps here."""
-    factor = float(FAULTS.get("slow", 1.0))
-    if factor > 1.0:
-        time.sleep(pass_seconds * (factor - 1.0))
+    factor, _, buckets = FAULTS.get("slow", "1").partition("@")
+    if float(factor) > 1.0 and (not buckets or str(bucket_index) in buckets.split("+")):
+        time.sleep(pass_seconds * (float(factor) - 1.0))

@@ -74,7 +74,8 @@ class TileEvent:
 
     bucket: int  # bucket index in the job's row-major tiling
     worker: str  # Celery hostname of the worker, e.g. local1@host
-    kind: str = "tile"  # tile: stored; error: failed, sent again; fatal: the job failed; bad-worker
+    kind: str = "tile"  # tile: stored; error: failed, sent again; fatal: the job failed;
+    # lost: a delivery's render process died; bad-worker: a worker stopped taking buckets
     error: str | None = None  # what went wrong, for every kind but tile
 
     def to_json(self) -> str:
@@ -533,6 +534,9 @@ class JobRun:
             raise JobError(event.error or f"bucket {event.bucket} failed")
         elif event.kind == "error":
             self._notice(f"bucket {event.bucket} failed on {event.worker}: {event.error}")
+        elif event.kind == "lost":  # a worker found the dead delivery before this client did
+            self.lost_deliveries += 1
+            self._notice(event.error or f"bucket {event.bucket} lost on {event.worker}")
         elif event.kind == "bad-worker":
             self._notice(f"worker {event.worker} stopped taking buckets: {event.error}")
 
@@ -562,6 +566,12 @@ class JobRun:
         if self._on_bucket is not None:
             self._on_bucket(record)
 
+    def take_stored(self) -> None:
+        """Take every valid tile in Redis the film lacks (after a resume, a lost event, or
+        before saving a partial image: nothing rendered is left behind)."""
+        for index in sorted(self.job.stored_buckets() - set(self.records)):
+            self._take(index)
+
     def _resend(self, indexes: list[int], copy: bool = False) -> None:
         self.queue.send(self.job.job_id, indexes, copy=copy)
         self.resent.update(indexes)
@@ -584,8 +594,7 @@ class JobRun:
         if time.monotonic() - self._last_keep_alive > 30:
             self.job.keep_alive()
             self._last_keep_alive = time.monotonic()
-        for index in sorted(self.job.stored_buckets() - set(self.records)):
-            self._take(index)
+        self.take_stored()
         if len(self.records) == self.total:
             return
         now = server_time(self.job.redis)

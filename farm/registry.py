@@ -1,8 +1,8 @@
 """Which workers are alive, and whether they are busy or bad: one short-lived key each.
 
 A worker's main process writes `farm:worker:<hostname>` on every Celery heartbeat (each
-two seconds) with a lifetime of LEASE_TIMEOUT, so a dead host's key is gone soon after
-it. A worker that keeps failing buckets sets `farm:worker:<hostname>:bad` with its reason;
+two seconds) with a lifetime of three, so a dead host's key is gone by the time its
+buckets' leases lapse (LEASE_TIMEOUT, at least four seconds). A worker that keeps failing buckets sets `farm:worker:<hostname>:bad` with its reason;
 a restart clears it.
 """
 
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import socket
 from dataclasses import asdict, dataclass
 
 from farm import defaults
+
+# Seconds a worker's key outlives its last heartbeat: one and a half of Celery's 2 s beats.
+TTL = 3
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,12 @@ def key_for(hostname: str, part: str = "") -> str:
     return f"{base}:{part}" if part else base
 
 
-def beat(redis, hostname: str, busy: bool) -> None:
-    """Say this worker is alive (called from its main process)."""
-    record = WorkerRecord(hostname, socket.gethostname(), os.getpid(), busy)
-    redis.set(key_for(hostname), json.dumps(asdict(record)), ex=math.ceil(defaults.LEASE_TIMEOUT))
+def beat(redis, hostname: str, busy: bool, pid: int | None = None) -> None:
+    """Say this worker is alive, and whether it is rendering: from its main process on each
+    heartbeat, and from its render process (`pid` = the main process) as a bucket starts
+    and ends, so an idle worker shows at once."""
+    record = WorkerRecord(hostname, socket.gethostname(), pid or os.getpid(), busy)
+    redis.set(key_for(hostname), json.dumps(asdict(record)), ex=TTL)
 
 
 def forget(redis, hostname: str) -> None:

@@ -12,6 +12,7 @@ The worker's main process writes its liveness to the registry on every Celery he
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -59,6 +60,7 @@ class WorkerState:
         # Here, not at worker_process_init: billiard installs its own SIGTERM handler after it.
         signal.signal(signal.SIGTERM, _stop_child)
         self.failed_in_a_row = 0
+        self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
@@ -93,12 +95,13 @@ class WorkerState:
         if job.has_tile(index):
             log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
             return False
-        if self.stopping:
-            raise Reject("worker shutting down", requeue=True)
+        if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
+            raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
         if self._poisoned(job, index, hostname) or self._pass_on(task, job, index, hostname):
             return False
         lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy)
         heartbeat = _Heartbeat(job, lease)
+        registry.beat(self.redis, hostname, busy=True, pid=os.getppid())
         self.rendering = True
         try:
             tile, seconds = self._render(job, index)
@@ -116,6 +119,8 @@ class WorkerState:
             self.rendering = False
             heartbeat.stop()
             job.release(lease)
+            with contextlib.suppress(Exception):
+                registry.beat(self.redis, hostname, busy=False, pid=os.getppid())
         self.failed_in_a_row = 0
         log.info(
             "job %s bucket %d: %.3fs on %s%s", job_id[:8], index, seconds, self.device.name,
@@ -132,11 +137,12 @@ class WorkerState:
 
         def should_stop() -> bool:
             nonlocal last_pass
-            faults.after_pass(time.perf_counter() - last_pass)
+            faults.after_pass(index, time.perf_counter() - last_pass)
             last_pass = time.perf_counter()
             return self.stopping or job.refresh() != "" or job.has_tile(index)
 
         tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop)
+        faults.after_pass(index, time.perf_counter() - last_pass)
         if tile is not None:
             bad = int(np.count_nonzero(~np.isfinite(tile)))
             if bad:
@@ -156,8 +162,9 @@ class WorkerState:
         """Fail the job if this bucket already failed or killed its worker MAX_FAILURES times."""
         now = server_time(self.redis)
         for lease in job.leases():
-            if lease.bucket == index and (lease.until < now or self._died_here(lease)):
-                job.remove_lost(lease)
+            if lease.bucket == index and (lease.until < now or self._died_here(lease)) and job.remove_lost(lease):
+                job.push(TileEvent(index, lease.worker, "lost", f"render process {lease.pid} of worker "
+                                                                f"{lease.worker} died: bucket {index} rendering again"))
         crashes, failures = job.crashes(index), job.failures(index)
         if crashes + failures < defaults.MAX_FAILURES:
             return False
@@ -216,6 +223,7 @@ class WorkerState:
             log.exception("job %s bucket %d: could not record the failure", job.job_id[:8], index)
 
     def _go_bad(self, task, job: Job, index: int, hostname: str, reason: str) -> None:
+        self.bad = True
         why = f"{self.failed_in_a_row} buckets in a row failed, last: {reason}"
         log.error("worker %s is bad (%s); it stops taking buckets", hostname, why)
         registry.mark_bad(self.redis, hostname, why)
@@ -321,13 +329,12 @@ def _beat(sender, **_):
 def _leave(sender, **_):
     """A worker asked to stop tells its render processes to hand their buckets back at the
     next pass (rather than finish them, which could take minutes), and leaves the registry."""
-    from billiard.process import active_children
+    from celery.worker.state import active_requests
 
-    for child in active_children():
-        try:
-            os.kill(child.pid, signal.SIGTERM)
-        except OSError:
-            pass
+    for request in list(active_requests):
+        if request.worker_pid:
+            with contextlib.suppress(OSError):
+                os.kill(request.worker_pid, signal.SIGTERM)
     try:
         if _registry_client is not None:
             registry.forget(_registry_client, sender)
