@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samplers", action="store_true",
                         help="instead: error (RMSE against a 16x-sample reference) of the Sobol and the "
                              "independent sampler at --spp")
+    parser.add_argument("--stragglers", type=float, metavar="SLOWDOWN",
+                        help="instead: render on --workers workers (at least 2), one of them this many times "
+                             "slower, with and without copies of straggling buckets, and compare wall times")
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
                         help="instead: time loading, BVH building, uploading and rendering a generated mesh "
                              "of about this many triangles")
@@ -48,6 +51,8 @@ def run(args) -> int:
 
     if args.mesh:
         return _bench_mesh(args)
+    if args.stragglers:
+        return _bench_stragglers(args)
     if args.samplers:
         return _bench_samplers(args)
     scene, document = _load(args, load_scene)
@@ -263,4 +268,58 @@ def _bench_samplers(args) -> int:
         print(f"{sampler}: RMSE {errors[sampler]:.5f} at {film['spp']} spp")
     print(f"sobol / independent RMSE: {errors['sobol'] / errors['independent']:.3f} "
           f"(the independent sampler would need {(errors['independent'] / errors['sobol']) ** 2:.2f}x the samples)")
+    return 0
+
+
+def _bench_stragglers(args) -> int:
+    """Wall time of one frame on a farm with one slow worker, with and without copies of
+    straggling buckets (FARM_SPECULATE), alternating, in one run of the same farm."""
+    import statistics
+    import tempfile
+
+    from farm.app import app
+    from farm.assets import FolderAssets
+    from farm.broker import connect
+    from farm.job import start_job
+    from farm.local import RedisServer, WorkerProcess, wait_for_workers
+    from farm.scene import load_scene
+    from farm.tasks import render_bucket
+
+    scene, document = _load(args, load_scene)
+    assets = FolderAssets(Path(args.scene).parent, scene.assets)
+    workers = max(2, args.workers)
+    folder = Path(tempfile.mkdtemp(prefix="farm-bench-"))
+    redis_server = RedisServer(folder).start()
+    slow_env = {"FARM_FAULTS": f"slow={args.stragglers:g}"}
+    processes = [
+        WorkerProcess(f"bench{i + 1}", redis_server.url, folder, slow_env if i == 0 else None) for i in range(workers)
+    ]
+    speculate = defaults.SPECULATE or 1.5
+    times: dict[str, list[float]] = {"without copies": [], "with copies": []}
+    copies = []
+    try:
+        for process in processes:
+            process.start()
+        app.conf.broker_url = redis_server.url
+        wait_for_workers(app, processes, defaults.WORKER_START_TIMEOUT, where=str(folder))
+        redis_client = connect(redis_server.url)
+        for _ in range(args.repeat):
+            for label, factor in (("without copies", 0.0), ("with copies", speculate)):
+                defaults.SPECULATE = factor
+                run = start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets)
+                run.collect()
+                times[label].append(run.wall_seconds)
+                if factor:
+                    copies.append(len(run.copies))
+    finally:
+        for process in processes:
+            process.stop()
+        redis_server.stop()
+    without, with_copies = (statistics.median(times[k]) for k in ("without copies", "with copies"))
+    print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, "
+          f"{args.bucket_size}px buckets, {workers} workers, bench1 {args.stragglers:g}x slower")
+    for label, values in times.items():
+        print(f"{label}: median {statistics.median(values):.2f}s of {', '.join(f'{v:.2f}' for v in values)}")
+    print(f"copies of slow buckets per frame: {', '.join(map(str, copies))} (FARM_SPECULATE={speculate:g})")
+    print(f"saved: {without - with_copies:.2f}s per frame ({(1 - with_copies / without) * 100:.0f}%)")
     return 0

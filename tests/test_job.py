@@ -122,3 +122,33 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
     assert np.array_equal(run.film.pixels, reference) and len(run.records) == 2
+
+
+def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
+    """Tiles of another job, of another bucket, of the wrong size, with NaN, or not tiles at
+    all are rejected by the client, deleted, and their buckets rendered again."""
+    from farm.film import Film
+    from farm.job import JobRun, decode_tile, encode_tile
+    from farm.tasks import render_bucket
+
+    scene, document, reference = odd_frame
+    job = Job.create(farm.redis, scene, document, 32, "spiral")  # 8 buckets of 32px (edges cut short)
+    good, nan = np.zeros((32, 32, 3), np.float32), np.full((32, 32, 3), np.nan, np.float32)
+    bogus = {
+        0: encode_tile(TileHeader("f" * 32, 0, 32, 32), good),  # another job's
+        1: encode_tile(TileHeader(job.job_id, 2, 32, 32), good),  # another bucket's
+        2: encode_tile(TileHeader(job.job_id, 2, 16, 16), good[:16, :16]),  # the wrong size
+        3: b"garbage",  # not a tile
+        5: encode_tile(TileHeader(job.job_id, 5, 32, 32), nan),  # not finite
+    }
+    tiles = Job.key_for(job.job_id, "tiles")
+    farm.redis.hset(tiles, mapping={str(index): payload for index, payload in bogus.items()})
+    queue = BucketQueue(farm.redis, render_bucket)
+    queue.send(job.job_id, range(job.bucket_count))  # workers skip the buckets that "have" a tile
+    run = JobRun(job, Film(97, 61), queue)
+    run.collect(stall_timeout=30)
+    assert run.invalid_tiles == 5 and job.stats()["invalid"] == 5
+    assert np.array_equal(run.film.pixels, reference) and (run.film.coverage == 1).all()
+    assert sorted(run.resent) == [0, 1, 2, 3, 5]
+    for index in range(job.bucket_count):  # what is stored now is right
+        decode_tile(farm.redis.hget(tiles, str(index)), job.job_id, job.bucket(index))
