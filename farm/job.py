@@ -468,6 +468,7 @@ class JobRun:
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
     _waiting_since: dict[int, float] = field(default_factory=dict)
+    _workers_seen: int = 0  # live workers at the last look
     _last_progress: float = field(default_factory=time.monotonic)
     _last_keep_alive: float = 0.0
 
@@ -510,6 +511,8 @@ class JobRun:
             event = self.job.next_event(timeout=next_check - time.monotonic())
             if event is not None:
                 self._handle(event)
+                if event.kind == "tile" and self.total - len(self.records) <= self._workers_seen:
+                    next_check = 0.0  # the frame's tail: a worker just became free for a straggler
         self.finished = time.perf_counter()
         self.job.finish("done")
         attempts = self.job.attempts()
@@ -597,6 +600,7 @@ class JobRun:
         self.take_stored()
         if len(self.records) == self.total:
             return
+        self._workers_seen = len(registry.workers(self.job.redis))
         now = server_time(self.job.redis)
         live: dict[int, list[Lease]] = {}
         lost: list[Lease] = []
@@ -662,7 +666,10 @@ class JobRun:
         ]
         if not slow:
             return
-        idle = sum(1 for w in registry.workers(self.job.redis).values() if not w.busy and not w.bad)
+        # Workers not rendering this job's buckets; one busy with another job only queues the
+        # copy behind its work, where it is skipped if the original finishes first.
+        healthy = [w for w in registry.workers(self.job.redis).values() if not w.bad]
+        idle = len(healthy) - len({lease.worker for leases in live.values() for lease in leases})
         for elapsed, index in sorted(slow, reverse=True)[:idle]:
             self.copies.add(index)
             self._resend([index], copy=True)
