@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket-size", type=int, default=32, help="bucket side in pixels (default 32)")
     parser.add_argument("--workers", type=int, default=4, help="local workers (default 4)")
     parser.add_argument("--faults", type=int, default=6, help="worker faults to inject, Redis's one aside (default 6)")
-    parser.add_argument("--lease-timeout", type=float, default=3.0,
-                        help="FARM_LEASE_TIMEOUT for this run, seconds (default 3)")
+    parser.add_argument("--lease-timeout", type=float, default=4.0,
+                        help="FARM_LEASE_TIMEOUT for this run, seconds (default and least: 4)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the fault schedule (default 1)")
 
 
@@ -50,6 +50,7 @@ def run(args) -> int:
     from farm.scene.pack import pack
     from farm.tasks import render_bucket
 
+    args.lease_timeout = max(4.0, args.lease_timeout)
     defaults.LEASE_TIMEOUT = args.lease_timeout  # this process's client; the workers get it by environment
     scene, document = load_scene(args.scene, spp=args.spp)
     film = document["film"]
