@@ -47,6 +47,16 @@ redis.call('EXPIRE', KEYS[3], ttl)
 return 0
 """
 
+# Add to a counter in one of the job's hashes, which then expires with the job's own key
+# (or after JOB_TTL if that is gone): no counter outlives its job.
+_BUMP = """
+local value = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('TTL', KEYS[2])
+if ttl < 0 then ttl = tonumber(ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ttl)
+return value
+"""
+
 # Delete a tile only if it is still the one that was judged invalid.
 _DISCARD_TILE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -266,11 +276,6 @@ class Job:
         self.state, self.error = (state or b"").decode(), (error or b"").decode()
         return self.state
 
-    @property
-    def cancelled(self) -> bool:
-        """Whether the job was cancelled when it was last read (or cancelled through this object)."""
-        return self.state == "cancelled"
-
     def scene_document(self) -> dict:
         text = self.redis.get(self.scene_key(self.meta.digest))
         if text is None:
@@ -298,7 +303,7 @@ class Job:
 
     def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False) -> Lease:
         """Count a delivery of bucket `index` and take a lease on it."""
-        attempt = self.redis.hincrby(self.key_for(self.job_id, "attempts"), str(index), 1)
+        attempt = self.bump("attempts", index)
         now = server_time(self.redis)
         lease = Lease(index, int(attempt), worker, host, pid, device, now, now + defaults.LEASE_TIMEOUT, copy)
         self._put_lease(lease)
@@ -309,7 +314,7 @@ class Job:
         is put back and its crash uncounted: the delivery is alive after all."""
         lease = replace(lease, until=server_time(self.redis) + defaults.LEASE_TIMEOUT)
         if self._put_lease(lease):
-            self.redis.hincrby(self.key_for(self.job_id, "crashes"), str(lease.bucket), -1)
+            self.bump("crashes", lease.bucket, -1)
         return lease
 
     def _put_lease(self, lease: Lease) -> bool:
@@ -337,7 +342,7 @@ class Job:
         """Remove a lease whose delivery died and count the crash; False if another did it first."""
         if not self.redis.hdel(self.key_for(self.job_id, "leases"), lease.name):
             return False
-        self.redis.hincrby(self.key_for(self.job_id, "crashes"), str(lease.bucket), 1)
+        self.bump("crashes", lease.bucket)
         return True
 
     def crashes(self, index: int) -> int:
@@ -351,13 +356,12 @@ class Job:
 
     def record_failure(self, index: int, worker: str, error: str) -> int:
         """Count a failed delivery of bucket `index`; returns the bucket's failures so far."""
+        key = self.key_for(self.job_id, "errors")
         with self.redis.pipeline() as pipe:
-            pipe.hincrby(self.key_for(self.job_id, "failures"), str(index), 1)
-            pipe.hset(self.key_for(self.job_id, "errors"), str(index), f"{error} (on {worker})")
-            for part in ("failures", "errors"):
-                pipe.expire(self.key_for(self.job_id, part), defaults.JOB_TTL)
-            failures, *_ = pipe.execute()
-        return int(failures)
+            pipe.hset(key, str(index), f"{error} (on {worker})")
+            pipe.expire(key, defaults.JOB_TTL)
+            pipe.execute()
+        return self.bump("failures", index)
 
     def fail(self, index: int, worker: str, reason: str) -> None:
         """Fail the whole job because of bucket `index`, and tell the client."""
@@ -416,8 +420,14 @@ class Job:
             self.count("invalid")
             raise
 
-    def count(self, stat: str, amount: int = 1) -> None:
-        self.redis.hincrby(self.key_for(self.job_id, "stats"), stat, amount)
+    def bump(self, part: str, field: int | str, amount: int = 1) -> int:
+        """Add `amount` to `field` of the job's hash `part`; returns the new value."""
+        keys = (self.key_for(self.job_id, part), self.key_for(self.job_id))
+        return int(self.redis.eval(_BUMP, 2, *keys, str(field), amount, defaults.JOB_TTL))
+
+    def count(self, stat: str, amount: int = 1) -> int:
+        """Add to one of the job's statistics (duplicates, invalid, resent, copies, ...)."""
+        return self.bump("stats", stat, amount)
 
     def stats(self) -> dict[str, int]:
         raw = self.redis.hgetall(self.key_for(self.job_id, "stats"))

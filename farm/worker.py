@@ -191,9 +191,7 @@ class WorkerState:
 
     def _pass_on(self, task, job: Job, index: int, hostname: str) -> bool:
         """A bucket this worker failed before goes to another healthy worker if there is one."""
-        if hostname not in job.last_error(index) or job.redis.hincrby(
-            Job.key_for(job.job_id, "stats"), f"passed:{index}", 1
-        ) > PASS_ON_LIMIT:
+        if hostname not in job.last_error(index) or job.count(f"passed:{index}") > PASS_ON_LIMIT:
             return False
         others = [w for w in registry.workers(self.redis).values() if w.hostname != hostname and not w.bad]
         if not others:

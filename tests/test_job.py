@@ -152,3 +152,13 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     assert sorted(run.resent) == [0, 1, 2, 3, 5]
     for index in range(job.bucket_count):  # what is stored now is right
         decode_tile(farm.redis.hget(tiles, str(index)), job.job_id, job.bucket(index))
+
+
+def test_every_key_of_a_finished_job_expires(farm, odd_frame):
+    scene, document, _ = odd_frame
+    run = farm.render(scene, document, bucket_size=32)
+    run.job.count("duplicates")  # a late worker's counter after the job finished
+    keys = [key for key in run.job.keys() if farm.redis.exists(key)]
+    assert len(keys) >= 4  # the job, its tiles, events/stats, attempts
+    for key in keys:
+        assert 0 < farm.redis.ttl(key) <= 3600, key
