@@ -289,8 +289,7 @@ def _cancel(args) -> int:
     job = Job.load(redis_client, args.job)
     if job.state:
         raise FarmError(f"job {args.job} is already {job.state}")
-    job.finish("cancelled")
-    removed = BucketQueue(redis_client, task).purge(job.job_id)
+    removed = job.cancel(BucketQueue(redis_client, task))
     running = sorted({lease.bucket for lease in job.leases()})
     print(f"job {job.job_id} cancelled: {removed} queued bucket(s) dropped, "
           f"{len(running)} running bucket(s) stop within about {defaults.PASS_SECONDS:g}s")

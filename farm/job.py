@@ -292,6 +292,12 @@ class Job:
             pipe.execute()
         self.state, self.error = state, error
 
+    def cancel(self, queue: BucketQueue) -> int:
+        """Mark the job cancelled (running buckets stop at their next pass) and remove its
+        queued buckets; returns how many were removed."""
+        self.finish("cancelled")
+        return queue.purge(self.job_id)
+
     def keep_alive(self) -> None:
         """Push the running job's expiry JOB_TTL ahead (its scene's too)."""
         with self.redis.pipeline() as pipe:
@@ -473,7 +479,7 @@ class JobRun:
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     notices: list[str] = field(default_factory=list)  # what the user was told about faults
-    resent: Counter = field(default_factory=Counter)  # bucket -> times the client sent it again
+    resent: Counter = field(default_factory=Counter)  # bucket -> times the client sent it again (not copies)
     copies: set[int] = field(default_factory=set)  # buckets given a copy as stragglers
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
@@ -587,7 +593,8 @@ class JobRun:
 
     def _resend(self, indexes: list[int], copy: bool = False) -> None:
         self.queue.send(self.job.job_id, indexes, copy=copy)
-        self.resent.update(indexes)
+        if not copy:  # copies are counted in self.copies
+            self.resent.update(indexes)
         self.job.count("copies" if copy else "resent", len(indexes))
 
     def reconcile(self) -> None:
@@ -610,7 +617,8 @@ class JobRun:
         self.take_stored()
         if len(self.records) == self.total:
             return
-        self._workers_seen = len(registry.workers(self.job.redis))
+        workers = registry.workers(self.job.redis)
+        self._workers_seen = len(workers)
         now = server_time(self.job.redis)
         live: dict[int, list[Lease]] = {}
         lost: list[Lease] = []
@@ -634,7 +642,7 @@ class JobRun:
                 resend.append(index)
                 self._waiting_since[index] = clock
         if lost:
-            self._report_lost(lost, resend)
+            self._report_lost(lost, resend, workers)
         vanished = sorted(set(resend) - lost_buckets)
         if vanished:
             self._notice(
@@ -644,11 +652,10 @@ class JobRun:
         if resend:
             self._resend(resend)
         elif not waiting and not scan.queued:
-            self._copy_stragglers(live, now)
+            self._copy_stragglers(live, now, workers)
 
-    def _report_lost(self, lost: list[Lease], resend: list[int]) -> None:
+    def _report_lost(self, lost: list[Lease], resend: list[int], alive: dict) -> None:
         self.lost_deliveries += len(lost)
-        alive = registry.workers(self.job.redis)
         by_worker: dict[str, list[Lease]] = {}
         for lease in lost:
             by_worker.setdefault(lease.worker, []).append(lease)
@@ -665,20 +672,21 @@ class JobRun:
             else:
                 self._notice(f"{what}: {where} already back in the queue")
 
-    def _copy_stragglers(self, live: dict[int, list[Lease]], now: float) -> None:
+    def _copy_stragglers(self, live: dict[int, list[Lease]], now: float, workers: dict) -> None:
         """Nothing is queued: give the slowest running buckets a copy on an idle worker."""
         if defaults.SPECULATE <= 0 or len(self.records) < 3:
             return
         typical = statistics.median(record.seconds for record in self.records.values())
+        running = {index: now - min(l.started for l in leases) for index, leases in live.items()}
         slow = [
-            (now - min(l.started for l in leases), index) for index, leases in live.items()
-            if index not in self.copies and now - min(l.started for l in leases) > defaults.SPECULATE * typical
+            (elapsed, index) for index, elapsed in running.items()
+            if index not in self.copies and elapsed > defaults.SPECULATE * typical
         ]
         if not slow:
             return
         # Workers not rendering this job's buckets; one busy with another job only queues the
         # copy behind its work, where it is skipped if the original finishes first.
-        healthy = [w for w in registry.workers(self.job.redis).values() if not w.bad]
+        healthy = [w for w in workers.values() if not w.bad]
         idle = len(healthy) - len({lease.worker for leases in live.values() for lease in leases})
         for elapsed, index in sorted(slow, reverse=True)[:idle]:
             self.copies.add(index)
@@ -689,14 +697,13 @@ class JobRun:
     def _check_stall(self, stall_timeout: float) -> None:
         if time.monotonic() - self._last_progress <= stall_timeout:
             return
-        if not registry.workers(self.job.redis) and not _ping_workers():
+        if not self._workers_seen and not _ping_workers():
             raise JobError(f"no worker answered for {stall_timeout:.0f}s; start one with `celery -A farm worker`")
         self._last_progress = time.monotonic()
 
     def cancel(self) -> int:
         """Cancel the job: queued buckets are removed, running ones stop at their next pass."""
-        self.job.finish("cancelled")
-        return self.queue.purge(self.job.job_id)
+        return self.job.cancel(self.queue)
 
     def report(self) -> dict:
         """The JSON report of the job: what was rendered, where, and how long it took."""
