@@ -46,7 +46,6 @@ def run(args) -> int:
     from farm.assets import FolderAssets
     from farm.device import current
     from farm.render import Renderer
-    from farm.scene import load_scene
     from farm.scene.pack import pack
 
     if args.mesh:
@@ -55,7 +54,7 @@ def run(args) -> int:
         return _bench_stragglers(args)
     if args.samplers:
         return _bench_samplers(args)
-    scene, document = _load(args, load_scene)
+    scene, document = load_scaled(args)
     pixels = scene.film.width * scene.film.height
     samples = pixels * scene.film.spp
     device = current()
@@ -76,7 +75,10 @@ def run(args) -> int:
     return 0
 
 
-def _load(args, load_scene):
+def load_scaled(args):
+    """The scene of `args.scene` at `args.spp`, `args.width` wide (the height keeps the aspect)."""
+    from farm.scene import load_scene
+
     scene, document = load_scene(args.scene, spp=args.spp)
     if args.width:
         film = document["film"]
@@ -250,10 +252,10 @@ def _bench_samplers(args) -> int:
     from farm.assets import FolderAssets
     from farm.device import current
     from farm.render import Renderer
-    from farm.scene import load_scene, parse_scene
+    from farm.scene import parse_scene
     from farm.scene.pack import pack
 
-    scene, document = _load(args, load_scene)
+    scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     device = current()
 
@@ -275,34 +277,25 @@ def _bench_stragglers(args) -> int:
     """Wall time of one frame on a farm with one slow worker, with and without copies of
     straggling buckets (FARM_SPECULATE), alternating, in one run of the same farm."""
     import statistics
-    import tempfile
 
     from farm.app import app
     from farm.assets import FolderAssets
     from farm.broker import connect
     from farm.job import start_job
-    from farm.local import RedisServer, WorkerProcess, wait_for_workers
-    from farm.scene import load_scene
+    from farm.local import LocalFarm
     from farm.tasks import render_bucket
 
-    scene, document = _load(args, load_scene)
+    scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     workers = max(2, args.workers)
-    folder = Path(tempfile.mkdtemp(prefix="farm-bench-"))
-    redis_server = RedisServer(folder).start()
-    slow_env = {"FARM_FAULTS": f"slow={args.stragglers:g}"}
-    processes = [
-        WorkerProcess(f"bench{i + 1}", redis_server.url, folder, slow_env if i == 0 else None) for i in range(workers)
-    ]
     speculate = defaults.SPECULATE or 1.5
     times: dict[str, list[float]] = {"without copies": [], "with copies": []}
     copies = []
-    try:
-        for process in processes:
-            process.start()
-        app.conf.broker_url = redis_server.url
-        wait_for_workers(app, processes, defaults.WORKER_START_TIMEOUT, where=str(folder))
-        redis_client = connect(redis_server.url)
+    slow_env = {"FARM_FAULTS": f"slow={args.stragglers:g}"}
+    with LocalFarm(workers, worker_envs=[slow_env], name="bench") as local:
+        app.conf.broker_url = local.broker_url
+        local.wait_ready(app)
+        redis_client = connect(local.broker_url)
         for _ in range(args.repeat):
             for label, factor in (("without copies", 0.0), ("with copies", speculate)):
                 defaults.SPECULATE = factor
@@ -311,10 +304,6 @@ def _bench_stragglers(args) -> int:
                 times[label].append(run.wall_seconds)
                 if factor:
                     copies.append(len(run.copies))
-    finally:
-        for process in processes:
-            process.stop()
-        redis_server.stop()
     without, with_copies = (statistics.median(times[k]) for k in ("without copies", "with copies"))
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, "
           f"{args.bucket_size}px buckets, {workers} workers, bench1 {args.stragglers:g}x slower")

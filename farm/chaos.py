@@ -14,7 +14,6 @@ import argparse
 import os
 import random
 import signal
-import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
@@ -42,51 +41,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from farm.app import app
     from farm.assets import FolderAssets
+    from farm.bench import load_scaled
     from farm.broker import connect
     from farm.device import current
-    from farm.local import RedisServer, WorkerProcess, wait_for_workers
+    from farm.local import LocalFarm
     from farm.render import Renderer
-    from farm.scene import load_scene, parse_scene
     from farm.scene.pack import pack
     from farm.tasks import render_bucket
 
     args.lease_timeout = max(4.0, args.lease_timeout)
     defaults.LEASE_TIMEOUT = args.lease_timeout  # this process's client; the workers get it by environment
-    scene, document = load_scene(args.scene, spp=args.spp)
-    film = document["film"]
-    film["height"], film["width"] = max(1, round(film["height"] * args.width / film["width"])), args.width
-    scene = parse_scene(document, source=args.scene)
+    scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, "
           f"{args.bucket_size}px buckets, {args.workers} workers")
     reference = Renderer(current(), pack(scene, assets)).render_frame()
 
-    folder = Path(tempfile.mkdtemp(prefix="farm-chaos-"))
-    redis_server = RedisServer(folder, appendonly=True).start()
     env = {"FARM_LEASE_TIMEOUT": str(args.lease_timeout)}
-    workers = [WorkerProcess(f"chaos{i + 1}", redis_server.url, folder, env) for i in range(args.workers)]
-    try:
-        for worker in workers:
-            worker.start()
-        app.conf.broker_url = redis_server.url
-        wait_for_workers(app, workers, defaults.WORKER_START_TIMEOUT, where=str(folder))
-        redis_client = connect(redis_server.url)
+    with LocalFarm(args.workers, env, appendonly=True, name="chaos") as local:
+        app.conf.broker_url = local.broker_url
+        local.wait_ready(app)
+        redis_client = connect(local.broker_url)
         undisturbed = _render(redis_client, render_bucket, scene, document, args, assets)
         calm_seconds = undisturbed.wall_seconds
         print(f"undisturbed: {calm_seconds:.2f}s, identical to one process: "
               f"{'yes' if np.array_equal(undisturbed.film.pixels, reference) else 'NO'}")
 
-        chaos = _Chaos(redis_server, workers, random.Random(args.seed), args.faults, calm_seconds)
+        chaos = _Chaos(local.redis, local.workers, random.Random(args.seed), args.faults, calm_seconds)
         try:
             run = _render(redis_client, render_bucket, scene, document, args, assets, chaos)
             attempts = run.job.attempts()
             report = run.report()
         finally:
             chaos.stop()
-    finally:
-        for worker in workers:
-            worker.stop()
-        redis_server.stop()
 
     rerendered = sum(1 for index in range(run.total) if attempts.get(index, 0) > 1)
     lost = run.total - len(run.records)

@@ -200,15 +200,26 @@ def wait_for_workers(app, workers: list[WorkerProcess], timeout: float, where: s
 
 
 class LocalFarm:
-    """An embedded Redis plus `workers` local render workers, as a context manager."""
+    """An embedded Redis plus `workers` local render workers, as a context manager.
 
-    def __init__(self, workers: int = defaults.LOCAL_WORKERS, env: dict | None = None, folder: str | None = None):
+    `env` goes to every worker; `worker_envs[i]`, where given, adds to worker i's (the
+    benchmarks and tests slow one worker down this way). Workers are named `<name>1`, ...
+    """
+
+    def __init__(
+        self, workers: int = defaults.LOCAL_WORKERS, env: dict | None = None, folder: str | Path | None = None,
+        *, appendonly: bool = False, worker_envs: list[dict | None] | None = None, name: str = "local",
+    ):
         if workers < 1:
             raise FarmSetupError(f"--workers must be at least 1, got {workers}")
         self._own_folder = folder is None
         self.folder = Path(folder or tempfile.mkdtemp(prefix="farm-"))
-        self.redis = RedisServer(self.folder)
-        self.workers = [WorkerProcess(f"local{i + 1}", self.redis.url, self.folder, env) for i in range(workers)]
+        self.redis = RedisServer(self.folder, appendonly=appendonly)
+        extra = list(worker_envs or []) + [None] * workers
+        self.workers = [
+            WorkerProcess(f"{name}{i + 1}", self.redis.url, self.folder, {**(env or {}), **(extra[i] or {})})
+            for i in range(workers)
+        ]
 
     @property
     def broker_url(self) -> str:

@@ -25,7 +25,7 @@ import pytest
 from farm import registry
 from farm.film import read_exr
 from farm.job import Job
-from farm.local import RedisServer, WorkerProcess
+from farm.local import LocalFarm
 
 LEASE_TIMEOUT = 4.0  # the least farm allows
 BUCKETS = 9  # a 48x48 frame in 16px buckets
@@ -55,21 +55,14 @@ class FaultFarm:
     def __init__(self, folder: Path, worker_envs: list[dict]):
         import redis
 
-        self.folder = folder
-        self.redis_server = RedisServer(folder, appendonly=True).start()
-        self.url = self.redis_server.url
+        self.local = LocalFarm(len(worker_envs), WORKER_ENV, folder, appendonly=True, worker_envs=worker_envs,
+                               name="w").__enter__()
+        self.redis_server, self.workers, self.url = self.local.redis, self.local.workers, self.local.broker_url
         self.redis = redis.Redis.from_url(self.url)
-        self.workers = [
-            WorkerProcess(f"w{i + 1}", self.url, folder, {**WORKER_ENV, **env}) for i, env in enumerate(worker_envs)
-        ]
-        for worker in self.workers:
-            worker.start()
         self.wait_for(lambda: len(registry.workers(self.redis)) == len(self.workers), 120, "workers to start")
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.redis_server.stop()
+        self.local.close()
 
     def wait_for(self, condition, timeout: float, what: str):
         deadline = time.monotonic() + timeout
