@@ -150,13 +150,13 @@ def _submit(args) -> int:
     from farm.film import check_output_path
     from farm.scene import load_scene
 
-    output = check_output_path(args.output)
-    if args.report:
-        check_report_path(args.report)
-    if args.resume:
+    if args.resume:  # _collect checks the output and report paths
         if args.scene:
             raise FarmError("give a scene or --resume JOB, not both")
         return _collect(argparse.Namespace(**{**vars(args), "job": args.resume}))
+    output = check_output_path(args.output)
+    if args.report:
+        check_report_path(args.report)
     if not args.scene:
         raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
     if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
@@ -236,9 +236,7 @@ def _collect_run(args, run, output: Path, local) -> int:
     except BaseException as exc:
         if progress:
             progress.close()
-        from farm.job import JobCancelled
-
-        if not isinstance(exc, (JobCancelled, JobError)):  # the job is still alive: cancel or leave it
+        if not isinstance(exc, JobError):  # failed or cancelled jobs are over; a live one is cancelled or left
             _stop_or_detach(args, run, local, interrupted=isinstance(exc, KeyboardInterrupt))
         with contextlib.suppress(Exception):  # the broker may be what failed
             run.take_stored()
