@@ -2,26 +2,51 @@
 
 `load_scene` records each file's SHA-256 in the scene document; the bytes are read from
 the scene's folder on the client (`FolderAssets`) and from Redis on a worker
-(`RedisAssets`), where each file is stored once under `farm:asset:<sha256>` whatever
-the number of jobs using it. Every read is checked against the recorded digest, so a
-worker never renders with a file other than the one the client saw.
+(`RedisAssets`), where each file is stored once, in chunks of ASSET_CHUNK bytes, under
+`farm:asset:<sha256>` whatever the number of jobs using it. Every read is checked
+against the recorded digest, so a worker never renders with a file other than the one
+the client saw; a worker keeps what it fetched in its AssetCache (farm.cache).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from farm import defaults
-from farm.exceptions import SceneError
+from farm.exceptions import AssetError, SceneError
+
+log = logging.getLogger(__name__)
+
+# Largest chunk a worker accepts from Redis, whatever the uploader's ASSET_CHUNK was.
+MAX_CHUNK = 64 << 20
 
 
 def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def size_text(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def check_size(name: str, size: int) -> None:
+    """Refuse a file over MAX_ASSET_BYTES before reading (or fetching) any of it."""
+    if size > defaults.MAX_ASSET_BYTES:
+        raise SceneError(f"{name}: {size_text(size)} is over the limit of "
+                         f"{size_text(defaults.MAX_ASSET_BYTES)} per file (FARM_MAX_ASSET_BYTES)")
+
+
 class FolderAssets:
-    """Files relative to a scene's folder, never outside it."""
+    """Files relative to a scene's folder, never outside it (symlinks included)."""
 
     def __init__(self, folder: str | Path, digests: dict[str, str] | None = None):
         self.folder = Path(folder).resolve()
@@ -30,15 +55,23 @@ class FolderAssets:
     def path(self, name: str) -> Path:
         path = (self.folder / name).resolve()
         if not path.is_relative_to(self.folder):
-            raise SceneError(f"{name}: outside the scene's folder {self.folder}")
+            raise SceneError(f"{name}: leads outside the scene's folder {self.folder}")
         return path
 
-    def read(self, name: str) -> bytes:
-        path = self.path(name)
+    def size(self, name: str) -> int:
         try:
-            data = path.read_bytes()
+            size = self.path(name).stat().st_size
         except FileNotFoundError:
             raise SceneError(f"{name}: no such file in {self.folder}") from None
+        except OSError as exc:
+            raise SceneError(f"{name}: cannot read: {exc.strerror}") from None
+        check_size(name, size)
+        return size
+
+    def read(self, name: str) -> bytes:
+        self.size(name)
+        try:
+            data = self.path(name).read_bytes()
         except OSError as exc:
             raise SceneError(f"{name}: cannot read: {exc.strerror}") from None
         expected = self.digests.get(name)
@@ -46,13 +79,43 @@ class FolderAssets:
             raise SceneError(f"{name}: changed on disk since the scene was loaded")
         return data
 
+    def chunks(self, name: str, size: int) -> Iterator[bytes]:
+        """The file in pieces of `size` bytes, never whole in memory."""
+        self.size(name)
+        try:
+            with open(self.path(name), "rb") as source:
+                while chunk := source.read(size):
+                    yield chunk
+        except OSError as exc:
+            raise SceneError(f"{name}: cannot read: {exc.strerror}") from None
+
+    def digest(self, name: str) -> str:
+        sha = hashlib.sha256()
+        for chunk in self.chunks(name, defaults.ASSET_CHUNK):
+            sha.update(chunk)
+        return sha.hexdigest()
+
+
+@dataclass
+class Transfer:
+    """What moving a scene's files cost: files and bytes sent (or fetched), and reused."""
+
+    files: int = 0
+    bytes: int = 0
+    reused: int = 0  # already in Redis (upload) or in the worker's cache (fetch)
+
 
 class RedisAssets:
-    """Files stored in Redis by `upload`, fetched and verified by a worker."""
+    """Files stored in Redis by `upload`, fetched, verified and cached by a worker.
 
-    def __init__(self, redis, digests: dict[str, str]):
+    `farm:asset:<sha256>` is a hash: `size`, `chunk_size`, and chunks "0", "1", ...;
+    `size` is written last, so a file whose upload was cut short counts as absent."""
+
+    def __init__(self, redis, digests: dict[str, str], cache=None):
         self.redis = redis
         self.digests = digests
+        self.cache = cache
+        self.fetched = Transfer()
 
     @staticmethod
     def key_for(digest: str) -> str:
@@ -61,18 +124,80 @@ class RedisAssets:
     def read(self, name: str) -> bytes:
         digest = self.digests.get(name)
         if digest is None:
-            raise SceneError(f"{name}: not among the scene's recorded files")
-        data = self.redis.get(self.key_for(digest))
+            raise AssetError(f"{name}: not among the scene's recorded files")
+        if self.cache is None:
+            return self._fetch(name, digest)
+        data = self.cache.get(digest)
         if data is None:
-            raise SceneError(f"{name}: asset {digest[:12]} is missing from Redis")
-        if digest_of(data) != digest:
-            raise SceneError(f"{name}: asset {digest[:12]} in Redis does not match its digest")
+            with self.cache.fetching(digest):  # another process may be fetching it right now
+                data = self.cache.get(digest)
+                if data is None:
+                    data = self._fetch(name, digest)
+                    self.cache.put(digest, data)
+                    return data
+        self.fetched.reused += 1
         return data
 
+    def _fetch(self, name: str, digest: str) -> bytes:
+        """The file from Redis, chunk by chunk, each size checked before it is taken."""
+        key = self.key_for(digest)
+        size, chunk_size = self.redis.hmget(key, "size", "chunk_size")
+        if size is None:
+            raise AssetError(f"{name}: asset {digest[:12]} is missing from Redis (expired or never fully uploaded)")
+        try:
+            size, chunk_size = int(size), int(chunk_size)
+        except (TypeError, ValueError):
+            raise AssetError(f"{name}: asset {digest[:12]} in Redis has a malformed header") from None
+        if not (0 <= size and 0 < chunk_size <= MAX_CHUNK):
+            raise AssetError(f"{name}: asset {digest[:12]} in Redis has a malformed header")
+        try:
+            check_size(name, size)
+        except SceneError as exc:
+            raise AssetError(str(exc)) from None
+        data = bytearray()
+        sha = hashlib.sha256()
+        count = math.ceil(size / chunk_size)
+        for index in range(count):
+            chunk = self.redis.hget(key, str(index))
+            expected = chunk_size if index < count - 1 else size - chunk_size * (count - 1)
+            if chunk is None or len(chunk) != expected:
+                what = "missing" if chunk is None else f"{len(chunk)} bytes, not {expected}"
+                raise AssetError(f"{name}: asset {digest[:12]} in Redis: chunk {index} of {count} {what}")
+            sha.update(chunk)
+            data += chunk
+        if sha.hexdigest() != digest:
+            raise AssetError(f"{name}: asset {digest[:12]} in Redis does not match its digest")
+        self.fetched.files += 1
+        self.fetched.bytes += size
+        log.info("asset %s (%s) fetched: %d bytes in %d chunks", name, digest[:12], size, count)
+        return bytes(data)
+
     @classmethod
-    def upload(cls, redis, digests: dict[str, str], source: FolderAssets, ttl: int) -> None:
-        """Store each file once (skipping those already there) and extend its lifetime."""
+    def upload(cls, redis, digests: dict[str, str], source: FolderAssets, ttl: int) -> Transfer:
+        """Store each file once (those already complete only get their lifetime extended),
+        in chunks read from disk one at a time; returns what was sent."""
+        sent = Transfer()
         for name, digest in digests.items():
             key = cls.key_for(digest)
-            if not redis.expire(key, ttl):
-                redis.set(key, source.read(name), nx=True, ex=ttl)
+            if redis.hexists(key, "size"):
+                redis.expire(key, ttl)
+                sent.reused += 1
+                continue
+            sha, size, chunk_size = hashlib.sha256(), 0, defaults.ASSET_CHUNK
+            for index, chunk in enumerate(source.chunks(name, chunk_size)):
+                sha.update(chunk)
+                size += len(chunk)
+                with redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(key, str(index), chunk)
+                    pipe.expire(key, ttl)
+                    pipe.execute()
+            if sha.hexdigest() != digest:
+                redis.delete(key)
+                raise SceneError(f"{name}: changed on disk since the scene was loaded")
+            with redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping={"chunk_size": chunk_size, "size": size})
+                pipe.expire(key, ttl)
+                pipe.execute()
+            sent.files += 1
+            sent.bytes += size
+        return sent

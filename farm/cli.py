@@ -28,7 +28,7 @@ INTERRUPT_CHOICES = ("ask", "cancel", "detach")
 
 
 def _add_render_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scene", nargs="?", help="scene file (JSON, format version 1)")
+    parser.add_argument("scene", nargs="?", help="scene file: JSON (format version 1), or glTF 2.0 (.gltf, .glb)")
     parser.add_argument("-o", "--output", required=True, help="image to write: .png (sRGB, 8-bit) or .exr (linear float)")
     parser.add_argument("--resume", metavar="JOB",
                         help="collect a job already on the farm (its client died or detached) instead of a scene")
@@ -36,6 +36,11 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
                         help="what Ctrl-C does to the job: ask (default; cancel when there is no terminal to "
                              "ask on), cancel, or detach (it keeps rendering; `farm collect JOB` fetches it)")
     parser.add_argument("--spp", type=int, help="samples per pixel (overrides the scene's film.spp)")
+    parser.add_argument("--resolution", type=_resolution, metavar="WxH",
+                        help="image size in pixels, e.g. 1920x1080 (overrides the scene's film)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="render even if textures or environment maps are missing, with those maps turned "
+                             "off (each named in a warning); by default a missing file stops the submit")
     parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE,
                         help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}, FARM_BUCKET_SIZE)")
     parser.add_argument("--order", choices=ORDERS, default=defaults.BUCKET_ORDER,
@@ -58,6 +63,14 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 def _add_broker_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", default=defaults.BROKER_URL or None,
                         help="Redis URL of the farm (default FARM_BROKER_URL)")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
+    return width, height
 
 
 def submit_parser() -> argparse.ArgumentParser:
@@ -165,7 +178,13 @@ def _submit(args) -> int:
         raise FarmError(
             f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and {defaults.MAX_BUCKET_SIZE}, got {args.bucket_size}"
         )
-    scene, document = load_scene(args.scene, spp=args.spp)
+    scene, document = load_scene(args.scene, spp=args.spp, allow_missing=args.allow_missing,
+                                 resolution=args.resolution)
+    for warning in scene.warnings:
+        print(f"submit: warning: {warning}", file=sys.stderr)
+    from farm.job import Job
+
+    Job.describe(scene, args.bucket_size, args.order)  # the frame's limits, before anything starts
     assets = None
     if scene.assets:
         from farm.assets import FolderAssets

@@ -22,6 +22,21 @@ def _str(name: str, default: str) -> str:
     return default if value in (None, "") else value
 
 
+def _bytes(name: str, default: int) -> int:
+    """A size in bytes, with an optional K, M or G suffix (powers of 1024): `20G`."""
+    value = os.environ.get(name, "").strip().upper().removesuffix("B")
+    if not value:
+        return default
+    scale = 1024 ** ("KMG".index(value[-1]) + 1) if value[-1] in "KMG" else 1
+    return int(float(value.rstrip("KMG")) * scale)
+
+
+def _cache_dir() -> str:
+    """FARM_CACHE_DIR, else farm/assets under the user's cache directory (XDG)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return _str("FARM_CACHE_DIR", os.path.join(base, "farm", "assets"))
+
+
 # Where the broker (and the job data beside it) lives; empty means "start an embedded one".
 BROKER_URL = _str("FARM_BROKER_URL", "")
 
@@ -40,6 +55,37 @@ DEVICE = _str("FARM_DEVICE", "auto")
 
 # Longest side a frame may have; 16k covers print work, more is almost surely a typo.
 MAX_RESOLUTION = _int("FARM_MAX_RESOLUTION", 16384)
+
+# Most buckets one frame may have: each is a queued message and a stored tile, and past
+# this the queue, not the rendering, becomes the work (1080p in 4 px buckets is 130k).
+MAX_BUCKETS = _int("FARM_MAX_BUCKETS", 200_000)
+
+# Most triangles one scene may have, after instancing: packing takes ~20 s a million on
+# one core and each costs ~200 bytes of device memory, so 20 M is minutes and 4 GB.
+MAX_TRIANGLES = _int("FARM_MAX_TRIANGLES", 20_000_000)
+
+# Most pixels one texture may have: 8192 x 8192, the top of production texture sizes
+# (1 GiB as float RGBA on the device).
+MAX_TEXTURE_PIXELS = _int("FARM_MAX_TEXTURE_PIXELS", 8192 * 8192)
+
+# Largest file a scene may name (and the scene file itself): a dense scanned mesh or a
+# 16k EXR sky fits; a mistaken path to a disk image does not.
+MAX_ASSET_BYTES = _bytes("FARM_MAX_ASSET_BYTES", 2 << 30)
+
+# Decompression bombs: an image may decode to at most this many times its file's size...
+MAX_EXPANSION = _int("FARM_MAX_EXPANSION", 256)
+# ...unless it decodes to less than this, which cannot strain any worker (a 4k RGBA
+# texture; flat-colour masks compress far better than 256:1).
+EXPANSION_FLOOR = 64 << 20
+
+# Files travel through Redis in chunks of this size: one command stays well under a
+# millisecond, and no client or server buffer ever holds a whole large file.
+ASSET_CHUNK = _bytes("FARM_ASSET_CHUNK", 1 << 20)
+
+# Where a worker keeps the files it fetched, and how large that folder may grow before
+# the least recently used are evicted; several workers on one machine may share it.
+CACHE_DIR = _cache_dir()
+CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30)
 
 # Upper bound on samples per pixel, so a typo cannot book the farm for a week.
 MAX_SPP = _int("FARM_MAX_SPP", 1 << 16)

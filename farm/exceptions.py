@@ -9,6 +9,11 @@ class SceneError(FarmError):
     """The scene file is unreadable, malformed, or asks for something impossible."""
 
 
+class AssetError(FarmError):
+    """A file the scene names could not be fetched from Redis or does not match its digest.
+    The same for every worker, so a job whose asset is gone fails rather than retries."""
+
+
 class DeviceError(FarmError):
     """No usable OpenCL device, or the one asked for does not exist."""
 

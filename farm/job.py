@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from farm import defaults, registry
-from farm.assets import RedisAssets
+from farm.assets import RedisAssets, Transfer
 from farm.broker import server_time
 from farm.buckets import Bucket, bucket_at, count, order, split
 from farm.exceptions import FarmError, JobError
@@ -177,23 +177,49 @@ class JobMeta:
     bucket_size: int
     order: str
     created: float
+    assets: tuple[str, ...] = ()  # digests of the scene's files, kept alive with the job
 
     def to_redis(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
+        values = {k: str(v) for k, v in asdict(self).items()}
+        values["assets"] = ",".join(self.assets)
+        return values
 
     @classmethod
     def from_redis(cls, raw: dict[bytes, bytes]) -> JobMeta:
+        """The description as a worker reads it: Redis is input from outside, so every
+        number is checked against the limits the client was held to."""
         values = {k.decode(): v.decode() for k, v in raw.items()}
-        return cls(
-            job_id=values["job_id"],
-            digest=values["digest"],
-            width=int(values["width"]),
-            height=int(values["height"]),
-            spp=int(values["spp"]),
-            bucket_size=int(values["bucket_size"]),
-            order=values["order"],
-            created=float(values["created"]),
-        )
+        try:
+            meta = cls(
+                job_id=values["job_id"],
+                digest=values["digest"],
+                width=int(values["width"]),
+                height=int(values["height"]),
+                spp=int(values["spp"]),
+                bucket_size=int(values["bucket_size"]),
+                order=values["order"],
+                created=float(values["created"]),
+                assets=tuple(d for d in values.get("assets", "").split(",") if d),
+            )
+        except (KeyError, ValueError) as exc:
+            raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
+        meta.check()
+        return meta
+
+    def check(self) -> None:
+        """Refuse a frame over the limits of resolution, samples and bucket count."""
+        if not (1 <= self.width <= defaults.MAX_RESOLUTION and 1 <= self.height <= defaults.MAX_RESOLUTION):
+            raise JobError(f"{self.width}x{self.height} is over the limit of "
+                           f"{defaults.MAX_RESOLUTION} pixels a side (FARM_MAX_RESOLUTION)")
+        if not 1 <= self.spp <= defaults.MAX_SPP:
+            raise JobError(f"{self.spp} samples per pixel is over the limit of {defaults.MAX_SPP} (FARM_MAX_SPP)")
+        if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
+            raise JobError(f"bucket size {self.bucket_size} is outside "
+                           f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
+        buckets = count(self.width, self.height, self.bucket_size)
+        if buckets > defaults.MAX_BUCKETS:
+            raise JobError(f"{self.width}x{self.height} in {self.bucket_size} px buckets is {buckets} buckets, over "
+                           f"the limit of {defaults.MAX_BUCKETS} (FARM_MAX_BUCKETS): use larger buckets")
 
 
 class Job:
@@ -241,9 +267,9 @@ class Job:
     def scene_key(digest: str) -> str:
         return f"{defaults.KEY_PREFIX}:scene:{digest}"
 
-    @classmethod
-    def create(cls, redis, scene: Scene, document: dict, bucket_size: int, bucket_order: str) -> Job:
-        """Store the scene (once per digest) and the job's description; enqueue nothing yet."""
+    @staticmethod
+    def describe(scene: Scene, bucket_size: int, bucket_order: str) -> JobMeta:
+        """A new job's description, checked against the farm's limits."""
         meta = JobMeta(
             job_id=uuid.uuid4().hex,
             digest=scene.digest,
@@ -253,7 +279,14 @@ class Job:
             bucket_size=bucket_size,
             order=bucket_order,
             created=time.time(),
+            assets=tuple(sorted(set(scene.assets.values()))),
         )
+        meta.check()
+        return meta
+
+    @classmethod
+    def create(cls, redis, meta: JobMeta, document: dict) -> Job:
+        """Store the scene (once per digest) and the job's description; enqueue nothing yet."""
         ttl = defaults.JOB_TTL
         with redis.pipeline() as pipe:
             pipe.set(cls.scene_key(meta.digest), json.dumps(document, separators=(",", ":")), nx=True, ex=ttl)
@@ -299,9 +332,10 @@ class Job:
         return queue.purge(self.job_id)
 
     def keep_alive(self) -> None:
-        """Push the running job's expiry JOB_TTL ahead (its scene's too)."""
+        """Push the running job's expiry JOB_TTL ahead (its scene's and files' too)."""
+        assets = [RedisAssets.key_for(digest) for digest in self.meta.assets]
         with self.redis.pipeline() as pipe:
-            for key in self.keys() + [self.scene_key(self.meta.digest)]:
+            for key in self.keys() + [self.scene_key(self.meta.digest)] + assets:
                 pipe.expire(key, defaults.JOB_TTL)
             pipe.execute()
 
@@ -483,6 +517,7 @@ class JobRun:
     copies: set[int] = field(default_factory=set)  # buckets given a copy as stragglers
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
+    uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
     _last_progress: float = field(default_factory=time.monotonic)
@@ -722,6 +757,14 @@ class JobRun:
             "copies": len(self.copies),
             "lost_deliveries": self.lost_deliveries,
             "invalid_tiles": self.invalid_tiles,
+            "assets": {  # the scene's files: sent by this client, fetched by workers, found in their caches
+                "uploaded_files": self.uploaded.files,
+                "uploaded_bytes": self.uploaded.bytes,
+                "already_in_redis": self.uploaded.reused,
+                "fetched_files": stats.get("assets_fetched", 0),
+                "fetched_bytes": stats.get("asset_bytes_fetched", 0),
+                "cache_hits": stats.get("asset_cache_hits", 0),
+            },
             "notices": self.notices,
             "buckets": [asdict(self.records[i]) for i in sorted(self.records)],
         }
@@ -755,12 +798,16 @@ def start_job(
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect."""
+    meta = Job.describe(scene, bucket_size, bucket_order)
+    uploaded = Transfer()
     if scene.assets:
         if assets is None:
             raise JobError("the scene names files but no folder to read them from was given")
-        RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
-    job = Job.create(redis, scene, document, bucket_size, bucket_order)
-    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, task))
+        uploaded = RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
+        log.info("assets: %d files (%d bytes) uploaded, %d already in Redis", uploaded.files, uploaded.bytes,
+                 uploaded.reused)
+    job = Job.create(redis, meta, document)
+    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, task), uploaded=uploaded)
     run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
     log.info("job %s: %d buckets of %dpx enqueued", job.job_id, run.total, bucket_size)
     return run

@@ -137,8 +137,12 @@ class RedisServer:
 class WorkerProcess:
     """One `celery -A farm worker` subprocess with its own log file."""
 
-    def __init__(self, name: str, broker_url: str, folder: Path, env: dict | None = None, concurrency: int = 1):
+    def __init__(
+        self, name: str, broker_url: str, folder: Path, env: dict | None = None, concurrency: int = 1,
+        cwd: Path | None = None,
+    ):
         self.name = name
+        self.cwd = cwd or folder  # not the caller's folder: a worker needs no files there
         self.broker_url = broker_url
         self.log_path = folder / f"worker-{name}.log"
         self.env = env or {}
@@ -161,7 +165,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True, preexec_fn=_die_with_parent,
-                cwd=self.log_path.parent,  # not the caller's folder: a worker needs no files there
+                cwd=self.cwd,
             )
         return self
 

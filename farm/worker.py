@@ -28,8 +28,9 @@ from celery.signals import heartbeat_sent, worker_init, worker_process_init, wor
 from farm import defaults, faults, registry
 from farm import device as devices
 from farm.assets import RedisAssets
+from farm.cache import AssetCache
 from farm.broker import client, server_time
-from farm.exceptions import FarmError
+from farm.exceptions import AssetError, FarmError
 from farm.job import Job, Lease, TileEvent, TileHeader
 from farm.queue import BucketQueue
 from farm.render import Renderer, build_program
@@ -61,6 +62,7 @@ class WorkerState:
         signal.signal(signal.SIGTERM, _stop_child)
         self.failed_in_a_row = 0
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
+        self.cache: AssetCache | None = None  # opened with the first scene that names files
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
@@ -72,7 +74,15 @@ class WorkerState:
         scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
         if scene.digest != digest:
             raise FarmError(f"scene {digest[:12]} in Redis does not match its digest")
-        renderer = Renderer(self.device, pack(scene, RedisAssets(self.redis, scene.assets)))
+        if self.cache is None:
+            self.cache = AssetCache()
+        assets = RedisAssets(self.redis, scene.assets, self.cache)
+        renderer = Renderer(self.device, pack(scene, assets))
+        fetched = assets.fetched
+        for stat, amount in (("assets_fetched", fetched.files), ("asset_bytes_fetched", fetched.bytes),
+                             ("asset_cache_hits", fetched.reused)):
+            if amount:
+                job.count(stat, amount)
         self.renderers[digest] = renderer
         while len(self.renderers) > SCENES_KEPT:
             self.renderers.popitem(last=False)
@@ -111,6 +121,11 @@ class WorkerState:
                                 seconds, lease.attempt, self.pid)
             first = job.store_tile(header, tile)
         except Reject:
+            raise
+        except AssetError as exc:  # gone or corrupt in Redis: no worker could do better
+            log.error("job %s bucket %d: %s", job_id[:8], index, exc)
+            job.record_failure(index, hostname, str(exc))
+            job.fail(index, hostname, str(exc))
             raise
         except Exception as exc:  # counted, sent again or failing the job; Flower shows it failed
             self._failed(task, job, index, hostname, exc)

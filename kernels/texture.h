@@ -56,15 +56,17 @@ inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
     return bilinear(s, t, x, y, wrap, wrap);
 }
 
+/* A parameter is its value, or its texture times the value (the reference's factor, 1 by
+ * default: glTF's baseColorFactor times baseColorTexture). */
 inline float3 param_rgb(const SceneRef *s, Param p, float2 uv) {
-    return p.texture.x < 0 ? p.value.xyz : texture_eval(s, p.texture.x, uv).xyz;
+    return p.texture.x < 0 ? p.value.xyz : texture_eval(s, p.texture.x, uv).xyz * p.value.xyz;
 }
 
 inline float param_scalar(const SceneRef *s, Param p, float2 uv) {
     if (p.texture.x < 0) return p.value.x;
     float4 v = texture_eval(s, p.texture.x, uv);
     int c = p.texture.y;
-    return c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w;
+    return (c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w) * p.value.x;
 }
 
 #endif

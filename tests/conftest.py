@@ -96,6 +96,16 @@ class FarmHandle:
         return run
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _asset_cache_in_a_temporary_folder(tmp_path_factory):
+    """Workers started by tests (and their children) cache assets under the session's
+    temporary folder, never in the user's own cache."""
+    os.environ["FARM_CACHE_DIR"] = str(tmp_path_factory.mktemp("asset-cache"))
+    from farm import defaults
+
+    defaults.CACHE_DIR = os.environ["FARM_CACHE_DIR"]
+
+
 @pytest.fixture(autouse=True)
 def _no_broker_from_environment(monkeypatch):
     """Tests choose their broker explicitly; a developer's FARM_BROKER_URL must not leak in."""

@@ -4,13 +4,14 @@ scene's folder on the client and from Redis (by content hash) on the workers."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
 from farm.assets import FolderAssets, RedisAssets, digest_of
-from farm.exceptions import SceneError
+from farm.exceptions import AssetError, SceneError
 from farm.render import Renderer
 from farm.scene import load_scene
 from farm.scene.pack import pack
@@ -52,8 +53,43 @@ def test_files_outside_the_scene_folder_are_refused(example, name):
     document = json.loads(example.read_text())
     document["textures"]["tiles"]["file"] = name
     example.write_text(json.dumps(document))
-    with pytest.raises(SceneError, match="relative to the scene's folder"):
+    with pytest.raises(SceneError, match="outside the scene's folder"):
         load_scene(example)
+
+
+def test_a_symlink_out_of_the_scene_folder_is_refused(example, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(example.parent / "assets" / "tiles.png", outside / "tiles.png")
+    (example.parent / "assets" / "link.png").symlink_to(outside / "tiles.png")
+    (example.parent / "linked").symlink_to(outside, target_is_directory=True)
+    document = json.loads(example.read_text())
+    for name in ("assets/link.png", "linked/tiles.png"):
+        document["textures"]["tiles"]["file"] = name
+        example.write_text(json.dumps(document))
+        with pytest.raises(SceneError, match="symlink out of the scene's folder"):
+            load_scene(example)
+
+
+def test_names_inside_the_folder_are_made_relative(example):
+    document = json.loads(example.read_text())
+    document["textures"]["tiles"]["file"] = str(example.parent / "assets" / "tiles.png")  # absolute, inside
+    document["lights"][0]["file"] = "assets/../assets/./sky.hdr"
+    example.write_text(json.dumps(document))
+    scene, sent = load_scene(example)
+    assert sorted(scene.assets) == ["assets/sky.hdr", "assets/tiles.png", "assets/vase.obj"]
+    assert sent["textures"]["tiles"]["file"] == "assets/tiles.png"
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd.png", "../x.png", "a/../b.png", "C:/x.png", "./x.png"])
+def test_a_worker_refuses_any_name_but_a_plain_relative_one(example, name):
+    """The document comes from Redis on a worker: nothing there may name a path that
+    load_scene would not have made."""
+    from farm.scene import parse_scene
+
+    _, document = load_scene(example)
+    document["textures"]["tiles"]["file"] = name
+    with pytest.raises(SceneError, match="relative to the scene's folder"):
+        parse_scene(document)
 
 
 def test_a_file_changed_after_loading_is_refused(example):
@@ -84,16 +120,113 @@ def test_farm_renders_a_scene_with_files_from_redis_bit_identically(farm, device
         assert farm.redis.exists(RedisAssets.key_for(digest))
 
 
-def test_worker_side_refuses_a_file_whose_bytes_do_not_match(farm, example):
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Files travel in 1 KiB chunks, so the test files span many."""
+    from farm import defaults
+
+    monkeypatch.setattr(defaults, "ASSET_CHUNK", 1024)
+
+
+def test_files_travel_in_chunks_once_and_are_verified(redis_server, example, small_chunks):
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(redis_server.url)
     scene, _ = load_scene(example)
-    RedisAssets.upload(farm.redis, scene.assets, FolderAssets(example.parent, scene.assets), ttl=60)
-    digest = scene.assets["assets/tiles.png"]
-    farm.redis.set(RedisAssets.key_for(digest), b"not the tiles")
-    try:
-        with pytest.raises(SceneError, match="does not match its digest"):
-            RedisAssets(farm.redis, scene.assets).read("assets/tiles.png")
-    finally:
-        farm.redis.delete(RedisAssets.key_for(digest))
+    source = FolderAssets(example.parent, scene.assets)
+    client.delete(*(RedisAssets.key_for(d) for d in scene.assets.values()))  # left by earlier tests
+    first = RedisAssets.upload(client, scene.assets, source, ttl=60)
+    assert first.files == 3 and first.bytes == sum((example.parent / n).stat().st_size for n in scene.assets)
+    again = RedisAssets.upload(client, scene.assets, source, ttl=60)  # a second job sharing the files
+    assert (again.files, again.bytes, again.reused) == (0, 0, 3)
+    digest = scene.assets["assets/sky.hdr"]
+    key = RedisAssets.key_for(digest)
+    size = (example.parent / "assets/sky.hdr").stat().st_size
+    assert client.hlen(key) == 2 + -(-size // 1024)  # size, chunk_size and the chunks
+    worker = RedisAssets(client, scene.assets)
+    assert worker.read("assets/sky.hdr") == (example.parent / "assets/sky.hdr").read_bytes()
+    assert (worker.fetched.files, worker.fetched.bytes) == (1, size)
+
+    chunk = client.hget(key, "1")
+    client.hset(key, "1", bytes([chunk[0] ^ 1]) + chunk[1:])  # one bit flipped in Redis
+    with pytest.raises(AssetError, match="does not match its digest"):
+        RedisAssets(client, scene.assets).read("assets/sky.hdr")
+    client.hset(key, "1", chunk[:-1])
+    with pytest.raises(AssetError, match="chunk 1 of .* 1023 bytes, not 1024"):
+        RedisAssets(client, scene.assets).read("assets/sky.hdr")
+    client.hset(key, "size", str(10 << 40))
+    with pytest.raises(AssetError, match="over the limit"):
+        RedisAssets(client, scene.assets).read("assets/sky.hdr")
+    client.hdel(key, "size")  # an upload cut short counts as absent, and is sent again
+    with pytest.raises(AssetError, match="missing from Redis"):
+        RedisAssets(client, scene.assets).read("assets/sky.hdr")
+    assert RedisAssets.upload(client, scene.assets, source, ttl=60).files == 1
+    assert RedisAssets(client, scene.assets).read("assets/sky.hdr") == (example.parent / "assets/sky.hdr").read_bytes()
+    client.delete(*(RedisAssets.key_for(d) for d in scene.assets.values()))
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(example, monkeypatch):
+    from farm import defaults
+
+    monkeypatch.setattr(defaults, "MAX_ASSET_BYTES", 100_000)
+    with pytest.raises(SceneError, match=r"assets/vase.obj: 476.1 KiB is over the limit of 97.7 KiB per file"):
+        load_scene(example)
+
+
+def test_missing_maps_can_be_turned_off_loudly(example):
+    (example.parent / "assets" / "tiles.png").unlink()
+    (example.parent / "assets" / "sky.hdr").unlink()
+    scene, document = load_scene(example, allow_missing=True)
+    assert sorted(scene.assets) == ["assets/vase.obj"] and "tiles" not in scene.textures
+    assert scene.environment.file is None
+    assert any(w.startswith("MISSING FILE assets/tiles.png: texture tiles turned off (glaze.reflectance rendered without it)") for w in scene.warnings)
+    assert any(w.startswith("MISSING FILE assets/sky.hdr: environment map turned off") for w in scene.warnings)
+    (example.parent / "assets" / "vase.obj").unlink()
+    with pytest.raises(SceneError, match="missing mesh file: assets/vase.obj"):
+        load_scene(example, allow_missing=True)
+
+
+def test_submit_refuses_missing_files_by_name_or_renders_without_them(example, tmp_path):
+    (example.parent / "assets" / "tiles.png").unlink()
+    out = tmp_path / "out.png"
+    refused = _submit(example, out)
+    assert refused.returncode == 2 and not out.exists()
+    assert refused.stderr.strip().splitlines() == [
+        f"submit: error: {example}: missing file: assets/tiles.png (--allow-missing renders without missing maps)"]
+    rendered = _submit(example, out, "--allow-missing")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "submit: warning: MISSING FILE assets/tiles.png: texture tiles turned off" in rendered.stderr
+    assert out.exists()
+
+
+def _submit(scene, out, *extra):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "farm.cli", "submit", str(scene), "-o", str(out), "-q", "--workers", "1", *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=240)
+
+
+def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, example):
+    """The asset vanishes from Redis after the upload: the job fails at once with the
+    file's name, no worker renders anything without it, no worker is called bad."""
+    from farm.exceptions import JobError
+    from farm.job import start_job
+    from farm.tasks import render_bucket
+
+    tiles = example.parent / "assets" / "tiles.png"
+    tiles.write_bytes(tiles.read_bytes() + os.urandom(8))  # a file no worker has cached
+    scene, document = load_scene(example)
+    assets = FolderAssets(example.parent, scene.assets)
+    RedisAssets.upload(farm.redis, scene.assets, assets, ttl=60)
+    farm.redis.hdel(RedisAssets.key_for(scene.assets["assets/tiles.png"]), "0")  # its one chunk lost
+    run = start_job(farm.redis, render_bucket, scene, document, 16, "spiral", assets)
+    with pytest.raises(JobError, match=r"bucket \d+ failed: assets/tiles.png: asset \w+ in Redis: chunk 0 of 1 missing"):
+        run.collect(stall_timeout=60)
+    assert not run.records
+    from farm import registry
+
+    assert not any(w.bad for w in registry.workers(farm.redis).values())
 
 
 def test_obj_polygons_are_triangulated_and_meshes_without_normals_are_flat(tmp_path):

@@ -66,7 +66,7 @@ def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
     from farm.tasks import render_bucket
 
     scene, document, _ = odd_frame
-    job = Job.create(farm.redis, scene, document, 64, "spiral")
+    job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     render_bucket.apply_async((job.job_id, 99))  # no such bucket: the worker says so
     from farm.film import Film
     from farm.job import JobRun
@@ -80,7 +80,7 @@ def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
     from farm.tasks import render_bucket
 
     scene, document, _ = odd_frame
-    job = Job.create(farm.redis, scene, document, 64, "spiral")
+    job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     job.finish("cancelled")
     BucketQueue(farm.redis, render_bucket).send(job.job_id, range(job.bucket_count))
     run = start_job(farm.redis, render_bucket, scene, document, 64, "spiral")  # a later job still runs
@@ -110,7 +110,7 @@ def test_program_built_and_scene_uploaded_once_per_process(farm, make_document):
 
 def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     scene, document, reference = odd_frame
-    job = Job.create(farm.redis, scene, document, 64, "spiral")
+    job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     events = Job.key_for(job.job_id, "events")
     farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}')
     from farm.film import Film
@@ -132,7 +132,7 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     from farm.tasks import render_bucket
 
     scene, document, reference = odd_frame
-    job = Job.create(farm.redis, scene, document, 32, "spiral")  # 8 buckets of 32px (edges cut short)
+    job = Job.create(farm.redis, Job.describe(scene, 32, "spiral"), document)  # 8 buckets of 32px (edges cut short)
     good, nan = np.zeros((32, 32, 3), np.float32), np.full((32, 32, 3), np.nan, np.float32)
     bogus = {
         0: encode_tile(TileHeader("f" * 32, 0, 32, 32), good),  # another job's

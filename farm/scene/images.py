@@ -8,15 +8,32 @@ import re
 
 import numpy as np
 
+from farm import defaults
 from farm.exceptions import SceneError
 
 
-def decode(name: str, data: bytes) -> tuple[np.ndarray, bool]:
+def check_dimensions(width: int, height: int, bytes_per_pixel: int, file_size: int) -> None:
+    """Refuse an image before decoding it: too many pixels, or a decompression bomb (far
+    more pixels than its file's size can honestly hold)."""
+    if width <= 0 or height <= 0:
+        raise SceneError(f"empty image ({width}x{height})")
+    if width * height > defaults.MAX_TEXTURE_PIXELS:
+        raise SceneError(f"{width}x{height} is over the limit of {defaults.MAX_TEXTURE_PIXELS} pixels per texture "
+                         f"(FARM_MAX_TEXTURE_PIXELS)")
+    raw = width * height * bytes_per_pixel
+    if raw > defaults.EXPANSION_FLOOR and raw > defaults.MAX_EXPANSION * max(file_size, 1):
+        raise SceneError(f"{width}x{height} would decode to {raw} bytes from a file of {file_size}, more than "
+                         f"{defaults.MAX_EXPANSION} times its size (FARM_MAX_EXPANSION): refused as a decompression bomb")
+
+
+def decode(name: str, data: bytes, sniff: bool = False) -> tuple[np.ndarray, bool]:
     """(pixels as float32 (height, width, channels), whether they are 8/16-bit display values).
 
-    Display values are in [0, 1] and still sRGB-encoded; the caller decides, by what the
-    image is used for, whether to linearise them. Float images are linear already."""
-    suffix = name.lower().rsplit(".", 1)[-1]
+    The format comes from the name's suffix, or (`sniff`) from the bytes, which must then be
+    PNG or JPEG (images inside glTF buffers). Display values are in [0, 1] and still
+    sRGB-encoded; the caller decides, by what the image is used for, whether to linearise
+    them. Float images are linear already."""
+    suffix = "png" if sniff else name.lower().rsplit(".", 1)[-1]
     try:
         if suffix == "exr":
             return _exr(data), False
@@ -39,6 +56,8 @@ def _pillow(data: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
+        bands = len(image.getbands())
+        check_dimensions(image.width, image.height, bands * (2 if image.mode.startswith("I") else 1), len(data))
         image.load()
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
             pixels = np.asarray(image, dtype=np.float64) / 65535.0
@@ -52,6 +71,11 @@ def _pillow(data: bytes) -> np.ndarray:
 def _exr(data: bytes) -> np.ndarray:
     import OpenEXR
 
+    with OpenEXR.File(io.BytesIO(data), header_only=True) as exr:
+        header = exr.header()
+        low, high = header["dataWindow"]
+        channels = header["channels"]
+        check_dimensions(int(high[0] - low[0] + 1), int(high[1] - low[1] + 1), 4 * max(len(channels), 1), len(data))
     with OpenEXR.File(io.BytesIO(data)) as exr:
         channels = exr.channels()
         if "RGB" in channels or "RGBA" in channels:
@@ -81,8 +105,7 @@ def _rgbe(data: bytes) -> np.ndarray:
     if match is None or match.group(1) != b"-" or match.group(3) != b"+":
         raise SceneError("only the standard -Y +X orientation is supported")
     height, width = int(match.group(2)), int(match.group(4))
-    if not (0 < width <= 1 << 15 and 0 < height <= 1 << 15):
-        raise SceneError(f"implausible size {width}x{height}")
+    check_dimensions(width, height, 4, len(data))
     body = np.frombuffer(data, np.uint8, offset=line_end + 1)
     rgbe = np.empty((height, width, 4), np.uint8)
     pos = 0

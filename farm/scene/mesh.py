@@ -29,6 +29,13 @@ def load_obj(name: str, data: bytes) -> TriangleMesh:
     the scene file names the material). Polygons come triangulated by trimesh."""
     from trimesh.exchange.obj import load_obj as trimesh_load_obj
 
+    from farm import defaults
+
+    # Before parsing: every face line makes at least one triangle.
+    faces = data.count(b"\nf ") + data.startswith(b"f ")
+    if faces > defaults.MAX_TRIANGLES:
+        raise SceneError(f"{name}: {faces} faces, over the limit of {defaults.MAX_TRIANGLES} triangles "
+                         f"(FARM_MAX_TRIANGLES)")
     try:
         loaded = trimesh_load_obj(io.BytesIO(data), maintain_order=True, skip_materials=True)
     except Exception as exc:  # trimesh raises many types for malformed files
@@ -88,3 +95,57 @@ def cube() -> TriangleMesh:
                 uvs.append(((cu + 1) / 2.0, (cv + 1) / 2.0))
             faces += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
     return TriangleMesh(np.array(vertices, np.float64), np.array(faces), None, np.array(uvs, np.float64))
+
+
+# Binary layouts (glTF accessors; see farm.scene.gltf): format -> (dtype, components, scale)
+BINARY_FORMATS = {
+    "f32x3": ("<f4", 3, None), "f32x2": ("<f4", 2, None), "u8x2n": ("u1", 2, 255.0), "u16x2n": ("<u2", 2, 65535.0),
+    "u8": ("u1", 1, None), "u16": ("<u2", 1, None), "u32": ("<u4", 1, None),
+}
+
+
+def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
+    """A mesh from accessors into a binary file: `layout` maps positions, and optionally
+    normals, uvs (as stored: glTF's v runs down) and indices, to {offset, count, format,
+    stride}. Every range and index is checked against the bytes, which come from outside."""
+    from farm import defaults
+
+    positions = _accessor(name, data, "positions", layout["positions"])
+    vertex_count = len(positions)
+    if "indices" in layout:
+        count = layout["indices"]["count"]
+        if count % 3 or count // 3 > defaults.MAX_TRIANGLES:
+            raise SceneError(f"{name}: {count} indices do not make at most {defaults.MAX_TRIANGLES} triangles")
+        faces = _accessor(name, data, "indices", layout["indices"]).astype(np.int64).reshape(-1, 3)
+        if len(faces) and faces.max() >= vertex_count:
+            raise SceneError(f"{name}: an index refers to vertex {faces.max()} of {vertex_count}")
+    else:
+        if vertex_count % 3 or vertex_count // 3 > defaults.MAX_TRIANGLES:
+            raise SceneError(f"{name}: {vertex_count} vertices do not make at most {defaults.MAX_TRIANGLES} triangles")
+        faces = np.arange(vertex_count, dtype=np.int64).reshape(-1, 3)
+    extra = {}
+    for key in ("normals", "uvs"):
+        if key in layout:
+            extra[key] = _accessor(name, data, key, layout[key])
+            if len(extra[key]) != vertex_count:
+                raise SceneError(f"{name}: {len(extra[key])} {key} for {vertex_count} vertices")
+    mesh = TriangleMesh(positions, faces, extra.get("normals"), extra.get("uvs"))
+    for values in (mesh.vertices, mesh.normals, mesh.uvs):
+        if values is not None and not np.isfinite(values).all():
+            raise SceneError(f"{name}: vertex data must be finite")
+    return mesh
+
+
+def _accessor(name: str, data: bytes, key: str, entry: dict) -> np.ndarray:
+    dtype, components, scale = BINARY_FORMATS[entry["format"]]
+    element = np.dtype(dtype).itemsize * components
+    offset, count, stride = entry["offset"], entry["count"], entry.get("stride", element)
+    if count == 0:
+        return np.zeros((0, components) if components > 1 else 0)
+    if stride < element or offset < 0 or offset + stride * (count - 1) + element > len(data):
+        raise SceneError(f"{name}: {key} ({count} x {stride} bytes at {offset}) lie outside the file's {len(data)} bytes")
+    shape, strides = ((count, components), (stride, np.dtype(dtype).itemsize)) if components > 1 else ((count,), (stride,))
+    values = np.ndarray(shape, dtype, buffer=data, offset=offset, strides=strides)
+    if scale is not None:
+        return values.astype(np.float64) / scale
+    return values.astype(np.float64) if dtype == "<f4" else values.copy()

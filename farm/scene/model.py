@@ -48,11 +48,13 @@ class Film:
 
 @dataclass(frozen=True)
 class TextureRef:
-    """A material parameter read from the named texture; `channel` picks the channel a
-    scalar parameter (roughness) takes from a colour texture."""
+    """A material parameter read from the named texture, times `factor` (per channel; a
+    scalar parameter uses the first); `channel` picks the channel a scalar parameter
+    (roughness) takes from a colour texture."""
 
     name: str
     channel: int = 0
+    factor: Vec3 = (1.0, 1.0, 1.0)
 
 
 # A material parameter: a number (scalar parameters), an RGB triple, or a texture.
@@ -73,6 +75,7 @@ class ImageTexture:
     scale: Vec2 = (1.0, 1.0)
     offset: Vec2 = (0.0, 0.0)
     colorspace: str = "auto"  # auto, srgb or linear
+    range: tuple[int, int] | None = None  # (offset, length) of a PNG or JPEG inside `file` (a glTF buffer)
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,9 @@ class Box(Shape):
 
 @dataclass(frozen=True)
 class Mesh(Shape):
-    """Triangles, inline or from an OBJ `file` (relative to the scene file).
+    """Triangles, inline, from an OBJ `file` (relative to the scene file), or from a binary
+    `file` (a glTF buffer) laid out as `binary` says: (part, offset, count, format, stride)
+    for the positions and, optionally, normals, uvs and indices (farm.scene.gltf).
 
     Inline: vertex positions, counter-clockwise (front-facing) index triples and, optionally,
     per-vertex normals and uvs. Vertex normals give smooth shading unless `face_normals`."""
@@ -164,6 +169,11 @@ class Mesh(Shape):
     normals: tuple[Vec3, ...] = field(default=())
     uvs: tuple[Vec2, ...] = field(default=())
     face_normals: bool = False
+    binary: tuple[tuple[str, int, int, str, int], ...] = ()
+
+    def layout(self) -> dict[str, dict]:
+        """The binary layout as farm.scene.mesh.load_binary takes it."""
+        return {part: {"offset": o, "count": c, "format": f, "stride": s} for part, o, c, f, s in self.binary}
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,7 @@ class Scene:
     sampler: str = "sobol"
     strategy: str = "mis"
     assets: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # what the client changed or could not convert (maps turned off, ...)
 
     @property
     def environment(self) -> EnvironmentLight | None:

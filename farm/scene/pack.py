@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from farm import defaults
 from farm.exceptions import SceneError
 from farm.scene import bvh as bvh_builder
 from farm.scene import images
-from farm.scene.mesh import TriangleMesh, cube, load_obj, rectangle
+from farm.scene.mesh import TriangleMesh, cube, load_binary, load_obj, rectangle
 from farm.scene.model import (
     Box, Checkerboard, ImageTexture, Material, Mesh, PointLight, Rectangle, Scene,
     Sphere, SpotLight, SunLight, TextureRef,
@@ -101,10 +102,11 @@ class _Textures:
         self.means: dict[int, np.ndarray] = {}  # mean colour of each entry, for light power
         self.decoded: dict[str, tuple[np.ndarray, bool]] = {}
 
-    def image(self, name: str) -> tuple[np.ndarray, bool]:
-        if name not in self.decoded:
-            self.decoded[name] = images.decode(name, self.assets.read(name))
-        return self.decoded[name]
+    def image(self, name: str, byte_range: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+        key = f"{name}@{byte_range}" if byte_range else name
+        if key not in self.decoded:
+            self.decoded[key] = read_image(self.assets, name, byte_range)
+        return self.decoded[key]
 
     def add(self, texture, colour: bool) -> int:
         srgb = colour if not isinstance(texture, ImageTexture) or texture.colorspace == "auto" else texture.colorspace == "srgb"
@@ -119,7 +121,7 @@ class _Textures:
             entry["color1"][:3] = texture.color1
             mean = (np.array(texture.color0) + np.array(texture.color1)) / 2.0
         else:
-            pixels, display = self.image(texture.file)
+            pixels, display = self.image(texture.file, texture.range)
             if display and srgb:
                 pixels = images.srgb_to_linear(pixels)
             height, width, channels = pixels.shape
@@ -145,6 +147,7 @@ class _Textures:
         packed = np.zeros((), PARAM)
         if isinstance(value, TextureRef):
             packed["texture"] = (self.add(self.scene.textures[value.name], colour), value.channel, 0, 0)
+            packed["value"][:3] = value.factor if colour else (value.factor[0],) * 3
         else:
             packed["texture"] = (-1, 0, 0, 0)
             packed["value"][:3] = value if colour else (value, value, value)
@@ -202,14 +205,37 @@ class NoAssets:
         raise SceneError(f"{name}: no asset source to read it from")
 
 
+def read_image(assets, name: str, byte_range: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """An image file, or an image stored at `byte_range` (offset, length) inside one."""
+    data = assets.read(name)
+    if byte_range is None:
+        return images.decode(name, data)
+    offset, length = byte_range
+    if offset + length > len(data):
+        raise SceneError(f"{name}: image bytes {offset}..{offset + length} lie outside the file's {len(data)}")
+    return images.decode(f"{name}[{offset}:{offset + length}]", data[offset:offset + length], sniff=True)
+
+
+def read_mesh(assets, shape: Mesh) -> TriangleMesh:
+    """The triangles of a mesh shape that names a file: OBJ, or binary (glTF) accessors."""
+    data = assets.read(shape.file)
+    if shape.binary:
+        return load_binary(shape.file, data, shape.layout())
+    return load_obj(shape.file, data)
+
+
 def check_files(scene: Scene, assets) -> None:
     """Read every mesh and image the scene names, as packing would, so that a broken file
     is reported by the client before any worker is asked to render with it."""
-    for name in scene.files():  # the parser admits .obj for meshes only, images for the rest
-        if name.lower().endswith(".obj"):
-            load_obj(name, assets.read(name))
-        else:
-            images.decode(name, assets.read(name))
+    for shape in scene.shapes:
+        if isinstance(shape, Mesh) and shape.file:
+            read_mesh(assets, shape)
+    for texture in scene.textures.values():
+        if isinstance(texture, ImageTexture):
+            read_image(assets, texture.file, texture.range)
+    environment = scene.environment
+    if environment is not None and environment.file:
+        read_image(assets, environment.file)
 
 
 def pack(scene: Scene, assets=None) -> PackedScene:
@@ -225,7 +251,7 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     for i, name in enumerate(names):
         materials[i] = _material(scene.materials[name], textures)
 
-    meshes, spheres = [], []
+    meshes, spheres, loaded, triangle_count = [], [], {}, 0
     for shape in scene.shapes:
         m = np.array(shape.transform, dtype=np.float64)
         mid = material_index[shape.material]
@@ -236,9 +262,12 @@ def pack(scene: Scene, assets=None) -> PackedScene:
             mesh = rectangle()
         elif isinstance(shape, Box):
             mesh = cube()
-        elif isinstance(shape, Mesh) and shape.file:
+        elif isinstance(shape, Mesh) and shape.file:  # instances of one mesh (glTF) are read once
             t = time.perf_counter()
-            mesh = load_obj(shape.file, assets.read(shape.file))
+            key = (shape.file, shape.binary)
+            if key not in loaded:
+                loaded[key] = read_mesh(assets, shape)
+            mesh = loaded[key]
             timings["load"] = timings.get("load", 0.0) + time.perf_counter() - t
         elif isinstance(shape, Mesh):
             mesh = TriangleMesh(
@@ -250,6 +279,9 @@ def pack(scene: Scene, assets=None) -> PackedScene:
         else:  # pragma: no cover - the parser only makes the shapes above
             raise TypeError(f"cannot pack {type(shape).__name__}")
         face_normals = isinstance(shape, Mesh) and shape.face_normals
+        triangle_count += len(mesh.faces)
+        if triangle_count > defaults.MAX_TRIANGLES:
+            raise SceneError(f"the scene has more than {defaults.MAX_TRIANGLES} triangles (FARM_MAX_TRIANGLES)")
         meshes.append((mesh, m, mid, face_normals))
 
     triangles, triangle_data, normals, corners = _triangles(meshes)
@@ -550,7 +582,8 @@ def _environment_distribution(pixels: np.ndarray):
 def _emission_mean(material_entry, textures: _Textures) -> np.ndarray:
     param = material_entry["emission"]
     index = int(param["texture"][0])
-    return textures.means[index] if index >= 0 else np.array(param["value"][:3], np.float64)
+    value = np.array(param["value"][:3], np.float64)
+    return textures.means[index] * value if index >= 0 else value
 
 
 def _lights(scene, materials, textures, triangle_data, corners, spheres, scene_radius, env_mean) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Read a scene file (format version 1) into frozen dataclasses, strictly.
+"""Validate a scene document (format version 1) into frozen dataclasses, strictly.
 
 Unknown keys, wrong types and impossible values are errors naming their place in the
 file (`shapes[2].material`), never silently ignored.
@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from farm import defaults
 from farm.exceptions import SceneError
@@ -35,42 +36,6 @@ METALS = {
 }
 
 
-def load_scene(path: str | Path, spp: int | None = None) -> tuple[Scene, dict]:
-    """Read and validate a scene file; `spp` overrides the film's samples per pixel.
-
-    The files the scene names are read from its folder and their digests recorded in the
-    document's "assets", so the scene's digest covers their content too. Returns the scene
-    and that document, which is what travels to workers.
-    """
-    from farm.assets import FolderAssets, digest_of
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SceneError(f"{path}: no such scene file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SceneError(f"{path}: cannot read scene file: {exc}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SceneError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if spp is not None and isinstance(document, dict) and isinstance(document.get("film"), dict):
-        document["film"]["spp"] = spp
-    if isinstance(document, dict):
-        document.pop("assets", None)  # recorded below from the files themselves
-    scene = parse_scene(document, source=str(path))
-    files = scene.files()
-    if not files:
-        return scene, document
-    folder = FolderAssets(path.parent)
-    missing = [name for name in files if not folder.path(name).is_file()]
-    if missing:
-        raise SceneError(f"{path}: missing file{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    document["assets"] = {name: digest_of(folder.read(name)) for name in files}
-    return parse_scene(document, source=str(path)), document
-
-
 def scene_digest(document: dict) -> str:
     """SHA-256 of the document's canonical JSON: equal scenes, equal digests."""
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -82,7 +47,8 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
     root = _Node(document, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),
-        optional=("max_depth", "rr_depth", "seed", "sampler", "strategy", "description", "textures", "lights", "assets"),
+        optional=("max_depth", "rr_depth", "seed", "sampler", "strategy", "description", "textures", "lights", "assets",
+                  "warnings"),
     )
     version = root.child("version").integer()
     if version != FORMAT_VERSION:
@@ -107,11 +73,18 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
     sampler = root.child("sampler").choice(SAMPLERS) if "sampler" in root.value else "sobol"
     strategy = root.child("strategy").choice(STRATEGIES) if "strategy" in root.value else "mis"
     assets = _assets(root.child("assets")) if "assets" in root.value else {}
+    warnings = tuple(w.string() for w in root.child("warnings").items()) if "warnings" in root.value else ()
     try:
         digest = scene_digest(document)
     except ValueError:
         root.fail("numbers must be finite")
-    scene = Scene(camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, strategy, assets)
+    scene = Scene(
+        camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, strategy, assets,
+        warnings,
+    )
+    triangles = sum(len(shape.triangles) for shape in shapes if isinstance(shape, Mesh))
+    if triangles > defaults.MAX_TRIANGLES:
+        shapes_node.fail(f"{triangles} inline triangles, over the limit of {defaults.MAX_TRIANGLES} (FARM_MAX_TRIANGLES)")
     if assets:
         missing = [name for name in scene.files() if name not in assets]
         if missing:
@@ -167,12 +140,15 @@ def _textures(node: _Node) -> dict:
                 scale = (8.0, 8.0)
             textures[name] = Checkerboard(name, color0, color1, scale, offset)
             continue
-        child.expect_keys(required=("type", "file"), optional=("wrap", "filter", "scale", "offset", "colorspace"))
-        file = _file(child.child("file"), IMAGE_SUFFIXES)
+        child.expect_keys(required=("type", "file"), optional=("wrap", "filter", "scale", "offset", "colorspace", "range"))
+        byte_range = None
+        if "range" in child.value:  # an image inside a binary file: any name, PNG or JPEG bytes
+            byte_range = tuple(item.integer(0, 2**53) for item in child.child("range").list_of(2))
+        file = _file(child.child("file"), None if byte_range else IMAGE_SUFFIXES)
         wrap = child.child("wrap").choice(("repeat", "mirror", "clamp")) if "wrap" in child.value else "repeat"
         filtering = child.child("filter").choice(("bilinear", "nearest")) if "filter" in child.value else "bilinear"
         colorspace = child.child("colorspace").choice(("auto", "srgb", "linear")) if "colorspace" in child.value else "auto"
-        textures[name] = ImageTexture(name, file, wrap, filtering, scale, offset, colorspace)
+        textures[name] = ImageTexture(name, file, wrap, filtering, scale, offset, colorspace, byte_range)
     return textures
 
 
@@ -228,13 +204,20 @@ def _param(node: _Node, textures: dict, colour: bool, high: float | None = None)
     """A material parameter: a number, an RGB list (colours), or {"texture": name, "channel"}."""
     value = node.value
     if isinstance(value, dict):
-        node.expect_keys(required=("texture",), optional=() if colour else ("channel",))
+        node.expect_keys(required=("texture",), optional=("factor",) if colour else ("channel", "factor"))
         name = node.child("texture").string()
         if name not in textures:
             known = ", ".join(sorted(textures)) or "none"
             node.child("texture").fail(f"unknown texture {name!r} (defined: {known})")
         channel = "rgba".index(node.child("channel").choice(("r", "g", "b", "a"))) if "channel" in value else 0
-        return TextureRef(name, channel)
+        factor = (1.0, 1.0, 1.0)
+        if "factor" in value:
+            factor_node = node.child("factor")
+            if colour:
+                factor = factor_node.vec3(0.0, high)
+            else:
+                factor = (factor_node.number(0.0, high),) * 3
+        return TextureRef(name, channel, factor)
     if colour:
         if isinstance(value, list):
             return node.vec3(0.0, high)
@@ -291,12 +274,14 @@ def _nonzero(node: _Node):
     return vector
 
 
-def _file(node: _Node, suffixes: tuple[str, ...]) -> str:
-    """A file name relative to the scene file's folder."""
+def _file(node: _Node, suffixes: tuple[str, ...] | None) -> str:
+    """A file name relative to the scene file's folder (`load_scene` has made it so: here,
+    on a worker as on the client, anything else is refused)."""
     name = node.string()
-    if not name or name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or ":" in parts[0] or any(p in ("..", ".", "") for p in parts):
         node.fail(f"{name!r}: files must be named relative to the scene's folder, inside it")
-    if not name.lower().endswith(suffixes):
+    if suffixes and not name.lower().endswith(suffixes):
         node.fail(f"{name!r}: unsupported file type (expected {', '.join(suffixes)})")
     return name
 
@@ -320,7 +305,7 @@ def _shape(node: _Node, materials: dict[str, Material]):
     kind = node.child("type").choice(SHAPE_TYPES)
     extra = {
         "sphere": ("center", "radius"),
-        "mesh": ("file", "vertices", "triangles", "normals", "uvs", "face_normals"),
+        "mesh": ("file", "binary", "vertices", "triangles", "normals", "uvs", "face_normals"),
     }.get(kind, ())
     node.expect_keys(required=("type", "material"), optional=extra + ("transform",))
     material = node.child("material").string()
@@ -345,10 +330,17 @@ def _shape(node: _Node, materials: dict[str, Material]):
         for key in ("vertices", "triangles", "normals", "uvs"):
             if key in node.value:
                 node.child(key).fail("give a mesh either a file or inline vertices and triangles, not both")
+        if "binary" in node.value:
+            return Mesh(material, transform, file=_file(node.child("file"), None), face_normals=face_normals,
+                        binary=_binary(node.child("binary")))
         return Mesh(material, transform, file=_file(node.child("file"), (".obj",)), face_normals=face_normals)
+    if "binary" in node.value:
+        node.child("binary").fail("a binary layout needs the file it describes")
     if "vertices" not in node.value or "triangles" not in node.value:
         node.fail("a mesh needs a file, or vertices and triangles")
     vertices = tuple(v.vec3() for v in node.child("vertices").items())
+    if isinstance(node.value["triangles"], list) and len(node.value["triangles"]) > defaults.MAX_TRIANGLES:
+        node.child("triangles").fail(f"over the limit of {defaults.MAX_TRIANGLES} triangles (FARM_MAX_TRIANGLES)")
     triangles = tuple(_triangle(t, len(vertices)) for t in node.child("triangles").items())
     if not triangles:
         node.child("triangles").fail("a mesh needs at least one triangle")
@@ -365,10 +357,35 @@ def _shape(node: _Node, materials: dict[str, Material]):
     return Mesh(material, transform, None, vertices, triangles, normals, uvs, face_normals)
 
 
+def _binary(node: _Node) -> tuple:
+    """Where a mesh's accessors lie in its binary file (farm.scene.mesh.load_binary)."""
+    from farm.scene.mesh import BINARY_FORMATS
+
+    node.expect_keys(required=("positions",), optional=("normals", "uvs", "indices"))
+    formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": ("f32x2", "u8x2n", "u16x2n"),
+               "indices": ("u8", "u16", "u32")}
+    parts = []
+    for part in node.value:
+        entry = node.child(part)
+        entry.expect_keys(required=("offset", "count", "format"), optional=("stride",))
+        fmt = entry.child("format").choice(formats[part])
+        dtype, components, _ = BINARY_FORMATS[fmt]
+        element = np.dtype(dtype).itemsize * components
+        stride = entry.child("stride").integer(element, 255, what="stride") if "stride" in entry.value else element
+        parts.append((part, entry.child("offset").integer(0, 2**53, what="offset"),
+                      entry.child("count").integer(0, 3 * defaults.MAX_TRIANGLES, what="count"), fmt, stride))
+    return tuple(parts)
+
+
 def _triangle(node: _Node, vertex_count: int) -> tuple[int, int, int]:
     indices = node.list_of(3)
     result = tuple(index.integer(0, vertex_count - 1, what="vertex index") for index in indices)
     return result  # type: ignore[return-value]
+
+
+def parse_transform(value: Any, where: str) -> Matrix:
+    """A transform object (as a shape's) on its own: for a glTF file's placement."""
+    return _transform(_Node(value, where))
 
 
 def _transform(node: _Node) -> Matrix:

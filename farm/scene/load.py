@@ -1,0 +1,198 @@
+"""Read a scene file on the client: a JSON scene or a glTF file, into the document that
+travels to the workers.
+
+On the way every file name is made relative to the scene's folder (absolute names inside
+it are accepted; outside it, `..` escaping it, or a symlink leading out of it are refused),
+glTF files are converted (a JSON scene may `include` them), missing files are refused by
+name or, when allowed, their maps turned off with a warning, and each file's SHA-256 is
+recorded, so the scene's digest covers the files' content too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from farm.assets import FolderAssets, check_size
+from farm.exceptions import SceneError
+from farm.scene import gltf
+from farm.scene.model import Scene
+from farm.scene.parse import parse_scene, parse_transform
+
+GLTF_SUFFIXES = (".gltf", ".glb")
+
+# A glTF file names no film: this wide, its camera's aspect (else 16:9), and enough
+# samples for a clean preview. A JSON scene including the glTF can say otherwise.
+GLTF_WIDTH = 960
+GLTF_ASPECT = 16 / 9
+GLTF_SPP = 64
+# Without a camera in the file: look at the whole model along -z with this field of view.
+FRAMING_FOV = 40.0
+
+
+def load_scene(
+    path: str | Path, spp: int | None = None, *, allow_missing: bool = False,
+    resolution: tuple[int, int] | None = None,
+) -> tuple[Scene, dict]:
+    """Read and validate a scene file (.json, .gltf or .glb); `spp` and `resolution`
+    override its film. Returns the scene and the document that travels to workers.
+
+    Missing files are a SceneError naming each; with `allow_missing`, missing textures and
+    environment maps are turned off instead and the scene's `warnings` say which."""
+    path = Path(path)
+    folder = FolderAssets(path.parent)
+    base = Path(os.path.abspath(path.parent))
+    try:
+        check_size(str(path), path.stat().st_size)
+    except FileNotFoundError:
+        raise SceneError(f"{path}: no such scene file") from None
+    except OSError as exc:
+        raise SceneError(f"{path}: cannot read scene file: {exc.strerror}") from None
+    if path.suffix.lower() in GLTF_SUFFIXES:
+        document = {"version": 1, "include": [{"file": path.name}]}
+    else:
+        document = _read_json(path)
+    if not isinstance(document, dict):
+        return parse_scene(document, source=str(path)), document  # raises, naming what it got
+    for key in ("assets", "warnings"):  # recorded below, from the files themselves
+        document.pop(key, None)
+    warnings: list[str] = []
+    _relative_names(document, base, folder.folder)
+    if "include" in document:
+        _expand(document, folder, warnings, str(path))
+    if isinstance(document.get("film"), dict):
+        if spp is not None:
+            document["film"]["spp"] = spp
+        if resolution is not None:
+            document["film"]["width"], document["film"]["height"] = resolution
+    scene = parse_scene(document, source=str(path))
+    missing = [name for name in scene.files() if not folder.path(name).is_file()]
+    if missing and not allow_missing:
+        raise SceneError(f"{path}: missing file{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
+                         f"(--allow-missing renders without missing maps)")
+    if missing:
+        _turn_off(document, missing, warnings)
+    if warnings:
+        document["warnings"] = warnings
+    files = parse_scene(document, source=str(path)).files()
+    if files:
+        document["assets"] = {name: folder.digest(name) for name in files}
+    return parse_scene(document, source=str(path)), document
+
+
+def _read_json(path: Path):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SceneError(f"{path}: cannot read scene file: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SceneError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise SceneError(f"{path}: JSON nested too deeply") from None
+
+
+def relative_name(name: str, base: Path, resolved_base: Path) -> str:
+    """`name` as a file name relative to the scene's folder, or a SceneError saying why not."""
+    path = Path(name.replace("\\", "/"))
+    lexical = Path(os.path.normpath(path if path.is_absolute() else base / path))
+    inside = next((root for root in (base, resolved_base) if lexical.is_relative_to(root)), None)
+    if inside is None or lexical == inside:
+        raise SceneError(f"{name!r}: outside the scene's folder {base}")
+    if not lexical.resolve().is_relative_to(resolved_base):
+        raise SceneError(f"{name!r}: leads through a symlink out of the scene's folder {base}")
+    return lexical.relative_to(inside).as_posix()
+
+
+def _relative_names(document: dict, base: Path, resolved_base: Path) -> None:
+    """Rewrite every file name in the document relative to the scene's folder. Values of
+    the wrong type are left for the parser to report with their place in the file."""
+    holders = []
+    if isinstance(document.get("textures"), dict):
+        holders += document["textures"].values()
+    for key in ("shapes", "lights", "include"):
+        if isinstance(document.get(key), list):
+            holders += document[key]
+    for holder in holders:
+        if isinstance(holder, dict) and isinstance(holder.get("file"), str) and holder["file"]:
+            holder["file"] = relative_name(holder["file"], base, resolved_base)
+
+
+def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: str) -> None:
+    """Replace the document's `include` list by what its glTF files hold."""
+    includes = document.pop("include")
+    if not isinstance(includes, list):
+        raise SceneError(f"{source}.include: expected a list of {{\"file\": ..., \"transform\": ...}} objects")
+    for key, empty in (("materials", {}), ("textures", {}), ("shapes", []), ("lights", [])):
+        if not isinstance(document.setdefault(key, empty), type(empty)):
+            raise SceneError(f"{source}.{key}: expected {'an object' if empty == {} else 'a list'}")
+    lower, upper, aspect = np.full(3, np.inf), np.full(3, -np.inf), None
+    for number, include in enumerate(includes):
+        where = f"{source}.include[{number}]"
+        if not isinstance(include, dict) or not isinstance(include.get("file"), str) or set(include) - {"file", "transform"}:
+            raise SceneError(f"{where}: expected {{\"file\": name.gltf or name.glb, \"transform\": optional}}")
+        name = include["file"]
+        if not name.lower().endswith(GLTF_SUFFIXES):
+            raise SceneError(f"{where}.file: {name!r} is not a .gltf or .glb file")
+        matrix = np.array(parse_transform(include.get("transform", {}), f"{where}.transform"))
+        converted = gltf.convert(name, folder.read(name), folder.size, matrix, prefix=f"{name}:")
+        for key in ("materials", "textures"):
+            document[key].update(getattr(converted, key))
+        document["shapes"] += converted.shapes
+        document["lights"] += converted.lights
+        if "camera" not in document and converted.camera is not None:
+            document["camera"], aspect = converted.camera, converted.aspect
+        lower, upper = np.minimum(lower, converted.lower), np.maximum(upper, converted.upper)
+        warnings += converted.warnings
+    if "camera" not in document and np.isfinite(lower).all():
+        centre, radius = (lower + upper) / 2, max(float(np.linalg.norm(upper - lower)) / 2, 1e-3)
+        distance = radius / math.sin(math.radians(FRAMING_FOV / 2))
+        document["camera"] = {"position": (centre + [0, 0, distance]).tolist(), "look_at": centre.tolist(),
+                              "fov": FRAMING_FOV}
+        warnings.append(f"{source}: no camera in the scene; framing the whole model from +z")
+    if "film" not in document:
+        width = GLTF_WIDTH
+        document["film"] = {"width": width, "height": max(1, round(width / (aspect or GLTF_ASPECT))), "spp": GLTF_SPP}
+    if not document["lights"] and not any(
+        isinstance(m, dict) and "emission" in m for m in document["materials"].values()
+    ):
+        document["lights"].append({"type": "environment", "radiance": [1.0, 1.0, 1.0]})
+        warnings.append(f"{source}: no lights in the scene; lit by a uniform white sky")
+
+
+def _turn_off(document: dict, missing: list[str], warnings: list[str]) -> None:
+    """Render without the missing files: textures off (each parameter using one falls back
+    to its factor, or the material's default), environment maps become a uniform sky.
+    A missing mesh cannot be left out: the frame would not be the scene."""
+    gone = set(missing)
+    meshes = [s["file"] for s in document.get("shapes", []) if isinstance(s, dict) and s.get("file") in gone]
+    if meshes:
+        raise SceneError(f"missing mesh file{'s' if len(meshes) > 1 else ''}: {', '.join(dict.fromkeys(meshes))} "
+                         f"(only maps can be left out)")
+    materials = document.get("materials", {})
+    for texture_name, texture in list(document.get("textures", {}).items()):
+        if texture.get("type") != "image" or texture.get("file") not in gone:
+            continue
+        del document["textures"][texture_name]
+        users = []
+        for material_name, material in materials.items():
+            for key, value in list(material.items()):
+                if isinstance(value, dict) and value.get("texture") == texture_name:
+                    if "factor" in value:
+                        material[key] = value["factor"]
+                    else:
+                        del material[key]
+                    users.append(f"{material_name}.{key}")
+        uses = f"{', '.join(users)} rendered without it" if users else "unused"
+        warnings.append(f"MISSING FILE {texture['file']}: texture {texture_name} turned off ({uses})")
+    for light in document.get("lights", []):
+        if isinstance(light, dict) and light.get("type") == "environment" and light.get("file") in gone:
+            file = light.pop("file")
+            light["radiance"] = [1.0, 1.0, 1.0]
+            warnings.append(f"MISSING FILE {file}: environment map turned off; a uniform sky of radiance "
+                            f"{light.get('scale', 1.0)} lights the scene instead")
