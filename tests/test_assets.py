@@ -13,7 +13,7 @@ import pytest
 from farm.assets import FolderAssets, RedisAssets, digest_of
 from farm.exceptions import AssetError, SceneError
 from farm.render import Renderer
-from farm.scene import load_scene
+from farm.scene import load_scene, parse_scene
 from farm.scene.pack import pack
 
 from tests.conftest import ROOT
@@ -246,3 +246,83 @@ def test_broken_obj_files_are_a_scene_error(text):
 
     with pytest.raises(SceneError, match="bad.obj"):
         load_obj("bad.obj", text.encode())
+
+
+def _client(url: str):
+    """A client of its own farm: a redis-py connection and the render task on a Celery app
+    of its own (the session's app is bound to the session's broker)."""
+    import redis as redis_py
+    from celery import Celery
+
+    app = Celery("farm-client", set_as_current=False)
+    app.config_from_object("farm.celeryconfig")
+    app.conf.broker_url = url
+
+    @app.task(name="farm.render_bucket")
+    def render_bucket(job_id, bucket_index, copy=False):  # pragma: no cover - runs on workers only
+        raise AssertionError("a client never runs a bucket")
+
+    return redis_py.Redis.from_url(url), render_bucket
+
+
+def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
+    """Two workers, each in its own empty working folder with its own cache, the scene's
+    folder moved away and unreadable: the image is the one-process render, bit for bit.
+    Restarted, the same workers render a second scene with the same files from their
+    caches alone."""
+    from farm.job import start_job
+    from farm.local import RedisServer, WorkerProcess, wait_for_workers
+
+    scene, document = load_scene(example)
+    folder = FolderAssets(example.parent, scene.assets)
+    reference = Renderer(device, pack(scene, folder)).render_frame()
+    second_document = dict(document, seed=7)  # another scene (digest), the same three files
+    second = parse_scene(second_document)
+    second_reference = Renderer(device, pack(second, folder)).render_frame()
+
+    base = tmp_path_factory.mktemp("no-shared-fs")
+    server = RedisServer(base).start()
+    client, task = _client(server.url)
+    caches = [base / "cache1", base / "cache2"]
+    homes = [base / "home1", base / "home2"]
+    for home in homes:
+        home.mkdir()
+
+    def start_workers():
+        workers = [
+            WorkerProcess(f"isolated{i + 1}", server.url, base, {"FARM_CACHE_DIR": str(caches[i])}, cwd=homes[i]).start()
+            for i in range(2)
+        ]
+        wait_for_workers(task.app, workers, timeout=120)
+        return workers
+
+    hidden = base / "hidden"
+    workers = start_workers()
+    try:
+        RedisAssets.upload(client, scene.assets, folder, ttl=600)
+        example.parent.rename(hidden)  # the scene's folder is gone from where it was...
+        hidden.chmod(0)  # ...and unreadable where it is now
+        run = start_job(client, task, scene, document, 16, "spiral", FolderAssets(hidden, scene.assets))
+        run.collect(stall_timeout=60)
+        assert np.array_equal(run.film.pixels, reference)
+        report = run.report()["assets"]
+        assert report["uploaded_files"] == 0 and report["already_in_redis"] == 3
+        first_workers = set(run.workers())
+        assert report["fetched_files"] == 3 * len(first_workers)  # each worker fetched each file once
+        assert all(list(home.iterdir()) == [] for home in homes)  # nothing written where they ran
+        for worker in workers:
+            worker.stop()
+
+        workers = start_workers()  # new processes: nothing in memory, only their caches
+        run = start_job(client, task, second, second_document, 16, "spiral", FolderAssets(hidden, scene.assets))
+        run.collect(stall_timeout=60)
+        assert np.array_equal(run.film.pixels, second_reference)
+        report = run.report()["assets"]
+        cached = set(run.workers()) & first_workers  # (a worker idle in the first job has to fetch)
+        assert cached and report["cache_hits"] == 3 * len(cached)
+        assert report["fetched_files"] == 3 * len(set(run.workers()) - first_workers)
+    finally:
+        hidden.chmod(0o755) if hidden.exists() else None
+        for worker in workers:
+            worker.stop()
+        server.stop()

@@ -1,0 +1,101 @@
+"""The worker's asset cache: verified hits, least-recently-used eviction under a size
+limit, and several real processes sharing one folder."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+from farm.assets import digest_of
+from farm.cache import AssetCache
+
+
+def blob(seed: int, size: int = 1000) -> tuple[str, bytes]:
+    data = bytes([seed % 256]) * size + seed.to_bytes(8, "little")
+    return digest_of(data), data
+
+
+def test_a_put_file_comes_back_verified_and_a_damaged_one_does_not(tmp_path):
+    cache = AssetCache(tmp_path, limit=1 << 20)
+    digest, data = blob(1)
+    assert cache.get(digest) is None
+    cache.put(digest, data)
+    assert cache.get(digest) == data
+    cache.path(digest).write_bytes(b"rot" + data[3:])
+    assert cache.get(digest) is None and not cache.path(digest).exists()  # fetched again next time
+
+
+def test_least_recently_used_files_are_evicted_beyond_the_limit(tmp_path):
+    cache = AssetCache(tmp_path, limit=3 * 1008)
+    files = [blob(i) for i in range(4)]
+    for n, (digest, data) in enumerate(files[:3]):
+        cache.put(digest, data)
+        os.utime(cache.path(digest), (time.time() - 100 + n, time.time() - 100 + n))
+    assert cache.get(files[0][0]) == files[0][1]  # used now: the most recent
+    cache.put(*files[3])
+    assert [cache.get(d) is not None for d, _ in files] == [True, False, True, True]
+    assert sum(size for _, size, _ in cache.files()) <= cache.limit
+
+
+def test_a_file_larger_than_the_cache_is_not_kept(tmp_path):
+    cache = AssetCache(tmp_path, limit=500)
+    digest, data = blob(7)
+    cache.put(digest, data)
+    assert cache.get(digest) is None and cache.files() == []
+
+
+def test_an_unwritable_cache_costs_speed_not_a_bucket(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    cache = AssetCache(tmp_path / "file" / "cache")
+    digest, data = blob(3)
+    cache.put(digest, data)  # no error: the worker just fetches every time
+    assert cache.get(digest) is None and not cache.usable
+
+
+def _hammer(folder: str, seed: int, rounds: int, queue) -> None:
+    """One worker process: fetch (or find) files in a small shared cache, over and over."""
+    cache = AssetCache(folder, limit=6 * 5008)
+    fetched = 0
+    try:
+        for i in range(rounds):
+            digest, data = blob((seed * 7 + i) % 10, 5000)
+            with cache.fetching(digest):
+                found = cache.get(digest)
+                if found is None:
+                    fetched += 1
+                    cache.put(digest, data)
+                    found = data
+            assert found == data
+        queue.put(("ok", fetched))
+    except Exception as exc:  # reported to the test, which fails on it
+        queue.put(("error", repr(exc)))
+
+
+def test_worker_processes_share_one_folder_safely(tmp_path):
+    """Six real processes fetch ten files through a cache that holds six: every read is
+    whole and verified, nothing raises, and the folder ends within its limit."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_hammer, args=(str(tmp_path), seed, 60, queue)) for seed in range(6)]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert all(kind == "ok" for kind, _ in results), results
+    assert sum(size for _, size, _ in AssetCache(tmp_path).files()) <= 6 * 5008
+    assert list((tmp_path / "tmp").iterdir()) == []  # no half-written file left behind
+
+
+def test_one_process_fetches_while_the_others_wait(tmp_path):
+    """The second of two processes asking for the same file at once finds it cached."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_hammer, args=(str(tmp_path), 0, 1, queue)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    assert sorted(fetched for _, fetched in results) == [0, 0, 0, 1]
