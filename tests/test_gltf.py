@@ -1,0 +1,261 @@
+"""glTF 2.0 scenes: converted on the client into the farm's scene format, geometry and
+embedded images read by workers from the .glb (or .bin) through the asset path."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from farm.assets import FolderAssets
+from farm.exceptions import SceneError
+from farm.render import Renderer
+from farm.scene import load_scene, parse_scene
+from farm.scene.pack import pack
+
+# A unit quad in the xz plane (2 triangles, indexed) and a tetrahedron (not indexed).
+QUAD_POSITIONS = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]], np.float32)
+QUAD_UVS = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+QUAD_NORMALS = np.array([[0, 1, 0]] * 4, np.float32)
+QUAD_INDICES = np.array([0, 2, 1, 0, 3, 2], np.uint16)
+TETRA = np.array([[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0], [0, 0.5, 0], [0, 0, 0.5],
+                  [0, 0, 0], [0, 0, 0.5], [0.5, 0, 0], [0.5, 0, 0], [0, 0, 0.5], [0, 0.5, 0]], np.float32)
+
+
+def png_bytes() -> bytes:
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    pixels[:2, :, 0] = 200  # top half red, bottom half green (tells a flipped v apart)
+    pixels[2:, :, 1] = 200
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def build_gltf(embed_image: bool = True) -> tuple[dict, bytes]:
+    """A small glTF document and its binary buffer: a textured quad floor, a metal
+    tetrahedron instanced twice under a rotated, scaled parent, a camera and lights."""
+    chunks, views, accessors = [], [], []
+
+    def add(array: np.ndarray, kind: str, component: int, target=None, bounds=False):
+        offset = sum(len(c) for c in chunks)
+        data = array.tobytes()
+        chunks.append(data + b"\0" * (-len(data) % 4))
+        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(data)})
+        accessor = {"bufferView": len(views) - 1, "componentType": component, "count": len(array), "type": kind}
+        if bounds:
+            accessor["min"], accessor["max"] = array.min(axis=0).tolist(), array.max(axis=0).tolist()
+        accessors.append(accessor)
+        return len(accessors) - 1
+
+    quad = {"POSITION": add(QUAD_POSITIONS, "VEC3", 5126, bounds=True), "NORMAL": add(QUAD_NORMALS, "VEC3", 5126),
+            "TEXCOORD_0": add(QUAD_UVS, "VEC2", 5126)}
+    indices = add(QUAD_INDICES, "SCALAR", 5123)
+    tetra = {"POSITION": add(TETRA, "VEC3", 5126, bounds=True)}
+    images = [{"uri": "checker.png"}]
+    if embed_image:
+        image = png_bytes()
+        offset = sum(len(c) for c in chunks)
+        chunks.append(image + b"\0" * (-len(image) % 4))
+        views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(image)})
+        images = [{"bufferView": len(views) - 1, "mimeType": "image/png"}]
+    binary = b"".join(chunks)
+    document = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0, 1, 3, 4, 5]}],
+        "nodes": [
+            {"mesh": 0, "name": "floor"},
+            {"translation": [0, 0.5, 0], "rotation": [0, 0.3826834, 0, 0.9238795], "scale": [2, 2, 2], "children": [2, 6]},
+            {"mesh": 1, "translation": [0.3, 0, 0]},
+            {"camera": 0, "translation": [0, 2, 6], "rotation": [-0.0998, 0, 0, 0.995]},
+            {"extensions": {"KHR_lights_punctual": {"light": 0}}, "translation": [0, 3, 0]},
+            {"extensions": {"KHR_lights_punctual": {"light": 1}}, "rotation": [-0.3826834, 0, 0, 0.9238795]},
+            {"mesh": 1, "matrix": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, -0.6, 0, 0, 1]},
+        ],
+        "meshes": [
+            {"primitives": [{"attributes": quad, "indices": indices, "material": 0}]},
+            {"primitives": [{"attributes": tetra, "material": 1}]},
+        ],
+        "materials": [
+            {"name": "floor", "pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "baseColorFactor": [0.5, 0.8, 1, 1],
+                                                       "metallicFactor": 0.0, "roughnessFactor": 0.6}},
+            {"name": "gold", "pbrMetallicRoughness": {"baseColorFactor": [1.0, 0.8, 0.3, 1], "metallicFactor": 1.0,
+                                                      "roughnessFactor": 0.3},
+             "emissiveFactor": [0.1, 0.1, 0.1], "extensions": {"KHR_materials_emissive_strength": {"emissiveStrength": 2}}},
+        ],
+        "textures": [{"source": 0, "sampler": 0}],
+        "samplers": [{"magFilter": 9728, "wrapS": 33071}],
+        "images": images,
+        "cameras": [{"type": "perspective", "perspective": {"yfov": 0.7, "aspectRatio": 2.0, "znear": 0.1}}],
+        "extensions": {"KHR_lights_punctual": {"lights": [
+            {"type": "point", "color": [1, 0.9, 0.8], "intensity": 683 * 20},
+            {"type": "directional", "intensity": 683 * 2},
+        ]}},
+        "extensionsUsed": ["KHR_lights_punctual", "KHR_materials_emissive_strength"],
+        "buffers": [{"byteLength": len(binary)}],
+        "accessors": accessors,
+        "bufferViews": views,
+    }
+    return document, binary
+
+
+def write_glb(path, document: dict, binary: bytes) -> None:
+    text = json.dumps(document).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(binary), 0x004E4942) + binary
+    path.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+
+
+@pytest.fixture
+def glb(tmp_path):
+    document, binary = build_gltf()
+    path = tmp_path / "model.glb"
+    write_glb(path, document, binary)
+    return path
+
+
+def test_a_glb_becomes_a_scene_of_the_farm(glb):
+    scene, document = load_scene(glb)
+    assert list(scene.assets) == ["model.glb"]  # one file travels: geometry and image are inside it
+    assert (scene.film.width, scene.film.height, scene.film.spp) == (960, 480, 64)  # the camera's 2:1
+    assert scene.camera.fov == pytest.approx(np.degrees(0.7)) and scene.camera.position == (0, 2, 6)
+    floor, metal = scene.materials["model.glb:floor"], scene.materials["model.glb:gold"]
+    assert floor.kind == "plastic" and floor.roughness == pytest.approx(0.6)
+    assert floor.reflectance.factor == (0.5, 0.8, 1.0)
+    assert metal.kind == "conductor" and metal.specular == (1.0, 0.8, 0.3) and metal.eta == (0, 0, 0)
+    assert metal.emission == pytest.approx((0.2, 0.2, 0.2))
+    point, sun = scene.lights
+    assert point.position == (0, 3, 0) and point.intensity == pytest.approx((20, 18, 16))
+    assert sun.irradiance == pytest.approx((2, 2, 2))
+    assert sun.direction == pytest.approx((0, -np.sqrt(0.5), -np.sqrt(0.5)), abs=1e-6)
+    texture = scene.textures["model.glb:texture0"]
+    assert texture.range is not None and texture.filter == "nearest" and texture.wrap == "clamp"
+    assert len(scene.shapes) == 3  # the floor, and the tetrahedron twice
+
+
+def test_node_transforms_place_every_instance(glb):
+    scene, _ = load_scene(glb)
+    packed = pack(scene, FolderAssets(glb.parent, scene.assets))
+    corners = packed.corners.reshape(-1, 3).astype(np.float64)
+    angle = np.radians(45)  # the parent: translate (0, 0.5, 0), rotate 45 degrees about y, scale 2
+    rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
+    for local in ([0.3, 0, 0], [-0.6, 0, 0]):  # each child's own translation, then the parent's
+        expected = (TETRA + local) @ (2 * rotation).T + [0, 0.5, 0]
+        assert any(np.allclose(corners[i:i + 12], expected, atol=1e-5)
+                   for i in range(0, len(corners) - 11, 3))
+
+
+def test_the_same_scene_written_as_json_packs_and_renders_identically(glb, tmp_path, device):
+    """The glTF converted is the farm's own format: written out by hand (inline triangles,
+    the image as a file, a flipped uv transform) it packs to the same arrays."""
+    scene, _ = load_scene(glb)
+    (tmp_path / "checker.png").write_bytes(png_bytes())
+    floor_texture = {"type": "image", "file": "checker.png", "filter": "nearest", "wrap": "clamp",
+                     "scale": [1, -1], "offset": [0, 1]}
+    by_hand = {
+        "version": 1,
+        "camera": {"position": [0, 2, 6], "look_at": list(np.add([0, 2, 6], _forward(scene))),
+                   "up": list(scene.camera.up), "fov": float(np.degrees(0.7))},
+        "film": {"width": 96, "height": 48, "spp": 4},
+        "textures": {"checker": floor_texture},
+        "materials": {
+            "floor": {"type": "plastic", "reflectance": {"texture": "checker", "factor": [0.5, 0.8, 1.0]},
+                      "roughness": 0.6, "ior": 1.5},
+            "gold": {"type": "conductor", "eta": [0, 0, 0], "k": [1, 1, 1], "specular": [1.0, 0.8, 0.3],
+                     "roughness": 0.3, "emission": [0.2, 0.2, 0.2]},
+        },
+        "shapes": [
+            {"type": "mesh", "material": "floor", "vertices": QUAD_POSITIONS.tolist(), "normals": QUAD_NORMALS.tolist(),
+             "uvs": QUAD_UVS.tolist(), "triangles": QUAD_INDICES.reshape(-1, 3).tolist()},
+        ] + [
+            {"type": "mesh", "material": "gold", "vertices": TETRA.tolist(),
+             "triangles": np.arange(12).reshape(-1, 3).tolist(), "transform": {"matrix": shape.transform}}
+            for shape in scene.shapes[1:]
+        ],
+        "lights": [{"type": "point", "position": [0, 3, 0], "intensity": list(scene.lights[0].intensity)},
+                   {"type": "sun", "direction": list(scene.lights[1].direction), "irradiance": [2, 2, 2]}],
+    }
+    json_path = tmp_path / "by-hand.json"
+    json_path.write_text(json.dumps(by_hand))
+    from_json, _ = load_scene(json_path)
+    from_gltf, _ = load_scene(glb, resolution=(96, 48), spp=4)
+    packed_json = pack(from_json, FolderAssets(tmp_path, from_json.assets))
+    packed_gltf = pack(from_gltf, FolderAssets(tmp_path, from_gltf.assets))
+    for name in ("triangles", "triangle_data", "normals", "texels", "lights", "frame"):
+        assert np.array_equal(getattr(packed_json, name), getattr(packed_gltf, name)), name
+    assert np.array_equal(Renderer(device, packed_json).render_frame(), Renderer(device, packed_gltf).render_frame())
+
+
+def _forward(scene):
+    return np.subtract(scene.camera.look_at, scene.camera.position).tolist()
+
+
+def test_a_glb_renders_on_the_farm_bit_identically(farm, glb, device):
+    scene, document = load_scene(glb, resolution=(48, 24), spp=4)
+    assets = FolderAssets(glb.parent, scene.assets)
+    reference = Renderer(device, pack(scene, assets)).render_frame()
+    assert reference.max() > 0
+    run = farm.render(scene, document, bucket_size=16, assets=assets)
+    assert np.array_equal(run.film.pixels, reference)
+
+
+def test_gltf_with_separate_files_and_a_json_scene_including_it(tmp_path):
+    document, binary = build_gltf(embed_image=False)
+    (tmp_path / "model").mkdir()
+    document["buffers"][0]["uri"] = "model%20data.bin"  # URIs are percent-encoded
+    (tmp_path / "model" / "model data.bin").write_bytes(binary)
+    (tmp_path / "model" / "checker.png").write_bytes(png_bytes())
+    (tmp_path / "model" / "model.gltf").write_text(json.dumps(document))
+    scene, _ = load_scene(tmp_path / "model" / "model.gltf")
+    assert sorted(scene.assets) == ["checker.png", "model data.bin"]
+    wrapper = {"version": 1, "include": [{"file": "model/model.gltf", "transform": {"translate": [0, 1, 0]}}],
+               "film": {"width": 32, "height": 32, "spp": 1}}
+    (tmp_path / "scene.json").write_text(json.dumps(wrapper))
+    included, sent = load_scene(tmp_path / "scene.json")
+    assert sorted(included.assets) == ["model/checker.png", "model/model data.bin"]
+    assert included.shapes[0].transform[1][3] == 1.0  # the include's placement
+    assert "include" not in sent and included.camera.position == (0, 3, 6)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d, b: d["buffers"][0].update(uri="data:application/octet-stream;base64,AAAA"), "data: URI"),
+    (lambda d, b: d["buffers"][0].update(uri="../outside.bin"), "leads outside the scene's folder"),
+    (lambda d, b: d["buffers"][0].update(uri="/etc/passwd"), "only relative file names"),
+    (lambda d, b: d["accessors"][0].update(sparse={"count": 1}), "accessor 0 is sparse"),
+    (lambda d, b: d["nodes"][2].update(children=[1]), "cycle"),
+    (lambda d, b: d["asset"].update(version="1.0"), "glTF version 1.0"),
+    (lambda d, b: d.update(extensionsRequired=["KHR_draco_mesh_compression"]), "KHR_draco_mesh_compression"),
+    (lambda d, b: d["accessors"][0].update(componentType=5121), "is not one this farm reads"),
+    (lambda d, b: d["meshes"].clear(), "malformed glTF"),
+])
+def test_broken_gltf_is_one_clear_error(tmp_path, change, message):
+    document, binary = build_gltf()
+    change(document, binary)
+    path = tmp_path / "broken.glb"
+    write_glb(path, document, binary)
+    with pytest.raises(SceneError, match=message):
+        load_scene(path)
+
+
+def test_a_worker_rechecks_binary_layouts_against_the_bytes(glb):
+    """A document from Redis may lie about where the geometry is: the worker reads only
+    inside the file, and only indices that exist."""
+    scene, document = load_scene(glb)
+    assets = FolderAssets(glb.parent, scene.assets)
+    size = glb.stat().st_size
+    for part, change, message in [
+        ("positions", {"offset": size - 8}, "lie outside the file"),
+        ("indices", {"count": 7}, "do not make"),
+    ]:
+        broken = json.loads(json.dumps(document))
+        broken["shapes"][0]["binary"][part].update(change)
+        with pytest.raises(SceneError, match=message):
+            pack(parse_scene(broken), assets)
+    broken = json.loads(json.dumps(document))
+    broken["textures"]["model.glb:texture0"]["range"] = [size - 4, 100]
+    with pytest.raises(SceneError, match="outside the file"):
+        pack(parse_scene(broken), assets)
