@@ -55,6 +55,7 @@ def srgb_to_linear(values: np.ndarray) -> np.ndarray:
 def _pillow(data: bytes) -> np.ndarray:
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = None  # check_dimensions is the limit (FARM_MAX_TEXTURE_PIXELS), not Pillow's own
     with Image.open(io.BytesIO(data)) as image:
         bands = len(image.getbands())
         check_dimensions(image.width, image.height, bands * (2 if image.mode.startswith("I") else 1), len(data))
