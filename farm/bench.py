@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stragglers", type=float, metavar="SLOWDOWN",
                         help="instead: render on --workers workers (at least 2), one of them this many times "
                              "slower, with and without copies of straggling buckets, and compare wall times")
+    parser.add_argument("--assets", type=int, metavar="MIB",
+                        help="instead: time moving a file of this many MiB through Redis: upload in chunks, a "
+                             "worker's first fetch (verified, into its cache), and a second job's cache hit")
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
                         help="instead: time loading, BVH building, uploading and rendering a generated mesh "
                              "of about this many triangles")
@@ -50,6 +53,8 @@ def run(args) -> int:
 
     if args.mesh:
         return _bench_mesh(args)
+    if args.assets:
+        return _bench_assets(args)
     if args.stragglers:
         return _bench_stragglers(args)
     if args.samplers:
@@ -311,4 +316,46 @@ def _bench_stragglers(args) -> int:
         print(f"{label}: median {statistics.median(values):.2f}s of {', '.join(f'{v:.2f}' for v in values)}")
     print(f"copies of slow buckets per frame: {', '.join(map(str, copies))} (FARM_SPECULATE={speculate:g})")
     print(f"saved: {without - with_copies:.2f}s per frame ({(1 - with_copies / without) * 100:.0f}%)")
+    return 0
+
+
+def _bench_assets(args) -> int:
+    """A random file through a private Redis: upload, first fetch into an empty cache,
+    then the fetch of a second job, which the cache answers."""
+    import os
+    import shutil
+    import tempfile
+
+    import redis as redis_py
+
+    from farm.assets import FolderAssets, RedisAssets, digest_of
+    from farm.cache import AssetCache
+    from farm.local import RedisServer
+
+    folder = Path(tempfile.mkdtemp(prefix="farm-bench-assets-"))
+    try:
+        data = os.urandom(args.assets << 20)
+        (folder / "scene").mkdir()
+        (folder / "scene" / "big.bin").write_bytes(data)
+        digests = {"big.bin": digest_of(data)}
+        server = RedisServer(folder).start()
+        try:
+            client = redis_py.Redis.from_url(server.url)
+            source = FolderAssets(folder / "scene", digests)
+            upload = _timed(lambda: RedisAssets.upload(client, digests, source, ttl=600))
+            again = _timed(lambda: RedisAssets.upload(client, digests, source, ttl=600))
+            cache = AssetCache(folder / "cache")
+            first = _timed(lambda: RedisAssets(client, digests, cache).read("big.bin"))
+            second = _timed(lambda: RedisAssets(client, digests, cache).read("big.bin"))
+            direct = _timed(lambda: RedisAssets(client, digests).read("big.bin"))
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    size = args.assets
+    print(f"file: {size} MiB in {-(-len(data) // defaults.ASSET_CHUNK)} chunks of {defaults.ASSET_CHUNK >> 10} KiB")
+    print(f"upload: {upload:.3f}s ({size / upload:.0f} MiB/s); again (already in Redis): {again * 1e3:.1f} ms")
+    print(f"worker, first job: {first:.3f}s ({size / first:.0f} MiB/s: fetch, verify, cache)")
+    print(f"worker, without a cache: {direct:.3f}s ({size / direct:.0f} MiB/s: fetch, verify)")
+    print(f"worker, second job: {second:.3f}s from its cache ({first / second:.1f}x faster), nothing fetched")
     return 0
