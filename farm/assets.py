@@ -31,11 +31,11 @@ def digest_of(data: bytes) -> str:
 
 
 def size_text(size: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError  # pragma: no cover
+    """1000 bytes, 97.7 KiB, 2.0 GiB."""
+    if size < 1024:
+        return f"{size} bytes"
+    exponent = min(int(math.log(size, 1024)), 3)
+    return f"{size / 1024 ** exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"
 
 
 def check_size(name: str, size: int) -> None:

@@ -205,6 +205,20 @@ class NoAssets:
         raise SceneError(f"{name}: no asset source to read it from")
 
 
+class _ReadOnce:
+    """An asset source read (fetched, verified) once per file while one scene is packed:
+    a glTF's buffer serves every primitive and image in it."""
+
+    def __init__(self, assets):
+        self.assets = assets
+        self.files: dict[str, bytes] = {}
+
+    def read(self, name: str) -> bytes:
+        if name not in self.files:
+            self.files[name] = self.assets.read(name)
+        return self.files[name]
+
+
 def read_image(assets, name: str, byte_range: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
     """An image file, or an image stored at `byte_range` (offset, length) inside one."""
     data = assets.read(name)
@@ -227,6 +241,7 @@ def read_mesh(assets, shape: Mesh) -> TriangleMesh:
 def check_files(scene: Scene, assets) -> None:
     """Read every mesh and image the scene names, as packing would, so that a broken file
     is reported by the client before any worker is asked to render with it."""
+    assets = _ReadOnce(assets)
     for shape in scene.shapes:
         if isinstance(shape, Mesh) and shape.file:
             read_mesh(assets, shape)
@@ -241,7 +256,7 @@ def check_files(scene: Scene, assets) -> None:
 def pack(scene: Scene, assets=None) -> PackedScene:
     """Turn every shape into world-space triangles or spheres, build the BVH over them,
     and index materials, textures and lights."""
-    assets = assets or NoAssets()
+    assets = _ReadOnce(assets or NoAssets())
     timings: dict[str, float] = {}
     started = time.perf_counter()
     textures = _Textures(scene, assets)
