@@ -13,7 +13,8 @@ textures and factors (metallic is per material: 0.5 and above a metal tinted by 
 colour, else a plastic coat over it; KHR_materials_transmission makes glass), emission
 (KHR_materials_emissive_strength), perspective cameras and KHR_lights_punctual lights.
 What is not (each said in a warning): normal and occlusion maps, per-texel metallic,
-alpha, skins and morph targets, other primitive modes, orthographic cameras.
+alpha, skins and morph targets, other primitive modes, orthographic cameras, texture
+transforms, uv sets other than the first.
 """
 
 from __future__ import annotations
@@ -333,6 +334,8 @@ class _Converter:
             return value
         if int(info.get("texCoord", 0)) != 0:
             self._warn("only TEXCOORD_0 is supported; textures on other uv sets use it")
+        if "KHR_texture_transform" in info.get("extensions", {}):
+            self._warn("KHR_texture_transform is not supported; textures are placed untransformed")
         reference = {"texture": self._texture(int(info["index"])), "factor": value}
         if channel:
             reference["channel"] = channel
