@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from farm import defaults
 from farm.exceptions import SceneError
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ def load_obj(name: str, data: bytes) -> TriangleMesh:
     """Every object and group of an OBJ file as one mesh (its .mtl materials are ignored:
     the scene file names the material). Polygons come triangulated by trimesh."""
     from trimesh.exchange.obj import load_obj as trimesh_load_obj
-
-    from farm import defaults
 
     # Before parsing: every face line makes at least one triangle.
     faces = data.count(b"\nf ") + data.startswith(b"f ")
@@ -108,8 +107,6 @@ def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
     """A mesh from accessors into a binary file: `layout` maps positions, and optionally
     normals, uvs (as stored: glTF's v runs down) and indices, to {offset, count, format,
     stride}. Every range and index is checked against the bytes, which come from outside."""
-    from farm import defaults
-
     positions = _accessor(name, data, "positions", layout["positions"])
     vertex_count = len(positions)
     if "indices" in layout:

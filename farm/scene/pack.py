@@ -238,13 +238,51 @@ def read_mesh(assets, shape: Mesh) -> TriangleMesh:
     return load_obj(shape.file, data)
 
 
+def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[TriangleMesh | None]:
+    """Every shape's triangles in object space (None for a sphere), in the scene's order.
+    A file's mesh is decoded once however many shapes use it (glTF instances); more than
+    MAX_TRIANGLES in all is refused. `timings["load"]` gets the seconds spent on files."""
+    meshes: list[TriangleMesh | None] = []
+    loaded: dict[tuple, TriangleMesh] = {}
+    triangle_count = 0
+    for shape in scene.shapes:
+        if isinstance(shape, Sphere):
+            meshes.append(None)
+            continue
+        if isinstance(shape, Rectangle):
+            mesh = rectangle()
+        elif isinstance(shape, Box):
+            mesh = cube()
+        elif isinstance(shape, Mesh) and shape.file:
+            t = time.perf_counter()
+            key = (shape.file, shape.binary)
+            if key not in loaded:
+                loaded[key] = read_mesh(assets, shape)
+            mesh = loaded[key]
+            if timings is not None:
+                timings["load"] = timings.get("load", 0.0) + time.perf_counter() - t
+        elif isinstance(shape, Mesh):
+            mesh = TriangleMesh(
+                np.array(shape.vertices, np.float64),
+                np.array(shape.triangles, np.int64),
+                np.array(shape.normals, np.float64) if shape.normals else None,
+                np.array(shape.uvs, np.float64) if shape.uvs else None,
+            )
+        else:  # pragma: no cover - the parser only makes the shapes above
+            raise TypeError(f"cannot pack {type(shape).__name__}")
+        triangle_count += len(mesh.faces)
+        if triangle_count > defaults.MAX_TRIANGLES:
+            raise SceneError(f"the scene has more than {defaults.MAX_TRIANGLES} triangles (FARM_MAX_TRIANGLES)")
+        meshes.append(mesh)
+    return meshes
+
+
 def check_files(scene: Scene, assets) -> None:
     """Read every mesh and image the scene names, as packing would, so that a broken file
-    is reported by the client before any worker is asked to render with it."""
+    (or a scene over the triangle limit) is reported by the client before any worker is
+    asked to render with it."""
     assets = _ReadOnce(assets)
-    for shape in scene.shapes:
-        if isinstance(shape, Mesh) and shape.file:
-            read_mesh(assets, shape)
+    shape_meshes(scene, assets)
     for texture in scene.textures.values():
         if isinstance(texture, ImageTexture):
             read_image(assets, texture.file, texture.range)
@@ -266,37 +304,14 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     for i, name in enumerate(names):
         materials[i] = _material(scene.materials[name], textures)
 
-    meshes, spheres, loaded, triangle_count = [], [], {}, 0
-    for shape in scene.shapes:
+    meshes, spheres = [], []
+    for shape, mesh in zip(scene.shapes, shape_meshes(scene, assets, timings)):
         m = np.array(shape.transform, dtype=np.float64)
         mid = material_index[shape.material]
         if isinstance(shape, Sphere):
             spheres.append(_sphere(shape, m, mid))
             continue
-        if isinstance(shape, Rectangle):
-            mesh = rectangle()
-        elif isinstance(shape, Box):
-            mesh = cube()
-        elif isinstance(shape, Mesh) and shape.file:  # instances of one mesh (glTF) are read once
-            t = time.perf_counter()
-            key = (shape.file, shape.binary)
-            if key not in loaded:
-                loaded[key] = read_mesh(assets, shape)
-            mesh = loaded[key]
-            timings["load"] = timings.get("load", 0.0) + time.perf_counter() - t
-        elif isinstance(shape, Mesh):
-            mesh = TriangleMesh(
-                np.array(shape.vertices, np.float64),
-                np.array(shape.triangles, np.int64),
-                np.array(shape.normals, np.float64) if shape.normals else None,
-                np.array(shape.uvs, np.float64) if shape.uvs else None,
-            )
-        else:  # pragma: no cover - the parser only makes the shapes above
-            raise TypeError(f"cannot pack {type(shape).__name__}")
         face_normals = isinstance(shape, Mesh) and shape.face_normals
-        triangle_count += len(mesh.faces)
-        if triangle_count > defaults.MAX_TRIANGLES:
-            raise SceneError(f"the scene has more than {defaults.MAX_TRIANGLES} triangles (FARM_MAX_TRIANGLES)")
         meshes.append((mesh, m, mid, face_normals))
 
     triangles, triangle_data, normals, corners = _triangles(meshes)
