@@ -78,10 +78,12 @@ def load_scene(
         _turn_off(document, missing, warnings)
     if warnings:
         document["warnings"] = warnings
-    files = parse_scene(document, source=str(path)).files()
+    files = [name for name in scene.files() if name not in missing]  # _turn_off dropped exactly those
     if files:
         document["assets"] = {name: folder.digest(name) for name in files}
-    return parse_scene(document, source=str(path)), document
+    if files or warnings:
+        scene = parse_scene(document, source=str(path))
+    return scene, document
 
 
 def _read_json(path: Path):
