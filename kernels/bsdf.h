@@ -24,7 +24,7 @@ typedef struct {
     int table_size;                       /* 0: use the smooth coating's 1 - Fresnel */
 } Bsdf;
 
-inline float max3(float3 v) { return fmax(v.x, fmax(v.y, v.z)); }
+inline float max3(float3 v) { return max_f(v.x, max_f(v.y, v.z)); }
 inline float mean3(float3 v) { return (v.x + v.y + v.z) * (1.0f / 3.0f); }
 
 /* Fresnel reflectance of a dielectric for cos_i > 0 on the side of relative index eta_it
@@ -47,7 +47,7 @@ inline float3 fresnel_conductor(float cos_i, float3 eta, float3 k) {
     float3 t0 = eta2 - k2 - s2;
     float3 a2b2 = sqrt(t0 * t0 + 4.0f * eta2 * k2);
     float3 t1 = a2b2 + c2;
-    float3 a = sqrt(fmax(0.5f * (a2b2 + t0), 0.0f));
+    float3 a = sqrt(max_f3(0.5f * (a2b2 + t0), 0.0f));
     float3 t2 = 2.0f * cos_i * a;
     float3 rs = (t1 - t2) / (t1 + t2);
     float3 t3 = c2 * a2b2 + s2 * s2;
@@ -67,7 +67,7 @@ inline float ggx_d(float3 m, float alpha) {
 inline float ggx_g1(float3 v, float3 m, float alpha) {
     if (dot3(v, m) * v.z <= 0.0f) return 0.0f;
     float z2 = v.z * v.z;
-    float tan2 = fmax(1.0f - z2, 0.0f) / z2;
+    float tan2 = max_f(1.0f - z2, 0.0f) / z2;
     return 2.0f / (1.0f + sqrt(1.0f + alpha * alpha * tan2));
 }
 
@@ -81,14 +81,14 @@ inline float3 ggx_sample_visible(float3 wi, float alpha, float2 u) {
     float2 cs = unit_circle(u.y);
     float p1 = r * cs.x, p2 = r * cs.y;
     float blend = 0.5f * (1.0f + vh.z);
-    p2 = (1.0f - blend) * sqrt(fmax(1.0f - p1 * p1, 0.0f)) + blend * p2;
-    float3 nh = t1 * p1 + t2 * p2 + vh * sqrt(fmax(0.0f, 1.0f - p1 * p1 - p2 * p2));
-    return unit3((float3)(alpha * nh.x, alpha * nh.y, fmax(1e-7f, nh.z)));
+    p2 = (1.0f - blend) * sqrt(max_f(1.0f - p1 * p1, 0.0f)) + blend * p2;
+    float3 nh = t1 * p1 + t2 * p2 + vh * sqrt(max_f(1.0f - p1 * p1 - p2 * p2, 0.0f));
+    return unit3((float3)(alpha * nh.x, alpha * nh.y, max_f(nh.z, 1e-7f)));
 }
 
 /* Density of ggx_sample_visible's normal m. */
 inline float ggx_pdf_visible(float3 wi, float3 m, float alpha) {
-    return ggx_g1(wi, m, alpha) * fmax(dot3(wi, m), 0.0f) * ggx_d(m, alpha) / wi.z;
+    return ggx_g1(wi, m, alpha) * max_f(dot3(wi, m), 0.0f) * ggx_d(m, alpha) / wi.z;
 }
 
 inline float3 reflect_about(float3 v, float3 m) { return m * (2.0f * dot3(v, m)) - v; }
@@ -103,7 +103,7 @@ inline float plastic_transmittance(const Bsdf *b, float cos_theta) {
         float ct;
         return 1.0f - fresnel_dielectric(cos_theta, b->ior, &ct);
     }
-    float x = clamp(cos_theta, 0.0f, 1.0f) * (float)(b->table_size - 1);
+    float x = clamp_f(cos_theta, 0.0f, 1.0f) * (float)(b->table_size - 1);
     int i = min((int)x, b->table_size - 2);
     float a = x - (float)i;
     return b->coating[i] * (1.0f - a) + b->coating[i + 1] * a;

@@ -28,7 +28,7 @@ inline float2 env_uv(const SceneRef *s, float3 d) {
     float3 in_map = (float3)(dot3(f->env_row0.xyz, d), dot3(f->env_row1.xyz, d), dot3(f->env_row2.xyz, d));
     float u = atan2(in_map.x, -in_map.z) * (0.5f * INV_PI_F);
     if (u < 0.0f) u += 1.0f;
-    float v = acos(clamp(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
+    float v = acos(clamp_f(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
     return (float2)(u, v);
 }
 
@@ -83,10 +83,10 @@ inline float3 env_sample(const SceneRef *s, float2 u, float *pdf) {
         float col_width = conditional[col + 1] - conditional[col];
         float dv = row_width > 0.0f ? (u.y - s->env_marginal[row]) / row_width : 0.5f;
         float du = col_width > 0.0f ? (u.x - conditional[col]) / col_width : 0.5f;
-        float mu = ((float)col + clamp(du, 0.0f, 1.0f)) / (float)width;
-        float mv = ((float)row + clamp(dv, 0.0f, 1.0f)) / (float)height;
-        float2 phi = unit_circle(fmin(mu, 0.99999994f));     /* (cos, sin) of 2 pi u */
-        float2 theta = unit_circle(fmin(0.5f * mv, 0.49999997f));  /* (cos, sin) of pi v */
+        float mu = ((float)col + clamp_f(du, 0.0f, 1.0f)) / (float)width;
+        float mv = ((float)row + clamp_f(dv, 0.0f, 1.0f)) / (float)height;
+        float2 phi = unit_circle(min_f(mu, 0.99999994f));     /* (cos, sin) of 2 pi u */
+        float2 theta = unit_circle(min_f(0.5f * mv, 0.49999997f));  /* (cos, sin) of pi v */
         in_map = (float3)(theta.y * phi.y, theta.x, -theta.y * phi.x);
         *pdf = theta.y > 0.0f ? s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * theta.y) : 0.0f;
     }
@@ -102,7 +102,7 @@ inline float2 sphere_uv(__global const Sphere *sphere, float3 n) {
     float3 in_map = (float3)(dot3(sphere->row0.xyz, n), dot3(sphere->row1.xyz, n), dot3(sphere->row2.xyz, n));
     float u = atan2(in_map.y, in_map.x) * (0.5f * INV_PI_F);
     if (u < 0.0f) u += 1.0f;
-    return (float2)(u, acos(clamp(in_map.z, -1.0f, 1.0f)) * INV_PI_F);
+    return (float2)(u, acos(clamp_f(in_map.z, -1.0f, 1.0f)) * INV_PI_F);
 }
 
 inline float2 triangle_uv(__global const TriangleData *td, float b1, float b2) {
@@ -157,14 +157,14 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
                 float dc = sqrt(dot3(axis, axis));
                 axis = axis / dc;
                 float cos_theta = 1.0f - u.x * one_minus_cos_max;
-                float sin_theta = sqrt(fmax(0.0f, 1.0f - cos_theta * cos_theta));
+                float sin_theta = sqrt(max_f(1.0f - cos_theta * cos_theta, 0.0f));
                 float2 cs = unit_circle(u.y);
                 float3 t, b;
                 basis(axis, &t, &b);
                 float3 wi = t * (sin_theta * cs.x) + b * (sin_theta * cs.y) + axis * cos_theta;
                 /* The nearer intersection of that direction with the sphere. */
                 float along = dc * cos_theta;
-                float dist = along - sqrt(fmax(0.0f, radius * radius - dc * dc * sin_theta * sin_theta));
+                float dist = along - sqrt(max_f(radius * radius - dc * dc * sin_theta * sin_theta, 0.0f));
                 point = p + wi * dist;
                 normal = unit3(point - center);
                 material = sphere->info.x;

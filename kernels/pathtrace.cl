@@ -16,7 +16,7 @@
 #define RAY_EPSILON 1e-4f
 
 inline float ray_epsilon(float3 p) {
-    return RAY_EPSILON * (1.0f + fmax(fabs(p.x), fmax(fabs(p.y), fabs(p.z))));
+    return RAY_EPSILON * (1.0f + max3(fabs(p)));
 }
 
 /* A ray origin just off the surface, on the side direction d leaves towards. */
@@ -69,10 +69,10 @@ inline Bsdf bsdf_at(const SceneRef *s, int material, float2 uv) {
     __global const Material *m = &s->materials[material];
     Bsdf b;
     b.kind = m->kind.x;
-    b.reflectance = clamp(param_rgb(s, m->reflectance, uv), 0.0f, 1.0f);
-    b.specular = clamp(param_rgb(s, m->specular, uv), 0.0f, 1.0f);
-    b.transmittance = clamp(param_rgb(s, m->transmittance, uv), 0.0f, 1.0f);
-    float roughness = clamp(param_scalar(s, m->roughness, uv), 0.0f, 1.0f);
+    b.reflectance = clamp_f3(param_rgb(s, m->reflectance, uv), 0.0f, 1.0f);
+    b.specular = clamp_f3(param_rgb(s, m->specular, uv), 0.0f, 1.0f);
+    b.transmittance = clamp_f3(param_rgb(s, m->transmittance, uv), 0.0f, 1.0f);
+    float roughness = clamp_f(param_scalar(s, m->roughness, uv), 0.0f, 1.0f);
     b.alpha = roughness * roughness;
     b.eta = m->eta.xyz;
     b.k = m->k.xyz;
@@ -177,7 +177,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
         prev_delta = delta;
 
         if (depth >= rr_depth) {
-            float q = fmin(max3(throughput), 0.95f);
+            float q = min_f(max3(throughput), 0.95f);
             if (!(sample1(sampler, bounce_choice(depth, CHOICE_ROULETTE)) < q)) break;
             throughput /= q;
         }

@@ -50,16 +50,23 @@ inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float
     return (t > 0.0f && t < t_max) ? t : INFINITY;
 }
 
-/* Slab test; fmin/fmax drop the NaN of 0 * inf. The far distance is widened by a few ulps
- * so that rounding never loses a primitive lying on the box's face. */
+/* Slab test. inv_d has no infinities (safe_reciprocal), so no 0 * inf makes a NaN and
+ * min_f/max_f are exact. The far distance is widened by a few ulps so that rounding never
+ * loses a primitive lying on the box's face. */
 inline bool hit_box(float4 lower, float4 upper, float3 o, float3 inv_d, float t_max, float *t_near) {
     float3 t0 = (lower.xyz - o) * inv_d;
     float3 t1 = (upper.xyz - o) * inv_d;
-    float3 lo = fmin(t0, t1), hi = fmax(t0, t1);
-    float near = fmax(fmax(lo.x, lo.y), fmax(lo.z, 0.0f));
-    float far = fmin(fmin(hi.x, hi.y), hi.z) * 1.0000004f;
+    float near = max_f(max_f(min_f(t0.x, t1.x), min_f(t0.y, t1.y)), max_f(min_f(t0.z, t1.z), 0.0f));
+    float far = min_f(min_f(max_f(t0.x, t1.x), max_f(t0.y, t1.y)), max_f(t0.z, t1.z)) * 1.0000004f;
     *t_near = near;
     return near <= far && near < t_max;
+}
+
+/* 1 / x, with |x| raised to at least 1e-18 first (as Embree's rcp_safe): a ray parallel to
+ * a slab gets huge finite distances instead of infinities, and one lying in a box's face
+ * counts as inside it instead of making a NaN. */
+inline float safe_reciprocal(float x) {
+    return 1.0f / (fabs(x) < 1e-18f ? copysign(1e-18f, x) : x);
 }
 
 /* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays).
@@ -68,7 +75,7 @@ inline bool hit_box(float4 lower, float4 upper, float3 o, float3 inv_d, float t_
  * The walk visits one child entry at a time: an interior node (count -1) or a leaf. */
 inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore, Hit *hit) {
     const int n_triangles = s->frame->counts.x;
-    float3 inv_d = 1.0f / d;
+    float3 inv_d = (float3)(safe_reciprocal(d.x), safe_reciprocal(d.y), safe_reciprocal(d.z));
     int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
     float stack_t[STACK_SIZE];
     int top = 0;
