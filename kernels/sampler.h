@@ -40,12 +40,19 @@ inline uint nested_uniform_scramble(uint x, uint seed) {
 }
 
 /* The second Sobol dimension with its bits reversed: direction numbers v_0 = 1,
- * v_k = v_{k-1} ^ (v_{k-1} << 1) (the usual ones, mirrored). */
+ * v_k = v_{k-1} ^ (v_{k-1} << 1) (the usual ones, mirrored), so bit j of v_k is
+ * binomial(k, j) mod 2, which by Lucas' theorem is 1 exactly when j's bits are a subset of
+ * k's. Bit j of the result is then the parity of the index bits k that contain j: five
+ * shift-and-xor steps, one per bit of j, instead of a loop over the 32 bits of a scrambled
+ * index (a fifth of a sample's time on PoCL). */
 inline uint sobol_dimension1_reversed(uint index) {
-    uint result = 0U, v = 1U;
-    for (; index != 0U; index >>= 1, v ^= v << 1)
-        if (index & 1U) result ^= v;
-    return result;
+    uint x = index;
+    x ^= (x >> 1) & 0x55555555U;
+    x ^= (x >> 2) & 0x33333333U;
+    x ^= (x >> 4) & 0x0F0F0F0FU;
+    x ^= (x >> 8) & 0x00FF00FFU;
+    x ^= (x >> 16) & 0x0000FFFFU;
+    return x;
 }
 
 inline float to_unit(uint x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }

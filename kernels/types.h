@@ -4,10 +4,13 @@
 #ifndef FARM_TYPES_H
 #define FARM_TYPES_H
 
-typedef struct {   /* an interior BVH node: its two children's boxes, tested together */
-    float4 left_lower, left_upper;
-    float4 right_lower, right_upper;
-    int4 children;  /* per child (x, y left; z, w right): node index and -1, or a leaf's first slot and count */
+/* A node of the wide BVH: up to eight children, their boxes as one lane each of six
+ * float8 rows, so one ray meets all eight boxes in a few vector instructions. */
+typedef struct {
+    float8 lower_x, lower_y, lower_z;
+    float8 upper_x, upper_y, upper_z;
+    int8 child;  /* a node: its index; a leaf: its first primitive slot */
+    int8 count;  /* a node: -1; a leaf: its primitive count; 0: no child in this lane */
 } Node;
 
 typedef struct {   /* what intersection needs, nothing more (Baldwin and Weber 2016) */

@@ -56,3 +56,51 @@ def test_surface_area_heuristic_separates_two_clusters_first():
     tree = bvh.build(centres - 0.01, centres + 0.01)
     a, b = tree.left[0], tree.right[0]
     assert {round(tree.upper[a][0]), round(tree.upper[b][0])} == {1, 101}
+
+
+def check_wide(wide: bvh.WideBvh, tree: bvh.Bvh, lower: np.ndarray, upper: np.ndarray) -> None:
+    """Every leaf of the binary tree reached exactly once from the root, every child's box
+    holding its primitives, children after their parent, and the stack bound exact."""
+    n = len(lower)
+    seen = np.zeros(n, int)
+    deepest = 0
+    walk = [(0, 0)]  # (wide node, entries left on the stack above it)
+    while walk:
+        node, held = walk.pop()
+        valid = wide.count[node] != 0
+        assert 1 <= valid.sum() <= bvh.WIDTH
+        deepest = max(deepest, held + int(valid.sum()))
+        for lane in np.flatnonzero(valid):
+            box_lo, box_hi = wide.lower[node, lane], wide.upper[node, lane]
+            if wide.count[node, lane] < 0:
+                child = wide.child[node, lane]
+                assert child > node
+                assert (wide.lower[child][wide.count[child] != 0] >= box_lo).all()
+                assert (wide.upper[child][wide.count[child] != 0] <= box_hi).all()
+                walk.append((child, held + int(valid.sum()) - 1))
+            else:
+                first, count = wide.child[node, lane], wide.count[node, lane]
+                prims = tree.order[first : first + count]
+                seen[prims] += 1
+                assert (lower[prims] >= box_lo).all() and (upper[prims] <= box_hi).all()
+    assert (seen == 1).all()
+    assert wide.stack == deepest
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 9, 100, 5000])
+def test_wide_tree_reaches_every_primitive_once(n):
+    rng = np.random.default_rng(n)
+    centre = rng.normal(size=(n, 3)) * [10, 1, 0.1]
+    size = rng.uniform(0, 0.5, (n, 3))
+    lower, upper = (centre - size).astype(np.float32), (centre + size).astype(np.float32)
+    tree = bvh.build(lower, upper)
+    wide = bvh.collapse(tree)
+    check_wide(wide, tree, lower, upper)
+    if n >= 100:  # up to eight children a node: a third as many nodes as the binary tree's interior
+        assert len(wide.child) * 3 < (~tree.leaf).sum()
+        assert (wide.count != 0).sum() >= 4 * len(wide.child)
+
+
+def test_wide_tree_of_no_primitives_has_nothing_to_visit():
+    wide = bvh.collapse(bvh.build(np.zeros((0, 3)), np.zeros((0, 3))))
+    assert len(wide.child) == 1 and (wide.count == 0).all()

@@ -165,3 +165,70 @@ def _best_splits(c, box_lo, box_hi, segment, offsets, nodes, n_bins):
         best_axis = np.where(better, axis, best_axis)
         best_bin = np.where(better, k, best_bin)
     return best_axis, best_bin, best_cost, bins
+
+
+WIDTH = 8  # children per node of the wide tree the kernel walks: one AVX2 register of boxes
+
+
+@dataclass(frozen=True)
+class WideBvh:
+    """The binary tree collapsed into nodes of up to WIDTH children (Wald et al. 2008,
+    "Getting Rid of Packets"; Embree's BVH8). Per node and child slot: the child's box, and
+    the child itself: a wide node (`child` its index, `count` -1), a leaf (`child` its
+    first slot in `order`, `count` its primitives) or nothing (`count` 0)."""
+
+    lower: np.ndarray  # (nodes, WIDTH, 3) float32, rounded outwards
+    upper: np.ndarray  # (nodes, WIDTH, 3)
+    child: np.ndarray  # (nodes, WIDTH) int64
+    count: np.ndarray  # (nodes, WIDTH) int64
+    stack: int  # the most entries a walk can hold on its stack at once
+
+
+def collapse(tree: Bvh, width: int = WIDTH) -> WideBvh:
+    """Collapse `tree` top-down, all nodes of a level at once: a wide node starts from its
+    binary node's two children and opens the interior child of largest surface area until
+    it has `width` children or none left to open (the greedy rule of Embree's BVH8)."""
+    area = _area(tree.lower, tree.upper)
+    leaf = tree.leaf
+    levels = []  # per level of wide nodes: (binary ids of their children, -1 for none)
+    level = np.array([0])
+    while len(level):
+        rows = np.arange(len(level))
+        slots = np.full((len(level), width), -1, np.int64)
+        if leaf[0]:  # a root leaf: one wide node holding it
+            slots[0, 0] = 0
+        else:
+            slots[:, 0], slots[:, 1] = tree.left[level], tree.right[level]
+            for column in range(2, width):
+                known = np.maximum(slots, 0)
+                score = np.where((slots >= 0) & ~leaf[known], area[known], -1.0)
+                best = np.argmax(score, axis=1)
+                opens = score[rows, best] >= 0
+                opened = slots[rows[opens], best[opens]]
+                slots[rows[opens], best[opens]] = tree.left[opened]
+                slots[rows[opens], column] = tree.right[opened]
+        levels.append(slots)
+        inner = slots[(slots >= 0) & ~leaf[np.maximum(slots, 0)]]
+        level = inner
+    slots = np.concatenate(levels)
+    # Wide node ids follow creation order: level by level, each level's children row-major.
+    wide_id = np.full(len(leaf), -1, np.int64)
+    is_node = (slots >= 0) & ~leaf[np.maximum(slots, 0)]
+    wide_id[slots[is_node]] = np.arange(1, 1 + int(is_node.sum()))
+    known = np.maximum(slots, 0)
+    valid = slots >= 0
+    child = np.where(is_node, wide_id[known], np.where(valid, tree.left[known], 0))
+    count = np.where(is_node, -1, np.where(valid, tree.right[known], 0))
+    lower = np.nextafter(tree.lower[known].astype(np.float32), np.float32(-np.inf))
+    upper = np.nextafter(tree.upper[known].astype(np.float32), np.float32(np.inf))
+    lower[~valid], upper[~valid] = 0.0, 0.0
+    # Stack bound: visiting a node pushes its children hit and pops one; the deepest sum of
+    # (children - 1) along a path, plus the children of the last node.
+    need = valid.sum(axis=1) - 1
+    sizes = [len(s) for s in levels]
+    starts = np.cumsum([0] + sizes[:-1])
+    for start, size in zip(reversed(starts), reversed(sizes)):  # children's levels first
+        part = slice(start, start + size)
+        below = np.where(is_node[part], need[np.where(is_node[part], child[part], 0)], 0).max(axis=1)
+        need[part] += below
+    return WideBvh(lower, upper, child, count, int(need[0]) + 1)

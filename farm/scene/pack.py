@@ -28,9 +28,11 @@ from farm.scene.model import (
 log = logging.getLogger(__name__)
 
 F4, I4 = ("<f4", 4), ("<i4", 4)
-# An interior node holds both children's boxes, so one load serves both box tests.
+# A wide BVH node: its children's boxes as eight lanes per coordinate, tested at once.
+F8, I8 = ("<f4", 8), ("<i4", 8)
 NODE = np.dtype(
-    [("left_lower", *F4), ("left_upper", *F4), ("right_lower", *F4), ("right_upper", *F4), ("children", *I4)]
+    [("lower_x", *F8), ("lower_y", *F8), ("lower_z", *F8), ("upper_x", *F8), ("upper_y", *F8), ("upper_z", *F8),
+     ("child", *I8), ("count", *I8)]
 )
 # Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
 # signed distance (in units of its dominant normal component); three dot products a test.
@@ -86,7 +88,7 @@ LIGHT_TRIANGLE, LIGHT_SPHERE, LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_ENVIRONM
 SAMPLER_KINDS = {"independent": 0, "sobol": 1}
 STRATEGY_KINDS = {"mis": 0, "light": 1, "bsdf": 2}
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
-MAX_BVH_DEPTH = 64  # STACK_SIZE in kernels/trace.h
+STACK_SIZE = 128  # entries of the kernel's traversal stack: STACK_SIZE in kernels/trace.h
 
 
 class _Textures:
@@ -320,10 +322,13 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     t = time.perf_counter()
     lower, upper = _primitive_bounds(corners, sphere_array)
     tree = bvh_builder.build(lower, upper)
+    wide = bvh_builder.collapse(tree)
     timings["bvh"] = time.perf_counter() - t
-    if tree.levels > MAX_BVH_DEPTH:
-        raise SceneError(f"the scene's BVH is {tree.levels} levels deep; the kernel walks at most {MAX_BVH_DEPTH}")
-    nodes = _flatten(tree)
+    if wide.stack > STACK_SIZE:
+        raise SceneError(
+            f"the scene's BVH needs a traversal stack of {wide.stack} entries; the kernel has {STACK_SIZE}"
+        )
+    nodes = _flatten(wide)
     prims = tree.order.astype(np.int32)
     scene_lower, scene_upper = (tree.lower[0], tree.upper[0]) if len(lower) else (np.zeros(3), np.zeros(3))
     scene_radius = max(float(np.linalg.norm(scene_upper - scene_lower)) / 2.0, 1e-3)
@@ -507,32 +512,15 @@ def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return triangles, data, normals, corners
 
 
-def _flatten(tree) -> np.ndarray:
-    """The binary BVH as interior nodes only, each with its children's boxes and, per child,
-    (node index, -1) for an interior child or (first slot, count >= 0) for a leaf. Node 0
-    is the root; a root that is itself a leaf becomes node 0's left child beside an empty
-    box (and an empty leaf)."""
-    # Boxes rounded outwards to float32, so no primitive pokes out of its box.
-    lower = np.nextafter(tree.lower.astype(np.float32), np.float32(-np.inf))
-    upper = np.nextafter(tree.upper.astype(np.float32), np.float32(np.inf))
-    interior = np.flatnonzero(~tree.leaf)
-    if len(interior) == 0:
-        node = np.zeros(1, NODE)
-        node["left_lower"][0, :3], node["left_upper"][0, :3] = lower[0], upper[0]
-        node["right_lower"][0, :3], node["right_upper"][0, :3] = np.inf, -np.inf  # never hit
-        node["children"][0] = (tree.left[0], tree.right[0], 0, 0)
-        return node
-    compact = np.full(len(tree.leaf), -1, np.int64)
-    compact[interior] = np.arange(len(interior))  # the root (0) stays first
-    nodes = np.zeros(len(interior), NODE)
-    for side in ("left", "right"):
-        child = getattr(tree, side)[interior]
-        nodes[f"{side}_lower"][:, :3] = lower[child]
-        nodes[f"{side}_upper"][:, :3] = upper[child]
-        is_leaf = tree.leaf[child]
-        column = 0 if side == "left" else 2
-        nodes["children"][:, column] = np.where(is_leaf, tree.left[child], compact[child])
-        nodes["children"][:, column + 1] = np.where(is_leaf, tree.right[child], -1)
+def _flatten(wide: bvh_builder.WideBvh) -> np.ndarray:
+    """The wide BVH in the kernel's layout: per node, each coordinate of its children's
+    boxes as one row of WIDTH lanes (structure of arrays), then children and counts."""
+    nodes = np.zeros(len(wide.child), NODE)
+    for axis, name in enumerate("xyz"):
+        nodes[f"lower_{name}"] = wide.lower[:, :, axis]
+        nodes[f"upper_{name}"] = wide.upper[:, :, axis]
+    nodes["child"] = wide.child
+    nodes["count"] = wide.count
     return nodes
 
 
