@@ -2,21 +2,36 @@
 
 Efficiency is the time of one direct in-process render of a frame over the wall time of
 the same frame through the farm (embedded Redis, real workers, buckets and all), both
-measured in this run, so a noisy machine affects both alike.
+measured in this run, so a noisy machine affects both alike. For the same reason the
+kernel and Mitsuba render in alternation, and every figure is a median.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.resources
+import os
+import statistics
 import time
 from pathlib import Path
 
 from farm import defaults
 
+DEFAULT_SCENE = "cornell-box.json"
+
+# What the LLVM variant needs, said when it cannot run: Dr.Jit refuses LLVM 14 and older,
+# and LLVM 15 aborts compiling Mitsuba's kernels ("LLVM ERROR: Cannot select: ... fminimum").
+LLVM_HINT = ("Mitsuba's llvm_ad_rgb needs LLVM 17 or newer (Debian: apt-get install libllvm19), found "
+             "through DRJIT_LIBLLVM_PATH=/path/to/libLLVM.so or Dr.Jit's default search")
+
 
 def default_scene() -> str:
-    """The bundled Cornell box of a source checkout (scenes/ is not part of the wheel)."""
-    return str(Path(__file__).resolve().parent.parent / "scenes" / "cornell-box.json")
+    """The Cornell box: package data (`farm.scenes`) when installed, else `scenes/` beside
+    the `farm/` being imported (a source checkout on sys.path)."""
+    try:
+        return str(importlib.resources.files("farm.scenes") / DEFAULT_SCENE)
+    except ModuleNotFoundError:
+        return str(Path(__file__).resolve().parent.parent / "scenes" / DEFAULT_SCENE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE, help="bucket side in pixels")
     parser.add_argument("--workers", type=int, default=1,
                         help="local workers for the farm run (default 1: the same device as the direct run)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each kind; the best is kept")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each kind; the median is reported")
     parser.add_argument("--skip-farm", action="store_true", help="measure the kernel only")
     parser.add_argument("--mitsuba", action="store_true",
-                        help="also render the scene with Mitsuba 3 (scalar_rgb, and llvm_ad_rgb where it runs) "
-                             "and report the ratio")
+                        help="also render the scene with Mitsuba 3 (scalar_rgb, and llvm_ad_rgb where it runs), "
+                             "alternating with the kernel, and report the ratios")
     parser.add_argument("--samplers", action="store_true",
                         help="instead: error (RMSE against a 16x-sample reference) of the Sobol and the "
                              "independent sampler at --spp")
@@ -66,13 +81,24 @@ def run(args) -> int:
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     renderer = Renderer(device, pack(scene, assets))
     renderer.render(0, 0, min(8, scene.film.width), min(8, scene.film.height))  # warm up
-    direct = min(_timed(renderer.render_frame) for _ in range(args.repeat))
     print(f"device: {device}")
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, max depth {scene.max_depth}")
-    print(f"kernel: {direct:.3f}s per frame, {samples / direct / 1e6:.3f} M samples/s "
-          f"({pixels * 1.0 / direct / 1e3:.1f} k pixels/s)")
+    frames = {"kernel": (_nothing, renderer.render_frame)}
+    cannot_run = {}
     if args.mitsuba:
-        _bench_mitsuba(args, scene, samples / direct)
+        mitsuba_frames, cannot_run = _mitsuba_frames(args, scene)
+        frames.update(mitsuba_frames)
+    seconds = {name: statistics.median(times) for name, times in _rounds(frames, args.repeat).items()}
+    direct = seconds.pop("kernel")
+    print(f"kernel: {direct:.3f}s per frame, {samples / direct / 1e6:.3f} M samples/s "
+          f"({pixels * 1.0 / direct / 1e3:.1f} k pixels/s), median of {args.repeat} runs")
+    for variant, frame in seconds.items():
+        print(f"mitsuba {variant}: {frame:.3f}s per frame, {samples / frame / 1e6:.3f} M samples/s; "
+              f"farm kernel / mitsuba = {frame / direct:.2f} (medians of {args.repeat} runs each, alternating)")
+    for variant, why in cannot_run.items():
+        print(f"mitsuba {variant}: cannot run here: {why}")
+        print(f"  {LLVM_HINT}" + (f" (DRJIT_LIBLLVM_PATH={os.environ['DRJIT_LIBLLVM_PATH']} now)"
+                                  if "DRJIT_LIBLLVM_PATH" in os.environ else ""))
     if args.skip_farm:
         return 0
     del renderer
@@ -101,6 +127,22 @@ def _timed(function) -> float:
     return time.perf_counter() - started
 
 
+def _nothing() -> None:
+    pass
+
+
+def _rounds(frames: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds per frame of each renderer, timed in rounds of one frame each (kernel,
+    Mitsuba, kernel, Mitsuba, ...) so that a noisy machine slows them alike. `frames` maps
+    a name to (select, render); select runs untimed first (Mitsuba's set_variant)."""
+    seconds: dict[str, list[float]] = {name: [] for name in frames}
+    for _ in range(rounds):
+        for name, (select, render) in frames.items():
+            select()
+            seconds[name].append(_timed(render))
+    return seconds
+
+
 def _bench_farm(args, scene, document, assets, direct: float) -> None:
     from farm.app import app
     from farm.broker import connect
@@ -119,45 +161,44 @@ def _bench_farm(args, scene, document, assets, direct: float) -> None:
             run = start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets)
             run.collect(check_alive=local.check_alive)
             runs.append(run)
-    best = min(runs, key=lambda r: r.wall_seconds)
-    wall, buckets = best.wall_seconds, best.total
-    kernel_seconds = sum(r.seconds for r in best.records.values())
+    wall = statistics.median(r.wall_seconds for r in runs)
+    kernel_seconds = statistics.median(sum(record.seconds for record in r.records.values()) for r in runs)
+    buckets = runs[0].total
     print(f"farm: {args.workers} worker(s), {buckets} buckets of {args.bucket_size}px: "
-          f"{wall:.3f}s wall (best of {args.repeat}), kernel time {kernel_seconds:.3f}s")
+          f"{wall:.3f}s wall (median of {args.repeat} runs), kernel time {kernel_seconds:.3f}s")
     print(f"farm efficiency: {direct / wall * 100:.1f}% (direct {direct:.3f}s / farm {wall:.3f}s)")
     print(f"per-bucket overhead: {(wall - direct) / buckets * 1e3:.2f} ms "
           f"((farm - direct) / buckets; target < 3 ms)")
 
 
-# The issue's reference figure: Mitsuba 3's LLVM path tracer on this 2-core machine.
-MITSUBA_LLVM_REFERENCE = 2.9e6
-
-
-def _bench_mitsuba(args, scene, ours: float) -> None:
-    """Mitsuba 3 on the same scene file: samples per second, best of --repeat."""
+def _mitsuba_frames(args, scene) -> tuple[dict, dict[str, str]]:
+    """Mitsuba 3 on the same scene, per variant: (select, render one frame) for `_rounds`,
+    warmed up; and, for a variant that cannot run here, why."""
     try:
         import mitsuba as mi
     except ImportError:
         print("mitsuba: not installed (pip install mitsuba)")
-        return
+        return {}, {}
     from farm.scene.mitsuba import to_mitsuba
 
-    samples = scene.film.width * scene.film.height * scene.film.spp
+    frames, cannot_run = {}, {}
     for variant in ("scalar_rgb", "llvm_ad_rgb"):
         # The LLVM variant needs a recent libLLVM; an old one can abort the process, so
         # it is tried in a child process first.
-        if variant != "scalar_rgb" and not _variant_runs(variant):
-            print(f"mitsuba {variant}: does not run on this machine (its LLVM back end failed)")
+        why = None if variant == "scalar_rgb" else _variant_failure(variant)
+        if why:
+            cannot_run[variant] = why
             continue
         mi.set_variant(variant)
-        loaded = mi.load_dict(to_mitsuba(scene, Path(args.scene).parent))
+        document = to_mitsuba(scene, Path(args.scene).parent)
+        # Like with like: our samples stay in their pixel, so Mitsuba's must too (to_mitsuba
+        # chooses the box filter already, for the reference tests; the ratio depends on it).
+        document["sensor"]["film"]["rfilter"] = {"type": "box"}
+        loaded = mi.load_dict(document)
         _mitsuba_frame(mi, loaded, 1)  # compile / warm up
-        best = min(_timed(lambda: _mitsuba_frame(mi, loaded, scene.film.spp)) for _ in range(args.repeat))
-        rate = samples / best
-        print(f"mitsuba {variant}: {best:.3f}s per frame, {rate / 1e6:.3f} M samples/s; "
-              f"farm kernel / mitsuba = {ours / rate:.2f}")
-    print(f"farm kernel / the issue's Mitsuba LLVM figure ({MITSUBA_LLVM_REFERENCE / 1e6:.1f} M samples/s): "
-          f"{ours / MITSUBA_LLVM_REFERENCE:.2f}")
+        frames[variant] = (lambda variant=variant: mi.set_variant(variant),
+                           lambda loaded=loaded: _mitsuba_frame(mi, loaded, scene.film.spp))
+    return frames, cannot_run
 
 
 def _mitsuba_frame(mi, loaded, spp: int) -> None:
@@ -167,7 +208,9 @@ def _mitsuba_frame(mi, loaded, spp: int) -> None:
     np.asarray(mi.render(loaded, spp=spp))  # asarray forces evaluation in the JIT variants
 
 
-def _variant_runs(variant: str) -> bool:
+def _variant_failure(variant: str) -> str | None:
+    """Render a small frame with `variant` in a child process: None if it works, else why not."""
+    import signal
     import subprocess
     import sys
 
@@ -175,10 +218,28 @@ def _variant_runs(variant: str) -> bool:
         "import mitsuba as mi; mi.set_variant(%r); "
         "s = mi.load_dict(mi.cornell_box()); import numpy as np; np.asarray(mi.render(s, spp=1))" % variant
     )
+    timeout = 300
     try:
-        return subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=300).returncode == 0
+        child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False
+        return f"a one-sample frame took over {timeout}s in a child process"
+    if child.returncode == 0:
+        return None
+    why = _stderr_reason(child.stderr)
+    if child.returncode < 0:
+        why = f"{why} (the child process died of {signal.Signals(-child.returncode).name})"
+    return why
+
+
+def _stderr_reason(stderr: str) -> str:
+    """The line of a failed probe's stderr that says why: LLVM's fatal error, else Dr.Jit's
+    first complaint (the exception after it names only a consequence), else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for cause in ("LLVM ERROR:", "jit"):
+        found = [line for line in lines if line.startswith(cause)]
+        if found:
+            return found[0]
+    return lines[-1] if lines else "no message"
 
 
 def _bench_mesh(args) -> int:
@@ -213,7 +274,7 @@ def _bench_mesh(args) -> int:
         renderer = Renderer(device, packed)
         renderer.render(0, 0, 8, 8)
         uploaded = time.perf_counter() - started
-        frame = min(_timed(renderer.render_frame) for _ in range(args.repeat))
+        frame = statistics.median(_timed(renderer.render_frame) for _ in range(args.repeat))
     samples = scene.film.width * scene.film.height * scene.film.spp
     timings = packed.timings
     print(f"device: {device}")

@@ -1,4 +1,5 @@
-"""`pip install .` (not only editable) ships the OpenCL sources and finds them at run time."""
+"""`pip install .` (not only editable) ships the OpenCL sources and the default scene of
+`farm bench`, and finds them at run time."""
 
 import os
 import subprocess
@@ -13,7 +14,7 @@ KERNEL_FILES = {p.name for p in (ROOT / "kernels").iterdir() if p.suffix in (".c
 assert "pathtrace.cl" in KERNEL_FILES and "types.h" in KERNEL_FILES
 
 
-def test_wheel_ships_the_kernels_and_finds_them(tmp_path):
+def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
         check=True, capture_output=True, timeout=300,
@@ -21,7 +22,7 @@ def test_wheel_ships_the_kernels_and_finds_them(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("farm-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"farm/kernels/{name}" for name in KERNEL_FILES} <= names
-    assert {"farm/scene/parse.py", "farm/tasks.py"} <= names
+    assert {"farm/scene/parse.py", "farm/tasks.py", "farm/scenes/cornell-box.json"} <= names
 
     site = tmp_path / "site"
     subprocess.run(
@@ -36,6 +37,15 @@ def test_wheel_ships_the_kernels_and_finds_them(tmp_path):
     assert Path(out[0]).is_relative_to(site)
     assert KERNEL_FILES <= set(eval(out[1]))
 
+    # `farm bench` and `farm chaos` parse this default; a file it named would be missing too
+    probe = ("from farm.bench import default_scene; from farm.scene import load_scene; "
+             "path = default_scene(); scene, _ = load_scene(path); print(path); print(dict(scene.assets))")
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
+    ).stdout.splitlines()
+    assert Path(out[0]).resolve() == (site / "farm" / "scenes" / "cornell-box.json").resolve()
+    assert out[1] == "{}"
 
 
 def test_source_checkout_without_install_finds_the_kernels(monkeypatch):
@@ -51,3 +61,16 @@ def test_source_checkout_without_install_finds_the_kernels(monkeypatch):
 
     monkeypatch.setattr(importlib.resources, "files", no_package)
     assert Path(farm.render.kernel_dir()).resolve() == (ROOT / "kernels").resolve()
+
+
+def test_source_checkout_without_install_finds_the_default_scene(monkeypatch):
+    """As for the kernels: no farm.scenes package, the Cornell box beside farm/."""
+    import importlib.resources
+
+    import farm.bench
+
+    def no_package(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib.resources, "files", no_package)
+    assert Path(farm.bench.default_scene()) == ROOT / "scenes" / "cornell-box.json"
