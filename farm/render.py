@@ -25,6 +25,7 @@ from farm.scene.pack import (
 log = logging.getLogger(__name__)
 
 KERNEL_FILE = "pathtrace.cl"
+POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
 STRUCTS = (NODE, TRIANGLE, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
     "Node", "Triangle", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light", "Frame",
@@ -58,6 +59,8 @@ def build_program(device: Device):
     options = ["-I", folder, "-cl-std=CL1.2"]
     if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
         options.append("-cl-fp32-correctly-rounded-divide-sqrt")
+    if device.platform == POCL_PLATFORM:  # see kernels/builtins.h: same bits, no library calls
+        options.append("-DFARM_CLANG_BUILTINS")
     started = time.perf_counter()
     program = cl.Program(device.context, source)
     try:

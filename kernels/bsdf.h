@@ -33,7 +33,7 @@ inline float mean3(float3 v) { return (v.x + v.y + v.z) * (1.0f / 3.0f); }
 inline float fresnel_dielectric(float cos_i, float eta_it, float *cos_t) {
     float sin_t2 = (1.0f - cos_i * cos_i) / (eta_it * eta_it);
     if (sin_t2 >= 1.0f) { *cos_t = 0.0f; return 1.0f; }
-    float ct = sqrt(1.0f - sin_t2);
+    float ct = sqrt_f(1.0f - sin_t2);
     float rs = (cos_i - eta_it * ct) / (cos_i + eta_it * ct);
     float rp = (eta_it * cos_i - ct) / (eta_it * cos_i + ct);
     *cos_t = ct;
@@ -45,9 +45,9 @@ inline float3 fresnel_conductor(float cos_i, float3 eta, float3 k) {
     float c2 = cos_i * cos_i, s2 = 1.0f - c2;
     float3 eta2 = eta * eta, k2 = k * k;
     float3 t0 = eta2 - k2 - s2;
-    float3 a2b2 = sqrt(t0 * t0 + 4.0f * eta2 * k2);
+    float3 a2b2 = sqrt_f3(t0 * t0 + 4.0f * eta2 * k2);
     float3 t1 = a2b2 + c2;
-    float3 a = sqrt(max_f3(0.5f * (a2b2 + t0), 0.0f));
+    float3 a = sqrt_f3(max_f3(0.5f * (a2b2 + t0), 0.0f));
     float3 t2 = 2.0f * cos_i * a;
     float3 rs = (t1 - t2) / (t1 + t2);
     float3 t3 = c2 * a2b2 + s2 * s2;
@@ -68,21 +68,21 @@ inline float ggx_g1(float3 v, float3 m, float alpha) {
     if (dot3(v, m) * v.z <= 0.0f) return 0.0f;
     float z2 = v.z * v.z;
     float tan2 = max_f(1.0f - z2, 0.0f) / z2;
-    return 2.0f / (1.0f + sqrt(1.0f + alpha * alpha * tan2));
+    return 2.0f / (1.0f + sqrt_f(1.0f + alpha * alpha * tan2));
 }
 
 /* A microfacet normal from the distribution of normals visible from wi (wi.z > 0), Heitz 2018. */
 inline float3 ggx_sample_visible(float3 wi, float alpha, float2 u) {
     float3 vh = unit3((float3)(alpha * wi.x, alpha * wi.y, wi.z));
     float len2 = vh.x * vh.x + vh.y * vh.y;
-    float3 t1 = len2 > 0.0f ? (float3)(-vh.y, vh.x, 0.0f) / sqrt(len2) : (float3)(1.0f, 0.0f, 0.0f);
+    float3 t1 = len2 > 0.0f ? (float3)(-vh.y, vh.x, 0.0f) / sqrt_f(len2) : (float3)(1.0f, 0.0f, 0.0f);
     float3 t2 = cross3(vh, t1);
-    float r = sqrt(u.x);
+    float r = sqrt_f(u.x);
     float2 cs = unit_circle(u.y);
     float p1 = r * cs.x, p2 = r * cs.y;
     float blend = 0.5f * (1.0f + vh.z);
-    p2 = (1.0f - blend) * sqrt(max_f(1.0f - p1 * p1, 0.0f)) + blend * p2;
-    float3 nh = t1 * p1 + t2 * p2 + vh * sqrt(max_f(1.0f - p1 * p1 - p2 * p2, 0.0f));
+    p2 = (1.0f - blend) * sqrt_f(max_f(1.0f - p1 * p1, 0.0f)) + blend * p2;
+    float3 nh = t1 * p1 + t2 * p2 + vh * sqrt_f(max_f(1.0f - p1 * p1 - p2 * p2, 0.0f));
     return unit3((float3)(alpha * nh.x, alpha * nh.y, max_f(nh.z, 1e-7f)));
 }
 
@@ -104,7 +104,7 @@ inline float plastic_transmittance(const Bsdf *b, float cos_theta) {
         return 1.0f - fresnel_dielectric(cos_theta, b->ior, &ct);
     }
     float x = clamp_f(cos_theta, 0.0f, 1.0f) * (float)(b->table_size - 1);
-    int i = min((int)x, b->table_size - 2);
+    int i = min_i((int)x, b->table_size - 2);
     float a = x - (float)i;
     return b->coating[i] * (1.0f - a) + b->coating[i + 1] * a;
 }
@@ -148,8 +148,8 @@ inline float3 rough_dielectric_eval(const Bsdf *b, float3 wi, float3 wo, float *
     }
     float denom = cos_im + eta_it * cos_om;
     denom *= denom;
-    *pdf = (1.0f - f) * g1i * cos_im * d / cos_i * eta_it * eta_it * fabs(cos_om) / denom;
-    return b->transmittance * ((1.0f - f) * d * g1i * g1o * cos_im * fabs(cos_om) / (cos_i * denom));
+    *pdf = (1.0f - f) * g1i * cos_im * d / cos_i * eta_it * eta_it * fabs_f(cos_om) / denom;
+    return b->transmittance * ((1.0f - f) * d * g1i * g1o * cos_im * fabs_f(cos_om) / (cos_i * denom));
 }
 
 inline float3 bsdf_eval(const Bsdf *b, float3 wi, float3 wo, float *pdf) {

@@ -51,8 +51,8 @@ inline float env_pdf(const SceneRef *s, float3 d) {
     if (env_uniform(f)) return 0.25f * INV_PI_F;
     int width = f->env.x, height = f->env.y;
     float2 uv = env_uv(s, d);
-    int col = min((int)(uv.x * (float)width), width - 1);
-    int row = min((int)(uv.y * (float)height), height - 1);
+    int col = min_i((int)(uv.x * (float)width), width - 1);
+    int row = min_i((int)(uv.y * (float)height), height - 1);
     float sin_theta = unit_circle(0.5f * uv.y).y;  /* sin(pi v) */
     if (sin_theta <= 0.0f) return 0.0f;
     return s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * sin_theta);
@@ -117,7 +117,7 @@ inline bool sphere_cone(__global const Sphere *sphere, float3 p, float *one_minu
     float r2 = sphere->center_radius.w * sphere->center_radius.w;
     if (dc2 <= r2 * 1.0001f) return false;
     float sin2_max = r2 / dc2;
-    *one_minus_cos_max = sin2_max / (1.0f + sqrt(1.0f - sin2_max));
+    *one_minus_cos_max = sin2_max / (1.0f + sqrt_f(1.0f - sin2_max));
     return true;
 }
 
@@ -154,17 +154,17 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
             if (sphere_cone(sphere, p, &one_minus_cos_max)) {
                 /* Uniform in the cone of directions the sphere subtends from p. */
                 float3 axis = center - p;
-                float dc = sqrt(dot3(axis, axis));
+                float dc = sqrt_f(dot3(axis, axis));
                 axis = axis / dc;
                 float cos_theta = 1.0f - u.x * one_minus_cos_max;
-                float sin_theta = sqrt(max_f(1.0f - cos_theta * cos_theta, 0.0f));
+                float sin_theta = sqrt_f(max_f(1.0f - cos_theta * cos_theta, 0.0f));
                 float2 cs = unit_circle(u.y);
                 float3 t, b;
                 basis(axis, &t, &b);
                 float3 wi = t * (sin_theta * cs.x) + b * (sin_theta * cs.y) + axis * cos_theta;
                 /* The nearer intersection of that direction with the sphere. */
                 float along = dc * cos_theta;
-                float dist = along - sqrt(max_f(radius * radius - dc * dc * sin_theta * sin_theta, 0.0f));
+                float dist = along - sqrt_f(max_f(radius * radius - dc * dc * sin_theta * sin_theta, 0.0f));
                 point = p + wi * dist;
                 normal = unit3(point - center);
                 material = sphere->info.x;
@@ -183,7 +183,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
         float3 to_light = point - p;
         float dist2 = dot3(to_light, to_light);
         if (!(dist2 > 0.0f)) return false;
-        ls->dist = sqrt(dist2);
+        ls->dist = sqrt_f(dist2);
         ls->wi = to_light / ls->dist;
         float cos_light = -dot3(normal, ls->wi);
         if (cos_light <= 0.0f) return false;  /* emitters shine from their front only */
@@ -195,7 +195,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
         float3 to_light = light->position.xyz - p;
         float dist2 = dot3(to_light, to_light);
         if (!(dist2 > 0.0f)) return false;
-        ls->dist = sqrt(dist2);
+        ls->dist = sqrt_f(dist2);
         ls->wi = to_light / ls->dist;
         ls->pdf = pmf;
         ls->radiance = light->intensity.xyz / dist2;

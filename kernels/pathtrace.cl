@@ -16,7 +16,7 @@
 #define RAY_EPSILON 1e-4f
 
 inline float ray_epsilon(float3 p) {
-    return RAY_EPSILON * (1.0f + max3(fabs(p)));
+    return RAY_EPSILON * (1.0f + max3(fabs_f3(p)));
 }
 
 /* A ray origin just off the surface, on the side direction d leaves towards. */
@@ -49,7 +49,7 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
             float3 n = vn->n0.xyz * (1.0f - hit->b1 - hit->b2) + vn->n1.xyz * hit->b1 + vn->n2.xyz * hit->b2;
             float len2 = dot3(n, n);
             if (len2 > 0.0f) {
-                sf.ns = n / sqrt(len2);
+                sf.ns = n / sqrt_f(len2);
                 /* Vertex normals say which side is the front when the winding disagrees. */
                 if (dot3(sf.ns, sf.ng) < 0.0f) sf.ng = -sf.ng;
             }
@@ -80,7 +80,7 @@ inline Bsdf bsdf_at(const SceneRef *s, int material, float2 uv) {
     b.fdr = m->ior.y;
     /* The table holds the coating's transmittance for the material's own roughness. */
     b.table_size = m->kind.y >= 0 ? m->kind.z : 0;
-    b.coating = s->texels + max(m->kind.y, 0);
+    b.coating = s->texels + max_i(m->kind.y, 0);
     return b;
 }
 
@@ -149,9 +149,9 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
                 if (consistent && max3(f) > 0.0f) {
                     float3 origin = offset_origin(sf.p, ng, ls.wi);
                     float t_max = INFINITY;
-                    if (!isinf(ls.dist)) {  /* up to the point on the light, measured from the offset origin */
+                    if (ls.dist != INFINITY) {  /* up to the point on the light, measured from the offset origin */
                         float3 span = sf.p + ls.wi * ls.dist - origin;
-                        t_max = sqrt(dot3(span, span)) * (1.0f - 1e-5f);
+                        t_max = sqrt_f(dot3(span, span)) * (1.0f - 1e-5f);
                     }
                     Hit blocker;
                     if (!trace(s, origin, ls.wi, t_max, true, ls.prim, &blocker)) {

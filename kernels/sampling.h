@@ -3,13 +3,15 @@
 #ifndef FARM_SAMPLING_H
 #define FARM_SAMPLING_H
 
+#include "builtins.h"
+
 /* Vector helpers spelled out in +, * and sqrt: the built-ins may fuse or approximate
  * differently from one OpenCL implementation to the next. */
 inline float dot3(float3 a, float3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
 inline float3 cross3(float3 a, float3 b) {
     return (float3)(a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x);
 }
-inline float3 unit3(float3 v) { return v / sqrt(dot3(v, v)); }
+inline float3 unit3(float3 v) { return v / sqrt_f(dot3(v, v)); }
 
 /* Minimum and maximum as a compare and a select, which every compiler inlines into one
  * instruction (PoCL called its library fmin/fmax out of line: 23% of the samples of a
@@ -27,7 +29,7 @@ inline float3 clamp_f3(float3 x, float lo, float hi) {
 
 /* (cos, sin) of 2*pi*u for u in [0, 1), Taylor series on a quarter turn (error < 1e-7). */
 inline float2 unit_circle(float u) {
-    float quarter = floor(u * 4.0f);
+    float quarter = floor_f(u * 4.0f);
     float r = (u * 4.0f - quarter) * (0.5f * PI_F);
     float r2 = r * r;
     float s = r * (1.0f + r2 * (-1.0f / 6.0f + r2 * (1.0f / 120.0f + r2 * (-1.0f / 5040.0f
@@ -52,9 +54,9 @@ inline void basis(float3 n, float3 *t, float3 *b) {
 
 /* Cosine-weighted direction about n (Malley's method); pdf = cos / pi. */
 inline float3 sample_cosine(float3 n, float u1, float u2) {
-    float r = sqrt(u1);
+    float r = sqrt_f(u1);
     float2 cs = unit_circle(u2);
-    float z = sqrt(max_f(1.0f - u1, 0.0f));
+    float z = sqrt_f(max_f(1.0f - u1, 0.0f));
     float3 t, b;
     basis(n, &t, &b);
     return t * (r * cs.x) + b * (r * cs.y) + n * z;
@@ -62,27 +64,27 @@ inline float3 sample_cosine(float3 n, float u1, float u2) {
 
 /* Cosine-weighted direction about +z; pdf = z / pi. */
 inline float3 sample_cosine_local(float u1, float u2) {
-    float r = sqrt(u1);
+    float r = sqrt_f(u1);
     float2 cs = unit_circle(u2);
-    return (float3)(r * cs.x, r * cs.y, sqrt(max_f(1.0f - u1, 0.0f)));
+    return (float3)(r * cs.x, r * cs.y, sqrt_f(max_f(1.0f - u1, 0.0f)));
 }
 
 /* Uniform point on the unit disk. */
 inline float2 sample_disk(float u1, float u2) {
-    return unit_circle(u2) * sqrt(u1);
+    return unit_circle(u2) * sqrt_f(u1);
 }
 
 /* Uniform point on the unit sphere. */
 inline float3 sample_sphere(float u1, float u2) {
     float z = 1.0f - 2.0f * u1;
-    float r = sqrt(max_f(1.0f - z * z, 0.0f));
+    float r = sqrt_f(max_f(1.0f - z * z, 0.0f));
     float2 cs = unit_circle(u2);
     return (float3)(r * cs.x, r * cs.y, z);
 }
 
 /* Uniform barycentrics (b1, b2) on a triangle: the point is v0 + b1 * e1 + b2 * e2. */
 inline float2 sample_triangle(float u1, float u2) {
-    float s = sqrt(u1);
+    float s = sqrt_f(u1);
     return (float2)(s * (1.0f - u2), s * u2);
 }
 

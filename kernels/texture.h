@@ -4,9 +4,10 @@
 #define FARM_TEXTURE_H
 
 #include "types.h"
+#include "builtins.h"
 
 inline int wrap_index(int i, int n, int mode) {
-    if (mode == WRAP_CLAMP) return clamp(i, 0, n - 1);
+    if (mode == WRAP_CLAMP) return clamp_i(i, 0, n - 1);
     if (mode == WRAP_MIRROR) {
         int period = 2 * n;
         int m = i % period;
@@ -30,7 +31,7 @@ inline float4 texel(const SceneRef *s, __global const Texture *t, int x, int y) 
 /* Bilinear interpolation at texel coordinates (x, y), texel centres at integers. */
 inline float4 bilinear(const SceneRef *s, __global const Texture *t, float x, float y, int wrap_x, int wrap_y) {
     int width = t->info.z, height = t->info.w;
-    float fx = floor(x), fy = floor(y);
+    float fx = floor_f(x), fy = floor_f(y);
     float ax = x - fx, ay = y - fy;
     int x0 = wrap_index((int)fx, width, wrap_x), x1 = wrap_index((int)fx + 1, width, wrap_x);
     int y0 = wrap_index((int)fy, height, wrap_y), y1 = wrap_index((int)fy + 1, height, wrap_y);
@@ -43,14 +44,14 @@ inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
     __global const Texture *t = &s->textures[index];
     float2 st = uv * t->transform.xy + t->transform.zw;
     if (t->info.x == TEXTURE_CHECKERBOARD) {
-        int parity = ((int)floor(st.x) + (int)floor(st.y)) & 1;
+        int parity = ((int)floor_f(st.x) + (int)floor_f(st.y)) & 1;
         return parity ? t->color1 : t->color0;
     }
     int width = t->info.z, height = t->info.w, wrap = t->mode.y;
     float x = st.x * (float)width - 0.5f;
     float y = (1.0f - st.y) * (float)height - 0.5f;  /* row 0 is the top of the image */
     if (t->mode.z) {
-        int ix = wrap_index((int)floor(x + 0.5f), width, wrap), iy = wrap_index((int)floor(y + 0.5f), height, wrap);
+        int ix = wrap_index((int)floor_f(x + 0.5f), width, wrap), iy = wrap_index((int)floor_f(y + 0.5f), height, wrap);
         return texel(s, t, ix, iy);
     }
     return bilinear(s, t, x, y, wrap, wrap);
