@@ -19,16 +19,16 @@ from farm import defaults
 from farm.device import Device
 from farm.exceptions import KernelBuildError
 from farm.scene.pack import (
-    FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE, TRIANGLE_DATA, PackedScene,
+    FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK, PackedScene,
 )
 
 log = logging.getLogger(__name__)
 
 KERNEL_FILE = "pathtrace.cl"
 POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
-STRUCTS = (NODE, TRIANGLE, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
+STRUCTS = (NODE, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
-    "Node", "Triangle", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light", "Frame",
+    "Node", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light", "Frame",
 )
 
 _programs: dict[int, object] = {}
@@ -166,7 +166,7 @@ class Renderer:
         prim_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, prim_out.nbytes)
         b = self.buffers
         self.program.trace_rays(
-            self.device.queue, (count,), None, b["frame"], b["nodes"], b["prims"], b["triangles"], b["spheres"],
+            self.device.queue, (count,), None, b["frame"], b["nodes"], b["packs"], b["spheres"],
             ray_buffer, t_buffer, prim_buffer,
         )
         cl.enqueue_copy(self.device.queue, t_out, t_buffer)

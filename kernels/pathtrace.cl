@@ -191,8 +191,7 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
  * The launch is padded to whole work groups; extra work items do nothing. */
 __kernel void render_bucket(__global const Frame *frame,
                             __global const Node *nodes,
-                            __global const int *prims,
-                            __global const Triangle *triangles,
+                            __global const TrianglePack *packs,
                             __global const TriangleData *tri_data,
                             __global const ShadingNormals *normals,
                             __global const Sphere *spheres,
@@ -209,7 +208,7 @@ __kernel void render_bucket(__global const Frame *frame,
                             __global float *out) {
     int gx = get_global_id(0), gy = get_global_id(1);
     if (gx >= w || gy >= h) return;
-    SceneRef s = {frame, nodes, prims, triangles, tri_data, normals, spheres, materials, textures, texels,
+    SceneRef s = {frame, nodes, packs, tri_data, normals, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y, spp = frame->size.z;
@@ -247,8 +246,7 @@ __kernel void render_bucket(__global const Frame *frame,
  * primitive, for testing the BVH against brute force. */
 __kernel void trace_rays(__global const Frame *frame,
                          __global const Node *nodes,
-                         __global const int *prims,
-                         __global const Triangle *triangles,
+                         __global const TrianglePack *packs,
                          __global const Sphere *spheres,
                          __global const float *rays,
                          __global float *t_out,
@@ -257,8 +255,7 @@ __kernel void trace_rays(__global const Frame *frame,
     SceneRef s;
     s.frame = frame;
     s.nodes = nodes;
-    s.prims = prims;
-    s.triangles = triangles;
+    s.packs = packs;
     s.spheres = spheres;
     float3 o = vload3(2 * i, rays), d = vload3(2 * i + 1, rays);
     Hit hit;
@@ -270,7 +267,7 @@ __kernel void trace_rays(__global const Frame *frame,
 /* sizeof each shared struct, so the host can check its dtypes against this compiler. */
 __kernel void struct_sizes(__global int *out) {
     out[0] = sizeof(Node);
-    out[1] = sizeof(Triangle);
+    out[1] = sizeof(TrianglePack);
     out[2] = sizeof(TriangleData);
     out[3] = sizeof(ShadingNormals);
     out[4] = sizeof(Sphere);

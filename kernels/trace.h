@@ -22,26 +22,6 @@ typedef struct {
     int prim;      /* < triangle count: a triangle; else a sphere */
 } Hit;
 
-/* Baldwin-Weber: the plane first, then the barycentrics of the point hit; returns the
- * distance (or INFINITY) and the barycentrics. */
-inline float hit_triangle(__global const Triangle *tri, float3 o, float3 d, float t_max, float *b1, float *b2) {
-    float4 plane = tri->plane;
-    float along = dot3(plane.xyz, d);
-    if (along == 0.0f) return INFINITY;
-    float t = -(dot3(plane.xyz, o) + plane.w) / along;
-    if (!(t > 0.0f && t < t_max)) return INFINITY;
-    float3 p = o + d * t;
-    float4 r1 = tri->b1;
-    float u = dot3(r1.xyz, p) + r1.w;
-    if (u < 0.0f || u > 1.0f) return INFINITY;
-    float4 r2 = tri->b2;
-    float v = dot3(r2.xyz, p) + r2.w;
-    if (v < 0.0f || u + v > 1.0f) return INFINITY;
-    *b1 = u;
-    *b2 = v;
-    return t;
-}
-
 /* Nearest positive root of |o + t d - c| = r; d need not be unit. */
 inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float t_max) {
     float3 c = sphere->center_radius.xyz;
@@ -73,6 +53,15 @@ inline int lane_bits(int8 m) {
     return quarter.x | quarter.y;
 }
 
+inline int lane_bits4(int4 m) {
+    int4 bits = m & (int4)(1, 2, 4, 8);
+    int2 halves = bits.lo | bits.hi;
+    return halves.x | halves.y;
+}
+
+/* The lowest set bit's position (ctz is OpenCL 2.0). */
+inline int first_lane(int bits) { return 31 - clz_i(bits & -bits); }
+
 inline float8 min8(float8 a, float8 b) { return a < b ? a : b; }
 inline float8 max8(float8 a, float8 b) { return a > b ? a : b; }
 
@@ -87,6 +76,8 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
     const float8 ox = (float8)(o.x), oy = (float8)(o.y), oz = (float8)(o.z);
     const float8 ix = (float8)(safe_reciprocal(d.x)), iy = (float8)(safe_reciprocal(d.y)),
                  iz = (float8)(safe_reciprocal(d.z));
+    const float4 ox4 = (float4)(o.x), oy4 = (float4)(o.y), oz4 = (float4)(o.z);
+    const float4 dx = (float4)(d.x), dy = (float4)(d.y), dz = (float4)(d.z);
     int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
     float stack_t[STACK_SIZE];
     int top = 0;
@@ -95,17 +86,44 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
     float best_b1 = 0.0f, best_b2 = 0.0f;
     int index = 0, count = -1;  /* the root node */
     while (true) {
-        if (count >= 0) {  /* a leaf */
-            int end = index + count;
-            for (int slot = index; slot < end; ++slot) {
-                int prim = s->prims[slot];
-                if (prim == ignore) continue;
-                float t, b1 = 0.0f, b2 = 0.0f;
-                if (prim < n_triangles) t = hit_triangle(&s->triangles[prim], o, d, t_best, &b1, &b2);
-                else t = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);
-                if (t < t_best) {
-                    t_best = t; best = prim; best_b1 = b1; best_b2 = b2;
-                    if (any) { hit->t = t; hit->prim = prim; return true; }
+        if (count >= 0) {  /* a leaf: `count` packs of four primitives from `index` */
+            for (int k = index; k < index + count; ++k) {
+                __global const TrianglePack *tp = &s->packs[k];
+                int4 prims = tp->prim;
+                /* Baldwin-Weber, four triangles at once: the plane first, then the
+                 * barycentrics of the point hit. A zero plane (sphere, empty) never hits. */
+                float4 along = tp->plane_x * dx + tp->plane_y * dy + tp->plane_z * dz;
+                float4 t = -(tp->plane_x * ox4 + tp->plane_y * oy4 + tp->plane_z * oz4 + tp->plane_w) / along;
+                float4 px = ox4 + dx * t, py = oy4 + dy * t, pz = oz4 + dz * t;
+                float4 u = tp->b1_x * px + tp->b1_y * py + tp->b1_z * pz + tp->b1_w;
+                float4 v = tp->b2_x * px + tp->b2_y * py + tp->b2_z * pz + tp->b2_w;
+                int4 ok = (along != (float4)(0.0f)) & (t > (float4)(0.0f)) & (t < (float4)(t_best))
+                        & (u >= (float4)(0.0f)) & (u <= (float4)(1.0f)) & (v >= (float4)(0.0f))
+                        & (u + v <= (float4)(1.0f)) & (prims != (int4)(ignore));
+                int hits = lane_bits4(ok);
+                if (hits != 0) {
+                    float4 masked = ok ? t : (float4)(INFINITY);
+                    float2 pair = masked.lo < masked.hi ? masked.lo : masked.hi;
+                    float nearest = min_f(pair.x, pair.y);
+                    /* The first lane at the nearest distance, as a loop over the slots would. */
+                    int lane = first_lane(lane_bits4(ok & (masked == (float4)(nearest))));
+                    t_best = ((const float *)&t)[lane];
+                    best = ((const int *)&prims)[lane];
+                    best_b1 = ((const float *)&u)[lane];
+                    best_b2 = ((const float *)&v)[lane];
+                    if (any) { hit->t = t_best; hit->prim = best; return true; }
+                }
+                int spheres = lane_bits4(prims >= (int4)(n_triangles));
+                while (spheres != 0) {  /* rare: spheres share leaves with triangles */
+                    int lane = first_lane(spheres);
+                    spheres &= spheres - 1;
+                    int prim = ((const int *)&prims)[lane];
+                    if (prim == ignore) continue;
+                    float t_sphere = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);
+                    if (t_sphere < t_best) {
+                        t_best = t_sphere; best = prim; best_b1 = 0.0f; best_b2 = 0.0f;
+                        if (any) { hit->t = t_best; hit->prim = best; return true; }
+                    }
                 }
             }
         } else {
@@ -129,7 +147,7 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                 /* Insert each child hit below the nearer ones already pushed. */
                 int first = top;
                 while (mask != 0) {
-                    int lane = 31 - clz_i(mask & -mask);
+                    int lane = first_lane(mask);
                     mask &= mask - 1;
                     float t = nears[lane];
                     int j = top++;

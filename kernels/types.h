@@ -19,6 +19,15 @@ typedef struct {   /* what intersection needs, nothing more (Baldwin and Weber 2
     float4 plane;  /* dot(plane.xyz, p) + plane.w = 0 on the plane */
 } Triangle;
 
+/* Up to four primitives of a leaf: a triangle's rows (as Triangle) one lane per triangle,
+ * so one ray meets four triangles at once. Lanes of spheres and empty lanes have zero rows. */
+typedef struct {
+    float4 b1_x, b1_y, b1_z, b1_w;
+    float4 b2_x, b2_y, b2_z, b2_w;
+    float4 plane_x, plane_y, plane_z, plane_w;
+    int4 prim;  /* per lane: triangle index, triangle count + sphere index, or -1 for none */
+} TrianglePack;
+
 typedef struct {
     float4 n;      /* xyz: unit geometric normal (counter-clockwise winding); w: area */
     float4 uv01;   /* uv of corners 0 (xy) and 1 (zw) */
@@ -117,8 +126,7 @@ typedef struct {
 typedef struct {
     __global const Frame *frame;
     __global const Node *nodes;
-    __global const int *prims;
-    __global const Triangle *triangles;
+    __global const TrianglePack *packs;
     __global const TriangleData *tri_data;
     __global const ShadingNormals *normals;
     __global const Sphere *spheres;

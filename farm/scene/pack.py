@@ -37,6 +37,12 @@ NODE = np.dtype(
 # Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
 # signed distance (in units of its dominant normal component); three dot products a test.
 TRIANGLE = np.dtype([("b1", *F4), ("b2", *F4), ("plane", *F4)])
+# Up to four primitives of a leaf, each row of a triangle's Baldwin-Weber form as one lane
+# per coordinate, so one ray meets four triangles in a few vector instructions.
+TRIANGLE_PACK = np.dtype(
+    [(f"{row}_{axis}", *F4) for row in ("b1", "b2", "plane") for axis in "xyzw"] + [("prim", *I4)]
+)
+PACK_WIDTH = 4
 TRIANGLE_DATA = np.dtype([("n", *F4), ("uv01", *F4), ("uv2", *F4), ("info", *I4)])
 SHADING_NORMALS = np.dtype([("n0", *F4), ("n1", *F4), ("n2", *F4)])
 SPHERE = np.dtype([("center_radius", *F4), ("row0", *F4), ("row1", *F4), ("row2", *F4), ("info", *I4)])
@@ -168,8 +174,8 @@ class PackedScene:
     frame: np.ndarray
     corners: np.ndarray  # (triangles, 3, 3) world-space corners; host side only
     nodes: np.ndarray
-    prims: np.ndarray
-    triangles: np.ndarray
+    packs: np.ndarray  # the leaves' primitives, four to a TRIANGLE_PACK
+    triangles: np.ndarray  # host side only: the packs' source, one row a triangle
     triangle_data: np.ndarray
     normals: np.ndarray
     spheres: np.ndarray
@@ -187,7 +193,7 @@ class PackedScene:
 
     # The kernel's buffer arguments, in its parameter order.
     BUFFERS = (
-        "frame", "nodes", "prims", "triangles", "triangle_data", "normals", "spheres", "materials", "textures",
+        "frame", "nodes", "packs", "triangle_data", "normals", "spheres", "materials", "textures",
         "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
     )
 
@@ -328,8 +334,7 @@ def pack(scene: Scene, assets=None) -> PackedScene:
         raise SceneError(
             f"the scene's BVH needs a traversal stack of {wide.stack} entries; the kernel has {STACK_SIZE}"
         )
-    nodes = _flatten(wide)
-    prims = tree.order.astype(np.int32)
+    nodes, packs = _flatten(wide, tree.order, triangles)
     scene_lower, scene_upper = (tree.lower[0], tree.upper[0]) if len(lower) else (np.zeros(3), np.zeros(3))
     scene_radius = max(float(np.linalg.norm(scene_upper - scene_lower)) / 2.0, 1e-3)
 
@@ -350,7 +355,7 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     frame = _frame(scene, len(triangles), lights, env_texture, env_size)
     timings["pack"] = time.perf_counter() - started
     return PackedScene(
-        frame, corners.astype(np.float32), nodes, prims, triangles, triangle_data, normals, sphere_array, materials, texture_table, texels,
+        frame, corners.astype(np.float32), nodes, packs, triangles, triangle_data, normals, sphere_array, materials, texture_table, texels,
         lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
     )
 
@@ -512,16 +517,37 @@ def _triangles(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return triangles, data, normals, corners
 
 
-def _flatten(wide: bvh_builder.WideBvh) -> np.ndarray:
+def _flatten(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The wide BVH in the kernel's layout: per node, each coordinate of its children's
-    boxes as one row of WIDTH lanes (structure of arrays), then children and counts."""
+    boxes as one row of WIDTH lanes (structure of arrays), then children and counts; and
+    each leaf's primitives in packs of four, a leaf's `child` becoming its first pack and
+    its `count` the number of packs. Lanes of spheres and empty lanes have a zero plane,
+    which no ray meets; their primitive (a sphere's index past the triangles, or -1) says
+    what they are."""
     nodes = np.zeros(len(wide.child), NODE)
     for axis, name in enumerate("xyz"):
         nodes[f"lower_{name}"] = wide.lower[:, :, axis]
         nodes[f"upper_{name}"] = wide.upper[:, :, axis]
-    nodes["child"] = wide.child
-    nodes["count"] = wide.count
-    return nodes
+    leaf = wide.count > 0
+    first, size = wide.child[leaf], wide.count[leaf]
+    pack_count = -(-size // PACK_WIDTH)
+    pack_start = np.cumsum(pack_count) - pack_count
+    nodes["child"] = np.where(leaf, 0, wide.child)
+    nodes["count"] = np.where(leaf, 0, wide.count)
+    nodes["child"][leaf], nodes["count"][leaf] = pack_start, pack_count
+    packs = np.zeros(max(int(pack_count.sum()), 1), TRIANGLE_PACK)
+    packs["prim"] = -1
+    # Slot k of a leaf goes to lane k % 4 of the leaf's pack k // 4.
+    rank = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+    slot = np.repeat(first, size) + rank
+    pack, lane = np.repeat(pack_start, size) + rank // PACK_WIDTH, rank % PACK_WIDTH
+    prim = order[slot]
+    packs["prim"][pack, lane] = prim
+    is_triangle = prim < len(triangles)
+    for row in ("b1", "b2", "plane"):
+        for axis, name in enumerate("xyzw"):
+            packs[f"{row}_{name}"][pack[is_triangle], lane[is_triangle]] = triangles[row][prim[is_triangle], axis]
+    return nodes, packs
 
 
 def _intersection_rows(v0: np.ndarray, e1: np.ndarray, e2: np.ndarray, n: np.ndarray) -> np.ndarray:
