@@ -1,5 +1,5 @@
 /* Structs shared with the host. Each mirrors a numpy dtype in farm/scene/pack.py;
- * every field is a float4 or int4 (or a struct of them), so both sides agree on the
+ * every field is a float4, int4, float8 or int8 (or a struct of them), so both sides agree on the
  * layout. The enumerations match the constants there. */
 #ifndef FARM_TYPES_H
 #define FARM_TYPES_H
@@ -9,18 +9,14 @@
 typedef struct {
     float8 lower_x, lower_y, lower_z;
     float8 upper_x, upper_y, upper_z;
-    int8 child;  /* a node: its index; a leaf: its first primitive slot */
-    int8 count;  /* a node: -1; a leaf: its primitive count; 0: no child in this lane */
+    int8 child;  /* a node: its index; a leaf: its first TrianglePack */
+    int8 count;  /* a node: -1; a leaf: its number of packs; 0: no child in this lane */
 } Node;
 
-typedef struct {   /* what intersection needs, nothing more (Baldwin and Weber 2016) */
-    float4 b1;     /* b1 = dot(b1.xyz, p) + b1.w for a point p in the plane */
-    float4 b2;     /* b2 likewise */
-    float4 plane;  /* dot(plane.xyz, p) + plane.w = 0 on the plane */
-} Triangle;
-
-/* Up to four primitives of a leaf: a triangle's rows (as Triangle) one lane per triangle,
- * so one ray meets four triangles at once. Lanes of spheres and empty lanes have zero rows. */
+/* Up to four primitives of a leaf, a triangle's rows one lane per triangle, so one ray
+ * meets four triangles at once (Baldwin and Weber 2016: what intersection needs, nothing
+ * more). For a point p in the plane, b1 = dot(b1.xyz, p) + b1.w, b2 likewise, and
+ * dot(plane.xyz, p) + plane.w = 0. Lanes of spheres and empty lanes have zero rows. */
 typedef struct {
     float4 b1_x, b1_y, b1_z, b1_w;
     float4 b2_x, b2_y, b2_z, b2_w;
