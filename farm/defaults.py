@@ -165,6 +165,8 @@ KEY_PREFIX = _str("FARM_KEY_PREFIX", "farm")
 # cancel, a SIGTERM or a faster copy of the bucket takes effect within about this long.
 PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5)
 
-# OpenCL work-group shape. Fixed, so every pixel runs the same compiled code whatever
-# the bucket size: part of the bit-identical guarantee.
-LOCAL_SIZE = (8, 8)
+# Work items per OpenCL work group (a bucket is one 1-d launch, one work item a pixel).
+# Fixed, so every pixel runs the same compiled code whatever the bucket size: part of the
+# bit-identical guarantee. Small, so PoCL's threads share even a small bucket evenly
+# (measured with 32 spp: 32-px buckets 0.98x a frame launch at 16, 1.07x at 64).
+LOCAL_SIZE = 16

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
@@ -94,6 +95,16 @@ def _check_struct_sizes(device: Device, program) -> None:
             )
 
 
+def spread_stride(count: int) -> int:
+    """The stride nearest count / golden ratio that is coprime with `count`: work item i
+    renders pixel (i * stride) mod count, so consecutive work items land far apart (a
+    rank-1 lattice) and every pixel is rendered exactly once."""
+    stride = max(1, round(count * 0.6180339887498949))
+    while math.gcd(stride, count) != 1:
+        stride += 1
+    return stride % count or 1
+
+
 class Renderer:
     """One scene uploaded to one device, ready to render any bucket of its frame."""
 
@@ -132,16 +143,17 @@ class Renderer:
             self._out = cl.Buffer(context, flags, tile.nbytes)
             self._sums = cl.Buffer(context, flags, tile.nbytes)
             self._out_size = tile.nbytes
-        lx, ly = defaults.LOCAL_SIZE
-        global_size = (-(-width // lx) * lx, -(-height // ly) * ly)
+        local_size = defaults.LOCAL_SIZE
+        global_size = -(-width * height // local_size) * local_size
         spp = self.scene.spp
-        bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height))
+        stride = 1 if self.device.kind == "GPU" else spread_stride(width * height)
+        bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride))
         done, pass_spp = 0, spp if should_stop is None else 1
         while done < spp:
             end = min(spp, done + pass_spp)
             started = time.perf_counter()
             self.kernel.set_args(*self.buffers.values(), *bounds, np.int32(done), np.int32(end), self._sums, self._out)
-            cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, global_size, (lx, ly))
+            cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, (global_size,), (local_size,))
             self.device.queue.finish()
             seconds_per_sample = (time.perf_counter() - started) / (end - done)
             done = end

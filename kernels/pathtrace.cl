@@ -188,7 +188,12 @@ float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
 }
 
 /* Render the bucket at (x0, y0) of size w x h into `out` (w * h * 3 floats, row-major).
- * The launch is padded to whole work groups; extra work items do nothing. */
+ * One work item renders one pixel: work item i the pixel (i * stride) mod (w * h) of the
+ * bucket, row-major. A stride near w * h / golden ratio, coprime with it (the host's choice
+ * on CPUs), spreads any run of consecutive work groups over the whole bucket, so PoCL's
+ * threads, which take work groups in runs of up to half a launch, get even shares of a
+ * bucket whose top is dearer than its bottom; a stride of 1 keeps neighbours together
+ * (GPU warps). The launch is padded to whole work groups; extra work items do nothing. */
 __kernel void render_bucket(__global const Frame *frame,
                             __global const Node *nodes,
                             __global const TrianglePack *packs,
@@ -202,12 +207,14 @@ __kernel void render_bucket(__global const Frame *frame,
                             __global const float *env_marginal,
                             __global const float *env_conditional,
                             __global const float *env_pdf_table,
-                            int x0, int y0, int w, int h,
+                            int x0, int y0, int w, int h, int stride,
                             int first_sample, int end_sample,
                             __global float *sum_buffer,
                             __global float *out) {
-    int gx = get_global_id(0), gy = get_global_id(1);
-    if (gx >= w || gy >= h) return;
+    const int count = w * h;
+    if ((int)get_global_id(0) >= count) return;
+    const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
+    const int gx = index % w, gy = index / w;
     SceneRef s = {frame, nodes, packs, tri_data, normals, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from farm.buckets import split
-from farm.render import Renderer
+from farm.render import Renderer, spread_stride
 from farm.scene import parse_scene
 from farm.scene.pack import pack
 
@@ -123,3 +123,22 @@ def test_passes_change_no_bit_and_stop_between_passes(cornell, monkeypatch):
     assert np.array_equal(cornell.render(8, 8, 24, 16, should_stop=keep_going), whole)
     assert len(asked) == 15, "one pass per sample, asked between them"
     assert cornell.render(8, 8, 24, 16, should_stop=lambda: True) is None
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 64, 96 * 72, 4096, 1000003])
+def test_spread_stride_renders_every_pixel_once(count):
+    stride = spread_stride(count)
+    assert 1 <= stride <= max(1, count - 1)
+    assert len(np.unique((np.arange(count, dtype=np.int64) * stride) % count)) == count
+    if count >= 64:  # the first half of the work items covers both halves of the bucket
+        first = (np.arange(count // 2, dtype=np.int64) * stride) % count
+        assert 0.4 < (first < count // 2).mean() < 0.6
+
+
+def test_the_order_of_pixels_in_a_launch_changes_no_bit(cornell, monkeypatch):
+    """Work items walk the bucket in a spread order on CPUs and row by row on GPUs."""
+    spread = cornell.render(8, 4, 40, 24)
+    monkeypatch.setattr("farm.render.spread_stride", lambda count: 1)
+    assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
+    monkeypatch.setattr("farm.defaults.LOCAL_SIZE", 64)  # another work-group size, too
+    assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
