@@ -29,8 +29,10 @@ from farm.local import LocalFarm
 
 LEASE_TIMEOUT = 4.0  # the least farm allows
 BUCKETS = 9  # a 48x48 frame in 16px buckets
-# Workers: short leases, short passes (so a stop takes effect fast), every bucket slowed.
-WORKER_ENV = {"FARM_LEASE_TIMEOUT": str(LEASE_TIMEOUT), "FARM_PASS_SECONDS": "0.05", "FARM_FAULTS": "slow=6"}
+# Workers: short leases, short passes (so a stop takes effect fast), every bucket slowed
+# (15x: about a second a bucket with the kernel of late 2026 on a 2-core CPU; a kill must
+# land mid-bucket).
+WORKER_ENV = {"FARM_LEASE_TIMEOUT": str(LEASE_TIMEOUT), "FARM_PASS_SECONDS": "0.05", "FARM_FAULTS": "slow=15"}
 CLIENT_ENV = {"FARM_LEASE_TIMEOUT": str(LEASE_TIMEOUT), "FARM_BROKER_RETRY": "60"}
 
 pytestmark = pytest.mark.timeout(180)
@@ -227,7 +229,7 @@ def test_bucket_slower_than_the_visibility_timeout(make_farm, frame, tmp_path):
 
 def test_poison_bucket_fails_the_job_instead_of_looping(make_farm, frame, tmp_path):
     scene, reference = frame
-    poison = {"FARM_FAULTS": "slow=6,crash=4", "FARM_MAX_FAILURES": "2"}
+    poison = {"FARM_FAULTS": "slow=15,crash=4", "FARM_MAX_FAILURES": "2"}
     farm = make_farm(poison, poison)
     started = time.monotonic()
     returncode, _, stderr = finish(farm.submit(scene, tmp_path / "out.exr"))
@@ -273,7 +275,7 @@ def test_bad_worker_is_reported_and_its_buckets_go_elsewhere(make_farm, frame, t
 
 def test_stragglers_get_a_copy_and_the_first_tile_wins(make_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {"FARM_FAULTS": "slow=80"})  # w2 is very slow
+    farm = make_farm({}, {"FARM_FAULTS": "slow=200"})  # w2 is very slow: 13x w1
     returncode, _, stderr = finish(farm.submit(scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "1.5"}))
     report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert report["copies"] >= 1

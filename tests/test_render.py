@@ -142,3 +142,19 @@ def test_the_order_of_pixels_in_a_launch_changes_no_bit(cornell, monkeypatch):
     assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
     monkeypatch.setattr("farm.defaults.LOCAL_SIZE", 64)  # another work-group size, too
     assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
+
+
+def test_the_portable_library_calls_give_the_same_bits(device, cornell, monkeypatch):
+    """Off PoCL (a GPU driver) the kernel calls OpenCL's sqrt, floor, fabs, ... instead of
+    clang's builtins (kernels/builtins.h): the same program built that way, here, must
+    render the same bits."""
+    import farm.render
+
+    builtins = cornell.render(0, 0, 48, 36)
+    monkeypatch.setattr(farm.render, "POCL_PLATFORM", "no such platform")
+    monkeypatch.setattr(farm.render, "_programs", {})
+    portable = Renderer(device, cornell.scene)
+    assert "-DFARM_CLANG_BUILTINS" not in portable.program.get_build_info(
+        device.device, __import__("pyopencl").program_build_info.OPTIONS
+    )
+    assert np.array_equal(portable.render(0, 0, 48, 36), builtins)
