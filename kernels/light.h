@@ -26,9 +26,9 @@ inline float power_heuristic(float a, float b) {
 inline float2 env_uv(const SceneRef *s, float3 d) {
     __global const Frame *f = s->frame;
     float3 in_map = (float3)(dot3(f->env_row0.xyz, d), dot3(f->env_row1.xyz, d), dot3(f->env_row2.xyz, d));
-    float u = atan2(in_map.x, -in_map.z) * (0.5f * INV_PI_F);
+    float u = atan2_f(in_map.x, -in_map.z) * (0.5f * INV_PI_F);
     if (u < 0.0f) u += 1.0f;
-    float v = acos(clamp_f(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
+    float v = acos_f(clamp_f(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
     return (float2)(u, v);
 }
 
@@ -100,9 +100,9 @@ inline float3 emission_at(const SceneRef *s, int material, float2 uv) {
 
 inline float2 sphere_uv(__global const Sphere *sphere, float3 n) {
     float3 in_map = (float3)(dot3(sphere->row0.xyz, n), dot3(sphere->row1.xyz, n), dot3(sphere->row2.xyz, n));
-    float u = atan2(in_map.y, in_map.x) * (0.5f * INV_PI_F);
+    float u = atan2_f(in_map.y, in_map.x) * (0.5f * INV_PI_F);
     if (u < 0.0f) u += 1.0f;
-    return (float2)(u, acos(clamp_f(in_map.z, -1.0f, 1.0f)) * INV_PI_F);
+    return (float2)(u, acos_f(clamp_f(in_map.z, -1.0f, 1.0f)) * INV_PI_F);
 }
 
 inline float2 triangle_uv(__global const TriangleData *td, float b1, float b2) {
@@ -203,7 +203,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
             float cos_theta = -dot3(ls->wi, light->direction.xyz);
             if (cos_theta <= light->spot.x) return false;
             if (cos_theta < light->spot.y)  /* linear in angle between beam width and cutoff */
-                ls->radiance *= (light->spot.z - acos(cos_theta)) * light->spot.w;
+                ls->radiance *= (light->spot.z - acos_f(cos_theta)) * light->spot.w;
         }
         return true;
     }

@@ -43,6 +43,48 @@ inline float2 unit_circle(float u) {
     return (float2)(s, -c);
 }
 
+/* Arc tangent of x in (-pi/2, pi/2): Cephes' atanf (Moshier), range reduced to
+ * |x| <= tan(pi/8) and a degree-9 odd polynomial; relative error about 2e-7. */
+inline float atan_f(float x) {
+    float a = fabs_f(x), base = 0.0f;
+    if (a > 2.414213562373095f) {  /* tan(3 pi / 8) */
+        base = 0.5f * PI_F;
+        a = -1.0f / a;
+    } else if (a > 0.4142135623730950f) {  /* tan(pi / 8) */
+        base = 0.25f * PI_F;
+        a = (a - 1.0f) / (a + 1.0f);
+    }
+    float z = a * a;
+    float r = base + ((((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z
+                       - 3.33329491539e-1f) * z * a + a);
+    return x < 0.0f ? -r : r;
+}
+
+/* The angle of (x, y) in [-pi, pi], as atan2(y, x). */
+inline float atan2_f(float y, float x) {
+    if (x == 0.0f) return y > 0.0f ? 0.5f * PI_F : y < 0.0f ? -0.5f * PI_F : 0.0f;
+    float a = atan_f(y / x);
+    if (x > 0.0f) return a;
+    return y >= 0.0f ? a + PI_F : a - PI_F;
+}
+
+/* Arc sine for |x| <= 0.5: Cephes' asinf polynomial; relative error about 3e-7. */
+inline float asin_small(float x) {
+    float z = x * x;
+    return ((((4.2163199048e-2f * z + 2.4181311049e-2f) * z + 4.5470025998e-2f) * z + 7.4953002686e-2f) * z
+            + 1.6666752422e-1f) * z * x + x;
+}
+
+/* Arc cosine of x in [-1, 1], in [0, pi]: Cephes' acosf. Written out here rather than
+ * taken from the device's library so that environment lookups, sphere uvs and spot
+ * falloff give the same bits on every device, and inline (PoCL called its atan2 out of
+ * line: a fifth of the kernel's time on the showcase scene). */
+inline float acos_f(float x) {
+    if (x < -0.5f) return PI_F - 2.0f * asin_small(sqrt_f(0.5f * (1.0f + x)));
+    if (x > 0.5f) return 2.0f * asin_small(sqrt_f(0.5f * (1.0f - x)));
+    return 0.5f * PI_F - asin_small(x);
+}
+
 /* An orthonormal basis around unit n (Duff et al. 2017, branchless). */
 inline void basis(float3 n, float3 *t, float3 *b) {
     float sign = n.z >= 0.0f ? 1.0f : -1.0f;
