@@ -170,3 +170,5 @@ PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5)
 # bit-identical guarantee. Small, so PoCL's threads share even a small bucket evenly
 # (measured with 32 spp: 32-px buckets 0.98x a frame launch at 16, 1.07x at 64).
 LOCAL_SIZE = 16
+# The same on GPUs, where a work group of 16 would leave half of each 32-wide warp idle.
+GPU_LOCAL_SIZE = 64

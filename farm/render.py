@@ -143,7 +143,7 @@ class Renderer:
             self._out = cl.Buffer(context, flags, tile.nbytes)
             self._sums = cl.Buffer(context, flags, tile.nbytes)
             self._out_size = tile.nbytes
-        local_size = defaults.LOCAL_SIZE
+        local_size = defaults.GPU_LOCAL_SIZE if self.device.kind == "GPU" else defaults.LOCAL_SIZE
         global_size = -(-width * height // local_size) * local_size
         spp = self.scene.spp
         stride = 1 if self.device.kind == "GPU" else spread_stride(width * height)
