@@ -47,6 +47,17 @@ def kernel_dir() -> str:
         raise KernelBuildError(f"OpenCL sources not found (no farm.kernels package, no {checkout})") from None
 
 
+def device_defines(device: Device) -> list[str]:
+    """Build options that change how the kernel computes on this device, never a bit of what:
+    clang's builtins on PoCL (kernels/builtins.h), sampler batches on CPUs (sampler.h)."""
+    defines = []
+    if device.platform == POCL_PLATFORM:
+        defines.append("-DFARM_CLANG_BUILTINS")
+    if device.kind == "CPU":
+        defines.append("-DFARM_SAMPLE_BATCHES")
+    return defines
+
+
 def build_program(device: Device):
     """Build (or fetch from this process's cache) the path tracing program for `device`."""
     import pyopencl as cl
@@ -60,8 +71,7 @@ def build_program(device: Device):
     options = ["-I", folder, "-cl-std=CL1.2"]
     if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
         options.append("-cl-fp32-correctly-rounded-divide-sqrt")
-    if device.platform == POCL_PLATFORM:  # see kernels/builtins.h: same bits, no library calls
-        options.append("-DFARM_CLANG_BUILTINS")
+    options += device_defines(device)
     started = time.perf_counter()
     program = cl.Program(device.context, source)
     try:

@@ -88,7 +88,7 @@ inline bool has_emission(__global const Material *m) {
     return m->emission.texture.x >= 0 || max3(m->emission.value.xyz) > 0.0f;
 }
 
-float3 radiance(const SceneRef *s, const Sampler *sampler, float3 o, float3 d) {
+float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d) {
     __global const Frame *frame = s->frame;
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
     const bool has_env = frame->options.w != 0;

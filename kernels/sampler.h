@@ -15,6 +15,11 @@ typedef struct {
     uint index;      /* sample index within the pixel */
     uint key;        /* hash of (seed, pixel, index), for the independent sampler */
     int kind;        /* SAMPLER_* */
+#ifdef FARM_SAMPLE_BATCHES
+    uint8 xs, ys;      /* Sobol points (before to_unit) of pairs 8 * pair_batch + lane */
+    uint8 choices;     /* hashed bits of single dimensions 8 * choice_batch + lane */
+    int pair_batch, choice_batch;  /* -1: none computed yet */
+#endif
 } Sampler;
 
 inline uint reverse_bits(uint x) {
@@ -63,14 +68,75 @@ inline Sampler make_sampler(int kind, uint seed, uint pixel, uint index) {
     s.index = index;
     s.key = hash32(index + s.pixel_key);
     s.kind = kind;
+#ifdef FARM_SAMPLE_BATCHES
+    s.pair_batch = s.choice_batch = -1;
+#endif
     return s;
 }
 
+#ifdef FARM_SAMPLE_BATCHES
+/* Batches (-D FARM_SAMPLE_BATCHES, on CPUs): the numbers of eight dimensions at once, in
+ * uint8 lanes, when the first of them is asked for. The integer hashing of a Sobol pair
+ * was a sixth of a sample's time; eight lanes cost about what one did, and a path of a few
+ * bounces asks for one or two batches. Each lane runs exactly the scalar code's operations,
+ * so the numbers are the same bits as without batches (the GPU build). */
+inline uint8 hash32_8(uint8 x) {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+inline uint8 reverse_bits8(uint8 x) {
+    x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);
+    x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);
+    x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);
+    x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);
+    return (x >> 16) | (x << 16);
+}
+
+inline uint8 laine_karras_permutation8(uint8 x, uint8 seed) {
+    x += seed;
+    x ^= x * 0x6c50b47cU;
+    x ^= x * 0xb82f1e52U;
+    x ^= x * 0xc7afe638U;
+    x ^= x * 0x8d22f6e6U;
+    return x;
+}
+
+inline uint8 sobol_dimension1_reversed8(uint8 x) {
+    x ^= (x >> 1) & 0x55555555U;
+    x ^= (x >> 2) & 0x33333333U;
+    x ^= (x >> 4) & 0x0F0F0F0FU;
+    x ^= (x >> 8) & 0x00FF00FFU;
+    x ^= (x >> 16) & 0x0000FFFFU;
+    return x;
+}
+
+#define LANES8 ((uint8)(0U, 1U, 2U, 3U, 4U, 5U, 6U, 7U))
+
+/* sample2's Sobol points for pairs 8 * batch .. 8 * batch + 7, as its scalar code. */
+inline void sobol_batch(Sampler *s, int batch) {
+    uint8 pair = (uint8)((uint)batch * 8U) + LANES8;
+    uint8 seed = hash32_8((uint8)(s->pixel_key) ^ hash32_8(pair + 0x9e3779b9U));
+    uint8 index = reverse_bits8(laine_karras_permutation8((uint8)(reverse_bits(s->index)), seed));
+    s->xs = reverse_bits8(laine_karras_permutation8(index, hash32_8(seed ^ 0xa511e9b3U)));
+    s->ys = reverse_bits8(laine_karras_permutation8(sobol_dimension1_reversed8(index), hash32_8(seed ^ 0x63d83595U)));
+    s->pair_batch = batch;
+}
+#endif
+
 /* Dimensions 2 * pair and 2 * pair + 1 of this sample, in [0, 1)^2. Inlined by force at its
  * eight calls: 3-5% faster on PoCL than the call LLVM chose. */
-__attribute__((always_inline)) inline float2 sample2(const Sampler *s, uint pair) {
+__attribute__((always_inline)) inline float2 sample2(Sampler *s, uint pair) {
     if (s->kind == SAMPLER_INDEPENDENT)
         return (float2)(rand01(s->key, 2U * pair), rand01(s->key, 2U * pair + 1U));
+#ifdef FARM_SAMPLE_BATCHES
+    if ((int)(pair >> 3) != s->pair_batch) sobol_batch(s, (int)(pair >> 3));
+    return (float2)(to_unit(((const uint *)&s->xs)[pair & 7U]), to_unit(((const uint *)&s->ys)[pair & 7U]));
+#endif
     uint seed = hash32(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
     uint index = nested_uniform_scramble(s->index, seed);
     /* Owen-scrambled Sobol points, nested_uniform_scramble(sobol(index)) for each
@@ -83,8 +149,18 @@ __attribute__((always_inline)) inline float2 sample2(const Sampler *s, uint pair
 
 /* One more uniform number, independent of everything else, for choices that gain little
  * from stratification (which light, which lobe, Russian roulette): cheaper than a pair. */
-inline float sample1(const Sampler *s, uint dimension) {
+inline float sample1(Sampler *s, uint dimension) {
+#ifdef FARM_SAMPLE_BATCHES
+    int batch = (int)(dimension >> 3);
+    if (batch != s->choice_batch) {  /* rand01's hash, eight dimensions at once */
+        uint8 dimensions = (uint8)(0x80000000U + (uint)batch * 8U) + LANES8;
+        s->choices = hash32_8((uint8)(s->key) ^ hash32_8(dimensions + 0x9e3779b9U));
+        s->choice_batch = batch;
+    }
+    return (float)(((const uint *)&s->choices)[dimension & 7U] >> 8) * (1.0f / 16777216.0f);
+#else
     return rand01(s->key, 0x80000000U + dimension);
+#endif
 }
 
 /* Dimension pairs: the pixel, the lens, then PAIRS_PER_BOUNCE per path vertex; and

@@ -144,17 +144,19 @@ def test_the_order_of_pixels_in_a_launch_changes_no_bit(cornell, monkeypatch):
     assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
 
 
-def test_the_portable_library_calls_give_the_same_bits(device, cornell, monkeypatch):
-    """Off PoCL (a GPU driver) the kernel calls OpenCL's sqrt, floor, fabs, ... instead of
-    clang's builtins (kernels/builtins.h): the same program built that way, here, must
-    render the same bits."""
+def test_device_specific_builds_give_the_same_bits(device, cornell, monkeypatch):
+    """On PoCL the kernel uses clang's builtins for sqrt, floor, fabs, ... (kernels/builtins.h)
+    and on CPUs computes the sampler's numbers eight at a time (sampler.h); a GPU driver gets
+    neither. The program built without them, here, must render the same bits."""
+    import pyopencl as cl
+
     import farm.render
 
-    builtins = cornell.render(0, 0, 48, 36)
-    monkeypatch.setattr(farm.render, "POCL_PLATFORM", "no such platform")
+    tuned = cornell.render(0, 0, 48, 36)
+    assert {"-DFARM_CLANG_BUILTINS", "-DFARM_SAMPLE_BATCHES"} <= set(farm.render.device_defines(device))
+    monkeypatch.setattr(farm.render, "device_defines", lambda device: [])
     monkeypatch.setattr(farm.render, "_programs", {})
     portable = Renderer(device, cornell.scene)
-    assert "-DFARM_CLANG_BUILTINS" not in portable.program.get_build_info(
-        device.device, __import__("pyopencl").program_build_info.OPTIONS
-    )
-    assert np.array_equal(portable.render(0, 0, 48, 36), builtins)
+    options = portable.program.get_build_info(device.device, cl.program_build_info.OPTIONS)
+    assert "FARM_CLANG_BUILTINS" not in options and "FARM_SAMPLE_BATCHES" not in options
+    assert np.array_equal(portable.render(0, 0, 48, 36), tuned)
