@@ -4,10 +4,12 @@
  * Why a wide tree: measured on PoCL (AVX2), the binary tree's walk was a third of a
  * sample's time, one scalar box test at a time. Eight children a node let one ray test
  * eight boxes with float8 instructions and visit about a third as many nodes (Wald et al.
- * 2008, "Getting Rid of Packets"; Embree's BVH8). Packets of rays (SIMD over rays) were
- * not chosen: secondary rays of a path tracer diverge at once, and a packet walk changes
- * nothing about how a ray finds its nearest hit, but adds lanes that wait. On a GPU each
- * work item walks its own ray, so the same node layout serves there too. */
+ * 2008, "Getting Rid of Packets"; Embree's BVH8): with the Sobol change committed beside
+ * it, the Cornell box went from 0.97 to 1.45 M samples/s on this project's 2-core CPU.
+ * Packets of rays (SIMD over rays) were not prototyped: the secondary rays of a path
+ * tracer diverge at once, so a packet's lanes would mostly wait. A leaf's triangles are
+ * tested four at a time (TrianglePack). On a GPU each work item walks its own ray, so the
+ * same layout serves there too. */
 #ifndef FARM_TRACE_H
 #define FARM_TRACE_H
 
