@@ -153,10 +153,11 @@ class Renderer:
             self._out = cl.Buffer(context, flags, tile.nbytes)
             self._sums = cl.Buffer(context, flags, tile.nbytes)
             self._out_size = tile.nbytes
-        local_size = defaults.GPU_LOCAL_SIZE if self.device.kind == "GPU" else defaults.LOCAL_SIZE
+        gpu = self.device.kind == "GPU"
+        local_size = defaults.GPU_LOCAL_SIZE if gpu else defaults.LOCAL_SIZE
         global_size = -(-width * height // local_size) * local_size
         spp = self.scene.spp
-        stride = 1 if self.device.kind == "GPU" else spread_stride(width * height)
+        stride = 1 if gpu else spread_stride(width * height)
         bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride))
         done, pass_spp = 0, spp if should_stop is None else 1
         while done < spp:

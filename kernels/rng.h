@@ -4,15 +4,19 @@
 #ifndef FARM_RNG_H
 #define FARM_RNG_H
 
-/* lowbias32 by Chris Wellons: a full-avalanche 32-bit integer hash. */
-inline uint hash32(uint x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    x ^= x >> 16;
-    return x;
-}
+/* lowbias32 by Chris Wellons: a full-avalanche 32-bit integer hash. Written once as a
+ * macro for any unsigned type, so the sampler's eight-lane batches (hash32_8 in sampler.h)
+ * run exactly the scalar operations and give the same bits. */
+#define DEFINE_HASH32(name, T) \
+    inline T name(T x) {       \
+        x ^= x >> 16;          \
+        x *= 0x7feb352dU;      \
+        x ^= x >> 15;          \
+        x *= 0x846ca68bU;      \
+        x ^= x >> 16;          \
+        return x;              \
+    }
+DEFINE_HASH32(hash32, uint)
 
 /* The key of one (seed, pixel, sample): hashing is nested so no two tuples collide trivially. */
 inline uint sample_key(uint seed, uint pixel, uint sample_index) {

@@ -22,22 +22,28 @@ typedef struct {
 #endif
 } Sampler;
 
-inline uint reverse_bits(uint x) {
-    x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);
-    x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);
-    x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);
-    x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);
-    return (x >> 16) | (x << 16);
-}
+/* The integer steps below are macros over the type (uint, and uint8 for the batches of
+ * FARM_SAMPLE_BATCHES) for the reason DEFINE_HASH32 is: one text, the same bits. */
+#define DEFINE_REVERSE_BITS(name, T)                                       \
+    inline T name(T x) {                                                   \
+        x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);           \
+        x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);           \
+        x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);           \
+        x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);           \
+        return (x >> 16) | (x << 16);                                      \
+    }
+DEFINE_REVERSE_BITS(reverse_bits, uint)
 
-inline uint laine_karras_permutation(uint x, uint seed) {
-    x += seed;
-    x ^= x * 0x6c50b47cU;
-    x ^= x * 0xb82f1e52U;
-    x ^= x * 0xc7afe638U;
-    x ^= x * 0x8d22f6e6U;
-    return x;
-}
+#define DEFINE_LAINE_KARRAS_PERMUTATION(name, T) \
+    inline T name(T x, T seed) {                 \
+        x += seed;                               \
+        x ^= x * 0x6c50b47cU;                    \
+        x ^= x * 0xb82f1e52U;                    \
+        x ^= x * 0xc7afe638U;                    \
+        x ^= x * 0x8d22f6e6U;                    \
+        return x;                                \
+    }
+DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation, uint)
 
 /* An Owen scramble of x read as a binary fraction (high bit first). */
 inline uint nested_uniform_scramble(uint x, uint seed) {
@@ -50,15 +56,16 @@ inline uint nested_uniform_scramble(uint x, uint seed) {
  * k's. Bit j of the result is then the parity of the index bits k that contain j: five
  * shift-and-xor steps, one per bit of j, instead of a loop over the 32 bits of a scrambled
  * index (a fifth of a sample's time on PoCL). */
-inline uint sobol_dimension1_reversed(uint index) {
-    uint x = index;
-    x ^= (x >> 1) & 0x55555555U;
-    x ^= (x >> 2) & 0x33333333U;
-    x ^= (x >> 4) & 0x0F0F0F0FU;
-    x ^= (x >> 8) & 0x00FF00FFU;
-    x ^= (x >> 16) & 0x0000FFFFU;
-    return x;
-}
+#define DEFINE_SOBOL_DIMENSION1_REVERSED(name, T) \
+    inline T name(T x) {                          \
+        x ^= (x >> 1) & 0x55555555U;              \
+        x ^= (x >> 2) & 0x33333333U;              \
+        x ^= (x >> 4) & 0x0F0F0F0FU;              \
+        x ^= (x >> 8) & 0x00FF00FFU;              \
+        x ^= (x >> 16) & 0x0000FFFFU;             \
+        return x;                                 \
+    }
+DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed, uint)
 
 inline float to_unit(uint x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
 
@@ -80,40 +87,10 @@ inline Sampler make_sampler(int kind, uint seed, uint pixel, uint index) {
  * was a sixth of a sample's time; eight lanes cost about what one did, and a path of a few
  * bounces asks for one or two batches. Each lane runs exactly the scalar code's operations,
  * so the numbers are the same bits as without batches (the GPU build). */
-inline uint8 hash32_8(uint8 x) {
-    x ^= x >> 16;
-    x *= 0x7feb352dU;
-    x ^= x >> 15;
-    x *= 0x846ca68bU;
-    x ^= x >> 16;
-    return x;
-}
-
-inline uint8 reverse_bits8(uint8 x) {
-    x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);
-    x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);
-    x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);
-    x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);
-    return (x >> 16) | (x << 16);
-}
-
-inline uint8 laine_karras_permutation8(uint8 x, uint8 seed) {
-    x += seed;
-    x ^= x * 0x6c50b47cU;
-    x ^= x * 0xb82f1e52U;
-    x ^= x * 0xc7afe638U;
-    x ^= x * 0x8d22f6e6U;
-    return x;
-}
-
-inline uint8 sobol_dimension1_reversed8(uint8 x) {
-    x ^= (x >> 1) & 0x55555555U;
-    x ^= (x >> 2) & 0x33333333U;
-    x ^= (x >> 4) & 0x0F0F0F0FU;
-    x ^= (x >> 8) & 0x00FF00FFU;
-    x ^= (x >> 16) & 0x0000FFFFU;
-    return x;
-}
+DEFINE_HASH32(hash32_8, uint8)
+DEFINE_REVERSE_BITS(reverse_bits8, uint8)
+DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation8, uint8)
+DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed8, uint8)
 
 #define LANES8 ((uint8)(0U, 1U, 2U, 3U, 4U, 5U, 6U, 7U))
 
@@ -157,7 +134,7 @@ inline float sample1(Sampler *s, uint dimension) {
         s->choices = hash32_8((uint8)(s->key) ^ hash32_8(dimensions + 0x9e3779b9U));
         s->choice_batch = batch;
     }
-    return (float)(((const uint *)&s->choices)[dimension & 7U] >> 8) * (1.0f / 16777216.0f);
+    return to_unit(((const uint *)&s->choices)[dimension & 7U]);  /* as rand01 */
 #else
     return rand01(s->key, 0x80000000U + dimension);
 #endif

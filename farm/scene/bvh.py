@@ -208,15 +208,13 @@ def collapse(tree: Bvh, width: int = WIDTH) -> WideBvh:
                 slots[rows[opens], best[opens]] = tree.left[opened]
                 slots[rows[opens], column] = tree.right[opened]
         levels.append(slots)
-        inner = slots[(slots >= 0) & ~leaf[np.maximum(slots, 0)]]
-        level = inner
+        level = slots[(slots >= 0) & ~leaf[np.maximum(slots, 0)]]  # the next level's wide nodes
     slots = np.concatenate(levels)
     # Wide node ids follow creation order: level by level, each level's children row-major.
+    known, valid = np.maximum(slots, 0), slots >= 0
+    is_node = valid & ~leaf[known]
     wide_id = np.full(len(leaf), -1, np.int64)
-    is_node = (slots >= 0) & ~leaf[np.maximum(slots, 0)]
     wide_id[slots[is_node]] = np.arange(1, 1 + int(is_node.sum()))
-    known = np.maximum(slots, 0)
-    valid = slots >= 0
     child = np.where(is_node, wide_id[known], np.where(valid, tree.left[known], 0))
     count = np.where(is_node, -1, np.where(valid, tree.right[known], 0))
     lower = np.nextafter(tree.lower[known].astype(np.float32), np.float32(-np.inf))

@@ -532,8 +532,7 @@ def _flatten(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndarray
     first, size = wide.child[leaf], wide.count[leaf]
     pack_count = -(-size // PACK_WIDTH)
     pack_start = np.cumsum(pack_count) - pack_count
-    nodes["child"] = np.where(leaf, 0, wide.child)
-    nodes["count"] = np.where(leaf, 0, wide.count)
+    nodes["child"], nodes["count"] = wide.child, wide.count
     nodes["child"][leaf], nodes["count"][leaf] = pack_start, pack_count
     packs = np.zeros(max(int(pack_count.sum()), 1), TRIANGLE_PACK)
     packs["prim"] = -1
