@@ -166,6 +166,46 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class BucketView:
+    """What a job's record says of one bucket at one moment (see `Job.look`)."""
+
+    stored: bool  # a tile of it is stored
+    leases: tuple[Lease, ...]  # running deliveries of any bucket of the job
+    crashes: int  # deliveries of it whose render process died
+    failures: int  # deliveries of it that raised
+    last_error: str
+    now: float  # Redis clock
+
+    @classmethod
+    def from_replies(cls, stored, leases, crashes, failures, last_error, time_) -> BucketView:
+        return cls(bool(stored), tuple(_leases(leases)), int(crashes or 0), int(failures or 0),
+                   (last_error or b"").decode(), time_[0] + time_[1] / 1e6)
+
+
+def _read_bucket(pipe, job_id: str, index: int) -> None:
+    """Queue the reads of a BucketView on `pipe`, in `BucketView.from_replies` order."""
+    key = Job.key_for
+    pipe.hexists(key(job_id, "tiles"), str(index))
+    pipe.hvals(key(job_id, "leases"))
+    pipe.hget(key(job_id, "crashes"), str(index))
+    pipe.hget(key(job_id, "failures"), str(index))
+    pipe.hget(key(job_id, "errors"), str(index))
+    pipe.time()
+
+
+def _leases(raw_values) -> list[Lease]:
+    """The leases among raw hash values; one that is not a lease (not written by a farm
+    worker) is skipped."""
+    found = []
+    for raw in raw_values:
+        try:
+            found.append(Lease(**json.loads(raw)))
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
+@dataclass(frozen=True)
 class JobMeta:
     """The job's fixed description, stored as the hash `farm:job:<id>`."""
 
@@ -341,12 +381,37 @@ class Job:
 
     # -- worker side -------------------------------------------------------------------
 
-    def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False) -> Lease:
-        """Count a delivery of bucket `index` and take a lease on it."""
-        attempt = self.bump("attempts", index)
-        now = server_time(self.redis)
+    @classmethod
+    def look(cls, redis, job_id: str, index: int) -> tuple[Job, BucketView]:
+        """The job and what its record says of bucket `index`, in one round trip: what a
+        worker reads before it takes a bucket."""
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(cls.key_for(job_id))
+            _read_bucket(pipe, job_id, index)
+            raw, *bucket = pipe.execute()
+        if not raw or b"job_id" not in raw:
+            raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
+        job = cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode(), raw.get(b"error", b"").decode())
+        return job, BucketView.from_replies(*bucket)
+
+    def view(self, index: int) -> BucketView:
+        """What the job's record says of bucket `index` now, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            _read_bucket(pipe, self.job_id, index)
+            return BucketView.from_replies(*pipe.execute())
+
+    def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False,
+              also=None) -> Lease:
+        """Count a delivery of bucket `index` and take a lease on it, in two round trips;
+        `also(pipe)` adds commands to the second."""
+        keys = (self.key_for(self.job_id, "attempts"), self.key_for(self.job_id))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_BUMP, 2, *keys, str(index), 1, defaults.JOB_TTL)
+            pipe.time()
+            attempt, (seconds, microseconds) = pipe.execute()
+        now = seconds + microseconds / 1e6
         lease = Lease(index, int(attempt), worker, host, pid, device, now, now + defaults.LEASE_TIMEOUT, copy)
-        self._put_lease(lease)
+        self._put_lease(lease, also)
         return lease
 
     def renew(self, lease: Lease) -> Lease:
@@ -357,26 +422,27 @@ class Job:
             self.bump("crashes", lease.bucket, -1)
         return lease
 
-    def _put_lease(self, lease: Lease) -> bool:
+    def _put_lease(self, lease: Lease, also=None) -> bool:
         """Write the lease; True if it was not there."""
         key = self.key_for(self.job_id, "leases")
         with self.redis.pipeline() as pipe:
             pipe.hset(key, lease.name, lease.to_json())
             pipe.expire(key, defaults.JOB_TTL)
-            added, _ = pipe.execute()
+            if also is not None:
+                also(pipe)
+            added = pipe.execute()[0]
         return bool(added)
 
-    def release(self, lease: Lease) -> None:
-        self.redis.hdel(self.key_for(self.job_id, "leases"), lease.name)
+    def release(self, lease: Lease, also=None) -> None:
+        """Drop the lease of a delivery that ended; `also(pipe)` adds commands to the round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(self.key_for(self.job_id, "leases"), lease.name)
+            if also is not None:
+                also(pipe)
+            pipe.execute()
 
     def leases(self) -> list[Lease]:
-        found = []
-        for raw in self.redis.hvals(self.key_for(self.job_id, "leases")):
-            try:
-                found.append(Lease(**json.loads(raw)))
-            except (TypeError, ValueError):
-                continue
-        return found
+        return _leases(self.redis.hvals(self.key_for(self.job_id, "leases")))
 
     def remove_lost(self, lease: Lease) -> bool:
         """Remove a lease whose delivery died and count the crash; False if another did it first."""
@@ -412,13 +478,28 @@ class Job:
     def has_tile(self, index: int) -> bool:
         return bool(self.redis.hexists(self.key_for(self.job_id, "tiles"), str(index)))
 
-    def store_tile(self, header: TileHeader, tile: np.ndarray) -> bool:
-        """Store the tile unless one is already stored; True if this one was first."""
+    def stopped(self, index: int) -> bool:
+        """Whether a delivery of bucket `index` should stop: the job ended (cancelled or
+        failed), or a tile of the bucket is stored already. One round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.key_for(self.job_id), "state", "error")
+            pipe.hexists(self.key_for(self.job_id, "tiles"), str(index))
+            (state, error), stored = pipe.execute()
+        self.state, self.error = (state or b"").decode(), (error or b"").decode()
+        return self.state != "" or bool(stored)
+
+    def store_tile(self, header: TileHeader, tile: np.ndarray, release: Lease | None = None, also=None) -> bool:
+        """Store the tile unless one is already stored; True if this one was first. With
+        `release`, drop that lease in the same round trip, and run `also(pipe)` there too."""
         keys = [self.key_for(self.job_id, p) for p in ("tiles", "events", "stats")] + [self.key_for(self.job_id)]
         event = TileEvent(header.bucket, header.worker)
-        stored = self.redis.eval(
-            _STORE_TILE, len(keys), *keys, str(header.bucket), encode_tile(header, tile), event.to_json()
-        )
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_STORE_TILE, len(keys), *keys, str(header.bucket), encode_tile(header, tile), event.to_json())
+            if release is not None:
+                pipe.hdel(self.key_for(self.job_id, "leases"), release.name)
+            if also is not None:
+                also(pipe)
+            stored = pipe.execute()[0]
         if stored == -1:
             raise JobError(f"job {self.job_id} no longer exists; tile of bucket {header.bucket} dropped")
         return stored == 1

@@ -135,6 +135,9 @@ class Renderer:
         self.buffers = {name: upload(array) for name, array in scene.buffers().items()}
         self._out = self._sums = None  # the tile, and running sums between passes
         self._out_size = 0
+        # Seconds per sample per pixel of the last pass: sizes a bucket's first pass, so a
+        # bucket that fits in PASS_SECONDS is one launch; the first bucket starts at 1 spp.
+        self._pass_rate: float | None = None
 
     def render(self, x: int, y: int, width: int, height: int, should_stop=None) -> np.ndarray | None:
         """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32.
@@ -159,19 +162,28 @@ class Renderer:
         spp = self.scene.spp
         stride = 1 if gpu else spread_stride(width * height)
         bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride))
-        done, pass_spp = 0, spp if should_stop is None else 1
+        pixels = width * height
+
+        def pass_size() -> int:
+            if should_stop is None:
+                return spp
+            if self._pass_rate is None:
+                return 1
+            return max(1, int(defaults.PASS_SECONDS / max(self._pass_rate * pixels, 1e-9)))
+
+        done, pass_spp = 0, pass_size()
         while done < spp:
             end = min(spp, done + pass_spp)
             started = time.perf_counter()
             self.kernel.set_args(*self.buffers.values(), *bounds, np.int32(done), np.int32(end), self._sums, self._out)
             cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, (global_size,), (local_size,))
             self.device.queue.finish()
-            seconds_per_sample = (time.perf_counter() - started) / (end - done)
+            self._pass_rate = (time.perf_counter() - started) / ((end - done) * pixels)
             done = end
             if done < spp and should_stop is not None:
                 if should_stop():
                     return None
-                pass_spp = max(1, int(defaults.PASS_SECONDS / max(seconds_per_sample, 1e-9)))
+                pass_spp = pass_size()
         cl.enqueue_copy(self.device.queue, tile, self._out)
         return tile
 

@@ -29,9 +29,9 @@ from farm import defaults, faults, registry
 from farm import device as devices
 from farm.assets import RedisAssets
 from farm.cache import AssetCache
-from farm.broker import client, server_time
+from farm.broker import client
 from farm.exceptions import AssetError, FarmError
-from farm.job import Job, Lease, TileEvent, TileHeader
+from farm.job import BucketView, Job, Lease, TileEvent, TileHeader
 from farm.queue import BucketQueue
 from farm.render import Renderer, build_program
 from farm.scene import parse_scene
@@ -63,6 +63,7 @@ class WorkerState:
         self.failed_in_a_row = 0
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
         self.cache: AssetCache | None = None  # opened with the first scene that names files
+        self.lease_keeper = LeaseKeeper()
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
@@ -90,9 +91,12 @@ class WorkerState:
         return renderer
 
     def render_bucket(self, task, job_id: str, index: int, hostname: str, copy: bool = False) -> bool:
-        """Render one bucket and store its tile; False if there was nothing (more) to do."""
+        """Render one bucket and store its tile; False if there was nothing (more) to do.
+
+        A bucket costs four round trips to Redis besides its passes: read the job and the
+        bucket's record, count the delivery, take the lease, store the tile."""
         try:
-            job = Job.load(self.redis, job_id)
+            job, seen = Job.look(self.redis, job_id, index)
         except FarmError as exc:
             log.warning("bucket %d skipped: %s", index, exc)
             return False
@@ -102,24 +106,30 @@ class WorkerState:
         if not 0 <= index < job.bucket_count:
             job.fail(index, hostname, f"no bucket {index} in this job")
             return False
-        if job.has_tile(index):
+        if seen.stored:
             log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
             return False
         if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
             raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
-        if self._poisoned(job, index, hostname) or self._pass_on(task, job, index, hostname):
+        if self._poisoned(job, index, hostname, seen) or self._pass_on(task, job, index, hostname, seen):
             return False
-        lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy)
-        heartbeat = _Heartbeat(job, lease)
-        registry.beat(self.redis, hostname, busy=True, pid=os.getppid())
+
+        def beat(busy: bool):
+            return lambda pipe: registry.beat(pipe, hostname, busy=busy, pid=os.getppid())
+
+        lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy, also=beat(True))
+        self.lease_keeper.keep(job, lease)
         self.rendering = True
+        released = False
         try:
             tile, seconds = self._render(job, index)
             if tile is None:
                 return self._stopped(job, index)
             header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
                                 seconds, lease.attempt, self.pid)
-            first = job.store_tile(header, tile)
+            self.lease_keeper.drop()
+            first = job.store_tile(header, tile, release=lease, also=beat(False))
+            released = True
         except Reject:
             raise
         except AssetError as exc:  # gone or corrupt in Redis: no worker could do better
@@ -132,10 +142,9 @@ class WorkerState:
             raise
         finally:
             self.rendering = False
-            heartbeat.stop()
-            job.release(lease)
-            with contextlib.suppress(Exception):
-                registry.beat(self.redis, hostname, busy=False, pid=os.getppid())
+            self.lease_keeper.drop()
+            if not released:
+                job.release(lease, also=beat(False))
         self.failed_in_a_row = 0
         log.info(
             "job %s bucket %d: %.3fs on %s%s", job_id[:8], index, seconds, self.device.name,
@@ -154,7 +163,7 @@ class WorkerState:
             nonlocal last_pass
             faults.after_pass(index, time.perf_counter() - last_pass)
             last_pass = time.perf_counter()
-            return self.stopping or job.refresh() != "" or job.has_tile(index)
+            return self.stopping or job.stopped(index)
 
         tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop)
         faults.after_pass(index, time.perf_counter() - last_pass)
@@ -173,19 +182,24 @@ class WorkerState:
         log.info("job %s bucket %d: stopped, %s", job.job_id[:8], index, why)
         return False
 
-    def _poisoned(self, job: Job, index: int, hostname: str) -> bool:
-        """Fail the job if this bucket already failed or killed its worker MAX_FAILURES times."""
-        now = server_time(self.redis)
-        for lease in job.leases():
-            if lease.bucket == index and (lease.until < now or self._died_here(lease)) and job.remove_lost(lease):
+    def _poisoned(self, job: Job, index: int, hostname: str, seen: BucketView | None = None) -> bool:
+        """Fail the job if this bucket already failed or killed its worker MAX_FAILURES times.
+        `seen` is the bucket's record as just read; without it, it is read now."""
+        seen = seen or job.view(index)
+        lost = 0
+        for lease in seen.leases:
+            if lease.bucket == index and (lease.until < seen.now or self._died_here(lease)) and job.remove_lost(lease):
+                lost += 1
                 job.push(TileEvent(index, lease.worker, "lost", f"render process {lease.pid} of worker "
                                                                 f"{lease.worker} died: bucket {index} rendering again"))
-        crashes, failures = job.crashes(index), job.failures(index)
+        if lost:  # counted here or by another worker meanwhile: read the counts again
+            seen = job.view(index)
+        crashes, failures = seen.crashes, seen.failures
         if crashes + failures < defaults.MAX_FAILURES:
             return False
         parts = []
         if failures:
-            parts.append(f"raised {failures} time{'s' if failures > 1 else ''}, last: {job.last_error(index)}")
+            parts.append(f"raised {failures} time{'s' if failures > 1 else ''}, last: {seen.last_error}")
         if crashes:
             parts.append(f"killed its render process {crashes} time{'s' if crashes > 1 else ''}")
         job.fail(index, hostname, f"{crashes + failures} attempts went wrong ({'; '.join(parts)})")
@@ -204,9 +218,9 @@ class WorkerState:
             pass
         return False
 
-    def _pass_on(self, task, job: Job, index: int, hostname: str) -> bool:
+    def _pass_on(self, task, job: Job, index: int, hostname: str, seen: BucketView) -> bool:
         """A bucket this worker failed before goes to another healthy worker if there is one."""
-        if hostname not in job.last_error(index) or job.count(f"passed:{index}") > PASS_ON_LIMIT:
+        if hostname not in seen.last_error or job.count(f"passed:{index}") > PASS_ON_LIMIT:
             return False
         others = [w for w in registry.workers(self.redis).values() if w.hostname != hostname and not w.bad]
         if not others:
@@ -223,7 +237,7 @@ class WorkerState:
         log.error("job %s bucket %d failed: %s", job.job_id[:8], index, reason)
         try:
             failures = job.record_failure(index, hostname, reason)
-            if failures + job.crashes(index) >= defaults.MAX_FAILURES:
+            if failures + job.view(index).crashes >= defaults.MAX_FAILURES:
                 self._poisoned(job, index, hostname)
             else:
                 job.push(TileEvent(index, hostname, "error", f"{reason} (failure {failures} of "
@@ -244,24 +258,38 @@ class WorkerState:
         task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
 
 
-class _Heartbeat:
-    """Renews a lease every quarter of LEASE_TIMEOUT from a thread, while a bucket renders."""
+class LeaseKeeper:
+    """Renews the lease of the bucket being rendered every quarter of LEASE_TIMEOUT, from
+    one thread per render process (started with the first bucket, not one per bucket)."""
 
-    def __init__(self, job: Job, lease: Lease):
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(job, lease), daemon=True, name="farm-heartbeat")
-        self._thread.start()
+    def __init__(self):
+        self._lock = threading.Lock()  # held while a renewal runs: drop() waits for it
+        self._held: tuple[Job, Lease] | None = None
+        self._thread: threading.Thread | None = None
 
-    def _run(self, job: Job, lease: Lease) -> None:
-        while not self._done.wait(defaults.LEASE_TIMEOUT / 4):
-            try:
-                lease = job.renew(lease)
-            except Exception as exc:  # the broker is away; the next beat tries again
-                log.warning("lease of bucket %d not renewed: %s", lease.bucket, exc)
+    def keep(self, job: Job, lease: Lease) -> None:
+        with self._lock:
+            self._held = (job, lease)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="farm-leases")
+            self._thread.start()
 
-    def stop(self) -> None:
-        self._done.set()
-        self._thread.join()
+    def drop(self) -> None:
+        """Stop renewing; once this returns, no renewal of the dropped lease is under way."""
+        with self._lock:
+            self._held = None
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(defaults.LEASE_TIMEOUT / 4)
+            with self._lock:
+                if self._held is None:
+                    continue
+                job, lease = self._held
+                try:
+                    self._held = (job, job.renew(lease))
+                except Exception as exc:  # the broker is away; the next beat tries again
+                    log.warning("lease of bucket %d not renewed: %s", lease.bucket, exc)
 
 
 _state: WorkerState | None = None
