@@ -46,7 +46,7 @@ broker_transport_options = {
 }
 
 # A client gives up on a lost broker after about BROKER_RETRY seconds (a worker never
-# does: farm.worker lifts this limit in the worker process).
+# does: farm.worker.process lifts this limit in the worker process).
 broker_connection_max_retries = defaults.PUBLISH_RETRY["max_retries"]
 
 # Buckets travel on their own queue, so a shared broker can carry other work too.

@@ -113,7 +113,7 @@ FINISHED_TTL = _int("FARM_FINISHED_TTL", 3600)
 # Seconds without a heartbeat after which a running bucket's worker counts as lost and
 # the bucket is sent again. Heartbeats come every quarter of this; ten seconds rides out a
 # busy machine and still recovers a dead host's bucket long before the visibility timeout.
-# At least 4: a dead worker's registry entry (farm.registry) must be gone by then.
+# At least 4: a dead worker's registry entry (farm.protocol.registry) must be gone by then.
 LEASE_TIMEOUT = max(4.0, _float("FARM_LEASE_TIMEOUT", 10.0))
 
 # Seconds the client waits between checks of the job (leases, lost messages, stragglers).

@@ -34,5 +34,13 @@ class JobError(FarmError):
     """A job cannot finish: a bucket failed, the job vanished, no worker answers."""
 
 
+class JobCancelled(JobError):
+    """The job was cancelled (by `farm cancel`, or by another client)."""
+
+
+class InvalidTile(FarmError):
+    """A stored tile that is not a tile of this job's bucket, or holds non-finite values."""
+
+
 class FarmSetupError(FarmError):
     """The embedded farm (local Redis and workers) could not be started."""

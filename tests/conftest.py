@@ -45,7 +45,7 @@ def write_scene(tmp_path):
 
 @pytest.fixture(scope="session")
 def device():
-    from farm.device import current
+    from farm.worker.device import current
 
     return current()
 
@@ -53,7 +53,7 @@ def device():
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A real redis-server on a free loopback port, for the whole session."""
-    from farm.local import RedisServer
+    from farm.client.local import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
@@ -64,7 +64,7 @@ def redis_server(tmp_path_factory):
 def farm(redis_server, tmp_path_factory):
     """Two real `celery -A farm worker` processes on the session's Redis."""
     from farm.app import app
-    from farm.local import WorkerProcess, wait_for_workers
+    from farm.client.local import WorkerProcess, wait_for_workers
 
     folder = tmp_path_factory.mktemp("workers")
     app.conf.broker_url = redis_server.url
@@ -88,7 +88,7 @@ class FarmHandle:
         self.broker_url = redis_server.url
 
     def render(self, scene, document, bucket_size, order="spiral", assets=None):
-        from farm.job import start_job
+        from farm.client.run import start_job
         from farm.tasks import render_bucket
 
         run = start_job(self.redis, render_bucket, scene, document, bucket_size, order, assets)

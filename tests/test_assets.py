@@ -11,12 +11,12 @@ import time
 import numpy as np
 import pytest
 
-from farm.assets import FolderAssets, RedisAssets, digest_of
-from farm.cache import AssetCache
 from farm.exceptions import AssetError, SceneError
-from farm.render import Renderer
+from farm.protocol.assets import FolderAssets, RedisAssets, digest_of
 from farm.scene import load_scene, parse_scene
 from farm.scene.pack import pack
+from farm.worker.cache import AssetCache
+from farm.worker.render import Renderer
 
 from tests.conftest import ROOT
 
@@ -205,15 +205,15 @@ def _submit(scene, out, *extra):
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "farm.cli", "submit", str(scene), "-o", str(out), "-q", "--workers", "1", *extra]
+    command = [sys.executable, "-m", "farm.client.cli", "submit", str(scene), "-o", str(out), "-q", "--workers", "1", *extra]
     return subprocess.run(command, capture_output=True, text=True, timeout=240)
 
 
 def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, example):
     """The asset vanishes from Redis after the upload: the job fails at once with the
     file's name, no worker renders anything without it, no worker is called bad."""
+    from farm.client.run import start_job
     from farm.exceptions import JobError
-    from farm.job import start_job
     from farm.tasks import render_bucket
 
     tiles = example.parent / "assets" / "tiles.png"
@@ -226,7 +226,7 @@ def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, 
     with pytest.raises(JobError, match=r"bucket \d+ failed: assets/tiles.png: asset \w+ in Redis: chunk 0 of 1 missing"):
         run.collect(stall_timeout=60)
     assert not run.records
-    from farm import registry
+    from farm.protocol import registry
 
     assert not any(w.bad for w in registry.workers(farm.redis).values())
 
@@ -270,7 +270,7 @@ def _client(url: str):
 def _settled(client, run) -> dict:
     """The run's report once no worker is busy: a copy of a slow bucket may still be
     packing the scene (and counting its files) after the frame is complete."""
-    from farm import registry
+    from farm.protocol import registry
 
     deadline = time.monotonic() + 30
     while any(w.busy for w in registry.workers(client).values()) and time.monotonic() < deadline:
@@ -283,8 +283,8 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
     folder moved away and unreadable: the image is the one-process render, bit for bit.
     Restarted, the same workers render a second scene with the same files from their
     caches alone."""
-    from farm.job import start_job
-    from farm.local import RedisServer, WorkerProcess, wait_for_workers
+    from farm.client.local import RedisServer, WorkerProcess, wait_for_workers
+    from farm.client.run import start_job
 
     scene, document = load_scene(example)
     folder = FolderAssets(example.parent, scene.assets)

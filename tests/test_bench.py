@@ -10,7 +10,7 @@ import pytest
 
 def test_bench_prints_kernel_speed_and_farm_efficiency():
     result = subprocess.run(
-        [sys.executable, "-m", "farm.cli", "bench", "--spp", "2", "--width", "48", "--repeat", "1", "--bucket-size", "16"],
+        [sys.executable, "-m", "farm.client.cli", "bench", "--spp", "2", "--width", "48", "--repeat", "1", "--bucket-size", "16"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -23,7 +23,7 @@ def test_bench_prints_kernel_speed_and_farm_efficiency():
 
 
 def _bench(*args, env=None) -> str:
-    result = subprocess.run([sys.executable, "-m", "farm.cli", "bench", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "farm.client.cli", "bench", *args], capture_output=True, text=True,
                             timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout

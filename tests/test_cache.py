@@ -7,8 +7,8 @@ import multiprocessing
 import os
 import time
 
-from farm.assets import digest_of
-from farm.cache import AssetCache
+from farm.protocol.assets import digest_of
+from farm.worker.cache import AssetCache
 
 
 def blob(seed: int, size: int = 1000) -> tuple[str, bytes]:

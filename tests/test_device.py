@@ -1,7 +1,7 @@
 import pytest
 
-from farm.device import available, open_device
 from farm.exceptions import DeviceError
+from farm.worker.device import available, open_device
 
 
 def test_a_cpu_device_always_exists():

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm import registry
-from farm.film import read_exr
-from farm.job import Job
-from farm.local import LocalFarm
+from farm.client.film import read_exr
+from farm.client.local import LocalFarm
+from farm.protocol import registry
+from farm.protocol.jobs import Job
 
 LEASE_TIMEOUT = 4.0  # the least farm allows
 BUCKETS = 9  # a 48x48 frame in 16px buckets
@@ -41,9 +41,9 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def frame(cornell_document, tmp_path_factory, device):
     """The scene file and its one-process render: the image every faulty run must equal."""
-    from farm.render import Renderer
     from farm.scene import parse_scene
     from farm.scene.pack import pack
+    from farm.worker.render import Renderer
 
     document = dict(cornell_document, film={"width": 48, "height": 48, "spp": 256})
     path = tmp_path_factory.mktemp("scene") / "scene.json"
@@ -80,7 +80,7 @@ class FaultFarm:
 
     def farm(self, *args, env: dict | None = None) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "farm.cli", *map(str, args), "--broker", self.url],
+            [sys.executable, "-m", "farm.client.cli", *map(str, args), "--broker", self.url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **CLIENT_ENV, **(env or {})},
         )

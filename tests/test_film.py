@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from farm.buckets import Bucket
+from farm.client.film import Film, check_output_path, read_exr
 from farm.exceptions import FarmError
-from farm.film import Film, check_output_path, read_exr
 
 
 def test_tiles_land_where_their_bucket_is():

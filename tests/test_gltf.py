@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from farm.assets import FolderAssets
 from farm.exceptions import SceneError
-from farm.render import Renderer
+from farm.protocol.assets import FolderAssets
 from farm.scene import load_scene, parse_scene
 from farm.scene.pack import pack
+from farm.worker.render import Renderer
 
 # A unit quad in the xz plane (2 triangles, indexed) and a tetrahedron (not indexed).
 QUAD_POSITIONS = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]], np.float32)

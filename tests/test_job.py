@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
+from farm.client.run import start_job
 from farm.exceptions import JobError
-from farm.job import Job, TileHeader, start_job
-from farm.queue import BucketQueue
-from farm.render import Renderer
+from farm.protocol.jobs import Job
+from farm.protocol.queue import BucketQueue
+from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
+from farm.worker.render import Renderer
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +70,8 @@ def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
     scene, document, _ = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     render_bucket.apply_async((job.job_id, 99))  # no such bucket: the worker says so
-    from farm.film import Film
-    from farm.job import JobRun
+    from farm.client.film import Film
+    from farm.client.run import JobRun
 
     with pytest.raises(JobError, match="bucket 99 failed: no bucket 99 in this job"):
         JobRun(job, Film(97, 61), BucketQueue(farm.redis, render_bucket)).collect(stall_timeout=30)
@@ -113,8 +115,8 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     events = Job.key_for(job.job_id, "events")
     farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}')
-    from farm.film import Film
-    from farm.job import JobRun
+    from farm.client.film import Film
+    from farm.client.run import JobRun
     from farm.tasks import render_bucket
 
     queue = BucketQueue(farm.redis, render_bucket)
@@ -127,8 +129,9 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
 def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     """Tiles of another job, of another bucket, of the wrong size, with NaN, or not tiles at
     all are rejected by the client, deleted, and their buckets rendered again."""
-    from farm.film import Film
-    from farm.job import JobRun, decode_tile, encode_tile
+    from farm.client.film import Film
+    from farm.client.run import JobRun
+    from farm.protocol.tiles import decode_tile, encode_tile
     from farm.tasks import render_bucket
 
     scene, document, reference = odd_frame

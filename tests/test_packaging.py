@@ -29,7 +29,7 @@ def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
         check=True, capture_output=True, timeout=300,
     )
-    probe = "import farm.render, os; d = farm.render.kernel_dir(); print(d); print(sorted(os.listdir(d)))"
+    probe = "import farm.worker.render, os; d = farm.worker.render.kernel_dir(); print(d); print(sorted(os.listdir(d)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONPATH": str(site)},
@@ -38,7 +38,7 @@ def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
     assert KERNEL_FILES <= set(eval(out[1]))
 
     # `farm bench` and `farm chaos` parse this default; a file it named would be missing too
-    probe = ("from farm.bench import default_scene; from farm.scene import load_scene; "
+    probe = ("from farm.tools.bench import default_scene; from farm.scene import load_scene; "
              "path = default_scene(); scene, _ = load_scene(path); print(path); print(dict(scene.assets))")
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
@@ -54,23 +54,23 @@ def test_source_checkout_without_install_finds_the_kernels(monkeypatch):
     still be found beside it."""
     import importlib.resources
 
-    import farm.render
+    import farm.worker.render
 
     def no_package(name):
         raise ModuleNotFoundError(f"No module named {name!r}")
 
     monkeypatch.setattr(importlib.resources, "files", no_package)
-    assert Path(farm.render.kernel_dir()).resolve() == (ROOT / "kernels").resolve()
+    assert Path(farm.worker.render.kernel_dir()).resolve() == (ROOT / "kernels").resolve()
 
 
 def test_source_checkout_without_install_finds_the_default_scene(monkeypatch):
     """As for the kernels: no farm.scenes package, the Cornell box beside farm/."""
     import importlib.resources
 
-    import farm.bench
+    import farm.tools.bench
 
     def no_package(name):
         raise ModuleNotFoundError(f"No module named {name!r}")
 
     monkeypatch.setattr(importlib.resources, "files", no_package)
-    assert Path(farm.bench.default_scene()) == ROOT / "scenes" / "cornell-box.json"
+    assert Path(farm.tools.bench.default_scene()) == ROOT / "scenes" / "cornell-box.json"

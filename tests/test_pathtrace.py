@@ -14,10 +14,10 @@ import math
 import numpy as np
 import pytest
 
-from farm.assets import FolderAssets
-from farm.render import Renderer
+from farm.protocol.assets import FolderAssets
 from farm.scene import load_scene, parse_scene
 from farm.scene.pack import pack
+from farm.worker.render import Renderer
 
 SIGMAS = 5.0  # a false alarm once in ~3.5 million runs per check
 
@@ -517,7 +517,7 @@ def test_arc_tangent_and_arc_cosine_in_plain_arithmetic_are_accurate(device):
     signs and quadrants right, and the same bits whichever sqrt and fabs it is built with."""
     import pyopencl as cl
 
-    from farm.render import kernel_dir
+    from farm.worker.render import kernel_dir
 
     source = """#include "sampling.h"
     __kernel void angles(__global const float *x, __global const float *y, __global float *out) {

@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from farm.assets import FolderAssets
-from farm.render import Renderer
+from farm.protocol.assets import FolderAssets
 from farm.scene import load_scene, parse_scene
 from farm.scene.pack import pack
+from farm.worker.render import Renderer
 
 from tests.conftest import ROOT
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from farm.buckets import split
-from farm.render import Renderer, spread_stride
 from farm.scene import parse_scene
 from farm.scene.pack import pack
+from farm.worker.render import Renderer, spread_stride
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_bucket_outside_the_frame_is_refused(cornell):
 
 @pytest.mark.parametrize("name", ["cornell-box", "showcase", "textured-mesh", "depth-of-field", "reference/materials"])
 def test_every_bundled_scene_renders_finite_non_negative_pixels(device, name):
-    from farm.assets import FolderAssets
+    from farm.protocol.assets import FolderAssets
     from farm.scene import load_scene
     from tests.conftest import ROOT
 
@@ -138,7 +138,7 @@ def test_spread_stride_renders_every_pixel_once(count):
 def test_the_order_of_pixels_in_a_launch_changes_no_bit(cornell, monkeypatch):
     """Work items walk the bucket in a spread order on CPUs and row by row on GPUs."""
     spread = cornell.render(8, 4, 40, 24)
-    monkeypatch.setattr("farm.render.spread_stride", lambda count: 1)
+    monkeypatch.setattr("farm.worker.render.spread_stride", lambda count: 1)
     assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
     monkeypatch.setattr("farm.defaults.LOCAL_SIZE", 64)  # another work-group size, too
     assert np.array_equal(cornell.render(8, 4, 40, 24), spread)
@@ -150,12 +150,12 @@ def test_device_specific_builds_give_the_same_bits(device, cornell, monkeypatch)
     neither. The program built without them, here, must render the same bits."""
     import pyopencl as cl
 
-    import farm.render
+    import farm.worker.render
 
     tuned = cornell.render(0, 0, 48, 36)
-    assert {"-DFARM_CLANG_BUILTINS", "-DFARM_SAMPLE_BATCHES"} <= set(farm.render.device_defines(device))
-    monkeypatch.setattr(farm.render, "device_defines", lambda device: [])
-    monkeypatch.setattr(farm.render, "_programs", {})
+    assert {"-DFARM_CLANG_BUILTINS", "-DFARM_SAMPLE_BATCHES"} <= set(farm.worker.render.device_defines(device))
+    monkeypatch.setattr(farm.worker.render, "device_defines", lambda device: [])
+    monkeypatch.setattr(farm.worker.render, "_programs", {})
     portable = Renderer(device, cornell.scene)
     options = portable.program.get_build_info(device.device, cl.program_build_info.OPTIONS)
     assert "FARM_CLANG_BUILTINS" not in options and "FARM_SAMPLE_BATCHES" not in options

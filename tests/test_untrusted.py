@@ -79,7 +79,7 @@ def test_a_frame_too_large_or_in_too_many_buckets_is_refused(make_document, writ
 
     path = write_scene(make_document(width=16384, height=16384))
     result = subprocess.run(
-        [sys.executable, "-m", "farm.cli", "submit", str(path), "-o", str(tmp_path / "o.png"), "--bucket-size", "8",
+        [sys.executable, "-m", "farm.client.cli", "submit", str(path), "-o", str(tmp_path / "o.png"), "--bucket-size", "8",
          "--broker", "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and not (tmp_path / "o.png").exists()
@@ -92,7 +92,7 @@ def test_a_worker_rechecks_the_job_it_reads_from_redis(redis_server):
     import redis as redis_py
 
     from farm.exceptions import JobError
-    from farm.job import Job
+    from farm.protocol.jobs import Job
 
     client = redis_py.Redis.from_url(redis_server.url)
     job_id = uuid.uuid4().hex
@@ -240,7 +240,7 @@ def test_fuzz_gltf_with_one_field_replaced(tmp_path, index, value):
     path = tmp_path / "fuzz.glb"
     write_glb(path, document, binary)
     try:
-        from farm.assets import FolderAssets
+        from farm.protocol.assets import FolderAssets
         from farm.scene.pack import check_files
 
         scene, _ = load_scene(path)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.assets import FolderAssets, check_size
 from farm.exceptions import SceneError
+from farm.protocol.assets import FolderAssets, check_size
 from farm.scene import gltf
 from farm.scene.model import Scene
 from farm.scene.parse import parse_scene, parse_transform

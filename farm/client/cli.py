@@ -1,6 +1,6 @@
 """Command line: `submit` renders a scene on the farm; `farm` holds it and its friends.
 
-Argument parsing and printing only; the work happens in farm.job, farm.local and friends.
+Argument parsing and printing only; the work happens in farm.client.run, farm.client.local and friends.
 Every error a user can cause ends as one line on stderr and exit status 2.
 """
 
@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_broker_option(status)
     commands.add_parser("devices", help="list the OpenCL devices this machine has")
     bench = commands.add_parser("bench", help="measure the kernel and the farm's efficiency")
-    from farm.bench import add_arguments
+    from farm.tools.bench import add_arguments
 
     add_arguments(bench)
     chaos = commands.add_parser("chaos", help="render while killing workers and Redis; check nothing was lost")
-    from farm.chaos import add_arguments as add_chaos_arguments
+    from farm.tools.chaos import add_arguments as add_chaos_arguments
 
     add_chaos_arguments(chaos)
     args = parser.parse_args(argv)
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "devices":
         return _run_guarded("farm devices", _devices, args)
     if args.command == "chaos":
-        from farm.chaos import run as run_chaos
+        from farm.tools.chaos import run as run_chaos
 
         return _run_guarded("farm chaos", run_chaos, args)
-    from farm.bench import run as run_bench
+    from farm.tools.bench import run as run_bench
 
     return _run_guarded("farm bench", run_bench, args)
 
@@ -160,7 +160,7 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 
 def _submit(args) -> int:
-    from farm.film import check_output_path
+    from farm.client.film import check_output_path
     from farm.scene import load_scene
 
     if args.resume:  # _collect checks the output and report paths
@@ -182,18 +182,18 @@ def _submit(args) -> int:
                                  resolution=args.resolution)
     for warning in scene.warnings:
         print(f"submit: warning: {warning}", file=sys.stderr)
-    from farm.job import Job
+    from farm.protocol.jobs import Job
 
     Job.describe(scene, args.bucket_size, args.order)  # the frame's limits, before anything starts
     assets = None
     if scene.assets:
-        from farm.assets import FolderAssets
+        from farm.protocol.assets import FolderAssets
         from farm.scene.pack import check_files
 
         assets = FolderAssets(Path(args.scene).parent, scene.assets)
         check_files(scene, assets)
 
-    from farm.local import LocalFarm
+    from farm.client.local import LocalFarm
 
     local = None
     with contextlib.ExitStack() as stack:
@@ -207,7 +207,7 @@ def _submit(args) -> int:
         redis_client, task = _farm(broker_url)
         if local is not None:
             local.wait_ready(task.app)
-        from farm.job import start_job
+        from farm.client.run import start_job
 
         run = start_job(redis_client, task, scene, document, args.bucket_size, args.order, assets)
         return _collect_run(args, run, output, local)
@@ -216,7 +216,7 @@ def _submit(args) -> int:
 def _farm(broker_url: str):
     """A patient Redis client and the render task, both pointed at `broker_url`."""
     from farm.app import app
-    from farm.broker import connect
+    from farm.protocol.broker import connect
     from farm.tasks import render_bucket
 
     redis_client = connect(broker_url)
@@ -226,8 +226,8 @@ def _farm(broker_url: str):
 
 def _collect(args) -> int:
     """`farm collect JOB` (and `submit --resume JOB`): reconcile a job and write its image."""
-    from farm.film import check_output_path
-    from farm.job import resume
+    from farm.client.film import check_output_path
+    from farm.client.run import resume
 
     output = check_output_path(args.output)
     if args.report:
@@ -297,8 +297,8 @@ def _ask_cancel(job_id: str) -> str:
 
 
 def _cancel(args) -> int:
-    from farm.job import Job
-    from farm.queue import BucketQueue
+    from farm.protocol.jobs import Job
+    from farm.protocol.queue import BucketQueue
 
     if not args.broker:
         raise FarmError("cancelling a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
@@ -314,9 +314,9 @@ def _cancel(args) -> int:
 
 
 def _status_command(args) -> int:
-    from farm import registry
-    from farm.broker import server_time
-    from farm.job import Job
+    from farm.protocol import registry
+    from farm.protocol.broker import server_time
+    from farm.protocol.jobs import Job
 
     if not args.broker:
         raise FarmError("farm status needs the farm's broker: --broker URL or FARM_BROKER_URL")
@@ -398,7 +398,7 @@ def _status(args, message: str) -> None:
 
 
 def _devices(args) -> int:
-    from farm.device import available
+    from farm.worker.device import available
 
     found = available()
     if not found:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from farm import defaults
-from farm.assets import digest_of
+from farm.protocol.assets import digest_of
 
 log = logging.getLogger(__name__)
 

@@ -25,17 +25,22 @@ import numpy as np
 from celery.exceptions import Reject
 from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
-from farm import defaults, faults, registry
-from farm import device as devices
-from farm.assets import RedisAssets
-from farm.cache import AssetCache
-from farm.broker import client
+from farm import defaults
 from farm.exceptions import AssetError, FarmError
-from farm.job import BucketView, Job, Lease, TileEvent, TileHeader
-from farm.queue import BucketQueue
-from farm.render import Renderer, build_program
+from farm.protocol import registry
+from farm.protocol.assets import RedisAssets
+from farm.protocol.broker import client
+from farm.protocol.events import EventKind, TileEvent
+from farm.protocol.jobs import BucketView, Job
+from farm.protocol.leases import Lease
+from farm.protocol.queue import BucketQueue
+from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
+from farm.tools import faults
+from farm.worker import device as devices
+from farm.worker.cache import AssetCache
+from farm.worker.render import Renderer, build_program
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +195,7 @@ class WorkerState:
         for lease in seen.leases:
             if lease.bucket == index and (lease.until < seen.now or self._died_here(lease)) and job.remove_lost(lease):
                 lost += 1
-                job.push(TileEvent(index, lease.worker, "lost", f"render process {lease.pid} of worker "
+                job.push(TileEvent(index, lease.worker, EventKind.LOST, f"render process {lease.pid} of worker "
                                                                 f"{lease.worker} died: bucket {index} rendering again"))
         if lost:  # counted here or by another worker meanwhile: read the counts again
             seen = job.view(index)
@@ -240,7 +245,7 @@ class WorkerState:
             if failures + job.view(index).crashes >= defaults.MAX_FAILURES:
                 self._poisoned(job, index, hostname)
             else:
-                job.push(TileEvent(index, hostname, "error", f"{reason} (failure {failures} of "
+                job.push(TileEvent(index, hostname, EventKind.ERROR, f"{reason} (failure {failures} of "
                                                             f"{defaults.MAX_FAILURES}); sent again"))
                 BucketQueue(self.redis, task).send(job.job_id, [index])
             self.failed_in_a_row += 1
@@ -254,7 +259,7 @@ class WorkerState:
         why = f"{self.failed_in_a_row} buckets in a row failed, last: {reason}"
         log.error("worker %s is bad (%s); it stops taking buckets", hostname, why)
         registry.mark_bad(self.redis, hostname, why)
-        job.push(TileEvent(index, hostname, "bad-worker", why))
+        job.push(TileEvent(index, hostname, EventKind.BAD_WORKER, why))
         task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
 
 

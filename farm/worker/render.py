@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from farm import defaults
-from farm.device import Device
 from farm.exceptions import KernelBuildError
+from farm.worker.device import Device
 from farm.scene.pack import (
     FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK, PackedScene,
 )
@@ -41,7 +41,7 @@ def kernel_dir() -> str:
     try:
         return str(importlib.resources.files("farm.kernels"))
     except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parent.parent / "kernels"
+        checkout = Path(__file__).resolve().parents[2] / "kernels"
         if (checkout / KERNEL_FILE).is_file():
             return str(checkout)
         raise KernelBuildError(f"OpenCL sources not found (no farm.kernels package, no {checkout})") from None

@@ -25,7 +25,7 @@ from farm.exceptions import FarmError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from farm.bench import default_scene
+    from farm.tools.bench import default_scene
 
     parser.add_argument("--scene", default=default_scene(), help="scene file (default: the bundled Cornell box)")
     parser.add_argument("--spp", type=int, default=256, help="samples per pixel (default 256)")
@@ -40,14 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from farm.app import app
-    from farm.assets import FolderAssets
-    from farm.bench import load_scaled
-    from farm.broker import connect
-    from farm.device import current
-    from farm.local import LocalFarm
-    from farm.render import Renderer
+    from farm.client.local import LocalFarm
+    from farm.protocol.assets import FolderAssets
+    from farm.protocol.broker import connect
     from farm.scene.pack import pack
     from farm.tasks import render_bucket
+    from farm.tools.bench import load_scaled
+    from farm.worker.device import current
+    from farm.worker.render import Renderer
 
     args.lease_timeout = max(4.0, args.lease_timeout)
     defaults.LEASE_TIMEOUT = args.lease_timeout  # this process's client; the workers get it by environment
@@ -95,7 +95,7 @@ def run(args) -> int:
 
 
 def _render(redis_client, task, scene, document, args, assets, chaos=None):
-    from farm.job import start_job
+    from farm.client.run import start_job
 
     run = start_job(redis_client, task, scene, document, args.bucket_size, "spiral", assets)
     if chaos is not None:

@@ -31,7 +31,7 @@ def default_scene() -> str:
     try:
         return str(importlib.resources.files("farm.scenes") / DEFAULT_SCENE)
     except ModuleNotFoundError:
-        return str(Path(__file__).resolve().parent.parent / "scenes" / DEFAULT_SCENE)
+        return str(Path(__file__).resolve().parents[2] / "scenes" / DEFAULT_SCENE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,10 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from farm.assets import FolderAssets
-    from farm.device import current
-    from farm.render import Renderer
+    from farm.protocol.assets import FolderAssets
     from farm.scene.pack import pack
+    from farm.worker.device import current
+    from farm.worker.render import Renderer
 
     if args.mesh:
         return _bench_mesh(args)
@@ -146,9 +146,9 @@ def _bench_farm(args, scene, document, assets, renderer) -> None:
     """The frame through an embedded farm against one direct render of it, in rounds of
     one each (direct, farm, direct, farm, ...), so a noisy machine slows both alike."""
     from farm.app import app
-    from farm.broker import connect
-    from farm.job import start_job
-    from farm.local import LocalFarm
+    from farm.client.local import LocalFarm
+    from farm.client.run import start_job
+    from farm.protocol.broker import connect
     from farm.tasks import render_bucket
 
     with LocalFarm(args.workers) as local:
@@ -253,11 +253,11 @@ def _bench_mesh(args) -> int:
     import json
     import tempfile
 
-    from farm.assets import FolderAssets
-    from farm.device import current
-    from farm.render import Renderer
+    from farm.protocol.assets import FolderAssets
     from farm.scene import load_scene
     from farm.scene.pack import pack
+    from farm.worker.device import current
+    from farm.worker.render import Renderer
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -320,11 +320,11 @@ def _bench_samplers(args) -> int:
     16x the samples (by the independent sampler and another seed, so it favours neither)."""
     import numpy as np
 
-    from farm.assets import FolderAssets
-    from farm.device import current
-    from farm.render import Renderer
+    from farm.protocol.assets import FolderAssets
     from farm.scene import parse_scene
     from farm.scene.pack import pack
+    from farm.worker.device import current
+    from farm.worker.render import Renderer
 
     scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
@@ -350,10 +350,10 @@ def _bench_stragglers(args) -> int:
     import statistics
 
     from farm.app import app
-    from farm.assets import FolderAssets
-    from farm.broker import connect
-    from farm.job import start_job
-    from farm.local import LocalFarm
+    from farm.client.local import LocalFarm
+    from farm.client.run import start_job
+    from farm.protocol.assets import FolderAssets
+    from farm.protocol.broker import connect
     from farm.tasks import render_bucket
 
     scene, document = load_scaled(args)
@@ -394,9 +394,9 @@ def _bench_assets(args) -> int:
 
     import redis as redis_py
 
-    from farm.assets import FolderAssets, RedisAssets, digest_of
-    from farm.cache import AssetCache
-    from farm.local import RedisServer
+    from farm.client.local import RedisServer
+    from farm.protocol.assets import FolderAssets, RedisAssets, digest_of
+    from farm.worker.cache import AssetCache
 
     folder = Path(tempfile.mkdtemp(prefix="farm-bench-assets-"))
     try:

@@ -5,7 +5,7 @@ the scene's folder on the client (`FolderAssets`) and from Redis on a worker
 (`RedisAssets`), where each file is stored once, in chunks of ASSET_CHUNK bytes, under
 `farm:asset:<sha256>` whatever the number of jobs using it. Every read is checked
 against the recorded digest, so a worker never renders with a file other than the one
-the client saw; a worker keeps what it fetched in its AssetCache (farm.cache).
+the client saw; a worker keeps what it fetched in its AssetCache (farm.worker.cache).
 """
 
 from __future__ import annotations

@@ -1,0 +1,355 @@
+"""The client side of one render: upload the scene, enqueue its buckets, collect the
+tiles into the film, and reconcile: every bucket without a tile is being rendered or has
+a message queued, whatever happens to messages, workers or the broker."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from farm import defaults
+from farm.buckets import order
+from farm.client.film import Film
+from farm.exceptions import InvalidTile, JobCancelled, JobError
+from farm.protocol import registry
+from farm.protocol.assets import RedisAssets, Transfer
+from farm.protocol.broker import server_time
+from farm.protocol.events import EventKind, TileEvent
+from farm.protocol.jobs import Job, JobState
+from farm.protocol.leases import Lease
+from farm.protocol.queue import BucketQueue
+from farm.scene import Scene
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BucketRecord:
+    """One finished bucket, as the report lists it."""
+
+    index: int
+    x: int
+    y: int
+    width: int
+    height: int
+    worker: str
+    device: str
+    attempts: int
+    seconds: float
+
+
+@dataclass
+class JobRun:
+    """The client's view of one job: the film filling up, who rendered what, and the
+    reconciliation that makes sure every bucket gets rendered whatever happens to messages,
+    workers or the broker."""
+
+    job: Job
+    film: Film
+    queue: BucketQueue
+    records: dict[int, BucketRecord] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+    notices: list[str] = field(default_factory=list)  # what the user was told about faults
+    resent: Counter = field(default_factory=Counter)  # bucket -> times the client sent it again (not copies)
+    copies: set[int] = field(default_factory=set)  # buckets given a copy as stragglers
+    lost_deliveries: int = 0  # deliveries whose worker or render process died
+    invalid_tiles: int = 0
+    uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
+    _waiting_since: dict[int, float] = field(default_factory=dict)
+    _workers_seen: int = 0  # live workers at the last look
+    _last_progress: float = field(default_factory=time.monotonic)
+    _last_keep_alive: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.job.bucket_count
+
+    @property
+    def wall_seconds(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    def workers(self) -> Counter:
+        return Counter(record.worker for record in self.records.values())
+
+    def collect(
+        self,
+        on_bucket: Callable[[BucketRecord], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        check_alive: Callable[[], None] | None = None,
+        stall_timeout: float = defaults.STALL_TIMEOUT,
+    ) -> Film:
+        """Block until every bucket's tile is in the film, then mark the job done.
+
+        Raises JobError when the job fails (a bucket failed MAX_FAILURES times), JobCancelled
+        when it is cancelled elsewhere, and FarmError from `check_alive` (called every
+        second; raises if the farm cannot make progress, say every local worker died). After
+        `stall_timeout` seconds without progress and without a live worker, gives up.
+        """
+        self._on_bucket, self._on_notice = on_bucket, on_notice
+        self._last_progress = time.monotonic()
+        next_check = 0.0
+        while len(self.records) < self.total:
+            if time.monotonic() >= next_check:
+                if check_alive is not None:
+                    check_alive()
+                self.reconcile()
+                self._check_stall(stall_timeout)
+                next_check = time.monotonic() + defaults.RECONCILE_INTERVAL
+                continue
+            event = self.job.next_event(timeout=next_check - time.monotonic())
+            if event is not None:
+                self._handle(event)
+                if event.kind == EventKind.TILE and self.total - len(self.records) <= self._workers_seen:
+                    next_check = 0.0  # the frame's tail: a worker just became free for a straggler
+        self.finished = time.perf_counter()
+        self.job.finish(JobState.DONE)
+        attempts = self.job.attempts()
+        for index, record in self.records.items():
+            record.attempts = max(record.attempts, attempts.get(index, record.attempts))
+        return self.film
+
+    def _notice(self, message: str) -> None:
+        self.notices.append(message)
+        log.info("job %s: %s", self.job.job_id[:8], message)
+        if self._on_notice is not None:
+            self._on_notice(message)
+
+    def _handle(self, event: TileEvent) -> None:
+        if not 0 <= event.bucket < self.total:
+            log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
+            return
+        if event.kind == EventKind.TILE:
+            self._take(event.bucket)
+        elif event.kind == EventKind.FATAL:
+            self.job.refresh()
+            raise JobError(event.error or f"bucket {event.bucket} failed")
+        elif event.kind == EventKind.ERROR:
+            self._notice(f"bucket {event.bucket} failed on {event.worker}: {event.error}")
+        elif event.kind == EventKind.LOST:  # a worker found the dead delivery before this client did
+            self.lost_deliveries += 1
+            self._notice(event.error or f"bucket {event.bucket} lost on {event.worker}")
+        elif event.kind == EventKind.BAD_WORKER:
+            self._notice(f"worker {event.worker} stopped taking buckets: {event.error}")
+
+    def _take(self, index: int) -> None:
+        """Put bucket `index`'s stored tile into the film, if it is there and valid."""
+        if index in self.records:
+            return
+        try:
+            found = self.job.tile(index)
+        except InvalidTile as exc:
+            self.invalid_tiles += 1
+            self._notice(f"bucket {index}: tile rejected ({exc}); rendering it again")
+            self._resend([index])
+            return
+        if found is None:  # announced, but gone (Redis lost it): reconcile will send it again
+            return
+        header, pixels = found
+        bucket = self.job.bucket(index)
+        self.film.put(bucket, pixels)
+        record = BucketRecord(
+            index, bucket.x, bucket.y, bucket.width, bucket.height,
+            header.worker, header.device, header.attempt, header.seconds,
+        )
+        self.records[index] = record
+        self._waiting_since.pop(index, None)
+        self._last_progress = time.monotonic()
+        if self._on_bucket is not None:
+            self._on_bucket(record)
+
+    def take_stored(self) -> None:
+        """Take every valid tile in Redis the film lacks (after a resume, a lost event, or
+        before saving a partial image: nothing rendered is left behind)."""
+        for index in sorted(self.job.stored_buckets() - set(self.records)):
+            self._take(index)
+
+    def _resend(self, indexes: list[int], copy: bool = False) -> None:
+        self.queue.send(self.job.job_id, indexes, copy=copy)
+        if not copy:  # copies are counted in self.copies
+            self.resent.update(indexes)
+        self.job.count("copies" if copy else "resent", len(indexes))
+
+    def reconcile(self) -> None:
+        """Make sure every bucket without a tile is being rendered or has a message queued.
+
+        Takes tiles that arrived without an event (a resumed job, an event lost with a
+        Redis restart); finds deliveries whose heartbeat stopped (a dead worker or render
+        process) and sends their buckets again; sends again buckets whose message vanished
+        (deleted, lost by a restarted Redis, dropped in a fetch window) once they have had
+        neither a message nor a lease for LEASE_TIMEOUT; and copies stragglers.
+        """
+        state = self.job.refresh()
+        if state == JobState.CANCELLED:
+            raise JobCancelled(f"job {self.job.job_id} was cancelled")
+        if state == JobState.FAILED:
+            raise JobError(self.job.error or f"job {self.job.job_id} failed")
+        if time.monotonic() - self._last_keep_alive > 30:
+            self.job.keep_alive()
+            self._last_keep_alive = time.monotonic()
+        self.take_stored()
+        if len(self.records) == self.total:
+            return
+        workers = registry.workers(self.job.redis)
+        self._workers_seen = len(workers)
+        now = server_time(self.job.redis)
+        live: dict[int, list[Lease]] = {}
+        lost: list[Lease] = []
+        for lease in self.job.leases():
+            if lease.until >= now:
+                live.setdefault(lease.bucket, []).append(lease)
+            elif self.job.remove_lost(lease) and lease.bucket not in self.records:
+                lost.append(lease)
+        pending = [i for i in range(self.total) if i not in self.records]
+        waiting = [i for i in pending if i not in live]
+        scan = self.queue.scan(self.job.job_id)
+        lost_buckets = {lease.bucket for lease in lost}
+        resend = []
+        clock = time.monotonic()
+        for index in pending:
+            if index in live or index in scan.queued:
+                self._waiting_since.pop(index, None)
+                continue
+            since = self._waiting_since.setdefault(index, clock)
+            if index in lost_buckets or clock - since >= defaults.LEASE_TIMEOUT:
+                resend.append(index)
+                self._waiting_since[index] = clock
+        if lost:
+            self._report_lost(lost, resend, workers)
+        vanished = sorted(set(resend) - lost_buckets)
+        if vanished:
+            self._notice(
+                f"bucket{'s' if len(vanished) > 1 else ''} {_list(vanished)} had no message and no worker "
+                f"for {defaults.LEASE_TIMEOUT:.0f}s: sent again"
+            )
+        if resend:
+            self._resend(resend)
+        elif not waiting and not scan.queued:
+            self._copy_stragglers(live, now, workers)
+
+    def _report_lost(self, lost: list[Lease], resend: list[int], alive: dict) -> None:
+        self.lost_deliveries += len(lost)
+        by_worker: dict[str, list[Lease]] = {}
+        for lease in lost:
+            by_worker.setdefault(lease.worker, []).append(lease)
+        for worker, leases in sorted(by_worker.items()):
+            buckets = sorted({lease.bucket for lease in leases})
+            moved = [i for i in buckets if i in resend]
+            what = (
+                f"render process {', '.join(str(l.pid) for l in leases)} of worker {worker} died"
+                if worker in alive else f"worker {worker} lost (no heartbeat for {defaults.LEASE_TIMEOUT:.0f}s)"
+            )
+            where = f"bucket{'s' if len(buckets) > 1 else ''} {_list(buckets)}"
+            if moved:
+                self._notice(f"{what}: {where} reassigned")
+            else:
+                self._notice(f"{what}: {where} already back in the queue")
+
+    def _copy_stragglers(self, live: dict[int, list[Lease]], now: float, workers: dict) -> None:
+        """Nothing is queued: give the slowest running buckets a copy on an idle worker."""
+        if defaults.SPECULATE <= 0 or len(self.records) < 3:
+            return
+        typical = statistics.median(record.seconds for record in self.records.values())
+        running = {index: now - min(l.started for l in leases) for index, leases in live.items()}
+        slow = [
+            (elapsed, index) for index, elapsed in running.items()
+            if index not in self.copies and elapsed > defaults.SPECULATE * typical
+        ]
+        if not slow:
+            return
+        # Workers not rendering this job's buckets; one busy with another job only queues the
+        # copy behind its work, where it is skipped if the original finishes first.
+        healthy = [w for w in workers.values() if not w.bad]
+        idle = len(healthy) - len({lease.worker for leases in live.values() for lease in leases})
+        for elapsed, index in sorted(slow, reverse=True)[:idle]:
+            self.copies.add(index)
+            self._resend([index], copy=True)
+            log.info("job %s: bucket %d running %.1fs (median %.1fs): copy sent", self.job.job_id[:8], index,
+                     elapsed, typical)
+
+    def _check_stall(self, stall_timeout: float) -> None:
+        if time.monotonic() - self._last_progress <= stall_timeout:
+            return
+        if not self._workers_seen and not _ping_workers():
+            raise JobError(f"no worker answered for {stall_timeout:.0f}s; start one with `celery -A farm worker`")
+        self._last_progress = time.monotonic()
+
+    def cancel(self) -> int:
+        """Cancel the job: queued buckets are removed, running ones stop at their next pass."""
+        return self.job.cancel(self.queue)
+
+    def report(self) -> dict:
+        """The JSON report of the job: what was rendered, where, and how long it took."""
+        meta = self.job.meta
+        stats = self.job.stats()
+        return {
+            "job_id": meta.job_id,
+            "scene_digest": meta.digest,
+            "width": meta.width,
+            "height": meta.height,
+            "spp": meta.spp,
+            "bucket_size": meta.bucket_size,
+            "wall_seconds": round(self.wall_seconds, 6),
+            "duplicates": stats.get("duplicates", 0),
+            "resent": sum(self.resent.values()),
+            "copies": len(self.copies),
+            "lost_deliveries": self.lost_deliveries,
+            "invalid_tiles": self.invalid_tiles,
+            "assets": {  # the scene's files: sent by this client, fetched by workers, found in their caches
+                "uploaded_files": self.uploaded.files,
+                "uploaded_bytes": self.uploaded.bytes,
+                "already_in_redis": self.uploaded.reused,
+                "fetched_files": stats.get("assets_fetched", 0),
+                "fetched_bytes": stats.get("asset_bytes_fetched", 0),
+                "cache_hits": stats.get("asset_cache_hits", 0),
+            },
+            "notices": self.notices,
+            "buckets": [asdict(self.records[i]) for i in sorted(self.records)],
+        }
+
+
+def _list(indexes) -> str:
+    return ", ".join(str(i) for i in indexes)
+
+
+def _ping_workers() -> list:
+    from farm.app import app
+
+    return app.control.ping(timeout=1.0) or []
+
+
+def resume(redis, task, job_id: str) -> JobRun:
+    """The run of a job that already exists in Redis (its client died, or detached)."""
+    job = Job.load(redis, job_id)
+    if job.state == JobState.CANCELLED:
+        raise JobCancelled(f"job {job_id} was cancelled")
+    if job.state == JobState.FAILED:
+        raise JobError(job.error or f"job {job_id} failed")
+    if job.state == JobState.DONE:  # collect it again: every tile is still there
+        job.state = JobState.RUNNING
+        redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
+    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, task))
+
+
+def start_job(
+    redis, task, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None
+) -> JobRun:
+    """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
+    every bucket, and return the run to collect."""
+    meta = Job.describe(scene, bucket_size, bucket_order)
+    uploaded = Transfer()
+    if scene.assets:
+        if assets is None:
+            raise JobError("the scene names files but no folder to read them from was given")
+        uploaded = RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
+        log.info("assets: %d files (%d bytes) uploaded, %d already in Redis", uploaded.files, uploaded.bytes,
+                 uploaded.reused)
+    job = Job.create(redis, meta, document)
+    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, task), uploaded=uploaded)
+    run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
+    log.info("job %s: %d buckets of %dpx enqueued", job.job_id, run.total, bucket_size)
+    return run

@@ -1,0 +1,461 @@
+"""A job's record in Redis, as either side sees it: its description, state, counters,
+tiles and leases, and the scene it renders.
+
+Everything a job owns lives under `farm:job:<id>` (the scene under `farm:scene:<digest>`,
+shared by jobs of the same scene). Workers write tiles into the job's hash, first write
+wins, and push an event the client blocks on; nothing travels through a result backend.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from functools import cached_property
+
+import numpy as np
+
+from farm import defaults
+from farm.buckets import Bucket, bucket_at, count, split
+from farm.exceptions import InvalidTile, JobError
+from farm.protocol.assets import RedisAssets
+from farm.protocol.broker import server_time
+from farm.protocol.events import EventKind, TileEvent
+from farm.protocol.leases import Lease, parse_leases
+from farm.protocol.queue import BucketQueue
+from farm.protocol.tiles import TileHeader, decode_tile, encode_tile
+from farm.scene import Scene
+
+log = logging.getLogger(__name__)
+
+# Store a tile only if none is stored yet (first write wins), then announce it; a later
+# copy is only counted. Refuses (-1) once the job's keys are gone (expired or deleted).
+_STORE_TILE = """
+local ttl = redis.call('TTL', KEYS[4])
+if ttl < 0 then return -1 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+  return 1
+end
+redis.call('HINCRBY', KEYS[3], 'duplicates', 1)
+redis.call('EXPIRE', KEYS[3], ttl)
+return 0
+"""
+
+# Add to a counter in one of the job's hashes, which then expires with the job's own key
+# (or after JOB_TTL if that is gone): no counter outlives its job.
+_BUMP = """
+local value = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('TTL', KEYS[2])
+if ttl < 0 then ttl = tonumber(ARGV[3]) end
+redis.call('EXPIRE', KEYS[1], ttl)
+return value
+"""
+
+# Delete a tile only if it is still the one that was judged invalid.
+_DISCARD_TILE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class JobState(StrEnum):
+    """A job's `state` field. A worker takes any value but RUNNING as the job's end."""
+
+    RUNNING = ""
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class BucketView:
+    """What a job's record says of one bucket at one moment (see `Job.look`)."""
+
+    stored: bool  # a tile of it is stored
+    leases: tuple[Lease, ...]  # running deliveries of any bucket of the job
+    crashes: int  # deliveries of it whose render process died
+    failures: int  # deliveries of it that raised
+    last_error: str
+    now: float  # Redis clock
+
+    @classmethod
+    def from_replies(cls, stored, leases, crashes, failures, last_error, time_) -> BucketView:
+        return cls(bool(stored), tuple(parse_leases(leases)), int(crashes or 0), int(failures or 0),
+                   (last_error or b"").decode(), time_[0] + time_[1] / 1e6)
+
+
+def _read_bucket(pipe, job_id: str, index: int) -> None:
+    """Queue the reads of a BucketView on `pipe`, in `BucketView.from_replies` order."""
+    key = Job.key_for
+    pipe.hexists(key(job_id, "tiles"), str(index))
+    pipe.hvals(key(job_id, "leases"))
+    pipe.hget(key(job_id, "crashes"), str(index))
+    pipe.hget(key(job_id, "failures"), str(index))
+    pipe.hget(key(job_id, "errors"), str(index))
+    pipe.time()
+
+
+@dataclass(frozen=True)
+class JobMeta:
+    """The job's fixed description, stored as the hash `farm:job:<id>`."""
+
+    job_id: str
+    digest: str  # scene digest: key of the scene document
+    width: int
+    height: int
+    spp: int
+    bucket_size: int
+    order: str
+    created: float
+    assets: tuple[str, ...] = ()  # digests of the scene's files, kept alive with the job
+
+    def to_redis(self) -> dict[str, str]:
+        values = {k: str(v) for k, v in asdict(self).items()}
+        values["assets"] = ",".join(self.assets)
+        return values
+
+    @classmethod
+    def from_redis(cls, raw: dict[bytes, bytes]) -> JobMeta:
+        """The description as a worker reads it: Redis is input from outside, so every
+        number is checked against the limits the client was held to."""
+        values = {k.decode(): v.decode() for k, v in raw.items()}
+        try:
+            meta = cls(
+                job_id=values["job_id"],
+                digest=values["digest"],
+                width=int(values["width"]),
+                height=int(values["height"]),
+                spp=int(values["spp"]),
+                bucket_size=int(values["bucket_size"]),
+                order=values["order"],
+                created=float(values["created"]),
+                assets=tuple(d for d in values.get("assets", "").split(",") if d),
+            )
+        except (KeyError, ValueError) as exc:
+            raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
+        meta.check()
+        return meta
+
+    def check(self) -> None:
+        """Refuse a frame over the limits of resolution, samples and bucket count."""
+        if not (1 <= self.width <= defaults.MAX_RESOLUTION and 1 <= self.height <= defaults.MAX_RESOLUTION):
+            raise JobError(f"{self.width}x{self.height} is over the limit of "
+                           f"{defaults.MAX_RESOLUTION} pixels a side (FARM_MAX_RESOLUTION)")
+        if not 1 <= self.spp <= defaults.MAX_SPP:
+            raise JobError(f"{self.spp} samples per pixel is over the limit of {defaults.MAX_SPP} (FARM_MAX_SPP)")
+        if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
+            raise JobError(f"bucket size {self.bucket_size} is outside "
+                           f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
+        buckets = count(self.width, self.height, self.bucket_size)
+        if buckets > defaults.MAX_BUCKETS:
+            raise JobError(f"{self.width}x{self.height} in {self.bucket_size} px buckets is {buckets} buckets, over "
+                           f"the limit of {defaults.MAX_BUCKETS} (FARM_MAX_BUCKETS): use larger buckets")
+
+
+class Job:
+    """A job's data in Redis, as seen from either side (client or worker).
+
+    Keys, each `farm:job:<id>:<part>`: tiles (bucket -> tile), events (list the client
+    blocks on), stats (duplicates, invalid tiles, buckets sent again), attempts (bucket ->
+    deliveries started), leases (running deliveries), crashes and failures (bucket -> how
+    many deliveries died / raised), errors (bucket -> the last error).
+    """
+
+    PARTS = ("tiles", "events", "stats", "attempts", "leases", "crashes", "failures", "errors")
+
+    def __init__(self, redis, meta: JobMeta, state: str = "", error: str = ""):
+        self.redis = redis
+        self.meta = meta
+        self.state = state  # as last read: one of JobState (RUNNING is "")
+        self.error = error  # why the job failed
+
+    @cached_property
+    def buckets(self) -> list[Bucket]:
+        """Every bucket of the frame: the client's view. A worker needs only `bucket(index)`."""
+        return split(self.meta.width, self.meta.height, self.meta.bucket_size)
+
+    @property
+    def bucket_count(self) -> int:
+        return count(self.meta.width, self.meta.height, self.meta.bucket_size)
+
+    def bucket(self, index: int) -> Bucket:
+        return bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
+
+    @property
+    def job_id(self) -> str:
+        return self.meta.job_id
+
+    @staticmethod
+    def key_for(job_id: str, part: str = "") -> str:
+        base = f"{defaults.KEY_PREFIX}:job:{job_id}"
+        return f"{base}:{part}" if part else base
+
+    def keys(self) -> list[str]:
+        return [self.key_for(self.job_id)] + [self.key_for(self.job_id, part) for part in self.PARTS]
+
+    @staticmethod
+    def scene_key(digest: str) -> str:
+        return f"{defaults.KEY_PREFIX}:scene:{digest}"
+
+    @staticmethod
+    def describe(scene: Scene, bucket_size: int, bucket_order: str) -> JobMeta:
+        """A new job's description, checked against the farm's limits."""
+        meta = JobMeta(
+            job_id=uuid.uuid4().hex,
+            digest=scene.digest,
+            width=scene.film.width,
+            height=scene.film.height,
+            spp=scene.film.spp,
+            bucket_size=bucket_size,
+            order=bucket_order,
+            created=time.time(),
+            assets=tuple(sorted(set(scene.assets.values()))),
+        )
+        meta.check()
+        return meta
+
+    @classmethod
+    def create(cls, redis, meta: JobMeta, document: dict) -> Job:
+        """Store the scene (once per digest) and the job's description; enqueue nothing yet."""
+        ttl = defaults.JOB_TTL
+        with redis.pipeline() as pipe:
+            pipe.set(cls.scene_key(meta.digest), json.dumps(document, separators=(",", ":")), nx=True, ex=ttl)
+            pipe.expire(cls.scene_key(meta.digest), ttl)  # a reused scene lives as long as its newest job
+            pipe.hset(cls.key_for(meta.job_id), mapping=meta.to_redis())
+            pipe.expire(cls.key_for(meta.job_id), ttl)
+            pipe.execute()
+        return cls(redis, meta)
+
+    @classmethod
+    def load(cls, redis, job_id: str) -> Job:
+        raw = redis.hgetall(cls.key_for(job_id))
+        if not raw or b"job_id" not in raw:
+            raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
+        return cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode(), raw.get(b"error", b"").decode())
+
+    def refresh(self) -> str:
+        """Read the job's state again (it may have been cancelled or failed elsewhere)."""
+        state, error = self.redis.hmget(self.key_for(self.job_id), "state", "error")
+        self.state, self.error = (state or b"").decode(), (error or b"").decode()
+        return self.state
+
+    def scene_document(self) -> dict:
+        text = self.redis.get(self.scene_key(self.meta.digest))
+        if text is None:
+            raise JobError(f"job {self.job_id}: scene {self.meta.digest[:12]} is missing from Redis")
+        return json.loads(text)
+
+    def finish(self, state: str, error: str = "") -> None:
+        """Record how the job ended; its keys then live FINISHED_TTL more seconds."""
+        assert state in set(JobState) - {JobState.RUNNING}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.key_for(self.job_id), mapping={"state": state, "error": error, "finished": time.time()})
+            for key in self.keys():
+                pipe.expire(key, defaults.FINISHED_TTL)
+            pipe.execute()
+        self.state, self.error = state, error
+
+    def cancel(self, queue: BucketQueue) -> int:
+        """Mark the job cancelled (running buckets stop at their next pass) and remove its
+        queued buckets; returns how many were removed."""
+        self.finish(JobState.CANCELLED)
+        return queue.purge(self.job_id)
+
+    def keep_alive(self) -> None:
+        """Push the running job's expiry JOB_TTL ahead (its scene's and files' too)."""
+        assets = [RedisAssets.key_for(digest) for digest in self.meta.assets]
+        with self.redis.pipeline() as pipe:
+            for key in self.keys() + [self.scene_key(self.meta.digest)] + assets:
+                pipe.expire(key, defaults.JOB_TTL)
+            pipe.execute()
+
+    # -- worker side -------------------------------------------------------------------
+
+    @classmethod
+    def look(cls, redis, job_id: str, index: int) -> tuple[Job, BucketView]:
+        """The job and what its record says of bucket `index`, in one round trip: what a
+        worker reads before it takes a bucket."""
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(cls.key_for(job_id))
+            _read_bucket(pipe, job_id, index)
+            raw, *bucket = pipe.execute()
+        if not raw or b"job_id" not in raw:
+            raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
+        job = cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode(), raw.get(b"error", b"").decode())
+        return job, BucketView.from_replies(*bucket)
+
+    def view(self, index: int) -> BucketView:
+        """What the job's record says of bucket `index` now, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            _read_bucket(pipe, self.job_id, index)
+            return BucketView.from_replies(*pipe.execute())
+
+    def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False,
+              also=None) -> Lease:
+        """Count a delivery of bucket `index` and take a lease on it, in two round trips;
+        `also(pipe)` adds commands to the second."""
+        keys = (self.key_for(self.job_id, "attempts"), self.key_for(self.job_id))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_BUMP, 2, *keys, str(index), 1, defaults.JOB_TTL)
+            pipe.time()
+            attempt, (seconds, microseconds) = pipe.execute()
+        now = seconds + microseconds / 1e6
+        lease = Lease(index, int(attempt), worker, host, pid, device, now, now + defaults.LEASE_TIMEOUT, copy)
+        self._put_lease(lease, also)
+        return lease
+
+    def renew(self, lease: Lease) -> Lease:
+        """Extend a lease. One that was removed as lost meanwhile (its heartbeat came late)
+        is put back and its crash uncounted: the delivery is alive after all."""
+        lease = replace(lease, until=server_time(self.redis) + defaults.LEASE_TIMEOUT)
+        if self._put_lease(lease):
+            self.bump("crashes", lease.bucket, -1)
+        return lease
+
+    def _put_lease(self, lease: Lease, also=None) -> bool:
+        """Write the lease; True if it was not there."""
+        key = self.key_for(self.job_id, "leases")
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, lease.name, lease.to_json())
+            pipe.expire(key, defaults.JOB_TTL)
+            if also is not None:
+                also(pipe)
+            added = pipe.execute()[0]
+        return bool(added)
+
+    def release(self, lease: Lease, also=None) -> None:
+        """Drop the lease of a delivery that ended; `also(pipe)` adds commands to the round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(self.key_for(self.job_id, "leases"), lease.name)
+            if also is not None:
+                also(pipe)
+            pipe.execute()
+
+    def leases(self) -> list[Lease]:
+        return parse_leases(self.redis.hvals(self.key_for(self.job_id, "leases")))
+
+    def remove_lost(self, lease: Lease) -> bool:
+        """Remove a lease whose delivery died and count the crash; False if another did it first."""
+        if not self.redis.hdel(self.key_for(self.job_id, "leases"), lease.name):
+            return False
+        self.bump("crashes", lease.bucket)
+        return True
+
+    def crashes(self, index: int) -> int:
+        return int(self.redis.hget(self.key_for(self.job_id, "crashes"), str(index)) or 0)
+
+    def failures(self, index: int) -> int:
+        return int(self.redis.hget(self.key_for(self.job_id, "failures"), str(index)) or 0)
+
+    def last_error(self, index: int) -> str:
+        return (self.redis.hget(self.key_for(self.job_id, "errors"), str(index)) or b"").decode()
+
+    def record_failure(self, index: int, worker: str, error: str) -> int:
+        """Count a failed delivery of bucket `index`; returns the bucket's failures so far."""
+        key = self.key_for(self.job_id, "errors")
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, str(index), f"{error} (on {worker})")
+            pipe.expire(key, defaults.JOB_TTL)
+            pipe.execute()
+        return self.bump("failures", index)
+
+    def fail(self, index: int, worker: str, reason: str) -> None:
+        """Fail the whole job because of bucket `index`, and tell the client."""
+        message = f"bucket {index} failed: {reason}"
+        self.finish(JobState.FAILED, message)
+        self.push(TileEvent(index, worker, EventKind.FATAL, message))
+
+    def has_tile(self, index: int) -> bool:
+        return bool(self.redis.hexists(self.key_for(self.job_id, "tiles"), str(index)))
+
+    def stopped(self, index: int) -> bool:
+        """Whether a delivery of bucket `index` should stop: the job ended (cancelled or
+        failed), or a tile of the bucket is stored already. One round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.key_for(self.job_id), "state", "error")
+            pipe.hexists(self.key_for(self.job_id, "tiles"), str(index))
+            (state, error), stored = pipe.execute()
+        self.state, self.error = (state or b"").decode(), (error or b"").decode()
+        return self.state != "" or bool(stored)
+
+    def store_tile(self, header: TileHeader, tile: np.ndarray, release: Lease | None = None, also=None) -> bool:
+        """Store the tile unless one is already stored; True if this one was first. With
+        `release`, drop that lease in the same round trip, and run `also(pipe)` there too."""
+        keys = [self.key_for(self.job_id, p) for p in ("tiles", "events", "stats")] + [self.key_for(self.job_id)]
+        event = TileEvent(header.bucket, header.worker)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_STORE_TILE, len(keys), *keys, str(header.bucket), encode_tile(header, tile), event.to_json())
+            if release is not None:
+                pipe.hdel(self.key_for(self.job_id, "leases"), release.name)
+            if also is not None:
+                also(pipe)
+            stored = pipe.execute()[0]
+        if stored == -1:
+            raise JobError(f"job {self.job_id} no longer exists; tile of bucket {header.bucket} dropped")
+        return stored == 1
+
+    def push(self, event: TileEvent) -> None:
+        key = self.key_for(self.job_id, "events")
+        with self.redis.pipeline() as pipe:
+            pipe.rpush(key, event.to_json())
+            pipe.expire(key, defaults.JOB_TTL)
+            pipe.execute()
+
+    # -- client side -------------------------------------------------------------------
+
+    def next_event(self, timeout: float) -> TileEvent | None:
+        """Block up to `timeout` seconds for the next worker event."""
+        item = self.redis.blpop([self.key_for(self.job_id, "events")], timeout=max(timeout, 0.01))
+        if not item:
+            return None
+        try:
+            return TileEvent.from_json(item[1])
+        except (TypeError, ValueError) as exc:  # not something a farm worker wrote
+            log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
+            return None
+
+    def stored_buckets(self) -> set[int]:
+        """Indexes of the buckets that have a tile in Redis."""
+        return {int(k) for k in self.redis.hkeys(self.key_for(self.job_id, "tiles")) if k.isdigit()}
+
+    def tile(self, index: int) -> tuple[TileHeader, np.ndarray] | None:
+        """The stored tile of bucket `index` (None if there is none); InvalidTile if it is wrong,
+        in which case it is deleted, so the bucket can be rendered again."""
+        payload = self.redis.hget(self.key_for(self.job_id, "tiles"), str(index))
+        if payload is None:
+            return None
+        try:
+            return decode_tile(payload, self.job_id, self.bucket(index))
+        except InvalidTile:
+            self.redis.eval(_DISCARD_TILE, 1, self.key_for(self.job_id, "tiles"), str(index), payload)
+            self.count("invalid")
+            raise
+
+    def bump(self, part: str, field: int | str, amount: int = 1) -> int:
+        """Add `amount` to `field` of the job's hash `part`; returns the new value."""
+        keys = (self.key_for(self.job_id, part), self.key_for(self.job_id))
+        return int(self.redis.eval(_BUMP, 2, *keys, str(field), amount, defaults.JOB_TTL))
+
+    def count(self, stat: str, amount: int = 1) -> int:
+        """Add to one of the job's statistics (duplicates, invalid, resent, copies, ...)."""
+        return self.bump("stats", stat, amount)
+
+    def stats(self) -> dict[str, int]:
+        raw = self.redis.hgetall(self.key_for(self.job_id, "stats"))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def attempts(self) -> dict[int, int]:
+        raw = self.redis.hgetall(self.key_for(self.job_id, "attempts"))
+        return {int(k): int(v) for k, v in raw.items()}
+
+    def duplicates(self) -> int:
+        return self.stats().get("duplicates", 0)

@@ -1,0 +1,67 @@
+"""The tile wire format: a worker's rendered bucket as it is stored in the job's `tiles` hash.
+
+magic, header length, a JSON header saying whose tile it is and where it came from, then
+height x width x 3 little-endian float32. The client checks every field before a tile
+goes into the frame: anyone with broker access can write to the hash.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from farm.buckets import Bucket
+from farm.exceptions import InvalidTile
+
+TILE_MAGIC = b"FARMTIL1"
+_TILE_PREFIX = struct.Struct("<8sI")
+
+
+@dataclass(frozen=True)
+class TileHeader:
+    """Whose tile it is (checked by the client) and where it was made (for the report)."""
+
+    job_id: str
+    bucket: int
+    width: int
+    height: int
+    worker: str = ""  # Celery hostname
+    device: str = ""  # OpenCL device name
+    seconds: float = 0.0  # kernel time of the bucket
+    attempt: int = 1  # which delivery of the bucket made it
+    pid: int = 0  # the render process
+
+
+def encode_tile(header: TileHeader, tile: np.ndarray) -> bytes:
+    head = json.dumps(asdict(header), separators=(",", ":")).encode()
+    return _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, "<f4").tobytes()
+
+
+def decode_tile(payload: bytes, job_id: str, bucket: Bucket) -> tuple[TileHeader, np.ndarray]:
+    """The header and pixels of a stored tile, or InvalidTile saying what is wrong with it."""
+    if len(payload) < _TILE_PREFIX.size:
+        raise InvalidTile(f"{len(payload)} bytes is too short for a tile")
+    magic, head_size = _TILE_PREFIX.unpack_from(payload)
+    if magic != TILE_MAGIC or _TILE_PREFIX.size + head_size > len(payload):
+        raise InvalidTile("not a farm tile")
+    try:
+        header = TileHeader(**json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size]))
+    except (TypeError, ValueError) as exc:
+        raise InvalidTile(f"unreadable tile header: {exc}") from None
+    if header.job_id != job_id:
+        raise InvalidTile(f"tile of job {header.job_id[:12]}, not of this job")
+    if header.bucket != bucket.index:
+        raise InvalidTile(f"tile of bucket {header.bucket} stored as bucket {bucket.index}")
+    if (header.width, header.height) != (bucket.width, bucket.height):
+        raise InvalidTile(f"tile is {header.width}x{header.height}, the bucket {bucket.width}x{bucket.height}")
+    data = payload[_TILE_PREFIX.size + head_size :]
+    if len(data) != bucket.width * bucket.height * 12:
+        raise InvalidTile(f"tile has {len(data)} bytes of pixels, expected {bucket.width * bucket.height * 12}")
+    pixels = np.frombuffer(data, "<f4").reshape(bucket.height, bucket.width, 3)
+    bad = int(np.count_nonzero(~np.isfinite(pixels)))
+    if bad:
+        raise InvalidTile(f"tile has {bad} non-finite values")
+    return header, pixels
