@@ -42,5 +42,9 @@ class InvalidTile(FarmError):
     """A stored tile that is not a tile of this job's bucket, or holds non-finite values."""
 
 
+class InjectedFault(FarmError):
+    """An error a worker raised on purpose because FARM_FAULTS told it to (tests, `farm chaos`)."""
+
+
 class FarmSetupError(FarmError):
     """The embedded farm (local Redis and workers) could not be started."""

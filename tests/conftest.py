@@ -89,9 +89,8 @@ class FarmHandle:
 
     def render(self, scene, document, bucket_size, order="spiral", assets=None):
         from farm.client.run import start_job
-        from farm.tasks import render_bucket
 
-        run = start_job(self.redis, render_bucket, scene, document, bucket_size, order, assets)
+        run = start_job(self.redis, self.app, scene, document, bucket_size, order, assets)
         run.collect(stall_timeout=60)
         return run
 

@@ -13,7 +13,8 @@ import pytest
 
 from farm.exceptions import AssetError, SceneError
 from farm.protocol.assets import FolderAssets, RedisAssets, digest_of
-from farm.scene import load_scene, parse_scene
+from farm.scene import parse_scene
+from farm.scene.load import load_scene
 from farm.scene.pack import pack
 from farm.worker.cache import AssetCache
 from farm.worker.render import Renderer
@@ -212,9 +213,9 @@ def _submit(scene, out, *extra):
 def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, example):
     """The asset vanishes from Redis after the upload: the job fails at once with the
     file's name, no worker renders anything without it, no worker is called bad."""
+    from farm.app import app
     from farm.client.run import start_job
     from farm.exceptions import JobError
-    from farm.tasks import render_bucket
 
     tiles = example.parent / "assets" / "tiles.png"
     tiles.write_bytes(tiles.read_bytes() + os.urandom(8))  # a file no worker has cached
@@ -222,7 +223,7 @@ def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, 
     assets = FolderAssets(example.parent, scene.assets)
     RedisAssets.upload(farm.redis, scene.assets, assets, ttl=60)
     farm.redis.hdel(RedisAssets.key_for(scene.assets["assets/tiles.png"]), "0")  # its one chunk lost
-    run = start_job(farm.redis, render_bucket, scene, document, 16, "spiral", assets)
+    run = start_job(farm.redis, app, scene, document, 16, "spiral", assets)
     with pytest.raises(JobError, match=r"bucket \d+ failed: assets/tiles.png: asset \w+ in Redis: chunk 0 of 1 missing"):
         run.collect(stall_timeout=60)
     assert not run.records
@@ -251,20 +252,15 @@ def test_broken_obj_files_are_a_scene_error(text):
 
 
 def _client(url: str):
-    """A client of its own farm: a redis-py connection and the render task on a Celery app
-    of its own (the session's app is bound to the session's broker)."""
+    """A client of its own farm: a redis-py connection and a Celery app of its own to send
+    tasks by name (the session's app is bound to the session's broker)."""
     import redis as redis_py
     from celery import Celery
 
     app = Celery("farm-client", set_as_current=False)
     app.config_from_object("farm.celeryconfig")
     app.conf.broker_url = url
-
-    @app.task(name="farm.render_bucket")
-    def render_bucket(job_id, bucket_index, copy=False):  # pragma: no cover - runs on workers only
-        raise AssertionError("a client never runs a bucket")
-
-    return redis_py.Redis.from_url(url), render_bucket
+    return redis_py.Redis.from_url(url), app
 
 
 def _settled(client, run) -> dict:
@@ -295,7 +291,7 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
 
     base = tmp_path_factory.mktemp("no-shared-fs")
     server = RedisServer(base).start()
-    client, task = _client(server.url)
+    client, app = _client(server.url)
     caches = [base / "cache1", base / "cache2"]
     homes = [base / "home1", base / "home2"]
     for home in homes:
@@ -306,7 +302,7 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
             WorkerProcess(f"isolated{i + 1}", server.url, base, {"FARM_CACHE_DIR": str(caches[i])}, cwd=homes[i]).start()
             for i in numbers
         ]
-        wait_for_workers(task.app, workers, timeout=120)
+        wait_for_workers(app, workers, timeout=120)
         return workers
 
     hidden = base / "hidden"
@@ -315,7 +311,7 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
         RedisAssets.upload(client, scene.assets, folder, ttl=600)
         example.parent.rename(hidden)  # the scene's folder is gone from where it was...
         hidden.chmod(0)  # ...and unreadable where it is now
-        run = start_job(client, task, scene, document, 16, "spiral", FolderAssets(hidden, scene.assets))
+        run = start_job(client, app, scene, document, 16, "spiral", FolderAssets(hidden, scene.assets))
         run.collect(stall_timeout=60)
         assert np.array_equal(run.film.pixels, reference)
         report = _settled(client, run)["assets"]
@@ -331,7 +327,7 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
             worker.stop()
 
         workers = start_workers(primed)  # new processes: nothing in memory, only their caches
-        run = start_job(client, task, second, second_document, 16, "spiral", FolderAssets(hidden, scene.assets))
+        run = start_job(client, app, second, second_document, 16, "spiral", FolderAssets(hidden, scene.assets))
         run.collect(stall_timeout=60)
         assert np.array_equal(run.film.pixels, second_reference)
         report = _settled(client, run)["assets"]

@@ -13,7 +13,8 @@ from PIL import Image
 
 from farm.exceptions import SceneError
 from farm.protocol.assets import FolderAssets
-from farm.scene import load_scene, parse_scene
+from farm.scene import parse_scene
+from farm.scene.load import load_scene
 from farm.scene.pack import pack
 from farm.worker.render import Renderer
 

@@ -65,27 +65,27 @@ def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
 
 
 def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
-    from farm.tasks import render_bucket
+    from farm.app import app
 
     scene, document, _ = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
-    render_bucket.apply_async((job.job_id, 99))  # no such bucket: the worker says so
+    app.send_task("farm.render_bucket", (job.job_id, 99))  # no such bucket: the worker says so
     from farm.client.film import Film
     from farm.client.run import JobRun
 
     with pytest.raises(JobError, match="bucket 99 failed: no bucket 99 in this job"):
-        JobRun(job, Film(97, 61), BucketQueue(farm.redis, render_bucket)).collect(stall_timeout=30)
+        JobRun(job, Film(97, 61), BucketQueue(farm.redis, app)).collect(stall_timeout=30)
     assert Job.load(farm.redis, job.job_id).state == "failed"
 
 
 def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
-    from farm.tasks import render_bucket
+    from farm.app import app
 
     scene, document, _ = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     job.finish("cancelled")
-    BucketQueue(farm.redis, render_bucket).send(job.job_id, range(job.bucket_count))
-    run = start_job(farm.redis, render_bucket, scene, document, 64, "spiral")  # a later job still runs
+    BucketQueue(farm.redis, app).send(job.job_id, range(job.bucket_count))
+    run = start_job(farm.redis, app, scene, document, 64, "spiral")  # a later job still runs
     run.collect(stall_timeout=30)
     assert job.attempts() == {} and not job.has_tile(0)
 
@@ -115,11 +115,11 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     events = Job.key_for(job.job_id, "events")
     farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}')
+    from farm.app import app
     from farm.client.film import Film
     from farm.client.run import JobRun
-    from farm.tasks import render_bucket
 
-    queue = BucketQueue(farm.redis, render_bucket)
+    queue = BucketQueue(farm.redis, app)
     queue.send(job.job_id, range(job.bucket_count))
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
@@ -129,10 +129,10 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
 def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     """Tiles of another job, of another bucket, of the wrong size, with NaN, or not tiles at
     all are rejected by the client, deleted, and their buckets rendered again."""
+    from farm.app import app
     from farm.client.film import Film
     from farm.client.run import JobRun
     from farm.protocol.tiles import decode_tile, encode_tile
-    from farm.tasks import render_bucket
 
     scene, document, reference = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 32, "spiral"), document)  # 8 buckets of 32px (edges cut short)
@@ -146,7 +146,7 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     }
     tiles = Job.key_for(job.job_id, "tiles")
     farm.redis.hset(tiles, mapping={str(index): payload for index, payload in bogus.items()})
-    queue = BucketQueue(farm.redis, render_bucket)
+    queue = BucketQueue(farm.redis, app)
     queue.send(job.job_id, range(job.bucket_count))  # workers skip the buckets that "have" a tile
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)

@@ -38,7 +38,7 @@ def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
     assert KERNEL_FILES <= set(eval(out[1]))
 
     # `farm bench` and `farm chaos` parse this default; a file it named would be missing too
-    probe = ("from farm.tools.bench import default_scene; from farm.scene import load_scene; "
+    probe = ("from farm.tools.bench import default_scene; from farm.scene.load import load_scene; "
              "path = default_scene(); scene, _ = load_scene(path); print(path); print(dict(scene.assets))")
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,

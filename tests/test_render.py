@@ -87,7 +87,7 @@ def test_bucket_outside_the_frame_is_refused(cornell):
 @pytest.mark.parametrize("name", ["cornell-box", "showcase", "textured-mesh", "depth-of-field", "reference/materials"])
 def test_every_bundled_scene_renders_finite_non_negative_pixels(device, name):
     from farm.protocol.assets import FolderAssets
-    from farm.scene import load_scene
+    from farm.scene.load import load_scene
     from tests.conftest import ROOT
 
     path = ROOT / "scenes" / f"{name}.json"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from farm.exceptions import SceneError
-from farm.scene import Box, Rectangle, load_scene, parse_scene
+from farm.scene import Box, Rectangle, parse_scene
+from farm.scene.load import load_scene
 from farm.scene.pack import pack
 
 

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from farm import defaults
 from farm.exceptions import FarmError, SceneError
-from farm.scene import load_scene, parse_scene
+from farm.scene import parse_scene
 from farm.scene.images import decode
+from farm.scene.load import load_scene
 from farm.scene.mesh import load_obj
 
 from tests.conftest import CORNELL

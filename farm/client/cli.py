@@ -89,44 +89,34 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `farm`: submit, collect, cancel, status, devices, bench, chaos."""
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_render_options(commands.add_parser("submit", help="render a scene (same as the submit command)"))
+    submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
+    _add_render_options(submit)
+    submit.set_defaults(program="submit", handler=_submit)
     collect = commands.add_parser("collect", help="collect a job already on the farm and write its image")
     collect.add_argument("job", help="job id (see `farm status`)")
     collect.add_argument("-o", "--output", required=True, help="image to write: .png or .exr")
     _add_broker_option(collect)
     _add_output_options(collect)
+    collect.set_defaults(program="farm collect", handler=_collect)
     cancel = commands.add_parser("cancel", help="cancel a job: queued buckets dropped, running ones stopped")
     cancel.add_argument("job", help="job id (see `farm status`)")
     _add_broker_option(cancel)
+    cancel.set_defaults(program="farm cancel", handler=_cancel)
     status = commands.add_parser("status", help="list the farm's jobs with their progress, and its workers")
     _add_broker_option(status)
-    commands.add_parser("devices", help="list the OpenCL devices this machine has")
-    bench = commands.add_parser("bench", help="measure the kernel and the farm's efficiency")
-    from farm.tools.bench import add_arguments
+    status.set_defaults(program="farm status", handler=_status_command)
+    devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
+    devices.set_defaults(program="farm devices", handler=_devices)
+    from farm.tools import bench, chaos  # their modules import only the standard library and defaults
 
-    add_arguments(bench)
-    chaos = commands.add_parser("chaos", help="render while killing workers and Redis; check nothing was lost")
-    from farm.tools.chaos import add_arguments as add_chaos_arguments
-
-    add_chaos_arguments(chaos)
+    bench_parser = commands.add_parser("bench", help="measure the kernel and the farm's efficiency")
+    bench.add_arguments(bench_parser)
+    bench_parser.set_defaults(program="farm bench", handler=bench.run)
+    chaos_parser = commands.add_parser("chaos", help="render while killing workers and Redis; check nothing was lost")
+    chaos.add_arguments(chaos_parser)
+    chaos_parser.set_defaults(program="farm chaos", handler=chaos.run)
     args = parser.parse_args(argv)
-    if args.command == "submit":
-        return _run_guarded("submit", _submit, args)
-    if args.command == "collect":
-        return _run_guarded("farm collect", _collect, args)
-    if args.command == "cancel":
-        return _run_guarded("farm cancel", _cancel, args)
-    if args.command == "status":
-        return _run_guarded("farm status", _status_command, args)
-    if args.command == "devices":
-        return _run_guarded("farm devices", _devices, args)
-    if args.command == "chaos":
-        from farm.tools.chaos import run as run_chaos
-
-        return _run_guarded("farm chaos", run_chaos, args)
-    from farm.tools.bench import run as run_bench
-
-    return _run_guarded("farm bench", run_bench, args)
+    return _run_guarded(args.program, args.handler, args)
 
 
 def _run_guarded(program: str, function, args) -> int:
@@ -161,7 +151,7 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
 
 def _submit(args) -> int:
     from farm.client.film import check_output_path
-    from farm.scene import load_scene
+    from farm.scene.load import load_scene
 
     if args.resume:  # _collect checks the output and report paths
         if args.scene:
@@ -204,24 +194,24 @@ def _submit(args) -> int:
             _status(args, f"starting an embedded Redis and {args.workers} local worker(s)...")
             local = stack.enter_context(LocalFarm(args.workers, env=env))
             broker_url = local.broker_url
-        redis_client, task = _farm(broker_url)
+        redis_client, app = _farm(broker_url)
         if local is not None:
-            local.wait_ready(task.app)
+            local.wait_ready(app)
         from farm.client.run import start_job
 
-        run = start_job(redis_client, task, scene, document, args.bucket_size, args.order, assets)
+        run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets)
         return _collect_run(args, run, output, local)
 
 
 def _farm(broker_url: str):
-    """A patient Redis client and the render task, both pointed at `broker_url`."""
+    """A patient Redis client and the Celery app (to send tasks by name), both pointed at
+    `broker_url`."""
     from farm.app import app
     from farm.protocol.broker import connect
-    from farm.tasks import render_bucket
 
     redis_client = connect(broker_url)
     app.conf.broker_url = broker_url
-    return redis_client, render_bucket
+    return redis_client, app
 
 
 def _collect(args) -> int:
@@ -234,8 +224,8 @@ def _collect(args) -> int:
         check_report_path(args.report)
     if not args.broker:
         raise FarmError("collecting a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    redis_client, task = _farm(args.broker)
-    run = resume(redis_client, task, args.job)
+    redis_client, app = _farm(args.broker)
+    run = resume(redis_client, app, args.job)
     _status(args, f"job {args.job}: {len(run.job.stored_buckets())}/{run.total} buckets already rendered")
     return _collect_run(args, run, output, None)
 
@@ -302,11 +292,11 @@ def _cancel(args) -> int:
 
     if not args.broker:
         raise FarmError("cancelling a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    redis_client, task = _farm(args.broker)
+    redis_client, app = _farm(args.broker)
     job = Job.load(redis_client, args.job)
     if job.state:
         raise FarmError(f"job {args.job} is already {job.state}")
-    removed = job.cancel(BucketQueue(redis_client, task))
+    removed = job.cancel(BucketQueue(redis_client, app))
     running = sorted({lease.bucket for lease in job.leases()})
     print(f"job {job.job_id} cancelled: {removed} queued bucket(s) dropped, "
           f"{len(running)} running bucket(s) stop within about {defaults.PASS_SECONDS:g}s")

@@ -322,7 +322,7 @@ def _ping_workers() -> list:
     return app.control.ping(timeout=1.0) or []
 
 
-def resume(redis, task, job_id: str) -> JobRun:
+def resume(redis, app, job_id: str) -> JobRun:
     """The run of a job that already exists in Redis (its client died, or detached)."""
     job = Job.load(redis, job_id)
     if job.state == JobState.CANCELLED:
@@ -332,11 +332,11 @@ def resume(redis, task, job_id: str) -> JobRun:
     if job.state == JobState.DONE:  # collect it again: every tile is still there
         job.state = JobState.RUNNING
         redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
-    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, task))
+    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, app))
 
 
 def start_job(
-    redis, task, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None
+    redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect."""
@@ -349,7 +349,7 @@ def start_job(
         log.info("assets: %d files (%d bytes) uploaded, %d already in Redis", uploaded.files, uploaded.bytes,
                  uploaded.reused)
     job = Job.create(redis, meta, document)
-    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, task), uploaded=uploaded)
+    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, app), uploaded=uploaded)
     run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
     log.info("job %s: %d buckets of %dpx enqueued", job.job_id, run.total, bucket_size)
     return run

@@ -7,7 +7,8 @@ dropped between the worker's pop and its bookkeeping. The client reads the list 
 hash to tell these apart; it never relies on a message still existing.
 
 Task ids are `<job id>.<bucket index>.<serial>`, so Flower shows which bucket a task is
-and a scan needs no message body.
+and a scan needs no message body. Tasks are sent by name: the client never imports the
+worker's code.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from kombu.transport.redis import Channel
 from farm import defaults
 
 log = logging.getLogger(__name__)
+
+TASK_NAME = "farm.render_bucket"  # farm/tasks.py: (job_id, bucket_index, copy=False)
 
 
 @dataclass
@@ -47,17 +50,16 @@ def parse_task_id(text: str) -> tuple[str, int] | None:
 class BucketQueue:
     """Sends a job's buckets and finds their messages in the broker."""
 
-    def __init__(self, redis, task):
+    def __init__(self, redis, app):
         self.redis = redis
-        self.task = task
+        self.app = app  # the Celery app whose broker the tasks go to
 
     def send(self, job_id: str, bucket_indexes, copy: bool = False) -> None:
         """One task per bucket, in the given order, over one broker connection."""
-        app = self.task.app
-        with app.producer_or_acquire() as producer:
+        with self.app.producer_or_acquire() as producer:
             for index in bucket_indexes:
-                self.task.apply_async(
-                    (job_id, int(index)), {"copy": copy} if copy else None,
+                self.app.send_task(
+                    TASK_NAME, (job_id, int(index)), {"copy": copy} if copy else None,
                     task_id=task_id(job_id, index), producer=producer,
                     retry=True, retry_policy=defaults.PUBLISH_RETRY,
                 )

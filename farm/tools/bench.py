@@ -107,7 +107,7 @@ def run(args) -> int:
 
 def load_scaled(args):
     """The scene of `args.scene` at `args.spp`, `args.width` wide (the height keeps the aspect)."""
-    from farm.scene import load_scene
+    from farm.scene.load import load_scene
 
     scene, document = load_scene(args.scene, spp=args.spp)
     if args.width:
@@ -149,18 +149,17 @@ def _bench_farm(args, scene, document, assets, renderer) -> None:
     from farm.client.local import LocalFarm
     from farm.client.run import start_job
     from farm.protocol.broker import connect
-    from farm.tasks import render_bucket
 
     with LocalFarm(args.workers) as local:
         app.conf.broker_url = local.broker_url
         local.wait_ready(app)
         redis_client = connect(local.broker_url)
         # one job first: builds nothing new, but uploads the scene like any first job would
-        start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets).collect()
+        start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets).collect()
         runs, directs = [], []
         for _ in range(args.repeat):
             directs.append(_timed(renderer.render_frame))  # the farm's workers are idle meanwhile
-            run = start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets)
+            run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
             run.collect(check_alive=local.check_alive)
             runs.append(run)
     wall = statistics.median(r.wall_seconds for r in runs)
@@ -254,7 +253,7 @@ def _bench_mesh(args) -> int:
     import tempfile
 
     from farm.protocol.assets import FolderAssets
-    from farm.scene import load_scene
+    from farm.scene.load import load_scene
     from farm.scene.pack import pack
     from farm.worker.device import current
     from farm.worker.render import Renderer
@@ -354,7 +353,6 @@ def _bench_stragglers(args) -> int:
     from farm.client.run import start_job
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
-    from farm.tasks import render_bucket
 
     scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
@@ -370,7 +368,7 @@ def _bench_stragglers(args) -> int:
         for _ in range(args.repeat):
             for label, factor in (("without copies", 0.0), ("with copies", speculate)):
                 defaults.SPECULATE = factor
-                run = start_job(redis_client, render_bucket, scene, document, args.bucket_size, "spiral", assets)
+                run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
                 run.collect()
                 times[label].append(run.wall_seconds)
                 if factor:

@@ -44,7 +44,6 @@ def run(args) -> int:
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
     from farm.scene.pack import pack
-    from farm.tasks import render_bucket
     from farm.tools.bench import load_scaled
     from farm.worker.device import current
     from farm.worker.render import Renderer
@@ -62,14 +61,14 @@ def run(args) -> int:
         app.conf.broker_url = local.broker_url
         local.wait_ready(app)
         redis_client = connect(local.broker_url)
-        undisturbed = _render(redis_client, render_bucket, scene, document, args, assets)
+        undisturbed = _render(redis_client, app, scene, document, args, assets)
         calm_seconds = undisturbed.wall_seconds
         print(f"undisturbed: {calm_seconds:.2f}s, identical to one process: "
               f"{'yes' if np.array_equal(undisturbed.film.pixels, reference) else 'NO'}")
 
         chaos = _Chaos(local.redis, local.workers, random.Random(args.seed), args.faults, calm_seconds)
         try:
-            run = _render(redis_client, render_bucket, scene, document, args, assets, chaos)
+            run = _render(redis_client, app, scene, document, args, assets, chaos)
             attempts = run.job.attempts()
             report = run.report()
         finally:
@@ -94,10 +93,10 @@ def run(args) -> int:
     return 0
 
 
-def _render(redis_client, task, scene, document, args, assets, chaos=None):
+def _render(redis_client, app, scene, document, args, assets, chaos=None):
     from farm.client.run import start_job
 
-    run = start_job(redis_client, task, scene, document, args.bucket_size, "spiral", assets)
+    run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
     if chaos is not None:
         chaos.start(run)
     run.collect(on_notice=(lambda message: print(f"  [{run.wall_seconds:6.2f}s] {message}")) if chaos else None)

@@ -17,11 +17,7 @@ import os
 import signal
 import time
 
-from farm.exceptions import FarmError
-
-
-class InjectedFault(FarmError):
-    """An error a worker raised on purpose because FARM_FAULTS told it to."""
+from farm.exceptions import InjectedFault
 
 
 def _parse(text: str) -> dict[str, str]:

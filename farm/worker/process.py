@@ -13,6 +13,7 @@ The worker's main process writes its liveness to the registry on every Celery he
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -37,12 +38,15 @@ from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
-from farm.tools import faults
 from farm.worker import device as devices
 from farm.worker.cache import AssetCache
 from farm.worker.render import Renderer, build_program
 
 log = logging.getLogger(__name__)
+
+# Deliberate faults (FARM_FAULTS, farm/tools/faults.py) for the fault tests and `farm chaos`:
+# the tool is loaded only when a fault is asked for, so a real worker never imports it.
+faults = importlib.import_module("farm.tools.faults") if os.environ.get("FARM_FAULTS") else None
 
 # Scenes kept uploaded per process: the current job's, and the previous one's for overlap.
 SCENES_KEPT = 2
@@ -159,19 +163,22 @@ class WorkerState:
 
     def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float]:
         """The bucket's tile (None if stopped early) and the seconds it took."""
-        faults.before_bucket(index)
+        if faults:
+            faults.before_bucket(index)
         renderer = self.renderer_for(job)
         bucket = job.bucket(index)
         last_pass = started = time.perf_counter()
 
         def should_stop() -> bool:
             nonlocal last_pass
-            faults.after_pass(index, time.perf_counter() - last_pass)
+            if faults:
+                faults.after_pass(index, time.perf_counter() - last_pass)
             last_pass = time.perf_counter()
             return self.stopping or job.stopped(index)
 
         tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop)
-        faults.after_pass(index, time.perf_counter() - last_pass)
+        if faults:
+            faults.after_pass(index, time.perf_counter() - last_pass)
         if tile is not None:
             bad = int(np.count_nonzero(~np.isfinite(tile)))
             if bad:
@@ -231,7 +238,7 @@ class WorkerState:
         if not others:
             return False
         time.sleep(0.2)  # let another worker be the one to take it
-        BucketQueue(self.redis, task).send(job.job_id, [index])
+        BucketQueue(self.redis, task.app).send(job.job_id, [index])
         log.info("job %s bucket %d: failed here before, passed on", job.job_id[:8], index)
         return True
 
@@ -247,7 +254,7 @@ class WorkerState:
             else:
                 job.push(TileEvent(index, hostname, EventKind.ERROR, f"{reason} (failure {failures} of "
                                                             f"{defaults.MAX_FAILURES}); sent again"))
-                BucketQueue(self.redis, task).send(job.job_id, [index])
+                BucketQueue(self.redis, task.app).send(job.job_id, [index])
             self.failed_in_a_row += 1
             if self.failed_in_a_row >= defaults.BAD_WORKER_FAILURES:
                 self._go_bad(task, job, index, hostname, reason)
