@@ -270,16 +270,3 @@ __kernel void trace_rays(__global const Frame *frame,
     t_out[i] = found ? hit.t : INFINITY;
     prim_out[i] = found ? hit.prim : -1;
 }
-
-/* sizeof each shared struct, so the host can check its dtypes against this compiler. */
-__kernel void struct_sizes(__global int *out) {
-    out[0] = sizeof(Node);
-    out[1] = sizeof(TrianglePack);
-    out[2] = sizeof(TriangleData);
-    out[3] = sizeof(ShadingNormals);
-    out[4] = sizeof(Sphere);
-    out[5] = sizeof(Material);
-    out[6] = sizeof(Texture);
-    out[7] = sizeof(Light);
-    out[8] = sizeof(Frame);
-}

@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
+import farm.worker.render
 from farm.buckets import split
+from farm.exceptions import KernelBuildError
 from farm.scene import parse_scene
 from farm.scene.pack import pack
 from farm.worker.render import Renderer, spread_stride
@@ -150,8 +152,6 @@ def test_device_specific_builds_give_the_same_bits(device, cornell, monkeypatch)
     neither. The program built without them, here, must render the same bits."""
     import pyopencl as cl
 
-    import farm.worker.render
-
     tuned = cornell.render(0, 0, 48, 36)
     assert {"-DFARM_CLANG_BUILTINS", "-DFARM_SAMPLE_BATCHES"} <= set(farm.worker.render.device_defines(device))
     monkeypatch.setattr(farm.worker.render, "device_defines", lambda device: [])
@@ -160,3 +160,36 @@ def test_device_specific_builds_give_the_same_bits(device, cornell, monkeypatch)
     options = portable.program.get_build_info(device.device, cl.program_build_info.OPTIONS)
     assert "FARM_CLANG_BUILTINS" not in options and "FARM_SAMPLE_BATCHES" not in options
     assert np.array_equal(portable.render(0, 0, 48, 36), tuned)
+
+
+def test_every_struct_field_is_checked_against_the_kernel(device):
+    """types.h agrees with pack.py's dtypes field by field: names, offsets and sizes."""
+    from farm.scene.pack import MATERIAL
+    from farm.worker.render import STRUCTS, _check_struct_layout, _fields, struct_layout_source
+
+    _, expected = struct_layout_source()
+    assert len(expected) == sum(len(list(_fields(dtype))) + 1 for dtype in STRUCTS)
+    assert ("Material", "emission.texture", MATERIAL.fields["emission"][1] + 16) in expected  # nested structs too
+    _check_struct_layout(device, ["-I", farm.worker.render.kernel_dir(), "-cl-std=CL1.2"])
+
+
+def _swapped(dtype: np.dtype, first: str, second: str) -> np.dtype:
+    names = [second if n == first else first if n == second else n for n in dtype.names]
+    return np.dtype([(n, dtype.fields[o][0]) for n, o in zip(names, dtype.names)])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda frame: _swapped(frame, "right", "up"), "field up of struct Frame is at byte 48 on .* but 32 on the host"),
+    (lambda frame: np.dtype([("rigth" if n == "right" else n, frame.fields[n][0]) for n in frame.names]),
+     "do not match kernels/types.h"),
+    (lambda frame: np.dtype({"names": frame.names, "formats": [frame.fields[n][0] for n in frame.names],
+                             "offsets": [frame.fields[n][1] for n in frame.names], "itemsize": frame.itemsize + 16}),
+     "struct Frame is \\d+ bytes on .* but \\d+ on the host"),
+])
+def test_a_dtype_that_differs_from_its_struct_is_refused(device, monkeypatch, change, message):
+    from farm.scene.pack import FRAME
+
+    structs = tuple(change(FRAME) if dtype is FRAME else dtype for dtype in farm.worker.render.STRUCTS)
+    monkeypatch.setattr(farm.worker.render, "STRUCTS", structs)
+    with pytest.raises(KernelBuildError, match=message):
+        farm.worker.render._check_struct_layout(device, ["-I", farm.worker.render.kernel_dir(), "-cl-std=CL1.2"])

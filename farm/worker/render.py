@@ -84,25 +84,66 @@ def build_program(device: Device):
         except cl.Error:
             build_log = str(exc)
         raise KernelBuildError(f"OpenCL program failed to build on {device.name}", str(build_log)) from None
-    _check_struct_sizes(device, program)
+    _check_struct_layout(device, options)
     log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)
     _programs[key] = program
     return program
 
 
-def _check_struct_sizes(device: Device, program) -> None:
-    """Refuse to run if a numpy dtype and its C struct disagree in size."""
+def struct_layout_source() -> tuple[str, list[tuple[str, str, int]]]:
+    """OpenCL C that writes the offset of every field of every shared struct, then its size,
+    and what the host's dtypes say each should be, in the same order. A field the C struct
+    lacks fails the build; one at another offset (say two float4s swapped) or another size
+    fails the comparison. pyopencl's match_dtype_to_c_struct does the same, for structs it
+    writes itself."""
+    lines, expected = [], []
+    for name, dtype in zip(STRUCT_NAMES, STRUCTS):
+        lines.append(f"    {{ {name} s; __private char *base = (__private char *)&s;")
+        for path, offset in _fields(dtype):
+            lines.append(f"      out[{len(expected)}] = (int)((__private char *)&s.{path} - base);")
+            expected.append((name, path, offset))
+        lines.append(f"      out[{len(expected)}] = (int)sizeof({name}); }}")
+        expected.append((name, "", dtype.itemsize))
+    source = '#include "types.h"\n__kernel void struct_layout(__global int *out) {\n' + "\n".join(lines) + "\n}\n"
+    return source, expected
+
+
+def _fields(dtype: np.dtype, prefix: str = "", base: int = 0):
+    """(C member path, byte offset) of every leaf field of a structured dtype."""
+    for name in dtype.names:
+        field_dtype, offset = dtype.fields[name][:2]
+        if field_dtype.names:
+            yield from _fields(field_dtype, f"{prefix}{name}.", base + offset)
+        else:
+            yield f"{prefix}{name}", base + offset
+
+
+def _check_struct_layout(device: Device, options: list[str]) -> None:
+    """Refuse to run if a numpy dtype and its C struct in kernels/types.h disagree in any
+    field's name or offset, or in size, on this device's compiler."""
     import pyopencl as cl
 
-    out = np.zeros(len(STRUCTS), np.int32)
+    source, expected = struct_layout_source()
+    program = cl.Program(device.context, source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cl.CompilerWarning)
+            program.build(options=options)
+    except cl.RuntimeError as exc:
+        try:
+            build_log = program.get_build_info(device.device, cl.program_build_info.LOG)
+        except cl.Error:
+            build_log = str(exc)
+        raise KernelBuildError(f"the host's structs do not match kernels/types.h on {device.name} "
+                               "(a field missing or renamed)", str(build_log)) from None
+    out = np.zeros(len(expected), np.int32)
     buffer = cl.Buffer(device.context, cl.mem_flags.WRITE_ONLY, out.nbytes)
-    program.struct_sizes(device.queue, (1,), None, buffer)
+    program.struct_layout(device.queue, (1,), None, buffer)
     cl.enqueue_copy(device.queue, out, buffer)
-    for name, dtype, size in zip(STRUCT_NAMES, STRUCTS, out):
-        if dtype.itemsize != size:
-            raise KernelBuildError(
-                f"struct {name} is {size} bytes on {device.name} but {dtype.itemsize} on the host"
-            )
+    for (name, path, host), found in zip(expected, out):
+        if host != found:
+            what = f"field {path} of struct {name} is at byte {found}" if path else f"struct {name} is {found} bytes"
+            raise KernelBuildError(f"{what} on {device.name} but {host} on the host (farm/scene/pack.py)")
 
 
 def spread_stride(count: int) -> int:
