@@ -164,7 +164,7 @@ def test_device_specific_builds_give_the_same_bits(device, cornell, monkeypatch)
 
 def test_every_struct_field_is_checked_against_the_kernel(device):
     """types.h agrees with pack.py's dtypes field by field: names, offsets and sizes."""
-    from farm.scene.pack import MATERIAL
+    from farm.scene.layout import MATERIAL
     from farm.worker.render import STRUCTS, _check_struct_layout, _fields, struct_layout_source
 
     _, expected = struct_layout_source()
@@ -187,7 +187,7 @@ def _swapped(dtype: np.dtype, first: str, second: str) -> np.dtype:
      "struct Frame is \\d+ bytes on .* but \\d+ on the host"),
 ])
 def test_a_dtype_that_differs_from_its_struct_is_refused(device, monkeypatch, change, message):
-    from farm.scene.pack import FRAME
+    from farm.scene.layout import FRAME
 
     structs = tuple(change(FRAME) if dtype is FRAME else dtype for dtype in farm.worker.render.STRUCTS)
     monkeypatch.setattr(farm.worker.render, "STRUCTS", structs)

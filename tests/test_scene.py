@@ -225,7 +225,7 @@ def test_inline_mesh_with_normals_and_uvs_is_smooth():
 
 
 def test_plastic_internal_reflectance_is_integrated_not_guessed():
-    from farm.scene.pack import diffuse_fresnel_reflectance, fresnel_dielectric
+    from farm.scene.tables import diffuse_fresnel_reflectance, fresnel_dielectric
 
     assert fresnel_dielectric(np.array([1.0]), 1.5)[0] == pytest.approx(0.04)  # ((1.5-1)/(1.5+1))^2
     assert diffuse_fresnel_reflectance(1.0) == pytest.approx(0.0, abs=1e-9)
@@ -235,7 +235,7 @@ def test_plastic_internal_reflectance_is_integrated_not_guessed():
 
 
 def test_rough_interface_tables_are_energy_conserving_and_smooth_in_the_limit():
-    from farm.scene.pack import fresnel_dielectric, rough_interface
+    from farm.scene.tables import fresnel_dielectric, rough_interface
 
     mu = np.linspace(0.05, 1.0, 20)
     reflected, transmitted = rough_interface(mu, 1e-3, 1.5)

@@ -242,7 +242,7 @@ def test_fuzz_gltf_with_one_field_replaced(tmp_path, index, value):
     write_glb(path, document, binary)
     try:
         from farm.protocol.assets import FolderAssets
-        from farm.scene.pack import check_files
+        from farm.scene.files import check_files
 
         scene, _ = load_scene(path)
         check_files(scene, FolderAssets(tmp_path, scene.assets))

@@ -178,7 +178,7 @@ def _submit(args) -> int:
     assets = None
     if scene.assets:
         from farm.protocol.assets import FolderAssets
-        from farm.scene.pack import check_files
+        from farm.scene.files import check_files
 
         assets = FolderAssets(Path(args.scene).parent, scene.assets)
         check_files(scene, assets)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 import numpy as np
 
 from farm import defaults
-from farm.exceptions import SceneError
+from farm.scene import matrix
+from farm.scene.document import Node, kind_of
 from farm.scene.model import (
     IDENTITY, MATERIAL_TYPES, SAMPLERS, STRATEGIES, Box, Camera, Checkerboard, EnvironmentLight, Film, ImageTexture, Material,
     Matrix, Mesh, PointLight, Rectangle, Scene, Sphere, SpotLight, SunLight, TextureRef,
@@ -44,7 +44,7 @@ def scene_digest(document: dict) -> str:
 
 def parse_scene(document: Any, source: str = "scene") -> Scene:
     """Validate a decoded scene document and build the Scene it describes."""
-    root = _Node(document, source)
+    root = Node(document, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),
         optional=("max_depth", "rr_depth", "seed", "sampler", "strategy", "description", "textures", "lights", "assets",
@@ -92,7 +92,7 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
     return scene
 
 
-def _camera(node: _Node) -> Camera:
+def _camera(node: Node) -> Camera:
     node.expect_keys(
         required=("position", "look_at", "fov"), optional=("up", "fov_axis", "aperture_radius", "focus_distance")
     )
@@ -103,10 +103,10 @@ def _camera(node: _Node) -> Camera:
     if not 0.0 < fov < 180.0:
         node.child("fov").fail(f"field of view must be between 0 and 180 degrees, got {fov}")
     fov_axis = node.child("fov_axis").choice(("x", "y")) if "fov_axis" in node.value else "y"
-    forward = _sub(look_at, position)
-    if _length(forward) == 0.0:
+    forward = matrix.sub(look_at, position)
+    if matrix.length(forward) == 0.0:
         node.fail("position and look_at are the same point")
-    if _length(_cross(forward, up)) <= 1e-9 * _length(forward) * max(_length(up), 1e-30):
+    if matrix.length(matrix.cross(forward, up)) <= 1e-9 * matrix.length(forward) * max(matrix.length(up), 1e-30):
         node.child("up").fail("up must not be zero or parallel to the viewing direction")
     aperture = node.child("aperture_radius").number(0.0) if "aperture_radius" in node.value else 0.0
     focus = None
@@ -117,7 +117,7 @@ def _camera(node: _Node) -> Camera:
     return Camera(position, look_at, up, fov, fov_axis, aperture, focus)
 
 
-def _film(node: _Node) -> Film:
+def _film(node: Node) -> Film:
     node.expect_keys(required=("width", "height", "spp"))
     limit = defaults.MAX_RESOLUTION
     width = node.child("width").integer(1, limit, what="width (pixels)")
@@ -126,7 +126,7 @@ def _film(node: _Node) -> Film:
     return Film(width, height, spp)
 
 
-def _textures(node: _Node) -> dict:
+def _textures(node: Node) -> dict:
     textures = {}
     for name, child in node.named("texture"):
         kind = child.child("type").choice(TEXTURE_TYPES)
@@ -161,7 +161,7 @@ MATERIAL_PARAMETERS = {
 }
 
 
-def _materials(node: _Node, textures: dict) -> dict[str, Material]:
+def _materials(node: Node, textures: dict) -> dict[str, Material]:
     materials = {}
     for name, child in node.named("material"):
         kind = child.child("type").choice(MATERIAL_TYPES) if "type" in child.value else "diffuse"
@@ -187,7 +187,7 @@ def _materials(node: _Node, textures: dict) -> dict[str, Material]:
     return materials
 
 
-def _metal(node: _Node):
+def _metal(node: Node):
     """A conductor's complex index: a named metal, or explicit eta and k."""
     if "metal" in node.value:
         if "eta" in node.value or "k" in node.value:
@@ -200,7 +200,7 @@ def _metal(node: _Node):
     return METALS["Al"]
 
 
-def _param(node: _Node, textures: dict, colour: bool, high: float | None = None):
+def _param(node: Node, textures: dict, colour: bool, high: float | None = None):
     """A material parameter: a number, an RGB list (colours), or {"texture": name, "channel"}."""
     value = node.value
     if isinstance(value, dict):
@@ -226,9 +226,9 @@ def _param(node: _Node, textures: dict, colour: bool, high: float | None = None)
     return node.number(0.0, high)
 
 
-def _light(node: _Node):
+def _light(node: Node):
     if not isinstance(node.value, dict):
-        node.fail(f"expected a light object, got {_kind(node.value)}")
+        node.fail(f"expected a light object, got {kind_of(node.value)}")
     kind = node.child("type").choice(LIGHT_TYPES)
     if kind == "point":
         node.expect_keys(required=("type", "position", "intensity"))
@@ -243,8 +243,8 @@ def _light(node: _Node):
         if "direction" in node.value:
             direction = _nonzero(node.child("direction"))
         else:
-            direction = _sub(node.child("look_at").vec3(), position)
-            if _length(direction) == 0.0:
+            direction = matrix.sub(node.child("look_at").vec3(), position)
+            if matrix.length(direction) == 0.0:
                 node.child("look_at").fail("look_at is the light's own position")
         cutoff = node.child("cutoff_angle").number(0.0, 90.0) if "cutoff_angle" in node.value else 20.0
         beam = node.child("beam_width").number(0.0, 90.0) if "beam_width" in node.value else min(15.0, cutoff * 0.75)
@@ -261,20 +261,20 @@ def _light(node: _Node):
     file = _file(node.child("file"), (".exr", ".hdr")) if "file" in node.value else None
     scale = node.child("scale").number(0.0) if "scale" in node.value else 1.0
     transform = _transform(node.child("transform")) if "transform" in node.value else IDENTITY
-    if not _is_rotation(transform):
+    if not matrix.is_rotation(transform):
         node.child("transform").fail("an environment's transform may only rotate")
     sampling = node.child("sampling").choice(("importance", "uniform")) if "sampling" in node.value else "importance"
     return EnvironmentLight(radiance, file, scale, transform, sampling)
 
 
-def _nonzero(node: _Node):
+def _nonzero(node: Node):
     vector = node.vec3()
-    if _length(vector) == 0.0:
+    if matrix.length(vector) == 0.0:
         node.fail("direction must not be zero")
     return vector
 
 
-def _file(node: _Node, suffixes: tuple[str, ...] | None) -> str:
+def _file(node: Node, suffixes: tuple[str, ...] | None) -> str:
     """A file name relative to the scene file's folder (`load_scene` has made it so: here,
     on a worker as on the client, anything else is refused)."""
     name = node.string()
@@ -286,10 +286,10 @@ def _file(node: _Node, suffixes: tuple[str, ...] | None) -> str:
     return name
 
 
-def _assets(node: _Node) -> dict[str, str]:
+def _assets(node: Node) -> dict[str, str]:
     """The digests of the scene's files, as `load_scene` records them."""
     if not isinstance(node.value, dict):
-        node.fail(f"expected an object of file digests, got {_kind(node.value)}")
+        node.fail(f"expected an object of file digests, got {kind_of(node.value)}")
     assets = {}
     for name in node.value:
         digest = node.child(name).string()
@@ -299,9 +299,9 @@ def _assets(node: _Node) -> dict[str, str]:
     return assets
 
 
-def _shape(node: _Node, materials: dict[str, Material]):
+def _shape(node: Node, materials: dict[str, Material]):
     if not isinstance(node.value, dict):
-        node.fail(f"expected a shape object, got {_kind(node.value)}")
+        node.fail(f"expected a shape object, got {kind_of(node.value)}")
     kind = node.child("type").choice(SHAPE_TYPES)
     extra = {
         "sphere": ("center", "radius"),
@@ -318,7 +318,7 @@ def _shape(node: _Node, materials: dict[str, Material]):
         radius = node.child("radius").number() if "radius" in node.value else 1.0
         if radius <= 0.0:
             node.child("radius").fail(f"radius must be positive, got {radius}")
-        if not _is_similarity(transform):
+        if not matrix.is_similarity(transform):
             node.child("transform").fail("a sphere's transform may only translate, rotate and scale uniformly")
         return Sphere(material, transform, center, radius)
     if kind == "rectangle":
@@ -357,7 +357,7 @@ def _shape(node: _Node, materials: dict[str, Material]):
     return Mesh(material, transform, None, vertices, triangles, normals, uvs, face_normals)
 
 
-def _binary(node: _Node) -> tuple:
+def _binary(node: Node) -> tuple:
     """Where a mesh's accessors lie in its binary file (farm.scene.mesh.load_binary)."""
     from farm.scene.mesh import BINARY_FORMATS
 
@@ -377,7 +377,7 @@ def _binary(node: _Node) -> tuple:
     return tuple(parts)
 
 
-def _triangle(node: _Node, vertex_count: int) -> tuple[int, int, int]:
+def _triangle(node: Node, vertex_count: int) -> tuple[int, int, int]:
     indices = node.list_of(3)
     result = tuple(index.integer(0, vertex_count - 1, what="vertex index") for index in indices)
     return result  # type: ignore[return-value]
@@ -385,22 +385,22 @@ def _triangle(node: _Node, vertex_count: int) -> tuple[int, int, int]:
 
 def parse_transform(value: Any, where: str) -> Matrix:
     """A transform object (as a shape's) on its own: for a glTF file's placement."""
-    return _transform(_Node(value, where))
+    return _transform(Node(value, where))
 
 
-def _transform(node: _Node) -> Matrix:
+def _transform(node: Node) -> Matrix:
     """Either {"matrix": 4x4 rows} or {"scale", "rotate", "translate"} applied in that order."""
     node.expect_keys(optional=("matrix", "translate", "rotate", "scale"))
     if "matrix" in node.value:
         if len(node.value) > 1:
             node.fail("give either matrix or scale/rotate/translate, not both")
         rows = node.child("matrix").list_of(4)
-        matrix = tuple(tuple(row.list_of(4)[i].number() for i in range(4)) for row in rows)
-        if matrix[3] != (0.0, 0.0, 0.0, 1.0):
+        given = tuple(tuple(row.list_of(4)[i].number() for i in range(4)) for row in rows)
+        if given[3] != (0.0, 0.0, 0.0, 1.0):
             node.child("matrix").fail("the last row must be [0, 0, 0, 1] (no projective transforms)")
-        if abs(_det3(matrix)) < 1e-12:
+        if abs(matrix.det3(given)) < 1e-12:
             node.child("matrix").fail("the matrix is singular")
-        return matrix
+        return given
     result = IDENTITY
     if "scale" in node.value:
         scale_node = node.child("scale")
@@ -411,177 +411,16 @@ def _transform(node: _Node) -> Matrix:
             scale = (s, s, s)
         if any(s == 0.0 for s in scale):
             scale_node.fail("scale must not be zero")
-        result = _matmul(_scaling(scale), result)
+        result = matrix.matmul(matrix.scaling(scale), result)
     if "rotate" in node.value:
         rotate_node = node.child("rotate")
         steps = rotate_node.items() if isinstance(rotate_node.value, list) else [rotate_node]
         for step in steps:
             step.expect_keys(required=("axis", "angle"))
             axis = step.child("axis").vec3()
-            if _length(axis) == 0.0:
+            if matrix.length(axis) == 0.0:
                 step.child("axis").fail("rotation axis must not be zero")
-            result = _matmul(_rotation(axis, step.child("angle").number()), result)
+            result = matrix.matmul(matrix.rotation(axis, step.child("angle").number()), result)
     if "translate" in node.value:
-        result = _matmul(_translation(node.child("translate").vec3()), result)
+        result = matrix.matmul(matrix.translation(node.child("translate").vec3()), result)
     return result
-
-
-class _Node:
-    """A value in the document together with its path, for error messages."""
-
-    def __init__(self, value: Any, path: str):
-        self.value = value
-        self.path = path
-
-    def fail(self, message: str):
-        raise SceneError(f"{self.path}: {message}")
-
-    def child(self, key: str | int) -> _Node:
-        if isinstance(key, int):
-            return _Node(self.value[key], f"{self.path}[{key}]")
-        if key not in self.value:
-            self.fail(f"missing field {key!r}")
-        return _Node(self.value[key], f"{self.path}.{key}")
-
-    def expect_keys(self, required=(), optional=()):
-        if not isinstance(self.value, dict):
-            self.fail(f"expected an object, got {_kind(self.value)}")
-        for key in required:
-            if key not in self.value:
-                self.fail(f"missing field {key!r}")
-        allowed = set(required) | set(optional)
-        for key in self.value:
-            if key not in allowed:
-                self.fail(f"unknown field {key!r} (allowed: {', '.join(sorted(allowed))})")
-
-    def named(self, what: str) -> list[tuple[str, _Node]]:
-        """The entries of an object mapping names to objects (materials, textures)."""
-        if not isinstance(self.value, dict):
-            self.fail(f"expected an object of named {what}s, got {_kind(self.value)}")
-        entries = [(name, self.child(name)) for name in self.value]
-        for _, child in entries:
-            if not isinstance(child.value, dict):
-                child.fail(f"expected a {what} object, got {_kind(child.value)}")
-        return entries
-
-    def items(self) -> list[_Node]:
-        if not isinstance(self.value, list):
-            self.fail(f"expected a list, got {_kind(self.value)}")
-        return [self.child(i) for i in range(len(self.value))]
-
-    def list_of(self, count: int) -> list[_Node]:
-        items = self.items()
-        if len(items) != count:
-            self.fail(f"expected a list of {count} values, got {len(items)}")
-        return items
-
-    def number(self, low: float | None = None, high: float | None = None) -> float:
-        value = self.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(f"expected a number, got {_kind(value)}")
-        value = float(value)
-        if not math.isfinite(value):
-            self.fail("expected a finite number")
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(f"{value} is out of range [{low}, {high if high is not None else 'inf'}]")
-        return value
-
-    def integer(self, low: int | None = None, high: int | None = None, what: str = "value") -> int:
-        value = self.value
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"expected an integer, got {_kind(value)}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(f"{what} {value} is out of range [{low}, {high}]")
-        return value
-
-    def string(self) -> str:
-        if not isinstance(self.value, str):
-            self.fail(f"expected a string, got {_kind(self.value)}")
-        return self.value
-
-    def choice(self, options: tuple[str, ...]) -> str:
-        value = self.string()
-        if value not in options:
-            self.fail(f"{value!r} is not one of {', '.join(options)}")
-        return value
-
-    def vec3(self, low: float | None = None, high: float | None = None):
-        return tuple(item.number(low, high) for item in self.list_of(3))
-
-    def vec2(self):
-        return tuple(item.number() for item in self.list_of(2))
-
-    def boolean(self) -> bool:
-        if not isinstance(self.value, bool):
-            self.fail(f"expected true or false, got {_kind(self.value)}")
-        return self.value
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number")
-
-
-def _sub(a, b):
-    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
-
-
-def _cross(a, b):
-    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
-
-
-def _length(a) -> float:
-    return math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
-
-
-def _matmul(a: Matrix, b: Matrix) -> Matrix:
-    return tuple(tuple(sum(a[i][k] * b[k][j] for k in range(4)) for j in range(4)) for i in range(4))
-
-
-def _det3(m: Matrix) -> float:
-    return (
-        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-    )
-
-
-def _is_similarity(m: Matrix) -> bool:
-    """True if the linear part is a rotation times a uniform scale (spheres stay spheres)."""
-    columns = [(m[0][j], m[1][j], m[2][j]) for j in range(3)]
-    lengths = [_length(c) for c in columns]
-    scale = lengths[0]
-    if scale == 0.0 or any(abs(length - scale) > 1e-6 * scale for length in lengths):
-        return False
-    for i in range(3):
-        for j in range(i + 1, 3):
-            dot = sum(columns[i][k] * columns[j][k] for k in range(3))
-            if abs(dot) > 1e-6 * scale * scale:
-                return False
-    return True
-
-
-def _is_rotation(m: Matrix) -> bool:
-    return _is_similarity(m) and abs(_det3(m) - 1.0) < 1e-6 and all(m[i][3] == 0.0 for i in range(3))
-
-
-def _scaling(s) -> Matrix:
-    return ((s[0], 0.0, 0.0, 0.0), (0.0, s[1], 0.0, 0.0), (0.0, 0.0, s[2], 0.0), (0.0, 0.0, 0.0, 1.0))
-
-
-def _translation(t) -> Matrix:
-    return ((1.0, 0.0, 0.0, t[0]), (0.0, 1.0, 0.0, t[1]), (0.0, 0.0, 1.0, t[2]), (0.0, 0.0, 0.0, 1.0))
-
-
-def _rotation(axis, degrees: float) -> Matrix:
-    """Right-handed rotation by `degrees` about `axis` (counter-clockwise looking down the axis)."""
-    n = _length(axis)
-    x, y, z = (a / n for a in axis)
-    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    t = 1.0 - c
-    return (
-        (t * x * x + c, t * x * y - s * z, t * x * z + s * y, 0.0),
-        (t * x * y + s * z, t * y * y + c, t * y * z - s * x, 0.0),
-        (t * x * z - s * y, t * y * z + s * x, t * z * z + c, 0.0),
-        (0.0, 0.0, 0.0, 1.0),
-    )

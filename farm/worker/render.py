@@ -19,9 +19,10 @@ import numpy as np
 from farm import defaults
 from farm.exceptions import KernelBuildError
 from farm.worker.device import Device
-from farm.scene.pack import (
-    FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK, PackedScene,
+from farm.scene.layout import (
+    FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
+from farm.scene.pack import PackedScene
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,107 @@
+"""Reading the files a scene names (meshes, images) through an asset source: the scene's
+folder on the client, Redis on a worker."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from farm import defaults
+from farm.exceptions import SceneError
+from farm.scene import images
+from farm.scene.mesh import TriangleMesh, cube, load_binary, load_obj, rectangle
+from farm.scene.model import Box, ImageTexture, Mesh, Rectangle, Scene, Sphere
+
+
+class NoAssets:
+    """For scenes that name no files."""
+
+    def read(self, name: str) -> bytes:
+        raise SceneError(f"{name}: no asset source to read it from")
+
+
+class ReadOnce:
+    """An asset source read (fetched, verified) once per file while one scene is packed:
+    a glTF's buffer serves every primitive and image in it."""
+
+    def __init__(self, assets):
+        self.assets = assets
+        self.files: dict[str, bytes] = {}
+
+    def read(self, name: str) -> bytes:
+        if name not in self.files:
+            self.files[name] = self.assets.read(name)
+        return self.files[name]
+
+
+def read_image(assets, name: str, byte_range: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """An image file, or an image stored at `byte_range` (offset, length) inside one."""
+    data = assets.read(name)
+    if byte_range is None:
+        return images.decode(name, data)
+    offset, length = byte_range
+    if offset + length > len(data):
+        raise SceneError(f"{name}: image bytes {offset}..{offset + length} lie outside the file's {len(data)}")
+    return images.decode(f"{name}[{offset}:{offset + length}]", data[offset:offset + length], sniff=True)
+
+
+def read_mesh(assets, shape: Mesh) -> TriangleMesh:
+    """The triangles of a mesh shape that names a file: OBJ, or binary (glTF) accessors."""
+    data = assets.read(shape.file)
+    if shape.binary:
+        return load_binary(shape.file, data, shape.layout())
+    return load_obj(shape.file, data)
+
+
+def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[TriangleMesh | None]:
+    """Every shape's triangles in object space (None for a sphere), in the scene's order.
+    A file's mesh is decoded once however many shapes use it (glTF instances); more than
+    MAX_TRIANGLES in all is refused. `timings["load"]` gets the seconds spent on files."""
+    meshes: list[TriangleMesh | None] = []
+    loaded: dict[tuple, TriangleMesh] = {}
+    triangle_count = 0
+    for shape in scene.shapes:
+        if isinstance(shape, Sphere):
+            meshes.append(None)
+            continue
+        if isinstance(shape, Rectangle):
+            mesh = rectangle()
+        elif isinstance(shape, Box):
+            mesh = cube()
+        elif isinstance(shape, Mesh) and shape.file:
+            t = time.perf_counter()
+            key = (shape.file, shape.binary)
+            if key not in loaded:
+                loaded[key] = read_mesh(assets, shape)
+            mesh = loaded[key]
+            if timings is not None:
+                timings["load"] = timings.get("load", 0.0) + time.perf_counter() - t
+        elif isinstance(shape, Mesh):
+            mesh = TriangleMesh(
+                np.array(shape.vertices, np.float64),
+                np.array(shape.triangles, np.int64),
+                np.array(shape.normals, np.float64) if shape.normals else None,
+                np.array(shape.uvs, np.float64) if shape.uvs else None,
+            )
+        else:  # pragma: no cover - the parser only makes the shapes above
+            raise TypeError(f"cannot pack {type(shape).__name__}")
+        triangle_count += len(mesh.faces)
+        if triangle_count > defaults.MAX_TRIANGLES:
+            raise SceneError(f"the scene has more than {defaults.MAX_TRIANGLES} triangles (FARM_MAX_TRIANGLES)")
+        meshes.append(mesh)
+    return meshes
+
+
+def check_files(scene: Scene, assets) -> None:
+    """Read every mesh and image the scene names, as packing would, so that a broken file
+    (or a scene over the triangle limit) is reported by the client before any worker is
+    asked to render with it."""
+    assets = ReadOnce(assets)
+    shape_meshes(scene, assets)
+    for texture in scene.textures.values():
+        if isinstance(texture, ImageTexture):
+            read_image(assets, texture.file, texture.range)
+    environment = scene.environment
+    if environment is not None and environment.file:
+        read_image(assets, environment.file)

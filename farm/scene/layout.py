@@ -1,0 +1,78 @@
+"""The numpy dtypes that mirror the structs of kernels/types.h, and the enumerations
+they share with the kernel. Every field is a float4, int4, float8 or int8 (or a struct of
+them), so both sides agree on the layout; render.py checks every field's offset against
+the compiled kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+F4, I4 = ("<f4", 4), ("<i4", 4)
+# A wide BVH node: its children's boxes as eight lanes per coordinate, tested at once.
+F8, I8 = ("<f4", 8), ("<i4", 8)
+NODE = np.dtype(
+    [("lower_x", *F8), ("lower_y", *F8), ("lower_z", *F8), ("upper_x", *F8), ("upper_y", *F8), ("upper_z", *F8),
+     ("child", *I8), ("count", *I8)]
+)
+# Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
+# signed distance (in units of its dominant normal component); three dot products a test.
+TRIANGLE = np.dtype([("b1", *F4), ("b2", *F4), ("plane", *F4)])
+# Up to four primitives of a leaf, each row of a triangle's Baldwin-Weber form as one lane
+# per coordinate, so one ray meets four triangles in a few vector instructions.
+TRIANGLE_PACK = np.dtype(
+    [(f"{row}_{axis}", *F4) for row in ("b1", "b2", "plane") for axis in "xyzw"] + [("prim", *I4)]
+)
+PACK_WIDTH = 4
+TRIANGLE_DATA = np.dtype([("n", *F4), ("uv01", *F4), ("uv2", *F4), ("info", *I4)])
+SHADING_NORMALS = np.dtype([("n0", *F4), ("n1", *F4), ("n2", *F4)])
+SPHERE = np.dtype([("center_radius", *F4), ("row0", *F4), ("row1", *F4), ("row2", *F4), ("info", *I4)])
+PARAM = np.dtype([("value", *F4), ("texture", *I4)])
+MATERIAL = np.dtype(
+    [
+        ("kind", *I4),
+        ("reflectance", PARAM),
+        ("roughness", PARAM),
+        ("specular", PARAM),
+        ("transmittance", PARAM),
+        ("emission", PARAM),
+        ("eta", *F4),
+        ("k", *F4),
+        ("ior", *F4),
+    ]
+)
+TEXTURE = np.dtype([("info", *I4), ("mode", *I4), ("transform", *F4), ("color0", *F4), ("color1", *F4)])
+LIGHT = np.dtype(
+    [
+        ("info", *I4), ("pick", *F4), ("position", *F4), ("direction", *F4), ("intensity", *F4), ("spot", *F4),
+        ("corner", *F4), ("edge1", *F4), ("edge2", *F4),
+    ]
+)
+FRAME = np.dtype(
+    [
+        ("origin", *F4),
+        ("forward", *F4),
+        ("right", *F4),
+        ("up", *F4),
+        ("lens_u", *F4),
+        ("lens_v", *F4),
+        ("env_radiance", *F4),
+        ("env_row0", *F4),
+        ("env_row1", *F4),
+        ("env_row2", *F4),
+        ("size", *I4),
+        ("counts", *I4),
+        ("options", *I4),
+        ("env", *I4),
+    ]
+)
+
+# Enumerations shared with kernels/types.h.
+MATERIAL_KINDS = {"diffuse": 0, "conductor": 1, "dielectric": 2, "plastic": 3}
+TEXTURE_IMAGE, TEXTURE_CHECKERBOARD = 0, 1
+WRAP_MODES = {"repeat": 0, "mirror": 1, "clamp": 2}
+LIGHT_TRIANGLE, LIGHT_SPHERE, LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_ENVIRONMENT = range(6)
+SAMPLER_KINDS = {"independent": 0, "sobol": 1}
+STRATEGY_KINDS = {"mis": 0, "light": 1, "bsdf": 2}
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+STACK_SIZE = 128  # entries of the kernel's traversal stack: STACK_SIZE in kernels/trace.h

@@ -1,0 +1,132 @@
+"""The light table and its sampling weights, and the environment map's distribution."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from farm.scene.layout import (
+    LIGHT, LIGHT_ENVIRONMENT, LIGHT_POINT, LIGHT_SPHERE, LIGHT_SPOT, LIGHT_SUN, LIGHT_TRIANGLE, LUMINANCE,
+)
+from farm.scene.model import PointLight, SpotLight, SunLight
+from farm.scene.textures import TextureTable
+
+
+def environment_distribution(pixels: np.ndarray):
+    """Piecewise-constant importance for an equirectangular map: luminance times the sine of
+    each row's polar angle (rows near the poles cover less solid angle).
+
+    Returns the marginal CDF over rows (H + 1), the conditional CDFs over columns per row
+    (H x (W + 1)), the density per texel relative to uniform in (u, v) (H x W), and the
+    map's mean radiance over the sphere (for the light's power)."""
+    height, width = pixels.shape[:2]
+    rgb = pixels[:, :, :3] if pixels.shape[2] >= 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
+    sin_theta = np.sin(np.pi * (np.arange(height) + 0.5) / height)
+    texel_luminance = np.maximum(rgb.astype(np.float64) @ LUMINANCE, 0.0)
+    # Cell (i, j) of the distribution spans v in [i, i+1] / height and u in [j, j+1] / width;
+    # the lookup (kernels/light.h) puts row r at v = r / (height - 1) and column c at
+    # u = (c + 0.5) / width, so a cell sees rows floor(i (h-1)/h) .. ceil((i+1) (h-1)/h) and
+    # columns j - 1 .. j + 1. Taking their maximum keeps bright texels from being undersampled.
+    first = np.floor(np.arange(height) * (height - 1) / height).astype(int)
+    last = np.ceil((np.arange(height) + 1) * (height - 1) / height).astype(int)
+    rows = texel_luminance[first]
+    for step in (1, 2):  # a cell spans less than one row: at most three rows touch it
+        touched = np.minimum(first + step, height - 1)
+        rows = np.where((first + step <= last)[:, None], np.maximum(rows, texel_luminance[touched]), rows)
+    luminance = np.maximum(np.maximum(rows, np.roll(rows, 1, axis=1)), np.roll(rows, -1, axis=1))
+    # A small floor keeps every direction reachable, so light sampling alone is unbiased.
+    weight = (luminance + 1e-3 * max(luminance.mean(), 1e-12)) * sin_theta[:, None]
+    row_sums = weight.sum(axis=1)
+    conditional = np.zeros((height, width + 1))
+    conditional[:, 1:] = np.cumsum(weight, axis=1) / row_sums[:, None]
+    conditional[:, -1] = 1.0
+    marginal = np.zeros(height + 1)
+    marginal[1:] = np.cumsum(row_sums) / row_sums.sum()
+    marginal[-1] = 1.0
+    density = weight / weight.mean()
+    mean = (rgb.astype(np.float64) * sin_theta[:, None, None]).sum(axis=(0, 1)) / (sin_theta.sum() * width)
+    return (
+        marginal.astype(np.float32),
+        conditional.astype(np.float32).ravel(),
+        density.astype(np.float32).ravel(),
+        mean,
+    )
+
+
+def emission_mean(material_entry, textures: TextureTable) -> np.ndarray:
+    param = material_entry["emission"]
+    index = int(param["texture"][0])
+    value = np.array(param["value"][:3], np.float64)
+    return textures.means[index] * value if index >= 0 else value
+
+
+def light_table(scene, materials, textures, triangle_data, corners, spheres, scene_radius, env_mean) -> np.ndarray:
+    """Every light with its probability of being chosen, in proportion to its power."""
+    emitted = np.array([emission_mean(m, textures) @ LUMINANCE for m in materials])
+    entries = []  # (entry, power)
+    tri_material = triangle_data["info"][:, 0]
+    tri_area = triangle_data["n"][:, 3].astype(np.float64)
+    emissive_tris = np.flatnonzero(emitted[tri_material] > 0) if len(corners) else np.zeros(0, int)
+    light = np.zeros(len(emissive_tris), LIGHT)
+    light["info"][:, 0] = LIGHT_TRIANGLE
+    light["info"][:, 1] = emissive_tris
+    light["pick"][:, 2] = tri_area[emissive_tris]
+    lit = corners[emissive_tris]
+    light["corner"][:, :3] = lit[:, 0]
+    light["edge1"][:, :3] = lit[:, 1] - lit[:, 0]
+    light["edge2"][:, :3] = lit[:, 2] - lit[:, 0]
+    tri_power = math.pi * emitted[tri_material[emissive_tris]] * tri_area[emissive_tris]
+    blocks, powers = [light], [tri_power]
+    for i, sphere in enumerate(spheres):
+        radiance = emitted[sphere["info"][0]]
+        if radiance > 0:
+            area = 4.0 * math.pi * float(sphere["center_radius"][3]) ** 2
+            entry = np.zeros(1, LIGHT)
+            entry["info"][0, :2] = (LIGHT_SPHERE, i)
+            entry["pick"][0, 2] = area
+            entries.append((entry, math.pi * radiance * area))
+    for source in scene.lights:
+        entry = np.zeros(1, LIGHT)
+        if isinstance(source, PointLight):
+            entry["info"][0, 0] = LIGHT_POINT
+            entry["position"][0, :3] = source.position
+            entry["intensity"][0, :3] = source.intensity
+            power = 4.0 * math.pi * (np.array(source.intensity) @ LUMINANCE)
+        elif isinstance(source, SpotLight):
+            direction = np.array(source.direction, np.float64)
+            cutoff, beam = math.radians(source.cutoff_angle), math.radians(source.beam_width)
+            entry["info"][0, 0] = LIGHT_SPOT
+            entry["position"][0, :3] = source.position
+            entry["direction"][0, :3] = direction / np.linalg.norm(direction)
+            entry["intensity"][0, :3] = source.intensity
+            transition = 1.0 / (cutoff - beam) if cutoff > beam else 0.0
+            entry["spot"][0] = (math.cos(cutoff), math.cos(beam), cutoff, transition)
+            power = 2.0 * math.pi * (1.0 - math.cos((cutoff + beam) / 2.0)) * (np.array(source.intensity) @ LUMINANCE)
+        elif isinstance(source, SunLight):
+            direction = np.array(source.direction, np.float64)
+            entry["info"][0, 0] = LIGHT_SUN
+            entry["direction"][0, :3] = direction / np.linalg.norm(direction)
+            entry["intensity"][0, :3] = source.irradiance
+            power = math.pi * scene_radius**2 * (np.array(source.irradiance) @ LUMINANCE)
+        else:
+            entry["info"][0, 0] = LIGHT_ENVIRONMENT  # its radiance is the frame's (env_radiance)
+            power = math.pi**2 * scene_radius**2 * float(env_mean @ LUMINANCE)
+        entries.append((entry, power))
+    blocks += [e for e, _ in entries]
+    powers += [np.array([p for _, p in entries], np.float64)]
+    lights = np.concatenate(blocks)
+    power = np.concatenate(powers)
+    positive = power > 0
+    lights, power = lights[positive], power[positive]
+    if len(lights):
+        pmf = power / power.sum()
+        cdf = np.cumsum(pmf)
+        cdf[-1] = 1.0
+        lights["pick"][:, 0] = pmf
+        lights["pick"][:, 1] = cdf
+        for j in np.flatnonzero(lights["info"][:, 0] == LIGHT_TRIANGLE):
+            triangle_data["info"][lights["info"][j, 1], 1] = j
+        for j in np.flatnonzero(lights["info"][:, 0] == LIGHT_SPHERE):
+            spheres["info"][lights["info"][j, 1], 1] = j
+    return lights
