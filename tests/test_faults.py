@@ -224,7 +224,6 @@ def test_bucket_slower_than_the_visibility_timeout(make_farm, frame, tmp_path):
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     job = farm.job()
     assert job.attempts()[4] >= 2, "the slow bucket was delivered again"
-    assert "Restoring" in farm.log(0) + farm.log(1) or job.attempts()[4] >= 2
 
 
 def test_poison_bucket_fails_the_job_instead_of_looping(make_farm, frame, tmp_path):

@@ -22,6 +22,7 @@ from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import Job, JobState
 from farm.protocol.leases import Lease
 from farm.protocol.queue import BucketQueue
+from farm.protocol.retry import Action, RetryPolicy
 from farm.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class JobRun:
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
     _last_progress: float = field(default_factory=time.monotonic)
@@ -220,6 +222,7 @@ class JobRun:
                 self._waiting_since[index] = clock
         if lost:
             self._report_lost(lost, resend, workers)
+            self._give_up_on_poison(lost)
         vanished = sorted(set(resend) - lost_buckets)
         if vanished:
             self._notice(
@@ -230,6 +233,15 @@ class JobRun:
             self._resend(resend)
         elif not waiting and not scan.queued:
             self._copy_stragglers(live, now, workers)
+
+    def _give_up_on_poison(self, lost: list[Lease]) -> None:
+        """Ask the retry policy about each bucket whose delivery was lost: one that has gone
+        wrong too often fails the job here, rather than on the next worker it would kill."""
+        for lease in sorted(lost, key=lambda lease: lease.bucket):
+            decision = self.policy.on_lost(self.job.view(lease.bucket))
+            if decision.action is Action.GIVE_UP:
+                self.job.fail(lease.bucket, lease.worker, decision.reason)
+                raise JobError(self.job.error)
 
     def _report_lost(self, lost: list[Lease], resend: list[int], alive: dict) -> None:
         self.lost_deliveries += len(lost)

@@ -35,6 +35,7 @@ from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import BucketView, Job
 from farm.protocol.leases import Lease
 from farm.protocol.queue import BucketQueue
+from farm.protocol.retry import Action, RetryPolicy
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
@@ -50,10 +51,6 @@ faults = importlib.import_module("farm.tools.faults") if os.environ.get("FARM_FA
 
 # Scenes kept uploaded per process: the current job's, and the previous one's for overlap.
 SCENES_KEPT = 2
-
-# A worker that failed a bucket passes that bucket on (when another worker is alive)
-# rather than fail it again itself, at most this many times per bucket.
-PASS_ON_LIMIT = 10
 
 
 class WorkerState:
@@ -73,6 +70,7 @@ class WorkerState:
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
         self.cache: AssetCache | None = None  # opened with the first scene that names files
         self.lease_keeper = LeaseKeeper()
+        self.policy = RetryPolicy()
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
@@ -120,7 +118,17 @@ class WorkerState:
             return False
         if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
             raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
-        if self._poisoned(job, index, hostname, seen) or self._pass_on(task, job, index, hostname, seen):
+        seen = self._reap_lost(job, index, seen)
+        decision = self.policy.on_delivery(
+            seen, hostname, others_idle=lambda: self._others_idle(hostname), passes=lambda: job.count(f"passed:{index}"),
+        )
+        if decision.action is Action.GIVE_UP:
+            job.fail(index, hostname, decision.reason)
+            log.error("job %s failed: %s", job_id[:8], job.error)
+            return False
+        if decision.action is Action.PASS_ON:
+            BucketQueue(self.redis, task.app).send(job.job_id, [index])
+            log.info("job %s bucket %d: failed here before, passed on to an idle worker", job_id[:8], index)
             return False
 
         def beat(busy: bool):
@@ -140,11 +148,6 @@ class WorkerState:
             first = job.store_tile(header, tile, release=lease, also=beat(False))
             released = True
         except Reject:
-            raise
-        except AssetError as exc:  # gone or corrupt in Redis: no worker could do better
-            log.error("job %s bucket %d: %s", job_id[:8], index, exc)
-            job.record_failure(index, hostname, str(exc))
-            job.fail(index, hostname, str(exc))
             raise
         except Exception as exc:  # counted, sent again or failing the job; Flower shows it failed
             self._failed(task, job, index, hostname, exc)
@@ -194,32 +197,22 @@ class WorkerState:
         log.info("job %s bucket %d: stopped, %s", job.job_id[:8], index, why)
         return False
 
-    def _poisoned(self, job: Job, index: int, hostname: str, seen: BucketView | None = None) -> bool:
-        """Fail the job if this bucket already failed or killed its worker MAX_FAILURES times.
-        `seen` is the bucket's record as just read; without it, it is read now."""
-        seen = seen or job.view(index)
+    def _reap_lost(self, job: Job, index: int, seen: BucketView) -> BucketView:
+        """Remove the bucket's leases whose delivery died (counting each crash once, whoever
+        finds it first), tell the client, and return the record as it now stands."""
         lost = 0
         for lease in seen.leases:
             if lease.bucket == index and (lease.until < seen.now or self._died_here(lease)) and job.remove_lost(lease):
                 lost += 1
                 job.push(TileEvent(index, lease.worker, EventKind.LOST, f"render process {lease.pid} of worker "
                                                                 f"{lease.worker} died: bucket {index} rendering again"))
-        if lost:  # counted here or by another worker meanwhile: read the counts again
-            seen = job.view(index)
-        crashes, failures = seen.crashes, seen.failures
-        if crashes + failures < defaults.MAX_FAILURES:
-            return False
-        parts = []
-        if failures:
-            parts.append(f"raised {failures} time{'s' if failures > 1 else ''}, last: {seen.last_error}")
-        if crashes:
-            parts.append(f"killed its render process {crashes} time{'s' if crashes > 1 else ''}")
-        job.fail(index, hostname, f"{crashes + failures} attempts went wrong ({'; '.join(parts)})")
-        log.error("job %s failed: %s", job.job_id[:8], job.error)
-        return True
+        return job.view(index) if lost else seen
 
     def _died_here(self, lease: Lease) -> bool:
-        """Whether a lease belongs to a render process on this machine that no longer exists."""
+        """Whether a lease belongs to a render process on this machine that no longer runs.
+        A process that exited but is not yet reaped by its parent (a zombie) counts as
+        dead: Celery sends its bucket again as soon as it sees the process go, which may be
+        before it reaps it."""
         if lease.host != self.host or lease.pid == self.pid:
             return False
         try:
@@ -227,36 +220,37 @@ class WorkerState:
         except ProcessLookupError:
             return True
         except PermissionError:
-            pass
-        return False
+            return False
+        try:
+            with open(f"/proc/{lease.pid}/stat", "rb") as stat:
+                return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except (OSError, IndexError):  # no /proc (not Linux), or gone meanwhile
+            return False
 
-    def _pass_on(self, task, job: Job, index: int, hostname: str, seen: BucketView) -> bool:
-        """A bucket this worker failed before goes to another healthy worker if there is one."""
-        if hostname not in seen.last_error or job.count(f"passed:{index}") > PASS_ON_LIMIT:
-            return False
-        others = [w for w in registry.workers(self.redis).values() if w.hostname != hostname and not w.bad]
-        if not others:
-            return False
-        time.sleep(0.2)  # let another worker be the one to take it
-        BucketQueue(self.redis, task.app).send(job.job_id, [index])
-        log.info("job %s bucket %d: failed here before, passed on", job.job_id[:8], index)
-        return True
+    def _others_idle(self, hostname: str) -> bool:
+        """Whether another healthy worker waits for a bucket now."""
+        return any(w.hostname != hostname and not w.bad and not w.busy for w in registry.workers(self.redis).values())
 
     def _failed(self, task, job: Job, index: int, hostname: str, exc: Exception) -> None:
-        """Count the failure; send the bucket again unless it has failed too often; call
-        this worker bad after BAD_WORKER_FAILURES failures in a row."""
+        """Count the failure and carry out the policy's decision: send the bucket again, or
+        fail the job; call this worker bad after too many failures in a row."""
         reason = str(exc) if isinstance(exc, FarmError) else f"{type(exc).__name__}: {exc}"
         log.error("job %s bucket %d failed: %s", job.job_id[:8], index, reason)
         try:
-            failures = job.record_failure(index, hostname, reason)
-            if failures + job.view(index).crashes >= defaults.MAX_FAILURES:
-                self._poisoned(job, index, hostname)
+            job.record_failure(index, hostname, reason)
+            seen = job.view(index)
+            decision = self.policy.on_failure(seen, exc)
+            if decision.action is Action.GIVE_UP:
+                job.fail(index, hostname, decision.reason)
+                log.error("job %s failed: %s", job.job_id[:8], job.error)
             else:
-                job.push(TileEvent(index, hostname, EventKind.ERROR, f"{reason} (failure {failures} of "
-                                                            f"{defaults.MAX_FAILURES}); sent again"))
+                job.push(TileEvent(index, hostname, EventKind.ERROR, f"{reason} (failure {seen.failures} of "
+                                                                     f"{self.policy.max_failures}); sent again"))
                 BucketQueue(self.redis, task.app).send(job.job_id, [index])
+            if isinstance(exc, AssetError):  # the file's fault, not this worker's
+                return
             self.failed_in_a_row += 1
-            if self.failed_in_a_row >= defaults.BAD_WORKER_FAILURES:
+            if self.policy.worker_is_bad(self.failed_in_a_row):
                 self._go_bad(task, job, index, hostname, reason)
         except Exception:  # the broker is gone too: the client's reconciliation takes over
             log.exception("job %s bucket %d: could not record the failure", job.job_id[:8], index)
