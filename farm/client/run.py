@@ -62,6 +62,11 @@ class JobRun:
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    # Seconds without a heartbeat before a delivery counts as lost (FARM_LEASE_TIMEOUT; the
+    # workers' own setting decides how often they renew).
+    lease_timeout: float = field(default_factory=lambda: defaults.LEASE_TIMEOUT)
+    # Copy a bucket running this many times the median bucket; 0: never (FARM_SPECULATE).
+    speculate: float = field(default_factory=lambda: defaults.SPECULATE)
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
     _last_progress: float = field(default_factory=time.monotonic)
@@ -217,7 +222,7 @@ class JobRun:
                 self._waiting_since.pop(index, None)
                 continue
             since = self._waiting_since.setdefault(index, clock)
-            if index in lost_buckets or clock - since >= defaults.LEASE_TIMEOUT:
+            if index in lost_buckets or clock - since >= self.lease_timeout:
                 resend.append(index)
                 self._waiting_since[index] = clock
         if lost:
@@ -227,7 +232,7 @@ class JobRun:
         if vanished:
             self._notice(
                 f"bucket{'s' if len(vanished) > 1 else ''} {_list(vanished)} had no message and no worker "
-                f"for {defaults.LEASE_TIMEOUT:.0f}s: sent again"
+                f"for {self.lease_timeout:.0f}s: sent again"
             )
         if resend:
             self._resend(resend)
@@ -253,7 +258,7 @@ class JobRun:
             moved = [i for i in buckets if i in resend]
             what = (
                 f"render process {', '.join(str(l.pid) for l in leases)} of worker {worker} died"
-                if worker in alive else f"worker {worker} lost (no heartbeat for {defaults.LEASE_TIMEOUT:.0f}s)"
+                if worker in alive else f"worker {worker} lost (no heartbeat for {self.lease_timeout:.0f}s)"
             )
             where = f"bucket{'s' if len(buckets) > 1 else ''} {_list(buckets)}"
             if moved:
@@ -263,13 +268,13 @@ class JobRun:
 
     def _copy_stragglers(self, live: dict[int, list[Lease]], now: float, workers: dict) -> None:
         """Nothing is queued: give the slowest running buckets a copy on an idle worker."""
-        if defaults.SPECULATE <= 0 or len(self.records) < 3:
+        if self.speculate <= 0 or len(self.records) < 3:
             return
         typical = statistics.median(record.seconds for record in self.records.values())
         running = {index: now - min(l.started for l in leases) for index, leases in live.items()}
         slow = [
             (elapsed, index) for index, elapsed in running.items()
-            if index not in self.copies and elapsed > defaults.SPECULATE * typical
+            if index not in self.copies and elapsed > self.speculate * typical
         ]
         if not slow:
             return

@@ -367,8 +367,8 @@ def _bench_stragglers(args) -> int:
         redis_client = connect(local.broker_url)
         for _ in range(args.repeat):
             for label, factor in (("without copies", 0.0), ("with copies", speculate)):
-                defaults.SPECULATE = factor
                 run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
+                run.speculate = factor
                 run.collect()
                 times[label].append(run.wall_seconds)
                 if factor:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from farm import defaults
 from farm.exceptions import FarmError
 
 
@@ -49,7 +48,6 @@ def run(args) -> int:
     from farm.worker.render import Renderer
 
     args.lease_timeout = max(4.0, args.lease_timeout)
-    defaults.LEASE_TIMEOUT = args.lease_timeout  # this process's client; the workers get it by environment
     scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, "
@@ -97,6 +95,7 @@ def _render(redis_client, app, scene, document, args, assets, chaos=None):
     from farm.client.run import start_job
 
     run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
+    run.lease_timeout = args.lease_timeout  # the workers get it by environment
     if chaos is not None:
         chaos.start(run)
     run.collect(on_notice=(lambda message: print(f"  [{run.wall_seconds:6.2f}s] {message}")) if chaos else None)
