@@ -74,6 +74,18 @@ def build_program(device: Device):
         options.append("-cl-fp32-correctly-rounded-divide-sqrt")
     options += device_defines(device)
     started = time.perf_counter()
+    program = _build(device, source, options, f"OpenCL program failed to build on {device.name}")
+    _check_struct_layout(device, options)
+    log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)
+    _programs[key] = program
+    return program
+
+
+def _build(device: Device, source: str, options: list[str], failure: str):
+    """The program of `source` built for `device`, or KernelBuildError(`failure`) carrying
+    the compiler's own messages."""
+    import pyopencl as cl
+
     program = cl.Program(device.context, source)
     try:
         with warnings.catch_warnings():
@@ -84,10 +96,7 @@ def build_program(device: Device):
             build_log = program.get_build_info(device.device, cl.program_build_info.LOG)
         except cl.Error:
             build_log = str(exc)
-        raise KernelBuildError(f"OpenCL program failed to build on {device.name}", str(build_log)) from None
-    _check_struct_layout(device, options)
-    log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)
-    _programs[key] = program
+        raise KernelBuildError(failure, str(build_log)) from None
     return program
 
 
@@ -125,18 +134,8 @@ def _check_struct_layout(device: Device, options: list[str]) -> None:
     import pyopencl as cl
 
     source, expected = struct_layout_source()
-    program = cl.Program(device.context, source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", cl.CompilerWarning)
-            program.build(options=options)
-    except cl.RuntimeError as exc:
-        try:
-            build_log = program.get_build_info(device.device, cl.program_build_info.LOG)
-        except cl.Error:
-            build_log = str(exc)
-        raise KernelBuildError(f"the host's structs do not match kernels/types.h on {device.name} "
-                               "(a field missing or renamed)", str(build_log)) from None
+    program = _build(device, source, options, f"the host's structs do not match kernels/types.h on {device.name} "
+                                              "(a field missing or renamed)")
     out = np.zeros(len(expected), np.int32)
     buffer = cl.Buffer(device.context, cl.mem_flags.WRITE_ONLY, out.nbytes)
     program.struct_layout(device.queue, (1,), None, buffer)
