@@ -202,10 +202,17 @@ class WorkerState:
         finds it first), tell the client, and return the record as it now stands."""
         lost = 0
         for lease in seen.leases:
-            if lease.bucket == index and (lease.until < seen.now or self._died_here(lease)) and job.remove_lost(lease):
+            if lease.bucket != index:
+                continue
+            if self._died_here(lease):
+                what = f"render process {lease.pid} of worker {lease.worker} died"
+            elif lease.until < seen.now:  # its worker stopped renewing: a whole worker (or host) is gone
+                what = f"worker {lease.worker} lost (no heartbeat for {defaults.LEASE_TIMEOUT:.0f}s)"
+            else:
+                continue
+            if job.remove_lost(lease):
                 lost += 1
-                job.push(TileEvent(index, lease.worker, EventKind.LOST, f"render process {lease.pid} of worker "
-                                                                f"{lease.worker} died: bucket {index} rendering again"))
+                job.push(TileEvent(index, lease.worker, EventKind.LOST, f"{what}: bucket {index} rendering again"))
         return job.view(index) if lost else seen
 
     def _died_here(self, lease: Lease) -> bool:
