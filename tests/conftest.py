@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CORNELL = ROOT / "scenes" / "cornell-box.json"
+from tests.files import CORNELL
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import urllib.request
 
 
 from farm.app import app
+from tests import commands
 
 
 def test_settings_that_keep_buckets_safe():
@@ -55,14 +56,13 @@ def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_pa
         env=env, stdout=open(tmp_path / "flower.log", "wb"), stderr=subprocess.STDOUT,
     )
     try:
+        def workers_seen() -> bool:  # by Flower's event consumer: it is subscribed
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/workers?json=1", timeout=2) as response:
+                names = {worker.get("hostname") for worker in json.load(response)["data"]}
+            return {worker.hostname for worker in farm.workers} <= names
+
+        commands.wait_for(workers_seen, 60, "Flower to see the workers' events", interval=0.3)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
-        time.sleep(1.0)  # let Flower's event consumer subscribe
         document = make_document(width=40, height=40, spp=2)
         run = farm.render(parse_scene(document), document, bucket_size=20)
         job_id = run.job.job_id

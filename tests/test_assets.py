@@ -19,7 +19,8 @@ from farm.scene.pack import pack
 from farm.worker.cache import AssetCache
 from farm.worker.render import Renderer
 
-from tests.conftest import ROOT
+from tests.files import ROOT
+from tests import commands
 
 
 @pytest.fixture
@@ -203,11 +204,7 @@ def test_submit_refuses_missing_files_by_name_or_renders_without_them(example, t
 
 
 def _submit(scene, out, *extra):
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "farm.client.cli", "submit", str(scene), "-o", str(out), "-q", "--workers", "1", *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=240)
+    return commands.run("submit", scene, "-o", out, "-q", "--workers", 1, *extra, timeout=240)
 
 
 def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, example):

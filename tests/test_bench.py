@@ -6,13 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from tests import commands
 
 
 def test_bench_prints_kernel_speed_and_farm_efficiency():
-    result = subprocess.run(
-        [sys.executable, "-m", "farm.client.cli", "bench", "--spp", "2", "--width", "48", "--repeat", "1", "--bucket-size", "16"],
-        capture_output=True, text=True, timeout=300,
-    )
+    result = commands.run("bench", "--spp", 2, "--width", 48, "--repeat", 1, "--bucket-size", 16, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"kernel: [\d.]+s per frame, [\d.]+ M samples/s", out), out
@@ -23,8 +21,7 @@ def test_bench_prints_kernel_speed_and_farm_efficiency():
 
 
 def _bench(*args, env=None) -> str:
-    result = subprocess.run([sys.executable, "-m", "farm.client.cli", "bench", *args], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = commands.run("bench", *args, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

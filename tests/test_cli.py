@@ -7,25 +7,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 from farm.client.film import read_exr
-
-SUBMIT = [sys.executable, "-m", "farm.client.cli", "submit"]
+from tests import commands
 
 
 def submit(*args, env=None, timeout=120):
-    started = time.monotonic()
-    result = subprocess.run(
-        [*SUBMIT, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-    result.seconds = time.monotonic() - started
-    return result
+    return commands.run("submit", *args, env=env, timeout=timeout)
 
 
 def assert_one_line_error(result, expected: str):
@@ -60,7 +52,7 @@ def test_bad_scene_is_one_line_and_exit_2(cornell_document, write_scene, tmp_pat
 
 
 def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
-    from tests.conftest import CORNELL
+    from tests.files import CORNELL
 
     result = submit(CORNELL, "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0")
     assert_one_line_error(result, "cannot reach broker redis://127.0.0.1:1/0")
@@ -74,7 +66,7 @@ def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
     (["-o", "out.png", "--broker", "amqp:/nonsense"], "invalid broker URL"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
-    from tests.conftest import CORNELL
+    from tests.files import CORNELL
 
     os.chdir(tmp_path)
     assert_one_line_error(submit(CORNELL, *args), message)
@@ -121,16 +113,12 @@ def test_embedded_farm_renders_and_leaves_nothing_behind(make_document, write_sc
     workers = {b["worker"].split("@")[0] for b in report["buckets"]}
     assert workers == {"local1", "local2"}
     assert "local1@" in result.stdout and "local2@" in result.stdout
-    time.sleep(0.5)
-    assert _farm_processes("--hostname local") == []
+    commands.wait_for(lambda: _farm_processes("--hostname local") == [], 10, "the local workers to end")
 
 
 def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, write_scene, tmp_path):
     scene_path = write_scene(make_document(width=128, height=128, spp=512))
-    process = subprocess.Popen(
-        [*SUBMIT, str(scene_path), "-o", str(tmp_path / "out.png"), "--workers", "1", "--bucket-size", "16"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = commands.start("submit", scene_path, "-o", tmp_path / "out.png", "--workers", 1, "--bucket-size", 16)
     deadline = time.monotonic() + 120
     progress = ""
     while time.monotonic() < deadline:  # wait for some buckets to finish
@@ -142,8 +130,7 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, writ
     assert process.returncode == 130, progress + stderr
     assert "submit: interrupted" in stderr and "Traceback" not in stderr
     assert (tmp_path / "out.partial.png").exists() and not (tmp_path / "out.png").exists()
-    time.sleep(0.5)
-    assert _farm_processes("--hostname local") == []
+    commands.wait_for(lambda: _farm_processes("--hostname local") == [], 10, "the local workers to end")
 
 
 def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_document, write_scene, tmp_path):
@@ -154,12 +141,9 @@ def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_docum
     worker = WorkerProcess("doomed", redis_server.url, tmp_path).start()
     try:
         scene_path = write_scene(make_document(width=128, height=128, spp=256))
-        process = subprocess.Popen(
-            [*SUBMIT, str(scene_path), "-o", str(tmp_path / "out.png"), "--bucket-size", "16",
-             "--broker", redis_server.url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "FARM_BROKER_RETRY": "3"},  # give up 3s after the broker went away
-        )
+        process = commands.start("submit", scene_path, "-o", tmp_path / "out.png", "--bucket-size", 16,
+                                 "--broker", redis_server.url,
+                                 env={"FARM_BROKER_RETRY": "3"})  # give up 3s after the broker went away
         progress, deadline = "", time.monotonic() + 120
         while time.monotonic() < deadline and _buckets_done(progress) < 2:
             progress += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
@@ -184,7 +168,7 @@ def test_bad_scene_files_are_one_line_before_any_worker_starts(tmp_path, damage,
     """Files are checked by the client: the unreachable broker is never even tried."""
     import shutil
 
-    from tests.conftest import ROOT
+    from tests.files import ROOT
 
     shutil.copytree(ROOT / "scenes" / "assets", tmp_path / "assets")
     shutil.copy(ROOT / "scenes" / "textured-mesh.json", tmp_path / "scene.json")

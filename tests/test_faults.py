@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,8 @@ from farm.client.film import read_exr
 from farm.client.local import LocalFarm
 from farm.protocol import registry
 from farm.protocol.jobs import Job
+from tests import commands
+from tests.commands import finish
 
 LEASE_TIMEOUT = 4.0  # the least farm allows
 BUCKETS = 9  # a 48x48 frame in 16px buckets
@@ -67,23 +68,10 @@ class FaultFarm:
         self.local.close()
 
     def wait_for(self, condition, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                value = condition()
-            except Exception:  # Redis may be restarting
-                value = None
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        return commands.wait_for(condition, timeout, what)
 
     def farm(self, *args, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "farm.client.cli", *map(str, args), "--broker", self.url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, **CLIENT_ENV, **(env or {})},
-        )
+        return commands.start(*args, "--broker", self.url, env={**CLIENT_ENV, **(env or {})})
 
     def submit(self, scene: Path, output: Path, env: dict | None = None) -> subprocess.Popen:
         return self.farm("submit", scene, "-o", output, "--bucket-size", 16, "-q",
@@ -120,11 +108,6 @@ def make_farm(tmp_path):
     yield make
     for farm in farms:
         farm.close()
-
-
-def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
 
 
 def assert_exact_frame(output: Path, reference: np.ndarray, returncode: int, stderr: str) -> dict:

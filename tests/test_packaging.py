@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.files import ROOT
 
 # Every OpenCL source of the checkout: an #include the wheel lacks fails only at build time.
 KERNEL_FILES = {p.name for p in (ROOT / "kernels").iterdir() if p.suffix in (".cl", ".h")}

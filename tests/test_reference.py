@@ -19,7 +19,7 @@ from farm.scene.load import load_scene
 from farm.scene.pack import pack
 from farm.worker.render import Renderer
 
-from tests.conftest import ROOT
+from tests.files import ROOT
 
 mitsuba_renderer = pytest.importorskip("farm.scene.mitsuba")
 pytest.importorskip("mitsuba")

@@ -90,7 +90,7 @@ def test_bucket_outside_the_frame_is_refused(cornell):
 def test_every_bundled_scene_renders_finite_non_negative_pixels(device, name):
     from farm.protocol.assets import FolderAssets
     from farm.scene.load import load_scene
-    from tests.conftest import ROOT
+    from tests.files import ROOT
 
     path = ROOT / "scenes" / f"{name}.json"
     scene, document = load_scene(path, spp=4)

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pickle
-import time
 import uuid
 import zlib
 
@@ -24,7 +23,8 @@ from farm.scene.images import decode
 from farm.scene.load import load_scene
 from farm.scene.mesh import load_obj
 
-from tests.conftest import CORNELL
+from tests.files import CORNELL
+from tests import commands
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -75,14 +75,9 @@ def test_too_many_triangles_are_refused_before_parsing(monkeypatch, make_documen
 
 
 def test_a_frame_too_large_or_in_too_many_buckets_is_refused(make_document, write_scene, tmp_path):
-    import subprocess
-    import sys
-
     path = write_scene(make_document(width=16384, height=16384))
-    result = subprocess.run(
-        [sys.executable, "-m", "farm.client.cli", "submit", str(path), "-o", str(tmp_path / "o.png"), "--bucket-size", "8",
-         "--broker", "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=60,
-    )
+    result = commands.run("submit", path, "-o", tmp_path / "o.png", "--bucket-size", 8, "--broker", "redis://127.0.0.1:1/0",
+                          timeout=60)
     assert result.returncode == 2 and not (tmp_path / "o.png").exists()
     assert result.stderr.strip().splitlines() == [
         "submit: error: 16384x16384 in 8 px buckets is 4194304 buckets, over the limit of 200000 "
@@ -136,14 +131,13 @@ def test_a_pickled_message_runs_nothing(farm, tmp_path, make_document):
                      "root_id": None, "parent_id": None, "group": None, "argsrepr": "", "kwargsrepr": "",
                      "origin": "attacker", "retries": 0},
         )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and farm.redis.llen(defaults.QUEUE):
-        time.sleep(0.2)
-    time.sleep(1.0)
+    def logs() -> str:
+        return "".join(worker.log_path.read_text(errors="replace") for worker in farm.workers)
+
+    commands.wait_for(lambda: "Refusing to deserialize untrusted content of type pickle" in logs(), 30,
+                      "a worker to refuse the pickled message")
     assert farm.redis.llen(defaults.QUEUE) == 0  # taken off the queue...
     assert not marker.exists()  # ...and nothing in it ran
-    logs = "".join(worker.log_path.read_text(errors="replace") for worker in farm.workers)
-    assert "Refusing to deserialize untrusted content of type pickle" in logs
     document = make_document(width=16, height=16, spp=1)
     run = farm.render(parse(document), document, bucket_size=8)  # the workers are still fine
     assert len(run.records) == 4
@@ -232,7 +226,7 @@ def test_fuzz_obj_of_any_bytes(data):
 def test_fuzz_gltf_with_one_field_replaced(tmp_path, index, value):
     """A valid glTF with one field anywhere in it replaced by anything: converted, or one
     SceneError."""
-    from tests.test_gltf import build_gltf, write_glb
+    from tests.files import build_gltf, write_glb
 
     document, binary = build_gltf()
     holders = [(holder, key) for holder in _walk(document) for key in holder]

@@ -115,7 +115,7 @@ class RedisServer:
             try:
                 client.ping()
                 return self
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):  # not up yet, or another program holds the port
                 time.sleep(0.05)
         raise FarmSetupError(f"redis-server did not answer on port {self.port} within {timeout:.0f}s")
 

@@ -1,0 +1,58 @@
+"""The bucket queue on a real Redis: tasks sent by name with farm task ids, found again in
+the queue list, purged per job. A database of its own, so no worker takes the messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis as redis_py
+from celery import Celery
+
+from farm import defaults
+from farm.protocol.queue import TASK_NAME, BucketQueue, parse_task_id, task_id
+
+
+@pytest.fixture
+def queue(redis_server):
+    url = redis_server.url.rsplit("/", 1)[0] + "/5"
+    client = redis_py.Redis.from_url(url)
+    client.flushdb()
+    app = Celery("queue-test", set_as_current=False)
+    app.config_from_object("farm.celeryconfig")
+    app.conf.broker_url = url
+    yield BucketQueue(client, app)
+    client.flushdb()
+
+
+def test_task_ids_say_job_and_bucket():
+    job_id = "a" * 32
+    assert parse_task_id(task_id(job_id, 17)) == (job_id, 17)
+    assert task_id(job_id, 3) != task_id(job_id, 3), "each send is a delivery of its own"
+    for other in ("", "plain-uuid-4f3c", "a.b.c", f"{job_id}.x.1", f"{job_id}.1"):
+        assert parse_task_id(other) is None
+
+
+def test_buckets_are_sent_by_name_in_order_and_found_per_job(queue):
+    queue.send("job1", [3, 1, 2])
+    queue.send("job2", [0], copy=True)
+    raw = queue.redis.lrange(defaults.QUEUE, 0, -1)
+    messages = [json.loads(m) for m in reversed(raw)]  # Celery pushes on the left, workers pop on the right
+    assert [m["headers"]["task"] for m in messages] == [TASK_NAME] * 4
+    assert [parse_task_id(m["headers"]["id"]) for m in messages] == [("job1", 3), ("job1", 1), ("job1", 2), ("job2", 0)]
+    assert queue.scan("job1").queued == {1, 2, 3} and queue.scan("job2").queued == {0}
+    assert queue.scan("job1").held == {}
+
+
+def test_purge_removes_only_that_jobs_messages(queue):
+    queue.send("job1", [0, 1])
+    queue.send("job2", [0])
+    assert queue.purge("job1") == 2
+    assert queue.scan("job1").queued == set() and queue.scan("job2").queued == {0}
+
+
+def test_a_message_that_is_not_a_farm_task_is_skipped(queue):
+    queue.redis.lpush(defaults.QUEUE, b"not json", json.dumps({"headers": {"id": "someone-else"}}))
+    queue.send("job1", [4])
+    assert queue.scan("job1").queued == {4}
+    assert queue.purge("job1") == 1 and queue.redis.llen(defaults.QUEUE) == 2
