@@ -60,38 +60,16 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def farm(redis_server, tmp_path_factory):
-    """Two real `celery -A farm worker` processes on the session's Redis."""
+def farm(tmp_path_factory):
+    """Two real `celery -A farm worker` processes on a Redis of their own, for the session.
+    farm.app's broker points there too, for tests that use the product's app."""
     from farm.app import app
-    from farm.client.local import WorkerProcess, wait_for_workers
+    from tests.farms import PrivateFarm
 
-    folder = tmp_path_factory.mktemp("workers")
-    app.conf.broker_url = redis_server.url
-    workers = [WorkerProcess(f"test{i}", redis_server.url, folder).start() for i in (1, 2)]
-    try:
-        wait_for_workers(app, workers, timeout=120.0)
-        yield FarmHandle(app, redis_server, workers)
-    finally:
-        for worker in workers:
-            worker.stop()
-
-
-class FarmHandle:
-    def __init__(self, app, redis_server, workers):
-        import redis
-
-        self.app = app
-        self.redis_server = redis_server
-        self.workers = workers
-        self.redis = redis.Redis.from_url(redis_server.url)
-        self.broker_url = redis_server.url
-
-    def render(self, scene, document, bucket_size, order="spiral", assets=None):
-        from farm.client.run import start_job
-
-        run = start_job(self.redis, self.app, scene, document, bucket_size, order, assets)
-        run.collect(stall_timeout=60)
-        return run
+    private = PrivateFarm(tmp_path_factory.mktemp("farm"), name="test")
+    app.conf.broker_url = private.url
+    yield private
+    private.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

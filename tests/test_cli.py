@@ -14,6 +14,7 @@ import pytest
 
 from farm.client.film import read_exr
 from tests import commands
+from tests.farms import PrivateFarm
 
 
 def submit(*args, env=None, timeout=120):
@@ -135,27 +136,22 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, writ
 
 def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_document, write_scene, tmp_path):
     """A private Redis and worker; the Redis is stopped for good once some buckets are in."""
-    from farm.client.local import RedisServer, WorkerProcess
-
-    redis_server = RedisServer(tmp_path).start()
-    worker = WorkerProcess("doomed", redis_server.url, tmp_path).start()
+    farm = PrivateFarm(tmp_path, [{}], name="doomed")
     try:
         scene_path = write_scene(make_document(width=128, height=128, spp=256))
-        process = commands.start("submit", scene_path, "-o", tmp_path / "out.png", "--bucket-size", 16,
-                                 "--broker", redis_server.url,
-                                 env={"FARM_BROKER_RETRY": "3"})  # give up 3s after the broker went away
+        process = farm.farm("submit", scene_path, "-o", tmp_path / "out.png", "--bucket-size", 16,
+                            env={"FARM_BROKER_RETRY": "3"})  # give up 3s after the broker went away
         progress, deadline = "", time.monotonic() + 120
         while time.monotonic() < deadline and _buckets_done(progress) < 2:
             progress += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
-        redis_server.stop()
+        farm.redis_server.stop()
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 2, progress + stderr
         last = stderr.strip().splitlines()[-1]
         assert "Traceback" not in stderr and last.startswith("submit: error: lost the connection to the broker")
         assert (tmp_path / "out.partial.png").exists()
     finally:
-        worker.stop()
-        redis_server.stop()
+        farm.close()
 
 
 @pytest.mark.parametrize("damage,message", [

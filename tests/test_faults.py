@@ -22,11 +22,9 @@ import numpy as np
 import pytest
 
 from farm.client.film import read_exr
-from farm.client.local import LocalFarm
-from farm.protocol import registry
 from farm.protocol.jobs import Job
-from tests import commands
 from tests.commands import finish
+from tests.farms import PrivateFarm
 
 LEASE_TIMEOUT = 4.0  # the least farm allows
 BUCKETS = 9  # a 48x48 frame in 16px buckets
@@ -52,49 +50,16 @@ def frame(cornell_document, tmp_path_factory, device):
     return path, Renderer(device, pack(parse_scene(document))).render_frame()
 
 
-class FaultFarm:
-    """A private Redis (append-only) and workers, each with its own environment."""
+class FaultFarm(PrivateFarm):
+    """A private farm with an append-only Redis, short leases and slowed workers, each
+    worker with its own faults."""
 
     def __init__(self, folder: Path, worker_envs: list[dict]):
-        import redis
-
-        self.local = LocalFarm(len(worker_envs), WORKER_ENV, folder, appendonly=True, worker_envs=worker_envs,
-                               name="w").__enter__()
-        self.redis_server, self.workers, self.url = self.local.redis, self.local.workers, self.local.broker_url
-        self.redis = redis.Redis.from_url(self.url)
-        self.wait_for(lambda: len(registry.workers(self.redis)) == len(self.workers), 120, "workers to start")
-
-    def close(self) -> None:
-        self.local.close()
-
-    def wait_for(self, condition, timeout: float, what: str):
-        return commands.wait_for(condition, timeout, what)
-
-    def farm(self, *args, env: dict | None = None) -> subprocess.Popen:
-        return commands.start(*args, "--broker", self.url, env={**CLIENT_ENV, **(env or {})})
+        super().__init__(folder, worker_envs, WORKER_ENV, appendonly=True, client_env=CLIENT_ENV)
 
     def submit(self, scene: Path, output: Path, env: dict | None = None) -> subprocess.Popen:
         return self.farm("submit", scene, "-o", output, "--bucket-size", 16, "-q",
                          "--report", output.with_suffix(".json"), env=env)
-
-    def job(self) -> Job:
-        """The one job on this farm, once it exists."""
-        def find():
-            keys = [k.decode() for k in self.redis.scan_iter(match=Job.key_for("*"))]
-            ids = {k.split(":")[2] for k in keys}
-            return Job.load(self.redis, ids.pop()) if len(ids) == 1 and self.redis.hget(
-                Job.key_for(next(iter(ids))), "job_id") else None
-        return self.wait_for(find, 60, "the job to be created")
-
-    def lease(self, job: Job, worker: str | None = None):
-        """A running bucket (of `worker`, if given)."""
-        return self.wait_for(
-            lambda: next((l for l in job.leases() if worker is None or l.worker.startswith(worker + "@")), None),
-            60, f"a bucket to be running{' on ' + worker if worker else ''}",
-        )
-
-    def log(self, worker: int) -> str:
-        return self.workers[worker].log_path.read_text(errors="replace")
 
 
 @pytest.fixture
