@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
 
@@ -22,6 +22,7 @@ from farm import defaults
 from farm.buckets import Bucket, bucket_at, count, split
 from farm.exceptions import InvalidTile, JobError
 from farm.protocol.assets import RedisAssets
+from farm.protocol.description import JobMeta
 from farm.protocol.broker import server_time
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.leases import Lease, parse_leases
@@ -102,63 +103,6 @@ def _read_bucket(pipe, job_id: str, index: int) -> None:
     pipe.hget(key(job_id, "failures"), str(index))
     pipe.hget(key(job_id, "errors"), str(index))
     pipe.time()
-
-
-@dataclass(frozen=True)
-class JobMeta:
-    """The job's fixed description, stored as the hash `farm:job:<id>`."""
-
-    job_id: str
-    digest: str  # scene digest: key of the scene document
-    width: int
-    height: int
-    spp: int
-    bucket_size: int
-    order: str
-    created: float
-    assets: tuple[str, ...] = ()  # digests of the scene's files, kept alive with the job
-
-    def to_redis(self) -> dict[str, str]:
-        values = {k: str(v) for k, v in asdict(self).items()}
-        values["assets"] = ",".join(self.assets)
-        return values
-
-    @classmethod
-    def from_redis(cls, raw: dict[bytes, bytes]) -> JobMeta:
-        """The description as a worker reads it: Redis is input from outside, so every
-        number is checked against the limits the client was held to."""
-        values = {k.decode(): v.decode() for k, v in raw.items()}
-        try:
-            meta = cls(
-                job_id=values["job_id"],
-                digest=values["digest"],
-                width=int(values["width"]),
-                height=int(values["height"]),
-                spp=int(values["spp"]),
-                bucket_size=int(values["bucket_size"]),
-                order=values["order"],
-                created=float(values["created"]),
-                assets=tuple(d for d in values.get("assets", "").split(",") if d),
-            )
-        except (KeyError, ValueError) as exc:
-            raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
-        meta.check()
-        return meta
-
-    def check(self) -> None:
-        """Refuse a frame over the limits of resolution, samples and bucket count."""
-        if not (1 <= self.width <= defaults.MAX_RESOLUTION and 1 <= self.height <= defaults.MAX_RESOLUTION):
-            raise JobError(f"{self.width}x{self.height} is over the limit of "
-                           f"{defaults.MAX_RESOLUTION} pixels a side (FARM_MAX_RESOLUTION)")
-        if not 1 <= self.spp <= defaults.MAX_SPP:
-            raise JobError(f"{self.spp} samples per pixel is over the limit of {defaults.MAX_SPP} (FARM_MAX_SPP)")
-        if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
-            raise JobError(f"bucket size {self.bucket_size} is outside "
-                           f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
-        buckets = count(self.width, self.height, self.bucket_size)
-        if buckets > defaults.MAX_BUCKETS:
-            raise JobError(f"{self.width}x{self.height} in {self.bucket_size} px buckets is {buckets} buckets, over "
-                           f"the limit of {defaults.MAX_BUCKETS} (FARM_MAX_BUCKETS): use larger buckets")
 
 
 class Job:
