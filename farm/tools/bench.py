@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
-import os
 import statistics
 import time
 from pathlib import Path
@@ -18,12 +17,6 @@ from pathlib import Path
 from farm import defaults
 
 DEFAULT_SCENE = "cornell-box.json"
-
-# What the LLVM variant needs, said when it cannot run: Dr.Jit refuses LLVM 14 and older,
-# and LLVM 15 aborts compiling Mitsuba's kernels ("LLVM ERROR: Cannot select: ... fminimum").
-LLVM_HINT = ("Mitsuba's llvm_ad_rgb needs LLVM 17 or newer (Debian: apt-get install libllvm19), found "
-             "through DRJIT_LIBLLVM_PATH=/path/to/libLLVM.so or Dr.Jit's default search")
-
 
 def default_scene() -> str:
     """The Cornell box: package data (`farm.scenes`) when installed, else `scenes/` beside
@@ -86,8 +79,10 @@ def run(args) -> int:
     frames = {"kernel": (_nothing, renderer.render_frame)}
     cannot_run = {}
     if args.mitsuba:
-        mitsuba_frames, cannot_run = _mitsuba_frames(args, scene)
-        frames.update(mitsuba_frames)
+        from farm.tools.bench_mitsuba import how_to_get, mitsuba_frames
+
+        variant_frames, cannot_run = mitsuba_frames(args, scene)
+        frames.update(variant_frames)
     seconds = {name: statistics.median(times) for name, times in _rounds(frames, args.repeat).items()}
     direct = seconds.pop("kernel")
     print(f"kernel: {direct:.3f}s per frame, {samples / direct / 1e6:.3f} M samples/s "
@@ -96,9 +91,7 @@ def run(args) -> int:
         print(f"mitsuba {variant}: {frame:.3f}s per frame, {samples / frame / 1e6:.3f} M samples/s; "
               f"farm kernel / mitsuba = {frame / direct:.2f} (medians of {args.repeat} runs each, alternating)")
     for variant, why in cannot_run.items():
-        print(f"mitsuba {variant}: cannot run here: {why}")
-        print(f"  {LLVM_HINT}" + (f" (DRJIT_LIBLLVM_PATH={os.environ['DRJIT_LIBLLVM_PATH']} now)"
-                                  if "DRJIT_LIBLLVM_PATH" in os.environ else ""))
+        print(f"mitsuba {variant}: cannot run here: {why}\n  {how_to_get(variant)}")
     if args.skip_farm:
         return 0
     _bench_farm(args, scene, document, assets, renderer)
@@ -173,77 +166,6 @@ def _bench_farm(args, scene, document, assets, renderer) -> None:
           f"rounds, alternating; medians: direct {direct:.3f}s, farm {wall:.3f}s)")
     print(f"per-bucket overhead: {(wall - direct) / buckets * 1e3:.2f} ms "
           f"((farm - direct) / buckets; target < 3 ms)")
-
-
-def _mitsuba_frames(args, scene) -> tuple[dict, dict[str, str]]:
-    """Mitsuba 3 on the same scene, per variant: (select, render one frame) for `_rounds`,
-    warmed up; and, for a variant that cannot run here, why."""
-    try:
-        import mitsuba as mi
-    except ImportError:
-        print("mitsuba: not installed (pip install mitsuba)")
-        return {}, {}
-    from farm.scene.mitsuba import to_mitsuba
-
-    frames, cannot_run = {}, {}
-    for variant in ("scalar_rgb", "llvm_ad_rgb"):
-        # The LLVM variant needs a recent libLLVM; an old one can abort the process, so
-        # it is tried in a child process first.
-        why = None if variant == "scalar_rgb" else _variant_failure(variant)
-        if why:
-            cannot_run[variant] = why
-            continue
-        mi.set_variant(variant)
-        document = to_mitsuba(scene, Path(args.scene).parent)
-        # Like with like: our samples stay in their pixel, so Mitsuba's must too (to_mitsuba
-        # chooses the box filter already, for the reference tests; the ratio depends on it).
-        document["sensor"]["film"]["rfilter"] = {"type": "box"}
-        loaded = mi.load_dict(document)
-        _mitsuba_frame(mi, loaded, 1)  # compile / warm up
-        frames[variant] = (lambda variant=variant: mi.set_variant(variant),
-                           lambda loaded=loaded: _mitsuba_frame(mi, loaded, scene.film.spp))
-    return frames, cannot_run
-
-
-def _mitsuba_frame(mi, loaded, spp: int) -> None:
-    import numpy as np
-
-    # spp every time: a render with spp= keeps that count in the scene's sampler
-    np.asarray(mi.render(loaded, spp=spp))  # asarray forces evaluation in the JIT variants
-
-
-def _variant_failure(variant: str) -> str | None:
-    """Render a small frame with `variant` in a child process: None if it works, else why not."""
-    import signal
-    import subprocess
-    import sys
-
-    probe = (
-        "import mitsuba as mi; mi.set_variant(%r); "
-        "s = mi.load_dict(mi.cornell_box()); import numpy as np; np.asarray(mi.render(s, spp=1))" % variant
-    )
-    timeout = 300
-    try:
-        child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"a one-sample frame took over {timeout}s in a child process"
-    if child.returncode == 0:
-        return None
-    why = _stderr_reason(child.stderr)
-    if child.returncode < 0:
-        why = f"{why} (the child process died of {signal.Signals(-child.returncode).name})"
-    return why
-
-
-def _stderr_reason(stderr: str) -> str:
-    """The line of a failed probe's stderr that says why: LLVM's fatal error, else Dr.Jit's
-    first complaint (the exception after it names only a consequence), else the last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for cause in ("LLVM ERROR:", "jit"):
-        found = [line for line in lines if line.startswith(cause)]
-        if found:
-            return found[0]
-    return lines[-1] if lines else "no message"
 
 
 def _bench_mesh(args) -> int:

@@ -1,0 +1,89 @@
+"""Mitsuba 3 in `farm bench --mitsuba`: the same scene in each variant that runs here, timed
+in the bench's alternating rounds; for a variant that cannot run, why, and how to get it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# What the LLVM variant needs, said when it cannot run: Dr.Jit refuses LLVM 14 and older,
+# and LLVM 15 aborts compiling Mitsuba's kernels ("LLVM ERROR: Cannot select: ... fminimum").
+LLVM_HINT = ("Mitsuba's llvm_ad_rgb needs LLVM 17 or newer (Debian: apt-get install libllvm19), found "
+             "through DRJIT_LIBLLVM_PATH=/path/to/libLLVM.so or Dr.Jit's default search")
+
+
+def mitsuba_frames(args, scene) -> tuple[dict, dict[str, str]]:
+    """Mitsuba 3 on the same scene, per variant: (select, render one frame) for `_rounds`,
+    warmed up; and, for a variant that cannot run here, why."""
+    try:
+        import mitsuba as mi
+    except ImportError:
+        print("mitsuba: not installed (pip install mitsuba)")
+        return {}, {}
+    from farm.scene.mitsuba import to_mitsuba
+
+    frames, cannot_run = {}, {}
+    for variant in ("scalar_rgb", "llvm_ad_rgb"):
+        # The LLVM variant needs a recent libLLVM; an old one can abort the process, so
+        # it is tried in a child process first.
+        why = None if variant == "scalar_rgb" else _variant_failure(variant)
+        if why:
+            cannot_run[variant] = why
+            continue
+        mi.set_variant(variant)
+        document = to_mitsuba(scene, Path(args.scene).parent)
+        # Like with like: our samples stay in their pixel, so Mitsuba's must too (to_mitsuba
+        # chooses the box filter already, for the reference tests; the ratio depends on it).
+        document["sensor"]["film"]["rfilter"] = {"type": "box"}
+        loaded = mi.load_dict(document)
+        _mitsuba_frame(mi, loaded, 1)  # compile / warm up
+        frames[variant] = (lambda variant=variant: mi.set_variant(variant),
+                           lambda loaded=loaded: _mitsuba_frame(mi, loaded, scene.film.spp))
+    return frames, cannot_run
+
+
+def _mitsuba_frame(mi, loaded, spp: int) -> None:
+    import numpy as np
+
+    # spp every time: a render with spp= keeps that count in the scene's sampler
+    np.asarray(mi.render(loaded, spp=spp))  # asarray forces evaluation in the JIT variants
+
+
+def _variant_failure(variant: str) -> str | None:
+    """Render a small frame with `variant` in a child process: None if it works, else why not."""
+    import signal
+    import subprocess
+    import sys
+
+    probe = (
+        "import mitsuba as mi; mi.set_variant(%r); "
+        "s = mi.load_dict(mi.cornell_box()); import numpy as np; np.asarray(mi.render(s, spp=1))" % variant
+    )
+    timeout = 300
+    try:
+        child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"a one-sample frame took over {timeout}s in a child process"
+    if child.returncode == 0:
+        return None
+    why = _stderr_reason(child.stderr)
+    if child.returncode < 0:
+        why = f"{why} (the child process died of {signal.Signals(-child.returncode).name})"
+    return why
+
+
+def _stderr_reason(stderr: str) -> str:
+    """The line of a failed probe's stderr that says why: LLVM's fatal error, else Dr.Jit's
+    first complaint (the exception after it names only a consequence), else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for cause in ("LLVM ERROR:", "jit"):
+        found = [line for line in lines if line.startswith(cause)]
+        if found:
+            return found[0]
+    return lines[-1] if lines else "no message"
+
+
+def how_to_get(variant: str) -> str:
+    """What a variant that cannot run here needs, and where it looked."""
+    looked = f" (DRJIT_LIBLLVM_PATH={os.environ['DRJIT_LIBLLVM_PATH']} now)" if "DRJIT_LIBLLVM_PATH" in os.environ else ""
+    return LLVM_HINT + looked
