@@ -99,6 +99,17 @@ class Node:
             self.fail(f"expected true or false, got {kind_of(self.value)}")
         return self.value
 
+    def relative_file(self, suffixes: tuple[str, ...] | None) -> str:
+        """A file name relative to the scene file's folder (`load_scene` has made it so: here,
+        on a worker as on the client, anything else is refused)."""
+        name = self.string()
+        parts = name.replace("\\", "/").split("/")
+        if not name or name.startswith(("/", "\\")) or ":" in parts[0] or any(p in ("..", ".", "") for p in parts):
+            self.fail(f"{name!r}: files must be named relative to the scene's folder, inside it")
+        if suffixes and not name.lower().endswith(suffixes):
+            self.fail(f"{name!r}: unsupported file type (expected {', '.join(suffixes)})")
+        return name
+
 
 def kind_of(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
