@@ -13,15 +13,19 @@ from tests import commands
 
 class PrivateFarm:
     def __init__(self, folder: Path, worker_envs=({}, {}), env: dict | None = None, appendonly: bool = False,
-                 name: str = "w", client_env: dict | None = None):
+                 name: str = "w", client_env: dict | None = None, cwds: list[Path] | None = None):
+        """`worker_envs`: one environment per worker (on top of `env`); `cwds`: the working
+        folder of each worker (by default the farm's folder)."""
         import redis
         from celery import Celery
 
         from farm.client.local import LocalFarm
-        from farm.protocol import registry
 
-        self.local = LocalFarm(len(worker_envs), env or {}, folder, appendonly=appendonly,
-                               worker_envs=list(worker_envs), name=name).__enter__()
+        local = LocalFarm(len(worker_envs), env or {}, folder, appendonly=appendonly, worker_envs=list(worker_envs),
+                          name=name)
+        for worker, cwd in zip(local.workers, cwds or []):
+            worker.cwd = cwd
+        self.local = local.__enter__()
         self.redis_server, self.workers, self.broker_url = self.local.redis, self.local.workers, self.local.broker_url
         self.url = self.broker_url
         self.redis = redis.Redis.from_url(self.url)
@@ -30,10 +34,25 @@ class PrivateFarm:
         self.app.conf.broker_url = self.url
         self.client_env = client_env or {}
         try:
-            self.wait_for(lambda: len(registry.workers(self.redis)) == len(self.workers), 120, "workers to start")
+            self._wait_registered(self.workers)
         except BaseException:
             self.close()
             raise
+
+    def _wait_registered(self, workers) -> None:
+        from farm.protocol import registry
+
+        wanted = {worker.hostname for worker in workers}
+        self.wait_for(lambda: wanted <= set(registry.workers(self.redis)), 120, "workers to start")
+
+    def restart(self, indexes) -> list:
+        """Stop every worker, then start the workers at `indexes` again as new processes
+        (nothing in memory, the same settings and folders); once they are ready, those."""
+        for worker in self.workers:
+            worker.stop()
+        started = [self.workers[i].start() for i in indexes]
+        self._wait_registered(started)
+        return started
 
     def close(self) -> None:
         self.local.close()

@@ -21,6 +21,7 @@ from farm.worker.render import Renderer
 
 from tests.files import ROOT
 from tests import commands
+from tests.farms import PrivateFarm
 
 
 @pytest.fixture
@@ -248,18 +249,6 @@ def test_broken_obj_files_are_a_scene_error(text):
         load_obj("bad.obj", text.encode())
 
 
-def _client(url: str):
-    """A client of its own farm: a redis-py connection and a Celery app of its own to send
-    tasks by name (the session's app is bound to the session's broker)."""
-    import redis as redis_py
-    from celery import Celery
-
-    app = Celery("farm-client", set_as_current=False)
-    app.config_from_object("farm.celeryconfig")
-    app.conf.broker_url = url
-    return redis_py.Redis.from_url(url), app
-
-
 def _settled(client, run) -> dict:
     """The run's report once no worker is busy: a copy of a slow bucket may still be
     packing the scene (and counting its files) after the frame is complete."""
@@ -276,7 +265,6 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
     folder moved away and unreadable: the image is the one-process render, bit for bit.
     Restarted, the same workers render a second scene with the same files from their
     caches alone."""
-    from farm.client.local import RedisServer, WorkerProcess, wait_for_workers
     from farm.client.run import start_job
 
     scene, document = load_scene(example)
@@ -287,23 +275,13 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
     second_reference = Renderer(device, pack(second, folder)).render_frame()
 
     base = tmp_path_factory.mktemp("no-shared-fs")
-    server = RedisServer(base).start()
-    client, app = _client(server.url)
     caches = [base / "cache1", base / "cache2"]
     homes = [base / "home1", base / "home2"]
     for home in homes:
         home.mkdir()
-
-    def start_workers(numbers):
-        workers = [
-            WorkerProcess(f"isolated{i + 1}", server.url, base, {"FARM_CACHE_DIR": str(caches[i])}, cwd=homes[i]).start()
-            for i in numbers
-        ]
-        wait_for_workers(app, workers, timeout=120)
-        return workers
-
+    farm = PrivateFarm(base, [{"FARM_CACHE_DIR": str(cache)} for cache in caches], name="isolated", cwds=homes)
+    client, app = farm.redis, farm.app
     hidden = base / "hidden"
-    workers = start_workers([0, 1])
     try:
         RedisAssets.upload(client, scene.assets, folder, ttl=600)
         example.parent.rename(hidden)  # the scene's folder is gone from where it was...
@@ -320,10 +298,8 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
         for i in primed:
             assert sorted(path.name for path, _, _ in AssetCache(caches[i]).files()) == sorted(scene.assets.values())
         assert all(list(home.iterdir()) == [] for home in homes)  # nothing written where they ran
-        for worker in workers:
-            worker.stop()
 
-        workers = start_workers(primed)  # new processes: nothing in memory, only their caches
+        farm.restart(primed)  # new processes: nothing in memory, only their caches
         run = start_job(client, app, second, second_document, 16, "spiral", FolderAssets(hidden, scene.assets))
         run.collect(stall_timeout=60)
         assert np.array_equal(run.film.pixels, second_reference)
@@ -332,6 +308,4 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
         assert report["cache_hits"] in [3 * n for n in range(1, len(primed) + 1)]  # every file, by each packer
     finally:
         hidden.chmod(0o755) if hidden.exists() else None
-        for worker in workers:
-            worker.stop()
-        server.stop()
+        farm.close()
