@@ -27,7 +27,7 @@ def client(url: str, patient: bool = True, socket_timeout: float = 30.0):
             retry_on_error=[redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError],
         )
     except ValueError as exc:
-        raise BrokerError(f"invalid broker URL {url!r}: {exc}") from None
+        raise BrokerError(f"invalid broker URL {redacted(url)!r}: {exc}") from None
 
 
 def _retries() -> int:
@@ -36,14 +36,16 @@ def _retries() -> int:
 
 
 def connect(url: str):
-    """A patient client for `url`, proven reachable now within the connect timeout."""
+    """A patient client for `url`, proven reachable now: a broker that does not answer
+    within CONNECT_TIMEOUT (even one that accepts the connection and then says nothing) is
+    an error."""
     import redis
 
-    probe = client(url, patient=False)
+    probe = client(url, patient=False, socket_timeout=defaults.CONNECT_TIMEOUT)
     try:
         probe.ping()
     except redis.RedisError as exc:
-        raise BrokerError(f"cannot reach broker {url}: {exc}") from None
+        raise BrokerError(f"cannot reach broker {redacted(url)}: {exc}") from None
     finally:
         probe.close()
     return client(url)
@@ -53,3 +55,20 @@ def server_time(redis) -> float:
     """Redis's clock in seconds: the one clock every worker and client agree on."""
     seconds, microseconds = redis.time()
     return seconds + microseconds / 1e6
+
+
+def redacted(url: str) -> str:
+    """`url` with its password, if any, replaced by ***: safe to print."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:  # unparseable: show its scheme only
+        return url.split(":", 1)[0] + "://..."
