@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,21 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
 
     os.chdir(tmp_path)
     assert_one_line_error(submit(CORNELL, *args), message)
+
+
+@pytest.mark.parametrize("output, message", [
+    ("folder.png", "folder.png: is a folder, not an image file"),
+    ("/proc/out.png", "/proc/out.png: cannot write in folder /proc"),  # a folder not even root can write in
+])
+def test_an_output_that_cannot_be_written_is_refused_before_rendering(tmp_path, output, message):
+    """Found before any worker starts or the broker is tried (an unreachable one here)."""
+    from tests.files import CORNELL
+
+    if output.startswith("/proc") and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    os.chdir(tmp_path)
+    (tmp_path / "folder.png").mkdir()
+    assert_one_line_error(submit(CORNELL, "-o", output, "--broker", "redis://127.0.0.1:1/0"), message)
 
 
 def test_submit_to_a_running_farm_writes_the_exact_frame(farm, make_document, write_scene, tmp_path, device):

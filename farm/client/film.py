@@ -5,6 +5,8 @@ The film knows the full resolution; a tile knows only its bounds.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,15 @@ def check_output_path(path: str | Path) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FarmError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise FarmError(f"{path}: is a folder, not an image file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise FarmError(f"{path}: the file exists and cannot be written")
+    try:  # what the image and its partial version will need: a file created in that folder
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".farm-write-check-"):
+            pass
+    except OSError as exc:
+        raise FarmError(f"{path}: cannot write in folder {folder} ({exc.strerror or exc})") from None
     return path
 
 
