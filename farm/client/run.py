@@ -62,8 +62,9 @@ class JobRun:
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    # Seconds without a heartbeat before a delivery counts as lost (FARM_LEASE_TIMEOUT; the
-    # workers' own setting decides how often they renew).
+    # Seconds a bucket may have neither a message nor a lease before it is sent again, and
+    # the figure a lost-worker notice names (FARM_LEASE_TIMEOUT). When a lease lapses is the
+    # workers' own setting: they write its end time.
     lease_timeout: float = field(default_factory=lambda: defaults.LEASE_TIMEOUT)
     # Copy a bucket running this many times the median bucket; 0: never (FARM_SPECULATE).
     speculate: float = field(default_factory=lambda: defaults.SPECULATE)

@@ -181,15 +181,23 @@ class Job:
 
     @classmethod
     def load(cls, redis, job_id: str) -> Job:
-        raw = redis.hgetall(cls.key_for(job_id))
+        return cls._from_hash(redis, job_id, redis.hgetall(cls.key_for(job_id)))
+
+    @classmethod
+    def _from_hash(cls, redis, job_id: str, raw: dict[bytes, bytes]) -> Job:
+        """The job whose hash `farm:job:<id>` reads `raw`; JobError if there is none."""
         if not raw or b"job_id" not in raw:
             raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
-        return cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode(), raw.get(b"error", b"").decode())
+        job = cls(redis, JobMeta.from_redis(raw))
+        job._set_state(raw.get(b"state"), raw.get(b"error"))
+        return job
+
+    def _set_state(self, state: bytes | None, error: bytes | None) -> None:
+        self.state, self.error = (state or b"").decode(), (error or b"").decode()
 
     def refresh(self) -> str:
         """Read the job's state again (it may have been cancelled or failed elsewhere)."""
-        state, error = self.redis.hmget(self.key_for(self.job_id), "state", "error")
-        self.state, self.error = (state or b"").decode(), (error or b"").decode()
+        self._set_state(*self.redis.hmget(self.key_for(self.job_id), "state", "error"))
         return self.state
 
     def scene_document(self) -> dict:
@@ -232,10 +240,7 @@ class Job:
             pipe.hgetall(cls.key_for(job_id))
             _read_bucket(pipe, job_id, index)
             raw, *bucket = pipe.execute()
-        if not raw or b"job_id" not in raw:
-            raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
-        job = cls(redis, JobMeta.from_redis(raw), raw.get(b"state", b"").decode(), raw.get(b"error", b"").decode())
-        return job, BucketView.from_replies(*bucket)
+        return cls._from_hash(redis, job_id, raw), BucketView.from_replies(*bucket)
 
     def view(self, index: int) -> BucketView:
         """What the job's record says of bucket `index` now, in one round trip."""
@@ -247,9 +252,8 @@ class Job:
               also=None) -> Lease:
         """Count a delivery of bucket `index` and take a lease on it, in two round trips;
         `also(pipe)` adds commands to the second."""
-        keys = (self.key_for(self.job_id, "attempts"), self.key_for(self.job_id))
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_BUMP, 2, *keys, str(index), 1, defaults.JOB_TTL)
+            self._bump(pipe, "attempts", index)
             pipe.time()
             attempt, (seconds, microseconds) = pipe.execute()
         now = seconds + microseconds / 1e6
@@ -297,12 +301,6 @@ class Job:
     def crashes(self, index: int) -> int:
         return int(self.redis.hget(self.key_for(self.job_id, "crashes"), str(index)) or 0)
 
-    def failures(self, index: int) -> int:
-        return int(self.redis.hget(self.key_for(self.job_id, "failures"), str(index)) or 0)
-
-    def last_error(self, index: int) -> str:
-        return (self.redis.hget(self.key_for(self.job_id, "errors"), str(index)) or b"").decode()
-
     def record_failure(self, index: int, worker: str, error: str) -> int:
         """Count a failed delivery of bucket `index`; returns the bucket's failures so far."""
         key = self.key_for(self.job_id, "errors")
@@ -328,7 +326,7 @@ class Job:
             pipe.hmget(self.key_for(self.job_id), "state", "error")
             pipe.hexists(self.key_for(self.job_id, "tiles"), str(index))
             (state, error), stored = pipe.execute()
-        self.state, self.error = (state or b"").decode(), (error or b"").decode()
+        self._set_state(state, error)
         return self.state != "" or bool(stored)
 
     def store_tile(self, header: TileHeader, tile: np.ndarray, release: Lease | None = None, also=None) -> bool:
@@ -386,8 +384,12 @@ class Job:
 
     def bump(self, part: str, field: int | str, amount: int = 1) -> int:
         """Add `amount` to `field` of the job's hash `part`; returns the new value."""
+        return int(self._bump(self.redis, part, field, amount))
+
+    def _bump(self, client, part: str, field: int | str, amount: int = 1):
+        """The _BUMP script on `client` (a Redis client, or a pipeline to queue it on)."""
         keys = (self.key_for(self.job_id, part), self.key_for(self.job_id))
-        return int(self.redis.eval(_BUMP, 2, *keys, str(field), amount, defaults.JOB_TTL))
+        return client.eval(_BUMP, 2, *keys, str(field), amount, defaults.JOB_TTL)
 
     def count(self, stat: str, amount: int = 1) -> int:
         """Add to one of the job's statistics (duplicates, invalid, resent, copies, ...)."""

@@ -55,11 +55,13 @@ class RetryPolicy:
         """A delivery raised `error`; `seen` already counts it."""
         if isinstance(error, AssetError):  # gone or corrupt in Redis: no worker could do better
             return Decision(Action.GIVE_UP, str(error))
-        verdict = self.verdict(seen)
-        return Decision(Action.GIVE_UP, verdict) if verdict else Decision(Action.SEND_AGAIN)
+        return self._again_unless_too_often(seen)
 
     def on_lost(self, seen: BucketView) -> Decision:
         """A delivery's worker or render process died; `seen` already counts the crash."""
+        return self._again_unless_too_often(seen)
+
+    def _again_unless_too_often(self, seen: BucketView) -> Decision:
         verdict = self.verdict(seen)
         return Decision(Action.GIVE_UP, verdict) if verdict else Decision(Action.SEND_AGAIN)
 

@@ -91,7 +91,7 @@ def run(args) -> int:
         print(f"mitsuba {variant}: {frame:.3f}s per frame, {samples / frame / 1e6:.3f} M samples/s; "
               f"farm kernel / mitsuba = {frame / direct:.2f} (medians of {args.repeat} runs each, alternating)")
     for variant, why in cannot_run.items():
-        print(f"mitsuba {variant}: cannot run here: {why}\n  {how_to_get(variant)}")
+        print(f"mitsuba {variant}: cannot run here: {why}\n  {how_to_get()}")
     if args.skip_farm:
         return 0
     _bench_farm(args, scene, document, assets, renderer)

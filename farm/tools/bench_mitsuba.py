@@ -83,7 +83,7 @@ def _stderr_reason(stderr: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def how_to_get(variant: str) -> str:
-    """What a variant that cannot run here needs, and where it looked."""
+def how_to_get() -> str:
+    """What Mitsuba's LLVM variant needs when it cannot run here, and where Dr.Jit looked."""
     looked = f" (DRJIT_LIBLLVM_PATH={os.environ['DRJIT_LIBLLVM_PATH']} now)" if "DRJIT_LIBLLVM_PATH" in os.environ else ""
     return LLVM_HINT + looked

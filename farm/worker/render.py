@@ -18,11 +18,11 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import KernelBuildError
-from farm.worker.device import Device
 from farm.scene.layout import (
     FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
 from farm.scene.pack import PackedScene
+from farm.worker.device import Device
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +197,13 @@ class Renderer:
             self._out = cl.Buffer(context, flags, tile.nbytes)
             self._sums = cl.Buffer(context, flags, tile.nbytes)
             self._out_size = tile.nbytes
+        pixels = width * height
         gpu = self.device.kind == "GPU"
         local_size = defaults.GPU_LOCAL_SIZE if gpu else defaults.LOCAL_SIZE
-        global_size = -(-width * height // local_size) * local_size
+        global_size = -(-pixels // local_size) * local_size
         spp = self.scene.spp
-        stride = 1 if gpu else spread_stride(width * height)
+        stride = 1 if gpu else spread_stride(pixels)
         bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride))
-        pixels = width * height
 
         def pass_size() -> int:
             if should_stop is None:
