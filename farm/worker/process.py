@@ -134,9 +134,15 @@ class WorkerState:
         def beat(busy: bool):
             return lambda pipe: registry.beat(pipe, hostname, busy=busy, pid=os.getppid())
 
-        lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy, also=beat(True))
-        self.lease_keeper.keep(job, lease)
+        # Rendering from before the lease exists: a SIGTERM that comes once the lease is seen
+        # must stop the bucket at its next pass, not kill the process (a crash, counted).
         self.rendering = True
+        try:
+            lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy, also=beat(True))
+        except BaseException:
+            self.rendering = False
+            raise
+        self.lease_keeper.keep(job, lease)
         released = False
         try:
             tile, seconds = self._render(job, index)
