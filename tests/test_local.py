@@ -19,7 +19,10 @@ def test_a_private_redis_starts_answers_and_frees_its_port(tmp_path):
     finally:
         server.stop()
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", server.port))  # nothing listens there any more
+        # Nothing listens there any more. SO_REUSEADDR lets the bind past the connections the
+        # server closed (TIME_WAIT); Linux still refuses it while a socket listens on the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", server.port))
 
 
 def test_a_killed_redis_with_an_append_only_file_comes_back_with_its_data(tmp_path):
