@@ -72,6 +72,11 @@ MAX_TEXTURE_PIXELS = _int("FARM_MAX_TEXTURE_PIXELS", 8192 * 8192)
 # 16k EXR sky fits; a mistaken path to a disk image does not.
 MAX_ASSET_BYTES = _bytes("FARM_MAX_ASSET_BYTES", 2 << 30)
 
+# Largest scene document (the JSON that travels to every worker, files aside): inline
+# geometry belongs in mesh files. Parsing costs a worker about 28 times the document's
+# size (measured: 39 MB took 1.1 GB), so 16 MB stays under half a gigabyte per process.
+MAX_SCENE_BYTES = _bytes("FARM_MAX_SCENE_BYTES", 16 << 20)
+
 # Decompression bombs: an image may decode to at most this many times its file's size...
 MAX_EXPANSION = _int("FARM_MAX_EXPANSION", 256)
 # ...unless it decodes to less than this, which cannot strain any worker (a 4k RGBA
@@ -154,6 +159,11 @@ WORKER_START_TIMEOUT = _float("FARM_WORKER_START_TIMEOUT", 120.0)
 
 # Seconds without any finished bucket, while no worker answers a ping, before giving up.
 STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0)
+
+# Seconds the client waits while every worker it sees is bad (no device, or failing every
+# bucket) before failing the job with their reasons: a worker restarted by its operator is
+# healthy again well within this.
+NO_HEALTHY_WORKER_TIMEOUT = _float("FARM_NO_HEALTHY_WORKER_TIMEOUT", 15.0)
 
 # The Celery queue buckets travel on.
 QUEUE = _str("FARM_QUEUE", "farm")

@@ -9,9 +9,14 @@ class SceneError(FarmError):
     """The scene file is unreadable, malformed, or asks for something impossible."""
 
 
-class AssetError(FarmError):
-    """A file the scene names could not be fetched from Redis or does not match its digest.
-    The same for every worker, so a job whose asset is gone fails rather than retries."""
+class JobDataError(FarmError):
+    """A job's own data in Redis (its scene document, its files) is missing, damaged,
+    unreadable or over a limit. The same for every worker, so the job fails at once and
+    no worker is blamed for it."""
+
+
+class AssetError(JobDataError):
+    """A file the scene names could not be fetched from Redis or does not match its digest."""
 
 
 class DeviceError(FarmError):
@@ -32,6 +37,10 @@ class BrokerError(FarmError):
 
 class JobError(FarmError):
     """A job cannot finish: a bucket failed, the job vanished, no worker answers."""
+
+
+class JobVanished(JobError):
+    """The job's record is gone from Redis: expired, deleted, or lost with a Redis restart."""
 
 
 class JobCancelled(JobError):

@@ -8,5 +8,4 @@ from farm.worker import process
 def render_bucket(self, job_id: str, bucket_index: int, copy: bool = False) -> bool:
     """Render bucket `bucket_index` of job `job_id` into the job's Redis keys; `copy` marks
     a deliberate second copy of a slow bucket."""
-    state = process.state(self.app.conf.broker_url)
-    return state.render_bucket(self, job_id, int(bucket_index), self.request.hostname, bool(copy))
+    return process.render(self, job_id, int(bucket_index), bool(copy))

@@ -153,15 +153,16 @@ def test_files_travel_in_chunks_once_and_are_verified(redis_server, example, sma
     assert (worker.fetched.files, worker.fetched.bytes) == (1, size)
 
     chunk = client.hget(key, "1")
-    client.hset(key, "1", bytes([chunk[0] ^ 1]) + chunk[1:])  # one bit flipped in Redis
-    with pytest.raises(AssetError, match="does not match its digest"):
-        RedisAssets(client, scene.assets).read("assets/sky.hdr")
-    client.hset(key, "1", chunk[:-1])
-    with pytest.raises(AssetError, match="chunk 1 of .* 1023 bytes, not 1024"):
-        RedisAssets(client, scene.assets).read("assets/sky.hdr")
-    client.hset(key, "size", str(10 << 40))
-    with pytest.raises(AssetError, match="over the limit"):
-        RedisAssets(client, scene.assets).read("assets/sky.hdr")
+    # A damaged copy fails its reader and is removed, so the next upload repairs it.
+    for damage, error in (({"1": bytes([chunk[0] ^ 1]) + chunk[1:]}, "does not match its digest"),  # a bit flipped
+                          ({"1": chunk[:-1]}, "is damaged: chunk 1 of .* 1023 bytes, not 1024"),
+                          ({"size": str(10 << 40)}, "over the limit")):
+        client.hset(key, mapping=damage)
+        with pytest.raises(AssetError, match=error + ".*removed, so the next submit uploads it again"):
+            RedisAssets(client, scene.assets).read("assets/sky.hdr")
+        assert not client.exists(key)
+        assert RedisAssets.upload(client, scene.assets, source, ttl=60).files == 1
+        assert RedisAssets(client, scene.assets).read("assets/sky.hdr") == (example.parent / "assets/sky.hdr").read_bytes()
     client.hdel(key, "size")  # an upload cut short counts as absent, and is sent again
     with pytest.raises(AssetError, match="missing from Redis"):
         RedisAssets(client, scene.assets).read("assets/sky.hdr")
@@ -209,8 +210,9 @@ def _submit(scene, out, *extra):
 
 
 def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, example):
-    """The asset vanishes from Redis after the upload: the job fails at once with the
-    file's name, no worker renders anything without it, no worker is called bad."""
+    """The asset is damaged in Redis after the upload: the job fails at once with the
+    file's name, no worker renders anything without it, no worker is called bad, and the
+    next submit uploads the file again instead of failing on it too."""
     from farm.app import app
     from farm.client.run import start_job
     from farm.exceptions import JobError
@@ -222,12 +224,17 @@ def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, 
     RedisAssets.upload(farm.redis, scene.assets, assets, ttl=60)
     farm.redis.hdel(RedisAssets.key_for(scene.assets["assets/tiles.png"]), "0")  # its one chunk lost
     run = start_job(farm.redis, app, scene, document, 16, "spiral", assets)
-    with pytest.raises(JobError, match=r"bucket \d+ failed: assets/tiles.png: asset \w+ in Redis: chunk 0 of 1 missing"):
+    with pytest.raises(JobError, match=r"bucket \d+ failed: assets/tiles.png: asset \w+ in Redis is damaged: "
+                                       r"chunk 0 of 1 missing; removed, so the next submit uploads it again"):
         run.collect(stall_timeout=60)
     assert not run.records
     from farm.protocol import registry
 
     assert not any(w.bad for w in registry.workers(farm.redis).values())
+    again = start_job(farm.redis, app, scene, document, 16, "spiral", assets)  # the next submit repairs it
+    assert again.uploaded.files == 1
+    again.collect(stall_timeout=60)
+    assert len(again.records) == again.total
 
 
 def test_obj_polygons_are_triangulated_and_meshes_without_normals_are_flat(tmp_path):

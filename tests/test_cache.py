@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import time
 
-from farm.protocol.assets import digest_of
+import redis as redis_py
+
+from farm.protocol.assets import FolderAssets, RedisAssets, digest_of
 from farm.worker.cache import AssetCache
 
 
@@ -51,6 +54,25 @@ def test_an_unwritable_cache_costs_speed_not_a_bucket(tmp_path):
     digest, data = blob(3)
     cache.put(digest, data)  # no error: the worker just fetches every time
     assert cache.get(digest) is None and not cache.usable
+
+
+def test_a_cache_that_becomes_unwritable_after_start_costs_speed_not_a_bucket(tmp_path, redis_server):
+    """The folder's lock files can no longer be made (here `locks` turned into a file; on a
+    real machine a read-only remount or no inodes left): a worker's fetch through the cache,
+    exactly as a render process runs it, still returns the file."""
+    cache = AssetCache(tmp_path / "cache")
+    assert cache.usable
+    shutil.rmtree(tmp_path / "cache" / "locks")
+    (tmp_path / "cache" / "locks").write_text("not a folder any more")
+    client = redis_py.Redis.from_url(redis_server.url)
+    digest, data = blob(11)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "blob.bin").write_bytes(data)
+    RedisAssets.upload(client, {"blob.bin": digest}, FolderAssets(tmp_path / "files", {"blob.bin": digest}), ttl=60)
+    assert RedisAssets(client, {"blob.bin": digest}, cache).read("blob.bin") == data
+    assert not cache.usable
+    assert RedisAssets(client, {"blob.bin": digest}, cache).read("blob.bin") == data  # fetched every time
+    assert cache.evict() == 0
 
 
 def _hammer(folder: str, seed: int, rounds: int, queue) -> None:

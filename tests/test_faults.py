@@ -152,6 +152,47 @@ def test_redis_killed_and_restarted_mid_frame(make_farm, frame, tmp_path):
         assert worker.alive(), "workers ride out the outage"
 
 
+def test_redis_restarted_without_its_data_mid_frame(make_farm, frame, tmp_path):
+    """The job's record is lost with the restart: the client uploads the scene again and
+    sends every bucket it has no tile of; before, it resent into the void for ever."""
+    scene, reference = frame
+    farm = make_farm({}, {})
+    client = farm.submit(scene, tmp_path / "out.exr")
+    job = farm.job()
+    farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
+    farm.redis_server.kill()
+    for aof in tmp_path.glob("appendonly*"):
+        aof.unlink()
+    farm.redis_server.start()
+    returncode, _, stderr = finish(client)
+    assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
+    assert f"job {job.job_id[:8]} vanished from Redis (restarted without persistence?): scene uploaded again" in stderr
+
+
+def test_a_worker_without_its_device_takes_no_buckets_and_the_job_ends(frame, tmp_path):
+    """Before, it said "ready", showed as idle, and every bucket raised in it for ever while
+    the client resent them."""
+    from farm.protocol import registry
+
+    scene, _ = frame
+    farm = PrivateFarm(tmp_path, [{"FARM_DEVICE": "no-such-device"}], client_env={"FARM_NO_HEALTHY_WORKER_TIMEOUT": "3"})
+    try:
+        farm.wait_for(lambda: any(w.bad for w in registry.workers(farm.redis).values()), 60, "the worker to say so")
+        _, out, _ = finish(farm.farm("status"))
+        assert "bad: no usable OpenCL device: FARM_DEVICE='no-such-device' matches no OpenCL device" in out
+        started = time.monotonic()
+        returncode, _, stderr = finish(farm.farm("submit", scene, "-o", tmp_path / "out.exr", "-q"), timeout=60)
+        assert returncode == 2, stderr
+        assert re.match(r"submit: error: no worker can render this job: every worker stopped taking buckets "
+                        r"\(w1@\S+: no usable OpenCL device: FARM_DEVICE='no-such-device' matches", stderr.splitlines()[-1])
+        assert "no bucket had finished: no partial image written" in stderr
+        assert time.monotonic() - started < 15
+        # Celery logs the hand-back of a bucket that came before its consumer was cancelled
+        assert farm.log(0).count("Traceback") <= 2
+    finally:
+        farm.close()
+
+
 def test_queued_message_deleted_by_hand(make_farm, frame, tmp_path):
     scene, reference = frame
     farm = make_farm({}, {})

@@ -1,10 +1,12 @@
 """A frame through real Redis and two real `celery -A farm worker` processes."""
 
+import uuid
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from farm.client.run import start_job
-from farm.exceptions import JobError
 from farm.protocol.jobs import Job
 from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
@@ -58,24 +60,55 @@ def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
     run = farm.render(scene, document, bucket_size=32)
     job = run.job
     impostor = np.full((32, 32, 3), 7.0, np.float32)
-    assert not job.store_tile(TileHeader(job.job_id, 0, 32, 32, "impostor@nowhere"), impostor)
+    assert not job.store_tile(TileHeader(job.job_id, 0, 32, 32, "impostor@nowhere"), impostor, b"")
     assert job.duplicates() == 1
     header, pixels = job.tile(0)
     assert np.array_equal(pixels, reference[:32, :32]) and header.worker in {w.hostname for w in farm.workers}
 
 
-def test_failed_bucket_fails_the_job_with_its_reason(farm, odd_frame):
+def test_a_stray_message_is_dropped_and_the_job_renders(farm, odd_frame):
+    """A message for a bucket the job does not have (not sent by its client) touches
+    nothing: it is counted, and the job renders."""
     from farm.app import app
-
-    scene, document, _ = odd_frame
-    job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
-    app.send_task("farm.render_bucket", (job.job_id, 99))  # no such bucket: the worker says so
     from farm.client.film import Film
     from farm.client.run import JobRun
 
-    with pytest.raises(JobError, match="bucket 99 failed: no bucket 99 in this job"):
-        JobRun(job, Film(97, 61), BucketQueue(farm.redis, app)).collect(stall_timeout=30)
-    assert Job.load(farm.redis, job.job_id).state == "failed"
+    scene, document, reference = odd_frame
+    job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
+    app.send_task("farm.render_bucket", (job.job_id, 999999))
+    queue = BucketQueue(farm.redis, app)
+    queue.send(job.job_id, range(job.bucket_count))
+    run = JobRun(job, Film(97, 61), queue)
+    run.collect(stall_timeout=30)
+    assert np.array_equal(run.film.pixels, reference) and Job.load(farm.redis, job.job_id).state == "done"
+    farm.wait_for(lambda: job.stats().get("stray") == 1, 30, "the stray message to be counted")
+
+
+@pytest.mark.parametrize("scene_text, error", [
+    ("{not json", "is not JSON"),
+    ('{"version": 1}', "missing field"),
+    ('"' + "x" * (16 << 20) + '"', r"is 16.0 MiB, over the limit of 16.0 MiB \(FARM_MAX_SCENE_BYTES\)"),
+], ids=["not-json", "not-a-scene", "too-large"])
+def test_a_job_whose_scene_is_bad_in_redis_fails_once_and_no_worker_is_blamed(farm, odd_frame, scene_text, error):
+    """Anyone with broker access can enqueue such a job. It fails with the reason, the
+    workers stay healthy (before, three of these made every worker refuse all work), and
+    the next job renders."""
+    from farm.app import app
+    from farm.client.film import Film
+    from farm.client.run import JobRun
+    from farm.exceptions import JobError
+    from farm.protocol import registry
+
+    scene, document, reference = odd_frame
+    meta = replace(Job.describe(scene, 64, "spiral"), digest=uuid.uuid4().hex * 2)  # a scene no worker has
+    job = Job.create(farm.redis, meta, document)
+    farm.redis.set(Job.scene_key(meta.digest), scene_text, ex=60)
+    queue = BucketQueue(farm.redis, app)
+    queue.send(job.job_id, range(job.bucket_count))
+    with pytest.raises(JobError, match=rf"bucket \d failed: .*scene {meta.digest[:12]}.*{error}"):
+        JobRun(job, Film(97, 61), queue).collect(stall_timeout=30)
+    assert not any(w.bad for w in registry.workers(farm.redis).values())
+    assert np.array_equal(farm.render(scene, document, bucket_size=64).film.pixels, reference)
 
 
 def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
@@ -132,17 +165,21 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     from farm.app import app
     from farm.client.film import Film
     from farm.client.run import JobRun
+    from farm.protocol import secret
     from farm.protocol.tiles import decode_tile, encode_tile
 
     scene, document, reference = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 32, "spiral"), document)  # 8 buckets of 32px (edges cut short)
     good, nan = np.zeros((32, 32, 3), np.float32), np.full((32, 32, 3), np.nan, np.float32)
+    key = secret.key()
+    assert key, "the embedded farm made its own secret"
     bogus = {
-        0: encode_tile(TileHeader("f" * 32, 0, 32, 32), good),  # another job's
-        1: encode_tile(TileHeader(job.job_id, 2, 32, 32), good),  # another bucket's
-        2: encode_tile(TileHeader(job.job_id, 2, 16, 16), good[:16, :16]),  # the wrong size
+        0: encode_tile(TileHeader("f" * 32, 0, 32, 32), good, key),  # another job's
+        1: encode_tile(TileHeader(job.job_id, 2, 32, 32), good, key),  # another bucket's
+        2: encode_tile(TileHeader(job.job_id, 2, 16, 16), good[:16, :16], key),  # the wrong size
         3: b"garbage",  # not a tile
-        5: encode_tile(TileHeader(job.job_id, 5, 32, 32), nan),  # not finite
+        4: encode_tile(TileHeader(job.job_id, 4, 32, 29, "w1@forger"), good[:29], b"not the farm's secret"),  # forged
+        5: encode_tile(TileHeader(job.job_id, 5, 32, 32), nan, key),  # not finite
     }
     tiles = Job.key_for(job.job_id, "tiles")
     farm.redis.hset(tiles, mapping={str(index): payload for index, payload in bogus.items()})
@@ -150,11 +187,13 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     queue.send(job.job_id, range(job.bucket_count))  # workers skip the buckets that "have" a tile
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
-    assert run.invalid_tiles == 5 and job.stats()["invalid"] == 5
+    assert run.invalid_tiles == 6 and job.stats()["invalid"] == 6
     assert np.array_equal(run.film.pixels, reference) and (run.film.coverage == 1).all()
-    assert sorted(run.resent) == [0, 1, 2, 3, 5]
+    assert sorted(run.resent) == [0, 1, 2, 3, 4, 5]
+    assert any(n.startswith("bucket 4: tile rejected (authentication failed: not made with this farm's secret "
+                            "(it claims worker 'w1@forger'") for n in run.notices)
     for index in range(job.bucket_count):  # what is stored now is right
-        decode_tile(farm.redis.hget(tiles, str(index)), job.job_id, job.bucket(index))
+        decode_tile(farm.redis.hget(tiles, str(index)), job.job_id, job.bucket(index), key)
 
 
 def test_every_key_of_a_finished_job_expires(farm, odd_frame):

@@ -22,6 +22,17 @@ from farm.exceptions import FarmError, JobError
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: the command stops as after Ctrl-C (job cancelled, what was rendered saved,
+    the embedded farm closed), without asking."""
+
+
+def _terminate(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+    raise Terminated()
 
 
 INTERRUPT_CHOICES = ("ask", "cancel", "detach")
@@ -86,7 +97,7 @@ def submit_main(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `farm`: submit, collect, cancel, status, devices, bench, chaos."""
+    """Entry point of `farm`: submit, collect, cancel, status, secret, devices, bench, chaos."""
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
@@ -105,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     status = commands.add_parser("status", help="list the farm's jobs with their progress, and its workers")
     _add_broker_option(status)
     status.set_defaults(program="farm status", handler=_status_command)
+    secret = commands.add_parser("secret", help="print a new secret for FARM_SECRET or FARM_SECRET_FILE "
+                                                "(only holders of it can put pixels into a frame)")
+    secret.set_defaults(program="farm secret", handler=_new_secret)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
     from farm.tools import bench, chaos  # their modules import only the standard library and defaults
@@ -123,6 +137,7 @@ def _run_guarded(program: str, function, args) -> int:
     """Run a command; a FarmError becomes one line and exit 2, Ctrl-C exit 130.
     `kill -USR1` prints every thread's stack to stderr, for a client that seems stuck."""
     faulthandler.register(signal.SIGUSR1)
+    signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -133,20 +148,28 @@ def _run_guarded(program: str, function, args) -> int:
         print(f"{program}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except _broker_errors() as exc:
-        print(f"{program}: error: lost the connection to the broker: {exc}", file=sys.stderr)
+        from farm.protocol.broker import refusal
+
+        line = refusal(exc, getattr(args, "broker", None) or "") or f"lost the connection to the broker: {exc}"
+        print(f"{program}: error: {line}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated:
+        print(f"{program}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
-    """Connection failures of redis-py and kombu: the broker went away mid-command."""
+    """Connection failures of redis-py and kombu (the broker went away mid-command), and
+    the broker's refusals (a login, an ACL denial), which broker.refusal tells apart."""
     from kombu.exceptions import OperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoPermissionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    return (RedisConnectionError, RedisTimeoutError, OperationalError)
+    return (RedisConnectionError, RedisTimeoutError, OperationalError, NoPermissionError)
 
 
 def _submit(args) -> int:
@@ -231,12 +254,13 @@ def _collect(args) -> int:
 
 
 def _collect_run(args, run, output: Path, local) -> int:
-    progress = _progress(args, run.total)
+    progress = None
 
     def notice(message: str) -> None:
         (progress.write if progress else print)(message, file=sys.stderr)
 
     try:
+        progress = _progress(args, run.total)  # inside: a Ctrl-C while it starts is handled too
         run.collect(
             on_bucket=lambda record: progress.update(1) if progress else None,
             on_notice=notice,
@@ -246,7 +270,7 @@ def _collect_run(args, run, output: Path, local) -> int:
         if progress:
             progress.close()
         if not isinstance(exc, JobError):  # failed or cancelled jobs are over; a live one is cancelled or left
-            _stop_or_detach(args, run, local, interrupted=isinstance(exc, KeyboardInterrupt))
+            _stop_or_detach(args, run, local, interrupted=exc)
         with contextlib.suppress(Exception):  # the broker may be what failed
             run.take_stored()
         _save_partial(run, output)
@@ -260,13 +284,14 @@ def _collect_run(args, run, output: Path, local) -> int:
     return 0
 
 
-def _stop_or_detach(args, run, local, interrupted: bool) -> None:
-    """After Ctrl-C (or an error), cancel the job, or leave it rendering for `farm collect`."""
+def _stop_or_detach(args, run, local, interrupted: BaseException) -> None:
+    """After Ctrl-C or SIGTERM (or an error), cancel the job, or leave it rendering for
+    `farm collect`; only Ctrl-C asks."""
     choice = "cancel"
-    if interrupted and local is None:
+    if isinstance(interrupted, KeyboardInterrupt) and local is None:
         choice = args.on_interrupt
         if choice == "ask":
-            choice = _ask_cancel(run.job.job_id)
+            choice = "cancel" if isinstance(interrupted, Terminated) else _ask_cancel(run.job.job_id)
     if choice == "detach":
         print(f"job {run.job.job_id} keeps rendering; collect it with "
               f"`farm collect {run.job.job_id} -o {args.output}`", file=sys.stderr)
@@ -324,10 +349,14 @@ def _status_command(args) -> int:
         done, total = len(job.stored_buckets()), job.bucket_count
         running = len({lease.bucket for lease in job.leases() if lease.until >= now})
         state = job.state or ("rendering" if done < total else "complete")
+        note = f"  {job.error}" if job.error else ""
+        unattended = defaults.JOB_TTL - redis_client.ttl(Job.key_for(job.job_id))  # its client refreshes it each 30 s
+        if not job.state and unattended > 90:
+            note = f"  no client for {unattended // 60:.0f} min: `farm collect {job.job_id} -o OUT` picks it up"
         meta = job.meta
         print(f"  {job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
               f"{meta.width}x{meta.height} {meta.spp} spp  created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}"
-              + (f"  {job.error}" if job.error else ""))
+              + note)
     workers = registry.workers(redis_client)
     print(f"{len(workers)} worker(s)")
     for record in sorted(workers.values(), key=lambda w: w.hostname):
@@ -347,6 +376,7 @@ def _progress(args, total: int):
 def _save_partial(run, output: Path) -> None:
     """Keep what was rendered before a failure: `<name>.partial<ext>` beside the output."""
     if not run.records:
+        print("no bucket had finished: no partial image written", file=sys.stderr)
         return
     partial = output.with_name(f"{output.stem}.partial{output.suffix}")
     with contextlib.suppress(FarmError):
@@ -385,6 +415,13 @@ def check_report_path(path: str) -> None:
 def _status(args, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
+
+
+def _new_secret(args) -> int:
+    from farm.protocol import secret
+
+    print(secret.new())
+    return 0
 
 
 def _devices(args) -> int:

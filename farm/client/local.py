@@ -2,7 +2,8 @@
 
 `submit` uses it when no broker is configured; the tests use it as real parts. Every
 process it starts is in its own process group, ends with the parent (PR_SET_PDEATHSIG),
-and is stopped, group and all, when the farm closes, also on Ctrl-C.
+and is stopped, group and all, when the farm closes, also on Ctrl-C and SIGTERM; the
+temporary folder a SIGKILL leaves behind is removed by the next embedded farm.
 """
 
 from __future__ import annotations
@@ -28,12 +29,35 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: get SIGTERM when the parent process dies."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+def _die_with_parent(sig: int = signal.SIGTERM):
+    """What runs in a child before exec: receive `sig` when the parent process dies."""
+
+    def arrange() -> None:
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+        except (OSError, AttributeError):
+            pass
+    return arrange
+
+
+# The file in an embedded farm's temporary folder naming the process that owns it.
+OWNER_FILE = "owner.pid"
+
+
+def sweep_stale_folders(parent: str | Path | None = None) -> list[Path]:
+    """Remove the temporary folders of embedded farms whose owner was killed (SIGKILL
+    leaves them behind); returns them."""
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob("farm-*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        except (OSError, ValueError):  # not ours, not a farm's, or its owner lives
+            continue
+    return removed
 
 
 def _free_port() -> int:
@@ -105,7 +129,7 @@ class RedisServer:
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=_die_with_parent(),
             )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
@@ -164,7 +188,9 @@ class WorkerProcess:
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True, preexec_fn=_die_with_parent,
+                # SIGKILL, not SIGTERM: with the parent gone, so is the embedded Redis, and a
+                # warm shutdown would only retry it for BROKER_RETRY seconds.
+                env=env, start_new_session=True, preexec_fn=_die_with_parent(signal.SIGKILL),
                 cwd=self.cwd,
             )
         return self
@@ -217,7 +243,11 @@ class LocalFarm:
         if workers < 1:
             raise FarmSetupError(f"--workers must be at least 1, got {workers}")
         self._own_folder = folder is None
+        if self._own_folder:
+            sweep_stale_folders()
         self.folder = Path(folder or tempfile.mkdtemp(prefix="farm-"))
+        if self._own_folder:
+            (self.folder / OWNER_FILE).write_text(str(os.getpid()))
         self.redis = RedisServer(self.folder, appendonly=appendonly)
         extra = list(worker_envs or []) + [None] * workers
         self.workers = [
@@ -230,6 +260,10 @@ class LocalFarm:
         return self.redis.url
 
     def __enter__(self) -> LocalFarm:
+        from farm.protocol import secret
+
+        if not secret.configured():  # its own secret, shared by this process and its workers
+            os.environ["FARM_SECRET"] = secret.new()
         try:
             self.redis.start()
             for worker in self.workers:

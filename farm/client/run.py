@@ -4,6 +4,7 @@ a message queued, whatever happens to messages, workers or the broker."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
@@ -14,7 +15,7 @@ from typing import Callable
 from farm import defaults
 from farm.buckets import order
 from farm.client.film import Film
-from farm.exceptions import InvalidTile, JobCancelled, JobError
+from farm.exceptions import InvalidTile, JobCancelled, JobError, JobVanished
 from farm.protocol import registry
 from farm.protocol.assets import RedisAssets, Transfer
 from farm.protocol.broker import server_time
@@ -68,8 +69,13 @@ class JobRun:
     lease_timeout: float = field(default_factory=lambda: defaults.LEASE_TIMEOUT)
     # Copy a bucket running this many times the median bucket; 0: never (FARM_SPECULATE).
     speculate: float = field(default_factory=lambda: defaults.SPECULATE)
+    # Uploads the scene and its files again and recreates the job's record, for a job that
+    # vanished from Redis (a restart without persistence); None where this client cannot
+    # (`farm collect` holds no scene), and then a vanished job fails.
+    recreate: Callable[[], None] | None = None
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
+    _none_healthy_since: float | None = None  # when every live worker was last seen bad
     _last_progress: float = field(default_factory=time.monotonic)
     _last_keep_alive: float = 0.0
 
@@ -133,9 +139,9 @@ class JobRun:
             return
         if event.kind == EventKind.TILE:
             self._take(event.bucket)
-        elif event.kind == EventKind.FATAL:
-            self.job.refresh()
-            raise JobError(event.error or f"bucket {event.bucket} failed")
+        elif event.kind == EventKind.FATAL:  # believed only if the job's record says so too
+            if self.job.refresh() == JobState.FAILED:
+                raise JobError(self.job.error or event.error or f"bucket {event.bucket} failed")
         elif event.kind == EventKind.ERROR:
             self._notice(f"bucket {event.bucket} failed on {event.worker}: {event.error}")
         elif event.kind == EventKind.LOST:  # a worker found the dead delivery before this client did
@@ -150,8 +156,13 @@ class JobRun:
             return
         try:
             found = self.job.tile(index)
-        except InvalidTile as exc:
+        except InvalidTile as exc:  # counted like a failed delivery: a farm that only makes bad tiles ends
             self.invalid_tiles += 1
+            self.job.record_failure(index, "this client", f"tile rejected: {exc}")
+            decision = self.policy.on_failure(self.job.view(index), exc)
+            if decision.action is Action.GIVE_UP:
+                self.job.fail(index, "client", decision.reason)
+                raise JobError(self.job.error) from None
             self._notice(f"bucket {index}: tile rejected ({exc}); rendering it again")
             self._resend([index])
             return
@@ -191,7 +202,11 @@ class JobRun:
         (deleted, lost by a restarted Redis, dropped in a fetch window) once they have had
         neither a message nor a lease for LEASE_TIMEOUT; and copies stragglers.
         """
-        state = self.job.refresh()
+        try:
+            state = self.job.refresh()
+        except JobVanished as exc:
+            self._recreate(exc)
+            return
         if state == JobState.CANCELLED:
             raise JobCancelled(f"job {self.job.job_id} was cancelled")
         if state == JobState.FAILED:
@@ -204,6 +219,7 @@ class JobRun:
             return
         workers = registry.workers(self.job.redis)
         self._workers_seen = len(workers)
+        self._check_healthy(workers)
         now = server_time(self.job.redis)
         live: dict[int, list[Lease]] = {}
         lost: list[Lease] = []
@@ -289,6 +305,31 @@ class JobRun:
             log.info("job %s: bucket %d running %.1fs (median %.1fs): copy sent", self.job.job_id[:8], index,
                      elapsed, typical)
 
+    def _check_healthy(self, workers: dict) -> None:
+        """Fail the job once every live worker has been bad (taking no buckets) for
+        NO_HEALTHY_WORKER_TIMEOUT: nothing can render it, and the reasons say why."""
+        if not workers or any(not w.bad for w in workers.values()):
+            self._none_healthy_since = None
+            return
+        clock = time.monotonic()
+        if self._none_healthy_since is None:
+            self._none_healthy_since = clock
+        elif clock - self._none_healthy_since > defaults.NO_HEALTHY_WORKER_TIMEOUT:
+            reasons = "; ".join(f"{w.hostname}: {w.bad}" for w in sorted(workers.values(), key=lambda w: w.hostname))
+            raise JobError(f"no worker can render this job: every worker stopped taking buckets ({reasons})")
+
+    def _recreate(self, vanished: JobVanished) -> None:
+        """The job's record is gone from Redis: upload it again and send every bucket this
+        client has no tile of, or fail if this client cannot."""
+        if self.recreate is None:
+            raise JobVanished(f"{vanished}; {len(self.records)} of {self.total} buckets had arrived") from None
+        self.recreate()
+        pending = [i for i in range(self.total) if i not in self.records]
+        self._waiting_since.clear()
+        self._resend(pending)
+        self._notice(f"job {self.job.job_id[:8]} vanished from Redis (restarted without persistence?): scene "
+                     f"uploaded again, {len(pending)} buckets sent again, {len(self.records)} kept")
+
     def _check_stall(self, stall_timeout: float) -> None:
         if time.monotonic() - self._last_progress <= stall_timeout:
             return
@@ -367,7 +408,19 @@ def start_job(
         log.info("assets: %d files (%d bytes) uploaded, %d already in Redis", uploaded.files, uploaded.bytes,
                  uploaded.reused)
     job = Job.create(redis, meta, document)
-    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, app), uploaded=uploaded)
-    run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
+
+    def recreate() -> None:
+        if scene.assets:
+            RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
+        Job.create(redis, meta, document)
+
+    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, app), uploaded=uploaded,
+                 recreate=recreate)
+    try:
+        run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
+    except BaseException as exc:  # no client will look after this job: say so in `farm status`
+        with contextlib.suppress(Exception):
+            job.finish(JobState.FAILED, f"its client failed while sending the buckets: {exc!r}")
+        raise
     log.info("job %s: %d buckets of %dpx enqueued", job.job_id, run.total, bucket_size)
     return run

@@ -105,6 +105,10 @@ class Transfer:
     reused: int = 0  # already in Redis (upload) or in the worker's cache (fetch)
 
 
+class _Damaged(Exception):
+    """What is wrong with a file's copy in Redis (caught within this module)."""
+
+
 class RedisAssets:
     """Files stored in Redis by `upload`, fetched, verified and cached by a worker.
 
@@ -139,37 +143,48 @@ class RedisAssets:
         return data
 
     def _fetch(self, name: str, digest: str) -> bytes:
-        """The file from Redis, chunk by chunk, each size checked before it is taken."""
+        """The file from Redis, chunk by chunk, each size checked before it is taken. A
+        damaged copy is removed from Redis, so the next upload sends it afresh rather than
+        skipping it as present: the job fails once, not every job after it."""
         key = self.key_for(digest)
         size, chunk_size = self.redis.hmget(key, "size", "chunk_size")
         if size is None:
             raise AssetError(f"{name}: asset {digest[:12]} is missing from Redis (expired or never fully uploaded)")
         try:
+            data = self._read_chunks(name, key, size, chunk_size)
+        except _Damaged as exc:
+            self.redis.delete(key)
+            raise AssetError(f"{name}: asset {digest[:12]} in Redis {exc}; removed, so the next submit "
+                             f"uploads it again") from None
+        if digest_of(data) != digest:
+            self.redis.delete(key)
+            raise AssetError(f"{name}: asset {digest[:12]} in Redis does not match its digest; removed, so the "
+                             f"next submit uploads it again")
+        self.fetched.files += 1
+        self.fetched.bytes += len(data)
+        log.info("asset %s (%s) fetched: %d bytes", name, digest[:12], len(data))
+        return data
+
+    def _read_chunks(self, name: str, key: str, size, chunk_size) -> bytes:
+        try:
             size, chunk_size = int(size), int(chunk_size)
         except (TypeError, ValueError):
-            raise AssetError(f"{name}: asset {digest[:12]} in Redis has a malformed header") from None
+            raise _Damaged("has a malformed header") from None
         if not (0 <= size and 0 < chunk_size <= MAX_CHUNK):
-            raise AssetError(f"{name}: asset {digest[:12]} in Redis has a malformed header")
+            raise _Damaged("has a malformed header")
         try:
             check_size(name, size)
         except SceneError as exc:
-            raise AssetError(str(exc)) from None
+            raise _Damaged(f"claims a size over the limit ({exc})") from None
         data = bytearray()
-        sha = hashlib.sha256()
         count = math.ceil(size / chunk_size)
         for index in range(count):
             chunk = self.redis.hget(key, str(index))
             expected = chunk_size if index < count - 1 else size - chunk_size * (count - 1)
             if chunk is None or len(chunk) != expected:
                 what = "missing" if chunk is None else f"{len(chunk)} bytes, not {expected}"
-                raise AssetError(f"{name}: asset {digest[:12]} in Redis: chunk {index} of {count} {what}")
-            sha.update(chunk)
+                raise _Damaged(f"is damaged: chunk {index} of {count} {what}")
             data += chunk
-        if sha.hexdigest() != digest:
-            raise AssetError(f"{name}: asset {digest[:12]} in Redis does not match its digest")
-        self.fetched.files += 1
-        self.fetched.bytes += size
-        log.info("asset %s (%s) fetched: %d bytes in %d chunks", name, digest[:12], size, count)
         return bytes(data)
 
     @classmethod

@@ -45,10 +45,31 @@ def connect(url: str):
     try:
         probe.ping()
     except redis.RedisError as exc:
-        raise BrokerError(f"cannot reach broker {redacted(url)}: {exc}") from None
+        raise BrokerError(refusal(exc, url) or f"cannot reach broker {redacted(url)}: {exc}") from None
     finally:
         probe.close()
     return client(url)
+
+
+def refusal(exc: BaseException, url: str = "") -> str | None:
+    """One line for a broker that answered but a login, an ACL or a certificate stood in
+    the way, wherever `exc` wraps it (kombu does): a fix to make, not a lost connection
+    to wait out. None for any other error."""
+    import ssl
+
+    from redis.exceptions import AuthenticationError, NoPermissionError
+
+    at = f" at {redacted(url)}" if url else ""
+    for _ in range(8):  # down the chain of causes, which may loop
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"the broker{at} has a certificate that failed verification ({exc.verify_message}): check ssl_ca_certs"
+        if isinstance(exc, AuthenticationError):
+            return f"the broker{at} refused the login: {exc}"
+        if isinstance(exc, NoPermissionError):
+            return f"permission denied by the broker's ACL{at} (NOPERM): {exc}; the rules farm needs are in the README"
+        if (exc := exc.__cause__ or exc.__context__) is None:
+            break
+    return None
 
 
 def server_time(redis) -> float:

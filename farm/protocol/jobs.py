@@ -20,13 +20,14 @@ import numpy as np
 
 from farm import defaults
 from farm.buckets import Bucket, bucket_at, count, split
-from farm.exceptions import InvalidTile, JobError
-from farm.protocol.assets import RedisAssets
+from farm.exceptions import InvalidTile, JobDataError, JobVanished, SceneError
+from farm.protocol.assets import RedisAssets, size_text
 from farm.protocol.description import JobMeta
 from farm.protocol.broker import server_time
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.leases import Lease, parse_leases
 from farm.protocol.queue import BucketQueue
+from farm.protocol import secret
 from farm.protocol.tiles import TileHeader, decode_tile, encode_tile
 from farm.scene import Scene
 
@@ -65,6 +66,16 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return 1
 end
 return 0
+"""
+
+
+# Fail a running job, unless it has already ended (the first reason stands) or is gone.
+_FAIL = """
+if redis.call('HEXISTS', KEYS[1], 'job_id') == 0 then return -1 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state and state ~= '' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'error', ARGV[2], 'finished', ARGV[3])
+return 1
 """
 
 
@@ -171,8 +182,12 @@ class Job:
     def create(cls, redis, meta: JobMeta, document: dict) -> Job:
         """Store the scene (once per digest) and the job's description; enqueue nothing yet."""
         ttl = defaults.JOB_TTL
+        text = json.dumps(document, separators=(",", ":"))
+        if len(text) > defaults.MAX_SCENE_BYTES:
+            raise SceneError(f"the scene document is {size_text(len(text))}, over the limit of "
+                             f"{size_text(defaults.MAX_SCENE_BYTES)} (FARM_MAX_SCENE_BYTES); put meshes in files")
         with redis.pipeline() as pipe:
-            pipe.set(cls.scene_key(meta.digest), json.dumps(document, separators=(",", ":")), nx=True, ex=ttl)
+            pipe.set(cls.scene_key(meta.digest), text, nx=True, ex=ttl)
             pipe.expire(cls.scene_key(meta.digest), ttl)  # a reused scene lives as long as its newest job
             pipe.hset(cls.key_for(meta.job_id), mapping=meta.to_redis())
             pipe.expire(cls.key_for(meta.job_id), ttl)
@@ -187,7 +202,8 @@ class Job:
     def _from_hash(cls, redis, job_id: str, raw: dict[bytes, bytes]) -> Job:
         """The job whose hash `farm:job:<id>` reads `raw`; JobError if there is none."""
         if not raw or b"job_id" not in raw:
-            raise JobError(f"job {job_id} does not exist (finished and expired, or never created)")
+            raise JobVanished(f"job {job_id} does not exist (finished and expired, deleted, or lost with a "
+                              f"Redis restart)")
         job = cls(redis, JobMeta.from_redis(raw))
         job._set_state(raw.get(b"state"), raw.get(b"error"))
         return job
@@ -196,15 +212,28 @@ class Job:
         self.state, self.error = (state or b"").decode(), (error or b"").decode()
 
     def refresh(self) -> str:
-        """Read the job's state again (it may have been cancelled or failed elsewhere)."""
-        self._set_state(*self.redis.hmget(self.key_for(self.job_id), "state", "error"))
+        """Read the job's state again (it may have been cancelled or failed elsewhere);
+        JobVanished if its record is gone."""
+        job_id, state, error = self.redis.hmget(self.key_for(self.job_id), "job_id", "state", "error")
+        if job_id is None:
+            raise JobVanished(f"job {self.job_id} vanished from Redis (expired, deleted, or lost with a restart)")
+        self._set_state(state, error)
         return self.state
 
     def scene_document(self) -> dict:
-        text = self.redis.get(self.scene_key(self.meta.digest))
+        """The job's scene document, read only if it is within MAX_SCENE_BYTES."""
+        key, digest = self.scene_key(self.meta.digest), self.meta.digest[:12]
+        size = self.redis.strlen(key)
+        if size > defaults.MAX_SCENE_BYTES:
+            raise JobDataError(f"scene {digest} in Redis is {size_text(size)}, over the limit of "
+                               f"{size_text(defaults.MAX_SCENE_BYTES)} (FARM_MAX_SCENE_BYTES)")
+        text = self.redis.get(key)
         if text is None:
-            raise JobError(f"job {self.job_id}: scene {self.meta.digest[:12]} is missing from Redis")
-        return json.loads(text)
+            raise JobDataError(f"scene {digest} is missing from Redis")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise JobDataError(f"scene {digest} in Redis is not JSON: {exc}") from None
 
     def finish(self, state: str, error: str = "") -> None:
         """Record how the job ended; its keys then live FINISHED_TTL more seconds."""
@@ -311,9 +340,19 @@ class Job:
         return self.bump("failures", index)
 
     def fail(self, index: int, worker: str, reason: str) -> None:
-        """Fail the whole job because of bucket `index`, and tell the client."""
+        """Fail the whole job because of bucket `index`, and tell the client; a job that
+        already ended keeps its state and first reason (two workers may find one fault)."""
         message = f"bucket {index} failed: {reason}"
-        self.finish(JobState.FAILED, message)
+        failed = self.redis.eval(_FAIL, 1, self.key_for(self.job_id), JobState.FAILED, message, time.time())
+        if failed != 1:
+            if failed == 0:
+                self.refresh()
+            return
+        with self.redis.pipeline() as pipe:
+            for key in self.keys():
+                pipe.expire(key, defaults.FINISHED_TTL)
+            pipe.execute()
+        self.state, self.error = JobState.FAILED, message
         self.push(TileEvent(index, worker, EventKind.FATAL, message))
 
     def has_tile(self, index: int) -> bool:
@@ -329,20 +368,22 @@ class Job:
         self._set_state(state, error)
         return self.state != "" or bool(stored)
 
-    def store_tile(self, header: TileHeader, tile: np.ndarray, release: Lease | None = None, also=None) -> bool:
-        """Store the tile unless one is already stored; True if this one was first. With
-        `release`, drop that lease in the same round trip, and run `also(pipe)` there too."""
+    def store_tile(self, header: TileHeader, tile: np.ndarray, key: bytes, release: Lease | None = None,
+                   also=None) -> bool:
+        """Store the tile, tagged with the farm's secret `key`, unless one is already stored;
+        True if this one was first. With `release`, drop that lease in the same round trip,
+        and run `also(pipe)` there too."""
         keys = [self.key_for(self.job_id, p) for p in ("tiles", "events", "stats")] + [self.key_for(self.job_id)]
         event = TileEvent(header.bucket, header.worker)
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_STORE_TILE, len(keys), *keys, str(header.bucket), encode_tile(header, tile), event.to_json())
+            pipe.eval(_STORE_TILE, len(keys), *keys, str(header.bucket), encode_tile(header, tile, key), event.to_json())
             if release is not None:
                 pipe.hdel(self.key_for(self.job_id, "leases"), release.name)
             if also is not None:
                 also(pipe)
             stored = pipe.execute()[0]
         if stored == -1:
-            raise JobError(f"job {self.job_id} no longer exists; tile of bucket {header.bucket} dropped")
+            raise JobVanished(f"job {self.job_id} no longer exists; tile of bucket {header.bucket} dropped")
         return stored == 1
 
     def push(self, event: TileEvent) -> None:
@@ -376,7 +417,7 @@ class Job:
         if payload is None:
             return None
         try:
-            return decode_tile(payload, self.job_id, self.bucket(index))
+            return decode_tile(payload, self.job_id, self.bucket(index), secret.key())
         except InvalidTile:
             self.redis.eval(_DISCARD_TILE, 1, self.key_for(self.job_id, "tiles"), str(index), payload)
             self.count("invalid")

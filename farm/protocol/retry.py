@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Callable
 
 from farm import defaults
-from farm.exceptions import AssetError
+from farm.exceptions import JobDataError
 from farm.protocol.jobs import BucketView
 
 
@@ -53,7 +53,7 @@ class RetryPolicy:
 
     def on_failure(self, seen: BucketView, error: Exception) -> Decision:
         """A delivery raised `error`; `seen` already counts it."""
-        if isinstance(error, AssetError):  # gone or corrupt in Redis: no worker could do better
+        if isinstance(error, JobDataError):  # the job's scene or files are bad: no worker could do better
             return Decision(Action.GIVE_UP, str(error))
         return self._again_unless_too_often(seen)
 

@@ -1,8 +1,10 @@
 """The tile wire format: a worker's rendered bucket as it is stored in the job's `tiles` hash.
 
-magic, header length, a JSON header saying whose tile it is and where it came from, then
-height x width x 3 little-endian float32. The client checks every field before a tile
-goes into the frame: anyone with broker access can write to the hash.
+magic, header length, a JSON header saying whose tile it is and where it came from,
+height x width x 3 little-endian float32, then an HMAC-SHA256 tag of all that under the
+farm's secret (farm.protocol.secret). The client checks the tag and every field before a
+tile goes into the frame: anyone with broker access can write to the hash, but only a
+holder of the secret can write a tile that passes.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import numpy as np
 
 from farm.buckets import Bucket
 from farm.exceptions import InvalidTile
+from farm.protocol import secret
 
-TILE_MAGIC = b"FARMTIL1"
+TILE_MAGIC = b"FARMTIL2"
 _TILE_PREFIX = struct.Struct("<8sI")
 
 
@@ -35,29 +38,34 @@ class TileHeader:
     pid: int = 0  # the render process
 
 
-def encode_tile(header: TileHeader, tile: np.ndarray) -> bytes:
+def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
     head = json.dumps(asdict(header), separators=(",", ":")).encode()
-    return _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, "<f4").tobytes()
+    body = _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, "<f4").tobytes()
+    return body + secret.tag(key, body)
 
 
-def decode_tile(payload: bytes, job_id: str, bucket: Bucket) -> tuple[TileHeader, np.ndarray]:
+def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes) -> tuple[TileHeader, np.ndarray]:
     """The header and pixels of a stored tile, or InvalidTile saying what is wrong with it."""
-    if len(payload) < _TILE_PREFIX.size:
+    if len(payload) < _TILE_PREFIX.size + secret.TAG_BYTES:
         raise InvalidTile(f"{len(payload)} bytes is too short for a tile")
     magic, head_size = _TILE_PREFIX.unpack_from(payload)
-    if magic != TILE_MAGIC or _TILE_PREFIX.size + head_size > len(payload):
+    if magic != TILE_MAGIC or _TILE_PREFIX.size + head_size + secret.TAG_BYTES > len(payload):
         raise InvalidTile("not a farm tile")
     try:
         header = TileHeader(**json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size]))
     except (TypeError, ValueError) as exc:
         raise InvalidTile(f"unreadable tile header: {exc}") from None
+    body, tag = payload[: -secret.TAG_BYTES], payload[-secret.TAG_BYTES :]
+    if not secret.matches(key, body, tag):
+        raise InvalidTile(f"authentication failed: not made with this farm's secret (it claims worker "
+                          f"{header.worker or '(none)'!r}; do the workers and this client share FARM_SECRET?)")
     if header.job_id != job_id:
         raise InvalidTile(f"tile of job {header.job_id[:12]}, not of this job")
     if header.bucket != bucket.index:
         raise InvalidTile(f"tile of bucket {header.bucket} stored as bucket {bucket.index}")
     if (header.width, header.height) != (bucket.width, bucket.height):
         raise InvalidTile(f"tile is {header.width}x{header.height}, the bucket {bucket.width}x{bucket.height}")
-    data = payload[_TILE_PREFIX.size + head_size :]
+    data = body[_TILE_PREFIX.size + head_size :]
     if len(data) != bucket.width * bucket.height * 12:
         raise InvalidTile(f"tile has {len(data)} bytes of pixels, expected {bucket.width * bucket.height * 12}")
     pixels = np.frombuffer(data, "<f4").reshape(bucket.height, bucket.width, 3)

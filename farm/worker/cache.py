@@ -86,26 +86,28 @@ class AssetCache:
     @contextlib.contextmanager
     def fetching(self, digest: str):
         """Held while one process fetches `digest`; others wanting it wait, then find it cached."""
-        if not self.usable:
-            yield
-            return
-        with _locked(self.folder / "locks" / digest):
+        with self._locked(digest):
             yield
 
     def evict(self) -> int:
         """Remove least recently used files until the cache fits its limit; returns how many."""
         removed = 0
-        with _locked(self.folder / "locks" / "evict"):
-            files = self.files()
-            total = sum(size for _, size, _ in files)
-            for path, size, _ in sorted(files, key=lambda entry: entry[2]):
-                if total <= self.limit:
-                    break
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                    removed += 1
-                    log.info("asset cache: evicted %s (%d bytes)", path.name[:12], size)
-                total -= size
+        with self._locked("evict"):
+            if not self.usable:
+                return 0
+            try:
+                files = self.files()
+                total = sum(size for _, size, _ in files)
+                for path, size, _ in sorted(files, key=lambda entry: entry[2]):
+                    if total <= self.limit:
+                        break
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                        removed += 1
+                        log.info("asset cache: evicted %s (%d bytes)", path.name[:12], size)
+                    total -= size
+            except OSError as exc:
+                self._unusable(exc)
         return removed
 
     def files(self) -> list[tuple[Path, int, float]]:
@@ -117,18 +119,28 @@ class AssetCache:
                 entries.append((path, stat.st_size, stat.st_mtime))
         return entries
 
+    @contextlib.contextmanager
+    def _locked(self, name: str):
+        """Hold the lock file `locks/<name>`; a folder that can no longer hold one (made
+        read-only, out of inodes, removed) makes the cache unusable, not the caller fail."""
+        handle = None
+        if self.usable:
+            try:
+                handle = open(self.folder / "locks" / name, "a+b")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError as exc:
+                if handle is not None:
+                    handle.close()
+                    handle = None
+                self._unusable(exc)
+        try:
+            yield
+        finally:
+            if handle is not None:
+                handle.close()  # releases the lock
+
     def _unusable(self, exc: OSError) -> None:
         """A cache that cannot be written costs speed, never a bucket: fetch every time."""
         if self.usable:
             log.warning("asset cache %s unusable (%s): assets are fetched from Redis every time", self.folder, exc)
         self.usable = False
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

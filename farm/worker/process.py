@@ -27,8 +27,8 @@ from celery.exceptions import Reject
 from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from farm import defaults
-from farm.exceptions import AssetError, FarmError
-from farm.protocol import registry
+from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, SceneError
+from farm.protocol import registry, secret
 from farm.protocol.assets import RedisAssets
 from farm.protocol.broker import client
 from farm.protocol.events import EventKind, TileEvent
@@ -61,6 +61,7 @@ class WorkerState:
         self.host = socket.gethostname()
         self.redis = client(redis_url)
         self.device = devices.current()
+        self.key = secret.key()  # the farm's secret, which tags every tile
         self.renderers: OrderedDict[str, Renderer] = OrderedDict()
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
         self.rendering = False
@@ -79,13 +80,17 @@ class WorkerState:
             self.renderers.move_to_end(digest)
             return self.renderers[digest]
         started = time.perf_counter()
-        scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
-        if scene.digest != digest:
-            raise FarmError(f"scene {digest[:12]} in Redis does not match its digest")
-        if self.cache is None:
-            self.cache = AssetCache()
-        assets = RedisAssets(self.redis, scene.assets, self.cache)
-        renderer = Renderer(self.device, pack(scene, assets))
+        try:  # what fails here fails on every worker: the job's fault (JobDataError), not this one's
+            scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
+            if scene.digest != digest:
+                raise JobDataError(f"scene {digest[:12]} in Redis does not match its digest")
+            if self.cache is None:
+                self.cache = AssetCache()
+            assets = RedisAssets(self.redis, scene.assets, self.cache)
+            packed = pack(scene, assets)
+        except SceneError as exc:
+            raise JobDataError(str(exc)) from None
+        renderer = Renderer(self.device, packed)
         fetched = assets.fetched
         for stat, amount in (("assets_fetched", fetched.files), ("asset_bytes_fetched", fetched.bytes),
                              ("asset_cache_hits", fetched.reused)):
@@ -110,8 +115,10 @@ class WorkerState:
         if job.state:
             log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
             return False
-        if not 0 <= index < job.bucket_count:
-            job.fail(index, hostname, f"no bucket {index} in this job")
+        if not 0 <= index < job.bucket_count:  # not sent by the job's client: never let it touch the job
+            log.warning("job %s: stray message for bucket %d (the job has %d) dropped", job_id[:8], index,
+                        job.bucket_count)
+            job.count("stray")
             return False
         if seen.stored:
             log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
@@ -151,10 +158,13 @@ class WorkerState:
             header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
                                 seconds, lease.attempt, self.pid)
             self.lease_keeper.drop()
-            first = job.store_tile(header, tile, release=lease, also=beat(False))
+            first = job.store_tile(header, tile, self.key, release=lease, also=beat(False))
             released = True
         except Reject:
             raise
+        except JobVanished as exc:  # nobody's fault here; a client that still holds the job sends it again
+            log.warning("job %s bucket %d: %s", job_id[:8], index, exc)
+            return False
         except Exception as exc:  # counted, sent again or failing the job; Flower shows it failed
             self._failed(task, job, index, hostname, exc)
             raise
@@ -260,7 +270,7 @@ class WorkerState:
                 job.push(TileEvent(index, hostname, EventKind.ERROR, f"{reason} (failure {seen.failures} of "
                                                                      f"{self.policy.max_failures}); sent again"))
                 BucketQueue(self.redis, task.app).send(job.job_id, [index])
-            if isinstance(exc, AssetError):  # the file's fault, not this worker's
+            if isinstance(exc, JobDataError):  # the job's fault, not this worker's
                 return
             self.failed_in_a_row += 1
             if self.policy.worker_is_bad(self.failed_in_a_row):
@@ -322,16 +332,48 @@ def state(redis_url: str) -> WorkerState:
     return _state
 
 
-@worker_process_init.connect
-def _open_device_in_child(**_):
-    """Open the device and build the program as the child starts, so the log shows the
-    device at once and the first bucket does not pay for the build."""
+def render(task, job_id: str, index: int, copy: bool) -> bool:
+    """The task's body: this process's state, then the bucket. A process without a usable
+    device hands the bucket back and makes its worker take no more (see `_no_device`)."""
+    hostname = task.request.hostname
     try:
+        worker = state(task.app.conf.broker_url)
+    except FarmError as exc:  # no device, or the farm's secret cannot be read
+        reason = _cannot_work(task.app.conf.broker_url, hostname, exc)
+        task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
+        raise Reject(reason, requeue=True) from None
+    return worker.render_bucket(task, job_id, index, hostname, copy)
+
+
+def _cannot_work(broker_url: str, hostname: str, exc: FarmError) -> str:
+    """Mark the worker bad with the reason, so `farm status` shows it and clients stop
+    counting on it; returns the reason."""
+    reason = f"no usable OpenCL device: {exc}" if isinstance(exc, DeviceError) else str(exc)
+    log.error("worker %s takes no buckets: %s", hostname, reason)
+    try:
+        registry.mark_bad(client(broker_url, patient=False), hostname, reason)
+    except Exception as error:
+        log.warning("worker registry not updated: %s", error)
+    return reason
+
+
+@worker_process_init.connect
+def _open_device_in_child(sender=None, **_):
+    """Open the device and build the program as the child starts, so the log shows the
+    device at once, the first bucket does not pay for the build, and a worker without a
+    device says so before any bucket comes (Celery sends the worker's hostname)."""
+    try:
+        secret.key()
         opened = devices.current()
         build_program(opened)
         log.info("render worker child %d ready on OpenCL device %s", os.getpid(), opened)
     except FarmError as exc:
-        log.error("render worker child %d has no usable device: %s", os.getpid(), exc)
+        if isinstance(sender, str):
+            from farm.app import app
+
+            _cannot_work(app.conf.broker_url, sender, exc)
+        else:
+            log.error("render worker child %d cannot render: %s", os.getpid(), exc)
 
 
 def _stop_child(signum, frame) -> None:
@@ -358,18 +400,21 @@ def _registry(sender) -> object | None:
 
 
 @worker_init.connect
-def _outlive_the_broker(sender, **_):
-    """A worker outlives a broker outage: it reconnects for as long as it takes."""
+def _start(sender, **_):
+    """A worker outlives a broker outage: it reconnects for as long as it takes. A
+    (re)started worker is healthy until it proves otherwise; this runs before its render
+    processes start, so one of them that finds no device marks it bad after this."""
     sender.app.conf.broker_connection_max_retries = None
+    try:
+        registry.clear_bad(_registry(sender), sender.hostname)
+    except Exception as exc:
+        log.warning("worker registry not updated: %s", exc)
 
 
 @worker_ready.connect
 def _announce(sender, **_):
-    """A (re)started worker is healthy until it proves otherwise."""
     try:
-        redis = _registry(sender)
-        registry.clear_bad(redis, sender.hostname)
-        registry.beat(redis, sender.hostname, busy=False)
+        registry.beat(_registry(sender), sender.hostname, busy=False)
     except Exception as exc:
         log.warning("worker registry not updated: %s", exc)
 
