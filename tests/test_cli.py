@@ -107,6 +107,22 @@ def test_submit_to_a_running_farm_writes_the_exact_frame(farm, make_document, wr
     assert "render: 100%" in result.stderr and "9/9" in result.stderr  # the progress bar
 
 
+def test_status_names_a_job_no_client_looks_after(farm, make_document):
+    """A job whose client died stays `rendering` until it expires (a day); status says that
+    nobody collects it, and how to."""
+    from farm.defaults import JOB_TTL
+    from farm.protocol.jobs import Job
+    from farm.scene import parse_scene
+
+    document = make_document(width=16, height=16, spp=1)
+    job = Job.create(farm.redis, Job.describe(parse_scene(document), 16, "spiral"), document)
+    farm.redis.expire(Job.key_for(job.job_id), JOB_TTL - 200)  # its client's last refresh, 200 s ago
+    result = commands.run("status", "--broker", farm.broker_url)
+    line = next(line for line in result.stdout.splitlines() if job.job_id in line)
+    assert "rendering" in line and line.endswith(f"no client for 3 min: `farm collect {job.job_id} -o OUT` picks it up")
+    job.finish("cancelled")
+
+
 def _buckets_done(progress: str) -> int:
     """The most buckets the progress bar has shown done (it may skip counts)."""
     return max((int(n) for n in re.findall(r" (\d+)/\d+ ", progress)), default=0)

@@ -193,6 +193,49 @@ def test_a_worker_without_its_device_takes_no_buckets_and_the_job_ends(frame, tm
         farm.close()
 
 
+def test_a_stopped_render_process_is_not_called_dead(make_farm, frame, tmp_path):
+    """SIGSTOP: its lease lapses and the bucket is rendered elsewhere, and the notice says
+    what happened (before: "render process N died"); once it runs again it is harmless."""
+    scene, reference = frame
+    farm = make_farm({}, {})
+    client = farm.submit(scene, tmp_path / "out.exr")
+    job = farm.job()
+    lease = farm.lease(job, "w1")
+    os.kill(lease.pid, signal.SIGSTOP)
+    try:
+        farm.wait_for(lambda: job.has_tile(lease.bucket), 60, f"bucket {lease.bucket} to be rendered elsewhere")
+    finally:
+        os.kill(lease.pid, signal.SIGCONT)
+    returncode, _, stderr = finish(client)
+    assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
+    assert f"render process {lease.pid} of worker {lease.worker} stopped renewing its lease but still runs" in stderr
+    assert "died" not in stderr
+
+
+def test_a_stalled_redis_loses_no_worker(make_farm, frame, tmp_path):
+    """Redis stopped for longer than the lease timeout: every lease lapses meanwhile, but
+    nobody could renew it; no worker is called lost or dead, nothing is rendered twice.
+    The render processes come back two seconds after Redis, as when their connections
+    broke in the stall and reconnect with backoff; the client looks in between."""
+    scene, reference = frame
+    farm = make_farm({}, {})
+    client = farm.submit(scene, tmp_path / "out.exr")
+    job = farm.job()
+    farm.wait_for(lambda: len(job.stored_buckets()) >= 2 and job.leases(), 60, "two tiles and a running bucket")
+    renderers = {lease.pid for lease in job.leases()}
+    farm.redis_server.process.send_signal(signal.SIGSTOP)
+    for pid in renderers:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(LEASE_TIMEOUT + 2)
+    farm.redis_server.process.send_signal(signal.SIGCONT)
+    time.sleep(2)
+    for pid in renderers:
+        os.kill(pid, signal.SIGCONT)
+    returncode, _, stderr = finish(client)
+    report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
+    assert report["lost_deliveries"] == 0 and not report["notices"], stderr
+
+
 def test_queued_message_deleted_by_hand(make_farm, frame, tmp_path):
     scene, reference = frame
     farm = make_farm({}, {})

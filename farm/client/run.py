@@ -21,7 +21,7 @@ from farm.protocol.assets import RedisAssets, Transfer
 from farm.protocol.broker import server_time
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import Job, JobState
-from farm.protocol.leases import Lease
+from farm.protocol.leases import Lease, process_gone
 from farm.protocol.queue import BucketQueue
 from farm.protocol.retry import Action, RetryPolicy
 from farm.scene import Scene
@@ -221,10 +221,11 @@ class JobRun:
         self._workers_seen = len(workers)
         self._check_healthy(workers)
         now = server_time(self.job.redis)
+        stalled = registry.check_clock(self.job.redis)  # Redis itself stopped: lapsed leases prove nothing
         live: dict[int, list[Lease]] = {}
         lost: list[Lease] = []
         for lease in self.job.leases():
-            if lease.until >= now:
+            if lease.until >= now or (stalled and process_gone(lease) is not True):
                 live.setdefault(lease.bucket, []).append(lease)
             elif self.job.remove_lost(lease) and lease.bucket not in self.records:
                 lost.append(lease)
@@ -273,10 +274,7 @@ class JobRun:
         for worker, leases in sorted(by_worker.items()):
             buckets = sorted({lease.bucket for lease in leases})
             moved = [i for i in buckets if i in resend]
-            what = (
-                f"render process {', '.join(str(l.pid) for l in leases)} of worker {worker} died"
-                if worker in alive else f"worker {worker} lost (no heartbeat for {self.lease_timeout:.0f}s)"
-            )
+            what = _what_was_lost(worker, leases, worker in alive, self.lease_timeout)
             where = f"bucket{'s' if len(buckets) > 1 else ''} {_list(buckets)}"
             if moved:
                 self._notice(f"{what}: {where} reassigned")
@@ -369,6 +367,20 @@ class JobRun:
             "notices": self.notices,
             "buckets": [asdict(self.records[i]) for i in sorted(self.records)],
         }
+
+
+def _what_was_lost(worker: str, leases: list[Lease], alive: bool, lease_timeout: float) -> str:
+    """What a notice can truthfully say of deliveries whose leases lapsed: a render process
+    on this machine is looked at; of one elsewhere only its worker's heartbeat is known."""
+    if not alive:
+        return f"worker {worker} lost (no heartbeat for {lease_timeout:.0f}s)"
+    pids = ", ".join(str(lease.pid) for lease in leases)
+    gone = {process_gone(lease) for lease in leases}
+    if gone == {True}:
+        return f"render process {pids} of worker {worker} died"
+    if gone == {False}:
+        return f"render process {pids} of worker {worker} stopped renewing its lease but still runs (stopped or hung)"
+    return f"render process {pids} of worker {worker} stopped renewing its lease (died or hung)"
 
 
 def _list(indexes) -> str:

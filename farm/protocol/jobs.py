@@ -27,7 +27,7 @@ from farm.protocol.broker import server_time
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.leases import Lease, parse_leases
 from farm.protocol.queue import BucketQueue
-from farm.protocol import secret
+from farm.protocol import registry, secret
 from farm.protocol.tiles import TileHeader, decode_tile, encode_tile
 from farm.scene import Scene
 
@@ -98,11 +98,12 @@ class BucketView:
     failures: int  # deliveries of it that raised
     last_error: str
     now: float  # Redis clock
+    stalled: bool = False  # Redis just came back from a stall: lapsed leases say nothing (registry.check_clock)
 
     @classmethod
-    def from_replies(cls, stored, leases, crashes, failures, last_error, time_) -> BucketView:
+    def from_replies(cls, stored, leases, crashes, failures, last_error, time_, stalled) -> BucketView:
         return cls(bool(stored), tuple(parse_leases(leases)), int(crashes or 0), int(failures or 0),
-                   (last_error or b"").decode(), time_[0] + time_[1] / 1e6)
+                   (last_error or b"").decode(), time_[0] + time_[1] / 1e6, bool(stalled))
 
 
 def _read_bucket(pipe, job_id: str, index: int) -> None:
@@ -114,6 +115,7 @@ def _read_bucket(pipe, job_id: str, index: int) -> None:
     pipe.hget(key(job_id, "failures"), str(index))
     pipe.hget(key(job_id, "errors"), str(index))
     pipe.time()
+    registry.check_clock(pipe)
 
 
 class Job:

@@ -5,6 +5,8 @@ delivery (a dead worker or render process), and its bucket is sent again."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from dataclasses import asdict, dataclass
 
 
@@ -40,3 +42,23 @@ def parse_leases(raw_values) -> list[Lease]:
         except (TypeError, ValueError):
             continue
     return found
+
+
+def process_gone(lease: Lease) -> bool | None:
+    """Whether the lease's render process has ended: True or False when it ran on this
+    machine, None when it ran elsewhere (or cannot be told). A process that exited but is
+    not yet reaped by its parent (a zombie) has ended: Celery sends its bucket again as
+    soon as it sees the process go, which may be before it reaps it."""
+    if lease.host != socket.gethostname():
+        return None
+    try:
+        os.kill(lease.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: alive, but not ours to look at
+        return None
+    try:
+        with open(f"/proc/{lease.pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):  # no /proc (not Linux), or gone meanwhile
+        return None

@@ -33,6 +33,31 @@ class WorkerRecord:
     bad: str = ""  # why it stopped taking buckets; empty while it is healthy
 
 
+# The farm's clock check, run by everything that touches Redis regularly (worker
+# heartbeats, the client's reconciliation, a worker taking a bucket): note Redis's time,
+# and if the previous note is older than ARGV[1] seconds, nobody could reach Redis for that
+# long (it was stopped, swapping, or stalled on a slow disk), so the leases that lapsed
+# meanwhile say nothing about their workers: mark a stall for ARGV[2] seconds. Returns 1
+# while a stall is marked. (A lease renewed every quarter of LEASE_TIMEOUT lapses only
+# after a gap of three quarters of it, hence the threshold callers pass.)
+_CLOCK = """
+local now = tonumber(redis.call('TIME')[1])
+local last = tonumber(redis.call('GET', KEYS[1]))
+redis.call('SET', KEYS[1], now)
+if last and now - last > tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], now - last, 'EX', ARGV[2])
+end
+return redis.call('EXISTS', KEYS[2])
+"""
+
+
+def check_clock(redis) -> object:
+    """Run the clock check on `redis` (a client, or a pipeline to queue it on); 1 while
+    lapsed leases are not to be taken as lost."""
+    keys = (f"{defaults.KEY_PREFIX}:clock", f"{defaults.KEY_PREFIX}:stalled")
+    return redis.eval(_CLOCK, 2, *keys, 0.75 * defaults.LEASE_TIMEOUT, int(defaults.LEASE_TIMEOUT + 1))
+
+
 def key_for(hostname: str, part: str = "") -> str:
     base = f"{defaults.KEY_PREFIX}:worker:{hostname}"
     return f"{base}:{part}" if part else base

@@ -33,7 +33,7 @@ from farm.protocol.assets import RedisAssets
 from farm.protocol.broker import client
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import BucketView, Job
-from farm.protocol.leases import Lease
+from farm.protocol.leases import Lease, process_gone
 from farm.protocol.queue import BucketQueue
 from farm.protocol.retry import Action, RetryPolicy
 from farm.protocol.tiles import TileHeader
@@ -222,7 +222,7 @@ class WorkerState:
                 continue
             if self._died_here(lease):
                 what = f"render process {lease.pid} of worker {lease.worker} died"
-            elif lease.until < seen.now:  # its worker stopped renewing: a whole worker (or host) is gone
+            elif lease.until < seen.now and not seen.stalled:  # its worker stopped renewing: a whole worker (or host) is gone
                 what = f"worker {lease.worker} lost (no heartbeat for {defaults.LEASE_TIMEOUT:.0f}s)"
             else:
                 continue
@@ -232,23 +232,8 @@ class WorkerState:
         return job.view(index) if lost else seen
 
     def _died_here(self, lease: Lease) -> bool:
-        """Whether a lease belongs to a render process on this machine that no longer runs.
-        A process that exited but is not yet reaped by its parent (a zombie) counts as
-        dead: Celery sends its bucket again as soon as it sees the process go, which may be
-        before it reaps it."""
-        if lease.host != self.host or lease.pid == self.pid:
-            return False
-        try:
-            os.kill(lease.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        try:
-            with open(f"/proc/{lease.pid}/stat", "rb") as stat:
-                return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except (OSError, IndexError):  # no /proc (not Linux), or gone meanwhile
-            return False
+        """Whether a lease belongs to a render process on this machine that has ended."""
+        return lease.pid != self.pid and process_gone(lease) is True
 
     def _others_idle(self, hostname: str) -> bool:
         """Whether another healthy worker waits for a bucket now."""
@@ -425,7 +410,9 @@ def _beat(sender, **_):
     from celery.worker.state import active_requests
 
     try:
-        registry.beat(_registry(sender.eventer), sender.eventer.hostname, busy=bool(active_requests))
+        redis = _registry(sender.eventer)
+        registry.beat(redis, sender.eventer.hostname, busy=bool(active_requests))
+        registry.check_clock(redis)
     except Exception as exc:  # the broker is away; Celery reconnects, the next beat tells
         log.debug("worker registry not updated: %s", exc)
 
