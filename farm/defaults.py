@@ -165,6 +165,22 @@ STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0)
 # healthy again well within this.
 NO_HEALTHY_WORKER_TIMEOUT = _float("FARM_NO_HEALTHY_WORKER_TIMEOUT", 15.0)
 
+# Redis commands buffered before one pipelined round trip when sending buckets (a bucket
+# is two: its message and its task-sent event for Flower): large enough that the round
+# trip stops mattering, small enough that a batch is a fraction of a second of work.
+SEND_BATCH = _int("FARM_SEND_BATCH", 1000)
+
+# Buckets of one job the client keeps sent and unfinished; it sends more as tiles arrive.
+# Far more than the workers can hold (each prefetches one), so none waits for the client;
+# far fewer than a big frame's buckets, so a small job submitted behind it starts at once
+# and a cancel has little to remove.
+SEND_WINDOW = _int("FARM_SEND_WINDOW", 4000)
+
+# Seconds of rendering, at the rate tiles arrive, the client keeps queued ahead (within
+# SEND_WINDOW): the workers never wait for it, and a queued bucket waits far less than
+# LEASE_TIMEOUT, after which the client would check that its message still exists.
+SEND_AHEAD = 2.0
+
 # The Celery queue buckets travel on.
 QUEUE = _str("FARM_QUEUE", "farm")
 

@@ -346,13 +346,16 @@ def test_cancel_stops_the_job_and_frees_the_workers(make_farm, frame, tmp_path, 
 
 
 def test_client_killed_then_resumed(make_farm, frame, tmp_path):
+    """The client keeps a window of 3 buckets sent ahead, so it dies with buckets it never
+    sent; `farm collect` sends those (the job records how many went out) and nothing is lost."""
     scene, reference = frame
     farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    client = farm.submit(scene, tmp_path / "out.exr", env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "2"})
     job = farm.job()
     farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
     client.kill()
     client.wait()
+    assert job.sent() < BUCKETS, "it died before sending every bucket"
     _, out, _ = finish(farm.farm("status"))
     assert job.job_id in out and ("rendering" in out or "complete" in out)
     returncode, _, stderr = finish(farm.farm("collect", job.job_id, "-o", tmp_path / "out.exr",

@@ -3,6 +3,7 @@ the queue list, purged per job. A database of its own, so no worker takes the me
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -56,3 +57,42 @@ def test_a_message_that_is_not_a_farm_task_is_skipped(queue):
     queue.send("job1", [4])
     assert queue.scan("job1").queued == {4}
     assert queue.purge("job1") == 1 and queue.redis.llen(defaults.QUEUE) == 2
+
+
+def test_batched_buckets_are_the_messages_send_task_makes_each_with_its_sent_event(queue):
+    """Sent in pipelined batches, a bucket is still an ordinary Celery message (any worker
+    reads it) with the task-sent event Flower shows it by."""
+    events = queue.redis.pubsub()
+    events.psubscribe("*celeryev/task.sent")
+    events.get_message(timeout=1)  # the subscription's confirmation
+    queue.app.send_task(TASK_NAME, ("job0", 0), task_id=task_id("job0", 0))
+    queue.send("job1", range(5))
+    reference, *batched = [json.loads(m) for m in reversed(queue.redis.lrange(defaults.QUEUE, 0, -1))]
+    for message in batched:
+        assert message.keys() == reference.keys()
+        assert message["headers"].keys() == reference["headers"].keys()
+        assert message["properties"].keys() == reference["properties"].keys()
+        assert message["properties"]["delivery_info"] == reference["properties"]["delivery_info"]
+        assert message["content-type"] == reference["content-type"] == "application/json"
+    assert [m["headers"]["argsrepr"] for m in batched] == [repr(("job1", i)) for i in range(5)]
+    sent = []
+    while (event := events.get_message(timeout=1)) is not None:
+        if event["type"] == "pmessage":
+            body = json.loads(base64.b64decode(json.loads(event["data"])["body"]))
+            sent.append(body["uuid"])
+    assert sent[1:] == [m["headers"]["id"] for m in batched] and sent[0] == reference["headers"]["id"]
+
+
+def test_a_window_of_buckets_goes_out_as_tiles_come_in(farm, monkeypatch, cornell_document):
+    """The client sends SEND_WINDOW buckets ahead, then more as tiles arrive, and records
+    how many went out; the frame comes out whole."""
+    from farm.client.run import start_job
+    from farm.scene import parse_scene
+
+    monkeypatch.setattr(defaults, "SEND_WINDOW", 3)
+    monkeypatch.setattr(defaults, "SEND_BATCH", 2)  # one bucket per batch
+    document = dict(cornell_document, film={"width": 48, "height": 32, "spp": 1})
+    run = start_job(farm.redis, farm.app, parse_scene(document), document, 16, "spiral")
+    assert run.job.sent() == 1 and len(run.unsent) == 5
+    run.collect(stall_timeout=30)
+    assert run.job.sent() == 6 and not run.unsent and run.film.complete

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -73,9 +73,14 @@ class JobRun:
     # vanished from Redis (a restart without persistence); None where this client cannot
     # (`farm collect` holds no scene), and then a vanished job fails.
     recreate: Callable[[], None] | None = None
+    # Buckets not sent yet, in the order they go out: the client keeps SEND_WINDOW of the
+    # job's buckets sent and unfinished, and sends more as tiles arrive, so collection
+    # starts with the first batch and a huge job does not flood the queue ahead of others.
+    unsent: list[int] = field(default_factory=list)
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
     _none_healthy_since: float | None = None  # when every live worker was last seen bad
+    _arrivals: deque = field(default_factory=deque)  # (monotonic time, tiles taken) of recent sends
     _last_progress: float = field(default_factory=time.monotonic)
     _last_keep_alive: float = 0.0
 
@@ -108,6 +113,7 @@ class JobRun:
         self._last_progress = time.monotonic()
         next_check = 0.0
         while len(self.records) < self.total:
+            sending = self.send_more() > 0  # one batch at a time, between events
             if time.monotonic() >= next_check:
                 if check_alive is not None:
                     check_alive()
@@ -115,7 +121,7 @@ class JobRun:
                 self._check_stall(stall_timeout)
                 next_check = time.monotonic() + defaults.RECONCILE_INTERVAL
                 continue
-            event = self.job.next_event(timeout=next_check - time.monotonic())
+            event = self.job.next_event(timeout=0 if sending else next_check - time.monotonic())
             if event is not None:
                 self._handle(event)
                 if event.kind == EventKind.TILE and self.total - len(self.records) <= self._workers_seen:
@@ -126,6 +132,34 @@ class JobRun:
         for index, record in self.records.items():
             record.attempts = max(record.attempts, attempts.get(index, record.attempts))
         return self.film
+
+    def send_more(self) -> int:
+        """Send the next batch of buckets if fewer than SEND_WINDOW are sent and unfinished,
+        and record in the job how many have gone out (a resumed client sends the rest);
+        returns how many were sent."""
+        batch = max(1, defaults.SEND_BATCH // 2)  # a message and its event per bucket
+        room = self._window(batch) - (self.total - len(self.unsent) - len(self.records))
+        if not self.unsent or room < min(batch, len(self.unsent)):
+            return 0
+        chunk = self.unsent[: min(room, batch)]
+        self.queue.send(self.job.job_id, chunk)
+        del self.unsent[: len(chunk)]
+        self.job.record_sent(self.total - len(self.unsent))
+        return len(chunk)
+
+    def _window(self, batch: int) -> int:
+        """Buckets to keep sent and unfinished: what the farm renders in SEND_AHEAD seconds
+        at the rate tiles arrived over the last few seconds, at least a batch and four per
+        worker, at most SEND_WINDOW. A queued bucket then waits about SEND_AHEAD seconds,
+        well under LEASE_TIMEOUT, so reconciliation rarely has to read the queue."""
+        clock = time.monotonic()
+        self._arrivals.append((clock, len(self.records)))
+        while len(self._arrivals) > 2 and clock - self._arrivals[0][0] > 5.0:
+            self._arrivals.popleft()
+        first_time, first_count = self._arrivals[0]
+        rate = (len(self.records) - first_count) / (clock - first_time) if clock > first_time else 0.0
+        floor = max(batch, 4 * self._workers_seen)
+        return min(defaults.SEND_WINDOW, max(floor, int(rate * defaults.SEND_AHEAD)))
 
     def _notice(self, message: str) -> None:
         self.notices.append(message)
@@ -181,6 +215,17 @@ class JobRun:
         if self._on_bucket is not None:
             self._on_bucket(record)
 
+    def _take_unannounced(self) -> None:
+        """Take stored tiles whose events never came (a resumed job, events lost with a
+        Redis restart): only when Redis holds more tiles than this client has taken and
+        has events waiting for, so the check costs two counts, not a list of every tile."""
+        with self.job.redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(Job.key_for(self.job.job_id, "tiles"))
+            pipe.llen(Job.key_for(self.job.job_id, "events"))
+            stored, announced = pipe.execute()
+        if stored - len(self.records) > announced:
+            self.take_stored()
+
     def take_stored(self) -> None:
         """Take every valid tile in Redis the film lacks (after a resume, a lost event, or
         before saving a partial image: nothing rendered is left behind)."""
@@ -214,7 +259,7 @@ class JobRun:
         if time.monotonic() - self._last_keep_alive > 30:
             self.job.keep_alive()
             self._last_keep_alive = time.monotonic()
-        self.take_stored()
+        self._take_unannounced()
         if len(self.records) == self.total:
             return
         workers = registry.workers(self.job.redis)
@@ -229,20 +274,26 @@ class JobRun:
                 live.setdefault(lease.bucket, []).append(lease)
             elif self.job.remove_lost(lease) and lease.bucket not in self.records:
                 lost.append(lease)
-        pending = [i for i in range(self.total) if i not in self.records]
+        unsent = set(self.unsent)
+        pending = [i for i in range(self.total) if i not in self.records and i not in unsent]
         waiting = [i for i in pending if i not in live]
-        scan = self.queue.scan(self.job.job_id)
         lost_buckets = {lease.bucket for lease in lost}
-        resend = []
         clock = time.monotonic()
-        for index in pending:
-            if index in live or index in scan.queued:
-                self._waiting_since.pop(index, None)
-                continue
+        suspects = []  # without a lease for LEASE_TIMEOUT: queued still, or its message is gone
+        for index in waiting:
             since = self._waiting_since.setdefault(index, clock)
             if index in lost_buckets or clock - since >= self.lease_timeout:
+                suspects.append(index)
+        for index in live:
+            self._waiting_since.pop(index, None)
+        # The queue is read only when a bucket has waited that long, so its cost follows the
+        # buckets in doubt, not the queue's length every second.
+        queued = self.queue.scan(self.job.job_id).queued if set(suspects) - lost_buckets else set()
+        resend = []
+        for index in suspects:
+            self._waiting_since[index] = clock
+            if index in lost_buckets or index not in queued:
                 resend.append(index)
-                self._waiting_since[index] = clock
         if lost:
             self._report_lost(lost, resend, workers)
             self._give_up_on_poison(lost)
@@ -254,7 +305,7 @@ class JobRun:
             )
         if resend:
             self._resend(resend)
-        elif not waiting and not scan.queued:
+        elif not waiting and not self.unsent:  # nothing of the job queued: every bucket left is running
             self._copy_stragglers(live, now, workers)
 
     def _give_up_on_poison(self, lost: list[Lease]) -> None:
@@ -322,7 +373,7 @@ class JobRun:
         if self.recreate is None:
             raise JobVanished(f"{vanished}; {len(self.records)} of {self.total} buckets had arrived") from None
         self.recreate()
-        pending = [i for i in range(self.total) if i not in self.records]
+        pending = [i for i in range(self.total) if i not in self.records and i not in set(self.unsent)]
         self._waiting_since.clear()
         self._resend(pending)
         self._notice(f"job {self.job.job_id[:8]} vanished from Redis (restarted without persistence?): scene "
@@ -337,6 +388,7 @@ class JobRun:
 
     def cancel(self) -> int:
         """Cancel the job: queued buckets are removed, running ones stop at their next pass."""
+        self.unsent.clear()
         return self.job.cancel(self.queue)
 
     def report(self) -> dict:
@@ -403,7 +455,9 @@ def resume(redis, app, job_id: str) -> JobRun:
     if job.state == JobState.DONE:  # collect it again: every tile is still there
         job.state = JobState.RUNNING
         redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
-    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, app))
+    sent = job.sent()  # its client may have died before sending every bucket
+    unsent = [bucket.index for bucket in order(job.buckets, job.meta.order)][sent:]
+    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, app), unsent=unsent)
 
 
 def start_job(
@@ -427,12 +481,12 @@ def start_job(
         Job.create(redis, meta, document)
 
     run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, app), uploaded=uploaded,
-                 recreate=recreate)
+                 recreate=recreate, unsent=[bucket.index for bucket in order(job.buckets, bucket_order)])
     try:
-        run.queue.send(job.job_id, [bucket.index for bucket in order(job.buckets, bucket_order)])
+        sent = run.send_more()  # the first window; collect() sends the rest as tiles come in
     except BaseException as exc:  # no client will look after this job: say so in `farm status`
         with contextlib.suppress(Exception):
             job.finish(JobState.FAILED, f"its client failed while sending the buckets: {exc!r}")
         raise
-    log.info("job %s: %d buckets of %dpx enqueued", job.job_id, run.total, bucket_size)
+    log.info("job %s: %d of %d buckets of %dpx sent", job.job_id, sent, run.total, bucket_size)
     return run

@@ -79,6 +79,14 @@ return 1
 """
 
 
+# Set a field of a job's hash only while the job exists (never create a partial record).
+_SET_IF_EXISTS = """
+if redis.call('HEXISTS', KEYS[1], 'job_id') == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 class JobState(StrEnum):
     """A job's `state` field. A worker takes any value but RUNNING as the job's end."""
 
@@ -221,6 +229,19 @@ class Job:
             raise JobVanished(f"job {self.job_id} vanished from Redis (expired, deleted, or lost with a restart)")
         self._set_state(state, error)
         return self.state
+
+    def record_sent(self, count: int) -> None:
+        """How many buckets, in the job's order, its client has sent so far."""
+        self.redis.eval(_SET_IF_EXISTS, 1, self.key_for(self.job_id), "sent", count)
+
+    def sent(self) -> int:
+        """How many buckets, in the job's order, have been sent (all, for a job that does
+        not say: its client sent everything at once)."""
+        value = self.redis.hget(self.key_for(self.job_id), "sent")
+        try:
+            return max(0, min(int(value), self.bucket_count)) if value is not None else self.bucket_count
+        except ValueError:
+            return self.bucket_count
 
     def scene_document(self) -> dict:
         """The job's scene document, read only if it is within MAX_SCENE_BYTES."""
