@@ -121,11 +121,12 @@ class JobRun:
                 self._check_stall(stall_timeout)
                 next_check = time.monotonic() + defaults.RECONCILE_INTERVAL
                 continue
-            event = self.job.next_event(timeout=0 if sending else next_check - time.monotonic())
-            if event is not None:
+            events = self.job.next_events(timeout=0 if sending else next_check - time.monotonic())
+            self._take([e.bucket for e in events if e.kind == EventKind.TILE and 0 <= e.bucket < self.total])
+            for event in events:
                 self._handle(event)
-                if event.kind == EventKind.TILE and self.total - len(self.records) <= self._workers_seen:
-                    next_check = 0.0  # the frame's tail: a worker just became free for a straggler
+            if any(e.kind == EventKind.TILE for e in events) and self.total - len(self.records) <= self._workers_seen:
+                next_check = 0.0  # the frame's tail: a worker just became free for a straggler
         self.finished = time.perf_counter()
         self.job.finish(JobState.DONE)
         attempts = self.job.attempts()
@@ -171,9 +172,9 @@ class JobRun:
         if not 0 <= event.bucket < self.total:
             log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
             return
-        if event.kind == EventKind.TILE:
-            self._take(event.bucket)
-        elif event.kind == EventKind.FATAL:  # believed only if the job's record says so too
+        if event.kind == EventKind.TILE:  # taken, with the others of its round trip, before
+            return
+        if event.kind == EventKind.FATAL:  # believed only if the job's record says so too
             if self.job.refresh() == JobState.FAILED:
                 raise JobError(self.job.error or event.error or f"bucket {event.bucket} failed")
         elif event.kind == EventKind.ERROR:
@@ -184,25 +185,28 @@ class JobRun:
         elif event.kind == EventKind.BAD_WORKER:
             self._notice(f"worker {event.worker} stopped taking buckets: {event.error}")
 
-    def _take(self, index: int) -> None:
-        """Put bucket `index`'s stored tile into the film, if it is there and valid."""
-        if index in self.records:
-            return
-        try:
-            found = self.job.tile(index)
-        except InvalidTile as exc:  # counted like a failed delivery: a farm that only makes bad tiles ends
-            self.invalid_tiles += 1
-            self.job.record_failure(index, "this client", f"tile rejected: {exc}")
-            decision = self.policy.on_failure(self.job.view(index), exc)
-            if decision.action is Action.GIVE_UP:
-                self.job.fail(index, "client", decision.reason)
-                raise JobError(self.job.error) from None
-            self._notice(f"bucket {index}: tile rejected ({exc}); rendering it again")
-            self._resend([index])
-            return
-        if found is None:  # announced, but gone (Redis lost it): reconcile will send it again
-            return
-        header, pixels = found
+    def _take(self, indexes: list[int]) -> None:
+        """Put the stored tiles of `indexes` into the film (read in one round trip), those
+        that are there and valid; an invalid one is rejected and its bucket rendered again."""
+        wanted = [index for index in dict.fromkeys(indexes) if index not in self.records]
+        for index, found in self.job.tiles(wanted).items():
+            if isinstance(found, InvalidTile):
+                self._reject(index, found)
+            elif found is not None:  # None: announced, but gone (Redis lost it); reconcile sends it again
+                self._put(index, *found)
+
+    def _reject(self, index: int, exc: InvalidTile) -> None:
+        """Counted like a failed delivery: a farm that only makes bad tiles ends."""
+        self.invalid_tiles += 1
+        self.job.record_failure(index, "this client", f"tile rejected: {exc}")
+        decision = self.policy.on_failure(self.job.view(index), exc)
+        if decision.action is Action.GIVE_UP:
+            self.job.fail(index, "client", decision.reason)
+            raise JobError(self.job.error) from None
+        self._notice(f"bucket {index}: tile rejected ({exc}); rendering it again")
+        self._resend([index])
+
+    def _put(self, index: int, header, pixels) -> None:
         bucket = self.job.bucket(index)
         self.film.put(bucket, pixels)
         record = BucketRecord(
@@ -229,8 +233,9 @@ class JobRun:
     def take_stored(self) -> None:
         """Take every valid tile in Redis the film lacks (after a resume, a lost event, or
         before saving a partial image: nothing rendered is left behind)."""
-        for index in sorted(self.job.stored_buckets() - set(self.records)):
-            self._take(index)
+        missing = sorted(self.job.stored_buckets() - set(self.records))
+        for start in range(0, len(missing), 512):
+            self._take(missing[start : start + 512])
 
     def _resend(self, indexes: list[int], copy: bool = False) -> None:
         self.queue.send(self.job.job_id, indexes, copy=copy)

@@ -418,16 +418,21 @@ class Job:
 
     # -- client side -------------------------------------------------------------------
 
-    def next_event(self, timeout: float) -> TileEvent | None:
-        """Block up to `timeout` seconds for the next worker event."""
-        item = self.redis.blpop([self.key_for(self.job_id, "events")], timeout=max(timeout, 0.01))
-        if not item:
-            return None
-        try:
-            return TileEvent.from_json(item[1])
-        except (TypeError, ValueError) as exc:  # not something a farm worker wrote
-            log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
-            return None
+    def next_events(self, timeout: float, limit: int = 512) -> list[TileEvent]:
+        """The worker events waiting, up to `limit`, in one round trip; if there are none,
+        block up to `timeout` seconds for the next one."""
+        key = self.key_for(self.job_id, "events")
+        raw = self.redis.lpop(key, limit) or []
+        if not raw:
+            item = self.redis.blpop([key], timeout=max(timeout, 0.01))
+            raw = [item[1]] if item else []
+        events = []
+        for text in raw:
+            try:
+                events.append(TileEvent.from_json(text))
+            except (TypeError, ValueError) as exc:  # not something a farm worker wrote
+                log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
+        return events
 
     def stored_buckets(self) -> set[int]:
         """Indexes of the buckets that have a tile in Redis."""
@@ -436,15 +441,27 @@ class Job:
     def tile(self, index: int) -> tuple[TileHeader, np.ndarray] | None:
         """The stored tile of bucket `index` (None if there is none); InvalidTile if it is wrong,
         in which case it is deleted, so the bucket can be rendered again."""
-        payload = self.redis.hget(self.key_for(self.job_id, "tiles"), str(index))
-        if payload is None:
-            return None
-        try:
-            return decode_tile(payload, self.job_id, self.bucket(index), secret.key())
-        except InvalidTile:
-            self.redis.eval(_DISCARD_TILE, 1, self.key_for(self.job_id, "tiles"), str(index), payload)
-            self.count("invalid")
-            raise
+        found = self.tiles([index])[index]
+        if isinstance(found, InvalidTile):
+            raise found
+        return found
+
+    def tiles(self, indexes: list[int]) -> dict[int, tuple[TileHeader, np.ndarray] | InvalidTile | None]:
+        """The stored tiles of `indexes`, read in one round trip: each a (header, pixels),
+        None where there is none, or the InvalidTile saying what is wrong with it (that tile
+        is deleted, so its bucket can be rendered again)."""
+        key, found = self.key_for(self.job_id, "tiles"), {}
+        for index, payload in zip(indexes, self.redis.hmget(key, [str(i) for i in indexes]) if indexes else []):
+            if payload is None:
+                found[index] = None
+                continue
+            try:
+                found[index] = decode_tile(payload, self.job_id, self.bucket(index), secret.key())
+            except InvalidTile as exc:
+                self.redis.eval(_DISCARD_TILE, 1, key, str(index), payload)
+                self.count("invalid")
+                found[index] = exc
+        return found
 
     def bump(self, part: str, field: int | str, amount: int = 1) -> int:
         """Add `amount` to `field` of the job's hash `part`; returns the new value."""

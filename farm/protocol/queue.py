@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from kombu.exceptions import OperationalError
+from kombu.exceptions import BatchPublishError, OperationalError
 from kombu.transport.redis import Channel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,7 +28,10 @@ from farm import defaults
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "farm.render_bucket"  # farm/tasks.py: (job_id, bucket_index, copy=False)
+TASK_NAME = "farm.render_bucket"
+
+# Errors of a broker that went away mid-send: worth sending the batch again.
+_LOST = (OperationalError, RedisConnectionError, RedisTimeoutError)  # farm/tasks.py: (job_id, bucket_index, copy=False)
 
 
 @dataclass
@@ -81,7 +84,10 @@ class BucketQueue:
                     for index in indexes:
                         self._publish(producer, job_id, index, copy)
                 return
-            except (OperationalError, RedisConnectionError, RedisTimeoutError) as exc:
+            except (BatchPublishError, *_LOST) as exc:
+                cause = exc.__cause__ if isinstance(exc, BatchPublishError) else exc
+                if not isinstance(cause, _LOST):
+                    raise (cause or exc) from None  # a refusal (an ACL, a full Redis): say which
                 if attempt == policy["max_retries"]:
                     raise
                 log.warning("sending %d buckets failed (%s); again in %.1fs", len(indexes), exc, pause)
