@@ -138,9 +138,11 @@ class JobRun:
         """Send the next batch of buckets if fewer than SEND_WINDOW are sent and unfinished,
         and record in the job how many have gone out (a resumed client sends the rest);
         returns how many were sent."""
+        if not self.unsent:
+            return 0
         batch = max(1, defaults.SEND_BATCH // 2)  # a message and its event per bucket
         room = self._window(batch) - (self.total - len(self.unsent) - len(self.records))
-        if not self.unsent or room < min(batch, len(self.unsent)):
+        if room < min(batch, len(self.unsent)):
             return 0
         chunk = self.unsent[: min(room, batch)]
         self.queue.send(self.job.job_id, chunk)
