@@ -137,12 +137,19 @@ def test_sigterm_mid_bucket_hands_the_bucket_back(make_farm, frame, tmp_path):
     assert job.crashes(lease.bucket) == 0, "a bucket handed back is not a crash"
 
 
-def test_redis_killed_and_restarted_mid_frame(make_farm, frame, tmp_path):
-    scene, reference = frame
+def _two_tiles_in(make_farm, frame, tmp_path: Path, env: dict | None = None):
+    """A farm of two workers, a `submit` of the frame to it, and its job, once two tiles
+    are stored."""
     farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    client = farm.submit(frame[0], tmp_path / "out.exr", env=env)
     job = farm.job()
     farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
+    return farm, client, job
+
+
+def test_redis_killed_and_restarted_mid_frame(make_farm, frame, tmp_path):
+    reference = frame[1]
+    farm, client, _ = _two_tiles_in(make_farm, frame, tmp_path)
     farm.redis_server.kill()
     time.sleep(2.0)
     farm.redis_server.start()  # same port, same append-only file
@@ -155,11 +162,8 @@ def test_redis_killed_and_restarted_mid_frame(make_farm, frame, tmp_path):
 def test_redis_restarted_without_its_data_mid_frame(make_farm, frame, tmp_path):
     """The job's record is lost with the restart: the client uploads the scene again and
     sends every bucket it has no tile of; before, it resent into the void for ever."""
-    scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
-    job = farm.job()
-    farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
+    reference = frame[1]
+    farm, client, job = _two_tiles_in(make_farm, frame, tmp_path)
     farm.redis_server.kill()
     for aof in tmp_path.glob("appendonly*"):
         aof.unlink()
@@ -348,11 +352,8 @@ def test_cancel_stops_the_job_and_frees_the_workers(make_farm, frame, tmp_path, 
 def test_client_killed_then_resumed(make_farm, frame, tmp_path):
     """The client keeps a window of 3 buckets sent ahead, so it dies with buckets it never
     sent; `farm collect` sends those (the job records how many went out) and nothing is lost."""
-    scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr", env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "2"})
-    job = farm.job()
-    farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
+    reference = frame[1]
+    farm, client, job = _two_tiles_in(make_farm, frame, tmp_path, env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "2"})
     client.kill()
     client.wait()
     assert job.sent() < BUCKETS, "it died before sending every bucket"

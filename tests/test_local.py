@@ -17,6 +17,7 @@ import redis as redis_py
 
 from farm.client.local import LocalFarm, RedisServer, WorkerProcess, sweep_stale_folders
 from farm.exceptions import FarmSetupError
+from farm.protocol.leases import process_ended
 from tests import commands
 
 
@@ -93,11 +94,7 @@ def _processes_in(folder: Path) -> list[int]:
 
 
 def _gone(pids: list[int]) -> bool:
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            if (Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]) != b"Z":
-                return False
-    return True
+    return all(process_ended(pid) is not False for pid in pids)
 
 
 def test_sigterm_of_an_embedded_submit_keeps_what_was_rendered_and_leaves_nothing(tmp_path, cornell_document):

@@ -140,7 +140,7 @@ class JobRun:
         returns how many were sent."""
         if not self.unsent:
             return 0
-        batch = max(1, defaults.SEND_BATCH // 2)  # a message and its event per bucket
+        batch = self.queue.batch
         room = self._window(batch) - (self.total - len(self.unsent) - len(self.records))
         if room < min(batch, len(self.unsent)):
             return 0
@@ -225,10 +225,7 @@ class JobRun:
         """Take stored tiles whose events never came (a resumed job, events lost with a
         Redis restart): only when Redis holds more tiles than this client has taken and
         has events waiting for, so the check costs two counts, not a list of every tile."""
-        with self.job.redis.pipeline(transaction=False) as pipe:
-            pipe.hlen(Job.key_for(self.job.job_id, "tiles"))
-            pipe.llen(Job.key_for(self.job.job_id, "events"))
-            stored, announced = pipe.execute()
+        stored, announced = self.job.stored_and_announced()
         if stored - len(self.records) > announced:
             self.take_stored()
 
@@ -236,8 +233,8 @@ class JobRun:
         """Take every valid tile in Redis the film lacks (after a resume, a lost event, or
         before saving a partial image: nothing rendered is left behind)."""
         missing = sorted(self.job.stored_buckets() - set(self.records))
-        for start in range(0, len(missing), 512):
-            self._take(missing[start : start + 512])
+        for start in range(0, len(missing), Job.READ_BATCH):
+            self._take(missing[start : start + Job.READ_BATCH])
 
     def _resend(self, indexes: list[int], copy: bool = False) -> None:
         self.queue.send(self.job.job_id, indexes, copy=copy)
@@ -281,9 +278,7 @@ class JobRun:
                 live.setdefault(lease.bucket, []).append(lease)
             elif self.job.remove_lost(lease) and lease.bucket not in self.records:
                 lost.append(lease)
-        unsent = set(self.unsent)
-        pending = [i for i in range(self.total) if i not in self.records and i not in unsent]
-        waiting = [i for i in pending if i not in live]
+        waiting = [i for i in self._pending() if i not in live]
         lost_buckets = {lease.bucket for lease in lost}
         clock = time.monotonic()
         suspects = []  # without a lease for LEASE_TIMEOUT: queued still, or its message is gone
@@ -380,11 +375,16 @@ class JobRun:
         if self.recreate is None:
             raise JobVanished(f"{vanished}; {len(self.records)} of {self.total} buckets had arrived") from None
         self.recreate()
-        pending = [i for i in range(self.total) if i not in self.records and i not in set(self.unsent)]
+        pending = self._pending()
         self._waiting_since.clear()
         self._resend(pending)
         self._notice(f"job {self.job.job_id[:8]} vanished from Redis (restarted without persistence?): scene "
                      f"uploaded again, {len(pending)} buckets sent again, {len(self.records)} kept")
+
+    def _pending(self) -> list[int]:
+        """Buckets sent and without a tile here."""
+        unsent = set(self.unsent)
+        return [i for i in range(self.total) if i not in self.records and i not in unsent]
 
     def _check_stall(self, stall_timeout: float) -> None:
         if time.monotonic() - self._last_progress <= stall_timeout:

@@ -136,6 +136,7 @@ class Job:
     """
 
     PARTS = ("tiles", "events", "stats", "attempts", "leases", "crashes", "failures", "errors")
+    READ_BATCH = 512  # events popped, or tiles read, in one round trip
 
     def __init__(self, redis, meta: JobMeta, state: str = "", error: str = ""):
         self.redis = redis
@@ -263,10 +264,14 @@ class Job:
         assert state in set(JobState) - {JobState.RUNNING}
         with self.redis.pipeline() as pipe:
             pipe.hset(self.key_for(self.job_id), mapping={"state": state, "error": error, "finished": time.time()})
-            for key in self.keys():
-                pipe.expire(key, defaults.FINISHED_TTL)
+            self._expire(pipe, defaults.FINISHED_TTL)
             pipe.execute()
         self.state, self.error = state, error
+
+    def _expire(self, pipe, ttl: int) -> None:
+        """Queue on `pipe` the expiry of every key of the job in `ttl` seconds."""
+        for key in self.keys():
+            pipe.expire(key, ttl)
 
     def cancel(self, queue: BucketQueue) -> int:
         """Mark the job cancelled (running buckets stop at their next pass) and remove its
@@ -372,8 +377,7 @@ class Job:
                 self.refresh()
             return
         with self.redis.pipeline() as pipe:
-            for key in self.keys():
-                pipe.expire(key, defaults.FINISHED_TTL)
+            self._expire(pipe, defaults.FINISHED_TTL)
             pipe.execute()
         self.state, self.error = JobState.FAILED, message
         self.push(TileEvent(index, worker, EventKind.FATAL, message))
@@ -418,7 +422,7 @@ class Job:
 
     # -- client side -------------------------------------------------------------------
 
-    def next_events(self, timeout: float, limit: int = 512) -> list[TileEvent]:
+    def next_events(self, timeout: float, limit: int = READ_BATCH) -> list[TileEvent]:
         """The worker events waiting, up to `limit`, in one round trip; if there are none,
         block up to `timeout` seconds for the next one."""
         key = self.key_for(self.job_id, "events")
@@ -433,6 +437,15 @@ class Job:
             except (TypeError, ValueError) as exc:  # not something a farm worker wrote
                 log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
         return events
+
+    def stored_and_announced(self) -> tuple[int, int]:
+        """How many tiles are stored, and how many events wait for the client: two counts
+        in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(self.key_for(self.job_id, "tiles"))
+            pipe.llen(self.key_for(self.job_id, "events"))
+            stored, announced = pipe.execute()
+        return stored, announced
 
     def stored_buckets(self) -> set[int]:
         """Indexes of the buckets that have a tile in Redis."""

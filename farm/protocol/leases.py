@@ -49,16 +49,20 @@ def process_gone(lease: Lease) -> bool | None:
     machine, None when it ran elsewhere (or cannot be told). A process that exited but is
     not yet reaped by its parent (a zombie) has ended: Celery sends its bucket again as
     soon as it sees the process go, which may be before it reaps it."""
-    if lease.host != socket.gethostname():
-        return None
+    return process_ended(lease.pid) if lease.host == socket.gethostname() else None
+
+
+def process_ended(pid: int) -> bool | None:
+    """Whether process `pid` of this machine has ended (a zombie counts); None where that
+    cannot be told: another user's process, or no /proc."""
     try:
-        os.kill(lease.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # another user's process: alive, but not ours to look at
         return None
     try:
-        with open(f"/proc/{lease.pid}/stat", "rb") as stat:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
             return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
     except (OSError, IndexError):  # no /proc (not Linux), or gone meanwhile
         return None

@@ -61,6 +61,11 @@ class BucketQueue:
         self.redis = redis
         self.app = app  # the Celery app whose broker the tasks go to
 
+    @property
+    def batch(self) -> int:
+        """Buckets sent in one round trip: SEND_BATCH commands, a message and its event each."""
+        return max(1, defaults.SEND_BATCH // 2)
+
     def send(self, job_id: str, bucket_indexes, copy: bool = False) -> None:
         """One Celery task message per bucket, in the given order, each with its task-sent
         event for Flower, in pipelined batches: one round trip per SEND_BATCH commands
@@ -70,9 +75,8 @@ class BucketQueue:
         sent again after a pause, as PUBLISH_RETRY says; a message that went out twice is
         a duplicate, which the workers skip."""
         indexes = [int(index) for index in bucket_indexes]
-        step = max(1, defaults.SEND_BATCH // 2)  # a message and its event per bucket
-        for start in range(0, len(indexes), step):
-            self._send_batch(job_id, indexes[start : start + step], copy)
+        for start in range(0, len(indexes), self.batch):
+            self._send_batch(job_id, indexes[start : start + self.batch], copy)
 
     def _send_batch(self, job_id: str, indexes: list[int], copy: bool) -> None:
         policy = defaults.PUBLISH_RETRY

@@ -319,7 +319,7 @@ def state(redis_url: str) -> WorkerState:
 
 def render(task, job_id: str, index: int, copy: bool) -> bool:
     """The task's body: this process's state, then the bucket. A process without a usable
-    device hands the bucket back and makes its worker take no more (see `_no_device`)."""
+    device hands the bucket back and makes its worker take no more (see `_cannot_work`)."""
     hostname = task.request.hostname
     try:
         worker = state(task.app.conf.broker_url)
