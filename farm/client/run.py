@@ -284,7 +284,9 @@ class JobRun:
         suspects = []  # without a lease for LEASE_TIMEOUT: queued still, or its message is gone
         for index in waiting:
             since = self._waiting_since.setdefault(index, clock)
-            if index in lost_buckets or clock - since >= self.lease_timeout:
+            if stalled and index not in lost_buckets:  # nothing could move in the stall: time again from now
+                self._waiting_since[index] = clock
+            elif index in lost_buckets or clock - since >= self.lease_timeout:
                 suspects.append(index)
         for index in live:
             self._waiting_since.pop(index, None)
