@@ -148,18 +148,21 @@ class RedisAssets:
         skipping it as present: the job fails once, not every job after it."""
         key = self.key_for(digest)
         size, chunk_size = self.redis.hmget(key, "size", "chunk_size")
-        if size is None:
-            raise AssetError(f"{name}: asset {digest[:12]} is missing from Redis (expired or never fully uploaded)")
+        if size is None:  # another worker may have just found it damaged and removed it: say why
+            why = self.redis.get(f"{key}:damaged")
+            raise AssetError(why.decode() if why else
+                             f"{name}: asset {digest[:12]} is missing from Redis (expired or never fully uploaded)")
         try:
             data = self._read_chunks(name, key, size, chunk_size)
+            if digest_of(data) != digest:
+                raise _Damaged("does not match its digest")
         except _Damaged as exc:
-            self.redis.delete(key)
-            raise AssetError(f"{name}: asset {digest[:12]} in Redis {exc}; removed, so the next submit "
-                             f"uploads it again") from None
-        if digest_of(data) != digest:
-            self.redis.delete(key)
-            raise AssetError(f"{name}: asset {digest[:12]} in Redis does not match its digest; removed, so the "
-                             f"next submit uploads it again")
+            why = f"{name}: asset {digest[:12]} in Redis {exc}; removed, so the next submit uploads it again"
+            with self.redis.pipeline() as pipe:
+                pipe.delete(key)
+                pipe.set(f"{key}:damaged", why, ex=defaults.FINISHED_TTL)
+                pipe.execute()
+            raise AssetError(why) from None
         self.fetched.files += 1
         self.fetched.bytes += len(data)
         log.info("asset %s (%s) fetched: %d bytes", name, digest[:12], len(data))
@@ -212,6 +215,7 @@ class RedisAssets:
             with redis.pipeline(transaction=False) as pipe:
                 pipe.hset(key, mapping={"chunk_size": chunk_size, "size": size})
                 pipe.expire(key, ttl)
+                pipe.delete(f"{key}:damaged")
                 pipe.execute()
             sent.files += 1
             sent.bytes += size
