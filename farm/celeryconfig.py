@@ -4,6 +4,7 @@ Each setting says why; numbers a user may change come from farm.defaults (FARM_*
 """
 
 from farm import defaults
+from farm.protocol.broker import sentinel_transport_options
 
 # The broker; `submit --broker`, FARM_BROKER_URL or celery's own -b override it.
 broker_url = defaults.BROKER_URL or "redis://127.0.0.1:6379/0"
@@ -33,16 +34,25 @@ task_ignore_result = True
 worker_send_task_events = True
 task_send_sent_event = True
 task_track_started = True
+# ...published by the worker in batches on a timer, not one publish per bucket.
+worker_consumer = "farm.worker.consumer:Consumer"
 
 # Redis emulates acks: an unacknowledged bucket returns after this many seconds (checked
 # every RESTORE_INTERVAL). The client's reconciliation does not wait for it: it sends a
 # dead worker's bucket again as soon as its lease lapses; this is the backstop for a job
 # whose client is gone too. socket_timeout: a dead broker must not hang a publish.
+# master_name and sentinel_kwargs serve a sentinel:// broker (whichever setting names it)
+# and are the ones the farm's own clients use; the plain redis transport ignores them.
 broker_transport_options = {
     "visibility_timeout": defaults.VISIBILITY_TIMEOUT,
     "unacked_restore_interval": defaults.RESTORE_INTERVAL,
     "unacked_restore_throttle": 1,
     "socket_timeout": 30,
+    # a job's batches carry a priority (farm.protocol.queue.priority_for); ":" keeps the
+    # lists' names readable for KEDA and the ACL (farm, farm:3, farm:6, farm:9)
+    "priority_steps": list(defaults.PRIORITY_STEPS),
+    "sep": ":",
+    **sentinel_transport_options(),
 }
 
 # A client gives up on a lost broker after about BROKER_RETRY seconds (a worker never

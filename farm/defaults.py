@@ -40,6 +40,10 @@ def _cache_dir() -> str:
 # Where the broker (and the job data beside it) lives; empty means "start an embedded one".
 BROKER_URL = _str("FARM_BROKER_URL", "")
 
+# The name Redis Sentinel monitors the farm's master by, for a sentinel:// FARM_BROKER_URL
+# (kombu's `master_name`); mymaster is the name in Redis's own sentinel.conf.
+SENTINEL_MASTER = _str("FARM_SENTINEL_MASTER", "mymaster")
+
 # 64 px buckets: large enough that a launch amortises its ~1 ms overhead, small enough
 # that a 1080p frame gives ~500 buckets to spread over many workers.
 BUCKET_SIZE = _int("FARM_BUCKET_SIZE", 64)
@@ -139,6 +143,11 @@ BAD_WORKER_FAILURES = _int("FARM_BAD_WORKER_FAILURES", 3)
 # times the median finished bucket gets a copy on an idle worker; first tile wins. 0: never.
 SPECULATE = _float("FARM_SPECULATE", 1.5)
 
+# A worker publishes its task events for Flower at most this many seconds after the
+# first one waits (or when 24 wait), in one message: one per bucket cost a third of its
+# main process (farm/worker/consumer.py).
+EVENT_FLUSH = _float("FARM_EVENT_FLUSH", 0.25)
+
 # Seconds worker and client keep retrying (with backoff) a broker that went away, e.g.
 # while Redis restarts, before they give up on it.
 BROKER_RETRY = _float("FARM_BROKER_RETRY", 120.0)
@@ -181,8 +190,16 @@ SEND_WINDOW = _int("FARM_SEND_WINDOW", 4000)
 # LEASE_TIMEOUT, after which the client would check that its message still exists.
 SEND_AHEAD = 2.0
 
-# The Celery queue buckets travel on.
+# The Celery queue buckets travel on: on Redis, the lists `farm`, `farm:3`, `farm:6` and
+# `farm:9` (kombu's priority steps, with ":" between), which workers empty in that order.
 QUEUE = _str("FARM_QUEUE", "farm")
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+# Shortest remaining job first: a batch goes out at the step of how many buckets its job
+# has yet to finish, at most 64, 512 or 4096, or more. A small job submitted behind a
+# huge one is rendered next, in about its own time, and a huge job's last buckets move up
+# as it ends; buckets sent again (lost, rejected, copies) go first.
+PRIORITY_BUCKETS = (64, 512, 4096)
 
 # Prefix of every Redis key farm writes, so a shared Redis stays tidy.
 KEY_PREFIX = _str("FARM_KEY_PREFIX", "farm")

@@ -91,3 +91,78 @@ class PrivateFarm:
 
     def log(self, worker: int) -> str:
         return self.workers[worker].log_path.read_text(errors="replace")
+
+
+class SentinelServer:
+    """A Redis Sentinel (redis-server in sentinel mode) on a free loopback port, watching
+    one master as `name`; its config file, which Sentinel rewrites, lives in `folder`.
+    `password`: what clients must log in with; `auth_pass`: its login to the master."""
+
+    def __init__(self, folder: Path, master_port: int, name: str = "mymaster", password: str | None = None,
+                 auth_pass: str | None = None, down_after_ms: int = 500):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder, self.name = folder, name
+        self.config_path = folder / f"sentinel-{self.port}.conf"
+        self.log_path = folder / f"sentinel-{self.port}.log"
+        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {folder}",
+                 f"sentinel monitor {name} 127.0.0.1 {master_port} 1",
+                 f"sentinel down-after-milliseconds {name} {down_after_ms}",
+                 f"sentinel failover-timeout {name} 10000"]
+        if password:
+            lines.append(f"requirepass {password}")
+        if auth_pass:
+            lines.append(f"sentinel auth-pass {name} {auth_pass}")
+        self.config_path.write_text("\n".join(lines) + "\n")
+        self.password = password
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> SentinelServer:
+        """Start it and return once it names the master (FarmSetupError if it exits)."""
+        from farm.client.local import _die_with_parent, redis_server_binary
+        from farm.exceptions import FarmSetupError
+
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([redis_server_binary(), str(self.config_path), "--sentinel"],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True, preexec_fn=_die_with_parent())
+
+        def named():
+            if self.process.poll() is not None:
+                raise FarmSetupError(f"redis-server exited in sentinel mode: {self.log_tail()}")
+            return self.client().sentinel_get_master_addr_by_name(self.name)
+        try:
+            commands.wait_for(named, timeout, "Sentinel to name its master")
+        except AssertionError:
+            named()  # it exited: say so
+            raise
+        return self
+
+    def ran(self) -> bool:
+        """Whether the binary ran in sentinel mode at all (it logs its Sentinel ID)."""
+        return "Sentinel ID is" in self.log_tail(1000)
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=2, socket_connect_timeout=1)
+
+    def master_port(self) -> int:
+        return int(self.client().sentinel_get_master_addr_by_name(self.name)[1])
+
+    def log_tail(self, lines: int = 5) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None

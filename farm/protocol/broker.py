@@ -3,16 +3,29 @@
 A farm's Redis may restart (or fail over) in the middle of a frame. Every client farm
 makes retries a dropped connection with backoff for BROKER_RETRY seconds before an error
 reaches the caller, so a tile is stored once Redis is back, never dropped.
+
+The URL is kombu's, so that one URL serves Celery and the job data: redis://, rediss://,
+or sentinel://host:port;sentinel://host2:port... for a master that Redis Sentinel fails
+over. A client of a sentinel:// URL asks the sentinels where the master is before every
+attempt to connect and drops a connection to a demoted master, so its retries follow a
+failover.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+
 from farm import defaults
 from farm.exceptions import BrokerError
 
+# Sentinel's port, and kombu's default for a sentinel:// address without one.
+SENTINEL_PORT = 26379
+
 
 def client(url: str, patient: bool = True, socket_timeout: float = 30.0):
-    """A redis-py client for `url`; `patient` ones ride out an outage of BROKER_RETRY seconds."""
+    """A redis-py client for `url`; `patient` ones ride out an outage of BROKER_RETRY seconds
+    (a failover included)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
@@ -20,14 +33,87 @@ def client(url: str, patient: bool = True, socket_timeout: float = 30.0):
     retry = Retry(ExponentialBackoff(cap=defaults.RETRY_BACKOFF_CAP, base=0.1), 0)
     if patient:
         retry = Retry(ExponentialBackoff(cap=defaults.RETRY_BACKOFF_CAP, base=0.1), _retries())
+    options = {
+        "socket_connect_timeout": defaults.CONNECT_TIMEOUT, "socket_timeout": socket_timeout,
+        "health_check_interval": 30, "retry": retry,
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError],
+    }
     try:
-        return redis.Redis.from_url(
-            url, socket_connect_timeout=defaults.CONNECT_TIMEOUT, socket_timeout=socket_timeout,
-            health_check_interval=30, retry=retry,
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError],
-        )
+        if is_sentinel(url):
+            return _master(url, options)
+        return redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise BrokerError(f"invalid broker URL {redacted(url)!r}: {exc}") from None
+
+
+def is_sentinel(url: str) -> bool:
+    """Whether `url` names Redis Sentinels (kombu's sentinel:// form) rather than a Redis."""
+    return url.split("://", 1)[0].lower() == "sentinel"
+
+
+def sentinel_transport_options() -> dict:
+    """kombu's transport options for a sentinel:// broker, which the farm's own clients
+    use too: the master's name (FARM_SENTINEL_MASTER), and how to reach the sentinels,
+    with FARM_SENTINEL_PASSWORD where they ask for one (the URL's login is the master's).
+    kombu's plain redis transport ignores both."""
+    # One try per sentinel and look-up (retry None): the master's connection retries the
+    # look-up itself, and redis-py's default retries made a dead sentinel cost 8 s a pool.
+    sentinel_kwargs = {"socket_connect_timeout": defaults.CONNECT_TIMEOUT, "socket_timeout": defaults.CONNECT_TIMEOUT,
+                       "retry": None}
+    if os.environ.get("FARM_SENTINEL_PASSWORD"):
+        sentinel_kwargs["password"] = os.environ["FARM_SENTINEL_PASSWORD"]
+    return {"master_name": defaults.SENTINEL_MASTER, "sentinel_kwargs": sentinel_kwargs}
+
+
+def _master(url: str, options: dict):
+    """A client of the master that the sentinels in `url` name, as kombu makes one."""
+    from redis.sentinel import Sentinel
+
+    addresses, login = _sentinel_addresses(url)
+    transport = sentinel_transport_options()
+    sentinels = Sentinel(addresses, sentinel_kwargs=transport["sentinel_kwargs"])
+    return sentinels.master_for(transport["master_name"], connection_class=_following_connection(), **login, **options)
+
+
+@functools.cache
+def _following_connection():
+    """redis-py's connection to a sentinel-named master asks the sentinels where it is only
+    when the pool hands it out: a command's own retries reconnect to the address it had,
+    a dead master's, for as long as they last (redis-py issue 3874). This one asks before
+    every attempt to connect."""
+    from redis.sentinel import SentinelManagedConnection
+
+    class FollowingConnection(SentinelManagedConnection):
+        def _connect(self):
+            self.host, self.port = self.connection_pool.get_master_address()
+            return super()._connect()
+
+    return FollowingConnection
+
+
+def _sentinel_addresses(url: str) -> tuple[list[tuple[str, int]], dict]:
+    """The sentinels' (host, port) in `url`, and the master's login and database, which
+    every address must repeat: kombu logs in with those of the address it is using, and
+    moves on to the next address whenever a connection fails."""
+    from urllib.parse import unquote, urlsplit
+
+    addresses, logins = [], set()
+    for address in url.split(";"):
+        parts = urlsplit(address)
+        if parts.scheme.lower() != "sentinel" or not parts.hostname:
+            raise ValueError("each address must read sentinel://[user:password@]host[:port][/db]")
+        if parts.query or parts.fragment:
+            raise ValueError("a sentinel:// URL takes no options (TLS through Sentinel is not supported)")
+        addresses.append((parts.hostname, parts.port or SENTINEL_PORT))
+        database = parts.path.strip("/") or "0"
+        if not database.isdigit():
+            raise ValueError(f"the database must be a number, not {database!r}")
+        logins.add((parts.username or None, parts.password, int(database)))
+    if len(logins) > 1:
+        raise ValueError("every sentinel:// address must repeat the same user, password and database")
+    username, password, database = logins.pop()
+    return addresses, {"username": username and unquote(username),
+                       "password": None if password is None else unquote(password), "db": database}
 
 
 def _retries() -> int:
@@ -40,15 +126,43 @@ def connect(url: str):
     within CONNECT_TIMEOUT (even one that accepts the connection and then says nothing) is
     an error."""
     import redis
+    from redis.sentinel import MasterNotFoundError
 
     probe = client(url, patient=False, socket_timeout=defaults.CONNECT_TIMEOUT)
     try:
         probe.ping()
+    except MasterNotFoundError:
+        raise BrokerError(f"cannot reach broker {redacted(url)}: {_no_master(url)}") from None
     except redis.RedisError as exc:
         raise BrokerError(refusal(exc, url) or f"cannot reach broker {redacted(url)}: {exc}") from None
     finally:
         probe.close()
+        if (sentinels := getattr(probe.connection_pool, "sentinel_manager", None)) is not None:
+            sentinels.close()
     return client(url)
+
+
+def _no_master(url: str) -> str:
+    """Why no sentinel in `url` named the master, each sentinel's answer in a few words."""
+    import redis
+
+    transport = sentinel_transport_options()
+    name, answers = transport["master_name"], []
+    for host, port in _sentinel_addresses(url)[0]:
+        sentinel = redis.Redis(host, port, **transport["sentinel_kwargs"])
+        try:
+            state = sentinel.sentinel_master(name)
+            answers.append(f"{host}:{port} says it is down ({state.get('flags')})")
+        except redis.AuthenticationError:
+            answers.append(f"{host}:{port} refused FARM_SENTINEL_PASSWORD" if "password" in transport["sentinel_kwargs"]
+                           else f"{host}:{port} wants a password: set FARM_SENTINEL_PASSWORD")
+        except redis.ResponseError as exc:
+            answers.append(f"{host}:{port} knows no master {name!r} ({exc}): check FARM_SENTINEL_MASTER")
+        except redis.RedisError as exc:
+            answers.append(f"{host}:{port} did not answer ({exc})")
+        finally:
+            sentinel.close()
+    return "no sentinel names the master: " + "; ".join(answers)
 
 
 def refusal(exc: BaseException, url: str = "") -> str | None:
@@ -79,7 +193,14 @@ def server_time(redis) -> float:
 
 
 def redacted(url: str) -> str:
-    """`url` with its password, if any, replaced by ***: safe to print."""
+    """`url` with its password, if any, replaced by ***: safe to print. A sentinel:// URL's
+    addresses, separated by ';', are redacted one by one."""
+    if is_sentinel(url):
+        return ";".join(_redacted(address) for address in url.split(";"))
+    return _redacted(url)
+
+
+def _redacted(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     try:

@@ -10,6 +10,10 @@ from farm.buckets import count
 from farm.exceptions import JobError
 
 
+# Longest pretend bucket of the null renderer: longer is no benchmark, only a hung job.
+NULL_SECONDS_MAX = 60.0
+
+
 @dataclass(frozen=True)
 class JobMeta:
     """The job's fixed description, stored as the hash `farm:job:<id>`."""
@@ -23,10 +27,14 @@ class JobMeta:
     order: str
     created: float
     assets: tuple[str, ...] = ()  # digests of the scene's files, kept alive with the job
+    # Seconds of pretend work per bucket for the null renderer of `farm bench --overhead`
+    # (farm/tools/null.py); None for every real job.
+    null: float | None = None
 
     def to_redis(self) -> dict[str, str]:
         values = {k: str(v) for k, v in asdict(self).items()}
         values["assets"] = ",".join(self.assets)
+        values["null"] = "" if self.null is None else repr(self.null)
         return values
 
     @classmethod
@@ -45,6 +53,7 @@ class JobMeta:
                 order=values["order"],
                 created=float(values["created"]),
                 assets=tuple(d for d in values.get("assets", "").split(",") if d),
+                null=float(values["null"]) if values.get("null") else None,
             )
         except (KeyError, ValueError) as exc:
             raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
@@ -61,6 +70,8 @@ class JobMeta:
         if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
             raise JobError(f"bucket size {self.bucket_size} is outside "
                            f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
+        if self.null is not None and not 0.0 <= self.null <= NULL_SECONDS_MAX:
+            raise JobError(f"{self.null} s of null work per bucket is outside [0, {NULL_SECONDS_MAX}]")
         buckets = count(self.width, self.height, self.bucket_size)
         if buckets > defaults.MAX_BUCKETS:
             raise JobError(f"{self.width}x{self.height} in {self.bucket_size} px buckets is {buckets} buckets, over "

@@ -173,8 +173,9 @@ class Job:
         return f"{defaults.KEY_PREFIX}:scene:{digest}"
 
     @staticmethod
-    def describe(scene: Scene, bucket_size: int, bucket_order: str) -> JobMeta:
-        """A new job's description, checked against the farm's limits."""
+    def describe(scene: Scene, bucket_size: int, bucket_order: str, null: float | None = None) -> JobMeta:
+        """A new job's description, checked against the farm's limits; `null` only for the
+        null renderer's jobs (farm/tools/null.py)."""
         meta = JobMeta(
             job_id=uuid.uuid4().hex,
             digest=scene.digest,
@@ -185,6 +186,7 @@ class Job:
             order=bucket_order,
             created=time.time(),
             assets=tuple(sorted(set(scene.assets.values()))),
+            null=null,
         )
         meta.check()
         return meta

@@ -42,6 +42,21 @@ class QueueScan:
     held: dict[int, float] = field(default_factory=dict)  # taken by a worker, not acknowledged: since (epoch s)
 
 
+def queue_lists() -> list[str]:
+    """The Redis lists of the bucket queue, first served first (kombu's priority lists,
+    named with the ":" that celeryconfig sets as kombu's `sep`)."""
+    return [defaults.QUEUE] + [f"{defaults.QUEUE}:{step}" for step in defaults.PRIORITY_STEPS[1:]]
+
+
+def priority_for(remaining: int) -> int:
+    """The priority of a batch of a job with `remaining` buckets unfinished: shortest
+    remaining first, in kombu's steps (0 goes first)."""
+    for step, most in zip(defaults.PRIORITY_STEPS, defaults.PRIORITY_BUCKETS):
+        if remaining <= most:
+            return step
+    return defaults.PRIORITY_STEPS[-1]
+
+
 def task_id(job_id: str, bucket_index: int) -> str:
     return f"{job_id}.{bucket_index}.{uuid.uuid4().hex[:8]}"
 
@@ -60,25 +75,31 @@ class BucketQueue:
     def __init__(self, redis, app):
         self.redis = redis
         self.app = app  # the Celery app whose broker the tasks go to
+        self.sent = 0  # messages this queue sent, and the seconds it spent sending them
+        self.seconds = 0.0
 
     @property
     def batch(self) -> int:
         """Buckets sent in one round trip: SEND_BATCH commands, a message and its event each."""
         return max(1, defaults.SEND_BATCH // 2)
 
-    def send(self, job_id: str, bucket_indexes, copy: bool = False) -> None:
+    def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0) -> None:
         """One Celery task message per bucket, in the given order, each with its task-sent
         event for Flower, in pipelined batches: one round trip per SEND_BATCH commands
         (kombu's Producer.batch). The messages are Celery's own (protocol 2, JSON), made
         without what costs most in `send_task` and does nothing here: a repr of the
         arguments, a declare and a retry wrapper per message. A batch the broker drops is
         sent again after a pause, as PUBLISH_RETRY says; a message that went out twice is
-        a duplicate, which the workers skip."""
+        a duplicate, which the workers skip. `priority`: see priority_for (0, the default,
+        goes first: what is sent again is late already)."""
+        started = time.perf_counter()
         indexes = [int(index) for index in bucket_indexes]
         for start in range(0, len(indexes), self.batch):
-            self._send_batch(job_id, indexes[start : start + self.batch], copy)
+            self._send_batch(job_id, indexes[start : start + self.batch], copy, priority)
+        self.sent += len(indexes)
+        self.seconds += time.perf_counter() - started
 
-    def _send_batch(self, job_id: str, indexes: list[int], copy: bool) -> None:
+    def _send_batch(self, job_id: str, indexes: list[int], copy: bool, priority: int) -> None:
         policy = defaults.PUBLISH_RETRY
         pause = policy["interval_start"]
         for attempt in range(policy["max_retries"] + 1):
@@ -86,7 +107,7 @@ class BucketQueue:
                 with self.app.producer_or_acquire() as producer, producer.batch(max_size=2 * len(indexes) + 1):
                     producer.maybe_declare(self._events.exchange)
                     for index in indexes:
-                        self._publish(producer, job_id, index, copy)
+                        self._publish(producer, job_id, index, copy, priority)
                 return
             except (BatchPublishError, *_LOST) as exc:
                 cause = exc.__cause__ if isinstance(exc, BatchPublishError) else exc
@@ -103,7 +124,7 @@ class BucketQueue:
         """The Celery event dispatcher `send_task` itself publishes task-sent events with."""
         return self.app.amqp._event_dispatcher
 
-    def _publish(self, producer, job_id: str, index: int, copy: bool) -> None:
+    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int) -> None:
         kwargs = {"copy": True} if copy else {}
         tid = task_id(job_id, index)
         headers, properties, body, sent_event = self.app.amqp.as_task_v2(
@@ -111,7 +132,7 @@ class BucketQueue:
             create_sent_event=True,
         )
         producer.publish(body, exchange="", routing_key=defaults.QUEUE, serializer="json", headers=headers,
-                         delivery_mode=2, retry=False, declare=None, **properties)
+                         delivery_mode=2, retry=False, declare=None, **{**properties, "priority": priority})
         sent_event.update(queue=defaults.QUEUE, exchange="", routing_key=defaults.QUEUE)
         events = self._events
         event = events._prepare_event("task-sent", sent_event)
@@ -122,7 +143,7 @@ class BucketQueue:
         """Which buckets of `job_id` have a message queued or held by a worker right now."""
         scan = QueueScan()
         marker = job_id.encode()
-        for raw in self.redis.lrange(defaults.QUEUE, 0, -1):
+        for raw in self._queued():
             if marker not in raw:  # another job's: not parsed
                 continue
             found = _job_bucket(raw)
@@ -144,11 +165,19 @@ class BucketQueue:
     def purge(self, job_id: str) -> int:
         """Remove the job's waiting messages from the queue; returns how many."""
         removed = 0
-        for raw in self.redis.lrange(defaults.QUEUE, 0, -1):
-            found = _job_bucket(raw)
-            if found and found[0] == job_id:
-                removed += self.redis.lrem(defaults.QUEUE, 0, raw)
+        for name in queue_lists():
+            for raw in self.redis.lrange(name, 0, -1):
+                found = _job_bucket(raw)
+                if found and found[0] == job_id:
+                    removed += self.redis.lrem(name, 0, raw)
         return removed
+
+    def _queued(self) -> list[bytes]:
+        """Every message waiting in the queue's lists, read in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in queue_lists():
+                pipe.lrange(name, 0, -1)
+            return [raw for found in pipe.execute() for raw in found]
 
 
 def _job_bucket(message) -> tuple[str, int] | None:

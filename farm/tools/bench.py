@@ -31,9 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", default=default_scene(), help="scene file (default: the bundled Cornell box)")
     parser.add_argument("--spp", type=int, default=64, help="samples per pixel (default 64)")
     parser.add_argument("--width", type=int, help="override the film width (height keeps the aspect)")
-    parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE, help="bucket side in pixels")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="local workers for the farm run (default 1: the same device as the direct run)")
+    parser.add_argument("--bucket-size", type=int,
+                        help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}; 8 with --overhead)")
+    parser.add_argument("--workers", type=int,
+                        help="local workers for the farm run (default 1: the same device as the direct run; "
+                             "64 with --overhead)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each kind; the median is reported")
     parser.add_argument("--skip-farm", action="store_true", help="measure the kernel only")
     parser.add_argument("--mitsuba", action="store_true",
@@ -48,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assets", type=int, metavar="MIB",
                         help="instead: time moving a file of this many MiB through Redis: upload in chunks, a "
                              "worker's first fetch (verified, into its cache), and a second job's cache hit")
+    parser.add_argument("--overhead", action="store_true",
+                        help="instead: the farm's own cost per bucket (client, Redis and Celery), on --workers "
+                             "workers whose render is free (a null renderer used only here), at --width "
+                             "(default 1024) in --bucket-size buckets: buckets/s sent, tiles/s collected, "
+                             "CPU per bucket of each process, latency from send to tile")
+    parser.add_argument("--null-seconds", type=float, default=0.0,
+                        help="with --overhead: seconds each null bucket pretends to render (default 0)")
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
                         help="instead: time loading, BVH building, uploading and rendering a generated mesh "
                              "of about this many triangles")
@@ -59,6 +68,13 @@ def run(args) -> int:
     from farm.worker.device import current
     from farm.worker.render import Renderer
 
+    if args.overhead:
+        from farm.tools import bench_overhead
+
+        args.width = args.width or 1024
+        return bench_overhead.run(args, *load_scaled(args))
+    args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
+    args.workers = args.workers or 1
     if args.mesh:
         return _bench_mesh(args)
     if args.assets:

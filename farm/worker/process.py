@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # Deliberate faults (FARM_FAULTS, farm/tools/faults.py) for the fault tests and `farm chaos`:
 # the tool is loaded only when a fault is asked for, so a real worker never imports it.
 faults = importlib.import_module("farm.tools.faults") if os.environ.get("FARM_FAULTS") else None
+# The null renderer of `farm bench --overhead` (FARM_NULL_RENDER, farm/tools/null.py): such a
+# worker opens no device and renders only the null jobs the bench sends.
+null = importlib.import_module("farm.tools.null") if os.environ.get("FARM_NULL_RENDER") else None
 
 # Scenes kept uploaded per process: the current job's, and the previous one's for overlap.
 SCENES_KEPT = 2
@@ -60,7 +63,7 @@ class WorkerState:
         self.pid = os.getpid()
         self.host = socket.gethostname()
         self.redis = client(redis_url)
-        self.device = devices.current()
+        self.device = null.DEVICE if null else devices.current()
         self.key = secret.key()  # the farm's secret, which tags every tile
         self.renderers: OrderedDict[str, Renderer] = OrderedDict()
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
@@ -75,6 +78,8 @@ class WorkerState:
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
+        if job.meta.null is not None or null:
+            return self._null_renderer(job)
         digest = job.meta.digest
         if digest in self.renderers:
             self.renderers.move_to_end(digest)
@@ -101,6 +106,17 @@ class WorkerState:
             self.renderers.popitem(last=False)
         log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)
         return renderer
+
+    @staticmethod
+    def _null_renderer(job: Job):
+        """The null renderer, for a null job on a null worker; any other pairing fails."""
+        if null is None:
+            raise JobDataError("the job asks for the null renderer of `farm bench --overhead`, which only "
+                               "workers started with FARM_NULL_RENDER have")
+        if job.meta.null is None:
+            raise FarmError("this worker runs the null renderer of `farm bench` (FARM_NULL_RENDER is set) "
+                            "and renders no real job")
+        return null.NullRenderer(job.meta.null, job.meta.spp)
 
     def render_bucket(self, task, job_id: str, index: int, hostname: str, copy: bool = False) -> bool:
         """Render one bucket and store its tile; False if there was nothing (more) to do.
@@ -349,6 +365,9 @@ def _open_device_in_child(sender=None, **_):
     device says so before any bucket comes (Celery sends the worker's hostname)."""
     try:
         secret.key()
+        if null:
+            log.info("render worker child %d ready with the null renderer of `farm bench`", os.getpid())
+            return
         opened = devices.current()
         build_program(opened)
         log.info("render worker child %d ready on OpenCL device %s", os.getpid(), opened)

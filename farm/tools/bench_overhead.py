@@ -1,0 +1,111 @@
+"""`farm bench --overhead`: what the farm itself costs per bucket, with many workers.
+
+The workers run the null renderer (farm/tools/null.py): a bucket's "render" is free, or
+sleeps `--null-seconds`, so what is measured is the client, Redis and Celery alone. Every
+figure comes from the run itself: the seconds the client spent inside BucketQueue.send,
+the CPU time each process used (the client, redis-server, every worker and its pool
+children, read from the kernel through psutil), and each bucket's time from its send to
+its tile in the film (the client's clock, so nothing depends on clocks agreeing).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from farm import defaults
+
+
+@dataclass
+class Round:
+    """The figures of one frame through the farm."""
+
+    buckets: int
+    wall: float
+    send_seconds: float
+    sent: int
+    cpu: dict[str, float]  # seconds of CPU: client, redis, workers
+    latencies: list[float]  # seconds from send to tile in the film, one per bucket
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:  # ended since it was listed
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _with_children(pids: list[int]) -> list[psutil.Process]:
+    found = []
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid)
+            found += [parent, *parent.children(recursive=True)]
+        except psutil.Error:
+            continue
+    return found
+
+
+def run(args, scene, document) -> int:
+    from farm.app import app
+    from farm.client.local import LocalFarm
+    from farm.client.run import start_job
+    from farm.protocol.broker import connect
+
+    workers = args.workers or 64
+    bucket_size = args.bucket_size or 8
+    started = time.perf_counter()
+    with LocalFarm(workers, env={"FARM_NULL_RENDER": "1"}, name="null") as local:
+        app.conf.broker_url = local.broker_url
+        local.wait_ready(app, timeout=max(defaults.WORKER_START_TIMEOUT, 3.0 * workers))
+        print(f"{workers} null workers ready in {time.perf_counter() - started:.1f}s", flush=True)
+        redis_client = connect(local.broker_url)
+        client = psutil.Process()
+        redis_server = [psutil.Process(local.redis.process.pid)]
+        worker_processes = _with_children([w.process.pid for w in local.workers])
+
+        def frame() -> Round:
+            before = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
+            job = start_job(redis_client, app, scene, document, bucket_size, "spiral", null=args.null_seconds)
+            job.collect(check_alive=local.check_alive)
+            after = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
+            cpu = dict(zip(("client", "redis", "workers"), (b - a for a, b in zip(before, after))))
+            latencies = [r.arrived - r.sent for r in job.records.values()]
+            return Round(job.total, job.wall_seconds, job.queue.seconds, job.queue.sent, cpu, latencies)
+
+        frame()  # warm: every worker has taken buckets, every connection is open
+        rounds = [frame() for _ in range(args.repeat)]
+    _print(args, workers, bucket_size, scene, rounds)
+    return 0
+
+
+def _print(args, workers: int, bucket_size: int, scene, rounds: list[Round]) -> None:
+    def median(figure) -> float:
+        return statistics.median(figure(r) for r in rounds)
+
+    buckets = rounds[0].buckets
+    print(f"overhead: {workers} workers, null renderer ({args.null_seconds * 1e3:g} ms per bucket), "
+          f"{scene.film.width}x{scene.film.height} in {bucket_size}px buckets = {buckets} buckets; "
+          f"medians of {len(rounds)} frames")
+    print(f"wall: {median(lambda r: r.wall):.2f}s per frame, {median(lambda r: r.buckets / r.wall):.0f} tiles/s "
+          f"collected")
+    print(f"send: {median(lambda r: r.sent / r.send_seconds):.0f} buckets/s inside BucketQueue.send "
+          f"(each a Celery task message and its task-sent event)")
+    print(f"latency from send to tile in the film: p50 {median(lambda r: r.percentile(0.5)) * 1e3:.0f} ms, "
+          f"p99 {median(lambda r: r.percentile(0.99)) * 1e3:.0f} ms")
+    parts = {name: median(lambda r, n=name: r.cpu[n] / r.buckets) for name in ("client", "redis", "workers")}
+    shares = {name: median(lambda r, n=name: r.cpu[n] / r.wall) for name in parts}
+    print("CPU per bucket: " + ", ".join(f"{name} {ms * 1e3:.2f} ms" for name, ms in parts.items())
+          + f"; total {sum(parts.values()) * 1e3:.2f} ms (per-bucket overhead, summed over every process)")
+    print("CPU in use: " + ", ".join(f"{name} {share * 100:.0f}% of a core" for name, share in shares.items()))

@@ -1,0 +1,55 @@
+"""The null renderer: buckets with no kernel, to measure what the farm itself costs.
+
+`farm bench --overhead` (and the tests) start their workers with FARM_NULL_RENDER=1 and
+send jobs whose description asks for it (`null`: seconds of pretend work per bucket).
+Both are needed, so a user's job is never rendered by it: a worker without the variable
+fails a null job with one reason (the job's fault), and a worker with it fails the
+buckets of a real job (its own fault: it goes bad after a few). A worker loads this
+module only when the variable is set, like the fault tool, and then never opens OpenCL,
+so a hundred of them fit on one machine.
+
+A null tile holds each pixel's own coordinates and the job's spp (x, y, spp), so a test
+can tell that every tile landed in its own job's image, in its own place.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from farm import defaults
+from farm.worker.device import Device
+
+DEVICE = Device(context=None, queue=None, device=None, name="null", kind="NULL", platform="farm bench")
+
+
+def pixels(x: int, y: int, width: int, height: int, spp: int) -> np.ndarray:
+    """The null tile of [x, x+width) x [y, y+height): (height, width, 3) float32."""
+    tile = np.empty((height, width, 3), np.float32)
+    tile[..., 0] = np.arange(x, x + width, dtype=np.float32)[None, :]
+    tile[..., 1] = np.arange(y, y + height, dtype=np.float32)[:, None]
+    tile[..., 2] = spp
+    return tile
+
+
+def frame(width: int, height: int, spp: int) -> np.ndarray:
+    """The image a null job of this size renders, whatever its buckets."""
+    return pixels(0, 0, width, height, spp)
+
+
+class NullRenderer:
+    """Renderer's interface: sleeps `seconds` per bucket in passes, asking `should_stop`
+    between them like the kernel does, then returns the null tile."""
+
+    def __init__(self, seconds: float, spp: int):
+        self.seconds = seconds
+        self.spp = spp
+
+    def render(self, x: int, y: int, width: int, height: int, should_stop=None) -> np.ndarray | None:
+        deadline = time.perf_counter() + self.seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            time.sleep(min(left, defaults.PASS_SECONDS))
+            if should_stop is not None and should_stop():
+                return None
+        return pixels(x, y, width, height, self.spp)

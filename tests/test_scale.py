@@ -1,0 +1,95 @@
+"""Several jobs on one farm, and the farm's own overhead: workers running the null
+renderer (farm/tools/null.py), real `celery worker` processes on a real Redis, so what
+is tested is the client, Redis and Celery alone."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from farm.exceptions import JobError
+from farm.scene import parse_scene
+from farm.tools import null
+from tests import commands
+from tests.farms import PrivateFarm
+
+
+@pytest.fixture(scope="module")
+def null_farm(tmp_path_factory):
+    farm = PrivateFarm(tmp_path_factory.mktemp("null"), worker_envs=({},) * 4, env={"FARM_NULL_RENDER": "1"},
+                       name="null")
+    yield farm
+    farm.close()
+
+
+def _start(farm, document, bucket_size: int, null_seconds: float | None):
+    from farm.client.run import start_job
+
+    return start_job(farm.redis, farm.app, parse_scene(document), document, bucket_size, "spiral", null=null_seconds)
+
+
+def test_a_small_job_behind_a_huge_one_goes_first_and_each_image_is_its_own(null_farm, make_document):
+    """Item 5 of issue 14: a job of 64 buckets submitted while one of 512 has hundreds
+    queued is rendered next (its batch goes out at a higher priority), not after the
+    huge job; every tile lands in its own job's image, in its own place."""
+    huge = _start(null_farm, make_document(256, 128, spp=1), 8, null_seconds=0.01)
+    failures = []
+
+    def collect_huge():
+        try:
+            huge.collect(stall_timeout=60)
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    collecting = threading.Thread(target=collect_huge)
+    collecting.start()
+    try:
+        null_farm.wait_for(lambda: len(huge.records) >= 32, 60, "the huge job's first tiles")
+        done_before = len(huge.records)
+        queued_ahead = huge.total - len(huge.unsent) - done_before
+        small = _start(null_farm, make_document(64, 64, spp=2), 8, null_seconds=0.01)
+        small.collect(stall_timeout=60)
+        huge_done = len(huge.records)
+    finally:
+        collecting.join(120)
+    assert not failures, failures
+    assert queued_ahead >= 200, f"the huge job had only {queued_ahead} buckets out: nothing for the small one to pass"
+    # Behind the huge job's queue the small one would end after at least `queued_ahead` of
+    # its buckets; going first, it ends while the huge job has done little more than before.
+    assert huge_done - done_before < queued_ahead // 2, (done_before, huge_done, queued_ahead)
+    assert np.array_equal(small.film.pixels, null.frame(64, 64, 2))
+    assert np.array_equal(huge.film.pixels, null.frame(256, 128, 1))
+
+
+def test_a_real_job_on_null_workers_fails_with_the_reason(null_farm, make_document):
+    run = _start(null_farm, make_document(16, 16, spp=1), 8, null_seconds=None)
+    with pytest.raises(JobError, match="renders no real job"):
+        run.collect(stall_timeout=60)
+
+
+def test_a_null_job_on_real_workers_fails_once_and_blames_no_worker(farm, make_document):
+    from farm.protocol import registry
+
+    run = _start(farm, make_document(16, 16, spp=1), 8, null_seconds=0.0)
+    with pytest.raises(JobError, match="only workers started with FARM_NULL_RENDER"):
+        run.collect(stall_timeout=60)
+    assert not [w for w in registry.workers(farm.redis).values() if w.bad]
+
+
+def test_bench_overhead_prints_the_farm_s_own_figures():
+    result = commands.run("bench", "--overhead", "--workers", 2, "--width", 64, "--repeat", 1, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"overhead: 2 workers, null renderer .* = 64 buckets", out), out
+    assert re.search(r"wall: [\d.]+s per frame, \d+ tiles/s collected", out), out
+    assert re.search(r"send: \d+ buckets/s inside BucketQueue.send", out), out
+    assert re.search(r"latency from send to tile in the film: p50 \d+ ms, p99 \d+ ms", out), out
+    parts = re.search(r"CPU per bucket: client ([\d.]+) ms, redis ([\d.]+) ms, workers ([\d.]+) ms; total ([\d.]+) ms",
+                      out)
+    assert parts, out
+    client, redis, workers, total = map(float, parts.groups())
+    assert client > 0 and redis > 0 and workers > 0  # measured, each process did work
+    assert total == pytest.approx(client + redis + workers, abs=0.02)
