@@ -214,3 +214,29 @@ def _redacted(url: str) -> str:
         return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
     except ValueError:  # unparseable: show its scheme only
         return url.split(":", 1)[0] + "://..."
+
+
+def reuse_kombu_clients() -> None:
+    """Make kombu's Redis channel build one redis-py client per connection pool, not one
+    per command: kombu 5.7's `Channel._create_client` makes a new client object for every
+    acknowledgement, every unacked-index append and every fanout publish, and redis-py 8
+    builds a table of about 200 response callbacks in each. py-spy put that at a tenth of a
+    worker's main process (issue 14). The client object holds nothing but the pool, which
+    it borrows a connection from per command, so sharing it changes no behaviour; a new
+    pool (after a reconnect) gets a new client."""
+    from kombu.transport import redis as transport
+
+    build = transport.Channel._create_client
+    if getattr(build, "reuses_clients", False):
+        return
+
+    def create_client(self, asynchronous=False):
+        if asynchronous:
+            return build(self, asynchronous)
+        made = self.__dict__.get("_farm_client")
+        if made is None or made.connection_pool is not self.pool:
+            made = self.__dict__["_farm_client"] = build(self)
+        return made
+
+    create_client.reuses_clients = True
+    transport.Channel._create_client = create_client

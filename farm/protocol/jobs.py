@@ -331,7 +331,7 @@ class Job:
     def _put_lease(self, lease: Lease, also=None) -> bool:
         """Write the lease; True if it was not there."""
         key = self.key_for(self.job_id, "leases")
-        with self.redis.pipeline() as pipe:
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip; nothing here needs MULTI
             pipe.hset(key, lease.name, lease.to_json())
             pipe.expire(key, defaults.JOB_TTL)
             if also is not None:
