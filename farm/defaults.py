@@ -174,10 +174,10 @@ STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0)
 # healthy again well within this.
 NO_HEALTHY_WORKER_TIMEOUT = _float("FARM_NO_HEALTHY_WORKER_TIMEOUT", 15.0)
 
-# Redis commands buffered before one pipelined round trip when sending buckets (a bucket
-# is two: its message and its task-sent event for Flower): large enough that the round
-# trip stops mattering, small enough that a batch is a fraction of a second of work.
-SEND_BATCH = _int("FARM_SEND_BATCH", 1000)
+# Buckets sent in one pipelined round trip (their messages, and one message holding their
+# task-sent events for Flower): large enough that the round trip stops mattering, small
+# enough that a batch is a fraction of a second of work.
+SEND_BATCH = _int("FARM_SEND_BATCH", 500)
 
 # Buckets of one job the client keeps sent and unfinished; it sends more as tiles arrive.
 # Far more than the workers can hold (each prefetches one), so none waits for the client;

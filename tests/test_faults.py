@@ -353,7 +353,7 @@ def test_client_killed_then_resumed(make_farm, frame, tmp_path):
     """The client keeps a window of 3 buckets sent ahead, so it dies with buckets it never
     sent; `farm collect` sends those (the job records how many went out) and nothing is lost."""
     reference = frame[1]
-    farm, client, job = _two_tiles_in(make_farm, frame, tmp_path, env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "2"})
+    farm, client, job = _two_tiles_in(make_farm, frame, tmp_path, env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "1"})
     client.kill()
     client.wait()
     assert job.sent() < BUCKETS, "it died before sending every bucket"

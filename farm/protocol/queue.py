@@ -80,12 +80,12 @@ class BucketQueue:
 
     @property
     def batch(self) -> int:
-        """Buckets sent in one round trip: SEND_BATCH commands, a message and its event each."""
-        return max(1, defaults.SEND_BATCH // 2)
+        """Buckets sent in one round trip (SEND_BATCH)."""
+        return max(1, defaults.SEND_BATCH)
 
     def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0) -> None:
-        """One Celery task message per bucket, in the given order, each with its task-sent
-        event for Flower, in pipelined batches: one round trip per SEND_BATCH commands
+        """One Celery task message per bucket, in the given order, with their task-sent
+        events for Flower, in pipelined batches: one round trip per SEND_BATCH buckets
         (kombu's Producer.batch). The messages are Celery's own (protocol 2, JSON), made
         without what costs most in `send_task` and does nothing here: a repr of the
         arguments, a declare and a retry wrapper per message. A batch the broker drops is
@@ -104,10 +104,16 @@ class BucketQueue:
         pause = policy["interval_start"]
         for attempt in range(policy["max_retries"] + 1):
             try:
-                with self.app.producer_or_acquire() as producer, producer.batch(max_size=2 * len(indexes) + 1):
-                    producer.maybe_declare(self._events.exchange)
-                    for index in indexes:
-                        self._publish(producer, job_id, index, copy, priority)
+                with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(indexes) + 2):
+                    events = self._events
+                    producer.maybe_declare(events.exchange)
+                    sent = [self._publish(producer, job_id, index, copy, priority) for index in indexes]
+                    # One message holding the batch's task-sent events, as Celery's own
+                    # dispatcher buffers a worker's (routing key task.multi; Flower and every
+                    # event receiver read a list body as its events, one by one).
+                    producer.publish(sent, routing_key="task.multi", exchange=events.exchange.name,
+                                     serializer=events.serializer, headers=events.headers,
+                                     delivery_mode=events.delivery_mode, retry=False, declare=None)
                 return
             except (BatchPublishError, *_LOST) as exc:
                 cause = exc.__cause__ if isinstance(exc, BatchPublishError) else exc
@@ -124,7 +130,8 @@ class BucketQueue:
         """The Celery event dispatcher `send_task` itself publishes task-sent events with."""
         return self.app.amqp._event_dispatcher
 
-    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int) -> None:
+    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int) -> dict:
+        """Publish the bucket's task message; returns its task-sent event."""
         kwargs = {"copy": True} if copy else {}
         tid = task_id(job_id, index)
         headers, properties, body, sent_event = self.app.amqp.as_task_v2(
@@ -134,10 +141,7 @@ class BucketQueue:
         producer.publish(body, exchange="", routing_key=defaults.QUEUE, serializer="json", headers=headers,
                          delivery_mode=2, retry=False, declare=None, **{**properties, "priority": priority})
         sent_event.update(queue=defaults.QUEUE, exchange="", routing_key=defaults.QUEUE)
-        events = self._events
-        event = events._prepare_event("task-sent", sent_event)
-        producer.publish(event, routing_key="task.sent", exchange=events.exchange.name, serializer=events.serializer,
-                         headers=events.headers, delivery_mode=events.delivery_mode, retry=False, declare=None)
+        return self._events._prepare_event("task-sent", sent_event)
 
     def scan(self, job_id: str) -> QueueScan:
         """Which buckets of `job_id` have a message queued or held by a worker right now."""
