@@ -59,6 +59,25 @@ redis.call('EXPIRE', KEYS[1], ttl)
 return value
 """
 
+# Count a delivery of bucket ARGV[1] and write its lease (ARGV[4], a Lease's JSON without
+# its attempt and times) at Redis's clock, lasting ARGV[3] seconds: what a worker does as
+# it starts a bucket, in one round trip. Returns the attempt and Redis's TIME.
+_BEGIN = """
+local attempt = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local ttl = redis.call('TTL', KEYS[2])
+if ttl < 0 then ttl = tonumber(ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ttl)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local lease = cjson.decode(ARGV[4])
+lease['attempt'] = attempt
+lease['started'] = now
+lease['until'] = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1] .. '.' .. attempt, cjson.encode(lease))
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return {attempt, time[1], time[2]}
+"""
+
 # Delete a tile only if it is still the one that was judged invalid.
 _DISCARD_TILE = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
@@ -309,16 +328,17 @@ class Job:
 
     def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False,
               also=None) -> Lease:
-        """Count a delivery of bucket `index` and take a lease on it, in two round trips;
-        `also(pipe)` adds commands to the second."""
+        """Count a delivery of bucket `index` and take a lease on it at Redis's clock, in one
+        round trip (the _BEGIN script); `also(pipe)` adds commands to it."""
+        draft = Lease(index, 0, worker, host, pid, device, 0.0, 0.0, copy)
+        keys = [self.key_for(self.job_id, "attempts"), self.key_for(self.job_id), self.key_for(self.job_id, "leases")]
         with self.redis.pipeline(transaction=False) as pipe:
-            self._bump(pipe, "attempts", index)
-            pipe.time()
-            attempt, (seconds, microseconds) = pipe.execute()
-        now = seconds + microseconds / 1e6
-        lease = Lease(index, int(attempt), worker, host, pid, device, now, now + defaults.LEASE_TIMEOUT, copy)
-        self._put_lease(lease, also)
-        return lease
+            pipe.eval(_BEGIN, len(keys), *keys, str(index), defaults.JOB_TTL, defaults.LEASE_TIMEOUT, draft.to_json())
+            if also is not None:
+                also(pipe)
+            attempt, seconds, microseconds = pipe.execute()[0]
+        now = int(seconds) + int(microseconds) / 1e6
+        return replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)
 
     def renew(self, lease: Lease) -> Lease:
         """Extend a lease. One that was removed as lost meanwhile (its heartbeat came late)

@@ -68,7 +68,7 @@ def beat(redis, hostname: str, busy: bool, pid: int | None = None) -> None:
     heartbeat, and from its render process (`pid` = the main process) as a bucket starts
     and ends, so an idle worker shows at once."""
     record = WorkerRecord(hostname, socket.gethostname(), pid or os.getpid(), busy)
-    redis.set(key_for(hostname), json.dumps(asdict(record)), ex=TTL)
+    redis.set(key_for(hostname), json.dumps(vars(record)), ex=TTL)
 
 
 def forget(redis, hostname: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class TileHeader:
 
 
 def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
-    head = json.dumps(asdict(header), separators=(",", ":")).encode()
+    head = json.dumps(vars(header), separators=(",", ":")).encode()
     body = _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, "<f4").tobytes()
     return body + secret.tag(key, body)
 
