@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from farm.client.run import start_job
-from farm.protocol.jobs import Job
+from farm.protocol.jobs import Job, JobState
 from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
@@ -207,3 +207,46 @@ def test_every_key_of_a_finished_job_expires(farm, odd_frame):
     assert len(keys) >= 4  # the job, its tiles, events/stats, attempts
     for key in keys:
         assert 0 < farm.redis.ttl(key) <= 3600, key
+
+
+def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_way(redis_server, cornell_document):
+    """Job.take starts a bucket only when nothing about it asks for the retry policy: the
+    job runs, the index is the job's, and the bucket has no tile, lease, crash or failure."""
+    import redis as redis_py
+
+    from farm.exceptions import JobError
+    from farm.protocol.leases import Lease
+
+    redis = redis_py.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/7")
+    redis.flushdb()
+    document = dict(cornell_document, film={"width": 32, "height": 16, "spp": 1})
+    scene = parse_scene(document)
+    job = Job.create(redis, Job.describe(scene, 8, "spiral"), document)  # 8 buckets
+
+    def draft(index: int) -> Lease:
+        return Lease(index, 0, "w1@h", "h", 4321, "cpu", 0.0, 0.0)
+
+    taken, lease = Job.take(redis, job.job_id, draft(0))
+    assert taken.job_id == job.job_id and taken.bucket_count == 8 and not taken.state
+    assert (lease.attempt, lease.worker, lease.pid) == (1, "w1@h", 4321) and lease.until > lease.started > 0
+    (held,) = taken.leases()  # as the script wrote it: cjson keeps 14 digits of the times
+    assert (held.name, held.worker, held.device) == (lease.name, "w1@h", "cpu")
+    assert held.until == pytest.approx(lease.until, abs=1e-3)
+    assert job.attempts() == {0: 1}
+    assert Job.take(redis, job.job_id, draft(0)) is None  # its lease is there
+    job.record_failure(1, "w2@h", "boom")
+    job.bump("crashes", 2)
+    tile = np.zeros((8, 8, 3), np.float32)
+    job.store_tile(TileHeader(job.job_id, 3, 8, 8), tile, b"k")
+    for index in (1, 2, 3, 8, 99):  # failed, crashed, stored, not the job's
+        assert Job.take(redis, job.job_id, draft(index)) is None, index
+    assert Job.take(redis, "no-such-job", draft(4)) is None
+    redis.hset(Job.key_for(job.job_id), "spp", "0")  # a description over the limits: no lease is left behind
+    with pytest.raises(JobError):
+        Job.take(redis, job.job_id, draft(4))
+    assert [held.bucket for held in job.leases()] == [0]
+    redis.hset(Job.key_for(job.job_id), "spp", "1")
+    job.finish(JobState.CANCELLED)
+    assert Job.take(redis, job.job_id, draft(5)) is None
+    assert job.attempts() == {0: 1, 4: 1}  # the refused description counted a delivery, nothing else did
+    redis.flushdb()

@@ -20,7 +20,7 @@ import numpy as np
 
 from farm import defaults
 from farm.buckets import Bucket, bucket_at, count, split
-from farm.exceptions import InvalidTile, JobDataError, JobVanished, SceneError
+from farm.exceptions import FarmError, InvalidTile, JobDataError, JobVanished, SceneError
 from farm.protocol.assets import RedisAssets, size_text
 from farm.protocol.description import JobMeta
 from farm.protocol.broker import server_time
@@ -76,6 +76,43 @@ lease['until'] = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1] .. '.' .. attempt, cjson.encode(lease))
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 return {attempt, time[1], time[2]}
+"""
+
+# A worker's first look at a bucket, and its start when the bucket is plainly fresh: the
+# job exists and runs, the index is one of its buckets, no tile, no lease, no crash and
+# no failure of it. Then it counts the delivery and writes the lease as _BEGIN does and
+# returns {1, the job's hash, attempt, TIME}; else it changes nothing and returns {0}, and
+# the worker looks again the long way (Job.look, the retry policy, Job.begin).
+# KEYS: job, tiles, leases, crashes, failures, attempts; ARGV: bucket, JOB_TTL,
+# LEASE_TIMEOUT, the lease's draft JSON.
+_TAKE = """
+local job = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #job, 2 do fields[job[i]] = job[i + 1] end
+if not fields['job_id'] or (fields['state'] or '') ~= '' then return {0} end
+local size = tonumber(fields['bucket_size']) or 0
+local bucket = tonumber(ARGV[1])
+if size < 1 or bucket >= math.ceil((tonumber(fields['width']) or 0) / size)
+                             * math.ceil((tonumber(fields['height']) or 0) / size) then return {0} end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {0} end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return {0} end
+local prefix = ARGV[1] .. '.'
+for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if string.sub(name, 1, #prefix) == prefix then return {0} end
+end
+local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then ttl = tonumber(ARGV[2]) end
+redis.call('EXPIRE', KEYS[6], ttl)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local lease = cjson.decode(ARGV[4])
+lease['attempt'] = attempt
+lease['started'] = now
+lease['until'] = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[3], prefix .. attempt, cjson.encode(lease))
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return {1, job, attempt, time[1], time[2]}
 """
 
 # Delete a tile only if it is still the one that was judged invalid.
@@ -319,6 +356,30 @@ class Job:
             _read_bucket(pipe, job_id, index)
             raw, *bucket = pipe.execute()
         return cls._from_hash(redis, job_id, raw), BucketView.from_replies(*bucket)
+
+    @classmethod
+    def take(cls, redis, job_id: str, draft: Lease, also=None) -> tuple[Job, Lease] | None:
+        """Look at bucket `draft.bucket` and, if it is plainly fresh (see _TAKE), start it
+        under a lease made from `draft`, in one round trip; None when it needs the long
+        way. `also(pipe)` adds commands to the round trip."""
+        keys = [cls.key_for(job_id)] + [cls.key_for(job_id, part) for part in
+                                        ("tiles", "leases", "crashes", "failures", "attempts")]
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_TAKE, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
+                      draft.to_json())
+            if also is not None:
+                also(pipe)
+            reply = pipe.execute()[0]
+        if reply[0] != 1:
+            return None
+        _, flat, attempt, seconds, microseconds = reply
+        try:
+            job = cls._from_hash(redis, job_id, dict(zip(flat[::2], flat[1::2])))
+        except FarmError:  # a description over the limits: this delivery never started
+            redis.hdel(cls.key_for(job_id, "leases"), f"{draft.bucket}.{int(attempt)}")
+            raise
+        now = int(seconds) + int(microseconds) / 1e6
+        return job, replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)
 
     def view(self, index: int) -> BucketView:
         """What the job's record says of bucket `index` now, in one round trip."""

@@ -107,6 +107,38 @@ class WorkerState:
         log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)
         return renderer
 
+    def _start(self, task, job_id: str, index: int, hostname: str, copy: bool, beat) -> tuple[Job, Lease] | None:
+        """The long way into a bucket: read the job and the bucket's record, skip what needs
+        no render, reap dead deliveries, ask the retry policy, then take the lease; None
+        when there is nothing to render. Raises Reject while stopping or bad."""
+        job, seen = Job.look(self.redis, job_id, index)
+        if job.state:
+            log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
+            return None
+        if not 0 <= index < job.bucket_count:  # not sent by the job's client: never let it touch the job
+            log.warning("job %s: stray message for bucket %d (the job has %d) dropped", job_id[:8], index,
+                        job.bucket_count)
+            job.count("stray")
+            return None
+        if seen.stored:
+            log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
+            return None
+        if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
+            raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
+        seen = self._reap_lost(job, index, seen)
+        decision = self.policy.on_delivery(
+            seen, hostname, others_idle=lambda: self._others_idle(hostname), passes=lambda: job.count(f"passed:{index}"),
+        )
+        if decision.action is Action.GIVE_UP:
+            job.fail(index, hostname, decision.reason)
+            log.error("job %s failed: %s", job_id[:8], job.error)
+            return None
+        if decision.action is Action.PASS_ON:
+            BucketQueue(self.redis, task.app).send(job.job_id, [index])
+            log.info("job %s bucket %d: failed here before, passed on to an idle worker", job_id[:8], index)
+            return None
+        return job, job.begin(index, hostname, self.host, self.pid, self.device.name, copy, also=beat)
+
     @staticmethod
     def _null_renderer(job: Job):
         """The null renderer, for a null job on a null worker; any other pairing fails."""
@@ -121,38 +153,9 @@ class WorkerState:
     def render_bucket(self, task, job_id: str, index: int, hostname: str, copy: bool = False) -> bool:
         """Render one bucket and store its tile; False if there was nothing (more) to do.
 
-        A bucket costs four round trips to Redis besides its passes: read the job and the
-        bucket's record, count the delivery, take the lease, store the tile."""
-        try:
-            job, seen = Job.look(self.redis, job_id, index)
-        except FarmError as exc:
-            log.warning("bucket %d skipped: %s", index, exc)
-            return False
-        if job.state:
-            log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
-            return False
-        if not 0 <= index < job.bucket_count:  # not sent by the job's client: never let it touch the job
-            log.warning("job %s: stray message for bucket %d (the job has %d) dropped", job_id[:8], index,
-                        job.bucket_count)
-            job.count("stray")
-            return False
-        if seen.stored:
-            log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
-            return False
-        if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
-            raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
-        seen = self._reap_lost(job, index, seen)
-        decision = self.policy.on_delivery(
-            seen, hostname, others_idle=lambda: self._others_idle(hostname), passes=lambda: job.count(f"passed:{index}"),
-        )
-        if decision.action is Action.GIVE_UP:
-            job.fail(index, hostname, decision.reason)
-            log.error("job %s failed: %s", job_id[:8], job.error)
-            return False
-        if decision.action is Action.PASS_ON:
-            BucketQueue(self.redis, task.app).send(job.job_id, [index])
-            log.info("job %s bucket %d: failed here before, passed on to an idle worker", job_id[:8], index)
-            return False
+        A fresh bucket costs two round trips to Redis besides its passes: look at it and
+        start it under a lease (Job.take), then store the tile. Any other (a job that ended,
+        a tile or a lease already there, a crash or failure before) takes the long way."""
 
         def beat(busy: bool):
             return lambda pipe: registry.beat(pipe, hostname, busy=busy, pid=os.getppid())
@@ -161,10 +164,19 @@ class WorkerState:
         # must stop the bucket at its next pass, not kill the process (a crash, counted).
         self.rendering = True
         try:
-            lease = job.begin(index, hostname, self.host, self.pid, self.device.name, copy, also=beat(True))
-        except BaseException:
-            self.rendering = False
-            raise
+            started = None
+            if not (self.stopping or self.bad):
+                draft = Lease(index, 0, hostname, self.host, self.pid, self.device.name, 0.0, 0.0, copy)
+                started = Job.take(self.redis, job_id, draft, also=beat(True))
+            started = started or self._start(task, job_id, index, hostname, copy, beat(True))
+        except FarmError as exc:
+            log.warning("bucket %d skipped: %s", index, exc)
+            started = None
+        finally:
+            self.rendering = started is not None
+        if started is None:
+            return False
+        job, lease = started
         self.lease_keeper.keep(job, lease)
         released = False
         try:
