@@ -59,14 +59,15 @@ redis.call('EXPIRE', KEYS[1], ttl)
 return value
 """
 
-# Count a delivery of bucket ARGV[1] and write its lease (ARGV[4], a Lease's JSON without
-# its attempt and times) at Redis's clock, lasting ARGV[3] seconds: what a worker does as
-# it starts a bucket, in one round trip. Returns the attempt and Redis's TIME.
-_BEGIN = """
-local attempt = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-local ttl = redis.call('TTL', KEYS[2])
+# Both scripts below take KEYS: the job, and its tiles, leases, crashes, failures and
+# attempts; ARGV: the bucket, JOB_TTL, LEASE_TIMEOUT, and the lease's draft JSON (a Lease
+# without its attempt and times). This part counts a delivery of the bucket and writes its
+# lease at Redis's clock, lasting LEASE_TIMEOUT.
+_START_DELIVERY = """
+local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
+local ttl = redis.call('TTL', KEYS[1])
 if ttl < 0 then ttl = tonumber(ARGV[2]) end
-redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[6], ttl)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local lease = cjson.decode(ARGV[4])
@@ -75,16 +76,17 @@ lease['started'] = now
 lease['until'] = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1] .. '.' .. attempt, cjson.encode(lease))
 redis.call('EXPIRE', KEYS[3], ARGV[2])
-return {attempt, time[1], time[2]}
 """
+
+# Start a delivery, what a worker does once the retry policy says render (Job.begin).
+# Returns the attempt and Redis's TIME.
+_BEGIN = _START_DELIVERY + "return {attempt, time[1], time[2]}"
 
 # A worker's first look at a bucket, and its start when the bucket is plainly fresh: the
 # job exists and runs, the index is one of its buckets, no tile, no lease, no crash and
-# no failure of it. Then it counts the delivery and writes the lease as _BEGIN does and
-# returns {1, the job's hash, attempt, TIME}; else it changes nothing and returns {0}, and
-# the worker looks again the long way (Job.look, the retry policy, Job.begin).
-# KEYS: job, tiles, leases, crashes, failures, attempts; ARGV: bucket, JOB_TTL,
-# LEASE_TIMEOUT, the lease's draft JSON.
+# no failure of it. Then it starts the delivery and returns {1, the job's hash, attempt,
+# TIME}; else it changes nothing and returns {0}, and the worker looks again the long way
+# (Job.look, the retry policy, Job.begin).
 _TAKE = """
 local job = redis.call('HGETALL', KEYS[1])
 local fields = {}
@@ -100,20 +102,7 @@ local prefix = ARGV[1] .. '.'
 for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
   if string.sub(name, 1, #prefix) == prefix then return {0} end
 end
-local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then ttl = tonumber(ARGV[2]) end
-redis.call('EXPIRE', KEYS[6], ttl)
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local lease = cjson.decode(ARGV[4])
-lease['attempt'] = attempt
-lease['started'] = now
-lease['until'] = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[3], prefix .. attempt, cjson.encode(lease))
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-return {1, job, attempt, time[1], time[2]}
-"""
+""" + _START_DELIVERY + "return {1, job, attempt, time[1], time[2]}"
 
 # Delete a tile only if it is still the one that was judged invalid.
 _DISCARD_TILE = """
@@ -358,12 +347,17 @@ class Job:
         return cls._from_hash(redis, job_id, raw), BucketView.from_replies(*bucket)
 
     @classmethod
+    def _delivery_keys(cls, job_id: str) -> list[str]:
+        """The KEYS of _BEGIN and _TAKE."""
+        return [cls.key_for(job_id)] + [cls.key_for(job_id, part) for part in
+                                        ("tiles", "leases", "crashes", "failures", "attempts")]
+
+    @classmethod
     def take(cls, redis, job_id: str, draft: Lease, also=None) -> tuple[Job, Lease] | None:
         """Look at bucket `draft.bucket` and, if it is plainly fresh (see _TAKE), start it
         under a lease made from `draft`, in one round trip; None when it needs the long
         way. `also(pipe)` adds commands to the round trip."""
-        keys = [cls.key_for(job_id)] + [cls.key_for(job_id, part) for part in
-                                        ("tiles", "leases", "crashes", "failures", "attempts")]
+        keys = cls._delivery_keys(job_id)
         with redis.pipeline(transaction=False) as pipe:
             pipe.eval(_TAKE, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
                       draft.to_json())
@@ -392,7 +386,7 @@ class Job:
         """Count a delivery of bucket `index` and take a lease on it at Redis's clock, in one
         round trip (the _BEGIN script); `also(pipe)` adds commands to it."""
         draft = Lease(index, 0, worker, host, pid, device, 0.0, 0.0, copy)
-        keys = [self.key_for(self.job_id, "attempts"), self.key_for(self.job_id), self.key_for(self.job_id, "leases")]
+        keys = self._delivery_keys(self.job_id)
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.eval(_BEGIN, len(keys), *keys, str(index), defaults.JOB_TTL, defaults.LEASE_TIMEOUT, draft.to_json())
             if also is not None:
