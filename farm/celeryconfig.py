@@ -4,6 +4,7 @@ Each setting says why; numbers a user may change come from farm.defaults (FARM_*
 """
 
 from farm import defaults
+from farm.protocol import queue
 from farm.protocol.broker import sentinel_transport_options
 
 # The broker; `submit --broker`, FARM_BROKER_URL or celery's own -b override it.
@@ -51,7 +52,7 @@ broker_transport_options = {
     # a job's batches carry a priority (farm.protocol.queue.priority_for); ":" keeps the
     # lists' names readable for KEDA and the ACL (farm, farm:3, farm:6, farm:9)
     "priority_steps": list(defaults.PRIORITY_STEPS),
-    "sep": ":",
+    "sep": queue.SEP,
     **sentinel_transport_options(),
 }
 

@@ -244,9 +244,8 @@ class JobRun:
 
     def _resend(self, indexes: list[int], copy: bool = False) -> None:
         self.queue.send(self.job.job_id, indexes, copy=copy)
-        if not copy:
+        if not copy:  # copies are counted in self.copies, and leave the bucket's send time as it was
             self._sent_at.update(dict.fromkeys(indexes, time.perf_counter()))
-        if not copy:  # copies are counted in self.copies
             self.resent.update(indexes)
         self.job.count("copies" if copy else "resent", len(indexes))
 

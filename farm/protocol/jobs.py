@@ -381,14 +381,14 @@ class Job:
             _read_bucket(pipe, self.job_id, index)
             return BucketView.from_replies(*pipe.execute())
 
-    def begin(self, index: int, worker: str, host: str, pid: int, device: str, copy: bool = False,
-              also=None) -> Lease:
-        """Count a delivery of bucket `index` and take a lease on it at Redis's clock, in one
-        round trip (the _BEGIN script); `also(pipe)` adds commands to it."""
-        draft = Lease(index, 0, worker, host, pid, device, 0.0, 0.0, copy)
+    def begin(self, draft: Lease, also=None) -> Lease:
+        """Count a delivery of bucket `draft.bucket` and take a lease made from `draft` on it
+        at Redis's clock, in one round trip (the _BEGIN script); `also(pipe)` adds commands
+        to it."""
         keys = self._delivery_keys(self.job_id)
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_BEGIN, len(keys), *keys, str(index), defaults.JOB_TTL, defaults.LEASE_TIMEOUT, draft.to_json())
+            pipe.eval(_BEGIN, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
+                      draft.to_json())
             if also is not None:
                 also(pipe)
             attempt, seconds, microseconds = pipe.execute()[0]

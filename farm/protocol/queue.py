@@ -28,10 +28,10 @@ from farm import defaults
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "farm.render_bucket"
+TASK_NAME = "farm.render_bucket"  # farm/tasks.py: (job_id, bucket_index, copy=False)
 
 # Errors of a broker that went away mid-send: worth sending the batch again.
-_LOST = (OperationalError, RedisConnectionError, RedisTimeoutError)  # farm/tasks.py: (job_id, bucket_index, copy=False)
+_LOST = (OperationalError, RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass
@@ -42,10 +42,13 @@ class QueueScan:
     held: dict[int, float] = field(default_factory=dict)  # taken by a worker, not acknowledged: since (epoch s)
 
 
+# kombu's `sep` (set in celeryconfig): a priority list is named `<queue><SEP><step>`.
+SEP = ":"
+
+
 def queue_lists() -> list[str]:
-    """The Redis lists of the bucket queue, first served first (kombu's priority lists,
-    named with the ":" that celeryconfig sets as kombu's `sep`)."""
-    return [defaults.QUEUE] + [f"{defaults.QUEUE}:{step}" for step in defaults.PRIORITY_STEPS[1:]]
+    """The Redis lists of the bucket queue, first served first (kombu's priority lists)."""
+    return [defaults.QUEUE] + [f"{defaults.QUEUE}{SEP}{step}" for step in defaults.PRIORITY_STEPS[1:]]
 
 
 def priority_for(remaining: int) -> int:

@@ -107,11 +107,11 @@ class WorkerState:
         log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)
         return renderer
 
-    def _start(self, task, job_id: str, index: int, hostname: str, copy: bool, beat) -> tuple[Job, Lease] | None:
-        """The long way into a bucket: read the job and the bucket's record, skip what needs
-        no render, reap dead deliveries, ask the retry policy, then take the lease; None
-        when there is nothing to render. Raises Reject while stopping or bad."""
-        job, seen = Job.look(self.redis, job_id, index)
+    def _start(self, task, job: Job, seen: BucketView, draft: Lease, hostname: str, beat) -> Lease | None:
+        """The long way into a bucket, from what Job.look read: skip what needs no render,
+        reap dead deliveries, ask the retry policy, then take the lease; None when there is
+        nothing to render. Raises Reject while stopping or bad."""
+        job_id, index = job.job_id, draft.bucket
         if job.state:
             log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
             return None
@@ -137,7 +137,7 @@ class WorkerState:
             BucketQueue(self.redis, task.app).send(job.job_id, [index])
             log.info("job %s bucket %d: failed here before, passed on to an idle worker", job_id[:8], index)
             return None
-        return job, job.begin(index, hostname, self.host, self.pid, self.device.name, copy, also=beat)
+        return job.begin(draft, also=beat)
 
     @staticmethod
     def _null_renderer(job: Job):
@@ -162,21 +162,25 @@ class WorkerState:
 
         # Rendering from before the lease exists: a SIGTERM that comes once the lease is seen
         # must stop the bucket at its next pass, not kill the process (a crash, counted).
+        draft = Lease(index, 0, hostname, self.host, self.pid, self.device.name, 0.0, 0.0, copy)
         self.rendering = True
+        lease = None
         try:
-            started = None
-            if not (self.stopping or self.bad):
-                draft = Lease(index, 0, hostname, self.host, self.pid, self.device.name, 0.0, 0.0, copy)
-                started = Job.take(self.redis, job_id, draft, also=beat(True))
-            started = started or self._start(task, job_id, index, hostname, copy, beat(True))
-        except FarmError as exc:
-            log.warning("bucket %d skipped: %s", index, exc)
-            started = None
+            try:  # what the job's record says; an unreadable one is skipped
+                taken = None if self.stopping or self.bad else Job.take(self.redis, job_id, draft, also=beat(True))
+                if taken is None:
+                    job, seen = Job.look(self.redis, job_id, index)
+            except FarmError as exc:
+                log.warning("bucket %d skipped: %s", index, exc)
+                return False
+            if taken is not None:
+                job, lease = taken
+            else:
+                lease = self._start(task, job, seen, draft, hostname, beat(True))
         finally:
-            self.rendering = started is not None
-        if started is None:
+            self.rendering = lease is not None
+        if lease is None:
             return False
-        job, lease = started
         self.lease_keeper.keep(job, lease)
         released = False
         try:
