@@ -17,6 +17,8 @@ typedef struct {
     int kind;
     float3 reflectance, specular, transmittance;
     float alpha;   /* GGX roughness; < ALPHA_MIN: smooth */
+    float roughness;  /* principled: the roughness alpha came from (its retro-reflection uses it) */
+    float metallic;   /* principled */
     float3 eta, k; /* conductor */
     float ior;     /* dielectric, plastic: interior / exterior */
     float fdr;     /* plastic: internal diffuse Fresnel reflectance */
@@ -152,6 +154,38 @@ inline float3 rough_dielectric_eval(const Bsdf *b, float3 wi, float3 wo, float *
     return b->transmittance * ((1.0f - f) * d * g1i * g1o * cos_im * fabs_f(cos_om) / (cos_i * denom));
 }
 
+/* Principled (glTF metallic-roughness as Mitsuba 3's principled evaluates it, its other
+ * parameters at their defaults): a GGX lobe whose Fresnel blends the exact dielectric term
+ * of index ior (1.5 by default) with Schlick's from the base colour by metallic, plus
+ * (1 - metallic) of a Burley diffuse base with retro-reflection. alpha >= ALPHA_MIN,
+ * never a delta. */
+inline float pow5(float x) { float x2 = x * x; return x2 * x2 * x; }
+
+inline float principled_specular_probability(const Bsdf *b) {
+    float base = mean3(b->reflectance), r0 = (b->ior - 1.0f) / (b->ior + 1.0f);
+    float spec = (1.0f - b->metallic) * r0 * r0 + b->metallic * base, diff = (1.0f - b->metallic) * base;
+    return diff > 0.0f ? max_f(spec / (spec + diff), 0.25f) : 1.0f;
+}
+
+inline float3 principled_eval(const Bsdf *b, float3 wi, float3 wo, float *pdf) {
+    float3 h = unit3(wi + wo);
+    float cih = dot3(wi, h);
+    float d = ggx_d(h, b->alpha);
+    float g = ggx_g1(wi, h, b->alpha) * ggx_g1(wo, h, b->alpha);
+    float ct;
+    float fd = fresnel_dielectric(cih, b->ior, &ct);
+    float w = pow5(clamp_f(1.0f - cih, 0.0f, 1.0f));
+    float3 f = (1.0f - b->metallic) * fd + b->metallic * (b->reflectance + (1.0f - b->reflectance) * w);
+    float3 value = f * (d * g / (4.0f * wi.z));
+    float fi = pow5(1.0f - wi.z), fo = pow5(1.0f - wo.z);
+    float rr = 2.0f * b->roughness * cih * cih;
+    float diffuse = (1.0f - 0.5f * fi) * (1.0f - 0.5f * fo) + rr * (fo + fi + fo * fi * (rr - 1.0f));
+    value += b->reflectance * ((1.0f - b->metallic) * INV_PI_F * diffuse * wo.z);
+    float p_spec = principled_specular_probability(b);
+    *pdf = p_spec * ggx_g1(wi, h, b->alpha) * d / (4.0f * wi.z) + (1.0f - p_spec) * wo.z * INV_PI_F;
+    return value;
+}
+
 inline float3 bsdf_eval(const Bsdf *b, float3 wi, float3 wo, float *pdf) {
     *pdf = 0.0f;
     if (b->kind == MATERIAL_DIELECTRIC) {
@@ -163,6 +197,7 @@ inline float3 bsdf_eval(const Bsdf *b, float3 wi, float3 wo, float *pdf) {
         *pdf = wo.z * INV_PI_F;
         return b->reflectance * (wo.z * INV_PI_F);
     }
+    if (b->kind == MATERIAL_PRINCIPLED) return principled_eval(b, wi, wo, pdf);
     if (b->kind == MATERIAL_CONDUCTOR) {
         if (b->alpha < ALPHA_MIN) return (float3)(0.0f);
         float3 m = unit3(wi + wo);
@@ -237,6 +272,16 @@ inline float3 bsdf_sample(const Bsdf *b, float3 wi, float2 u, float u_lobe, floa
         *wo = sample_cosine_local(u.x, u.y);
         *pdf = wo->z * INV_PI_F;
         return wo->z > 0.0f ? b->reflectance : (float3)(0.0f);
+    }
+    if (b->kind == MATERIAL_PRINCIPLED) {  /* the GGX lobe or the diffuse base */
+        if (u_lobe < principled_specular_probability(b)) {
+            *wo = reflect_about(wi, ggx_sample_visible(wi, b->alpha, u));
+        } else {
+            *wo = sample_cosine_local(u.x, u.y);
+        }
+        if (wo->z <= 0.0f) return (float3)(0.0f);
+        float3 value = principled_eval(b, wi, *wo, pdf);
+        return *pdf > 0.0f ? value / *pdf : (float3)(0.0f);
     }
     if (b->kind == MATERIAL_CONDUCTOR) {
         if (b->alpha < ALPHA_MIN) {

@@ -74,6 +74,12 @@ inline Bsdf bsdf_at(const SceneRef *s, int material, float2 uv) {
     b.transmittance = clamp_f3(param_rgb(s, m->transmittance, uv), 0.0f, 1.0f);
     float roughness = clamp_f(param_scalar(s, m->roughness, uv), 0.0f, 1.0f);
     b.alpha = roughness * roughness;
+    b.roughness = roughness;
+    b.metallic = 0.0f;
+    if (b.kind == MATERIAL_PRINCIPLED) {  /* as Mitsuba's: never smoother than ALPHA_MIN */
+        b.alpha = max_f(b.alpha, ALPHA_MIN);
+        b.metallic = clamp_f(param_scalar(s, m->metallic, uv), 0.0f, 1.0f);
+    }
     b.eta = m->eta.xyz;
     b.k = m->k.xyz;
     b.ior = m->ior.x;
@@ -247,6 +253,27 @@ __kernel void render_bucket(__global const Frame *frame,
         vstore3(sum, gy * w + gx, sum_buffer);
     else
         vstore3(sum / (float)spp, gy * w + gx, out);
+}
+
+/* f(wi, wo) |cos wo| and the density of wo for each pair (wi xyz, wo xyz in the local
+ * frame, z the normal) of one material at one uv, for testing the BSDFs term by term
+ * against the reference renderer's. */
+__kernel void eval_bsdf(__global const Material *materials,
+                        __global const Texture *textures,
+                        __global const float *texels,
+                        int material, float u, float v,
+                        __global const float *directions,
+                        __global float *out) {
+    int i = get_global_id(0);
+    SceneRef s;
+    s.materials = materials;
+    s.textures = textures;
+    s.texels = texels;
+    Bsdf b = bsdf_at(&s, material, (float2)(u, v));
+    float pdf;
+    float3 value = bsdf_eval(&b, vload3(2 * i, directions), vload3(2 * i + 1, directions), &pdf);
+    vstore3(value, 2 * i, out);
+    out[6 * i + 3] = pdf;
 }
 
 /* Nearest hit of each ray (origin xyz, direction xyz): distance (INFINITY for none) and

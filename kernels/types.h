@@ -50,6 +50,7 @@ typedef struct {
 #define MATERIAL_CONDUCTOR 1
 #define MATERIAL_DIELECTRIC 2
 #define MATERIAL_PLASTIC 3
+#define MATERIAL_PRINCIPLED 4
 
 typedef struct {
     int4 kind;            /* x: MATERIAL_*; y: first texel of plastic's transmittance table or -1, z: its size */
@@ -61,6 +62,7 @@ typedef struct {
     float4 eta;           /* conductor: real part of the index, per channel */
     float4 k;             /* conductor: imaginary part */
     float4 ior;           /* x: interior / exterior index; y: internal diffuse Fresnel reflectance */
+    Param metallic;       /* principled: 0 dielectric, 1 metal, blended between */
 } Material;
 
 #define TEXTURE_IMAGE 0

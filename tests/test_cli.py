@@ -65,6 +65,7 @@ def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
     (["-o", "no/such/folder/out.png"], "does not exist"),
     (["-o", "out.png", "--bucket-size", "0"], "--bucket-size must be between 4 and 1024"),
     (["-o", "out.png", "--spp", "0"], "--spp must be between 1"),
+    (["-o", "out.png", "--resolution", "0x0"], "--resolution: width and height must be between 1 and"),
     (["-o", "out.png", "--broker", "amqp:/nonsense"], "invalid broker URL"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):

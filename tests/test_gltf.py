@@ -3,10 +3,13 @@ embedded images read by workers from the .glb (or .bin) through the asset path."
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from farm.exceptions import SceneError
 from farm.protocol.assets import FolderAssets
@@ -30,9 +33,9 @@ def test_a_glb_becomes_a_scene_of_the_farm(glb):
     assert (scene.film.width, scene.film.height, scene.film.spp) == (960, 480, 64)  # the camera's 2:1
     assert scene.camera.fov == pytest.approx(np.degrees(0.7)) and scene.camera.position == (0, 2, 6)
     floor, metal = scene.materials["model.glb:floor"], scene.materials["model.glb:gold"]
-    assert floor.kind == "plastic" and floor.roughness == pytest.approx(0.6)
+    assert floor.kind == "principled" and floor.roughness == pytest.approx(0.6) and floor.metallic == 0.0
     assert floor.reflectance.factor == (0.5, 0.8, 1.0)
-    assert metal.kind == "conductor" and metal.specular == (1.0, 0.8, 0.3) and metal.eta == (0, 0, 0)
+    assert metal.kind == "principled" and metal.reflectance == (1.0, 0.8, 0.3) and metal.metallic == 1.0
     assert metal.emission == pytest.approx((0.2, 0.2, 0.2))
     point, sun = scene.lights
     assert point.position == (0, 3, 0) and point.intensity == pytest.approx((20, 18, 16))
@@ -69,10 +72,10 @@ def test_the_same_scene_written_as_json_packs_and_renders_identically(glb, tmp_p
         "film": {"width": 96, "height": 48, "spp": 4},
         "textures": {"checker": floor_texture},
         "materials": {
-            "floor": {"type": "plastic", "reflectance": {"texture": "checker", "factor": [0.5, 0.8, 1.0]},
-                      "roughness": 0.6, "ior": 1.5},
-            "gold": {"type": "conductor", "eta": [0, 0, 0], "k": [1, 1, 1], "specular": [1.0, 0.8, 0.3],
-                     "roughness": 0.3, "emission": [0.2, 0.2, 0.2]},
+            "floor": {"type": "principled", "base_color": {"texture": "checker", "factor": [0.5, 0.8, 1.0]},
+                      "metallic": 0, "roughness": 0.6},
+            "gold": {"type": "principled", "base_color": [1.0, 0.8, 0.3], "metallic": 1, "roughness": 0.3,
+                     "emission": [0.2, 0.2, 0.2]},
         },
         "shapes": [
             {"type": "mesh", "material": "floor", "vertices": QUAD_POSITIONS.tolist(), "normals": QUAD_NORMALS.tolist(),
@@ -165,3 +168,158 @@ def test_a_worker_rechecks_binary_layouts_against_the_bytes(glb):
     broken["textures"]["model.glb:texture0"]["range"] = [size - 4, 100]
     with pytest.raises(SceneError, match="outside the file"):
         pack(parse_scene(broken), assets)
+
+
+def _data_uri(kind: str, data: bytes) -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def _embedded() -> tuple[dict, bytes]:
+    """glTF-Embedded, the standard export variant: the buffer and the image as data: URIs."""
+    document, binary = build_gltf(embed_image=False)
+    document["buffers"][0]["uri"] = _data_uri("application/octet-stream", binary)
+    document["images"][0] = {"uri": _data_uri("image/png", png_bytes())}
+    return document, binary
+
+
+@pytest.mark.parametrize("suffix", [".gltf", ".glb"])
+def test_embedded_data_uris_travel_in_the_file_and_pack_like_the_glb(glb, tmp_path, suffix):
+    document, binary = _embedded()
+    path = tmp_path / "embedded" / f"model{suffix}"
+    path.parent.mkdir()
+    if suffix == ".glb":  # a .glb may embed too: then without a BIN chunk
+        write_glb(path, document, b"")
+    else:
+        path.write_text(json.dumps(document))
+    scene, _ = load_scene(path)
+    assert list(scene.assets) == [path.name]  # nothing written beside it, nothing else to send
+    ours = pack(scene, FolderAssets(path.parent, scene.assets))
+    reference, _ = load_scene(glb)
+    theirs = pack(reference, FolderAssets(glb.parent, reference.assets))
+    for name in ("triangles", "triangle_data", "normals", "texels"):
+        assert np.array_equal(getattr(ours, name), getattr(theirs, name)), name
+
+
+def test_broken_base64_is_one_clear_error(tmp_path):
+    document, _ = _embedded()
+    document["buffers"][0]["uri"] = document["buffers"][0]["uri"][:60] + "!" + document["buffers"][0]["uri"][61:]
+    path = tmp_path / "broken.gltf"
+    path.write_text(json.dumps(document))
+    scene, _ = load_scene(path)
+    with pytest.raises(SceneError, match="invalid base64"):
+        pack(scene, FolderAssets(tmp_path, scene.assets))
+
+
+def _metallic_roughness_png() -> bytes:
+    """Two texels as glTF packs them: roughness in green, metallic in blue; the left one a
+    dielectric, the right one a metal."""
+    pixels = np.array([[[0, 128, 0], [0, 128, 255]]], np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_metallic_is_read_per_texel_and_blends_in_the_kernel(tmp_path, device):
+    document, binary = build_gltf(embed_image=False)
+    document["images"] = [{"uri": "checker.png"}, {"uri": "metal-rough.png"}]
+    document["textures"].append({"source": 1, "sampler": 0})
+    document["materials"][1]["pbrMetallicRoughness"].update(metallicRoughnessTexture={"index": 1}, roughnessFactor=1.0)
+    (tmp_path / "model.bin").write_bytes(binary)
+    document["buffers"][0]["uri"] = "model.bin"
+    (tmp_path / "checker.png").write_bytes(png_bytes())
+    (tmp_path / "metal-rough.png").write_bytes(_metallic_roughness_png())
+    (tmp_path / "model.gltf").write_text(json.dumps(document))
+    scene, _ = load_scene(tmp_path / "model.gltf")
+    gold = scene.materials["model.gltf:gold"]
+    assert gold.kind == "principled" and gold.metallic.channel == 2 and gold.roughness.channel == 1
+    assert not any("metallic" in warning for warning in scene.warnings)
+    renderer = Renderer(device, pack(scene, FolderAssets(tmp_path, scene.assets)))
+    rng = np.random.default_rng(3)
+    wi, wo = (np.abs(rng.normal(size=(64, 3))) + [0, 0, 0.2] for _ in range(2))
+    wi, wo = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (wi, wo))
+    index = list(scene.materials).index("model.gltf:gold")
+    by_texel = [renderer.eval_bsdf(index, uv, wi, wo)[0] for uv in ((0.25, 0.5), (0.75, 0.5))]
+    for metallic, values in zip((0.0, 1.0), by_texel):  # each texel is the constant material it encodes
+        constant = {"version": 1, "camera": {"position": [0, 0, 1], "look_at": [0, 0, 0], "fov": 40},
+                    "film": {"width": 1, "height": 1, "spp": 1}, "shapes": [{"type": "sphere", "material": "m"}],
+                    "materials": {"m": {"type": "principled", "base_color": [1.0, 0.8, 0.3], "metallic": metallic,
+                                        "roughness": 128 / 255}}}
+        expected = Renderer(device, pack(parse_scene(constant))).eval_bsdf(0, (0.5, 0.5), wi, wo)[0]
+        np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-7)
+    assert not np.allclose(by_texel[0], by_texel[1])
+
+
+def test_every_extension_not_rendered_is_named_in_one_warning(tmp_path):
+    document, binary = build_gltf()
+    document["materials"][0]["extensions"] = {"KHR_materials_sheen": {}, "KHR_materials_clearcoat": {}}
+    document["extensionsUsed"] += ["KHR_materials_sheen", "KHR_materials_clearcoat", "KHR_materials_volume"]
+    document["materials"][0]["occlusionTexture"] = {"index": 0}
+    path = tmp_path / "extended.glb"
+    write_glb(path, document, binary)
+    scene, _ = load_scene(path)
+    named = [w for w in scene.warnings if "extensions not rendered" in w]
+    assert len(named) == 1
+    assert "KHR_materials_clearcoat, KHR_materials_sheen, KHR_materials_volume" in named[0]
+    assert any("occlusionTexture ignored (a path tracer" in w for w in scene.warnings)
+
+
+def _without_lights(document: dict) -> dict:
+    document.pop("extensions")
+    document["extensionsUsed"].remove("KHR_lights_punctual")
+    for node in document["nodes"]:
+        node.pop("extensions", None)
+    return document
+
+
+def test_an_emissive_map_does_not_turn_the_sky_off(tmp_path):
+    document, binary = build_gltf()
+    _without_lights(document)
+    document["materials"][1].update(emissiveTexture={"index": 0}, emissiveFactor=[1, 1, 1])
+    path = tmp_path / "glow.glb"
+    write_glb(path, document, binary)
+    scene, _ = load_scene(path)
+    assert scene.environment is not None and scene.environment.radiance == (1.0, 1.0, 1.0)
+    assert any("emissive glTF materials add to it" in w for w in scene.warnings)
+    # a scene file's own emitters are its lighting: no sky is added to those
+    (tmp_path / "lamp.json").write_text(json.dumps({
+        "version": 1, "include": [{"file": "glow.glb"}],
+        "materials": {"lamp": {"emission": [5, 5, 5]}},
+        "shapes": [{"type": "sphere", "material": "lamp", "center": [0, 4, 0], "radius": 0.5}]}))
+    lamp_lit, _ = load_scene(tmp_path / "lamp.json")
+    assert lamp_lit.environment is None
+
+
+def test_ior_one_is_glass_that_only_tints(tmp_path):
+    document, binary = build_gltf()
+    document["materials"][0]["extensions"] = {"KHR_materials_transmission": {"transmissionFactor": 1.0},
+                                              "KHR_materials_ior": {"ior": 1.0}}
+    path = tmp_path / "thin.glb"
+    write_glb(path, document, binary)
+    scene, _ = load_scene(path)
+    floor = scene.materials["thin.glb:floor"]
+    assert floor.kind == "dielectric" and floor.ior == 1.0
+
+
+def test_a_model_without_a_camera_fills_the_frame(tmp_path):
+    document, binary = build_gltf()
+    document["scenes"][0]["nodes"].remove(3)  # the camera's node
+    path = tmp_path / "no-camera.glb"
+    write_glb(path, document, binary)
+    scene, _ = load_scene(path)
+    assert any("no camera" in w for w in scene.warnings)
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    vertices = packed.corners.reshape(-1, 3).astype(np.float64)
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    points = np.array([[(low, high)[(i >> k) & 1][k] for k in range(3)] for i in range(8)])  # the model's box
+    camera = scene.camera
+    forward = np.subtract(camera.look_at, camera.position)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, camera.up)
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    relative = points - camera.position
+    depth = relative @ forward
+    tan_y = np.tan(np.radians(camera.fov) / 2)
+    tan_x = tan_y * scene.film.width / scene.film.height
+    reach = max(np.max(np.abs(relative @ right) / depth) / tan_x, np.max(np.abs(relative @ up) / depth) / tan_y)
+    assert 0.85 < reach < 1.0  # the model's box spans the frame, all of it inside

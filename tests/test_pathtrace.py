@@ -108,6 +108,16 @@ def test_white_furnace_glass_sphere_is_invisible(device, roughness):
         assert image[mask].mean() > 0.9
 
 
+@pytest.mark.parametrize("roughness", [0.0, 0.5])
+def test_glass_between_equal_indices_only_tints(device, roughness):
+    # ior 1 is legal in glTF (KHR_materials_ior): light goes straight through, tinted on
+    # the way in and on the way out, however rough the surface says it is
+    document = furnace({"type": "dielectric", "ior": 1.0, "roughness": roughness, "transmittance": 0.5},
+                       max_depth=64)
+    image = render(document, device)
+    assert_mean(image[sphere_mask(document)], 0.25, "glass of ior 1")
+
+
 def ggx_albedo(mu: float, alpha: float, n: int = 400) -> float:
     """Directional albedo of a white GGX conductor (Fresnel 1, separable Smith masking) at
     view cosine mu, by quadrature over the outgoing hemisphere: what the kernel should get."""

@@ -36,6 +36,8 @@ CASES = [
     ("missing film", lambda d: d.pop("film"), "scene: missing field 'film'"),
     ("unknown top key", lambda d: d.update(colour="red"), "unknown field 'colour'"),
     ("unknown camera key", lambda d: d["camera"].update(zoom=2), "scene.camera: unknown field 'zoom'"),
+    ("misspelt key", lambda d: d["camera"].update(lookat=d["camera"].pop("look_at")),
+     "scene.camera: missing field 'look_at'; unknown field 'lookat' (allowed: "),
     ("string width", lambda d: d["film"].update(width="256"), "scene.film.width: expected an integer, got a string"),
     ("float spp", lambda d: d["film"].update(spp=1.5), "scene.film.spp: expected an integer"),
     ("zero width", lambda d: d["film"].update(width=0), "width (pixels) 0 is out of range"),
@@ -168,8 +170,8 @@ MATERIAL_CASES = [
     ("unknown metal", {"type": "conductor", "metal": "Unobtainium"}, "is not one of"),
     ("metal and eta", {"type": "conductor", "metal": "Au", "eta": [1, 1, 1], "k": [1, 1, 1]}, "not both"),
     ("eta without k", {"type": "conductor", "eta": [1, 1, 1]}, "both eta and k"),
-    ("invisible glass", {"type": "dielectric", "ior": 1.0}, "invisible"),
     ("unknown texture", {"reflectance": {"texture": "nope"}}, "unknown texture 'nope'"),
+    ("principled's metallic above one", {"type": "principled", "metallic": 1.5}, "out of range"),
     ("channel on a colour", {"reflectance": {"texture": "c", "channel": "r"}}, "unknown field 'channel'"),
 ]
 
@@ -201,6 +203,17 @@ def test_invalid_lights_name_the_problem(name, light, message):
     with pytest.raises(SceneError) as caught:
         parse_scene(document)
     assert message in str(caught.value) and "lights[0]" in str(caught.value)
+
+
+def test_one_number_is_a_grey_wherever_a_colour_is_asked():
+    document = _scene([{"type": "sphere", "material": "m"}])
+    document["lights"] = [{"type": "environment", "radiance": 2}, {"type": "point", "position": [0, 1, 0], "intensity": 3},
+                          {"type": "sun", "direction": [0, -1, 0], "irradiance": 0.5}]
+    document["textures"] = {"c": {"type": "checkerboard", "color0": 0, "color1": 1}}
+    environment, point, sun = parse_scene(document).lights
+    assert environment.radiance == (2.0, 2.0, 2.0) and point.intensity == (3.0, 3.0, 3.0)
+    assert sun.irradiance == (0.5, 0.5, 0.5)
+    assert parse_scene(document).textures["c"].color1 == (1.0, 1.0, 1.0)
 
 
 def test_two_environments_are_refused():

@@ -187,6 +187,10 @@ def _submit(args) -> int:
         raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
     if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
         raise FarmError(f"--spp must be between 1 and {defaults.MAX_SPP}, got {args.spp}")
+    limit = defaults.MAX_RESOLUTION
+    if args.resolution and not all(1 <= side <= limit for side in args.resolution):
+        raise FarmError(f"--resolution: width and height must be between 1 and {limit} (FARM_MAX_RESOLUTION), "
+                        f"got {'x'.join(map(str, args.resolution))}")
     if not defaults.MIN_BUCKET_SIZE <= args.bucket_size <= defaults.MAX_BUCKET_SIZE:
         raise FarmError(
             f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and {defaults.MAX_BUCKET_SIZE}, got {args.bucket_size}"

@@ -29,13 +29,17 @@ class Node:
     def expect_keys(self, required=(), optional=()):
         if not isinstance(self.value, dict):
             self.fail(f"expected an object, got {kind_of(self.value)}")
-        for key in required:
-            if key not in self.value:
-                self.fail(f"missing field {key!r}")
         allowed = set(required) | set(optional)
-        for key in self.value:
-            if key not in allowed:
-                self.fail(f"unknown field {key!r} (allowed: {', '.join(sorted(allowed))})")
+        missing = [key for key in required if key not in self.value]
+        unknown = [key for key in self.value if key not in allowed]
+        problems = []
+        if missing:
+            problems.append(f"missing field{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}")
+        if unknown:  # a misspelt key is often the missing one: say both at once
+            problems.append(f"unknown field{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))} "
+                            f"(allowed: {', '.join(sorted(allowed))})")
+        if problems:
+            self.fail("; ".join(problems))
 
     def named(self, what: str) -> list[tuple[str, Node]]:
         """The entries of an object mapping names to objects (materials, textures)."""
@@ -90,6 +94,22 @@ class Node:
 
     def vec3(self, low: float | None = None, high: float | None = None):
         return tuple(item.number(low, high) for item in self.list_of(3))
+
+    def colour(self, low: float | None = None, high: float | None = None):
+        """An RGB triple, or one number for a grey (as material colours take it)."""
+        if isinstance(self.value, list):
+            return self.vec3(low, high)
+        level = self.number(low, high)
+        return (level, level, level)
+
+    def byte_range(self) -> tuple[int, int]:
+        """(offset, length) of bytes inside a file."""
+        offset, length = (item.integer(0, 2**53) for item in self.list_of(2))
+        return offset, length
+
+    def optional(self, key: str, read):
+        """`read(child)` of the field `key`, or None without it."""
+        return read(self.child(key)) if key in self.value else None
 
     def vec2(self):
         return tuple(item.number() for item in self.list_of(2))

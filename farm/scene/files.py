@@ -3,6 +3,8 @@ folder on the client, Redis on a worker."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 
 import numpy as np
@@ -28,16 +30,41 @@ class ReadOnce:
     def __init__(self, assets):
         self.assets = assets
         self.files: dict[str, bytes] = {}
+        self.spans: dict[tuple[str, tuple[int, int]], bytes] = {}
 
     def read(self, name: str) -> bytes:
         if name not in self.files:
             self.files[name] = self.assets.read(name)
         return self.files[name]
 
+    def decoded(self, name: str, span: tuple[int, int]) -> bytes:
+        """The base64 text at `span` of a file, decoded once (a data: URI's buffer)."""
+        if (name, span) not in self.spans:
+            self.spans[(name, span)] = decode_base64(name, self.read(name), span)
+        return self.spans[(name, span)]
 
-def read_image(assets, name: str, byte_range: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
-    """An image file, or an image stored at `byte_range` (offset, length) inside one."""
+
+def decode_base64(name: str, data: bytes, span: tuple[int, int]) -> bytes:
+    """The bytes that the base64 text at `span` (offset, length) of a file stands for (a
+    glTF data: URI). They are at most the text's length, so a file's size limit holds."""
+    offset, length = span
+    if offset + length > len(data):
+        raise SceneError(f"{name}: base64 bytes {offset}..{offset + length} lie outside the file's {len(data)}")
+    try:
+        return base64.b64decode(data[offset:offset + length], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SceneError(f"{name}: invalid base64 at bytes {offset}..{offset + length} ({exc})") from None
+
+
+def read_image(assets, name: str, byte_range: tuple[int, int] | None = None,
+               encoded: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+    """An image file, or an image stored at `byte_range` (offset, length) inside one; with
+    `encoded`, the file is the base64 text at that place in `name` (a glTF data: URI)."""
     data = assets.read(name)
+    if encoded is not None:
+        name, data = f"{name}[{encoded[0]}:{sum(encoded)}]", decode_base64(name, data, encoded)
+        if byte_range is None:
+            return images.decode(name, data, sniff=True)
     if byte_range is None:
         return images.decode(name, data)
     offset, length = byte_range
@@ -46,9 +73,11 @@ def read_image(assets, name: str, byte_range: tuple[int, int] | None = None) -> 
     return images.decode(f"{name}[{offset}:{offset + length}]", data[offset:offset + length], sniff=True)
 
 
-def read_mesh(assets, shape: Mesh) -> TriangleMesh:
+def read_mesh(assets: ReadOnce, shape: Mesh) -> TriangleMesh:
     """The triangles of a mesh shape that names a file: OBJ, or binary (glTF) accessors."""
     data = assets.read(shape.file)
+    if shape.base64:
+        data = assets.decoded(shape.file, shape.base64)
     if shape.binary:
         return load_binary(shape.file, data, shape.layout())
     return load_obj(shape.file, data)
@@ -71,7 +100,7 @@ def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[Tria
             mesh = cube()
         elif isinstance(shape, Mesh) and shape.file:
             t = time.perf_counter()
-            key = (shape.file, shape.binary)
+            key = (shape.file, shape.binary, shape.base64)
             if key not in loaded:
                 loaded[key] = read_mesh(assets, shape)
             mesh = loaded[key]
@@ -101,7 +130,7 @@ def check_files(scene: Scene, assets) -> None:
     shape_meshes(scene, assets)
     for texture in scene.textures.values():
         if isinstance(texture, ImageTexture):
-            read_image(assets, texture.file, texture.range)
+            read_image(assets, texture.file, texture.range, texture.base64)
     environment = scene.environment
     if environment is not None and environment.file:
         read_image(assets, environment.file)

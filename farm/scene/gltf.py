@@ -9,12 +9,13 @@ through Redis by content hash, and a worker reads it with the same checks as any
 
 What is converted: the default scene's node tree (matrices or TRS), triangle primitives
 (positions, normals, TEXCOORD_0, indices), metallic-roughness materials with their
-textures and factors (metallic is per material: 0.5 and above a metal tinted by the base
-colour, else a plastic coat over it; KHR_materials_transmission makes glass), emission
-(KHR_materials_emissive_strength), perspective cameras and KHR_lights_punctual lights.
-What is not (each said in a warning): normal and occlusion maps, per-texel metallic,
-alpha, skins and morph targets, other primitive modes, orthographic cameras, texture
-transforms, uv sets other than the first.
+textures and factors as the `principled` material (metal and dielectric blended per texel,
+as glTF's BRDF), KHR_materials_transmission as glass and KHR_materials_ior, emission
+(KHR_materials_emissive_strength), perspective cameras, KHR_lights_punctual lights, and
+buffers and images embedded as data: URIs (workers decode them from the file itself).
+What is not is named in a warning: normal maps, alpha, skins and morph targets (rest pose),
+other primitive modes, orthographic cameras, texture transforms, uv sets other than the
+first, every other extension; occlusion maps are ignored (a path tracer traces occlusion).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ FORMATS = {
 WRAPS = {10497: "repeat", 33648: "mirror", 33071: "clamp"}
 NEAREST = (9728, 9984, 9986)
 MAX_NODE_DEPTH = 256
+# The extensions the conversion renders; any other a file uses is named in one warning.
+RENDERED_EXTENSIONS = frozenset({
+    "KHR_lights_punctual", "KHR_materials_emissive_strength", "KHR_materials_transmission", "KHR_materials_ior",
+})
 
 
 @dataclass
@@ -127,10 +132,10 @@ class _Converter:
         version = str(self.gltf.get("asset", {}).get("version", ""))
         if not version.startswith("2."):
             raise SceneError(f"{name}: glTF version {version or 'unknown'}; this farm reads glTF 2.0")
-        required = set(self.gltf.get("extensionsRequired", [])) - {"KHR_lights_punctual", "KHR_materials_emissive_strength",
-                                                                      "KHR_materials_transmission", "KHR_materials_ior"}
+        required = set(self.gltf.get("extensionsRequired", [])) - RENDERED_EXTENSIONS
         if required:
             raise SceneError(f"{name}: needs unsupported glTF extensions: {', '.join(sorted(required))}")
+        self.data = data
         self.out = Converted()
         self.material_names: dict[int, str] = {}
         self.texture_names: dict[int, str] = {}
@@ -166,6 +171,9 @@ class _Converter:
                 if skipped in node:
                     self._warn(f"node {index}: skins and morph targets are not supported; shown in its rest pose")
             stack.extend((int(c), world, depth + 1) for c in reversed(node.get("children", [])))
+        ignored = (set(self.gltf.get("extensionsUsed", [])) | _extensions_in(self.gltf)) - RENDERED_EXTENSIONS
+        if ignored:
+            self._warn(f"extensions not rendered (ignored): {', '.join(sorted(ignored))}")
         return self.out
 
     def _warn(self, message: str) -> None:
@@ -191,7 +199,7 @@ class _Converter:
                 continue
             if primitive.get("targets"):
                 self._warn(f"mesh {index}: morph targets are not supported; shown in its rest pose")
-            layout, file, count = self._layout(primitive)
+            layout, (file, encoded), count = self._layout(primitive)
             if count == 0:
                 continue
             self.out.triangles += count
@@ -203,6 +211,8 @@ class _Converter:
                 "type": "mesh", "material": self._material(primitive.get("material")), "file": file, "binary": layout,
                 "transform": {"matrix": [[float(v) for v in row] for row in world]},
             }
+            if encoded:
+                shape["base64"] = list(encoded)
             self.out.shapes.append(shape)
 
     def _layout(self, primitive: dict) -> tuple[dict, str, int]:
@@ -221,7 +231,7 @@ class _Converter:
             files.add(file)
             entries[key] = entry
         if len(files) > 1:
-            raise SceneError(f"{self.name}: a primitive's accessors lie in several buffers ({', '.join(sorted(files))})")
+            raise SceneError(f"{self.name}: a primitive's accessors lie in several buffers")
         count = entries["indices"]["count"] if "indices" in entries else entries["positions"]["count"]
         return entries, files.pop(), count // 3
 
@@ -236,17 +246,18 @@ class _Converter:
             raise SceneError(f"{self.name}: accessor {index} ({accessor['type']} of type {component}) is not one "
                              f"this farm reads here ({', '.join(formats)})")
         view = self.gltf["bufferViews"][int(accessor["bufferView"])]
-        file, base = self._buffer(int(view["buffer"]))
+        file, base, encoded = self._buffer(int(view["buffer"]))
         element = COMPONENTS[component][1] * width
         stride = int(view.get("byteStride", element))
         entry = {
             "offset": base + int(view.get("byteOffset", 0)) + int(accessor.get("byteOffset", 0)),
             "count": int(accessor["count"]), "format": fmt, "stride": stride,
         }
-        return file, entry
+        return (file, encoded), entry
 
-    def _buffer(self, index: int) -> tuple[str, int]:
-        """(file holding buffer `index`, its offset there), checking the file is long enough."""
+    def _buffer(self, index: int) -> tuple[str, int, tuple[int, int] | None]:
+        """(file holding buffer `index`, its offset there, where its base64 text lies in the
+        file if it is a data: URI), checking the buffer is all there."""
         buffer = self.gltf["buffers"][index]
         uri = buffer.get("uri")
         if uri is None:
@@ -254,17 +265,32 @@ class _Converter:
                 raise SceneError(f"{self.name}: buffer {index} has no uri and the file no BIN chunk")
             if int(buffer["byteLength"]) > self.bin_length:
                 raise SceneError(f"{self.name}: buffer {index} is longer than the BIN chunk")
-            return self.name, self.bin_offset
+            return self.name, self.bin_offset, None
+        if uri.startswith("data:"):
+            encoded = self._data_uri(uri, f"buffer {index}")
+            if _decoded_length(uri) < int(buffer["byteLength"]):
+                raise SceneError(f"{self.name}: the data: URI of buffer {index} is shorter than its "
+                                 f"{buffer['byteLength']} bytes")
+            return self.name, 0, encoded
         file = self.resolve(uri, f"buffer {index}")
         if self.file_size(file) < int(buffer["byteLength"]):
             raise SceneError(f"{file}: shorter than glTF buffer {index} ({buffer['byteLength']} bytes)")
-        return file, 0
+        return file, 0, None
+
+    def _data_uri(self, uri: str, what: str) -> tuple[int, int]:
+        """Where the base64 text of an embedded (data:) URI lies in the glTF file. Workers
+        decode it from there, so the file travels once and nothing is written beside it."""
+        header, _, payload = uri.partition(",")
+        if not header.endswith(";base64"):
+            raise SceneError(f"{self.name}: {what} is a data: URI that is not base64 ({header[:40]}...)")
+        start = self.data.find(f'"{header},{payload}"'.encode("ascii", "replace"))
+        if start < 0:  # written with JSON escapes (\/): read as text only, not found as bytes
+            raise SceneError(f"{self.name}: {what}: its data: URI is written with JSON escapes; "
+                             f"re-export the file or save it as .glb")
+        return start + len(header) + 2, len(payload)
 
     def resolve(self, uri: str, what: str) -> str:
         """A URI of the glTF as a file name relative to the scene's folder."""
-        if uri.startswith("data:"):
-            raise SceneError(f"{self.name}: {what} is embedded as a data: URI, which this farm does not read; "
-                             f"export as .glb or as glTF Separate (.gltf + .bin + textures)")
         path = unquote(uri)
         if "://" in path or path.startswith(("/", "\\")):
             raise SceneError(f"{self.name}: {what} {uri!r}: only relative file names are allowed")
@@ -303,25 +329,23 @@ class _Converter:
         base = self._param(pbr.get("baseColorTexture"), pbr.get("baseColorFactor", [1, 1, 1, 1])[:3], colour=True)
         roughness_factor = float(pbr.get("roughnessFactor", 1.0))
         roughness = self._param(pbr.get("metallicRoughnessTexture"), roughness_factor, colour=False, channel="g")
-        metallic = float(pbr.get("metallicFactor", 1.0))
+        metallic = self._param(pbr.get("metallicRoughnessTexture"), float(pbr.get("metallicFactor", 1.0)),
+                               colour=False, channel="b")
         transmission = float(extensions.get("KHR_materials_transmission", {}).get("transmissionFactor", 0.0))
+        # KHR_materials_ior allows 1 (no reflection, no bending) and, as a glTF default, 0 for 1.5
+        ior = float(extensions.get("KHR_materials_ior", {}).get("ior", 1.5)) or 1.5
         if transmission >= 0.5:
-            entry = {"type": "dielectric", "ior": float(extensions.get("KHR_materials_ior", {}).get("ior", 1.5)),
-                     "roughness": roughness, "transmittance": base}
-        elif metallic >= 0.5:  # glTF's metal reflects its base colour at normal incidence
-            entry = {"type": "conductor", "eta": [0.0, 0.0, 0.0], "k": [1.0, 1.0, 1.0], "specular": base,
-                     "roughness": roughness}
-        else:
-            entry = {"type": "plastic", "reflectance": base, "roughness": roughness, "ior": 1.5}
-        if "metallicRoughnessTexture" in pbr and 0.0 < metallic < 1.0:
-            self._warn(f"material {name}: metallic is taken per material ({metallic}), not per texel")
+            entry = {"type": "dielectric", "ior": ior, "roughness": roughness, "transmittance": base}
+        else:  # glTF's own BRDF, metal and dielectric blended per texel
+            entry = {"type": "principled", "base_color": base, "metallic": metallic, "roughness": roughness, "ior": ior}
         strength = float(extensions.get("KHR_materials_emissive_strength", {}).get("emissiveStrength", 1.0))
         emissive = [float(c) * strength for c in material.get("emissiveFactor", [0, 0, 0])]
         if any(c > 0 for c in emissive):
             entry["emission"] = self._param(material.get("emissiveTexture"), emissive, colour=True, high=None)
-        for ignored in ("normalTexture", "occlusionTexture"):
-            if ignored in material:
-                self._warn(f"material {name}: {ignored} is not supported; ignored")
+        if "occlusionTexture" in material:  # baked shadowing for rasterisers; the paths find it
+            self._warn(f"material {name}: occlusionTexture ignored (a path tracer traces the occlusion it bakes)")
+        if "normalTexture" in material:
+            self._warn(f"material {name}: normalTexture is not supported; ignored")
         if material.get("alphaMode", "OPAQUE") != "OPAQUE":
             self._warn(f"material {name}: alpha ({material['alphaMode']}) is not supported; rendered opaque")
         self.out.materials[name] = entry
@@ -348,12 +372,16 @@ class _Converter:
         name = f"{self.prefix}texture{index}"
         image = self.gltf["images"][int(texture["source"])]
         entry: dict = {"type": "image"}
-        if "uri" in image:
+        if "uri" in image and image["uri"].startswith("data:"):
+            entry["file"], entry["base64"] = self.name, list(self._data_uri(image["uri"], f"image {texture['source']}"))
+        elif "uri" in image:
             entry["file"] = self.resolve(image["uri"], f"image {texture['source']}")
         else:
             view = self.gltf["bufferViews"][int(image["bufferView"])]
-            file, base = self._buffer(int(view["buffer"]))
+            file, base, encoded = self._buffer(int(view["buffer"]))
             entry["file"] = file
+            if encoded:
+                entry["base64"] = list(encoded)
             entry["range"] = [base + int(view.get("byteOffset", 0)), int(view["byteLength"])]
         if "sampler" in texture:
             sampler = self.gltf["samplers"][int(texture["sampler"])]
@@ -406,6 +434,30 @@ class _Converter:
             self._warn(f"light {index}: unknown type {kind!r}; ignored")
         if "range" in light:
             self._warn(f"light {index}: range is ignored (light falls off physically)")
+
+
+def _extensions_in(value, depth: int = 0) -> set[str]:
+    """The names of every extension object anywhere in a glTF document."""
+    found: set[str] = set()
+    if depth > MAX_NODE_DEPTH:
+        return found
+    if isinstance(value, dict):
+        if isinstance(value.get("extensions"), dict):
+            found.update(str(name) for name in value["extensions"])
+        for item in value.values():
+            if isinstance(item, (dict, list)):
+                found |= _extensions_in(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (dict, list)):
+                found |= _extensions_in(item, depth + 1)
+    return found
+
+
+def _decoded_length(uri: str) -> int:
+    """How many bytes the base64 payload of a data: URI decodes to."""
+    payload = uri.partition(",")[2].rstrip("=")
+    return len(payload) * 3 // 4
 
 
 def _local_matrix(node: dict) -> np.ndarray:

@@ -39,6 +39,7 @@ MATERIAL = np.dtype(
         ("eta", *F4),
         ("k", *F4),
         ("ior", *F4),
+        ("metallic", PARAM),
     ]
 )
 TEXTURE = np.dtype([("info", *I4), ("mode", *I4), ("transform", *F4), ("color0", *F4), ("color1", *F4)])
@@ -68,7 +69,7 @@ FRAME = np.dtype(
 )
 
 # Enumerations shared with kernels/types.h.
-MATERIAL_KINDS = {"diffuse": 0, "conductor": 1, "dielectric": 2, "plastic": 3}
+MATERIAL_KINDS = {"diffuse": 0, "conductor": 1, "dielectric": 2, "plastic": 3, "principled": 4}
 TEXTURE_IMAGE, TEXTURE_CHECKERBOARD = 0, 1
 WRAP_MODES = {"repeat": 0, "mirror": 1, "clamp": 2}
 LIGHT_TRIANGLE, LIGHT_SPHERE, LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_ENVIRONMENT = range(6)

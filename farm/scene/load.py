@@ -30,8 +30,10 @@ GLTF_SUFFIXES = (".gltf", ".glb")
 GLTF_WIDTH = 960
 GLTF_ASPECT = 16 / 9
 GLTF_SPP = 64
-# Without a camera in the file: look at the whole model along -z with this field of view.
+# Without a camera in the file: look at the whole model along -z with this vertical field
+# of view, filling the frame but for this fraction of it on each side.
 FRAMING_FOV = 40.0
+FRAMING_MARGIN = 0.05
 
 
 def load_scene(
@@ -134,6 +136,9 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
         if not isinstance(document.setdefault(key, empty), type(empty)):
             raise SceneError(f"{source}.{key}: expected {'an object' if empty == {} else 'a list'}")
     lower, upper, aspect = np.full(3, np.inf), np.full(3, -np.inf), None
+    # The scene file's own emitters light it; a glTF's emissive maps (screens, glow) do not
+    # stand in for the sky.
+    own_emitters = any(isinstance(m, dict) and "emission" in m for m in document["materials"].values())
     for number, include in enumerate(includes):
         where = f"{source}.include[{number}]"
         if not isinstance(include, dict) or not isinstance(include.get("file"), str) or set(include) - {"file", "transform"}:
@@ -151,20 +156,39 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
             document["camera"], aspect = converted.camera, converted.aspect
         lower, upper = np.minimum(lower, converted.lower), np.maximum(upper, converted.upper)
         warnings += converted.warnings
-    if "camera" not in document and np.isfinite(lower).all():
-        centre, radius = (lower + upper) / 2, max(float(np.linalg.norm(upper - lower)) / 2, 1e-3)
-        distance = radius / math.sin(math.radians(FRAMING_FOV / 2))
-        document["camera"] = {"position": (centre + [0, 0, distance]).tolist(), "look_at": centre.tolist(),
-                              "fov": FRAMING_FOV}
-        warnings.append(f"{source}: no camera in the scene; framing the whole model from +z")
     if "film" not in document:
         width = GLTF_WIDTH
         document["film"] = {"width": width, "height": max(1, round(width / (aspect or GLTF_ASPECT))), "spp": GLTF_SPP}
-    if not document["lights"] and not any(
-        isinstance(m, dict) and "emission" in m for m in document["materials"].values()
-    ):
+    if "camera" not in document and np.isfinite(lower).all():
+        document["camera"] = frame_box(lower, upper, _aspect(document["film"]))
+        warnings.append(f"{source}: no camera in the scene; framing the whole model from +z")
+    if not document["lights"] and not own_emitters:
         document["lights"].append({"type": "environment", "radiance": [1.0, 1.0, 1.0]})
-        warnings.append(f"{source}: no lights in the scene; lit by a uniform white sky")
+        glow = any(isinstance(m, dict) and "emission" in m for m in document["materials"].values())
+        warnings.append(f"{source}: no lights in the scene{' (emissive glTF materials add to it)' * glow}; "
+                        f"lit by a uniform white sky")
+
+
+def frame_box(lower: np.ndarray, upper: np.ndarray, aspect: float) -> dict:
+    """A camera looking along -z at the box [lower, upper], as close as it can be with every
+    corner inside the frame (a margin of FRAMING_MARGIN each side)."""
+    centre = (lower + upper) / 2
+    tan_y = math.tan(math.radians(FRAMING_FOV / 2)) / (1 + 2 * FRAMING_MARGIN)
+    tan_x = tan_y * aspect
+    corners = np.array([[(lower, upper)[(i >> k) & 1][k] for k in range(3)] for i in range(8)]) - centre
+    # a corner at depth z in front of the camera at distance d stays inside when
+    # |x| <= (d - z) tan_x and |y| <= (d - z) tan_y
+    distance = float(np.max(corners[:, 2] + np.maximum(np.abs(corners[:, 0]) / tan_x, np.abs(corners[:, 1]) / tan_y)))
+    distance = max(distance, float(np.max(corners[:, 2])) + 1e-3 * max(float(np.linalg.norm(upper - lower)), 1e-3))
+    return {"position": (centre + [0, 0, distance]).tolist(), "look_at": centre.tolist(), "fov": FRAMING_FOV,
+            "fov_axis": "y"}
+
+
+def _aspect(film) -> float:
+    try:
+        return float(film["width"]) / float(film["height"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return GLTF_ASPECT
 
 
 def _turn_off(document: dict, missing: list[str], warnings: list[str]) -> None:

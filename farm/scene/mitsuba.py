@@ -85,9 +85,11 @@ def _texture(texture, folder: Path, mi, colour: bool) -> dict:
     ou, ov = texture.offset
     if isinstance(texture, Checkerboard):  # Mitsuba's has 2 x 2 squares per uv unit
         to_uv = mi.ScalarTransform4f().translate([ou / 2, ov / 2, 0]) @ mi.ScalarTransform4f().scale([su / 2, sv / 2, 1])
+        # Mitsuba's checkerboard picks the other colour where it gives a number (eval_1
+        # tests `neq` where eval tests `eq`, src/textures/checkerboard.cpp): swap them there.
+        color0, color1 = (texture.color0, texture.color1) if colour else (texture.color1, texture.color0)
         return {"type": "checkerboard", "to_uv": to_uv,
-                "color0": {"type": "rgb", "value": list(texture.color0)},
-                "color1": {"type": "rgb", "value": list(texture.color1)}}
+                "color0": {"type": "rgb", "value": list(color0)}, "color1": {"type": "rgb", "value": list(color1)}}
     assert isinstance(texture, ImageTexture)
     # Mitsuba reads image rows from v = 0 at the top: v' = 1 - (v * sv + ov).
     to_uv = mi.ScalarTransform4f().translate([ou, 1 - ov, 0]) @ mi.ScalarTransform4f().scale([su, -sv, 1])
@@ -105,6 +107,11 @@ def _colour(value, textures, folder, mi, colour=True):
 
 
 def _bsdf(material: Material, textures, folder: Path, mi) -> dict:
+    if material.kind == "principled":  # takes roughness itself, textured or not
+        return {"type": "twosided", "bsdf": {
+            "type": "principled", "eta": material.ior, "base_color": _colour(material.reflectance, textures, folder, mi),
+            "metallic": _colour(material.metallic, textures, folder, mi, colour=False),
+            "roughness": _colour(material.roughness, textures, folder, mi, colour=False)}}
     rough = isinstance(material.roughness, TextureRef) or material.roughness > 0
     alpha = None
     if rough:

@@ -76,6 +76,7 @@ class ImageTexture:
     offset: Vec2 = (0.0, 0.0)
     colorspace: str = "auto"  # auto, srgb or linear
     range: tuple[int, int] | None = None  # (offset, length) of a PNG or JPEG inside `file` (a glTF buffer)
+    base64: tuple[int, int] | None = None  # (offset, length) of one as base64 text in `file` (a glTF data: URI)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Checkerboard:
 
 Texture = ImageTexture | Checkerboard
 
-MATERIAL_TYPES = ("diffuse", "conductor", "dielectric", "plastic")
+MATERIAL_TYPES = ("diffuse", "conductor", "dielectric", "plastic", "principled")
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class Material:
                 refraction.
     plastic:    a diffuse `reflectance` base under a dielectric coating of index `ior` and
                 `roughness`, tinted by `specular`.
+    principled: glTF's metallic-roughness model as Mitsuba 3's `principled` BSDF evaluates
+                it (its other parameters at their defaults): base colour `reflectance`,
+                `metallic` blending a metal (Schlick Fresnel from the base colour) with a
+                dielectric (index 1.5, over a Burley diffuse base), GGX of `roughness`.
     Opaque materials are two-sided; glass uses the side to tell inside from outside.
     """
 
@@ -120,6 +125,7 @@ class Material:
     specular: Param = (1.0, 1.0, 1.0)
     transmittance: Param = (1.0, 1.0, 1.0)
     emission: Param = (0.0, 0.0, 0.0)
+    metallic: Param = 0.0
 
     @property
     def emissive(self) -> bool:
@@ -158,7 +164,8 @@ class Box(Shape):
 class Mesh(Shape):
     """Triangles, inline, from an OBJ `file` (relative to the scene file), or from a binary
     `file` (a glTF buffer) laid out as `binary` says: (part, offset, count, format, stride)
-    for the positions and, optionally, normals, uvs and indices (farm.scene.gltf).
+    for the positions and, optionally, normals, uvs and indices (farm.scene.gltf); with
+    `base64`, the binary file is the base64 text at that place in `file` (a data: URI).
 
     Inline: vertex positions, counter-clockwise (front-facing) index triples and, optionally,
     per-vertex normals and uvs. Vertex normals give smooth shading unless `face_normals`."""
@@ -170,6 +177,7 @@ class Mesh(Shape):
     uvs: tuple[Vec2, ...] = field(default=())
     face_normals: bool = False
     binary: tuple[tuple[str, int, int, str, int], ...] = ()
+    base64: tuple[int, int] | None = None  # (offset, length) of base64 text in `file` that stands for the binary file
 
     def layout(self) -> dict[str, dict]:
         """The binary layout as farm.scene.mesh.load_binary takes it."""

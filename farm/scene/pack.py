@@ -129,13 +129,16 @@ def material_entry(material: Material, textures: TextureTable) -> np.ndarray:
     packed = np.zeros((), MATERIAL)
     packed["kind"] = (MATERIAL_KINDS[material.kind], 0, 0, 0)
     packed["reflectance"] = textures.param(material.reflectance, colour=True)
-    packed["roughness"] = textures.param(material.roughness, colour=False)
+    eta = material.ior / material.exterior_ior
+    # Between equal indices an interface bends no light, rough or not: only its tints act.
+    smooth = material.kind == "dielectric" and eta == 1.0
+    packed["roughness"] = textures.param(0.0 if smooth else material.roughness, colour=False)
     packed["specular"] = textures.param(material.specular, colour=True)
     packed["transmittance"] = textures.param(material.transmittance, colour=True)
     packed["emission"] = textures.param(material.emission, colour=True)
+    packed["metallic"] = textures.param(material.metallic, colour=False)
     packed["eta"][:3] = material.eta
     packed["k"][:3] = material.k
-    eta = material.ior / material.exterior_ior
     internal = diffuse_fresnel_reflectance(1.0 / eta)
     packed["kind"][1] = -1
     if material.kind == "plastic" and isinstance(material.roughness, float) and material.roughness > 0:

@@ -120,7 +120,7 @@ def _light(node: Node):
     kind = node.child("type").choice(LIGHT_TYPES)
     if kind == "point":
         node.expect_keys(required=("type", "position", "intensity"))
-        return PointLight(node.child("position").vec3(), node.child("intensity").vec3(0.0))
+        return PointLight(node.child("position").vec3(), node.child("intensity").colour(0.0))
     if kind == "spot":
         node.expect_keys(
             required=("type", "position", "intensity"), optional=("direction", "look_at", "cutoff_angle", "beam_width")
@@ -138,14 +138,14 @@ def _light(node: Node):
         beam = node.child("beam_width").number(0.0, 90.0) if "beam_width" in node.value else min(15.0, cutoff * 0.75)
         if cutoff <= 0.0 or beam > cutoff:
             node.fail(f"need 0 < beam_width <= cutoff_angle, got {beam} and {cutoff}")
-        return SpotLight(position, direction, node.child("intensity").vec3(0.0), cutoff, beam)
+        return SpotLight(position, direction, node.child("intensity").colour(0.0), cutoff, beam)
     if kind == "sun":
         node.expect_keys(required=("type", "direction", "irradiance"))
-        return SunLight(_nonzero(node.child("direction")), node.child("irradiance").vec3(0.0))
+        return SunLight(_nonzero(node.child("direction")), node.child("irradiance").colour(0.0))
     node.expect_keys(required=("type",), optional=("radiance", "file", "scale", "transform", "sampling"))
     if "radiance" in node.value and "file" in node.value:
         node.fail("give an environment either radiance or file, not both")
-    radiance = node.child("radiance").vec3(0.0) if "radiance" in node.value else (1.0, 1.0, 1.0)
+    radiance = node.child("radiance").colour(0.0) if "radiance" in node.value else (1.0, 1.0, 1.0)
     file = node.child("file").relative_file((".exr", ".hdr")) if "file" in node.value else None
     scale = node.child("scale").number(0.0) if "scale" in node.value else 1.0
     transform = _transform(node.child("transform")) if "transform" in node.value else IDENTITY
@@ -181,7 +181,7 @@ def _shape(node: Node, materials: dict[str, Material]):
     kind = node.child("type").choice(SHAPE_TYPES)
     extra = {
         "sphere": ("center", "radius"),
-        "mesh": ("file", "binary", "vertices", "triangles", "normals", "uvs", "face_normals"),
+        "mesh": ("file", "binary", "base64", "vertices", "triangles", "normals", "uvs", "face_normals"),
     }.get(kind, ())
     node.expect_keys(required=("type", "material"), optional=extra + ("transform",))
     material = node.child("material").string()
@@ -208,10 +208,11 @@ def _shape(node: Node, materials: dict[str, Material]):
                 node.child(key).fail("give a mesh either a file or inline vertices and triangles, not both")
         if "binary" in node.value:
             return Mesh(material, transform, file=node.child("file").relative_file(None), face_normals=face_normals,
-                        binary=_binary(node.child("binary")))
+                        binary=_binary(node.child("binary")), base64=node.optional("base64", Node.byte_range))
         return Mesh(material, transform, file=node.child("file").relative_file((".obj",)), face_normals=face_normals)
-    if "binary" in node.value:
-        node.child("binary").fail("a binary layout needs the file it describes")
+    for key in ("binary", "base64"):
+        if key in node.value:
+            node.child(key).fail("a binary layout needs the file it describes")
     if "vertices" not in node.value or "triangles" not in node.value:
         node.fail("a mesh needs a file, or vertices and triangles")
     vertices = tuple(v.vec3() for v in node.child("vertices").items())

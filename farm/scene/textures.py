@@ -23,10 +23,11 @@ class TextureTable:
         self.means: dict[int, np.ndarray] = {}  # mean colour of each entry, for light power
         self.decoded: dict[str, tuple[np.ndarray, bool]] = {}
 
-    def image(self, name: str, byte_range: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
-        key = f"{name}@{byte_range}" if byte_range else name
+    def image(self, name: str, byte_range: tuple[int, int] | None = None,
+              encoded: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+        key = f"{name}@{byte_range}@{encoded}"
         if key not in self.decoded:
-            self.decoded[key] = read_image(self.assets, name, byte_range)
+            self.decoded[key] = read_image(self.assets, name, byte_range, encoded)
         return self.decoded[key]
 
     def add(self, texture, colour: bool) -> int:
@@ -42,7 +43,7 @@ class TextureTable:
             entry["color1"][:3] = texture.color1
             mean = (np.array(texture.color0) + np.array(texture.color1)) / 2.0
         else:
-            pixels, display = self.image(texture.file, texture.range)
+            pixels, display = self.image(texture.file, texture.range, texture.base64)
             if display and srgb:
                 pixels = images.srgb_to_linear(pixels)
             height, width, channels = pixels.shape

@@ -249,6 +249,23 @@ class Renderer:
         cl.enqueue_copy(self.device.queue, prim_out, prim_buffer)
         return t_out, prim_out
 
+    def eval_bsdf(self, material: int, uv: tuple[float, float], wi: np.ndarray, wo: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """f(wi, wo) |cos wo| (n x 3) and the sampling density of wo (n) of material number
+        `material` at `uv`, for directions in the local frame (z the shading normal)."""
+        import pyopencl as cl
+
+        pairs = np.ascontiguousarray(np.concatenate([wi, wo], axis=1), np.float32)
+        out = np.empty((len(pairs), 6), np.float32)
+        mf = cl.mem_flags
+        pair_buffer = cl.Buffer(self.device.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=pairs)
+        out_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, out.nbytes)
+        b = self.buffers
+        self.program.eval_bsdf(self.device.queue, (len(pairs),), None, b["materials"], b["textures"], b["texels"],
+                               np.int32(material), np.float32(uv[0]), np.float32(uv[1]), pair_buffer, out_buffer)
+        cl.enqueue_copy(self.device.queue, out, out_buffer)
+        return out[:, :3], out[:, 3]
+
     def render_frame(self) -> np.ndarray:
         """The whole frame in one launch: the reference every bucketed render must equal."""
         return self.render(0, 0, self.scene.width, self.scene.height)
