@@ -94,7 +94,7 @@ inline float3 env_sample(const SceneRef *s, float2 u, float *pdf) {
     return f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
 }
 
-inline float3 emission_at(const SceneRef *s, int material, float2 uv) {
+inline float3 emission_at(const SceneRef *s, int material, float4 uv) {
     return param_rgb(s, s->materials[material].emission, uv);
 }
 
@@ -103,10 +103,6 @@ inline float2 sphere_uv(__global const Sphere *sphere, float3 n) {
     float u = atan2_f(in_map.y, in_map.x) * (0.5f * INV_PI_F);
     if (u < 0.0f) u += 1.0f;
     return (float2)(u, acos_f(clamp_f(in_map.z, -1.0f, 1.0f)) * INV_PI_F);
-}
-
-inline float2 triangle_uv(__global const TriangleData *td, float b1, float b2) {
-    return td->uv01.xy * (1.0f - b1 - b2) + td->uv01.zw * b1 + td->uv2.xy * b2;
 }
 
 /* Whether p is outside the sphere (its lights are then sampled by the cone they subtend);
@@ -138,14 +134,14 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
     if (kind == LIGHT_TRIANGLE || kind == LIGHT_SPHERE) {
         float3 point, normal;
         int material;
-        float2 uv;
+        float4 uv;
         if (kind == LIGHT_TRIANGLE) {
             __global const TriangleData *td = &s->tri_data[light->info.y];
             float2 b = sample_triangle(u.x, u.y);
             point = light->corner.xyz + light->edge1.xyz * b.x + light->edge2.xyz * b.y;
             normal = td->n.xyz;
             material = td->info.x;
-            uv = triangle_uv(td, b.x, b.y);
+            uv = triangle_uvs(s, td, b.x, b.y);
         } else {
             __global const Sphere *sphere = &s->spheres[light->info.y];
             float3 center = sphere->center_radius.xyz;
@@ -168,7 +164,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
                 point = p + wi * dist;
                 normal = unit3(point - center);
                 material = sphere->info.x;
-                uv = sphere_uv(sphere, normal);
+                uv = sphere_uv(sphere, normal).xyxy;
                 ls->dist = dist;
                 ls->wi = wi;
                 ls->pdf = pmf / (2.0f * PI_F * one_minus_cos_max);
@@ -178,7 +174,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
             normal = sample_sphere(u.x, u.y);  /* from inside: uniform over its area */
             point = center + normal * radius;
             material = sphere->info.x;
-            uv = sphere_uv(sphere, normal);
+            uv = sphere_uv(sphere, normal).xyxy;
         }
         float3 to_light = point - p;
         float dist2 = dot3(to_light, to_light);

@@ -28,10 +28,30 @@ typedef struct {
     float3 p;
     float3 ng;      /* geometric normal of the front side */
     float3 ns;      /* shading normal, on the same side as ng */
-    float2 uv;
+    float4 uv;      /* both uv sets */
     int material;
     int light;      /* light index or -1 */
 } Surface;
+
+/* The shading normal a tangent-space normal map gives: the map's (x, y, z) in [-1, 1]
+ * (x and y times its scale) along the tangent, the bitangent and the interpolated normal,
+ * the tangent first made perpendicular to that normal (glTF's convention: bitangent =
+ * w cross(normal, tangent)). Falls back to the normal where the frame degenerates. */
+inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __global const SurfaceExtras *e,
+                            const Hit *hit, float3 ns, float4 uv) {
+    float b0 = 1.0f - hit->b1 - hit->b2;
+    float4 t = e->t0 * b0 + e->t1 * hit->b1 + e->t2 * hit->b2;
+    float3 tangent = t.xyz - ns * dot3(ns, t.xyz);
+    float len2 = dot3(tangent, tangent);
+    if (!(len2 > 1e-12f)) return ns;
+    tangent = tangent / sqrt_f(len2);
+    float3 bitangent = cross3(ns, tangent) * (t.w < 0.0f ? -1.0f : 1.0f);
+    float3 c = texture_eval(s, m->normal_map.texture.x, uv).xyz * 2.0f - 1.0f;
+    float scale = m->normal_map.value.x;
+    float3 n = tangent * (c.x * scale) + bitangent * (c.y * scale) + ns * c.z;
+    len2 = dot3(n, n);
+    return len2 > 1e-12f ? n / sqrt_f(len2) : ns;
+}
 
 inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit) {
     Surface sf;
@@ -41,7 +61,7 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
         __global const TriangleData *td = &s->tri_data[hit->prim];
         sf.ng = td->n.xyz;
         sf.ns = sf.ng;
-        sf.uv = triangle_uv(td, hit->b1, hit->b2);
+        sf.uv = triangle_uvs(s, td, hit->b1, hit->b2);
         sf.material = td->info.x;
         sf.light = td->info.y;
         if (td->info.z >= 0) {
@@ -54,18 +74,23 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
                 if (dot3(sf.ns, sf.ng) < 0.0f) sf.ng = -sf.ng;
             }
         }
+        if (td->info.w >= 0) {  /* only normal-mapped or second-uv triangles have extras */
+            __global const Material *m = &s->materials[sf.material];
+            if (m->normal_map.texture.x >= 0)
+                sf.ns = mapped_normal(s, m, &s->extras[td->info.w], hit, sf.ns, sf.uv);
+        }
     } else {
         __global const Sphere *sphere = &s->spheres[hit->prim - n_triangles];
         sf.ng = unit3(sf.p - sphere->center_radius.xyz);
         sf.ns = sf.ng;
-        sf.uv = sphere_uv(sphere, sf.ng);
+        sf.uv = sphere_uv(sphere, sf.ng).xyxy;
         sf.material = sphere->info.x;
         sf.light = sphere->info.y;
     }
     return sf;
 }
 
-inline Bsdf bsdf_at(const SceneRef *s, int material, float2 uv) {
+inline Bsdf bsdf_at(const SceneRef *s, int material, float4 uv) {
     __global const Material *m = &s->materials[material];
     Bsdf b;
     b.kind = m->kind.x;
@@ -205,6 +230,7 @@ __kernel void render_bucket(__global const Frame *frame,
                             __global const TrianglePack *packs,
                             __global const TriangleData *tri_data,
                             __global const ShadingNormals *normals,
+                            __global const SurfaceExtras *extras,
                             __global const Sphere *spheres,
                             __global const Material *materials,
                             __global const Texture *textures,
@@ -221,7 +247,7 @@ __kernel void render_bucket(__global const Frame *frame,
     if ((int)get_global_id(0) >= count) return;
     const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
     const int gx = index % w, gy = index / w;
-    SceneRef s = {frame, nodes, packs, tri_data, normals, spheres, materials, textures, texels,
+    SceneRef s = {frame, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y, spp = frame->size.z;
@@ -269,7 +295,7 @@ __kernel void eval_bsdf(__global const Material *materials,
     s.materials = materials;
     s.textures = textures;
     s.texels = texels;
-    Bsdf b = bsdf_at(&s, material, (float2)(u, v));
+    Bsdf b = bsdf_at(&s, material, (float4)(u, v, u, v));
     float pdf;
     float3 value = bsdf_eval(&b, vload3(2 * i, directions), vload3(2 * i + 1, directions), &pdf);
     vstore3(value, 2 * i, out);
@@ -281,7 +307,12 @@ __kernel void eval_bsdf(__global const Material *materials,
 __kernel void trace_rays(__global const Frame *frame,
                          __global const Node *nodes,
                          __global const TrianglePack *packs,
+                         __global const TriangleData *tri_data,
+                         __global const SurfaceExtras *extras,
                          __global const Sphere *spheres,
+                         __global const Material *materials,
+                         __global const Texture *textures,
+                         __global const float *texels,
                          __global const float *rays,
                          __global float *t_out,
                          __global int *prim_out) {
@@ -290,7 +321,12 @@ __kernel void trace_rays(__global const Frame *frame,
     s.frame = frame;
     s.nodes = nodes;
     s.packs = packs;
+    s.tri_data = tri_data;
+    s.extras = extras;
     s.spheres = spheres;
+    s.materials = materials;
+    s.textures = textures;
+    s.texels = texels;
     float3 o = vload3(2 * i, rays), d = vload3(2 * i + 1, rays);
     Hit hit;
     bool found = trace(&s, o, d, INFINITY, false, -1, &hit);

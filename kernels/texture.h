@@ -1,5 +1,6 @@
 /* Texture lookups: images (bilinear or nearest, with wrapping) and checkerboards.
- * uv (0, 0) is the bottom-left of an image, (1, 1) its top-right. */
+ * uv (0, 0) is the bottom-left of an image, (1, 1) its top-right. A surface point carries
+ * two uv sets as one float4 (xy: the first, zw: the second); each texture reads its own. */
 #ifndef FARM_TEXTURE_H
 #define FARM_TEXTURE_H
 
@@ -40,9 +41,11 @@ inline float4 bilinear(const SceneRef *s, __global const Texture *t, float x, fl
     return top * (1.0f - ay) + bottom * ay;
 }
 
-inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
+inline float4 texture_eval(const SceneRef *s, int index, float4 uvs) {
     __global const Texture *t = &s->textures[index];
-    float2 st = uv * t->transform.xy + t->transform.zw;
+    float2 uv = t->mode.w ? uvs.zw : uvs.xy;
+    float2 st = (float2)(t->transform.x * uv.x + t->transform.y * uv.y, t->transform.z * uv.x + t->transform.w * uv.y)
+              + t->offset.xy;
     if (t->info.x == TEXTURE_CHECKERBOARD) {
         int parity = ((int)floor_f(st.x) + (int)floor_f(st.y)) & 1;
         return parity ? t->color1 : t->color0;
@@ -59,15 +62,33 @@ inline float4 texture_eval(const SceneRef *s, int index, float2 uv) {
 
 /* A parameter is its value, or its texture times the value (the reference's factor, 1 by
  * default: glTF's baseColorFactor times baseColorTexture). */
-inline float3 param_rgb(const SceneRef *s, Param p, float2 uv) {
+inline float3 param_rgb(const SceneRef *s, Param p, float4 uv) {
     return p.texture.x < 0 ? p.value.xyz : texture_eval(s, p.texture.x, uv).xyz * p.value.xyz;
 }
 
-inline float param_scalar(const SceneRef *s, Param p, float2 uv) {
+inline float param_scalar(const SceneRef *s, Param p, float4 uv) {
     if (p.texture.x < 0) return p.value.x;
     float4 v = texture_eval(s, p.texture.x, uv);
     int c = p.texture.y;
     return (c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w) * p.value.x;
+}
+
+/* Both uv sets at barycentrics (b1, b2) of a triangle; without a second set, the first twice. */
+inline float4 triangle_uvs(const SceneRef *s, __global const TriangleData *td, float b1, float b2) {
+    float b0 = 1.0f - b1 - b2;
+    float2 uv = td->uv01.xy * b0 + td->uv01.zw * b1 + td->uv2.xy * b2;
+    if (td->info.w < 0) return (float4)(uv, uv);
+    __global const SurfaceExtras *e = &s->extras[td->info.w];
+    return (float4)(uv, e->uv1_01.xy * b0 + e->uv1_01.zw * b1 + e->uv1_2.xy * b2);
+}
+
+/* Whether a ray stops at barycentrics (b1, b2) of triangle `prim`: not where its
+ * material's alpha is below the cutoff (glTF's MASK), for every ray alike. */
+inline bool covered(const SceneRef *s, int prim, float b1, float b2) {
+    __global const TriangleData *td = &s->tri_data[prim];
+    __global const Material *m = &s->materials[td->info.x];
+    if (m->ior.z <= 0.0f) return true;
+    return param_scalar(s, m->alpha, triangle_uvs(s, td, b1, b2)) >= m->ior.z;
 }
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "types.h"
 #include "sampling.h"
+#include "texture.h"
 
 #define STACK_SIZE 128  /* entries; the host refuses trees that could need more (pack.py) */
 
@@ -103,6 +104,16 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                         & (u >= (float4)(0.0f)) & (u <= (float4)(1.0f)) & (v >= (float4)(0.0f))
                         & (u + v <= (float4)(1.0f)) & (prims != (int4)(ignore));
                 int hits = lane_bits4(ok);
+#ifdef FARM_CUT_OUTS
+                if (hits != 0) {  /* a hit where alpha cuts the surface out is none */
+                    for (int lanes = hits; lanes != 0; lanes &= lanes - 1) {
+                        int lane = first_lane(lanes);
+                        if (!covered(s, ((const int *)&prims)[lane], ((const float *)&u)[lane], ((const float *)&v)[lane]))
+                            hits &= ~(1 << lane);
+                    }
+                    ok = ((int4)(hits) & (int4)(1, 2, 4, 8)) != (int4)(0);
+                }
+#endif
                 if (hits != 0) {
                     float4 masked = ok ? t : (float4)(INFINITY);
                     float2 pair = masked.lo < masked.hi ? masked.lo : masked.hi;

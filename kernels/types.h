@@ -28,12 +28,21 @@ typedef struct {
     float4 n;      /* xyz: unit geometric normal (counter-clockwise winding); w: area */
     float4 uv01;   /* uv of corners 0 (xy) and 1 (zw) */
     float4 uv2;    /* uv of corner 2 (xy) */
-    int4 info;     /* x: material, y: light index or -1, z: ShadingNormals index or -1 (flat) */
+    int4 info;     /* x: material, y: light index or -1, z: ShadingNormals index or -1 (flat),
+                      w: SurfaceExtras index or -1 */
 } TriangleData;
 
 typedef struct {
     float4 n0, n1, n2;  /* unit vertex normals in world space */
 } ShadingNormals;
+
+/* What only some triangles need: tangents for a normal map (xyz in world space; w: the
+ * bitangent's sign, bitangent = w cross(n, t)) and the corners' second uv set. */
+typedef struct {
+    float4 t0, t1, t2;
+    float4 uv1_01;  /* second uvs of corners 0 (xy) and 1 (zw) */
+    float4 uv1_2;   /* of corner 2 (xy) */
+} SurfaceExtras;
 
 typedef struct {
     float4 center_radius;     /* xyz: centre, w: radius */
@@ -61,8 +70,11 @@ typedef struct {
     Param emission;       /* radiance leaving the front side */
     float4 eta;           /* conductor: real part of the index, per channel */
     float4 k;             /* conductor: imaginary part */
-    float4 ior;           /* x: interior / exterior index; y: internal diffuse Fresnel reflectance */
+    float4 ior;           /* x: interior / exterior index; y: internal diffuse Fresnel reflectance;
+                             z: alpha cutoff (0: never cut out) */
     Param metallic;       /* principled: 0 dielectric, 1 metal, blended between */
+    Param normal_map;     /* tangent-space normals (texture or -1); value.x scales their x and y */
+    Param alpha;          /* coverage, cut out below the cutoff */
 } Material;
 
 #define TEXTURE_IMAGE 0
@@ -73,8 +85,9 @@ typedef struct {
 
 typedef struct {
     int4 info;         /* x: TEXTURE_*, y: first texel (float index), z: width, w: height */
-    int4 mode;         /* x: channels, y: WRAP_*, z: 1 for nearest, 0 for bilinear */
-    float4 transform;  /* uv * xy + zw */
+    int4 mode;         /* x: channels, y: WRAP_*, z: 1 for nearest, 0 for bilinear, w: uv set */
+    float4 transform;  /* lookup at (dot(xy, uv), dot(zw, uv)) + offset.xy */
+    float4 offset;
     float4 color0;     /* checkerboard colours */
     float4 color1;
 } Texture;
@@ -127,6 +140,7 @@ typedef struct {
     __global const TrianglePack *packs;
     __global const TriangleData *tri_data;
     __global const ShadingNormals *normals;
+    __global const SurfaceExtras *extras;
     __global const Sphere *spheres;
     __global const Material *materials;
     __global const Texture *textures;

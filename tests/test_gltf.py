@@ -60,11 +60,11 @@ def test_node_transforms_place_every_instance(glb):
 
 def test_the_same_scene_written_as_json_packs_and_renders_identically(glb, tmp_path, device):
     """The glTF converted is the farm's own format: written out by hand (inline triangles,
-    the image as a file, a flipped uv transform) it packs to the same arrays."""
+    the image as a file, the uvs flipped: glTF's v runs down the image) it packs to the
+    same arrays."""
     scene, _ = load_scene(glb)
     (tmp_path / "checker.png").write_bytes(png_bytes())
-    floor_texture = {"type": "image", "file": "checker.png", "filter": "nearest", "wrap": "clamp",
-                     "scale": [1, -1], "offset": [0, 1]}
+    floor_texture = {"type": "image", "file": "checker.png", "filter": "nearest", "wrap": "clamp"}
     by_hand = {
         "version": 1,
         "camera": {"position": [0, 2, 6], "look_at": list(np.add([0, 2, 6], _forward(scene))),
@@ -79,7 +79,7 @@ def test_the_same_scene_written_as_json_packs_and_renders_identically(glb, tmp_p
         },
         "shapes": [
             {"type": "mesh", "material": "floor", "vertices": QUAD_POSITIONS.tolist(), "normals": QUAD_NORMALS.tolist(),
-             "uvs": QUAD_UVS.tolist(), "triangles": QUAD_INDICES.reshape(-1, 3).tolist()},
+             "uvs": (QUAD_UVS * [1, -1] + [0, 1]).tolist(), "triangles": QUAD_INDICES.reshape(-1, 3).tolist()},
         ] + [
             {"type": "mesh", "material": "gold", "vertices": TETRA.tolist(),
              "triangles": np.arange(12).reshape(-1, 3).tolist(), "transform": {"matrix": shape.transform}}
@@ -323,3 +323,56 @@ def test_a_model_without_a_camera_fills_the_frame(tmp_path):
     tan_x = tan_y * scene.film.width / scene.film.height
     reach = max(np.max(np.abs(relative @ right) / depth) / tan_x, np.max(np.abs(relative @ up) / depth) / tan_y)
     assert 0.85 < reach < 1.0  # the model's box spans the frame, all of it inside
+
+
+def test_texture_transform_places_the_texture_as_the_extension_says(tmp_path):
+    """KHR_texture_transform as the implementations and the Khronos sample model agree:
+    st = offset + R S uv in glTF's uvs, R = [[cos, sin], [-sin, cos]]. The farm flips v
+    both ways, so its lookup at a farm uv must be the flipped glTF lookup."""
+    document, binary = build_gltf()
+    transform = {"offset": [0.25, -0.5], "rotation": 0.4, "scale": [2.0, 0.5]}
+    document["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["extensions"] = \
+        {"KHR_texture_transform": transform}
+    document["extensionsUsed"].append("KHR_texture_transform")
+    path = tmp_path / "placed.glb"
+    write_glb(path, document, binary)
+    scene, _ = load_scene(path)
+    assert not any("extensions not rendered" in w for w in scene.warnings)
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    entry = packed.textures[0]
+    rng = np.random.default_rng(5)
+    for uv in rng.uniform(-1, 2, (20, 2)):
+        a, b, c, d = entry["transform"]
+        st = np.array([a * uv[0] + b * uv[1], c * uv[0] + d * uv[1]]) + entry["offset"][:2]
+        u_g, v_g = uv[0], 1.0 - uv[1]
+        cos, sin = np.cos(0.4), np.sin(0.4)
+        x, y = 2.0 * u_g, 0.5 * v_g
+        expected_g = np.array([0.25 + cos * x + sin * y, -0.5 - sin * x + cos * y])
+        assert np.allclose(st, [expected_g[0], 1.0 - expected_g[1]], atol=1e-5)
+
+
+def test_a_second_uv_set_is_read_where_a_texture_asks_for_it(tmp_path):
+    document, binary = build_gltf()
+    second = np.array([[0.5, 0.25], [0.75, 0.25], [0.75, 0.5], [0.5, 0.5]], np.float32)
+    offset = len(binary)
+    binary += second.tobytes()
+    document["bufferViews"].append({"buffer": 0, "byteOffset": offset, "byteLength": second.nbytes})
+    document["accessors"].append({"bufferView": len(document["bufferViews"]) - 1, "componentType": 5126,
+                                  "count": 4, "type": "VEC2"})
+    document["buffers"][0]["byteLength"] = len(binary)
+    document["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_1"] = len(document["accessors"]) - 1
+    document["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["texCoord"] = 1
+    path = tmp_path / "two-sets.glb"
+    write_glb(path, document, binary)
+    scene, _ = load_scene(path)
+    texture = scene.textures["two-sets.glb:texture0"]
+    assert texture.uv_set == 1
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    floor = packed.triangle_data[packed.triangle_data["info"][:, 3] >= 0]
+    assert len(floor) == 2  # the quad's two triangles carry the second set, nothing else does
+    extras = packed.extras[floor["info"][:, 3]]
+    flipped = second * [1, -1] + [0, 1]  # the farm's v runs up
+    corners = QUAD_INDICES.reshape(-1, 3)
+    for triangle, row in zip(corners, extras):
+        assert np.allclose(row["uv1_01"], np.concatenate([flipped[triangle[0]], flipped[triangle[1]]]))
+        assert np.allclose(row["uv1_2"][:2], flipped[triangle[2]])

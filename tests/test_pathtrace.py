@@ -555,3 +555,69 @@ def test_arc_tangent_and_arc_cosine_in_plain_arithmetic_are_accurate(device):
     assert np.abs(atan2 - np.arctan2(y.astype(np.float64), x.astype(np.float64))).max() < 4e-7
     assert np.abs(acos - np.arccos(np.clip(x.astype(np.float64), -1, 1))).max() < 4e-7
     assert acos[x == 1.0].max() == 0.0 and (acos[x == -1.0] == np.float32(math.pi)).all()
+
+
+def _png(path, rgba: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.asarray(rgba, np.uint8)).save(path)
+
+
+def _lit_quad(material, textures, sun_direction):
+    """A 2 x 2 quad facing +z filling the view, lit only by a sun of irradiance pi."""
+    return {
+        "version": 1,
+        "camera": {"position": [0, 0, 3], "look_at": [0, 0, 0], "fov": 20},
+        "film": {"width": 16, "height": 16, "spp": 4},
+        "textures": textures,
+        "materials": {"m": material},
+        "shapes": [{"type": "rectangle", "material": "m"}],
+        "lights": [{"type": "sun", "direction": sun_direction, "irradiance": math.pi}],
+        "max_depth": 2,
+    }
+
+
+@pytest.mark.parametrize("channel,axis", [(0, 0), (1, 1)])
+def test_a_normal_map_tilts_the_shading_normal_along_the_tangent_frame(device, tmp_path, channel, axis):
+    # The map tilts the normal 60 degrees towards +u (red) or +v (green); the rectangle's u
+    # runs along +x and v along +y. A sun from 60 degrees on that side then meets the
+    # tilted normal head on: a diffuse 0.5 gives 0.5, where the flat quad gives 0.25 and
+    # a frame turned the wrong way gives 0.
+    texel = [128, 128, 255]
+    texel[channel], texel[2] = 238, 191  # (sin 60, cos 60) encoded as (n + 1) / 2 in 8 bits
+    _png(tmp_path / "normals.png", np.full((2, 2, 3), texel))
+    decoded = np.array(texel) / 255.0 * 2.0 - 1.0
+    tilt = decoded / np.linalg.norm(decoded)
+    towards = np.zeros(3)
+    towards[axis], towards[2] = math.sin(math.radians(60)), math.cos(math.radians(60))
+    document = _lit_quad({"reflectance": 0.5, "normal_map": {"texture": "n"}},
+                         {"n": {"type": "image", "file": "normals.png", "filter": "nearest"}}, (-towards).tolist())
+    image = render(document, device, tmp_path)
+    assert np.allclose(image, 0.5 * float(tilt @ towards), atol=2e-4)
+    flat = _lit_quad({"reflectance": 0.5}, {}, (-towards).tolist())
+    assert np.allclose(render(flat, device), 0.25, atol=2e-4)
+
+
+def test_alpha_cuts_out_the_surface_for_camera_and_shadow_rays(device, tmp_path):
+    # left half of the occluder transparent (alpha 0), right half opaque (255)
+    rgba = np.zeros((2, 2, 4))
+    rgba[:, 1, 3] = 255
+    _png(tmp_path / "cut.png", rgba)
+    document = {
+        "version": 1,
+        "camera": {"position": [0, 0, 3], "look_at": [0, 0, 0], "fov": 20},
+        "film": {"width": 16, "height": 16, "spp": 4},
+        "textures": {"cut": {"type": "image", "file": "cut.png", "filter": "nearest"}},
+        "materials": {"ground": {"reflectance": 0.5},
+                      "occluder": {"reflectance": 0.0, "alpha": {"texture": "cut", "channel": "a"}, "alpha_cutoff": 0.5}},
+        "shapes": [{"type": "rectangle", "material": "ground", "transform": {"scale": 4}},
+                   {"type": "rectangle", "material": "occluder", "transform": {"scale": 4, "translate": [0, 0, 0.5]}}],
+        "lights": [{"type": "sun", "direction": [0, 0, -1], "irradiance": math.pi}],
+        "max_depth": 2,
+    }
+    image = render(document, device, tmp_path)
+    # through the cut-out half the camera sees the ground, lit through it too (shadow rays
+    # pass the hole): 0.5; the opaque half is black
+    assert np.allclose(image[:, :7], 0.5, atol=2e-4) and np.allclose(image[:, 9:], 0.0)
+    document["materials"]["occluder"]["alpha"] = 0.2  # all of it below the cutoff: the occluder is gone
+    assert np.allclose(render(document, device, tmp_path), 0.5, atol=2e-4)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from farm.scene import bvh as bvh_builder
-from farm.scene.layout import NODE, PACK_WIDTH, SHADING_NORMALS, SPHERE, TRIANGLE, TRIANGLE_DATA, TRIANGLE_PACK
+from farm.scene.layout import (
+    NODE, PACK_WIDTH, SHADING_NORMALS, SPHERE, SURFACE_EXTRAS, TRIANGLE, TRIANGLE_DATA, TRIANGLE_PACK,
+)
 from farm.scene.model import Sphere
 
 
@@ -22,11 +24,47 @@ def sphere_entry(shape: Sphere, m: np.ndarray, mid: int) -> np.void:
     return entry
 
 
-def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World-space triangles of every mesh, their shading data, and vertex normals of the
-    smooth ones. Degenerate triangles are dropped: they can be neither hit nor sampled."""
+def vertex_tangents(mesh) -> np.ndarray | None:
+    """Per-vertex tangents (xyz, and w: the bitangent's sign) for a normal map: the file's,
+    or made from how the uvs run over each triangle (dp/du, orthogonalised against the
+    normal; w says whether dp/dv agrees with normal x tangent), summed over the triangles
+    around each vertex. None without uvs."""
+    if mesh.tangents is not None:
+        return mesh.tangents
+    if mesh.uvs is None:
+        return None
+    p, w = mesh.vertices[mesh.faces], mesh.uvs[mesh.faces]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = w[:, 1] - w[:, 0], w[:, 2] - w[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    inverse = np.divide(1.0, det, out=np.zeros_like(det), where=np.abs(det) > 1e-20)[:, None]
+    along_u = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * inverse
+    along_v = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * inverse
+    count = len(mesh.vertices)
+    tangent, bitangent, normal = np.zeros((count, 3)), np.zeros((count, 3)), np.zeros((count, 3))
+    face_normal = np.cross(e1, e2)
+    for corner in range(3):
+        np.add.at(tangent, mesh.faces[:, corner], along_u)
+        np.add.at(bitangent, mesh.faces[:, corner], along_v)
+        np.add.at(normal, mesh.faces[:, corner], face_normal)
+    if mesh.normals is not None:
+        normal = mesh.normals
+    normal = normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-30)
+    tangent -= normal * (tangent * normal).sum(axis=1, keepdims=True)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-30)
+    sign = np.where((np.cross(normal, tangent) * bitangent).sum(axis=1) < 0, -1.0, 1.0)
+    return np.concatenate([tangent, sign[:, None]], axis=1)
+
+
+def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """World-space triangles of every mesh, their shading data, vertex normals of the
+    smooth ones, and the extras (tangents, second uvs) of the meshes that need them; then
+    the corners. Degenerate triangles are dropped: they can be neither hit nor sampled.
+    `meshes` holds (mesh, object-to-world matrix, material index, face normals only,
+    whether its material has a normal map)."""
     corner_chunks, uv_chunks, normal_chunks, smooth_chunks, material_chunks = [], [], [], [], []
-    for mesh, m, mid, face_normals in meshes:
+    extra_chunks, has_extras_chunks = [], []
+    for mesh, m, mid, face_normals, normal_mapped in meshes:
         faces = mesh.faces
         linear = m[:3, :3]
         if np.linalg.det(linear) < 0:  # a mirroring transform: keep front faces in front
@@ -48,21 +86,38 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             normal_chunks.append(np.zeros((len(faces), 3, 3)))
         smooth_chunks.append(np.full(len(faces), smooth))
         material_chunks.append(np.full(len(faces), mid))
+        tangents = vertex_tangents(mesh) if normal_mapped else None
+        extras = np.zeros((len(faces), 5, 4))
+        if tangents is not None:
+            world_tangents = tangents[:, :3] @ linear.T
+            world_tangents /= np.maximum(np.linalg.norm(world_tangents, axis=1, keepdims=True), 1e-30)
+            handedness = tangents[:, 3:4] * (-1.0 if np.linalg.det(linear) < 0 else 1.0)
+            extras[:, :3] = np.concatenate([world_tangents, handedness], axis=1)[faces]
+        second = mesh.uvs1 if mesh.uvs1 is not None else mesh.uvs
+        if second is not None:
+            corner_uvs = second[faces]
+            extras[:, 3] = np.concatenate([corner_uvs[:, 0], corner_uvs[:, 1]], axis=1)
+            extras[:, 4, :2] = corner_uvs[:, 2]
+        extra_chunks.append(extras)
+        has_extras_chunks.append(np.full(len(faces), tangents is not None or mesh.uvs1 is not None))
     if not corner_chunks:
-        return np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS), np.zeros((0, 3, 3))
+        return (np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS),
+                np.zeros(0, SURFACE_EXTRAS), np.zeros((0, 3, 3)))
     corners = np.concatenate(corner_chunks)
     uvs = np.concatenate(uv_chunks)
     vertex_normals = np.concatenate(normal_chunks)
     smooth = np.concatenate(smooth_chunks)
     tri_material = np.concatenate(material_chunks)
+    extras, has_extras = np.concatenate(extra_chunks), np.concatenate(has_extras_chunks)
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     cross = np.cross(e1, e2)
     double_area = np.linalg.norm(cross, axis=1)
     keep = double_area > 0.0
     # A smooth triangle with a zero vertex normal falls back to flat shading.
     smooth &= np.all(np.linalg.norm(vertex_normals, axis=2) > 0, axis=1)
-    corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material = (
-        a[keep] for a in (corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material)
+    corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material, extras, has_extras = (
+        a[keep] for a in (corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material, extras,
+                          has_extras)
     )
     triangles = np.zeros(len(corners), TRIANGLE)
     rows = intersection_rows(corners[:, 0], e1, e2, cross)
@@ -76,10 +131,14 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data["info"][:, 0] = tri_material
     data["info"][:, 1] = -1
     data["info"][:, 2] = np.where(smooth, smooth_index, -1)
+    data["info"][:, 3] = np.where(has_extras, np.cumsum(has_extras) - 1, -1)
     normals = np.zeros(int(smooth.sum()), SHADING_NORMALS)
     for corner in range(3):
         normals[f"n{corner}"][:, :3] = vertex_normals[smooth, corner]
-    return triangles, data, normals, corners
+    extra_array = np.zeros(int(has_extras.sum()), SURFACE_EXTRAS)
+    for row, name in enumerate(("t0", "t1", "t2", "uv1_01", "uv1_2")):
+        extra_array[name] = extras[has_extras, row]
+    return triangles, data, normals, extra_array, corners
 
 
 def flatten_bvh(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,7 @@ MAX_NODE_DEPTH = 256
 # The extensions the conversion renders; any other a file uses is named in one warning.
 RENDERED_EXTENSIONS = frozenset({
     "KHR_lights_punctual", "KHR_materials_emissive_strength", "KHR_materials_transmission", "KHR_materials_ior",
+    "KHR_texture_transform",
 })
 
 
@@ -138,7 +139,7 @@ class _Converter:
         self.data = data
         self.out = Converted()
         self.material_names: dict[int, str] = {}
-        self.texture_names: dict[int, str] = {}
+        self.texture_names: dict[tuple, str] = {}
         self.mesh_triangles: dict[int, int] = {}
 
     def run(self, transform: np.ndarray) -> Converted:
@@ -222,8 +223,11 @@ class _Converter:
         wanted = [("positions", attributes["POSITION"], ("f32x3",))]
         if "NORMAL" in attributes:
             wanted.append(("normals", attributes["NORMAL"], ("f32x3",)))
-        if "TEXCOORD_0" in attributes:
-            wanted.append(("uvs", attributes["TEXCOORD_0"], ("f32x2", "u8x2n", "u16x2n")))
+        for key, attribute in (("uvs", "TEXCOORD_0"), ("uvs1", "TEXCOORD_1")):
+            if attribute in attributes:
+                wanted.append((key, attributes[attribute], ("f32x2", "u8x2n", "u16x2n")))
+        if "TANGENT" in attributes:
+            wanted.append(("tangents", attributes["TANGENT"], ("f32x4",)))
         if "indices" in primitive:
             wanted.append(("indices", primitive["indices"], ("u8", "u16", "u32")))
         for key, accessor_index, formats in wanted:
@@ -345,31 +349,52 @@ class _Converter:
         if "occlusionTexture" in material:  # baked shadowing for rasterisers; the paths find it
             self._warn(f"material {name}: occlusionTexture ignored (a path tracer traces the occlusion it bakes)")
         if "normalTexture" in material:
-            self._warn(f"material {name}: normalTexture is not supported; ignored")
-        if material.get("alphaMode", "OPAQUE") != "OPAQUE":
-            self._warn(f"material {name}: alpha ({material['alphaMode']}) is not supported; rendered opaque")
+            info = material["normalTexture"]
+            entry["normal_map"] = self._param(info, float(info.get("scale", 1.0)), colour=False, high=None, linear=True)
+        mode = material.get("alphaMode", "OPAQUE")
+        if mode in ("MASK", "BLEND"):
+            alpha = float(pbr.get("baseColorFactor", [1, 1, 1, 1])[3])
+            entry["alpha"] = self._param(pbr.get("baseColorTexture"), alpha, colour=False, channel="a")
+            entry["alpha_cutoff"] = float(material.get("alphaCutoff", 0.5)) if mode == "MASK" else 0.5
+            if mode == "BLEND":
+                self._warn(f"material {name}: alpha BLEND is rendered as a cut-out at alpha 0.5 (MASK)")
         self.out.materials[name] = entry
         return name
 
-    def _param(self, info, factor, colour: bool, channel: str | None = None, high: float | None = 1.0):
-        """A material parameter: the factor, or {"texture", "factor"} when a texture is given."""
-        value = [min(float(c), high) if high else float(c) for c in factor] if colour else min(float(factor), 1.0)
+    def _param(self, info, factor, colour: bool, channel: str | None = None, high: float | None = 1.0,
+               linear: bool = False):
+        """A material parameter: the factor, or {"texture", "factor"} when a texture is given
+        (`linear`: its values are data even where the parameter is a colour's)."""
+        if colour:
+            value = [min(float(c), high) if high else float(c) for c in factor]
+        else:
+            value = min(float(factor), high) if high else float(factor)
         if info is None:
             return value
-        if int(info.get("texCoord", 0)) != 0:
-            self._warn("only TEXCOORD_0 is supported; textures on other uv sets use it")
-        if "KHR_texture_transform" in info.get("extensions", {}):
-            self._warn("KHR_texture_transform is not supported; textures are placed untransformed")
-        reference = {"texture": self._texture(int(info["index"])), "factor": value}
+        reference = {"texture": self._texture(int(info["index"]), info, linear), "factor": value}
         if channel:
             reference["channel"] = channel
         return reference
 
-    def _texture(self, index: int) -> str:
-        if index in self.texture_names:
-            return self.texture_names[index]
+    def _texture(self, index: int, info: dict, linear: bool) -> str:
+        """The farm texture for glTF texture `index` as `info` (a textureInfo) places it: its
+        uv set, and KHR_texture_transform's offset, rotation and scale (which may name
+        another uv set) made into the farm's placement."""
+        uv_set = int(info.get("texCoord", 0))
+        transform = info.get("extensions", {}).get("KHR_texture_transform")
+        if transform is not None:
+            uv_set = int(transform.get("texCoord", uv_set))
+        if uv_set not in (0, 1):
+            self._warn(f"texture {index}: uv set {uv_set} is not read; using the first")
+            uv_set = 0
+        placement = _placement(transform or {})
+        key = (index, uv_set, placement, linear)
+        if key in self.texture_names:
+            return self.texture_names[key]
         texture = self.gltf["textures"][index]
         name = f"{self.prefix}texture{index}"
+        if len([k for k in self.texture_names if k[0] == index]):
+            name += f"#{len(self.texture_names)}"
         image = self.gltf["images"][int(texture["source"])]
         entry: dict = {"type": "image"}
         if "uri" in image and image["uri"].startswith("data:"):
@@ -388,10 +413,15 @@ class _Converter:
             entry["wrap"] = WRAPS.get(int(sampler.get("wrapS", 10497)), "repeat")
             if int(sampler.get("magFilter", 9729)) in NEAREST:
                 entry["filter"] = "nearest"
-        # glTF's v runs down the image, the farm's up: flip through the texture's transform
-        entry["scale"], entry["offset"] = [1.0, -1.0], [0.0, 1.0]
+        scale, rotation, offset = placement
+        if scale != (1.0, 1.0) or rotation or offset != (0.0, 0.0):
+            entry["scale"], entry["rotation"], entry["offset"] = list(scale), rotation, list(offset)
+        if uv_set:
+            entry["uv_set"] = uv_set
+        if linear:
+            entry["colorspace"] = "linear"
         self.out.textures[name] = entry
-        self.texture_names[index] = name
+        self.texture_names[key] = name
         return name
 
     # -- camera and lights ---------------------------------------------------------------
@@ -434,6 +464,21 @@ class _Converter:
             self._warn(f"light {index}: unknown type {kind!r}; ignored")
         if "range" in light:
             self._warn(f"light {index}: range is ignored (light falls off physically)")
+
+
+def _placement(transform: dict) -> tuple[tuple[float, float], float, tuple[float, float]]:
+    """KHR_texture_transform as the farm's texture placement (scale, rotation in degrees
+    counter-clockwise, offset). glTF transforms its own uvs (v running down): st_g = o +
+    R S uv_g with R = [[cos, sin], [-sin, cos]], the matrix the implementations and the
+    sample model agree on (KhronosGroup/glTF#1563: the extension's listing has it
+    transposed). The farm's uvs are flipped, uv_g = F uv = (u, 1 - v), and so is its
+    lookup, st = F st_g: st = F(o + R S F uv) = R' S uv + (ou + sin sv, 1 - ov - cos sv),
+    R' the counter-clockwise rotation by the same angle."""
+    su, sv = (float(v) for v in transform.get("scale", [1.0, 1.0]))
+    ou, ov = (float(v) for v in transform.get("offset", [0.0, 0.0]))
+    angle = float(transform.get("rotation", 0.0))
+    offset = (ou + math.sin(angle) * sv, 1.0 - ov - math.cos(angle) * sv)
+    return (su, sv), math.degrees(angle), (round(offset[0], 12), round(offset[1], 12))
 
 
 def _extensions_in(value, depth: int = 0) -> set[str]:

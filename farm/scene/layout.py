@@ -26,6 +26,9 @@ TRIANGLE_PACK = np.dtype(
 PACK_WIDTH = 4
 TRIANGLE_DATA = np.dtype([("n", *F4), ("uv01", *F4), ("uv2", *F4), ("info", *I4)])
 SHADING_NORMALS = np.dtype([("n0", *F4), ("n1", *F4), ("n2", *F4)])
+# What only some triangles need (normal maps, a second uv set), kept apart so that the
+# others do not carry it.
+SURFACE_EXTRAS = np.dtype([("t0", *F4), ("t1", *F4), ("t2", *F4), ("uv1_01", *F4), ("uv1_2", *F4)])
 SPHERE = np.dtype([("center_radius", *F4), ("row0", *F4), ("row1", *F4), ("row2", *F4), ("info", *I4)])
 PARAM = np.dtype([("value", *F4), ("texture", *I4)])
 MATERIAL = np.dtype(
@@ -40,9 +43,13 @@ MATERIAL = np.dtype(
         ("k", *F4),
         ("ior", *F4),
         ("metallic", PARAM),
+        ("normal_map", PARAM),
+        ("alpha", PARAM),
     ]
 )
-TEXTURE = np.dtype([("info", *I4), ("mode", *I4), ("transform", *F4), ("color0", *F4), ("color1", *F4)])
+TEXTURE = np.dtype(
+    [("info", *I4), ("mode", *I4), ("transform", *F4), ("offset", *F4), ("color0", *F4), ("color1", *F4)]
+)
 LIGHT = np.dtype(
     [
         ("info", *I4), ("pick", *F4), ("position", *F4), ("direction", *F4), ("intensity", *F4), ("spot", *F4),

@@ -65,7 +65,7 @@ def load_scene(
     warnings: list[str] = []
     _relative_names(document, base, folder.folder)
     if "include" in document:
-        _expand(document, folder, warnings, str(path))
+        _expand(document, folder, warnings, str(path), resolution)
     if isinstance(document.get("film"), dict):
         if spp is not None:
             document["film"]["spp"] = spp
@@ -127,8 +127,10 @@ def _relative_names(document: dict, base: Path, resolved_base: Path) -> None:
             holder["file"] = relative_name(holder["file"], base, resolved_base)
 
 
-def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: str) -> None:
-    """Replace the document's `include` list by what its glTF files hold."""
+def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: str,
+            resolution: tuple[int, int] | None) -> None:
+    """Replace the document's `include` list by what its glTF files hold (a camera-less
+    model is framed for `resolution` when one is given)."""
     includes = document.pop("include")
     if not isinstance(includes, list):
         raise SceneError(f"{source}.include: expected a list of {{\"file\": ..., \"transform\": ...}} objects")
@@ -160,7 +162,8 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
         width = GLTF_WIDTH
         document["film"] = {"width": width, "height": max(1, round(width / (aspect or GLTF_ASPECT))), "spp": GLTF_SPP}
     if "camera" not in document and np.isfinite(lower).all():
-        document["camera"] = frame_box(lower, upper, _aspect(document["film"]))
+        aspect = resolution[0] / resolution[1] if resolution and min(resolution) > 0 else _aspect(document["film"])
+        document["camera"] = frame_box(lower, upper, aspect)
         warnings.append(f"{source}: no camera in the scene; framing the whole model from +z")
     if not document["lights"] and not own_emitters:
         document["lights"].append({"type": "environment", "radiance": [1.0, 1.0, 1.0]})

@@ -67,15 +67,18 @@ def parse_textures(node: Node) -> dict:
         kind = child.child("type").choice(TEXTURE_TYPES)
         scale = child.child("scale").vec2() if "scale" in child.value else (1.0, 1.0)
         offset = child.child("offset").vec2() if "offset" in child.value else (0.0, 0.0)
+        rotation = child.child("rotation").number(-360.0, 360.0) if "rotation" in child.value else 0.0
+        uv_set = child.child("uv_set").integer(0, 1, what="uv set") if "uv_set" in child.value else 0
+        placement = ("scale", "offset", "rotation", "uv_set")
         if kind == "checkerboard":
-            child.expect_keys(required=("type",), optional=("color0", "color1", "scale", "offset"))
+            child.expect_keys(required=("type",), optional=("color0", "color1") + placement)
             color0 = child.child("color0").colour(0.0) if "color0" in child.value else (0.4, 0.4, 0.4)
             color1 = child.child("color1").colour(0.0) if "color1" in child.value else (0.2, 0.2, 0.2)
             if "scale" not in child.value:
                 scale = (8.0, 8.0)
-            textures[name] = Checkerboard(name, color0, color1, scale, offset)
+            textures[name] = Checkerboard(name, color0, color1, scale, offset, rotation, uv_set)
             continue
-        child.expect_keys(required=("type", "file"), optional=("wrap", "filter", "scale", "offset", "colorspace", "range", "base64"))
+        child.expect_keys(required=("type", "file"), optional=("wrap", "filter", "colorspace", "range", "base64") + placement)
         # An image inside another file (a glTF's buffer or data: URI), PNG or JPEG bytes at
         # `range`; with `base64`, the file is the base64 text there (then decoded).
         byte_range = child.optional("range", Node.byte_range)
@@ -84,7 +87,8 @@ def parse_textures(node: Node) -> dict:
         wrap = child.child("wrap").choice(("repeat", "mirror", "clamp")) if "wrap" in child.value else "repeat"
         filtering = child.child("filter").choice(("bilinear", "nearest")) if "filter" in child.value else "bilinear"
         colorspace = child.child("colorspace").choice(("auto", "srgb", "linear")) if "colorspace" in child.value else "auto"
-        textures[name] = ImageTexture(name, file, wrap, filtering, scale, offset, colorspace, byte_range, encoded)
+        textures[name] = ImageTexture(name, file, wrap, filtering, scale, offset, colorspace, rotation, uv_set,
+                                      byte_range, encoded)
     return textures
 
 
@@ -102,7 +106,7 @@ def parse_materials(node: Node, textures: dict) -> dict[str, Material]:
     materials = {}
     for name, child in node.named("material"):
         kind = child.child("type").choice(MATERIAL_TYPES) if "type" in child.value else "diffuse"
-        child.expect_keys(optional=("type", "emission") + MATERIAL_PARAMETERS[kind])
+        child.expect_keys(optional=("type", "emission", "normal_map", "alpha", "alpha_cutoff") + MATERIAL_PARAMETERS[kind])
         fields: dict[str, Any] = {}
         for key in ("reflectance", "specular", "transmittance"):
             if key in child.value:
@@ -111,9 +115,16 @@ def parse_materials(node: Node, textures: dict) -> dict[str, Material]:
             fields["emission"] = _param(child.child("emission"), textures, colour=True)
         if "base_color" in child.value:  # glTF's and Mitsuba's name for it
             fields["reflectance"] = _param(child.child("base_color"), textures, colour=True, high=1.0)
-        for key in ("roughness", "metallic"):
+        for key in ("roughness", "metallic", "alpha"):
             if key in child.value:
                 fields[key] = _param(child.child(key), textures, colour=False, high=1.0)
+        if "alpha_cutoff" in child.value:
+            fields["alpha_cutoff"] = child.child("alpha_cutoff").number(0.0, 1.0)
+        if "normal_map" in child.value:
+            normal_map = _param(child.child("normal_map"), textures, colour=False, high=None)
+            if not isinstance(normal_map, TextureRef):
+                child.child("normal_map").fail('expected {"texture": name} (a tangent-space normal map)')
+            fields["normal_map"] = normal_map
         for key in ("ior", "exterior_ior"):
             if key in child.value:
                 fields[key] = child.child(key).number(1.0, 10.0)

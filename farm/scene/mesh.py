@@ -16,13 +16,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TriangleMesh:
-    """Indexed triangles in object space. `normals` (per vertex, for smooth shading) and
-    `uvs` (per vertex, v = 0 at the bottom of an image) may be None."""
+    """Indexed triangles in object space. `normals` (per vertex, for smooth shading), `uvs`
+    and `uvs1` (per vertex, two sets; v = 0 at the bottom of an image) and `tangents` (per
+    vertex: xyz and the bitangent's sign, for normal maps) may be None."""
 
     vertices: np.ndarray  # (V, 3) float64
     faces: np.ndarray  # (F, 3) int64, counter-clockwise seen from the front
     normals: np.ndarray | None = None
     uvs: np.ndarray | None = None
+    uvs1: np.ndarray | None = None
+    tangents: np.ndarray | None = None
 
 
 def load_obj(name: str, data: bytes) -> TriangleMesh:
@@ -98,15 +101,16 @@ def cube() -> TriangleMesh:
 
 # Binary layouts (glTF accessors; see farm.scene.gltf): format -> (dtype, components, scale)
 BINARY_FORMATS = {
-    "f32x3": ("<f4", 3, None), "f32x2": ("<f4", 2, None), "u8x2n": ("u1", 2, 255.0), "u16x2n": ("<u2", 2, 65535.0),
+    "f32x4": ("<f4", 4, None), "f32x3": ("<f4", 3, None), "f32x2": ("<f4", 2, None), "u8x2n": ("u1", 2, 255.0), "u16x2n": ("<u2", 2, 65535.0),
     "u8": ("u1", 1, None), "u16": ("<u2", 1, None), "u32": ("<u4", 1, None),
 }
 
 
 def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
     """A mesh from accessors into a binary file: `layout` maps positions, and optionally
-    normals, uvs (as stored: glTF's v runs down) and indices, to {offset, count, format,
-    stride}. Every range and index is checked against the bytes, which come from outside."""
+    normals, uvs and uvs1 (stored as glTF's, v running down; returned as the farm's, v up),
+    tangents and indices, to {offset, count, format, stride}. Every range and index is
+    checked against the bytes, which come from outside."""
     positions = _accessor(name, data, "positions", layout["positions"])
     vertex_count = len(positions)
     if "indices" in layout:
@@ -121,13 +125,16 @@ def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
             raise SceneError(f"{name}: {vertex_count} vertices do not make at most {defaults.MAX_TRIANGLES} triangles")
         faces = np.arange(vertex_count, dtype=np.int64).reshape(-1, 3)
     extra = {}
-    for key in ("normals", "uvs"):
+    for key in ("normals", "uvs", "uvs1", "tangents"):
         if key in layout:
             extra[key] = _accessor(name, data, key, layout[key])
             if len(extra[key]) != vertex_count:
                 raise SceneError(f"{name}: {len(extra[key])} {key} for {vertex_count} vertices")
-    mesh = TriangleMesh(positions, faces, extra.get("normals"), extra.get("uvs"))
-    for values in (mesh.vertices, mesh.normals, mesh.uvs):
+    for key in ("uvs", "uvs1"):
+        if key in extra:
+            extra[key][:, 1] = 1.0 - extra[key][:, 1]
+    mesh = TriangleMesh(positions, faces, extra.get("normals"), extra.get("uvs"), extra.get("uvs1"), extra.get("tangents"))
+    for values in (mesh.vertices, mesh.normals, mesh.uvs, mesh.uvs1, mesh.tangents):
         if values is not None and not np.isfinite(values).all():
             raise SceneError(f"{name}: vertex data must be finite")
     return mesh

@@ -63,7 +63,8 @@ Param = float | Vec3 | TextureRef
 
 @dataclass(frozen=True)
 class ImageTexture:
-    """A PNG, JPEG, EXR or Radiance .hdr image, looked up at (u, v) * scale + offset.
+    """A PNG, JPEG, EXR or Radiance .hdr image, looked up at R(rotation) ((u, v) * scale) +
+    offset (rotation in degrees, counter-clockwise), (u, v) from the mesh's `uv_set` 0 or 1.
 
     `colorspace` "auto" decodes 8-bit images from sRGB where they give a colour and keeps
     them linear where they give data (roughness); float images are always linear."""
@@ -75,19 +76,24 @@ class ImageTexture:
     scale: Vec2 = (1.0, 1.0)
     offset: Vec2 = (0.0, 0.0)
     colorspace: str = "auto"  # auto, srgb or linear
+    rotation: float = 0.0
+    uv_set: int = 0
     range: tuple[int, int] | None = None  # (offset, length) of a PNG or JPEG inside `file` (a glTF buffer)
     base64: tuple[int, int] | None = None  # (offset, length) of one as base64 text in `file` (a glTF data: URI)
 
 
 @dataclass(frozen=True)
 class Checkerboard:
-    """`color0` and `color1` alternating in squares of 1/scale uv units; (0, 0) is color0."""
+    """`color0` and `color1` alternating in squares of 1/scale uv units; (0, 0) is color0.
+    Placed as an image texture is (scale, rotation, offset, uv_set)."""
 
     name: str
     color0: Vec3 = (0.4, 0.4, 0.4)
     color1: Vec3 = (0.2, 0.2, 0.2)
     scale: Vec2 = (8.0, 8.0)
     offset: Vec2 = (0.0, 0.0)
+    rotation: float = 0.0
+    uv_set: int = 0
 
 
 Texture = ImageTexture | Checkerboard
@@ -112,6 +118,11 @@ class Material:
                 `metallic` blending a metal (Schlick Fresnel from the base colour) with a
                 dielectric (index 1.5, over a Burley diffuse base), GGX of `roughness`.
     Opaque materials are two-sided; glass uses the side to tell inside from outside.
+
+    Any material may bend its shading normal by a tangent-space `normal_map` (a texture
+    reference; its factor scales the map's x and y, as glTF's normalTexture.scale), and be
+    cut out where `alpha` (a number or a texture channel) is below `alpha_cutoff` (0: never),
+    for camera and shadow rays alike.
     """
 
     name: str
@@ -126,6 +137,9 @@ class Material:
     transmittance: Param = (1.0, 1.0, 1.0)
     emission: Param = (0.0, 0.0, 0.0)
     metallic: Param = 0.0
+    normal_map: TextureRef | None = None
+    alpha: Param = 1.0
+    alpha_cutoff: float = 0.0
 
     @property
     def emissive(self) -> bool:
@@ -176,7 +190,7 @@ class Mesh(Shape):
     normals: tuple[Vec3, ...] = field(default=())
     uvs: tuple[Vec2, ...] = field(default=())
     face_normals: bool = False
-    binary: tuple[tuple[str, int, int, str, int], ...] = ()
+    binary: tuple[tuple[str, int, int, str, int], ...] = ()  # parts: positions, normals, uvs, uvs1, tangents, indices
     base64: tuple[int, int] | None = None  # (offset, length) of base64 text in `file` that stands for the binary file
 
     def layout(self) -> dict[str, dict]:

@@ -36,6 +36,7 @@ class PackedScene:
     triangles: np.ndarray  # host side only: the packs' source, one row a triangle
     triangle_data: np.ndarray
     normals: np.ndarray
+    extras: np.ndarray
     spheres: np.ndarray
     materials: np.ndarray
     textures: np.ndarray
@@ -51,7 +52,7 @@ class PackedScene:
 
     # The kernel's buffer arguments, in its parameter order.
     BUFFERS = (
-        "frame", "nodes", "packs", "triangle_data", "normals", "spheres", "materials", "textures",
+        "frame", "nodes", "packs", "triangle_data", "normals", "extras", "spheres", "materials", "textures",
         "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
     )
 
@@ -85,9 +86,9 @@ def pack(scene: Scene, assets=None) -> PackedScene:
             spheres.append(sphere_entry(shape, m, mid))
             continue
         face_normals = isinstance(shape, Mesh) and shape.face_normals
-        meshes.append((mesh, m, mid, face_normals))
+        meshes.append((mesh, m, mid, face_normals, scene.materials[shape.material].normal_map is not None))
 
-    triangles, triangle_data, normals, corners = triangle_arrays(meshes)
+    triangles, triangle_data, normals, extras, corners = triangle_arrays(meshes)
     sphere_array = np.array(spheres, SPHERE) if spheres else np.zeros(0, SPHERE)
 
     t = time.perf_counter()
@@ -120,7 +121,8 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     frame = frame_entry(scene, len(triangles), lights, env_texture, env_size)
     timings["pack"] = time.perf_counter() - started
     return PackedScene(
-        frame, corners.astype(np.float32), nodes, packs, triangles, triangle_data, normals, sphere_array, materials, texture_table, texels,
+        frame, corners.astype(np.float32), nodes, packs, triangles, triangle_data, normals, extras, sphere_array, materials,
+        texture_table, texels,
         lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
     )
 
@@ -137,6 +139,9 @@ def material_entry(material: Material, textures: TextureTable) -> np.ndarray:
     packed["transmittance"] = textures.param(material.transmittance, colour=True)
     packed["emission"] = textures.param(material.emission, colour=True)
     packed["metallic"] = textures.param(material.metallic, colour=False)
+    packed["normal_map"] = textures.param(material.normal_map, colour=False) if material.normal_map \
+        else textures.param(0.0, colour=False)
+    packed["alpha"] = textures.param(material.alpha, colour=False)
     packed["eta"][:3] = material.eta
     packed["k"][:3] = material.k
     internal = diffuse_fresnel_reflectance(1.0 / eta)
@@ -151,5 +156,5 @@ def material_entry(material: Material, textures: TextureTable) -> np.ndarray:
         packed["kind"][2] = TRANSMITTANCE_TABLE_SIZE
         inner_mu = (np.arange(256) + 0.5) / 256  # diffuse light inside, reflected back in
         internal = float((2.0 * inner_mu * rough_interface(inner_mu, alpha, 1.0 / eta)[0]).mean())
-    packed["ior"] = (eta, internal, 0.0, 0.0)
+    packed["ior"] = (eta, internal, material.alpha_cutoff, 0.0)
     return packed

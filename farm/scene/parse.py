@@ -238,8 +238,10 @@ def _binary(node: Node) -> tuple:
     """Where a mesh's accessors lie in its binary file (farm.scene.mesh.load_binary)."""
     from farm.scene.mesh import BINARY_FORMATS
 
-    node.expect_keys(required=("positions",), optional=("normals", "uvs", "indices"))
-    formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": ("f32x2", "u8x2n", "u16x2n"),
+    node.expect_keys(required=("positions",), optional=("normals", "uvs", "uvs1", "tangents", "indices"))
+    uv_formats = ("f32x2", "u8x2n", "u16x2n")
+    formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": uv_formats, "uvs1": uv_formats,
+               "tangents": ("f32x4",),
                "indices": ("u8", "u16", "u32")}
     parts = []
     for part in node.value:

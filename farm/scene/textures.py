@@ -36,9 +36,14 @@ class TextureTable:
         if key in self.index:
             return self.index[key]
         entry = np.zeros((), TEXTURE)
-        entry["transform"] = (*texture.scale, *texture.offset)
+        angle = np.radians(texture.rotation)
+        cos, sin = np.cos(angle), np.sin(angle)
+        (su, sv), (ou, ov) = texture.scale, texture.offset
+        entry["transform"] = (cos * su, -sin * sv, sin * su, cos * sv)  # R(rotation) diag(scale)
+        entry["offset"] = (ou, ov, 0.0, 0.0)
         if isinstance(texture, Checkerboard):
             entry["info"] = (TEXTURE_CHECKERBOARD, 0, 0, 0)
+            entry["mode"] = (4, 0, 0, texture.uv_set)
             entry["color0"][:3] = texture.color0
             entry["color1"][:3] = texture.color1
             mean = (np.array(texture.color0) + np.array(texture.color1)) / 2.0
@@ -48,7 +53,7 @@ class TextureTable:
                 pixels = images.srgb_to_linear(pixels)
             height, width, channels = pixels.shape
             entry["info"] = (TEXTURE_IMAGE, self.texel_count, width, height)
-            entry["mode"] = (channels, WRAP_MODES[texture.wrap], texture.filter == "nearest", 0)
+            entry["mode"] = (channels, WRAP_MODES[texture.wrap], texture.filter == "nearest", texture.uv_set)
             self.chunks.append(np.ascontiguousarray(pixels, np.float32).ravel())
             self.texel_count += pixels.size
             mean = pixels.reshape(-1, channels).mean(axis=0)
