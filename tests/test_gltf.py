@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,3 +377,50 @@ def test_a_second_uv_set_is_read_where_a_texture_asks_for_it(tmp_path):
     for triangle, row in zip(corners, extras):
         assert np.allclose(row["uv1_01"], np.concatenate([flipped[triangle[0]], flipped[triangle[1]]]))
         assert np.allclose(row["uv1_2"][:2], flipped[triangle[2]])
+
+
+# Khronos glTF sample models, by their authors (tests/models/*/SOURCE.md: source, license)
+MODELS = Path(__file__).resolve().parent / "models"
+REAL_MODELS = [
+    "BoxTextured/BoxTextured.gltf",  # glTF-Embedded: buffer and texture as data: URIs
+    "TextureTransformTest/TextureTransformTest.gltf",  # KHR_texture_transform, no normals
+    "CesiumMilkTruck/CesiumMilkTruck.glb",  # node tree, instances, a shared 2048 texture
+    "AlphaBlendModeTest/AlphaBlendModeTest.glb",  # MASK cut-outs, BLEND, normal maps, a camera
+    "ClearCoatTest/ClearCoatTest.gltf",  # normal maps, metallic-roughness texture, emission
+]
+
+
+def _centre_ray_hits(renderer: Renderer, frame: np.void, width: int, height: int) -> np.ndarray:
+    """Whether each pixel's centre ray meets the scene (the kernel's traversal, no shading)."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    sx, sy = 2.0 * (xs + 0.5) / width - 1.0, 1.0 - 2.0 * (ys + 0.5) / height
+    directions = (frame["forward"][:3] + sx[..., None] * frame["right"][:3] + sy[..., None] * frame["up"][:3])
+    directions = directions.reshape(-1, 3)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    origins = np.broadcast_to(frame["origin"][:3], directions.shape)
+    distance, _ = renderer.trace(origins, directions)
+    return np.isfinite(distance).reshape(height, width)
+
+
+@pytest.mark.parametrize("name", REAL_MODELS, ids=[n.split("/")[0] for n in REAL_MODELS])
+def test_real_models_render_on_the_farm(farm, device, name):
+    path = MODELS / name
+    scene, document = load_scene(path, resolution=(48, 36), spp=4)
+    assets = FolderAssets(path.parent, scene.assets)
+    run = farm.render(scene, document, bucket_size=16, assets=assets)
+    image = run.film.pixels
+    assert np.isfinite(image).all()
+    renderer = Renderer(device, pack(scene, assets))
+    hits = _centre_ray_hits(renderer, renderer.scene.frame[0], 48, 36)
+    # Every model is lit by the default white sky of radiance 1: a pixel none of whose
+    # samples meets the model is exactly 1.
+    covered = ~np.all(image == 1.0, axis=2)
+    assert hits.mean() > 0.15, "the model should fill a good part of the frame"
+    # where the centre ray meets the model the pixel shows it; elsewhere only a pixel next
+    # to one that does (its jittered samples reach over the model's edge)
+    assert covered[hits].mean() > 0.97
+    near = np.pad(hits, 1)
+    near = np.max([near[1 + dy:near.shape[0] - 1 + dy, 1 + dx:near.shape[1] - 1 + dx]
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    assert near[covered].mean() > 0.97
+    assert image[covered].mean() > 0.05, "not black"

@@ -247,7 +247,7 @@ class Renderer:
         t_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, t_out.nbytes)
         prim_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, prim_out.nbytes)
         b = self.buffers
-        self.program.trace_rays(
+        cl.Kernel(self.program, "trace_rays")(
             self.device.queue, (count,), None, b["frame"], b["nodes"], b["packs"], b["triangle_data"], b["extras"],
             b["spheres"], b["materials"], b["textures"], b["texels"], ray_buffer, t_buffer, prim_buffer,
         )
@@ -267,7 +267,7 @@ class Renderer:
         pair_buffer = cl.Buffer(self.device.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=pairs)
         out_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, out.nbytes)
         b = self.buffers
-        self.program.eval_bsdf(self.device.queue, (len(pairs),), None, b["materials"], b["textures"], b["texels"],
+        cl.Kernel(self.program, "eval_bsdf")(self.device.queue, (len(pairs),), None, b["materials"], b["textures"], b["texels"],
                                np.int32(material), np.float32(uv[0]), np.float32(uv[1]), pair_buffer, out_buffer)
         cl.enqueue_copy(self.device.queue, out, out_buffer)
         return out[:, :3], out[:, 3]
