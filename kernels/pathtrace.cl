@@ -36,9 +36,23 @@ typedef struct {
 /* The shading normal a tangent-space normal map gives: the map's (x, y, z) in [-1, 1]
  * (x and y times its scale) along the tangent, the bitangent and the interpolated normal,
  * the tangent first made perpendicular to that normal (glTF's convention: bitangent =
- * w cross(normal, tangent)). Falls back to the normal where the frame degenerates. */
+ * w cross(normal, tangent)). Falls back to the normal where the frame degenerates. A map
+ * may tilt the normal away from the viewer, who then sees the back of a shading frame
+ * and a black texel (a known artefact of normal maps at grazing angles): the normal is
+ * then moved towards the viewer until it faces them at cosine NORMAL_MAP_MIN_COS, as
+ * Cycles' ensure_valid_reflection does. */
+#define NORMAL_MAP_MIN_COS 0.05f
+
+inline float3 facing_viewer(float3 n, float3 ng, float3 wi) {
+    float side = dot3(ng, wi) < 0.0f ? -1.0f : 1.0f;
+    float cos_n = dot3(n, wi) * side;
+    if (cos_n >= NORMAL_MAP_MIN_COS) return n;
+    float3 moved = n + wi * (side * (NORMAL_MAP_MIN_COS - cos_n));
+    return unit3(moved);
+}
+
 inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __global const SurfaceExtras *e,
-                            const Hit *hit, float3 ns, float4 uv) {
+                            const Hit *hit, float3 ns, float3 ng, float3 wi, float4 uv) {
     float b0 = 1.0f - hit->b1 - hit->b2;
     float4 t = e->t0 * b0 + e->t1 * hit->b1 + e->t2 * hit->b2;
     float3 tangent = t.xyz - ns * dot3(ns, t.xyz);
@@ -50,7 +64,7 @@ inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __glo
     float scale = m->normal_map.value.x;
     float3 n = tangent * (c.x * scale) + bitangent * (c.y * scale) + ns * c.z;
     len2 = dot3(n, n);
-    return len2 > 1e-12f ? n / sqrt_f(len2) : ns;
+    return len2 > 1e-12f ? facing_viewer(n / sqrt_f(len2), ng, wi) : ns;
 }
 
 inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit) {
@@ -77,7 +91,7 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
         if (td->info.w >= 0) {  /* only normal-mapped or second-uv triangles have extras */
             __global const Material *m = &s->materials[sf.material];
             if (m->normal_map.texture.x >= 0)
-                sf.ns = mapped_normal(s, m, &s->extras[td->info.w], hit, sf.ns, sf.uv);
+                sf.ns = mapped_normal(s, m, &s->extras[td->info.w], hit, sf.ns, sf.ng, -d, sf.uv);
         }
     } else {
         __global const Sphere *sphere = &s->spheres[hit->prim - n_triangles];

@@ -1,10 +1,15 @@
 """Make the example scenes' assets: a procedural HDR sky, a vase mesh with normals and
-uvs (OBJ), a tile texture (PNG), and the reference scene's smooth sky (EXR). Everything here is generated, nothing downloaded;
-run it again to rebuild them: `python scenes/generate_assets.py`."""
+uvs (OBJ), a tile texture (PNG), the reference scene's smooth sky (EXR), and a small glTF
+model that uses the metallic-roughness features a real export does (gltf-example.glb).
+Everything here is generated, nothing downloaded; run it again to rebuild them:
+`python scenes/generate_assets.py`."""
 
 from __future__ import annotations
 
+import io
+import json
 import math
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +95,169 @@ def reference_sky(width: int = 64, height: int = 32) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def _png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _uv_sphere(segments: int = 48, rings: int = 24) -> dict:
+    """A unit sphere: positions, normals, glTF uvs (v = 0 at the top) and indices."""
+    theta = np.linspace(0.0, math.pi, rings + 1)[:, None]
+    phi = np.linspace(0.0, 2 * math.pi, segments + 1)[None, :]
+    normals = np.stack(np.broadcast_arrays(np.sin(theta) * np.cos(phi), np.cos(theta), -np.sin(theta) * np.sin(phi)), -1)
+    uvs = np.stack(np.broadcast_arrays(phi / (2 * math.pi), theta / math.pi), -1)
+    a = (np.arange(rings)[:, None] * (segments + 1) + np.arange(segments)[None, :]).ravel()
+    b, c, d = a + segments + 1, a + segments + 2, a + 1
+    indices = np.stack([a, b, c, a, c, d], axis=1).reshape(-1)
+    return {"positions": normals.reshape(-1, 3), "normals": normals.reshape(-1, 3), "uvs": uvs.reshape(-1, 2),
+            "indices": indices}
+
+
+def _quad(size: float, uv_scale: float = 1.0) -> dict:
+    """A square in the xz plane facing +y."""
+    h = size / 2
+    positions = np.array([[-h, 0, h], [h, 0, h], [h, 0, -h], [-h, 0, -h]])
+    uvs = np.array([[0, 1], [1, 1], [1, 0], [0, 0]]) * uv_scale
+    return {"positions": positions, "normals": np.tile([0.0, 1.0, 0.0], (4, 1)), "uvs": uvs,
+            "indices": np.array([0, 1, 2, 0, 2, 3])}
+
+
+def example_textures(size: int = 128) -> dict[str, np.ndarray]:
+    """The glTF example's textures (8-bit): bumpy tiles as base colour and tangent-space
+    normals; stripes packing roughness (green) and metallic (blue) as glTF does; a leaf's
+    base colour whose alpha cuts it out."""
+    y, x = (np.mgrid[0:size, 0:size] + 0.5) / size
+    # tiles: a raised square per texture repeat, bevelled at its edges
+    height = np.minimum(np.minimum(x, 1 - x), np.minimum(y, 1 - y)).clip(0, 0.08) / 0.08
+    dh_dx, dh_dy = np.gradient(height * 0.06, 1 / size)
+    normal = np.stack([-dh_dx, dh_dy, np.ones_like(x)], -1)  # +y of the map is up the image
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    tile = np.where(height[..., None] < 1, [0.45, 0.42, 0.38], [0.62, 0.38, 0.26])
+    stripes = (np.floor(x * 12) % 2).astype(float)  # metal and painted stripes around the sphere
+    packed = np.stack([np.zeros_like(x), 0.25 + 0.3 * stripes, stripes], -1)
+    leaf_shape = ((x - 0.5) / 0.45) ** 2 + ((y - 0.5) / 0.3) ** 2 < 1 - 0.3 * np.cos(12 * np.arctan2(y - 0.5, x - 0.5))
+    leaf = np.concatenate([np.broadcast_to([0.2, 0.55, 0.15], x.shape + (3,)), leaf_shape[..., None]], -1)
+    return {
+        "tiles": (tile ** (1 / 2.2) * 255 + 0.5).astype(np.uint8),
+        "tile-normals": ((normal + 1) / 2 * 255 + 0.5).astype(np.uint8),
+        "metal-rough": (packed * 255 + 0.5).astype(np.uint8),
+        "leaf": (leaf * [255, 255, 255, 255] + 0.5).astype(np.uint8),
+    }
+
+
+def gltf_example() -> bytes:
+    """A small .glb as an exporter would write it: a tiled floor (texture repeated by
+    KHR_texture_transform, a normal map), a sphere striped metal and paint by its
+    metallic-roughness texture, a leaf cut out by alpha (MASK) that casts a leaf-shaped
+    shadow, a glowing cube (emission), glass (KHR_materials_transmission), a camera, a
+    sun and a spot light (KHR_lights_punctual)."""
+    chunks: list[bytes] = []
+    views, accessors = [], []
+
+    def view(data: bytes) -> int:
+        views.append({"buffer": 0, "byteOffset": sum(len(c) for c in chunks), "byteLength": len(data)})
+        chunks.append(data + b"\0" * (-len(data) % 4))
+        return len(views) - 1
+
+    def accessor(array: np.ndarray, kind: str, bounds: bool = False) -> int:
+        integer = kind == "SCALAR"
+        data = np.ascontiguousarray(array, np.uint32 if integer else np.float32)
+        entry = {"bufferView": view(data.tobytes()), "componentType": 5125 if integer else 5126,
+                 "count": len(data), "type": kind}
+        if bounds:
+            entry["min"], entry["max"] = data.min(axis=0).tolist(), data.max(axis=0).tolist()
+        accessors.append(entry)
+        return len(accessors) - 1
+
+    def mesh(shape: dict, material: int) -> dict:
+        attributes = {"POSITION": accessor(shape["positions"], "VEC3", bounds=True),
+                      "NORMAL": accessor(shape["normals"], "VEC3"), "TEXCOORD_0": accessor(shape["uvs"], "VEC2")}
+        return {"primitives": [{"attributes": attributes, "indices": accessor(shape["indices"], "SCALAR"),
+                                "material": material}]}
+
+    textures = example_textures()
+    names = list(textures)
+    images = [{"bufferView": view(_png(textures[name])), "mimeType": "image/png", "name": name} for name in names]
+    cube = {"positions": [], "normals": [], "uvs": [], "indices": []}
+    for axis in range(3):
+        for sign in (1.0, -1.0):
+            u, v = np.eye(3)[(axis + 1) % 3], np.eye(3)[(axis + 2) % 3]
+            n = np.eye(3)[axis] * sign
+            if sign < 0:
+                u, v = v, u
+            base = len(cube["positions"])
+            for cu, cv in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
+                cube["positions"].append(0.5 * (n + cu * u + cv * v))
+                cube["normals"].append(n)
+                cube["uvs"].append(((cu + 1) / 2, (1 - cv) / 2))
+            cube["indices"] += [base, base + 1, base + 2, base, base + 2, base + 3]
+    cube = {key: np.array(value) for key, value in cube.items()}
+    sphere = _uv_sphere()
+    meshes = [mesh(_quad(8.0), 0), mesh(sphere, 1), mesh(_quad(1.0), 2), mesh(cube, 3), mesh(sphere, 4)]
+    texture = {name: {"index": names.index(name)} for name in names}
+    materials = [
+        {"name": "tiles", "pbrMetallicRoughness": {
+            "baseColorTexture": {**texture["tiles"], "extensions": {"KHR_texture_transform": {"scale": [6, 6]}}},
+            "metallicFactor": 0.0, "roughnessFactor": 0.6},
+         "normalTexture": {**texture["tile-normals"], "extensions": {"KHR_texture_transform": {"scale": [6, 6]}}}},
+        {"name": "striped", "pbrMetallicRoughness": {
+            "baseColorFactor": [0.95, 0.64, 0.25, 1], "metallicRoughnessTexture": texture["metal-rough"]}},
+        {"name": "leaf", "pbrMetallicRoughness": {"baseColorTexture": texture["leaf"], "metallicFactor": 0.0,
+                                                  "roughnessFactor": 0.8},
+         "alphaMode": "MASK", "alphaCutoff": 0.5, "doubleSided": True},
+        {"name": "glow", "pbrMetallicRoughness": {"baseColorFactor": [0.1, 0.1, 0.1, 1], "metallicFactor": 0.0},
+         "emissiveFactor": [1.0, 0.3, 0.08], "extensions": {"KHR_materials_emissive_strength": {"emissiveStrength": 1.5}}},
+        {"name": "glass", "pbrMetallicRoughness": {"baseColorFactor": [0.9, 0.97, 1.0, 1], "roughnessFactor": 0.0},
+         "extensions": {"KHR_materials_transmission": {"transmissionFactor": 1.0}, "KHR_materials_ior": {"ior": 1.5}}},
+    ]
+    eye = [0.4, 2.6, 7.4]
+    look = _quaternion_looking(np.array(eye), np.array([0.0, 0.6, 0.3]))
+    nodes = [
+        {"name": "floor", "mesh": 0},
+        {"name": "striped sphere", "mesh": 1, "translation": [-0.2, 0.75, 0], "scale": [0.75, 0.75, 0.75]},
+        {"name": "leaf", "mesh": 2, "translation": [1.6, 1.3, 0.6], "rotation": [0.5, 0.0, 0.0, 0.8660254],
+         "scale": [1.3, 1.3, 1.3]},
+        {"name": "glowing cube", "mesh": 3, "translation": [-1.9, 0.35, 0.5], "rotation": [0, 0.3826834, 0, 0.9238795],
+         "scale": [0.7, 0.7, 0.7]},
+        {"name": "glass ball", "mesh": 4, "translation": [1.0, 0.4, 1.3], "scale": [0.4, 0.4, 0.4]},
+        {"name": "camera", "camera": 0, "translation": eye, "rotation": look},
+        {"name": "sun", "rotation": [-0.3535534, 0.3535534, 0.1464466, 0.8535534],
+         "extensions": {"KHR_lights_punctual": {"light": 0}}},
+        {"name": "fill", "translation": [-3, 4, 4], "extensions": {"KHR_lights_punctual": {"light": 1}}},
+    ]
+    binary = b"".join(chunks)
+    document = {
+        "asset": {"version": "2.0", "generator": "farm scenes/generate_assets.py"},
+        "scene": 0, "scenes": [{"nodes": list(range(len(nodes)))}], "nodes": nodes, "meshes": meshes,
+        "materials": materials, "images": images, "samplers": [{}],
+        "textures": [{"source": i, "sampler": 0} for i in range(len(names))],
+        "cameras": [{"type": "perspective", "perspective": {"yfov": 0.6, "aspectRatio": 16 / 9, "znear": 0.1}}],
+        "extensions": {"KHR_lights_punctual": {"lights": [
+            {"type": "directional", "color": [1.0, 0.95, 0.85], "intensity": 2.0 * 683},
+            {"type": "point", "color": [0.6, 0.7, 1.0], "intensity": 60.0 * 683},
+        ]}},
+        "extensionsUsed": ["KHR_lights_punctual", "KHR_texture_transform", "KHR_materials_emissive_strength",
+                           "KHR_materials_transmission", "KHR_materials_ior"],
+        "buffers": [{"byteLength": len(binary)}], "accessors": accessors, "bufferViews": views,
+    }
+    text = json.dumps(document, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(binary), 0x004E4942) + binary
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+def _quaternion_looking(position: np.ndarray, target: np.ndarray) -> list[float]:
+    """The rotation (x, y, z, w) that turns a glTF camera (looking along -z, +y up) at target."""
+    forward = (target - position) / np.linalg.norm(target - position)
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    m = np.stack([right, up, -forward], axis=1)  # columns: the camera's x, y, z in the world
+    w = math.sqrt(max(0.0, 1 + m[0, 0] + m[1, 1] + m[2, 2])) / 2
+    return [(m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w), w]
+
+
 def write_exr(path: Path, pixels: np.ndarray) -> None:
     import OpenEXR
 
@@ -103,7 +271,8 @@ def main() -> None:
     write_rgbe(HERE / "sky.hdr", sky())
     (HERE / "vase.obj").write_text(vase())
     Image.fromarray(tiles()).save(HERE / "tiles.png", optimize=True)
-    for path in sorted(HERE.iterdir()) + [HERE.parent / "reference" / "sky.exr"]:
+    (HERE.parent / "gltf-example.glb").write_bytes(gltf_example())
+    for path in sorted(HERE.iterdir()) + [HERE.parent / "reference" / "sky.exr", HERE.parent / "gltf-example.glb"]:
         print(f"{path.relative_to(HERE.parent)}: {path.stat().st_size / 1024:.0f} KiB")
 
 

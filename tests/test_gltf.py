@@ -16,9 +16,10 @@ from farm.exceptions import SceneError
 from farm.protocol.assets import FolderAssets
 from farm.scene import parse_scene
 from farm.scene.load import load_scene
+from farm.scene.model import TextureRef
 from farm.scene.pack import pack
 from farm.worker.render import Renderer
-from tests.files import QUAD_INDICES, QUAD_NORMALS, QUAD_POSITIONS, QUAD_UVS, TETRA, build_gltf, png_bytes, write_glb
+from tests.files import ROOT, QUAD_INDICES, QUAD_NORMALS, QUAD_POSITIONS, QUAD_UVS, TETRA, build_gltf, png_bytes, write_glb
 
 @pytest.fixture
 def glb(tmp_path):
@@ -424,3 +425,22 @@ def test_real_models_render_on_the_farm(farm, device, name):
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
     assert near[covered].mean() > 0.97
     assert image[covered].mean() > 0.05, "not black"
+
+
+def test_the_bundled_example_is_what_generate_assets_makes_and_converts_without_loss():
+    """scenes/gltf-example.glb is the project's own (scenes/generate_assets.py writes it,
+    byte for byte) and uses nothing the conversion has to warn about."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_assets", ROOT / "scenes" / "generate_assets.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    path = ROOT / "scenes" / "gltf-example.glb"
+    assert generator.gltf_example() == path.read_bytes()
+    scene, _ = load_scene(path)
+    assert scene.warnings == ()
+    kinds = {material.kind for material in scene.materials.values()}
+    assert kinds == {"principled", "dielectric"}
+    assert any(m.normal_map is not None for m in scene.materials.values())
+    assert any(m.alpha_cutoff > 0 for m in scene.materials.values())
+    assert any(isinstance(m.metallic, TextureRef) for m in scene.materials.values())

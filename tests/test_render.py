@@ -86,7 +86,8 @@ def test_bucket_outside_the_frame_is_refused(cornell):
         cornell.render(90, 0, 16, 16)
 
 
-@pytest.mark.parametrize("name", ["cornell-box", "showcase", "textured-mesh", "depth-of-field", "reference/materials"])
+@pytest.mark.parametrize("name", ["cornell-box", "showcase", "textured-mesh", "depth-of-field", "gltf-example",
+                                  "reference/materials", "reference/principled"])
 def test_every_bundled_scene_renders_finite_non_negative_pixels(device, name):
     from farm.protocol.assets import FolderAssets
     from farm.scene.load import load_scene
