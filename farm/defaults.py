@@ -95,6 +95,12 @@ ASSET_CHUNK = _bytes("FARM_ASSET_CHUNK", 1 << 20)
 # the least recently used are evicted; several workers on one machine may share it.
 CACHE_DIR = _cache_dir()
 CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30)
+# Packed scenes (BVH built, the kernel's arrays) kept beside the assets, one copy per
+# machine: the newest few, as a machine renders few scenes at once and a packed scene of a
+# million triangles takes about 250 MB. A process waits at most PACK_WAIT for another one
+# packing the same scene, then packs it itself.
+PACKED_SCENES = _int("FARM_PACKED_SCENES", 4)
+PACK_WAIT = _float("FARM_PACK_WAIT", 300.0)
 
 # Upper bound on samples per pixel, so a typo cannot book the farm for a week.
 MAX_SPP = _int("FARM_MAX_SPP", 1 << 16)

@@ -24,21 +24,46 @@ def check(tree: bvh.Bvh, lower: np.ndarray, upper: np.ndarray) -> None:
     assert sorted(tree.order) == list(range(n))
 
 
+# Both builders: the vectorised one (small scenes) and the compiled one (big scenes), here
+# on small inputs too; its first use on a machine compiles it (about 12 s, then cached).
+BUILDERS = {"vectorised": bvh._build_vectorised, "compiled": bvh.build_compiled}
+
+
+def sah_cost(tree: bvh.Bvh) -> float:
+    """The tree's surface area heuristic cost, relative to its root's area."""
+    area = bvh._area(tree.lower, tree.upper)
+    return float((area[~tree.leaf].sum() * bvh.TRAVERSAL_COST + (area[tree.leaf] * tree.right[tree.leaf]).sum())
+                 / area[0])
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
 @pytest.mark.parametrize("n", [1, 2, 3, 9, 100, 5000])
-def test_random_boxes(n):
+def test_random_boxes(n, builder):
     rng = np.random.default_rng(n)
     centre = rng.normal(size=(n, 3)) * [10, 1, 0.1]  # very different extents per axis
     size = rng.uniform(0, 0.5, (n, 3))
     lower, upper = centre - size, centre + size
-    tree = bvh.build(lower, upper)
+    tree = BUILDERS[builder](lower, upper)
     check(tree, lower, upper)
     assert tree.levels <= 64
 
 
-def test_identical_boxes_still_split_into_small_leaves():
+def test_the_compiled_builder_makes_as_good_a_tree_every_time():
+    rng = np.random.default_rng(11)
+    centre = rng.normal(size=(20000, 3)) * [10, 1, 0.1]
+    size = rng.uniform(0, 0.2, (20000, 3))
+    lower, upper = centre - size, centre + size
+    compiled, again = bvh.build_compiled(lower, upper), bvh.build_compiled(lower, upper)
+    assert all(np.array_equal(a, b) for a, b in zip(vars(compiled).values(), vars(again).values()))  # same tree
+    assert sah_cost(compiled) <= 1.02 * sah_cost(bvh._build_vectorised(lower, upper))
+    assert bvh.build(lower[:100], upper[:100]).levels == bvh._build_vectorised(lower[:100], upper[:100]).levels
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_identical_boxes_still_split_into_small_leaves(builder):
     lower = np.zeros((1000, 3))
     upper = np.ones((1000, 3))
-    tree = bvh.build(lower, upper)
+    tree = BUILDERS[builder](lower, upper)
     check(tree, lower, upper)
     assert tree.levels <= 12  # halving: log2(1000 / MAX_LEAF_SIZE) + a few
 
@@ -48,12 +73,13 @@ def test_no_primitives_is_one_empty_leaf():
     assert len(tree.leaf) == 1 and tree.leaf[0] and tree.right[0] == 0
 
 
-def test_surface_area_heuristic_separates_two_clusters_first():
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_surface_area_heuristic_separates_two_clusters_first(builder):
     rng = np.random.default_rng(0)
     left = rng.uniform(0, 1, (50, 3))
     right = rng.uniform(0, 1, (50, 3)) + [100, 0, 0]
     centres = np.concatenate([left, right])
-    tree = bvh.build(centres - 0.01, centres + 0.01)
+    tree = BUILDERS[builder](centres - 0.01, centres + 0.01)
     a, b = tree.left[0], tree.right[0]
     assert {round(tree.upper[a][0]), round(tree.upper[b][0])} == {1, 101}
 
@@ -87,13 +113,14 @@ def check_wide(wide: bvh.WideBvh, tree: bvh.Bvh, lower: np.ndarray, upper: np.nd
     assert wide.stack == deepest
 
 
+@pytest.mark.parametrize("builder", BUILDERS)
 @pytest.mark.parametrize("n", [1, 2, 3, 9, 100, 5000])
-def test_wide_tree_reaches_every_primitive_once(n):
+def test_wide_tree_reaches_every_primitive_once(n, builder):
     rng = np.random.default_rng(n)
     centre = rng.normal(size=(n, 3)) * [10, 1, 0.1]
     size = rng.uniform(0, 0.5, (n, 3))
     lower, upper = (centre - size).astype(np.float32), (centre + size).astype(np.float32)
-    tree = bvh.build(lower, upper)
+    tree = BUILDERS[builder](lower, upper)
     wide = bvh.collapse(tree)
     check_wide(wide, tree, lower, upper)
     if n >= 100:  # up to eight children a node: a third as many nodes as the binary tree's interior

@@ -1,5 +1,6 @@
 """The worker's asset cache: verified hits, least-recently-used eviction under a size
-limit, and several real processes sharing one folder."""
+limit, and several real processes sharing one folder; and its packed scenes: packed once
+per machine, the same bits from disk, evicted beyond their number, waited for a bounded time."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import time
 
+import numpy as np
 import redis as redis_py
 
 from farm.protocol.assets import FolderAssets, RedisAssets, digest_of
@@ -121,3 +123,73 @@ def test_one_process_fetches_while_the_others_wait(tmp_path):
     for process in processes:
         process.join(timeout=30)
     assert sorted(fetched for _, fetched in results) == [0, 0, 0, 1]
+
+
+# -- packed scenes -------------------------------------------------------------------------
+
+
+def _cornell():
+    from farm.scene.load import load_scene
+    from tests.files import CORNELL
+
+    scene, _ = load_scene(CORNELL, spp=2, resolution=(24, 16))
+    return scene
+
+
+def test_a_packed_scene_is_packed_once_per_machine_and_renders_the_same_bits(tmp_path, device):
+    from farm.scene.pack import pack
+    from farm.worker.cache import PackedCache
+    from farm.worker.render import Renderer
+
+    scene = _cornell()
+    packs = []
+
+    def packing():
+        packs.append(pack(scene))
+        return packs[-1]
+
+    first = PackedCache(tmp_path).get_or_pack(scene.digest, packing)
+    again = PackedCache(tmp_path).get_or_pack(scene.digest, packing)  # another process's view
+    assert len(packs) == 1 and again is not first
+    assert isinstance(again.nodes, np.memmap)  # read from disk, not packed
+    for name in ("frame", "nodes", "packs", "triangle_data", "materials", "lights", "corners"):
+        assert np.array_equal(getattr(first, name), getattr(again, name)), name
+    assert np.array_equal(Renderer(device, first).render_frame(), Renderer(device, again).render_frame())
+
+
+def test_packed_scenes_beyond_the_limit_are_evicted_and_a_damaged_one_is_packed_again(tmp_path):
+    from farm.scene.pack import pack
+    from farm.worker.cache import PackedCache
+
+    scene = _cornell()
+    cache = PackedCache(tmp_path, keep=2)
+    for name in ("a", "b", "c"):
+        cache.get_or_pack(name, lambda: pack(scene))
+        time.sleep(0.02)  # distinct modification times
+    kept = sorted(p.name.split("-")[0] for p in (tmp_path / "packed").iterdir() if p.name not in ("tmp", "locks"))
+    assert kept == ["b", "c"]
+    damaged = next((tmp_path / "packed").glob("c-*"))
+    (damaged / "nodes.npy").write_bytes(b"not an array")
+    packed_again = []
+    cache.get_or_pack("c", lambda: packed_again.append(1) or pack(scene))
+    assert packed_again == [1]
+    assert list((tmp_path / "packed" / "tmp").iterdir()) == []
+
+
+def test_a_process_waits_a_bounded_time_for_another_one_packing(tmp_path):
+    """The lock of a scene being packed (here held by another open file, as another process
+    would) delays a second packer at most `wait` seconds; then it packs without the cache."""
+    import fcntl
+
+    from farm.scene.pack import pack
+    from farm.worker.cache import PackedCache
+
+    scene = _cornell()
+    cache = PackedCache(tmp_path, wait=0.3)
+    with open(tmp_path / "packed" / "locks" / f"{scene.digest}-{cache.code}", "a+b") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        started = time.monotonic()
+        packed = cache.get_or_pack(scene.digest, lambda: pack(scene))
+        assert 0.3 <= time.monotonic() - started < 5.0
+    assert packed.nodes is not None and not isinstance(packed.nodes, np.memmap)
+    assert not any(p.name.startswith(scene.digest) for p in (tmp_path / "packed").iterdir())  # not stored

@@ -444,3 +444,24 @@ def test_the_bundled_example_is_what_generate_assets_makes_and_converts_without_
     assert any(m.normal_map is not None for m in scene.materials.values())
     assert any(m.alpha_cutoff > 0 for m in scene.materials.values())
     assert any(isinstance(m.metallic, TextureRef) for m in scene.materials.values())
+
+
+def test_the_client_checks_a_gltf_mesh_where_it_lies_without_decoding_it(glb, tmp_path, monkeypatch):
+    import farm.scene.files
+    from farm.scene.files import check_files
+
+    scene, document = load_scene(glb)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the client decoded a binary mesh")
+
+    monkeypatch.setattr(farm.scene.files, "load_binary", no_decoding)
+    check_files(scene, FolderAssets(glb.parent, scene.assets))  # a sound file passes
+    broken = json.loads(json.dumps(document))
+    layout = broken["shapes"][0]["binary"]
+    layout["indices"]["offset"] = layout["positions"]["offset"]  # floats read as indices: far too large
+    with pytest.raises(SceneError, match="an index refers to vertex"):
+        check_files(parse_scene(broken), FolderAssets(glb.parent, scene.assets))
+    broken["shapes"][0]["binary"]["positions"]["offset"] = glb.stat().st_size
+    with pytest.raises(SceneError, match="lie outside the file"):
+        check_files(parse_scene(broken), FolderAssets(glb.parent, scene.assets))

@@ -12,7 +12,7 @@ import numpy as np
 from farm import defaults
 from farm.exceptions import SceneError
 from farm.scene import images
-from farm.scene.mesh import TriangleMesh, cube, load_binary, load_obj, rectangle
+from farm.scene.mesh import TriangleMesh, check_binary, cube, load_binary, load_obj, rectangle
 from farm.scene.model import Box, ImageTexture, Mesh, Rectangle, Scene, Sphere
 
 
@@ -125,9 +125,20 @@ def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[Tria
 def check_files(scene: Scene, assets) -> None:
     """Read every mesh and image the scene names, as packing would, so that a broken file
     (or a scene over the triangle limit) is reported by the client before any worker is
-    asked to render with it."""
+    asked to render with it. Binary (glTF) meshes are checked where they lie, not decoded:
+    the client of a million-triangle model never holds it as arrays."""
     assets = ReadOnce(assets)
-    shape_meshes(scene, assets)
+    triangles = 0
+    for shape in scene.shapes:
+        if isinstance(shape, Mesh) and shape.file and shape.binary:
+            data = assets.decoded(shape.file, shape.base64) if shape.base64 else assets.read(shape.file)
+            triangles += check_binary(shape.file, data, shape.layout())
+        elif isinstance(shape, Mesh) and shape.file:
+            triangles += len(read_mesh(assets, shape).faces)
+        elif isinstance(shape, Mesh):
+            triangles += len(shape.triangles)
+        if triangles > defaults.MAX_TRIANGLES:
+            raise SceneError(f"the scene has more than {defaults.MAX_TRIANGLES} triangles (FARM_MAX_TRIANGLES)")
     for texture in scene.textures.values():
         if isinstance(texture, ImageTexture):
             read_image(assets, texture.file, texture.range, texture.base64)

@@ -62,7 +62,7 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     the corners. Degenerate triangles are dropped: they can be neither hit nor sampled.
     `meshes` holds (mesh, object-to-world matrix, material index, face normals only,
     whether its material has a normal map)."""
-    corner_chunks, uv_chunks, normal_chunks, smooth_chunks, material_chunks = [], [], [], [], []
+    corner_chunks, cross_chunks, uv_chunks, normal_chunks, smooth_chunks, material_chunks = [], [], [], [], [], []
     extra_chunks, has_extras_chunks = [], []
     for mesh, m, mid, face_normals, normal_mapped in meshes:
         faces = mesh.faces
@@ -70,7 +70,13 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         if np.linalg.det(linear) < 0:  # a mirroring transform: keep front faces in front
             faces = faces[:, ::-1]
         world = mesh.vertices @ linear.T + m[:3, 3]
-        corner_chunks.append(world[faces])
+        corners = world[faces]
+        cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        keep = (cross != 0.0).any(axis=1)
+        if not keep.all():  # dropped before anything else is gathered for them
+            faces, corners, cross = faces[keep], corners[keep], cross[keep]
+        corner_chunks.append(corners)
+        cross_chunks.append(cross)
         if mesh.uvs is not None:
             uv_chunks.append(mesh.uvs[faces])
         else:  # Mitsuba's default: the barycentric coordinates
@@ -87,6 +93,9 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
         smooth_chunks.append(np.full(len(faces), smooth))
         material_chunks.append(np.full(len(faces), mid))
         tangents = vertex_tangents(mesh) if normal_mapped else None
+        has_extras_chunks.append(np.full(len(faces), tangents is not None or mesh.uvs1 is not None))
+        if not has_extras_chunks[-1].any():
+            continue
         extras = np.zeros((len(faces), 5, 4))
         if tangents is not None:
             world_tangents = tangents[:, :3] @ linear.T
@@ -99,7 +108,6 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
             extras[:, 3] = np.concatenate([corner_uvs[:, 0], corner_uvs[:, 1]], axis=1)
             extras[:, 4, :2] = corner_uvs[:, 2]
         extra_chunks.append(extras)
-        has_extras_chunks.append(np.full(len(faces), tangents is not None or mesh.uvs1 is not None))
     if not corner_chunks:
         return (np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS),
                 np.zeros(0, SURFACE_EXTRAS), np.zeros((0, 3, 3)))
@@ -108,17 +116,13 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     vertex_normals = np.concatenate(normal_chunks)
     smooth = np.concatenate(smooth_chunks)
     tri_material = np.concatenate(material_chunks)
-    extras, has_extras = np.concatenate(extra_chunks), np.concatenate(has_extras_chunks)
+    has_extras = np.concatenate(has_extras_chunks)
+    extras = np.concatenate(extra_chunks) if extra_chunks else np.zeros((0, 5, 4))
+    cross = np.concatenate(cross_chunks)
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    cross = np.cross(e1, e2)
     double_area = np.linalg.norm(cross, axis=1)
-    keep = double_area > 0.0
     # A smooth triangle with a zero vertex normal falls back to flat shading.
     smooth &= np.all(np.linalg.norm(vertex_normals, axis=2) > 0, axis=1)
-    corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material, extras, has_extras = (
-        a[keep] for a in (corners, e1, e2, cross, double_area, uvs, vertex_normals, smooth, tri_material, extras,
-                          has_extras)
-    )
     triangles = np.zeros(len(corners), TRIANGLE)
     rows = intersection_rows(corners[:, 0], e1, e2, cross)
     triangles["b1"], triangles["b2"], triangles["plane"] = rows[:, 0], rows[:, 1], rows[:, 2]
@@ -135,9 +139,9 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     normals = np.zeros(int(smooth.sum()), SHADING_NORMALS)
     for corner in range(3):
         normals[f"n{corner}"][:, :3] = vertex_normals[smooth, corner]
-    extra_array = np.zeros(int(has_extras.sum()), SURFACE_EXTRAS)
+    extra_array = np.zeros(len(extras), SURFACE_EXTRAS)
     for row, name in enumerate(("t0", "t1", "t2", "uv1_01", "uv1_2")):
-        extra_array[name] = extras[has_extras, row]
+        extra_array[name] = extras[:, row]
     return triangles, data, normals, extra_array, corners
 
 

@@ -317,8 +317,9 @@ class _Converter:
 
     def _material(self, index) -> str:
         if index is None:
-            name = f"{self.prefix}default"
-            self.out.materials.setdefault(name, {"type": "plastic", "reflectance": 1.0, "roughness": 1.0})
+            name = f"{self.prefix}default"  # glTF's default material: white, metallic 1, roughness 1
+            self.out.materials.setdefault(name, {"type": "principled", "base_color": 1.0, "metallic": 1.0,
+                                                 "roughness": 1.0})
             return name
         index = int(index)
         if index in self.material_names:

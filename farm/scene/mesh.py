@@ -140,7 +140,32 @@ def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
     return mesh
 
 
-def _accessor(name: str, data: bytes, key: str, entry: dict) -> np.ndarray:
+def check_binary(name: str, data: bytes, layout: dict) -> int:
+    """What load_binary checks (every range inside the file, every index a vertex, finite
+    positions), read in place without decoding the mesh: the client's check of a big glTF
+    before it is sent. Returns the triangle count."""
+    positions = _accessor(name, data, "positions", layout["positions"], view=True)
+    if not np.isfinite(positions).all():
+        raise SceneError(f"{name}: vertex data must be finite")
+    if "indices" not in layout:
+        if len(positions) % 3 or len(positions) // 3 > defaults.MAX_TRIANGLES:
+            raise SceneError(f"{name}: {len(positions)} vertices do not make at most {defaults.MAX_TRIANGLES} triangles")
+        return len(positions) // 3
+    count = layout["indices"]["count"]
+    if count % 3 or count // 3 > defaults.MAX_TRIANGLES:
+        raise SceneError(f"{name}: {count} indices do not make at most {defaults.MAX_TRIANGLES} triangles")
+    indices = _accessor(name, data, "indices", layout["indices"], view=True)
+    if len(indices) and int(indices.max()) >= len(positions):
+        raise SceneError(f"{name}: an index refers to vertex {int(indices.max())} of {len(positions)}")
+    for key in ("normals", "uvs", "uvs1", "tangents"):
+        if key in layout and len(_accessor(name, data, key, layout[key], view=True)) != len(positions):
+            raise SceneError(f"{name}: {layout[key]['count']} {key} for {len(positions)} vertices")
+    return count // 3
+
+
+def _accessor(name: str, data: bytes, key: str, entry: dict, view: bool = False) -> np.ndarray:
+    """The values of one accessor, checked to lie in the file: as float64 (or integers),
+    or with `view` as they lie in the bytes, unconverted and uncopied."""
     dtype, components, scale = BINARY_FORMATS[entry["format"]]
     element = np.dtype(dtype).itemsize * components
     offset, count, stride = entry["offset"], entry["count"], entry.get("stride", element)
@@ -150,6 +175,8 @@ def _accessor(name: str, data: bytes, key: str, entry: dict) -> np.ndarray:
         raise SceneError(f"{name}: {key} ({count} x {stride} bytes at {offset}) lie outside the file's {len(data)} bytes")
     shape, strides = ((count, components), (stride, np.dtype(dtype).itemsize)) if components > 1 else ((count,), (stride,))
     values = np.ndarray(shape, dtype, buffer=data, offset=offset, strides=strides)
+    if view:
+        return values
     if scale is not None:
         return values.astype(np.float64) / scale
     return values.astype(np.float64) if dtype == "<f4" else values.copy()

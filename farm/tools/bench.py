@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
                         help="instead: time loading, BVH building, uploading and rendering a generated mesh "
                              "of about this many triangles")
+    parser.add_argument("--on-farm", action="store_true",
+                        help="with --mesh: submit it as a .glb to --workers (default 2) warm local workers: the "
+                             "client's time and peak memory, the workers' time to the first tile and the render "
+                             "processes' peak memory, per round (--repeat)")
 
 
 def run(args) -> int:
@@ -73,6 +77,10 @@ def run(args) -> int:
 
         args.width = args.width or 1024
         return bench_overhead.run(args, *load_scaled(args))
+    if args.mesh and args.on_farm:
+        from farm.tools import bench_startup
+
+        return bench_startup.run(args)
     args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
     args.workers = args.workers or 1
     if args.mesh:

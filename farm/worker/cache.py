@@ -1,5 +1,5 @@
-"""A worker's folder of fetched assets, by content hash, shared by the worker processes
-of one machine.
+"""A worker's folder of fetched assets, by content hash, and of packed scenes, by scene
+digest, shared by the worker processes of one machine.
 
 Files are written under a temporary name and renamed into place, so a reader sees a
 whole file or none; a per-digest lock makes a second process wait for the first one's
@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
+import shutil
 import tempfile
+import time
+from dataclasses import fields
 from pathlib import Path
+
+import numpy as np
 
 from farm import defaults
 from farm.protocol.assets import digest_of
@@ -143,4 +150,141 @@ class AssetCache:
         """A cache that cannot be written costs speed, never a bucket: fetch every time."""
         if self.usable:
             log.warning("asset cache %s unusable (%s): assets are fetched from Redis every time", self.folder, exc)
+        self.usable = False
+
+
+def _packing_code() -> str:
+    """A fingerprint of the code that packs scenes and of the kernel's structs: a packed
+    scene written by other code is never read."""
+    from farm import scene
+
+    hashed = hashlib.sha256()
+    folder = Path(scene.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        hashed.update(path.name.encode() + path.read_bytes())
+    return hashed.hexdigest()[:16]
+
+
+class PackedCache:
+    """Packed scenes by scene digest under `folder`/packed, the newest `keep` of them: the
+    first worker process of a machine that needs a scene packs it (files fetched, meshes
+    decoded, BVH built) and writes it; the others wait for it and map it from disk, so a
+    machine packs a scene once, not once per process, and a later job of the same scene
+    (a resumed or re-rendered frame) not at all. One folder per scene, written under a
+    temporary name and renamed into place: a reader sees a whole scene or none."""
+
+    def __init__(self, folder: str | Path | None = None, keep: int | None = None, wait: float | None = None):
+        self.folder = Path(folder or defaults.CACHE_DIR) / "packed"
+        self.keep = defaults.PACKED_SCENES if keep is None else keep
+        self.wait = defaults.PACK_WAIT if wait is None else wait
+        self.code = _packing_code()
+        self.usable = self.keep > 0
+        if self.usable:
+            try:
+                for sub in ("tmp", "locks"):
+                    (self.folder / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._unusable(exc)
+
+    def get_or_pack(self, digest: str, pack):
+        """The packed scene of `digest`: from the cache, or `pack()` (and then cached)."""
+        if not self.usable:
+            return pack()
+        key = f"{digest}-{self.code}"
+        found = self._load(key)
+        if found is not None:
+            return found
+        with self._locked(key) as held:
+            found = self._load(key) if held else None
+            if found is not None:
+                return found
+            packed = pack()
+            if held:
+                self._store(key, packed)
+        self._evict()
+        return packed
+
+    def _load(self, key: str):
+        from farm.scene.pack import PackedScene
+
+        path = self.folder / key
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                      for name in meta["arrays"]}
+            os.utime(path)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("packed scene cache: %s unreadable (%s); packing it again", path.name[:12], exc)
+            with contextlib.suppress(OSError):
+                shutil.rmtree(path)
+            return None
+        return PackedScene(**arrays, width=meta["width"], height=meta["height"], digest=meta["digest"],
+                           timings={"cached": 1.0})
+
+    def _store(self, key: str, packed) -> None:
+        try:
+            temporary = Path(tempfile.mkdtemp(dir=self.folder / "tmp", prefix=key[:12]))
+            try:
+                names = [f.name for f in fields(packed) if isinstance(getattr(packed, f.name), np.ndarray)]
+                for name in names:
+                    np.save(temporary / f"{name}.npy", getattr(packed, name), allow_pickle=False)
+                meta = {"arrays": names, "width": packed.width, "height": packed.height, "digest": packed.digest}
+                (temporary / "meta.json").write_text(json.dumps(meta))
+                os.rename(temporary, self.folder / key)
+            except BaseException:
+                shutil.rmtree(temporary, ignore_errors=True)
+                raise
+        except OSError as exc:
+            log.warning("packed scene cache: cannot store %s: %s", key[:12], exc)
+
+    def _evict(self) -> None:
+        """Remove the least recently used packed scenes beyond `keep`."""
+        with self._locked("evict") as held:
+            if not held:
+                return
+            scenes = []
+            for path in self.folder.iterdir():
+                if path.name not in ("tmp", "locks"):
+                    with contextlib.suppress(FileNotFoundError):
+                        scenes.append((path.stat().st_mtime, path))
+            for _, path in sorted(scenes)[:-self.keep]:
+                shutil.rmtree(path, ignore_errors=True)
+                log.info("packed scene cache: evicted %s", path.name[:12])
+
+    @contextlib.contextmanager
+    def _locked(self, name: str):
+        """Hold the lock file `locks/<name>` (yields True), waiting at most `wait` seconds
+        for another process to let it go (then yields False: go on without the cache)."""
+        handle = None
+        try:
+            handle = open(self.folder / "locks" / name, "a+b")
+            deadline = time.monotonic() + self.wait
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("packed scene cache: waited %.0fs for %s; packing without the cache",
+                                    self.wait, name[:12])
+                        handle.close()
+                        handle = None
+                        break
+                    time.sleep(0.05)
+        except OSError as exc:
+            if handle is not None:
+                handle.close()
+                handle = None
+            self._unusable(exc)
+        try:
+            yield handle is not None
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def _unusable(self, exc: OSError) -> None:
+        if self.usable:
+            log.warning("packed scene cache %s unusable (%s): every process packs its scenes", self.folder, exc)
         self.usable = False

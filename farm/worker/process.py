@@ -40,7 +40,7 @@ from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
 from farm.worker import device as devices
-from farm.worker.cache import AssetCache
+from farm.worker.cache import AssetCache, PackedCache
 from farm.worker.render import Renderer, build_program
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,9 @@ class WorkerState:
         signal.signal(signal.SIGTERM, _stop_child)
         self.failed_in_a_row = 0
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
-        self.cache: AssetCache | None = None  # opened with the first scene that names files
+        # the machine's folders of fetched files and packed scenes, opened with the first scene
+        self.cache: AssetCache | None = None
+        self.packed: PackedCache | None = None
         self.lease_keeper = LeaseKeeper()
         self.policy = RetryPolicy()
 
@@ -90,9 +92,9 @@ class WorkerState:
             if scene.digest != digest:
                 raise JobDataError(f"scene {digest[:12]} in Redis does not match its digest")
             if self.cache is None:
-                self.cache = AssetCache()
+                self.cache, self.packed = AssetCache(), PackedCache()
             assets = RedisAssets(self.redis, scene.assets, self.cache)
-            packed = pack(scene, assets)
+            packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
         except SceneError as exc:
             raise JobDataError(str(exc)) from None
         renderer = Renderer(self.device, packed)

@@ -81,7 +81,8 @@ def build_program(device: Device, cut_outs: bool = False):
     started = time.perf_counter()
     program = _build(device, source, options, f"OpenCL program failed to build on {device.name}")
     _check_struct_layout(device, options)
-    log.info("built %s for %s in %.2fs", KERNEL_FILE, device.name, time.perf_counter() - started)
+    log.info("built %s%s for %s in %.2fs", KERNEL_FILE, " with alpha cut-outs" if cut_outs else "", device.name,
+             time.perf_counter() - started)
     _programs[key] = program
     return program
 
