@@ -152,11 +152,7 @@ def _build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bi
                     if extent <= 0.0:
                         continue
                     c = (np.float64(lo[p, k]) + np.float64(hi[p, k])) * 0.5
-                    j = int((c - c_lo[k]) * (bins / extent))
-                    if j >= bins:
-                        j = bins - 1
-                    if j < 0:
-                        j = 0
+                    j = min(max(int((c - c_lo[k]) * (bins / extent)), 0), bins - 1)
                     bin_count[k, j] += 1
                     for q in range(3):
                         if lo[p, q] < bin_box[k, j, q]:
@@ -206,12 +202,7 @@ def _build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bi
             for slot in range(first, first + count):
                 p = order[slot]
                 c = (np.float64(lo[p, best_axis]) + np.float64(hi[p, best_axis])) * 0.5
-                j = int((c - c_lo[best_axis]) * (bins / extent))
-                if j >= bins:
-                    j = bins - 1
-                if j < 0:
-                    j = 0
-                if j <= best_bin:
+                if min(max(int((c - c_lo[best_axis]) * (bins / extent)), 0), bins - 1) <= best_bin:
                     order[middle] = p
                     middle += 1
                 else:

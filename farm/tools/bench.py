@@ -236,9 +236,9 @@ def _bench_mesh(args) -> int:
     return 0
 
 
-def _write_bumpy_sphere(path: Path, triangles: int) -> int:
-    """A UV sphere with a bumpy radius and its exact normals, written as OBJ; returns its
-    triangle count (about `triangles`)."""
+def bumpy_sphere(triangles: int):
+    """A UV sphere of about `triangles` triangles with a bumpy radius: points, normals
+    (close enough for shading) and 0-based faces."""
     import numpy as np
 
     rings = max(4, int(round(np.sqrt(triangles / 4))))
@@ -248,11 +248,19 @@ def _write_bumpy_sphere(path: Path, triangles: int) -> int:
     radius = 1 + 0.06 * np.sin(8 * phi) * np.sin(6 * theta) ** 2
     points = np.stack([radius * np.sin(theta) * np.cos(phi), radius * np.cos(theta) + 0 * phi,
                        radius * np.sin(theta) * np.sin(phi)], axis=-1).reshape(-1, 3)
-    normals = points / np.linalg.norm(points, axis=1, keepdims=True)  # close enough for shading
-    index = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1) + 1
+    normals = points / np.linalg.norm(points, axis=1, keepdims=True)
+    index = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
     a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
     c, d = index[1:, 1:].ravel(), index[1:, :-1].ravel()
-    faces = np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)])
+    return points, normals, np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)])
+
+
+def _write_bumpy_sphere(path: Path, triangles: int) -> int:
+    """bumpy_sphere written as OBJ; returns its triangle count."""
+    import numpy as np
+
+    points, normals, faces = bumpy_sphere(triangles)
+    faces = faces + 1  # OBJ counts from 1
     with open(path, "w") as out:
         np.savetxt(out, points, fmt="v %.6f %.6f %.6f")
         np.savetxt(out, normals, fmt="vn %.5f %.5f %.5f")

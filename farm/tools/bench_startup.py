@@ -28,19 +28,12 @@ from farm import defaults
 
 
 def write_glb(path: Path, triangles: int) -> int:
-    """A bumpy UV sphere of about `triangles` triangles as a .glb; returns its triangle count."""
-    rings = max(4, int(round(np.sqrt(triangles / 4))))
-    segments = 2 * rings
-    theta = np.linspace(0, np.pi, rings + 1)[:, None]
-    phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]
-    radius = 1 + 0.06 * np.sin(8 * phi) * np.sin(6 * theta) ** 2
-    points = np.stack([radius * np.sin(theta) * np.cos(phi), radius * np.cos(theta) + 0 * phi,
-                       radius * np.sin(theta) * np.sin(phi)], axis=-1).reshape(-1, 3).astype(np.float32)
-    normals = points / np.linalg.norm(points, axis=1, keepdims=True)
-    index = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
-    a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
-    c, d = index[1:, 1:].ravel(), index[1:, :-1].ravel()
-    faces = np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)]).astype(np.uint32)
+    """farm bench --mesh's bumpy sphere of about `triangles` triangles as a .glb; returns
+    its triangle count."""
+    from farm.tools.bench import bumpy_sphere
+
+    points, normals, faces = bumpy_sphere(triangles)
+    points, normals, faces = points.astype(np.float32), normals.astype(np.float32), faces.astype(np.uint32)
     parts = [points.tobytes(), normals.tobytes(), faces.tobytes()]
     offsets = np.cumsum([0] + [len(p) for p in parts])
     document = {

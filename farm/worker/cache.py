@@ -92,15 +92,16 @@ class AssetCache:
 
     @contextlib.contextmanager
     def fetching(self, digest: str):
-        """Held while one process fetches `digest`; others wanting it wait, then find it cached."""
+        """Held while one process fetches `digest`; others wanting it wait (at most
+        PACK_WAIT, then fetch it themselves), then find it cached."""
         with self._locked(digest):
             yield
 
     def evict(self) -> int:
         """Remove least recently used files until the cache fits its limit; returns how many."""
         removed = 0
-        with self._locked("evict"):
-            if not self.usable:
+        with self._locked("evict") as held:
+            if not held:
                 return 0
             try:
                 files = self.files()
@@ -128,29 +129,50 @@ class AssetCache:
 
     @contextlib.contextmanager
     def _locked(self, name: str):
-        """Hold the lock file `locks/<name>`; a folder that can no longer hold one (made
-        read-only, out of inodes, removed) makes the cache unusable, not the caller fail."""
-        handle = None
-        if self.usable:
-            try:
-                handle = open(self.folder / "locks" / name, "a+b")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            except OSError as exc:
-                if handle is not None:
-                    handle.close()
-                    handle = None
-                self._unusable(exc)
-        try:
-            yield
-        finally:
-            if handle is not None:
-                handle.close()  # releases the lock
+        """Hold the lock file `locks/<name>` (yields whether it is held): see lock_file."""
+        with lock_file(self, name, defaults.PACK_WAIT) as held:
+            yield held
 
     def _unusable(self, exc: OSError) -> None:
         """A cache that cannot be written costs speed, never a bucket: fetch every time."""
         if self.usable:
             log.warning("asset cache %s unusable (%s): assets are fetched from Redis every time", self.folder, exc)
         self.usable = False
+
+
+@contextlib.contextmanager
+def lock_file(cache, name: str, wait: float):
+    """Hold the lock file `locks/<name>` of `cache`'s folder (yields True), waiting at most
+    `wait` seconds for another process to let it go (then yields False: the caller goes on
+    without the cache: a stopped or stuck process never stops the others). A folder that
+    can no longer hold a lock (made read-only, out of inodes, removed) makes the cache
+    unusable (yields False), not the caller fail."""
+    handle = None
+    if cache.usable:
+        try:
+            handle = open(cache.folder / "locks" / name, "a+b")
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        log.warning("cache %s: waited %.0fs for %s; going on without it", cache.folder, wait, name[:12])
+                        handle.close()
+                        handle = None
+                        break
+                    time.sleep(0.05)
+        except OSError as exc:
+            if handle is not None:
+                handle.close()
+                handle = None
+            cache._unusable(exc)
+    try:
+        yield handle is not None
+    finally:
+        if handle is not None:
+            handle.close()  # releases the lock
 
 
 def _packing_code() -> str:
@@ -255,34 +277,8 @@ class PackedCache:
 
     @contextlib.contextmanager
     def _locked(self, name: str):
-        """Hold the lock file `locks/<name>` (yields True), waiting at most `wait` seconds
-        for another process to let it go (then yields False: go on without the cache)."""
-        handle = None
-        try:
-            handle = open(self.folder / "locks" / name, "a+b")
-            deadline = time.monotonic() + self.wait
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        log.warning("packed scene cache: waited %.0fs for %s; packing without the cache",
-                                    self.wait, name[:12])
-                        handle.close()
-                        handle = None
-                        break
-                    time.sleep(0.05)
-        except OSError as exc:
-            if handle is not None:
-                handle.close()
-                handle = None
-            self._unusable(exc)
-        try:
-            yield handle is not None
-        finally:
-            if handle is not None:
-                handle.close()
+        with lock_file(self, name, self.wait) as held:
+            yield held
 
     def _unusable(self, exc: OSError) -> None:
         if self.usable:
