@@ -57,3 +57,7 @@ class InjectedFault(FarmError):
 
 class FarmSetupError(FarmError):
     """The embedded farm (local Redis and workers) could not be started."""
+
+
+class DenoiserUnavailable(FarmError):
+    """--denoise asked for Intel Open Image Denoise and it does not load; the raw frame is kept."""

@@ -3,6 +3,12 @@
  * One work item renders one pixel of one bucket, all its samples. */
 #pragma OPENCL FP_CONTRACT OFF
 
+#ifdef FARM_AOVS
+#define CHANNELS 11
+#else
+#define CHANNELS 3
+#endif
+
 #include "types.h"
 #include "rng.h"
 #include "sampler.h"
@@ -133,7 +139,24 @@ inline bool has_emission(__global const Material *m) {
     return m->emission.texture.x >= 0 || max3(m->emission.value.xyz) > 0.0f;
 }
 
-float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d) {
+/* Arbitrary output variables of one sample (built with FARM_AOVS): the albedo and the
+ * shading normal (world space, facing the viewer) at the first hit that is not a perfect
+ * mirror or smooth glass (those are followed), and the distance along the camera ray to the
+ * first hit. All zero where the path finds no such hit. */
+typedef struct {
+    float3 albedo, normal;
+    float depth;
+    bool done;
+} Aov;
+
+/* What a BSDF reflects at normal incidence, for the albedo AOV a denoiser is guided by. */
+inline float3 bsdf_albedo(const Bsdf *b) {
+    if (b->kind == MATERIAL_CONDUCTOR) return b->specular * fresnel_conductor(1.0f, b->eta, b->k);
+    if (b->kind == MATERIAL_DIELECTRIC) return b->transmittance;
+    return b->reflectance;  /* diffuse; plastic's and principled's base colour */
+}
+
+float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *aov) {
     __global const Frame *frame = s->frame;
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
     const bool has_env = frame->options.w != 0;
@@ -174,6 +197,16 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d) {
             ng = -ng;
             ns = -ns;
         }
+#ifdef FARM_AOVS
+        if (!aov->done) {
+            if (depth == 1) aov->depth = hit.t;
+            if (!bsdf_is_delta(&b)) {
+                aov->albedo = clamp_f3(bsdf_albedo(&b), 0.0f, 1.0f);
+                aov->normal = dot3(ns, d) > 0.0f ? -ns : ns;
+                aov->done = true;
+            }
+        }
+#endif
         float3 tangent, bitangent;
         basis(ns, &tangent, &bitangent);
         float3 wi_world = -d;
@@ -271,8 +304,21 @@ __kernel void render_bucket(__global const Frame *frame,
                          + frame->lens_v.z * frame->lens_v.z;
     /* Samples [first_sample, end_sample) of this pass are added, in order, to the running
      * sum kept in sum_buffer: a bucket rendered in several passes adds the same floats in
-     * the same order as one pass, so the result is bit-identical. */
-    float3 sum = first_sample == 0 ? (float3)(0.0f) : vload3(gy * w + gx, sum_buffer);
+     * the same order as one pass, so the result is bit-identical. A pixel's CHANNELS floats:
+     * radiance, then with FARM_AOVS albedo, normal, depth and the luminance's square (for
+     * its variance), each summed over the samples and divided by spp at the end. */
+    const int base = (gy * w + gx) * CHANNELS;
+    float3 sum = first_sample == 0 ? (float3)(0.0f) : vload3(0, sum_buffer + base);
+#ifdef FARM_AOVS
+    float3 albedo_sum = (float3)(0.0f), normal_sum = (float3)(0.0f);
+    float depth_sum = 0.0f, square_sum = 0.0f;
+    if (first_sample > 0) {
+        albedo_sum = vload3(0, sum_buffer + base + 3);
+        normal_sum = vload3(0, sum_buffer + base + 6);
+        depth_sum = sum_buffer[base + 9];
+        square_sum = sum_buffer[base + 10];
+    }
+#endif
     for (int i = first_sample; i < end_sample; ++i) {
         Sampler sampler = make_sampler(frame->options.x, seed, pixel, (uint)i);
         float2 u = sample2(&sampler, PAIR_PIXEL);
@@ -287,12 +333,29 @@ __kernel void render_bucket(__global const Frame *frame,
             o = o + frame->lens_u.xyz * disk.x + frame->lens_v.xyz * disk.y;
             d = unit3(focus - o);
         }
-        sum += radiance(&s, &sampler, o, d);
+        Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, false};
+        float3 value = radiance(&s, &sampler, o, d, &aov);
+        sum += value;
+#ifdef FARM_AOVS
+        albedo_sum += aov.albedo;
+        normal_sum += aov.normal;
+        depth_sum += aov.depth;
+        float luminance = 0.2126f * value.x + 0.7152f * value.y + 0.0722f * value.z;
+        square_sum += luminance * luminance;
+#endif
     }
+    __global float *target = end_sample < spp ? sum_buffer + base : out + base;
+    float scale = end_sample < spp ? 1.0f : 1.0f / (float)spp;
     if (end_sample < spp)
-        vstore3(sum, gy * w + gx, sum_buffer);
+        vstore3(sum, 0, target);
     else
-        vstore3(sum / (float)spp, gy * w + gx, out);
+        vstore3(sum / (float)spp, 0, target);
+#ifdef FARM_AOVS
+    vstore3(albedo_sum * scale, 0, target + 3);
+    vstore3(normal_sum * scale, 0, target + 6);
+    target[9] = depth_sum * scale;
+    target[10] = square_sum * scale;
+#endif
 }
 
 /* f(wi, wo) |cos wo| and the density of wo for each pair (wi xyz, wo xyz in the local

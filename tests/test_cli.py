@@ -66,6 +66,8 @@ def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
     (["-o", "out.png", "--bucket-size", "0"], "--bucket-size must be between 4 and 1024"),
     (["-o", "out.png", "--spp", "0"], "--spp must be between 1"),
     (["-o", "out.png", "--resolution", "0x0"], "--resolution: width and height must be between 1 and"),
+    (["-o", "out.png", "--aov", "albedo"], "--aov writes layers of an EXR image; out.png is not one"),
+    (["-o", "out.exr", "--aov", "albedo,colour"], "--aov: unknown AOV colour (known: albedo, normal, depth, variance)"),
     (["-o", "out.png", "--broker", "amqp:/nonsense"], "invalid broker URL"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
@@ -204,3 +206,24 @@ def test_bad_scene_files_are_one_line_before_any_worker_starts(tmp_path, damage,
     damage(tmp_path)
     result = submit(tmp_path / "scene.json", "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0")
     assert_one_line_error(result, message)
+
+
+def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_frame(
+    farm, make_document, write_scene, tmp_path, device
+):
+    from farm.scene import parse_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+
+    broken = tmp_path / "no-oidn" / "pyoidn"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('libOpenImageDenoise.so.2: cannot open shared object file')\n")
+    document = make_document(width=32, height=24, spp=2)
+    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--denoise", "--bucket-size", "16",
+                    "--broker", farm.broker_url, env={"PYTHONPATH": str(broken.parent)})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "denoise" in line]
+    assert warnings == ["submit: warning: cannot denoise: Intel Open Image Denoise (pyoidn) does not load: "
+                        "libOpenImageDenoise.so.2: cannot open shared object file; install it with `pip install "
+                        "pyoidn`; the raw image is written"]
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())

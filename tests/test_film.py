@@ -38,3 +38,61 @@ def test_output_paths_are_checked_before_rendering(tmp_path):
     with pytest.raises(FarmError, match="does not exist"):
         check_output_path(tmp_path / "missing" / "a.png")
     assert check_output_path(tmp_path / "a.EXR").name == "a.EXR"
+
+
+def _aov_frame(farm, device, aovs, spp=16):
+    from farm.scene import parse_scene
+    from farm.scene.load import load_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+    from tests.files import CORNELL
+
+    scene, document = load_scene(CORNELL, spp=spp, resolution=(40, 40))
+    run = farm.render(scene, document, bucket_size=16, aovs=aovs)
+    direct = Renderer(device, pack(parse_scene(document)), aovs=True).render_frame()
+    return run, direct
+
+
+def test_aov_layers_come_from_the_farm_bit_for_bit_and_are_written_as_exr_layers(farm, device, tmp_path):
+    import OpenEXR
+
+    run, direct = _aov_frame(farm, device, ("albedo", "normal", "depth", "variance"))
+    film = run.film
+    assert np.array_equal(film.pixels, direct[..., :3]) and np.array_equal(film.aov_channels, direct[..., 3:])
+    film.write(tmp_path / "layers.exr")
+    with OpenEXR.File(str(tmp_path / "layers.exr"), separate_channels=True) as exr:
+        channels = exr.channels()
+        assert {"R", "G", "B", "albedo.R", "albedo.G", "albedo.B", "normal.R", "normal.G", "normal.B", "depth.Z",
+                "variance.Y"} == set(channels)
+        assert np.array_equal(channels["albedo.G"].pixels, direct[..., 4])
+        assert np.array_equal(channels["depth.Z"].pixels, direct[..., 9])
+    variance = film.layers()["variance"]
+    luminance = direct[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    expected = np.maximum(direct[..., 10] - luminance**2, 0) / 15
+    assert np.allclose(variance, expected) and variance.max() > 0
+
+
+def test_denoising_lowers_the_error_against_a_converged_frame_and_keeps_the_raw_one(farm, device, tmp_path):
+    pytest.importorskip("pyoidn", reason="Intel Open Image Denoise (pyoidn, the `denoise` extra) is not installed")
+    import OpenEXR
+
+    from farm.scene import parse_scene
+    from farm.scene.load import load_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+    from tests.files import CORNELL
+
+    run, _ = _aov_frame(farm, device, ("albedo", "normal"))
+    _, reference_document = load_scene(CORNELL, spp=1024, resolution=(40, 40))
+    reference = Renderer(device, pack(parse_scene(reference_document))).render_frame()
+
+    def rmse(image):
+        return float(np.sqrt(np.mean((np.clip(image, 0, 1) - np.clip(reference, 0, 1)) ** 2)))
+
+    raw = run.film.pixels.copy()
+    run.film.denoise()
+    assert np.array_equal(run.film.raw, raw)
+    assert rmse(run.film.pixels) < 0.7 * rmse(raw)
+    run.film.write(tmp_path / "denoised.exr")
+    with OpenEXR.File(str(tmp_path / "denoised.exr"), separate_channels=True) as exr:
+        assert np.array_equal(exr.channels()["raw.G"].pixels, raw[..., 1])

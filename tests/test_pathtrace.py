@@ -23,7 +23,7 @@ from farm.worker.render import Renderer
 SIGMAS = 5.0  # a false alarm once in ~3.5 million runs per check
 
 
-def render(document, device, folder=None) -> np.ndarray:
+def render(document, device, folder=None, aovs=False) -> np.ndarray:
     if folder is not None:
         path = folder / "scene.json"
         path.write_text(json.dumps(document))
@@ -31,7 +31,7 @@ def render(document, device, folder=None) -> np.ndarray:
         packed = pack(scene, FolderAssets(folder, scene.assets))
     else:
         packed = pack(parse_scene(copy.deepcopy(document)))
-    return Renderer(device, packed).render_frame().astype(np.float64)
+    return Renderer(device, packed, aovs).render_frame().astype(np.float64)
 
 
 def assert_mean(values, expected, what=""):
@@ -621,3 +621,37 @@ def test_alpha_cuts_out_the_surface_for_camera_and_shadow_rays(device, tmp_path)
     assert np.allclose(image[:, :7], 0.5, atol=2e-4) and np.allclose(image[:, 9:], 0.0)
     document["materials"]["occluder"]["alpha"] = 0.2  # all of it below the cutoff: the occluder is gone
     assert np.allclose(render(document, device, tmp_path), 0.5, atol=2e-4)
+
+
+def test_aovs_have_their_documented_values(device):
+    """A diffuse quad of known albedo facing the camera, seen partly through a mirror:
+    albedo and normal are those of the first hit that is not a mirror (world space, facing
+    the viewer), depth the camera ray's distance to the first hit, variance from the spread
+    of the samples; the radiance is the same bits with or without AOVs."""
+    document = _lit_quad({"reflectance": [0.3, 0.5, 0.7]}, {}, [0, 0, -1])
+    document["film"]["spp"] = 8
+    image = render(document, device, aovs=True)
+    assert np.array_equal(image[..., :3], render(document, device))
+    albedo, normal, depth, square = image[..., 3:6], image[..., 6:9], image[..., 9], image[..., 10]
+    assert np.allclose(albedo, [0.3, 0.5, 0.7], atol=1e-6)
+    assert np.allclose(normal, [0, 0, 1], atol=1e-6)
+    # pixel centre rays of a 20-degree view at distance 3: depth 3 / cos(angle to the axis)
+    directions, xs, ys = camera_rays(document)
+    centre = directions(xs + 0.5, ys + 0.5)
+    assert np.allclose(depth, 3.0 / centre[..., 2] * -1, rtol=2e-3)
+    luminance = image[..., :3] @ [0.2126, 0.7152, 0.0722]
+    assert np.allclose(square, luminance**2, rtol=1e-4)  # a sun on a flat diffuse quad: every sample alike
+    # the quad made a mirror, a diffuse wall behind the camera: albedo and normal are the
+    # wall's, seen in the mirror (its normal facing the ray coming from the mirror), the depth
+    # still the mirror's
+    mirrored = copy.deepcopy(document)
+    mirrored["max_depth"] = 4
+    mirrored["materials"] = {"mirror": {"type": "conductor", "eta": [0, 0, 0], "k": [1, 1, 1]},
+                             "wall": {"reflectance": [0.6, 0.2, 0.1]}}
+    mirrored["shapes"] = [{"type": "rectangle", "material": "mirror", "transform": {"scale": 4}},
+                          {"type": "rectangle", "material": "wall",
+                           "transform": {"scale": 40, "rotate": {"axis": [0, 1, 0], "angle": 180}, "translate": [0, 0, 6]}}]
+    seen = render(mirrored, device, aovs=True)
+    assert np.allclose(seen[..., 3:6], [0.6, 0.2, 0.1], atol=1e-6)
+    assert np.allclose(seen[..., 6:9], [0, 0, -1], atol=1e-5)
+    assert np.allclose(seen[..., 9], depth, rtol=1e-5)

@@ -66,6 +66,13 @@ def _add_render_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--aov", default="", metavar="LIST",
+                        help="also render these layers, comma-separated, into the EXR output: albedo, normal "
+                             "(at the first hit that is not a mirror or smooth glass; world space), depth "
+                             "(distance along the camera ray), variance (of each pixel's mean luminance)")
+    parser.add_argument("--denoise", action="store_true",
+                        help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
+                             "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
     parser.add_argument("--report", help="write a JSON report of the job to this path")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
@@ -82,6 +89,17 @@ def _resolution(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
     return width, height
+
+
+def _aovs(text: str) -> tuple[str, ...]:
+    """--aov's comma-separated names, each one of AOVS."""
+    from farm.protocol.description import AOVS
+
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in AOVS]
+    if unknown:
+        raise FarmError(f"--aov: unknown AOV {', '.join(unknown)} (known: {', '.join(AOVS)})")
+    return names
 
 
 def submit_parser() -> argparse.ArgumentParser:
@@ -183,6 +201,9 @@ def _submit(args) -> int:
     output = check_output_path(args.output)
     if args.report:
         check_report_path(args.report)
+    args.aov = _aovs(args.aov)
+    if args.aov and output.suffix.lower() != ".exr":
+        raise FarmError(f"--aov writes layers of an EXR image; {output.name} is not one (use -o NAME.exr)")
     if not args.scene:
         raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
     if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
@@ -226,7 +247,8 @@ def _submit(args) -> int:
             local.wait_ready(app)
         from farm.client.run import start_job
 
-        run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets)
+        aovs = tuple(dict.fromkeys(args.aov + (("albedo", "normal") if args.denoise else ())))  # the denoiser's guides
+        run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs)
         return _collect_run(args, run, output, local)
 
 
@@ -281,6 +303,13 @@ def _collect_run(args, run, output: Path, local) -> int:
         raise
     if progress:
         progress.close()
+    if getattr(args, "denoise", False):
+        from farm.exceptions import DenoiserUnavailable
+
+        try:
+            run.film.denoise()
+        except DenoiserUnavailable as exc:
+            print(f"submit: warning: {exc}; the raw image is written", file=sys.stderr)
     output = run.film.write(output)
     if args.report:
         Path(args.report).write_text(json.dumps(run.report(), indent=2) + "\n")

@@ -12,27 +12,68 @@ from pathlib import Path
 import numpy as np
 
 from farm.buckets import Bucket
-from farm.exceptions import FarmError
+from farm.exceptions import DenoiserUnavailable, FarmError
 
 FORMATS = (".png", ".exr")
 
 
 class Film:
-    """Linear RGB radiance of a width x height frame, filled bucket by bucket."""
+    """Linear RGB radiance of a width x height frame, filled bucket by bucket; with `aovs`
+    (names from AOVS), the AOV channels the tiles carry beside it (kernels/pathtrace.cl:
+    albedo, normal, depth, the luminance's mean square), written as layers of an EXR."""
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, aovs: tuple[str, ...] = (), spp: int = 1):
         self.width = width
         self.height = height
+        self.aovs = tuple(aovs)
+        self.spp = spp
         self.pixels = np.zeros((height, width, 3), np.float32)
+        self.aov_channels = np.zeros((height, width, 8 if self.aovs else 0), np.float32)
+        self.raw: np.ndarray | None = None  # the beauty before denoising, when denoised
         self.coverage = np.zeros((height, width), np.uint8)  # how many tiles wrote each pixel
 
     def put(self, bucket: Bucket, tile: np.ndarray) -> None:
-        """Place a (height, width, 3) tile at its bucket's position."""
-        if tile.shape != (bucket.height, bucket.width, 3):
+        """Place a (height, width, channels) tile at its bucket's position."""
+        if tile.shape != (bucket.height, bucket.width, 3 + self.aov_channels.shape[2]):
             raise ValueError(f"tile of shape {tile.shape} does not fit bucket {bucket}")
         region = np.s_[bucket.y : bucket.y + bucket.height, bucket.x : bucket.x + bucket.width]
-        self.pixels[region] = tile
+        self.pixels[region] = tile[..., :3]
+        self.aov_channels[region] = tile[..., 3:]
         self.coverage[region] += 1
+
+    def layers(self) -> dict[str, np.ndarray]:
+        """The requested AOVs by name: albedo and normal (H, W, 3), depth and variance (H, W).
+        variance is that of the pixel's mean luminance, from its samples' spread (0 at 1 spp)."""
+        found = {}
+        channels = self.aov_channels
+        if "albedo" in self.aovs:
+            found["albedo"] = channels[..., 0:3]
+        if "normal" in self.aovs:
+            found["normal"] = channels[..., 3:6]
+        if "depth" in self.aovs:
+            found["depth"] = channels[..., 6]
+        if "variance" in self.aovs:
+            beauty = self.raw if self.raw is not None else self.pixels
+            mean = beauty @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+            spread = np.maximum(channels[..., 7] - mean * mean, 0.0)
+            found["variance"] = (spread / (self.spp - 1) if self.spp > 1 else np.zeros_like(spread)).astype(np.float32)
+        return found
+
+    def denoise(self) -> None:
+        """Denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by the
+        albedo and normal AOVs when the film has them: the whole frame at once, so no tile
+        seams. The raw beauty is kept (`raw`, an EXR layer of its own)."""
+        try:
+            import pyoidn
+        except ImportError as exc:  # also a missing or broken native library
+            raise DenoiserUnavailable(f"cannot denoise: Intel Open Image Denoise (pyoidn) does not load: {exc}; "
+                                      f"install it with `pip install pyoidn`") from None
+        guides = {}
+        if self.aovs:
+            guides = {"albedo": np.ascontiguousarray(self.aov_channels[..., 0:3]),
+                      "normal": np.ascontiguousarray(self.aov_channels[..., 3:6])}
+        self.raw = self.pixels.copy()
+        self.pixels = np.asarray(pyoidn.denoise(np.ascontiguousarray(self.raw), hdr=True, **guides), np.float32)
 
     @property
     def complete(self) -> bool:
@@ -57,7 +98,12 @@ class Film:
                 import OpenEXR
 
                 header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-                OpenEXR.File(header, {"RGB": self.pixels}).write(str(path))
+                channels = {"RGB": self.pixels}
+                if self.raw is not None:
+                    channels["raw"] = self.raw  # raw.R, raw.G, raw.B
+                for name, layer in self.layers().items():  # albedo.R.., normal.R.. (x, y, z), depth.Z, variance.Y
+                    channels[{"depth": "depth.Z", "variance": "variance.Y"}.get(name, name)] = np.ascontiguousarray(layer)
+                OpenEXR.File(header, channels).write(str(path))
         except OSError as exc:
             raise FarmError(f"{path}: cannot write image: {exc.strerror or exc}") from None
         return path

@@ -473,17 +473,19 @@ def resume(redis, app, job_id: str) -> JobRun:
         redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
     sent = job.sent()  # its client may have died before sending every bucket
     unsent = [bucket.index for bucket in order(job.buckets, job.meta.order)][sent:]
-    return JobRun(job, Film(job.meta.width, job.meta.height), BucketQueue(redis, app), unsent=unsent)
+    film = Film(job.meta.width, job.meta.height, job.meta.aovs, job.meta.spp)
+    return JobRun(job, film, BucketQueue(redis, app), unsent=unsent)
 
 
 def start_job(
     redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
-    null: float | None = None,
+    null: float | None = None, aovs: tuple[str, ...] = (),
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect. `null` (seconds per bucket) makes a job of
-    the null renderer, for `farm bench --overhead` and the tests only."""
-    meta = Job.describe(scene, bucket_size, bucket_order, null)
+    the null renderer, for `farm bench --overhead` and the tests only; `aovs` (AOVS) are
+    rendered beside the beauty pass."""
+    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs)
     uploaded = Transfer()
     if scene.assets:
         if assets is None:
@@ -498,7 +500,8 @@ def start_job(
             RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
         Job.create(redis, meta, document)
 
-    run = JobRun(job, Film(scene.film.width, scene.film.height), BucketQueue(redis, app), uploaded=uploaded,
+    run = JobRun(job, Film(scene.film.width, scene.film.height, meta.aovs, meta.spp), BucketQueue(redis, app),
+                 uploaded=uploaded,
                  recreate=recreate, unsent=[bucket.index for bucket in order(job.buckets, bucket_order)])
     try:
         sent = run.send_more()  # the first window; collect() sends the rest as tiles come in

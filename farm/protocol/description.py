@@ -10,6 +10,9 @@ from farm.buckets import count
 from farm.exceptions import JobError
 
 
+# The AOV layers a job may ask for, beside the beauty pass (README: conventions).
+AOVS = ("albedo", "normal", "depth", "variance")
+
 # Longest pretend bucket of the null renderer: longer is no benchmark, only a hung job.
 NULL_SECONDS_MAX = 60.0
 
@@ -30,10 +33,18 @@ class JobMeta:
     # Seconds of pretend work per bucket for the null renderer of `farm bench --overhead`
     # (farm/tools/null.py); None for every real job.
     null: float | None = None
+    # The AOV layers the client asked for (AOVS): workers then render the AOV channels too.
+    aovs: tuple[str, ...] = ()
+
+    @property
+    def channels(self) -> int:
+        """Floats per pixel in this job's tiles."""
+        return 11 if self.aovs else 3
 
     def to_redis(self) -> dict[str, str]:
         values = {k: str(v) for k, v in asdict(self).items()}
         values["assets"] = ",".join(self.assets)
+        values["aovs"] = ",".join(self.aovs)
         values["null"] = "" if self.null is None else repr(self.null)
         return values
 
@@ -54,6 +65,7 @@ class JobMeta:
                 created=float(values["created"]),
                 assets=tuple(d for d in values.get("assets", "").split(",") if d),
                 null=float(values["null"]) if values.get("null") else None,
+                aovs=tuple(name for name in values.get("aovs", "").split(",") if name),
             )
         except (KeyError, ValueError) as exc:
             raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
@@ -70,6 +82,9 @@ class JobMeta:
         if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
             raise JobError(f"bucket size {self.bucket_size} is outside "
                            f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
+        unknown = set(self.aovs) - set(AOVS)
+        if unknown:
+            raise JobError(f"unknown AOV {', '.join(sorted(unknown))} (known: {', '.join(AOVS)})")
         if self.null is not None and not 0.0 <= self.null <= NULL_SECONDS_MAX:
             raise JobError(f"{self.null} s of null work per bucket is outside [0, {NULL_SECONDS_MAX}]")
         buckets = count(self.width, self.height, self.bucket_size)

@@ -218,9 +218,10 @@ class Job:
         return f"{defaults.KEY_PREFIX}:scene:{digest}"
 
     @staticmethod
-    def describe(scene: Scene, bucket_size: int, bucket_order: str, null: float | None = None) -> JobMeta:
+    def describe(scene: Scene, bucket_size: int, bucket_order: str, null: float | None = None,
+                 aovs: tuple[str, ...] = ()) -> JobMeta:
         """A new job's description, checked against the farm's limits; `null` only for the
-        null renderer's jobs (farm/tools/null.py)."""
+        null renderer's jobs (farm/tools/null.py); `aovs`: layers to render beside the beauty."""
         meta = JobMeta(
             job_id=uuid.uuid4().hex,
             digest=scene.digest,
@@ -232,6 +233,7 @@ class Job:
             created=time.time(),
             assets=tuple(sorted(set(scene.assets.values()))),
             null=null,
+            aovs=tuple(aovs),
         )
         meta.check()
         return meta
@@ -546,7 +548,7 @@ class Job:
                 found[index] = None
                 continue
             try:
-                found[index] = decode_tile(payload, self.job_id, self.bucket(index), secret.key())
+                found[index] = decode_tile(payload, self.job_id, self.bucket(index), secret.key(), self.meta.channels)
             except InvalidTile as exc:
                 self.redis.eval(_DISCARD_TILE, 1, key, str(index), payload)
                 self.count("invalid")

@@ -1,7 +1,7 @@
 """The tile wire format: a worker's rendered bucket as it is stored in the job's `tiles` hash.
 
 magic, header length, a JSON header saying whose tile it is and where it came from,
-height x width x 3 little-endian float32, then an HMAC-SHA256 tag of all that under the
+height x width x channels little-endian float32 (3, or 11 with AOVs), then an HMAC-SHA256 tag of all that under the
 farm's secret (farm.protocol.secret). The client checks the tag and every field before a
 tile goes into the frame: anyone with broker access can write to the hash, but only a
 holder of the secret can write a tile that passes.
@@ -44,8 +44,10 @@ def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
     return body + secret.tag(key, body)
 
 
-def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes) -> tuple[TileHeader, np.ndarray]:
-    """The header and pixels of a stored tile, or InvalidTile saying what is wrong with it."""
+def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = 3
+                ) -> tuple[TileHeader, np.ndarray]:
+    """The header and pixels (`channels` floats each: the job's) of a stored tile, or
+    InvalidTile saying what is wrong with it."""
     if len(payload) < _TILE_PREFIX.size + secret.TAG_BYTES:
         raise InvalidTile(f"{len(payload)} bytes is too short for a tile")
     magic, head_size = _TILE_PREFIX.unpack_from(payload)
@@ -66,9 +68,10 @@ def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes) -> tupl
     if (header.width, header.height) != (bucket.width, bucket.height):
         raise InvalidTile(f"tile is {header.width}x{header.height}, the bucket {bucket.width}x{bucket.height}")
     data = body[_TILE_PREFIX.size + head_size :]
-    if len(data) != bucket.width * bucket.height * 12:
-        raise InvalidTile(f"tile has {len(data)} bytes of pixels, expected {bucket.width * bucket.height * 12}")
-    pixels = np.frombuffer(data, "<f4").reshape(bucket.height, bucket.width, 3)
+    expected = bucket.width * bucket.height * 4 * channels
+    if len(data) != expected:
+        raise InvalidTile(f"tile has {len(data)} bytes of pixels, expected {expected}")
+    pixels = np.frombuffer(data, "<f4").reshape(bucket.height, bucket.width, channels)
     bad = int(np.count_nonzero(~np.isfinite(pixels)))
     if bad:
         raise InvalidTile(f"tile has {bad} non-finite values")

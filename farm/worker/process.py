@@ -65,7 +65,7 @@ class WorkerState:
         self.redis = client(redis_url)
         self.device = null.DEVICE if null else devices.current()
         self.key = secret.key()  # the farm's secret, which tags every tile
-        self.renderers: OrderedDict[str, Renderer] = OrderedDict()
+        self.renderers: OrderedDict[tuple[str, bool], Renderer] = OrderedDict()  # by (digest, AOVs)
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
         self.rendering = False
         # Here, not at worker_process_init: billiard installs its own SIGTERM handler after it.
@@ -82,10 +82,10 @@ class WorkerState:
         """The renderer of the job's scene, uploading it on first use in this process."""
         if job.meta.null is not None or null:
             return self._null_renderer(job)
-        digest = job.meta.digest
-        if digest in self.renderers:
-            self.renderers.move_to_end(digest)
-            return self.renderers[digest]
+        digest, aovs = job.meta.digest, bool(job.meta.aovs)
+        if (digest, aovs) in self.renderers:
+            self.renderers.move_to_end((digest, aovs))
+            return self.renderers[(digest, aovs)]
         started = time.perf_counter()
         try:  # what fails here fails on every worker: the job's fault (JobDataError), not this one's
             scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
@@ -97,13 +97,13 @@ class WorkerState:
             packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
         except SceneError as exc:
             raise JobDataError(str(exc)) from None
-        renderer = Renderer(self.device, packed)
+        renderer = Renderer(self.device, packed, aovs)
         fetched = assets.fetched
         for stat, amount in (("assets_fetched", fetched.files), ("asset_bytes_fetched", fetched.bytes),
                              ("asset_cache_hits", fetched.reused)):
             if amount:
                 job.count(stat, amount)
-        self.renderers[digest] = renderer
+        self.renderers[(digest, aovs)] = renderer
         while len(self.renderers) > SCENES_KEPT:
             self.renderers.popitem(last=False)
         log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)

@@ -33,7 +33,10 @@ STRUCT_NAMES = (
     "Node", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light", "Frame",
 )
 
-_programs: dict[tuple[int, bool], object] = {}
+_programs: dict[tuple[int, bool, bool], object] = {}
+# A pixel's floats in a tile: radiance; with AOVs also albedo, normal, depth and the mean
+# square of the luminance (kernels/pathtrace.cl, CHANNELS).
+CHANNELS, AOV_CHANNELS = 3, 11
 
 
 def kernel_dir() -> str:
@@ -59,14 +62,15 @@ def device_defines(device: Device) -> list[str]:
     return defines
 
 
-def build_program(device: Device, cut_outs: bool = False):
+def build_program(device: Device, cut_outs: bool = False, aovs: bool = False):
     """Build (or fetch from this process's cache) the path tracing program for `device`;
     with `cut_outs`, the variant whose rays test alpha coverage (FARM_CUT_OUTS), which
     scenes without cut-out materials do not pay for (a uniform branch still costs PoCL's
-    vectorised work groups, measured 3-4% on the Cornell box)."""
+    vectorised work groups, measured 3-4% on the Cornell box); with `aovs`, the variant
+    that also writes the AOVs (FARM_AOVS), which changes no bit of the radiance."""
     import pyopencl as cl
 
-    key = (id(device.context), cut_outs)
+    key = (id(device.context), cut_outs, aovs)
     if key in _programs:
         return _programs[key]
     folder = kernel_dir()
@@ -78,11 +82,13 @@ def build_program(device: Device, cut_outs: bool = False):
     options += device_defines(device)
     if cut_outs:
         options.append("-DFARM_CUT_OUTS")
+    if aovs:
+        options.append("-DFARM_AOVS")
     started = time.perf_counter()
     program = _build(device, source, options, f"OpenCL program failed to build on {device.name}")
     _check_struct_layout(device, options)
-    log.info("built %s%s for %s in %.2fs", KERNEL_FILE, " with alpha cut-outs" if cut_outs else "", device.name,
-             time.perf_counter() - started)
+    variant = " with alpha cut-outs" * cut_outs + " with AOVs" * aovs
+    log.info("built %s%s for %s in %.2fs", KERNEL_FILE, variant, device.name, time.perf_counter() - started)
     _programs[key] = program
     return program
 
@@ -165,13 +171,14 @@ def spread_stride(count: int) -> int:
 class Renderer:
     """One scene uploaded to one device, ready to render any bucket of its frame."""
 
-    def __init__(self, device: Device, scene: PackedScene):
+    def __init__(self, device: Device, scene: PackedScene, aovs: bool = False):
         import pyopencl as cl
 
         self.device = device
         self.scene = scene
         cut_outs = len(scene.materials) > 0 and bool((scene.materials["ior"][:, 2] > 0).any())
-        self.program = build_program(device, cut_outs)
+        self.program = build_program(device, cut_outs, aovs)
+        self.channels = AOV_CHANNELS if aovs else CHANNELS
         self.kernel = cl.Kernel(self.program, "render_bucket")
         flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
 
@@ -188,7 +195,8 @@ class Renderer:
         self._pass_rate: float | None = None
 
     def render(self, x: int, y: int, width: int, height: int, should_stop=None) -> np.ndarray | None:
-        """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32.
+        """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32
+        (with AOVs, (height, width, 11): see CHANNELS).
 
         With `should_stop` (a callable), the samples are taken in passes of about
         PASS_SECONDS and `should_stop()` is asked between passes; if it answers true the
@@ -198,7 +206,7 @@ class Renderer:
 
         if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.scene.width or y + height > self.scene.height:
             raise ValueError(f"bucket {x},{y} {width}x{height} is outside the {self.scene.width}x{self.scene.height} frame")
-        tile = np.empty((height, width, 3), np.float32)
+        tile = np.empty((height, width, self.channels), np.float32)
         if self._out_size < tile.nbytes:
             context, flags = self.device.context, cl.mem_flags.READ_WRITE
             self._out = cl.Buffer(context, flags, tile.nbytes)
