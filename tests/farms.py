@@ -60,11 +60,13 @@ class PrivateFarm:
     def wait_for(self, condition, timeout: float, what: str):
         return commands.wait_for(condition, timeout, what)
 
-    def render(self, scene, document, bucket_size: int, order: str = "spiral", assets=None, aovs=()):
+    def render(self, scene, document, bucket_size: int, order: str = "spiral", assets=None, aovs=(),
+               samples=None, previous=""):
         """Render through this farm from this process; the collected JobRun."""
         from farm.client.run import start_job
 
-        run = start_job(self.redis, self.app, scene, document, bucket_size, order, assets, aovs=aovs)
+        run = start_job(self.redis, self.app, scene, document, bucket_size, order, assets, aovs=aovs,
+                        samples=samples, previous=previous)
         run.collect(stall_timeout=60)
         return run
 

@@ -227,3 +227,24 @@ def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_fram
                         "libOpenImageDenoise.so.2: cannot open shared object file; install it with `pip install "
                         "pyoidn`; the raw image is written"]
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
+
+
+def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact_frame(
+    farm, make_document, write_scene, tmp_path, device
+):
+    from farm.scene import parse_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+
+    document = make_document(width=32, height=24, spp=4)
+    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--progressive", "--bucket-size", "16",
+                    "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
+    assert rounds == ["round 1/3: samples 0 to 1 of 4", "round 2/3: samples 1 to 2 of 4",
+                      "round 3/3: samples 2 to 4 of 4"]
+    assert result.stdout.count("frame.exr: 32x24") == 3  # written after every round
+    jobs = re.findall(r"\(job ([0-9a-f]{32})\)", result.stdout)
+    assert len(jobs) == 3
+    assert [bool(farm.redis.exists(f"farm:job:{job}")) for job in jobs] == [False, False, True]  # rounds done with
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from farm.client.run import start_job
+from farm.exceptions import JobError
 from farm.protocol.jobs import Job, JobState
 from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
@@ -250,3 +251,31 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     assert Job.take(redis, job.job_id, draft(5)) is None
     assert job.attempts() == {0: 1, 4: 1}  # the refused description counted a delivery, nothing else did
     redis.flushdb()
+
+
+def test_progressive_rounds_continue_each_other_to_the_same_bits(farm, make_document, device):
+    """Rounds of 1, 2, 4, 8 samples, each job adding its samples to the running sums in the
+    tiles of the round before: the last round's frame is the one-process frame, bit for bit,
+    AOVs included; an earlier round shows its sums divided by its samples."""
+    from farm.client.cli import progressive_rounds
+
+    assert progressive_rounds(1) == [(0, 1)] and progressive_rounds(5) == [(0, 1), (1, 2), (2, 4), (4, 5)]
+    document = make_document(width=40, height=24, spp=8)
+    scene = parse_scene(document)
+    packed = pack(scene)
+    previous, runs = "", []
+    for samples in progressive_rounds(8):
+        runs.append(farm.render(scene, document, bucket_size=16, aovs=("albedo",), samples=samples, previous=previous))
+        previous = runs[-1].job.job_id
+    direct = Renderer(device, packed, aovs=True).render_frame()
+    assert np.array_equal(runs[-1].film.pixels, direct[..., :3])
+    assert np.array_equal(runs[-1].film.aov_channels, direct[..., 3:])
+    two = Renderer(device, pack(parse_scene({**document, "film": {**document["film"], "spp": 2}}))).render_frame()
+    assert np.allclose(runs[1].film.pixels, two, rtol=1e-5, atol=1e-6)  # round 2 shows 2 spp
+
+
+def test_a_round_without_its_round_before_fails_in_one_line(farm, make_document):
+    document = make_document(width=16, height=16, spp=4)
+    scene = parse_scene(document)
+    with pytest.raises(JobError, match="the round before \\(job nonexistent\\) is gone from Redis"):
+        farm.render(scene, document, bucket_size=16, samples=(2, 4), previous="nonexistent")

@@ -70,6 +70,10 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="also render these layers, comma-separated, into the EXR output: albedo, normal "
                              "(at the first hit that is not a mirror or smooth glass; world space), depth "
                              "(distance along the camera ray), variance (of each pixel's mean luminance)")
+    parser.add_argument("--progressive", action="store_true",
+                        help="render the whole frame in rounds of 1, 2, 4, ... samples per pixel, rewriting the "
+                             "output after each; Ctrl-C keeps the last complete round. The last round is the "
+                             "same bits as one render of all the samples")
     parser.add_argument("--denoise", action="store_true",
                         help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
                              "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
@@ -248,8 +252,32 @@ def _submit(args) -> int:
         from farm.client.run import start_job
 
         aovs = tuple(dict.fromkeys(args.aov + (("albedo", "normal") if args.denoise else ())))  # the denoiser's guides
-        run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs)
-        return _collect_run(args, run, output, local)
+        if not args.progressive:
+            run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs)
+            return _collect_run(args, run, output, local)
+        previous = ""
+        rounds = progressive_rounds(scene.film.spp)
+        for number, samples in enumerate(rounds, 1):
+            _status(args, f"round {number}/{len(rounds)}: samples {samples[0]} to {samples[1]} of {scene.film.spp}")
+            run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs,
+                            samples=samples, previous=previous)
+            _collect_run(args, run, output, local)
+            if previous:  # its sums are in this round's tiles now
+                with contextlib.suppress(JobError):
+                    Job.load(redis_client, previous).forget()
+            previous = run.job.job_id
+        return 0
+
+
+def progressive_rounds(spp: int) -> list[tuple[int, int]]:
+    """The samples of each round of `submit --progressive`: 1, 2, 4, ... per pixel in all,
+    the last round ending at spp."""
+    ends, total = [], 1
+    while total < spp:
+        ends.append(total)
+        total *= 2
+    ends.append(spp)
+    return list(zip([0] + ends[:-1], ends))
 
 
 def _farm(broker_url: str):

@@ -22,11 +22,14 @@ class Film:
     (names from AOVS), the AOV channels the tiles carry beside it (kernels/pathtrace.cl:
     albedo, normal, depth, the luminance's mean square), written as layers of an EXR."""
 
-    def __init__(self, width: int, height: int, aovs: tuple[str, ...] = (), spp: int = 1):
+    def __init__(self, width: int, height: int, aovs: tuple[str, ...] = (), spp: int = 1, samples: int | None = None):
         self.width = width
         self.height = height
         self.aovs = tuple(aovs)
         self.spp = spp
+        # A round of a progressive render before the last: its tiles hold running sums of
+        # this many samples, divided here to show; the last round's tiles are the frame.
+        self.divisor = samples if samples is not None and samples < spp else None
         self.pixels = np.zeros((height, width, 3), np.float32)
         self.aov_channels = np.zeros((height, width, 8 if self.aovs else 0), np.float32)
         self.raw: np.ndarray | None = None  # the beauty before denoising, when denoised
@@ -37,6 +40,8 @@ class Film:
         if tile.shape != (bucket.height, bucket.width, 3 + self.aov_channels.shape[2]):
             raise ValueError(f"tile of shape {tile.shape} does not fit bucket {bucket}")
         region = np.s_[bucket.y : bucket.y + bucket.height, bucket.x : bucket.x + bucket.width]
+        if self.divisor:
+            tile = tile / np.float32(self.divisor)
         self.pixels[region] = tile[..., :3]
         self.aov_channels[region] = tile[..., 3:]
         self.coverage[region] += 1
@@ -56,7 +61,8 @@ class Film:
             beauty = self.raw if self.raw is not None else self.pixels
             mean = beauty @ np.array([0.2126, 0.7152, 0.0722], np.float32)
             spread = np.maximum(channels[..., 7] - mean * mean, 0.0)
-            found["variance"] = (spread / (self.spp - 1) if self.spp > 1 else np.zeros_like(spread)).astype(np.float32)
+            taken = self.divisor or self.spp
+            found["variance"] = (spread / (taken - 1) if taken > 1 else np.zeros_like(spread)).astype(np.float32)
         return found
 
     def denoise(self) -> None:

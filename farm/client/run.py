@@ -473,19 +473,21 @@ def resume(redis, app, job_id: str) -> JobRun:
         redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
     sent = job.sent()  # its client may have died before sending every bucket
     unsent = [bucket.index for bucket in order(job.buckets, job.meta.order)][sent:]
-    film = Film(job.meta.width, job.meta.height, job.meta.aovs, job.meta.spp)
+    film = Film(job.meta.width, job.meta.height, job.meta.aovs, job.meta.spp, job.meta.samples[1])
     return JobRun(job, film, BucketQueue(redis, app), unsent=unsent)
 
 
 def start_job(
     redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
-    null: float | None = None, aovs: tuple[str, ...] = (),
+    null: float | None = None, aovs: tuple[str, ...] = (), samples: tuple[int, int] | None = None,
+    previous: str = "",
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect. `null` (seconds per bucket) makes a job of
     the null renderer, for `farm bench --overhead` and the tests only; `aovs` (AOVS) are
-    rendered beside the beauty pass."""
-    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs)
+    rendered beside the beauty pass; `samples` and `previous`: one round of a progressive
+    render, continuing the sums in the tiles of job `previous` (JobMeta.first)."""
+    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, samples, previous)
     uploaded = Transfer()
     if scene.assets:
         if assets is None:
@@ -500,7 +502,8 @@ def start_job(
             RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
         Job.create(redis, meta, document)
 
-    run = JobRun(job, Film(scene.film.width, scene.film.height, meta.aovs, meta.spp), BucketQueue(redis, app),
+    run = JobRun(job, Film(scene.film.width, scene.film.height, meta.aovs, meta.spp, meta.samples[1]),
+                 BucketQueue(redis, app),
                  uploaded=uploaded,
                  recreate=recreate, unsent=[bucket.index for bucket in order(job.buckets, bucket_order)])
     try:

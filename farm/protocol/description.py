@@ -35,6 +35,18 @@ class JobMeta:
     null: float | None = None
     # The AOV layers the client asked for (AOVS): workers then render the AOV channels too.
     aovs: tuple[str, ...] = ()
+    # A round of a progressive render (submit --progressive): the samples [first, end) of
+    # the frame's spp, added to the running sums in the tiles of job `previous` (the round
+    # before, whose end is this round's first). Its tiles hold running sums, the last
+    # round's the frame itself: the same floats added in the same order as one render.
+    first: int = 0
+    end: int = 0  # 0: spp
+    previous: str = ""
+
+    @property
+    def samples(self) -> tuple[int, int]:
+        """The samples [first, end) this job renders."""
+        return self.first, self.end or self.spp
 
     @property
     def channels(self) -> int:
@@ -66,6 +78,9 @@ class JobMeta:
                 assets=tuple(d for d in values.get("assets", "").split(",") if d),
                 null=float(values["null"]) if values.get("null") else None,
                 aovs=tuple(name for name in values.get("aovs", "").split(",") if name),
+                first=int(values.get("first", "0")),
+                end=int(values.get("end", "0")),
+                previous=values.get("previous", ""),
             )
         except (KeyError, ValueError) as exc:
             raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
@@ -82,6 +97,10 @@ class JobMeta:
         if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
             raise JobError(f"bucket size {self.bucket_size} is outside "
                            f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
+        first, end = self.samples
+        if not 0 <= first < end <= self.spp or (first > 0) != bool(self.previous):
+            raise JobError(f"samples [{first}, {end}) of {self.spp} (after job {self.previous or 'none'}) "
+                           f"is not a round of this frame")
         unknown = set(self.aovs) - set(AOVS)
         if unknown:
             raise JobError(f"unknown AOV {', '.join(sorted(unknown))} (known: {', '.join(AOVS)})")

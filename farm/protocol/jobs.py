@@ -219,9 +219,10 @@ class Job:
 
     @staticmethod
     def describe(scene: Scene, bucket_size: int, bucket_order: str, null: float | None = None,
-                 aovs: tuple[str, ...] = ()) -> JobMeta:
+                 aovs: tuple[str, ...] = (), samples: tuple[int, int] | None = None, previous: str = "") -> JobMeta:
         """A new job's description, checked against the farm's limits; `null` only for the
-        null renderer's jobs (farm/tools/null.py); `aovs`: layers to render beside the beauty."""
+        null renderer's jobs (farm/tools/null.py); `aovs`: layers to render beside the beauty;
+        `samples` and `previous`: a round of a progressive render (JobMeta.first)."""
         meta = JobMeta(
             job_id=uuid.uuid4().hex,
             digest=scene.digest,
@@ -234,6 +235,9 @@ class Job:
             assets=tuple(sorted(set(scene.assets.values()))),
             null=null,
             aovs=tuple(aovs),
+            first=samples[0] if samples else 0,
+            end=samples[1] if samples else 0,
+            previous=previous,
         )
         meta.check()
         return meta
@@ -329,12 +333,18 @@ class Job:
         return queue.purge(self.job_id)
 
     def keep_alive(self) -> None:
-        """Push the running job's expiry JOB_TTL ahead (its scene's and files' too)."""
+        """Push the running job's expiry JOB_TTL ahead (its scene's and files' too, and the
+        round before's, whose tiles a progressive round's workers read)."""
         assets = [RedisAssets.key_for(digest) for digest in self.meta.assets]
+        previous = Job(self.redis, replace(self.meta, job_id=self.meta.previous)).keys() if self.meta.previous else []
         with self.redis.pipeline() as pipe:
-            for key in self.keys() + [self.scene_key(self.meta.digest)] + assets:
+            for key in self.keys() + [self.scene_key(self.meta.digest)] + assets + previous:
                 pipe.expire(key, defaults.JOB_TTL)
             pipe.execute()
+
+    def forget(self) -> None:
+        """Delete the job's keys: a progressive round once the round after it is done."""
+        self.redis.delete(*self.keys())
 
     # -- worker side -------------------------------------------------------------------
 

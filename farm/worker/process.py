@@ -220,6 +220,7 @@ class WorkerState:
             faults.before_bucket(index)
         renderer = self.renderer_for(job)
         bucket = job.bucket(index)
+        sums = self._round_start(job, index) if job.meta.first > 0 else None
         last_pass = started = time.perf_counter()
 
         def should_stop() -> bool:
@@ -229,7 +230,8 @@ class WorkerState:
             last_pass = time.perf_counter()
             return self.stopping or job.stopped(index)
 
-        tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop)
+        tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop,
+                               samples=job.meta.samples, sums=sums)
         if faults:
             faults.after_pass(index, time.perf_counter() - last_pass)
         if tile is not None:
@@ -237,6 +239,25 @@ class WorkerState:
             if bad:
                 raise FarmError(f"the kernel produced {bad} non-finite values")
         return tile, time.perf_counter() - started
+
+    def _round_start(self, job: Job, index: int) -> np.ndarray:
+        """The running sums a round of a progressive render continues from: the bucket's
+        tile in the round before (JobMeta.previous), checked to be that round's."""
+        try:
+            previous = Job.load(self.redis, job.meta.previous)
+        except JobVanished:
+            raise JobDataError(f"the round before (job {job.meta.previous[:12]}) is gone from Redis") from None
+        meta = previous.meta
+        if (meta.digest, meta.width, meta.height, meta.spp, meta.bucket_size, meta.aovs, meta.samples[1]) != (
+            job.meta.digest, job.meta.width, job.meta.height, job.meta.spp, job.meta.bucket_size, job.meta.aovs,
+            job.meta.first,
+        ):
+            raise JobDataError(f"job {meta.job_id[:12]} is not the round before this one")
+        found = previous.tiles([index])[index]
+        if not isinstance(found, tuple):
+            raise JobDataError(f"bucket {index} has no tile in the round before (job {meta.job_id[:12]}): "
+                               f"{found or 'none stored'}")
+        return found[1]
 
     def _stopped(self, job: Job, index: int) -> bool:
         """The render stopped between passes: say why; a shutdown hands the bucket back."""

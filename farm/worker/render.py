@@ -194,13 +194,19 @@ class Renderer:
         # bucket that fits in PASS_SECONDS is one launch; the first bucket starts at 1 spp.
         self._pass_rate: float | None = None
 
-    def render(self, x: int, y: int, width: int, height: int, should_stop=None) -> np.ndarray | None:
+    def render(self, x: int, y: int, width: int, height: int, should_stop=None,
+               samples: tuple[int, int] | None = None, sums: np.ndarray | None = None) -> np.ndarray | None:
         """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32
         (with AOVs, (height, width, 11): see CHANNELS).
 
         With `should_stop` (a callable), the samples are taken in passes of about
         PASS_SECONDS and `should_stop()` is asked between passes; if it answers true the
         render ends there and None is returned. Passes change no bit of the result.
+
+        With `samples` (first, end), only those samples are taken, added to `sums` (the
+        running sums of samples [0, first), as an earlier call returned them): before the
+        frame's last sample the tile holds the running sums, after it the radiance, the
+        same bits as one call for all samples (a round of a progressive render).
         """
         import pyopencl as cl
 
@@ -217,30 +223,37 @@ class Renderer:
         local_size = defaults.GPU_LOCAL_SIZE if gpu else defaults.LOCAL_SIZE
         global_size = -(-pixels // local_size) * local_size
         spp = self.scene.spp
+        first, last = samples or (0, spp)
+        if not 0 <= first < last <= spp:
+            raise ValueError(f"samples [{first}, {last}) are not samples of {spp}")
+        if first > 0:
+            if sums is None or sums.shape != tile.shape:
+                raise ValueError(f"samples from {first} on need the running sums of the samples before, shaped {tile.shape}")
+            cl.enqueue_copy(self.device.queue, self._sums, np.ascontiguousarray(sums, np.float32))
         stride = 1 if gpu else spread_stride(pixels)
         bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride))
 
         def pass_size() -> int:
             if should_stop is None:
-                return spp
+                return last - first
             if self._pass_rate is None:
                 return 1
             return max(1, int(defaults.PASS_SECONDS / max(self._pass_rate * pixels, 1e-9)))
 
-        done, pass_spp = 0, pass_size()
-        while done < spp:
-            end = min(spp, done + pass_spp)
+        done, pass_spp = first, pass_size()
+        while done < last:
+            end = min(last, done + pass_spp)
             started = time.perf_counter()
             self.kernel.set_args(*self.buffers.values(), *bounds, np.int32(done), np.int32(end), self._sums, self._out)
             cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, (global_size,), (local_size,))
             self.device.queue.finish()
             self._pass_rate = (time.perf_counter() - started) / ((end - done) * pixels)
             done = end
-            if done < spp and should_stop is not None:
+            if done < last and should_stop is not None:
                 if should_stop():
                     return None
                 pass_spp = pass_size()
-        cl.enqueue_copy(self.device.queue, tile, self._out)
+        cl.enqueue_copy(self.device.queue, tile, self._out if last == spp else self._sums)
         return tile
 
     def trace(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
