@@ -82,18 +82,6 @@ def _asset_cache_in_a_temporary_folder(tmp_path_factory):
     defaults.CACHE_DIR = os.environ["FARM_CACHE_DIR"]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _compile_the_bvh_builder_in_the_background(_asset_cache_in_a_temporary_folder):
-    """numba compiles the big-scene BVH builder once a run, about 12 s of one core on a fresh
-    machine: started here, it compiles beside the first tests (mostly waiting on processes)
-    instead of inside test_bvh."""
-    import threading
-
-    from farm.scene import bvh
-
-    threading.Thread(target=bvh._compiled_loop, daemon=True, name="numba-bvh").start()
-
-
 @pytest.fixture(autouse=True)
 def _no_broker_from_environment(monkeypatch):
     """Tests choose their broker explicitly; a developer's FARM_BROKER_URL must not leak in."""

@@ -53,7 +53,10 @@ def _aov_frame(farm, device, aovs, spp=16):
     return run, direct
 
 
-def test_aov_layers_come_from_the_farm_bit_for_bit_and_are_written_as_exr_layers(farm, device, tmp_path):
+def test_aov_layers_and_denoising_on_the_farm(farm, device, tmp_path):
+    """The farm's AOV frame is the one-process frame bit for bit and its layers are written
+    to the EXR; denoising it (guided by albedo and normal) lowers the error against a
+    converged frame and keeps the raw one as a layer."""
     import OpenEXR
 
     run, direct = _aov_frame(farm, device, ("albedo", "normal", "depth", "variance"))
@@ -71,28 +74,23 @@ def test_aov_layers_come_from_the_farm_bit_for_bit_and_are_written_as_exr_layers
     expected = np.maximum(direct[..., 10] - luminance**2, 0) / 15
     assert np.allclose(variance, expected) and variance.max() > 0
 
-
-def test_denoising_lowers_the_error_against_a_converged_frame_and_keeps_the_raw_one(farm, device, tmp_path):
     pytest.importorskip("pyoidn", reason="Intel Open Image Denoise (pyoidn, the `denoise` extra) is not installed")
-    import OpenEXR
-
     from farm.scene import parse_scene
     from farm.scene.load import load_scene
     from farm.scene.pack import pack
     from farm.worker.render import Renderer
     from tests.files import CORNELL
 
-    run, _ = _aov_frame(farm, device, ("albedo", "normal"))
     _, reference_document = load_scene(CORNELL, spp=1024, resolution=(40, 40))
     reference = Renderer(device, pack(parse_scene(reference_document))).render_frame()
 
     def rmse(image):
         return float(np.sqrt(np.mean((np.clip(image, 0, 1) - np.clip(reference, 0, 1)) ** 2)))
 
-    raw = run.film.pixels.copy()
-    run.film.denoise()
-    assert np.array_equal(run.film.raw, raw)
-    assert rmse(run.film.pixels) < 0.7 * rmse(raw)
-    run.film.write(tmp_path / "denoised.exr")
+    raw = film.pixels.copy()
+    film.denoise()
+    assert np.array_equal(film.raw, raw)
+    assert rmse(film.pixels) < 0.7 * rmse(raw)
+    film.write(tmp_path / "denoised.exr")
     with OpenEXR.File(str(tmp_path / "denoised.exr"), separate_channels=True) as exr:
         assert np.array_equal(exr.channels()["raw.G"].pixels, raw[..., 1])
