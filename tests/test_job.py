@@ -254,17 +254,17 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
 
 
 def test_progressive_rounds_continue_each_other_to_the_same_bits(farm, make_document, device):
-    """Rounds of 1, 2, 4, 8 samples, each job adding its samples to the running sums in the
+    """Rounds of 1, 2, 4 samples, each job adding its samples to the running sums in the
     tiles of the round before: the last round's frame is the one-process frame, bit for bit,
     AOVs included; an earlier round shows its sums divided by its samples."""
     from farm.client.cli import progressive_rounds
 
     assert progressive_rounds(1) == [(0, 1)] and progressive_rounds(5) == [(0, 1), (1, 2), (2, 4), (4, 5)]
-    document = make_document(width=40, height=24, spp=8)
+    document = make_document(width=40, height=24, spp=4)
     scene = parse_scene(document)
     packed = pack(scene)
     previous, runs = "", []
-    for samples in progressive_rounds(8):
+    for samples in progressive_rounds(4):
         runs.append(farm.render(scene, document, bucket_size=16, aovs=("albedo",), samples=samples, previous=previous))
         previous = runs[-1].job.job_id
     direct = Renderer(device, packed, aovs=True).render_frame()
