@@ -13,6 +13,7 @@ import numpy as np
 
 from farm.buckets import Bucket
 from farm.exceptions import DenoiserUnavailable, FarmError
+from farm.protocol.tiles import AOV_CHANNELS, CHANNELS
 
 FORMATS = (".png", ".exr")
 
@@ -31,13 +32,13 @@ class Film:
         # this many samples, divided here to show; the last round's tiles are the frame.
         self.divisor = samples if samples is not None and samples < spp else None
         self.pixels = np.zeros((height, width, 3), np.float32)
-        self.aov_channels = np.zeros((height, width, 8 if self.aovs else 0), np.float32)
+        self.aov_channels = np.zeros((height, width, AOV_CHANNELS - CHANNELS if self.aovs else 0), np.float32)
         self.raw: np.ndarray | None = None  # the beauty before denoising, when denoised
         self.coverage = np.zeros((height, width), np.uint8)  # how many tiles wrote each pixel
 
     def put(self, bucket: Bucket, tile: np.ndarray) -> None:
         """Place a (height, width, channels) tile at its bucket's position."""
-        if tile.shape != (bucket.height, bucket.width, 3 + self.aov_channels.shape[2]):
+        if tile.shape != (bucket.height, bucket.width, CHANNELS + self.aov_channels.shape[2]):
             raise ValueError(f"tile of shape {tile.shape} does not fit bucket {bucket}")
         region = np.s_[bucket.y : bucket.y + bucket.height, bucket.x : bucket.x + bucket.width]
         if self.divisor:

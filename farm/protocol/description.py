@@ -51,7 +51,9 @@ class JobMeta:
     @property
     def channels(self) -> int:
         """Floats per pixel in this job's tiles."""
-        return 11 if self.aovs else 3
+        from farm.protocol.tiles import AOV_CHANNELS, CHANNELS
+
+        return AOV_CHANNELS if self.aovs else CHANNELS
 
     def to_redis(self) -> dict[str, str]:
         values = {k: str(v) for k, v in asdict(self).items()}

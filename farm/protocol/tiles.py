@@ -19,6 +19,10 @@ from farm.buckets import Bucket
 from farm.exceptions import InvalidTile
 from farm.protocol import secret
 
+# A pixel's floats in a tile: radiance; with AOVs also albedo, normal, depth and the mean
+# square of the luminance (kernels/pathtrace.cl, CHANNELS).
+CHANNELS, AOV_CHANNELS = 3, 11
+
 TILE_MAGIC = b"FARMTIL2"
 _TILE_PREFIX = struct.Struct("<8sI")
 
@@ -44,7 +48,7 @@ def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
     return body + secret.tag(key, body)
 
 
-def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = 3
+def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = CHANNELS
                 ) -> tuple[TileHeader, np.ndarray]:
     """The header and pixels (`channels` floats each: the job's) of a stored tile, or
     InvalidTile saying what is wrong with it."""

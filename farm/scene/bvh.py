@@ -88,22 +88,13 @@ def _compiled_loop():
     importing numba and loading the compiled code cost about 1.4 s, compiling it about 12 s
     once per machine (cached under FARM_CACHE_DIR unless NUMBA_CACHE_DIR says otherwise)."""
     global _compiled
-    with _compiling:  # one compile, however many threads ask at once
+    with _compiling:  # one dispatcher, however many threads ask at once (numba locks its compile)
         if _compiled is None:
             os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba"))
             import numba
 
-            compiled = numba.njit(cache=True)(_build_loop)
-            compiled(*_smallest_input())  # compile (or load from the cache) now, under the lock
-            _compiled = compiled
+            _compiled = numba.njit(cache=True)(_build_loop)
     return _compiled
-
-
-def _smallest_input() -> tuple:
-    """Arguments of _build_loop for one primitive, to make numba compile it."""
-    box = np.zeros((1, 3), np.float32)
-    return (box, box, np.zeros(1, np.int64), np.zeros((1, 3)), np.zeros((1, 3)), np.zeros(1, np.int64),
-            np.zeros(1, np.int64), np.zeros(1, np.bool_), BINS, LEAF_SIZE, MAX_LEAF_SIZE, TRAVERSAL_COST)
 
 
 def _build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bins, leaf_size, max_leaf_size,

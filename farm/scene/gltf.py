@@ -394,7 +394,7 @@ class _Converter:
             return self.texture_names[key]
         texture = self.gltf["textures"][index]
         name = f"{self.prefix}texture{index}"
-        if len([k for k in self.texture_names if k[0] == index]):
+        if any(known[0] == index for known in self.texture_names):
             name += f"#{len(self.texture_names)}"
         image = self.gltf["images"][int(texture["source"])]
         entry: dict = {"type": "image"}
@@ -487,16 +487,11 @@ def _extensions_in(value, depth: int = 0) -> set[str]:
     found: set[str] = set()
     if depth > MAX_NODE_DEPTH:
         return found
-    if isinstance(value, dict):
-        if isinstance(value.get("extensions"), dict):
-            found.update(str(name) for name in value["extensions"])
-        for item in value.values():
-            if isinstance(item, (dict, list)):
-                found |= _extensions_in(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, (dict, list)):
-                found |= _extensions_in(item, depth + 1)
+    if isinstance(value, dict) and isinstance(value.get("extensions"), dict):
+        found.update(str(name) for name in value["extensions"])
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, (dict, list)):
+            found |= _extensions_in(item, depth + 1)
     return found
 
 

@@ -139,8 +139,7 @@ def material_entry(material: Material, textures: TextureTable) -> np.ndarray:
     packed["transmittance"] = textures.param(material.transmittance, colour=True)
     packed["emission"] = textures.param(material.emission, colour=True)
     packed["metallic"] = textures.param(material.metallic, colour=False)
-    packed["normal_map"] = textures.param(material.normal_map, colour=False) if material.normal_map \
-        else textures.param(0.0, colour=False)
+    packed["normal_map"] = textures.param(material.normal_map or 0.0, colour=False)
     packed["alpha"] = textures.param(material.alpha, colour=False)
     packed["eta"][:3] = material.eta
     packed["k"][:3] = material.k

@@ -18,6 +18,7 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import KernelBuildError
+from farm.protocol.tiles import AOV_CHANNELS, CHANNELS
 from farm.scene.layout import (
     FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
@@ -34,9 +35,6 @@ STRUCT_NAMES = (
 )
 
 _programs: dict[tuple[int, bool, bool], object] = {}
-# A pixel's floats in a tile: radiance; with AOVs also albedo, normal, depth and the mean
-# square of the luminance (kernels/pathtrace.cl, CHANNELS).
-CHANNELS, AOV_CHANNELS = 3, 11
 
 
 def kernel_dir() -> str:
@@ -197,7 +195,7 @@ class Renderer:
     def render(self, x: int, y: int, width: int, height: int, should_stop=None,
                samples: tuple[int, int] | None = None, sums: np.ndarray | None = None) -> np.ndarray | None:
         """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32
-        (with AOVs, (height, width, 11): see CHANNELS).
+        (with AOVs, (height, width, AOV_CHANNELS): see farm.protocol.tiles).
 
         With `should_stop` (a callable), the samples are taken in passes of about
         PASS_SECONDS and `should_stop()` is asked between passes; if it answers true the
