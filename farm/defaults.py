@@ -102,8 +102,9 @@ CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30)
 PACKED_SCENES = _int("FARM_PACKED_SCENES", 4)
 PACK_WAIT = _float("FARM_PACK_WAIT", 300.0)
 
-# Upper bound on samples per pixel, so a typo cannot book the farm for a week.
-MAX_SPP = _int("FARM_MAX_SPP", 1 << 16)
+# Upper bound on samples per pixel, so a typo cannot book the farm for a week; never past
+# the 2^20 the kernel's fixed-point sums hold exactly (farm.protocol.tiles.MAX_SAMPLES).
+MAX_SPP = min(_int("FARM_MAX_SPP", 1 << 16), 1 << 20)
 
 # Bucket side limits: below 4 px the launch overhead dominates; above 1024 a bucket
 # stops being a unit of work that can be moved.
@@ -209,6 +210,19 @@ PRIORITY_BUCKETS = (64, 512, 4096)
 
 # Prefix of every Redis key farm writes, so a shared Redis stays tidy.
 KEY_PREFIX = _str("FARM_KEY_PREFIX", "farm")
+
+# `submit --split-tail`: the most parts a bucket's samples are split into (each part is a
+# task, a launch and a tile of sums: past a worker's share of a bucket they only cost).
+MAX_SPLIT = _int("FARM_MAX_SPLIT", 16)
+
+# A noise target (`submit --noise`): its cells, on a fixed grid of the frame so a plan is
+# the same whatever the bucket size, are 8 px (64 pixels: an error estimate steadier than
+# one pixel's, a region small enough to follow an edge); samples every pixel gets first
+# (fewer make the first error estimate too rough to trust); the darkest mean luminance
+# its relative error is taken of (black pixels would otherwise ask for every sample).
+NOISE_CELL = _int("FARM_NOISE_CELL", 8)
+NOISE_MIN_SPP = _int("FARM_NOISE_MIN_SPP", 16)
+NOISE_FLOOR = _float("FARM_NOISE_FLOOR", 0.01)
 
 # Seconds of samples per kernel launch when a worker renders a bucket in passes: a
 # cancel, a SIGTERM or a faster copy of the bucket takes effect within about this long.

@@ -265,7 +265,31 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
     return result;
 }
 
-/* Render the bucket at (x0, y0) of size w x h into `out` (w * h * 3 floats, row-major).
+/* A sample's value in the running sums: a 64-bit fixed-point number, SUM_SCALE units to
+ * 1, so that sums are exact and the same whatever the order and grouping they are added
+ * in: passes, progressive rounds, a bucket's samples split across workers, or the client
+ * adding them. A value is clamped to [-SAMPLE_MAX, SAMPLE_MAX], so that FARM_MAX_SAMPLES
+ * (2^20) samples cannot overflow (2^18 * 2^24 * 2^20 = 2^62); NaN counts as 0. The host's
+ * copy of these numbers is farm/protocol/tiles.py. */
+#define SUM_SCALE 16777216.0f
+#define SAMPLE_MAX 262144.0f
+
+inline long fixed_point(float value) {
+    float x = value == value ? clamp(value, -SAMPLE_MAX, SAMPLE_MAX) * SUM_SCALE : 0.0f;
+    return convert_long(rint(x));
+}
+
+inline void add_fixed3(long *sums, float3 value) {
+    sums[0] += fixed_point(value.x);
+    sums[1] += fixed_point(value.y);
+    sums[2] += fixed_point(value.z);
+}
+
+/* Render samples of the bucket at (x0, y0) of size w x h, adding their fixed-point values
+ * to `sums` (w * h * CHANNELS longs, row-major): with `accumulate` 0 the sums start from 0.
+ * A pixel's samples are those of its cell's range (ranges: one [first, end) per cell of
+ * cell_size px, cells_x to a row of the frame; one cell for a uniform render) that lie in
+ * this pass's window [window_first, window_end).
  * One work item renders one pixel: work item i the pixel (i * stride) mod (w * h) of the
  * bucket, row-major. A stride near w * h / golden ratio, coprime with it (the host's choice
  * on CPUs), spreads any run of consecutive work groups over the whole bucket, so PoCL's
@@ -287,9 +311,9 @@ __kernel void render_bucket(__global const Frame *frame,
                             __global const float *env_conditional,
                             __global const float *env_pdf_table,
                             int x0, int y0, int w, int h, int stride,
-                            int first_sample, int end_sample,
-                            __global float *sum_buffer,
-                            __global float *out) {
+                            int cell_size, int cells_x, __global const int *ranges,
+                            int window_first, int window_end, int accumulate,
+                            __global long *sums) {
     const int count = w * h;
     if ((int)get_global_id(0) >= count) return;
     const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
@@ -297,29 +321,19 @@ __kernel void render_bucket(__global const Frame *frame,
     SceneRef s = {frame, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;
-    const int width = frame->size.x, height = frame->size.y, spp = frame->size.z;
+    const int width = frame->size.x, height = frame->size.y;
     const uint seed = as_uint(frame->counts.z);
     const uint pixel = (uint)py * (uint)width + (uint)px;
     const float aperture = frame->lens_v.x * frame->lens_v.x + frame->lens_v.y * frame->lens_v.y
                          + frame->lens_v.z * frame->lens_v.z;
-    /* Samples [first_sample, end_sample) of this pass are added, in order, to the running
-     * sum kept in sum_buffer: a bucket rendered in several passes adds the same floats in
-     * the same order as one pass, so the result is bit-identical. A pixel's CHANNELS floats:
-     * radiance, then with FARM_AOVS albedo, normal, depth and the luminance's square (for
-     * its variance), each summed over the samples and divided by spp at the end. */
-    const int base = (gy * w + gx) * CHANNELS;
-    float3 sum = first_sample == 0 ? (float3)(0.0f) : vload3(0, sum_buffer + base);
-#ifdef FARM_AOVS
-    float3 albedo_sum = (float3)(0.0f), normal_sum = (float3)(0.0f);
-    float depth_sum = 0.0f, square_sum = 0.0f;
-    if (first_sample > 0) {
-        albedo_sum = vload3(0, sum_buffer + base + 3);
-        normal_sum = vload3(0, sum_buffer + base + 6);
-        depth_sum = sum_buffer[base + 9];
-        square_sum = sum_buffer[base + 10];
-    }
-#endif
-    for (int i = first_sample; i < end_sample; ++i) {
+    const int cell = (py / cell_size) * cells_x + px / cell_size;
+    const int first = max(ranges[2 * cell], window_first), end = min(ranges[2 * cell + 1], window_end);
+    /* A pixel's CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth and the
+     * luminance's square (for its variance); the host divides by the samples taken. */
+    __global long *target = sums + (size_t)(gy * w + gx) * CHANNELS;
+    long sum[CHANNELS];
+    for (int c = 0; c < CHANNELS; ++c) sum[c] = accumulate ? target[c] : 0;
+    for (int i = first; i < end; ++i) {
         Sampler sampler = make_sampler(frame->options.x, seed, pixel, (uint)i);
         float2 u = sample2(&sampler, PAIR_PIXEL);
         float sx = 2.0f * ((float)px + u.x) / (float)width - 1.0f;
@@ -335,27 +349,16 @@ __kernel void render_bucket(__global const Frame *frame,
         }
         Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, false};
         float3 value = radiance(&s, &sampler, o, d, &aov);
-        sum += value;
+        add_fixed3(sum, value);
 #ifdef FARM_AOVS
-        albedo_sum += aov.albedo;
-        normal_sum += aov.normal;
-        depth_sum += aov.depth;
+        add_fixed3(sum + 3, aov.albedo);
+        add_fixed3(sum + 6, aov.normal);
+        sum[9] += fixed_point(aov.depth);
         float luminance = 0.2126f * value.x + 0.7152f * value.y + 0.0722f * value.z;
-        square_sum += luminance * luminance;
+        sum[10] += fixed_point(luminance * luminance);
 #endif
     }
-    __global float *target = end_sample < spp ? sum_buffer + base : out + base;
-    float scale = end_sample < spp ? 1.0f : 1.0f / (float)spp;
-    if (end_sample < spp)
-        vstore3(sum, 0, target);
-    else
-        vstore3(sum / (float)spp, 0, target);
-#ifdef FARM_AOVS
-    vstore3(albedo_sum * scale, 0, target + 3);
-    vstore3(normal_sum * scale, 0, target + 6);
-    target[9] = depth_sum * scale;
-    target[10] = square_sum * scale;
-#endif
+    for (int c = 0; c < CHANNELS; ++c) target[c] = sum[c];
 }
 
 /* f(wi, wo) |cos wo| and the density of wo for each pair (wi xyz, wo xyz in the local

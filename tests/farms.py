@@ -61,12 +61,13 @@ class PrivateFarm:
         return commands.wait_for(condition, timeout, what)
 
     def render(self, scene, document, bucket_size: int, order: str = "spiral", assets=None, aovs=(),
-               samples=None, previous=""):
-        """Render through this farm from this process; the collected JobRun."""
+               plan=None, film=None, split=(0, 0)):
+        """Render through this farm from this process (a round of `plan`, into `film`); the
+        collected JobRun."""
         from farm.client.run import start_job
 
         run = start_job(self.redis, self.app, scene, document, bucket_size, order, assets, aovs=aovs,
-                        samples=samples, previous=previous)
+                        plan=plan, film=film, split=split)
         run.collect(stall_timeout=60)
         return run
 

@@ -248,3 +248,28 @@ def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact
     assert len(jobs) == 3
     assert [bool(farm.redis.exists(f"farm:job:{job}")) for job in jobs] == [False, False, True]  # rounds done with
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
+
+
+def test_a_noise_target_on_the_farm_is_the_same_bits_as_in_one_process(farm, make_document, write_scene, tmp_path,
+                                                                        device):
+    """`submit --noise` on two workers in 16-px buckets, and the same rounds in this process
+    in 24-px buckets: the same plans, the same bits, the variance layer written."""
+    from farm.client import adaptive
+    from farm.scene import parse_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+
+    document = make_document(width=40, height=32, spp=64)
+    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--noise", "0.08", "--min-spp", "4",
+                    "--bucket-size", "16", "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    here, plans = adaptive.render_here(Renderer(device, pack(parse_scene(document)), aovs=True), 0.08, 4, 64, 24)
+    rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
+    assert len(rounds) == len(plans) >= 3 and rounds[0] == (
+        "round 1: 20 of 20 cells to 4-4 samples per pixel (target 0.08, at most 64)")
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), here.pixels)
+    import OpenEXR
+
+    with OpenEXR.File(str(tmp_path / "frame.exr"), separate_channels=True) as exr:
+        assert np.array_equal(exr.channels()["variance.Y"].pixels, here.layers()["variance"])
+    assert 4 < here.counts.mean() < 64

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from farm.client.run import start_job
-from farm.exceptions import JobError
+from farm.exceptions import JobDataError, JobError
 from farm.protocol.jobs import Job, JobState
+from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
@@ -100,7 +101,6 @@ def test_a_job_whose_scene_is_bad_in_redis_fails_once_and_no_worker_is_blamed(fa
     from farm.app import app
     from farm.client.film import Film
     from farm.client.run import JobRun
-    from farm.exceptions import JobError
     from farm.protocol import registry
 
     scene, document, reference = odd_frame
@@ -215,7 +215,6 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     job runs, the index is the job's, and the bucket has no tile, lease, crash or failure."""
     import redis as redis_py
 
-    from farm.exceptions import JobError
     from farm.protocol.leases import Lease
 
     redis = redis_py.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/7")
@@ -253,29 +252,66 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     redis.flushdb()
 
 
-def test_progressive_rounds_continue_each_other_to_the_same_bits(farm, make_document, device):
-    """Rounds of 1, 2, 4 samples, each job adding its samples to the running sums in the
-    tiles of the round before: the last round's frame is the one-process frame, bit for bit,
-    AOVs included; an earlier round shows its sums divided by its samples."""
+def test_progressive_rounds_add_up_to_the_same_bits(farm, make_document, device):
+    """Rounds of 1, 2, 4 samples, each job's tiles the sums of its own samples, added up by
+    the client: the last round's frame is the one-process frame, bit for bit, AOVs
+    included; an earlier round is the frame of its samples so far, bit for bit too."""
     from farm.client.cli import progressive_rounds
 
     assert progressive_rounds(1) == [(0, 1)] and progressive_rounds(5) == [(0, 1), (1, 2), (2, 4), (4, 5)]
     document = make_document(width=40, height=24, spp=4)
     scene = parse_scene(document)
-    packed = pack(scene)
-    previous, runs = "", []
-    for samples in progressive_rounds(4):
-        runs.append(farm.render(scene, document, bucket_size=16, aovs=("albedo",), samples=samples, previous=previous))
-        previous = runs[-1].job.job_id
-    direct = Renderer(device, packed, aovs=True).render_frame()
-    assert np.array_equal(runs[-1].film.pixels, direct[..., :3])
-    assert np.array_equal(runs[-1].film.aov_channels, direct[..., 3:])
+    film, shown = None, []
+    for first, end in progressive_rounds(4):
+        film = farm.render(scene, document, bucket_size=16, aovs=("albedo",), plan=Plan.uniform(40, 24, first, end),
+                           film=film).film
+        shown.append(film.pixels.copy())
+    direct = Renderer(device, pack(scene), aovs=True).render_frame()
+    assert np.array_equal(film.pixels, direct[..., :3])
+    assert np.array_equal(film.aov_channels, direct[..., 3:])
     two = Renderer(device, pack(parse_scene({**document, "film": {**document["film"], "spp": 2}}))).render_frame()
-    assert np.allclose(runs[1].film.pixels, two, rtol=1e-5, atol=1e-6)  # round 2 shows 2 spp
+    assert np.array_equal(shown[1], two)  # round 2 shows 2 spp
 
 
-def test_a_round_without_its_round_before_fails_in_one_line(farm, make_document):
-    document = make_document(width=16, height=16, spp=4)
+def test_split_tail_buckets_add_up_to_the_unsplit_bits(farm, make_document, device):
+    """The last three buckets sent as three sample ranges each, on two workers: the parts'
+    sums, added in whatever order they arrive, give the one-process frame bit for bit."""
+    document = make_document(width=40, height=24, spp=6)
     scene = parse_scene(document)
-    with pytest.raises(JobError, match="the round before \\(job nonexistent\\) is gone from Redis"):
-        farm.render(scene, document, bucket_size=16, samples=(2, 4), previous="nonexistent")
+    run = farm.render(scene, document, bucket_size=16, aovs=("depth",), split=(3, 3))
+    assert run.job.unit_count == 6 + 9 and len(run.records) == 3 + 9
+    assert {run.job.part(index)[1] for index in range(6, 15)} == {(0, 2), (2, 4), (4, 6)}
+    direct = Renderer(device, pack(scene), aovs=True).render_frame()
+    assert np.array_equal(run.film.pixels, direct[..., :3]) and np.array_equal(run.film.aov_channels, direct[..., 3:])
+    assert run.film.complete
+    with pytest.raises(JobError, match="is not a split of this frame"):
+        Job.describe(scene, 16, "spiral", split=(3, 7))  # more parts than samples
+
+
+def test_a_job_whose_sample_plan_is_gone_or_malformed_says_so(redis_server, make_document):
+    """A noise-target round's plan lives beside its record; a worker that finds it missing
+    or not fitting the frame fails the job's data in one line, and reads nothing out of
+    bounds."""
+    import redis as redis_py
+
+    redis = redis_py.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/8")
+    scene = parse_scene(make_document(width=20, height=12, spp=4))
+    plan = Plan.for_frame(20, 12, 8, np.zeros((2, 3), np.int32), np.array([[4, 0, 2], [1, 1, 3]], np.int32))
+    meta = Job.describe(scene, 16, "spiral", plan=plan)
+    assert (meta.sums, meta.cell, meta.samples) == (True, 8, (0, 4))
+    job = Job.create(redis, meta, {}, plan)
+    assert np.array_equal(job.plan().ranges, plan.ranges)
+    redis.delete(Job.key_for(job.job_id, "plan"))
+    with pytest.raises(JobDataError, match="has no sample plan in Redis"):
+        job.plan()
+    redis.set(Job.key_for(job.job_id, "plan"), plan.to_bytes()[:-4])
+    with pytest.raises(JobDataError, match="sample plan is malformed"):
+        job.plan()
+    wider = Plan.for_frame(30, 12, 8, np.zeros((2, 4), np.int32), np.ones((2, 4), np.int32))
+    redis.set(Job.key_for(job.job_id, "plan"), wider.to_bytes())
+    with pytest.raises(JobDataError, match="does not fit its 20x12 frame"):
+        job.plan()
+    redis.set(Job.key_for(job.job_id, "plan"), Plan(8, -plan.ranges).to_bytes())
+    with pytest.raises(JobDataError, match="ranges outside"):
+        job.plan()
+    redis.flushdb()

@@ -74,6 +74,19 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="render the whole frame in rounds of 1, 2, 4, ... samples per pixel, rewriting the "
                              "output after each; Ctrl-C keeps the last complete round. The last round is the "
                              "same bits as one render of all the samples")
+    parser.add_argument("--split-tail", action="store_true",
+                        help="send the frame's last N buckets (N: the live workers) as N parts of their samples "
+                             "each (at most FARM_MAX_SPLIT), so the last bucket does not keep the others idle; "
+                             "the parts add up to the same bits as the whole bucket")
+    parser.add_argument("--noise", type=float, metavar="E",
+                        help="render in rounds until every 8-px cell's relative standard error (RMS over its "
+                             "pixels) is at most E, e.g. 0.01: the first round gives every pixel --min-spp "
+                             "samples, each next one only the cells still above E, up to --max-spp. The EXR "
+                             "gets the variance layer it steered by")
+    parser.add_argument("--min-spp", type=int, default=defaults.NOISE_MIN_SPP,
+                        help=f"with --noise, samples every pixel gets (default {defaults.NOISE_MIN_SPP})")
+    parser.add_argument("--max-spp", type=int,
+                        help="with --noise, the most samples a pixel gets (default: the scene's spp)")
     parser.add_argument("--denoise", action="store_true",
                         help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
                              "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
@@ -212,6 +225,17 @@ def _submit(args) -> int:
         raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
     if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
         raise FarmError(f"--spp must be between 1 and {defaults.MAX_SPP}, got {args.spp}")
+    if args.noise is not None:
+        if not 0 < args.noise < 1:
+            raise FarmError(f"--noise is a relative standard error between 0 and 1 (e.g. 0.01), got {args.noise:g}")
+        if args.progressive:
+            raise FarmError("--noise renders in rounds of its own; leave out --progressive")
+    if args.split_tail and (args.progressive or args.noise is not None):
+        raise FarmError("--split-tail splits a render of one round; leave out --progressive and --noise")
+    for name in ("min_spp", "max_spp"):
+        value = getattr(args, name)
+        if value is not None and not 2 <= value <= defaults.MAX_SPP:
+            raise FarmError(f"--{name.replace('_', '-')} must be between 2 and {defaults.MAX_SPP}, got {value}")
     limit = defaults.MAX_RESOLUTION
     if args.resolution and not all(1 <= side <= limit for side in args.resolution):
         raise FarmError(f"--resolution: width and height must be between 1 and {limit} (FARM_MAX_RESOLUTION), "
@@ -252,21 +276,59 @@ def _submit(args) -> int:
         from farm.client.run import start_job
 
         aovs = tuple(dict.fromkeys(args.aov + (("albedo", "normal") if args.denoise else ())))  # the denoiser's guides
-        if not args.progressive:
-            run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs)
-            return _collect_run(args, run, output, local)
-        previous = ""
-        rounds = progressive_rounds(scene.film.spp)
-        for number, samples in enumerate(rounds, 1):
-            _status(args, f"round {number}/{len(rounds)}: samples {samples[0]} to {samples[1]} of {scene.film.spp}")
+        if args.noise is not None:
+            aovs = tuple(dict.fromkeys(aovs + ("variance",)))  # its luminance squares steer the rounds
+        if not args.progressive and args.noise is None:
+            split = _split(args, redis_client, scene) if args.split_tail else (0, 0)
             run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs,
-                            samples=samples, previous=previous)
-            _collect_run(args, run, output, local)
-            if previous:  # its sums are in this round's tiles now
+                            split=split)
+            return _collect_run(args, run, output, local)
+        from farm.client.film import Film
+
+        film, run = Film(scene.film.width, scene.film.height, aovs, scene.film.spp), None
+        for number, plan, what in _rounds(args, scene, film):
+            if run is not None:  # its sums are in the film; the last round stays for `farm status`
                 with contextlib.suppress(JobError):
-                    Job.load(redis_client, previous).forget()
-            previous = run.job.job_id
+                    run.job.forget()
+            _status(args, f"round {number}: {what}")
+            run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs,
+                            plan=plan, film=film)
+            _collect_run(args, run, output, local)
         return 0
+
+
+def _split(args, redis_client, scene) -> tuple[int, int]:
+    """--split-tail's (tail buckets, parts): as many of each as live workers, within the
+    frame's buckets, its samples and MAX_SPLIT; (0, 0) where fewer than two workers live."""
+    from farm.buckets import count
+    from farm.protocol import registry
+
+    workers = sum(not worker.bad for worker in registry.workers(redis_client).values())
+    parts = min(workers, defaults.MAX_SPLIT, scene.film.spp)
+    if parts < 2:
+        return 0, 0
+    return min(workers, count(scene.film.width, scene.film.height, args.bucket_size)), parts
+
+
+def _rounds(args, scene, film):
+    """(number, plan, what it renders) of each round of `submit --progressive` or `--noise`;
+    `film` is the rounds' film, which a noise target's plans read."""
+    from farm.client import adaptive
+    from farm.protocol.plans import Plan
+
+    width, height, spp = scene.film.width, scene.film.height, scene.film.spp
+    if args.noise is None:
+        rounds = progressive_rounds(spp)
+        for number, (first, end) in enumerate(rounds, 1):
+            yield f"{number}/{len(rounds)}", Plan.uniform(width, height, first, end), \
+                f"samples {first} to {end} of {spp}"
+        return
+    max_spp = args.max_spp or spp
+    for number, plan in enumerate(adaptive.plans(width, height, args.noise, args.min_spp, max_spp, film), 1):
+        busy = plan.ranges[..., 1] > plan.ranges[..., 0]
+        taken = plan.ranges[..., 1][busy]
+        yield str(number), plan, (f"{int(busy.sum())} of {busy.size} cells to {int(taken.min())}-{int(taken.max())} "
+                                  f"samples per pixel (target {args.noise:g}, at most {max_spp})")
 
 
 def progressive_rounds(spp: int) -> list[tuple[int, int]]:
@@ -407,7 +469,7 @@ def _status_command(args) -> int:
     now = server_time(redis_client)
     print(f"{len(jobs)} job(s)")
     for job in sorted(jobs, key=lambda j: j.meta.created):
-        done, total = len(job.stored_buckets()), job.bucket_count
+        done, total = len(job.stored_buckets()), job.unit_count
         running = len({lease.bucket for lease in job.leases() if lease.until >= now})
         state = job.state or ("rendering" if done < total else "complete")
         note = f"  {job.error}" if job.error else ""

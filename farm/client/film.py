@@ -13,7 +13,8 @@ import numpy as np
 
 from farm.buckets import Bucket
 from farm.exceptions import DenoiserUnavailable, FarmError
-from farm.protocol.tiles import AOV_CHANNELS, CHANNELS
+from farm.protocol.plans import Plan
+from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, mean_of
 
 FORMATS = (".png", ".exr")
 
@@ -23,26 +24,41 @@ class Film:
     (names from AOVS), the AOV channels the tiles carry beside it (kernels/pathtrace.cl:
     albedo, normal, depth, the luminance's mean square), written as layers of an EXR."""
 
-    def __init__(self, width: int, height: int, aovs: tuple[str, ...] = (), spp: int = 1, samples: int | None = None):
+    def __init__(self, width: int, height: int, aovs: tuple[str, ...] = (), spp: int = 1):
         self.width = width
         self.height = height
         self.aovs = tuple(aovs)
-        self.spp = spp
-        # A round of a progressive render before the last: its tiles hold running sums of
-        # this many samples, divided here to show; the last round's tiles are the frame.
-        self.divisor = samples if samples is not None and samples < spp else None
+        # Samples behind each pixel: spp, or per pixel in a render of rounds (start_round).
+        self.counts: np.ndarray | int = spp
+        # The frame's fixed-point sums, for jobs whose tiles are sums (JobMeta.sums): each
+        # round's tiles are added here, exactly, and the pixels are their mean.
+        self.sums: np.ndarray | None = None
         self.pixels = np.zeros((height, width, 3), np.float32)
         self.aov_channels = np.zeros((height, width, AOV_CHANNELS - CHANNELS if self.aovs else 0), np.float32)
         self.raw: np.ndarray | None = None  # the beauty before denoising, when denoised
         self.coverage = np.zeros((height, width), np.uint8)  # how many tiles wrote each pixel
 
+    def start_round(self, plan: Plan, counts: np.ndarray | None = None) -> None:
+        """Take the sums tiles of a job of `plan` next: each pixel then has the samples up to
+        its end in the plan (the rounds before took the ones before its first), or `counts`."""
+        if self.raw is not None:  # the round before was denoised: take its raw pixels back
+            self.pixels, self.raw = self.raw, None
+        if self.sums is None:
+            self.sums = np.zeros((self.height, self.width, CHANNELS + self.aov_channels.shape[2]), np.int64)
+        whole = Bucket(0, 0, 0, self.width, self.height)
+        self.counts = plan.pixel_ranges(whole)[..., 1] if counts is None else counts
+
     def put(self, bucket: Bucket, tile: np.ndarray) -> None:
-        """Place a (height, width, channels) tile at its bucket's position."""
+        """Place a (height, width, channels) tile at its bucket's position: float32 means, or
+        int64 sums (start_round) added to the frame's."""
         if tile.shape != (bucket.height, bucket.width, CHANNELS + self.aov_channels.shape[2]):
             raise ValueError(f"tile of shape {tile.shape} does not fit bucket {bucket}")
         region = np.s_[bucket.y : bucket.y + bucket.height, bucket.x : bucket.x + bucket.width]
-        if self.divisor:
-            tile = tile / np.float32(self.divisor)
+        if tile.dtype.kind == "i":
+            if self.sums is None:
+                raise ValueError("a tile of sums for a film that takes no rounds (Film.start_round)")
+            self.sums[region] += tile
+            tile = mean_of(self.sums[region], self.counts[region])
         self.pixels[region] = tile[..., :3]
         self.aov_channels[region] = tile[..., 3:]
         self.coverage[region] += 1
@@ -62,8 +78,8 @@ class Film:
             beauty = self.raw if self.raw is not None else self.pixels
             mean = beauty @ np.array([0.2126, 0.7152, 0.0722], np.float32)
             spread = np.maximum(channels[..., 7] - mean * mean, 0.0)
-            taken = self.divisor or self.spp
-            found["variance"] = (spread / (taken - 1) if taken > 1 else np.zeros_like(spread)).astype(np.float32)
+            taken = np.asarray(self.counts, np.float32)
+            found["variance"] = np.where(taken > 1, spread / np.maximum(taken - 1, 1), 0.0).astype(np.float32)
         return found
 
     def denoise(self) -> None:

@@ -10,10 +10,11 @@ import statistics
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Callable
 
 from farm import defaults
-from farm.buckets import order
+from farm.buckets import Bucket
 from farm.client.film import Film
 from farm.exceptions import InvalidTile, JobCancelled, JobError, JobVanished
 from farm.protocol import registry
@@ -22,6 +23,8 @@ from farm.protocol.broker import server_time
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import Job, JobState
 from farm.protocol.leases import Lease, process_gone
+from farm.protocol.plans import Plan
+from farm.protocol.tiles import mean_of
 from farm.protocol.queue import BucketQueue, priority_for
 from farm.protocol.retry import Action, RetryPolicy
 from farm.scene import Scene
@@ -79,6 +82,9 @@ class JobRun:
     # job's buckets sent and unfinished, and sends more as tiles arrive, so collection
     # starts with the first batch and a huge job does not flood the queue ahead of others.
     unsent: list[int] = field(default_factory=list)
+    # The buckets this run renders: all of the job's, or those a round's plan gives samples.
+    wanted: list[int] | None = None
+    _parts: dict[int, tuple] = field(default_factory=dict)  # split bucket -> (sums so far, parts arrived)
     _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _workers_seen: int = 0  # live workers at the last look
@@ -87,9 +93,14 @@ class JobRun:
     _last_progress: float = field(default_factory=time.monotonic)
     _last_keep_alive: float = 0.0
 
+
     @property
     def total(self) -> int:
-        return self.job.bucket_count
+        return self.job.bucket_count if self.wanted is None else len(self.wanted)
+
+    @cached_property
+    def _wanted(self) -> set[int] | range:
+        return range(self.job.bucket_count) if self.wanted is None else set(self.wanted)
 
     @property
     def wall_seconds(self) -> float:
@@ -125,7 +136,7 @@ class JobRun:
                 next_check = time.monotonic() + defaults.RECONCILE_INTERVAL
                 continue
             events = self.job.next_events(timeout=0 if sending else next_check - time.monotonic())
-            self._take([e.bucket for e in events if e.kind == EventKind.TILE and 0 <= e.bucket < self.total])
+            self._take([e.bucket for e in events if e.kind == EventKind.TILE and e.bucket in self._wanted])
             for event in events:
                 self._handle(event)
             if any(e.kind == EventKind.TILE for e in events) and self.total - len(self.records) <= self._workers_seen:
@@ -176,7 +187,7 @@ class JobRun:
             self._on_notice(message)
 
     def _handle(self, event: TileEvent) -> None:
-        if not 0 <= event.bucket < self.total:
+        if event.bucket not in self._wanted:
             log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
             return
         if event.kind == EventKind.TILE:  # taken, with the others of its round trip, before
@@ -215,7 +226,16 @@ class JobRun:
 
     def _put(self, index: int, header, pixels) -> None:
         bucket = self.job.bucket(index)
-        self.film.put(bucket, pixels)
+        part = self.job.part(index)
+        if part is None:
+            self.film.put(bucket, pixels)
+        else:  # a part of a split bucket: added up (exactly) until all its parts are in
+            whole, _ = part
+            total, arrived = self._parts.get(whole, (0, 0))
+            total, arrived = pixels + total, arrived + 1
+            self._parts[whole] = (total, arrived)
+            if arrived == self.job.meta.split:
+                self.film.put(self.job.bucket(whole), mean_of(total, self.job.meta.spp))
         record = BucketRecord(
             index, bucket.x, bucket.y, bucket.width, bucket.height,
             header.worker, header.device, header.attempt, header.seconds,
@@ -393,7 +413,8 @@ class JobRun:
     def _pending(self) -> list[int]:
         """Buckets sent and without a tile here."""
         unsent = set(self.unsent)
-        return [i for i in range(self.total) if i not in self.records and i not in unsent]
+        every = range(self.job.bucket_count) if self.wanted is None else self.wanted
+        return [i for i in every if i not in self.records and i not in unsent]
 
     def _check_stall(self, stall_timeout: float) -> None:
         if time.monotonic() - self._last_progress <= stall_timeout:
@@ -471,23 +492,30 @@ def resume(redis, app, job_id: str) -> JobRun:
     if job.state == JobState.DONE:  # collect it again: every tile is still there
         job.state = JobState.RUNNING
         redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
+    film = Film(job.meta.width, job.meta.height, job.meta.aovs, job.meta.spp)
+    wanted = job.units()
+    if job.meta.sums:  # one round of several: the image of its own samples
+        plan = job.plan() if job.meta.cell else Plan.uniform(job.meta.width, job.meta.height, *job.meta.samples)
+        ranges = plan.pixel_ranges(Bucket(0, 0, 0, job.meta.width, job.meta.height))
+        film.start_round(plan, counts=ranges[..., 1] - ranges[..., 0])
+        wanted = [index for index in wanted if plan.has_work(job.bucket(index))]
     sent = job.sent()  # its client may have died before sending every bucket
-    unsent = [bucket.index for bucket in order(job.buckets, job.meta.order)][sent:]
-    film = Film(job.meta.width, job.meta.height, job.meta.aovs, job.meta.spp, job.meta.samples[1])
-    return JobRun(job, film, BucketQueue(redis, app), unsent=unsent)
+    return JobRun(job, film, BucketQueue(redis, app), unsent=wanted[sent:], wanted=wanted)
 
 
 def start_job(
     redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
-    null: float | None = None, aovs: tuple[str, ...] = (), samples: tuple[int, int] | None = None,
-    previous: str = "",
+    null: float | None = None, aovs: tuple[str, ...] = (), plan: Plan | None = None, film: Film | None = None,
+    split: tuple[int, int] = (0, 0),
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect. `null` (seconds per bucket) makes a job of
     the null renderer, for `farm bench --overhead` and the tests only; `aovs` (AOVS) are
-    rendered beside the beauty pass; `samples` and `previous`: one round of a progressive
-    render, continuing the sums in the tiles of job `previous` (JobMeta.first)."""
-    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, samples, previous)
+    rendered beside the beauty pass; `plan`: one round of a progressive or noise-target
+    render, whose tiles are sums added to `film`'s (the rounds' film), and only the buckets
+    the plan gives samples are sent; `split`: (tail, parts), the frame's last `tail` buckets
+    sent as `parts` parts each (JobMeta.tail)."""
+    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, plan, split)
     uploaded = Transfer()
     if scene.assets:
         if assets is None:
@@ -495,17 +523,20 @@ def start_job(
         uploaded = RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
         log.info("assets: %d files (%d bytes) uploaded, %d already in Redis", uploaded.files, uploaded.bytes,
                  uploaded.reused)
-    job = Job.create(redis, meta, document)
+    job = Job.create(redis, meta, document, plan)
 
     def recreate() -> None:
         if scene.assets:
             RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
-        Job.create(redis, meta, document)
+        Job.create(redis, meta, document, plan)
 
-    run = JobRun(job, Film(scene.film.width, scene.film.height, meta.aovs, meta.spp, meta.samples[1]),
-                 BucketQueue(redis, app),
-                 uploaded=uploaded,
-                 recreate=recreate, unsent=[bucket.index for bucket in order(job.buckets, bucket_order)])
+    if film is None:
+        film = Film(scene.film.width, scene.film.height, meta.aovs, meta.spp)
+    if plan is not None:
+        film.start_round(plan)
+    wanted = [index for index in job.units() if plan is None or plan.has_work(job.bucket(index))]
+    run = JobRun(job, film, BucketQueue(redis, app), uploaded=uploaded, recreate=recreate,
+                 unsent=list(wanted), wanted=wanted)
     try:
         sent = run.send_more()  # the first window; collect() sends the rest as tiles come in
     except BaseException as exc:  # no client will look after this job: say so in `farm status`

@@ -35,17 +35,24 @@ class JobMeta:
     null: float | None = None
     # The AOV layers the client asked for (AOVS): workers then render the AOV channels too.
     aovs: tuple[str, ...] = ()
-    # A round of a progressive render (submit --progressive): the samples [first, end) of
-    # the frame's spp, added to the running sums in the tiles of job `previous` (the round
-    # before, whose end is this round's first). Its tiles hold running sums, the last
-    # round's the frame itself: the same floats added in the same order as one render.
+    # A job whose client adds up its tiles (`submit --progressive`, `--noise`): its tiles
+    # hold the int64 fixed-point sums of the samples [first, end) of every pixel, or, with a
+    # `cell` size, of the samples its stored plan (farm.protocol.plans) gives each cell;
+    # the client adds them to the sums of the rounds before, exactly, and divides.
+    sums: bool = False
     first: int = 0
     end: int = 0  # 0: spp
-    previous: str = ""
+    cell: int = 0  # 0: no stored plan, every pixel takes [first, end)
+    # The frame's last `tail` buckets (in its order) are sent as `split` parts each, part j
+    # the samples [spp * j // split, spp * (j + 1) // split), so the frame's last bucket
+    # does not leave the other workers idle; their tiles are sums, added up by the client
+    # in any order (exact) to the same bits as the whole bucket (Job.unit).
+    tail: int = 0
+    split: int = 0
 
     @property
     def samples(self) -> tuple[int, int]:
-        """The samples [first, end) this job renders."""
+        """The samples [first, end) this job renders (the bounds of its plan's ranges)."""
         return self.first, self.end or self.spp
 
     @property
@@ -60,6 +67,7 @@ class JobMeta:
         values["assets"] = ",".join(self.assets)
         values["aovs"] = ",".join(self.aovs)
         values["null"] = "" if self.null is None else repr(self.null)
+        values["sums"] = "1" if self.sums else ""
         return values
 
     @classmethod
@@ -80,9 +88,12 @@ class JobMeta:
                 assets=tuple(d for d in values.get("assets", "").split(",") if d),
                 null=float(values["null"]) if values.get("null") else None,
                 aovs=tuple(name for name in values.get("aovs", "").split(",") if name),
+                sums=bool(values.get("sums")),
                 first=int(values.get("first", "0")),
                 end=int(values.get("end", "0")),
-                previous=values.get("previous", ""),
+                cell=int(values.get("cell", "0")),
+                tail=int(values.get("tail", "0")),
+                split=int(values.get("split", "0")),
             )
         except (KeyError, ValueError) as exc:
             raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
@@ -100,9 +111,12 @@ class JobMeta:
             raise JobError(f"bucket size {self.bucket_size} is outside "
                            f"[{defaults.MIN_BUCKET_SIZE}, {defaults.MAX_BUCKET_SIZE}]")
         first, end = self.samples
-        if not 0 <= first < end <= self.spp or (first > 0) != bool(self.previous):
-            raise JobError(f"samples [{first}, {end}) of {self.spp} (after job {self.previous or 'none'}) "
-                           f"is not a round of this frame")
+        if not 0 <= first < end <= (defaults.MAX_SPP if self.sums else self.spp) or (
+                (first, end) != (0, self.spp) and not self.sums):
+            raise JobError(f"samples [{first}, {end}) of a frame of {self.spp} samples per pixel are not a job "
+                           f"(limit {defaults.MAX_SPP}, FARM_MAX_SPP)")
+        if self.cell < 0 or (self.cell and not self.sums):
+            raise JobError(f"a sample plan of {self.cell}px cells is not a job")
         unknown = set(self.aovs) - set(AOVS)
         if unknown:
             raise JobError(f"unknown AOV {', '.join(sorted(unknown))} (known: {', '.join(AOVS)})")
@@ -112,3 +126,8 @@ class JobMeta:
         if buckets > defaults.MAX_BUCKETS:
             raise JobError(f"{self.width}x{self.height} in {self.bucket_size} px buckets is {buckets} buckets, over "
                            f"the limit of {defaults.MAX_BUCKETS} (FARM_MAX_BUCKETS): use larger buckets")
+        if (self.tail or self.split) and not (
+                2 <= self.split <= min(defaults.MAX_SPLIT, self.spp) and 1 <= self.tail <= buckets
+                and not self.sums and self.null is None):
+            raise JobError(f"{self.tail} buckets in {self.split} parts of {self.spp} samples is not a split of "
+                           f"this frame (at most {defaults.MAX_SPLIT} parts, FARM_MAX_SPLIT)")

@@ -19,8 +19,8 @@ from functools import cached_property
 import numpy as np
 
 from farm import defaults
-from farm.buckets import Bucket, bucket_at, count, split
-from farm.exceptions import FarmError, InvalidTile, JobDataError, JobVanished, SceneError
+from farm.buckets import Bucket, bucket_at, count, order, split
+from farm.exceptions import FarmError, InvalidTile, JobDataError, JobError, JobVanished, SceneError
 from farm.protocol.assets import RedisAssets, size_text
 from farm.protocol.description import JobMeta
 from farm.protocol.broker import server_time
@@ -28,6 +28,7 @@ from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.leases import Lease, parse_leases
 from farm.protocol.queue import BucketQueue
 from farm.protocol import registry, secret
+from farm.protocol.plans import Plan
 from farm.protocol.tiles import TileHeader, decode_tile, encode_tile
 from farm.scene import Scene
 
@@ -95,7 +96,8 @@ if not fields['job_id'] or (fields['state'] or '') ~= '' then return {0} end
 local size = tonumber(fields['bucket_size']) or 0
 local bucket = tonumber(ARGV[1])
 if size < 1 or bucket >= math.ceil((tonumber(fields['width']) or 0) / size)
-                             * math.ceil((tonumber(fields['height']) or 0) / size) then return {0} end
+                             * math.ceil((tonumber(fields['height']) or 0) / size)
+                           + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0) then return {0} end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {0} end
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return {0} end
 local prefix = ARGV[1] .. '.'
@@ -180,7 +182,7 @@ class Job:
     many deliveries died / raised), errors (bucket -> the last error).
     """
 
-    PARTS = ("tiles", "events", "stats", "attempts", "leases", "crashes", "failures", "errors")
+    PARTS = ("tiles", "events", "stats", "attempts", "leases", "crashes", "failures", "errors", "plan")
     READ_BATCH = 512  # events popped, or tiles read, in one round trip
 
     def __init__(self, redis, meta: JobMeta, state: str = "", error: str = ""):
@@ -198,8 +200,40 @@ class Job:
     def bucket_count(self) -> int:
         return count(self.meta.width, self.meta.height, self.meta.bucket_size)
 
+    @property
+    def unit_count(self) -> int:
+        """Tasks the job can have: its buckets, then the parts of its split tail buckets."""
+        return self.bucket_count + self.meta.tail * self.meta.split
+
+    @cached_property
+    def _tail(self) -> list[Bucket]:
+        """The buckets sent as parts (JobMeta.tail): the last of the job's order."""
+        return order(self.buckets, self.meta.order)[-self.meta.tail:] if self.meta.tail else []
+
     def bucket(self, index: int) -> Bucket:
-        return bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
+        """Bucket `index`; for a part of a split bucket (index from bucket_count on), its
+        bucket's rectangle under the part's own index."""
+        if index < self.bucket_count:
+            return bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
+        whole = self._tail[(index - self.bucket_count) // self.meta.split]
+        return Bucket(index, whole.x, whole.y, whole.width, whole.height)
+
+    def part(self, index: int) -> tuple[int, tuple[int, int]] | None:
+        """For a part of a split bucket: the index of its bucket and its samples [first, end);
+        None for a whole bucket."""
+        if index < self.bucket_count:
+            return None
+        number, part = divmod(index - self.bucket_count, self.meta.split)
+        spp, parts = self.meta.spp, self.meta.split
+        return self._tail[number].index, (spp * part // parts, spp * (part + 1) // parts)
+
+    def units(self) -> list[int]:
+        """Every task of the job in the order they are sent: its buckets in its order, those
+        of the tail as their parts."""
+        ordered = [bucket.index for bucket in order(self.buckets, self.meta.order)]
+        if not self.meta.tail:
+            return ordered
+        return ordered[: -self.meta.tail] + list(range(self.bucket_count, self.unit_count))
 
     @property
     def job_id(self) -> str:
@@ -219,10 +253,12 @@ class Job:
 
     @staticmethod
     def describe(scene: Scene, bucket_size: int, bucket_order: str, null: float | None = None,
-                 aovs: tuple[str, ...] = (), samples: tuple[int, int] | None = None, previous: str = "") -> JobMeta:
+                 aovs: tuple[str, ...] = (), plan: Plan | None = None, split: tuple[int, int] = (0, 0)) -> JobMeta:
         """A new job's description, checked against the farm's limits; `null` only for the
         null renderer's jobs (farm/tools/null.py); `aovs`: layers to render beside the beauty;
-        `samples` and `previous`: a round of a progressive render (JobMeta.first)."""
+        `plan`: the samples of one round of a progressive or noise-target render, whose
+        tiles are then sums (JobMeta.sums); `split`: (tail buckets, parts) (JobMeta.tail)."""
+        first, end = plan.bounds if plan is not None else (0, 0)
         meta = JobMeta(
             job_id=uuid.uuid4().hex,
             digest=scene.digest,
@@ -235,16 +271,20 @@ class Job:
             assets=tuple(sorted(set(scene.assets.values()))),
             null=null,
             aovs=tuple(aovs),
-            first=samples[0] if samples else 0,
-            end=samples[1] if samples else 0,
-            previous=previous,
+            sums=plan is not None,
+            first=first,
+            end=end,
+            cell=0 if plan is None or plan.uniform_range else plan.cell,
+            tail=split[0],
+            split=split[1],
         )
         meta.check()
         return meta
 
     @classmethod
-    def create(cls, redis, meta: JobMeta, document: dict) -> Job:
-        """Store the scene (once per digest) and the job's description; enqueue nothing yet."""
+    def create(cls, redis, meta: JobMeta, document: dict, plan: Plan | None = None) -> Job:
+        """Store the scene (once per digest), the job's sample plan where it has one
+        (JobMeta.cell), and its description; enqueue nothing yet."""
         ttl = defaults.JOB_TTL
         text = json.dumps(document, separators=(",", ":"))
         if len(text) > defaults.MAX_SCENE_BYTES:
@@ -253,6 +293,8 @@ class Job:
         with redis.pipeline() as pipe:
             pipe.set(cls.scene_key(meta.digest), text, nx=True, ex=ttl)
             pipe.expire(cls.scene_key(meta.digest), ttl)  # a reused scene lives as long as its newest job
+            if meta.cell:
+                pipe.set(cls.key_for(meta.job_id, "plan"), plan.to_bytes(), ex=ttl)
             pipe.hset(cls.key_for(meta.job_id), mapping=meta.to_redis())
             pipe.expire(cls.key_for(meta.job_id), ttl)
             pipe.execute()
@@ -293,9 +335,9 @@ class Job:
         not say: its client sent everything at once)."""
         value = self.redis.hget(self.key_for(self.job_id), "sent")
         try:
-            return max(0, min(int(value), self.bucket_count)) if value is not None else self.bucket_count
+            return max(0, min(int(value), self.unit_count)) if value is not None else self.unit_count
         except ValueError:
-            return self.bucket_count
+            return self.unit_count
 
     def scene_document(self) -> dict:
         """The job's scene document, read only if it is within MAX_SCENE_BYTES."""
@@ -332,18 +374,28 @@ class Job:
         self.finish(JobState.CANCELLED)
         return queue.purge(self.job_id)
 
+    def plan(self) -> Plan:
+        """The job's stored sample plan (JobMeta.cell), checked; JobDataError if it is
+        missing or malformed (every worker would find the same)."""
+        data = self.redis.get(self.key_for(self.job_id, "plan"))
+        if data is None:
+            raise JobDataError(f"job {self.job_id[:12]} has no sample plan in Redis")
+        try:
+            return Plan.from_bytes(data, self.meta.width, self.meta.height)
+        except JobError as exc:
+            raise JobDataError(str(exc)) from None
+
     def keep_alive(self) -> None:
-        """Push the running job's expiry JOB_TTL ahead (its scene's and files' too, and the
-        round before's, whose tiles a progressive round's workers read)."""
+        """Push the running job's expiry JOB_TTL ahead (its scene's and files' too)."""
         assets = [RedisAssets.key_for(digest) for digest in self.meta.assets]
-        previous = Job(self.redis, replace(self.meta, job_id=self.meta.previous)).keys() if self.meta.previous else []
         with self.redis.pipeline() as pipe:
-            for key in self.keys() + [self.scene_key(self.meta.digest)] + assets + previous:
+            for key in self.keys() + [self.scene_key(self.meta.digest)] + assets:
                 pipe.expire(key, defaults.JOB_TTL)
             pipe.execute()
 
     def forget(self) -> None:
-        """Delete the job's keys: a progressive round once the round after it is done."""
+        """Delete the job's keys: a round of a progressive or noise-target render, once its
+        client has added its tiles to the frame's sums."""
         self.redis.delete(*self.keys())
 
     # -- worker side -------------------------------------------------------------------
@@ -558,7 +610,8 @@ class Job:
                 found[index] = None
                 continue
             try:
-                found[index] = decode_tile(payload, self.job_id, self.bucket(index), secret.key(), self.meta.channels)
+                found[index] = decode_tile(payload, self.job_id, self.bucket(index), secret.key(), self.meta.channels,
+                                           self.meta.sums or index >= self.bucket_count)
             except InvalidTile as exc:
                 self.redis.eval(_DISCARD_TILE, 1, key, str(index), payload)
                 self.count("invalid")

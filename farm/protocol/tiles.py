@@ -1,7 +1,9 @@
 """The tile wire format: a worker's rendered bucket as it is stored in the job's `tiles` hash.
 
 magic, header length, a JSON header saying whose tile it is and where it came from,
-height x width x channels little-endian float32 (3, or 11 with AOVs), then an HMAC-SHA256 tag of all that under the
+height x width x channels little-endian numbers (3, or 11 with AOVs): float32 means, or
+int64 fixed-point sums for a job whose client adds them up (JobMeta.sums: progressive
+rounds, a noise target), then an HMAC-SHA256 tag of all that under the
 farm's secret (farm.protocol.secret). The client checks the tag and every field before a
 tile goes into the frame: anyone with broker access can write to the hash, but only a
 holder of the secret can write a tile that passes.
@@ -23,6 +25,24 @@ from farm.protocol import secret
 # square of the luminance (kernels/pathtrace.cl, CHANNELS).
 CHANNELS, AOV_CHANNELS = 3, 11
 
+# The kernel's running sums are 64-bit fixed point (kernels/pathtrace.cl, fixed_point):
+# SUM_SCALE units to 1, each sample clamped to SAMPLE_MAX, so that sums of up to
+# MAX_SAMPLES samples are exact in any order or grouping and cannot overflow.
+SUM_SCALE = 1 << 24
+SAMPLE_MAX = 1 << 18
+MAX_SAMPLES = 1 << 20
+
+
+def mean_of(sums: np.ndarray, counts) -> np.ndarray:
+    """The float32 mean of fixed-point `sums` (..., channels) of `counts` samples (a number
+    or an array of the leading shape; 0 gives 0): the one division every render of a
+    pixel goes through, in the worker or the client, so its bits are the same."""
+    counts = np.asarray(counts, np.float64)
+    divisor = np.where(counts > 0, counts * SUM_SCALE, np.inf)
+    if divisor.ndim:
+        divisor = divisor[..., None]
+    return (sums.astype(np.float64) / divisor).astype(np.float32)
+
 TILE_MAGIC = b"FARMTIL2"
 _TILE_PREFIX = struct.Struct("<8sI")
 
@@ -43,15 +63,18 @@ class TileHeader:
 
 
 def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
+    """The stored form of a float32 tile of means or an int64 tile of sums."""
     head = json.dumps(vars(header), separators=(",", ":")).encode()
-    body = _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, "<f4").tobytes()
+    dtype = "<i8" if tile.dtype.kind == "i" else "<f4"
+    body = _TILE_PREFIX.pack(TILE_MAGIC, len(head)) + head + np.ascontiguousarray(tile, dtype).tobytes()
     return body + secret.tag(key, body)
 
 
-def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = CHANNELS
-                ) -> tuple[TileHeader, np.ndarray]:
-    """The header and pixels (`channels` floats each: the job's) of a stored tile, or
-    InvalidTile saying what is wrong with it."""
+def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = CHANNELS,
+                sums: bool = False) -> tuple[TileHeader, np.ndarray]:
+    """The header and pixels (`channels` numbers each: the job's; int64 sums where the job
+    says `sums`, else float32 means) of a stored tile, or InvalidTile saying what is wrong
+    with it."""
     if len(payload) < _TILE_PREFIX.size + secret.TAG_BYTES:
         raise InvalidTile(f"{len(payload)} bytes is too short for a tile")
     magic, head_size = _TILE_PREFIX.unpack_from(payload)
@@ -72,10 +95,13 @@ def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channel
     if (header.width, header.height) != (bucket.width, bucket.height):
         raise InvalidTile(f"tile is {header.width}x{header.height}, the bucket {bucket.width}x{bucket.height}")
     data = body[_TILE_PREFIX.size + head_size :]
-    expected = bucket.width * bucket.height * 4 * channels
+    dtype = np.dtype("<i8" if sums else "<f4")
+    expected = bucket.width * bucket.height * dtype.itemsize * channels
     if len(data) != expected:
         raise InvalidTile(f"tile has {len(data)} bytes of pixels, expected {expected}")
-    pixels = np.frombuffer(data, "<f4").reshape(bucket.height, bucket.width, channels)
+    pixels = np.frombuffer(data, dtype).reshape(bucket.height, bucket.width, channels)
+    if sums:
+        return header, pixels
     bad = int(np.count_nonzero(~np.isfinite(pixels)))
     if bad:
         raise InvalidTile(f"tile has {bad} non-finite values")

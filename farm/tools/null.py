@@ -46,9 +46,8 @@ class NullRenderer:
         self.seconds = seconds
         self.spp = spp
 
-    def render(self, x: int, y: int, width: int, height: int, should_stop=None, samples=None,
-               sums=None) -> np.ndarray | None:
-        """As Renderer.render; a null job is never a progressive round (its samples are all of them)."""
+    def render(self, x: int, y: int, width: int, height: int, should_stop=None, plan=None) -> np.ndarray | None:
+        """As Renderer.render; a null job is never a round (its samples are all of them)."""
         deadline = time.perf_counter() + self.seconds
         while (left := deadline - time.perf_counter()) > 0:
             time.sleep(min(left, defaults.PASS_SECONDS))

@@ -34,6 +34,7 @@ from farm.protocol.broker import client
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import BucketView, Job
 from farm.protocol.leases import Lease, process_gone
+from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
 from farm.protocol.retry import Action, RetryPolicy
 from farm.protocol.tiles import TileHeader
@@ -66,6 +67,7 @@ class WorkerState:
         self.device = null.DEVICE if null else devices.current()
         self.key = secret.key()  # the farm's secret, which tags every tile
         self.renderers: OrderedDict[tuple[str, bool], Renderer] = OrderedDict()  # by (digest, AOVs)
+        self.plans: OrderedDict[str, Plan] = OrderedDict()  # sample plans of noise-target jobs, by job
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
         self.rendering = False
         # Here, not at worker_process_init: billiard installs its own SIGTERM handler after it.
@@ -117,9 +119,9 @@ class WorkerState:
         if job.state:
             log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
             return None
-        if not 0 <= index < job.bucket_count:  # not sent by the job's client: never let it touch the job
+        if not 0 <= index < job.unit_count:  # not sent by the job's client: never let it touch the job
             log.warning("job %s: stray message for bucket %d (the job has %d) dropped", job_id[:8], index,
-                        job.bucket_count)
+                        job.unit_count)
             job.count("stray")
             return None
         if seen.stored:
@@ -220,7 +222,11 @@ class WorkerState:
             faults.before_bucket(index)
         renderer = self.renderer_for(job)
         bucket = job.bucket(index)
-        sums = self._round_start(job, index) if job.meta.first > 0 else None
+        part = job.part(index)
+        if part is not None:  # a part of a split bucket: the sums of its samples
+            plan = Plan.uniform(job.meta.width, job.meta.height, *part[1])
+        else:
+            plan = self._plan(job) if job.meta.sums else None
         last_pass = started = time.perf_counter()
 
         def should_stop() -> bool:
@@ -230,34 +236,25 @@ class WorkerState:
             last_pass = time.perf_counter()
             return self.stopping or job.stopped(index)
 
-        tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop,
-                               samples=job.meta.samples, sums=sums)
+        tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop, plan=plan)
         if faults:
             faults.after_pass(index, time.perf_counter() - last_pass)
-        if tile is not None:
+        if tile is not None and tile.dtype.kind == "f":
             bad = int(np.count_nonzero(~np.isfinite(tile)))
             if bad:
                 raise FarmError(f"the kernel produced {bad} non-finite values")
         return tile, time.perf_counter() - started
 
-    def _round_start(self, job: Job, index: int) -> np.ndarray:
-        """The running sums a round of a progressive render continues from: the bucket's
-        tile in the round before (JobMeta.previous), checked to be that round's."""
-        try:
-            previous = Job.load(self.redis, job.meta.previous)
-        except JobVanished:
-            raise JobDataError(f"the round before (job {job.meta.previous[:12]}) is gone from Redis") from None
-        meta = previous.meta
-        if (meta.digest, meta.width, meta.height, meta.spp, meta.bucket_size, meta.aovs, meta.samples[1]) != (
-            job.meta.digest, job.meta.width, job.meta.height, job.meta.spp, job.meta.bucket_size, job.meta.aovs,
-            job.meta.first,
-        ):
-            raise JobDataError(f"job {meta.job_id[:12]} is not the round before this one")
-        found = previous.tiles([index])[index]
-        if not isinstance(found, tuple):
-            raise JobDataError(f"bucket {index} has no tile in the round before (job {meta.job_id[:12]}): "
-                               f"{found or 'none stored'}")
-        return found[1]
+    def _plan(self, job: Job) -> Plan:
+        """The samples the job gives each pixel: its stored plan (read once per process and
+        job), or its samples for every pixel."""
+        if not job.meta.cell:
+            return Plan.uniform(job.meta.width, job.meta.height, *job.meta.samples)
+        if job.job_id not in self.plans:
+            self.plans[job.job_id] = job.plan()
+            while len(self.plans) > SCENES_KEPT:
+                self.plans.popitem(last=False)
+        return self.plans[job.job_id]
 
     def _stopped(self, job: Job, index: int) -> bool:
         """The render stopped between passes: say why; a shutdown hands the bucket back."""

@@ -18,7 +18,9 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import KernelBuildError
-from farm.protocol.tiles import AOV_CHANNELS, CHANNELS
+from farm.buckets import Bucket
+from farm.protocol.plans import Plan
+from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, MAX_SAMPLES, mean_of
 from farm.scene.layout import (
     FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
@@ -186,73 +188,77 @@ class Renderer:
             return cl.Buffer(device.context, flags, hostbuf=array)
 
         self.buffers = {name: upload(array) for name, array in scene.buffers().items()}
-        self._out = self._sums = None  # the tile, and running sums between passes
+        self._sums = None  # the tile's running sums, between passes
         self._out_size = 0
         # Seconds per sample per pixel of the last pass: sizes a bucket's first pass, so a
         # bucket that fits in PASS_SECONDS is one launch; the first bucket starts at 1 spp.
         self._pass_rate: float | None = None
 
     def render(self, x: int, y: int, width: int, height: int, should_stop=None,
-               samples: tuple[int, int] | None = None, sums: np.ndarray | None = None) -> np.ndarray | None:
+               plan: Plan | None = None) -> np.ndarray | None:
         """Radiance of the pixels in [x, x+width) x [y, y+height), as (height, width, 3) float32
-        (with AOVs, (height, width, AOV_CHANNELS): see farm.protocol.tiles).
+        means of all the frame's samples (with AOVs, (height, width, AOV_CHANNELS): see
+        farm.protocol.tiles).
+
+        With `plan`, only the samples it gives each pixel are taken, and the tile holds their
+        int64 fixed-point sums (the client adds them to the frame's): a progressive round, a
+        noise target's round. The sums are exact, so any split of a pixel's samples over
+        calls, passes or machines adds up to the same bits, and mean_of them is the mean.
 
         With `should_stop` (a callable), the samples are taken in passes of about
         PASS_SECONDS and `should_stop()` is asked between passes; if it answers true the
-        render ends there and None is returned. Passes change no bit of the result.
-
-        With `samples` (first, end), only those samples are taken, added to `sums` (the
-        running sums of samples [0, first), as an earlier call returned them): before the
-        frame's last sample the tile holds the running sums, after it the radiance, the
-        same bits as one call for all samples (a round of a progressive render).
+        render ends there and None is returned.
         """
         import pyopencl as cl
 
         if width <= 0 or height <= 0 or x < 0 or y < 0 or x + width > self.scene.width or y + height > self.scene.height:
             raise ValueError(f"bucket {x},{y} {width}x{height} is outside the {self.scene.width}x{self.scene.height} frame")
-        tile = np.empty((height, width, self.channels), np.float32)
-        if self._out_size < tile.nbytes:
-            context, flags = self.device.context, cl.mem_flags.READ_WRITE
-            self._out = cl.Buffer(context, flags, tile.nbytes)
-            self._sums = cl.Buffer(context, flags, tile.nbytes)
-            self._out_size = tile.nbytes
+        sums = np.empty((height, width, self.channels), np.int64)
+        if self._out_size < sums.nbytes:
+            self._sums = cl.Buffer(self.device.context, cl.mem_flags.READ_WRITE, sums.nbytes)
+            self._out_size = sums.nbytes
+        bucket_plan = plan or Plan.uniform(self.scene.width, self.scene.height, 0, self.scene.spp)
+        ranges = bucket_plan.pixel_ranges(Bucket(0, x, y, width, height))
+        busy = ranges[..., 1] > ranges[..., 0]
+        first, last = (int(ranges[..., 0][busy].min()), int(ranges[..., 1][busy].max())) if busy.any() else (0, 0)
+        if last > MAX_SAMPLES:
+            raise ValueError(f"sample {last} is past the limit of {MAX_SAMPLES} samples per pixel")
         pixels = width * height
         gpu = self.device.kind == "GPU"
         local_size = defaults.GPU_LOCAL_SIZE if gpu else defaults.LOCAL_SIZE
         global_size = -(-pixels // local_size) * local_size
-        spp = self.scene.spp
-        first, last = samples or (0, spp)
-        if not 0 <= first < last <= spp:
-            raise ValueError(f"samples [{first}, {last}) are not samples of {spp}")
-        if first > 0:
-            if sums is None or sums.shape != tile.shape:
-                raise ValueError(f"samples from {first} on need the running sums of the samples before, shaped {tile.shape}")
-            cl.enqueue_copy(self.device.queue, self._sums, np.ascontiguousarray(sums, np.float32))
         stride = 1 if gpu else spread_stride(pixels)
-        bounds = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride))
+        cells_y, cells_x = bucket_plan.ranges.shape[:2]
+        ranges_buffer = cl.Buffer(self.device.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR,
+                                  hostbuf=np.ascontiguousarray(bucket_plan.ranges, np.int32))
+        head = (np.int32(x), np.int32(y), np.int32(width), np.int32(height), np.int32(stride),
+                np.int32(bucket_plan.cell), np.int32(cells_x), ranges_buffer)
 
         def pass_size() -> int:
             if should_stop is None:
-                return last - first
+                return max(1, last - first)
             if self._pass_rate is None:
                 return 1
             return max(1, int(defaults.PASS_SECONDS / max(self._pass_rate * pixels, 1e-9)))
 
-        done, pass_spp = first, pass_size()
-        while done < last:
+        done, pass_spp, accumulate = first, pass_size(), 0
+        while True:  # one launch at least: it zeroes the sums of pixels without samples
             end = min(last, done + pass_spp)
             started = time.perf_counter()
-            self.kernel.set_args(*self.buffers.values(), *bounds, np.int32(done), np.int32(end), self._sums, self._out)
+            self.kernel.set_args(*self.buffers.values(), *head, np.int32(done), np.int32(end), np.int32(accumulate),
+                                 self._sums)
             cl.enqueue_nd_range_kernel(self.device.queue, self.kernel, (global_size,), (local_size,))
             self.device.queue.finish()
-            self._pass_rate = (time.perf_counter() - started) / ((end - done) * pixels)
-            done = end
-            if done < last and should_stop is not None:
+            self._pass_rate = (time.perf_counter() - started) / (max(1, end - done) * pixels)
+            done, accumulate = end, 1
+            if done >= last:
+                break
+            if should_stop is not None:
                 if should_stop():
                     return None
                 pass_spp = pass_size()
-        cl.enqueue_copy(self.device.queue, tile, self._out if last == spp else self._sums)
-        return tile
+        cl.enqueue_copy(self.device.queue, sums, self._sums)
+        return sums if plan is not None else mean_of(sums, self.scene.spp)
 
     def trace(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest hit distance (inf for none) and primitive index (-1) of each ray."""

@@ -1,0 +1,97 @@
+"""A noise target: rounds that give samples only where the image is still noisy.
+
+After each round the client estimates every pixel's relative standard error from the
+frame's sums (the kernel sums each sample's luminance and its square), takes each cell's
+root mean square of it, and plans the next round: a cell above the target gets the
+samples its error says it needs (error falls as 1/sqrt(samples)), at most GROWTH times
+what it has and never past max_spp; a cell at or below the target gets none. Every
+decision is a function of the sums, which are exact integers, so the same scene, seed and
+settings give the same rounds and the same bits on any farm, whatever its buckets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from farm import defaults
+from farm.protocol.plans import Plan
+from farm.protocol.tiles import SUM_SCALE
+
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+GROWTH = 4  # most times a cell's samples may grow in one round: early estimates are noisy
+
+
+def first_plan(width: int, height: int, min_spp: int, cell: int = defaults.NOISE_CELL) -> Plan:
+    """Every cell's first min_spp samples."""
+    shape = (-(-height // cell), -(-width // cell))
+    return Plan.for_frame(width, height, cell, np.zeros(shape, np.int32), np.full(shape, min_spp, np.int32))
+
+
+def pixel_error(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each pixel's relative standard error of its mean luminance: the standard deviation of
+    its samples over sqrt(samples), over the mean (at least NOISE_FLOOR, so black and
+    near-black pixels do not ask for samples nobody sees). `sums` has the AOV channels
+    (luminance square at channel 10)."""
+    n = counts.astype(np.float64)
+    mean = (sums[..., :3].astype(np.float64) / SUM_SCALE) @ LUMINANCE / np.maximum(n, 1)
+    square = sums[..., 10].astype(np.float64) / SUM_SCALE / np.maximum(n, 1)
+    variance = np.maximum(square - mean * mean, 0.0) * n / np.maximum(n - 1, 1)
+    return np.sqrt(variance / np.maximum(n, 1)) / np.maximum(mean, defaults.NOISE_FLOOR)
+
+
+def cell_error(plan: Plan, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(cells_y, cells_x): the root mean square of pixel_error over each cell's pixels."""
+    height, width = counts.shape
+    rows = np.arange(height) // plan.cell
+    columns = np.arange(width) // plan.cell
+    cells_y, cells_x = plan.ranges.shape[:2]
+    index = (rows[:, None] * cells_x + columns[None, :]).ravel()
+    squares = np.bincount(index, weights=(pixel_error(sums, counts) ** 2).ravel(), minlength=cells_x * cells_y)
+    pixels = np.bincount(index, minlength=cells_x * cells_y)
+    return np.sqrt(squares / pixels).reshape(cells_y, cells_x)
+
+
+def next_plan(plan: Plan, sums: np.ndarray, counts: np.ndarray, noise: float, max_spp: int) -> Plan:
+    """The round after `plan`, whose pixels now have `counts` samples summed in `sums`: the
+    cells above `noise` continue to the samples their error asks for."""
+    taken = plan.ranges[..., 1].astype(np.int64)
+    error = cell_error(plan, sums, counts)
+    wanted = np.ceil(taken * (error / noise) ** 2 * 1.05)  # a little over, not to fall just short
+    grown = np.minimum(np.minimum(wanted, taken * GROWTH), max_spp).astype(np.int64)
+    end = np.where((error > noise) & (taken < max_spp), np.maximum(grown, taken + 1), taken)
+    end = np.minimum(end, max_spp)
+    return Plan(plan.cell, np.stack([taken, end], axis=-1).astype(np.int32))
+
+
+def rounds_estimate(min_spp: int, max_spp: int) -> int:
+    """The most rounds a noise target can take: GROWTH-fold from min_spp to max_spp."""
+    return 1 + max(0, math.ceil(math.log(max(max_spp, 1) / max(min_spp, 1), GROWTH)))
+
+
+def plans(width: int, height: int, noise: float, min_spp: int, max_spp: int, film):
+    """The plans of a noise target's rounds, one after another; `film` (the rounds' Film)
+    must hold each round's tiles before the next plan is asked for."""
+    plan = first_plan(width, height, min(min_spp, max_spp))
+    while (plan.ranges[..., 1] > plan.ranges[..., 0]).any():
+        yield plan
+        plan = next_plan(plan, film.sums, film.counts, noise, max_spp)
+
+
+def render_here(renderer, noise: float, min_spp: int, max_spp: int, bucket_size: int, aovs=("variance",)):
+    """A noise target rendered in this process, bucket by bucket with `renderer` (one with
+    AOVs): the reference a farm's render of the same target must equal, bit for bit.
+    Returns the film and the plans of its rounds."""
+    from farm.buckets import split
+    from farm.client.film import Film
+
+    scene = renderer.scene
+    film, done = Film(scene.width, scene.height, tuple(aovs), scene.spp), []
+    for plan in plans(scene.width, scene.height, noise, min_spp, max_spp, film):
+        film.start_round(plan)
+        for bucket in split(scene.width, scene.height, bucket_size):
+            if plan.has_work(bucket):
+                film.put(bucket, renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, plan=plan))
+        done.append(plan)
+    return film, done
