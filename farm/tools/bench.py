@@ -60,10 +60,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
                         help="instead: time loading, BVH building, uploading and rendering a generated mesh "
                              "of about this many triangles")
+    parser.add_argument("--quality", action="store_true",
+                        help="instead: the time to an image of a given error, at uniform spp, under noise targets, "
+                             "and under noise targets with denoising (and Mitsuba's LLVM variant at uniform spp "
+                             "with --mitsuba), against a converged reference rendered once and cached")
+    parser.add_argument("--target", type=float, default=0.0021, help="with --quality: the RMSE to reach (default 0.0021)")
+    parser.add_argument("--reference-spp", type=int, default=8192,
+                        help="with --quality: samples per pixel of the reference (default 8192)")
+    parser.add_argument("--uniform", type=_numbers(int), default=[64, 256, 1024], metavar="LIST",
+                        help="with --quality: uniform samples per pixel to try (default 64,256,1024)")
+    parser.add_argument("--noise-targets", type=_numbers(float), default=[0.05, 0.03, 0.02], metavar="LIST",
+                        help="with --quality: noise targets to try (default 0.05,0.03,0.02)")
+    parser.add_argument("--min-spp", type=int, default=defaults.NOISE_MIN_SPP,
+                        help=f"with --quality: a noise target's first samples (default {defaults.NOISE_MIN_SPP})")
+    parser.add_argument("--max-spp", type=int, default=8192,
+                        help="with --quality: a noise target's most samples per pixel (default 8192)")
     parser.add_argument("--on-farm", action="store_true",
                         help="with --mesh: submit it as a .glb to --workers (default 2) warm local workers: the "
                              "client's time and peak memory, the workers' time to the first tile and the render "
                              "processes' peak memory, per round (--repeat)")
+
+
+def _numbers(kind):
+    def parse(text: str):
+        return [kind(part) for part in text.split(",") if part.strip()]
+    return parse
 
 
 def run(args) -> int:
@@ -77,6 +98,10 @@ def run(args) -> int:
 
         args.width = args.width or 1024
         return bench_overhead.run(args, *load_scaled(args))
+    if args.quality:
+        from farm.tools import bench_quality
+
+        return bench_quality.run(args, load_scaled(args)[0])
     if args.mesh and args.on_farm:
         from farm.tools import bench_startup
 

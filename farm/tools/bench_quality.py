@@ -1,0 +1,166 @@
+"""`farm bench --quality`: the time to a clean image, not to a number of samples.
+
+Renders the scene in this process, on this machine's device, at uniform samples per pixel,
+under noise targets (`submit --noise`), and under noise targets with the frame denoised
+(`--denoise`), and measures each image's error against a converged reference (RMSE of
+values clamped to 1, as a display shows them), rendered once and cached. With Mitsuba 3
+installed, its LLVM variant renders the same scene at the same uniform counts in the same
+run, alternating with the kernel, so a noisy machine slows both alike. The table says for
+each method the time and samples it spent and the error it reached; the summary, the first
+of each method to reach `--target` and the fastest to Mitsuba's error at its highest count.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from farm import defaults
+
+
+def reference_path(scene, spp: int) -> Path:
+    """Where the reference of `scene` at `spp` is cached: beside the asset cache."""
+    name = f"{scene.digest[:16]}-{scene.film.width}x{scene.film.height}-{spp}.npy"
+    return Path(defaults.CACHE_DIR).parent / "references" / name
+
+
+def reference(renderer, scene, spp: int) -> np.ndarray:
+    """The frame at `spp` samples per pixel, rendered once per machine and cached."""
+    from farm.protocol.plans import Plan
+    from farm.protocol.tiles import mean_of
+
+    path = reference_path(scene, spp)
+    if path.exists():
+        return np.load(path)
+    print(f"reference: rendering {spp} spp once (cached in {path})...", flush=True)
+    width, height = scene.film.width, scene.film.height
+    frame = mean_of(renderer.render(0, 0, width, height, plan=Plan.uniform(width, height, 0, spp)), spp)[..., :3]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, frame)
+    return frame
+
+
+def rmse(image: np.ndarray, truth: np.ndarray) -> float:
+    """Root mean square error of values clamped to [0, 1]."""
+    return float(np.sqrt(np.mean((np.clip(image, 0, 1) - np.clip(truth, 0, 1)) ** 2)))
+
+
+def run(args, scene) -> int:
+    from farm.buckets import Bucket
+    from farm.client import adaptive
+    from farm.client.film import Film
+    from farm.exceptions import DenoiserUnavailable
+    from farm.protocol.plans import Plan
+    from farm.protocol.tiles import mean_of
+    from farm.scene.pack import pack
+    from farm.worker.device import current
+    from farm.worker.render import Renderer
+
+    device = current()
+    renderer = Renderer(device, pack(scene), aovs=True)
+    width, height = scene.film.width, scene.film.height
+    pixels = width * height
+    print(f"device: {device}")
+    print(f"scene: {args.scene} {width}x{height}, max depth {scene.max_depth}; error: RMSE of values clamped to 1 "
+          f"against {args.reference_spp} spp")
+    truth = reference(renderer, scene, args.reference_spp)
+    renderer.render(0, 0, min(8, width), min(8, height))  # warm up
+
+    whole = Bucket(0, 0, 0, width, height)
+
+    def uniform(spp: int):
+        def render():
+            film = Film(width, height, ("albedo", "normal"), spp)
+            film.put(whole, mean_of(renderer.render(0, 0, width, height, plan=Plan.uniform(width, height, 0, spp)), spp))
+            return film
+        return render
+
+    def denoised(film, method, setting, seconds, spp):
+        try:
+            image, extra = _timed(lambda: (film.denoise(), film.pixels)[1])
+        except DenoiserUnavailable as exc:
+            print(f"denoising: {exc}")
+            return
+        rows.append((method + " + OIDN", setting + " --denoise", seconds + extra, spp, rmse(image, truth)))
+
+    mitsuba = _mitsuba(args, scene) if args.mitsuba else None
+    rows = []  # (method, setting, seconds, samples per pixel, error)
+    for spp in args.uniform:
+        film, seconds = _timed(uniform(spp))
+        rows.append(("farm uniform", f"{spp} spp", seconds, spp, rmse(film.pixels, truth)))
+        denoised(film, "farm uniform", f"{spp} spp", seconds, spp)
+        if mitsuba is not None:
+            image, seconds = _timed(lambda: mitsuba(spp))
+            rows.append(("mitsuba llvm uniform", f"{spp} spp", seconds, spp, rmse(image, truth)))
+    for noise in args.noise_targets:
+        film = None
+
+        def target():
+            nonlocal film
+            film, _ = adaptive.render_here(renderer, noise, args.min_spp, args.max_spp, defaults.BUCKET_SIZE,
+                                           aovs=("albedo", "normal", "variance"))
+            return film.pixels.copy()
+        image, seconds = _timed(target)
+        spent = float(np.mean(film.counts))
+        rows.append(("farm noise target", f"--noise {noise:g}", seconds, spent, rmse(image, truth)))
+        denoised(film, "farm noise target", f"--noise {noise:g}", seconds, spent)
+    print(f"{'method':28} {'setting':26} {'seconds':>8} {'spp (mean)':>11} {'RMSE':>8}")
+    for method, setting, seconds, spp, error in rows:
+        print(f"{method:28} {setting:26} {seconds:8.2f} {spp:11.1f} {error:8.5f}")
+    _summary(rows, args.target, pixels)
+    return 0
+
+
+def _summary(rows, target: float, pixels: int) -> None:
+    """For each method, the quickest row at or under `target`; and the quickest of each
+    method to the error of Mitsuba's highest count."""
+    def quickest(method, bar):
+        meeting = [row for row in rows if row[0] == method and row[4] <= bar]
+        return min(meeting, key=lambda row: row[2]) if meeting else None
+
+    methods = list(dict.fromkeys(row[0] for row in rows))
+    bars = [("target", target)]
+    mitsuba = [row for row in rows if row[0].startswith("mitsuba")]
+    if mitsuba:
+        top = max(mitsuba, key=lambda row: row[3])
+        bars.append((f"mitsuba's {top[1]} error", top[4]))
+    for name, bar in bars:
+        print(f"to RMSE {bar:.5f} ({name}):")
+        for method in methods:
+            row = quickest(method, bar)
+            print(f"  {method:28} " + (f"{row[2]:8.2f} s ({row[1]}, {row[3]:.0f} spp, "
+                                       f"{row[3] * pixels / row[2] / 1e6:.2f} M samples/s)" if row else "not reached"))
+
+
+def _timed(render):
+    started = time.perf_counter()
+    result = render()
+    return result, time.perf_counter() - started
+
+
+def _mitsuba(args, scene):
+    """Mitsuba 3's llvm_ad_rgb rendering the scene at a given spp (as an array), or None
+    where it cannot run here (said why)."""
+    try:
+        import mitsuba as mi
+    except ImportError:
+        print("mitsuba: not installed (pip install mitsuba)")
+        return None
+    from farm.tools.bench_mitsuba import _variant_failure, how_to_get
+    from farm.scene.mitsuba import to_mitsuba
+
+    why = _variant_failure("llvm_ad_rgb")
+    if why:
+        print(f"mitsuba llvm_ad_rgb: cannot run here: {why}\n  {how_to_get()}")
+        return None
+    mi.set_variant("llvm_ad_rgb")
+    document = to_mitsuba(scene, Path(args.scene).parent)
+    document["sensor"]["film"]["rfilter"] = {"type": "box"}  # like with like (see bench_mitsuba)
+    loaded = mi.load_dict(document)
+    np.asarray(mi.render(loaded, spp=1))  # compile
+
+    def render(spp: int) -> np.ndarray:
+        return np.asarray(mi.render(loaded, spp=spp))[..., :3]
+    return render
