@@ -4,7 +4,7 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 #ifdef FARM_AOVS
-#define CHANNELS 11
+#define CHANNELS 12
 #else
 #define CHANNELS 3
 #endif
@@ -142,10 +142,11 @@ inline bool has_emission(__global const Material *m) {
 /* Arbitrary output variables of one sample (built with FARM_AOVS): the albedo and the
  * shading normal (world space, facing the viewer) at the first hit that is not a perfect
  * mirror or smooth glass (those are followed), and the distance along the camera ray to the
- * first hit. All zero where the path finds no such hit. */
+ * first hit and that hit's material. All zero (material -1) where the path finds no such hit. */
 typedef struct {
     float3 albedo, normal;
     float depth;
+    int material;
     bool done;
 } Aov;
 
@@ -199,7 +200,10 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
         }
 #ifdef FARM_AOVS
         if (!aov->done) {
-            if (depth == 1) aov->depth = hit.t;
+            if (depth == 1) {
+                aov->depth = hit.t;
+                aov->material = sf.material;
+            }
             if (!bsdf_is_delta(&b)) {
                 aov->albedo = clamp_f3(bsdf_albedo(&b), 0.0f, 1.0f);
                 aov->normal = dot3(ns, d) > 0.0f ? -ns : ns;
@@ -328,8 +332,9 @@ __kernel void render_bucket(__global const Frame *frame,
                          + frame->lens_v.z * frame->lens_v.z;
     const int cell = (py / cell_size) * cells_x + px / cell_size;
     const int first = max(ranges[2 * cell], window_first), end = min(ranges[2 * cell + 1], window_end);
-    /* A pixel's CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth and the
-     * luminance's square (for its variance); the host divides by the samples taken. */
+    /* A pixel's CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth, the
+     * luminance's square (for its variance), and the material seen by sample 0 plus 1 (an
+     * id is not averaged: only sample 0 adds it); the host divides by the samples taken. */
     __global long *target = sums + (size_t)(gy * w + gx) * CHANNELS;
     long sum[CHANNELS];
     for (int c = 0; c < CHANNELS; ++c) sum[c] = accumulate ? target[c] : 0;
@@ -347,7 +352,7 @@ __kernel void render_bucket(__global const Frame *frame,
             o = o + frame->lens_u.xyz * disk.x + frame->lens_v.xyz * disk.y;
             d = unit3(focus - o);
         }
-        Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, false};
+        Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
         float3 value = radiance(&s, &sampler, o, d, &aov);
         add_fixed3(sum, value);
 #ifdef FARM_AOVS
@@ -356,6 +361,7 @@ __kernel void render_bucket(__global const Frame *frame,
         sum[9] += fixed_point(aov.depth);
         float luminance = 0.2126f * value.x + 0.7152f * value.y + 0.0722f * value.z;
         sum[10] += fixed_point(luminance * luminance);
+        if (i == 0) sum[11] += fixed_point((float)(aov.material + 1));
 #endif
     }
     for (int c = 0; c < CHANNELS; ++c) target[c] = sum[c];

@@ -16,7 +16,7 @@ def test_a_plan_gives_each_cell_what_its_error_asks_within_the_limits():
     plan = adaptive.first_plan(24, 8, 16)
     assert plan.ranges.shape == (1, 3, 2) and (plan.ranges == [0, 16]).all()
     counts = np.full((8, 24), 16)
-    sums = np.zeros((8, 24, 11), np.int64)
+    sums = np.zeros((8, 24, 12), np.int64)
     # every sample 1 (no spread) on the left cell; 0 or 2 on alternate samples elsewhere:
     # luminance mean 1, variance of a sample 16/15, of the mean 1/15
     sums[..., :3] = 16 * SUM_SCALE

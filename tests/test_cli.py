@@ -67,7 +67,7 @@ def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
     (["-o", "out.png", "--spp", "0"], "--spp must be between 1"),
     (["-o", "out.png", "--resolution", "0x0"], "--resolution: width and height must be between 1 and"),
     (["-o", "out.png", "--aov", "albedo"], "--aov writes layers of an EXR image; out.png is not one"),
-    (["-o", "out.exr", "--aov", "albedo,colour"], "--aov: unknown AOV colour (known: albedo, normal, depth, variance)"),
+    (["-o", "out.exr", "--aov", "albedo,colour"], "--aov: unknown AOV colour (known: albedo, normal, depth, variance, material)"),
     (["-o", "out.png", "--broker", "amqp:/nonsense"], "invalid broker URL"),
 ])
 def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):

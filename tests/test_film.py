@@ -32,6 +32,23 @@ def test_exr_keeps_linear_floats_exactly(tmp_path):
     assert np.array_equal(read_exr(tmp_path / "a.exr"), film.pixels)
 
 
+def test_the_material_layer_is_the_id_of_sample_0_undone_exactly(tmp_path):
+    """The kernel sums the id + 1 of a pixel's sample 0 only; divided by any number of
+    samples, the film gets the integer back (-1: nothing hit), and writes it as material.ID."""
+    import OpenEXR
+
+    ids = np.array([[-1, 0, 7, 65535]])
+    for spp in (1, 3, 1000, 1 << 20):
+        film = Film(4, 1, ("material",), spp)
+        tile = np.zeros((1, 4, 12), np.float32)
+        tile[..., 11] = (ids + 1) / np.float64(spp)
+        film.put(Bucket(0, 0, 0, 4, 1), tile)
+        assert np.array_equal(film.layers()["material"], ids)
+    film.write(tmp_path / "ids.exr")
+    with OpenEXR.File(str(tmp_path / "ids.exr"), separate_channels=True) as exr:
+        assert np.array_equal(exr.channels()["material.ID"].pixels, ids.astype(np.float32))
+
+
 def test_output_paths_are_checked_before_rendering(tmp_path):
     with pytest.raises(FarmError, match="unsupported output format .jpg"):
         check_output_path(tmp_path / "a.jpg")

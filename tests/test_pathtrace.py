@@ -627,7 +627,8 @@ def test_aovs_have_their_documented_values(device):
     """A diffuse quad of known albedo facing the camera, seen partly through a mirror:
     albedo and normal are those of the first hit that is not a mirror (world space, facing
     the viewer), depth the camera ray's distance to the first hit, variance from the spread
-    of the samples; the radiance is the same bits with or without AOVs."""
+    of the samples, the material id that of the first hit of sample 0 (+1, over the spp);
+    the radiance is the same bits with or without AOVs."""
     document = _lit_quad({"reflectance": [0.3, 0.5, 0.7]}, {}, [0, 0, -1])
     document["film"]["spp"] = 8
     image = render(document, device, aovs=True)
@@ -641,6 +642,7 @@ def test_aovs_have_their_documented_values(device):
     assert np.allclose(depth, 3.0 / centre[..., 2] * -1, rtol=2e-3)
     luminance = image[..., :3] @ [0.2126, 0.7152, 0.0722]
     assert np.allclose(square, luminance**2, rtol=1e-4)  # a sun on a flat diffuse quad: every sample alike
+    assert (image[..., 11] == np.float32(1 / 8)).all()  # material 0, plus 1, once over 8 samples
     # the quad made a mirror, a diffuse wall behind the camera: albedo and normal are the
     # wall's, seen in the mirror (its normal facing the ray coming from the mirror), the depth
     # still the mirror's
@@ -655,3 +657,4 @@ def test_aovs_have_their_documented_values(device):
     assert np.allclose(seen[..., 3:6], [0.6, 0.2, 0.1], atol=1e-6)
     assert np.allclose(seen[..., 6:9], [0, 0, -1], atol=1e-5)
     assert np.allclose(seen[..., 9], depth, rtol=1e-5)
+    assert (seen[..., 11] == np.float32(1 / 8)).all()  # the mirror's id (0): the first hit, mirror or not

@@ -33,7 +33,7 @@ def pixel_error(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each pixel's relative standard error of its mean luminance: the standard deviation of
     its samples over sqrt(samples), over the mean (at least NOISE_FLOOR, so black and
     near-black pixels do not ask for samples nobody sees). `sums` has the AOV channels
-    (luminance square at channel 10)."""
+    (the luminance's square at channel 10)."""
     n = counts.astype(np.float64)
     mean = (sums[..., :3].astype(np.float64) / SUM_SCALE) @ LUMINANCE / np.maximum(n, 1)
     square = sums[..., 10].astype(np.float64) / SUM_SCALE / np.maximum(n, 1)

@@ -69,7 +69,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aov", default="", metavar="LIST",
                         help="also render these layers, comma-separated, into the EXR output: albedo, normal "
                              "(at the first hit that is not a mirror or smooth glass; world space), depth "
-                             "(distance along the camera ray), variance (of each pixel's mean luminance)")
+                             "(distance along the camera ray), variance (of each pixel's mean luminance), material (index of "
+                             "the material the pixel's first sample hits first; -1: none)")
     parser.add_argument("--progressive", action="store_true",
                         help="render the whole frame in rounds of 1, 2, 4, ... samples per pixel, rewriting the "
                              "output after each; Ctrl-C keeps the last complete round. The last round is the "

@@ -65,7 +65,9 @@ class Film:
 
     def layers(self) -> dict[str, np.ndarray]:
         """The requested AOVs by name: albedo and normal (H, W, 3), depth and variance (H, W).
-        variance is that of the pixel's mean luminance, from its samples' spread (0 at 1 spp)."""
+        variance is that of the pixel's mean luminance, from its samples' spread (0 at 1 spp);
+        material (H, W) the index of the material the pixel's first sample saw first, in the
+        scene's order of materials (-1: none, the sky)."""
         found = {}
         channels = self.aov_channels
         if "albedo" in self.aovs:
@@ -80,6 +82,9 @@ class Film:
             spread = np.maximum(channels[..., 7] - mean * mean, 0.0)
             taken = np.asarray(self.counts, np.float32)
             found["variance"] = np.where(taken > 1, spread / np.maximum(taken - 1, 1), 0.0).astype(np.float32)
+        if "material" in self.aovs:  # the id of sample 0 over the samples: undone exactly by rounding
+            taken = np.asarray(self.counts, np.float64)
+            found["material"] = (np.rint(channels[..., 8].astype(np.float64) * taken) - 1).astype(np.float32)
         return found
 
     def denoise(self) -> None:
@@ -124,8 +129,8 @@ class Film:
                 channels = {"RGB": self.pixels}
                 if self.raw is not None:
                     channels["raw"] = self.raw  # raw.R, raw.G, raw.B
-                for name, layer in self.layers().items():  # albedo.R.., normal.R.. (x, y, z), depth.Z, variance.Y
-                    channels[{"depth": "depth.Z", "variance": "variance.Y"}.get(name, name)] = np.ascontiguousarray(layer)
+                for name, layer in self.layers().items():  # albedo.R.., normal.R.. (x, y, z), depth.Z, variance.Y, material.ID
+                    channels[{"depth": "depth.Z", "variance": "variance.Y", "material": "material.ID"}.get(name, name)] = np.ascontiguousarray(layer)
                 OpenEXR.File(header, channels).write(str(path))
         except OSError as exc:
             raise FarmError(f"{path}: cannot write image: {exc.strerror or exc}") from None

@@ -11,7 +11,7 @@ from farm.exceptions import JobError
 
 
 # The AOV layers a job may ask for, beside the beauty pass (README: conventions).
-AOVS = ("albedo", "normal", "depth", "variance")
+AOVS = ("albedo", "normal", "depth", "variance", "material")
 
 # Longest pretend bucket of the null renderer: longer is no benchmark, only a hung job.
 NULL_SECONDS_MAX = 60.0

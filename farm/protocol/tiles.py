@@ -21,9 +21,10 @@ from farm.buckets import Bucket
 from farm.exceptions import InvalidTile
 from farm.protocol import secret
 
-# A pixel's floats in a tile: radiance; with AOVs also albedo, normal, depth and the mean
-# square of the luminance (kernels/pathtrace.cl, CHANNELS).
-CHANNELS, AOV_CHANNELS = 3, 11
+# A pixel's numbers in a tile: radiance; with AOVs also albedo, normal, depth, the mean
+# square of the luminance, and the material id of sample 0 plus 1 over the samples taken
+# (kernels/pathtrace.cl, CHANNELS).
+CHANNELS, AOV_CHANNELS = 3, 12
 
 # The kernel's running sums are 64-bit fixed point (kernels/pathtrace.cl, fixed_point):
 # SUM_SCALE units to 1, each sample clamped to SAMPLE_MAX, so that sums of up to

@@ -52,6 +52,7 @@ def run(args, scene) -> int:
     from farm.client import adaptive
     from farm.client.film import Film
     from farm.exceptions import DenoiserUnavailable
+    from farm.protocol.assets import FolderAssets
     from farm.protocol.plans import Plan
     from farm.protocol.tiles import mean_of
     from farm.scene.pack import pack
@@ -59,7 +60,7 @@ def run(args, scene) -> int:
     from farm.worker.render import Renderer
 
     device = current()
-    renderer = Renderer(device, pack(scene), aovs=True)
+    renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)), aovs=True)
     width, height = scene.film.width, scene.film.height
     pixels = width * height
     print(f"device: {device}")
@@ -130,7 +131,8 @@ def _summary(rows, target: float, pixels: int) -> None:
         print(f"to RMSE {bar:.5f} ({name}):")
         for method in methods:
             row = quickest(method, bar)
-            print(f"  {method:28} " + (f"{row[2]:8.2f} s ({row[1]}, {row[3]:.0f} spp, "
+            mean = "" if row is None or row[1].startswith(f"{row[3]:.0f} spp") else f", {row[3]:.0f} spp in the mean"
+            print(f"  {method:28} " + (f"{row[2]:8.2f} s ({row[1]}{mean}, "
                                        f"{row[3] * pixels / row[2] / 1e6:.2f} M samples/s)" if row else "not reached"))
 
 
