@@ -48,14 +48,16 @@ class PrivateFarm:
     def restart(self, indexes) -> list:
         """Stop every worker, then start the workers at `indexes` again as new processes
         (nothing in memory, the same settings and folders); once they are ready, those."""
+        for worker in self.workers:  # all told at once, then waited for
+            worker.terminate()
         for worker in self.workers:
             worker.stop()
         started = [self.workers[i].start() for i in indexes]
         self._wait_registered(started)
         return started
 
-    def close(self) -> None:
-        self.local.close()
+    def close(self, grace: float = 10.0) -> None:
+        self.local.close(grace)
 
     def wait_for(self, condition, timeout: float, what: str):
         return commands.wait_for(condition, timeout, what)

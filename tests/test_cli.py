@@ -186,7 +186,7 @@ def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_docum
         assert "Traceback" not in stderr and last.startswith("submit: error: lost the connection to the broker")
         assert (tmp_path / "out.partial.png").exists()
     finally:
-        farm.close()
+        farm.close(grace=1.0)  # its Redis is gone: no warm shutdown to wait for
 
 
 @pytest.mark.parametrize("damage,message", [
