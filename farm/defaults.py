@@ -155,6 +155,12 @@ SPECULATE = _float("FARM_SPECULATE", 1.5)
 # main process (farm/worker/consumer.py).
 EVENT_FLUSH = _float("FARM_EVENT_FLUSH", 0.25)
 
+# A worker's Prometheus metrics (farm/worker/metrics.py): the port its main process serves
+# them on, 0 for none (two workers on one machine need two ports), and the address, the
+# loopback unless a Prometheus elsewhere scrapes it.
+METRICS_PORT = _int("FARM_METRICS_PORT", 0)
+METRICS_ADDRESS = _str("FARM_METRICS_ADDRESS", "127.0.0.1")
+
 # Seconds worker and client keep retrying (with backoff) a broker that went away, e.g.
 # while Redis restarts, before they give up on it.
 BROKER_RETRY = _float("FARM_BROKER_RETRY", 120.0)

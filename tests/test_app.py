@@ -47,6 +47,10 @@ def _free_port():
 
 
 def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_path):
+    """A real Flower on the farm's broker: every bucket of a job with its job id and index,
+    a success; the buckets of a cancelled job revoked (the queued ones by the client's
+    purge, the running one by its worker), none left pending or running."""
+    from farm.client.run import start_job
     from farm.scene import parse_scene
 
     port = _free_port()
@@ -80,6 +84,21 @@ def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_pa
             assert task["name"] == "farm.render_bucket"
             assert task["state"] == "SUCCESS" and task["worker"] in {w.hostname for w in farm.workers}
         assert {eval(args)[1] for args in seen} == {0, 1, 2, 3}  # Flower shows args as Python repr
+
+        document = make_document(width=64, height=64, spp=2048)  # 16 buckets of about a second
+        scene = parse_scene(document)
+        run = start_job(farm.redis, farm.app, scene, document, 16, "spiral")
+        commands.wait_for(lambda: run.job.stored_buckets() and run.job.leases(), 60, "a tile and a running bucket")
+        run.cancel()
+        cancelled = run.job.job_id
+
+        def settled():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?limit=1000", timeout=5) as response:
+                tasks = [t for t in json.load(response).values() if cancelled in (t.get("args") or "")]
+            return tasks if tasks and all(t["state"] in ("SUCCESS", "REVOKED") for t in tasks) else None
+
+        tasks = commands.wait_for(settled, 30, "Flower to show the cancelled job's buckets revoked", interval=0.3)
+        assert sum(t["state"] == "REVOKED" for t in tasks) >= 2, tasks
     finally:
         flower.terminate()
         flower.wait(10)

@@ -23,7 +23,7 @@ import pytest
 
 from farm.client.film import read_exr
 from farm.protocol.jobs import Job
-from tests.commands import finish
+from tests.commands import finish, run
 from tests.farms import PrivateFarm
 
 LEASE_TIMEOUT = 4.0  # the least farm allows
@@ -97,6 +97,32 @@ def test_render_process_killed_mid_bucket(make_farm, frame, tmp_path):
     assert f"render process {lease.pid} of worker {lease.worker} died: bucket {lease.bucket}" in stderr
     assert report["lost_deliveries"] >= 1
     assert "WorkerLostError" in farm.log(int(lease.worker[1]) - 1), "Celery saw its child die"
+    assert_report_page(tmp_path, report, lost_bucket=lease.bucket)
+
+
+def assert_report_page(tmp_path: Path, report: dict, lost_bucket: int) -> None:
+    """`farm report` draws the run: a rectangle per bucket on the map in its worker's colour,
+    a bar per bucket in its worker's lane, the lost delivery outlined and marked in time."""
+    import xml.etree.ElementTree as ElementTree
+
+    result = run("report", tmp_path / "out.json", "-o", tmp_path / "out.html")
+    assert result.returncode == 0 and "out.html: the bucket map" in result.stdout, result.stderr
+    page = (tmp_path / "out.html").read_text()
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(svgs) == 2
+    bucket_map, timeline = (ElementTree.fromstring(svg) for svg in svgs)
+    ns = "{http://www.w3.org/2000/svg}"
+    buckets = [rect for rect in bucket_map.iter(f"{ns}rect") if rect.get("class") == "bucket"]
+    assert len(buckets) == BUCKETS and {rect.get("data-worker") for rect in buckets} == {
+        bucket["worker"] for bucket in report["buckets"]}
+    colour = {rect.get("data-worker"): rect.get("fill") for rect in buckets}
+    assert len(set(colour.values())) == len(colour), "one colour per worker"
+    lost = next(rect for rect in buckets if rect.find(f"{ns}title").text.startswith(f"bucket {lost_bucket}:"))
+    assert lost.get("stroke") == "#d00"
+    spans = [rect for rect in timeline.iter(f"{ns}rect") if rect.get("class") == "span"]
+    assert len(spans) == BUCKETS and sum(rect.get("stroke") == "#d00" for rect in spans) >= 1
+    notices = [line for line in timeline.iter(f"{ns}line") if line.get("class") == "notice"]
+    assert any(f"bucket {lost_bucket}" in line.find(f"{ns}title").text for line in notices)
 
 
 def test_whole_worker_killed_its_bucket_comes_back_in_time(make_farm, frame, tmp_path):

@@ -91,7 +91,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--denoise", action="store_true",
                         help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
                              "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
-    parser.add_argument("--report", help="write a JSON report of the job to this path")
+    parser.add_argument("--report", help="write a report of the job to this path: JSON, or with .html the page of "
+                                         "`farm report` (bucket map, timeline, figures)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
 
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     secret = commands.add_parser("secret", help="print a new secret for FARM_SECRET or FARM_SECRET_FILE "
                                                 "(only holders of it can put pixels into a frame)")
     secret.set_defaults(program="farm secret", handler=_new_secret)
+    report = commands.add_parser("report", help="draw a job's report (submit --report) as an HTML page: the bucket "
+                                                "map by worker, the timeline of every bucket, the figures")
+    report.add_argument("report", help="the JSON report of `submit --report` or `farm collect --report`")
+    report.add_argument("-o", "--output", required=True, help="the page to write (.html)")
+    report.set_defaults(program="farm report", handler=_report_page)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
     from farm.tools import bench, chaos  # their modules import only the standard library and defaults
@@ -403,7 +409,7 @@ def _collect_run(args, run, output: Path, local) -> int:
             print(f"submit: warning: {exc}; the raw image is written", file=sys.stderr)
     output = run.film.write(output)
     if args.report:
-        Path(args.report).write_text(json.dumps(run.report(), indent=2) + "\n")
+        _write_report(run.report(), args.report)
     _summary(run, output)
     return 0
 
@@ -528,6 +534,26 @@ def _summary(run, output: Path) -> None:
     for number, what in faults:
         if number:
             print(f"  {number} {what}")
+
+
+def _write_report(report: dict, path: str) -> None:
+    """The report as JSON, or as the page `farm report` draws where the path ends in .html."""
+    if Path(path).suffix.lower() in (".html", ".htm"):
+        from farm.client import report as pages
+
+        pages.write(report, path)
+    else:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _report_page(args) -> int:
+    """`farm report REPORT.json -o report.html`."""
+    from farm.client import report as pages
+
+    check_report_path(args.output)
+    written = pages.write(pages.read(args.report), args.output)
+    print(f"{written}: the bucket map, the timeline and the figures of job {pages.read(args.report)['job_id']}")
+    return 0
 
 
 def check_report_path(path: str) -> None:

@@ -84,6 +84,7 @@ class JobRun:
     unsent: list[int] = field(default_factory=list)
     # The buckets this run renders: all of the job's, or those a round's plan gives samples.
     wanted: list[int] | None = None
+    _notice_times: list[float] = field(default_factory=list)  # seconds into the run of each notice
     _parts: dict[int, tuple] = field(default_factory=dict)  # split bucket -> (sums so far, parts arrived)
     _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
     _waiting_since: dict[int, float] = field(default_factory=dict)
@@ -182,6 +183,7 @@ class JobRun:
 
     def _notice(self, message: str) -> None:
         self.notices.append(message)
+        self._notice_times.append(time.perf_counter() - self.started)
         log.info("job %s: %s", self.job.job_id[:8], message)
         if self._on_notice is not None:
             self._on_notice(message)
@@ -454,6 +456,8 @@ class JobRun:
                 "cache_hits": stats.get("asset_cache_hits", 0),
             },
             "notices": self.notices,
+            "events": [{"at": round(at, 6), "message": message} for at, message in zip(self._notice_times, self.notices)],
+            "copied": sorted(self.copies),
             "buckets": [asdict(self.records[i]) for i in sorted(self.records)],
         }
 

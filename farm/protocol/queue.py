@@ -170,14 +170,31 @@ class BucketQueue:
         return scan
 
     def purge(self, job_id: str) -> int:
-        """Remove the job's waiting messages from the queue; returns how many."""
-        removed = 0
+        """Remove the job's waiting messages from the queue, and tell Flower each task is
+        revoked (not pending for ever); returns how many were removed."""
+        revoked = []
         for name in queue_lists():
             for raw in self.redis.lrange(name, 0, -1):
                 found = _job_bucket(raw)
-                if found and found[0] == job_id:
-                    removed += self.redis.lrem(name, 0, raw)
-        return removed
+                if found and found[0] == job_id and self.redis.lrem(name, 0, raw):
+                    revoked.append(json.loads(raw)["headers"]["id"])
+        if revoked:
+            self._announce_revoked(revoked)
+        return len(revoked)
+
+    def _announce_revoked(self, task_ids: list[str]) -> None:
+        """One message of task-revoked events (task.multi, as the sends' task-sent ones)."""
+        events = self._events
+        try:
+            with self.app.producer_or_acquire() as producer:
+                producer.maybe_declare(events.exchange)
+                body = [events._prepare_event("task-revoked", {"uuid": tid, "terminated": False, "expired": False,
+                                                               "signum": None}) for tid in task_ids]
+                producer.publish(body, routing_key="task.multi", exchange=events.exchange.name,
+                                 serializer=events.serializer, headers=events.headers,
+                                 delivery_mode=events.delivery_mode, retry=False, declare=None)
+        except (*_LOST, BatchPublishError) as exc:  # the purge stands; only Flower's view is late
+            log.warning("could not tell Flower of %d revoked buckets: %s", len(task_ids), exc)
 
     def _queued(self) -> list[bytes]:
         """Every message waiting in the queue's lists, read in one round trip."""

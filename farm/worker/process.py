@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject
 from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from farm import defaults
@@ -32,7 +32,7 @@ from farm.protocol import registry, secret
 from farm.protocol.assets import RedisAssets
 from farm.protocol.broker import client
 from farm.protocol.events import EventKind, TileEvent
-from farm.protocol.jobs import BucketView, Job
+from farm.protocol.jobs import BucketView, Job, JobState
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
@@ -41,6 +41,7 @@ from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
 from farm.worker import device as devices
+from farm.worker import metrics
 from farm.worker.cache import AssetCache, PackedCache
 from farm.worker.render import Renderer, build_program
 
@@ -105,6 +106,7 @@ class WorkerState:
                              ("asset_cache_hits", fetched.reused)):
             if amount:
                 job.count(stat, amount)
+        metrics.assets_fetched(fetched.bytes, fetched.reused)
         self.renderers[(digest, aovs)] = renderer
         while len(self.renderers) > SCENES_KEPT:
             self.renderers.popitem(last=False)
@@ -190,7 +192,7 @@ class WorkerState:
         try:
             tile, seconds = self._render(job, index)
             if tile is None:
-                return self._stopped(job, index)
+                return self._stopped(task, job, index)
             header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
                                 seconds, lease.attempt, self.pid)
             self.lease_keeper.drop()
@@ -243,7 +245,13 @@ class WorkerState:
             bad = int(np.count_nonzero(~np.isfinite(tile)))
             if bad:
                 raise FarmError(f"the kernel produced {bad} non-finite values")
-        return tile, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        if tile is not None:
+            ranges = plan.pixel_ranges(bucket) if plan is not None else None
+            taken = int((ranges[..., 1] - ranges[..., 0]).sum()) if ranges is not None else (
+                bucket.width * bucket.height * job.meta.spp)
+            metrics.bucket_rendered(self.device.name, seconds, taken)
+        return tile, seconds
 
     def _plan(self, job: Job) -> Plan:
         """The samples the job gives each pixel: its stored plan (read once per process and
@@ -256,13 +264,18 @@ class WorkerState:
                 self.plans.popitem(last=False)
         return self.plans[job.job_id]
 
-    def _stopped(self, job: Job, index: int) -> bool:
-        """The render stopped between passes: say why; a shutdown hands the bucket back."""
+    def _stopped(self, task, job: Job, index: int) -> bool:
+        """The render stopped between passes: say why; a shutdown hands the bucket back, a
+        cancel marks the task revoked (Flower shows it so, not as a success)."""
         if self.stopping:
             log.warning("job %s bucket %d: worker shutting down, bucket handed back", job.job_id[:8], index)
             raise Reject("worker shutting down", requeue=True)
         why = f"job {job.state}" if job.state else "another worker finished it first"
         log.info("job %s bucket %d: stopped, %s", job.job_id[:8], index, why)
+        if job.state == JobState.CANCELLED:
+            with contextlib.suppress(Exception):  # an event for Flower is worth no failure
+                task.send_event("task-revoked", terminated=False, expired=False, signum=None)
+            raise Ignore()  # acknowledged, and no task-succeeded event after the revoked one
         return False
 
     def _reap_lost(self, job: Job, index: int, seen: BucketView) -> BucketView:
@@ -296,6 +309,7 @@ class WorkerState:
         fail the job; call this worker bad after too many failures in a row."""
         reason = str(exc) if isinstance(exc, FarmError) else f"{type(exc).__name__}: {exc}"
         log.error("job %s bucket %d failed: %s", job.job_id[:8], index, reason)
+        metrics.bucket_failed(self.device.name)
         try:
             job.record_failure(index, hostname, reason)
             seen = job.view(index)
@@ -449,6 +463,10 @@ def _start(sender, **_):
         registry.clear_bad(_registry(sender), sender.hostname)
     except Exception as exc:
         log.warning("worker registry not updated: %s", exc)
+    try:
+        metrics.serve(sender.hostname, lambda: client(sender.app.conf.broker_url, patient=False, socket_timeout=2.0))
+    except OSError as exc:  # the port taken: the worker renders all the same
+        log.error("worker %s: metrics not served on port %d: %s", sender.hostname, defaults.METRICS_PORT, exc)
 
 
 @worker_ready.connect
