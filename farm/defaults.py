@@ -155,6 +155,10 @@ SPECULATE = _float("FARM_SPECULATE", 1.5)
 # main process (farm/worker/consumer.py).
 EVENT_FLUSH = _float("FARM_EVENT_FLUSH", 0.25)
 
+# The live view's token where it is bound to an address other than the loopback
+# (`submit --watch HOST:PORT`); empty: a random one, printed in its URL.
+WATCH_TOKEN = _str("FARM_WATCH_TOKEN", "")
+
 # A worker's Prometheus metrics (farm/worker/metrics.py): the port its main process serves
 # them on, 0 for none (two workers on one machine need two ports), and the address, the
 # loopback unless a Prometheus elsewhere scrapes it.

@@ -91,6 +91,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--denoise", action="store_true",
                         help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
                              "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
+    parser.add_argument("--watch", nargs="?", const="127.0.0.1:0", metavar="[HOST:]PORT", type=_watch_address,
+                        help="serve a live view of the render (the frame filling in, the buckets rendering with "
+                             "their workers, progress, notices, the farm's jobs) and print its URL; on 127.0.0.1 "
+                             "and any free port by default; bound to another address it asks for a token "
+                             "(FARM_WATCH_TOKEN, or a random one in the printed URL)")
     parser.add_argument("--report", help="write a report of the job to this path: JSON, or with .html the page of "
                                          "`farm report` (bucket map, timeline, figures)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -100,6 +105,15 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 def _add_broker_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", default=defaults.BROKER_URL or None,
                         help="Redis URL of the farm (default FARM_BROKER_URL)")
+
+
+def _watch_address(text: str) -> tuple[str, int]:
+    from farm.client.watch import parse_address
+
+    try:
+        return parse_address(text)
+    except FarmError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--watch: ")) from None
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -282,6 +296,12 @@ def _submit(args) -> int:
             local.wait_ready(app)
         from farm.client.run import start_job
 
+        if args.watch:
+            from farm.client.watch import LiveView
+
+            args.view = LiveView(*args.watch, redis=redis_client)
+            stack.callback(args.view.close)
+            _status(args, f"watch: {args.view.start()}")
         aovs = tuple(dict.fromkeys(args.aov + (("albedo", "normal") if args.denoise else ())))  # the denoiser's guides
         if args.noise is not None:
             aovs = tuple(dict.fromkeys(aovs + ("variance",)))  # its luminance squares steer the rounds
@@ -373,19 +393,39 @@ def _collect(args) -> int:
     redis_client, app = _farm(args.broker)
     run = resume(redis_client, app, args.job)
     _status(args, f"job {args.job}: {len(run.job.stored_buckets())}/{run.total} buckets already rendered")
-    return _collect_run(args, run, output, None)
+    if args.watch:  # `farm collect JOB --watch`: the live view of any job on the farm
+        from farm.client.watch import LiveView
+
+        args.view = LiveView(*args.watch, redis=redis_client)
+        _status(args, f"watch: {args.view.start()}")
+    try:
+        return _collect_run(args, run, output, None)
+    finally:
+        if args.watch:
+            args.view.close()
 
 
 def _collect_run(args, run, output: Path, local) -> int:
     progress = None
+    view = getattr(args, "view", None)
+    if view is not None:
+        view.show(run)
 
     def notice(message: str) -> None:
         (progress.write if progress else print)(message, file=sys.stderr)
+        if view is not None:
+            view.notice(message)
+
+    def bucket(record) -> None:
+        if progress:
+            progress.update(1)
+        if view is not None:
+            view.tile(record)
 
     try:
         progress = _progress(args, run.total)  # inside: a Ctrl-C while it starts is handled too
         run.collect(
-            on_bucket=lambda record: progress.update(1) if progress else None,
+            on_bucket=bucket,
             on_notice=notice,
             check_alive=local.check_alive if local is not None else None,
         )
@@ -460,13 +500,29 @@ def _cancel(args) -> int:
 
 def _status_command(args) -> int:
     from farm.protocol import registry
-    from farm.protocol.broker import server_time
-    from farm.protocol.jobs import Job
 
     if not args.broker:
         raise FarmError("farm status needs the farm's broker: --broker URL or FARM_BROKER_URL")
     redis_client, _ = _farm(args.broker)
-    jobs = []
+    lines = job_lines(redis_client)
+    print(f"{len(lines)} job(s)")
+    for line in lines:
+        print(f"  {line}")
+    workers = registry.workers(redis_client)
+    print(f"{len(workers)} worker(s)")
+    for record in sorted(workers.values(), key=lambda w: w.hostname):
+        what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
+        print(f"  {record.hostname}  {what}")
+    return 0
+
+
+def job_lines(redis_client) -> list[str]:
+    """A line per job on the farm, oldest first: state, progress, frame (`farm status`,
+    the live view's list)."""
+    from farm.protocol.broker import server_time
+    from farm.protocol.jobs import Job
+
+    jobs, lines = [], []
     for key in redis_client.scan_iter(match=Job.key_for("*"), count=500):
         job_id = key.decode().split(":")[-1]
         if key.decode() != Job.key_for(job_id):
@@ -474,7 +530,6 @@ def _status_command(args) -> int:
         with contextlib.suppress(FarmError):
             jobs.append(Job.load(redis_client, job_id))
     now = server_time(redis_client)
-    print(f"{len(jobs)} job(s)")
     for job in sorted(jobs, key=lambda j: j.meta.created):
         done, total = len(job.stored_buckets()), job.unit_count
         running = len({lease.bucket for lease in job.leases() if lease.until >= now})
@@ -484,15 +539,10 @@ def _status_command(args) -> int:
         if not job.state and unattended > 90:
             note = f"  no client for {unattended // 60:.0f} min: `farm collect {job.job_id} -o OUT` picks it up"
         meta = job.meta
-        print(f"  {job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
-              f"{meta.width}x{meta.height} {meta.spp} spp  created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}"
-              + note)
-    workers = registry.workers(redis_client)
-    print(f"{len(workers)} worker(s)")
-    for record in sorted(workers.values(), key=lambda w: w.hostname):
-        what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
-        print(f"  {record.hostname}  {what}")
-    return 0
+        lines.append(f"{job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
+                     f"{meta.width}x{meta.height} {meta.spp} spp  created "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}" + note)
+    return lines
 
 
 def _progress(args, total: int):

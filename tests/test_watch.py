@@ -1,0 +1,106 @@
+"""The live view (`submit --watch`) in a real browser: headless Chromium, driven by
+Selenium, against a real render on a real farm whose render process is killed mid-frame."""
+
+import os
+import shutil
+import signal
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import commands
+from tests.farms import PrivateFarm
+
+CHROMIUM = os.environ.get("FARM_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = os.environ.get("FARM_TEST_CHROMEDRIVER") or shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_off_the_loopback_the_view_asks_for_its_token():
+    from farm.client.watch import LiveView
+
+    view = LiveView("0.0.0.0", 0)
+    url = view.start()
+    try:
+        port, token = view.port, view.token
+        assert token and url == f"http://0.0.0.0:{port}/?token={token}"
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/events?token=wrong", timeout=5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token={token}", timeout=5) as response:
+            assert b"<canvas" in response.read()
+    finally:
+        view.close()
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no browser: Debian's chromium and chromium-driver are not "
+                    "installed (.ci/run installs them; or name them in FARM_TEST_CHROMIUM, FARM_TEST_CHROMEDRIVER)")
+def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker(tmp_path, make_document,
+                                                                                   write_scene):
+    pytest.importorskip("selenium", reason="selenium (a test extra) is not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    farm = PrivateFarm(tmp_path, [{}, {}], name="watched")
+    port = _free_port()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--force-color-profile=srgb", "--window-size=800,900"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        document = make_document(width=96, height=64, spp=2048)  # 24 buckets of about a third of a second
+        client = farm.farm("submit", write_scene(document), "-o", tmp_path / "out.png", "--bucket-size", 16,
+                           "--watch", f"127.0.0.1:{port}")
+        commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
+        browser.get(f"http://127.0.0.1:{port}/")
+        outlines = commands.wait_for(lambda: browser.execute_script(
+            "return Array.from(document.querySelectorAll('.bucket')).map(d => [d.dataset.worker, d.textContent]);"),
+            30, "a bucket outlined while it renders")
+        workers = {worker.hostname for worker in farm.workers}
+        assert all(worker in workers and label == worker for worker, label in outlines), outlines
+        job = farm.job()
+        lease = farm.lease(job)
+        os.kill(lease.pid, signal.SIGKILL)
+        notice = commands.wait_for(
+            lambda: [li.text for li in browser.find_elements("css selector", "#notices li") if "died" in li.text],
+            60, "the lost worker's notice on the page")
+        assert f"render process {lease.pid} of worker {lease.worker} died" in notice[0]
+        returncode, _, stderr = commands.finish(client)
+        assert returncode == 0, stderr
+        written = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+
+        def canvas_is_the_frame():  # the page draws the last tiles as their images decode
+            shown = np.array(browser.execute_script(
+                "const c = document.getElementById('frame');"
+                "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"), np.uint8)
+            return shown.size == 64 * 96 * 4 and np.array_equal(shown.reshape(64, 96, 4)[..., :3], written)
+
+        commands.wait_for(canvas_is_the_frame, 10, "the canvas to hold the rendered pixels of every bucket")
+        commands.wait_for(lambda: "24 of 24 buckets" in browser.find_element("id", "progress").text, 10,
+                          "the progress to reach 24 of 24")
+        browser.save_screenshot(str(tmp_path / "live-view.png"))
+        assert (tmp_path / "live-view.png").stat().st_size > 1000
+        assert job.job_id in browser.find_element("id", "jobs").text
+    finally:
+        browser.quit()
+        farm.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1):
+            return True
+    except OSError:
+        return False
