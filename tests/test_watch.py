@@ -104,3 +104,31 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_farm_watch_shows_a_job_another_client_collects(farm, make_document, write_scene, tmp_path):
+    """`farm watch JOB` beside the job's own `submit`: the tiles reach the page's event
+    stream as they are stored, the submit still collects every one, and the watch ends
+    with the job."""
+    import http.client
+    import json
+
+    document = make_document(width=64, height=32, spp=4096)  # 8 buckets, 2 s or so on two workers
+    client = farm.farm("submit", write_scene(document), "-o", tmp_path / "out.png", "--bucket-size", 16)
+    job = farm.job()
+    port = _free_port()
+    watcher = farm.farm("watch", job.job_id, "--watch", f"127.0.0.1:{port}")
+    commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
+    tiles = []
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=60) as stream:
+            for line in stream:  # until the watch ends with the job
+                if line.startswith(b"data: ") and json.loads(line[6:])["type"] == "tile":
+                    tiles.append(json.loads(line[6:]))
+    except (OSError, http.client.HTTPException):
+        pass
+    returncode, _, stderr = commands.finish(client)
+    assert returncode == 0, stderr
+    returncode, out, stderr = commands.finish(watcher)
+    assert returncode == 0 and f"job {job.job_id}: " in out and "8/8 buckets" in out, stderr
+    assert tiles and all(tile["width"] == tile["height"] == 16 for tile in tiles)

@@ -170,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     secret = commands.add_parser("secret", help="print a new secret for FARM_SECRET or FARM_SECRET_FILE "
                                                 "(only holders of it can put pixels into a frame)")
     secret.set_defaults(program="farm secret", handler=_new_secret)
+    watch = commands.add_parser("watch", help="serve the live view of a job another client is rendering, until "
+                                              "it ends (the tiles as they are stored; its notices stay with its client)")
+    watch.add_argument("job", help="job id (see `farm status`)")
+    watch.add_argument("--watch", dest="address", default="127.0.0.1:0", type=_watch_address, metavar="[HOST:]PORT",
+                       help="where to serve it (default 127.0.0.1 and a free port)")
+    _add_broker_option(watch)
+    watch.set_defaults(program="farm watch", handler=_watch_job)
     report = commands.add_parser("report", help="draw a job's report (submit --report) as an HTML page: the bucket "
                                                 "map by worker, the timeline of every bucket, the figures")
     report.add_argument("report", help="the JSON report of `submit --report` or `farm collect --report`")
@@ -594,6 +601,48 @@ def _write_report(report: dict, path: str) -> None:
         pages.write(report, path)
     else:
         Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _watch_job(args) -> int:
+    """`farm watch JOB`: the live view of a job without collecting it: its tiles are read
+    from Redis as they are stored (its events stay for the client that collects it)."""
+    from farm.buckets import Bucket
+    from farm.client.film import Film
+    from farm.client.run import JobRun
+    from farm.client.watch import POLL_SECONDS, LiveView
+    from farm.protocol.jobs import Job, JobState
+    from farm.protocol.plans import Plan
+
+    if not args.broker:
+        raise FarmError("farm watch needs the farm's broker: --broker URL or FARM_BROKER_URL")
+    redis_client, _ = _farm(args.broker)
+    job = Job.load(redis_client, args.job)
+    meta = job.meta
+    film = Film(meta.width, meta.height, meta.aovs, meta.spp)
+    wanted = job.units()
+    if meta.sums:  # one round of several: the image of its own samples
+        plan = job.plan() if meta.cell else Plan.uniform(meta.width, meta.height, *meta.samples)
+        whole = plan.pixel_ranges(Bucket(0, 0, 0, meta.width, meta.height))
+        film.start_round(plan, counts=whole[..., 1] - whole[..., 0])
+        wanted = [index for index in wanted if plan.has_work(job.bucket(index))]
+    run = JobRun(job, film, queue=None, wanted=wanted)
+    view = LiveView(*args.address, redis=redis_client)
+    print(f"watch: {view.start()}", file=sys.stderr)
+    view.show(run)
+    run._on_bucket = view.tile
+    try:
+        while True:
+            state = job.refresh()
+            for index, found in job.tiles(sorted(job.stored_buckets() - set(run.records))).items():
+                if isinstance(found, tuple):  # an invalid one is its collecting client's to send again
+                    run._put(index, *found)
+            if state or len(run.records) >= run.total:
+                break
+            time.sleep(POLL_SECONDS)
+    finally:
+        view.close()
+    print(f"job {job.job_id}: {state or JobState.DONE}, {len(run.records)}/{run.total} buckets")
+    return 0
 
 
 def _report_page(args) -> int:
