@@ -273,3 +273,27 @@ def test_a_noise_target_on_the_farm_is_the_same_bits_as_in_one_process(farm, mak
     with OpenEXR.File(str(tmp_path / "frame.exr"), separate_channels=True) as exr:
         assert np.array_equal(exr.channels()["variance.Y"].pixels, here.layers()["variance"])
     assert 4 < here.counts.mean() < 64
+
+
+@pytest.mark.parametrize("content,message", [
+    ("not json", "not a JSON report"),
+    ("[1, 2]", "not a farm job report (a JSON object is expected)"),
+    ('{"job_id": "x"}', "not a farm job report (missing width, height, wall_seconds, buckets)"),
+    ('{"job_id": "x", "width": -4, "height": 4, "wall_seconds": 1, "buckets": []}', "width is not a number"),
+    ('{"job_id": "x", "width": 4, "height": 4, "wall_seconds": 1, "buckets": [{"index": 0}]}',
+     "bucket entry 0 lacks a valid x, y, width, height, worker, attempts, seconds, arrived"),
+], ids=["not json", "a list", "missing keys", "negative width", "a bucket without fields"])
+def test_a_bad_report_is_one_line(tmp_path, capfd, content, message):
+    import signal
+
+    from farm.client.cli import main
+
+    (tmp_path / "report.json").write_text(content)
+    before = signal.getsignal(signal.SIGTERM)
+    try:  # in this process: the command's own SIGTERM handler is put back after it
+        assert main(["report", str(tmp_path / "report.json"), "-o", str(tmp_path / "report.html")]) == 2
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("farm report: error: ") and message in lines[0], lines
+    assert not (tmp_path / "report.html").exists()

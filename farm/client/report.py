@@ -18,6 +18,9 @@ from farm.exceptions import FarmError
 
 # Colour-blind-safe categorical colours (Okabe and Ito), then greys for many workers.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+# What each bucket of a report must hold to be drawn (run.BucketRecord).
+BUCKET_FIELDS = {"index": int, "x": int, "y": int, "width": int, "height": int, "worker": str, "attempts": int,
+                 "seconds": (int, float), "arrived": (int, float)}
 MAP_WIDTH = 640  # px: the frame drawn at most this wide
 LANE = 22  # px per worker in the timeline
 TIMELINE_WIDTH = 900
@@ -31,9 +34,22 @@ def read(path: str | Path) -> dict:
         raise FarmError(f"{path}: cannot read the report: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise FarmError(f"{path}: not a JSON report ({exc})") from None
+    if not isinstance(report, dict):
+        raise FarmError(f"{path}: not a farm job report (a JSON object is expected)")
     missing = [key for key in ("job_id", "width", "height", "wall_seconds", "buckets") if key not in report]
-    if not isinstance(report, dict) or missing:
-        raise FarmError(f"{path}: not a farm job report (missing {', '.join(missing) or 'everything'})")
+    if missing:
+        raise FarmError(f"{path}: not a farm job report (missing {', '.join(missing)})")
+    numbers = {"width": int, "height": int, "wall_seconds": (int, float)}
+    for key, kind in numbers.items():
+        if not isinstance(report[key], kind) or isinstance(report[key], bool) or report[key] < 0:
+            raise FarmError(f"{path}: {key} is not a number of the report's kind: {report[key]!r}")
+    if not isinstance(report["buckets"], list):
+        raise FarmError(f"{path}: buckets is not a list")
+    for number, bucket in enumerate(report["buckets"]):
+        wrong = [key for key, kind in BUCKET_FIELDS.items()
+                 if not isinstance(bucket, dict) or not isinstance(bucket.get(key), kind) or isinstance(bucket.get(key), bool)]
+        if wrong:
+            raise FarmError(f"{path}: bucket entry {number} lacks a valid {', '.join(wrong)}")
     return report
 
 
