@@ -573,8 +573,14 @@ def _save_partial(run, output: Path) -> None:
 
 def _summary(run, output: Path) -> None:
     meta = run.job.meta
+    samples = f"{meta.spp} spp"
+    if meta.sums:  # a round: the samples it took, and what the frame now has
+        first, end = meta.samples
+        counts = run.film.counts
+        samples = (f"samples {first} to {end} this round (per cell), {float(counts.mean()):.1f} spp in the mean now"
+                   if meta.cell else f"samples {first} to {end} this round")
     print(
-        f"{output}: {meta.width}x{meta.height}, {meta.spp} spp, {run.total} buckets of {meta.bucket_size}px "
+        f"{output}: {meta.width}x{meta.height}, {samples}, {run.total} buckets of {meta.bucket_size}px "
         f"in {run.wall_seconds:.2f}s (job {meta.job_id})"
     )
     devices = {r.worker: r.device for r in run.records.values()}
