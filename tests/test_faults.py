@@ -225,10 +225,12 @@ def test_a_worker_without_its_device_takes_no_buckets_and_the_job_ends(frame, tm
 
 def test_a_stopped_render_process_is_not_called_dead(make_farm, frame, tmp_path):
     """SIGSTOP: its lease lapses and the bucket is rendered elsewhere, and the notice says
-    what happened (before: "render process N died"); once it runs again it is harmless."""
+    what happened (before: "render process N died"); once it runs again it is harmless.
+    No copies of stragglers: a copy that finishes the stopped bucket before its lease
+    lapses leaves nothing to notice (this test failed so once, on a loaded machine)."""
     scene, reference = frame
     farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    client = farm.submit(scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
     job = farm.job()
     lease = farm.lease(job, "w1")
     os.kill(lease.pid, signal.SIGSTOP)

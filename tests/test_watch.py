@@ -106,25 +106,37 @@ def _answers(port: int) -> bool:
         return False
 
 
-def test_farm_watch_shows_a_job_another_client_collects(farm, make_document, write_scene, tmp_path):
+def test_farm_watch_shows_a_job_another_client_collects(make_document, write_scene, tmp_path):
     """`farm watch JOB` beside the job's own `submit`: the tiles reach the page's event
-    stream as they are stored, the submit still collects every one, and the watch ends
-    with the job."""
+    stream as they are stored, a killed render process is told, the submit still collects
+    every one, and the watch ends with the job."""
+    farm = PrivateFarm(tmp_path, [{}, {}], name="watchers")  # its render processes are killed
+    try:
+        _watch_beside_a_submit(farm, make_document, write_scene, tmp_path)
+    finally:
+        farm.close()
+
+
+def _watch_beside_a_submit(farm, make_document, write_scene, tmp_path):
     import http.client
     import json
 
-    document = make_document(width=64, height=32, spp=4096)  # 8 buckets, 2 s or so on two workers
+    document = make_document(width=64, height=32, spp=8192)  # 8 buckets, 4 s or so on two workers
     client = farm.farm("submit", write_scene(document), "-o", tmp_path / "out.png", "--bucket-size", 16)
     job = farm.job()
+    os.kill(farm.lease(job).pid, signal.SIGKILL)
     port = _free_port()
     watcher = farm.farm("watch", job.job_id, "--watch", f"127.0.0.1:{port}")
     commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
-    tiles = []
+    tiles, notices = [], []
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=60) as stream:
             for line in stream:  # until the watch ends with the job
-                if line.startswith(b"data: ") and json.loads(line[6:])["type"] == "tile":
-                    tiles.append(json.loads(line[6:]))
+                event = json.loads(line[6:]) if line.startswith(b"data: ") else {}
+                if event.get("type") == "tile":
+                    tiles.append(event)
+                elif event.get("type") == "notice":
+                    notices.append(event["message"])
     except (OSError, http.client.HTTPException):
         pass
     returncode, _, stderr = commands.finish(client)
@@ -132,3 +144,4 @@ def test_farm_watch_shows_a_job_another_client_collects(farm, make_document, wri
     returncode, out, stderr = commands.finish(watcher)
     assert returncode == 0 and f"job {job.job_id}: " in out and "8/8 buckets" in out, stderr
     assert tiles and all(tile["width"] == tile["height"] == 16 for tile in tiles)
+    assert any("a delivery lost with its worker or render process (1 so far)" in notice for notice in notices), notices

@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "(only holders of it can put pixels into a frame)")
     secret.set_defaults(program="farm secret", handler=_new_secret)
     watch = commands.add_parser("watch", help="serve the live view of a job another client is rendering, until "
-                                              "it ends (the tiles as they are stored; its notices stay with its client)")
+                                              "it ends (the tiles as they are stored, lost deliveries and failures "
+                                              "from the job's record)")
     watch.add_argument("job", help="job id (see `farm status`)")
     watch.add_argument("--watch", dest="address", default="127.0.0.1:0", type=_watch_address, metavar="[HOST:]PORT",
                        help="where to serve it (default 127.0.0.1 and a free port)")
@@ -636,12 +637,19 @@ def _watch_job(args) -> int:
     print(f"watch: {view.start()}", file=sys.stderr)
     view.show(run)
     run._on_bucket = view.tile
+    seen: dict[tuple[str, bytes], bytes] = {}
     try:
         while True:
             state = job.refresh()
             for index, found in job.tiles(sorted(job.stored_buckets() - set(run.records))).items():
                 if isinstance(found, tuple):  # an invalid one is its collecting client's to send again
                     run._put(index, *found)
+            for part, say in (("crashes", "bucket {}: a delivery lost with its worker or render process ({} so far)"),
+                              ("errors", "bucket {} failed: {}")):  # the notices its client tells
+                for field, value in redis_client.hgetall(Job.key_for(job.job_id, part)).items():
+                    if seen.get((part, field)) != value:
+                        seen[(part, field)] = value
+                        view.notice(say.format(field.decode(), value.decode(errors="replace")))
             if state or len(run.records) >= run.total:
                 break
             time.sleep(POLL_SECONDS)
