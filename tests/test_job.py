@@ -65,8 +65,9 @@ def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
     run = farm.render(scene, document, bucket_size=32)
     job = run.job
     impostor = np.full((32, 32, 3), 7.0, np.float32)
+    before = job.duplicates()  # a straggler's copy may already have lost a race on the farm
     assert not job.store_tile(TileHeader(job.job_id, 0, 32, 32, "impostor@nowhere"), impostor, b"")
-    assert job.duplicates() == 1
+    assert job.duplicates() == before + 1
     header, pixels = job.tile(0)
     assert np.array_equal(pixels, reference[:32, :32]) and header.worker in {w.hostname for w in farm.workers}
 

@@ -17,9 +17,8 @@ import numpy as np
 
 from farm import defaults
 from farm.protocol.plans import Plan
-from farm.protocol.tiles import SUM_SCALE
+from farm.protocol.tiles import SUM_SCALE, luminance
 
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 GROWTH = 4  # most times a cell's samples may grow in one round: early estimates are noisy
 
 
@@ -35,7 +34,7 @@ def pixel_error(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     near-black pixels do not ask for samples nobody sees). `sums` has the AOV channels
     (the luminance's square at channel 10)."""
     n = counts.astype(np.float64)
-    mean = (sums[..., :3].astype(np.float64) / SUM_SCALE) @ LUMINANCE / np.maximum(n, 1)
+    mean = luminance(sums[..., :3].astype(np.float64) / SUM_SCALE) / np.maximum(n, 1)
     square = sums[..., 10].astype(np.float64) / SUM_SCALE / np.maximum(n, 1)
     variance = np.maximum(square - mean * mean, 0.0) * n / np.maximum(n - 1, 1)
     return np.sqrt(variance / np.maximum(n, 1)) / np.maximum(mean, defaults.NOISE_FLOOR)

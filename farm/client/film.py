@@ -14,7 +14,7 @@ import numpy as np
 from farm.buckets import Bucket
 from farm.exceptions import DenoiserUnavailable, FarmError
 from farm.protocol.plans import Plan
-from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, mean_of
+from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, luminance, mean_of
 
 FORMATS = (".png", ".exr")
 
@@ -78,7 +78,7 @@ class Film:
             found["depth"] = channels[..., 6]
         if "variance" in self.aovs:
             beauty = self.raw if self.raw is not None else self.pixels
-            mean = beauty @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+            mean = luminance(beauty)
             spread = np.maximum(channels[..., 7] - mean * mean, 0.0)
             taken = np.asarray(self.counts, np.float32)
             found["variance"] = np.where(taken > 1, spread / np.maximum(taken - 1, 1), 0.0).astype(np.float32)

@@ -44,6 +44,15 @@ def mean_of(sums: np.ndarray, counts) -> np.ndarray:
         divisor = divisor[..., None]
     return (sums.astype(np.float64) / divisor).astype(np.float32)
 
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 709 luminance of (..., 3) `rgb`, in its precision, added up channel by channel:
+    a matrix product's rounding can depend on how BLAS splits it (alignment, vector width),
+    and the noise target's decisions and the variance layer must be the same bits anywhere."""
+    r, g, b = (rgb[..., channel] for channel in range(3))
+    weight = rgb.dtype.type
+    return r * weight(0.2126) + g * weight(0.7152) + b * weight(0.0722)
+
 TILE_MAGIC = b"FARMTIL2"
 _TILE_PREFIX = struct.Struct("<8sI")
 
