@@ -250,6 +250,31 @@ def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
 
 
+def test_a_time_limit_ends_the_rounds_on_a_complete_frame(farm, make_document, write_scene, tmp_path, device):
+    """`submit --progressive --time-limit`: rounds until the time is spent, the output the
+    exact frame of the samples its last complete round reached, said on the last line."""
+    from farm.scene import parse_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+
+    document = make_document(width=16, height=8, spp=1 << 16)
+    began = time.monotonic()
+    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--progressive", "--time-limit", "3",
+                    "--bucket-size", "16", "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - began < 30
+    last = result.stderr.splitlines()[-1]
+    found = re.fullmatch(r"time limit: .*frame\.exr holds round (\d+)/17, (\d+) samples per pixel, after ([\d.]+)s", last)
+    assert found, result.stderr
+    rounds, spp = int(found[1]), int(found[2])
+    assert rounds >= 2 and spp >= 2 and float(found[3]) < 3 + 5  # + a reconcile and the cancel
+    exact = {**document, "film": {**document["film"], "spp": spp}}
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(exact))).render_frame())
+    refused = submit(write_scene(document), "-o", tmp_path / "other.exr", "--time-limit", "3")
+    assert (refused.returncode, refused.stderr.strip()) == (
+        2, "submit: error: --time-limit ends rounds: add --progressive or --noise")
+
+
 def test_a_noise_target_on_the_farm_is_the_same_bits_as_in_one_process(farm, make_document, write_scene, tmp_path,
                                                                         device):
     """`submit --noise` on two workers in 16-px buckets, and the same rounds in this process

@@ -274,6 +274,39 @@ def test_progressive_rounds_add_up_to_the_same_bits(farm, make_document, device)
     assert np.array_equal(shown[1], two)  # round 2 shows 2 spp
 
 
+def test_a_time_limit_cuts_a_round_to_the_samples_that_fit_and_cancels_one_past_it(farm, make_document, tmp_path):
+    """--time-limit: the next round is kept, cut or dropped by the rate of the rounds
+    before; one still rendering at the limit is cancelled on the farm, and nothing is
+    written (the output holds the round before)."""
+    import argparse
+
+    from farm.client import cli
+    from farm.client.film import Film
+
+    clock = cli.RoundClock(10, 20, 10)
+    clock.done(Plan.uniform(20, 10, 0, 4), 2.0)  # 800 pixel samples in 2 s: 400 a second
+    whole = Plan.uniform(20, 10, 4, 8)
+    assert clock.fit(whole, left=2.5) is whole
+    assert clock.fit(whole, left=1.0).bounds == (4, 5)  # 0.9 s of 400 a second: 1 sample for each of 200 pixels
+    assert clock.fit(whole, left=0.4) is None
+    ends = np.full((2, 3), 4, np.int32)
+    ends[0, 0] = 20  # one 8-px cell gets 16 more: 64 x 16 = 1024 pixel samples
+    cells = Plan.for_frame(20, 10, 8, np.full((2, 3), 4, np.int32), ends)
+    assert clock.fit(cells, left=2.6) is cells
+    cut = clock.fit(cells, left=2.5)  # 900 of the 1024 fit: 16 x 900 / 1024 = 14.06 more samples
+    assert np.array_equal(cut.ranges[..., 0], cells.ranges[..., 0]) and cut.bounds == (4, 18)
+    assert cut.ranges[..., 1].sum() == 18 + 5 * 4 and clock.fit(cells, left=0.05) is None
+
+    document = make_document(width=40, height=24, spp=64)
+    scene = parse_scene(document)
+    run = start_job(farm.redis, farm.app, scene, document, 16, "spiral", plan=Plan.uniform(40, 24, 0, 64),
+                    film=Film(40, 24, (), 64))
+    args = argparse.Namespace(quiet=True, denoise=False, report=None, output=str(tmp_path / "frame.exr"))
+    with pytest.raises(cli.TimeUp):
+        cli._collect_run(args, run, tmp_path / "frame.exr", None, deadline=0.0)
+    assert run.job.refresh() == JobState.CANCELLED and list(tmp_path.iterdir()) == []
+
+
 def test_split_tail_buckets_add_up_to_the_unsplit_bits(farm, make_document, device):
     """The last three buckets sent as three sample ranges each, on two workers: the parts'
     sums, added in whatever order they arrive, give the one-process frame bit for bit."""

@@ -43,6 +43,30 @@ def test_off_the_loopback_the_view_asks_for_its_token():
         view.close()
 
 
+def test_the_view_says_which_round_it_shows(farm, make_document):
+    """A page that connects is first told the job, its frame's size and the round the
+    frame has reached (`submit --progressive` and `--noise` refine it round by round)."""
+    import json
+
+    from farm.client.watch import PAGE, LiveView
+    from farm.protocol.plans import Plan
+    from farm.scene import parse_scene
+
+    document = make_document(width=16, height=8, spp=2)
+    run = farm.render(parse_scene(document), document, 16, plan=Plan.uniform(16, 8, 1, 2))
+    view = LiveView()
+    url = view.start()
+    try:
+        view.show(run, "round 2/2: samples 1 to 2 of 2")
+        with urllib.request.urlopen(url + "events", timeout=10) as stream:
+            event = json.loads(stream.readline().removeprefix(b"data: "))
+        assert event == {"type": "job", "job": run.job.job_id, "width": 16, "height": 8,
+                         "round": "round 2/2: samples 1 to 2 of 2", "frame": True}
+        assert '<div id="round">' in PAGE and 'getElementById("round").textContent = event.round' in PAGE
+    finally:
+        view.close()
+
+
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no browser: Debian's chromium and chromium-driver are not "
                     "installed (.ci/run installs them; or name them in FARM_TEST_CHROMIUM, FARM_TEST_CHROMEDRIVER)")
 def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker(tmp_path, make_document,

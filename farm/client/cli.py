@@ -75,6 +75,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help="render the whole frame in rounds of 1, 2, 4, ... samples per pixel, rewriting the "
                              "output after each; Ctrl-C keeps the last complete round. The last round is the "
                              "same bits as one render of all the samples")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="with --progressive or --noise, stop the rounds when SECONDS have passed: a round "
+                             "that would not finish in the time left is cut to the samples that fit (--progressive) "
+                             "or not started (--noise), and one still rendering at the limit is cancelled; the "
+                             "first round always finishes. The output holds the last complete round")
     parser.add_argument("--split-tail", action="store_true",
                         help="send the frame's last N buckets (N: the live workers) as N parts of their samples "
                              "each (at most FARM_MAX_SPLIT), so the last bucket does not keep the others idle; "
@@ -259,6 +264,11 @@ def _submit(args) -> int:
             raise FarmError(f"--noise is a relative standard error between 0 and 1 (e.g. 0.01), got {args.noise:g}")
         if args.progressive:
             raise FarmError("--noise renders in rounds of its own; leave out --progressive")
+    if args.time_limit is not None:
+        if not args.time_limit > 0:
+            raise FarmError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
+        if not args.progressive and args.noise is None:
+            raise FarmError("--time-limit ends rounds: add --progressive or --noise")
     if args.split_tail and (args.progressive or args.noise is not None):
         raise FarmError("--split-tail splits a render of one round; leave out --progressive and --noise")
     for name in ("min_spp", "max_spp"):
@@ -321,15 +331,97 @@ def _submit(args) -> int:
         from farm.client.film import Film
 
         film, run = Film(scene.film.width, scene.film.height, aovs, scene.film.spp), None
+        clock = RoundClock(args.time_limit, scene.film.width, scene.film.height) if args.time_limit else None
+        kept = None  # what the output holds: the last complete round
         for number, plan, what in _rounds(args, scene, film):
+            last = False
+            if clock is not None and run is not None:  # the first round always renders: an image at all
+                fitted = clock.fit(plan)
+                if fitted is None:
+                    _status(args, f"time limit: no time left for round {number} ({clock.left():.1f}s left)")
+                    break
+                if fitted is not plan:
+                    plan, last = fitted, True
+                    first, end = plan.bounds
+                    what = (f"samples {first} to {end} of {scene.film.spp}" if plan.uniform_range else
+                            f"cells to at most {end} samples per pixel") + f" (what fits in the {clock.left():.1f}s left)"
             if run is not None:  # its sums are in the film; the last round stays for `farm status`
                 with contextlib.suppress(JobError):
                     run.job.forget()
-            _status(args, f"round {number}: {what}")
+            label = f"round {number}: {what}"
+            _status(args, label)
             run = start_job(redis_client, app, scene, document, args.bucket_size, args.order, assets, aovs=aovs,
                             plan=plan, film=film)
-            _collect_run(args, run, output, local)
+            began = time.perf_counter()
+            try:
+                _collect_run(args, run, output, local, deadline=clock.deadline if clock and kept else None, label=label)
+            except TimeUp:
+                _status(args, f"time limit: round {number} cancelled at {args.time_limit:g}s")
+                break
+            kept = (number, film.counts)
+            if clock is not None:
+                clock.done(plan, time.perf_counter() - began)
+            if last:
+                break
+        if clock is not None:
+            counts = kept[1]
+            spp = f"{int(counts.max())} samples per pixel" if counts.min() == counts.max() else \
+                f"{float(counts.mean()):.1f} samples per pixel in the mean"
+            _status(args, f"time limit: {output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
         return 0
+
+
+class TimeUp(Exception):
+    """--time-limit passed while a round rendered: it is cancelled, the output keeps the round before."""
+
+
+class RoundClock:
+    """--time-limit's clock: the rate the rounds so far rendered at (pixel samples a
+    second, their start-up in), and which part of the next round fits in the time left."""
+
+    MARGIN = 0.9  # of the time left, for a round cut to fit: rates wander
+
+    def __init__(self, seconds: float, width: int, height: int):
+        self.width, self.height = width, height
+        self.started = time.perf_counter()
+        self.deadline = self.started + seconds
+        self.samples, self.seconds = 0, 0.0
+
+    def left(self) -> float:
+        return max(self.deadline - time.perf_counter(), 0.0)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def done(self, plan, seconds: float) -> None:
+        self.samples += self.samples_of(plan)
+        self.seconds += seconds
+
+    def fit(self, plan, left: float | None = None):
+        """`plan` if it fits in the time left at the rate so far; else the plan whose every
+        cell takes the same share of its samples, what fits (rounded down); None where no
+        pixel would get a sample."""
+        import numpy as np
+
+        from farm.protocol.plans import Plan
+
+        left = self.left() if left is None else left
+        rate = self.samples / self.seconds if self.seconds > 0 else 0.0
+        samples = self.samples_of(plan)
+        if samples <= left * rate:
+            return plan
+        first, end = plan.ranges[..., 0], plan.ranges[..., 1]
+        cut = first + np.floor((end - first) * (left * self.MARGIN * rate / samples)).astype(np.int32)
+        if not (cut > first).any():
+            return None
+        return Plan(plan.cell, np.stack([first, cut], axis=-1).astype(np.int32))
+
+    def samples_of(self, plan) -> int:
+        """The pixel samples a round of `plan` renders."""
+        from farm.buckets import Bucket
+
+        ranges = plan.pixel_ranges(Bucket(0, 0, 0, self.width, self.height))
+        return int((ranges[..., 1] - ranges[..., 0]).sum())
 
 
 def _split(args, redis_client, scene) -> tuple[int, int]:
@@ -413,11 +505,13 @@ def _collect(args) -> int:
             args.view.close()
 
 
-def _collect_run(args, run, output: Path, local) -> int:
+def _collect_run(args, run, output: Path, local, deadline: float | None = None, label: str = "") -> int:
+    """Collect `run` into `output` (`label`: which round it is); past `deadline`
+    (perf_counter), cancel it and raise TimeUp."""
     progress = None
     view = getattr(args, "view", None)
     if view is not None:
-        view.show(run)
+        view.show(run, label)
 
     def notice(message: str) -> None:
         (progress.write if progress else print)(message, file=sys.stderr)
@@ -430,16 +524,22 @@ def _collect_run(args, run, output: Path, local) -> int:
         if view is not None:
             view.tile(record)
 
+    def check() -> None:
+        if local is not None:
+            local.check_alive()
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise TimeUp()
+
     try:
         progress = _progress(args, run.total)  # inside: a Ctrl-C while it starts is handled too
-        run.collect(
-            on_bucket=bucket,
-            on_notice=notice,
-            check_alive=local.check_alive if local is not None else None,
-        )
+        run.collect(on_bucket=bucket, on_notice=notice, check_alive=check)
     except BaseException as exc:
         if progress:
             progress.close()
+        if isinstance(exc, TimeUp):  # a planned stop: no question, no partial image
+            with contextlib.suppress(Exception):
+                run.cancel()
+            raise
         if not isinstance(exc, JobError):  # failed or cancelled jobs are over; a live one is cancelled or left
             _stop_or_detach(args, run, local, interrupted=exc)
         with contextlib.suppress(Exception):  # the broker may be what failed

@@ -66,6 +66,7 @@ class LiveView:
         self.token = "" if _loopback(host) else (defaults.WATCH_TOKEN or secrets.token_urlsafe(16))
         self.redis = redis
         self.run = None  # the JobRun shown now
+        self.label = ""  # which round it is, where there are rounds
         self._film = None
         self._notices: list[str] = []
         self._streams: set = set()
@@ -86,10 +87,17 @@ class LiveView:
         query = f"?token={self.token}" if self.token else ""
         return f"http://{self.host}:{self.port}/{query}"
 
-    def show(self, run) -> None:
-        """Show `run` from now on (a new round's job, into the same film)."""
-        self.run, self._film = run, run.film
-        self._send({"type": "job", "job": run.job.job_id, "width": run.film.width, "height": run.film.height})
+    def show(self, run, label: str = "") -> None:
+        """Show `run` from now on (a new round's job, into the same film, `label` saying which)."""
+        self.run, self._film, self.label = run, run.film, label
+        self._send(self._job_event())
+
+    def _job_event(self, frame: bool = False) -> dict:
+        """The job shown, its frame's size and round; with `frame`, the page fetches the
+        frame so far (a page that connects late)."""
+        film = self._film
+        return {"type": "job", "job": self.run.job.job_id, "width": film.width, "height": film.height,
+                "round": self.label, "frame": frame}
 
     def tile(self, bucket) -> None:
         """A bucket's pixels are in the film: send them."""
@@ -217,8 +225,7 @@ class LiveView:
                 view._streams.add(queue)
                 try:
                     if view.run is not None:  # what a late page needs first
-                        film = view._film
-                        queue.put_nowait(f"data: {json.dumps({'type': 'job', 'job': view.run.job.job_id, 'width': film.width, 'height': film.height, 'frame': True})}\n\n")
+                        queue.put_nowait(f"data: {json.dumps(view._job_event(frame=True))}\n\n")
                         for message in view._notices:
                             queue.put_nowait(f"data: {json.dumps({'type': 'notice', 'message': message})}\n\n")
                     while True:
@@ -250,7 +257,7 @@ canvas{display:block;image-rendering:pixelated}
 #bar{width:400px;height:10px;background:#ddd;margin:8px 0}#fill{height:100%;width:0;background:#0072B2}
 #notices li{color:#b00}
 </style></head><body>
-<h1 id="title">farm: waiting for a job</h1>
+<h1 id="title">farm: waiting for a job</h1><div id="round"></div>
 <div id="stage"><canvas id="frame" width="1" height="1"></canvas></div>
 <div id="bar"><div id="fill"></div></div><div id="progress"></div>
 <h2>Notices</h2><ul id="notices"></ul>
@@ -271,6 +278,7 @@ source.onmessage = (message) => {
   const event = JSON.parse(message.data);
   if (event.type === "job") {
     document.getElementById("title").textContent = "farm: job " + event.job;
+    document.getElementById("round").textContent = event.round;  // the frame refines round by round
     if (canvas.width !== event.width || canvas.height !== event.height) {
       canvas.width = event.width; canvas.height = event.height;
       zoom = Math.max(1, Math.floor(512 / Math.max(event.width, event.height)));  // small frames drawn larger
