@@ -88,3 +88,22 @@ def test_bench_says_why_mitsuba_llvm_cannot_run():
     assert (f"needs LLVM 17 or newer (Debian: apt-get install libllvm19), found through "
             f"DRJIT_LIBLLVM_PATH=/path/to/libLLVM.so or Dr.Jit's default search "
             f"(DRJIT_LIBLLVM_PATH={missing} now)") in out, out
+
+
+def test_bench_quality_tables_each_method_s_time_samples_and_error(tmp_path):
+    """`farm bench --quality` on a small frame: a row per uniform count, noise target and
+    (with OIDN) denoised one, each with its seconds, samples and error against the cached
+    reference; then the quickest of each method to the target."""
+    cache = tmp_path / "cache"
+    arguments = ("--quality", "--width", "24", "--reference-spp", "64", "--uniform", "1,8", "--noise-targets", "0.3",
+                 "--min-spp", "2", "--max-spp", "16", "--target", "0.2")
+    out = _bench(*arguments, env={**os.environ, "FARM_CACHE_DIR": str(cache)})
+    rows = {(method.strip(), setting.strip()): (float(seconds), float(spp), float(error)) for method, setting, seconds,
+            spp, error in re.findall(r"^(farm [A-Za-z +]+?) {2,}(\S.*?) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.M)}
+    assert {("farm uniform", "1 spp"), ("farm uniform", "8 spp"), ("farm noise target", "--noise 0.3")} <= set(rows), out
+    assert rows["farm uniform", "8 spp"][2] < rows["farm uniform", "1 spp"][2]  # more samples, less error
+    assert 2 <= rows["farm noise target", "--noise 0.3"][1] <= 16
+    assert ("farm uniform + OIDN", "1 spp --denoise") in rows or "denoising: " in out, out
+    assert re.search(r"^to RMSE 0\.20000 \(target\):\n  farm uniform +([\d.]+ s \(\d+ spp|not reached)", out, re.M), out
+    assert [path.name.endswith("-24x24-64.npy") for path in (tmp_path / "references").iterdir()] == [True]
+    assert "reference: rendering" not in _bench(*arguments, env={**os.environ, "FARM_CACHE_DIR": str(cache)})
