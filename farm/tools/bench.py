@@ -67,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, default=0.0021, help="with --quality: the RMSE to reach (default 0.0021)")
     parser.add_argument("--reference-spp", type=int, default=8192,
                         help="with --quality: samples per pixel of the reference (default 8192)")
-    parser.add_argument("--uniform", type=_numbers(int), default=[64, 256, 1024], metavar="LIST",
-                        help="with --quality: uniform samples per pixel to try (default 64,256,1024)")
+    parser.add_argument("--uniform", type=_numbers(int), default=[64, 128, 256, 512, 1024], metavar="LIST",
+                        help="with --quality: uniform samples per pixel to try (default 64,128,256,512,1024)")
     parser.add_argument("--noise-targets", type=_numbers(float), default=[0.05, 0.03, 0.02], metavar="LIST",
                         help="with --quality: noise targets to try (default 0.05,0.03,0.02)")
     parser.add_argument("--min-spp", type=int, default=defaults.NOISE_MIN_SPP,
