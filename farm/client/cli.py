@@ -735,7 +735,8 @@ def _watch_job(args) -> int:
     run = JobRun(job, film, queue=None, wanted=wanted)
     view = LiveView(*args.address, redis=redis_client)
     print(f"watch: {view.start()}", file=sys.stderr)
-    view.show(run)
+    view.show(run, f"a round: samples {meta.samples[0]} to {meta.samples[1]}" + (" (per cell)" if meta.cell else "")
+              if meta.sums else "")
     run._on_bucket = view.tile
     seen: dict[tuple[str, bytes], bytes] = {}
     try:
