@@ -103,7 +103,8 @@ def test_bench_quality_tables_each_method_s_time_samples_and_error(tmp_path):
     assert {("farm uniform", "1 spp"), ("farm uniform", "8 spp"), ("farm noise target", "--noise 0.3")} <= set(rows), out
     assert rows["farm uniform", "8 spp"][2] < rows["farm uniform", "1 spp"][2]  # more samples, less error
     assert 2 <= rows["farm noise target", "--noise 0.3"][1] <= 16
-    assert ("farm uniform + OIDN", "1 spp --denoise") in rows or "denoising: " in out, out
+    assert {("farm uniform + OIDN", "1 spp --denoise"), ("farm uniform + OIDN prefiltered",
+            "1 spp --denoise-prefilter")} <= set(rows) or "denoising: " in out, out
     assert re.search(r"^to RMSE 0\.20000 \(target\):\n  farm uniform +([\d.]+ s \(\d+ spp|not reached)", out, re.M), out
     assert [path.name.endswith("-24x24-64.npy") for path in (tmp_path / "references").iterdir()] == [True]
     assert "reference: rendering" not in _bench(*arguments, env={**os.environ, "FARM_CACHE_DIR": str(cache)})

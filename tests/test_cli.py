@@ -219,7 +219,7 @@ def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_fram
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('libOpenImageDenoise.so.2: cannot open shared object file')\n")
     document = make_document(width=32, height=24, spp=2)
-    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--denoise", "--bucket-size", "16",
+    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--denoise-prefilter", "--bucket-size", "16",
                     "--broker", farm.broker_url, env={"PYTHONPATH": str(broken.parent)})
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "denoise" in line]
@@ -227,6 +227,10 @@ def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_fram
                         "libOpenImageDenoise.so.2: cannot open shared object file; install it with `pip install "
                         "pyoidn`; the raw image is written"]
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
+    import OpenEXR
+
+    with OpenEXR.File(str(tmp_path / "frame.exr"), separate_channels=True) as exr:  # the guides were rendered
+        assert {"albedo.R", "normal.B"} <= set(exr.channels()) and "raw.R" not in exr.channels()
 
 
 def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact_frame(

@@ -2,7 +2,7 @@
 
 Renders the scene in this process, on this machine's device, at uniform samples per pixel,
 under noise targets (`submit --noise`), and under noise targets with the frame denoised
-(`--denoise`), and measures each image's error against a converged reference (RMSE of
+(`--denoise`, and `--denoise-prefilter`: the guides denoised first), and measures each image's error against a converged reference (RMSE of
 values clamped to 1, as a display shows them), rendered once and cached. With Mitsuba 3
 installed, its LLVM variant renders the same scene at the same uniform counts in the same
 run, alternating with the kernel, so a noisy machine slows both alike. The table says for
@@ -79,12 +79,14 @@ def run(args, scene) -> int:
         return render
 
     def denoised(film, method, setting, seconds, spp):
-        try:
-            image, extra = _timed(lambda: (film.denoise(), film.pixels)[1])
-        except DenoiserUnavailable as exc:
-            print(f"denoising: {exc}")
-            return
-        rows.append((method + " + OIDN", setting + " --denoise", seconds + extra, spp, rmse(image, truth)))
+        for prefilter, name, flag in ((False, " + OIDN", " --denoise"),
+                                      (True, " + OIDN prefiltered", " --denoise-prefilter")):
+            try:
+                image, extra = _timed(lambda: (film.denoise(prefilter=prefilter), film.pixels)[1])
+            except DenoiserUnavailable as exc:
+                print(f"denoising: {exc}")
+                return
+            rows.append((method + name, setting + flag, seconds + extra, spp, rmse(image, truth)))
 
     mitsuba = _mitsuba(args, scene) if args.mitsuba else None
     rows = []  # (method, setting, seconds, samples per pixel, error)
@@ -107,9 +109,9 @@ def run(args, scene) -> int:
         spent = float(np.mean(film.counts))
         rows.append(("farm noise target", f"--noise {noise:g}", seconds, spent, rmse(image, truth)))
         denoised(film, "farm noise target", f"--noise {noise:g}", seconds, spent)
-    print(f"{'method':28} {'setting':26} {'seconds':>8} {'spp (mean)':>11} {'RMSE':>8}")
+    print(f"{'method':38} {'setting':34} {'seconds':>8} {'spp (mean)':>11} {'RMSE':>8}")
     for method, setting, seconds, spp, error in rows:
-        print(f"{method:28} {setting:26} {seconds:8.2f} {spp:11.1f} {error:8.5f}")
+        print(f"{method:38} {setting:34} {seconds:8.2f} {spp:11.1f} {error:8.5f}")
     _summary(rows, args.target, pixels)
     return 0
 
@@ -132,7 +134,7 @@ def _summary(rows, target: float, pixels: int) -> None:
         for method in methods:
             row = quickest(method, bar)
             mean = "" if row is None or row[1].startswith(f"{row[3]:.0f} spp") else f", {row[3]:.0f} spp in the mean"
-            print(f"  {method:28} " + (f"{row[2]:8.2f} s ({row[1]}{mean}, "
+            print(f"  {method:38} " + (f"{row[2]:8.2f} s ({row[1]}{mean}, "
                                        f"{row[3] * pixels / row[2] / 1e6:.2f} M samples/s)" if row else "not reached"))
 
 
