@@ -354,8 +354,9 @@ def test_stragglers_get_a_copy_and_the_first_tile_wins(make_farm, frame, tmp_pat
                                     r".*\(duplicate, discarded\))", farm.log(1)), 30, "the slow worker to give up")
 
 
-def test_cancel_stops_the_job_and_frees_the_workers(make_farm, frame, tmp_path, cornell_document):
-    scene, reference = frame
+def test_cancel_stops_the_job_and_frees_the_workers(make_farm, tmp_path, cornell_document):
+    scene = tmp_path / "scene.json"  # buckets of several seconds: the cancel lands in the middle of some
+    scene.write_text(json.dumps(dict(cornell_document, film={"width": 48, "height": 48, "spp": 2048})))
     farm = make_farm({}, {})
     client = farm.submit(scene, tmp_path / "out.exr")
     job = farm.job()
@@ -365,8 +366,13 @@ def test_cancel_stops_the_job_and_frees_the_workers(make_farm, frame, tmp_path, 
     cancelled = time.monotonic()
     farm.wait_for(lambda: not job.leases(), 5, "running buckets to stop")
     assert time.monotonic() - cancelled < 3, "workers free within a second or two"
+    logs = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
+    assert "stopped, job cancelled" in logs
+    # a bucket stopped by the cancel is no failure: not counted, not sent again, no worker blamed
+    assert farm.redis.hgetall(Job.key_for(job.job_id, "errors")) == {} and "failed" not in logs
     returncode, _, stderr = finish(client)
     assert returncode == 2 and f"job {job.job_id} was cancelled" in stderr.strip().splitlines()[-1]
+    assert "failed" not in stderr, stderr
     assert (tmp_path / "out.partial.exr").exists()
     assert not any(job.job_id.encode() in m for m in farm.redis.lrange("farm", 0, -1)), "nothing left queued"
     # the next job runs at once, on free workers

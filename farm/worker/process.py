@@ -198,7 +198,7 @@ class WorkerState:
             self.lease_keeper.drop()
             first = job.store_tile(header, tile, self.key, release=lease, also=beat(False))
             released = True
-        except Reject:
+        except (Reject, Ignore):  # handed back, or stopped by a cancel: neither is a failure
             raise
         except JobVanished as exc:  # nobody's fault here; a client that still holds the job sends it again
             log.warning("job %s bucket %d: %s", job_id[:8], index, exc)
