@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -252,6 +253,49 @@ def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact
     assert len(jobs) == 3
     assert [bool(farm.redis.exists(f"farm:job:{job}")) for job in jobs] == [False, False, True]  # rounds done with
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "cancel"])
+def test_a_stopped_progressive_render_keeps_its_last_complete_round(farm, make_document, write_scene, tmp_path,
+                                                                    device, stop):
+    """Ctrl-C, or a cancel from elsewhere, in the middle of the rounds: the output holds the
+    last round that finished, the exact frame of its samples."""
+    from farm.exceptions import JobError
+    from farm.protocol.jobs import Job
+    from farm.protocol.queue import BucketQueue
+    from farm.scene import parse_scene
+    from farm.scene.pack import pack
+    from farm.worker.render import Renderer
+
+    document = make_document(width=32, height=16, spp=1 << 16)
+    client = commands.start("submit", write_scene(document), "-o", tmp_path / "frame.exr", "--progressive",
+                            "--bucket-size", "16", "-q", "--on-interrupt", "cancel", "--broker", farm.broker_url)
+    written, deadline = "", time.monotonic() + 60
+    while written.count("frame.exr: ") < 3 and time.monotonic() < deadline:  # three rounds in the output
+        written += os.read(client.stdout.fileno(), 4096).decode(errors="replace")
+    if stop == "ctrl-c":
+        client.send_signal(signal.SIGINT)
+    else:  # the round under way, cancelled as `farm cancel` does (again if it had just finished)
+        while client.poll() is None and time.monotonic() < deadline:
+            live = []
+            for key in farm.redis.scan_iter(match=Job.key_for("*")):
+                with contextlib.suppress(JobError):  # a round done with is deleted any time
+                    job = Job.load(farm.redis, key.decode().split(":")[2]) if key.count(b":") == 2 else None
+                    if job is not None and not job.state:
+                        live.append(job)
+            for job in live:
+                job.cancel(BucketQueue(farm.redis, farm.app))
+            if live:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    client.wait(timeout=2)
+    out, stderr = client.communicate(timeout=60)
+    written += out
+    assert client.returncode == (130 if stop == "ctrl-c" else 2), stderr
+    assert "Traceback" not in stderr and ("interrupted" if stop == "ctrl-c" else "was cancelled") in stderr
+    spp = int(re.findall(r"frame\.exr: 32x16, samples \d+ to (\d+) this round", written)[-1])
+    exact = {**document, "film": {**document["film"], "spp": spp}}
+    assert spp >= 4 and np.array_equal(read_exr(tmp_path / "frame.exr"),
+                                       Renderer(device, pack(parse_scene(exact))).render_frame())
 
 
 def test_a_time_limit_ends_the_rounds_on_a_complete_frame(farm, make_document, write_scene, tmp_path, device):
