@@ -282,8 +282,9 @@ def test_a_time_limit_cuts_a_round_to_the_samples_that_fit_and_cancels_one_past_
 
     from farm.client import cli
     from farm.client.film import Film
+    from farm.client.timelimit import RoundClock, TimeUp
 
-    clock = cli.RoundClock(10, 20, 10)
+    clock = RoundClock(10, 20, 10)
     clock.done(Plan.uniform(20, 10, 0, 4), 2.0)  # 800 pixel samples in 2 s: 400 a second
     whole = Plan.uniform(20, 10, 4, 8)
     assert clock.fit(whole, left=2.5) is whole
@@ -302,7 +303,7 @@ def test_a_time_limit_cuts_a_round_to_the_samples_that_fit_and_cancels_one_past_
     run = start_job(farm.redis, farm.app, scene, document, 16, "spiral", plan=Plan.uniform(40, 24, 0, 64),
                     film=Film(40, 24, (), 64))
     args = argparse.Namespace(quiet=True, denoise=False, report=None, output=str(tmp_path / "frame.exr"))
-    with pytest.raises(cli.TimeUp):
+    with pytest.raises(TimeUp):
         cli._collect_run(args, run, tmp_path / "frame.exr", None, deadline=0.0)
     assert run.job.refresh() == JobState.CANCELLED and list(tmp_path.iterdir()) == []
 

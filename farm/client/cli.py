@@ -336,6 +336,8 @@ def _submit(args) -> int:
         from farm.client.film import Film
 
         film, run = Film(scene.film.width, scene.film.height, aovs, scene.film.spp), None
+        from farm.client.timelimit import RoundClock, TimeUp
+
         clock = RoundClock(args.time_limit, scene.film.width, scene.film.height) if args.time_limit else None
         kept = None  # what the output holds: the last complete round
         for number, plan, what in _rounds(args, scene, film):
@@ -374,59 +376,6 @@ def _submit(args) -> int:
                 f"{float(counts.mean()):.1f} samples per pixel in the mean"
             _status(args, f"time limit: {output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
         return 0
-
-
-class TimeUp(Exception):
-    """--time-limit passed while a round rendered: it is cancelled, the output keeps the round before."""
-
-
-class RoundClock:
-    """--time-limit's clock: the rate the rounds so far rendered at (pixel samples a
-    second, their start-up in), and which part of the next round fits in the time left."""
-
-    MARGIN = 0.9  # of the time left, for a round cut to fit: rates wander
-
-    def __init__(self, seconds: float, width: int, height: int):
-        self.width, self.height = width, height
-        self.started = time.perf_counter()
-        self.deadline = self.started + seconds
-        self.samples, self.seconds = 0, 0.0
-
-    def left(self) -> float:
-        return max(self.deadline - time.perf_counter(), 0.0)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def done(self, plan, seconds: float) -> None:
-        self.samples += self.samples_of(plan)
-        self.seconds += seconds
-
-    def fit(self, plan, left: float | None = None):
-        """`plan` if it fits in the time left at the rate so far; else the plan whose every
-        cell takes the same share of its samples, what fits (rounded down); None where no
-        pixel would get a sample."""
-        import numpy as np
-
-        from farm.protocol.plans import Plan
-
-        left = self.left() if left is None else left
-        rate = self.samples / self.seconds if self.seconds > 0 else 0.0
-        samples = self.samples_of(plan)
-        if samples <= left * rate:
-            return plan
-        first, end = plan.ranges[..., 0], plan.ranges[..., 1]
-        cut = first + np.floor((end - first) * (left * self.MARGIN * rate / samples)).astype(np.int32)
-        if not (cut > first).any():
-            return None
-        return Plan(plan.cell, np.stack([first, cut], axis=-1).astype(np.int32))
-
-    def samples_of(self, plan) -> int:
-        """The pixel samples a round of `plan` renders."""
-        from farm.buckets import Bucket
-
-        ranges = plan.pixel_ranges(Bucket(0, 0, 0, self.width, self.height))
-        return int((ranges[..., 1] - ranges[..., 0]).sum())
 
 
 def _split(args, redis_client, scene) -> tuple[int, int]:
@@ -528,6 +477,8 @@ def _collect_run(args, run, output: Path, local, deadline: float | None = None, 
             progress.update(1)
         if view is not None:
             view.tile(record)
+
+    from farm.client.timelimit import TimeUp
 
     def check() -> None:
         if local is not None:
