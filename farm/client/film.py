@@ -90,10 +90,11 @@ class Film:
     def denoise(self, prefilter: bool = False) -> None:
         """Denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by the
         albedo and normal AOVs when the film has them: the whole frame at once, so no tile
-        seams; denoised again, it starts from the raw frame. With `prefilter`, the guides are denoised first, each by OIDN's own filter
-        for it, and the beauty then with them as clean guides (OIDN's cleanAux): better where
-        the guides are noisy (depth of field, glass, fine texture), worse where they are
-        already clean. The raw beauty is kept (`raw`, an EXR layer of its own)."""
+        seams. With `prefilter`, the guides are denoised first, each by OIDN's own filter for
+        it, and the beauty then with them as clean guides (OIDN's cleanAux): better where the
+        guides are noisy (depth of field, glass, fine texture), worse where they are already
+        clean. The raw beauty is kept (`raw`, an EXR layer of its own); denoising again starts
+        from it."""
         try:
             import pyoidn
         except ImportError as exc:  # also a missing or broken native library
@@ -105,7 +106,7 @@ class Film:
                       "normal": np.ascontiguousarray(self.aov_channels[..., 3:6])}
             if prefilter:
                 guides = {name: _prefiltered(pyoidn, name, guide) for name, guide in guides.items()}
-        if self.raw is None:  # denoised again: from the raw frame, not the denoised one
+        if self.raw is None:  # else denoised before: `pixels` are not the raw frame
             self.raw = self.pixels.copy()
         clean = bool(guides) and prefilter
         self.pixels = np.asarray(pyoidn.denoise(np.ascontiguousarray(self.raw), hdr=True, clean_aux=clean, **guides),
@@ -185,18 +186,18 @@ def _prefiltered(pyoidn, name: str, guide: np.ndarray) -> np.ndarray:
     prefiltering step of OIDN's documented cleanAux workflow)."""
     device = pyoidn.Device(pyoidn.OIDN_DEVICE_TYPE_CPU)
     device.commit()
-    kind = pyoidn.Filter(device, pyoidn.OIDN_FILTER_TYPE_RT)
+    denoiser = pyoidn.Filter(device, pyoidn.OIDN_FILTER_TYPE_RT)
     output = np.zeros_like(guide)
     try:
-        kind.set_image(pyoidn.OIDN_IMAGE_ALBEDO if name == "albedo" else pyoidn.OIDN_IMAGE_NORMAL, guide,
-                       pyoidn.OIDN_FORMAT_FLOAT3)
-        kind.set_image(pyoidn.OIDN_IMAGE_OUTPUT, output, pyoidn.OIDN_FORMAT_FLOAT3)
-        kind.set_quality(pyoidn.OIDN_QUALITY_HIGH)
-        kind.commit()
-        kind.execute()
+        denoiser.set_image(pyoidn.OIDN_IMAGE_ALBEDO if name == "albedo" else pyoidn.OIDN_IMAGE_NORMAL, guide,
+                           pyoidn.OIDN_FORMAT_FLOAT3)
+        denoiser.set_image(pyoidn.OIDN_IMAGE_OUTPUT, output, pyoidn.OIDN_FORMAT_FLOAT3)
+        denoiser.set_quality(pyoidn.OIDN_QUALITY_HIGH)
+        denoiser.commit()
+        denoiser.execute()
         error = device.get_error()
     finally:
-        kind.release()
+        denoiser.release()
         device.release()
     if error:
         raise DenoiserUnavailable(f"cannot prefilter the {name} guide: Intel Open Image Denoise says {error}")
