@@ -53,6 +53,7 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     weight = rgb.dtype.type
     return r * weight(0.2126) + g * weight(0.7152) + b * weight(0.0722)
 
+
 TILE_MAGIC = b"FARMTIL2"
 _TILE_PREFIX = struct.Struct("<8sI")
 
