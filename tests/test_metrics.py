@@ -27,11 +27,20 @@ def _scrape(port: int) -> dict:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
-def test_a_worker_exports_its_samples_buckets_and_the_queue(tmp_path, make_document):
+def test_a_worker_exports_its_samples_buckets_failures_files_and_the_queue(tmp_path, make_document):
+    import json
+    import shutil
+
+    import pytest
+
     from farm.client.run import start_job
+    from farm.exceptions import JobError
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.load import load_scene
 
     port = _free_port()
-    farm = PrivateFarm(tmp_path, [{"FARM_METRICS_PORT": str(port)}], name="metered")
+    farm = PrivateFarm(tmp_path, [{"FARM_METRICS_PORT": str(port), "FARM_FAULTS": "fail=9"}],  # a job's bucket 9
+                       name="metered")
     try:
         document = make_document(width=48, height=32, spp=4096)  # 6 buckets of about half a second
         scene = parse_scene(document)
@@ -64,5 +73,30 @@ def test_a_worker_exports_its_samples_buckets_and_the_queue(tmp_path, make_docum
         dashboard = (ROOT / "docker" / "grafana-dashboard.json").read_text()
         drawn = set(re.findall(r"farm_[a-z_]+", dashboard)) - {"farm_bucket_failures_total"}
         assert drawn and drawn <= served | {name for name, _ in found}
+
+        # a scene's files: fetched from Redis for one scene, found in the cache for the next
+        shutil.copytree(ROOT / "scenes" / "assets", tmp_path / "scene" / "assets")
+        textured = json.loads((ROOT / "scenes" / "textured-mesh.json").read_text())
+        textured["film"] = {"width": 16, "height": 16, "spp": 1}
+        (tmp_path / "scene" / "scene.json").write_text(json.dumps(textured))
+        _, loaded = load_scene(tmp_path / "scene" / "scene.json")  # its files' digests recorded
+        for seed in (1, 2):  # two scenes (digests), the same three files
+            document = dict(loaded, seed=seed)
+            scene = parse_scene(document)
+            start_job(farm.redis, farm.app, scene, document, 16, "spiral",
+                      FolderAssets(tmp_path / "scene", scene.assets)).collect(stall_timeout=60)
+        sizes = sum((tmp_path / "scene" / name).stat().st_size for name in scene.assets)
+        # a bucket that fails (FARM_FAULTS) as often as the retry policy allows
+        failing = make_document(width=64, height=48, spp=1)  # 12 buckets of 16 px: bucket 9 fails
+        with pytest.raises(JobError, match="injected failure on bucket 9"):
+            start_job(farm.redis, farm.app, parse_scene(failing), failing, 16, "spiral").collect(stall_timeout=60)
+
+        def tallied():
+            found = _scrape(port)
+            return found if found.get(("farm_bucket_failures_total", (("device", device),))) == 3 else None
+
+        found = commands.wait_for(tallied, 10, "three failures in the metrics")
+        assert found[("farm_asset_bytes_fetched_total", ())] == sizes
+        assert found[("farm_asset_cache_hits_total", ())] == 3
     finally:
         farm.close()
