@@ -39,8 +39,9 @@ def test_a_worker_exports_its_samples_buckets_failures_files_and_the_queue(tmp_p
     from farm.scene.load import load_scene
 
     port = _free_port()
-    farm = PrivateFarm(tmp_path, [{"FARM_METRICS_PORT": str(port), "FARM_FAULTS": "fail=9"}],  # a job's bucket 9
-                       name="metered")
+    worker = {"FARM_METRICS_PORT": str(port), "FARM_FAULTS": "fail=9",  # a job's bucket 9 fails
+              "FARM_CACHE_DIR": str(tmp_path / "cache")}  # its own: other tests' workers cached the same files
+    farm = PrivateFarm(tmp_path, [worker], name="metered")
     try:
         document = make_document(width=48, height=32, spp=4096)  # 6 buckets of about half a second
         scene = parse_scene(document)
