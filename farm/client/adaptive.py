@@ -11,8 +11,6 @@ settings give the same rounds and the same bits on any farm, whatever its bucket
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from farm import defaults
@@ -62,11 +60,6 @@ def next_plan(plan: Plan, sums: np.ndarray, counts: np.ndarray, noise: float, ma
     end = np.where((error > noise) & (taken < max_spp), np.maximum(grown, taken + 1), taken)
     end = np.minimum(end, max_spp)
     return Plan(plan.cell, np.stack([taken, end], axis=-1).astype(np.int32))
-
-
-def rounds_estimate(min_spp: int, max_spp: int) -> int:
-    """The most rounds a noise target can take: GROWTH-fold from min_spp to max_spp."""
-    return 1 + max(0, math.ceil(math.log(max(max_spp, 1) / max(min_spp, 1), GROWTH)))
 
 
 def plans(width: int, height: int, noise: float, min_spp: int, max_spp: int, film):

@@ -77,9 +77,9 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                              "same bits as one render of all the samples")
     parser.add_argument("--time-limit", type=float, metavar="SECONDS",
                         help="with --progressive or --noise, stop the rounds when SECONDS have passed: a round "
-                             "that would not finish in the time left is cut to the samples that fit (--progressive) "
-                             "or not started (--noise), and one still rendering at the limit is cancelled; the "
-                             "first round always finishes. The output holds the last complete round")
+                             "that would not finish in the time left is cut to the share of its samples that fits "
+                             "(or not started where none does), and one still rendering at the limit is cancelled; "
+                             "the first round always finishes. The output holds the last complete round")
     parser.add_argument("--split-tail", action="store_true",
                         help="send the frame's last N buckets (N: the live workers) as N parts of their samples "
                              "each (at most FARM_MAX_SPLIT), so the last bucket does not keep the others idle; "
@@ -721,8 +721,9 @@ def _report_page(args) -> int:
     from farm.client import report as pages
 
     check_report_path(args.output)
-    written = pages.write(pages.read(args.report), args.output)
-    print(f"{written}: the bucket map, the timeline and the figures of job {pages.read(args.report)['job_id']}")
+    report = pages.read(args.report)
+    written = pages.write(report, args.output)
+    print(f"{written}: the bucket map, the timeline and the figures of job {report['job_id']}")
     return 0
 
 

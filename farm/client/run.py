@@ -94,7 +94,6 @@ class JobRun:
     _last_progress: float = field(default_factory=time.monotonic)
     _last_keep_alive: float = 0.0
 
-
     @property
     def total(self) -> int:
         return self.job.bucket_count if self.wanted is None else len(self.wanted)
