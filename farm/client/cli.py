@@ -669,25 +669,16 @@ def _write_report(report: dict, path: str) -> None:
 def _watch_job(args) -> int:
     """`farm watch JOB`: the live view of a job without collecting it: its tiles are read
     from Redis as they are stored (its events stay for the client that collects it)."""
-    from farm.buckets import Bucket
-    from farm.client.film import Film
-    from farm.client.run import JobRun
+    from farm.client.run import JobRun, film_of
     from farm.client.watch import POLL_SECONDS, LiveView
     from farm.protocol.jobs import Job, JobState
-    from farm.protocol.plans import Plan
 
     if not args.broker:
         raise FarmError("farm watch needs the farm's broker: --broker URL or FARM_BROKER_URL")
     redis_client, _ = _farm(args.broker)
     job = Job.load(redis_client, args.job)
     meta = job.meta
-    film = Film(meta.width, meta.height, meta.aovs, meta.spp)
-    wanted = job.units()
-    if meta.sums:  # one round of several: the image of its own samples
-        plan = job.plan() if meta.cell else Plan.uniform(meta.width, meta.height, *meta.samples)
-        whole = plan.pixel_ranges(Bucket(0, 0, 0, meta.width, meta.height))
-        film.start_round(plan, counts=whole[..., 1] - whole[..., 0])
-        wanted = [index for index in wanted if plan.has_work(job.bucket(index))]
+    film, wanted = film_of(job)
     run = JobRun(job, film, queue=None, wanted=wanted)
     view = LiveView(*args.address, redis=redis_client)
     print(f"watch: {view.start()}", file=sys.stderr)

@@ -495,15 +495,24 @@ def resume(redis, app, job_id: str) -> JobRun:
     if job.state == JobState.DONE:  # collect it again: every tile is still there
         job.state = JobState.RUNNING
         redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
-    film = Film(job.meta.width, job.meta.height, job.meta.aovs, job.meta.spp)
-    wanted = job.units()
-    if job.meta.sums:  # one round of several: the image of its own samples
-        plan = job.plan() if job.meta.cell else Plan.uniform(job.meta.width, job.meta.height, *job.meta.samples)
-        ranges = plan.pixel_ranges(Bucket(0, 0, 0, job.meta.width, job.meta.height))
-        film.start_round(plan, counts=ranges[..., 1] - ranges[..., 0])
-        wanted = [index for index in wanted if plan.has_work(job.bucket(index))]
+    film, wanted = film_of(job)
     sent = job.sent()  # its client may have died before sending every bucket
     return JobRun(job, film, BucketQueue(redis, app), unsent=wanted[sent:], wanted=wanted)
+
+
+def film_of(job: Job) -> tuple[Film, list[int]]:
+    """The film a client other than the job's own fills from the job's tiles, and the units
+    it waits for (`farm collect`, `farm watch`): for one round of several, the image of
+    that round's own samples, and only the buckets its plan gives samples."""
+    meta = job.meta
+    film = Film(meta.width, meta.height, meta.aovs, meta.spp)
+    wanted = job.units()
+    if meta.sums:
+        plan = job.plan()
+        ranges = plan.pixel_ranges(Bucket(0, 0, 0, meta.width, meta.height))
+        film.start_round(plan, counts=ranges[..., 1] - ranges[..., 0])
+        wanted = [index for index in wanted if plan.has_work(job.bucket(index))]
+    return film, wanted
 
 
 def start_job(

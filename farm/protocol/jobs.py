@@ -375,8 +375,11 @@ class Job:
         return queue.purge(self.job_id)
 
     def plan(self) -> Plan:
-        """The job's stored sample plan (JobMeta.cell), checked; JobDataError if it is
-        missing or malformed (every worker would find the same)."""
+        """The samples a round's job gives each pixel: its stored plan (JobMeta.cell),
+        checked, JobDataError if it is missing or malformed (every worker would find the
+        same); without one, its samples [first, end) for every pixel."""
+        if not self.meta.cell:
+            return Plan.uniform(self.meta.width, self.meta.height, *self.meta.samples)
         data = self.redis.get(self.key_for(self.job_id, "plan"))
         if data is None:
             raise JobDataError(f"job {self.job_id[:12]} has no sample plan in Redis")

@@ -254,10 +254,7 @@ class WorkerState:
         return tile, seconds
 
     def _plan(self, job: Job) -> Plan:
-        """The samples the job gives each pixel: its stored plan (read once per process and
-        job), or its samples for every pixel."""
-        if not job.meta.cell:
-            return Plan.uniform(job.meta.width, job.meta.height, *job.meta.samples)
+        """The samples the job gives each pixel (Job.plan), read once per process and job."""
         if job.job_id not in self.plans:
             self.plans[job.job_id] = job.plan()
             while len(self.plans) > SCENES_KEPT:
