@@ -60,5 +60,4 @@ class RoundClock:
 
     def samples_of(self, plan: Plan) -> int:
         """The pixel samples a round of `plan` renders."""
-        ranges = plan.pixel_ranges(Bucket(0, 0, 0, self.width, self.height))
-        return int((ranges[..., 1] - ranges[..., 0]).sum())
+        return plan.samples(Bucket(0, 0, 0, self.width, self.height))

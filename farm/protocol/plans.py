@@ -60,6 +60,11 @@ class Plan:
         columns = np.arange(bucket.x, bucket.x + bucket.width) // self.cell
         return self.ranges[rows[:, None], columns[None, :]]
 
+    def samples(self, bucket: Bucket) -> int:
+        """The pixel samples the plan gives `bucket` (pixels times their samples)."""
+        ranges = self.pixel_ranges(bucket)
+        return int((ranges[..., 1] - ranges[..., 0]).sum())
+
     def has_work(self, bucket: Bucket) -> bool:
         ranges = self.pixel_ranges(bucket)
         return bool((ranges[..., 1] > ranges[..., 0]).any())

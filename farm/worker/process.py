@@ -247,9 +247,7 @@ class WorkerState:
                 raise FarmError(f"the kernel produced {bad} non-finite values")
         seconds = time.perf_counter() - started
         if tile is not None:
-            ranges = plan.pixel_ranges(bucket) if plan is not None else None
-            taken = int((ranges[..., 1] - ranges[..., 0]).sum()) if ranges is not None else (
-                bucket.width * bucket.height * job.meta.spp)
+            taken = plan.samples(bucket) if plan is not None else bucket.width * bucket.height * job.meta.spp
             metrics.bucket_rendered(self.device.name, seconds, taken)
         return tile, seconds
 
