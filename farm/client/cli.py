@@ -93,13 +93,14 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help=f"with --noise, samples every pixel gets (default {defaults.NOISE_MIN_SPP})")
     parser.add_argument("--max-spp", type=int,
                         help="with --noise, the most samples a pixel gets (default: the scene's spp)")
-    parser.add_argument("--denoise", action="store_true",
-                        help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
-                             "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
-    parser.add_argument("--denoise-prefilter", action="store_true",
-                        help="--denoise with the albedo and normal guides denoised first (OIDN's prefiltering, "
-                             "cleanAux): better where the guides are noisy (depth of field, glass, fine texture), "
-                             "worse where they are clean; `farm bench --quality` measures both on a scene")
+    denoising = parser.add_mutually_exclusive_group()  # one `denoise` setting: None, "guided" or "prefiltered"
+    denoising.add_argument("--denoise", action="store_const", const="guided",
+                           help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
+                                "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
+    denoising.add_argument("--denoise-prefilter", dest="denoise", action="store_const", const="prefiltered",
+                              help="--denoise with the albedo and normal guides denoised first (OIDN's prefiltering, "
+                                "cleanAux): better where the guides are noisy (depth of field, glass, fine texture), "
+                                "worse where they are clean; `farm bench --quality` measures both on a scene")
     parser.add_argument("--watch", nargs="?", const="127.0.0.1:0", metavar="[HOST:]PORT", type=_watch_address,
                         help="serve a live view of the render (the frame filling in, the buckets rendering with "
                              "their workers, progress, notices, the farm's jobs) and print its URL; on 127.0.0.1 "
@@ -268,7 +269,6 @@ def _submit(args) -> int:
             raise FarmError(f"--noise is a relative standard error between 0 and 1 (e.g. 0.01), got {args.noise:g}")
         if args.progressive:
             raise FarmError("--noise renders in rounds of its own; leave out --progressive")
-    args.denoise = args.denoise or args.denoise_prefilter
     if args.time_limit is not None:
         if not args.time_limit > 0:
             raise FarmError(f"--time-limit must be a positive number of seconds, got {args.time_limit:g}")
@@ -504,11 +504,11 @@ def _collect_run(args, run, output: Path, local, deadline: float | None = None, 
         raise
     if progress:
         progress.close()
-    if getattr(args, "denoise", False) or getattr(args, "denoise_prefilter", False):
+    if args.denoise:
         from farm.exceptions import DenoiserUnavailable
 
         try:
-            run.film.denoise(prefilter=getattr(args, "denoise_prefilter", False))
+            run.film.denoise(prefilter=args.denoise == "prefiltered")
         except DenoiserUnavailable as exc:
             print(f"submit: warning: {exc}; the raw image is written", file=sys.stderr)
     output = run.film.write(output)
