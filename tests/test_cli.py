@@ -278,10 +278,10 @@ def test_a_stopped_progressive_render_keeps_its_last_complete_round(farm, make_d
     else:  # the round under way, cancelled as `farm cancel` does (again if it had just finished)
         while client.poll() is None and time.monotonic() < deadline:
             live = []
-            for key in farm.redis.scan_iter(match=Job.key_for("*")):
+            for job_id in Job.ids(farm.redis):
                 with contextlib.suppress(JobError):  # a round done with is deleted any time
-                    job = Job.load(farm.redis, key.decode().split(":")[2]) if key.count(b":") == 2 else None
-                    if job is not None and not job.state:
+                    job = Job.load(farm.redis, job_id)
+                    if not job.state:
                         live.append(job)
             for job in live:
                 job.cancel(BucketQueue(farm.redis, farm.app))

@@ -587,10 +587,7 @@ def job_lines(redis_client) -> list[str]:
     from farm.protocol.jobs import Job
 
     jobs, lines = [], []
-    for key in redis_client.scan_iter(match=Job.key_for("*"), count=500):
-        job_id = key.decode().split(":")[-1]
-        if key.decode() != Job.key_for(job_id):
-            continue
+    for job_id in Job.ids(redis_client):
         with contextlib.suppress(FarmError):
             jobs.append(Job.load(redis_client, job_id))
     now = server_time(redis_client)

@@ -244,6 +244,14 @@ class Job:
         base = f"{defaults.KEY_PREFIX}:job:{job_id}"
         return f"{base}:{part}" if part else base
 
+    @classmethod
+    def ids(cls, redis):
+        """The id of every job whose record is in Redis (its parts' keys are not jobs)."""
+        for key in redis.scan_iter(match=cls.key_for("*"), count=500):
+            job_id = key.decode().rsplit(":", 1)[-1]
+            if key.decode() == cls.key_for(job_id):
+                yield job_id
+
     def keys(self) -> list[str]:
         return [self.key_for(self.job_id)] + [self.key_for(self.job_id, part) for part in self.PARTS]
 

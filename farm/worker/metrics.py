@@ -109,11 +109,8 @@ class QueueCollector:
                                  labels=["job"])
         lists = GaugeMetricFamily("farm_queue_messages", "messages waiting in a queue list", labels=["queue"])
         try:
-            for key in redis.scan_iter(match=Job.key_for("*"), count=500):
-                if key.count(b":") != 2:  # the job's record, not one of its parts
-                    continue
-                job_id = key.decode().rsplit(":", 1)[1]
-                state, sent = redis.hmget(key, "state", "sent")
+            for job_id in Job.ids(redis):
+                state, sent = redis.hmget(Job.key_for(job_id), "state", "sent")
                 if state or sent is None:
                     continue
                 done = redis.hlen(Job.key_for(job_id, "tiles"))
