@@ -686,9 +686,7 @@ def _watch_job(args) -> int:
     try:
         while True:
             state = job.refresh()
-            for index, found in job.tiles(sorted(job.stored_buckets() - set(run.records))).items():
-                if isinstance(found, tuple):  # an invalid one is its collecting client's to send again
-                    run._put(index, *found)
+            run.take_stored()
             for part, say in (("crashes", "bucket {}: a delivery lost with its worker or render process ({} so far)"),
                               ("errors", "bucket {} failed: {}")):  # the notices its client tells
                 for field, value in redis_client.hgetall(Job.key_for(job.job_id, part)).items():

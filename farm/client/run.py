@@ -57,7 +57,7 @@ class JobRun:
 
     job: Job
     film: Film
-    queue: BucketQueue
+    queue: BucketQueue | None  # None: a run that only watches (farm watch) and sends nothing
     records: dict[int, BucketRecord] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
@@ -206,11 +206,14 @@ class JobRun:
 
     def _take(self, indexes: list[int]) -> None:
         """Put the stored tiles of `indexes` into the film (read in one round trip), those
-        that are there and valid; an invalid one is rejected and its bucket rendered again."""
+        that are there and valid; an invalid one is rejected and its bucket rendered again
+        (by a run that sends: one that only watches, `farm watch`, leaves that to the job's
+        client)."""
         wanted = [index for index in dict.fromkeys(indexes) if index not in self.records]
         for index, found in self.job.tiles(wanted).items():
             if isinstance(found, InvalidTile):
-                self._reject(index, found)
+                if self.queue is not None:
+                    self._reject(index, found)
             elif found is not None:  # None: announced, but gone (Redis lost it); reconcile sends it again
                 self._put(index, *found)
 
