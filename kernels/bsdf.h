@@ -11,7 +11,10 @@
 #include "types.h"
 #include "sampling.h"
 
-#define ALPHA_MIN 1e-3f  /* GGX alpha below this is treated as perfectly smooth */
+/* ALPHA_MIN: GGX alpha below which a conductor or dielectric is perfectly smooth. */
+#ifndef ALPHA_MIN
+#error "ALPHA_MIN comes from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
 
 typedef struct {
     int kind;

@@ -3,10 +3,23 @@
  * One work item renders one pixel of one bucket, all its samples. */
 #pragma OPENCL FP_CONTRACT OFF
 
+/* The tile's layout and fixed point come from the host (farm/protocol/tiles.py,
+ * KERNEL_CONSTANTS), as -D build options passed by farm/worker/render.py: this file has no
+ * copy of them. */
+#if !defined(CHANNELS) || !defined(AOV_CHANNELS) || !defined(AOV_ALBEDO) || !defined(AOV_NORMAL) \
+    || !defined(AOV_DEPTH) || !defined(AOV_LUMINANCE_SQUARE) || !defined(AOV_MATERIAL)
+#error "CHANNELS, AOV_CHANNELS and AOV_* come from the host (farm/protocol/tiles.py, KERNEL_CONSTANTS)"
+#endif
+#if !defined(LUMINANCE_R) || !defined(LUMINANCE_G) || !defined(LUMINANCE_B) \
+    || !defined(SUM_SCALE) || !defined(SAMPLE_MAX)
+#error "LUMINANCE_*, SUM_SCALE and SAMPLE_MAX come from the host (farm/protocol/tiles.py, KERNEL_CONSTANTS)"
+#endif
+
+/* A pixel's numbers in the sums: the radiance's, and with FARM_AOVS the AOVs' too. */
 #ifdef FARM_AOVS
-#define CHANNELS 12
+#define PIXEL_CHANNELS AOV_CHANNELS
 #else
-#define CHANNELS 3
+#define PIXEL_CHANNELS CHANNELS
 #endif
 
 #include "types.h"
@@ -273,10 +286,8 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
  * 1, so that sums are exact and the same whatever the order and grouping they are added
  * in: passes, progressive rounds, a bucket's samples split across workers, or the client
  * adding them. A value is clamped to [-SAMPLE_MAX, SAMPLE_MAX], so that FARM_MAX_SAMPLES
- * (2^20) samples cannot overflow (2^18 * 2^24 * 2^20 = 2^62); NaN counts as 0. The host's
- * copy of these numbers is farm/protocol/tiles.py. */
-#define SUM_SCALE 16777216.0f
-#define SAMPLE_MAX 262144.0f
+ * (2^20) samples cannot overflow (2^18 * 2^24 * 2^20 = 2^62); NaN counts as 0. Both
+ * numbers come from the host (farm/protocol/tiles.py). */
 
 inline long fixed_point(float value) {
     float x = value == value ? clamp(value, -SAMPLE_MAX, SAMPLE_MAX) * SUM_SCALE : 0.0f;
@@ -290,7 +301,7 @@ inline void add_fixed3(long *sums, float3 value) {
 }
 
 /* Render samples of the bucket at (x0, y0) of size w x h, adding their fixed-point values
- * to `sums` (w * h * CHANNELS longs, row-major): with `accumulate` 0 the sums start from 0.
+ * to `sums` (w * h * PIXEL_CHANNELS longs, row-major): with `accumulate` 0 the sums start from 0.
  * A pixel's samples are those of its cell's range (ranges: one [first, end) per cell of
  * cell_size px, cells_x to a row of the frame; one cell for a uniform render) that lie in
  * this pass's window [window_first, window_end).
@@ -332,12 +343,12 @@ __kernel void render_bucket(__global const Frame *frame,
                          + frame->lens_v.z * frame->lens_v.z;
     const int cell = (py / cell_size) * cells_x + px / cell_size;
     const int first = max(ranges[2 * cell], window_first), end = min(ranges[2 * cell + 1], window_end);
-    /* A pixel's CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth, the
-     * luminance's square (for its variance), and the material seen by sample 0 plus 1 (an
-     * id is not averaged: only sample 0 adds it); the host divides by the samples taken. */
-    __global long *target = sums + (size_t)(gy * w + gx) * CHANNELS;
-    long sum[CHANNELS];
-    for (int c = 0; c < CHANNELS; ++c) sum[c] = accumulate ? target[c] : 0;
+    /* A pixel's PIXEL_CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth,
+     * the luminance's square (for its variance), and the material seen by sample 0 plus 1
+     * (an id is not averaged: only sample 0 adds it); the host divides by the samples taken. */
+    __global long *target = sums + (size_t)(gy * w + gx) * PIXEL_CHANNELS;
+    long sum[PIXEL_CHANNELS];
+    for (int c = 0; c < PIXEL_CHANNELS; ++c) sum[c] = accumulate ? target[c] : 0;
     for (int i = first; i < end; ++i) {
         Sampler sampler = make_sampler(frame->options.x, seed, pixel, (uint)i);
         float2 u = sample2(&sampler, PAIR_PIXEL);
@@ -356,15 +367,15 @@ __kernel void render_bucket(__global const Frame *frame,
         float3 value = radiance(&s, &sampler, o, d, &aov);
         add_fixed3(sum, value);
 #ifdef FARM_AOVS
-        add_fixed3(sum + 3, aov.albedo);
-        add_fixed3(sum + 6, aov.normal);
-        sum[9] += fixed_point(aov.depth);
-        float luminance = 0.2126f * value.x + 0.7152f * value.y + 0.0722f * value.z;
-        sum[10] += fixed_point(luminance * luminance);
-        if (i == 0) sum[11] += fixed_point((float)(aov.material + 1));
+        add_fixed3(sum + AOV_ALBEDO, aov.albedo);
+        add_fixed3(sum + AOV_NORMAL, aov.normal);
+        sum[AOV_DEPTH] += fixed_point(aov.depth);
+        float luminance = LUMINANCE_R * value.x + LUMINANCE_G * value.y + LUMINANCE_B * value.z;
+        sum[AOV_LUMINANCE_SQUARE] += fixed_point(luminance * luminance);
+        if (i == 0) sum[AOV_MATERIAL] += fixed_point((float)(aov.material + 1));
 #endif
     }
-    for (int c = 0; c < CHANNELS; ++c) target[c] = sum[c];
+    for (int c = 0; c < PIXEL_CHANNELS; ++c) target[c] = sum[c];
 }
 
 /* f(wi, wo) |cos wo| and the density of wo for each pair (wi xyz, wo xyz in the local

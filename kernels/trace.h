@@ -17,7 +17,10 @@
 #include "sampling.h"
 #include "texture.h"
 
-#define STACK_SIZE 128  /* entries; the host refuses trees that could need more (pack.py) */
+/* STACK_SIZE: entries of the traversal stack; the host refuses trees that could need more (pack.py). */
+#ifndef STACK_SIZE
+#error "STACK_SIZE comes from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
 
 typedef struct {
     float t;

@@ -1,8 +1,27 @@
-/* Structs shared with the host. Each mirrors a numpy dtype in farm/scene/pack.py;
+/* Structs shared with the host. Each mirrors a numpy dtype in farm/scene/layout.py;
  * every field is a float4, int4, float8 or int8 (or a struct of them), so both sides agree on the
- * layout. The enumerations match the constants there. */
+ * layout. The enumerations (MATERIAL_*, TEXTURE_*, WRAP_*, LIGHT_*, STRATEGY_*, SAMPLER_*) come
+ * from there too, as -D build options (layout.KERNEL_CONSTANTS, passed by farm/worker/render.py):
+ * this file has no copy of them. */
 #ifndef FARM_TYPES_H
 #define FARM_TYPES_H
+
+#if !defined(MATERIAL_DIFFUSE) || !defined(MATERIAL_CONDUCTOR) || !defined(MATERIAL_DIELECTRIC) \
+    || !defined(MATERIAL_PLASTIC) || !defined(MATERIAL_PRINCIPLED)
+#error "MATERIAL_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
+#if !defined(TEXTURE_IMAGE) || !defined(TEXTURE_CHECKERBOARD) \
+    || !defined(WRAP_REPEAT) || !defined(WRAP_MIRROR) || !defined(WRAP_CLAMP)
+#error "TEXTURE_* and WRAP_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
+#if !defined(LIGHT_TRIANGLE) || !defined(LIGHT_SPHERE) || !defined(LIGHT_POINT) || !defined(LIGHT_SPOT) \
+    || !defined(LIGHT_SUN) || !defined(LIGHT_ENVIRONMENT)
+#error "LIGHT_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
+#if !defined(STRATEGY_MIS) || !defined(STRATEGY_LIGHT) || !defined(STRATEGY_BSDF) \
+    || !defined(SAMPLER_INDEPENDENT) || !defined(SAMPLER_SOBOL)
+#error "STRATEGY_* and SAMPLER_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
 
 /* A node of the wide BVH: up to eight children, their boxes as one lane each of six
  * float8 rows, so one ray meets all eight boxes in a few vector instructions. */
@@ -55,12 +74,6 @@ typedef struct {
     int4 texture;  /* x: texture index or -1 for the constant; y: channel for a scalar */
 } Param;
 
-#define MATERIAL_DIFFUSE 0
-#define MATERIAL_CONDUCTOR 1
-#define MATERIAL_DIELECTRIC 2
-#define MATERIAL_PLASTIC 3
-#define MATERIAL_PRINCIPLED 4
-
 typedef struct {
     int4 kind;            /* x: MATERIAL_*; y: first texel of plastic's transmittance table or -1, z: its size */
     Param reflectance;    /* diffuse albedo (diffuse, plastic) */
@@ -77,12 +90,6 @@ typedef struct {
     Param alpha;          /* coverage, cut out below the cutoff */
 } Material;
 
-#define TEXTURE_IMAGE 0
-#define TEXTURE_CHECKERBOARD 1
-#define WRAP_REPEAT 0
-#define WRAP_MIRROR 1
-#define WRAP_CLAMP 2
-
 typedef struct {
     int4 info;         /* x: TEXTURE_*, y: first texel (float index), z: width, w: height */
     int4 mode;         /* x: channels, y: WRAP_*, z: 1 for nearest, 0 for bilinear, w: uv set */
@@ -91,13 +98,6 @@ typedef struct {
     float4 color0;     /* checkerboard colours */
     float4 color1;
 } Texture;
-
-#define LIGHT_TRIANGLE 0
-#define LIGHT_SPHERE 1
-#define LIGHT_POINT 2
-#define LIGHT_SPOT 3
-#define LIGHT_SUN 4
-#define LIGHT_ENVIRONMENT 5
 
 typedef struct {
     int4 info;         /* x: LIGHT_*, y: primitive index (triangle, sphere) */
@@ -110,13 +110,6 @@ typedef struct {
     float4 edge1;      /* triangle: second corner - first */
     float4 edge2;      /* triangle: third corner - first */
 } Light;
-
-#define STRATEGY_MIS 0
-#define STRATEGY_LIGHT 1
-#define STRATEGY_BSDF 2
-
-#define SAMPLER_INDEPENDENT 0
-#define SAMPLER_SOBOL 1
 
 typedef struct {
     float4 origin;

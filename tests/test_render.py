@@ -1,14 +1,21 @@
 """The real kernel on the real device (PoCL's CPU device where there is no GPU)."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import farm.worker.render
 from farm.buckets import split
 from farm.exceptions import KernelBuildError
-from farm.scene import parse_scene
+from farm.protocol import tiles
+from farm.scene import layout, parse_scene
 from farm.scene.pack import pack
-from farm.worker.render import Renderer, spread_stride
+from farm.worker.render import Renderer, build_options, kernel_dir, shared_defines, spread_stride
+
+# Every number the host and the kernel share, by its name in the kernel: its only home is Python.
+SHARED = {**layout.KERNEL_CONSTANTS, **tiles.KERNEL_CONSTANTS}
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +178,7 @@ def test_every_struct_field_is_checked_against_the_kernel(device):
     _, expected = struct_layout_source()
     assert len(expected) == sum(len(list(_fields(dtype))) + 1 for dtype in STRUCTS)
     assert ("Material", "emission.texture", MATERIAL.fields["emission"][1] + 16) in expected  # nested structs too
-    _check_struct_layout(device, ["-I", farm.worker.render.kernel_dir(), "-cl-std=CL1.2"])
+    _check_struct_layout(device, farm.worker.render.build_options(device))
 
 
 def _swapped(dtype: np.dtype, first: str, second: str) -> np.dtype:
@@ -193,4 +200,75 @@ def test_a_dtype_that_differs_from_its_struct_is_refused(device, monkeypatch, ch
     structs = tuple(change(FRAME) if dtype is FRAME else dtype for dtype in farm.worker.render.STRUCTS)
     monkeypatch.setattr(farm.worker.render, "STRUCTS", structs)
     with pytest.raises(KernelBuildError, match=message):
-        farm.worker.render._check_struct_layout(device, ["-I", farm.worker.render.kernel_dir(), "-cl-std=CL1.2"])
+        farm.worker.render._check_struct_layout(device, farm.worker.render.build_options(device))
+
+
+def test_the_scene_and_the_tile_give_the_kernel_different_names():
+    assert set(layout.KERNEL_CONSTANTS).isdisjoint(tiles.KERNEL_CONSTANTS)
+    assert all(type(value) in (int, float) for value in SHARED.values())
+
+
+@pytest.mark.parametrize("aovs", [False, True])
+def test_the_kernel_sees_every_shared_constant_as_the_host_has_it(device, aovs):
+    """Each shared number read back from a kernel built on pathtrace.cl with the program's own
+    options, so a copy in any file the program includes would show: an int as the int, a
+    float as the float32 nearest the host's; and the sums' channels are the variant's."""
+    import pyopencl as cl
+
+    int_names = [name for name, value in SHARED.items() if isinstance(value, int)] + ["PIXEL_CHANNELS"]
+    float_names = [name for name, value in SHARED.items() if isinstance(value, float)]
+    lines = [f"    ints[{i}] = {name};" for i, name in enumerate(int_names)]
+    lines += [f"    floats[{i}] = {name};" for i, name in enumerate(float_names)]
+    source = ('#include "pathtrace.cl"\n__kernel void shared_constants(__global int *ints, __global float *floats) {\n'
+              + "\n".join(lines) + "\n}\n")
+    program = farm.worker.render._build(device, source, build_options(device, aovs=aovs), "the probe does not build")
+    ints, floats = np.zeros(len(int_names), np.int32), np.zeros(len(float_names), np.float32)
+    buffers = [cl.Buffer(device.context, cl.mem_flags.WRITE_ONLY, out.nbytes) for out in (ints, floats)]
+    program.shared_constants(device.queue, (1,), None, *buffers)
+    for out, buffer in zip((ints, floats), buffers):
+        cl.enqueue_copy(device.queue, out, buffer)
+
+    expected = {name: SHARED[name] for name in int_names[:-1]}
+    expected["PIXEL_CHANNELS"] = tiles.AOV_CHANNELS if aovs else tiles.CHANNELS
+    expected.update({name: float(np.float32(SHARED[name])) for name in float_names})
+    seen = dict(zip(int_names + float_names, ints.tolist() + floats.tolist()))
+    wrong = {name: f"kernel {seen[name]!r}, host {value!r}" for name, value in expected.items() if seen[name] != value}
+    assert wrong == {}
+    assert {"SUM_SCALE", "SAMPLE_MAX", "ALPHA_MIN", "LUMINANCE_R"} <= set(float_names)
+
+
+def _kernel_sources() -> dict[str, str]:
+    """Every OpenCL source of the program, comments removed."""
+    sources = {}
+    for path in sorted(Path(kernel_dir()).iterdir()):
+        if path.suffix in (".cl", ".h"):
+            sources[path.name] = re.sub(r"/\*.*?\*/|//[^\n]*", " ", path.read_text(), flags=re.S)
+    return sources
+
+
+def test_no_kernel_source_keeps_a_copy_of_a_shared_constant():
+    """A #define of its own, behind an #ifndef or not, would let the kernel and the host
+    disagree again; and a build without the host's value must stop at a guard naming where
+    it comes from, not compile an `#if` that reads it as 0."""
+    sources = _kernel_sources()
+    assert "pathtrace.cl" in sources and "types.h" in sources
+    for name in SHARED:
+        defining = [file for file, text in sources.items() if re.search(rf"^\s*#\s*define\s+{name}\b", text, re.M)]
+        assert defining == [], f"{name} is #defined in {', '.join(defining)}: its value comes from the host"
+        guarded = [file for file, text in sources.items() if re.search(rf"(#\s*ifndef\s+|defined\s*\(\s*){name}\b", text)]
+        assert guarded, f"no kernel source refuses to build without {name}"
+
+
+def test_a_program_built_without_the_shared_constants_says_where_they_come_from(device):
+    source = Path(kernel_dir(), farm.worker.render.KERNEL_FILE).read_text()
+    options = [option for option in build_options(device) if option not in shared_defines()]
+    with pytest.raises(KernelBuildError) as failure:
+        farm.worker.render._build(device, source, options, "no shared constants")
+    assert re.search(r"comes? from the host \(farm/(scene/layout|protocol/tiles)\.py", failure.value.log), failure.value.log
+
+
+def test_shared_floats_are_written_as_float_literals():
+    assert farm.worker.render.c_literal(float(tiles.SUM_SCALE)) == "16777216.0f"
+    assert farm.worker.render.c_literal(layout.ALPHA_MIN) == "0.001f"
+    assert farm.worker.render.c_literal(layout.STACK_SIZE) == "128"
+    assert "-DSUM_SCALE=16777216.0f" in shared_defines() and "-DMATERIAL_PRINCIPLED=4" in shared_defines()

@@ -15,7 +15,7 @@ import numpy as np
 
 from farm import defaults
 from farm.protocol.plans import Plan
-from farm.protocol.tiles import SUM_SCALE, luminance
+from farm.protocol.tiles import AOV_LUMINANCE_SQUARE, SUM_SCALE, luminance
 
 GROWTH = 4  # most times a cell's samples may grow in one round: early estimates are noisy
 
@@ -30,10 +30,10 @@ def pixel_error(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Each pixel's relative standard error of its mean luminance: the standard deviation of
     its samples over sqrt(samples), over the mean (at least NOISE_FLOOR, so black and
     near-black pixels do not ask for samples nobody sees). `sums` has the AOV channels
-    (the luminance's square at channel 10)."""
+    (the luminance's square at AOV_LUMINANCE_SQUARE)."""
     n = counts.astype(np.float64)
     mean = luminance(sums[..., :3].astype(np.float64) / SUM_SCALE) / np.maximum(n, 1)
-    square = sums[..., 10].astype(np.float64) / SUM_SCALE / np.maximum(n, 1)
+    square = sums[..., AOV_LUMINANCE_SQUARE].astype(np.float64) / SUM_SCALE / np.maximum(n, 1)
     variance = np.maximum(square - mean * mean, 0.0) * n / np.maximum(n - 1, 1)
     return np.sqrt(variance / np.maximum(n, 1)) / np.maximum(mean, defaults.NOISE_FLOOR)
 

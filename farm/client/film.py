@@ -14,15 +14,18 @@ import numpy as np
 from farm.buckets import Bucket
 from farm.exceptions import DenoiserUnavailable, FarmError
 from farm.protocol.plans import Plan
-from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, luminance, mean_of
+from farm.protocol.tiles import (
+    AOV_ALBEDO, AOV_CHANNELS, AOV_DEPTH, AOV_LUMINANCE_SQUARE, AOV_MATERIAL, AOV_NORMAL, CHANNELS, luminance,
+    mean_of,
+)
 
 FORMATS = (".png", ".exr")
 
 
 class Film:
     """Linear RGB radiance of a width x height frame, filled bucket by bucket; with `aovs`
-    (names from AOVS), the AOV channels the tiles carry beside it (kernels/pathtrace.cl:
-    albedo, normal, depth, the luminance's mean square), written as layers of an EXR."""
+    (names from AOVS), the AOV channels the tiles carry beside it (farm.protocol.tiles:
+    albedo, normal, depth, the luminance's mean square, material), written as layers of an EXR."""
 
     def __init__(self, width: int, height: int, aovs: tuple[str, ...] = (), spp: int = 1):
         self.width = width
@@ -69,22 +72,23 @@ class Film:
         material (H, W) the index of the material the pixel's first sample saw first, in the
         scene's order of materials (-1: none, the sky)."""
         found = {}
-        channels = self.aov_channels
+        channels = self.aov_channels  # a tile's channels from CHANNELS on
         if "albedo" in self.aovs:
-            found["albedo"] = channels[..., 0:3]
+            found["albedo"] = _three_channels(channels, AOV_ALBEDO)
         if "normal" in self.aovs:
-            found["normal"] = channels[..., 3:6]
+            found["normal"] = _three_channels(channels, AOV_NORMAL)
         if "depth" in self.aovs:
-            found["depth"] = channels[..., 6]
+            found["depth"] = channels[..., AOV_DEPTH - CHANNELS]
         if "variance" in self.aovs:
             beauty = self.raw if self.raw is not None else self.pixels
             mean = luminance(beauty)
-            spread = np.maximum(channels[..., 7] - mean * mean, 0.0)
+            spread = np.maximum(channels[..., AOV_LUMINANCE_SQUARE - CHANNELS] - mean * mean, 0.0)
             taken = np.asarray(self.counts, np.float32)
             found["variance"] = np.where(taken > 1, spread / np.maximum(taken - 1, 1), 0.0).astype(np.float32)
         if "material" in self.aovs:  # the id of sample 0 over the samples: undone exactly by rounding
             taken = np.asarray(self.counts, np.float64)
-            found["material"] = (np.rint(channels[..., 8].astype(np.float64) * taken) - 1).astype(np.float32)
+            material = channels[..., AOV_MATERIAL - CHANNELS].astype(np.float64)
+            found["material"] = (np.rint(material * taken) - 1).astype(np.float32)
         return found
 
     def denoise(self, prefilter: bool = False) -> None:
@@ -102,8 +106,8 @@ class Film:
                                       f"install it with `pip install pyoidn`") from None
         guides = {}
         if self.aovs:
-            guides = {"albedo": np.ascontiguousarray(self.aov_channels[..., 0:3]),
-                      "normal": np.ascontiguousarray(self.aov_channels[..., 3:6])}
+            guides = {"albedo": np.ascontiguousarray(_three_channels(self.aov_channels, AOV_ALBEDO)),
+                      "normal": np.ascontiguousarray(_three_channels(self.aov_channels, AOV_NORMAL))}
             if prefilter:
                 guides = {name: _prefiltered(pyoidn, name, guide) for name, guide in guides.items()}
         if self.raw is None:  # else denoised before: `pixels` are not the raw frame
@@ -144,6 +148,12 @@ class Film:
         except OSError as exc:
             raise FarmError(f"{path}: cannot write image: {exc.strerror or exc}") from None
         return path
+
+
+def _three_channels(aov_channels: np.ndarray, first: int) -> np.ndarray:
+    """The three AOV channels from tile channel `first` on, of a film's aov_channels (which
+    start at CHANNELS)."""
+    return aov_channels[..., first - CHANNELS : first - CHANNELS + 3]
 
 
 def _image_format(path: Path) -> str:

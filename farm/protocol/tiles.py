@@ -1,9 +1,9 @@
 """The tile wire format: a worker's rendered bucket as it is stored in the job's `tiles` hash.
 
 magic, header length, a JSON header saying whose tile it is and where it came from,
-height x width x channels little-endian numbers (3, or 11 with AOVs): float32 means, or
-int64 fixed-point sums for a job whose client adds them up (JobMeta.sums: progressive
-rounds, a noise target), then an HMAC-SHA256 tag of all that under the
+height x width x channels little-endian numbers (CHANNELS, or AOV_CHANNELS with AOVs):
+float32 means, or int64 fixed-point sums for a job whose client adds them up (JobMeta.sums:
+progressive rounds, a noise target), then an HMAC-SHA256 tag of all that under the
 farm's secret (farm.protocol.secret). The client checks the tag and every field before a
 tile goes into the frame: anyone with broker access can write to the hash, but only a
 holder of the secret can write a tile that passes.
@@ -21,10 +21,13 @@ from farm.buckets import Bucket
 from farm.exceptions import InvalidTile
 from farm.protocol import secret
 
-# A pixel's numbers in a tile: radiance; with AOVs also albedo, normal, depth, the mean
-# square of the luminance, and the material id of sample 0 plus 1 over the samples taken
-# (kernels/pathtrace.cl, CHANNELS).
+# A pixel's numbers in a tile: radiance (rgb); with AOVs AOV_CHANNELS, the radiance then
+# the albedo (rgb) and normal (xyz) from their first channel on, the depth, the mean square
+# of the luminance, and the material id of sample 0 plus 1 over the samples taken.
 CHANNELS, AOV_CHANNELS = 3, 12
+AOV_ALBEDO, AOV_NORMAL, AOV_DEPTH, AOV_LUMINANCE_SQUARE, AOV_MATERIAL = 3, 6, 9, 10, 11
+# Rec. 709 luminance: of the variance channel (AOV_LUMINANCE_SQUARE) and the noise target.
+LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)
 
 # The kernel's running sums are 64-bit fixed point (kernels/pathtrace.cl, fixed_point):
 # SUM_SCALE units to 1, each sample clamped to SAMPLE_MAX, so that sums of up to
@@ -32,6 +35,24 @@ CHANNELS, AOV_CHANNELS = 3, 12
 SUM_SCALE = 1 << 24
 SAMPLE_MAX = 1 << 18
 MAX_SAMPLES = 1 << 20
+
+# The numbers above that the kernel uses, by their names in kernels/pathtrace.cl:
+# farm.worker.render passes them as -D build options, so the kernel has no copy of its
+# own to disagree. A float is a float in the kernel too.
+KERNEL_CONSTANTS: dict[str, int | float] = {
+    "CHANNELS": CHANNELS,
+    "AOV_CHANNELS": AOV_CHANNELS,
+    "AOV_ALBEDO": AOV_ALBEDO,
+    "AOV_NORMAL": AOV_NORMAL,
+    "AOV_DEPTH": AOV_DEPTH,
+    "AOV_LUMINANCE_SQUARE": AOV_LUMINANCE_SQUARE,
+    "AOV_MATERIAL": AOV_MATERIAL,
+    "LUMINANCE_R": LUMINANCE_WEIGHTS[0],
+    "LUMINANCE_G": LUMINANCE_WEIGHTS[1],
+    "LUMINANCE_B": LUMINANCE_WEIGHTS[2],
+    "SUM_SCALE": float(SUM_SCALE),
+    "SAMPLE_MAX": float(SAMPLE_MAX),
+}
 
 
 def mean_of(sums: np.ndarray, counts) -> np.ndarray:
@@ -50,8 +71,8 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     a matrix product's rounding can depend on how BLAS splits it (alignment, vector width),
     and the noise target's decisions and the variance layer must be the same bits anywhere."""
     r, g, b = (rgb[..., channel] for channel in range(3))
-    weight = rgb.dtype.type
-    return r * weight(0.2126) + g * weight(0.7152) + b * weight(0.0722)
+    weight_r, weight_g, weight_b = (rgb.dtype.type(weight) for weight in LUMINANCE_WEIGHTS)
+    return r * weight_r + g * weight_g + b * weight_b
 
 
 TILE_MAGIC = b"FARMTIL2"

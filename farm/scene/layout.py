@@ -1,7 +1,7 @@
-"""The numpy dtypes that mirror the structs of kernels/types.h, and the enumerations
-they share with the kernel. Every field is a float4, int4, float8 or int8 (or a struct of
-them), so both sides agree on the layout; render.py checks every field's offset against
-the compiled kernel."""
+"""The numpy dtypes that mirror the structs of kernels/types.h, and the enumerations and
+limits they share with the kernel (KERNEL_CONSTANTS: the kernel's only copy). Every field
+is a float4, int4, float8 or int8 (or a struct of them), so both sides agree on the layout;
+render.py checks every field's offset against the compiled kernel."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ FRAME = np.dtype(
     ]
 )
 
-# Enumerations shared with kernels/types.h.
+# Enumerations the kernel shares (KERNEL_CONSTANTS): the codes in Material.kind.x,
+# Texture.info.x and mode.y, Light.info.x, Frame.options.x and env.z.
 MATERIAL_KINDS = {"diffuse": 0, "conductor": 1, "dielectric": 2, "plastic": 3, "principled": 4}
 TEXTURE_IMAGE, TEXTURE_CHECKERBOARD = 0, 1
 WRAP_MODES = {"repeat": 0, "mirror": 1, "clamp": 2}
@@ -83,4 +84,27 @@ LIGHT_TRIANGLE, LIGHT_SPHERE, LIGHT_POINT, LIGHT_SPOT, LIGHT_SUN, LIGHT_ENVIRONM
 SAMPLER_KINDS = {"independent": 0, "sobol": 1}
 STRATEGY_KINDS = {"mis": 0, "light": 1, "bsdf": 2}
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
-STACK_SIZE = 128  # entries of the kernel's traversal stack: STACK_SIZE in kernels/trace.h
+STACK_SIZE = 128  # entries of the kernel's traversal stack (kernels/trace.h); pack.py refuses trees needing more
+# GGX alpha below which the kernel treats a conductor or dielectric as perfectly smooth,
+# and the least it gives principled; pack.py tabulates no plastic coating smoother.
+ALPHA_MIN = 1e-3
+
+# The numbers above that the kernel uses, by their names in kernels/: farm.worker.render
+# passes them as -D build options, so the kernel has no copy of its own to disagree. A
+# float is a float in the kernel too.
+KERNEL_CONSTANTS: dict[str, int | float] = {
+    **{f"MATERIAL_{name.upper()}": kind for name, kind in MATERIAL_KINDS.items()},
+    "TEXTURE_IMAGE": TEXTURE_IMAGE,
+    "TEXTURE_CHECKERBOARD": TEXTURE_CHECKERBOARD,
+    **{f"WRAP_{name.upper()}": mode for name, mode in WRAP_MODES.items()},
+    "LIGHT_TRIANGLE": LIGHT_TRIANGLE,
+    "LIGHT_SPHERE": LIGHT_SPHERE,
+    "LIGHT_POINT": LIGHT_POINT,
+    "LIGHT_SPOT": LIGHT_SPOT,
+    "LIGHT_SUN": LIGHT_SUN,
+    "LIGHT_ENVIRONMENT": LIGHT_ENVIRONMENT,
+    **{f"SAMPLER_{name.upper()}": kind for name, kind in SAMPLER_KINDS.items()},
+    **{f"STRATEGY_{name.upper()}": kind for name, kind in STRATEGY_KINDS.items()},
+    "STACK_SIZE": STACK_SIZE,
+    "ALPHA_MIN": ALPHA_MIN,
+}

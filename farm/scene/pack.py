@@ -18,7 +18,7 @@ from farm.scene import bvh as bvh_builder
 from farm.scene.camera import frame_entry
 from farm.scene.files import NoAssets, ReadOnce, shape_meshes
 from farm.scene.geometry import flatten_bvh, primitive_bounds, sphere_entry, triangle_arrays
-from farm.scene.layout import MATERIAL, MATERIAL_KINDS, SPHERE, STACK_SIZE
+from farm.scene.layout import ALPHA_MIN, MATERIAL, MATERIAL_KINDS, SPHERE, STACK_SIZE
 from farm.scene.lights import environment_distribution, light_table
 from farm.scene.model import ImageTexture, Material, Mesh, Scene, Sphere
 from farm.scene.tables import TRANSMITTANCE_TABLE_SIZE, diffuse_fresnel_reflectance, rough_interface
@@ -149,7 +149,7 @@ def material_entry(material: Material, textures: TextureTable) -> np.ndarray:
         # A rough coating lets through what its microfacets do not reflect: tabulated once
         # per material, as Mitsuba's roughplastic does. (A textured roughness falls back to
         # the smooth coating's Fresnel transmittance.)
-        alpha = max(material.roughness**2, 1e-3)
+        alpha = max(material.roughness**2, ALPHA_MIN)
         mu = np.linspace(0.0, 1.0, TRANSMITTANCE_TABLE_SIZE)
         packed["kind"][1] = textures.add_table(rough_interface(mu, alpha, eta)[1])
         packed["kind"][2] = TRANSMITTANCE_TABLE_SIZE

@@ -19,8 +19,10 @@ import numpy as np
 from farm import defaults
 from farm.exceptions import KernelBuildError
 from farm.buckets import Bucket
+from farm.protocol import tiles
 from farm.protocol.plans import Plan
 from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, MAX_SAMPLES, mean_of
+from farm.scene import layout
 from farm.scene.layout import (
     FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
@@ -51,6 +53,22 @@ def kernel_dir() -> str:
         raise KernelBuildError(f"OpenCL sources not found (no farm.kernels package, no {checkout})") from None
 
 
+def shared_defines() -> list[str]:
+    """The numbers the host and the kernel must agree on, as -D build options: the scene's
+    enumerations and limits (farm.scene.layout) and the tile's channels and fixed point
+    (farm.protocol.tiles). kernels/ keeps no copy, and refuses to build without them."""
+    constants = {**layout.KERNEL_CONSTANTS, **tiles.KERNEL_CONSTANTS}
+    return [f"-D{name}={c_literal(value)}" for name, value in constants.items()]
+
+
+def c_literal(value: int | float) -> str:
+    """An int as itself; a float as Python's shortest decimal for it with C's f suffix, so
+    the kernel reads the float32 nearest it (16777216.0f, 0.001f)."""
+    if isinstance(value, float):
+        return f"{value!r}f"
+    return str(int(value))
+
+
 def device_defines(device: Device) -> list[str]:
     """Build options that change how the kernel computes on this device, never a bit of what:
     clang's builtins on PoCL (kernels/builtins.h), sampler batches on CPUs (sampler.h)."""
@@ -68,22 +86,12 @@ def build_program(device: Device, cut_outs: bool = False, aovs: bool = False):
     scenes without cut-out materials do not pay for (a uniform branch still costs PoCL's
     vectorised work groups, measured 3-4% on the Cornell box); with `aovs`, the variant
     that also writes the AOVs (FARM_AOVS), which changes no bit of the radiance."""
-    import pyopencl as cl
-
     key = (id(device.context), cut_outs, aovs)
     if key in _programs:
         return _programs[key]
-    folder = kernel_dir()
-    with open(f"{folder}/{KERNEL_FILE}", encoding="utf-8") as source_file:
+    with open(f"{kernel_dir()}/{KERNEL_FILE}", encoding="utf-8") as source_file:
         source = source_file.read()
-    options = ["-I", folder, "-cl-std=CL1.2"]
-    if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
-        options.append("-cl-fp32-correctly-rounded-divide-sqrt")
-    options += device_defines(device)
-    if cut_outs:
-        options.append("-DFARM_CUT_OUTS")
-    if aovs:
-        options.append("-DFARM_AOVS")
+    options = build_options(device, cut_outs, aovs)
     started = time.perf_counter()
     program = _build(device, source, options, f"OpenCL program failed to build on {device.name}")
     _check_struct_layout(device, options)
@@ -91,6 +99,21 @@ def build_program(device: Device, cut_outs: bool = False, aovs: bool = False):
     log.info("built %s%s for %s in %.2fs", KERNEL_FILE, variant, device.name, time.perf_counter() - started)
     _programs[key] = program
     return program
+
+
+def build_options(device: Device, cut_outs: bool = False, aovs: bool = False) -> list[str]:
+    """The options build_program builds the program of `device` and that variant with."""
+    import pyopencl as cl
+
+    options = ["-I", kernel_dir(), "-cl-std=CL1.2"]
+    if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
+        options.append("-cl-fp32-correctly-rounded-divide-sqrt")
+    options += shared_defines() + device_defines(device)
+    if cut_outs:
+        options.append("-DFARM_CUT_OUTS")
+    if aovs:
+        options.append("-DFARM_AOVS")
+    return options
 
 
 def _build(device: Device, source: str, options: list[str], failure: str):
