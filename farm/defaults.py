@@ -143,6 +143,12 @@ RESTORE_INTERVAL = _int("FARM_RESTORE_INTERVAL", 5)
 # broken bucket must not loop for ever, a single flaky failure must not end the frame.
 MAX_FAILURES = _int("FARM_MAX_FAILURES", 3)
 
+# Seconds before a bucket that failed is sent again after its first failure, doubling
+# with each further one, at most a quarter of LEASE_TIMEOUT: a fault that passes (a device
+# reset, memory pressure) gets time to pass, and the resend still goes long before the
+# client would take its message for lost. 0: at once.
+FAILURE_BACKOFF = max(0.0, _float("FARM_FAILURE_BACKOFF", 0.5))
+
 # Failed buckets in a row after which a worker calls itself bad and stops taking buckets.
 BAD_WORKER_FAILURES = _int("FARM_BAD_WORKER_FAILURES", 3)
 

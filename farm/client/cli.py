@@ -195,16 +195,29 @@ def main(argv: list[str] | None = None) -> int:
     report.set_defaults(program="farm report", handler=_report_page)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
-    from farm.tools import bench, chaos  # their modules import only the standard library and defaults
-
-    bench_parser = commands.add_parser("bench", help="measure the kernel and the farm's efficiency")
-    bench.add_arguments(bench_parser)
-    bench_parser.set_defaults(program="farm bench", handler=bench.run)
-    chaos_parser = commands.add_parser("chaos", help="render while killing workers and Redis; check nothing was lost")
-    chaos.add_arguments(chaos_parser)
-    chaos_parser.set_defaults(program="farm chaos", handler=chaos.run)
+    _add_tool_commands(commands, sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     return _run_guarded(args.program, args.handler, args)
+
+
+TOOL_COMMANDS = "farm.commands"  # the entry-point group of commands the tools add (pyproject.toml)
+
+
+def _add_tool_commands(commands, argv: list[str]) -> None:
+    """The tools' commands (`farm bench`, `farm chaos`), from the entry points of
+    TOOL_COMMANDS: a module with HELP, add_arguments(parser) and run(args). Only the
+    command asked for is imported (all of them for `farm --help`)."""
+    from importlib.metadata import entry_points
+
+    asked = next((arg for arg in argv if not arg.startswith("-")), None)
+    for point in sorted(entry_points(group=TOOL_COMMANDS), key=lambda point: point.name):
+        if asked not in (point.name, None):
+            commands.add_parser(point.name, help=f"(a tool: `farm {point.name} --help`)", add_help=False)
+            continue
+        tool = point.load()
+        parser = commands.add_parser(point.name, help=tool.HELP)
+        tool.add_arguments(parser)
+        parser.set_defaults(program=f"farm {point.name}", handler=tool.run)
 
 
 def _run_guarded(program: str, function, args) -> int:
@@ -446,7 +459,7 @@ def _collect(args) -> int:
         raise FarmError("collecting a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
     redis_client, app = _farm(args.broker)
     run = resume(redis_client, app, args.job)
-    _status(args, f"job {args.job}: {len(run.job.stored_buckets())}/{run.total} buckets already rendered")
+    _status(args, f"job {args.job}: {len(run.job.tiles.stored())}/{run.total} buckets already rendered")
     if args.watch:  # `farm collect JOB --watch`: the live view of any job on the farm
         from farm.client.watch import LiveView
 
@@ -556,7 +569,7 @@ def _cancel(args) -> int:
     if job.state:
         raise FarmError(f"job {args.job} is already {job.state}")
     removed = job.cancel(BucketQueue(redis_client, app))
-    running = sorted({lease.bucket for lease in job.leases()})
+    running = sorted({lease.bucket for lease in job.deliveries.leases()})
     print(f"job {job.job_id} cancelled: {removed} queued bucket(s) dropped, "
           f"{len(running)} running bucket(s) stop within about {defaults.PASS_SECONDS:g}s")
     return 0
@@ -585,18 +598,19 @@ def job_lines(redis_client) -> list[str]:
     the live view's list)."""
     from farm.protocol.broker import server_time
     from farm.protocol.jobs import Job
+    from farm.protocol.record import JobRecord
 
     jobs, lines = [], []
-    for job_id in Job.ids(redis_client):
+    for job_id in JobRecord.ids(redis_client):
         with contextlib.suppress(FarmError):
             jobs.append(Job.load(redis_client, job_id))
     now = server_time(redis_client)
     for job in sorted(jobs, key=lambda j: j.meta.created):
-        done, total = len(job.stored_buckets()), job.unit_count
-        running = len({lease.bucket for lease in job.leases() if lease.until >= now})
+        done, total = len(job.tiles.stored()), job.unit_count
+        running = len({lease.bucket for lease in job.deliveries.leases() if lease.until >= now})
         state = job.state or ("rendering" if done < total else "complete")
         note = f"  {job.error}" if job.error else ""
-        unattended = defaults.JOB_TTL - redis_client.ttl(Job.key_for(job.job_id))  # its client refreshes it each 30 s
+        unattended = job.record.unattended()  # its client refreshes it each 30 s
         if not job.state and unattended > 90:
             note = f"  no client for {unattended // 60:.0f} min: `farm collect {job.job_id} -o OUT` picks it up"
         meta = job.meta
@@ -687,9 +701,10 @@ def _watch_job(args) -> int:
         while True:
             state = job.refresh()
             run.take_stored()
+            troubles = job.deliveries.troubles()
             for part, say in (("crashes", "bucket {}: a delivery lost with its worker or render process ({} so far)"),
                               ("errors", "bucket {} failed: {}")):  # the notices its client tells
-                for field, value in redis_client.hgetall(Job.key_for(job.job_id, part)).items():
+                for field, value in troubles[part].items():
                     if seen.get((part, field)) != value:
                         seen[(part, field)] = value
                         view.notice(say.format(field.decode(), value.decode(errors="replace")))

@@ -26,7 +26,8 @@ from farm.protocol.leases import Lease, process_gone
 from farm.protocol.plans import Plan
 from farm.protocol.tiles import mean_of
 from farm.protocol.queue import BucketQueue, priority_for
-from farm.protocol.retry import Action, RetryPolicy
+from farm.protocol.recovery import Action, Cause, Recovery
+from farm.protocol.tilestore import TileStore
 from farm.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,6 @@ class JobRun:
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
     # Seconds a bucket may have neither a message nor a lease before it is sent again, and
     # the figure a lost-worker notice names (FARM_LEASE_TIMEOUT). When a lease lapses is the
     # workers' own setting: they write its end time.
@@ -93,6 +93,10 @@ class JobRun:
     _arrivals: deque = field(default_factory=deque)  # (monotonic time, tiles taken) of recent sends
     _last_progress: float = field(default_factory=time.monotonic)
     _last_keep_alive: float = 0.0
+
+    def __post_init__(self):
+        # carries out every resend and every decision about a bucket gone wrong
+        self.recovery = Recovery(self.queue) if self.queue is not None else None
 
     @property
     def total(self) -> int:
@@ -135,7 +139,7 @@ class JobRun:
                 self._check_stall(stall_timeout)
                 next_check = time.monotonic() + defaults.RECONCILE_INTERVAL
                 continue
-            events = self.job.next_events(timeout=0 if sending else next_check - time.monotonic())
+            events = self.job.events.next(timeout=0 if sending else next_check - time.monotonic())
             self._take([e.bucket for e in events if e.kind == EventKind.TILE and e.bucket in self._wanted])
             for event in events:
                 self._handle(event)
@@ -143,7 +147,7 @@ class JobRun:
                 next_check = 0.0  # the frame's tail: a worker just became free for a straggler
         self.finished = time.perf_counter()
         self.job.finish(JobState.DONE)
-        attempts = self.job.attempts()
+        attempts = self.job.deliveries.attempts()
         for index, record in self.records.items():
             record.attempts = max(record.attempts, attempts.get(index, record.attempts))
         return self.film
@@ -163,7 +167,7 @@ class JobRun:
         self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records)))
         self._sent_at.update(dict.fromkeys(chunk, time.perf_counter()))
         del self.unsent[: len(chunk)]
-        self.job.record_sent(self.total - len(self.unsent))
+        self.job.record.record_sent(self.total - len(self.unsent))
         return len(chunk)
 
     def _window(self, batch: int) -> int:
@@ -210,7 +214,7 @@ class JobRun:
         (by a run that sends: one that only watches, `farm watch`, leaves that to the job's
         client)."""
         wanted = [index for index in dict.fromkeys(indexes) if index not in self.records]
-        for index, found in self.job.tiles(wanted).items():
+        for index, found in self.job.read_tiles(wanted).items():
             if isinstance(found, InvalidTile):
                 if self.queue is not None:
                     self._reject(index, found)
@@ -220,13 +224,11 @@ class JobRun:
     def _reject(self, index: int, exc: InvalidTile) -> None:
         """Counted like a failed delivery: a farm that only makes bad tiles ends."""
         self.invalid_tiles += 1
-        self.job.record_failure(index, "this client", f"tile rejected: {exc}")
-        decision = self.policy.on_failure(self.job.view(index), exc)
+        decision = self.recovery.rejected(self.job, index, f"tile rejected: {exc}", exc)
         if decision.action is Action.GIVE_UP:
-            self.job.fail(index, "client", decision.reason)
             raise JobError(self.job.error) from None
         self._notice(f"bucket {index}: tile rejected ({exc}); rendering it again")
-        self._resend([index])
+        self._sent_again([index])
 
     def _put(self, index: int, header, pixels) -> None:
         bucket = self.job.bucket(index)
@@ -262,16 +264,19 @@ class JobRun:
     def take_stored(self) -> None:
         """Take every valid tile in Redis the film lacks (after a resume, a lost event, or
         before saving a partial image: nothing rendered is left behind)."""
-        missing = sorted(self.job.stored_buckets() - set(self.records))
-        for start in range(0, len(missing), Job.READ_BATCH):
-            self._take(missing[start : start + Job.READ_BATCH])
+        missing = sorted(self.job.tiles.stored() - set(self.records))
+        for start in range(0, len(missing), TileStore.READ_BATCH):
+            self._take(missing[start : start + TileStore.READ_BATCH])
 
-    def _resend(self, indexes: list[int], copy: bool = False) -> None:
-        self.queue.send(self.job.job_id, indexes, copy=copy)
-        if not copy:  # copies are counted in self.copies, and leave the bucket's send time as it was
-            self._sent_at.update(dict.fromkeys(indexes, time.perf_counter()))
-            self.resent.update(indexes)
-        self.job.count("copies" if copy else "resent", len(indexes))
+    def _resend(self, indexes: list[int], cause: Cause) -> None:
+        """Have recovery send `indexes` again for `cause`, and note it in the run."""
+        self.recovery.resend(self.job, indexes, cause)
+        if cause is not Cause.STRAGGLER:  # copies are counted in self.copies, and leave the bucket's send time as it was
+            self._sent_again(indexes)
+
+    def _sent_again(self, indexes: list[int]) -> None:
+        self._sent_at.update(dict.fromkeys(indexes, time.perf_counter()))
+        self.resent.update(indexes)
 
     def reconcile(self) -> None:
         """Make sure every bucket without a tile is being rendered or has a message queued.
@@ -304,10 +309,10 @@ class JobRun:
         stalled = registry.check_clock(self.job.redis)  # Redis itself stopped: lapsed leases prove nothing
         live: dict[int, list[Lease]] = {}
         lost: list[Lease] = []
-        for lease in self.job.leases():
+        for lease in self.job.deliveries.leases():
             if lease.until >= now or (stalled and process_gone(lease) is not True):
                 live.setdefault(lease.bucket, []).append(lease)
-            elif self.job.remove_lost(lease) and lease.bucket not in self.records:
+            elif self.job.deliveries.remove_lost(lease) and lease.bucket not in self.records:
                 lost.append(lease)
         waiting = [i for i in self._pending() if i not in live]
         lost_buckets = {lease.bucket for lease in lost}
@@ -331,7 +336,8 @@ class JobRun:
                 resend.append(index)
         if lost:
             self._report_lost(lost, resend, workers)
-            self._give_up_on_poison(lost)
+            if self.recovery.lost(self.job, lost).action is Action.GIVE_UP:
+                raise JobError(self.job.error)
         vanished = sorted(set(resend) - lost_buckets)
         if vanished:
             self._notice(
@@ -339,18 +345,12 @@ class JobRun:
                 f"for {self.lease_timeout:.0f}s: sent again"
             )
         if resend:
-            self._resend(resend)
+            for cause, indexes in ((Cause.LOST_LEASE, [i for i in resend if i in lost_buckets]),
+                                   (Cause.VANISHED, vanished)):
+                if indexes:
+                    self._resend(indexes, cause)
         elif not waiting and not self.unsent:  # nothing of the job queued: every bucket left is running
             self._copy_stragglers(live, now, workers)
-
-    def _give_up_on_poison(self, lost: list[Lease]) -> None:
-        """Ask the retry policy about each bucket whose delivery was lost: one that has gone
-        wrong too often fails the job here, rather than on the next worker it would kill."""
-        for lease in sorted(lost, key=lambda lease: lease.bucket):
-            decision = self.policy.on_lost(self.job.view(lease.bucket))
-            if decision.action is Action.GIVE_UP:
-                self.job.fail(lease.bucket, lease.worker, decision.reason)
-                raise JobError(self.job.error)
 
     def _report_lost(self, lost: list[Lease], resend: list[int], alive: dict) -> None:
         self.lost_deliveries += len(lost)
@@ -385,7 +385,7 @@ class JobRun:
         idle = len(healthy) - len({lease.worker for leases in live.values() for lease in leases})
         for elapsed, index in sorted(slow, reverse=True)[:idle]:
             self.copies.add(index)
-            self._resend([index], copy=True)
+            self._resend([index], Cause.STRAGGLER)
             log.info("job %s: bucket %d running %.1fs (median %.1fs): copy sent", self.job.job_id[:8], index,
                      elapsed, typical)
 
@@ -410,7 +410,7 @@ class JobRun:
         self.recreate()
         pending = self._pending()
         self._waiting_since.clear()
-        self._resend(pending)
+        self._resend(pending, Cause.LOST_JOB)
         self._notice(f"job {self.job.job_id[:8]} vanished from Redis (restarted without persistence?): scene "
                      f"uploaded again, {len(pending)} buckets sent again, {len(self.records)} kept")
 
@@ -435,7 +435,7 @@ class JobRun:
     def report(self) -> dict:
         """The JSON report of the job: what was rendered, where, and how long it took."""
         meta = self.job.meta
-        stats = self.job.stats()
+        stats = self.job.stats.read()
         return {
             "job_id": meta.job_id,
             "scene_digest": meta.digest,
@@ -497,7 +497,7 @@ def resume(redis, app, job_id: str) -> JobRun:
         raise JobError(job.error or f"job {job_id} failed")
     if job.state == JobState.DONE:  # collect it again: every tile is still there
         job.state = JobState.RUNNING
-        redis.hset(Job.key_for(job_id), "state", JobState.RUNNING)
+        job.record.reopen()
     film, wanted = film_of(job)
     sent = job.sent()  # its client may have died before sending every bucket
     return JobRun(job, film, BucketQueue(redis, app), unsent=wanted[sent:], wanted=wanted)
@@ -509,7 +509,7 @@ def film_of(job: Job) -> tuple[Film, list[int]]:
     that round's own samples, and only the buckets its plan gives samples."""
     meta = job.meta
     film = Film(meta.width, meta.height, meta.aovs, meta.spp)
-    wanted = job.units()
+    wanted = job.units.in_order()
     if meta.sums:
         plan = job.plan()
         ranges = plan.pixel_ranges(Bucket(0, 0, 0, meta.width, meta.height))
@@ -549,7 +549,7 @@ def start_job(
         film = Film(scene.film.width, scene.film.height, meta.aovs, meta.spp)
     if plan is not None:
         film.start_round(plan)
-    wanted = [index for index in job.units() if plan is None or plan.has_work(job.bucket(index))]
+    wanted = [index for index in job.units.in_order() if plan is None or plan.has_work(job.bucket(index))]
     run = JobRun(job, film, BucketQueue(redis, app), uploaded=uploaded, recreate=recreate,
                  unsent=list(wanted), wanted=wanted)
     try:

@@ -184,7 +184,7 @@ class LiveView:
             try:
                 rendering = [
                     {"x": b.x, "y": b.y, "width": b.width, "height": b.height, "worker": lease.worker}
-                    for lease in run.job.leases() if lease.bucket not in run.records
+                    for lease in run.job.deliveries.leases() if lease.bucket not in run.records
                     for b in [run.job.bucket(lease.bucket)]
                 ]
                 self._broadcast({"type": "rendering", "buckets": rendering})

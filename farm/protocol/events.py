@@ -4,8 +4,14 @@ client blocks on."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
+
+from farm import defaults
+from farm.protocol.record import JobRecord
+
+log = logging.getLogger(__name__)
 
 
 class EventKind(StrEnum):
@@ -31,3 +37,46 @@ class TileEvent:
     @classmethod
     def from_json(cls, text: bytes | str) -> TileEvent:
         return cls(**json.loads(text))
+
+
+class EventLog:
+    """The job's list `farm:job:<id>:events`: workers push, the job's client pops."""
+
+    READ_BATCH = 512  # events popped in one round trip
+
+    def __init__(self, redis, job_id: str):
+        self.redis = redis
+        self.job_id = job_id
+        self.key = self.key_for(job_id)
+
+    @staticmethod
+    def key_for(job_id: str) -> str:
+        return JobRecord.part_key(job_id, "events")
+
+    def push(self, event: TileEvent) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.rpush(self.key, event.to_json())
+            pipe.expire(self.key, defaults.JOB_TTL)
+            pipe.execute()
+
+    def waiting(self, pipe) -> None:
+        """Queue on `pipe` how many events wait."""
+        pipe.llen(self.key)
+
+    def next(self, timeout: float, limit: int = READ_BATCH) -> list[TileEvent]:
+        """The events waiting, up to `limit`, in one round trip; if there are none, block up
+        to `timeout` seconds for the next one."""
+        raw = self.redis.lpop(self.key, limit) or []
+        if not raw:
+            item = self.redis.blpop([self.key], timeout=max(timeout, 0.01))
+            raw = [item[1]] if item else []
+        return self.parse(raw)
+
+    def parse(self, raw: list[bytes]) -> list[TileEvent]:
+        events = []
+        for text in raw:
+            try:
+                events.append(TileEvent.from_json(text))
+            except (TypeError, ValueError) as exc:  # not something a farm worker wrote
+                log.warning("job %s: malformed event ignored: %s", self.job_id, exc)
+        return events

@@ -86,7 +86,7 @@ class BucketQueue:
         """Buckets sent in one round trip (SEND_BATCH)."""
         return max(1, defaults.SEND_BATCH)
 
-    def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0) -> None:
+    def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0, countdown: float = 0.0) -> None:
         """One Celery task message per bucket, in the given order, with their task-sent
         events for Flower, in pipelined batches: one round trip per SEND_BATCH buckets
         (kombu's Producer.batch). The messages are Celery's own (protocol 2, JSON), made
@@ -94,15 +94,17 @@ class BucketQueue:
         arguments, a declare and a retry wrapper per message. A batch the broker drops is
         sent again after a pause, as PUBLISH_RETRY says; a message that went out twice is
         a duplicate, which the workers skip. `priority`: see priority_for (0, the default,
-        goes first: what is sent again is late already)."""
+        goes first: what is sent again is late already). `countdown`: seconds before a
+        worker may start them (Celery's eta; the worker holding one stays free for others):
+        farm.protocol.recovery's back-off."""
         started = time.perf_counter()
         indexes = [int(index) for index in bucket_indexes]
         for start in range(0, len(indexes), self.batch):
-            self._send_batch(job_id, indexes[start : start + self.batch], copy, priority)
+            self._send_batch(job_id, indexes[start : start + self.batch], copy, priority, countdown)
         self.sent += len(indexes)
         self.seconds += time.perf_counter() - started
 
-    def _send_batch(self, job_id: str, indexes: list[int], copy: bool, priority: int) -> None:
+    def _send_batch(self, job_id: str, indexes: list[int], copy: bool, priority: int, countdown: float) -> None:
         policy = defaults.PUBLISH_RETRY
         pause = policy["interval_start"]
         for attempt in range(policy["max_retries"] + 1):
@@ -110,7 +112,8 @@ class BucketQueue:
                 with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(indexes) + 2):
                     events = self._events
                     producer.maybe_declare(events.exchange)
-                    sent = [self._publish(producer, job_id, index, copy, priority) for index in indexes]
+                    sent = [self._publish(producer, job_id, index, copy, priority, countdown)
+                            for index in indexes]
                     # One message holding the batch's task-sent events, as Celery's own
                     # dispatcher buffers a worker's (routing key task.multi; Flower and every
                     # event receiver read a list body as its events, one by one).
@@ -133,12 +136,12 @@ class BucketQueue:
         """The Celery event dispatcher `send_task` itself publishes task-sent events with."""
         return self.app.amqp._event_dispatcher
 
-    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int) -> dict:
+    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int, countdown: float) -> dict:
         """Publish the bucket's task message; returns its task-sent event."""
         kwargs = {"copy": True} if copy else {}
         tid = task_id(job_id, index)
         headers, properties, body, sent_event = self.app.amqp.as_task_v2(
-            tid, TASK_NAME, (job_id, index), kwargs, argsrepr=repr((job_id, index)), kwargsrepr=repr(kwargs),
+            tid, TASK_NAME, (job_id, index), kwargs, countdown=countdown or None, argsrepr=repr((job_id, index)), kwargsrepr=repr(kwargs),
             create_sent_event=True,
         )
         producer.publish(body, exchange="", routing_key=defaults.QUEUE, serializer="json", headers=headers,

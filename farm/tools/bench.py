@@ -27,6 +27,9 @@ def default_scene() -> str:
         return str(Path(__file__).resolve().parents[2] / "scenes" / DEFAULT_SCENE)
 
 
+HELP = "measure the kernel and the farm's efficiency"  # its line in `farm --help`
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", default=default_scene(), help="scene file (default: the bundled Cornell box)")
     parser.add_argument("--spp", type=int, default=64, help="samples per pixel (default 64)")

@@ -23,6 +23,9 @@ import numpy as np
 from farm.exceptions import FarmError
 
 
+HELP = "render while killing workers and Redis; check nothing was lost"  # its line in `farm --help`
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from farm.tools.bench import default_scene
 
@@ -67,7 +70,7 @@ def run(args) -> int:
         chaos = _Chaos(local.redis, local.workers, random.Random(args.seed), args.faults, calm_seconds)
         try:
             run = _render(redis_client, app, scene, document, args, assets, chaos)
-            attempts = run.job.attempts()
+            attempts = run.job.deliveries.attempts()
             report = run.report()
         finally:
             chaos.stop()
@@ -139,7 +142,7 @@ class _Chaos(threading.Thread):
 
     def _leases(self):
         try:
-            return self.run_.job.leases()
+            return self.run_.job.deliveries.leases()
         except Exception:
             return []
 

@@ -9,6 +9,9 @@
 - `fail=all`: raise an error on every bucket (a broken worker)
 
 B may be several buckets joined by `+` (`crash=3+7`).
+
+The module is a worker plugin (farm/worker/plugins.py): a worker loads it only where
+FARM_FAULTS is set.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def _parse(text: str) -> dict[str, str]:
 
 
 FAULTS = _parse(os.environ.get("FARM_FAULTS", ""))
+describe = f"deliberate faults ({os.environ.get('FARM_FAULTS', '')})"
 
 
 def _hits(name: str, bucket_index: int) -> bool:

@@ -4,9 +4,9 @@
 send jobs whose description asks for it (`null`: seconds of pretend work per bucket).
 Both are needed, so a user's job is never rendered by it: a worker without the variable
 fails a null job with one reason (the job's fault), and a worker with it fails the
-buckets of a real job (its own fault: it goes bad after a few). A worker loads this
-module only when the variable is set, like the fault tool, and then never opens OpenCL,
-so a hundred of them fit on one machine.
+buckets of a real job (its own fault: it goes bad after a few). The module is a worker
+plugin (farm/worker/plugins.py, turned on by that variable), like the fault tool: a
+worker loads it only then, and then never opens OpenCL, so a hundred fit on one machine.
 
 A null tile holds each pixel's own coordinates and the job's spp (x, y, spp), so a test
 can tell that every tile landed in its own job's image, in its own place.
@@ -19,9 +19,23 @@ import time
 import numpy as np
 
 from farm import defaults
+from farm.exceptions import FarmError
 from farm.worker.device import Device
 
-DEVICE = Device(context=None, queue=None, device=None, name="null", kind="NULL", platform="farm bench")
+describe = "the null renderer of `farm bench`"
+
+
+def device() -> Device:
+    """The worker's stand-in for an OpenCL device: it opens none."""
+    return Device(context=None, queue=None, device=None, name="null", kind="NULL", platform="farm bench")
+
+
+def renderer(job) -> NullRenderer:
+    """The null renderer of a null job; a real job fails here (this worker's fault)."""
+    if job.meta.null is None:
+        raise FarmError("this worker runs the null renderer of `farm bench` (FARM_NULL_RENDER is set) "
+                        "and renders no real job")
+    return NullRenderer(job.meta.null, job.meta.spp)
 
 
 def pixels(x: int, y: int, width: int, height: int, spp: int) -> np.ndarray:

@@ -99,8 +99,9 @@ class QueueCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        from farm.protocol.jobs import Job
         from farm.protocol.queue import queue_lists
+        from farm.protocol.record import JobRecord
+        from farm.protocol.tilestore import TileStore
 
         if self._redis is None:
             self._redis = self._redis_factory()
@@ -109,12 +110,11 @@ class QueueCollector:
                                  labels=["job"])
         lists = GaugeMetricFamily("farm_queue_messages", "messages waiting in a queue list", labels=["queue"])
         try:
-            for job_id in Job.ids(redis):
-                state, sent = redis.hmget(Job.key_for(job_id), "state", "sent")
-                if state or sent is None:
+            for job_id in JobRecord.ids(redis):
+                running, sent = JobRecord(redis, job_id).running_and_sent()
+                if not running or sent is None:
                     continue
-                done = redis.hlen(Job.key_for(job_id, "tiles"))
-                jobs.add_metric([job_id], max(0, int(sent) - done))
+                jobs.add_metric([job_id], max(0, sent - TileStore(redis, job_id, None).count_now()))
             for name in queue_lists():
                 lists.add_metric([name], redis.llen(name))
         except Exception as exc:  # a scrape during a broker outage: say so, serve the rest

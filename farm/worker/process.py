@@ -13,7 +13,6 @@ The worker's main process writes its liveness to the registry on every Celery he
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -36,23 +35,20 @@ from farm.protocol.jobs import BucketView, Job, JobState
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
-from farm.protocol.retry import Action, RetryPolicy
+from farm.protocol.recovery import Action, Recovery
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
 from farm.worker import device as devices
-from farm.worker import metrics
+from farm.worker import metrics, plugins
 from farm.worker.cache import AssetCache, PackedCache
 from farm.worker.render import Renderer, build_program
 
 log = logging.getLogger(__name__)
 
-# Deliberate faults (FARM_FAULTS, farm/tools/faults.py) for the fault tests and `farm chaos`:
-# the tool is loaded only when a fault is asked for, so a real worker never imports it.
-faults = importlib.import_module("farm.tools.faults") if os.environ.get("FARM_FAULTS") else None
-# The null renderer of `farm bench --overhead` (FARM_NULL_RENDER, farm/tools/null.py): such a
-# worker opens no device and renders only the null jobs the bench sends.
-null = importlib.import_module("farm.tools.null") if os.environ.get("FARM_NULL_RENDER") else None
+# What the tools plug in where their setting asks (deliberate faults, the null renderer):
+# a real worker loads none of them.
+hooks = plugins.load()
 
 # Scenes kept uploaded per process: the current job's, and the previous one's for overlap.
 SCENES_KEPT = 2
@@ -65,7 +61,7 @@ class WorkerState:
         self.pid = os.getpid()
         self.host = socket.gethostname()
         self.redis = client(redis_url)
-        self.device = null.DEVICE if null else devices.current()
+        self.device = hooks.device() or devices.current()
         self.key = secret.key()  # the farm's secret, which tags every tile
         self.renderers: OrderedDict[tuple[str, bool], Renderer] = OrderedDict()  # by (digest, AOVs)
         self.plans: OrderedDict[str, Plan] = OrderedDict()  # sample plans of noise-target jobs, by job
@@ -79,12 +75,16 @@ class WorkerState:
         self.cache: AssetCache | None = None
         self.packed: PackedCache | None = None
         self.lease_keeper = LeaseKeeper()
-        self.policy = RetryPolicy()
+        self._recovery: Recovery | None = None
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
-        if job.meta.null is not None or null:
-            return self._null_renderer(job)
+        plugged = hooks.renderer(job)
+        if plugged is not None:
+            return plugged
+        if job.meta.null is not None:
+            raise JobDataError("the job asks for the null renderer of `farm bench --overhead`, which only "
+                               "workers started with FARM_NULL_RENDER have")
         digest, aovs = job.meta.digest, bool(job.meta.aovs)
         if (digest, aovs) in self.renderers:
             self.renderers.move_to_end((digest, aovs))
@@ -105,7 +105,7 @@ class WorkerState:
         for stat, amount in (("assets_fetched", fetched.files), ("asset_bytes_fetched", fetched.bytes),
                              ("asset_cache_hits", fetched.reused)):
             if amount:
-                job.count(stat, amount)
+                job.stats.count(stat, amount)
         metrics.assets_fetched(fetched.bytes, fetched.reused)
         self.renderers[(digest, aovs)] = renderer
         while len(self.renderers) > SCENES_KEPT:
@@ -124,7 +124,7 @@ class WorkerState:
         if not 0 <= index < job.unit_count:  # not sent by the job's client: never let it touch the job
             log.warning("job %s: stray message for bucket %d (the job has %d) dropped", job_id[:8], index,
                         job.unit_count)
-            job.count("stray")
+            job.stats.count("stray")
             return None
         if seen.stored:
             log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
@@ -132,29 +132,21 @@ class WorkerState:
         if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
             raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
         seen = self._reap_lost(job, index, seen)
-        decision = self.policy.on_delivery(
-            seen, hostname, others_idle=lambda: self._others_idle(hostname), passes=lambda: job.count(f"passed:{index}"),
-        )
+        decision = self.recovery(task.app).before_render(job, index, seen, hostname,
+                                                         others_idle=lambda: self._others_idle(hostname))
         if decision.action is Action.GIVE_UP:
-            job.fail(index, hostname, decision.reason)
             log.error("job %s failed: %s", job_id[:8], job.error)
             return None
         if decision.action is Action.PASS_ON:
-            BucketQueue(self.redis, task.app).send(job.job_id, [index])
             log.info("job %s bucket %d: failed here before, passed on to an idle worker", job_id[:8], index)
             return None
-        return job.begin(draft, also=beat)
+        return job.deliveries.begin(draft, also=beat)
 
-    @staticmethod
-    def _null_renderer(job: Job):
-        """The null renderer, for a null job on a null worker; any other pairing fails."""
-        if null is None:
-            raise JobDataError("the job asks for the null renderer of `farm bench --overhead`, which only "
-                               "workers started with FARM_NULL_RENDER have")
-        if job.meta.null is None:
-            raise FarmError("this worker runs the null renderer of `farm bench` (FARM_NULL_RENDER is set) "
-                            "and renders no real job")
-        return null.NullRenderer(job.meta.null, job.meta.spp)
+    def recovery(self, app) -> Recovery:
+        """What carries out the retry policy's decisions; built with the first bucket that needs it."""
+        if self._recovery is None:
+            self._recovery = Recovery(BucketQueue(self.redis, app))
+        return self._recovery
 
     def render_bucket(self, task, job_id: str, index: int, hostname: str, copy: bool = False) -> bool:
         """Render one bucket and store its tile; False if there was nothing (more) to do.
@@ -196,7 +188,12 @@ class WorkerState:
             header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
                                 seconds, lease.attempt, self.pid)
             self.lease_keeper.drop()
-            first = job.store_tile(header, tile, self.key, release=lease, also=beat(False))
+
+            def release(pipe) -> None:
+                job.deliveries.release(pipe, lease)
+                beat(False)(pipe)
+
+            first = job.tiles.store(header, tile, self.key, also=release)
             released = True
         except (Reject, Ignore):  # handed back, or stopped by a cancel: neither is a failure
             raise
@@ -210,7 +207,7 @@ class WorkerState:
             self.rendering = False
             self.lease_keeper.drop()
             if not released:
-                job.release(lease, also=beat(False))
+                job.deliveries.drop(lease, also=beat(False))
         self.failed_in_a_row = 0
         log.info(
             "job %s bucket %d: %.3fs on %s%s", job_id[:8], index, seconds, self.device.name,
@@ -220,8 +217,7 @@ class WorkerState:
 
     def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float]:
         """The bucket's tile (None if stopped early) and the seconds it took."""
-        if faults:
-            faults.before_bucket(index)
+        hooks.before_bucket(index)
         renderer = self.renderer_for(job)
         bucket = job.bucket(index)
         part = job.part(index)
@@ -233,14 +229,12 @@ class WorkerState:
 
         def should_stop() -> bool:
             nonlocal last_pass
-            if faults:
-                faults.after_pass(index, time.perf_counter() - last_pass)
+            hooks.after_pass(index, time.perf_counter() - last_pass)
             last_pass = time.perf_counter()
             return self.stopping or job.stopped(index)
 
         tile = renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, should_stop=should_stop, plan=plan)
-        if faults:
-            faults.after_pass(index, time.perf_counter() - last_pass)
+        hooks.after_pass(index, time.perf_counter() - last_pass)
         if tile is not None and tile.dtype.kind == "f":
             bad = int(np.count_nonzero(~np.isfinite(tile)))
             if bad:
@@ -286,10 +280,10 @@ class WorkerState:
                 what = f"worker {lease.worker} lost (no heartbeat for {defaults.LEASE_TIMEOUT:.0f}s)"
             else:
                 continue
-            if job.remove_lost(lease):
+            if job.deliveries.remove_lost(lease):
                 lost += 1
-                job.push(TileEvent(index, lease.worker, EventKind.LOST, f"{what}: bucket {index} rendering again"))
-        return job.view(index) if lost else seen
+                job.events.push(TileEvent(index, lease.worker, EventKind.LOST, f"{what}: bucket {index} rendering again"))
+        return job.deliveries.view(index) if lost else seen
 
     def _died_here(self, lease: Lease) -> bool:
         """Whether a lease belongs to a render process on this machine that has ended."""
@@ -306,20 +300,14 @@ class WorkerState:
         log.error("job %s bucket %d failed: %s", job.job_id[:8], index, reason)
         metrics.bucket_failed(self.device.name)
         try:
-            job.record_failure(index, hostname, reason)
-            seen = job.view(index)
-            decision = self.policy.on_failure(seen, exc)
+            recovery = self.recovery(task.app)
+            decision = recovery.failed(job, index, hostname, reason, exc)
             if decision.action is Action.GIVE_UP:
-                job.fail(index, hostname, decision.reason)
                 log.error("job %s failed: %s", job.job_id[:8], job.error)
-            else:
-                job.push(TileEvent(index, hostname, EventKind.ERROR, f"{reason} (failure {seen.failures} of "
-                                                                     f"{self.policy.max_failures}); sent again"))
-                BucketQueue(self.redis, task.app).send(job.job_id, [index])
             if isinstance(exc, JobDataError):  # the job's fault, not this worker's
                 return
             self.failed_in_a_row += 1
-            if self.policy.worker_is_bad(self.failed_in_a_row):
+            if recovery.policy.worker_is_bad(self.failed_in_a_row):
                 self._go_bad(task, job, index, hostname, reason)
         except Exception:  # the broker is gone too: the client's reconciliation takes over
             log.exception("job %s bucket %d: could not record the failure", job.job_id[:8], index)
@@ -329,7 +317,7 @@ class WorkerState:
         why = f"{self.failed_in_a_row} buckets in a row failed, last: {reason}"
         log.error("worker %s is bad (%s); it stops taking buckets", hostname, why)
         registry.mark_bad(self.redis, hostname, why)
-        job.push(TileEvent(index, hostname, EventKind.BAD_WORKER, why))
+        job.events.push(TileEvent(index, hostname, EventKind.BAD_WORKER, why))
         task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
 
 
@@ -362,7 +350,7 @@ class LeaseKeeper:
                     continue
                 job, lease = self._held
                 try:
-                    self._held = (job, job.renew(lease))
+                    self._held = (job, job.deliveries.renew(lease))
                 except Exception as exc:  # the broker is away; the next beat tries again
                     log.warning("lease of bucket %d not renewed: %s", lease.bucket, exc)
 
@@ -410,8 +398,8 @@ def _open_device_in_child(sender=None, **_):
     device says so before any bucket comes (Celery sends the worker's hostname)."""
     try:
         secret.key()
-        if null:
-            log.info("render worker child %d ready with the null renderer of `farm bench`", os.getpid())
+        if hooks.device() is not None:
+            log.info("render worker child %d ready with %s", os.getpid(), hooks.describe())
             return
         opened = devices.current()
         build_program(opened)

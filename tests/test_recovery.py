@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from farm.exceptions import AssetError, FarmError
-from farm.protocol.jobs import BucketView
-from farm.protocol.retry import Action, RetryPolicy
+from farm.protocol.deliveries import BucketView
+from farm.protocol.recovery import Action, RetryPolicy
 
 POLICY = RetryPolicy(max_failures=3, bad_worker_failures=2, pass_on_limit=2)
 

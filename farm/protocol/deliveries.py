@@ -1,0 +1,209 @@
+"""A job's deliveries: each bucket's leases (running deliveries, kept alive by their
+worker), attempts (deliveries started), crashes (deliveries whose render process died),
+failures (deliveries that raised) and last error. Every key of them, and every operation
+on them, is here; what to do about a delivery gone wrong is farm.protocol.recovery's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from farm import defaults
+from farm.protocol import registry
+from farm.protocol.broker import server_time
+from farm.protocol.leases import Lease, parse_leases
+from farm.protocol.record import JobRecord
+from farm.protocol.stats import bump
+
+# Both scripts below take KEYS: the job, and its tiles, leases, crashes, failures and
+# attempts; ARGV: the bucket, JOB_TTL, LEASE_TIMEOUT, and the lease's draft JSON (a Lease
+# without its attempt and times). This part counts a delivery of the bucket and writes its
+# lease at Redis's clock, lasting LEASE_TIMEOUT.
+_START_DELIVERY = """
+local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then ttl = tonumber(ARGV[2]) end
+redis.call('EXPIRE', KEYS[6], ttl)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local lease = cjson.decode(ARGV[4])
+lease['attempt'] = attempt
+lease['started'] = now
+lease['until'] = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1] .. '.' .. attempt, cjson.encode(lease))
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+"""
+
+# Start a delivery, what a worker does once recovery says render (Deliveries.begin).
+# Returns the attempt and Redis's TIME.
+_BEGIN = _START_DELIVERY + "return {attempt, time[1], time[2]}"
+
+# A worker's first look at a bucket, and its start when the bucket is plainly fresh: the
+# job exists and runs, the index is one of its buckets, no tile, no lease, no crash and
+# no failure of it. Then it starts the delivery and returns {1, the job's hash, attempt,
+# TIME}; else it changes nothing and returns {0}, and the worker looks again the long way
+# (Deliveries.look, recovery, Deliveries.begin).
+_TAKE = """
+local job = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #job, 2 do fields[job[i]] = job[i + 1] end
+if not fields['job_id'] or (fields['state'] or '') ~= '' then return {0} end
+local size = tonumber(fields['bucket_size']) or 0
+local bucket = tonumber(ARGV[1])
+if size < 1 or bucket >= math.ceil((tonumber(fields['width']) or 0) / size)
+                             * math.ceil((tonumber(fields['height']) or 0) / size)
+                           + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0) then return {0} end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {0} end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return {0} end
+local prefix = ARGV[1] .. '.'
+for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
+  if string.sub(name, 1, #prefix) == prefix then return {0} end
+end
+""" + _START_DELIVERY + "return {1, job, attempt, time[1], time[2]}"
+
+PARTS = ("leases", "attempts", "crashes", "failures", "errors")
+
+
+@dataclass(frozen=True)
+class BucketView:
+    """What a job's record says of one bucket at one moment (see `Deliveries.look`)."""
+
+    stored: bool  # a tile of it is stored
+    leases: tuple[Lease, ...]  # running deliveries of any bucket of the job
+    crashes: int  # deliveries of it whose render process died
+    failures: int  # deliveries of it that raised
+    last_error: str
+    now: float  # Redis clock
+    stalled: bool = False  # Redis just came back from a stall: lapsed leases say nothing (registry.check_clock)
+
+    @classmethod
+    def from_replies(cls, stored, leases, crashes, failures, last_error, time_, stalled) -> BucketView:
+        return cls(bool(stored), tuple(parse_leases(leases)), int(crashes or 0), int(failures or 0),
+                   (last_error or b"").decode(), time_[0] + time_[1] / 1e6, bool(stalled))
+
+
+class Deliveries:
+    """The hashes `farm:job:<id>:{leases,attempts,crashes,failures,errors}`."""
+
+    def __init__(self, redis, job_id: str, tiles_key: str):
+        self.redis = redis
+        self.job_id = job_id
+        self.tiles_key = tiles_key  # read, never written, to tell a stored bucket (TileStore's)
+        self.leases_key, self.attempts_key, self.crashes_key, self.failures_key, self.errors_key = \
+            self.keys_for(job_id)
+
+    @staticmethod
+    def keys_for(job_id: str) -> list[str]:
+        return [JobRecord.part_key(job_id, part) for part in PARTS]
+
+    def _script_keys(self) -> list[str]:
+        """The KEYS of _BEGIN and _TAKE."""
+        return [JobRecord.key_for(self.job_id), self.tiles_key, self.leases_key, self.crashes_key,
+                self.failures_key, self.attempts_key]
+
+    def read_bucket(self, pipe, index: int) -> None:
+        """Queue the reads of a BucketView on `pipe`, in `BucketView.from_replies` order."""
+        pipe.hexists(self.tiles_key, str(index))
+        pipe.hvals(self.leases_key)
+        pipe.hget(self.crashes_key, str(index))
+        pipe.hget(self.failures_key, str(index))
+        pipe.hget(self.errors_key, str(index))
+        pipe.time()
+        registry.check_clock(pipe)
+
+    def view(self, index: int) -> BucketView:
+        """What the job's record says of bucket `index` now, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.read_bucket(pipe, index)
+            return BucketView.from_replies(*pipe.execute())
+
+    def take(self, draft: Lease, also=None) -> tuple[dict, Lease] | None:
+        """Look at bucket `draft.bucket` and, if it is plainly fresh (see _TAKE), start it
+        under a lease made from `draft`, in one round trip: the job's raw record and the
+        lease; None when it needs the long way. `also(pipe)` adds commands to the round trip."""
+        keys = self._script_keys()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_TAKE, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
+                      draft.to_json())
+            if also is not None:
+                also(pipe)
+            reply = pipe.execute()[0]
+        if reply[0] != 1:
+            return None
+        _, flat, attempt, seconds, microseconds = reply
+        now = int(seconds) + int(microseconds) / 1e6
+        lease = replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)
+        return dict(zip(flat[::2], flat[1::2])), lease
+
+    def begin(self, draft: Lease, also=None) -> Lease:
+        """Count a delivery of bucket `draft.bucket` and take a lease made from `draft` on it
+        at Redis's clock, in one round trip (the _BEGIN script); `also(pipe)` adds commands
+        to it."""
+        keys = self._script_keys()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.eval(_BEGIN, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
+                      draft.to_json())
+            if also is not None:
+                also(pipe)
+            attempt, seconds, microseconds = pipe.execute()[0]
+        now = int(seconds) + int(microseconds) / 1e6
+        return replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)
+
+    def renew(self, lease: Lease) -> Lease:
+        """Extend a lease. One that was removed as lost meanwhile (its heartbeat came late)
+        is put back and its crash uncounted: the delivery is alive after all."""
+        lease = replace(lease, until=server_time(self.redis) + defaults.LEASE_TIMEOUT)
+        with self.redis.pipeline(transaction=False) as pipe:  # one round trip; nothing here needs MULTI
+            pipe.hset(self.leases_key, lease.name, lease.to_json())
+            pipe.expire(self.leases_key, defaults.JOB_TTL)
+            added = pipe.execute()[0]
+        if added:
+            self.count_crash(lease.bucket, -1)
+        return lease
+
+    def release(self, pipe, lease: Lease) -> None:
+        """Queue on `pipe` the end of a delivery: its lease dropped."""
+        pipe.hdel(self.leases_key, lease.name)
+
+    def drop(self, lease: Lease, also=None) -> None:
+        """Drop the lease of a delivery that ended; `also(pipe)` adds commands to the round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            self.release(pipe, lease)
+            if also is not None:
+                also(pipe)
+            pipe.execute()
+
+    def leases(self) -> list[Lease]:
+        return parse_leases(self.redis.hvals(self.leases_key))
+
+    def remove_lost(self, lease: Lease) -> bool:
+        """Remove a lease whose delivery died and count the crash; False if another did it first."""
+        if not self.redis.hdel(self.leases_key, lease.name):
+            return False
+        self.count_crash(lease.bucket)
+        return True
+
+    def count_crash(self, index: int, amount: int = 1) -> int:
+        return int(bump(self.redis, self.job_id, self.crashes_key, index, amount))
+
+    def crashes(self, index: int) -> int:
+        return int(self.redis.hget(self.crashes_key, str(index)) or 0)
+
+    def record_failure(self, index: int, worker: str, error: str) -> int:
+        """Count a failed delivery of bucket `index`; returns the bucket's failures so far."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self.errors_key, str(index), f"{error} (on {worker})")
+            pipe.expire(self.errors_key, defaults.JOB_TTL)
+            pipe.execute()
+        return int(bump(self.redis, self.job_id, self.failures_key, index))
+
+    def attempts(self) -> dict[int, int]:
+        return {int(k): int(v) for k, v in self.redis.hgetall(self.attempts_key).items()}
+
+    def troubles(self) -> dict[str, dict[bytes, bytes]]:
+        """Every bucket's crash count and last error, raw (what `farm watch` tells)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.crashes_key)
+            pipe.hgetall(self.errors_key)
+            crashes, errors = pipe.execute()
+        return {"crashes": crashes, "errors": errors}

@@ -1,0 +1,201 @@
+"""Recovery: the one place that decides what happens to a bucket whose delivery went
+wrong, and that sends every task but the first of each bucket.
+
+The worker and the client only report what they saw (a delivery that raised, a lease
+that lapsed, a tile that does not decode, a message that is nowhere, a bucket running
+far longer than the others, a job whose record vanished); `Recovery` asks the retry
+policy, then carries the decision out: the bucket is sent again with its cause's
+priority and back-off, or the job fails with the reason. `RESENDS` is the whole table.
+
+Cf. dramatiq's middleware/retries.py: one place decides retry, back-off and giving up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable
+
+from farm import defaults
+from farm.exceptions import JobDataError
+from farm.protocol.deliveries import BucketView
+from farm.protocol.events import EventKind, TileEvent
+
+
+class Cause(StrEnum):
+    """Why a bucket is sent again."""
+
+    FAILED = "failed"  # its delivery raised (a worker saw it)
+    PASSED_ON = "passed on"  # a worker it failed on before hands it to an idle one
+    LOST_LEASE = "lost lease"  # its worker or render process died: the lease lapsed (the client saw it)
+    REJECTED_TILE = "rejected tile"  # its tile did not decode or was not signed (the client saw it)
+    VANISHED = "vanished message"  # neither a message nor a lease for LEASE_TIMEOUT (deleted, lost with Redis)
+    STRAGGLER = "straggler copy"  # running far longer than the median bucket: a copy, first tile wins
+    LOST_JOB = "lost job"  # the job's record vanished and its client created it again
+
+
+@dataclass(frozen=True)
+class Resend:
+    """How a cause's buckets are sent again."""
+
+    priority: int  # kombu's priority step (0 is served first): every resend is late already
+    backoff: bool  # delayed FAILURE_BACKOFF, doubling with the bucket's failures
+    stat: str | None  # the job's statistic it counts (JobStats), for the report; None: counted elsewhere
+    copy: bool = False  # a second delivery of a bucket still rendering
+
+
+RESENDS = {
+    Cause.FAILED: Resend(priority=0, backoff=True, stat=None),  # counted in the failures hash
+    Cause.PASSED_ON: Resend(priority=0, backoff=False, stat=None),  # counted as passed:<bucket>
+    Cause.LOST_LEASE: Resend(priority=0, backoff=False, stat="resent"),  # and in the crashes hash
+    Cause.REJECTED_TILE: Resend(priority=0, backoff=False, stat="resent"),  # another worker makes it
+    Cause.VANISHED: Resend(priority=0, backoff=False, stat="resent"),
+    Cause.STRAGGLER: Resend(priority=0, backoff=False, stat="copies", copy=True),
+    Cause.LOST_JOB: Resend(priority=0, backoff=False, stat="resent"),
+}
+
+
+class Action(StrEnum):
+    RENDER = "render"  # take the bucket
+    PASS_ON = "pass on"  # this worker failed it before and another is idle: queue it for that one
+    SEND_AGAIN = "send again"  # the delivery failed or was lost: queue the bucket again
+    GIVE_UP = "give up"  # fail the job: the bucket went wrong too often, or no worker could do better
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""  # why the job fails, for GIVE_UP
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The decisions alone, from facts gathered by the caller (pure: testable as it is)."""
+
+    # Deliveries of one bucket that may raise or die before the job fails (FARM_MAX_FAILURES).
+    max_failures: int = field(default_factory=lambda: defaults.MAX_FAILURES)
+    # Failures in a row after which a worker stops taking buckets (FARM_BAD_WORKER_FAILURES).
+    bad_worker_failures: int = field(default_factory=lambda: defaults.BAD_WORKER_FAILURES)
+    # Times one bucket may be passed on; after that a worker renders it whatever it did before.
+    pass_on_limit: int = 10
+
+    def on_delivery(self, seen: BucketView, worker: str, others_idle: Callable[[], bool],
+                    passes: Callable[[], int]) -> Decision:
+        """A worker is about to render a bucket. `others_idle()` says whether another healthy
+        worker waits for work now (Redis hands a queued message to the client that has
+        waited longest, so that worker gets a bucket passed on, not this one); `passes()`
+        counts one more pass of this bucket and returns the count."""
+        verdict = self.verdict(seen)
+        if verdict:
+            return Decision(Action.GIVE_UP, verdict)
+        if worker in seen.last_error and others_idle() and passes() <= self.pass_on_limit:
+            return Decision(Action.PASS_ON)
+        return Decision(Action.RENDER)
+
+    def on_failure(self, seen: BucketView, error: Exception) -> Decision:
+        """A delivery raised `error`; `seen` already counts it."""
+        if isinstance(error, JobDataError):  # the job's scene or files are bad: no worker could do better
+            return Decision(Action.GIVE_UP, str(error))
+        return self._again_unless_too_often(seen)
+
+    def on_lost(self, seen: BucketView) -> Decision:
+        """A delivery's worker or render process died; `seen` already counts the crash."""
+        return self._again_unless_too_often(seen)
+
+    def _again_unless_too_often(self, seen: BucketView) -> Decision:
+        verdict = self.verdict(seen)
+        return Decision(Action.GIVE_UP, verdict) if verdict else Decision(Action.SEND_AGAIN)
+
+    def worker_is_bad(self, failed_in_a_row: int) -> bool:
+        return failed_in_a_row >= self.bad_worker_failures
+
+    def verdict(self, seen: BucketView) -> str:
+        """Why the bucket has gone wrong too often, or "" while it may be tried again."""
+        crashes, failures = seen.crashes, seen.failures
+        if crashes + failures < self.max_failures:
+            return ""
+        parts = []
+        if failures:
+            parts.append(f"raised {failures} time{'s' if failures > 1 else ''}, last: {seen.last_error}")
+        if crashes:
+            parts.append(f"killed its render process {crashes} time{'s' if crashes > 1 else ''}")
+        return f"{crashes + failures} attempts went wrong ({'; '.join(parts)})"
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before a bucket that failed `failures` times is sent again (FAILURE_BACKOFF)."""
+        if failures < 1 or defaults.FAILURE_BACKOFF <= 0:
+            return 0.0
+        return min(defaults.FAILURE_BACKOFF * 2 ** (failures - 1), defaults.LEASE_TIMEOUT / 4)
+
+
+class Recovery:
+    """Carries out the policy's decisions for one process (a worker's or a client's): the
+    only sender of buckets besides a client's send window. `queue` is a BucketQueue (or
+    anything with its `send`), the Job given to each call the job's record."""
+
+    def __init__(self, queue, policy: RetryPolicy | None = None):
+        self.queue = queue
+        self.policy = policy or RetryPolicy()
+
+    def resend(self, job, indexes: list[int], cause: Cause, failures: int = 0) -> None:
+        """Send `indexes` again for `cause`, as RESENDS says (`failures`: of the bucket so
+        far, for the back-off)."""
+        rule = RESENDS[cause]
+        delay = self.policy.backoff(failures) if rule.backoff else 0.0
+        self.queue.send(job.job_id, indexes, copy=rule.copy, priority=rule.priority, countdown=delay)
+        if rule.stat:
+            job.stats.count(rule.stat, len(indexes))
+
+    # -- what a worker saw -------------------------------------------------------------
+
+    def before_render(self, job, index: int, seen: BucketView, worker: str,
+                      others_idle: Callable[[], bool]) -> Decision:
+        """A worker is about to render bucket `index` the long way (it went wrong before):
+        the policy decides; a bucket gone wrong too often fails the job, one that failed on
+        this worker before goes to an idle one. RENDER: the worker takes it."""
+        decision = self.policy.on_delivery(seen, worker, others_idle=others_idle,
+                                           passes=lambda: job.stats.count(f"passed:{index}"))
+        if decision.action is Action.GIVE_UP:
+            job.fail(index, worker, decision.reason)
+        elif decision.action is Action.PASS_ON:
+            self.resend(job, [index], Cause.PASSED_ON)
+        return decision
+
+    def failed(self, job, index: int, worker: str, reason: str, error: Exception) -> Decision:
+        """A delivery of bucket `index` raised `error` on `worker`: count it; send the bucket
+        again (after its back-off) and tell the client, or fail the job."""
+        failures = job.deliveries.record_failure(index, worker, reason)
+        seen = job.deliveries.view(index)
+        decision = self.policy.on_failure(seen, error)
+        if decision.action is Action.GIVE_UP:
+            job.fail(index, worker, decision.reason)
+        else:
+            job.events.push(TileEvent(index, worker, EventKind.ERROR,
+                                      f"{reason} (failure {seen.failures} of {self.policy.max_failures}); sent again"))
+            self.resend(job, [index], Cause.FAILED, failures=failures)
+        return decision
+
+    # -- what a client saw -------------------------------------------------------------
+
+    def rejected(self, job, index: int, reason: str, error: Exception) -> Decision:
+        """The client found bucket `index`'s tile invalid (and deleted it): counted like a
+        failed delivery, so a farm that only makes bad tiles ends."""
+        job.deliveries.record_failure(index, "this client", reason)
+        decision = self.policy.on_failure(job.deliveries.view(index), error)
+        if decision.action is Action.GIVE_UP:
+            job.fail(index, "client", decision.reason)
+        else:
+            self.resend(job, [index], Cause.REJECTED_TILE)
+        return decision
+
+    def lost(self, job, leases) -> Decision:
+        """Deliveries whose leases lapsed (removed, their crashes counted): a bucket that
+        has gone wrong too often fails the job here, rather than on the next worker it
+        would kill; else every bucket of them is sent again."""
+        for lease in sorted(leases, key=lambda lease: lease.bucket):
+            decision = self.policy.on_lost(job.deliveries.view(lease.bucket))
+            if decision.action is Action.GIVE_UP:
+                job.fail(lease.bucket, lease.worker, decision.reason)
+                return decision
+        return Decision(Action.SEND_AGAIN)
+
