@@ -1,11 +1,23 @@
-"""Connections to Redis: a clear error for a bad or unreachable URL, and Redis's clock."""
+"""Connections to Redis: a clear error for a bad or unreachable URL, Redis's clock, and the
+private names of Celery and kombu that farm relies on (pinned in pyproject.toml)."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 import time
+from importlib.metadata import version
 
 import pytest
+from celery.app.amqp import AMQP
+from celery.events.dispatcher import EventDispatcher
+from celery.worker import state
+from celery.worker.consumer import Consumer
+from celery.worker.heartbeat import Heart
+from celery.worker.request import Request
+from kombu import exceptions
+from kombu.messaging import Producer
+from kombu.transport.redis import Channel
 
 from farm import defaults
 from farm.exceptions import BrokerError
@@ -53,3 +65,45 @@ def test_a_password_is_never_printed():
     assert "s3cret" not in str(raised.value)
     assert redacted("rediss://:pw@[::1]:6380/0?ssl_cert_reqs=required") == "rediss://:***@[::1]:6380/0?ssl_cert_reqs=required"
     assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_the_private_celery_and_kombu_names_farm_uses_still_exist():
+    """pyproject.toml pins celery and kombu to the minor versions tested because farm uses
+    these names, which their owners may change in any release: an upgrade past the pin fails
+    here, naming every one that went, rather than in a worker mid-frame."""
+    used = {  # owner: names farm reads, calls or overrides there
+        AMQP: ["_event_dispatcher", "as_task_v2"],  # farm/protocol/queue.py
+        EventDispatcher: ["_prepare_event"],  # farm/protocol/queue.py
+        Channel: ["unacked_key", "unacked_index_key",  # farm/protocol/queue.py
+                  "_create_client", "pool"],  # farm/protocol/broker.py
+        Consumer: ["on_send_event_buffered", "_flush_events"],  # farm/worker/consumer.py
+        state: ["active_requests"],  # farm/worker/process.py
+        Request: ["worker_pid"],  # farm/worker/process.py
+        Producer: ["batch"], exceptions: ["BatchPublishError"],  # public, but new in kombu 5.7
+    }
+    missing = []
+    for owner, names in used.items():
+        label = f"{owner.__module__}.{owner.__qualname__}" if inspect.isclass(owner) else owner.__name__
+        missing += [f"{label}.{name}" for name in names if not _has(owner, name)]
+    arguments = {  # the arguments farm passes, by name
+        (AMQP, "as_task_v2"): ["countdown", "argsrepr", "kwargsrepr", "create_sent_event"],
+        (EventDispatcher, "_prepare_event"): ["type", "fields"],
+        (Channel, "_create_client"): ["asynchronous"],
+        (Heart, "__init__"): ["eventer"],  # farm/worker/process.py: the heartbeat_sent sender's eventer
+    }
+    for (owner, function), names in arguments.items():
+        if _has(owner, function):  # a missing one is listed above
+            parameters = inspect.signature(getattr(owner, function)).parameters
+            missing += [f"{owner.__name__}.{function}({name}=)" for name in names if name not in parameters]
+    # farm's own Consumer keeps these; Celery's must not have come to use the same names
+    missing += [f"Consumer.{name} (now Celery's too)" for name in ("_flush_pending", "_flush_later") if _has(Consumer, name)]
+    assert not missing, f"celery {version('celery')} / kombu {version('kombu')} changed: {', '.join(missing)}"
+
+
+def _has(owner, name: str) -> bool:
+    """Whether `owner` has `name`, without running a property or cached_property."""
+    try:
+        inspect.getattr_static(owner, name)
+    except AttributeError:
+        return False
+    return True

@@ -226,6 +226,7 @@ def reuse_kombu_clients() -> None:
     pool (after a reconnect) gets a new client."""
     from kombu.transport import redis as transport
 
+    # private (and `self.pool` below undocumented): no kombu setting makes the channel reuse its client
     build = transport.Channel._create_client
     if getattr(build, "reuses_clients", False):
         return

@@ -43,6 +43,7 @@ class QueueScan:
 
 
 # kombu's `sep` (set in celeryconfig): a priority list is named `<queue><SEP><step>`.
+# kombu's Redis layout, undocumented: no kombu API reads a queue's messages without taking them.
 SEP = ":"
 
 
@@ -134,12 +135,14 @@ class BucketQueue:
     @property
     def _events(self):
         """The Celery event dispatcher `send_task` itself publishes task-sent events with."""
+        # private: app.events.Dispatcher() would be a second one, with a broker Connection, per BucketQueue
         return self.app.amqp._event_dispatcher
 
     def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int, countdown: float) -> dict:
         """Publish the bucket's task message; returns its task-sent event."""
         kwargs = {"copy": True} if copy else {}
         tid = task_id(job_id, index)
+        # undocumented: send_task costs 3x a bucket (saferepr, declare, retry; issue 14); scan reads v2's headers
         headers, properties, body, sent_event = self.app.amqp.as_task_v2(
             tid, TASK_NAME, (job_id, index), kwargs, countdown=countdown or None, argsrepr=repr((job_id, index)), kwargsrepr=repr(kwargs),
             create_sent_event=True,
@@ -147,6 +150,7 @@ class BucketQueue:
         producer.publish(body, exchange="", routing_key=defaults.QUEUE, serializer="json", headers=headers,
                          delivery_mode=2, retry=False, declare=None, **{**properties, "priority": priority})
         sent_event.update(queue=defaults.QUEUE, exchange="", routing_key=defaults.QUEUE)
+        # private: the public send() and publish() publish each event alone, not the batch's as one task.multi
         return self._events._prepare_event("task-sent", sent_event)
 
     def scan(self, job_id: str) -> QueueScan:
@@ -159,6 +163,7 @@ class BucketQueue:
             found = _job_bucket(raw)
             if found and found[0] == job_id:
                 scan.queued.add(found[1])
+        # kombu's ack emulation, undocumented: no API lists the unacknowledged messages, nor when each was taken
         held = self.redis.hgetall(Channel.unacked_key)
         if held:
             since = dict(self.redis.zrange(Channel.unacked_index_key, 0, -1, withscores=True))
@@ -191,6 +196,7 @@ class BucketQueue:
         try:
             with self.app.producer_or_acquire() as producer:
                 producer.maybe_declare(events.exchange)
+                # private, as in _publish: one message for all the job's task-revoked events
                 body = [events._prepare_event("task-revoked", {"uuid": tid, "terminated": False, "expired": False,
                                                                "signum": None}) for tid in task_ids]
                 producer.publish(body, routing_key="task.multi", exchange=events.exchange.name,

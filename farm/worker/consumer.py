@@ -19,6 +19,7 @@ from farm import defaults
 class Consumer(CeleryConsumer):
     _flush_pending = False
 
+    # undocumented hook (worker_consumer is the documented way in): no setting says when buffered events go out
     def on_send_event_buffered(self):
         if self.hub and not self._flush_pending:
             self._flush_pending = True
@@ -26,9 +27,9 @@ class Consumer(CeleryConsumer):
 
     def _flush_later(self):
         self._flush_pending = False
-        self._flush_events()
+        self._flush_events()  # private: Celery's own flush, which copes with a dispatcher not yet made
 
     def shutdown(self):
         """Events still waiting go out before the dispatcher closes."""
-        self._flush_events()
+        self._flush_events()  # private, as in _flush_later
         super().shutdown()

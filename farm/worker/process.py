@@ -463,9 +463,11 @@ def _announce(sender, **_):
 @heartbeat_sent.connect
 def _beat(sender, **_):
     """Every Celery heartbeat (2 s): this worker is alive, busy or idle."""
+    # internal module: the main process's own running requests; inspect().active() is a broadcast to itself
     from celery.worker.state import active_requests
 
     try:
+        # the sender is the Heart: the signal sends no app or hostname, its (internal) eventer has both
         redis = _registry(sender.eventer)
         registry.beat(redis, sender.eventer.hostname, busy=bool(active_requests))
         registry.check_clock(redis)
@@ -477,9 +479,10 @@ def _beat(sender, **_):
 def _leave(sender, **_):
     """A worker asked to stop tells its render processes to hand their buckets back at the
     next pass (rather than finish them, which could take minutes), and leaves the registry."""
-    from celery.worker.state import active_requests
+    from celery.worker.state import active_requests  # internal, as in _beat
 
     for request in list(active_requests):
+        # undocumented: revoke(terminate=True) would mark the task revoked, so the requeued bucket is dropped
         if request.worker_pid:
             with contextlib.suppress(OSError):
                 os.kill(request.worker_pid, signal.SIGTERM)
