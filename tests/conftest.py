@@ -72,6 +72,24 @@ def farm(tmp_path_factory):
     private.close()
 
 
+@pytest.fixture
+def make_farm(tmp_path):
+    """A test's own farms: `make_farm(worker_envs, **options)` starts a PrivateFarm (one
+    worker per environment; faults by FARM_FAULTS in them; PrivateFarm's options) in the
+    test's folder, unless `folder` says another; each is closed after the test."""
+    from tests.farms import PrivateFarm
+
+    farms = []
+
+    def make(worker_envs=({}, {}), folder=None, **options) -> PrivateFarm:
+        farms.append(PrivateFarm(folder or tmp_path, worker_envs, **options))
+        return farms[-1]
+
+    yield make
+    for private in farms:
+        private.close()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _asset_cache_in_a_temporary_folder(tmp_path_factory):
     """Workers started by tests (and their children) cache assets under the session's

@@ -1,7 +1,8 @@
 """A private farm for a test: a real redis-server and real `celery -A farm worker`
 processes (the embedded farm's LocalFarm), with what tests need around them: a Redis
 client, a Celery app that sends tasks by name to this farm, the CLI pointed at it, and
-waits on conditions."""
+waits on conditions. The one way tests start a farm: conftest's `farm` (the session's)
+and `make_farm` (a test's own) build on it. Also a Redis Sentinel, for the tests of one."""
 
 from __future__ import annotations
 
@@ -9,26 +10,39 @@ import subprocess
 from pathlib import Path
 
 from tests import commands
+from tests.ports import free_port
 
 
 class PrivateFarm:
     def __init__(self, folder: Path, worker_envs=({}, {}), env: dict | None = None, appendonly: bool = False,
-                 name: str = "w", client_env: dict | None = None, cwds: list[Path] | None = None):
-        """`worker_envs`: one environment per worker (on top of `env`); `cwds`: the working
-        folder of each worker (by default the farm's folder)."""
+                 name: str = "w", client_env: dict | None = None, cwds: list[Path] | None = None,
+                 broker: tuple | None = None):
+        """`worker_envs`: one environment per worker (on top of `env`; faults by FARM_FAULTS);
+        `cwds`: the working folder of each worker (by default the farm's folder);
+        `client_env`: what the CLI started by `farm()` gets; `broker`: (URL, Redis client) of
+        a broker the test runs itself (Sentinel's, say), for the workers alone: the farm then
+        has no Redis of its own (`redis_server` is None)."""
         import redis
         from celery import Celery
 
-        from farm.client.local import LocalFarm
+        from farm.client.local import LocalFarm, WorkerProcess
 
-        local = LocalFarm(len(worker_envs), env or {}, folder, appendonly=appendonly, worker_envs=list(worker_envs),
-                          name=name)
-        for worker, cwd in zip(local.workers, cwds or []):
-            worker.cwd = cwd
-        self.local = local.__enter__()
-        self.redis_server, self.workers, self.broker_url = self.local.redis, self.local.workers, self.local.broker_url
-        self.url = self.broker_url
-        self.redis = redis.Redis.from_url(self.url)
+        if broker is None:
+            local = LocalFarm(len(worker_envs), env or {}, folder, appendonly=appendonly,
+                              worker_envs=list(worker_envs), name=name)
+            for worker, cwd in zip(local.workers, cwds or []):
+                worker.cwd = cwd
+            self.local = local.__enter__()
+            self.redis_server, self.workers, self.url = self.local.redis, self.local.workers, self.local.broker_url
+            self.redis = redis.Redis.from_url(self.url)
+        else:
+            self.local, self.redis_server, (self.url, self.redis) = None, None, broker
+            self.workers = [WorkerProcess(f"{name}{i + 1}", self.url, folder, {**(env or {}), **worker_env})
+                            for i, worker_env in enumerate(worker_envs)]
+            for worker, cwd in zip(self.workers, cwds or [None] * len(self.workers)):
+                worker.cwd = cwd or worker.cwd
+                worker.start()
+        self.broker_url = self.url
         self.app = Celery(f"{name}-client", set_as_current=False)
         self.app.config_from_object("farm.celeryconfig")
         self.app.conf.broker_url = self.url
@@ -43,21 +57,31 @@ class PrivateFarm:
         from farm.protocol import registry
 
         wanted = {worker.hostname for worker in workers}
-        self.wait_for(lambda: wanted <= set(registry.workers(self.redis)), 120, "workers to start")
+        self.wait_for(lambda: wanted <= set(registry.workers(self.redis)) or not all(w.alive() for w in workers), 120,
+                      "workers to start")
+        for worker in workers:
+            assert worker.alive(), f"worker {worker.name} exited at start:\n{worker.log_tail()}"
 
     def restart(self, indexes) -> list:
         """Stop every worker, then start the workers at `indexes` again as new processes
         (nothing in memory, the same settings and folders); once they are ready, those."""
-        for worker in self.workers:  # all told at once, then waited for
-            worker.terminate()
-        for worker in self.workers:
-            worker.stop()
+        self._stop_workers()
         started = [self.workers[i].start() for i in indexes]
         self._wait_registered(started)
         return started
 
     def close(self, grace: float = 10.0) -> None:
-        self.local.close(grace)
+        """Stop the workers, then the farm's Redis; again, nothing."""
+        if self.local is not None:
+            self.local.close(grace)
+        else:
+            self._stop_workers(grace)
+
+    def _stop_workers(self, grace: float = 10.0) -> None:
+        for worker in self.workers:  # all told at once, then waited for
+            worker.terminate()
+        for worker in self.workers:
+            worker.stop(grace)
 
     def wait_for(self, condition, timeout: float, what: str):
         return commands.wait_for(condition, timeout, what)
@@ -105,11 +129,7 @@ class SentinelServer:
 
     def __init__(self, folder: Path, master_port: int, name: str = "mymaster", password: str | None = None,
                  auth_pass: str | None = None, down_after_ms: int = 500):
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.folder, self.name = folder, name
         self.config_path = folder / f"sentinel-{self.port}.conf"
         self.log_path = folder / f"sentinel-{self.port}.log"
