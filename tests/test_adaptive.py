@@ -5,9 +5,7 @@ import numpy as np
 from farm.client import adaptive
 from farm.protocol.plans import Plan
 from farm.protocol.tiles import SUM_SCALE, mean_of
-from farm.scene import parse_scene
-from farm.scene.pack import pack
-from farm.worker.render import Renderer
+from tests import frames
 
 
 def test_a_plan_gives_each_cell_what_its_error_asks_within_the_limits():
@@ -39,7 +37,7 @@ def test_the_noise_target_is_met_where_samples_stopped(cornell_document, device)
     about the target (the reference's own noise adds a little), and a fraction of what the
     first round's 16 samples left there."""
     document = {**cornell_document, "film": {"width": 48, "height": 48, "spp": 2048}}
-    renderer = Renderer(device, pack(parse_scene(document)), aovs=True)
+    renderer = frames.renderer(device, document, aovs=True)
     noise = 0.05
     film, plans = adaptive.render_here(renderer, noise, 16, 512, 16)
     assert len(plans) >= 3

@@ -139,7 +139,7 @@ def _cornell():
 def test_a_packed_scene_is_packed_once_per_machine_and_renders_the_same_bits(tmp_path, device):
     from farm.scene.pack import pack
     from farm.worker.cache import PackedCache
-    from farm.worker.render import Renderer
+    from tests import frames
 
     scene = _cornell()
     packs = []
@@ -154,7 +154,7 @@ def test_a_packed_scene_is_packed_once_per_machine_and_renders_the_same_bits(tmp
     assert isinstance(again.nodes, np.memmap)  # read from disk, not packed
     for name in ("frame", "nodes", "packs", "triangle_data", "materials", "lights", "corners"):
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
-    assert np.array_equal(Renderer(device, first).render_frame(), Renderer(device, again).render_frame())
+    assert np.array_equal(frames.reference(device, first), frames.reference(device, again))
 
 
 def test_packed_scenes_beyond_the_limit_are_evicted_and_a_damaged_one_is_packed_again(tmp_path):

@@ -4,6 +4,7 @@ import pytest
 from farm.buckets import Bucket
 from farm.client.film import Film, check_output_path, read_exr
 from farm.exceptions import FarmError
+from tests import frames
 
 
 def test_tiles_land_where_their_bucket_is():
@@ -58,15 +59,12 @@ def test_output_paths_are_checked_before_rendering(tmp_path):
 
 
 def _aov_frame(farm, device, aovs, spp=16):
-    from farm.scene import parse_scene
     from farm.scene.load import load_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
     from tests.files import CORNELL
 
     scene, document = load_scene(CORNELL, spp=spp, resolution=(40, 40))
     run = farm.render(scene, document, bucket_size=16, aovs=aovs)
-    direct = Renderer(device, pack(parse_scene(document)), aovs=True).render_frame()
+    direct = frames.reference(device, document, aovs=True)
     return run, direct
 
 
@@ -95,14 +93,11 @@ def test_aov_layers_and_denoising_on_the_farm(farm, device, tmp_path):
     assert variance.max() > 0
 
     pytest.importorskip("pyoidn", reason="Intel Open Image Denoise (pyoidn, the `denoise` extra) is not installed")
-    from farm.scene import parse_scene
     from farm.scene.load import load_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
     from tests.files import CORNELL
 
     _, reference_document = load_scene(CORNELL, spp=1024, resolution=(40, 40))
-    reference = Renderer(device, pack(parse_scene(reference_document))).render_frame()
+    reference = frames.reference(device, reference_document)
 
     def rmse(image):
         return float(np.sqrt(np.mean((np.clip(image, 0, 1) - np.clip(reference, 0, 1)) ** 2)))

@@ -19,6 +19,7 @@ from farm.scene.load import load_scene
 from farm.scene.model import TextureRef
 from farm.scene.pack import pack
 from farm.worker.render import Renderer
+from tests import frames
 from tests.files import ROOT, QUAD_INDICES, QUAD_NORMALS, QUAD_POSITIONS, QUAD_UVS, TETRA, build_gltf, png_bytes, write_glb
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_the_same_scene_written_as_json_packs_and_renders_identically(glb, tmp_p
     packed_gltf = pack(from_gltf, FolderAssets(tmp_path, from_gltf.assets))
     for name in ("triangles", "triangle_data", "normals", "texels", "lights", "frame"):
         assert np.array_equal(getattr(packed_json, name), getattr(packed_gltf, name)), name
-    assert np.array_equal(Renderer(device, packed_json).render_frame(), Renderer(device, packed_gltf).render_frame())
+    assert np.array_equal(frames.reference(device, packed_json), frames.reference(device, packed_gltf))
 
 
 def _forward(scene):
@@ -108,7 +109,7 @@ def _forward(scene):
 def test_a_glb_renders_on_the_farm_bit_identically(farm, glb, device):
     scene, document = load_scene(glb, resolution=(48, 24), spp=4)
     assets = FolderAssets(glb.parent, scene.assets)
-    reference = Renderer(device, pack(scene, assets)).render_frame()
+    reference = frames.reference(device, scene, assets)
     assert reference.max() > 0
     run = farm.render(scene, document, bucket_size=16, assets=assets)
     assert np.array_equal(run.film.pixels, reference)
@@ -235,7 +236,7 @@ def test_metallic_is_read_per_texel_and_blends_in_the_kernel(tmp_path, device):
     gold = scene.materials["model.gltf:gold"]
     assert gold.kind == "principled" and gold.metallic.channel == 2 and gold.roughness.channel == 1
     assert not any("metallic" in warning for warning in scene.warnings)
-    renderer = Renderer(device, pack(scene, FolderAssets(tmp_path, scene.assets)))
+    renderer = frames.renderer(device, scene, FolderAssets(tmp_path, scene.assets))
     rng = np.random.default_rng(3)
     wi, wo = (np.abs(rng.normal(size=(64, 3))) + [0, 0, 0.2] for _ in range(2))
     wi, wo = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (wi, wo))
@@ -246,7 +247,7 @@ def test_metallic_is_read_per_texel_and_blends_in_the_kernel(tmp_path, device):
                     "film": {"width": 1, "height": 1, "spp": 1}, "shapes": [{"type": "sphere", "material": "m"}],
                     "materials": {"m": {"type": "principled", "base_color": [1.0, 0.8, 0.3], "metallic": metallic,
                                         "roughness": 128 / 255}}}
-        expected = Renderer(device, pack(parse_scene(constant))).eval_bsdf(0, (0.5, 0.5), wi, wo)[0]
+        expected = frames.renderer(device, constant).eval_bsdf(0, (0.5, 0.5), wi, wo)[0]
         np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-7)
     assert not np.allclose(by_texel[0], by_texel[1])
 
@@ -412,7 +413,7 @@ def test_real_models_render_on_the_farm(farm, device, name):
     path = MODELS / name
     scene, document = load_scene(path, resolution=(48, 36), spp=4)
     assets = FolderAssets(path.parent, scene.assets)
-    renderer = Renderer(device, pack(scene, assets))
+    renderer = frames.renderer(device, scene, assets)
     if name in ON_THE_FARM:
         image = farm.render(scene, document, bucket_size=16, assets=assets).film.pixels
     else:

@@ -13,8 +13,7 @@ from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
-from farm.scene.pack import pack
-from farm.worker.render import Renderer
+from tests import frames
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +21,7 @@ def odd_frame(cornell_document, device):
     """A 97x61 frame (no bucket size divides it) and its one-call in-process render."""
     document = dict(cornell_document, film={"width": 97, "height": 61, "spp": 16})
     scene = parse_scene(document)
-    return scene, document, Renderer(device, pack(scene)).render_frame()
+    return scene, document, frames.reference(device, scene)
 
 
 def test_farm_frame_is_bit_identical_to_one_process(farm, odd_frame):
@@ -267,10 +266,10 @@ def test_progressive_rounds_add_up_to_the_same_bits(farm, make_document, device)
         film = farm.render(scene, document, bucket_size=16, aovs=("albedo",), plan=Plan.uniform(40, 24, first, end),
                            film=film).film
         shown.append(film.pixels.copy())
-    direct = Renderer(device, pack(scene), aovs=True).render_frame()
+    direct = frames.reference(device, scene, aovs=True)
     assert np.array_equal(film.pixels, direct[..., :3])
     assert np.array_equal(film.aov_channels, direct[..., 3:])
-    two = Renderer(device, pack(parse_scene({**document, "film": {**document["film"], "spp": 2}}))).render_frame()
+    two = frames.reference(device, document, spp=2)
     assert np.array_equal(shown[1], two)  # round 2 shows 2 spp
 
 
@@ -316,7 +315,7 @@ def test_split_tail_buckets_add_up_to_the_unsplit_bits(farm, make_document, devi
     run = farm.render(scene, document, bucket_size=16, aovs=("depth",), split=(3, 3))
     assert run.job.unit_count == 6 + 9 and len(run.records) == 3 + 9
     assert {run.job.part(index)[1] for index in range(6, 15)} == {(0, 2), (2, 4), (4, 6)}
-    direct = Renderer(device, pack(scene), aovs=True).render_frame()
+    direct = frames.reference(device, scene, aovs=True)
     assert np.array_equal(run.film.pixels, direct[..., :3]) and np.array_equal(run.film.aov_channels, direct[..., 3:])
     assert run.film.complete
     with pytest.raises(JobError, match="is not a split of this frame"):

@@ -18,7 +18,7 @@ from farm.protocol.assets import FolderAssets
 from farm.scene import parse_scene
 from farm.scene.load import load_scene
 from farm.scene.pack import pack
-from farm.worker.render import Renderer
+from tests import frames
 
 SIGMAS = 5.0  # a false alarm once in ~3.5 million runs per check
 
@@ -28,10 +28,10 @@ def render(document, device, folder=None, aovs=False) -> np.ndarray:
         path = folder / "scene.json"
         path.write_text(json.dumps(document))
         scene, _ = load_scene(path)
-        packed = pack(scene, FolderAssets(folder, scene.assets))
+        image = frames.reference(device, scene, FolderAssets(folder, scene.assets), aovs)
     else:
-        packed = pack(parse_scene(copy.deepcopy(document)))
-    return Renderer(device, packed, aovs).render_frame().astype(np.float64)
+        image = frames.reference(device, document, aovs=aovs)
+    return image.astype(np.float64)
 
 
 def assert_mean(values, expected, what=""):
@@ -336,7 +336,7 @@ def test_bvh_finds_the_same_nearest_hits_as_brute_force(device):
     origins = rng.uniform(-4, 4, (5000, 3))
     directions = rng.normal(size=(5000, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    t, prim = Renderer(device, packed).trace(origins, directions)
+    t, prim = frames.renderer(device, packed).trace(origins, directions)
     expected = _brute_force(packed, origins, directions)
     hit = np.isfinite(expected)
     assert hit.sum() > 1000 and (~hit).sum() > 100

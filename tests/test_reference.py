@@ -16,9 +16,8 @@ import pytest
 from farm.protocol.assets import FolderAssets
 from farm.scene import parse_scene
 from farm.scene.load import load_scene
-from farm.scene.pack import pack
-from farm.worker.render import Renderer
 
+from tests import frames
 from tests.files import ROOT
 
 mitsuba_renderer = pytest.importorskip("farm.scene.mitsuba")
@@ -54,7 +53,7 @@ def test_converged_render_agrees_with_mitsuba(device, name, width, height, spp):
     _, document = load_scene(path, spp=spp)
     document["film"].update(width=width, height=height)
     scene = parse_scene(document, source=str(path))
-    ours = Renderer(device, pack(scene, FolderAssets(path.parent, scene.assets))).render_frame()
+    ours = frames.reference(device, scene, FolderAssets(path.parent, scene.assets))
     theirs = mitsuba_renderer.render(scene, path.parent)
     assert_agree(ours, theirs)
 
@@ -93,7 +92,7 @@ def test_bsdf_values_are_mitsubas_term_for_term(device, ours, theirs):
     document = {"version": 1, "camera": {"position": [0, 0, 1], "look_at": [0, 0, 0], "fov": 40},
                 "film": {"width": 1, "height": 1, "spp": 1}, "materials": {"m": ours},
                 "shapes": [{"type": "sphere", "material": "m"}]}
-    renderer = Renderer(device, pack(parse_scene(document)))
+    renderer = frames.renderer(device, document)
     rng = np.random.default_rng(7)
     wi, wo = _directions(rng, 400).astype(np.float32), _directions(rng, 400).astype(np.float32)
     values, pdf = renderer.eval_bsdf(0, (0.5, 0.5), wi, wo)
