@@ -7,5 +7,6 @@ from celery import Celery
 from farm.protocol.broker import reuse_kombu_clients
 
 reuse_kombu_clients()
-app = Celery("farm", include=["farm.tasks"])
+# A worker imports these: the tasks, and its main process's handlers of Celery's signals.
+app = Celery("farm", include=["farm.tasks", "farm.worker.lifecycle"])
 app.config_from_object(os.environ.get("FARM_CELERY_CONFIG", "farm.celeryconfig"))

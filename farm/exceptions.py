@@ -61,3 +61,8 @@ class FarmSetupError(FarmError):
 
 class DenoiserUnavailable(FarmError):
     """--denoise asked for Intel Open Image Denoise and it does not load; the raw frame is kept."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: a command stops as after Ctrl-C (job cancelled, what was rendered saved,
+    the embedded farm closed), without asking. Not a FarmError: nothing went wrong."""

@@ -127,7 +127,7 @@ class LiveView:
         self._closing = True  # no poll after this: nothing renders any more
         self._send({"type": "rendering", "buckets": []})
         if self.run is not None:
-            from farm.client.cli import job_lines
+            from farm.client.status import job_lines
 
             try:
                 self._send({"type": "jobs", "jobs": job_lines(self.run.job.redis)})
@@ -173,7 +173,7 @@ class LiveView:
     async def _poll(self) -> None:
         """Every POLL_SECONDS: the buckets rendering now (from the job's leases), the
         progress, and the farm's jobs."""
-        from farm.client.cli import job_lines
+        from farm.client.status import job_lines
 
         last_jobs = 0.0
         while True:
@@ -317,3 +317,33 @@ source.onmessage = (message) => {
 };
 </script></body></html>
 """
+
+
+def follow(job, view: LiveView):
+    """Show a job another client collects in `view` until it ends: its tiles read from
+    Redis as they are stored (its events stay for that client), its lost deliveries and
+    failures from its record. Returns how it ended and the run that watched it."""
+    from farm.client.run import JobRun
+    from farm.client.start import film_of
+    from farm.protocol.jobs import JobState
+
+    meta = job.meta
+    film, wanted = film_of(job)
+    run = JobRun(job, film, queue=None, wanted=wanted)
+    view.show(run, f"a round: samples {meta.samples[0]} to {meta.samples[1]}" + (" (per cell)" if meta.cell else "")
+              if meta.sums else "")
+    run.watch(on_bucket=view.tile)
+    seen: dict[tuple[str, bytes], bytes] = {}
+    while True:
+        state = job.refresh()
+        run.take_stored()
+        troubles = job.deliveries.troubles()
+        for part, say in (("crashes", "bucket {}: a delivery lost with its worker or render process ({} so far)"),
+                          ("errors", "bucket {} failed: {}")):  # the notices its client tells
+            for field, value in troubles[part].items():
+                if seen.get((part, field)) != value:
+                    seen[(part, field)] = value
+                    view.notice(say.format(field.decode(), value.decode(errors="replace")))
+        if state or len(run.records) >= run.total:
+            return state or JobState.DONE, run
+        time.sleep(POLL_SECONDS)

@@ -60,7 +60,7 @@ def _with_children(pids: list[int]) -> list[psutil.Process]:
 def run(args, scene, document) -> int:
     from farm.app import app
     from farm.client.local import LocalFarm
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.protocol.broker import connect
 
     workers = args.workers or 64

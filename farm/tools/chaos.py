@@ -95,7 +95,7 @@ def run(args) -> int:
 
 
 def _render(redis_client, app, scene, document, args, assets, chaos=None):
-    from farm.client.run import start_job
+    from farm.client.start import start_job
 
     run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
     run.lease_timeout = args.lease_timeout  # the workers get it by environment

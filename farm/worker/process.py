@@ -7,7 +7,8 @@ thread renews, so the client can tell a slow bucket from a dead worker; between 
 samples the render stops early if the job was cancelled, another copy of the bucket
 already finished, or the worker is shutting down.
 
-The worker's main process writes its liveness to the registry on every Celery heartbeat.
+The worker's main process (its registry entry, its start and stop) is farm.worker.lifecycle;
+the thread that renews a bucket's lease is farm.worker.leases.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 from collections import OrderedDict
 
 import numpy as np
 from celery.exceptions import Ignore, Reject
-from celery.signals import heartbeat_sent, worker_init, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_process_init
 
 from farm import defaults
 from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, SceneError
@@ -42,6 +42,7 @@ from farm.scene.pack import pack
 from farm.worker import device as devices
 from farm.worker import metrics, plugins
 from farm.worker.cache import AssetCache, PackedCache
+from farm.worker.leases import LeaseKeeper
 from farm.worker.render import Renderer, build_program
 
 log = logging.getLogger(__name__)
@@ -321,40 +322,6 @@ class WorkerState:
         task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
 
 
-class LeaseKeeper:
-    """Renews the lease of the bucket being rendered every quarter of LEASE_TIMEOUT, from
-    one thread per render process (started with the first bucket, not one per bucket)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()  # held while a renewal runs: drop() waits for it
-        self._held: tuple[Job, Lease] | None = None
-        self._thread: threading.Thread | None = None
-
-    def keep(self, job: Job, lease: Lease) -> None:
-        with self._lock:
-            self._held = (job, lease)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, daemon=True, name="farm-leases")
-            self._thread.start()
-
-    def drop(self) -> None:
-        """Stop renewing; once this returns, no renewal of the dropped lease is under way."""
-        with self._lock:
-            self._held = None
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(defaults.LEASE_TIMEOUT / 4)
-            with self._lock:
-                if self._held is None:
-                    continue
-                job, lease = self._held
-                try:
-                    self._held = (job, job.deliveries.renew(lease))
-                except Exception as exc:  # the broker is away; the next beat tries again
-                    log.warning("lease of bucket %d not renewed: %s", lease.bucket, exc)
-
-
 _state: WorkerState | None = None
 
 
@@ -422,72 +389,3 @@ def _stop_child(signum, frame) -> None:
         return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
-
-
-# -- main process: the registry ---------------------------------------------------------
-
-_registry_client = None
-
-
-def _registry(sender) -> object | None:
-    global _registry_client
-    if _registry_client is None:
-        _registry_client = client(sender.app.conf.broker_url, patient=False, socket_timeout=1.0)
-    return _registry_client
-
-
-@worker_init.connect
-def _start(sender, **_):
-    """A worker outlives a broker outage: it reconnects for as long as it takes. A
-    (re)started worker is healthy until it proves otherwise; this runs before its render
-    processes start, so one of them that finds no device marks it bad after this."""
-    sender.app.conf.broker_connection_max_retries = None
-    try:
-        registry.clear_bad(_registry(sender), sender.hostname)
-    except Exception as exc:
-        log.warning("worker registry not updated: %s", exc)
-    try:
-        metrics.serve(sender.hostname, lambda: client(sender.app.conf.broker_url, patient=False, socket_timeout=2.0))
-    except OSError as exc:  # the port taken: the worker renders all the same
-        log.error("worker %s: metrics not served on port %d: %s", sender.hostname, defaults.METRICS_PORT, exc)
-
-
-@worker_ready.connect
-def _announce(sender, **_):
-    try:
-        registry.beat(_registry(sender), sender.hostname, busy=False)
-    except Exception as exc:
-        log.warning("worker registry not updated: %s", exc)
-
-
-@heartbeat_sent.connect
-def _beat(sender, **_):
-    """Every Celery heartbeat (2 s): this worker is alive, busy or idle."""
-    # internal module: the main process's own running requests; inspect().active() is a broadcast to itself
-    from celery.worker.state import active_requests
-
-    try:
-        # the sender is the Heart: the signal sends no app or hostname, its (internal) eventer has both
-        redis = _registry(sender.eventer)
-        registry.beat(redis, sender.eventer.hostname, busy=bool(active_requests))
-        registry.check_clock(redis)
-    except Exception as exc:  # the broker is away; Celery reconnects, the next beat tells
-        log.debug("worker registry not updated: %s", exc)
-
-
-@worker_shutting_down.connect
-def _leave(sender, **_):
-    """A worker asked to stop tells its render processes to hand their buckets back at the
-    next pass (rather than finish them, which could take minutes), and leaves the registry."""
-    from celery.worker.state import active_requests  # internal, as in _beat
-
-    for request in list(active_requests):
-        # undocumented: revoke(terminate=True) would mark the task revoked, so the requeued bucket is dropped
-        if request.worker_pid:
-            with contextlib.suppress(OSError):
-                os.kill(request.worker_pid, signal.SIGTERM)
-    try:
-        if _registry_client is not None:
-            registry.forget(_registry_client, sender)
-    except Exception:
-        pass

@@ -1,0 +1,119 @@
+"""The command line's options: what `submit`, `farm collect` and friends accept, and the
+types that check them as they are parsed (each error one line, as argparse prints it)."""
+
+from __future__ import annotations
+
+import argparse
+
+from farm import defaults
+from farm.buckets import ORDERS
+from farm.exceptions import FarmError
+
+INTERRUPT_CHOICES = ("ask", "cancel", "detach")
+
+
+def add_render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scene", nargs="?", help="scene file: JSON (format version 1), or glTF 2.0 (.gltf, .glb)")
+    parser.add_argument("-o", "--output", required=True, help="image to write: .png (sRGB, 8-bit) or .exr (linear float)")
+    parser.add_argument("--resume", metavar="JOB",
+                        help="collect a job already on the farm (its client died or detached) instead of a scene")
+    parser.add_argument("--on-interrupt", choices=INTERRUPT_CHOICES, default="ask",
+                        help="what Ctrl-C does to the job: ask (default; cancel when there is no terminal to "
+                             "ask on), cancel, or detach (it keeps rendering; `farm collect JOB` fetches it)")
+    parser.add_argument("--spp", type=int, help="samples per pixel (overrides the scene's film.spp)")
+    parser.add_argument("--resolution", type=resolution, metavar="WxH",
+                        help="image size in pixels, e.g. 1920x1080 (overrides the scene's film)")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="render even if textures or environment maps are missing, with those maps turned "
+                             "off (each named in a warning); by default a missing file stops the submit")
+    parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE,
+                        help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}, FARM_BUCKET_SIZE)")
+    parser.add_argument("--order", choices=ORDERS, default=defaults.BUCKET_ORDER,
+                        help=f"order buckets are handed out in (default {defaults.BUCKET_ORDER})")
+    parser.add_argument("--broker", default=defaults.BROKER_URL or None,
+                        help="Redis URL of a running farm (default FARM_BROKER_URL); without one, an embedded "
+                             "Redis and --workers local workers are started")
+    parser.add_argument("--workers", type=int, default=defaults.LOCAL_WORKERS,
+                        help=f"local workers in embedded mode (default {defaults.LOCAL_WORKERS}, FARM_WORKERS)")
+    parser.add_argument("--device", help="OpenCL device of the local workers: auto, gpu, cpu or a name (FARM_DEVICE)")
+    add_output_options(parser)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--aov", default="", metavar="LIST",
+                        help="also render these layers, comma-separated, into the EXR output: albedo, normal "
+                             "(at the first hit that is not a mirror or smooth glass; world space), depth "
+                             "(distance along the camera ray), variance (of each pixel's mean luminance), material (index of "
+                             "the material the pixel's first sample hits first; -1: none)")
+    parser.add_argument("--progressive", action="store_true",
+                        help="render the whole frame in rounds of 1, 2, 4, ... samples per pixel, rewriting the "
+                             "output after each; Ctrl-C keeps the last complete round. The last round is the "
+                             "same bits as one render of all the samples")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="with --progressive or --noise, stop the rounds when SECONDS have passed: a round "
+                             "that would not finish in the time left is cut to the share of its samples that fits "
+                             "(or not started where none does), and one still rendering at the limit is cancelled; "
+                             "the first round always finishes. The output holds the last complete round")
+    parser.add_argument("--split-tail", action="store_true",
+                        help="send the frame's last N buckets (N: the live workers) as N parts of their samples "
+                             "each (at most FARM_MAX_SPLIT), so the last bucket does not keep the others idle; "
+                             "the parts add up to the same bits as the whole bucket")
+    parser.add_argument("--noise", type=float, metavar="E",
+                        help="render in rounds until every 8-px cell's relative standard error (RMS over its "
+                             "pixels) is at most E, e.g. 0.01: the first round gives every pixel --min-spp "
+                             "samples, each next one only the cells still above E, up to --max-spp. The EXR "
+                             "gets the variance layer it steered by")
+    parser.add_argument("--min-spp", type=int, default=defaults.NOISE_MIN_SPP,
+                        help=f"with --noise, samples every pixel gets (default {defaults.NOISE_MIN_SPP})")
+    parser.add_argument("--max-spp", type=int,
+                        help="with --noise, the most samples a pixel gets (default: the scene's spp)")
+    denoising = parser.add_mutually_exclusive_group()  # one `denoise` setting: None, "guided" or "prefiltered"
+    denoising.add_argument("--denoise", action="store_const", const="guided",
+                           help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "
+                                "albedo and normal; an EXR keeps the raw beauty as its layer `raw`")
+    denoising.add_argument("--denoise-prefilter", dest="denoise", action="store_const", const="prefiltered",
+                              help="--denoise with the albedo and normal guides denoised first (OIDN's prefiltering, "
+                                "cleanAux): better where the guides are noisy (depth of field, glass, fine texture), "
+                                "worse where they are clean; `farm bench --quality` measures both on a scene")
+    parser.add_argument("--watch", nargs="?", const="127.0.0.1:0", metavar="[HOST:]PORT", type=watch_address,
+                        help="serve a live view of the render (the frame filling in, the buckets rendering with "
+                             "their workers, progress, notices, the farm's jobs) and print its URL; on 127.0.0.1 "
+                             "and any free port by default; bound to another address it asks for a token "
+                             "(FARM_WATCH_TOKEN, or a random one in the printed URL)")
+    parser.add_argument("--report", help="write a report of the job to this path: JSON, or with .html the page of "
+                                         "`farm report` (bucket map, timeline, figures)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the client does")
+
+
+def add_broker_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", default=defaults.BROKER_URL or None,
+                        help="Redis URL of the farm (default FARM_BROKER_URL)")
+
+
+def watch_address(text: str) -> tuple[str, int]:
+    from farm.client.watch import parse_address
+
+    try:
+        return parse_address(text)
+    except FarmError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--watch: ")) from None
+
+
+def resolution(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}") from None
+    return width, height
+
+
+def aovs(text: str) -> tuple[str, ...]:
+    """--aov's comma-separated names, each one of AOVS."""
+    from farm.protocol.description import AOVS
+
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in AOVS]
+    if unknown:
+        raise FarmError(f"--aov: unknown AOV {', '.join(unknown)} (known: {', '.join(AOVS)})")
+    return names

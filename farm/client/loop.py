@@ -1,0 +1,88 @@
+"""The client's loop: the collection of several jobs in one process, with no terminal.
+
+Each JobRun does its own work between events (`JobRun.tick`: the next batch of its send
+window, and every RECONCILE_INTERVAL its reconciliation); the loop pops every run's
+waiting events in one round trip and, when none waits, blocks on all the runs' event
+lists at once (one BLPOP of several keys) until the earliest run's next check. `submit`
+runs one job in it; a service runs many.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from farm.protocol.events import EventLog
+
+log = logging.getLogger(__name__)
+
+# The longest a turn blocks when no run asks to come back sooner (seconds).
+MAX_WAIT = 1.0
+
+
+class JobLoop:
+    def __init__(self, redis):
+        self.redis = redis
+        self.runs: list = []  # JobRun (farm.client.run), which uses this loop for its own collect()
+
+    def add(self, run) -> None:
+        self.runs.append(run)
+
+    def step(self) -> list[tuple[object, Exception | None]]:
+        """One turn of every run; the runs that ended in it: None for a run whose every
+        bucket is in its film (and its job marked done), else what ended it (JobError,
+        JobCancelled, a FarmError of its `check_alive`). An ended run leaves the loop."""
+        ended: list[tuple[object, Exception | None]] = []
+        wait = MAX_WAIT
+        for run in list(self.runs):
+            try:
+                if not run.complete:
+                    wait = min(wait, run.tick())
+            except Exception as exc:
+                self._end(run, exc, ended)
+                continue
+            if run.complete:
+                self._end(run, None, ended)
+        if self.runs:
+            for run, raw in self._events(max(wait, 0.0)):
+                try:
+                    run.take_events(run.job.events.parse(raw))
+                except Exception as exc:
+                    self._end(run, exc, ended)
+                    continue
+                if run.complete:
+                    self._end(run, None, ended)
+        return ended
+
+    def _end(self, run, error: Exception | None, ended: list) -> None:
+        if error is None:
+            try:
+                run.finish()
+            except Exception as exc:  # the broker went away as the job ended
+                error = exc
+        self.runs.remove(run)
+        ended.append((run, error))
+
+    def _events(self, wait: float) -> list[tuple[object, list[bytes]]]:
+        """The raw events waiting for each run, up to EventLog.READ_BATCH each, in one
+        round trip; where none waits and `wait` > 0, the first to come within `wait`."""
+        by_key = {run.job.events.key: run for run in self.runs}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in by_key:
+                pipe.lpop(key, EventLog.READ_BATCH)
+            popped = pipe.execute()
+        found = [(run, raw) for run, raw in zip(by_key.values(), popped) if raw]
+        if found or wait <= 0:
+            return found
+        item = self.redis.blpop(list(by_key), timeout=max(wait, 0.01))
+        if not item:
+            return []
+        key = item[0].decode() if isinstance(item[0], bytes) else item[0]
+        return [(by_key[key], [item[1]])]
+
+    def run(self) -> dict[str, Exception | None]:
+        """Turn until every run has ended; how each ended, by job id."""
+        outcomes = {}
+        while self.runs:
+            for run, error in self.step():
+                outcomes[run.job.job_id] = error
+        return outcomes

@@ -1,0 +1,263 @@
+"""One frame rendered on the farm, start to written image: what `submit` does, as an
+object with no terminal and no argparse in it, so a long-lived process can run several
+at once in one JobLoop.
+
+A FrameRender is one job, or with a progressive or noise-target render a job per round,
+the rounds' sums added into one film (Film.start_round), the output rewritten after each
+round (denoised where asked) and, with a time limit, the rounds cut to what fits. What
+it has to say goes to its Listener; the terminal's prints a progress bar, a service's
+would log. Cf. Mitsuba 3's render(): prepare, sample, put block, develop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from farm import defaults
+from farm.client.film import Film
+from farm.client.loop import JobLoop
+from farm.client.rounds import rounds, split_tail
+from farm.client.run import BucketRecord, JobRun
+from farm.client.start import start_job
+from farm.client.timelimit import RoundClock, TimeUp
+from farm.exceptions import DenoiserUnavailable, FarmError, JobError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What is asked of one frame besides its scene (the `submit` flags of the same names)."""
+
+    bucket_size: int = defaults.BUCKET_SIZE
+    order: str = defaults.BUCKET_ORDER
+    aovs: tuple[str, ...] = ()  # layers written beside the beauty
+    denoise: str | None = None  # None, "guided" or "prefiltered"
+    progressive: bool = False
+    noise: float | None = None  # the relative standard error a noise target stops at
+    min_spp: int = defaults.NOISE_MIN_SPP
+    max_spp: int | None = None
+    time_limit: float | None = None  # seconds, for rounds
+    split_tail: bool = False
+    report: str | None = None  # where to write the job's report (JSON, or .html)
+
+    def check(self) -> None:
+        """Refuse what cannot be rendered, in one line naming the option."""
+        if self.noise is not None:
+            if not 0 < self.noise < 1:
+                raise FarmError(f"--noise is a relative standard error between 0 and 1 (e.g. 0.01), got {self.noise:g}")
+            if self.progressive:
+                raise FarmError("--noise renders in rounds of its own; leave out --progressive")
+        if self.time_limit is not None:
+            if not self.time_limit > 0:
+                raise FarmError(f"--time-limit must be a positive number of seconds, got {self.time_limit:g}")
+            if not self.progressive and self.noise is None:
+                raise FarmError("--time-limit ends rounds: add --progressive or --noise")
+        if self.split_tail and self.in_rounds:
+            raise FarmError("--split-tail splits a render of one round; leave out --progressive and --noise")
+        for name in ("min_spp", "max_spp"):
+            value = getattr(self, name)
+            if value is not None and not 2 <= value <= defaults.MAX_SPP:
+                raise FarmError(f"--{name.replace('_', '-')} must be between 2 and {defaults.MAX_SPP}, got {value}")
+        if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
+            raise FarmError(f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and "
+                            f"{defaults.MAX_BUCKET_SIZE}, got {self.bucket_size}")
+
+    @property
+    def in_rounds(self) -> bool:
+        return self.progressive or self.noise is not None
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The AOVs the jobs render: those asked for, the denoiser's guides, a noise target's variance."""
+        layers = self.aovs + (("albedo", "normal") if self.denoise else ())
+        if self.noise is not None:
+            layers += ("variance",)  # its luminance squares steer the rounds
+        return tuple(dict.fromkeys(layers))
+
+
+class Listener:
+    """What a render tells as it goes; every method may be left as it is (silent)."""
+
+    def status(self, line: str) -> None:
+        """A line of what happens (a round starts, the time limit ends the rounds)."""
+
+    def warning(self, line: str) -> None:
+        """Something the user should know that changes no outcome."""
+
+    def say(self, line: str) -> None:
+        """What became of the output after a failure (said even where status lines are not)."""
+
+    def started(self, run: JobRun, label: str) -> None:
+        """A job's run starts being collected (`label`: which round)."""
+
+    def bucket(self, record: BucketRecord) -> None:
+        """A bucket is in the film."""
+
+    def notice(self, message: str) -> None:
+        """A fault the farm dealt with (a lost worker, a failed bucket)."""
+
+    def collected(self, run: JobRun) -> None:
+        """Every bucket of the run is in its film (its image is written next)."""
+
+    def stopped(self, run: JobRun, error: BaseException) -> None:
+        """The run ended without its image (an error, Ctrl-C); then the render decides
+        whether to cancel its job (see `cancel_on`)."""
+
+    def written(self, run: JobRun, output: Path) -> None:
+        """The image of a finished job was written."""
+
+    def cancel_on(self, run: JobRun, error: BaseException) -> bool:
+        """Whether to cancel a job whose collection stopped on `error` (not a failed or
+        cancelled job, which is over): True, or False to leave it rendering for `farm collect`."""
+        return True
+
+
+class FrameRender:
+    """One frame on the farm, into `output`. `check_alive()` is called every second of
+    every run and raises if the farm cannot make progress (the embedded farm's workers died)."""
+
+    def __init__(self, redis, app, scene, document: dict, assets, options: RenderOptions, output: Path,
+                 listener: Listener | None = None, check_alive: Callable[[], None] | None = None):
+        self.redis, self.app = redis, app
+        self.scene, self.document, self.assets = scene, document, assets
+        self.options, self.output = options, output
+        self.listener = listener or Listener()
+        self.check_alive = check_alive
+        self.run: JobRun | None = None  # the job's run being collected (a round's, in rounds)
+
+    def render(self) -> JobRun:
+        """Render the frame and write it; the last job's run. Raises what ended it (the
+        output then holds what was complete: the last round, or `<name>.partial`)."""
+        if not self.options.in_rounds:
+            split = split_tail(self.redis, self.scene, self.options.bucket_size) if self.options.split_tail else (0, 0)
+            self.run = self._start(split=split)
+            self.collect(self.run)
+            return self.run
+        return self._render_rounds()
+
+    def _start(self, plan=None, film=None, split=(0, 0)) -> JobRun:
+        options = self.options
+        return start_job(self.redis, self.app, self.scene, self.document, options.bucket_size, options.order,
+                         self.assets, aovs=options.layers, plan=plan, film=film, split=split)
+
+    def _render_rounds(self) -> JobRun:
+        film = Film(self.scene.film.width, self.scene.film.height, self.options.layers, self.scene.film.spp)
+        limit = self.options.time_limit
+        clock = RoundClock(limit, self.scene.film.width, self.scene.film.height) if limit else None
+        kept = None  # what the output holds: the last complete round
+        for number, plan, what in rounds(self.scene, film, self.options.noise, self.options.min_spp,
+                                         self.options.max_spp):
+            last = False
+            if clock is not None and self.run is not None:  # the first round always renders: an image at all
+                fitted = clock.fit(plan)
+                if fitted is None:
+                    self.listener.status(f"time limit: no time left for round {number} ({clock.left():.1f}s left)")
+                    break
+                if fitted is not plan:
+                    plan, last = fitted, True
+                    first, end = plan.bounds
+                    what = (f"samples {first} to {end} of {self.scene.film.spp}" if plan.uniform_range else
+                            f"cells to at most {end} samples per pixel") + f" (what fits in the {clock.left():.1f}s left)"
+            if self.run is not None:  # its sums are in the film; the last round stays for `farm status`
+                with contextlib.suppress(JobError):
+                    self.run.job.forget()
+            label = f"round {number}: {what}"
+            self.listener.status(label)
+            self.run = self._start(plan=plan, film=film)
+            began = time.perf_counter()
+            try:
+                self.collect(self.run, deadline=clock.deadline if clock and kept else None, label=label)
+            except TimeUp:
+                self.listener.status(f"time limit: round {number} cancelled at {limit:g}s")
+                break
+            kept = (number, film.counts)
+            if clock is not None:
+                clock.done(plan, time.perf_counter() - began)
+            if last:
+                break
+        if clock is not None:
+            counts = kept[1]
+            spp = f"{int(counts.max())} samples per pixel" if counts.min() == counts.max() else \
+                f"{float(counts.mean()):.1f} samples per pixel in the mean"
+            self.listener.status(f"time limit: {self.output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
+        return self.run
+
+    def collect(self, run: JobRun, deadline: float | None = None, label: str = "") -> None:
+        """Collect `run` into the output (`label`: which round it is); past `deadline`
+        (perf_counter), cancel it and raise TimeUp."""
+        self.listener.started(run, label)
+
+        def check() -> None:
+            if self.check_alive is not None:
+                self.check_alive()
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise TimeUp()
+
+        run.watch(on_bucket=self.listener.bucket, on_notice=self.listener.notice, check_alive=check)
+        loop = JobLoop(self.redis)
+        loop.add(run)
+        try:
+            while loop.runs:
+                for _, error in loop.step():
+                    if error is not None:
+                        raise error
+        except BaseException as exc:
+            self._stopped(run, exc)
+            raise
+        self.listener.collected(run)
+        self.develop(run)
+
+    def _stopped(self, run: JobRun, exc: BaseException) -> None:
+        """The run ended without its image: cancel its job (or leave it, as the listener
+        says), and keep what was rendered."""
+        self.listener.stopped(run, exc)
+        if isinstance(exc, TimeUp):  # a planned stop: no question, no partial image
+            with contextlib.suppress(Exception):
+                run.cancel()
+            return
+        if not isinstance(exc, JobError) and self.listener.cancel_on(run, exc):  # failed or cancelled: over
+            with contextlib.suppress(Exception):  # the broker may be what failed
+                run.cancel()
+        with contextlib.suppress(Exception):  # the broker may be what failed
+            run.take_stored()
+        self.save_partial(run)
+
+    def develop(self, run: JobRun) -> Path:
+        """Denoise where asked, write the image and the report; the path written."""
+        if self.options.denoise:
+            try:
+                run.film.denoise(prefilter=self.options.denoise == "prefiltered")
+            except DenoiserUnavailable as exc:
+                self.listener.warning(f"{exc}; the raw image is written")
+        output = run.film.write(self.output)
+        if self.options.report:
+            write_report(run.report(), self.options.report)
+        self.listener.written(run, output)
+        return output
+
+    def save_partial(self, run: JobRun) -> None:
+        """Keep what was rendered before a failure: `<name>.partial<ext>` beside the output."""
+        if not run.records:
+            self.listener.say("no bucket had finished: no partial image written")
+            return
+        partial = self.output.with_name(f"{self.output.stem}.partial{self.output.suffix}")
+        with contextlib.suppress(FarmError):
+            run.film.write(partial)
+            self.listener.say(f"saved {len(run.records)}/{run.total} finished buckets to {partial}")
+
+
+def write_report(report: dict, path: str) -> None:
+    """The report as JSON, or as the page `farm report` draws where the path ends in .html."""
+    if Path(path).suffix.lower() in (".html", ".htm"):
+        from farm.client import report as pages
+
+        pages.write(report, path)
+    else:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")

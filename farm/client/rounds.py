@@ -1,0 +1,51 @@
+"""The rounds of a render and the split of its tail: which samples each round of
+`submit --progressive` or `--noise` takes, and how `--split-tail` cuts the last buckets.
+Pure but for the live workers the split counts."""
+
+from __future__ import annotations
+
+from farm import defaults
+from farm.buckets import count
+from farm.protocol import registry
+from farm.protocol.plans import Plan
+
+
+def progressive_rounds(spp: int) -> list[tuple[int, int]]:
+    """The samples of each round of `submit --progressive`: 1, 2, 4, ... per pixel in all,
+    the last round ending at spp."""
+    ends, total = [], 1
+    while total < spp:
+        ends.append(total)
+        total *= 2
+    ends.append(spp)
+    return list(zip([0] + ends[:-1], ends))
+
+
+def rounds(scene, film, noise: float | None, min_spp: int, max_spp: int | None):
+    """(number, plan, what it renders) of each round of a progressive render (`noise`
+    None) or of a noise target; `film` is the rounds' film, which a noise target's plans read."""
+    from farm.client import adaptive
+
+    width, height, spp = scene.film.width, scene.film.height, scene.film.spp
+    if noise is None:
+        planned = progressive_rounds(spp)
+        for number, (first, end) in enumerate(planned, 1):
+            yield f"{number}/{len(planned)}", Plan.uniform(width, height, first, end), \
+                f"samples {first} to {end} of {spp}"
+        return
+    max_spp = max_spp or spp
+    for number, plan in enumerate(adaptive.plans(width, height, noise, min_spp, max_spp, film), 1):
+        busy = plan.ranges[..., 1] > plan.ranges[..., 0]
+        taken = plan.ranges[..., 1][busy]
+        yield str(number), plan, (f"{int(busy.sum())} of {busy.size} cells to {int(taken.min())}-{int(taken.max())} "
+                                  f"samples per pixel (target {noise:g}, at most {max_spp})")
+
+
+def split_tail(redis, scene, bucket_size: int) -> tuple[int, int]:
+    """--split-tail's (tail buckets, parts): as many of each as live workers, within the
+    frame's buckets, its samples and MAX_SPLIT; (0, 0) where fewer than two workers live."""
+    workers = sum(not worker.bad for worker in registry.workers(redis).values())
+    parts = min(workers, defaults.MAX_SPLIT, scene.film.spp)
+    if parts < 2:
+        return 0, 0
+    return min(workers, count(scene.film.width, scene.film.height, bucket_size)), parts

@@ -1,0 +1,34 @@
+"""The farm's jobs as lines: `farm status` prints them, the live view lists them."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from farm.exceptions import FarmError
+from farm.protocol.broker import server_time
+from farm.protocol.jobs import Job
+from farm.protocol.record import JobRecord
+
+
+def job_lines(redis_client) -> list[str]:
+    """A line per job on the farm, oldest first: state, progress, frame (`farm status`,
+    the live view's list)."""
+    jobs, lines = [], []
+    for job_id in JobRecord.ids(redis_client):
+        with contextlib.suppress(FarmError):
+            jobs.append(Job.load(redis_client, job_id))
+    now = server_time(redis_client)
+    for job in sorted(jobs, key=lambda j: j.meta.created):
+        done, total = len(job.tiles.stored()), job.unit_count
+        running = len({lease.bucket for lease in job.deliveries.leases() if lease.until >= now})
+        state = job.state or ("rendering" if done < total else "complete")
+        note = f"  {job.error}" if job.error else ""
+        unattended = job.record.unattended()  # its client refreshes it each 30 s
+        if not job.state and unattended > 90:
+            note = f"  no client for {unattended // 60:.0f} min: `farm collect {job.job_id} -o OUT` picks it up"
+        meta = job.meta
+        lines.append(f"{job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
+                     f"{meta.width}x{meta.height} {meta.spp} spp  created "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}" + note)
+    return lines

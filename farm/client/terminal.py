@@ -1,0 +1,120 @@
+"""What `submit` and `farm collect` show on the terminal while a frame renders: a
+Listener (farm.client.render) that draws the progress bar, prints status lines, notices
+and the summary, feeds the live view, and asks what Ctrl-C does to the job."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from farm.client.render import Listener
+from farm.exceptions import Terminated
+
+
+class TerminalListener(Listener):
+    """`quiet`: no progress bar and no status lines; `on_interrupt`: ask, cancel or detach
+    (what Ctrl-C does to a job on a farm that outlives this command, `local` False);
+    `view`: the live view, if one is served; `output`: named in the detach line."""
+
+    def __init__(self, quiet: bool = False, on_interrupt: str = "ask", local: bool = False, view=None,
+                 output: str = ""):
+        self.quiet, self.on_interrupt, self.local, self.view, self.output = quiet, on_interrupt, local, view, output
+        self.progress = None
+
+    def status(self, line: str) -> None:
+        if not self.quiet:
+            print(line, file=sys.stderr)
+
+    def warning(self, line: str) -> None:
+        print(f"submit: warning: {line}", file=sys.stderr)
+
+    def say(self, line: str) -> None:
+        print(line, file=sys.stderr)
+
+    def started(self, run, label: str) -> None:
+        if self.view is not None:
+            self.view.show(run, label)
+        if not self.quiet:
+            from tqdm import tqdm
+
+            self.progress = tqdm(total=run.total, unit="bucket", desc="render", file=sys.stderr, dynamic_ncols=True)
+
+    def bucket(self, record) -> None:
+        if self.progress is not None:
+            self.progress.update(1)
+        if self.view is not None:
+            self.view.tile(record)
+
+    def notice(self, message: str) -> None:
+        (self.progress.write if self.progress is not None else print)(message, file=sys.stderr)
+        if self.view is not None:
+            self.view.notice(message)
+
+    def _close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+    def collected(self, run) -> None:
+        self._close()
+
+    def stopped(self, run, error: BaseException) -> None:
+        self._close()
+
+    def written(self, run, output: Path) -> None:
+        self._close()
+        summary(run, output)
+
+    def cancel_on(self, run, error: BaseException) -> bool:
+        """After Ctrl-C or SIGTERM (or an error), cancel the job, or leave it rendering for
+        `farm collect`; only Ctrl-C asks."""
+        choice = "cancel"
+        if isinstance(error, KeyboardInterrupt) and not self.local:
+            choice = self.on_interrupt
+            if choice == "ask":
+                choice = "cancel" if isinstance(error, Terminated) else _ask_cancel(run.job.job_id)
+        if choice == "detach":
+            print(f"job {run.job.job_id} keeps rendering; collect it with "
+                  f"`farm collect {run.job.job_id} -o {self.output}`", file=sys.stderr)
+            return False
+        return True
+
+
+def _ask_cancel(job_id: str) -> str:
+    """Ask on the terminal whether to cancel; without a terminal the job is cancelled."""
+    if not sys.stdin.isatty():
+        return "cancel"
+    try:
+        answer = input(f"\ncancel job {job_id}? [Y/n] (n: it keeps rendering for `farm collect`) ")
+    except (EOFError, KeyboardInterrupt):
+        return "cancel"
+    return "detach" if answer.strip().lower() in ("n", "no") else "cancel"
+
+
+def summary(run, output: Path) -> None:
+    """The lines that end a render: the image, its workers, the faults dealt with."""
+    meta = run.job.meta
+    samples = f"{meta.spp} spp"
+    if meta.sums:  # a round: the samples it took, and what the frame now has
+        first, end = meta.samples
+        counts = run.film.counts
+        samples = (f"samples {first} to {end} this round (per cell), {float(counts.mean()):.1f} spp in the mean now"
+                   if meta.cell else f"samples {first} to {end} this round")
+    print(
+        f"{output}: {meta.width}x{meta.height}, {samples}, {run.total} buckets of {meta.bucket_size}px "
+        f"in {run.wall_seconds:.2f}s (job {meta.job_id})"
+    )
+    devices = {r.worker: r.device for r in run.records.values()}
+    for worker, count in sorted(run.workers().items()):
+        print(f"  {worker}: {count} buckets on {devices[worker]}")
+    report = run.report()
+    faults = [
+        (report["lost_deliveries"], "bucket deliveries lost with their worker"),
+        (report["resent"], "buckets sent again"),
+        (report["copies"], "copies of slow buckets"),
+        (report["duplicates"], "duplicate tiles discarded"),
+        (report["invalid_tiles"], "invalid tiles rejected"),
+    ]
+    for number, what in faults:
+        if number:
+            print(f"  {number} {what}")
