@@ -13,13 +13,11 @@ so every worker builds the same tree from the same scene.
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from farm import defaults
+from farm.scene.bvh_loop import compiled_build_loop
 
 BINS = 16  # candidate split planes per axis and node: 15 (fewer for nodes under 64 primitives)
 # From this many primitives on the compiled builder pays for numba's start (about 1.4 s a
@@ -74,159 +72,9 @@ def build_compiled(lower: np.ndarray, upper: np.ndarray) -> Bvh:
     left, right = np.zeros(capacity, np.int64), np.zeros(capacity, np.int64)
     leaf = np.zeros(capacity, np.bool_)
     order = np.arange(n, dtype=np.int64)
-    count, levels = _compiled_loop()(lo32, hi32, order, node_lower, node_upper, left, right, leaf,
-                                     BINS, LEAF_SIZE, MAX_LEAF_SIZE, TRAVERSAL_COST)
+    count, levels = compiled_build_loop()(lo32, hi32, order, node_lower, node_upper, left, right, leaf,
+                                           BINS, LEAF_SIZE, MAX_LEAF_SIZE, TRAVERSAL_COST)
     return Bvh(node_lower[:count], node_upper[:count], left[:count], right[:count], leaf[:count], order, int(levels))
-
-
-_compiled = None
-_compiling = threading.Lock()
-
-
-def _compiled_loop():
-    """_build_loop compiled by numba, imported only by a process that builds a big tree:
-    importing numba and loading the compiled code cost about 1.4 s, compiling it about 12 s
-    once per machine (cached under FARM_CACHE_DIR unless NUMBA_CACHE_DIR says otherwise)."""
-    global _compiled
-    with _compiling:  # one dispatcher, however many threads ask at once (numba locks its compile)
-        if _compiled is None:
-            os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba"))
-            import numba
-
-            _compiled = numba.njit(cache=True)(_build_loop)
-    return _compiled
-
-
-def _build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bins, leaf_size, max_leaf_size,
-           traversal_cost):  # pragma: no cover - compiled; tested through build()
-    n = lo.shape[0]
-    # the work stack: node id, first slot, count, depth
-    stack = np.empty((128, 4), np.int64)
-    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, 0, n, 1
-    top = 1
-    node_count = 1
-    levels = 0
-    bin_count = np.empty((3, max_bins), np.int64)
-    bin_box = np.empty((3, max_bins, 6), np.float64)
-    left_area = np.empty(max_bins, np.float64)
-    left_n = np.empty(max_bins, np.int64)
-    scratch = np.empty(n, np.int64)
-    c_lo, c_hi = np.empty(3, np.float64), np.empty(3, np.float64)
-    while top > 0:
-        top -= 1
-        node, first, count, depth = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
-        if depth > levels:
-            levels = depth
-        # the node's box and its centroids' box
-        for k in range(3):
-            node_lower[node, k], node_upper[node, k] = np.inf, -np.inf
-            c_lo[k], c_hi[k] = np.inf, -np.inf
-        for slot in range(first, first + count):
-            p = order[slot]
-            for k in range(3):
-                a, b = np.float64(lo[p, k]), np.float64(hi[p, k])
-                if a < node_lower[node, k]:
-                    node_lower[node, k] = a
-                if b > node_upper[node, k]:
-                    node_upper[node, k] = b
-                c = (np.float64(lo[p, k]) + np.float64(hi[p, k])) * 0.5
-                if c < c_lo[k]:
-                    c_lo[k] = c
-                if c > c_hi[k]:
-                    c_hi[k] = c
-        dx = max(node_upper[node, 0] - node_lower[node, 0], 0.0)
-        dy = max(node_upper[node, 1] - node_lower[node, 1], 0.0)
-        dz = max(node_upper[node, 2] - node_lower[node, 2], 0.0)
-        node_area = 2.0 * (dx * dy + dy * dz + dz * dx)
-        best_cost, best_axis, best_bin = np.inf, -1, -1
-        # small nodes: fewer candidate planes, little quality lost and most nodes are small
-        bins = max_bins if count >= 64 else min(8, max_bins) if count >= 16 else min(4, max_bins)
-        if count > leaf_size:
-            for k in range(3):
-                for j in range(bins):
-                    bin_count[k, j] = 0
-                    for q in range(3):
-                        bin_box[k, j, q] = np.inf
-                        bin_box[k, j, 3 + q] = -np.inf
-            for slot in range(first, first + count):
-                p = order[slot]
-                for k in range(3):
-                    extent = c_hi[k] - c_lo[k]
-                    if extent <= 0.0:
-                        continue
-                    c = (np.float64(lo[p, k]) + np.float64(hi[p, k])) * 0.5
-                    j = min(max(int((c - c_lo[k]) * (bins / extent)), 0), bins - 1)
-                    bin_count[k, j] += 1
-                    for q in range(3):
-                        if lo[p, q] < bin_box[k, j, q]:
-                            bin_box[k, j, q] = lo[p, q]
-                        if hi[p, q] > bin_box[k, j, 3 + q]:
-                            bin_box[k, j, 3 + q] = hi[p, q]
-            for k in range(3):
-                if c_hi[k] - c_lo[k] <= 0.0:
-                    continue
-                # sweep from the left: area and count of bins 0..j
-                x0, y0, z0, x1, y1, z1 = np.inf, np.inf, np.inf, -np.inf, -np.inf, -np.inf
-                total = 0
-                for j in range(bins):
-                    total += bin_count[k, j]
-                    x0, y0, z0 = min(x0, bin_box[k, j, 0]), min(y0, bin_box[k, j, 1]), min(z0, bin_box[k, j, 2])
-                    x1, y1, z1 = max(x1, bin_box[k, j, 3]), max(y1, bin_box[k, j, 4]), max(z1, bin_box[k, j, 5])
-                    left_n[j] = total
-                    ex, ey, ez = max(x1 - x0, 0.0), max(y1 - y0, 0.0), max(z1 - z0, 0.0)
-                    left_area[j] = 2.0 * (ex * ey + ey * ez + ez * ex) if total > 0 else 0.0
-                # from the right: the split after bin j has bins j + 1.. on its right
-                x0, y0, z0, x1, y1, z1 = np.inf, np.inf, np.inf, -np.inf, -np.inf, -np.inf
-                total = 0
-                for j in range(bins - 1, 0, -1):
-                    total += bin_count[k, j]
-                    x0, y0, z0 = min(x0, bin_box[k, j, 0]), min(y0, bin_box[k, j, 1]), min(z0, bin_box[k, j, 2])
-                    x1, y1, z1 = max(x1, bin_box[k, j, 3]), max(y1, bin_box[k, j, 4]), max(z1, bin_box[k, j, 5])
-                    n_left = left_n[j - 1]
-                    if total == 0 or n_left == 0:
-                        continue
-                    ex, ey, ez = max(x1 - x0, 0.0), max(y1 - y0, 0.0), max(z1 - z0, 0.0)
-                    cost = left_area[j - 1] * n_left + 2.0 * (ex * ey + ey * ez + ez * ex) * total
-                    if cost < best_cost or (cost == best_cost and (k < best_axis or (k == best_axis and j - 1 < best_bin))):
-                        best_cost, best_axis, best_bin = cost, k, j - 1
-        splittable = best_axis >= 0
-        sah = traversal_cost + best_cost / node_area if node_area > 0.0 else np.inf
-        make_leaf = count <= leaf_size or (sah >= count and count <= max_leaf_size) \
-            or (not splittable and count <= max_leaf_size)
-        if make_leaf:
-            leaf[node] = True
-            left[node], right[node] = first, count
-            continue
-        # partition: left primitives first, each side in its former order
-        middle = first
-        if splittable:
-            extent = c_hi[best_axis] - c_lo[best_axis]
-            kept = 0
-            for slot in range(first, first + count):
-                p = order[slot]
-                c = (np.float64(lo[p, best_axis]) + np.float64(hi[p, best_axis])) * 0.5
-                if min(max(int((c - c_lo[best_axis]) * (bins / extent)), 0), bins - 1) <= best_bin:
-                    order[middle] = p
-                    middle += 1
-                else:
-                    scratch[kept] = p
-                    kept += 1
-            for i in range(kept):
-                order[middle + i] = scratch[i]
-        else:  # no plane separates anything: half and half
-            middle = first + count // 2
-        child = node_count
-        node_count += 2
-        left[node], right[node] = child, child + 1
-        if top + 2 > stack.shape[0]:
-            grown = np.empty((stack.shape[0] * 2, 4), np.int64)
-            grown[:top] = stack[:top]
-            stack = grown
-        # the right child below the left: the left is built first
-        stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3] = child + 1, middle, first + count - middle, depth + 1
-        stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2], stack[top + 1, 3] = child, first, middle - first, depth + 1
-        top += 2
-    return node_count, levels
 
 
 def _build_vectorised(lower: np.ndarray, upper: np.ndarray) -> Bvh:

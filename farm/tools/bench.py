@@ -9,22 +9,12 @@ kernel and Mitsuba render in alternation, and every figure is a median.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import statistics
 import time
 from pathlib import Path
 
 from farm import defaults
-
-DEFAULT_SCENE = "cornell-box.json"
-
-def default_scene() -> str:
-    """The Cornell box: package data (`farm.scenes`) when installed, else `scenes/` beside
-    the `farm/` being imported (a source checkout on sys.path)."""
-    try:
-        return str(importlib.resources.files("farm.scenes") / DEFAULT_SCENE)
-    except ModuleNotFoundError:
-        return str(Path(__file__).resolve().parents[2] / "scenes" / DEFAULT_SCENE)
+from farm.tools.bench_scenes import default_scene, load_scaled, write_bumpy_sphere
 
 
 HELP = "measure the kernel and the farm's efficiency"  # its line in `farm --help`
@@ -150,21 +140,6 @@ def run(args) -> int:
     return 0
 
 
-def load_scaled(args):
-    """The scene of `args.scene` at `args.spp`, `args.width` wide (the height keeps the aspect)."""
-    from farm.scene.load import load_scene
-
-    scene, document = load_scene(args.scene, spp=args.spp)
-    if args.width:
-        film = document["film"]
-        film["height"] = max(1, round(film["height"] * args.width / film["width"]))
-        film["width"] = args.width
-        from farm.scene import parse_scene
-
-        scene = parse_scene(document, source=args.scene)
-    return scene, document
-
-
 def _timed(function) -> float:
     started = time.perf_counter()
     function()
@@ -234,7 +209,7 @@ def _bench_mesh(args) -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        triangles = _write_bumpy_sphere(Path(folder) / "mesh.obj", args.mesh)
+        triangles = write_bumpy_sphere(Path(folder) / "mesh.obj", args.mesh)
         written = time.perf_counter() - started
         document = json.loads(Path(default_scene()).read_text())
         document["shapes"] = document["shapes"][:6] + [
@@ -262,38 +237,6 @@ def _bench_mesh(args) -> int:
           f"render {scene.film.width}x{scene.film.height} at {scene.film.spp} spp {frame:.2f}s "
           f"({samples / frame / 1e6:.3f} M samples/s)")
     return 0
-
-
-def bumpy_sphere(triangles: int):
-    """A UV sphere of about `triangles` triangles with a bumpy radius: points, normals
-    (close enough for shading) and 0-based faces."""
-    import numpy as np
-
-    rings = max(4, int(round(np.sqrt(triangles / 4))))
-    segments = 2 * rings
-    theta = np.linspace(0, np.pi, rings + 1)[:, None]
-    phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]
-    radius = 1 + 0.06 * np.sin(8 * phi) * np.sin(6 * theta) ** 2
-    points = np.stack([radius * np.sin(theta) * np.cos(phi), radius * np.cos(theta) + 0 * phi,
-                       radius * np.sin(theta) * np.sin(phi)], axis=-1).reshape(-1, 3)
-    normals = points / np.linalg.norm(points, axis=1, keepdims=True)
-    index = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
-    a, b = index[:-1, :-1].ravel(), index[:-1, 1:].ravel()
-    c, d = index[1:, 1:].ravel(), index[1:, :-1].ravel()
-    return points, normals, np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)])
-
-
-def _write_bumpy_sphere(path: Path, triangles: int) -> int:
-    """bumpy_sphere written as OBJ; returns its triangle count."""
-    import numpy as np
-
-    points, normals, faces = bumpy_sphere(triangles)
-    faces = faces + 1  # OBJ counts from 1
-    with open(path, "w") as out:
-        np.savetxt(out, points, fmt="v %.6f %.6f %.6f")
-        np.savetxt(out, normals, fmt="vn %.5f %.5f %.5f")
-        np.savetxt(out, np.stack([faces] * 2, axis=2).reshape(len(faces), 6), fmt="f %d//%d %d//%d %d//%d")
-    return len(faces)
 
 
 def _bench_samplers(args) -> int:

@@ -25,13 +25,12 @@ import numpy as np
 import psutil
 
 from farm import defaults
+from farm.tools.bench_scenes import bumpy_sphere
 
 
 def write_glb(path: Path, triangles: int) -> int:
     """farm bench --mesh's bumpy sphere of about `triangles` triangles as a .glb; returns
     its triangle count."""
-    from farm.tools.bench import bumpy_sphere
-
     points, normals, faces = bumpy_sphere(triangles)
     points, normals, faces = points.astype(np.float32), normals.astype(np.float32), faces.astype(np.uint32)
     parts = [points.tobytes(), normals.tobytes(), faces.tobytes()]
