@@ -1,4 +1,5 @@
-"""The client's loop: the collection of several jobs in one process, with no terminal.
+"""The client's loop: the collection of several jobs, and of the renders that run them
+(farm.client.render), in one process, with no terminal.
 
 Each JobRun does its own work between events (`JobRun.tick`: the next batch of its send
 window, and every RECONCILE_INTERVAL its reconciliation); the loop pops every run's
@@ -23,6 +24,50 @@ class JobLoop:
     def __init__(self, redis):
         self.redis = redis
         self.runs: list = []  # JobRun (farm.client.run), which uses this loop for its own collect()
+        self._flows: dict[int, tuple[object, object]] = {}  # id(run) -> (its render, the render's flow)
+        self.renders: dict[object, tuple[object, BaseException | None]] = {}  # ended render -> (result, error)
+
+    def start(self, render, flow=None) -> None:
+        """Turn a FrameRender (farm.client.render) in this loop: each run its flow (or
+        `flow`, a generator of the same kind) yields is collected here beside the others,
+        and its outcome sent back into the flow."""
+        self._advance(render, flow or render.flow(), None)
+
+    def render(self, render, flow=None):
+        """Turn one render, alone, to its end; its result, or raise what ended it. Ctrl-C
+        (any BaseException out of a turn) is thrown into its flow first, which keeps what
+        was rendered."""
+        self.start(render, flow)
+        while render not in self.renders:
+            try:
+                self.step()
+            except BaseException as exc:
+                self._interrupt(exc)
+        result, error = self.renders.pop(render)
+        if error is not None:
+            raise error
+        return result
+
+    def _interrupt(self, exc: BaseException) -> None:
+        """Throw `exc` into every render's flow (their runs leave the loop)."""
+        for key, (render, flow) in list(self._flows.items()):
+            run = next(run for run in self.runs if id(run) == key)
+            self.runs.remove(run)
+            del self._flows[key]
+            self._advance(render, flow, exc)
+
+    def _advance(self, render, flow, outcome: BaseException | None) -> None:
+        """Send a run's outcome into its render's flow; add the next run it yields."""
+        try:
+            run = flow.throw(outcome) if outcome is not None else flow.send(None)
+        except StopIteration as stop:
+            self.renders[render] = (stop.value, None)
+            return
+        except BaseException as exc:
+            self.renders[render] = (None, exc)
+            return
+        self._flows[id(run)] = (render, flow)
+        self.add(run)
 
     def add(self, run) -> None:
         self.runs.append(run)
@@ -61,6 +106,8 @@ class JobLoop:
                 error = exc
         self.runs.remove(run)
         ended.append((run, error))
+        if id(run) in self._flows:
+            self._advance(*self._flows.pop(id(run)), error)
 
     def _events(self, wait: float) -> list[tuple[object, list[bytes]]]:
         """The raw events waiting for each run, up to EventLog.READ_BATCH each, in one

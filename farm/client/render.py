@@ -133,21 +133,27 @@ class FrameRender:
         self.run: JobRun | None = None  # the job's run being collected (a round's, in rounds)
 
     def render(self) -> JobRun:
-        """Render the frame and write it; the last job's run. Raises what ended it (the
-        output then holds what was complete: the last round, or `<name>.partial`)."""
+        """Render the frame alone, blocking, and write it; the last job's run. Raises what
+        ended it (the output then holds what was complete: the last round, or `.partial`)."""
+        return JobLoop(self.redis).render(self)
+
+    def flow(self):
+        """The render as a generator, for a JobLoop to turn beside others: it yields each
+        job's run to collect and is sent back None when the run is complete, or thrown
+        what ended it; it returns the last run. Reads as the render's steps, in order."""
         if not self.options.in_rounds:
             split = split_tail(self.redis, self.scene, self.options.bucket_size) if self.options.split_tail else (0, 0)
             self.run = self._start(split=split)
-            self.collect(self.run)
+            yield from self._collecting(self.run)
             return self.run
-        return self._render_rounds()
+        return (yield from self._rounds())
 
     def _start(self, plan=None, film=None, split=(0, 0)) -> JobRun:
         options = self.options
         return start_job(self.redis, self.app, self.scene, self.document, options.bucket_size, options.order,
                          self.assets, aovs=options.layers, plan=plan, film=film, split=split)
 
-    def _render_rounds(self) -> JobRun:
+    def _rounds(self):
         film = Film(self.scene.film.width, self.scene.film.height, self.options.layers, self.scene.film.spp)
         limit = self.options.time_limit
         clock = RoundClock(limit, self.scene.film.width, self.scene.film.height) if limit else None
@@ -173,7 +179,7 @@ class FrameRender:
             self.run = self._start(plan=plan, film=film)
             began = time.perf_counter()
             try:
-                self.collect(self.run, deadline=clock.deadline if clock and kept else None, label=label)
+                yield from self._collecting(self.run, deadline=clock.deadline if clock and kept else None, label=label)
             except TimeUp:
                 self.listener.status(f"time limit: round {number} cancelled at {limit:g}s")
                 break
@@ -189,9 +195,14 @@ class FrameRender:
             self.listener.status(f"time limit: {self.output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
         return self.run
 
-    def collect(self, run: JobRun, deadline: float | None = None, label: str = "") -> None:
-        """Collect `run` into the output (`label`: which round it is); past `deadline`
-        (perf_counter), cancel it and raise TimeUp."""
+    def collect(self, run: JobRun, deadline: float | None = None, label: str = "") -> JobRun:
+        """Collect a run already on the farm (`farm collect`), alone, and write the output."""
+        return JobLoop(self.redis).render(self, self._collecting(run, deadline, label))
+
+    def _collecting(self, run: JobRun, deadline: float | None = None, label: str = ""):
+        """Collect `run` (a step of `flow`: yields it to the loop) and write the output
+        (`label`: which round it is); past `deadline` (perf_counter), cancel it and raise
+        TimeUp."""
         self.listener.started(run, label)
 
         def check() -> None:
@@ -201,18 +212,14 @@ class FrameRender:
                 raise TimeUp()
 
         run.watch(on_bucket=self.listener.bucket, on_notice=self.listener.notice, check_alive=check)
-        loop = JobLoop(self.redis)
-        loop.add(run)
         try:
-            while loop.runs:
-                for _, error in loop.step():
-                    if error is not None:
-                        raise error
+            yield run
         except BaseException as exc:
             self._stopped(run, exc)
             raise
         self.listener.collected(run)
         self.develop(run)
+        return run
 
     def _stopped(self, run: JobRun, exc: BaseException) -> None:
         """The run ended without its image: cancel its job (or leave it, as the listener

@@ -167,7 +167,7 @@ def _bench_farm(args, scene, document, assets, renderer) -> None:
     one each (direct, farm, direct, farm, ...), so a noisy machine slows both alike."""
     from farm.app import app
     from farm.client.local import LocalFarm
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.protocol.broker import connect
 
     with LocalFarm(args.workers) as local:
@@ -275,7 +275,7 @@ def _bench_stragglers(args) -> int:
 
     from farm.app import app
     from farm.client.local import LocalFarm
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
 
