@@ -52,3 +52,86 @@ def test_a_missing_asset_gives_up_at_once_with_its_own_message():
 
 def test_a_worker_is_bad_after_its_limit_of_failures_in_a_row():
     assert not POLICY.worker_is_bad(1) and POLICY.worker_is_bad(2)
+
+
+# -- Recovery: the decisions carried out, on a real Redis, with no farm ------------------
+
+
+class SentLog:
+    """A BucketQueue's `send`, recorded instead of published."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, job_id, indexes, copy=False, priority=0, countdown=0.0):
+        self.sent.append((list(indexes), copy, priority, countdown))
+
+
+@pytest.fixture
+def job(redis_server, make_document):
+    import redis
+
+    from farm.protocol.jobs import Job
+    from farm.scene import parse_scene
+
+    document = make_document(width=32, height=32, spp=2)
+    client = redis.Redis.from_url(redis_server.url)
+    return Job.create(client, Job.describe(parse_scene(document), 16, "spiral"), document)
+
+
+def test_a_failed_bucket_is_sent_again_after_a_growing_back_off_then_fails_the_job(job, monkeypatch):
+    from farm import defaults
+    from farm.protocol.events import EventKind
+    from farm.protocol.recovery import Recovery
+
+    monkeypatch.setattr(defaults, "FAILURE_BACKOFF", 0.5)
+    queue = SentLog()
+    recovery = Recovery(queue, RetryPolicy(max_failures=3))
+    for failures in (1, 2):
+        assert recovery.failed(job, 1, "w1@h", "boom", FarmError("boom")).action is Action.SEND_AGAIN
+        assert queue.sent[-1] == ([1], False, 0, 0.5 * 2 ** (failures - 1))
+    assert [event.kind for event in job.events.next(0)] == [EventKind.ERROR, EventKind.ERROR]
+    decision = recovery.failed(job, 1, "w2@h", "boom", FarmError("boom"))
+    assert decision.action is Action.GIVE_UP and len(queue.sent) == 2, "nothing sent once the job fails"
+    assert job.refresh() == "failed" and job.error == f"bucket 1 failed: {decision.reason}"
+    assert job.stats.read().get("resent", 0) == 0, "a failure is counted in the failures hash, not as resent"
+
+
+def test_every_cause_sends_as_its_rule_says_and_counts_its_statistic(job):
+    from farm.protocol.recovery import RESENDS, Cause, Recovery
+
+    queue = SentLog()
+    recovery = Recovery(queue)
+    for cause in (Cause.LOST_LEASE, Cause.VANISHED, Cause.LOST_JOB, Cause.REJECTED_TILE):
+        recovery.resend(job, [2, 3], cause)
+    recovery.resend(job, [0], Cause.STRAGGLER)
+    assert queue.sent[-1] == ([0], True, RESENDS[Cause.STRAGGLER].priority, 0.0)
+    assert all(copy is False and countdown == 0.0 for _, copy, _, countdown in queue.sent[:-1])
+    assert job.stats.read() == {"resent": 8, "copies": 1}
+
+
+def test_a_rejected_tile_counts_as_a_failure_and_a_lost_bucket_too_often_fails_the_job(job):
+    from farm.protocol.leases import Lease
+    from farm.protocol.recovery import Recovery
+
+    queue = SentLog()
+    recovery = Recovery(queue, RetryPolicy(max_failures=2))
+    assert recovery.rejected(job, 3, "tile rejected: bad tag", FarmError("bad tag")).action is Action.SEND_AGAIN
+    assert queue.sent == [([3], False, 0, 0.0)] and job.stats.read() == {"resent": 1}
+    lease = Lease(3, 2, "w1@h", "h", 1, "cpu", 0.0, 0.0)
+    job.deliveries.count_crash(3)  # what remove_lost counted
+    decision = recovery.lost(job, [lease])
+    assert decision.action is Action.GIVE_UP and "killed its render process 1 time" in decision.reason
+    assert job.refresh() == "failed" and len(queue.sent) == 1
+
+
+def test_a_worker_passes_a_bucket_it_failed_to_an_idle_one(job):
+    from farm.protocol.recovery import Recovery
+
+    queue = SentLog()
+    recovery = Recovery(queue)
+    job.deliveries.record_failure(0, "w1@h", "boom")
+    seen = job.deliveries.view(0)
+    assert recovery.before_render(job, 0, seen, "w1@h", others_idle=lambda: True).action is Action.PASS_ON
+    assert queue.sent == [([0], False, 0, 0.0)] and job.stats.read() == {"passed:0": 1}
+    assert recovery.before_render(job, 0, seen, "w2@h", others_idle=lambda: True).action is Action.RENDER

@@ -8,6 +8,7 @@ from farm.exceptions import SceneError
 from farm.scene import Box, Rectangle, parse_scene
 from farm.scene.load import load_scene
 from farm.scene.pack import pack
+from tests.files import ROOT
 
 
 def test_cornell_box_loads(cornell_document):
@@ -263,3 +264,20 @@ def test_rough_interface_tables_are_energy_conserving_and_smooth_in_the_limit():
     # from inside, total internal reflection beyond the critical angle
     reflected, transmitted = rough_interface(np.array([0.2]), 1e-3, 1 / 1.5)
     assert transmitted[0] < 1e-3 and reflected[0] > 0.99
+
+
+@pytest.mark.parametrize("name", ["cornell-box.json", "showcase.json", "textured-mesh.json", "gltf-example.glb"])
+def test_the_client_parses_a_scene_file_once(name, monkeypatch):
+    """load_scene parses the document once, then records its files' digests and its
+    warnings in it: the scene it returns is the one the document parses to (what a worker
+    gets), digest included."""
+    from farm.scene import load
+
+    calls = []
+    real = load.parse_scene
+    monkeypatch.setattr(load, "parse_scene", lambda *args, **kwargs: calls.append(1) or real(*args, **kwargs))
+    scene, document = load.load_scene(ROOT / "scenes" / name)
+    assert len(calls) == 1
+    again = parse_scene(document)
+    assert (scene.digest, scene.assets, scene.warnings) == (again.digest, again.assets, again.warnings)
+    assert scene.files() == again.files() and (bool(scene.assets) or name == "cornell-box.json")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from farm.exceptions import SceneError
 from farm.protocol.assets import FolderAssets, check_size
 from farm.scene import gltf
 from farm.scene.model import Scene
-from farm.scene.parse import parse_scene, parse_transform
+from farm.scene.parse import parse_scene, parse_transform, scene_digest
 
 GLTF_SUFFIXES = (".gltf", ".glb")
 
@@ -76,15 +77,17 @@ def load_scene(
     if missing and not allow_missing:
         raise SceneError(f"{path}: missing file{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
                          f"(--allow-missing renders without missing maps)")
-    if missing:
+    if missing:  # the materials and lights change: parsed again, only on this degraded path
         _turn_off(document, missing, warnings)
+        scene = parse_scene(document, source=str(path))
     if warnings:
         document["warnings"] = warnings
-    files = [name for name in scene.files() if name not in missing]  # _turn_off dropped exactly those
+    files = scene.files()  # _turn_off dropped exactly the missing ones
     if files:
         document["assets"] = {name: folder.digest(name) for name in files}
-    if files or warnings:
-        scene = parse_scene(document, source=str(path))
+    if files or warnings:  # what parsing the document again would give, without parsing it again
+        scene = replace(scene, assets=dict(document.get("assets", {})), warnings=tuple(warnings),
+                        digest=scene_digest(document))
     return scene, document
 
 
