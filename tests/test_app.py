@@ -2,15 +2,14 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 
 from farm.app import app
 from tests import commands
+from tests.ports import free_port
 
 
 def test_settings_that_keep_buckets_safe():
@@ -40,12 +39,6 @@ def test_task_messages_are_small_json(farm):
     assert len(raw) < 4096
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_path):
     """A real Flower on the farm's broker: every bucket of a job with its job id and index,
     a success; the buckets of a cancelled job revoked (the queued ones by the client's
@@ -53,7 +46,7 @@ def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_pa
     from farm.client.run import start_job
     from farm.scene import parse_scene
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FARM_BROKER_URL": farm.broker_url, "FLOWER_UNAUTHENTICATED_API": "true"}
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "farm", "flower", f"--port={port}", "--address=127.0.0.1"],
@@ -66,20 +59,20 @@ def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_pa
             return {worker.hostname for worker in farm.workers} <= names
 
         commands.wait_for(workers_seen, 60, "Flower to see the workers' events", interval=0.3)
-        deadline = time.monotonic() + 60
         document = make_document(width=40, height=40, spp=2)
         run = farm.render(parse_scene(document), document, bucket_size=20)
         job_id = run.job.job_id
-        seen = {}
-        def finished(tasks):
-            return len(tasks) == 4 and all(t["state"] == "SUCCESS" for t in tasks.values())
 
-        while time.monotonic() < deadline and not finished(seen):
+        def finished():  # the job's four buckets, each a success
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?limit=1000", timeout=5) as response:
                 tasks = json.load(response)
             seen = {t["args"]: t for t in tasks.values() if job_id in (t.get("args") or "")}
-            time.sleep(0.3)
-        assert len(seen) == 4, (tmp_path / "flower.log").read_text()[-2000:]
+            return seen if len(seen) == 4 and all(t["state"] == "SUCCESS" for t in seen.values()) else None
+
+        try:
+            seen = commands.wait_for(finished, 60, "Flower to show the job's four buckets done", interval=0.3)
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; Flower's log ends:\n{(tmp_path / 'flower.log').read_text()[-2000:]}")
         for args, task in seen.items():
             assert task["name"] == "farm.render_bucket"
             assert task["state"] == "SUCCESS" and task["worker"] in {w.hostname for w in farm.workers}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -17,11 +16,9 @@ from farm.scene import parse_scene
 from farm.scene.load import load_scene
 from farm.scene.pack import pack
 from farm.worker.cache import AssetCache
-from farm.worker.render import Renderer
 
+from tests import commands, frames
 from tests.files import ROOT
-from tests import commands
-from tests.farms import PrivateFarm
 
 
 @pytest.fixture
@@ -118,7 +115,7 @@ def test_mesh_from_obj_has_smooth_normals_and_uvs(example):
 def test_farm_renders_a_scene_with_files_from_redis_bit_identically(farm, device, example):
     scene, document = load_scene(example)
     assets = FolderAssets(example.parent, scene.assets)
-    reference = Renderer(device, pack(scene, assets)).render_frame()
+    reference = frames.reference(device, scene, assets)
     run = farm.render(scene, document, bucket_size=16, assets=assets)
     assert np.array_equal(run.film.pixels, reference)
     for digest in scene.assets.values():  # each file stored once, under its content hash
@@ -192,21 +189,21 @@ def test_missing_maps_can_be_turned_off_loudly(example):
         load_scene(example, allow_missing=True)
 
 
-def test_submit_refuses_missing_files_by_name_or_renders_without_them(example, tmp_path):
+def test_submit_refuses_missing_files_by_name_or_renders_without_them(farm, example, tmp_path):
     (example.parent / "assets" / "tiles.png").unlink()
     out = tmp_path / "out.png"
-    refused = _submit(example, out)
+    refused = _submit(farm, example, out)
     assert refused.returncode == 2 and not out.exists()
     assert refused.stderr.strip().splitlines() == [
         f"submit: error: {example}: missing file: assets/tiles.png (--allow-missing renders without missing maps)"]
-    rendered = _submit(example, out, "--allow-missing")
+    rendered = _submit(farm, example, out, "--allow-missing")
     assert rendered.returncode == 0, rendered.stderr
     assert "submit: warning: MISSING FILE assets/tiles.png: texture tiles turned off" in rendered.stderr
     assert out.exists()
 
 
-def _submit(scene, out, *extra):
-    return commands.run("submit", scene, "-o", out, "-q", "--workers", 1, *extra, timeout=240)
+def _submit(farm, scene, out, *extra):
+    return commands.run("submit", scene, "-o", out, "-q", "--broker", farm.broker_url, *extra, timeout=240)
 
 
 def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, example):
@@ -261,13 +258,11 @@ def _settled(client, run) -> dict:
     packing the scene (and counting its files) after the frame is complete."""
     from farm.protocol import registry
 
-    deadline = time.monotonic() + 30
-    while any(w.busy for w in registry.workers(client).values()) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    commands.wait_for(lambda: not any(w.busy for w in registry.workers(client).values()), 30, "the workers to be idle")
     return run.report()
 
 
-def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
+def test_workers_need_no_shared_file_system(make_farm, example, device, tmp_path_factory):
     """Two workers, each in its own empty working folder with its own cache, the scene's
     folder moved away and unreadable: the image is the one-process render, bit for bit.
     Restarted, the same workers render a second scene with the same files from their
@@ -276,17 +271,17 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
 
     scene, document = load_scene(example)
     folder = FolderAssets(example.parent, scene.assets)
-    reference = Renderer(device, pack(scene, folder)).render_frame()
+    reference = frames.reference(device, scene, folder)
     second_document = dict(document, seed=7)  # another scene (digest), the same three files
     second = parse_scene(second_document)
-    second_reference = Renderer(device, pack(second, folder)).render_frame()
+    second_reference = frames.reference(device, second, folder)
 
     base = tmp_path_factory.mktemp("no-shared-fs")
     caches = [base / "cache1", base / "cache2"]
     homes = [base / "home1", base / "home2"]
     for home in homes:
         home.mkdir()
-    farm = PrivateFarm(base, [{"FARM_CACHE_DIR": str(cache)} for cache in caches], name="isolated", cwds=homes)
+    farm = make_farm([{"FARM_CACHE_DIR": str(cache)} for cache in caches], folder=base, name="isolated", cwds=homes)
     client, app = farm.redis, farm.app
     hidden = base / "hidden"
     try:
@@ -315,4 +310,3 @@ def test_workers_need_no_shared_file_system(example, device, tmp_path_factory):
         assert report["cache_hits"] in [3 * n for n in range(1, len(primed) + 1)]  # every file, by each packer
     finally:
         hidden.chmod(0o755) if hidden.exists() else None
-        farm.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
@@ -15,8 +14,7 @@ import numpy as np
 import pytest
 
 from farm.client.film import read_exr
-from tests import commands
-from tests.farms import PrivateFarm
+from tests import commands, frames
 
 
 def submit(*args, env=None, timeout=120):
@@ -71,10 +69,10 @@ def test_unreachable_broker_is_one_line_and_exit_2(tmp_path):
     (["-o", "out.exr", "--aov", "albedo,colour"], "--aov: unknown AOV colour (known: albedo, normal, depth, variance, material)"),
     (["-o", "out.png", "--broker", "amqp:/nonsense"], "invalid broker URL"),
 ])
-def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
+def test_bad_options_are_one_line_and_exit_2(tmp_path, monkeypatch, args, message):
     from tests.files import CORNELL
 
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert_one_line_error(submit(CORNELL, *args), message)
 
 
@@ -82,28 +80,24 @@ def test_bad_options_are_one_line_and_exit_2(tmp_path, args, message):
     ("folder.png", "folder.png: is a folder, not an image file"),
     ("/proc/out.png", "/proc/out.png: cannot write in folder /proc"),  # a folder not even root can write in
 ])
-def test_an_output_that_cannot_be_written_is_refused_before_rendering(tmp_path, output, message):
+def test_an_output_that_cannot_be_written_is_refused_before_rendering(tmp_path, monkeypatch, output, message):
     """Found before any worker starts or the broker is tried (an unreachable one here)."""
     from tests.files import CORNELL
 
     if output.startswith("/proc") and not Path("/proc/self").is_dir():
         pytest.skip("no /proc here")
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "folder.png").mkdir()
     assert_one_line_error(submit(CORNELL, "-o", output, "--broker", "redis://127.0.0.1:1/0"), message)
 
 
 def test_submit_to_a_running_farm_writes_the_exact_frame(farm, make_document, write_scene, tmp_path, device):
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
-
     document = make_document(width=70, height=50, spp=8)
     scene_path = write_scene(document)
     result = submit(scene_path, "-o", tmp_path / "frame.exr", "--bucket-size", "24", "--broker", farm.broker_url,
                     "--report", tmp_path / "report.json")
     assert result.returncode == 0, result.stderr
-    reference = Renderer(device, pack(parse_scene(document))).render_frame()
+    reference = frames.reference(device, document)
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), reference)
     report = json.loads((tmp_path / "report.json").read_text())
     assert len(report["buckets"]) == 3 * 3 and report["bucket_size"] == 24
@@ -156,12 +150,7 @@ def test_embedded_farm_renders_and_leaves_nothing_behind(make_document, write_sc
 def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, write_scene, tmp_path):
     scene_path = write_scene(make_document(width=128, height=128, spp=512))
     process = commands.start("submit", scene_path, "-o", tmp_path / "out.png", "--workers", 1, "--bucket-size", 16)
-    deadline = time.monotonic() + 120
-    progress = ""
-    while time.monotonic() < deadline:  # wait for some buckets to finish
-        progress += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
-        if _buckets_done(progress) >= 2:
-            break
+    progress = commands.read_until(process.stderr, lambda text: _buckets_done(text) >= 2, 120, "two buckets done")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, progress + stderr
@@ -170,24 +159,21 @@ def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, writ
     commands.wait_for(lambda: _farm_processes("--hostname local") == [], 10, "the local workers to end")
 
 
-def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_document, write_scene, tmp_path):
+def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_farm, make_document, write_scene,
+                                                                         tmp_path):
     """A private Redis and worker; the Redis is stopped for good once some buckets are in."""
-    farm = PrivateFarm(tmp_path, [{}], name="doomed")
-    try:
-        scene_path = write_scene(make_document(width=128, height=128, spp=256))
-        process = farm.farm("submit", scene_path, "-o", tmp_path / "out.png", "--bucket-size", 16,
-                            env={"FARM_BROKER_RETRY": "3"})  # give up 3s after the broker went away
-        progress, deadline = "", time.monotonic() + 120
-        while time.monotonic() < deadline and _buckets_done(progress) < 2:
-            progress += os.read(process.stderr.fileno(), 4096).decode(errors="replace")
-        farm.redis_server.stop()
-        _, stderr = process.communicate(timeout=60)
-        assert process.returncode == 2, progress + stderr
-        last = stderr.strip().splitlines()[-1]
-        assert "Traceback" not in stderr and last.startswith("submit: error: lost the connection to the broker")
-        assert (tmp_path / "out.partial.png").exists()
-    finally:
-        farm.close(grace=1.0)  # its Redis is gone: no warm shutdown to wait for
+    farm = make_farm([{}], name="doomed")
+    scene_path = write_scene(make_document(width=128, height=128, spp=256))
+    process = farm.farm("submit", scene_path, "-o", tmp_path / "out.png", "--bucket-size", 16,
+                        env={"FARM_BROKER_RETRY": "3"})  # give up 3s after the broker went away
+    progress = commands.read_until(process.stderr, lambda text: _buckets_done(text) >= 2, 120, "two buckets done")
+    farm.redis_server.stop()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2, progress + stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr and last.startswith("submit: error: lost the connection to the broker")
+    assert (tmp_path / "out.partial.png").exists()
+    farm.close(grace=1.0)  # its Redis is gone: no warm shutdown to wait for
 
 
 @pytest.mark.parametrize("damage,message", [
@@ -212,10 +198,6 @@ def test_bad_scene_files_are_one_line_before_any_worker_starts(tmp_path, damage,
 def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_frame(
     farm, make_document, write_scene, tmp_path, device
 ):
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
-
     broken = tmp_path / "no-oidn" / "pyoidn"
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("raise ImportError('libOpenImageDenoise.so.2: cannot open shared object file')\n")
@@ -227,7 +209,7 @@ def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_fram
     assert warnings == ["submit: warning: cannot denoise: Intel Open Image Denoise (pyoidn) does not load: "
                         "libOpenImageDenoise.so.2: cannot open shared object file; install it with `pip install "
                         "pyoidn`; the raw image is written"]
-    assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), frames.reference(device, document))
     import OpenEXR
 
     with OpenEXR.File(str(tmp_path / "frame.exr"), separate_channels=True) as exr:  # the guides were rendered
@@ -237,10 +219,6 @@ def test_denoise_without_its_library_says_so_in_one_line_and_writes_the_raw_fram
 def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact_frame(
     farm, make_document, write_scene, tmp_path, device
 ):
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
-
     document = make_document(width=32, height=24, spp=4)
     result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--progressive", "--bucket-size", "16",
                     "--broker", farm.broker_url)
@@ -252,7 +230,7 @@ def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact
     jobs = re.findall(r"\(job ([0-9a-f]{32})\)", result.stdout)
     assert len(jobs) == 3
     assert [bool(farm.redis.exists(f"farm:job:{job}")) for job in jobs] == [False, False, True]  # rounds done with
-    assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(document))).render_frame())
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), frames.reference(device, document))
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "cancel"])
@@ -263,48 +241,35 @@ def test_a_stopped_progressive_render_keeps_its_last_complete_round(farm, make_d
     from farm.exceptions import JobError
     from farm.protocol.jobs import Job
     from farm.protocol.queue import BucketQueue
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
 
     document = make_document(width=32, height=16, spp=1 << 16)
     client = commands.start("submit", write_scene(document), "-o", tmp_path / "frame.exr", "--progressive",
                             "--bucket-size", "16", "-q", "--on-interrupt", "cancel", "--broker", farm.broker_url)
-    written, deadline = "", time.monotonic() + 60
-    while written.count("frame.exr: ") < 3 and time.monotonic() < deadline:  # three rounds in the output
-        written += os.read(client.stdout.fileno(), 4096).decode(errors="replace")
+    written = commands.read_until(client.stdout, lambda text: text.count("frame.exr: ") >= 3, 60,
+                                  "three rounds written")
     if stop == "ctrl-c":
         client.send_signal(signal.SIGINT)
     else:  # the round under way, cancelled as `farm cancel` does (again if it had just finished)
-        while client.poll() is None and time.monotonic() < deadline:
-            live = []
+        def cancelled() -> bool:
             for job_id in Job.ids(farm.redis):
                 with contextlib.suppress(JobError):  # a round done with is deleted any time
                     job = Job.load(farm.redis, job_id)
                     if not job.state:
-                        live.append(job)
-            for job in live:
-                job.cancel(BucketQueue(farm.redis, farm.app))
-            if live:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    client.wait(timeout=2)
+                        job.cancel(BucketQueue(farm.redis, farm.app))
+            return client.poll() is not None
+
+        commands.wait_for(cancelled, 60, "the client to end on the cancel", interval=0.2)
     out, stderr = client.communicate(timeout=60)
     written += out
     assert client.returncode == (130 if stop == "ctrl-c" else 2), stderr
     assert "Traceback" not in stderr and ("interrupted" if stop == "ctrl-c" else "was cancelled") in stderr
     spp = int(re.findall(r"frame\.exr: 32x16, samples \d+ to (\d+) this round", written)[-1])
-    exact = {**document, "film": {**document["film"], "spp": spp}}
-    assert spp >= 4 and np.array_equal(read_exr(tmp_path / "frame.exr"),
-                                       Renderer(device, pack(parse_scene(exact))).render_frame())
+    assert spp >= 4 and np.array_equal(read_exr(tmp_path / "frame.exr"), frames.reference(device, document, spp=spp))
 
 
 def test_a_time_limit_ends_the_rounds_on_a_complete_frame(farm, make_document, write_scene, tmp_path, device):
     """`submit --progressive --time-limit`: rounds until the time is spent, the output the
     exact frame of the samples its last complete round reached, said on the last line."""
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
-
     document = make_document(width=16, height=8, spp=1 << 16)
     began = time.monotonic()
     result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--progressive", "--time-limit", "3",
@@ -316,8 +281,7 @@ def test_a_time_limit_ends_the_rounds_on_a_complete_frame(farm, make_document, w
     assert found, result.stderr
     rounds, spp = int(found[1]), int(found[2])
     assert rounds >= 2 and spp >= 2 and float(found[3]) < 3 + 5  # + a reconcile and the cancel
-    exact = {**document, "film": {**document["film"], "spp": spp}}
-    assert np.array_equal(read_exr(tmp_path / "frame.exr"), Renderer(device, pack(parse_scene(exact))).render_frame())
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), frames.reference(device, document, spp=spp))
     refused = submit(write_scene(document), "-o", tmp_path / "other.exr", "--time-limit", "3")
     assert (refused.returncode, refused.stderr.strip()) == (
         2, "submit: error: --time-limit ends rounds: add --progressive or --noise")
@@ -328,15 +292,12 @@ def test_a_noise_target_on_the_farm_is_the_same_bits_as_in_one_process(farm, mak
     """`submit --noise` on two workers in 16-px buckets, and the same rounds in this process
     in 24-px buckets: the same plans, the same bits, the variance layer written."""
     from farm.client import adaptive
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
 
     document = make_document(width=40, height=32, spp=64)
     result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--noise", "0.08", "--min-spp", "4",
                     "--bucket-size", "16", "--broker", farm.broker_url)
     assert result.returncode == 0, result.stderr
-    here, plans = adaptive.render_here(Renderer(device, pack(parse_scene(document)), aovs=True), 0.08, 4, 64, 24)
+    here, plans = adaptive.render_here(frames.renderer(device, document, aovs=True), 0.08, 4, 64, 24)
     rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
     assert len(rounds) == len(plans) >= 3 and rounds[0] == (
         "round 1: 20 of 20 cells to 4-4 samples per pixel (target 0.08, at most 64)")
@@ -357,16 +318,8 @@ def test_a_noise_target_on_the_farm_is_the_same_bits_as_in_one_process(farm, mak
      "bucket entry 0 lacks a valid x, y, width, height, worker, attempts, seconds, arrived"),
 ], ids=["not json", "a list", "missing keys", "negative width", "a bucket without fields"])
 def test_a_bad_report_is_one_line(tmp_path, capfd, content, message):
-    import signal
-
-    from farm.client.cli import main
-
     (tmp_path / "report.json").write_text(content)
-    before = signal.getsignal(signal.SIGTERM)
-    try:  # in this process: the command's own SIGTERM handler is put back after it
-        assert main(["report", str(tmp_path / "report.json"), "-o", str(tmp_path / "report.html")]) == 2
-    finally:
-        signal.signal(signal.SIGTERM, before)
+    assert commands.run_here("report", tmp_path / "report.json", "-o", tmp_path / "report.html") == 2
     lines = capfd.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("farm report: error: ") and message in lines[0], lines
     assert not (tmp_path / "report.html").exists()

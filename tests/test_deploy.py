@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from farm.client.local import redis_server_binary
 from farm.protocol.queue import BucketQueue, queue_lists
 from farm.worker import device
 from tests.commands import wait_for
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "docker" / "kubernetes"
@@ -273,12 +273,6 @@ def test_scaled_objects_sum_the_bucket_queues_lists(manifests, kustomization):
             assert int(meta["listLength"]) > 0
             auth = auths[trigger["authenticationRef"]["name"]]
             assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {"password"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

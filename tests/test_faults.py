@@ -23,6 +23,7 @@ import pytest
 
 from farm.client.film import read_exr
 from farm.protocol.jobs import Job
+from tests import frames
 from tests.commands import finish, run
 from tests.farms import PrivateFarm
 
@@ -40,39 +41,27 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def frame(cornell_document, tmp_path_factory, device):
     """The scene file and its one-process render: the image every faulty run must equal."""
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
-
     document = dict(cornell_document, film={"width": 48, "height": 48, "spp": 256})
     path = tmp_path_factory.mktemp("scene") / "scene.json"
     path.write_text(json.dumps(document))
-    return path, Renderer(device, pack(parse_scene(document))).render_frame()
-
-
-class FaultFarm(PrivateFarm):
-    """A private farm with an append-only Redis, short leases and slowed workers, each
-    worker with its own faults."""
-
-    def __init__(self, folder: Path, worker_envs: list[dict]):
-        super().__init__(folder, worker_envs, WORKER_ENV, appendonly=True, client_env=CLIENT_ENV)
-
-    def submit(self, scene: Path, output: Path, env: dict | None = None) -> subprocess.Popen:
-        return self.farm("submit", scene, "-o", output, "--bucket-size", 16, "-q",
-                         "--report", output.with_suffix(".json"), env=env)
+    return path, frames.reference(device, document)
 
 
 @pytest.fixture
-def make_farm(tmp_path):
-    farms = []
+def fault_farm(make_farm):
+    """`fault_farm(*worker_envs)`: a private farm with an append-only Redis, short leases and
+    slowed workers, each worker with its own faults (two workers without any by default)."""
 
-    def make(*worker_envs: dict) -> FaultFarm:
-        farms.append(FaultFarm(tmp_path, list(worker_envs) or [{}, {}]))
-        return farms[-1]
+    def make(*worker_envs: dict) -> PrivateFarm:
+        return make_farm(list(worker_envs) or [{}, {}], env=WORKER_ENV, appendonly=True, client_env=CLIENT_ENV)
 
-    yield make
-    for farm in farms:
-        farm.close()
+    return make
+
+
+def submit(farm: PrivateFarm, scene: Path, output: Path, env: dict | None = None) -> subprocess.Popen:
+    """`submit` of `scene` to `farm` in 16 px buckets, its report beside `output`."""
+    return farm.farm("submit", scene, "-o", output, "--bucket-size", 16, "-q", "--report", output.with_suffix(".json"),
+                     env=env)
 
 
 def assert_exact_frame(output: Path, reference: np.ndarray, returncode: int, stderr: str) -> dict:
@@ -84,10 +73,10 @@ def assert_exact_frame(output: Path, reference: np.ndarray, returncode: int, std
     return report
 
 
-def test_render_process_killed_mid_bucket(make_farm, frame, tmp_path):
+def test_render_process_killed_mid_bucket(fault_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    farm = fault_farm({}, {})
+    client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
     lease = farm.lease(job)
     os.kill(lease.pid, signal.SIGKILL)
@@ -126,10 +115,10 @@ def assert_report_page(tmp_path: Path, report: dict, lost_bucket: int) -> None:
     assert any(f"bucket {lost_bucket}" in line.find(f"{ns}title").text for line in notices)
 
 
-def test_whole_worker_killed_its_bucket_comes_back_in_time(make_farm, frame, tmp_path):
+def test_whole_worker_killed_its_bucket_comes_back_in_time(fault_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    farm = fault_farm({}, {})
+    client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
     lease = farm.lease(job, "w1")
     farm.workers[0].kill(signal.SIGKILL)  # the process group: main process and render process
@@ -149,10 +138,10 @@ def test_whole_worker_killed_its_bucket_comes_back_in_time(make_farm, frame, tmp
     assert recovered < LEASE_TIMEOUT + 1 + 2 * 3 + 5, f"took {recovered:.1f}s"
 
 
-def test_sigterm_mid_bucket_hands_the_bucket_back(make_farm, frame, tmp_path):
+def test_sigterm_mid_bucket_hands_the_bucket_back(fault_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    farm = fault_farm({}, {})
+    client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
     lease = farm.lease(job, "w1")
     farm.workers[0].kill(signal.SIGTERM)  # as `kill -TERM -pgid`, or a container stopping
@@ -164,21 +153,21 @@ def test_sigterm_mid_bucket_hands_the_bucket_back(make_farm, frame, tmp_path):
     assert job.crashes(lease.bucket) == 0, "a bucket handed back is not a crash"
 
 
-def _two_tiles_in(make_farm, frame, tmp_path: Path, env: dict | None = None):
+def _two_tiles_in(fault_farm, frame, tmp_path: Path, env: dict | None = None):
     """A farm of two workers, a `submit` of the frame to it, and its job, once two tiles
     are stored."""
-    farm = make_farm({}, {})
-    client = farm.submit(frame[0], tmp_path / "out.exr", env=env)
+    farm = fault_farm({}, {})
+    client = submit(farm, frame[0], tmp_path / "out.exr", env=env)
     job = farm.job()
     farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
     return farm, client, job
 
 
-def test_redis_killed_and_restarted_mid_frame(make_farm, frame, tmp_path):
+def test_redis_killed_and_restarted_mid_frame(fault_farm, frame, tmp_path):
     reference = frame[1]
-    farm, client, _ = _two_tiles_in(make_farm, frame, tmp_path)
+    farm, client, _ = _two_tiles_in(fault_farm, frame, tmp_path)
     farm.redis_server.kill()
-    time.sleep(2.0)
+    time.sleep(2.0)  # not a wait: an outage of two seconds, for the clients to find Redis gone
     farm.redis_server.start()  # same port, same append-only file
     returncode, _, stderr = finish(client)
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
@@ -186,11 +175,11 @@ def test_redis_killed_and_restarted_mid_frame(make_farm, frame, tmp_path):
         assert worker.alive(), "workers ride out the outage"
 
 
-def test_redis_restarted_without_its_data_mid_frame(make_farm, frame, tmp_path):
+def test_redis_restarted_without_its_data_mid_frame(fault_farm, frame, tmp_path):
     """The job's record is lost with the restart: the client uploads the scene again and
     sends every bucket it has no tile of; before, it resent into the void for ever."""
     reference = frame[1]
-    farm, client, job = _two_tiles_in(make_farm, frame, tmp_path)
+    farm, client, job = _two_tiles_in(fault_farm, frame, tmp_path)
     farm.redis_server.kill()
     for aof in tmp_path.glob("appendonly*"):
         aof.unlink()
@@ -200,38 +189,35 @@ def test_redis_restarted_without_its_data_mid_frame(make_farm, frame, tmp_path):
     assert f"job {job.job_id[:8]} vanished from Redis (restarted without persistence?): scene uploaded again" in stderr
 
 
-def test_a_worker_without_its_device_takes_no_buckets_and_the_job_ends(frame, tmp_path):
+def test_a_worker_without_its_device_takes_no_buckets_and_the_job_ends(make_farm, frame, tmp_path):
     """Before, it said "ready", showed as idle, and every bucket raised in it for ever while
     the client resent them."""
     from farm.protocol import registry
 
     scene, _ = frame
-    farm = PrivateFarm(tmp_path, [{"FARM_DEVICE": "no-such-device"}], client_env={"FARM_NO_HEALTHY_WORKER_TIMEOUT": "3"})
-    try:
-        farm.wait_for(lambda: any(w.bad for w in registry.workers(farm.redis).values()), 60, "the worker to say so")
-        _, out, _ = finish(farm.farm("status"))
-        assert "bad: no usable OpenCL device: FARM_DEVICE='no-such-device' matches no OpenCL device" in out
-        started = time.monotonic()
-        returncode, _, stderr = finish(farm.farm("submit", scene, "-o", tmp_path / "out.exr", "-q"), timeout=60)
-        assert returncode == 2, stderr
-        assert re.match(r"submit: error: no worker can render this job: every worker stopped taking buckets "
-                        r"\(w1@\S+: no usable OpenCL device: FARM_DEVICE='no-such-device' matches", stderr.splitlines()[-1])
-        assert "no bucket had finished: no partial image written" in stderr
-        assert time.monotonic() - started < 15
-        # Celery logs the hand-back of a bucket that came before its consumer was cancelled
-        assert farm.log(0).count("Traceback") <= 2
-    finally:
-        farm.close()
+    farm = make_farm([{"FARM_DEVICE": "no-such-device"}], client_env={"FARM_NO_HEALTHY_WORKER_TIMEOUT": "3"})
+    farm.wait_for(lambda: any(w.bad for w in registry.workers(farm.redis).values()), 60, "the worker to say so")
+    _, out, _ = finish(farm.farm("status"))
+    assert "bad: no usable OpenCL device: FARM_DEVICE='no-such-device' matches no OpenCL device" in out
+    started = time.monotonic()
+    returncode, _, stderr = finish(farm.farm("submit", scene, "-o", tmp_path / "out.exr", "-q"), timeout=60)
+    assert returncode == 2, stderr
+    assert re.match(r"submit: error: no worker can render this job: every worker stopped taking buckets "
+                    r"\(w1@\S+: no usable OpenCL device: FARM_DEVICE='no-such-device' matches", stderr.splitlines()[-1])
+    assert "no bucket had finished: no partial image written" in stderr
+    assert time.monotonic() - started < 15
+    # Celery logs the hand-back of a bucket that came before its consumer was cancelled
+    assert farm.log(0).count("Traceback") <= 2
 
 
-def test_a_stopped_render_process_is_not_called_dead(make_farm, frame, tmp_path):
+def test_a_stopped_render_process_is_not_called_dead(fault_farm, frame, tmp_path):
     """SIGSTOP: its lease lapses and the bucket is rendered elsewhere, and the notice says
     what happened (before: "render process N died"); once it runs again it is harmless.
     No copies of stragglers: a copy that finishes the stopped bucket before its lease
     lapses leaves nothing to notice (this test failed so once, on a loaded machine)."""
     scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
+    farm = fault_farm({}, {})
+    client = submit(farm, scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
     job = farm.job()
     lease = farm.lease(job, "w1")
     os.kill(lease.pid, signal.SIGSTOP)
@@ -245,23 +231,23 @@ def test_a_stopped_render_process_is_not_called_dead(make_farm, frame, tmp_path)
     assert "died" not in stderr
 
 
-def test_a_stalled_redis_loses_no_worker(make_farm, frame, tmp_path):
+def test_a_stalled_redis_loses_no_worker(fault_farm, frame, tmp_path):
     """Redis stopped for longer than the lease timeout: every lease lapses meanwhile, but
     nobody could renew it; no worker is called lost or dead, nothing is rendered twice.
     The render processes come back two seconds after Redis, as when their connections
     broke in the stall and reconnect with backoff; the client looks in between."""
     scene, reference = frame
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    farm = fault_farm({}, {})
+    client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
     farm.wait_for(lambda: len(job.stored_buckets()) >= 2 and job.leases(), 60, "two tiles and a running bucket")
     renderers = {lease.pid for lease in job.leases()}
     farm.redis_server.process.send_signal(signal.SIGSTOP)
     for pid in renderers:
         os.kill(pid, signal.SIGSTOP)
-    time.sleep(LEASE_TIMEOUT + 2)
+    time.sleep(LEASE_TIMEOUT + 2)  # not a wait: the stall itself, every lease let lapse
     farm.redis_server.process.send_signal(signal.SIGCONT)
-    time.sleep(2)
+    time.sleep(2)  # not a wait: the render processes stay stopped two seconds after Redis
     for pid in renderers:
         os.kill(pid, signal.SIGCONT)
     returncode, _, stderr = finish(client)
@@ -269,12 +255,12 @@ def test_a_stalled_redis_loses_no_worker(make_farm, frame, tmp_path):
     assert report["lost_deliveries"] == 0 and not report["notices"], stderr
 
 
-def test_queued_message_deleted_by_hand(make_farm, frame, tmp_path):
+def test_queued_message_deleted_by_hand(fault_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {})
+    farm = fault_farm({}, {})
     # no straggler copies: on a loaded machine the resent bucket, the frame's last, got one
     # (a second delivery) while it rendered
-    client = farm.submit(scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
+    client = submit(farm, scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
     job = farm.job()
     farm.wait_for(lambda: farm.redis.llen("farm") >= 3, 30, "queued buckets")
     newest = farm.redis.lindex("farm", 0)  # the last one workers will take
@@ -286,25 +272,25 @@ def test_queued_message_deleted_by_hand(make_farm, frame, tmp_path):
     assert report["resent"] >= 1 and job.attempts()[bucket] == 1
 
 
-def test_bucket_slower_than_the_visibility_timeout(make_farm, frame, tmp_path):
+def test_bucket_slower_than_the_visibility_timeout(fault_farm, frame, tmp_path):
     """Kombu hands the slow bucket to the other worker while it still runs: a duplicate
     runs, the first tile wins, the image does not change."""
     scene, reference = frame
     slow = {"FARM_VISIBILITY_TIMEOUT": "2", "FARM_RESTORE_INTERVAL": "1", "FARM_FAULTS": "slow=60@4"}
-    farm = make_farm(slow, slow)
-    client = farm.submit(scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
+    farm = fault_farm(slow, slow)
+    client = submit(farm, scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
     returncode, _, stderr = finish(client)
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     job = farm.job()
     assert job.attempts()[4] >= 2, "the slow bucket was delivered again"
 
 
-def test_poison_bucket_fails_the_job_instead_of_looping(make_farm, frame, tmp_path):
+def test_poison_bucket_fails_the_job_instead_of_looping(fault_farm, frame, tmp_path):
     scene, reference = frame
     poison = {"FARM_FAULTS": "slow=15,crash=4", "FARM_MAX_FAILURES": "2"}
-    farm = make_farm(poison, poison)
+    farm = fault_farm(poison, poison)
     started = time.monotonic()
-    returncode, _, stderr = finish(farm.submit(scene, tmp_path / "out.exr"))
+    returncode, _, stderr = finish(submit(farm, scene, tmp_path / "out.exr"))
     assert returncode == 2, stderr
     last = stderr.strip().splitlines()[-1]
     # two, or three when a resend raced Celery's own requeue; never more than that
@@ -322,21 +308,21 @@ def test_poison_bucket_fails_the_job_instead_of_looping(make_farm, frame, tmp_pa
     assert all(np.array_equal(partial[r], reference[r]) or not partial[r].any() for r in regions)
 
 
-def test_failing_bucket_fails_the_job_with_its_error(make_farm, frame, tmp_path):
+def test_failing_bucket_fails_the_job_with_its_error(fault_farm, frame, tmp_path):
     scene, _ = frame
     failing = {"FARM_FAULTS": "fail=4", "FARM_MAX_FAILURES": "3"}
-    farm = make_farm(failing, failing)
-    returncode, _, stderr = finish(farm.submit(scene, tmp_path / "out.exr"))
+    farm = fault_farm(failing, failing)
+    returncode, _, stderr = finish(submit(farm, scene, tmp_path / "out.exr"))
     assert returncode == 2, stderr
     assert stderr.strip().splitlines()[-1].startswith(
         "submit: error: bucket 4 failed: 3 attempts went wrong (raised 3 times, last: injected failure on bucket 4")
     assert "bucket 4 failed on w" in stderr  # the earlier failures were told as they happened
 
 
-def test_bad_worker_is_reported_and_its_buckets_go_elsewhere(make_farm, frame, tmp_path):
+def test_bad_worker_is_reported_and_its_buckets_go_elsewhere(fault_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {"FARM_FAULTS": "fail=all", "FARM_BAD_WORKER_FAILURES": "2"})
-    returncode, _, stderr = finish(farm.submit(scene, tmp_path / "out.exr"))
+    farm = fault_farm({}, {"FARM_FAULTS": "fail=all", "FARM_BAD_WORKER_FAILURES": "2"})
+    returncode, _, stderr = finish(submit(farm, scene, tmp_path / "out.exr"))
     report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert {b["worker"].split("@")[0] for b in report["buckets"]} == {"w1"}
     assert "worker w2@" in stderr and "stopped taking buckets: 2 buckets in a row failed" in stderr
@@ -345,10 +331,10 @@ def test_bad_worker_is_reported_and_its_buckets_go_elsewhere(make_farm, frame, t
     assert "w2@" in out and "bad: 2 buckets in a row failed" in out
 
 
-def test_stragglers_get_a_copy_and_the_first_tile_wins(make_farm, frame, tmp_path):
+def test_stragglers_get_a_copy_and_the_first_tile_wins(fault_farm, frame, tmp_path):
     scene, reference = frame
-    farm = make_farm({}, {"FARM_FAULTS": "slow=200"})  # w2 is very slow: 13x w1
-    returncode, _, stderr = finish(farm.submit(scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "1.5"}))
+    farm = fault_farm({}, {"FARM_FAULTS": "slow=200"})  # w2 is very slow: 13x w1
+    returncode, _, stderr = finish(submit(farm, scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "1.5"}))
     report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert report["copies"] >= 1
     assert {b["worker"].split("@")[0] for b in report["buckets"]} == {"w1"}, "the copy won"
@@ -356,11 +342,11 @@ def test_stragglers_get_a_copy_and_the_first_tile_wins(make_farm, frame, tmp_pat
                                     r".*\(duplicate, discarded\))", farm.log(1)), 30, "the slow worker to give up")
 
 
-def test_cancel_stops_the_job_and_frees_the_workers(make_farm, tmp_path, cornell_document):
+def test_cancel_stops_the_job_and_frees_the_workers(fault_farm, tmp_path, cornell_document):
     scene = tmp_path / "scene.json"  # buckets of several seconds: the cancel lands in the middle of some
     scene.write_text(json.dumps(dict(cornell_document, film={"width": 48, "height": 48, "spp": 2048})))
-    farm = make_farm({}, {})
-    client = farm.submit(scene, tmp_path / "out.exr")
+    farm = fault_farm({}, {})
+    client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
     farm.wait_for(lambda: job.stored_buckets() and job.leases(), 60, "a tile and a running bucket")
     returncode, out, stderr = finish(farm.farm("cancel", job.job_id))
@@ -381,16 +367,16 @@ def test_cancel_stops_the_job_and_frees_the_workers(make_farm, tmp_path, cornell
     small = tmp_path / "small.json"
     small.write_text(json.dumps(dict(cornell_document, film={"width": 16, "height": 16, "spp": 4})))
     started = time.monotonic()
-    returncode, _, stderr = finish(farm.submit(small, tmp_path / "small.exr"))
+    returncode, _, stderr = finish(submit(farm, small, tmp_path / "small.exr"))
     assert returncode == 0, stderr
     assert time.monotonic() - started < 20
 
 
-def test_client_killed_then_resumed(make_farm, frame, tmp_path):
+def test_client_killed_then_resumed(fault_farm, frame, tmp_path):
     """The client keeps a window of 3 buckets sent ahead, so it dies with buckets it never
     sent; `farm collect` sends those (the job records how many went out) and nothing is lost."""
     reference = frame[1]
-    farm, client, job = _two_tiles_in(make_farm, frame, tmp_path, env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "1"})
+    farm, client, job = _two_tiles_in(fault_farm, frame, tmp_path, env={"FARM_SEND_WINDOW": "3", "FARM_SEND_BATCH": "1"})
     client.kill()
     client.wait()
     assert job.sent() < BUCKETS, "it died before sending every bucket"

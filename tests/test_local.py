@@ -1,5 +1,7 @@
 """The embedded farm's parts: a private redis-server, refusals that need no worker, and
-what a signal to an embedded `submit` leaves behind."""
+what a signal to an embedded `submit` leaves behind. These start Redis and workers
+through farm.client.local, or `submit --workers`, themselves: that is what they test
+(every other test's farm is tests/farms.py's PrivateFarm)."""
 
 from __future__ import annotations
 

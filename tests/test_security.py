@@ -27,6 +27,7 @@ from farm.client.local import RedisServer, redis_server_binary
 from farm.protocol import registry
 from tests import commands
 from tests.files import CORNELL, ROOT
+from tests.ports import free_port
 
 FARM_PASSWORD = secrets.token_hex(16)
 ADMIN_PASSWORD = secrets.token_hex(16)
@@ -49,12 +50,6 @@ def readme_acl(password: str, change: tuple[str, str] | None = None) -> list[str
     return words
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(command: list[str], log_path: Path, env: dict):
     """A process group started from `command` (output to `log_path`), stopped at the end."""
@@ -74,7 +69,8 @@ def running(command: list[str], log_path: Path, env: dict):
 
 
 def worker(name: str, url: str, folder: Path):
-    """A render worker started as the README starts one (gossip and mingle on)."""
+    """A render worker started as the README starts one (gossip and mingle on), not as a
+    PrivateFarm's (without them): the README's ACL must allow what this one does."""
     return running([sys.executable, "-m", "celery", "-A", "farm", "worker", "--loglevel", "INFO",
                     "--hostname", f"{name}@{socket.gethostname()}"], folder / f"{name}.log", {"FARM_BROKER_URL": url})
 
@@ -82,7 +78,7 @@ def worker(name: str, url: str, folder: Path):
 @pytest.fixture
 def broker(tmp_path):
     """A real redis-server whose `default` user has a password of its own: its port and
-    an admin client."""
+    an admin client. No PrivateFarm: the README's rules go in before any worker starts."""
     server = RedisServer(tmp_path).start()
     try:
         redis.Redis(port=server.port).execute_command("ACL", "SETUSER", "default", "resetpass", f">{ADMIN_PASSWORD}")
@@ -225,7 +221,7 @@ def test_tls_with_a_verified_ca_renders_and_a_wrong_ca_is_one_clear_line(tmp_pat
         pytest.skip("no openssl command to make the test's certificates")
     binary = os.environ.get("FARM_TEST_REDIS_SERVER") or redis_server_binary()
     make_certificates(tmp_path)
-    port = free_port()
+    port = free_port()  # a redis-server of the test's own: TLS, which a PrivateFarm's has not
     command = [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", "redis.crt",
                "--tls-key-file", "redis.key", "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no",
                "--dir", str(tmp_path), "--save", "", "--appendonly", "no", "--requirepass", ADMIN_PASSWORD]

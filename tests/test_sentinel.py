@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,13 +16,14 @@ import redis
 
 from farm import defaults
 from farm.client.film import read_exr
-from farm.client.local import RedisServer, WorkerProcess
+from farm.client.local import RedisServer
 from farm.exceptions import BrokerError, FarmSetupError
-from farm.protocol import registry
 from farm.protocol.broker import client, connect, redacted, server_time
 from farm.protocol.jobs import Job
 from tests import commands
-from tests.farms import SentinelServer
+from tests import frames as one_process  # `frames` is a fixture here
+from tests.farms import PrivateFarm, SentinelServer
+from tests.ports import free_port
 from tests.test_security import readme_acl
 
 MASTER = "render"  # not Sentinel's usual mymaster: FARM_SENTINEL_MASTER must reach every process
@@ -37,25 +37,15 @@ WORKER_ENV = {"FARM_LEASE_TIMEOUT": "4", "FARM_PASS_SECONDS": "0.05", "FARM_FAUL
 pytestmark = pytest.mark.timeout(180)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def frames(cornell_document, tmp_path_factory, device):
     """Two scene files with their one-process renders: a small frame, and the failover's."""
-    from farm.scene import parse_scene
-    from farm.scene.pack import pack
-    from farm.worker.render import Renderer
-
     folder = tmp_path_factory.mktemp("scenes")
     made = {}
     for name, film in (("small", {"width": 32, "height": 32, "spp": 4}), ("failover", {"width": 48, "height": 48, "spp": 64})):
         document = dict(cornell_document, film=film)
         (folder / f"{name}.json").write_text(json.dumps(document))
-        made[name] = (folder / f"{name}.json", Renderer(device, pack(parse_scene(document))).render_frame())
+        made[name] = (folder / f"{name}.json", one_process.reference(device, document))
     return made
 
 
@@ -72,10 +62,11 @@ def secure(server: RedisServer) -> redis.Redis:
 @pytest.fixture(scope="module")
 def ha(tmp_path_factory):
     """A master, its replica, a Sentinel and one worker; the URL (a dead sentinel first)
-    and the environment every farm process gets."""
+    and the environment every farm process gets. The Redis servers are the test's own (the
+    failover is what it tests); the worker is a PrivateFarm's, on them."""
     folder = tmp_path_factory.mktemp("sentinel")
     servers = [RedisServer(folder).start(), RedisServer(folder).start()]
-    sentinel = worker = None
+    sentinel = farm = None
     try:
         master, replica = (secure(server) for server in servers)
         replica.replicaof("127.0.0.1", servers[0].port)
@@ -93,16 +84,13 @@ def ha(tmp_path_factory):
                           "Sentinel to find the replica")
         url = ";".join(f"sentinel://farm:{FARM_PASSWORD}@127.0.0.1:{port}/0" for port in (free_port(), sentinel.port))
         env = {"FARM_BROKER_URL": url, "FARM_SENTINEL_MASTER": MASTER, "FARM_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
-        worker = WorkerProcess("sentinel1", url, folder, {**env, **WORKER_ENV}).start()
         current = redis.sentinel.Sentinel([("127.0.0.1", sentinel.port)], sentinel_kwargs={"password": SENTINEL_PASSWORD})
         admin = current.master_for(MASTER, password=ADMIN_PASSWORD, socket_timeout=5)  # follows a failover
-        commands.wait_for(lambda: worker.hostname in registry.workers(admin) or not worker.alive(), 120,
-                          "the worker to start")
-        assert worker.alive(), worker.log_tail()
-        yield SimpleNamespace(servers=servers, sentinel=sentinel, url=url, env=env, worker=worker, admin=admin)
+        farm = PrivateFarm(folder, [WORKER_ENV], env, name="sentinel", broker=(url, admin))
+        yield SimpleNamespace(servers=servers, sentinel=sentinel, url=url, env=env, worker=farm.workers[0], admin=admin)
     finally:
-        if worker is not None:
-            worker.stop()
+        if farm is not None:
+            farm.close()
         if sentinel is not None:
             sentinel.stop()
         for server in servers:

@@ -4,7 +4,6 @@ Selenium, against a real render on a real farm whose render process is killed mi
 import os
 import shutil
 import signal
-import socket
 import urllib.error
 import urllib.request
 
@@ -13,16 +12,10 @@ import pytest
 from PIL import Image
 
 from tests import commands
-from tests.farms import PrivateFarm
+from tests.ports import free_port
 
 CHROMIUM = os.environ.get("FARM_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = os.environ.get("FARM_TEST_CHROMEDRIVER") or shutil.which("chromedriver")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_off_the_loopback_the_view_asks_for_its_token():
@@ -69,14 +62,14 @@ def test_the_view_says_which_round_it_shows(farm, make_document):
 
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no browser: Debian's chromium and chromium-driver are not "
                     "installed (.ci/run installs them; or name them in FARM_TEST_CHROMIUM, FARM_TEST_CHROMEDRIVER)")
-def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker(tmp_path, make_document,
+def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker(make_farm, tmp_path, make_document,
                                                                                    write_scene):
     pytest.importorskip("selenium", reason="selenium (a test extra) is not installed")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    farm = PrivateFarm(tmp_path, [{}, {}], name="watched")
-    port = _free_port()
+    farm = make_farm([{}, {}], name="watched")
+    port = free_port()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -119,7 +112,6 @@ def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker
         assert job.job_id in browser.find_element("id", "jobs").text
     finally:
         browser.quit()
-        farm.close()
 
 
 def _answers(port: int) -> bool:
@@ -130,26 +122,19 @@ def _answers(port: int) -> bool:
         return False
 
 
-def test_farm_watch_shows_a_job_another_client_collects(make_document, write_scene, tmp_path):
+def test_farm_watch_shows_a_job_another_client_collects(make_farm, make_document, write_scene, tmp_path):
     """`farm watch JOB` beside the job's own `submit`: the tiles reach the page's event
     stream as they are stored, a killed render process is told, the submit still collects
     every one, and the watch ends with the job."""
-    farm = PrivateFarm(tmp_path, [{}, {}], name="watchers")  # its render processes are killed
-    try:
-        _watch_beside_a_submit(farm, make_document, write_scene, tmp_path)
-    finally:
-        farm.close()
-
-
-def _watch_beside_a_submit(farm, make_document, write_scene, tmp_path):
     import http.client
     import json
 
+    farm = make_farm([{}, {}], name="watchers")  # its render processes are killed
     document = make_document(width=64, height=32, spp=8192)  # 8 buckets, 4 s or so on two workers
     client = farm.farm("submit", write_scene(document), "-o", tmp_path / "out.png", "--bucket-size", 16)
     job = farm.job()
     os.kill(farm.lease(job).pid, signal.SIGKILL)
-    port = _free_port()
+    port = free_port()
     watcher = farm.farm("watch", job.job_id, "--watch", f"127.0.0.1:{port}")
     commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
     tiles, notices = [], []
