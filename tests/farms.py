@@ -90,7 +90,7 @@ class PrivateFarm:
                plan=None, film=None, split=(0, 0)):
         """Render through this farm from this process (a round of `plan`, into `film`); the
         collected JobRun."""
-        from farm.client.run import start_job
+        from farm.client.start import start_job
 
         run = start_job(self.redis, self.app, scene, document, bucket_size, order, assets, aovs=aovs,
                         plan=plan, film=film, split=split)
@@ -104,17 +104,18 @@ class PrivateFarm:
     def job(self):
         """The one job on this farm, once it exists."""
         from farm.protocol.jobs import Job
+        from farm.protocol.record import JobRecord
 
         def find():
-            ids = {k.decode().split(":")[2] for k in self.redis.scan_iter(match=Job.key_for("*"))}
+            ids = {k.decode().split(":")[2] for k in self.redis.scan_iter(match=JobRecord.key_for("*"))}
             return Job.load(self.redis, ids.pop()) if len(ids) == 1 and self.redis.hget(
-                Job.key_for(next(iter(ids))), "job_id") else None
+                JobRecord.key_for(next(iter(ids))), "job_id") else None
         return self.wait_for(find, 60, "the job to be created")
 
     def lease(self, job, worker: str | None = None):
         """A running bucket (of `worker`, if given)."""
         return self.wait_for(
-            lambda: next((l for l in job.leases() if worker is None or l.worker.startswith(worker + "@")), None),
+            lambda: next((l for l in job.deliveries.leases() if worker is None or l.worker.startswith(worker + "@")), None),
             60, f"a bucket to be running{' on ' + worker if worker else ''}",
         )
 

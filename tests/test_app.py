@@ -43,7 +43,7 @@ def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_pa
     """A real Flower on the farm's broker: every bucket of a job with its job id and index,
     a success; the buckets of a cancelled job revoked (the queued ones by the client's
     purge, the running one by its worker), none left pending or running."""
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.scene import parse_scene
 
     port = free_port()
@@ -81,7 +81,7 @@ def test_flower_shows_each_bucket_with_job_and_index(farm, make_document, tmp_pa
         document = make_document(width=64, height=64, spp=2048)  # 16 buckets of about a second
         scene = parse_scene(document)
         run = start_job(farm.redis, farm.app, scene, document, 16, "spiral")
-        commands.wait_for(lambda: run.job.stored_buckets() and run.job.leases(), 60, "a tile and a running bucket")
+        commands.wait_for(lambda: run.job.tiles.stored() and run.job.deliveries.leases(), 60, "a tile and a running bucket")
         run.cancel()
         cancelled = run.job.job_id
 

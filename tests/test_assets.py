@@ -211,7 +211,7 @@ def test_a_worker_that_cannot_get_a_file_fails_the_bucket_with_the_reason(farm, 
     file's name, no worker renders anything without it, no worker is called bad, and the
     next submit uploads the file again instead of failing on it too."""
     from farm.app import app
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.exceptions import JobError
 
     tiles = example.parent / "assets" / "tiles.png"
@@ -267,7 +267,7 @@ def test_workers_need_no_shared_file_system(make_farm, example, device, tmp_path
     folder moved away and unreadable: the image is the one-process render, bit for bit.
     Restarted, the same workers render a second scene with the same files from their
     caches alone."""
-    from farm.client.run import start_job
+    from farm.client.start import start_job
 
     scene, document = load_scene(example)
     folder = FolderAssets(example.parent, scene.assets)

@@ -110,11 +110,12 @@ def test_status_names_a_job_no_client_looks_after(farm, make_document):
     nobody collects it, and how to."""
     from farm.defaults import JOB_TTL
     from farm.protocol.jobs import Job
+    from farm.protocol.record import JobRecord
     from farm.scene import parse_scene
 
     document = make_document(width=16, height=16, spp=1)
     job = Job.create(farm.redis, Job.describe(parse_scene(document), 16, "spiral"), document)
-    farm.redis.expire(Job.key_for(job.job_id), JOB_TTL - 200)  # its client's last refresh, 200 s ago
+    farm.redis.expire(JobRecord.key_for(job.job_id), JOB_TTL - 200)  # its client's last refresh, 200 s ago
     result = commands.run("status", "--broker", farm.broker_url)
     line = next(line for line in result.stdout.splitlines() if job.job_id in line)
     assert "rendering" in line and line.endswith(f"no client for 3 min: `farm collect {job.job_id} -o OUT` picks it up")
@@ -227,9 +228,11 @@ def test_progressive_submit_rewrites_the_output_each_round_and_ends_on_the_exact
     assert rounds == ["round 1/3: samples 0 to 1 of 4", "round 2/3: samples 1 to 2 of 4",
                       "round 3/3: samples 2 to 4 of 4"]
     assert result.stdout.count("frame.exr: 32x24") == 3  # written after every round
+    from farm.protocol.record import JobRecord
+
     jobs = re.findall(r"\(job ([0-9a-f]{32})\)", result.stdout)
     assert len(jobs) == 3
-    assert [bool(farm.redis.exists(f"farm:job:{job}")) for job in jobs] == [False, False, True]  # rounds done with
+    assert [bool(farm.redis.exists(JobRecord.key_for(job))) for job in jobs] == [False, False, True]  # rounds done with
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), frames.reference(device, document))
 
 
@@ -241,6 +244,7 @@ def test_a_stopped_progressive_render_keeps_its_last_complete_round(farm, make_d
     from farm.exceptions import JobError
     from farm.protocol.jobs import Job
     from farm.protocol.queue import BucketQueue
+    from farm.protocol.record import JobRecord
 
     document = make_document(width=32, height=16, spp=1 << 16)
     client = commands.start("submit", write_scene(document), "-o", tmp_path / "frame.exr", "--progressive",
@@ -251,7 +255,7 @@ def test_a_stopped_progressive_render_keeps_its_last_complete_round(farm, make_d
         client.send_signal(signal.SIGINT)
     else:  # the round under way, cancelled as `farm cancel` does (again if it had just finished)
         def cancelled() -> bool:
-            for job_id in Job.ids(farm.redis):
+            for job_id in JobRecord.ids(farm.redis):
                 with contextlib.suppress(JobError):  # a round done with is deleted any time
                     job = Job.load(farm.redis, job_id)
                     if not job.state:

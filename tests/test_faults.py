@@ -23,6 +23,7 @@ import pytest
 
 from farm.client.film import read_exr
 from farm.protocol.jobs import Job
+from farm.protocol.record import JobRecord
 from tests import frames
 from tests.commands import finish, run
 from tests.farms import PrivateFarm
@@ -82,7 +83,7 @@ def test_render_process_killed_mid_bucket(fault_farm, frame, tmp_path):
     os.kill(lease.pid, signal.SIGKILL)
     returncode, _, stderr = finish(client)
     report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
-    assert job.attempts()[lease.bucket] >= 2, "the bucket was rendered again"
+    assert job.deliveries.attempts()[lease.bucket] >= 2, "the bucket was rendered again"
     assert f"render process {lease.pid} of worker {lease.worker} died: bucket {lease.bucket}" in stderr
     assert report["lost_deliveries"] >= 1
     # Celery's pool logs it when it reaps the child, which may be after the frame is done
@@ -123,7 +124,7 @@ def test_whole_worker_killed_its_bucket_comes_back_in_time(fault_farm, frame, tm
     lease = farm.lease(job, "w1")
     farm.workers[0].kill(signal.SIGKILL)  # the process group: main process and render process
     killed = time.monotonic()
-    farm.wait_for(lambda: job.has_tile(lease.bucket), 60, f"bucket {lease.bucket} to be rendered elsewhere")
+    farm.wait_for(lambda: job.tiles.has(lease.bucket), 60, f"bucket {lease.bucket} to be rendered elsewhere")
     recovered = time.monotonic() - killed
     returncode, _, stderr = finish(client)
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
@@ -150,7 +151,7 @@ def test_sigterm_mid_bucket_hands_the_bucket_back(fault_farm, frame, tmp_path):
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert f"bucket {lease.bucket}: worker shutting down, bucket handed back" in farm.log(0)
     assert "WorkerLostError" not in farm.log(0)
-    assert job.crashes(lease.bucket) == 0, "a bucket handed back is not a crash"
+    assert job.deliveries.crashes(lease.bucket) == 0, "a bucket handed back is not a crash"
 
 
 def _two_tiles_in(fault_farm, frame, tmp_path: Path, env: dict | None = None):
@@ -159,7 +160,7 @@ def _two_tiles_in(fault_farm, frame, tmp_path: Path, env: dict | None = None):
     farm = fault_farm({}, {})
     client = submit(farm, frame[0], tmp_path / "out.exr", env=env)
     job = farm.job()
-    farm.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
+    farm.wait_for(lambda: len(job.tiles.stored()) >= 2, 60, "two tiles")
     return farm, client, job
 
 
@@ -222,7 +223,7 @@ def test_a_stopped_render_process_is_not_called_dead(fault_farm, frame, tmp_path
     lease = farm.lease(job, "w1")
     os.kill(lease.pid, signal.SIGSTOP)
     try:
-        farm.wait_for(lambda: job.has_tile(lease.bucket), 60, f"bucket {lease.bucket} to be rendered elsewhere")
+        farm.wait_for(lambda: job.tiles.has(lease.bucket), 60, f"bucket {lease.bucket} to be rendered elsewhere")
     finally:
         os.kill(lease.pid, signal.SIGCONT)
     returncode, _, stderr = finish(client)
@@ -240,8 +241,8 @@ def test_a_stalled_redis_loses_no_worker(fault_farm, frame, tmp_path):
     farm = fault_farm({}, {})
     client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
-    farm.wait_for(lambda: len(job.stored_buckets()) >= 2 and job.leases(), 60, "two tiles and a running bucket")
-    renderers = {lease.pid for lease in job.leases()}
+    farm.wait_for(lambda: len(job.tiles.stored()) >= 2 and job.deliveries.leases(), 60, "two tiles and a running bucket")
+    renderers = {lease.pid for lease in job.deliveries.leases()}
     farm.redis_server.process.send_signal(signal.SIGSTOP)
     for pid in renderers:
         os.kill(pid, signal.SIGSTOP)
@@ -269,7 +270,7 @@ def test_queued_message_deleted_by_hand(fault_farm, frame, tmp_path):
     returncode, _, stderr = finish(client)
     report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert f"bucket {bucket} had no message and no worker for 4s: sent again" in stderr
-    assert report["resent"] >= 1 and job.attempts()[bucket] == 1
+    assert report["resent"] >= 1 and job.deliveries.attempts()[bucket] == 1
 
 
 def test_bucket_slower_than_the_visibility_timeout(fault_farm, frame, tmp_path):
@@ -282,7 +283,7 @@ def test_bucket_slower_than_the_visibility_timeout(fault_farm, frame, tmp_path):
     returncode, _, stderr = finish(client)
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     job = farm.job()
-    assert job.attempts()[4] >= 2, "the slow bucket was delivered again"
+    assert job.deliveries.attempts()[4] >= 2, "the slow bucket was delivered again"
 
 
 def test_poison_bucket_fails_the_job_instead_of_looping(fault_farm, frame, tmp_path):
@@ -298,9 +299,9 @@ def test_poison_bucket_fails_the_job_instead_of_looping(fault_farm, frame, tmp_p
                         r"\(killed its render process \1 times\)", last), stderr
     assert time.monotonic() - started < 90
     job = farm.job()
-    assert job.state == "failed" and 2 <= job.attempts()[4] <= 3
+    assert job.state == "failed" and 2 <= job.deliveries.attempts()[4] <= 3
     partial = read_exr(tmp_path / "out.partial.exr")
-    stored = job.stored_buckets()
+    stored = job.tiles.stored()
     assert stored and 4 not in stored
     regions = [np.s_[b.y : b.y + b.height, b.x : b.x + b.width] for b in map(job.bucket, sorted(stored))]
     kept = sum(np.array_equal(partial[region], reference[region]) for region in regions)
@@ -348,16 +349,16 @@ def test_cancel_stops_the_job_and_frees_the_workers(fault_farm, tmp_path, cornel
     farm = fault_farm({}, {})
     client = submit(farm, scene, tmp_path / "out.exr")
     job = farm.job()
-    farm.wait_for(lambda: job.stored_buckets() and job.leases(), 60, "a tile and a running bucket")
+    farm.wait_for(lambda: job.tiles.stored() and job.deliveries.leases(), 60, "a tile and a running bucket")
     returncode, out, stderr = finish(farm.farm("cancel", job.job_id))
     assert returncode == 0 and f"job {job.job_id} cancelled" in out, stderr
     cancelled = time.monotonic()
-    farm.wait_for(lambda: not job.leases(), 5, "running buckets to stop")
+    farm.wait_for(lambda: not job.deliveries.leases(), 5, "running buckets to stop")
     assert time.monotonic() - cancelled < 3, "workers free within a second or two"
     logs = "".join(path.read_text() for path in tmp_path.glob("worker-*.log"))
     assert "stopped, job cancelled" in logs
     # a bucket stopped by the cancel is no failure: not counted, not sent again, no worker blamed
-    assert farm.redis.hgetall(Job.key_for(job.job_id, "errors")) == {} and "failed" not in logs
+    assert farm.redis.hgetall(job.deliveries.errors_key) == {} and "failed" not in logs
     returncode, _, stderr = finish(client)
     assert returncode == 2 and f"job {job.job_id} was cancelled" in stderr.strip().splitlines()[-1]
     assert "failed" not in stderr, stderr
@@ -386,4 +387,4 @@ def test_client_killed_then_resumed(fault_farm, frame, tmp_path):
                                              "--report", tmp_path / "out.json"))
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert Job.load(farm.redis, job.job_id).state == "done"
-    assert 0 < farm.redis.ttl(Job.key_for(job.job_id)) <= 3600, "a finished job's keys expire"
+    assert 0 < farm.redis.ttl(JobRecord.key_for(job.job_id)) <= 3600, "a finished job's keys expire"

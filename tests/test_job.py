@@ -6,9 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from farm.client.run import start_job
+from farm.client.start import start_job
 from farm.exceptions import JobDataError, JobError
 from farm.protocol.jobs import Job, JobState
+from farm.protocol.record import JobRecord
+from farm.protocol.scenes import SceneStore
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
 from farm.protocol.tiles import TileHeader
@@ -64,9 +66,9 @@ def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
     run = farm.render(scene, document, bucket_size=32)
     job = run.job
     impostor = np.full((32, 32, 3), 7.0, np.float32)
-    before = job.duplicates()  # a straggler's copy may already have lost a race on the farm
-    assert not job.store_tile(TileHeader(job.job_id, 0, 32, 32, "impostor@nowhere"), impostor, b"")
-    assert job.duplicates() == before + 1
+    before = job.stats.read().get("duplicates", 0)  # a straggler's copy may already have lost a race on the farm
+    assert not job.tiles.store(TileHeader(job.job_id, 0, 32, 32, "impostor@nowhere"), impostor, b"")
+    assert job.stats.read().get("duplicates", 0) == before + 1
     header, pixels = job.tile(0)
     assert np.array_equal(pixels, reference[:32, :32]) and header.worker in {w.hostname for w in farm.workers}
 
@@ -86,7 +88,7 @@ def test_a_stray_message_is_dropped_and_the_job_renders(farm, odd_frame):
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
     assert np.array_equal(run.film.pixels, reference) and Job.load(farm.redis, job.job_id).state == "done"
-    farm.wait_for(lambda: job.stats().get("stray") == 1, 30, "the stray message to be counted")
+    farm.wait_for(lambda: job.stats.read().get("stray") == 1, 30, "the stray message to be counted")
 
 
 @pytest.mark.parametrize("scene_text, error", [
@@ -106,7 +108,7 @@ def test_a_job_whose_scene_is_bad_in_redis_fails_once_and_no_worker_is_blamed(fa
     scene, document, reference = odd_frame
     meta = replace(Job.describe(scene, 64, "spiral"), digest=uuid.uuid4().hex * 2)  # a scene no worker has
     job = Job.create(farm.redis, meta, document)
-    farm.redis.set(Job.scene_key(meta.digest), scene_text, ex=60)
+    farm.redis.set(SceneStore.key_for(meta.digest), scene_text, ex=60)
     queue = BucketQueue(farm.redis, app)
     queue.send(job.job_id, range(job.bucket_count))
     with pytest.raises(JobError, match=rf"bucket \d failed: .*scene {meta.digest[:12]}.*{error}"):
@@ -124,7 +126,7 @@ def test_cancelled_job_is_skipped_by_workers(farm, odd_frame):
     BucketQueue(farm.redis, app).send(job.job_id, range(job.bucket_count))
     run = start_job(farm.redis, app, scene, document, 64, "spiral")  # a later job still runs
     run.collect(stall_timeout=30)
-    assert job.attempts() == {} and not job.has_tile(0)
+    assert job.deliveries.attempts() == {} and not job.tiles.has(0)
 
 
 def test_workers_log_their_device_at_start(farm, device):
@@ -150,7 +152,7 @@ def test_program_built_and_scene_uploaded_once_per_process(farm, make_document):
 def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     scene, document, reference = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
-    events = Job.key_for(job.job_id, "events")
+    events = job.events.key
     farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}')
     from farm.app import app
     from farm.client.film import Film
@@ -185,13 +187,13 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
         4: encode_tile(TileHeader(job.job_id, 4, 32, 29, "w1@forger"), good[:29], b"not the farm's secret"),  # forged
         5: encode_tile(TileHeader(job.job_id, 5, 32, 32), nan, key),  # not finite
     }
-    tiles = Job.key_for(job.job_id, "tiles")
+    tiles = job.tiles.key
     farm.redis.hset(tiles, mapping={str(index): payload for index, payload in bogus.items()})
     queue = BucketQueue(farm.redis, app)
     queue.send(job.job_id, range(job.bucket_count))  # workers skip the buckets that "have" a tile
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
-    assert run.invalid_tiles == 6 and job.stats()["invalid"] == 6
+    assert run.invalid_tiles == 6 and job.stats.read()["invalid"] == 6
     assert np.array_equal(run.film.pixels, reference) and (run.film.coverage == 1).all()
     assert sorted(run.resent) == [0, 1, 2, 3, 4, 5]
     assert any(n.startswith("bucket 4: tile rejected (authentication failed: not made with this farm's secret "
@@ -203,7 +205,7 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
 def test_every_key_of_a_finished_job_expires(farm, odd_frame):
     scene, document, _ = odd_frame
     run = farm.render(scene, document, bucket_size=32)
-    run.job.count("duplicates")  # a late worker's counter after the job finished
+    run.job.stats.count("duplicates")  # a late worker's counter after the job finished
     keys = [key for key in run.job.keys() if farm.redis.exists(key)]
     assert len(keys) >= 4  # the job, its tiles, events/stats, attempts
     for key in keys:
@@ -229,26 +231,26 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     taken, lease = Job.take(redis, job.job_id, draft(0))
     assert taken.job_id == job.job_id and taken.bucket_count == 8 and not taken.state
     assert (lease.attempt, lease.worker, lease.pid) == (1, "w1@h", 4321) and lease.until > lease.started > 0
-    (held,) = taken.leases()  # as the script wrote it: cjson keeps 14 digits of the times
+    (held,) = taken.deliveries.leases()  # as the script wrote it: cjson keeps 14 digits of the times
     assert (held.name, held.worker, held.device) == (lease.name, "w1@h", "cpu")
     assert held.until == pytest.approx(lease.until, abs=1e-3)
-    assert job.attempts() == {0: 1}
+    assert job.deliveries.attempts() == {0: 1}
     assert Job.take(redis, job.job_id, draft(0)) is None  # its lease is there
-    job.record_failure(1, "w2@h", "boom")
-    job.bump("crashes", 2)
+    job.deliveries.record_failure(1, "w2@h", "boom")
+    job.deliveries.count_crash(2)
     tile = np.zeros((8, 8, 3), np.float32)
-    job.store_tile(TileHeader(job.job_id, 3, 8, 8), tile, b"k")
+    job.tiles.store(TileHeader(job.job_id, 3, 8, 8), tile, b"k")
     for index in (1, 2, 3, 8, 99):  # failed, crashed, stored, not the job's
         assert Job.take(redis, job.job_id, draft(index)) is None, index
     assert Job.take(redis, "no-such-job", draft(4)) is None
-    redis.hset(Job.key_for(job.job_id), "spp", "0")  # a description over the limits: no lease is left behind
+    redis.hset(JobRecord.key_for(job.job_id), "spp", "0")  # a description over the limits: no lease is left behind
     with pytest.raises(JobError):
         Job.take(redis, job.job_id, draft(4))
-    assert [held.bucket for held in job.leases()] == [0]
-    redis.hset(Job.key_for(job.job_id), "spp", "1")
+    assert [held.bucket for held in job.deliveries.leases()] == [0]
+    redis.hset(JobRecord.key_for(job.job_id), "spp", "1")
     job.finish(JobState.CANCELLED)
     assert Job.take(redis, job.job_id, draft(5)) is None
-    assert job.attempts() == {0: 1, 4: 1}  # the refused description counted a delivery, nothing else did
+    assert job.deliveries.attempts() == {0: 1, 4: 1}  # the refused description counted a delivery, nothing else did
     redis.flushdb()
 
 
@@ -256,7 +258,7 @@ def test_progressive_rounds_add_up_to_the_same_bits(farm, make_document, device)
     """Rounds of 1, 2, 4 samples, each job's tiles the sums of its own samples, added up by
     the client: the last round's frame is the one-process frame, bit for bit, AOVs
     included; an earlier round is the frame of its samples so far, bit for bit too."""
-    from farm.client.cli import progressive_rounds
+    from farm.client.rounds import progressive_rounds
 
     assert progressive_rounds(1) == [(0, 1)] and progressive_rounds(5) == [(0, 1), (1, 2), (2, 4), (4, 5)]
     document = make_document(width=40, height=24, spp=4)
@@ -277,10 +279,8 @@ def test_a_time_limit_cuts_a_round_to_the_samples_that_fit_and_cancels_one_past_
     """--time-limit: the next round is kept, cut or dropped by the rate of the rounds
     before; one still rendering at the limit is cancelled on the farm, and nothing is
     written (the output holds the round before)."""
-    import argparse
-
-    from farm.client import cli
     from farm.client.film import Film
+    from farm.client.render import FrameRender, RenderOptions
     from farm.client.timelimit import RoundClock, TimeUp
 
     clock = RoundClock(10, 20, 10)
@@ -301,9 +301,9 @@ def test_a_time_limit_cuts_a_round_to_the_samples_that_fit_and_cancels_one_past_
     scene = parse_scene(document)
     run = start_job(farm.redis, farm.app, scene, document, 16, "spiral", plan=Plan.uniform(40, 24, 0, 64),
                     film=Film(40, 24, (), 64))
-    args = argparse.Namespace(quiet=True, denoise=False, report=None, output=str(tmp_path / "frame.exr"))
     with pytest.raises(TimeUp):
-        cli._collect_run(args, run, tmp_path / "frame.exr", None, deadline=0.0)
+        FrameRender(farm.redis, farm.app, scene, document, None, RenderOptions(), tmp_path / "frame.exr").collect(
+            run, deadline=0.0)
     assert run.job.refresh() == JobState.CANCELLED and list(tmp_path.iterdir()) == []
 
 
@@ -335,17 +335,17 @@ def test_a_job_whose_sample_plan_is_gone_or_malformed_says_so(redis_server, make
     assert (meta.sums, meta.cell, meta.samples) == (True, 8, (0, 4))
     job = Job.create(redis, meta, {}, plan)
     assert np.array_equal(job.plan().ranges, plan.ranges)
-    redis.delete(Job.key_for(job.job_id, "plan"))
+    redis.delete(job.plans.key)
     with pytest.raises(JobDataError, match="has no sample plan in Redis"):
         job.plan()
-    redis.set(Job.key_for(job.job_id, "plan"), plan.to_bytes()[:-4])
+    redis.set(job.plans.key, plan.to_bytes()[:-4])
     with pytest.raises(JobDataError, match="sample plan is malformed"):
         job.plan()
     wider = Plan.for_frame(30, 12, 8, np.zeros((2, 4), np.int32), np.ones((2, 4), np.int32))
-    redis.set(Job.key_for(job.job_id, "plan"), wider.to_bytes())
+    redis.set(job.plans.key, wider.to_bytes())
     with pytest.raises(JobDataError, match="does not fit its 20x12 frame"):
         job.plan()
-    redis.set(Job.key_for(job.job_id, "plan"), Plan(8, -plan.ranges).to_bytes())
+    redis.set(job.plans.key, Plan(8, -plan.ranges).to_bytes())
     with pytest.raises(JobDataError, match="ranges outside"):
         job.plan()
     redis.flushdb()

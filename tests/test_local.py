@@ -20,6 +20,7 @@ import redis as redis_py
 from farm.client.local import LocalFarm, RedisServer, WorkerProcess, sweep_stale_folders
 from farm.exceptions import FarmSetupError
 from farm.protocol.leases import process_ended
+from farm.protocol.tilestore import TileStore
 from tests import commands
 
 
@@ -81,7 +82,7 @@ def _start_embedded_submit(tmp_path: Path, cornell_document) -> tuple[subprocess
                                "the embedded farm").parent
     port = int(next(folder.glob("redis-*.log")).stem.split("-")[1])
     redis = redis_py.Redis(port=port)
-    commands.wait_for(lambda: any(redis.hlen(k) for k in redis.scan_iter(match="farm:job:*:tiles")), 90, "a tile")
+    commands.wait_for(lambda: any(redis.hlen(k) for k in redis.scan_iter(match=TileStore.key_for("*"))), 90, "a tile")
     return client, folder, redis
 
 

@@ -26,7 +26,7 @@ def test_a_worker_exports_its_samples_buckets_failures_files_and_the_queue(make_
 
     import pytest
 
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.exceptions import JobError
     from farm.protocol.assets import FolderAssets
     from farm.scene.load import load_scene

@@ -88,7 +88,7 @@ def test_batched_buckets_are_the_messages_send_task_makes_each_with_its_sent_eve
 def test_a_window_of_buckets_goes_out_as_tiles_come_in(farm, monkeypatch, cornell_document):
     """The client sends SEND_WINDOW buckets ahead, then more as tiles arrive, and records
     how many went out; the frame comes out whole."""
-    from farm.client.run import start_job
+    from farm.client.start import start_job
     from farm.scene import parse_scene
 
     monkeypatch.setattr(defaults, "SEND_WINDOW", 3)

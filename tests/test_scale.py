@@ -26,7 +26,7 @@ def null_farm(tmp_path_factory):
 
 
 def _start(farm, document, bucket_size: int, null_seconds: float | None):
-    from farm.client.run import start_job
+    from farm.client.start import start_job
 
     return start_job(farm.redis, farm.app, parse_scene(document), document, bucket_size, "spiral", null=null_seconds)
 

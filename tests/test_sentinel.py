@@ -20,6 +20,7 @@ from farm.client.local import RedisServer
 from farm.exceptions import BrokerError, FarmSetupError
 from farm.protocol.broker import client, connect, redacted, server_time
 from farm.protocol.jobs import Job
+from farm.protocol.record import JobRecord
 from tests import commands
 from tests import frames as one_process  # `frames` is a fixture here
 from tests.farms import PrivateFarm, SentinelServer
@@ -103,7 +104,7 @@ def denied(admin) -> list[dict]:
 
 
 def job_ids(admin) -> set[str]:
-    return {key.decode().split(":")[2] for key in admin.scan_iter(match=Job.key_for("*"))}
+    return {key.decode().split(":")[2] for key in admin.scan_iter(match=JobRecord.key_for("*"))}
 
 
 def assert_no_password(*texts: str):
@@ -184,8 +185,8 @@ def test_the_master_killed_mid_frame_fails_over_and_the_frame_is_exact(ha, frame
 
     job_id = commands.wait_for(lambda: job_ids(ha.admin) - earlier, 60, "the job to be created").pop()
     job = commands.wait_for(lambda: Job.load(ha.admin, job_id), 10, "the job's record")
-    commands.wait_for(lambda: len(job.stored_buckets()) >= 2, 60, "two tiles")
-    stored = len(job.stored_buckets())
+    commands.wait_for(lambda: len(job.tiles.stored()) >= 2, 60, "two tiles")
+    stored = len(job.tiles.stored())
     next(server for server in ha.servers if server.port == first).kill()
     commands.wait_for(lambda: ha.sentinel.master_port() != first, 30, "Sentinel to promote the replica")
 

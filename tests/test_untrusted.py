@@ -89,15 +89,16 @@ def test_a_worker_rechecks_the_job_it_reads_from_redis(redis_server):
 
     from farm.exceptions import JobError
     from farm.protocol.jobs import Job
+    from farm.protocol.record import JobRecord
 
     client = redis_py.Redis.from_url(redis_server.url)
     job_id = uuid.uuid4().hex
-    client.hset(Job.key_for(job_id), mapping={"job_id": job_id, "digest": "0" * 64, "width": 1_000_000, "height": 10,
+    client.hset(JobRecord.key_for(job_id), mapping={"job_id": job_id, "digest": "0" * 64, "width": 1_000_000, "height": 10,
                                                "spp": 1, "bucket_size": 64, "order": "spiral", "created": 0})
-    client.expire(Job.key_for(job_id), 60)
+    client.expire(JobRecord.key_for(job_id), 60)
     with pytest.raises(JobError, match="1000000x10 is over the limit of 16384 pixels a side"):
         Job.load(client, job_id)
-    client.hset(Job.key_for(job_id), "width", "ten")
+    client.hset(JobRecord.key_for(job_id), "width", "ten")
     with pytest.raises(JobError, match="malformed description"):
         Job.load(client, job_id)
 
