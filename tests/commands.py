@@ -67,7 +67,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
     """The first true value of `condition()` within `timeout` seconds (an exception counts as
     false: Redis may be restarting), else AssertionError naming `what` (and, as its cause,
     the last exception `condition()` raised, if its last call raised one)."""
-    deadline = time.monotonic() + timeout
+    deadline, error = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
             value, error = condition(), None
