@@ -133,7 +133,9 @@ def _farm_processes(marker: str) -> list[str]:
 
 
 def test_embedded_farm_renders_and_leaves_nothing_behind(make_document, write_scene, tmp_path):
-    scene_path = write_scene(make_document(width=64, height=64, spp=4))
+    # buckets of some tens of milliseconds: at 4 spp (a millisecond each) the worker that
+    # took the first one could finish all 16 before the other's first poll of the queue
+    scene_path = write_scene(make_document(width=64, height=64, spp=256))
     result = submit(scene_path, "-o", tmp_path / "out.png", "--workers", "2", "--bucket-size", "16",
                     "--report", tmp_path / "report.json", timeout=300)
     assert result.returncode == 0, result.stderr

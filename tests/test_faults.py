@@ -277,7 +277,9 @@ def test_bucket_slower_than_the_visibility_timeout(fault_farm, frame, tmp_path):
     """Kombu hands the slow bucket to the other worker while it still runs: a duplicate
     runs, the first tile wins, the image does not change."""
     scene, reference = frame
-    slow = {"FARM_VISIBILITY_TIMEOUT": "2", "FARM_RESTORE_INTERVAL": "1", "FARM_FAULTS": "slow=60@4"}
+    # bucket 4 held 6 s by the clock (slow=F@4 scales the kernel's own time, which a fast
+    # machine made shorter than the visibility timeout: the bucket then went out once)
+    slow = {"FARM_VISIBILITY_TIMEOUT": "2", "FARM_RESTORE_INTERVAL": "1", "FARM_FAULTS": "stall=6@4"}
     farm = fault_farm(slow, slow)
     client = submit(farm, scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
     returncode, _, stderr = finish(client)

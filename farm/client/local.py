@@ -132,6 +132,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
         ]
         with open(self.log_path, "ab") as log_file:
+            self.log_start = log_file.tell()
             self.process = subprocess.Popen(
                 command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=_die_with_parent(),
@@ -177,6 +178,7 @@ class WorkerProcess:
         self.env = env or {}
         self.concurrency = concurrency
         self.process: subprocess.Popen | None = None
+        self.log_start = 0  # where this start's lines begin in the log (a restart appends)
 
     @property
     def hostname(self) -> str:
@@ -225,8 +227,15 @@ class WorkerProcess:
             self.process = None
 
 
+# What a worker's render process logs once it has opened its device and built the
+# program, or found it cannot (farm/worker/process.py): it takes buckets from then on.
+_CHILD_READY = (b"render worker child ", (b" ready ", b" cannot render", b" takes no buckets"))
+
+
 def wait_for_workers(app, workers: list[WorkerProcess], timeout: float, where: str = "") -> None:
-    """Return once every worker answers a ping; raise if one dies or time runs out."""
+    """Return once every worker answers a ping and its render processes are ready (each
+    has opened its device, or said it cannot), so the first buckets go to every worker,
+    not to the one whose program built first; raise if one dies or time runs out."""
     wanted = {w.hostname for w in workers}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,9 +243,22 @@ def wait_for_workers(app, workers: list[WorkerProcess], timeout: float, where: s
             if not worker.alive():
                 raise FarmSetupError(f"local worker {worker.name} exited at start:\n{worker.log_tail()}")
         replies = app.control.ping(timeout=0.5) or []
-        if wanted <= {name for reply in replies for name in reply}:
+        if wanted <= {name for reply in replies for name in reply} and all(map(_children_ready, workers)):
             return
     raise FarmSetupError(f"local workers did not start within {timeout:.0f}s; see {where or 'their logs'}")
+
+
+def _children_ready(worker: WorkerProcess) -> bool:
+    """Whether the worker's log says each of its render processes is ready (or cannot render)."""
+    try:
+        with open(worker.log_path, "rb") as log_file:
+            log_file.seek(worker.log_start)
+            text = log_file.read()
+    except OSError:
+        return False
+    prefix, endings = _CHILD_READY
+    lines = [line for line in text.splitlines() if prefix in line and any(end in line for end in endings)]
+    return len(lines) >= worker.concurrency
 
 
 class LocalFarm:

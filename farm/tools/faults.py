@@ -7,6 +7,8 @@
 - `crash=B`: the render process kills itself (SIGKILL) when it starts bucket B
 - `fail=B`: raise an error when rendering bucket B
 - `fail=all`: raise an error on every bucket (a broken worker)
+- `stall=S@B`: the render process sleeps S seconds as it starts bucket B, its lease kept
+  alive meanwhile (a bucket slow by the clock, whatever the kernel's speed)
 
 B may be several buckets joined by `+` (`crash=3+7`).
 
@@ -28,7 +30,7 @@ def _parse(text: str) -> dict[str, str]:
     faults = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
-        if name not in ("slow", "crash", "fail"):
+        if name not in ("slow", "crash", "fail", "stall"):
             raise ValueError(f"FARM_FAULTS: unknown fault {name!r}")
         faults[name] = value
     return faults
@@ -51,6 +53,9 @@ def before_bucket(bucket_index: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if _hits("fail", bucket_index):
         raise InjectedFault(f"injected failure on bucket {bucket_index} (FARM_FAULTS)")
+    seconds, _, buckets = FAULTS.get("stall", "0").partition("@")
+    if float(seconds) > 0 and str(bucket_index) in buckets.split("+"):
+        time.sleep(float(seconds))
 
 
 def after_pass(bucket_index: int, pass_seconds: float) -> None:
