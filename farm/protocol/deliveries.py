@@ -121,33 +121,27 @@ class Deliveries:
         """Look at bucket `draft.bucket` and, if it is plainly fresh (see _TAKE), start it
         under a lease made from `draft`, in one round trip: the job's raw record and the
         lease; None when it needs the long way. `also(pipe)` adds commands to the round trip."""
-        keys = self._script_keys()
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_TAKE, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
-                      draft.to_json())
-            if also is not None:
-                also(pipe)
-            reply = pipe.execute()[0]
+        reply = self._run(_TAKE, draft, also)
         if reply[0] != 1:
             return None
-        _, flat, attempt, seconds, microseconds = reply
-        now = int(seconds) + int(microseconds) / 1e6
-        lease = replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)
-        return dict(zip(flat[::2], flat[1::2])), lease
+        _, flat, *started = reply
+        return dict(zip(flat[::2], flat[1::2])), _leased(draft, *started)
 
     def begin(self, draft: Lease, also=None) -> Lease:
         """Count a delivery of bucket `draft.bucket` and take a lease made from `draft` on it
         at Redis's clock, in one round trip (the _BEGIN script); `also(pipe)` adds commands
         to it."""
+        return _leased(draft, *self._run(_BEGIN, draft, also))
+
+    def _run(self, script: str, draft: Lease, also) -> list:
+        """One of the delivery scripts on `draft`'s bucket, with `also(pipe)`'s commands after it."""
         keys = self._script_keys()
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.eval(_BEGIN, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
+            pipe.eval(script, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
                       draft.to_json())
             if also is not None:
                 also(pipe)
-            attempt, seconds, microseconds = pipe.execute()[0]
-        now = int(seconds) + int(microseconds) / 1e6
-        return replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)
+            return pipe.execute()[0]
 
     def renew(self, lease: Lease) -> Lease:
         """Extend a lease. One that was removed as lost meanwhile (its heartbeat came late)
@@ -207,3 +201,9 @@ class Deliveries:
             pipe.hgetall(self.errors_key)
             crashes, errors = pipe.execute()
         return {"crashes": crashes, "errors": errors}
+
+
+def _leased(draft: Lease, attempt, seconds, microseconds) -> Lease:
+    """The lease a delivery script wrote: `draft` with its attempt, at Redis's TIME."""
+    now = int(seconds) + int(microseconds) / 1e6
+    return replace(draft, attempt=int(attempt), started=now, until=now + defaults.LEASE_TIMEOUT)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from farm import defaults
-from farm.protocol.record import JobRecord
+from farm.protocol.record import JobPart
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,11 @@ class TileEvent:
         return cls(**json.loads(text))
 
 
-class EventLog:
+class EventLog(JobPart):
     """The job's list `farm:job:<id>:events`: workers push, the job's client pops."""
 
+    PART = "events"
     READ_BATCH = 512  # events popped in one round trip
-
-    def __init__(self, redis, job_id: str):
-        self.redis = redis
-        self.job_id = job_id
-        self.key = self.key_for(job_id)
-
-    @staticmethod
-    def key_for(job_id: str) -> str:
-        return JobRecord.part_key(job_id, "events")
 
     def push(self, event: TileEvent) -> None:
         with self.redis.pipeline() as pipe:

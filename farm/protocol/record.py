@@ -132,3 +132,20 @@ class JobRecord:
 
 def _text(value: bytes | None) -> str:
     return (value or b"").decode()
+
+
+class JobPart:
+    """A key of a job beside its record, `farm:job:<id>:<PART>`, owned by the subclass
+    that names PART and holds every operation on it."""
+
+    PART = ""
+
+    def __init__(self, redis, job_id: str):
+        self.redis = redis
+        self.job_id = job_id
+        self.key = self.key_for(job_id)
+
+    @classmethod
+    def key_for(cls, job_id: str) -> str:
+        return JobRecord.part_key(job_id, cls.PART)
+

@@ -9,7 +9,7 @@ from farm import defaults
 from farm.exceptions import JobDataError, JobError, SceneError
 from farm.protocol.assets import size_text
 from farm.protocol.plans import Plan
-from farm.protocol.record import JobRecord
+from farm.protocol.record import JobPart
 
 
 class SceneStore:
@@ -54,17 +54,10 @@ class SceneStore:
             raise JobDataError(f"scene {short} in Redis is not JSON: {exc}") from None
 
 
-class PlanStore:
+class PlanStore(JobPart):
     """The string `farm:job:<id>:plan`: the samples a round's job gives each cell."""
 
-    def __init__(self, redis, job_id: str):
-        self.redis = redis
-        self.job_id = job_id
-        self.key = self.key_for(job_id)
-
-    @staticmethod
-    def key_for(job_id: str) -> str:
-        return JobRecord.part_key(job_id, "plan")
+    PART = "plan"
 
     def put(self, pipe, plan: Plan) -> None:
         pipe.set(self.key, plan.to_bytes(), ex=defaults.JOB_TTL)

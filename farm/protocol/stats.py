@@ -5,7 +5,7 @@ failures) use the same script: none outlives its job."""
 from __future__ import annotations
 
 from farm import defaults
-from farm.protocol.record import JobRecord
+from farm.protocol.record import JobPart, JobRecord
 
 # Add to a counter in one of the job's hashes, which then expires with the job's own key
 # (or after JOB_TTL if that is gone): no counter outlives its job.
@@ -24,17 +24,10 @@ def bump(client, job_id: str, key: str, field: int | str, amount: int = 1):
     return client.eval(_BUMP, 2, key, JobRecord.key_for(job_id), str(field), amount, defaults.JOB_TTL)
 
 
-class JobStats:
+class JobStats(JobPart):
     """The hash `farm:job:<id>:stats`."""
 
-    def __init__(self, redis, job_id: str):
-        self.redis = redis
-        self.job_id = job_id
-        self.key = self.key_for(job_id)
-
-    @staticmethod
-    def key_for(job_id: str) -> str:
-        return JobRecord.part_key(job_id, "stats")
+    PART = "stats"
 
     def count(self, stat: str, amount: int = 1) -> int:
         """Add to one statistic; its new value."""

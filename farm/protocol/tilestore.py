@@ -10,7 +10,7 @@ import numpy as np
 
 from farm.exceptions import InvalidTile, JobVanished
 from farm.protocol.events import EventLog, TileEvent
-from farm.protocol.record import JobRecord
+from farm.protocol.record import JobPart, JobRecord
 from farm.protocol.stats import JobStats
 from farm.protocol.tiles import TileHeader, encode_tile
 
@@ -43,20 +43,15 @@ return 0
 Decoder = Callable[[int, bytes], tuple[TileHeader, np.ndarray]]
 
 
-class TileStore:
+class TileStore(JobPart):
     """The hash `farm:job:<id>:tiles`."""
 
+    PART = "tiles"
     READ_BATCH = 512  # tiles read in one round trip
 
-    def __init__(self, redis, job_id: str, stats: JobStats):
-        self.redis = redis
-        self.job_id = job_id
-        self.key = self.key_for(job_id)
-        self.stats = stats  # where duplicates and invalid tiles are counted
-
-    @staticmethod
-    def key_for(job_id: str) -> str:
-        return JobRecord.part_key(job_id, "tiles")
+    def __init__(self, redis, job_id: str, stats: JobStats | None):
+        super().__init__(redis, job_id)
+        self.stats = stats  # where duplicates and invalid tiles are counted (None: a reader that only counts)
 
     def store(self, header: TileHeader, tile: np.ndarray, key: bytes, also=None) -> bool:
         """Store the tile, tagged with the farm's secret `key`, unless one is already stored;
