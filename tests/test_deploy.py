@@ -316,8 +316,10 @@ def test_keda_counts_the_buckets_farm_sends_and_may_do_nothing_else(manifests, m
     assert [keda.eval(KEDA_QUERY, 1, name) for name in lists] == sent
     admin = manifest_redis.admin
     assert {key.decode() for key in admin.keys() if admin.type(key) == b"list"} == set(lists), "no bucket uncounted"
+    from farm.protocol.record import JobRecord
+
     for forbidden in (lambda: keda.lpush(defaults.QUEUE, b"x"), lambda: keda.lrange(defaults.QUEUE, 0, -1),
-                      lambda: keda.get(f"{defaults.KEY_PREFIX}:job:x"), lambda: keda.eval(KEDA_QUERY, 1, "other")):
+                      lambda: keda.get(JobRecord.key_for("x")), lambda: keda.eval(KEDA_QUERY, 1, "other")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()
     denied = [entry for entry in manifest_redis.admin.acl_log(count=100)

@@ -113,6 +113,11 @@ class Listener:
     def written(self, run: JobRun, output: Path) -> None:
         """The image of a finished job was written."""
 
+    def writing(self):
+        """A context the image, its report and `written` happen in, as one step: the
+        terminal's holds Ctrl-C back until the file and the line that names it agree."""
+        return contextlib.nullcontext()
+
     def cancel_on(self, run: JobRun, error: BaseException) -> bool:
         """Whether to cancel a job whose collection stopped on `error` (not a failed or
         cancelled job, which is over): True, or False to leave it rendering for `farm collect`."""
@@ -243,10 +248,11 @@ class FrameRender:
                 run.film.denoise(prefilter=self.options.denoise == "prefiltered")
             except DenoiserUnavailable as exc:
                 self.listener.warning(f"{exc}; the raw image is written")
-        output = run.film.write(self.output)
-        if self.options.report:
-            write_report(run.report(), self.options.report)
-        self.listener.written(run, output)
+        with self.listener.writing():
+            output = run.film.write(self.output)
+            if self.options.report:
+                write_report(run.report(), self.options.report)
+            self.listener.written(run, output)
         return output
 
     def save_partial(self, run: JobRun) -> None:

@@ -4,7 +4,10 @@ and the summary, feeds the live view, and asks what Ctrl-C does to the job."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from farm.client.render import Listener
@@ -64,6 +67,20 @@ class TerminalListener(Listener):
     def written(self, run, output: Path) -> None:
         self._close()
         summary(run, output)
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Ctrl-C and SIGTERM wait while an image is written and named: a signal in between
+        left a round's file on disk under the line of the round before."""
+        held = {signal.SIGINT, signal.SIGTERM}
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)  # one that came meanwhile is raised now
 
     def cancel_on(self, run, error: BaseException) -> bool:
         """After Ctrl-C or SIGTERM (or an error), cancel the job, or leave it rendering for

@@ -1,6 +1,9 @@
 """Recovery: the one place that decides what happens to a bucket whose delivery went
 wrong, and that sends every task but the first of each bucket.
 
+A bucket a worker gives back without rendering it (it is stopping, bad, or has no
+device) is no resend: `hand_back` has Celery requeue its own message, first in line.
+
 The worker and the client only report what they saw (a delivery that raised, a lease
 that lapsed, a tile that does not decode, a message that is nowhere, a bucket running
 far longer than the others, a job whose record vanished); `Recovery` asks the retry
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Callable
+from typing import Callable, NoReturn
+
+from celery.exceptions import Reject
 
 from farm import defaults
 from farm.exceptions import JobDataError
@@ -199,3 +204,8 @@ class Recovery:
                 return decision
         return Decision(Action.SEND_AGAIN)
 
+
+def hand_back(reason: str) -> NoReturn:
+    """A worker gives its bucket back unrendered: Celery requeues the message (late acks),
+    counted nowhere (not the bucket's fault), and this worker takes no more of it."""
+    raise Reject(reason, requeue=True)

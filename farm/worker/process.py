@@ -35,7 +35,7 @@ from farm.protocol.jobs import BucketView, Job, JobState
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
-from farm.protocol.recovery import Action, Recovery
+from farm.protocol.recovery import Action, Recovery, hand_back
 from farm.protocol.tiles import TileHeader
 from farm.scene import parse_scene
 from farm.scene.pack import pack
@@ -117,7 +117,7 @@ class WorkerState:
     def _start(self, task, job: Job, seen: BucketView, draft: Lease, hostname: str, beat) -> Lease | None:
         """The long way into a bucket, from what Job.look read: skip what needs no render,
         reap dead deliveries, ask the retry policy, then take the lease; None when there is
-        nothing to render. Raises Reject while stopping or bad."""
+        nothing to render. Hands the bucket back (recovery.hand_back) while stopping or bad."""
         job_id, index = job.job_id, draft.bucket
         if job.state:
             log.info("job %s bucket %d: job %s, skipped", job_id[:8], index, job.state)
@@ -131,7 +131,7 @@ class WorkerState:
             log.info("job %s bucket %d: already rendered, skipped", job_id[:8], index)
             return None
         if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
-            raise Reject("worker shutting down" if self.stopping else "worker is bad", requeue=True)
+            hand_back("worker shutting down" if self.stopping else "worker is bad")
         seen = self._reap_lost(job, index, seen)
         decision = self.recovery(task.app).before_render(job, index, seen, hostname,
                                                          others_idle=lambda: self._others_idle(hostname))
@@ -259,7 +259,7 @@ class WorkerState:
         cancel marks the task revoked (Flower shows it so, not as a success)."""
         if self.stopping:
             log.warning("job %s bucket %d: worker shutting down, bucket handed back", job.job_id[:8], index)
-            raise Reject("worker shutting down", requeue=True)
+            hand_back("worker shutting down")
         why = f"job {job.state}" if job.state else "another worker finished it first"
         log.info("job %s bucket %d: stopped, %s", job.job_id[:8], index, why)
         if job.state == JobState.CANCELLED:
@@ -342,8 +342,9 @@ def render(task, job_id: str, index: int, copy: bool) -> bool:
     except FarmError as exc:  # no device, or the farm's secret cannot be read
         reason = _cannot_work(task.app.conf.broker_url, hostname, exc)
         task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
-        raise Reject(reason, requeue=True) from None
-    return worker.render_bucket(task, job_id, index, hostname, copy)
+    else:
+        return worker.render_bucket(task, job_id, index, hostname, copy)
+    hand_back(reason)
 
 
 def _cannot_work(broker_url: str, hostname: str, exc: FarmError) -> str:
