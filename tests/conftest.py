@@ -105,3 +105,17 @@ def _no_broker_from_environment(monkeypatch):
     """Tests choose their broker explicitly; a developer's FARM_BROKER_URL must not leak in."""
     if "FARM_BROKER_URL" in os.environ:
         monkeypatch.delenv("FARM_BROKER_URL")
+
+
+# The inner loop's subset (`pytest -m quick`, under two minutes on CI's two cores): the
+# scene, the kernel, the protocol, the client's loop and one farm of two workers, without
+# the fault, scale, deployment and security runs that start farms of their own.
+QUICK = {"test_adaptive", "test_buckets", "test_bvh", "test_device", "test_film", "test_images", "test_job",
+         "test_layout", "test_loop", "test_queue", "test_recovery", "test_registry", "test_render", "test_scene",
+         "test_untrusted"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in QUICK:
+            item.add_marker(pytest.mark.quick)
