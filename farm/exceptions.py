@@ -63,6 +63,15 @@ class DenoiserUnavailable(FarmError):
     """--denoise asked for Intel Open Image Denoise and it does not load; the raw frame is kept."""
 
 
+class OutputError(FarmError):
+    """An image or report could not be written (no room, no permission, a writer's own
+    error): nothing is left under its name (farm.client.film.write_whole); `path` is the file."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = path
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM: a command stops as after Ctrl-C (job cancelled, what was rendered saved,
     the embedded farm closed), without asking. Not a FarmError: nothing went wrong."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import resource
 import signal
 import subprocess
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm.client.film import read_exr
+from farm.client.film import Film, read_exr
 from tests import commands, frames
 
 
@@ -103,6 +104,51 @@ def test_submit_to_a_running_farm_writes_the_exact_frame(farm, make_document, wr
     assert len(report["buckets"]) == 3 * 3 and report["bucket_size"] == 24
     assert "70x50, 8 spp, 9 buckets of 24px" in result.stdout
     assert "render: 100%" in result.stderr and "9/9" in result.stderr  # the progress bar
+
+
+def _file_size_limit(limit: int):
+    """For preexec_fn: the command's writes past `limit` bytes fail with EFBIG, as on a full
+    disk (SIGXFSZ ignored, else the write kills it); no root needed, unlike a small tmpfs."""
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("suffix", [".exr", ".png"])
+def test_a_full_disk_is_one_line_naming_farm_collect_and_leaves_no_file(farm, make_document, write_scene, tmp_path,
+                                                                         device, suffix):
+    """The image cannot be written (no room): one line naming the file, the cause and the
+    command that recovers the frame; nothing, truncated or temporary, in the output's folder;
+    and `farm collect JOB -o OTHER` then writes the exact frame from the tiles kept on the farm."""
+    document = make_document(width=40, height=32, spp=4)
+    scene_path = write_scene(document)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    started = time.monotonic()
+    result = subprocess.run([*commands.CLI, "submit", str(scene_path), "-o", str(folder / f"frame{suffix}"), "-q",
+                             "--bucket-size", "16", "--broker", farm.broker_url],
+                            capture_output=True, text=True, timeout=120, preexec_fn=_file_size_limit(256))
+    result.seconds = time.monotonic() - started
+    assert_one_line_error(result, f"cannot write {folder / f'frame{suffix}'}: File too large")
+    found = re.search(r"farm collect (\S+) -o ", result.stderr)
+    assert found, result.stderr
+    assert list(folder.iterdir()) == []  # no truncated frame, no temporary file
+    other = folder / f"other{suffix}"
+    collected = commands.run("collect", found[1], "-o", other, "-q", "--broker", farm.broker_url)
+    assert collected.returncode == 0, collected.stderr
+    assert other.stat().st_size > 256  # the limit was what failed the first write
+    reference = frames.reference(device, document)
+    if suffix == ".exr":
+        assert np.array_equal(read_exr(other), reference)
+    else:
+        from PIL import Image
+
+        film = Film(40, 32)
+        film.pixels = reference
+        assert np.array_equal(np.asarray(Image.open(other)), film.srgb8())
 
 
 def test_status_names_a_job_no_client_looks_after(farm, make_document):

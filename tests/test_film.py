@@ -33,6 +33,26 @@ def test_exr_keeps_linear_floats_exactly(tmp_path):
     assert np.array_equal(read_exr(tmp_path / "a.exr"), film.pixels)
 
 
+def test_a_failed_write_leaves_the_file_before_and_no_temporary_file(tmp_path):
+    """A writer's own exception (OpenEXR raises RuntimeError), like an OSError, is one
+    OutputError naming the file and the cause; what the path held stays, nothing else."""
+    from farm.client.film import write_whole
+    from farm.exceptions import OutputError
+
+    (tmp_path / "a.exr").write_bytes(b"the round before")
+
+    def fail(temporary):
+        temporary.write_bytes(b"half")
+        raise RuntimeError(f'Failed to write pixel data to image file "{temporary}". No space left on device.')
+
+    with pytest.raises(OutputError, match=r"^cannot write .*a\.exr: No space left on device$"):
+        write_whole(tmp_path / "a.exr", fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.exr"] and (tmp_path / "a.exr").read_bytes() == b"the round before"
+    film = Film(3, 2)
+    film.write(tmp_path / "a.exr")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.exr"] and np.array_equal(read_exr(tmp_path / "a.exr"), film.pixels)
+
+
 def test_the_material_layer_is_the_id_of_sample_0_undone_exactly(tmp_path):
     """The kernel sums the id + 1 of a pixel's sample 0 only; divided by any number of
     samples, the film gets the integer back (-1: nothing hit), and writes it as material.ID."""

@@ -5,14 +5,17 @@ The film knows the full resolution; a tile knows only its bounds.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from farm.buckets import Bucket
-from farm.exceptions import DenoiserUnavailable, FarmError
+from farm.exceptions import DenoiserUnavailable, FarmError, OutputError
 from farm.protocol.plans import Plan
 from farm.protocol.tiles import (
     AOV_ALBEDO, AOV_CHANNELS, AOV_DEPTH, AOV_LUMINANCE_SQUARE, AOV_MATERIAL, AOV_NORMAL, CHANNELS, luminance,
@@ -127,15 +130,16 @@ class Film:
         return np.round(encoded * 255.0).astype(np.uint8)
 
     def write(self, path: str | Path) -> Path:
-        """Write a PNG (tone-mapped, 8-bit sRGB) or an EXR (linear float32 RGB)."""
+        """Write a PNG (tone-mapped, 8-bit sRGB) or an EXR (linear float32 RGB), whole or not
+        at all (write_whole): an OutputError leaves no file under `path`."""
         path = Path(path)
-        suffix = _image_format(path)
-        try:
-            if suffix == ".png":
+        if _image_format(path) == ".png":
+            def write(temporary: Path) -> None:
                 from PIL import Image
 
-                Image.fromarray(self.srgb8(), "RGB").save(path)
-            else:
+                Image.fromarray(self.srgb8(), "RGB").save(temporary, format="PNG")
+        else:
+            def write(temporary: Path) -> None:
                 import OpenEXR
 
                 header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
@@ -144,10 +148,46 @@ class Film:
                     channels["raw"] = self.raw  # raw.R, raw.G, raw.B
                 for name, layer in self.layers().items():  # albedo.R.., normal.R.. (x, y, z), depth.Z, variance.Y, material.ID
                     channels[{"depth": "depth.Z", "variance": "variance.Y", "material": "material.ID"}.get(name, name)] = np.ascontiguousarray(layer)
-                OpenEXR.File(header, channels).write(str(path))
-        except OSError as exc:
-            raise FarmError(f"{path}: cannot write image: {exc.strerror or exc}") from None
+                OpenEXR.File(header, channels).write(str(temporary))
+        write_whole(path, write)
         return path
+
+
+def write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """Write `path` whole or not at all: `write(temporary)` fills a new file in the same
+    folder (`.<name>.<random>.tmp<suffix>`: writers pick the format by the suffix), which is
+    flushed to disk and renamed onto `path` once complete. On any failure (a full disk, a
+    quota, a writer's own exception) the temporary file goes, what `path` held stays, and
+    an OutputError says `cannot write PATH: CAUSE`."""
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # write where the link points
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}")
+    created = False
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # 0o666: the umask decides, as for any new file
+        created = True
+        write(temporary)
+        with open(temporary, "rb") as written:  # a full disk or quota may only show here (NFS, delayed allocation)
+            os.fsync(written.fileno())
+        os.replace(temporary, target)
+    except BaseException as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        if not isinstance(exc, Exception):
+            raise
+        raise OutputError(f"cannot write {path}: {_cause(exc, temporary)}", path) from None
+
+
+def _cause(exc: Exception, temporary: Path) -> str:
+    """Why a write failed, in words fit for one line: an OSError's strerror, or a writer's
+    message without the temporary file's name (OpenEXR: 'Failed to write ... "PATH". File
+    too large.')."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    if temporary.name in text:
+        text = text.rpartition('". ')[2] if '". ' in text else text.replace(str(temporary), "the file")
+    return text.rstrip(".") or type(exc).__name__
 
 
 def _three_channels(aov_channels: np.ndarray, first: int) -> np.ndarray:

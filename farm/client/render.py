@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Callable
 
 from farm import defaults
-from farm.client.film import Film
+from farm.client.film import Film, write_whole
 from farm.client.loop import JobLoop
 from farm.client.rounds import rounds, split_tail
 from farm.client.run import BucketRecord, JobRun
 from farm.client.start import start_job
 from farm.client.timelimit import RoundClock, TimeUp
-from farm.exceptions import DenoiserUnavailable, FarmError, JobError
+from farm.exceptions import DenoiserUnavailable, FarmError, JobError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class FrameRender:
         self.listener = listener or Listener()
         self.check_alive = check_alive
         self.run: JobRun | None = None  # the job's run being collected (a round's, in rounds)
+        self.written: Path | None = None  # the image last written (a round's, in rounds)
 
     def render(self) -> JobRun:
         """Render the frame alone, blocking, and write it; the last job's run. Raises what
@@ -249,11 +250,29 @@ class FrameRender:
             except DenoiserUnavailable as exc:
                 self.listener.warning(f"{exc}; the raw image is written")
         with self.listener.writing():
-            output = run.film.write(self.output)
-            if self.options.report:
-                write_report(run.report(), self.options.report)
+            output = None
+            try:
+                output = run.film.write(self.output)
+                if self.options.report:
+                    write_report(run.report(), self.options.report)
+            except OutputError as exc:  # the job is done, not cancelled: its tiles stay on the farm
+                raise OutputError(f"{exc}; {self._recovery(run, output)}", exc.path) from None
+            self.written = output
             self.listener.written(run, output)
         return output
+
+    def _recovery(self, run: JobRun, written: Path | None) -> str:
+        """What is kept after a failed write (`written`: the image, if the report failed),
+        and the `farm collect` that writes it again elsewhere while the job's keys live."""
+        kept = f"{written} is written; " if written else ""
+        if written is None and run.job.meta.sums and self.written:
+            kept = f"{self.written} keeps the round before; "
+        if self.check_alive is not None:  # the embedded farm ends with this command
+            return kept + "the embedded farm and its tiles end with this command"
+        tiles = "this round's tiles (its samples alone)" if run.job.meta.sums else "the frame's tiles"
+        report = f" --report OTHER{Path(self.options.report).suffix}" if self.options.report else ""
+        return (f"{kept}{tiles} stay on the farm for {_duration(defaults.FINISHED_TTL)}: "
+                f"farm collect {run.job.job_id} -o OTHER{self.output.suffix}{report}")
 
     def save_partial(self, run: JobRun) -> None:
         """Keep what was rendered before a failure: `<name>.partial<ext>` beside the output."""
@@ -267,10 +286,20 @@ class FrameRender:
 
 
 def write_report(report: dict, path: str) -> None:
-    """The report as JSON, or as the page `farm report` draws where the path ends in .html."""
+    """The report as JSON, or as the page `farm report` draws where the path ends in .html;
+    whole or not at all (write_whole)."""
     if Path(path).suffix.lower() in (".html", ".htm"):
         from farm.client import report as pages
 
-        pages.write(report, path)
+        text = pages.page(report)
     else:
-        Path(path).write_text(json.dumps(report, indent=2) + "\n")
+        text = json.dumps(report, indent=2) + "\n"
+    write_whole(Path(path), lambda temporary: temporary.write_text(text))
+
+
+def _duration(seconds: int) -> str:
+    """`3600` as `1 hour`, `120` as `2 minutes`, `90` as `90 seconds`: how long keys live."""
+    for unit, size in (("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0 or unit == "second":
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
