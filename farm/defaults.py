@@ -1,20 +1,43 @@
 """Every number a user may want to change, each with its reason and its FARM_* variable.
 
 Values are read from the environment when this module is imported, so a worker and a
-client started with the same environment agree.
+client started with the same environment agree. A value that does not parse keeps its
+default here and is named by `check()`, which every entry point (the commands, a worker's
+start) calls first: this module is imported with any of farm's (farm/__init__ imports the
+app), before any entry point could catch an error raised while importing it.
 """
 
 import os
 
+# "FARM_X='value' is not ...": the settings that did not parse, for check().
+_BAD: list[str] = []
+
+
+def check() -> None:
+    """Raise farm.exceptions.SettingsError naming every FARM_* value that did not parse."""
+    if _BAD:
+        from farm.exceptions import SettingsError as FarmSettingsError
+
+        raise FarmSettingsError("; ".join(_BAD))
+
+
+def _parsed(name: str, default, parse, what: str):
+    value = os.environ.get(name, "")
+    if not value.strip():
+        return default
+    try:
+        return parse(value.strip())
+    except (ValueError, OverflowError):
+        _BAD.append(f"{name}={value!r} is not {what}")
+        return default
+
 
 def _int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
+    return _parsed(name, default, int, "a whole number")
 
 
 def _float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return default if value in (None, "") else float(value)
+    return _parsed(name, default, float, "a number")
 
 
 def _str(name: str, default: str) -> str:
@@ -24,11 +47,13 @@ def _str(name: str, default: str) -> str:
 
 def _bytes(name: str, default: int) -> int:
     """A size in bytes, with an optional K, M or G suffix (powers of 1024): `20G`."""
-    value = os.environ.get(name, "").strip().upper().removesuffix("B")
-    if not value:
-        return default
-    scale = 1024 ** ("KMG".index(value[-1]) + 1) if value[-1] in "KMG" else 1
-    return int(float(value.rstrip("KMG")) * scale)
+
+    def parse(value: str) -> int:
+        value = value.upper().removesuffix("B")
+        scale = 1024 ** ("KMG".index(value[-1]) + 1) if value[-1:] in ("K", "M", "G") else 1
+        return int(float(value[:-1] if scale > 1 else value) * scale)
+
+    return _parsed(name, default, parse, "a size in bytes (such as 512M or 2G)")
 
 
 def _cache_dir() -> str:

@@ -5,6 +5,10 @@ class FarmError(Exception):
     """Root of farm's errors: a problem a user can understand and act on."""
 
 
+class SettingsError(FarmError):
+    """A FARM_* setting that does not parse (farm.defaults.check names every one)."""
+
+
 class SceneError(FarmError):
     """The scene file is unreadable, malformed, or asks for something impossible."""
 

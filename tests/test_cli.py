@@ -375,3 +375,114 @@ def test_a_bad_report_is_one_line(tmp_path, capfd, content, message):
     lines = capfd.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("farm report: error: ") and message in lines[0], lines
     assert not (tmp_path / "report.html").exists()
+
+
+def _peak_memory(*args, env=None) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `submit ARGS...` under a fresh Python that reports its only child's peak RSS
+    (bytes): the command's own, whatever earlier tests' children used."""
+    import os
+    import sys
+
+    probe = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe, *commands.CLI, "submit", *map(str, args)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+    *lines, peak = result.stderr.strip().splitlines()
+    result.stderr = "\n".join(lines)
+    return result, int(peak)
+
+
+TINY_GLTF = {  # one triangle whose positions lie in big.bin
+    "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+    "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}]}],
+    "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                   "min": [0, 0, 0], "max": [1, 1, 0]}],
+    "bufferViews": [{"buffer": 0, "byteLength": 36}], "buffers": [{"uri": "big.bin", "byteLength": 36}],
+}
+
+
+@pytest.mark.parametrize("case", ["scene.json", "included.glb", "buffer.bin"])
+def test_a_huge_file_is_refused_by_its_size_before_it_is_read(cornell_document, tmp_path, case):
+    """Issue 26 item 3: sparse files (no disk used) just under 2 GiB as the scene, and just
+    over FARM_MAX_ASSET_BYTES as an included .glb or a glTF's .bin: one line, and the client
+    never holds them (before: a 2 GiB scene file took 6 GB to be told it was too large)."""
+    big = 2 * 2**30 - 1 if case == "scene.json" else 2 * 2**30 + 1
+    scene = tmp_path / "scene.json"
+    if case == "scene.json":
+        big_file, message = scene, "2.0 GiB is over the limit of 16.0 MiB for a scene document (FARM_MAX_SCENE_BYTES)"
+    else:
+        big_file = tmp_path / ("model.glb" if case == "included.glb" else "big.bin")
+        included = "model.glb" if case == "included.glb" else "model.gltf"
+        if case == "buffer.bin":
+            (tmp_path / "model.gltf").write_text(json.dumps(TINY_GLTF))
+        scene.write_text(json.dumps({**cornell_document, "include": [{"file": included}]}))
+        message = f"{big_file.name}: 2.0 GiB is over the limit of 2.0 GiB per file (FARM_MAX_ASSET_BYTES)"
+    with open(big_file, "wb") as sparse:
+        sparse.truncate(big)
+    result, peak = _peak_memory(scene, "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0")
+    result.seconds = 0
+    assert_one_line_error(result, message)
+    assert peak < 512 << 20, f"the client's peak memory was {peak >> 20} MiB"
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path):
+    """Issue 26 item 6a: a reader that stops early (`| head -1`) gets no BrokenPipeError
+    traceback; exit 1, as Python's note on SIGPIPE recommends."""
+    import os
+    import sys
+
+    for args in (["farm", "secret"], ["submit", "--help"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the first line
+        try:
+            result = subprocess.run([*commands.CLI, *args[1:]] if args[0] == "farm" else
+                                    [sys.executable, "-c", "import sys; from farm.client.cli import submit_main; "
+                                                           "sys.exit(submit_main())", *args[1:]],
+                                    stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(write_end)
+        # argparse itself drops a help text it cannot write (exit 0); a command's output exits 1
+        assert result.returncode == (0 if "--help" in args else 1), (args, result.returncode, result.stderr)
+        assert result.stderr == "", (args, result.stderr)
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("FARM_BUCKET_SIZE", "abc", "FARM_BUCKET_SIZE='abc' is not a whole number"),
+    ("FARM_LEASE_TIMEOUT", "soon", "FARM_LEASE_TIMEOUT='soon' is not a number"),
+    ("FARM_MAX_SCENE_BYTES", "12Q", "FARM_MAX_SCENE_BYTES='12Q' is not a size in bytes"),
+])
+def test_a_bad_setting_is_one_line_for_the_client_and_the_worker(tmp_path, variable, value, message):
+    """Issue 26 item 6c: named with its value, before anything starts; a worker started with
+    it stops in one line too (before: a traceback from the import of farm.defaults)."""
+    import os
+    import sys
+
+    from tests.files import CORNELL
+
+    assert_one_line_error(submit(CORNELL, "-o", tmp_path / "out.png", env={variable: value}), message)
+    worker = subprocess.run([sys.executable, "-m", "celery", "-A", "farm", "worker", "--pool", "solo",
+                             "--without-gossip", "--without-mingle"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, variable: value, "FARM_BROKER_URL": "redis://127.0.0.1:1/0"})
+    assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr
+    assert f"worker: error: {message}" in worker.stderr
+
+
+@pytest.mark.parametrize("name", ["vase.obj", "model.ply", "shot.usd"])
+def test_a_scene_file_of_another_format_names_the_formats_submit_reads(tmp_path, name):
+    """Issue 26 item 6d: not "invalid JSON at line 1"."""
+    (tmp_path / name).write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    assert_one_line_error(submit(tmp_path / name, "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0"),
+                          f"{name}: not a scene file; submit reads .json, .gltf, .glb")
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://SECRET@127.0.0.1:1/0", "redis://***@127.0.0.1:1/0"),
+    ("redis://admin:SECRET@127.0.0.1:1/0", "redis://admin:***@127.0.0.1:1/0"),
+])
+def test_a_broker_password_is_never_echoed(url, shown, tmp_path):
+    """Issue 26 item 6e: a password written without a user name (no colon) is hidden too."""
+    from tests.files import CORNELL
+
+    result = submit(CORNELL, "-o", tmp_path / "out.png", "--broker", url)
+    assert_one_line_error(result, f"cannot reach broker {shown}")
+    assert "SECRET" not in result.stderr + result.stdout

@@ -73,22 +73,25 @@ def test_first_tile_wins_and_duplicates_are_counted(farm, odd_frame):
     assert np.array_equal(pixels, reference[:32, :32]) and header.worker in {w.hostname for w in farm.workers}
 
 
-def test_a_stray_message_is_dropped_and_the_job_renders(farm, odd_frame):
+@pytest.mark.parametrize("stray", [999999, -1])
+def test_a_stray_message_is_dropped_and_the_job_renders(farm, odd_frame, stray):
     """A message for a bucket the job does not have (not sent by its client) touches
-    nothing: it is counted, and the job renders."""
+    nothing: it is counted, and the job renders. Bucket -1 too (issue 26 item 6b: it was
+    taken, rendered as Python's last bucket or failed, and counted as a failure)."""
     from farm.app import app
     from farm.client.film import Film
     from farm.client.run import JobRun
 
     scene, document, reference = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
-    app.send_task("farm.render_bucket", (job.job_id, 999999))
+    app.send_task("farm.render_bucket", (job.job_id, stray))
     queue = BucketQueue(farm.redis, app)
     queue.send(job.job_id, range(job.bucket_count))
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
     assert np.array_equal(run.film.pixels, reference) and Job.load(farm.redis, job.job_id).state == "done"
     farm.wait_for(lambda: job.stats.read().get("stray") == 1, 30, "the stray message to be counted")
+    assert -1 not in job.deliveries.attempts() and not any(job.deliveries.troubles().values())
 
 
 @pytest.mark.parametrize("scene_text, error", [

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import faulthandler
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -37,12 +38,31 @@ def submit_parser() -> argparse.ArgumentParser:
 
 def submit_main(argv: list[str] | None = None) -> int:
     """Entry point of `submit`."""
-    args = submit_parser().parse_args(argv)
-    return _run_guarded("submit", _submit, args)
+    return _quiet_when_stdout_closes(lambda: _run_guarded("submit", _submit, submit_parser().parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `farm`: submit, collect, cancel, status, secret, devices, bench, chaos."""
+    return _quiet_when_stdout_closes(lambda: _farm_main(argv))
+
+
+def _quiet_when_stdout_closes(command) -> int:
+    """Run an entry point; a reader that stops early (`submit ... | head -1`) ends it quietly
+    with exit status 1, as Python's note on SIGPIPE recommends, not in a BrokenPipeError
+    traceback. stdout is flushed here, not at exit, so the error is caught (argparse's
+    --help exits through here too)."""
+    try:
+        try:
+            return command()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
+        return 1
+
+
+def _farm_main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
@@ -114,6 +134,7 @@ def _run_guarded(program: str, function, args) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        defaults.check()  # a FARM_* value that does not parse: one line, before anything starts
         return function(args)
     except FarmError as exc:
         print(f"{program}: error: {exc}", file=sys.stderr)

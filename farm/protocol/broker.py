@@ -205,13 +205,15 @@ def _redacted(url: str) -> str:
 
     try:
         parts = urlsplit(url)
-        if parts.password is None:
+        if "@" not in parts.netloc:
             return url
-        user = parts.username or ""
+        # redis://SECRET@host is a password too (redis-py takes it as a user name, people
+        # write it as the password): userinfo without a colon is hidden whole
+        user = "***" if parts.password is None else f"{parts.username or ''}:***"
         host = parts.hostname or ""
         host = f"[{host}]" if ":" in host else host  # an IPv6 address
         port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+        return urlunsplit(parts._replace(netloc=f"{user}@{host}{port}"))
     except ValueError:  # unparseable: show its scheme only
         return url.split(":", 1)[0] + "://..."
 

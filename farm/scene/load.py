@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from farm import defaults
 from farm.exceptions import SceneError
-from farm.protocol.assets import FolderAssets, check_size
+from farm.protocol.assets import FolderAssets, check_size, size_text
 from farm.scene import gltf
 from farm.scene.model import Scene
 from farm.scene.parse import parse_scene, parse_transform, scene_digest
 
 GLTF_SUFFIXES = (".gltf", ".glb")
+SCENE_SUFFIXES = (".json", *GLTF_SUFFIXES)
 
 # A glTF file names no film: this wide, its camera's aspect (else 16:9), and enough
 # samples for a clean preview. A JSON scene including the glTF can say otherwise.
@@ -49,16 +51,21 @@ def load_scene(
     path = Path(path)
     folder = FolderAssets(path.parent)
     base = Path(os.path.abspath(path.parent))
+    suffix = path.suffix.lower()
+    if suffix not in SCENE_SUFFIXES:  # an OBJ is a mesh a JSON scene names, not a scene
+        raise SceneError(f"{path}: not a scene file; submit reads {', '.join(SCENE_SUFFIXES)} "
+                         f"(a JSON scene names meshes and images as files)")
     try:
-        check_size(str(path), path.stat().st_size)
+        size = path.stat().st_size
     except FileNotFoundError:
         raise SceneError(f"{path}: no such scene file") from None
     except OSError as exc:
         raise SceneError(f"{path}: cannot read scene file: {exc.strerror}") from None
-    if path.suffix.lower() in GLTF_SUFFIXES:
+    check_size(str(path), size)
+    if suffix in GLTF_SUFFIXES:
         document = {"version": 1, "include": [{"file": path.name}]}
     else:
-        document = _read_json(path)
+        document = _read_json(path, size)
     if not isinstance(document, dict):
         return parse_scene(document, source=str(path)), document  # raises, naming what it got
     for key in ("assets", "warnings"):  # recorded below, from the files themselves
@@ -91,7 +98,13 @@ def load_scene(
     return scene, document
 
 
-def _read_json(path: Path):
+def _read_json(path: Path, size: int):
+    """The scene file's JSON, read only if its size (from stat) is within the document's
+    limit: the document workers parse is this JSON (compact), so a larger file is refused
+    before a byte of it is read (a 2 GiB file took 6 GB to be told it was too large)."""
+    if size > defaults.MAX_SCENE_BYTES:
+        raise SceneError(f"{path}: {size_text(size)} is over the limit of {size_text(defaults.MAX_SCENE_BYTES)} "
+                         f"for a scene document (FARM_MAX_SCENE_BYTES); put meshes in files")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -8,10 +8,12 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 
 from celery.signals import heartbeat_sent, worker_init, worker_ready, worker_shutting_down
 
 from farm import defaults
+from farm.exceptions import SettingsError
 from farm.protocol import registry
 from farm.protocol.broker import client
 from farm.worker import metrics
@@ -32,7 +34,13 @@ def _registry(sender) -> object | None:
 def _start(sender, **_):
     """A worker outlives a broker outage: it reconnects for as long as it takes. A
     (re)started worker is healthy until it proves otherwise; this runs before its render
-    processes start, so one of them that finds no device marks it bad after this."""
+    processes start, so one of them that finds no device marks it bad after this.
+    A FARM_* setting that does not parse stops it here, in one line."""
+    try:
+        defaults.check()
+    except SettingsError as exc:
+        print(f"worker: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None  # Celery's signal dispatch passes on only a BaseException
     sender.app.conf.broker_connection_max_retries = None
     try:
         registry.clear_bad(_registry(sender), sender.hostname)

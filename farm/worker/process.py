@@ -166,7 +166,9 @@ class WorkerState:
         lease = None
         try:
             try:  # what the job's record says; an unreadable one is skipped
-                taken = None if self.stopping or self.bad else Job.take(self.redis, job_id, draft, also=beat(True))
+                # a negative index takes the long way, where _start drops it as stray (Job.take checks only the top)
+                fresh = index >= 0 and not (self.stopping or self.bad)
+                taken = Job.take(self.redis, job_id, draft, also=beat(True)) if fresh else None
                 if taken is None:
                     job, seen = Job.look(self.redis, job_id, index)
             except FarmError as exc:
