@@ -47,6 +47,11 @@ class JobVanished(JobError):
     """The job's record is gone from Redis: expired, deleted, or lost with a Redis restart."""
 
 
+class MalformedJob(JobError, JobDataError):
+    """A job's record in Redis does not describe a job (a field missing, not a number, over
+    the limits): the job's fault, so it fails once, naming the field; no worker's."""
+
+
 class JobCancelled(JobError):
     """The job was cancelled (by `farm cancel`, or by another client)."""
 

@@ -66,6 +66,10 @@ class SentLog:
     def send(self, job_id, indexes, copy=False, priority=0, countdown=0.0):
         self.sent.append((list(indexes), copy, priority, countdown))
 
+    def purge(self, job_id):
+        self.purged = job_id
+        return 0
+
 
 @pytest.fixture
 def job(redis_server, make_document):
@@ -93,6 +97,7 @@ def test_a_failed_bucket_is_sent_again_after_a_growing_back_off_then_fails_the_j
     assert [event.kind for event in job.events.next(0)] == [EventKind.ERROR, EventKind.ERROR]
     decision = recovery.failed(job, 1, "w2@h", "boom", FarmError("boom"))
     assert decision.action is Action.GIVE_UP and len(queue.sent) == 2, "nothing sent once the job fails"
+    assert queue.purged == job.job_id, "its queued messages go with it"
     assert job.refresh() == "failed" and job.error == f"bucket 1 failed: {decision.reason}"
     assert job.stats.read().get("resent", 0) == 0, "a failure is counted in the failures hash, not as resent"
 

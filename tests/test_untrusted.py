@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import time
 import uuid
 import zlib
 
@@ -253,3 +254,74 @@ def _walk(value):
     elif isinstance(value, list):
         for child in value:
             yield from _walk(child)
+
+
+def _collect_unsent(farm, job):
+    """The client's run of `job` (created, nothing sent yet), collected; what ended it."""
+    from farm.client.film import Film
+    from farm.client.run import JobRun
+    from farm.protocol.queue import BucketQueue
+
+    wanted = job.units.in_order()
+    run = JobRun(job, Film(job.meta.width, job.meta.height, (), job.meta.spp), BucketQueue(farm.redis, farm.app),
+                 unsent=list(wanted), wanted=wanted)
+    deadline = time.monotonic() + 60
+
+    def bounded() -> None:
+        if time.monotonic() > deadline:
+            raise AssertionError("the job did not end within 60 s")
+
+    with pytest.raises(FarmError) as ended:
+        run.collect(check_alive=bounded, stall_timeout=60)
+    return ended.value
+
+
+def _no_bad_worker_and_nothing_queued(farm, job_id: str) -> None:
+    from farm.protocol import registry
+    from farm.protocol.queue import BucketQueue
+
+    assert {name: w.bad for name, w in registry.workers(farm.redis).items() if w.bad} == {}
+    queue = BucketQueue(farm.redis, farm.app)  # purged by whoever failed the job, right after it told the client
+    commands.wait_for(lambda: not queue.scan(job_id).queued, 10, "the failed job's queued messages to go")
+
+
+@pytest.mark.parametrize("field, damage, named", [("width", "ten", "field width is 'ten', not an integer"),
+                                                  ("digest", None, "field digest is missing")])
+def test_a_malformed_job_record_fails_the_job_once_naming_the_field(farm, make_document, field, damage, named):
+    """Workers that find a job's record damaged fail the job with the field named (the
+    job's fault, the same on every worker), instead of skipping its buckets while the
+    client sends them again for ever; `farm status` lists it."""
+    from farm.client.status import job_lines
+    from farm.protocol.jobs import Job
+    from farm.protocol.record import JobRecord
+
+    document = make_document(width=32, height=32, spp=2)
+    job = Job.create(farm.redis, Job.describe(parse_scene(document), 16, "spiral"), document)
+    if damage is None:
+        farm.redis.hdel(JobRecord.key_for(job.job_id), field)
+    else:
+        farm.redis.hset(JobRecord.key_for(job.job_id), field, damage)
+    error = _collect_unsent(farm, job)
+    assert named in str(error) and "malformed description" in str(error), error
+    assert JobRecord(farm.redis, job.job_id).state()[0] == "failed"
+    assert [line for line in job_lines(farm.redis) if line.startswith(job.job_id)] == [
+        f"{job.job_id}  failed     {JobRecord(farm.redis, job.job_id).state()[1]}"]
+    _no_bad_worker_and_nothing_queued(farm, job.job_id)
+
+
+def test_a_json_bomb_fails_its_job_not_the_workers(make_farm, make_document):
+    """A scene document nested deeper than Python recurses: the job's fault on every worker,
+    so the job fails once, its messages go, no worker goes bad, and they render on."""
+    from farm.protocol.jobs import Job
+    from farm.protocol.scenes import SceneStore
+
+    farm = make_farm()
+    document = make_document(width=32, height=32, spp=2, description="a bomb, once in Redis")
+    job = Job.create(farm.redis, Job.describe(parse_scene(document), 8, "spiral"), document)  # 16 buckets
+    depth = 200_000
+    farm.redis.set(SceneStore.key_for(job.meta.digest), "[" * depth + "]" * depth)  # 400 kB, under the limit
+    error = _collect_unsent(farm, job)
+    assert "nested too deeply" in str(error), error
+    _no_bad_worker_and_nothing_queued(farm, job.job_id)
+    good = make_document(width=16, height=16, spp=1)
+    assert farm.render(parse_scene(good), good, bucket_size=8).film.complete

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from farm.exceptions import FarmError
+from farm.exceptions import FarmError, MalformedJob
 from farm.protocol.broker import server_time
 from farm.protocol.jobs import Job
 from farm.protocol.record import JobRecord
@@ -14,10 +14,16 @@ from farm.protocol.record import JobRecord
 def job_lines(redis_client) -> list[str]:
     """A line per job on the farm, oldest first: state, progress, frame (`farm status`,
     the live view's list)."""
-    jobs, lines = [], []
+    jobs, lines, malformed = [], [], []
     for job_id in JobRecord.ids(redis_client):
-        with contextlib.suppress(FarmError):
+        try:
             jobs.append(Job.load(redis_client, job_id))
+        except MalformedJob as exc:  # listed all the same, with what is wrong (its state, if it ended)
+            with contextlib.suppress(FarmError):
+                state, error = JobRecord(redis_client, job_id).state()
+                malformed.append(f"{job_id}  {state or 'rendering':9}  {error or exc}")
+        except FarmError:  # gone between the scan and the read
+            continue
     now = server_time(redis_client)
     for job in sorted(jobs, key=lambda j: j.meta.created):
         done, total = len(job.tiles.stored()), job.unit_count
@@ -31,4 +37,4 @@ def job_lines(redis_client) -> list[str]:
         lines.append(f"{job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
                      f"{meta.width}x{meta.height} {meta.spp} spp  created "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}" + note)
-    return lines
+    return lines + sorted(malformed)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from farm import defaults
-from farm.buckets import count
-from farm.exceptions import JobError
+from farm.buckets import ORDERS, count
+from farm.exceptions import JobError, MalformedJob
 
 
 # The AOV layers a job may ask for, beside the beauty pass (README: conventions).
@@ -74,30 +74,42 @@ class JobMeta:
     def from_redis(cls, raw: dict[bytes, bytes]) -> JobMeta:
         """The description as a worker reads it: Redis is input from outside, so every
         number is checked against the limits the client was held to."""
-        values = {k.decode(): v.decode() for k, v in raw.items()}
+        values = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+        job_id = values.get("job_id", "?")
+
+        def field(name: str, kind=str, default: str | None = None):
+            text = values.get(name, default)
+            if text is None:
+                raise MalformedJob(f"job {job_id}: malformed description in Redis: field {name} is missing")
+            try:
+                return kind(text)
+            except ValueError:
+                raise MalformedJob(f"job {job_id}: malformed description in Redis: field {name} is {text[:40]!r}, "
+                                   f"not {'an integer' if kind is int else 'a number'}") from None
+
+        meta = cls(
+            job_id=field("job_id"),
+            digest=field("digest"),
+            width=field("width", int),
+            height=field("height", int),
+            spp=field("spp", int),
+            bucket_size=field("bucket_size", int),
+            order=field("order"),
+            created=field("created", float),
+            assets=tuple(d for d in values.get("assets", "").split(",") if d),
+            null=field("null", float) if values.get("null") else None,
+            aovs=tuple(name for name in values.get("aovs", "").split(",") if name),
+            sums=bool(values.get("sums")),
+            first=field("first", int, "0"),
+            end=field("end", int, "0"),
+            cell=field("cell", int, "0"),
+            tail=field("tail", int, "0"),
+            split=field("split", int, "0"),
+        )
         try:
-            meta = cls(
-                job_id=values["job_id"],
-                digest=values["digest"],
-                width=int(values["width"]),
-                height=int(values["height"]),
-                spp=int(values["spp"]),
-                bucket_size=int(values["bucket_size"]),
-                order=values["order"],
-                created=float(values["created"]),
-                assets=tuple(d for d in values.get("assets", "").split(",") if d),
-                null=float(values["null"]) if values.get("null") else None,
-                aovs=tuple(name for name in values.get("aovs", "").split(",") if name),
-                sums=bool(values.get("sums")),
-                first=int(values.get("first", "0")),
-                end=int(values.get("end", "0")),
-                cell=int(values.get("cell", "0")),
-                tail=int(values.get("tail", "0")),
-                split=int(values.get("split", "0")),
-            )
-        except (KeyError, ValueError) as exc:
-            raise JobError(f"job {values.get('job_id', '?')}: malformed description in Redis ({exc})") from None
-        meta.check()
+            meta.check()
+        except JobError as exc:
+            raise MalformedJob(f"job {job_id}: description in Redis over the farm's limits: {exc}") from None
         return meta
 
     def check(self) -> None:
@@ -117,6 +129,8 @@ class JobMeta:
                            f"(limit {defaults.MAX_SPP}, FARM_MAX_SPP)")
         if self.cell < 0 or (self.cell and not self.sums):
             raise JobError(f"a sample plan of {self.cell}px cells is not a job")
+        if self.order not in ORDERS:
+            raise JobError(f"unknown bucket order {self.order!r} (choose from {', '.join(ORDERS)})")
         unknown = set(self.aovs) - set(AOVS)
         if unknown:
             raise JobError(f"unknown AOV {', '.join(sorted(unknown))} (known: {', '.join(AOVS)})")

@@ -17,6 +17,7 @@ wrong is farm.protocol.recovery's.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from farm import defaults
 from farm.buckets import Bucket
-from farm.exceptions import FarmError, InvalidTile
+from farm.exceptions import FarmError, InvalidTile, JobVanished
 from farm.protocol import secret
 from farm.protocol.assets import RedisAssets
 from farm.protocol.deliveries import BucketView, Deliveries
@@ -144,8 +145,12 @@ class Job:
 
     def keys(self) -> list[str]:
         """Every key of the job (not its scene's, which jobs share)."""
-        return [self.record.key, self.tiles.key, self.events.key, self.stats.key, *Deliveries.keys_for(self.job_id),
-                self.plans.key]
+        return self.keys_of(self.job_id)
+
+    @staticmethod
+    def keys_of(job_id: str) -> list[str]:
+        return [JobRecord.key_for(job_id), TileStore.key_for(job_id), EventLog.key_for(job_id),
+                JobStats.key_for(job_id), *Deliveries.keys_for(job_id), PlanStore.key_for(job_id)]
 
     def refresh(self) -> str:
         """Read the job's state again (it may have been cancelled or failed elsewhere);
@@ -165,16 +170,25 @@ class Job:
         """Fail the whole job because of bucket `index`, and tell the client; a job that
         already ended keeps its state and first reason (two workers may find one fault)."""
         message = f"bucket {index} failed: {reason}"
-        failed = self.record.fail(message)
-        if failed != 1:
-            if failed == 0:
+        if self.fail_record(self.redis, self.job_id, index, worker, message):
+            self.state, self.error = JobState.FAILED, message
+        else:
+            with contextlib.suppress(JobVanished):
                 self.refresh()
-            return
-        with self.redis.pipeline() as pipe:
-            self._expire(pipe, defaults.FINISHED_TTL)
+
+    @classmethod
+    def fail_record(cls, redis, job_id: str, index: int, worker: str, message: str) -> bool:
+        """Fail the job `job_id` with `message` as its error, its keys then living
+        FINISHED_TTL, and tell its client; even a record whose description does not parse
+        (MalformedJob) fails so. False where it had ended already, or is gone."""
+        if JobRecord(redis, job_id).fail(message) != 1:
+            return False
+        with redis.pipeline() as pipe:
+            for key in cls.keys_of(job_id):
+                pipe.expire(key, defaults.FINISHED_TTL)
             pipe.execute()
-        self.state, self.error = JobState.FAILED, message
-        self.events.push(TileEvent(index, worker, EventKind.FATAL, message))
+        EventLog(redis, job_id).push(TileEvent(index, worker, EventKind.FATAL, message))
+        return True
 
     def _expire(self, pipe, ttl: int) -> None:
         """Queue on `pipe` the expiry of every key of the job in `ttl` seconds."""

@@ -25,6 +25,7 @@ from farm import defaults
 from farm.exceptions import JobDataError
 from farm.protocol.deliveries import BucketView
 from farm.protocol.events import EventKind, TileEvent
+from farm.protocol.jobs import Job
 
 
 class Cause(StrEnum):
@@ -151,6 +152,19 @@ class Recovery:
         if rule.stat:
             job.stats.count(rule.stat, len(indexes))
 
+    def give_up(self, job, index: int, worker: str, reason: str) -> None:
+        """Fail the job because of bucket `index`; its queued messages go with it, so no
+        worker spends a turn on them (nor, for a fault every worker would meet, its health)."""
+        job.fail(index, worker, reason)
+        self.queue.purge(job.job_id)
+
+    def malformed(self, redis, job_id: str, index: int, worker: str, error: Exception) -> None:
+        """A worker found the job's record malformed (MalformedJob: a field missing or not a
+        number): the job's fault, the same on every worker, so the job fails once with the
+        field named, and its queued messages go."""
+        if Job.fail_record(redis, job_id, index, worker, f"bucket {index} failed: {error}"):
+            self.queue.purge(job_id)
+
     # -- what a worker saw -------------------------------------------------------------
 
     def before_render(self, job, index: int, seen: BucketView, worker: str,
@@ -161,7 +175,7 @@ class Recovery:
         decision = self.policy.on_delivery(seen, worker, others_idle=others_idle,
                                            passes=lambda: job.stats.count(f"passed:{index}"))
         if decision.action is Action.GIVE_UP:
-            job.fail(index, worker, decision.reason)
+            self.give_up(job, index, worker, decision.reason)
         elif decision.action is Action.PASS_ON:
             self.resend(job, [index], Cause.PASSED_ON)
         return decision
@@ -173,7 +187,7 @@ class Recovery:
         seen = job.deliveries.view(index)
         decision = self.policy.on_failure(seen, error)
         if decision.action is Action.GIVE_UP:
-            job.fail(index, worker, decision.reason)
+            self.give_up(job, index, worker, decision.reason)
         else:
             job.events.push(TileEvent(index, worker, EventKind.ERROR,
                                       f"{reason} (failure {seen.failures} of {self.policy.max_failures}); sent again"))
@@ -188,7 +202,7 @@ class Recovery:
         job.deliveries.record_failure(index, "this client", reason)
         decision = self.policy.on_failure(job.deliveries.view(index), error)
         if decision.action is Action.GIVE_UP:
-            job.fail(index, "client", decision.reason)
+            self.give_up(job, index, "client", decision.reason)
         else:
             self.resend(job, [index], Cause.REJECTED_TILE)
         return decision
@@ -200,7 +214,7 @@ class Recovery:
         for lease in sorted(leases, key=lambda lease: lease.bucket):
             decision = self.policy.on_lost(job.deliveries.view(lease.bucket))
             if decision.action is Action.GIVE_UP:
-                job.fail(lease.bucket, lease.worker, decision.reason)
+                self.give_up(job, lease.bucket, lease.worker, decision.reason)
                 return decision
         return Decision(Action.SEND_AGAIN)
 

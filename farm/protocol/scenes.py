@@ -52,6 +52,8 @@ class SceneStore:
             return json.loads(text)
         except ValueError as exc:
             raise JobDataError(f"scene {short} in Redis is not JSON: {exc}") from None
+        except RecursionError:  # a JSON bomb: nesting only, every worker would meet it
+            raise JobDataError(f"scene {short} in Redis is nested too deeply to read") from None
 
 
 class PlanStore(JobPart):

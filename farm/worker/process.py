@@ -26,7 +26,7 @@ from celery.exceptions import Ignore, Reject
 from celery.signals import worker_process_init
 
 from farm import defaults
-from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, SceneError
+from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, MalformedJob, SceneError
 from farm.protocol import registry, secret
 from farm.protocol.assets import RedisAssets
 from farm.protocol.broker import client
@@ -92,7 +92,10 @@ class WorkerState:
             return self.renderers[(digest, aovs)]
         started = time.perf_counter()
         try:  # what fails here fails on every worker: the job's fault (JobDataError), not this one's
-            scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
+            try:
+                scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
+            except RecursionError:  # a document nested deeper than Python recurses: the job's, on every worker
+                raise JobDataError(f"scene {digest[:12]} in Redis is nested too deeply to read") from None
             if scene.digest != digest:
                 raise JobDataError(f"scene {digest[:12]} in Redis does not match its digest")
             if self.cache is None:
@@ -165,12 +168,16 @@ class WorkerState:
         self.rendering = True
         lease = None
         try:
-            try:  # what the job's record says; an unreadable one is skipped
+            try:  # what the job's record says; a malformed one fails the job, a vanished one is skipped
                 # a negative index takes the long way, where _start drops it as stray (Job.take checks only the top)
                 fresh = index >= 0 and not (self.stopping or self.bad)
                 taken = Job.take(self.redis, job_id, draft, also=beat(True)) if fresh else None
                 if taken is None:
                     job, seen = Job.look(self.redis, job_id, index)
+            except MalformedJob as exc:
+                log.error("job %s failed: %s", job_id[:8], exc)
+                self.recovery(task.app).malformed(self.redis, job_id, index, hostname, exc)
+                return False
             except FarmError as exc:
                 log.warning("bucket %d skipped: %s", index, exc)
                 return False
