@@ -19,16 +19,14 @@ import os
 import signal
 import socket
 import time
-from collections import OrderedDict
 
 import numpy as np
 from celery.exceptions import Ignore, Reject
 from celery.signals import worker_process_init
 
 from farm import defaults
-from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, MalformedJob, SceneError
+from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, MalformedJob
 from farm.protocol import registry, secret
-from farm.protocol.assets import RedisAssets
 from farm.protocol.broker import client
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import BucketView, Job, JobState
@@ -37,13 +35,11 @@ from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
 from farm.protocol.recovery import Action, Recovery, hand_back
 from farm.protocol.tiles import TileHeader
-from farm.scene import parse_scene
-from farm.scene.pack import pack
 from farm.worker import device as devices
 from farm.worker import metrics, plugins
-from farm.worker.cache import AssetCache, PackedCache
 from farm.worker.leases import LeaseKeeper
-from farm.worker.render import Renderer, build_program
+from farm.worker.render import build_program
+from farm.worker.scenes import Scenes
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +47,6 @@ log = logging.getLogger(__name__)
 # a real worker loads none of them.
 hooks = plugins.load()
 
-# Scenes kept uploaded per process: the current job's, and the previous one's for overlap.
-SCENES_KEPT = 2
 
 
 class WorkerState:
@@ -64,58 +58,15 @@ class WorkerState:
         self.redis = client(redis_url)
         self.device = hooks.device() or devices.current()
         self.key = secret.key()  # the farm's secret, which tags every tile
-        self.renderers: OrderedDict[tuple[str, bool], Renderer] = OrderedDict()  # by (digest, AOVs)
-        self.plans: OrderedDict[str, Plan] = OrderedDict()  # sample plans of noise-target jobs, by job
+        self.scenes = Scenes(self.redis, self.device, hooks)  # uploaded once per process, with their plans
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
         self.rendering = False
         # Here, not at worker_process_init: billiard installs its own SIGTERM handler after it.
         signal.signal(signal.SIGTERM, _stop_child)
         self.failed_in_a_row = 0
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
-        # the machine's folders of fetched files and packed scenes, opened with the first scene
-        self.cache: AssetCache | None = None
-        self.packed: PackedCache | None = None
         self.lease_keeper = LeaseKeeper()
         self._recovery: Recovery | None = None
-
-    def renderer_for(self, job: Job) -> Renderer:
-        """The renderer of the job's scene, uploading it on first use in this process."""
-        plugged = hooks.renderer(job)
-        if plugged is not None:
-            return plugged
-        if job.meta.null is not None:
-            raise JobDataError("the job asks for the null renderer of `farm bench --overhead`, which only "
-                               "workers started with FARM_NULL_RENDER have")
-        digest, aovs = job.meta.digest, bool(job.meta.aovs)
-        if (digest, aovs) in self.renderers:
-            self.renderers.move_to_end((digest, aovs))
-            return self.renderers[(digest, aovs)]
-        started = time.perf_counter()
-        try:  # what fails here fails on every worker: the job's fault (JobDataError), not this one's
-            try:
-                scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
-            except RecursionError:  # a document nested deeper than Python recurses: the job's, on every worker
-                raise JobDataError(f"scene {digest[:12]} in Redis is nested too deeply to read") from None
-            if scene.digest != digest:
-                raise JobDataError(f"scene {digest[:12]} in Redis does not match its digest")
-            if self.cache is None:
-                self.cache, self.packed = AssetCache(), PackedCache()
-            assets = RedisAssets(self.redis, scene.assets, self.cache)
-            packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
-        except SceneError as exc:
-            raise JobDataError(str(exc)) from None
-        renderer = Renderer(self.device, packed, aovs)
-        fetched = assets.fetched
-        for stat, amount in (("assets_fetched", fetched.files), ("asset_bytes_fetched", fetched.bytes),
-                             ("asset_cache_hits", fetched.reused)):
-            if amount:
-                job.stats.count(stat, amount)
-        metrics.assets_fetched(fetched.bytes, fetched.reused)
-        self.renderers[(digest, aovs)] = renderer
-        while len(self.renderers) > SCENES_KEPT:
-            self.renderers.popitem(last=False)
-        log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)
-        return renderer
 
     def _start(self, task, job: Job, seen: BucketView, draft: Lease, hostname: str, beat) -> Lease | None:
         """The long way into a bucket, from what Job.look read: skip what needs no render,
@@ -228,13 +179,13 @@ class WorkerState:
     def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float]:
         """The bucket's tile (None if stopped early) and the seconds it took."""
         hooks.before_bucket(index)
-        renderer = self.renderer_for(job)
+        renderer = self.scenes.renderer_for(job)
         bucket = job.bucket(index)
         part = job.part(index)
         if part is not None:  # a part of a split bucket: the sums of its samples
             plan = Plan.uniform(job.meta.width, job.meta.height, *part[1])
         else:
-            plan = self._plan(job) if job.meta.sums else None
+            plan = self.scenes.plan(job) if job.meta.sums else None
         last_pass = started = time.perf_counter()
 
         def should_stop() -> bool:
@@ -254,14 +205,6 @@ class WorkerState:
             taken = plan.samples(bucket) if plan is not None else bucket.width * bucket.height * job.meta.spp
             metrics.bucket_rendered(self.device.name, seconds, taken)
         return tile, seconds
-
-    def _plan(self, job: Job) -> Plan:
-        """The samples the job gives each pixel (Job.plan), read once per process and job."""
-        if job.job_id not in self.plans:
-            self.plans[job.job_id] = job.plan()
-            while len(self.plans) > SCENES_KEPT:
-                self.plans.popitem(last=False)
-        return self.plans[job.job_id]
 
     def _stopped(self, task, job: Job, index: int) -> bool:
         """The render stopped between passes: say why; a shutdown hands the bucket back, a
