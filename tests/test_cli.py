@@ -486,3 +486,26 @@ def test_a_broker_password_is_never_echoed(url, shown, tmp_path):
     result = submit(CORNELL, "-o", tmp_path / "out.png", "--broker", url)
     assert_one_line_error(result, f"cannot reach broker {shown}")
     assert "SECRET" not in result.stderr + result.stdout
+
+
+def test_output_for_logs_and_pipes(farm, make_document, write_scene, tmp_path):
+    """Issue 26 item 8: stderr that is not a terminal gets plain progress lines, not a bar
+    redrawn with carriage returns; a render in rounds ends with a total; --version."""
+    document = make_document(width=32, height=24, spp=4)
+    result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--progressive", "--bucket-size", "8",
+                    "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "█" not in result.stderr
+    progress = re.findall(r"^render: (\d+)% (\d+)/12 buckets$", result.stderr, re.M)
+    assert progress and progress[-1] == ("100", "12") and len(progress) <= 3 * 10, result.stderr
+    assert re.fullmatch(r".*frame\.exr: 3 rounds in all, 4 spp, \d+\.\d\ds", result.stdout.splitlines()[-1])
+    farm_version = commands.run("--version")
+    assert farm_version.returncode == 0 and re.fullmatch(r"farm \d+\.\d+\.\d+\S*\n", farm_version.stdout)
+
+
+def test_submit_says_its_version(capsys):
+    from farm.client.cli import submit_parser
+
+    with pytest.raises(SystemExit) as ended:
+        submit_parser().parse_args(["--version"])
+    assert ended.value.code == 0 and re.fullmatch(r"farm \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)

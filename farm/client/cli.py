@@ -33,7 +33,18 @@ def _terminate(signum, frame) -> None:
 def submit_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="submit", description="Render a scene on the farm, bucket by bucket.")
     add_render_options(parser)
+    parser.add_argument("--version", action="version", version=f"farm {_version()}")
     return parser
+
+
+def _version() -> str:
+    """The installed farm's version (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("farm")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def submit_main(argv: list[str] | None = None) -> int:
@@ -64,6 +75,7 @@ def _quiet_when_stdout_closes(command) -> int:
 
 def _farm_main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
+    parser.add_argument("--version", action="version", version=f"farm {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
     add_render_options(submit)

@@ -118,6 +118,10 @@ class Listener:
         terminal's holds Ctrl-C back until the file and the line that names it agree."""
         return contextlib.nullcontext()
 
+    def rounds_done(self, output: Path, rounds: int, counts, seconds: float) -> None:
+        """A render in rounds ended: `rounds` complete, `counts` the samples of each pixel
+        in `output`, `seconds` from the first round's start."""
+
     def cancel_on(self, run: JobRun, error: BaseException) -> bool:
         """Whether to cancel a job whose collection stopped on `error` (not a failed or
         cancelled job, which is over): True, or False to leave it rendering for `farm collect`."""
@@ -163,7 +167,7 @@ class FrameRender:
         film = Film(self.scene.film.width, self.scene.film.height, self.options.layers, self.scene.film.spp)
         limit = self.options.time_limit
         clock = RoundClock(limit, self.scene.film.width, self.scene.film.height) if limit else None
-        kept = None  # what the output holds: the last complete round
+        kept, began_all, complete = None, time.perf_counter(), 0  # kept: what the output holds, the last complete round
         for number, plan, what in rounds(self.scene, film, self.options.noise, self.options.min_spp,
                                          self.options.max_spp):
             last = False
@@ -189,7 +193,7 @@ class FrameRender:
             except TimeUp:
                 self.listener.status(f"time limit: round {number} cancelled at {limit:g}s")
                 break
-            kept = (number, film.counts)
+            kept, complete = (number, film.counts), complete + 1
             if clock is not None:
                 clock.done(plan, time.perf_counter() - began)
             if last:
@@ -199,6 +203,8 @@ class FrameRender:
             spp = f"{int(counts.max())} samples per pixel" if counts.min() == counts.max() else \
                 f"{float(counts.mean()):.1f} samples per pixel in the mean"
             self.listener.status(f"time limit: {self.output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
+        if kept is not None:
+            self.listener.rounds_done(self.output, complete, kept[1], time.perf_counter() - began_all)
         return self.run
 
     def collect(self, run: JobRun, deadline: float | None = None, label: str = "") -> JobRun:

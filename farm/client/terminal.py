@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from farm.client.render import Listener
@@ -37,10 +38,14 @@ class TerminalListener(Listener):
     def started(self, run, label: str) -> None:
         if self.view is not None:
             self.view.show(run, label)
-        if not self.quiet:
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
             from tqdm import tqdm
 
             self.progress = tqdm(total=run.total, unit="bucket", desc="render", file=sys.stderr, dynamic_ncols=True)
+        else:  # a log or a pipe: plain lines, not a bar redrawn with carriage returns
+            self.progress = ProgressLines(run.total)
 
     def bucket(self, record) -> None:
         if self.progress is not None:
@@ -82,6 +87,10 @@ class TerminalListener(Listener):
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)  # one that came meanwhile is raised now
 
+    def rounds_done(self, output: Path, rounds: int, counts, seconds: float) -> None:
+        spp = f"{int(counts.max())} spp" if counts.min() == counts.max() else f"{float(counts.mean()):.1f} spp in the mean"
+        print(f"{output}: {rounds} round{'s' * (rounds != 1)} in all, {spp}, {seconds:.2f}s")
+
     def cancel_on(self, run, error: BaseException) -> bool:
         """After Ctrl-C or SIGTERM (or an error), cancel the job, or leave it rendering for
         `farm collect`; only Ctrl-C asks."""
@@ -95,6 +104,32 @@ class TerminalListener(Listener):
                   f"`farm collect {run.job.job_id} -o {self.output}`", file=sys.stderr)
             return False
         return True
+
+
+class ProgressLines:
+    """Progress for a log: a line `render: P% N/M buckets` at each tenth of the frame, or
+    after PROGRESS_LINE_SECONDS without one; tqdm's interface, as far as it is used here."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.shown = total, 0, 0
+        self.last = time.monotonic()
+
+    def update(self, count: int) -> None:
+        self.done += count
+        tenth = self.done * 10 // max(self.total, 1)
+        if tenth > self.shown or time.monotonic() - self.last >= PROGRESS_LINE_SECONDS:
+            self.shown, self.last = tenth, time.monotonic()
+            print(f"render: {100 * self.done // max(self.total, 1)}% {self.done}/{self.total} buckets", file=sys.stderr)
+
+    def write(self, message: str, file=sys.stderr) -> None:
+        print(message, file=file)
+
+    def close(self) -> None:
+        pass
+
+
+# Seconds between progress lines in a log when the frame moves slower than a tenth at a time.
+PROGRESS_LINE_SECONDS = 30.0
 
 
 def _ask_cancel(job_id: str) -> str:
