@@ -168,6 +168,10 @@ RESTORE_INTERVAL = _int("FARM_RESTORE_INTERVAL", 5)
 # broken bucket must not loop for ever, a single flaky failure must not end the frame.
 MAX_FAILURES = _int("FARM_MAX_FAILURES", 3)
 
+# Run a farm whose broker is off the loopback without a shared secret (farm.protocol.secret):
+# refused by default, as Redis's protected mode refuses strangers; a test bed may say so.
+ALLOW_NO_SECRET = os.environ.get("FARM_ALLOW_NO_SECRET", "") not in ("", "0")
+
 # Seconds before a bucket that failed is sent again after its first failure, doubling
 # with each further one, at most a quarter of LEASE_TIMEOUT: a fault that passes (a device
 # reset, memory pressure) gets time to pass, and the resend still goes long before the

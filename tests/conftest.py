@@ -11,6 +11,11 @@ import pytest
 
 from tests.files import CORNELL
 
+# Every process the tests start shares one farm secret, as a real farm's do (the embedded
+# farm would make one with the first farm, which made the warning of a farm without one
+# depend on the order of the tests); the tests of a farm without one remove it.
+os.environ.setdefault("FARM_SECRET", __import__("secrets").token_hex(32))
+
 
 @pytest.fixture(scope="session")
 def cornell_document() -> dict:

@@ -509,3 +509,36 @@ def test_submit_says_its_version(capsys):
     with pytest.raises(SystemExit) as ended:
         submit_parser().parse_args(["--version"])
     assert ended.value.code == 0 and re.fullmatch(r"farm \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+OFF_LOOPBACK = "redis://10.255.255.1:6379/0"  # never reached: the refusal comes before any connection
+
+
+def test_no_secret_for_a_broker_off_the_loopback_is_refused_unless_allowed(farm, tmp_path):
+    """Issue 26 item 5, Redis's protected mode for the farm's secret: without FARM_SECRET a
+    client and a worker refuse a broker off the loopback in one line, before connecting;
+    FARM_ALLOW_NO_SECRET lets them go on with a warning; on the loopback, a warning."""
+    import os
+    import sys
+
+    no_secret = {"FARM_SECRET": "", "FARM_SECRET_FILE": ""}
+    refused = commands.run("status", "--broker", OFF_LOOPBACK, env=no_secret, timeout=30)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert refused.stderr.startswith("farm status: error: no farm secret (FARM_SECRET or FARM_SECRET_FILE) for the "
+                                     f"broker {OFF_LOOPBACK}, which is not on this machine's loopback")
+    assert refused.seconds < 10
+    worker = subprocess.run([sys.executable, "-m", "celery", "-A", "farm", "worker", "--pool", "solo",
+                             "--without-gossip", "--without-mingle"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, **no_secret, "FARM_BROKER_URL": OFF_LOOPBACK})
+    assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr
+    assert "worker: error: no farm secret" in worker.stderr
+    allowed = commands.run("status", "--broker", "redis://127.0.0.1:1/0", env=no_secret, timeout=30)
+    assert allowed.returncode == 2 and allowed.stderr.splitlines()[0].startswith("farm: warning: no farm secret")
+    status = commands.run("status", "--broker", farm.broker_url, env=no_secret, timeout=30)
+    assert status.returncode == 0 and status.stderr.splitlines() == [
+        "farm: warning: no farm secret (FARM_SECRET or FARM_SECRET_FILE): tiles are checked for damage, not for who "
+        "made them"]
+    off = commands.run("status", "--broker", OFF_LOOPBACK, env={**no_secret, "FARM_ALLOW_NO_SECRET": "1",
+                                                                 "FARM_CONNECT_TIMEOUT": "1"}, timeout=60)
+    assert off.returncode == 2 and "(FARM_ALLOW_NO_SECRET is set)" in off.stderr.splitlines()[0]
+    assert "cannot reach broker" in off.stderr

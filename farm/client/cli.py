@@ -265,8 +265,12 @@ def _farm(broker_url: str):
     """A patient Redis client and the Celery app (to send tasks by name), both pointed at
     `broker_url`."""
     from farm.app import app
+    from farm.protocol import secret
     from farm.protocol.broker import connect
 
+    warning = secret.guard(broker_url)  # before a byte goes to the broker
+    if warning:
+        print(f"farm: {warning}", file=sys.stderr)
     redis_client = connect(broker_url)
     app.conf.broker_url = broker_url
     return redis_client, app

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import functools
 import hmac
+import ipaddress
 import os
 import secrets
+from urllib.parse import urlsplit
 
+from farm import defaults
 from farm.exceptions import FarmError
 
 # Bytes of a new secret: 256 bits, the size of the SHA-256 block HMAC folds it into.
@@ -54,3 +57,43 @@ def tag(key: bytes, data: bytes) -> bytes:
 
 def matches(key: bytes, data: bytes, expected: bytes) -> bool:
     return hmac.compare_digest(tag(key, data), expected)
+
+
+def guard(broker_url: str) -> str | None:
+    """Redis's protected mode, for the farm's secret: without one, a broker off the
+    loopback is refused (FarmError: anyone who reaches it could put pixels into every
+    frame) unless FARM_ALLOW_NO_SECRET says so; on the loopback, or so allowed, the line of
+    warning to print. None where a secret is configured."""
+    if configured():
+        return None
+    local = all(_loopback(host) for host in _hosts(broker_url))
+    if not local and not defaults.ALLOW_NO_SECRET:
+        from farm.protocol.broker import redacted
+
+        raise FarmError(f"no farm secret (FARM_SECRET or FARM_SECRET_FILE) for the broker {redacted(broker_url)}, "
+                        f"which is not on this machine's loopback: anyone who can reach it could put pixels into "
+                        f"every frame. Make one with `farm secret` and give it to every worker and client, or set "
+                        f"FARM_ALLOW_NO_SECRET=1 to run without")
+    return ("warning: no farm secret (FARM_SECRET or FARM_SECRET_FILE): tiles are checked for damage, not for "
+            "who made them" + ("" if local else " (FARM_ALLOW_NO_SECRET is set)"))
+
+
+def _hosts(broker_url: str) -> list[str]:
+    """The host of each address in a broker URL (a sentinel:// URL names several, ';'-separated)."""
+    hosts = []
+    for address in broker_url.split(";"):
+        parts = urlsplit(address.strip())
+        if parts.scheme in ("unix", "redis+socket", "socket"):
+            hosts.append("localhost")
+        else:
+            hosts.append(parts.hostname or "localhost")
+    return hosts
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only localhost is known to stay on this machine
+        return False

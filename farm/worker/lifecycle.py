@@ -13,8 +13,8 @@ import sys
 from celery.signals import heartbeat_sent, worker_init, worker_ready, worker_shutting_down
 
 from farm import defaults
-from farm.exceptions import SettingsError
-from farm.protocol import registry
+from farm.exceptions import FarmError
+from farm.protocol import registry, secret
 from farm.protocol.broker import client
 from farm.worker import metrics
 
@@ -38,9 +38,12 @@ def _start(sender, **_):
     A FARM_* setting that does not parse stops it here, in one line."""
     try:
         defaults.check()
-    except SettingsError as exc:
+        warning = secret.guard(sender.app.conf.broker_url)
+    except FarmError as exc:  # a bad setting, or no secret for a broker off the loopback
         print(f"worker: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None  # Celery's signal dispatch passes on only a BaseException
+    if warning:
+        log.warning("worker %s: %s", sender.hostname, warning)
     sender.app.conf.broker_connection_max_retries = None
     try:
         registry.clear_bad(_registry(sender), sender.hostname)
