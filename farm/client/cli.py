@@ -33,8 +33,20 @@ def _terminate(signum, frame) -> None:
 def submit_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="submit", description="Render a scene on the farm, bucket by bucket.")
     add_render_options(parser)
-    parser.add_argument("--version", action="version", version=f"farm {_version()}")
+    parser.add_argument("--version", action=_Version)
     return parser
+
+
+class _Version(argparse.Action):
+    """--version: farm's version, looked up only when asked (the package metadata costs a
+    few tens of milliseconds at every start otherwise)."""
+
+    def __init__(self, option_strings, dest, **_):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print farm's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"farm {_version()}")
+        parser.exit()
 
 
 def _version() -> str:
@@ -75,7 +87,7 @@ def _quiet_when_stdout_closes(command) -> int:
 
 def _farm_main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
-    parser.add_argument("--version", action="version", version=f"farm {_version()}")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
     add_render_options(submit)
@@ -126,6 +138,8 @@ def _add_tool_commands(commands, argv: list[str]) -> None:
     from importlib.metadata import entry_points
 
     asked = next((arg for arg in argv if not arg.startswith("-")), None)
+    if asked in commands.choices:  # a command of farm's own: no tool to look up
+        return
     for point in sorted(entry_points(group=TOOL_COMMANDS), key=lambda point: point.name):
         if asked not in (point.name, None):
             commands.add_parser(point.name, help=f"(a tool: `farm {point.name} --help`)", add_help=False)

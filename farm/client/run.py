@@ -129,10 +129,9 @@ class JobRun(Reconciliation):
         self.watch(on_bucket, on_notice, check_alive, stall_timeout)
         loop = JobLoop(self.job.redis)
         loop.add(self)
-        while loop.runs:
-            for _, error in loop.step():
-                if error is not None:
-                    raise error
+        error = loop.run()[self.job.job_id]
+        if error is not None:
+            raise error
         return self.film
 
     def watch(

@@ -218,9 +218,6 @@ class Job:
         """How many tasks, in the job's order, have been sent (JobRecord.sent)."""
         return self.record.sent(self.unit_count)
 
-    def units_in_order(self) -> list[int]:
-        return self.units.in_order()
-
     # -- what it renders ----------------------------------------------------------------
 
     def scene_document(self) -> dict:

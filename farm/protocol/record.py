@@ -70,9 +70,6 @@ class JobRecord:
                               f"Redis restart)")
         return JobMeta.from_redis(raw), _text(raw.get(b"state")), _text(raw.get(b"error"))
 
-    def read(self) -> tuple[JobMeta, str, str]:
-        return self.parse(self.job_id, self.redis.hgetall(self.key))
-
     def write(self, pipe, meta: JobMeta) -> None:
         """Queue on `pipe` the new record of `meta`, living JOB_TTL."""
         pipe.hset(self.key, mapping=meta.to_redis())
