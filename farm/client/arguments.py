@@ -117,3 +117,25 @@ def aovs(text: str) -> tuple[str, ...]:
     if unknown:
         raise FarmError(f"--aov: unknown AOV {', '.join(unknown)} (known: {', '.join(AOVS)})")
     return names
+
+
+class Version(argparse.Action):
+    """--version: farm's version, looked up only when asked (the package metadata costs a
+    few tens of milliseconds at every start otherwise)."""
+
+    def __init__(self, option_strings, dest, **_):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print farm's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"farm {_version()}")
+        parser.exit()
+
+
+def _version() -> str:
+    """The installed farm's version (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("farm")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"

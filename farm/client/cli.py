@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from farm import defaults
-from farm.client.arguments import (add_broker_option, add_output_options, add_render_options, aovs,
+from farm.client.arguments import (Version, add_broker_option, add_output_options, add_render_options, aovs,
                                    watch_address)
 from farm.exceptions import FarmError, Terminated
 
@@ -33,30 +33,8 @@ def _terminate(signum, frame) -> None:
 def submit_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="submit", description="Render a scene on the farm, bucket by bucket.")
     add_render_options(parser)
-    parser.add_argument("--version", action=_Version)
+    parser.add_argument("--version", action=Version)
     return parser
-
-
-class _Version(argparse.Action):
-    """--version: farm's version, looked up only when asked (the package metadata costs a
-    few tens of milliseconds at every start otherwise)."""
-
-    def __init__(self, option_strings, dest, **_):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print farm's version and exit")
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"farm {_version()}")
-        parser.exit()
-
-
-def _version() -> str:
-    """The installed farm's version (pyproject.toml)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("farm")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
 
 
 def submit_main(argv: list[str] | None = None) -> int:
@@ -87,7 +65,7 @@ def _quiet_when_stdout_closes(command) -> int:
 
 def _farm_main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="farm", description="Distributed rendering on Celery, Redis and OpenCL.")
-    parser.add_argument("--version", action=_Version)
+    parser.add_argument("--version", action=Version)
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
     add_render_options(submit)
