@@ -9,6 +9,7 @@ import resource
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -173,17 +174,32 @@ def _buckets_done(progress: str) -> int:
     return max((int(n) for n in re.findall(r" (\d+)/\d+ ", progress)), default=0)
 
 
-def _farm_processes(marker: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+def _marked() -> dict:
+    """An environment that marks the processes of one submit: its workers inherit it."""
+    return {"TEST_SUBMIT_MARK": uuid.uuid4().hex}
+
+
+def _marked_processes(mark: dict) -> list[int]:
+    """The processes still alive that carry `mark` (any other farm on this machine, another
+    suite's or a user's, does not count)."""
+    needle = f"TEST_SUBMIT_MARK={mark['TEST_SUBMIT_MARK']}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found
 
 
 def test_embedded_farm_renders_and_leaves_nothing_behind(make_document, write_scene, tmp_path):
     # buckets of some tens of milliseconds: at 4 spp (a millisecond each) the worker that
     # took the first one could finish all 16 before the other's first poll of the queue
     scene_path = write_scene(make_document(width=64, height=64, spp=256))
+    mark = _marked()
     result = submit(scene_path, "-o", tmp_path / "out.png", "--workers", "2", "--bucket-size", "16",
-                    "--report", tmp_path / "report.json", timeout=300)
+                    "--report", tmp_path / "report.json", env=mark, timeout=300)
     assert result.returncode == 0, result.stderr
     from PIL import Image
 
@@ -193,19 +209,21 @@ def test_embedded_farm_renders_and_leaves_nothing_behind(make_document, write_sc
     workers = {b["worker"].split("@")[0] for b in report["buckets"]}
     assert workers == {"local1", "local2"}
     assert "local1@" in result.stdout and "local2@" in result.stdout
-    commands.wait_for(lambda: _farm_processes("--hostname local") == [], 10, "the local workers to end")
+    commands.wait_for(lambda: _marked_processes(mark) == [], 10, "the local workers to end")
 
 
 def test_ctrl_c_stops_everything_and_keeps_what_was_rendered(make_document, write_scene, tmp_path):
     scene_path = write_scene(make_document(width=128, height=128, spp=512))
-    process = commands.start("submit", scene_path, "-o", tmp_path / "out.png", "--workers", 1, "--bucket-size", 16)
+    mark = _marked()
+    process = commands.start("submit", scene_path, "-o", tmp_path / "out.png", "--workers", 1, "--bucket-size", 16,
+                             env=mark)
     progress = commands.read_until(process.stderr, lambda text: _buckets_done(text) >= 2, 120, "two buckets done")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, progress + stderr
     assert "submit: interrupted" in stderr and "Traceback" not in stderr
     assert (tmp_path / "out.partial.png").exists() and not (tmp_path / "out.png").exists()
-    commands.wait_for(lambda: _farm_processes("--hostname local") == [], 10, "the local workers to end")
+    commands.wait_for(lambda: _marked_processes(mark) == [], 10, "the local workers to end")
 
 
 def test_broker_gone_for_good_is_one_line_and_keeps_the_partial_frame(make_farm, make_document, write_scene,
