@@ -1,59 +1,33 @@
 """Every number a user may want to change, each with its reason and its FARM_* variable.
 
-Values are read from the environment when this module is imported, so a worker and a
-client started with the same environment agree. A value that does not parse keeps its
+Values are read when this module is imported, from the FARM_* environment variable, else
+the settings file (farm/settings.py says where it is and how it reads), so a worker and a
+client started alike agree. A value that does not parse or is out of its range keeps its
 default here and is named by `check()`, which every entry point (the commands, a worker's
-start) calls first: this module is imported with any of farm's (farm/__init__ imports the
-app), before any entry point could catch an error raised while importing it.
+start) calls first.
 """
 
 import os
 
-# "FARM_X='value' is not ...": the settings that did not parse, for check().
-_BAD: list[str] = []
+from farm.settings import check, flag, known, name, number, one_of, setting, size, text, whole
+
+__all__ = ["check"]  # every entry point calls defaults.check() first (farm.settings)
 
 
-def check() -> None:
-    """Raise farm.exceptions.SettingsError naming every FARM_* value that did not parse."""
-    if _BAD:
-        from farm.exceptions import SettingsError as FarmSettingsError
-
-        raise FarmSettingsError("; ".join(_BAD))
+def _int(name: str, default: int, least: int = 1, most: int | None = None) -> int:
+    return setting(name, default, whole, "a whole number", least, most)
 
 
-def _parsed(name: str, default, parse, what: str):
-    value = os.environ.get(name, "")
-    if not value.strip():
-        return default
-    try:
-        return parse(value.strip())
-    except (ValueError, OverflowError):
-        _BAD.append(f"{name}={value!r} is not {what}")
-        return default
-
-
-def _int(name: str, default: int) -> int:
-    return _parsed(name, default, int, "a whole number")
-
-
-def _float(name: str, default: float) -> float:
-    return _parsed(name, default, float, "a number")
+def _float(name: str, default: float, least: float = 0.0, most: float | None = None) -> float:
+    return setting(name, default, number, "a number", least, most)
 
 
 def _str(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value in (None, "") else value
+    return setting(name, default, text, "text")
 
 
-def _bytes(name: str, default: int) -> int:
-    """A size in bytes, with an optional K, M or G suffix (powers of 1024): `20G`."""
-
-    def parse(value: str) -> int:
-        value = value.upper().removesuffix("B")
-        scale = 1024 ** ("KMG".index(value[-1]) + 1) if value[-1:] in ("K", "M", "G") else 1
-        return int(float(value[:-1] if scale > 1 else value) * scale)
-
-    return _parsed(name, default, parse, "a size in bytes (such as 512M or 2G)")
+def _bytes(name: str, default: int, least: int = 1) -> int:
+    return setting(name, default, size, "a size in bytes (such as 512M or 2G)", least)
 
 
 def _cache_dir() -> str:
@@ -69,12 +43,17 @@ BROKER_URL = _str("FARM_BROKER_URL", "")
 # (kombu's `master_name`); mymaster is the name in Redis's own sentinel.conf.
 SENTINEL_MASTER = _str("FARM_SENTINEL_MASTER", "mymaster")
 
+# Bucket side limits: below 4 px the launch overhead dominates; above 1024 a bucket
+# stops being a unit of work that can be moved.
+MIN_BUCKET_SIZE = 4
+MAX_BUCKET_SIZE = 1024
+
 # 64 px buckets: large enough that a launch amortises its ~1 ms overhead, small enough
 # that a 1080p frame gives ~500 buckets to spread over many workers.
-BUCKET_SIZE = _int("FARM_BUCKET_SIZE", 64)
+BUCKET_SIZE = _int("FARM_BUCKET_SIZE", 64, least=MIN_BUCKET_SIZE, most=MAX_BUCKET_SIZE)
 
 # Spiral from the centre shows the interesting part of the frame first, like V-Ray.
-BUCKET_ORDER = _str("FARM_BUCKET_ORDER", "spiral")
+BUCKET_ORDER = setting("FARM_BUCKET_ORDER", "spiral", one_of("spiral", "top-down"), "spiral or top-down")
 
 # Local workers started by `submit` when no broker is configured; two shows the split.
 LOCAL_WORKERS = _int("FARM_WORKERS", 2)
@@ -114,38 +93,33 @@ EXPANSION_FLOOR = 64 << 20
 
 # Files travel through Redis in chunks of this size: one command stays well under a
 # millisecond, and no client or server buffer ever holds a whole large file.
-ASSET_CHUNK = _bytes("FARM_ASSET_CHUNK", 1 << 20)
+ASSET_CHUNK = _bytes("FARM_ASSET_CHUNK", 1 << 20, least=1024)
 
 # Where a worker keeps the files it fetched, and how large that folder may grow before
 # the least recently used are evicted; several workers on one machine may share it.
 CACHE_DIR = _cache_dir()
-CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30)
+CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30, least=0)
 # Packed scenes (BVH built, the kernel's arrays) kept beside the assets, one copy per
 # machine: the newest few, as a machine renders few scenes at once and a packed scene of a
 # million triangles takes about 250 MB. A process waits at most PACK_WAIT for another one
 # packing the same scene, then packs it itself.
-PACKED_SCENES = _int("FARM_PACKED_SCENES", 4)
+PACKED_SCENES = _int("FARM_PACKED_SCENES", 4, least=0)
 PACK_WAIT = _float("FARM_PACK_WAIT", 300.0)
 
 # Upper bound on samples per pixel, so a typo cannot book the farm for a week; never past
 # the 2^20 the kernel's fixed-point sums hold exactly (farm.protocol.tiles.MAX_SAMPLES).
-MAX_SPP = min(_int("FARM_MAX_SPP", 1 << 16), 1 << 20)
-
-# Bucket side limits: below 4 px the launch overhead dominates; above 1024 a bucket
-# stops being a unit of work that can be moved.
-MIN_BUCKET_SIZE = 4
-MAX_BUCKET_SIZE = 1024
+MAX_SPP = _int("FARM_MAX_SPP", 1 << 16, most=1 << 20)
 
 # Seconds before Redis hands an unacknowledged bucket to another worker. Must exceed the
 # slowest bucket; an hour is generous for one bucket and still recovers within the hour.
 VISIBILITY_TIMEOUT = _int("FARM_VISIBILITY_TIMEOUT", 3600)
 
 # Seconds to wait for a broker to answer before telling the user it is unreachable.
-CONNECT_TIMEOUT = _float("FARM_CONNECT_TIMEOUT", 3.0)
+CONNECT_TIMEOUT = _float("FARM_CONNECT_TIMEOUT", 3.0, least=0.1)
 
 # Seconds a job's keys stay in Redis with no client looking after it (a client refreshes
 # them while it collects): a day to come back with `farm collect` after a crash.
-JOB_TTL = _int("FARM_JOB_TTL", 24 * 3600)
+JOB_TTL = _int("FARM_JOB_TTL", 24 * 3600, least=60)
 
 # Seconds a finished, cancelled or failed job's keys stay before Redis drops them: time
 # to collect the image again, short enough that nothing piles up.
@@ -155,7 +129,7 @@ FINISHED_TTL = _int("FARM_FINISHED_TTL", 3600)
 # the bucket is sent again. Heartbeats come every quarter of this; ten seconds rides out a
 # busy machine and still recovers a dead host's bucket long before the visibility timeout.
 # At least 4: a dead worker's registry entry (farm.protocol.registry) must be gone by then.
-LEASE_TIMEOUT = max(4.0, _float("FARM_LEASE_TIMEOUT", 10.0))
+LEASE_TIMEOUT = _float("FARM_LEASE_TIMEOUT", 10.0, least=4.0)
 
 # Seconds the client waits between checks of the job (leases, lost messages, stragglers).
 RECONCILE_INTERVAL = 1.0
@@ -170,13 +144,13 @@ MAX_FAILURES = _int("FARM_MAX_FAILURES", 3)
 
 # Run a farm whose broker is off the loopback without a shared secret (farm.protocol.secret):
 # refused by default, as Redis's protected mode refuses strangers; a test bed may say so.
-ALLOW_NO_SECRET = os.environ.get("FARM_ALLOW_NO_SECRET", "") not in ("", "0")
+ALLOW_NO_SECRET = setting("FARM_ALLOW_NO_SECRET", False, flag, "1 or 0 (true or false, yes or no, on or off)")
 
 # Seconds before a bucket that failed is sent again after its first failure, doubling
 # with each further one, at most a quarter of LEASE_TIMEOUT: a fault that passes (a device
 # reset, memory pressure) gets time to pass, and the resend still goes long before the
 # client would take its message for lost. 0: at once.
-FAILURE_BACKOFF = max(0.0, _float("FARM_FAILURE_BACKOFF", 0.5))
+FAILURE_BACKOFF = _float("FARM_FAILURE_BACKOFF", 0.5)
 
 # Failed buckets in a row after which a worker calls itself bad and stops taking buckets.
 BAD_WORKER_FAILURES = _int("FARM_BAD_WORKER_FAILURES", 3)
@@ -197,7 +171,7 @@ WATCH_TOKEN = _str("FARM_WATCH_TOKEN", "")
 # A worker's Prometheus metrics (farm/worker/metrics.py): the port its main process serves
 # them on, 0 for none (two workers on one machine need two ports), and the address, the
 # loopback unless a Prometheus elsewhere scrapes it.
-METRICS_PORT = _int("FARM_METRICS_PORT", 0)
+METRICS_PORT = _int("FARM_METRICS_PORT", 0, least=0, most=65535)
 METRICS_ADDRESS = _str("FARM_METRICS_ADDRESS", "127.0.0.1")
 
 # Seconds worker and client keep retrying (with backoff) a broker that went away, e.g.
@@ -216,10 +190,10 @@ PUBLISH_RETRY = {
 }
 
 # Seconds `submit` waits for its embedded workers to come up (first kernel build included).
-WORKER_START_TIMEOUT = _float("FARM_WORKER_START_TIMEOUT", 120.0)
+WORKER_START_TIMEOUT = _float("FARM_WORKER_START_TIMEOUT", 120.0, least=1.0)
 
 # Seconds without any finished bucket, while no worker answers a ping, before giving up.
-STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0)
+STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0, least=1.0)
 
 # Seconds the client waits while every worker it sees is bad (no device, or failing every
 # bucket) before failing the job with their reasons: a worker restarted by its operator is
@@ -244,7 +218,7 @@ SEND_AHEAD = 2.0
 
 # The Celery queue buckets travel on: on Redis, the lists `farm`, `farm:3`, `farm:6` and
 # `farm:9` (kombu's priority steps, with ":" between), which workers empty in that order.
-QUEUE = _str("FARM_QUEUE", "farm")
+QUEUE = setting("FARM_QUEUE", "farm", name, "a name of letters, digits, -, _ and .")
 PRIORITY_STEPS = (0, 3, 6, 9)
 
 # Shortest remaining job first: a batch goes out at the step of how many buckets its job
@@ -254,7 +228,7 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_BUCKETS = (64, 512, 4096)
 
 # Prefix of every Redis key farm writes, so a shared Redis stays tidy.
-KEY_PREFIX = _str("FARM_KEY_PREFIX", "farm")
+KEY_PREFIX = setting("FARM_KEY_PREFIX", "farm", name, "a name of letters, digits, -, _ and .")
 
 # `submit --split-tail`: the most parts a bucket's samples are split into (each part is a
 # task, a launch and a tile of sums: past a worker's share of a bucket they only cost).
@@ -267,11 +241,11 @@ MAX_SPLIT = _int("FARM_MAX_SPLIT", 16)
 # its relative error is taken of (black pixels would otherwise ask for every sample).
 NOISE_CELL = _int("FARM_NOISE_CELL", 8)
 NOISE_MIN_SPP = _int("FARM_NOISE_MIN_SPP", 16)
-NOISE_FLOOR = _float("FARM_NOISE_FLOOR", 0.01)
+NOISE_FLOOR = _float("FARM_NOISE_FLOOR", 0.01, least=1e-6)
 
 # Seconds of samples per kernel launch when a worker renders a bucket in passes: a
 # cancel, a SIGTERM or a faster copy of the bucket takes effect within about this long.
-PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5)
+PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5, least=0.01)
 
 # Work items per OpenCL work group (a bucket is one 1-d launch, one work item a pixel).
 # Fixed, so every pixel runs the same compiled code whatever the bucket size: part of the
@@ -280,3 +254,14 @@ PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5)
 LOCAL_SIZE = 16
 # The same on GPUs, where a work group of 16 would leave half of each 32-wide warp idle.
 GPU_LOCAL_SIZE = 64
+
+# Settings read where they are used, named here so that check() knows them: the farm's
+# secret and the sentinels' password (farm/protocol/secret.py, broker.py: from the
+# environment or the settings file), the Celery configuration module (farm/app.py) and the
+# switches of the worker plugins in pyproject.toml's farm.worker_plugins (the environment).
+known("FARM_SECRET", "the farm's shared secret (hex text, from `farm secret`)")
+known("FARM_SECRET_FILE", "a file holding the farm's secret")
+known("FARM_SENTINEL_PASSWORD", "the password of Redis Sentinel")
+known("FARM_CELERY_CONFIG", "the module of the Celery settings (farm.celeryconfig)")
+known("FARM_FAULTS", "deliberate faults, for tests and `farm chaos` (farm/tools/faults.py)")
+known("FARM_NULL_RENDER", "the null renderer of `farm bench --overhead` (farm/tools/null.py)")

@@ -15,6 +15,9 @@ from tests.files import CORNELL
 # farm would make one with the first farm, which made the warning of a farm without one
 # depend on the order of the tests); the tests of a farm without one remove it.
 os.environ.setdefault("FARM_SECRET", __import__("secrets").token_hex(32))
+# ...and no settings file: a developer's ~/.config/farm/farm.toml must not change a test;
+# the tests of the settings file name theirs.
+os.environ["FARM_SETTINGS"] = "none"
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,9 @@ def _farm_main(argv: list[str] | None) -> int:
     report.add_argument("report", help="the JSON report of `submit --report` or `farm collect --report`")
     report.add_argument("-o", "--output", required=True, help="the page to write (.html)")
     report.set_defaults(program="farm report", handler=_report_page)
+    settings = commands.add_parser("settings", help="list every setting: its value and where it comes from (a "
+                                                    "FARM_* variable, the settings file or the default)")
+    settings.set_defaults(program="farm settings", handler=_settings)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
     _add_tool_commands(commands, sys.argv[1:] if argv is None else argv)
@@ -138,10 +141,12 @@ def _run_guarded(program: str, function, args) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        defaults.check()  # a FARM_* value that does not parse: one line, before anything starts
+        for warning in defaults.check():  # a bad setting: a line each, before anything starts
+            print(f"{program}: warning: {warning}", file=sys.stderr)
         return function(args)
     except FarmError as exc:
-        print(f"{program}: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one, or one per bad setting
+            print(f"{program}: error: {line}", file=sys.stderr)
         return EXIT_ERROR
     except _broker_errors() as exc:
         from farm.protocol.broker import refusal
@@ -307,21 +312,12 @@ def _cancel(args) -> int:
 
 
 def _status_command(args) -> int:
-    from farm.client.status import job_lines
-    from farm.protocol import registry
+    from farm.client.status import farm_lines
 
     if not args.broker:
         raise FarmError("farm status needs the farm's broker: --broker URL or FARM_BROKER_URL")
     redis_client, _ = _farm(args.broker)
-    lines = job_lines(redis_client)
-    print(f"{len(lines)} job(s)")
-    for line in lines:
-        print(f"  {line}")
-    workers = registry.workers(redis_client)
-    print(f"{len(workers)} worker(s)")
-    for record in sorted(workers.values(), key=lambda w: w.hostname):
-        what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
-        print(f"  {record.hostname}  {what}")
+    print("\n".join(farm_lines(redis_client)))
     return 0
 
 
@@ -370,6 +366,14 @@ def _new_secret(args) -> int:
     from farm.protocol import secret
 
     print(secret.new())
+    return 0
+
+
+def _settings(args) -> int:
+    from farm import settings
+    from farm.protocol.broker import redacted
+
+    print("\n".join(settings.lines(redacted)))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The farm's jobs as lines: `farm status` prints them, the live view lists them."""
+"""The farm's jobs and workers as lines: `farm status` prints them, the live view lists the jobs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ from farm.exceptions import FarmError, MalformedJob
 from farm.protocol.broker import server_time
 from farm.protocol.jobs import Job
 from farm.protocol.record import JobRecord
+
+
+def farm_lines(redis_client) -> list[str]:
+    """`farm status`: the jobs, then the workers, each with what it is doing."""
+    from farm.protocol import registry
+
+    jobs = job_lines(redis_client)
+    workers = registry.workers(redis_client)
+    lines = [f"{len(jobs)} job(s)", *(f"  {line}" for line in jobs), f"{len(workers)} worker(s)"]
+    for record in sorted(workers.values(), key=lambda w: w.hostname):
+        what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
+        lines.append(f"  {record.hostname}  {what}")
+    return lines
 
 
 def job_lines(redis_client) -> list[str]:

@@ -14,9 +14,8 @@ failover.
 from __future__ import annotations
 
 import functools
-import os
 
-from farm import defaults
+from farm import defaults, settings
 from farm.exceptions import BrokerError
 
 # Sentinel's port, and kombu's default for a sentinel:// address without one.
@@ -60,8 +59,8 @@ def sentinel_transport_options() -> dict:
     # look-up itself, and redis-py's default retries made a dead sentinel cost 8 s a pool.
     sentinel_kwargs = {"socket_connect_timeout": defaults.CONNECT_TIMEOUT, "socket_timeout": defaults.CONNECT_TIMEOUT,
                        "retry": None}
-    if os.environ.get("FARM_SENTINEL_PASSWORD"):
-        sentinel_kwargs["password"] = os.environ["FARM_SENTINEL_PASSWORD"]
+    if settings.value("FARM_SENTINEL_PASSWORD"):
+        sentinel_kwargs["password"] = settings.value("FARM_SENTINEL_PASSWORD")
     return {"master_name": defaults.SENTINEL_MASTER, "sentinel_kwargs": sentinel_kwargs}
 
 

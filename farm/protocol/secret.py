@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
-import os
 import secrets
 from urllib.parse import urlsplit
 
-from farm import defaults
+from farm import defaults, settings
 from farm.exceptions import FarmError
 
 # Bytes of a new secret: 256 bits, the size of the SHA-256 block HMAC folds it into.
@@ -29,13 +28,13 @@ def new() -> str:
 
 
 def configured() -> bool:
-    return bool(os.environ.get("FARM_SECRET_FILE") or os.environ.get("FARM_SECRET"))
+    return bool(settings.value("FARM_SECRET_FILE") or settings.value("FARM_SECRET"))
 
 
 def key() -> bytes:
     """This process's key (empty where none is configured); FarmError if the file named
     by FARM_SECRET_FILE cannot be read or is empty."""
-    return _read(os.environ.get("FARM_SECRET_FILE", ""), os.environ.get("FARM_SECRET", ""))
+    return _read(settings.value("FARM_SECRET_FILE"), settings.value("FARM_SECRET"))
 
 
 @functools.lru_cache(maxsize=4)

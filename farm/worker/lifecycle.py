@@ -35,14 +35,15 @@ def _start(sender, **_):
     """A worker outlives a broker outage: it reconnects for as long as it takes. A
     (re)started worker is healthy until it proves otherwise; this runs before its render
     processes start, so one of them that finds no device marks it bad after this.
-    A FARM_* setting that does not parse stops it here, in one line."""
+    A bad setting stops it here, a line for each."""
     try:
-        defaults.check()
-        warning = secret.guard(sender.app.conf.broker_url)
-    except FarmError as exc:  # a bad setting, or no secret for a broker off the loopback
-        print(f"worker: error: {exc}", file=sys.stderr)
+        warnings = defaults.check()
+        warnings.append(secret.guard(sender.app.conf.broker_url))
+    except FarmError as exc:  # a bad setting (a line each), or no secret for a broker off the loopback
+        for line in str(exc).splitlines():
+            print(f"worker: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None  # Celery's signal dispatch passes on only a BaseException
-    if warning:
+    for warning in filter(None, warnings):
         log.warning("worker %s: %s", sender.hostname, warning)
     sender.app.conf.broker_connection_max_retries = None
     try:
