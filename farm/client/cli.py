@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from farm import defaults
+from farm import defaults, parts
 from farm.client.arguments import (Version, add_broker_option, add_output_options, add_render_options, aovs,
                                    watch_address)
 from farm.exceptions import FarmError, Terminated
@@ -221,6 +221,7 @@ def _submit(args) -> int:
             broker_url = args.broker
         else:
             env = {"FARM_DEVICE": args.device} if args.device else None
+            parts.require_worker(LocalFarm.WHAT)
             _status(args, f"starting an embedded Redis and {args.workers} local worker(s)...")
             local = stack.enter_context(LocalFarm(args.workers, env=env))
             broker_url = local.broker_url
@@ -378,6 +379,7 @@ def _settings(args) -> int:
 
 
 def _devices(args) -> int:
+    parts.require_worker("farm devices")
     from farm.worker.device import available
 
     found = available()

