@@ -37,9 +37,9 @@ TINY = ("--resolution", "32x32", "--spp", "1", "--bucket-size", "16")  # four bu
 
 
 def readme_acl(password: str, change: tuple[str, str] | None = None) -> list[str]:
-    """The README's `ACL SETUSER farm ...` line as words, with `password` (and one rule
+    """docs/deploy.md's `ACL SETUSER farm ...` line as words, with `password` (and one rule
     replaced by another, or dropped for ""): the doc and the test cannot drift apart."""
-    lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()
+    lines = [line.strip() for line in (ROOT / "docs" / "deploy.md").read_text().splitlines()
              if line.strip().startswith("ACL SETUSER farm ")]
     assert len(lines) == 1, lines
     words = [f">{password}" if word == ">FARM_PASSWORD" else word for word in lines[0].split()]

@@ -179,7 +179,7 @@ def refusal(exc: BaseException, url: str = "") -> str | None:
         if isinstance(exc, AuthenticationError):
             return f"the broker{at} refused the login: {exc}"
         if isinstance(exc, NoPermissionError):
-            return f"permission denied by the broker's ACL{at} (NOPERM): {exc}; the rules farm needs are in the README"
+            return f"permission denied by the broker's ACL{at} (NOPERM): {exc}; the rules farm needs are in docs/deploy.md"
         if (exc := exc.__cause__ or exc.__context__) is None:
             break
     return None

@@ -10,7 +10,7 @@ from farm.buckets import ORDERS, count
 from farm.exceptions import JobError, MalformedJob
 
 
-# The AOV layers a job may ask for, beside the beauty pass (README: conventions).
+# The AOV layers a job may ask for, beside the beauty pass (docs/scenes.md: conventions).
 AOVS = ("albedo", "normal", "depth", "variance", "material")
 
 # Longest pretend bucket of the null renderer: longer is no benchmark, only a hung job.

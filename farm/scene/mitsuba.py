@@ -1,6 +1,6 @@
 """The same scene for Mitsuba 3, as a dict for `mitsuba.load_dict`: the reference renderer
 our pixels are compared with (tests/test_reference.py), and the executable form of the
-conventions in the README. Needs the `mitsuba` package and a variant set by the caller
+conventions in docs/scenes.md. Needs the `mitsuba` package and a variant set by the caller
 (e.g. `mitsuba.set_variant("scalar_rgb")`).
 
 Every convention of ours maps onto one of Mitsuba's without adjustment except two:

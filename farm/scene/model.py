@@ -1,6 +1,6 @@
 """The scene as frozen dataclasses: what a valid scene file means, in scene units.
 
-Conventions (the README spells them out for users): right-handed world, y up by default;
+Conventions (docs/scenes.md spells them out for users): right-handed world, y up by default;
 radiance in W m^-2 sr^-1 per linear sRGB channel; angles in degrees; colours in linear
 sRGB (image textures used as colours are decoded from sRGB first).
 """
