@@ -2,8 +2,7 @@
 schemas and against each other (selectors, ports, Secret keys, KEDA's targets), and against
 the project (the bucket queue's name, compose.yaml's commands, the README's ACL line); the
 manifest's Redis command on a real redis-server, where KEDA's query counts the buckets farm
-sends; docker/systemd's unit parsed, its instance run through the real device choice, and
-checked by `systemd-analyze verify` where the machine has it."""
+sends. The systemd unit is tests/test_deploy_systemd.py's."""
 
 from __future__ import annotations
 
@@ -35,7 +34,6 @@ from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "docker" / "kubernetes"
-UNIT = ROOT / "docker" / "systemd" / "farm-worker@.service"
 # the oldest Kubernetes still widely run, and the newest the schemas know
 VERSIONS = ("1.29", kubernetes_validate.latest_version())
 KEDA = "keda.sh/v1alpha1"
@@ -327,101 +325,3 @@ def test_keda_counts_the_buckets_farm_sends_and_may_do_nothing_else(manifests, m
     assert {entry["username"] for entry in denied} == {"keda"}, "farm's own sends were all allowed"
     with pytest.raises(redis.exceptions.AuthenticationError):  # at once: a refusal is not retried
         redis.Redis(port=port, retry=Retry(NoBackoff(), 0)).ping()
-
-
-# -- systemd ------------------------------------------------------------------------------
-
-
-def unit_entries() -> list[tuple[str, str, str]]:
-    """(section, key, value) of every line of the unit, in order (keys may repeat)."""
-    entries, section = [], None
-    for line in UNIT.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        entries.append((section, key.strip(), value.strip()))
-    return entries
-
-
-def unit_service() -> dict[str, list[str]]:
-    service: dict[str, list[str]] = {}
-    for section, key, value in unit_entries():
-        if section == "Service":
-            service.setdefault(key, []).append(value)
-    return service
-
-
-def expand(value: str, instance: str) -> str:
-    """systemd's specifiers: %i the instance, %% a percent sign, any other something of
-    systemd's (%h is the user's home, not Celery's host name)."""
-    def one(match):
-        return {"%%": "%", "%i": instance}.get(match.group(), f"<systemd's {match.group()}>")
-
-    return re.sub(r"%.", one, value)
-
-
-def unit_environment(instance: str) -> dict[str, str]:
-    environment = {}
-    for line in unit_service()["Environment"]:
-        for assignment in shlex.split(expand(line, instance)):
-            name, _, value = assignment.partition("=")
-            environment[name] = value
-    return environment
-
-
-def test_unit_runs_a_celery_worker_of_the_farm_as_compose_does():
-    service = unit_service()
-    (exec_start,) = service["ExecStart"]
-    argv = shlex.split(expand(exec_start, "3"))
-    assert Path(argv[0]).is_absolute() and Path(argv[0]).name == "celery"
-    worker = image_command()
-    assert argv[1:len(worker)] == worker[1:], "compose's worker, options included"
-    assert argv[len(worker):] == ["--hostname", "gpu3@%h"], "one worker name a GPU; Celery puts in the host"
-    assert service["Restart"] == ["on-failure"]
-    assert service["User"] and service["User"] != ["root"]
-    assert service["EnvironmentFile"] == ["/etc/farm/worker.env"]
-    # warm shutdown: the running bucket goes back to the queue within a pass
-    assert service["KillSignal"] == ["SIGTERM"]
-    assert int(service["TimeoutStopSec"][0]) >= 30
-
-
-def fake_opencl(visible: str) -> SimpleNamespace:
-    """pyopencl over PoCL's CPU and an NVIDIA driver with two GPUs that shows only those
-    CUDA_VISIBLE_DEVICES names, as the real one does."""
-    def platform(name, devices):
-        return SimpleNamespace(name=name, get_devices=lambda: devices)
-
-    cpu = SimpleNamespace(name="pthread-cpu", type=2, available=True)
-    gpus = [SimpleNamespace(name=f"NVIDIA GPU {index}", type=4, available=True)
-            for index in visible.split(",") if index in ("0", "1")]
-    return SimpleNamespace(Error=RuntimeError, device_type=SimpleNamespace(CPU=2, GPU=4),
-                           get_platforms=lambda: [platform("Portable Computing Language", [cpu]),
-                                                  platform("NVIDIA CUDA", gpus)],
-                           Context=lambda devices: devices, CommandQueue=lambda context: context)
-
-
-@pytest.mark.parametrize("instance", ["0", "1"])
-def test_the_instance_selects_its_gpu_through_farm_device(instance, monkeypatch):
-    environment = unit_environment(instance)
-    assert environment["FARM_DEVICE"] in device.CHOICES
-    monkeypatch.setitem(sys.modules, "pyopencl", fake_opencl(environment["CUDA_VISIBLE_DEVICES"]))
-    opened = device.open_device(environment["FARM_DEVICE"])
-    assert (opened.name, opened.kind) == (f"NVIDIA GPU {instance}", "GPU")
-
-
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
-def test_systemd_analyze_verifies_the_unit(tmp_path):
-    """With the unit's celery pointed at this environment's (verify checks that it exists)."""
-    celery = Path(sys.executable).parent / "celery"
-    if not celery.exists():
-        pytest.skip(f"no celery beside {sys.executable} to stand in for the unit's")
-    text = UNIT.read_text()
-    installed = shlex.split(unit_service()["ExecStart"][0])[0]
-    (tmp_path / UNIT.name).write_text(text.replace(installed, str(celery)))
-    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "farm-worker@0.service")],
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
