@@ -1,8 +1,9 @@
 """docker/compose.yaml and docker/Dockerfile as a user meets them: every service comes back by
 itself and reports its health, and each health check is run for real: redis-cli on a
 redis-server started by compose's command, the worker's on a worker started by the image's
-command (alive, then hung), Flower's on Flower. The image runs as a user of its own, who owns
-the cache, as the Kubernetes pods run it. `docker compose config` where Docker Compose is.
+command (alive, then hung), Flower's on Flower. The image installs the worker's parts and
+runs as a user of its own, who owns the cache, as the Kubernetes pods run it. `docker
+compose config` where Docker Compose is.
 
 On this machine the containers' network is the loopback: `redis` is 127.0.0.1 on a free
 port (redis-cli, which compose's check calls without a port, is given it), and Flower's
@@ -14,10 +15,12 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -123,6 +126,18 @@ def test_the_image_runs_as_its_own_user_who_owns_the_cache():
                 context = pod["securityContext"]
                 assert (context["runAsUser"], context["runAsGroup"], context["runAsNonRoot"]) == \
                     (int(uid), int(gid), True), path.name
+
+
+def test_the_image_installs_what_its_commands_need():
+    """A worker (OpenCL, PoCL) and Flower run from the image: farm's `worker` extra, which a
+    plain `pip install .` (the client alone) leaves out."""
+    (install,) = [arguments for instruction, arguments in dockerfile_instructions()
+                  if instruction == "RUN" and "pip install" in arguments]
+    (target,) = [word for word in shlex.split(install) if word.startswith(".")]
+    extras = set(filter(None, (re.fullmatch(r"\.(?:\[([\w,-]*)\])?", target).group(1) or "").split(",")))
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = {re.split(r"[<>=\[ ;]", requirement)[0] for extra in extras for requirement in optional[extra]}
+    assert {"pyopencl", "pocl-binary-distribution", "flower"} <= installed, f"pip install {target}"
 
 
 def docker_compose() -> bool:
