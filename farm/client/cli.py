@@ -7,17 +7,15 @@ Every error a user can cause ends as one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import faulthandler
 import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from farm import defaults, parts
-from farm.client.arguments import (Version, add_broker_option, add_output_options, add_render_options, aovs,
-                                   watch_address)
+from farm.client.arguments import Version, add_broker_option, add_output_options, add_render_options, watch_address
+from farm.client import submit as submitting
 from farm.exceptions import FarmError, Terminated
 
 EXIT_ERROR = 2
@@ -39,7 +37,7 @@ def submit_parser() -> argparse.ArgumentParser:
 
 def submit_main(argv: list[str] | None = None) -> int:
     """Entry point of `submit`."""
-    return _quiet_when_stdout_closes(lambda: _run_guarded("submit", _submit, submit_parser().parse_args(argv)))
+    return _quiet_when_stdout_closes(lambda: _run_guarded("submit", submitting.submit, submit_parser().parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +67,13 @@ def _farm_main(argv: list[str] | None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     submit = commands.add_parser("submit", help="render a scene (same as the submit command)")
     add_render_options(submit)
-    submit.set_defaults(program="submit", handler=_submit)
+    submit.set_defaults(program="submit", handler=submitting.submit)
     collect = commands.add_parser("collect", help="collect a job already on the farm and write its image")
     collect.add_argument("job", help="job id (see `farm status`)")
     collect.add_argument("-o", "--output", required=True, help="image to write: .png or .exr")
     add_broker_option(collect)
     add_output_options(collect)
-    collect.set_defaults(program="farm collect", handler=_collect)
+    collect.set_defaults(program="farm collect", handler=submitting.collect)
     cancel = commands.add_parser("cancel", help="cancel a job: queued buckets dropped, running ones stopped")
     cancel.add_argument("job", help="job id (see `farm status`)")
     add_broker_option(cancel)
@@ -173,135 +171,13 @@ def _broker_errors() -> tuple[type[BaseException], ...]:
     return (RedisConnectionError, RedisTimeoutError, OperationalError, NoPermissionError)
 
 
-def _submit(args) -> int:
-    from farm.client.film import check_output_path
-    from farm.scene.load import load_scene
-
-    if args.resume:  # _collect checks the output and report paths
-        if args.scene:
-            raise FarmError("give a scene or --resume JOB, not both")
-        return _collect(argparse.Namespace(**{**vars(args), "job": args.resume}))
-    output = check_output_path(args.output)
-    if args.report:
-        check_report_path(args.report)
-    args.aov = aovs(args.aov)
-    if args.aov and output.suffix.lower() != ".exr":
-        raise FarmError(f"--aov writes layers of an EXR image; {output.name} is not one (use -o NAME.exr)")
-    if not args.scene:
-        raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
-    if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
-        raise FarmError(f"--spp must be between 1 and {defaults.MAX_SPP}, got {args.spp}")
-    options = _render_options(args)
-    options.check()
-    limit = defaults.MAX_RESOLUTION
-    if args.resolution and not all(1 <= side <= limit for side in args.resolution):
-        raise FarmError(f"--resolution: width and height must be between 1 and {limit} (FARM_MAX_RESOLUTION), "
-                        f"got {'x'.join(map(str, args.resolution))}")
-    scene, document = load_scene(args.scene, spp=args.spp, allow_missing=args.allow_missing,
-                                 resolution=args.resolution)
-    for warning in scene.warnings:
-        print(f"submit: warning: {warning}", file=sys.stderr)
-    from farm.protocol.jobs import Job
-
-    Job.describe(scene, args.bucket_size, args.order)  # the frame's limits, before anything starts
-    assets = None
-    if scene.assets:
-        from farm.protocol.assets import FolderAssets
-        from farm.scene.files import check_files
-
-        assets = FolderAssets(Path(args.scene).parent, scene.assets)
-        check_files(scene, assets)
-
-    from farm.client.local import LocalFarm
-    from farm.client.render import FrameRender
-
-    local = None
-    with contextlib.ExitStack() as stack:
-        if args.broker:
-            broker_url = args.broker
-        else:
-            env = {"FARM_DEVICE": args.device} if args.device else None
-            parts.require_worker(LocalFarm.WHAT)
-            _status(args, f"starting an embedded Redis and {args.workers} local worker(s)...")
-            local = stack.enter_context(LocalFarm(args.workers, env=env))
-            broker_url = local.broker_url
-        redis_client, app = _farm(broker_url)
-        if local is not None:
-            local.wait_ready(app)
-        listener = _listener(args, redis_client, stack, local=local is not None)
-        FrameRender(redis_client, app, scene, document, assets, options, output, listener,
-                    check_alive=local.check_alive if local is not None else None).render()
-        return 0
-
-
-def _render_options(args):
-    from farm.client.render import RenderOptions
-
-    return RenderOptions(
-        bucket_size=getattr(args, "bucket_size", defaults.BUCKET_SIZE), order=getattr(args, "order", defaults.BUCKET_ORDER),
-        aovs=tuple(args.aov), denoise=args.denoise, progressive=args.progressive, noise=args.noise,
-        min_spp=args.min_spp, max_spp=args.max_spp, time_limit=args.time_limit, split_tail=args.split_tail,
-        report=args.report,
-    )
-
-
-def _listener(args, redis_client, stack: contextlib.ExitStack, local: bool = False):
-    """The terminal's listener, with the live view started where --watch asks for it."""
-    from farm.client.terminal import TerminalListener
-
-    view = None
-    if args.watch:
-        from farm.client.watch import LiveView
-
-        view = LiveView(*args.watch, redis=redis_client)
-        stack.callback(view.close)
-        _status(args, f"watch: {view.start()}")
-    return TerminalListener(args.quiet, getattr(args, "on_interrupt", "ask"), local, view, args.output)
-
-
-def _farm(broker_url: str):
-    """A patient Redis client and the Celery app (to send tasks by name), both pointed at
-    `broker_url`."""
-    from farm.app import app
-    from farm.protocol import secret
-    from farm.protocol.broker import connect
-
-    warning = secret.guard(broker_url)  # before a byte goes to the broker
-    if warning:
-        print(f"farm: {warning}", file=sys.stderr)
-    redis_client = connect(broker_url)
-    app.conf.broker_url = broker_url
-    return redis_client, app
-
-
-def _collect(args) -> int:
-    """`farm collect JOB` (and `submit --resume JOB`): reconcile a job and write its image."""
-    from farm.client.film import check_output_path
-    from farm.client.render import FrameRender
-    from farm.client.start import resume
-
-    output = check_output_path(args.output)
-    if args.report:
-        check_report_path(args.report)
-    if not args.broker:
-        raise FarmError("collecting a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    redis_client, app = _farm(args.broker)
-    run = resume(redis_client, app, args.job)
-    _status(args, f"job {args.job}: {len(run.job.tiles.stored())}/{run.total} buckets already rendered")
-    args.aov = ()
-    with contextlib.ExitStack() as stack:
-        listener = _listener(args, redis_client, stack)
-        FrameRender(redis_client, app, None, {}, None, _render_options(args), output, listener).collect(run)
-    return 0
-
-
 def _cancel(args) -> int:
     from farm.protocol.jobs import Job
     from farm.protocol.queue import BucketQueue
 
     if not args.broker:
         raise FarmError("cancelling a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    redis_client, app = _farm(args.broker)
+    redis_client, app = submitting.connect_farm(args.broker)
     job = Job.load(redis_client, args.job)
     if job.state:
         raise FarmError(f"job {args.job} is already {job.state}")
@@ -317,7 +193,7 @@ def _status_command(args) -> int:
 
     if not args.broker:
         raise FarmError("farm status needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    redis_client, _ = _farm(args.broker)
+    redis_client, _ = submitting.connect_farm(args.broker)
     print("\n".join(farm_lines(redis_client)))
     return 0
 
@@ -329,7 +205,7 @@ def _watch_job(args) -> int:
 
     if not args.broker:
         raise FarmError("farm watch needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    redis_client, _ = _farm(args.broker)
+    redis_client, _ = submitting.connect_farm(args.broker)
     job = Job.load(redis_client, args.job)
     view = LiveView(*args.address, redis=redis_client)
     print(f"watch: {view.start()}", file=sys.stderr)
@@ -345,22 +221,11 @@ def _report_page(args) -> int:
     """`farm report REPORT.json -o report.html`."""
     from farm.client import report as pages
 
-    check_report_path(args.output)
+    submitting.check_report_path(args.output)
     report = pages.read(args.report)
     written = pages.write(report, args.output)
     print(f"{written}: the bucket map, the timeline and the figures of job {report['job_id']}")
     return 0
-
-
-def check_report_path(path: str) -> None:
-    folder = Path(path).parent
-    if str(folder) and not folder.is_dir():
-        raise FarmError(f"{path}: folder {folder} does not exist")
-
-
-def _status(args, message: str) -> None:
-    if not args.quiet:
-        print(message, file=sys.stderr)
 
 
 def _new_secret(args) -> int:

@@ -1,0 +1,146 @@
+"""The bodies of `submit` and `farm collect`: a scene (or a job already on the farm) to
+written images, on a farm given by its broker or an embedded one started here."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from farm import defaults, parts
+from farm.client.arguments import aovs
+from farm.exceptions import FarmError
+
+
+def submit(args) -> int:
+    from farm.client.film import check_output_path
+    from farm.scene.load import load_scene
+
+    if args.resume:  # _collect checks the output and report paths
+        if args.scene:
+            raise FarmError("give a scene or --resume JOB, not both")
+        return collect(argparse.Namespace(**{**vars(args), "job": args.resume}))
+    output = check_output_path(args.output)
+    if args.report:
+        check_report_path(args.report)
+    args.aov = aovs(args.aov)
+    if args.aov and output.suffix.lower() != ".exr":
+        raise FarmError(f"--aov writes layers of an EXR image; {output.name} is not one (use -o NAME.exr)")
+    if not args.scene:
+        raise FarmError("no scene given (or --resume JOB to collect a job already on the farm)")
+    if args.spp is not None and not 1 <= args.spp <= defaults.MAX_SPP:
+        raise FarmError(f"--spp must be between 1 and {defaults.MAX_SPP}, got {args.spp}")
+    options = render_options(args)
+    options.check()
+    limit = defaults.MAX_RESOLUTION
+    if args.resolution and not all(1 <= side <= limit for side in args.resolution):
+        raise FarmError(f"--resolution: width and height must be between 1 and {limit} (FARM_MAX_RESOLUTION), "
+                        f"got {'x'.join(map(str, args.resolution))}")
+    scene, document = load_scene(args.scene, spp=args.spp, allow_missing=args.allow_missing,
+                                 resolution=args.resolution)
+    for warning in scene.warnings:
+        print(f"submit: warning: {warning}", file=sys.stderr)
+    from farm.protocol.jobs import Job
+
+    Job.describe(scene, args.bucket_size, args.order)  # the frame's limits, before anything starts
+    assets = None
+    if scene.assets:
+        from farm.protocol.assets import FolderAssets
+        from farm.scene.files import check_files
+
+        assets = FolderAssets(Path(args.scene).parent, scene.assets)
+        check_files(scene, assets)
+
+    from farm.client.local import LocalFarm
+    from farm.client.render import FrameRender
+
+    local = None
+    with contextlib.ExitStack() as stack:
+        if args.broker:
+            broker_url = args.broker
+        else:
+            env = {"FARM_DEVICE": args.device} if args.device else None
+            parts.require_worker(LocalFarm.WHAT)
+            status_line(args, f"starting an embedded Redis and {args.workers} local worker(s)...")
+            local = stack.enter_context(LocalFarm(args.workers, env=env))
+            broker_url = local.broker_url
+        redis_client, app = connect_farm(broker_url)
+        if local is not None:
+            local.wait_ready(app)
+        listener = terminal_listener(args, redis_client, stack, local=local is not None)
+        FrameRender(redis_client, app, scene, document, assets, options, output, listener,
+                    check_alive=local.check_alive if local is not None else None).render()
+        return 0
+
+
+def render_options(args):
+    from farm.client.render import RenderOptions
+
+    return RenderOptions(
+        bucket_size=getattr(args, "bucket_size", defaults.BUCKET_SIZE), order=getattr(args, "order", defaults.BUCKET_ORDER),
+        aovs=tuple(args.aov), denoise=args.denoise, progressive=args.progressive, noise=args.noise,
+        min_spp=args.min_spp, max_spp=args.max_spp, time_limit=args.time_limit, split_tail=args.split_tail,
+        report=args.report,
+    )
+
+
+def terminal_listener(args, redis_client, stack: contextlib.ExitStack, local: bool = False):
+    """The terminal's listener, with the live view started where --watch asks for it."""
+    from farm.client.terminal import TerminalListener
+
+    view = None
+    if args.watch:
+        from farm.client.watch import LiveView
+
+        view = LiveView(*args.watch, redis=redis_client)
+        stack.callback(view.close)
+        status_line(args, f"watch: {view.start()}")
+    return TerminalListener(args.quiet, getattr(args, "on_interrupt", "ask"), local, view, args.output)
+
+
+def connect_farm(broker_url: str):
+    """A patient Redis client and the Celery app (to send tasks by name), both pointed at
+    `broker_url`."""
+    from farm.app import app
+    from farm.protocol import secret
+    from farm.protocol.broker import connect
+
+    warning = secret.guard(broker_url)  # before a byte goes to the broker
+    if warning:
+        print(f"farm: {warning}", file=sys.stderr)
+    redis_client = connect(broker_url)
+    app.conf.broker_url = broker_url
+    return redis_client, app
+
+
+def collect(args) -> int:
+    """`farm collect JOB` (and `submit --resume JOB`): reconcile a job and write its image."""
+    from farm.client.film import check_output_path
+    from farm.client.render import FrameRender
+    from farm.client.start import resume
+
+    output = check_output_path(args.output)
+    if args.report:
+        check_report_path(args.report)
+    if not args.broker:
+        raise FarmError("collecting a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
+    redis_client, app = connect_farm(args.broker)
+    run = resume(redis_client, app, args.job)
+    status_line(args, f"job {args.job}: {len(run.job.tiles.stored())}/{run.total} buckets already rendered")
+    args.aov = ()
+    with contextlib.ExitStack() as stack:
+        listener = terminal_listener(args, redis_client, stack)
+        FrameRender(redis_client, app, None, {}, None, render_options(args), output, listener).collect(run)
+    return 0
+
+
+def check_report_path(path: str) -> None:
+    folder = Path(path).parent
+    if str(folder) and not folder.is_dir():
+        raise FarmError(f"{path}: folder {folder} does not exist")
+
+
+def status_line(args, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
