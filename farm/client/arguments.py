@@ -26,6 +26,13 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-missing", action="store_true",
                         help="render even if textures or environment maps are missing, with those maps turned "
                              "off (each named in a warning); by default a missing file stops the submit")
+    parser.add_argument("--frames", metavar="LIST",
+                        help="render these frames of the scene's animation as a shot: 1-100, 1-100x5 (every fifth), "
+                             "1,5,10-20; frame F is the moment F/--fps seconds. -o then names a pattern: "
+                             "shot.####.exr or shot.{frame:04d}.exr (else .#### goes before the extension)")
+    parser.add_argument("--fps", type=float, default=24.0, help="frames per second of --frames (default 24)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="with --frames: leave out the frames whose file is already written")
     parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE,
                         help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}, FARM_BUCKET_SIZE)")
     parser.add_argument("--order", choices=ORDERS, default=defaults.BUCKET_ORDER,

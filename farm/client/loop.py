@@ -42,13 +42,13 @@ class JobLoop:
             try:
                 self.step()
             except BaseException as exc:
-                self._interrupt(exc)
+                self.interrupt(exc)
         result, error = self.renders.pop(render)
         if error is not None:
             raise error
         return result
 
-    def _interrupt(self, exc: BaseException) -> None:
+    def interrupt(self, exc: BaseException) -> None:
         """Throw `exc` into every render's flow (their runs leave the loop)."""
         for key, (render, flow) in list(self._flows.items()):
             run = next(run for run in self.runs if id(run) == key)

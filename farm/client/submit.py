@@ -44,6 +44,16 @@ def submit(args) -> int:
     from farm.protocol.jobs import Job
 
     Job.describe(scene, args.bucket_size, args.order)  # the frame's limits, before anything starts
+    frames = None
+    if args.frames is not None:
+        from farm.client.shot import plan_shot
+
+        frames = plan_shot(scene, document, args.scene, args.frames, args.fps, output, args.skip_existing)
+        if not frames:
+            print(f"submit: every frame of --frames {args.frames} is written already (--skip-existing)", file=sys.stderr)
+            return 0
+    elif args.skip_existing:
+        raise FarmError("--skip-existing leaves out frames of a shot: add --frames")
     assets = None
     if scene.assets:
         from farm.protocol.assets import FolderAssets
@@ -68,9 +78,15 @@ def submit(args) -> int:
         redis_client, app = connect_farm(broker_url)
         if local is not None:
             local.wait_ready(app)
+        check_alive = local.check_alive if local is not None else None
+        if frames is not None:
+            from farm.client.shot import ShotRender
+
+            listener = terminal_listener(args, redis_client, stack, local=local is not None, frames=frames)
+            ShotRender(redis_client, app, document, frames, assets, options, listener, check_alive).render()
+            return 0
         listener = terminal_listener(args, redis_client, stack, local=local is not None)
-        FrameRender(redis_client, app, scene, document, assets, options, output, listener,
-                    check_alive=local.check_alive if local is not None else None).render()
+        FrameRender(redis_client, app, scene, document, assets, options, output, listener, check_alive).render()
         return 0
 
 
@@ -85,9 +101,10 @@ def render_options(args):
     )
 
 
-def terminal_listener(args, redis_client, stack: contextlib.ExitStack, local: bool = False):
-    """The terminal's listener, with the live view started where --watch asks for it."""
-    from farm.client.terminal import TerminalListener
+def terminal_listener(args, redis_client, stack: contextlib.ExitStack, local: bool = False, frames=None):
+    """The terminal's listener (a shot's, for `frames`), with the live view started where
+    --watch asks for it."""
+    from farm.client.terminal import TerminalListener, TerminalShotListener
 
     view = None
     if args.watch:
@@ -96,7 +113,13 @@ def terminal_listener(args, redis_client, stack: contextlib.ExitStack, local: bo
         view = LiveView(*args.watch, redis=redis_client)
         stack.callback(view.close)
         status_line(args, f"watch: {view.start()}")
-    return TerminalListener(args.quiet, getattr(args, "on_interrupt", "ask"), local, view, args.output)
+    on_interrupt = getattr(args, "on_interrupt", "ask")
+    if frames is not None:
+        from farm.buckets import count
+
+        buckets = sum(count(f.scene.film.width, f.scene.film.height, args.bucket_size) for f in frames)
+        return TerminalShotListener(args.quiet, on_interrupt, local, view, args.output, buckets)
+    return TerminalListener(args.quiet, on_interrupt, local, view, args.output)
 
 
 def connect_farm(broker_url: str):

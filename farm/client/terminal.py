@@ -170,3 +170,90 @@ def summary(run, output: Path) -> None:
     for number, what in faults:
         if number:
             print(f"  {number} {what}")
+
+
+class TerminalShotListener:
+    """What `submit --frames` shows: one progress bar over every bucket of the shot, a line
+    per frame written, status lines and notices named by their frame, and one question on
+    Ctrl-C for the whole shot (farm.client.shot.ShotListener)."""
+
+    def __init__(self, quiet: bool, on_interrupt: str, local: bool, view, output: str, buckets: int):
+        self.terminal = TerminalListener(quiet, on_interrupt, local, view, output)
+        self.buckets, self.progress, self.choice = buckets, None, None
+        self.lines: dict[int, str] = {}  # a frame's summary, from its render, until it is announced
+
+    def frame(self, frame):
+        return _FrameLines(self, frame.number)
+
+    def frame_written(self, frame, output: Path, done: int, total: int, in_flight: int) -> None:
+        run_line = self.lines.pop(frame.number, "")
+        self._print(f"{output}: frame {frame.number}, {run_line} [{done}/{total} frames, {in_flight} in flight]")
+
+    def shot_done(self, written: list[Path], seconds: float) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+        print(f"{len(written)} frames in {seconds:.2f}s: {written[0]} to {written[-1]}" if len(written) > 1 else
+              f"1 frame in {seconds:.2f}s: {written[0]}")
+
+    def _print(self, line: str, file=None) -> None:
+        (self.progress.write if self.progress is not None else print)(line, file=file or sys.stdout)
+
+    def _started(self) -> None:
+        if self.progress is None and not self.terminal.quiet:
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                self.progress = tqdm(total=self.buckets, unit="bucket", desc="shot", file=sys.stderr, dynamic_ncols=True)
+            else:
+                self.progress = ProgressLines(self.buckets)
+
+
+class _FrameLines(Listener):
+    """One frame's render as the shot's terminal shows it."""
+
+    def __init__(self, shot: TerminalShotListener, number: int):
+        self.shot, self.number = shot, number
+
+    def status(self, line: str) -> None:
+        if not self.shot.terminal.quiet:
+            self.shot._print(f"frame {self.number}: {line}", file=sys.stderr)
+
+    def warning(self, line: str) -> None:
+        self.shot._print(f"submit: warning: frame {self.number}: {line}", file=sys.stderr)
+
+    def say(self, line: str) -> None:
+        self.shot._print(f"frame {self.number}: {line}", file=sys.stderr)
+
+    def started(self, run, label: str) -> None:
+        self.shot._started()
+        if self.shot.terminal.view is not None:
+            self.shot.terminal.view.show(run, f"frame {self.number}" + (f", {label}" if label else ""))
+
+    def bucket(self, record) -> None:
+        if self.shot.progress is not None:
+            self.shot.progress.update(1)
+        if self.shot.terminal.view is not None:
+            self.shot.terminal.view.tile(record)
+
+    def notice(self, message: str) -> None:
+        self.shot._print(f"frame {self.number}: {message}", file=sys.stderr)
+        if self.shot.terminal.view is not None:
+            self.shot.terminal.view.notice(f"frame {self.number}: {message}")
+
+    def written(self, run, output: Path) -> None:
+        meta = run.job.meta
+        self.shot.lines[self.number] = (f"{meta.width}x{meta.height}, {meta.spp} spp, {run.total} buckets "
+                                        f"in {run.wall_seconds:.2f}s (job {meta.job_id})")
+
+    def writing(self):
+        return self.shot.terminal.writing()
+
+    def rounds_done(self, output: Path, rounds: int, counts, seconds: float) -> None:
+        self.shot.terminal.rounds_done(output, rounds, counts, seconds)
+
+    def cancel_on(self, run, error: BaseException) -> bool:
+        """One answer for the whole shot: asked (where asked at all) for the first frame."""
+        if self.shot.choice is None:
+            self.shot.choice = self.shot.terminal.cancel_on(run, error)
+        return self.shot.choice

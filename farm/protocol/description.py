@@ -13,6 +13,9 @@ from farm.exceptions import JobError, MalformedJob
 # The AOV layers a job may ask for, beside the beauty pass (docs/scenes.md: conventions).
 AOVS = ("albedo", "normal", "depth", "variance", "material")
 
+# Latest moment of an animation a frame may show: a day, far past any shot.
+MAX_SECONDS = 86400.0
+
 # Longest pretend bucket of the null renderer: longer is no benchmark, only a hung job.
 NULL_SECONDS_MAX = 60.0
 
@@ -49,6 +52,9 @@ class JobMeta:
     # in any order (exact) to the same bits as the whole bucket (Job.unit).
     tail: int = 0
     split: int = 0
+    # The moment of the scene's animation this frame shows, in seconds (a frame of a shot,
+    # farm.scene.animation): every worker evaluates the keyframes there itself; 0 for a still.
+    time: float = 0.0
 
     @property
     def samples(self) -> tuple[int, int]:
@@ -105,6 +111,7 @@ class JobMeta:
             cell=field("cell", int, "0"),
             tail=field("tail", int, "0"),
             split=field("split", int, "0"),
+            time=field("time", float, "0"),
         )
         try:
             meta.check()
@@ -127,6 +134,8 @@ class JobMeta:
                 (first, end) != (0, self.spp) and not self.sums):
             raise JobError(f"samples [{first}, {end}) of a frame of {self.spp} samples per pixel are not a job "
                            f"(limit {defaults.MAX_SPP}, FARM_MAX_SPP)")
+        if not abs(self.time) <= MAX_SECONDS:
+            raise JobError(f"a frame at {self.time} s is not a moment of an animation (at most {MAX_SECONDS:g} s)")
         if self.cell < 0 or (self.cell and not self.sums):
             raise JobError(f"a sample plan of {self.cell}px cells is not a job")
         if self.order not in ORDERS:

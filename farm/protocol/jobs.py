@@ -115,6 +115,7 @@ class Job:
             cell=0 if plan is None or plan.uniform_range else plan.cell,
             tail=split[0],
             split=split[1],
+            time=scene.time,
         )
         meta.check()
         return meta

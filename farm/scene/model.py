@@ -267,6 +267,9 @@ class Scene:
     strategy: str = "mis"
     assets: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()  # what the client changed or could not convert (maps turned off, ...)
+    # The first and last keyframe's time in seconds (farm.scene.animation); None: a still scene.
+    animation: tuple[float, float] | None = None
+    time: float = 0.0  # the moment of the animation this scene is, in seconds
 
     @property
     def environment(self) -> EnvironmentLight | None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from farm import defaults
 from farm.scene import matrix
+from farm.scene.animation import at_time, time_range
 from farm.scene.document import Node, kind_of
 from farm.scene.materials import parse_materials, parse_textures
 from farm.scene.model import (
@@ -30,9 +31,14 @@ def scene_digest(document: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_scene(document: Any, source: str = "scene") -> Scene:
-    """Validate a decoded scene document and build the Scene it describes."""
-    root = Node(document, source)
+def parse_scene(document: Any, source: str = "scene", time: float | None = None) -> Scene:
+    """Validate a decoded scene document and build the Scene it describes: with keyframes
+    (farm.scene.animation), the scene at `time` seconds (default: its first key's); its
+    digest is the whole document's, keyframes and all, as stored for the workers."""
+    span = time_range(document, source)
+    time = (0.0 if span is None else span[0]) if time is None else float(time)
+    still = document if span is None else at_time(document, time, source)
+    root = Node(still, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),
         optional=("max_depth", "rr_depth", "seed", "sampler", "strategy", "description", "textures", "lights", "assets",
@@ -68,7 +74,7 @@ def parse_scene(document: Any, source: str = "scene") -> Scene:
         root.fail("numbers must be finite")
     scene = Scene(
         camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, strategy, assets,
-        warnings,
+        warnings, span, time,
     )
     triangles = sum(len(shape.triangles) for shape in shapes if isinstance(shape, Mesh))
     if triangles > defaults.MAX_TRIANGLES:

@@ -25,7 +25,7 @@ SCENES_KEPT = 2
 
 
 class Scenes:
-    """A render process's uploaded scenes, by (digest, AOVs), and plans, by job."""
+    """A render process's uploaded scenes, by (digest, moment, AOVs), and plans, by job."""
 
     def __init__(self, redis, device, hooks):
         self.redis, self.device, self.hooks = redis, device, hooks
@@ -43,14 +43,15 @@ class Scenes:
         if job.meta.null is not None:
             raise JobDataError("the job asks for the null renderer of `farm bench --overhead`, which only "
                                "workers started with FARM_NULL_RENDER have")
-        digest, aovs = job.meta.digest, bool(job.meta.aovs)
-        if (digest, aovs) in self.renderers:
-            self.renderers.move_to_end((digest, aovs))
-            return self.renderers[(digest, aovs)]
+        digest, moment, aovs = job.meta.digest, job.meta.time, bool(job.meta.aovs)
+        key = (digest, moment, aovs)  # a frame of a shot is its scene at its moment
+        if key in self.renderers:
+            self.renderers.move_to_end(key)
+            return self.renderers[key]
         started = time.perf_counter()
         try:  # what fails here fails on every worker: the job's fault (JobDataError), not this one's
             try:
-                scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}")
+                scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}", time=moment)
             except RecursionError:  # a document nested deeper than Python recurses: the job's, on every worker
                 raise JobDataError(f"scene {digest[:12]} in Redis is nested too deeply to read") from None
             if scene.digest != digest:
@@ -58,7 +59,9 @@ class Scenes:
             if self.cache is None:
                 self.cache, self.packed = AssetCache(), PackedCache()
             assets = RedisAssets(self.redis, scene.assets, self.cache)
-            packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
+            # a still scene packs once whatever the frame; an animated one once per moment
+            packed_key = digest if scene.animation is None else f"{digest}-t{moment!r}"
+            packed = self.packed.get_or_pack(packed_key, lambda: pack(scene, assets))
         except SceneError as exc:
             raise JobDataError(str(exc)) from None
         renderer = Renderer(self.device, packed, aovs)
@@ -68,7 +71,7 @@ class Scenes:
             if amount:
                 job.stats.count(stat, amount)
         metrics.assets_fetched(fetched.bytes, fetched.reused)
-        self.renderers[(digest, aovs)] = renderer
+        self.renderers[key] = renderer
         while len(self.renderers) > SCENES_KEPT:
             self.renderers.popitem(last=False)
         log.info("scene %s uploaded to %s in %.3fs", digest[:12], self.device.name, time.perf_counter() - started)

@@ -1,0 +1,142 @@
+"""A shot on the farm: a FrameRender per frame (farm.client.render), all turned in one
+JobLoop, so the shot flows like one big frame.
+
+The scene and its files are uploaded once (a frame's job names the shot's document by its
+digest, and the moment it shows: JobMeta.time); every worker evaluates the frame's
+keyframes itself. The next frame starts while the frames in flight still have a few
+buckets each worker can take, so its buckets are queued while their last ones render and
+no worker idles between frames; a frame is written the moment its last bucket is in.
+Cf. Deadline's and Flamenco's frame tasks, here buckets of frames in one queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from farm.client.loop import JobLoop
+from farm.client.render import FrameRender, Listener, RenderOptions, write_report
+from farm.scene import Scene
+
+def plan_shot(scene: Scene, document: dict, source: str, frames_text: str, fps: float, output: Path,
+              skip_existing: bool = False) -> list[ShotFrame]:
+    """The frames of `submit --frames`, each with its scene at its moment (parsed here, so
+    that a keyframe that makes a frame impossible is one line before anything starts) and
+    its file; with `skip_existing`, those whose file is written already are left out."""
+    from farm.client.frames import check_animation, check_pattern, frame_path, parse_frames
+    from farm.scene import parse_scene
+
+    numbers = parse_frames(frames_text)
+    check_animation(numbers, fps, scene.animation, source)
+    pattern = check_pattern(str(output), numbers)
+    frames = []
+    for number in numbers:
+        path = frame_path(pattern, number)
+        if skip_existing and path.exists():
+            continue
+        moment = number / fps
+        frames.append(ShotFrame(number, parse_scene(document, source, moment) if scene.animation else scene, path))
+    return frames
+
+
+# Pixels of the frames in flight at once (their films are in this process's memory): eight
+# 4K frames; a frame larger than this renders alone.
+MAX_PIXELS_IN_FLIGHT = 8 * 3840 * 2160
+# Seconds between two looks at how many workers the farm has (farm.protocol.registry).
+WORKERS_LOOK = 2.0
+
+
+@dataclass(frozen=True)
+class ShotFrame:
+    number: int
+    scene: Scene  # the shot's scene at this frame's moment (Scene.time)
+    output: Path
+
+
+class ShotListener:
+    """What a shot tells: each frame's render tells its own Listener; the shot says when a
+    frame is written and when the shot ends."""
+
+    def frame(self, frame: ShotFrame) -> Listener:
+        return Listener()
+
+    def frame_written(self, frame: ShotFrame, output: Path, done: int, total: int, in_flight: int) -> None:
+        """A frame's image is written: `done` of `total` frames, `in_flight` still rendering."""
+
+    def shot_done(self, written: list[Path], seconds: float) -> None:
+        """Every frame is written."""
+
+
+class ShotRender:
+    """The frames of a shot into their files; `check_alive` as FrameRender's."""
+
+    def __init__(self, redis, app, document: dict, frames: list[ShotFrame], assets, options: RenderOptions,
+                 listener: ShotListener | None = None, check_alive=None):
+        self.redis, self.app, self.document, self.frames, self.assets = redis, app, document, frames, assets
+        self.options, self.listener, self.check_alive = options, listener or ShotListener(), check_alive
+        self.reports: list[dict] = []
+        self._workers, self._looked = 1, -WORKERS_LOOK
+
+    def render(self) -> list[Path]:
+        """Render every frame, blocking; the files written, in the shot's order. What ends
+        the shot early (a failed frame, Ctrl-C) ends every frame in flight, each keeping
+        what it rendered as a frame alone does, and is raised."""
+        started = time.perf_counter()
+        loop, pending, active = JobLoop(self.redis), deque(self.frames), {}
+        written: dict[int, Path] = {}
+        try:
+            while pending or active:
+                while pending and self._room(active, pending[0]):
+                    frame = pending.popleft()
+                    render = FrameRender(self.redis, self.app, frame.scene, self.document, self.assets,
+                                         replace(self.options, report=None), frame.output,
+                                         self.listener.frame(frame), self.check_alive)
+                    active[render] = frame
+                    loop.start(render)
+                loop.step()
+                for render in [render for render in active if render in loop.renders]:
+                    frame = active.pop(render)
+                    run, error = loop.renders.pop(render)
+                    if error is not None:
+                        raise error
+                    written[frame.number] = render.written
+                    self.reports.append({"frame": frame.number, "output": str(render.written), **run.report()})
+                    self.listener.frame_written(frame, render.written, len(written), len(self.frames), len(active))
+        except BaseException as exc:
+            loop.interrupt(exc)
+            raise
+        finally:
+            if self.options.report and self.reports:
+                with contextlib.suppress(Exception):  # the frames are written; a report is no reason to fail them
+                    write_report(self.shot_report(time.perf_counter() - started), self.options.report)
+        self.listener.shot_done([written[frame.number] for frame in self.frames], time.perf_counter() - started)
+        return [written[frame.number] for frame in self.frames]
+
+    def shot_report(self, seconds: float) -> dict:
+        """The shot's JSON report: a row per frame (its job's report), in the shot's order."""
+        rows = sorted(self.reports, key=lambda row: [f.number for f in self.frames].index(row["frame"]))
+        return {"frames": rows, "wall_seconds": round(seconds, 6), "frame_count": len(self.frames)}
+
+    def _room(self, active: dict, frame: ShotFrame) -> bool:
+        """Whether the next frame starts now: always where none is in flight; else when the
+        frames in flight have fewer buckets left than two per worker (one rendering, one
+        queued behind it), and their films leave room in memory for its."""
+        if not active:
+            return True
+        pixels = sum(f.scene.film.width * f.scene.film.height for f in active.values())
+        if pixels + frame.scene.film.width * frame.scene.film.height > MAX_PIXELS_IN_FLIGHT:
+            return False
+        left = sum(render.run.total - len(render.run.records) for render in active if render.run is not None)
+        return left < 2 * self._live_workers()
+
+    def _live_workers(self) -> int:
+        if time.monotonic() - self._looked >= WORKERS_LOOK:
+            from farm.protocol import registry
+
+            with contextlib.suppress(Exception):  # the broker away: keep the last count
+                self._workers = max(1, sum(1 for record in registry.workers(self.redis).values() if not record.bad))
+            self._looked = time.monotonic()
+        return self._workers

@@ -1,0 +1,174 @@
+"""Keyframes of the JSON scene format, and the scene document at a time.
+
+A camera may have `keyframes`, each a `time` in seconds and any of its own fields
+(position, look_at, up, fov, aperture_radius, focus_distance); a shape may have
+`keyframes` of `translate`, `rotate` ({"axis", "angle"}) and `scale`, which make its
+transform (scale, then rotate, then translate, as a static `transform`'s). Every key of
+an object gives the same fields; `interpolation` beside them is "linear" (default: vectors
+and numbers lerp, rotations slerp) or "step" (each key holds until the next). Before the
+first key an object is as its first key says, after the last as its last.
+
+`at_time(document, seconds)` is the still document of that moment: keyframes evaluated and
+removed, everything else untouched. Client and workers evaluate it alike (Python floats,
+the same operations in the same order), so a frame is the same scene on every worker, and
+the same bits as that still rendered alone. Cf. glTF 2.0's animation samplers, whose
+LINEAR and STEP this follows (CUBICSPLINE comes with glTF's own animations).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from farm.scene.document import Node
+
+INTERPOLATIONS = ("linear", "step")
+CAMERA_FIELDS = ("position", "look_at", "up", "fov", "aperture_radius", "focus_distance")
+SHAPE_FIELDS = ("translate", "rotate", "scale")
+# Most keys one object may have: a key a frame for an hour at 60 fps.
+MAX_KEYS = 216_000
+
+
+def animated(document: Any, source: str = "scene") -> list[tuple[Node, tuple[str, ...], tuple]]:
+    """The objects of `document` that have keyframes: (node, the fields a key may give,
+    where it is: ("camera",) or ("shapes", i)); checked, so that a bad key is one line
+    naming it (SceneError) before anything renders."""
+    if not isinstance(document, dict):
+        return []
+    root, found = Node(document, source), []
+    if isinstance(document.get("camera"), dict) and "keyframes" in document["camera"]:
+        found.append((root.child("camera"), CAMERA_FIELDS, ("camera",)))
+    if isinstance(document.get("shapes"), list):
+        for index, node in enumerate(root.child("shapes").items()):
+            if isinstance(node.value, dict) and "keyframes" in node.value:
+                if "transform" in node.value:
+                    node.child("transform").fail("a shape with keyframes takes its transform from them")
+                found.append((node, SHAPE_FIELDS, ("shapes", index)))
+    for node, fields, _ in found:
+        _check(node, fields)
+    return found
+
+
+def time_range(document: Any, source: str = "scene") -> tuple[float, float] | None:
+    """The first and last key's time over the whole scene, or None for a still scene."""
+    times = [key["time"] for node, _, _ in animated(document, source) for key in node.value["keyframes"]]
+    return (min(times), max(times)) if times else None
+
+
+def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
+    """The still document at `seconds`; `document` itself where nothing is animated."""
+    found = animated(document, source)
+    if not found:
+        return document
+    still = copy.deepcopy(document)
+    for _, fields, where in found:
+        target = still
+        for part in where:
+            target = target[part]
+        keys = target.pop("keyframes")
+        how = target.pop("interpolation", "linear")
+        values = _evaluate(keys, seconds, how)
+        if fields is SHAPE_FIELDS:
+            target["transform"] = {name: values[name] for name in SHAPE_FIELDS if name in values}
+        else:
+            target.update(values)
+    return still
+
+
+def _check(node: Node, fields: tuple[str, ...]) -> None:
+    if "interpolation" in node.value:
+        node.child("interpolation").choice(INTERPOLATIONS)
+    keys = node.child("keyframes")
+    items = keys.items()
+    if not items or len(items) > MAX_KEYS:
+        keys.fail(f"expected 1 to {MAX_KEYS} keyframes, got {len(items)}")
+    names, last = None, -math.inf
+    for key in items:
+        key.expect_keys(required=("time",), optional=fields)
+        time = key.child("time").number()
+        if not time > last:
+            key.child("time").fail(f"keyframe times must increase, got {time} after {last}")
+        last = time
+        given = tuple(sorted(set(key.value) - {"time"}))
+        if not given:
+            key.fail(f"a keyframe gives at least one of {', '.join(fields)}")
+        if names is not None and given != names:
+            key.fail(f"every keyframe of an object gives the same fields: {', '.join(names)}, got {', '.join(given)}")
+        names = given
+        for name in given:
+            _check_value(key.child(name), name)
+
+
+def _check_value(node: Node, name: str) -> None:
+    if name in ("position", "look_at", "up", "translate"):
+        node.vec3()
+    elif name == "rotate":
+        node.expect_keys(required=("axis", "angle"))
+        axis = node.child("axis").vec3()
+        node.child("angle").number()
+        if axis == (0.0, 0.0, 0.0):
+            node.child("axis").fail("a rotation's axis must not be zero")
+    elif name == "scale" and isinstance(node.value, list):
+        node.vec3()
+    else:  # fov, aperture_radius, focus_distance, a uniform scale: parse_scene checks the ranges
+        node.number()
+
+
+def _evaluate(keys: list[dict], seconds: float, how: str) -> dict:
+    """The fields of `keys` at `seconds`."""
+    if seconds <= keys[0]["time"]:
+        return _fields(keys[0])
+    if seconds >= keys[-1]["time"]:
+        return _fields(keys[-1])
+    after = next(i for i, key in enumerate(keys) if key["time"] > seconds)
+    a, b = keys[after - 1], keys[after]
+    if how == "step":
+        return _fields(a)
+    u = (seconds - a["time"]) / (b["time"] - a["time"])
+    return {name: _mix(name, a[name], b[name], u) for name in _fields(a)}
+
+
+def _fields(key: dict) -> dict:
+    return {name: value for name, value in key.items() if name != "time"}
+
+
+def _mix(name: str, a, b, u: float):
+    if name == "rotate":
+        return _slerp(a, b, u)
+    if isinstance(a, list) or isinstance(b, list):
+        a, b = (v if isinstance(v, list) else [v] * 3 for v in (a, b))
+        return [_lerp(x, y, u) for x, y in zip(a, b)]
+    return _lerp(a, b, u)
+
+
+def _lerp(a: float, b: float, u: float) -> float:
+    return a + (b - a) * u
+
+
+def _quaternion(rotate: dict) -> tuple[float, float, float, float]:
+    x, y, z = rotate["axis"]
+    norm = math.sqrt(x * x + y * y + z * z)
+    half = math.radians(rotate["angle"]) / 2
+    s = math.sin(half) / norm
+    return math.cos(half), x * s, y * s, z * s
+
+
+def _slerp(a: dict, b: dict, u: float) -> dict:
+    """Spherical interpolation along the shorter arc, back to {"axis", "angle"} (degrees)."""
+    qa, qb = _quaternion(a), _quaternion(b)
+    dot = sum(p * q for p, q in zip(qa, qb))
+    if dot < 0:
+        qb, dot = tuple(-q for q in qb), -dot
+    if dot > 0.9995:  # nearly the same rotation: lerp and normalise (slerp's limit)
+        q = [p + (r - p) * u for p, r in zip(qa, qb)]
+    else:
+        theta = math.acos(dot)
+        wa, wb = math.sin((1 - u) * theta) / math.sin(theta), math.sin(u * theta) / math.sin(theta)
+        q = [wa * p + wb * r for p, r in zip(qa, qb)]
+    norm = math.sqrt(sum(c * c for c in q))
+    w, x, y, z = (c / norm for c in q)
+    s = math.sqrt(max(0.0, 1 - w * w))
+    if s < 1e-12:
+        return {"axis": [0.0, 1.0, 0.0], "angle": 0.0}
+    return {"axis": [x / s, y / s, z / s], "angle": math.degrees(2 * math.acos(max(-1.0, min(1.0, w))))}

@@ -1,0 +1,187 @@
+"""Shots (`submit --frames`, issue 27): frame lists and output patterns, keyframes, and on
+real farms the promise that every frame of a shot is the same bits as that frame rendered
+alone in one process, whatever the workers, and with one of them killed mid-shot."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+
+import numpy as np
+import pytest
+
+from farm.client.film import read_exr
+from farm.client.frames import check_animation, check_pattern, frame_path, parse_frames
+from farm.exceptions import FarmError, SceneError
+from farm.scene import parse_scene
+from farm.scene.animation import at_time
+from tests import commands, frames
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("7", (7,)), ("1-4", (1, 2, 3, 4)), ("1-10x3", (1, 4, 7, 10)), ("1,5,10-12", (1, 5, 10, 11, 12)),
+    ("3,1-3", (3, 1, 2)), (" 0 - 2 ", (0, 1, 2)),
+])
+def test_frame_lists_read_as_blender_and_deadline_write_them(text, expected):
+    assert parse_frames(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("10-1", "10-1 is reversed (did you mean 1-10?)"), ("1-5x0", "1-5x0 has a step of 0"), ("", "an empty item"),
+    ("a-b", "a-b is not a frame"), ("1,,2", "an empty item"), ("0-1000000", "over 100000 frames"),
+])
+def test_a_bad_frame_list_is_one_line(text, message):
+    with pytest.raises(FarmError, match=re.escape(message)):
+        parse_frames(text)
+
+
+def test_output_patterns():
+    assert check_pattern("out/shot.exr", (1, 2)) == "out/shot.####.exr"
+    assert check_pattern("out/shot.exr", (1,)) == "out/shot.exr"  # one frame: the name as given
+    assert check_pattern("shot.exr", (1, 123456)) == "shot.######.exr"
+    assert frame_path("out/shot.####.exr", 12).as_posix() == "out/shot.0012.exr"
+    assert frame_path("a#.##.exr", 5).as_posix() == "a#.05.exr"  # the last run of # is the frame
+    assert frame_path(check_pattern("s.{frame:03d}.png", (1, 2)), 7).as_posix() == "s.007.png"
+    with pytest.raises(FarmError, match=r"the only field an output pattern has is \{frame\}"):
+        check_pattern("{shot}.{frame}.exr", (1, 2))
+
+
+def test_frames_outside_the_animation_name_its_range():
+    with pytest.raises(FarmError, match=re.escape("--frames 1-2,300: frame 300 is outside the animation of s.json, "
+                                                  "which runs from 0s to 10s: frames 0-240 at 24 fps")):
+        check_animation((1, 2, 300), 24.0, (0.0, 10.0), "s.json")
+    check_animation((1, 2, 300), 24.0, None, "still.json")  # a still scene: any frame is the same moment
+
+
+def animated(document: dict) -> dict:
+    """`document` with a dolly of its camera and a sphere that moves, turns and grows over 3 s."""
+    shot = copy.deepcopy(document)
+    camera = shot["camera"]
+    camera["keyframes"] = [{"time": 0.0, "position": camera.pop("position")},
+                           {"time": 3.0, "position": [0.3, 0.1, 3.4]}]
+    shot["materials"]["ball"] = {"reflectance": [0.2, 0.3, 0.8]}
+    shot["shapes"].append({"type": "sphere", "material": "ball", "radius": 0.2, "keyframes": [
+        {"time": 0.0, "translate": [-0.6, -0.7, 0.3], "rotate": {"axis": [0, 0, 1], "angle": 0}, "scale": 1.0},
+        {"time": 3.0, "translate": [0.6, -0.5, 0.3], "rotate": {"axis": [0, 0, 1], "angle": 90}, "scale": 1.5},
+    ]})
+    return shot
+
+
+def test_keyframes_lerp_slerp_and_hold(cornell_document):
+    shot = animated(cornell_document)
+    middle = at_time(shot, 1.5)
+    assert middle["camera"]["position"] == [0.15, 0.05, (3.94 + 3.4) / 2]
+    transform = middle["shapes"][-1]["transform"]
+    assert transform["translate"] == [0.0, -0.6, 0.3] and transform["scale"] == 1.25
+    assert np.allclose(transform["rotate"]["axis"], [0, 0, 1]) and transform["rotate"]["angle"] == pytest.approx(45.0)
+    assert at_time(shot, -1.0)["camera"]["position"] == [0, 0, 3.94]  # before the first key: the first
+    assert at_time(shot, 9.0)["shapes"][-1]["transform"]["scale"] == 1.5  # after the last: the last
+    shot["shapes"][-1]["interpolation"] = "step"
+    assert at_time(shot, 2.9)["shapes"][-1]["transform"]["translate"] == [-0.6, -0.7, 0.3]
+    scene = parse_scene(shot, time=1.5)
+    assert scene.animation == (0.0, 3.0) and scene.time == 1.5
+    assert scene.digest == parse_scene(shot, time=0.5).digest, "a shot's frames share the document's digest"
+    assert parse_scene(cornell_document).animation is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["camera"]["keyframes"][1].update(time=0.0), "scene.camera.keyframes[1].time: keyframe times must increase"),
+    (lambda s: s["camera"]["keyframes"][1].update(fov=30), "every keyframe of an object gives the same fields"),
+    (lambda s: s["camera"]["keyframes"][1].update(position=[1, 2]), "scene.camera.keyframes[1].position"),
+    (lambda s: s["shapes"][-1].update(transform={"translate": [0, 0, 0]}), "takes its transform from them"),
+    (lambda s: s["shapes"][-1].update(interpolation="cubic"), "scene.shapes[8].interpolation"),
+    (lambda s: s["camera"]["keyframes"][1].update(position=[0, 0, 0]), "position and look_at are the same point"),
+])
+def test_a_bad_keyframe_is_one_line_naming_it(cornell_document, change, message):
+    shot = animated(cornell_document)
+    change(shot)
+    with pytest.raises(SceneError, match=re.escape(message)):
+        parse_scene(shot, time=3.0)
+
+
+def shot_files(folder, numbers) -> list:
+    return [folder / f"shot.{number:04d}.exr" for number in numbers]
+
+
+def test_every_frame_of_a_shot_is_that_frame_rendered_alone(farm, make_document, write_scene, tmp_path, device):
+    """Four frames at 1 fps through two workers, each equal to its moment's still document
+    rendered in this process; a frame submitted alone is the same file again."""
+    shot = animated(make_document(width=40, height=32, spp=4))
+    scene_path = write_scene(shot)
+    result = commands.run("submit", scene_path, "--frames", "0-3", "--fps", "1", "-o", tmp_path / "shot.exr",
+                          "--bucket-size", 16, "--broker", farm.broker_url, "--report", tmp_path / "report.json")
+    assert result.returncode == 0, result.stderr
+    assert "4 frames in" in result.stdout and "[4/4 frames, 0 in flight]" in result.stdout, result.stdout
+    rendered = [read_exr(path) for path in shot_files(tmp_path, range(4))]
+    for moment, image in enumerate(rendered):
+        assert np.array_equal(image, frames.reference(device, at_time(shot, float(moment)))), f"frame {moment}"
+    assert not np.array_equal(rendered[0], rendered[3]), "the animation moved nothing"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [row["frame"] for row in report["frames"]] == [0, 1, 2, 3]
+    assert len({row["scene_digest"] for row in report["frames"]}) == 1, "one scene for the whole shot"
+    uploaded = [row["assets"]["uploaded_files"] for row in report["frames"]]
+    assert uploaded == [0, 0, 0, 0]
+    alone = commands.run("submit", scene_path, "--frames", "2", "--fps", "1", "-o", tmp_path / "alone.exr",
+                         "--bucket-size", 8, "--broker", farm.broker_url)
+    assert alone.returncode == 0, alone.stderr
+    assert np.array_equal(read_exr(tmp_path / "alone.exr"), rendered[2])
+
+
+def test_skip_existing_renders_only_the_missing_frames(farm, make_document, write_scene, tmp_path):
+    shot = animated(make_document(width=24, height=24, spp=2))
+    scene_path = write_scene(shot)
+    args = ("submit", scene_path, "--frames", "0-3", "--fps", "1", "-o", tmp_path / "shot.####.exr",
+            "--broker", farm.broker_url, "--skip-existing")
+    assert commands.run(*args).returncode == 0
+    missing = shot_files(tmp_path, [2])[0]
+    missing.unlink()
+    result = commands.run(*args)
+    assert result.returncode == 0, result.stderr
+    assert "1 frame in" in result.stdout and str(missing) in result.stdout, result.stdout
+    done = commands.run(*args)
+    assert done.returncode == 0 and "is written already" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--frames", "0-100", "--fps", "1"), "frames 4-100 are outside the animation of"),
+    (("--frames", "5-1"), "5-1 is reversed"),
+    (("--frames", "0-2", "--fps", "0"), "--fps must be positive"),
+    (("--skip-existing",), "--skip-existing leaves out frames of a shot: add --frames"),
+])
+def test_a_shot_that_cannot_be_rendered_is_one_line(cornell_document, write_scene, tmp_path, args, message):
+    scene_path = write_scene(animated(cornell_document))
+    result = commands.run("submit", scene_path, "-o", tmp_path / "shot.exr", *args, "--broker", "redis://127.0.0.1:1/0")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("submit: error: ") and message in result.stderr, result.stderr
+
+
+def test_a_shot_with_a_render_process_killed_mid_way_is_exact(make_farm, make_document, write_scene, tmp_path,
+                                                             device):
+    """A render process SIGKILLed while the shot's second frame renders: its bucket goes to
+    the other worker, and every frame is still its moment's exact image."""
+    farm = make_farm([{"FARM_FAULTS": "slow=4"}, {"FARM_FAULTS": "slow=4"}], name="shot")
+    shot = animated(make_document(width=48, height=48, spp=16))
+    scene_path = write_scene(shot)
+    client = farm.farm("submit", scene_path, "--frames", "0-2", "--fps", "1.5", "-o", tmp_path / "shot.exr",
+                       "--bucket-size", 16, "--report", tmp_path / "report.json")
+    from farm.protocol.jobs import Job
+    from farm.protocol.record import JobRecord
+
+    def a_later_lease():
+        for job_id in JobRecord.ids(farm.redis):
+            job = Job.load(farm.redis, job_id)
+            if job.meta.time > 0:
+                return next(iter(job.deliveries.leases()), None)
+        return None
+
+    lease = farm.wait_for(a_later_lease, 120, "a bucket of a later frame to be running")
+    os.kill(lease.pid, signal.SIGKILL)
+    returncode, stdout, stderr = commands.finish(client, timeout=300)
+    assert returncode == 0, stderr
+    for number, path in enumerate(shot_files(tmp_path, range(3))):
+        assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, number / 1.5))), f"frame {number}"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert sum(row["lost_deliveries"] for row in report["frames"]) >= 1, stderr
