@@ -26,6 +26,14 @@ def _bench(*args, env=None) -> str:
     return result.stdout
 
 
+def test_bench_shot_measures_a_shot_against_its_frames_alone():
+    out = _bench("--shot", "3", "--spp", "2", "--width", "32", "--repeat", "1", "--bucket-size", "16")
+    assert "animated-cornell-box.json 32x32, 2 spp, 3 frames at 24 fps (animated)" in out, out
+    assert re.search(r"direct: [\d.]+s of kernel for 3 frames", out), out
+    assert re.search(r"shot: 2 worker\(s\), 16px buckets: [\d.]+s wall", out), out
+    assert 0 < float(re.search(r"shot efficiency: ([\d.]+)%", out).group(1)) < 1000, out
+
+
 def test_bench_mesh_times_each_step_of_a_generated_mesh():
     out = _bench("--mesh", "5000", "--spp", "1", "--width", "32", "--repeat", "1")
     assert re.search(r"mesh: [\d,]+ triangles", out), out

@@ -181,6 +181,7 @@ class TerminalShotListener:
         self.terminal = TerminalListener(quiet, on_interrupt, local, view, output)
         self.buckets, self.progress, self.choice = buckets, None, None
         self.lines: dict[int, str] = {}  # a frame's summary, from its render, until it is announced
+        self.shown: int | None = None  # the frame the live view shows: the newest started
 
     def frame(self, frame):
         return _FrameLines(self, frame.number)
@@ -228,12 +229,13 @@ class _FrameLines(Listener):
     def started(self, run, label: str) -> None:
         self.shot._started()
         if self.shot.terminal.view is not None:
+            self.shot.shown = self.number
             self.shot.terminal.view.show(run, f"frame {self.number}" + (f", {label}" if label else ""))
 
     def bucket(self, record) -> None:
         if self.shot.progress is not None:
             self.shot.progress.update(1)
-        if self.shot.terminal.view is not None:
+        if self.shot.terminal.view is not None and self.shot.shown == self.number:
             self.shot.terminal.view.tile(record)
 
     def notice(self, message: str) -> None:

@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
                         help="instead: time loading, BVH building, uploading and rendering a generated mesh "
                              "of about this many triangles")
+    parser.add_argument("--shot", type=int, metavar="FRAMES",
+                        help="instead: a shot of this many frames (of --scene, default the animated Cornell box, "
+                             "at --fps) on --workers (default 2) local workers against its frames rendered one by "
+                             "one in this process: the shot's efficiency")
+    parser.add_argument("--fps", type=float, default=24.0, help="with --shot: frames per second (default 24)")
     parser.add_argument("--quality", action="store_true",
                         help="instead: the time to an image of a given error, at uniform spp, under noise targets, "
                              "and under noise targets with denoising (and Mitsuba's LLVM variant at uniform spp "
@@ -91,6 +96,13 @@ def run(args) -> int:
 
         args.width = args.width or 1024
         return bench_overhead.run(args, *load_scaled(args))
+    if args.shot:
+        from farm.tools import bench_shot
+
+        if args.scene == default_scene():
+            args.scene = str(Path(args.scene).with_name(bench_shot.ANIMATED_SCENE))
+        args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
+        return bench_shot.run(args)
     if args.quality:
         from farm.tools import bench_quality
 
