@@ -185,3 +185,28 @@ def test_a_shot_with_a_render_process_killed_mid_way_is_exact(make_farm, make_do
         assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, number / 1.5))), f"frame {number}"
     report = json.loads((tmp_path / "report.json").read_text())
     assert sum(row["lost_deliveries"] for row in report["frames"]) >= 1, stderr
+
+
+def test_a_shot_whose_client_is_killed_is_finished_by_farm_collect(make_farm, make_document, write_scene, tmp_path,
+                                                                   device):
+    """The client SIGKILLed once its first frame is written; `farm collect SHOT` collects the
+    frames whose jobs exist and starts the others from the scene on the farm: every frame
+    exact, none rendered twice by the collect."""
+    farm = make_farm([{"FARM_FAULTS": "slow=3"}, {"FARM_FAULTS": "slow=3"}], name="shotc")
+    shot = animated(make_document(width=32, height=32, spp=8))
+    scene_path = write_scene(shot)
+    client = farm.farm("submit", scene_path, "--frames", "0-4", "--fps", "1.5", "-o", tmp_path / "shot.exr",
+                       "--bucket-size", 16)
+    announced = commands.read_until(client.stderr, lambda text: "farm collect" in text or client.poll() is not None,
+                                    60, "the shot's id")
+    assert "farm collect" in announced, announced + client.communicate()[1]
+    shot_id = re.search(r"shot ([0-9a-f]{32}):", announced).group(1)
+    commands.read_until(client.stdout, lambda text: "shot.0000.exr: frame 0" in text, 120, "the first frame")
+    client.kill()
+    client.communicate(timeout=30)
+    (tmp_path / "shot.0000.exr").unlink()  # collected again from its tiles, still on the farm
+    result = commands.run("collect", shot_id, "-o", tmp_path / "shot.####.exr", "--broker", farm.url, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"shot {shot_id}: 5 frames" in result.stderr and "5 frames in" in result.stdout, result.stdout
+    for number, path in enumerate(shot_files(tmp_path, range(5))):
+        assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, number / 1.5))), f"frame {number}"

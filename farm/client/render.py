@@ -154,7 +154,7 @@ class FrameRender:
         if not self.options.in_rounds:
             split = split_tail(self.redis, self.scene, self.options.bucket_size) if self.options.split_tail else (0, 0)
             self.run = self._start(split=split)
-            yield from self._collecting(self.run)
+            yield from self.collecting(self.run)
             return self.run
         return (yield from self._rounds())
 
@@ -189,7 +189,7 @@ class FrameRender:
             self.run = self._start(plan=plan, film=film)
             began = time.perf_counter()
             try:
-                yield from self._collecting(self.run, deadline=clock.deadline if clock and kept else None, label=label)
+                yield from self.collecting(self.run, deadline=clock.deadline if clock and kept else None, label=label)
             except TimeUp:
                 self.listener.status(f"time limit: round {number} cancelled at {limit:g}s")
                 break
@@ -209,9 +209,9 @@ class FrameRender:
 
     def collect(self, run: JobRun, deadline: float | None = None, label: str = "") -> JobRun:
         """Collect a run already on the farm (`farm collect`), alone, and write the output."""
-        return JobLoop(self.redis).render(self, self._collecting(run, deadline, label))
+        return JobLoop(self.redis).render(self, self.collecting(run, deadline, label))
 
-    def _collecting(self, run: JobRun, deadline: float | None = None, label: str = ""):
+    def collecting(self, run: JobRun, deadline: float | None = None, label: str = ""):
         """Collect `run` (a step of `flow`: yields it to the loop) and write the output
         (`label`: which round it is); past `deadline` (perf_counter), cancel it and raise
         TimeUp."""

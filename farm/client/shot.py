@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from farm import defaults
 from farm.client.loop import JobLoop
 from farm.client.render import FrameRender, Listener, RenderOptions, write_report
 from farm.scene import Scene
@@ -42,6 +43,39 @@ def plan_shot(scene: Scene, document: dict, source: str, frames_text: str, fps: 
     return frames
 
 
+def picked_up(redis, shot_id: str, output: Path) -> tuple[dict, list[ShotFrame], RenderOptions, object]:
+    """A shot already on the farm (`farm collect SHOT -o PATTERN`): its scene document, its
+    frames (each with its job where it has one), the options its record keeps, and its record."""
+    from farm.client.frames import check_pattern, frame_path
+    from farm.protocol.scenes import SceneStore
+    from farm.protocol.shots import ShotRecord
+    from farm.scene import parse_scene
+
+    record = ShotRecord(redis, shot_id)
+    meta = record.load()
+    document = SceneStore(redis).get(meta.digest)
+    source = f"shot {shot_id}"
+    first = parse_scene(document, source)
+    pattern = check_pattern(str(output), meta.frames)
+    jobs = record.jobs()
+    frames = [ShotFrame(number, parse_scene(document, source, number / meta.fps) if first.animation else first,
+                        frame_path(pattern, number), jobs.get(number)) for number in meta.frames]
+    options = RenderOptions(bucket_size=meta.bucket_size, order=meta.order, aovs=meta.aovs)
+    return document, frames, options, record
+
+
+class FilesInRedis:
+    """The files of a shot picked up by `farm collect`, read from nowhere but Redis, where
+    its client put them: one that has expired there is one line, not a guess."""
+
+    def chunks(self, name: str, size: int):
+        from farm.exceptions import SceneError
+
+        raise SceneError(f"{name}: no longer on the farm (its files live {defaults.JOB_TTL} s after the shot's "
+                         f"last frame started); submit the shot again from its scene")
+        yield b""  # a generator, as FolderAssets.chunks is
+
+
 # Pixels of the frames in flight at once (their films are in this process's memory): eight
 # 4K frames; a frame larger than this renders alone.
 MAX_PIXELS_IN_FLIGHT = 8 * 3840 * 2160
@@ -54,6 +88,7 @@ class ShotFrame:
     number: int
     scene: Scene  # the shot's scene at this frame's moment (Scene.time)
     output: Path
+    job_id: str | None = None  # its job already on the farm (`farm collect SHOT`): collected, not started
 
 
 class ShotListener:
@@ -74,9 +109,10 @@ class ShotRender:
     """The frames of a shot into their files; `check_alive` as FrameRender's."""
 
     def __init__(self, redis, app, document: dict, frames: list[ShotFrame], assets, options: RenderOptions,
-                 listener: ShotListener | None = None, check_alive=None):
+                 listener: ShotListener | None = None, check_alive=None, record=None):
         self.redis, self.app, self.document, self.frames, self.assets = redis, app, document, frames, assets
         self.options, self.listener, self.check_alive = options, listener or ShotListener(), check_alive
+        self.record = record  # the shot's ShotRecord (farm.protocol.shots): which job each frame is
         self.reports: list[dict] = []
         self._workers, self._looked = 1, -WORKERS_LOOK
 
@@ -95,7 +131,7 @@ class ShotRender:
                                          replace(self.options, report=None), frame.output,
                                          self.listener.frame(frame), self.check_alive)
                     active[render] = frame
-                    loop.start(render)
+                    self._start(loop, render, frame)
                 loop.step()
                 for render in [render for render in active if render in loop.renders]:
                     frame = active.pop(render)
@@ -112,8 +148,31 @@ class ShotRender:
             if self.options.report and self.reports:
                 with contextlib.suppress(Exception):  # the frames are written; a report is no reason to fail them
                     write_report(self.shot_report(time.perf_counter() - started), self.options.report)
+        if self.record is not None:
+            with contextlib.suppress(Exception):
+                self.record.finish()
         self.listener.shot_done([written[frame.number] for frame in self.frames], time.perf_counter() - started)
         return [written[frame.number] for frame in self.frames]
+
+    def _start(self, loop: JobLoop, render: FrameRender, frame: ShotFrame) -> None:
+        """Start the frame's job, or collect the one it has (a shot picked up by `farm
+        collect`; one that failed, was cancelled or is gone starts again); record its job."""
+        run = None
+        if frame.job_id is not None:
+            from farm.client.start import resume
+            from farm.exceptions import JobError
+
+            try:
+                run = resume(self.redis, self.app, frame.job_id)
+            except JobError:
+                run = None
+        if run is not None and not run.job.meta.sums:  # a round of several starts its rounds again
+            render.run = run
+            loop.start(render, render.collecting(run))
+        else:
+            loop.start(render)
+        if self.record is not None and render.run is not None:
+            self.record.started(frame.number, render.run.job.job_id)
 
     def shot_report(self, seconds: float) -> dict:
         """The shot's JSON report: a row per frame (its job's report), in the shot's order."""

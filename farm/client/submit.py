@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from farm import defaults, parts
@@ -81,9 +82,15 @@ def submit(args) -> int:
         check_alive = local.check_alive if local is not None else None
         if frames is not None:
             from farm.client.shot import ShotRender
+            from farm.protocol.shots import ShotRecord
 
+            record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
+                                       options.bucket_size, options.order, options.layers)
+            if local is None:
+                status_line(args, f"shot {record.shot_id}: {len(frames)} frames (should this command stop, "
+                                  f"`farm collect {record.shot_id} -o {args.output}` goes on with them)")
             listener = terminal_listener(args, redis_client, stack, local=local is not None, frames=frames)
-            ShotRender(redis_client, app, document, frames, assets, options, listener, check_alive).render()
+            ShotRender(redis_client, app, document, frames, assets, options, listener, check_alive, record).render()
             return 0
         listener = terminal_listener(args, redis_client, stack, local=local is not None)
         FrameRender(redis_client, app, scene, document, assets, options, output, listener, check_alive).render()
@@ -149,6 +156,10 @@ def collect(args) -> int:
     if not args.broker:
         raise FarmError("collecting a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
     redis_client, app = connect_farm(args.broker)
+    from farm.protocol.shots import ShotRecord
+
+    if ShotRecord(redis_client, args.job).exists():
+        return _collect_shot(args, redis_client, app, output)
     run = resume(redis_client, app, args.job)
     status_line(args, f"job {args.job}: {len(run.job.tiles.stored())}/{run.total} buckets already rendered")
     args.aov = ()
@@ -167,3 +178,19 @@ def check_report_path(path: str) -> None:
 def status_line(args, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
+
+
+def _collect_shot(args, redis_client, app, output: Path) -> int:
+    """`farm collect SHOT -o PATTERN`: the frames of a shot whose client stopped, those with
+    a job collected, the others started from the scene on the farm."""
+    from farm.client.shot import FilesInRedis, ShotRender, picked_up
+
+    document, frames, options, record = picked_up(redis_client, args.job, output)
+    started = sum(frame.job_id is not None for frame in frames)
+    status_line(args, f"shot {args.job}: {len(frames)} frames, {started} of them started")
+    with contextlib.ExitStack() as stack:
+        args.aov, args.bucket_size = options.aovs, options.bucket_size
+        listener = terminal_listener(args, redis_client, stack, frames=frames)
+        ShotRender(redis_client, app, document, frames, FilesInRedis(), replace(options, report=args.report),
+                   listener, record=record).render()
+    return 0
