@@ -210,3 +210,22 @@ def test_a_shot_whose_client_is_killed_is_finished_by_farm_collect(make_farm, ma
     assert f"shot {shot_id}: 5 frames" in result.stderr and "5 frames in" in result.stdout, result.stdout
     for number, path in enumerate(shot_files(tmp_path, range(5))):
         assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, number / 1.5))), f"frame {number}"
+
+
+def test_a_shot_of_many_small_frames_renders_a_frame_a_bucket(farm, make_document, write_scene, tmp_path, device):
+    """No bucket size chosen: 16 frames for 2 workers, each frame one bucket (80 px a side);
+    the frames are still the exact images of their moments. With --bucket-size, as asked."""
+    from farm.client.shot import ShotFrame, shot_bucket_size
+
+    shot = animated(make_document(width=80, height=72, spp=2))
+    scene_path = write_scene(shot)
+    result = commands.run("submit", scene_path, "--frames", "0-15", "--fps", "5", "-o", tmp_path / "shot.exr",
+                          "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("80x72, 2 spp, 1 buckets in") == 16, result.stdout
+    assert np.array_equal(read_exr(tmp_path / "shot.0010.exr"), frames.reference(device, at_time(shot, 2.0)))
+    scene = parse_scene(shot)
+    many = [ShotFrame(number, scene, tmp_path / f"{number}.exr") for number in range(16)]
+    assert shot_bucket_size(None, many, 64, workers=2) == 80
+    assert shot_bucket_size(None, many, 64, workers=3) == 64, "fewer than 8 frames a worker: split them"
+    assert shot_bucket_size(None, many, 128, workers=2) == 128, "a frame that fits a bucket anyway"

@@ -33,8 +33,9 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=24.0, help="frames per second of --frames (default 24)")
     parser.add_argument("--skip-existing", action="store_true",
                         help="with --frames: leave out the frames whose file is already written")
-    parser.add_argument("--bucket-size", type=int, default=defaults.BUCKET_SIZE,
-                        help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}, FARM_BUCKET_SIZE)")
+    parser.add_argument("--bucket-size", type=int,
+                        help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}, FARM_BUCKET_SIZE; a shot of "
+                             f"many small frames: a frame a bucket)")
     parser.add_argument("--order", choices=ORDERS, default=defaults.BUCKET_ORDER,
                         help=f"order buckets are handed out in (default {defaults.BUCKET_ORDER})")
     parser.add_argument("--broker", default=defaults.BROKER_URL or None,

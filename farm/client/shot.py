@@ -76,6 +76,27 @@ class FilesInRedis:
         yield b""  # a generator, as FolderAssets.chunks is
 
 
+# Frames per worker from which a shot's frames render a frame a bucket (where no bucket size
+# is chosen): enough that the last round of frames, which may leave workers idle, is a small
+# part of the shot; fewer, and splitting frames keeps every worker busy to the end.
+WHOLE_FRAMES_PER_WORKER = 8
+
+
+def shot_bucket_size(redis, frames: list[ShotFrame], default: int, workers: int | None = None) -> int:
+    """The bucket size of a shot with none chosen: a frame a bucket where the shot has many
+    frames for the farm's workers (`workers`, else those alive now) and each frame fits in
+    one bucket: no frame is split, so no tile of it waits on another worker (measured:
+    `farm bench --shot 48` on 2 workers, 95.9% against 94.2% in 64 px buckets). Else `default`."""
+    side = max(max(f.scene.film.width, f.scene.film.height) for f in frames)
+    if side > defaults.MAX_BUCKET_SIZE or side <= default:
+        return default
+    if not workers:
+        from farm.protocol import registry
+
+        workers = sum(1 for record in registry.workers(redis).values() if not record.bad)
+    return side if workers and len(frames) >= WHOLE_FRAMES_PER_WORKER * workers else default
+
+
 # Pixels of the frames in flight at once (their films are in this process's memory): eight
 # 4K frames; a frame larger than this renders alone.
 MAX_PIXELS_IN_FLIGHT = 8 * 3840 * 2160

@@ -25,6 +25,10 @@ def submit(args) -> int:
     output = check_output_path(args.output)
     if args.report:
         check_report_path(args.report)
+    from farm import settings
+
+    chosen_size = args.bucket_size is not None or settings.source("FARM_BUCKET_SIZE") != "default"
+    args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
     args.aov = aovs(args.aov)
     if args.aov and output.suffix.lower() != ".exr":
         raise FarmError(f"--aov writes layers of an EXR image; {output.name} is not one (use -o NAME.exr)")
@@ -81,8 +85,12 @@ def submit(args) -> int:
             local.wait_ready(app)
         check_alive = local.check_alive if local is not None else None
         if frames is not None:
-            from farm.client.shot import ShotRender
+            from farm.client.shot import ShotRender, shot_bucket_size
             from farm.protocol.shots import ShotRecord
+
+            if not chosen_size:
+                args.bucket_size = shot_bucket_size(redis_client, frames, args.bucket_size, local and args.workers)
+                options = replace(options, bucket_size=args.bucket_size)
 
             record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
                                        options.bucket_size, options.order, options.layers)

@@ -101,7 +101,6 @@ def run(args) -> int:
 
         if args.scene == default_scene():
             args.scene = str(Path(args.scene).with_name(bench_shot.ANIMATED_SCENE))
-        args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
         return bench_shot.run(args)
     if args.quality:
         from farm.tools import bench_quality

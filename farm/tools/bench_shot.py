@@ -23,7 +23,8 @@ def run(args) -> int:
     from farm.app import app
     from farm.client.local import LocalFarm
     from farm.client.render import RenderOptions
-    from farm.client.shot import ShotFrame, ShotRender
+    from farm import defaults
+    from farm.client.shot import ShotFrame, ShotRender, shot_bucket_size
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
     from farm.scene import parse_scene
@@ -60,11 +61,18 @@ def run(args) -> int:
         app.conf.broker_url = local.broker_url
         local.wait_ready(app)
         redis_client = connect(local.broker_url)
+
+        def frames_of(tag: str) -> list:
+            return [ShotFrame(number, frame_scene, Path(folder) / f"{tag}.{number:04d}.exr")
+                    for number, frame_scene in enumerate(scenes)]
+
+        # as submit chooses it: a frame a bucket for many small frames, unless --bucket-size says
+        args.bucket_size = args.bucket_size or shot_bucket_size(redis_client, frames_of(""), defaults.BUCKET_SIZE,
+                                                                workers)
         options = RenderOptions(bucket_size=args.bucket_size)
 
         def shot(tag: str) -> float:
-            frames = [ShotFrame(number, frame_scene, Path(folder) / f"{tag}.{number:04d}.exr")
-                      for number, frame_scene in enumerate(scenes)]
+            frames = frames_of(tag)
             began = time.perf_counter()
             ShotRender(redis_client, app, document, frames, assets, options, check_alive=local.check_alive).render()
             return time.perf_counter() - began
