@@ -31,6 +31,8 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                              "1,5,10-20; frame F is the moment F/--fps seconds. -o then names a pattern: "
                              "shot.####.exr or shot.{frame:04d}.exr (else .#### goes before the extension)")
     parser.add_argument("--fps", type=float, default=24.0, help="frames per second of --frames (default 24)")
+    parser.add_argument("--animation", metavar="NAME|INDEX",
+                        help="a glTF file's animation to play (by its name or index); default: all of them")
     parser.add_argument("--skip-existing", action="store_true",
                         help="with --frames: leave out the frames whose file is already written")
     parser.add_argument("--bucket-size", type=int,

@@ -21,6 +21,7 @@ import copy
 import math
 from typing import Any
 
+from farm.scene import rig
 from farm.scene.document import Node
 
 INTERPOLATIONS = ("linear", "step")
@@ -51,17 +52,40 @@ def animated(document: Any, source: str = "scene") -> list[tuple[Node, tuple[str
 
 
 def time_range(document: Any, source: str = "scene") -> tuple[float, float] | None:
-    """The first and last key's time over the whole scene, or None for a still scene."""
+    """The first and last key's time over the whole scene (keyframes, and a glTF file's
+    animations: its `rig`), or None for a still scene."""
     times = [key["time"] for node, _, _ in animated(document, source) for key in node.value["keyframes"]]
+    if isinstance(document, dict) and "rig" in document:
+        times += rig.times(_checked_rig(document, source))
     return (min(times), max(times)) if times else None
+
+
+def _checked_rig(document: dict, source: str) -> dict:
+    """The document's rig, checked, with every shape and camera that names a node of it."""
+    rig.check(Node(document["rig"], f"{source}.rig"))
+    count = len(document["rig"]["nodes"])
+    holders = [("camera", document.get("camera"))] + [
+        (f"shapes[{index}]", shape) for index, shape in enumerate(document.get("shapes") or [])]
+    for where, holder in holders:
+        if isinstance(holder, dict) and "rig" in holder:
+            Node(holder["rig"], f"{source}.{where}.rig").integer(0, count - 1, what="rig node")
+    return document["rig"]
 
 
 def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
     """The still document at `seconds`; `document` itself where nothing is animated."""
     found = animated(document, source)
-    if not found:
+    if not found and not (isinstance(document, dict) and "rig" in document):
         return document
     still = copy.deepcopy(document)
+    if "rig" in still:
+        worlds = rig.pose(_checked_rig(still, source), seconds)
+        del still["rig"]
+        for shape in still.get("shapes", []):
+            if isinstance(shape, dict) and "rig" in shape:
+                shape["transform"] = {"matrix": worlds[shape.pop("rig")]}
+        if isinstance(still.get("camera"), dict) and "rig" in still["camera"]:
+            still["camera"].update(rig.camera_at(worlds[still["camera"].pop("rig")]))
     for _, fields, where in found:
         target = still
         for part in where:

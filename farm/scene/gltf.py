@@ -11,8 +11,10 @@ What is converted: the default scene's node tree (matrices or TRS), triangle pri
 (positions, normals, TEXCOORD_0, indices), metallic-roughness materials with their
 textures and factors as the `principled` material (metal and dielectric blended per texel,
 as glTF's BRDF), KHR_materials_transmission as glass and KHR_materials_ior, emission
-(KHR_materials_emissive_strength), perspective cameras, KHR_lights_punctual lights, and
-buffers and images embedded as data: URIs (workers decode them from the file itself).
+(KHR_materials_emissive_strength), perspective cameras, KHR_lights_punctual lights,
+buffers and images embedded as data: URIs (workers decode them from the file itself), and
+node animations: the moving nodes become the document's rig (farm.scene.gltf_animation,
+farm.scene.rig), which each worker poses at a frame's moment.
 What is not is named in a warning: normal maps, alpha, skins and morph targets (rest pose),
 other primitive modes, orthographic cameras, texture transforms, uv sets other than the
 first, every other extension; occlusion maps are ignored (a path tracer traces occlusion).
@@ -54,18 +56,21 @@ class Converted:
     lights: list = field(default_factory=list)
     camera: dict | None = None
     aspect: float | None = None  # the camera's aspect ratio, if it gives one
+    rig: list = field(default_factory=list)  # the animated nodes (farm.scene.rig), their shapes naming them
     lower: np.ndarray = field(default_factory=lambda: np.full(3, np.inf))
     upper: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     triangles: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
-def convert(name: str, data: bytes, file_size, transform: np.ndarray, prefix: str) -> Converted:
+def convert(name: str, data: bytes, file_size, transform: np.ndarray, prefix: str, read=None,
+            animation: str | None = None) -> Converted:
     """Convert the glTF file `name` (its bytes `data`, relative to the scene's folder).
     `file_size(name)` gives the size of another file of the scene (a buffer), checking that
-    it exists; `transform` places the whole glTF; names get `prefix`."""
+    it exists, and `read(name)` its bytes (for animations' keys); `transform` places the
+    whole glTF; names get `prefix`; `animation` picks one of its animations by name or index."""
     try:
-        return _Converter(name, data, file_size, prefix).run(transform)
+        return _Converter(name, data, file_size, prefix).run(transform, read, animation)
     except SceneError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -86,7 +91,10 @@ class _Converter:
         self.out = Converted()
         self.materials = GltfMaterials(self.file, prefix, self.out.materials, self.out.textures, self._warn)
 
-    def run(self, transform: np.ndarray) -> Converted:
+    def run(self, transform: np.ndarray, read=None, animation: str | None = None) -> Converted:
+        from farm.scene.gltf_animation import GltfAnimation
+
+        channels = GltfAnimation(self, read, animation).channels if self.gltf.get("animations") else {}
         scenes = self.gltf.get("scenes", [])
         nodes = self.gltf.get("nodes", [])
         if scenes:
@@ -94,10 +102,10 @@ class _Converter:
         else:  # no scene: every node that is nobody's child
             children = {c for node in nodes for c in node.get("children", [])}
             roots = [i for i in range(len(nodes)) if i not in children]
-        stack = [(int(i), transform, 0) for i in reversed(roots)]
+        stack = [(int(i), transform, 0, None) for i in reversed(roots)]
         visited = set()
         while stack:
-            index, parent, depth = stack.pop()
+            index, parent, depth, parent_rig = stack.pop()
             if index in visited or depth > MAX_NODE_DEPTH:
                 raise SceneError(f"{self.name}: node {index} is reached twice (the node tree has a cycle)")
             visited.add(index)
@@ -105,17 +113,22 @@ class _Converter:
             world = parent @ _local_matrix(node)
             if not np.isfinite(world).all():
                 raise SceneError(f"{self.name}: node {index} has a non-finite transform")
+            moving = None  # the node's index in the rig, where an animation moves it or a parent
+            if index in channels or parent_rig is not None:
+                moving = self._rig_node(node, parent, parent_rig, channels.get(index, {}))
             if "mesh" in node:
-                self._mesh(int(node["mesh"]), world, index)
+                self._mesh(int(node["mesh"]), world, index, moving)
             if "camera" in node and self.out.camera is None:
                 self._camera(int(node["camera"]), world)
+                if moving is not None:
+                    self.out.camera["rig"] = moving
             light = node.get("extensions", {}).get("KHR_lights_punctual", {}).get("light")
             if light is not None:
                 self._light(int(light), world)
             for skipped in ("skin", "weights"):
                 if skipped in node:
                     self._warn(f"node {index}: skins and morph targets are not supported; shown in its rest pose")
-            stack.extend((int(c), world, depth + 1) for c in reversed(node.get("children", [])))
+            stack.extend((int(c), world, depth + 1, moving) for c in reversed(node.get("children", [])))
         ignored = (set(self.gltf.get("extensionsUsed", [])) | _extensions_in(self.gltf)) - RENDERED_EXTENSIONS
         if ignored:
             self._warn(f"extensions not rendered (ignored): {', '.join(sorted(ignored))}")
@@ -128,7 +141,25 @@ class _Converter:
 
     # -- geometry ------------------------------------------------------------------------
 
-    def _mesh(self, index: int, world: np.ndarray, node: int) -> None:
+    def _rig_node(self, node: dict, parent: np.ndarray, parent_rig: int | None, channels: dict) -> int:
+        """The node's entry in the rig (after a still one for its parent's world matrix
+        where no animated node is above it): its rest pose and its channels."""
+        if parent_rig is None:
+            self.out.rig.append({"parent": -1, "matrix": [[float(v) for v in row] for row in parent]})
+            parent_rig = len(self.out.rig) - 1
+        entry: dict = {"parent": parent_rig}
+        if "matrix" in node and not channels:
+            entry["matrix"] = [[float(v) for v in row] for row in _local_matrix(node)]
+        else:
+            for path in ("translation", "rotation", "scale"):
+                if path in node:
+                    entry[path] = [float(v) for v in node[path]]
+            if channels:
+                entry["channels"] = channels
+        self.out.rig.append(entry)
+        return len(self.out.rig) - 1
+
+    def _mesh(self, index: int, world: np.ndarray, node: int, moving: int | None = None) -> None:
         mesh = self.gltf["meshes"][index]
         det = np.linalg.det(world[:3, :3])
         if abs(det) < 1e-12:
@@ -159,6 +190,8 @@ class _Converter:
             }
             if encoded:
                 shape["base64"] = list(encoded)
+            if moving is not None:  # placed at each frame's moment from the rig's node
+                shape["rig"] = moving
             self.out.shapes.append(shape)
 
     def _layout(self, primitive: dict) -> tuple[dict, str, int]:

@@ -41,7 +41,7 @@ FRAMING_MARGIN = 0.05
 
 def load_scene(
     path: str | Path, spp: int | None = None, *, allow_missing: bool = False,
-    resolution: tuple[int, int] | None = None,
+    resolution: tuple[int, int] | None = None, animation: str | None = None,
 ) -> tuple[Scene, dict]:
     """Read and validate a scene file (.json, .gltf or .glb); `spp` and `resolution`
     override its film. Returns the scene and the document that travels to workers.
@@ -73,7 +73,7 @@ def load_scene(
     warnings: list[str] = []
     _relative_names(document, base, folder.folder)
     if "include" in document:
-        _expand(document, folder, warnings, str(path), resolution)
+        _expand(document, folder, warnings, str(path), resolution, animation)
     if isinstance(document.get("film"), dict):
         if spp is not None:
             document["film"]["spp"] = spp
@@ -144,9 +144,10 @@ def _relative_names(document: dict, base: Path, resolved_base: Path) -> None:
 
 
 def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: str,
-            resolution: tuple[int, int] | None) -> None:
+            resolution: tuple[int, int] | None, animation: str | None = None) -> None:
     """Replace the document's `include` list by what its glTF files hold (a camera-less
-    model is framed for `resolution` when one is given)."""
+    model is framed for `resolution` when one is given; `animation` picks one of each
+    file's animations, else all play)."""
     includes = document.pop("include")
     if not isinstance(includes, list):
         raise SceneError(f"{source}.include: expected a list of {{\"file\": ..., \"transform\": ...}} objects")
@@ -165,9 +166,17 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
         if not name.lower().endswith(GLTF_SUFFIXES):
             raise SceneError(f"{where}.file: {name!r} is not a .gltf or .glb file")
         matrix = np.array(parse_transform(include.get("transform", {}), f"{where}.transform"))
-        converted = gltf.convert(name, folder.read(name), folder.size, matrix, prefix=f"{name}:")
+        converted = gltf.convert(name, folder.read(name), folder.size, matrix, prefix=f"{name}:", read=folder.read,
+                                 animation=animation)
         for key in ("materials", "textures"):
             document[key].update(getattr(converted, key))
+        if converted.rig:  # one rig for every file: this file's nodes after those before
+            rig = document.setdefault("rig", {"nodes": []})["nodes"]
+            offset = len(rig)
+            rig += [{**node, "parent": node["parent"] + offset if node["parent"] >= 0 else -1} for node in converted.rig]
+            for holder in converted.shapes + ([converted.camera] if converted.camera else []):
+                if "rig" in holder:
+                    holder["rig"] += offset
         document["shapes"] += converted.shapes
         document["lights"] += converted.lights
         if "camera" not in document and converted.camera is not None:

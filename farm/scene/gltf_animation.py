@@ -1,0 +1,85 @@
+"""A glTF file's animations read on the client into the document's `rig` (farm.scene.rig):
+each channel that moves a node's translation, rotation or scale becomes that node's sampler,
+its key times and values read from the file's buffer (float accessors; glTF's normalized
+integer rotations too). Every animation plays at once, as the file plays them, unless one is
+chosen (`submit --animation NAME|INDEX`). Morph target weights are named in a warning.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from farm.exceptions import SceneError
+from farm.scene.gltf_file import COMPONENTS, WIDTHS
+
+# What a normalized integer component means (glTF 2.0, 3.11): value / max, at least -1.
+_NORMALIZED = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+
+
+class GltfAnimation:
+    """The channels of a glTF file, by node: {node: {path: sampler}} (`farm.scene.rig`'s form)."""
+
+    def __init__(self, converter, read, choice: str | None = None):
+        self.file, self.read, self.warn = converter.file, read, converter._warn
+        gltf = converter.gltf
+        animations = gltf.get("animations", [])
+        if choice is not None:
+            names = [str(a.get("name", index)) for index, a in enumerate(animations)]
+            if choice in names:
+                animations = [animations[names.index(choice)]]
+            elif choice.isdigit() and int(choice) < len(animations):
+                animations = [animations[int(choice)]]
+            else:
+                raise SceneError(f"{converter.name}: no animation {choice!r} (it has: {', '.join(names) or 'none'})")
+        self.channels: dict[int, dict[str, dict]] = {}
+        for animation in animations:
+            for channel in animation.get("channels", []):
+                target = channel.get("target", {})
+                path = target.get("path")
+                if "node" not in target:
+                    continue
+                if path == "weights":
+                    self.warn("morph target weights are not animated yet; shown in their rest pose")
+                    continue
+                if path not in ("translation", "rotation", "scale"):
+                    continue
+                sampler = animation["samplers"][int(channel["sampler"])]
+                self.channels.setdefault(int(target["node"]), {})[path] = self._sampler(sampler, path)
+
+    def _sampler(self, sampler: dict, path: str) -> dict:
+        how = sampler.get("interpolation", "LINEAR")
+        if how not in ("STEP", "LINEAR", "CUBICSPLINE"):
+            raise SceneError(f"{self.file.name}: unknown animation interpolation {how!r}")
+        times = self._floats(int(sampler["input"]))[:, 0]
+        values = self._floats(int(sampler["output"]))
+        return {"interpolation": how, "times": [float(t) for t in times],
+                "values": [[float(v) for v in row] for row in values]}
+
+    def _floats(self, index: int) -> np.ndarray:
+        """Accessor `index` as float64 rows (normalized integers scaled as glTF says)."""
+        accessor = self.file.document["accessors"][index]
+        if "sparse" in accessor:
+            raise SceneError(f"{self.file.name}: accessor {index} is sparse; not supported")
+        component, width = int(accessor["componentType"]), WIDTHS[accessor["type"]]
+        dtype, size = COMPONENTS[component]
+        view = self.file.document["bufferViews"][int(accessor["bufferView"])]
+        file, base, encoded = self.file.buffer(int(view["buffer"]))
+        data = self.file.data if file == self.file.name else self.read(file)
+        if encoded is not None:
+            data = base64.b64decode(data[encoded[0]:encoded[0] + encoded[1]])
+        offset = base + int(view.get("byteOffset", 0)) + int(accessor.get("byteOffset", 0))
+        stride, count = int(view.get("byteStride", size * width)), int(accessor["count"])
+        if offset + stride * (count - 1) + size * width > len(data):
+            raise SceneError(f"{self.file.name}: accessor {index} runs past the end of its buffer")
+        rows = np.lib.stride_tricks.as_strided(np.frombuffer(data, dtype, offset=offset, count=1 + (
+            stride * (count - 1) + size * width - size) // size), shape=(count, width), strides=(stride, size))
+        rows = rows.astype(np.float64)
+        if component != 5126:
+            if not accessor.get("normalized"):
+                raise SceneError(f"{self.file.name}: accessor {index} of animation data is not float or normalized")
+            rows = np.maximum(rows / _NORMALIZED[component], -1.0)
+        if not np.isfinite(rows).all():
+            raise SceneError(f"{self.file.name}: accessor {index} holds a number that is not finite")
+        return rows

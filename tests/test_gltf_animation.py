@@ -1,0 +1,144 @@
+"""glTF animations (issue 27): node translation, rotation and scale channels with STEP, LINEAR
+and CUBICSPLINE samplers, through a parent, read on the client into the document's rig and
+posed on the workers; the object lands where the animation says, computed here by hand and
+found in the rendered frame by its silhouette."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import numpy as np
+import pytest
+
+from farm.exceptions import SceneError
+from farm.scene import parse_scene
+from farm.scene.load import load_scene
+from tests import commands
+
+# A unit square (two triangles) on node 1, under node 0; node 0 moves along x, node 1 turns
+# about z and grows: keys at 0, 1 and 2 s.
+SQUARE = np.array([[-0.25, -0.25, 0], [0.25, -0.25, 0], [0.25, 0.25, 0], [-0.25, 0.25, 0]], np.float32)
+INDICES = np.array([0, 1, 2, 0, 2, 3], np.uint16)
+TIMES = np.array([0.0, 1.0, 2.0], np.float32)
+MOVES = np.array([[-1.0, 0, 0], [0.0, 0, 0], [1.0, 0.5, 0]], np.float32)
+TURNS = np.array([[0, 0, 0, 1], [0, 0, math.sin(math.pi / 4), math.cos(math.pi / 4)], [0, 0, 1, 0]], np.float32)
+# CUBICSPLINE: (in-tangent, value, out-tangent) per key
+GROWS = np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2], [0, 0, 0], [2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]],
+                 np.float32)
+
+
+def write_gltf(path, interpolation: str = "LINEAR") -> None:
+    blobs = [SQUARE.tobytes(), INDICES.tobytes() + b"\0\0", TIMES.tobytes(), MOVES.tobytes(), TURNS.tobytes(),
+             GROWS.tobytes()]
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).tolist()
+    data = b"".join(blobs)
+    views = [{"buffer": 0, "byteOffset": offsets[i], "byteLength": len(blobs[i])} for i in range(len(blobs))]
+    accessors = [
+        {"bufferView": 0, "componentType": 5126, "count": 4, "type": "VEC3", "min": [-0.25, -0.25, 0],
+         "max": [0.25, 0.25, 0]},
+        {"bufferView": 1, "componentType": 5123, "count": 6, "type": "SCALAR"},
+        {"bufferView": 2, "componentType": 5126, "count": 3, "type": "SCALAR", "min": [0], "max": [2]},
+        {"bufferView": 3, "componentType": 5126, "count": 3, "type": "VEC3"},
+        {"bufferView": 4, "componentType": 5126, "count": 3, "type": "VEC4"},
+        {"bufferView": 5, "componentType": 5126, "count": 9, "type": "VEC3"},
+    ]
+    gltf = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0, 2]}],
+        "nodes": [{"children": [1]}, {"mesh": 0}, {"camera": 0, "translation": [0, 0, 4]}],
+        "cameras": [{"type": "perspective", "perspective": {"yfov": 0.8, "znear": 0.1, "aspectRatio": 1.0}}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "buffers": [{"byteLength": len(data),
+                     "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode()}],
+        "bufferViews": views, "accessors": accessors,
+        "animations": [{"name": "slide", "channels": [
+            {"sampler": 0, "target": {"node": 0, "path": "translation"}},
+            {"sampler": 1, "target": {"node": 1, "path": "rotation"}}],
+            "samplers": [{"input": 2, "output": 3, "interpolation": interpolation},
+                         {"input": 2, "output": 4, "interpolation": interpolation}]},
+            {"name": "grow", "channels": [{"sampler": 0, "target": {"node": 1, "path": "scale"}}],
+             "samplers": [{"input": 2, "output": 5, "interpolation": "CUBICSPLINE"}]}],
+    }
+    path.write_text(json.dumps(gltf))
+
+
+def expected(seconds: float, interpolation: str) -> tuple[np.ndarray, float, float]:
+    """(node 0's translation, node 1's angle about z in degrees, node 1's scale) at
+    `seconds`, from the glTF spec's formulas written out for these keys."""
+    if seconds >= 2.0:  # held at the last key
+        return MOVES[2].astype(float), 180.0, float(GROWS[7, 0])
+    k = min(int(seconds), 1)
+    u = seconds - k
+    if interpolation == "STEP":
+        move, angle = MOVES[k].astype(float), 90.0 * k
+    else:
+        move, angle = MOVES[k] + (MOVES[k + 1] - MOVES[k]) * u, 90.0 * (k + u)
+    p0, m0, p1, m1 = GROWS[3 * k + 1, 0], GROWS[3 * k + 2, 0], GROWS[3 * k + 4, 0], GROWS[3 * k + 3, 0]
+    scale = (2 * u**3 - 3 * u**2 + 1) * p0 + (u**3 - 2 * u**2 + u) * m0 + (-2 * u**3 + 3 * u**2) * p1 + (u**3 - u**2) * m1
+    return move, angle, scale
+
+
+@pytest.mark.parametrize("interpolation", ["LINEAR", "STEP"])
+@pytest.mark.parametrize("seconds", [0.0, 0.25, 0.5, 1.0, 1.75, 2.0, 3.0])
+def test_the_pose_is_the_animation_at_that_moment(tmp_path, interpolation, seconds):
+    write_gltf(tmp_path / "square.gltf", interpolation)
+    scene, document = load_scene(tmp_path / "square.gltf")
+    assert scene.animation == (0.0, 2.0)
+    (shape,) = parse_scene(document, time=seconds).shapes
+    matrix = np.array(shape.transform)
+    move, angle, scale = expected(min(seconds, 2.0), interpolation)
+    turn = np.radians(angle)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    assert np.allclose(matrix[:3, 3], move, atol=1e-6)
+    assert np.allclose(matrix[:2, :2], rotation * scale, atol=1e-5), (matrix[:2, :2], angle, scale)
+
+
+def test_one_animation_by_name_or_index(tmp_path):
+    write_gltf(tmp_path / "square.gltf")
+    _, slide = load_scene(tmp_path / "square.gltf", animation="slide")
+    _, grow = load_scene(tmp_path / "square.gltf", animation="1")
+    assert np.allclose(np.array(parse_scene(slide, time=1.0).shapes[0].transform)[:2, :2], [[0, -1], [1, 0]], atol=1e-6)
+    assert np.allclose(np.array(parse_scene(grow, time=1.0).shapes[0].transform)[:3, :3], np.eye(3) * 2)
+    with pytest.raises(SceneError, match="no animation 'walk' \\(it has: slide, grow\\)"):
+        load_scene(tmp_path / "square.gltf", animation="walk")
+
+
+def test_a_damaged_rig_is_one_line(tmp_path):
+    write_gltf(tmp_path / "square.gltf")
+    _, document = load_scene(tmp_path / "square.gltf")
+    document["rig"]["nodes"][1]["parent"] = 5
+    with pytest.raises(SceneError, match=r"scene.rig.nodes\[1\].parent"):
+        parse_scene(document)
+    _, document = load_scene(tmp_path / "square.gltf")
+    document["rig"]["nodes"][1]["channels"]["translation"]["times"] = [0.0, 0.0, 1.0]
+    with pytest.raises(SceneError, match="key times must increase"):
+        parse_scene(document)
+
+
+def silhouette_centre(image: np.ndarray) -> np.ndarray:
+    """The centre of the pixels the square covers: under the white sky a model without
+    lights gets, everything else is 1 exactly, and the square (a diffuse grey) is darker."""
+    covered = image.mean(axis=2) < 0.95
+    rows, columns = np.nonzero(covered)
+    return np.array([columns.mean() + 0.5, rows.mean() + 0.5])
+
+
+def test_a_shot_of_the_model_puts_the_square_where_the_animation_says(farm, tmp_path):
+    """Rendered on the farm, frames 0, 12, 24 and 36 at 24 fps: the square's silhouette is
+    centred where its node's translation projects through the glTF camera (a pinhole at
+    z = 4 looking down -z, 0.8 rad of vertical field), within a pixel."""
+    from farm.client.film import read_exr
+
+    write_gltf(tmp_path / "square.gltf")
+    size = 64
+    result = commands.run("submit", tmp_path / "square.gltf", "--frames", "0-36x12", "--spp", 4, "--resolution",
+                          f"{size}x{size}", "-o", tmp_path / "square.exr", "--broker", farm.broker_url,
+                          "--animation", "slide")
+    assert result.returncode == 0, result.stderr
+    focal = size / 2 / math.tan(0.4)
+    for number in (0, 12, 24, 36):
+        move, _, _ = expected(number / 24, "LINEAR")
+        image = read_exr(tmp_path / f"square.{number:04d}.exr")
+        projected = np.array([size / 2 + focal * move[0] / 4, size / 2 - focal * move[1] / 4])
+        assert np.allclose(silhouette_centre(image), projected, atol=1.0), (number, silhouette_centre(image), projected)
