@@ -142,3 +142,56 @@ def test_a_shot_of_the_model_puts_the_square_where_the_animation_says(farm, tmp_
         image = read_exr(tmp_path / f"square.{number:04d}.exr")
         projected = np.array([size / 2 + focal * move[0] / 4, size / 2 - focal * move[1] / 4])
         assert np.allclose(silhouette_centre(image), projected, atol=1.0), (number, silhouette_centre(image), projected)
+
+
+def write_skinned(path) -> None:
+    """A strip along x (vertices at x = 0, 1, 2, y = +-0.1) skinned to two joints: joint 0
+    at the origin, joint 1 its child at x = 1, which turns 90 degrees about z over one second.
+    The vertices at x = 0 follow joint 0, those at 2 joint 1, those at 1 both equally."""
+    xs = [0.0, 1.0, 2.0]
+    positions = np.array([[x, y, 0] for x in xs for y in (-0.1, 0.1)], np.float32)
+    indices = np.array([0, 2, 1, 1, 2, 3, 2, 4, 3, 3, 4, 5], np.uint16)
+    joints = np.array([[0, 1, 0, 0]] * 6, np.uint8)
+    weights = np.array([[1, 0, 0, 0]] * 2 + [[0.5, 0.5, 0, 0]] * 2 + [[0, 1, 0, 0]] * 2, np.float32)
+    binds = np.array([np.eye(4), np.linalg.inv(np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]))],
+                     np.float32).transpose(0, 2, 1)  # column-major, as glTF stores them
+    times = np.array([0.0, 1.0], np.float32)
+    turns = np.array([[0, 0, 0, 1], [0, 0, math.sin(math.pi / 4), math.cos(math.pi / 4)]], np.float32)
+    blobs = [positions.tobytes(), indices.tobytes(), joints.tobytes(), weights.tobytes(), binds.tobytes(),
+             times.tobytes(), turns.tobytes()]
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).tolist()
+    data = b"".join(blobs)
+    kinds = [(5126, 6, "VEC3"), (5123, 12, "SCALAR"), (5121, 6, "VEC4"), (5126, 6, "VEC4"), (5126, 2, "MAT4"),
+             (5126, 2, "SCALAR"), (5126, 2, "VEC4")]
+    gltf = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0, 1]}],
+        "nodes": [{"mesh": 0, "skin": 0}, {"children": [2]}, {"translation": [1, 0, 0]}],
+        "skins": [{"joints": [1, 2], "inverseBindMatrices": 4}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "JOINTS_0": 2, "WEIGHTS_0": 3}, "indices": 1}]}],
+        "buffers": [{"byteLength": len(data),
+                     "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode()}],
+        "bufferViews": [{"buffer": 0, "byteOffset": offsets[i], "byteLength": len(b)} for i, b in enumerate(blobs)],
+        "accessors": [{"bufferView": i, "componentType": c, "count": n, "type": t} for i, (c, n, t) in enumerate(kinds)],
+        "animations": [{"channels": [{"sampler": 0, "target": {"node": 2, "path": "rotation"}}],
+                        "samplers": [{"input": 5, "output": 6, "interpolation": "LINEAR"}]}],
+    }
+    gltf["accessors"][0].update(min=[0, -0.1, 0], max=[2, 0.1, 0])
+    path.write_text(json.dumps(gltf))
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (0.0, [[0, -0.1], [0, 0.1], [1, -0.1], [1, 0.1], [2, -0.1], [2, 0.1]]),
+    # joint 1 turned 90 degrees about (1, 0): a point (1 + dx, dy) goes to (1 - dy, dx); the
+    # middle pair is the mean of both joints' places
+    (1.0, [[0, -0.1], [0, 0.1], [1.05, -0.05], [0.95, 0.05], [1.1, 1.0], [0.9, 1.0]]),
+])
+def test_a_skinned_mesh_follows_its_joints(tmp_path, seconds, expected):
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.files import ReadOnce, shape_meshes
+
+    write_skinned(tmp_path / "strip.gltf")
+    scene, document = load_scene(tmp_path / "strip.gltf")
+    assert scene.animation == (0.0, 1.0) and not [w for w in scene.warnings if "not supported" in w]
+    posed = parse_scene(document, time=seconds)
+    (mesh,) = shape_meshes(posed, ReadOnce(FolderAssets(tmp_path, posed.assets)))
+    assert np.allclose(mesh.vertices[:, :2], expected, atol=1e-6), mesh.vertices

@@ -69,6 +69,16 @@ def _checked_rig(document: dict, source: str) -> dict:
     for where, holder in holders:
         if isinstance(holder, dict) and "rig" in holder:
             Node(holder["rig"], f"{source}.{where}.rig").integer(0, count - 1, what="rig node")
+        if isinstance(holder, dict) and "skin" in holder:
+            skin = Node(holder["skin"], f"{source}.{where}.skin")
+            skin.expect_keys(required=("joints", "inverse_bind"))
+            joints = skin.child("joints").items()
+            for joint in joints:
+                joint.integer(0, count - 1, what="rig node")
+            for matrix in skin.child("inverse_bind").list_of(len(joints)):
+                for row in matrix.list_of(4):
+                    for value in row.list_of(4):
+                        value.number()
     return document["rig"]
 
 
@@ -76,7 +86,7 @@ def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
     """The still document at `seconds`; `document` itself where nothing is animated."""
     found = animated(document, source)
     if not found and not (isinstance(document, dict) and "rig" in document):
-        return document
+        return document  # nothing moves
     still = copy.deepcopy(document)
     if "rig" in still:
         worlds = rig.pose(_checked_rig(still, source), seconds)
@@ -84,6 +94,10 @@ def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
         for shape in still.get("shapes", []):
             if isinstance(shape, dict) and "rig" in shape:
                 shape["transform"] = {"matrix": worlds[shape.pop("rig")]}
+            if isinstance(shape, dict) and "skin" in shape:  # each joint's world matrix times its inverse bind
+                skin = shape.pop("skin")
+                shape["skin_matrices"] = [rig.multiply(worlds[j], bind) for j, bind in zip(skin["joints"],
+                                                                                          skin["inverse_bind"])]
         if isinstance(still.get("camera"), dict) and "rig" in still["camera"]:
             still["camera"].update(rig.camera_at(worlds[still["camera"].pop("rig")]))
     for _, fields, where in found:

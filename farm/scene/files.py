@@ -104,6 +104,12 @@ def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[Tria
             if key not in loaded:
                 loaded[key] = read_mesh(assets, shape)
             mesh = loaded[key]
+            if shape.skin:
+                from farm.scene.skin import deform
+
+                if mesh.joints is None or mesh.weights is None:
+                    raise SceneError(f"{shape.file}: a skinned mesh without joints and weights")
+                mesh = deform(shape.file, mesh, mesh.joints.astype(np.int64), mesh.weights, shape.skin)
             if timings is not None:
                 timings["load"] = timings.get("load", 0.0) + time.perf_counter() - t
         elif isinstance(shape, Mesh):

@@ -13,9 +13,10 @@ textures and factors as the `principled` material (metal and dielectric blended 
 as glTF's BRDF), KHR_materials_transmission as glass and KHR_materials_ior, emission
 (KHR_materials_emissive_strength), perspective cameras, KHR_lights_punctual lights,
 buffers and images embedded as data: URIs (workers decode them from the file itself), and
-node animations: the moving nodes become the document's rig (farm.scene.gltf_animation,
-farm.scene.rig), which each worker poses at a frame's moment.
-What is not is named in a warning: normal maps, alpha, skins and morph targets (rest pose),
+node animations and skins: the moving nodes and joints become the document's rig
+(farm.scene.gltf_animation, farm.scene.rig), which each worker poses at a frame's moment
+(farm.scene.skin deforms a skinned mesh there).
+What is not is named in a warning: normal maps, alpha, morph targets (rest pose),
 other primitive modes, orthographic cameras, texture transforms, uv sets other than the
 first, every other extension; occlusion maps are ignored (a path tracer traces occlusion).
 
@@ -94,9 +95,13 @@ class _Converter:
     def run(self, transform: np.ndarray, read=None, animation: str | None = None) -> Converted:
         from farm.scene.gltf_animation import GltfAnimation
 
-        channels = GltfAnimation(self, read, animation).channels if self.gltf.get("animations") else {}
+        self.animation = GltfAnimation(self, read, animation)
+        channels = self.animation.channels
         scenes = self.gltf.get("scenes", [])
         nodes = self.gltf.get("nodes", [])
+        # the joints of every skin in use: in the rig, so that a skinned mesh follows them
+        joints = {int(j) for node in nodes if "skin" in node for j in self.gltf["skins"][int(node["skin"])]["joints"]}
+        self.rig_of: dict[int, int] = {}  # glTF node -> its index in the rig
         if scenes:
             roots = scenes[int(self.gltf.get("scene", 0))].get("nodes", [])
         else:  # no scene: every node that is nobody's child
@@ -114,10 +119,11 @@ class _Converter:
             if not np.isfinite(world).all():
                 raise SceneError(f"{self.name}: node {index} has a non-finite transform")
             moving = None  # the node's index in the rig, where an animation moves it or a parent
-            if index in channels or parent_rig is not None:
+            if index in channels or index in joints or parent_rig is not None:
                 moving = self._rig_node(node, parent, parent_rig, channels.get(index, {}))
+                self.rig_of[index] = moving
             if "mesh" in node:
-                self._mesh(int(node["mesh"]), world, index, moving)
+                self._mesh(int(node["mesh"]), world, index, moving, node.get("skin"))
             if "camera" in node and self.out.camera is None:
                 self._camera(int(node["camera"]), world)
                 if moving is not None:
@@ -125,10 +131,15 @@ class _Converter:
             light = node.get("extensions", {}).get("KHR_lights_punctual", {}).get("light")
             if light is not None:
                 self._light(int(light), world)
-            for skipped in ("skin", "weights"):
-                if skipped in node:
-                    self._warn(f"node {index}: skins and morph targets are not supported; shown in its rest pose")
+            if "weights" in node:
+                self._warn(f"node {index}: morph targets are not supported; shown in its rest pose")
             stack.extend((int(c), world, depth + 1, moving) for c in reversed(node.get("children", [])))
+        for shape in self.out.shapes:  # a skin's joints, by their place in the rig now that all are placed
+            if "skin" in shape:
+                missing = [j for j in shape["skin"]["joints"] if j not in self.rig_of]
+                if missing:
+                    raise SceneError(f"{self.name}: skin joint node {missing[0]} is not in the scene")
+                shape["skin"]["joints"] = [self.rig_of[j] for j in shape["skin"]["joints"]]
         ignored = (set(self.gltf.get("extensionsUsed", [])) | _extensions_in(self.gltf)) - RENDERED_EXTENSIONS
         if ignored:
             self._warn(f"extensions not rendered (ignored): {', '.join(sorted(ignored))}")
@@ -159,7 +170,7 @@ class _Converter:
         self.out.rig.append(entry)
         return len(self.out.rig) - 1
 
-    def _mesh(self, index: int, world: np.ndarray, node: int, moving: int | None = None) -> None:
+    def _mesh(self, index: int, world: np.ndarray, node: int, moving: int | None = None, skin=None) -> None:
         mesh = self.gltf["meshes"][index]
         det = np.linalg.det(world[:3, :3])
         if abs(det) < 1e-12:
@@ -175,7 +186,8 @@ class _Converter:
                 continue
             if primitive.get("targets"):
                 self._warn(f"mesh {index}: morph targets are not supported; shown in its rest pose")
-            layout, (file, encoded), count = self._layout(primitive)
+            skinned = skin is not None and "JOINTS_0" in attributes and "WEIGHTS_0" in attributes
+            layout, (file, encoded), count = self._layout(primitive, skinned)
             if count == 0:
                 continue
             self.out.triangles += count
@@ -190,11 +202,28 @@ class _Converter:
             }
             if encoded:
                 shape["base64"] = list(encoded)
-            if moving is not None:  # placed at each frame's moment from the rig's node
+            if skinned:  # placed by its joints at each frame's moment (farm.scene.skin), not by its node
+                del shape["transform"]
+                shape["skin"] = self._skin(int(skin))
+            elif moving is not None:  # placed at each frame's moment from the rig's node
                 shape["rig"] = moving
             self.out.shapes.append(shape)
 
-    def _layout(self, primitive: dict) -> tuple[dict, str, int]:
+    def _skin(self, index: int) -> dict:
+        """A skin as the document keeps it: its joints (glTF nodes here, rig nodes once the
+        walk has placed them) and their inverse bind matrices, row-major."""
+        skin = self.gltf["skins"][index]
+        joints = [int(j) for j in skin["joints"]]
+        if "inverseBindMatrices" in skin:
+            values = self.animation.floats(int(skin["inverseBindMatrices"]))
+            binds = [[[float(v) for v in row] for row in m.reshape(4, 4).T] for m in values]
+        else:
+            binds = [np.eye(4).tolist() for _ in joints]
+        if len(binds) != len(joints):
+            raise SceneError(f"{self.name}: skin {index} has {len(joints)} joints and {len(binds)} inverse bind matrices")
+        return {"joints": joints, "inverse_bind": binds}
+
+    def _layout(self, primitive: dict, skinned: bool = False) -> tuple[dict, str, int]:
         """Where the primitive's accessors lie: one file, and the triangle count."""
         attributes = primitive["attributes"]
         entries, files = {}, set()
@@ -208,6 +237,9 @@ class _Converter:
             wanted.append(("tangents", attributes["TANGENT"], ("f32x4",)))
         if "indices" in primitive:
             wanted.append(("indices", primitive["indices"], ("u8", "u16", "u32")))
+        if skinned:
+            wanted.append(("joints", attributes["JOINTS_0"], ("u8x4", "u16x4")))
+            wanted.append(("weights", attributes["WEIGHTS_0"], ("f32x4", "u8x4n", "u16x4n")))
         for key, accessor_index, formats in wanted:
             file, entry = self.file.accessor(int(accessor_index), formats)
             files.add(file)

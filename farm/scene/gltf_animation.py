@@ -52,12 +52,12 @@ class GltfAnimation:
         how = sampler.get("interpolation", "LINEAR")
         if how not in ("STEP", "LINEAR", "CUBICSPLINE"):
             raise SceneError(f"{self.file.name}: unknown animation interpolation {how!r}")
-        times = self._floats(int(sampler["input"]))[:, 0]
-        values = self._floats(int(sampler["output"]))
+        times = self.floats(int(sampler["input"]))[:, 0]
+        values = self.floats(int(sampler["output"]))
         return {"interpolation": how, "times": [float(t) for t in times],
                 "values": [[float(v) for v in row] for row in values]}
 
-    def _floats(self, index: int) -> np.ndarray:
+    def floats(self, index: int) -> np.ndarray:
         """Accessor `index` as float64 rows (normalized integers scaled as glTF says)."""
         accessor = self.file.document["accessors"][index]
         if "sparse" in accessor:

@@ -20,11 +20,13 @@ CHUNK_JSON, CHUNK_BIN = 0x4E4F534A, 0x004E4942
 
 # accessor componentType -> (numpy dtype, size in bytes)
 COMPONENTS = {5120: ("i1", 1), 5121: ("u1", 1), 5122: ("<i2", 2), 5123: ("<u2", 2), 5125: ("<u4", 4), 5126: ("<f4", 4)}
-WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
 # The layouts `load_binary` reads: format name -> (accessor componentType, components, normalized)
 FORMATS = {
     "f32x3": (5126, 3, False), "f32x2": (5126, 2, False), "u8x2n": (5121, 2, True), "u16x2n": (5123, 2, True),
     "u8": (5121, 1, False), "u16": (5123, 1, False), "u32": (5125, 1, False),
+    "f32x4": (5126, 4, False), "u8x4": (5121, 4, False), "u16x4": (5123, 4, False), "u8x4n": (5121, 4, True),
+    "u16x4n": (5123, 4, True),
 }
 
 

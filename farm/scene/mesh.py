@@ -26,6 +26,8 @@ class TriangleMesh:
     uvs: np.ndarray | None = None
     uvs1: np.ndarray | None = None
     tangents: np.ndarray | None = None
+    joints: np.ndarray | None = None  # (V, 4) int: a skinned mesh's joints per vertex
+    weights: np.ndarray | None = None  # (V, 4) float64: their weights
 
 
 def load_obj(name: str, data: bytes) -> TriangleMesh:
@@ -103,6 +105,8 @@ def cube() -> TriangleMesh:
 BINARY_FORMATS = {
     "f32x4": ("<f4", 4, None), "f32x3": ("<f4", 3, None), "f32x2": ("<f4", 2, None), "u8x2n": ("u1", 2, 255.0), "u16x2n": ("<u2", 2, 65535.0),
     "u8": ("u1", 1, None), "u16": ("<u2", 1, None), "u32": ("<u4", 1, None),
+    # a skin's joints and weights (glTF's JOINTS_0, WEIGHTS_0)
+    "u8x4": ("u1", 4, None), "u16x4": ("<u2", 4, None), "u8x4n": ("u1", 4, 255.0), "u16x4n": ("<u2", 4, 65535.0),
 }
 
 
@@ -133,7 +137,9 @@ def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
     for key in ("uvs", "uvs1"):
         if key in extra:
             extra[key][:, 1] = 1.0 - extra[key][:, 1]
-    mesh = TriangleMesh(positions, faces, extra.get("normals"), extra.get("uvs"), extra.get("uvs1"), extra.get("tangents"))
+    skin = {key: _accessor(name, data, key, layout[key]) for key in ("joints", "weights") if key in layout}
+    mesh = TriangleMesh(positions, faces, extra.get("normals"), extra.get("uvs"), extra.get("uvs1"), extra.get("tangents"),
+                        skin.get("joints"), skin.get("weights"))
     for values in (mesh.vertices, mesh.normals, mesh.uvs, mesh.uvs1, mesh.tangents):
         if values is not None and not np.isfinite(values).all():
             raise SceneError(f"{name}: vertex data must be finite")

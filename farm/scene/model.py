@@ -192,6 +192,8 @@ class Mesh(Shape):
     face_normals: bool = False
     binary: tuple[tuple[str, int, int, str, int], ...] = ()  # parts: positions, normals, uvs, uvs1, tangents, indices
     base64: tuple[int, int] | None = None  # (offset, length) of base64 text in `file` that stands for the binary file
+    # A skinned mesh's joint matrices at the frame's moment, row-major (farm.scene.skin)
+    skin: tuple = ()
 
     def layout(self) -> dict[str, dict]:
         """The binary layout as farm.scene.mesh.load_binary takes it."""

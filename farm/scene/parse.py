@@ -23,6 +23,7 @@ from farm.scene.model import (
 )
 
 FORMAT_VERSION = 1
+MAX_JOINTS = 1024  # joints of one skin: production rigs have a few hundred
 SHAPE_TYPES = ("sphere", "rectangle", "box", "mesh")
 LIGHT_TYPES = ("point", "spot", "sun", "environment")
 def scene_digest(document: dict) -> str:
@@ -37,7 +38,8 @@ def parse_scene(document: Any, source: str = "scene", time: float | None = None)
     digest is the whole document's, keyframes and all, as stored for the workers."""
     span = time_range(document, source)
     time = (0.0 if span is None else span[0]) if time is None else float(time)
-    still = document if span is None else at_time(document, time, source)
+    rigged = isinstance(document, dict) and "rig" in document  # a glTF skin with no animation is posed too
+    still = document if span is None and not rigged else at_time(document, time, source)
     root = Node(still, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),
@@ -187,7 +189,7 @@ def _shape(node: Node, materials: dict[str, Material]):
     kind = node.child("type").choice(SHAPE_TYPES)
     extra = {
         "sphere": ("center", "radius"),
-        "mesh": ("file", "binary", "base64", "vertices", "triangles", "normals", "uvs", "face_normals"),
+        "mesh": ("file", "binary", "base64", "vertices", "triangles", "normals", "uvs", "face_normals", "skin_matrices"),
     }.get(kind, ())
     node.expect_keys(required=("type", "material"), optional=extra + ("transform",))
     material = node.child("material").string()
@@ -213,8 +215,10 @@ def _shape(node: Node, materials: dict[str, Material]):
             if key in node.value:
                 node.child(key).fail("give a mesh either a file or inline vertices and triangles, not both")
         if "binary" in node.value:
+            binary = _binary(node.child("binary"))
+            skin = _skin(node, binary, transform) if "skin_matrices" in node.value else ()
             return Mesh(material, transform, file=node.child("file").relative_file(None), face_normals=face_normals,
-                        binary=_binary(node.child("binary")), base64=node.optional("base64", Node.byte_range))
+                        binary=binary, base64=node.optional("base64", Node.byte_range), skin=skin)
         return Mesh(material, transform, file=node.child("file").relative_file((".obj",)), face_normals=face_normals)
     for key in ("binary", "base64"):
         if key in node.value:
@@ -244,10 +248,11 @@ def _binary(node: Node) -> tuple:
     """Where a mesh's accessors lie in its binary file (farm.scene.mesh.load_binary)."""
     from farm.scene.mesh import BINARY_FORMATS
 
-    node.expect_keys(required=("positions",), optional=("normals", "uvs", "uvs1", "tangents", "indices"))
+    node.expect_keys(required=("positions",),
+                     optional=("normals", "uvs", "uvs1", "tangents", "indices", "joints", "weights"))
     uv_formats = ("f32x2", "u8x2n", "u16x2n")
     formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": uv_formats, "uvs1": uv_formats,
-               "tangents": ("f32x4",),
+               "tangents": ("f32x4",), "joints": ("u8x4", "u16x4"), "weights": ("f32x4", "u8x4n", "u16x4n"),
                "indices": ("u8", "u16", "u32")}
     parts = []
     for part in node.value:
@@ -260,6 +265,18 @@ def _binary(node: Node) -> tuple:
         parts.append((part, entry.child("offset").integer(0, 2**53, what="offset"),
                       entry.child("count").integer(0, 3 * defaults.MAX_TRIANGLES, what="count"), fmt, stride))
     return tuple(parts)
+
+
+def _skin(node: Node, binary: tuple, transform) -> tuple:
+    """A skinned mesh's joint matrices at the frame's moment (farm.scene.skin)."""
+    if not {"joints", "weights"} <= {part for part, *_ in binary}:
+        node.child("skin_matrices").fail("a skinned mesh needs joints and weights in its binary layout")
+    if transform != IDENTITY:
+        node.child("transform").fail("a skinned mesh takes its place from its joints; it has no transform")
+    items = node.child("skin_matrices").items()
+    if not 1 <= len(items) <= MAX_JOINTS:
+        node.child("skin_matrices").fail(f"expected 1 to {MAX_JOINTS} joint matrices, got {len(items)}")
+    return tuple(tuple(tuple(value.number() for value in row.list_of(4)) for row in item.list_of(4)) for item in items)
 
 
 def _triangle(node: Node, vertex_count: int) -> tuple[int, int, int]:

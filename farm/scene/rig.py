@@ -86,7 +86,7 @@ def pose(rig: dict, seconds: float) -> list[list[list[float]]]:
     for node in rig["nodes"]:
         local = node["matrix"] if "matrix" in node else _trs(node, seconds)
         parent = node["parent"]
-        worlds.append(_multiply(worlds[parent], local) if parent >= 0 else [list(map(float, row)) for row in local])
+        worlds.append(multiply(worlds[parent], local) if parent >= 0 else [list(map(float, row)) for row in local])
     return worlds
 
 
@@ -155,7 +155,7 @@ def _slerp(a: list[float], b: list[float], u: float) -> list[float]:
     return [wa * p + wb * q for p, q in zip(a, b)]
 
 
-def _multiply(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
+def multiply(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
     return [[sum(a[i][k] * float(b[k][j]) for k in range(4)) for j in range(4)] for i in range(4)]
 
 
