@@ -114,7 +114,8 @@ def test_every_mesh_of_a_khronos_model_is_where_its_animation_puts_it(name):
     scene, document = load_scene(path)
     first, last = scene.animation
     assert last > first
-    still = [np.allclose(a, b) for a, b in zip(mesh_worlds(gltf, buffers, first), mesh_worlds(gltf, buffers, last))]
+    middle = (first + last) / 2
+    still = [np.allclose(a, b) for a, b in zip(mesh_worlds(gltf, buffers, first), mesh_worlds(gltf, buffers, middle))]
     assert not all(still), "nothing moves: the test would prove nothing"
     for t in np.linspace(first - 0.1, last + 0.1, 9):
         farm = [np.array(shape.transform) for shape in parse_scene(document, time=float(t)).shapes]
