@@ -195,3 +195,43 @@ def test_a_skinned_mesh_follows_its_joints(tmp_path, seconds, expected):
     posed = parse_scene(document, time=seconds)
     (mesh,) = shape_meshes(posed, ReadOnce(FolderAssets(tmp_path, posed.assets)))
     assert np.allclose(mesh.vertices[:, :2], expected, atol=1e-6), mesh.vertices
+
+
+def write_morphing(path, animated: bool = True) -> None:
+    """The square of write_gltf with one morph target that lifts its top edge by 1: weights
+    0 at 0 s and 1 at 1 s where `animated`, else 0.25 from the mesh."""
+    offsets = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 1, 0]], np.float32)
+    times, keys = np.array([0.0, 1.0], np.float32), np.array([0.0, 1.0], np.float32)
+    blobs = [SQUARE.tobytes(), INDICES.tobytes() + b"\0\0", offsets.tobytes(), times.tobytes(), keys.tobytes()]
+    starts = np.cumsum([0] + [len(b) for b in blobs]).tolist()
+    data = b"".join(blobs)
+    kinds = [(5126, 4, "VEC3"), (5123, 6, "SCALAR"), (5126, 4, "VEC3"), (5126, 2, "SCALAR"), (5126, 2, "SCALAR")]
+    gltf = {
+        "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "targets": [{"POSITION": 2}]}],
+                    "weights": [0.25]}],
+        "buffers": [{"byteLength": len(data),
+                     "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode()}],
+        "bufferViews": [{"buffer": 0, "byteOffset": starts[i], "byteLength": len(b)} for i, b in enumerate(blobs)],
+        "accessors": [{"bufferView": i, "componentType": c, "count": n, "type": t} for i, (c, n, t) in enumerate(kinds)],
+    }
+    gltf["accessors"][0].update(min=[-0.25, -0.25, 0], max=[0.25, 0.25, 0])
+    if animated:
+        gltf["animations"] = [{"channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
+                               "samplers": [{"input": 3, "output": 4, "interpolation": "LINEAR"}]}]
+    path.write_text(json.dumps(gltf))
+
+
+@pytest.mark.parametrize("animated, seconds, lift", [(True, 0.0, 0.0), (True, 0.5, 0.5), (True, 2.0, 1.0),
+                                                     (False, 0.0, 0.25)])
+def test_morph_targets_move_by_their_weights(tmp_path, animated, seconds, lift):
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.files import ReadOnce, shape_meshes
+
+    write_morphing(tmp_path / "morph.gltf", animated)
+    scene, document = load_scene(tmp_path / "morph.gltf")
+    assert scene.animation == ((0.0, 1.0) if animated else None)
+    posed = parse_scene(document, time=seconds)
+    (mesh,) = shape_meshes(posed, ReadOnce(FolderAssets(tmp_path, posed.assets)))
+    expected = SQUARE.astype(float) + np.array([[0, 0, 0], [0, 0, 0], [0, lift, 0], [0, lift, 0]])
+    assert np.allclose(mesh.vertices, expected, atol=1e-6), mesh.vertices

@@ -69,6 +69,8 @@ def _checked_rig(document: dict, source: str) -> dict:
     for where, holder in holders:
         if isinstance(holder, dict) and "rig" in holder:
             Node(holder["rig"], f"{source}.{where}.rig").integer(0, count - 1, what="rig node")
+        if isinstance(holder, dict) and isinstance(holder.get("morph"), dict) and "rig" in holder["morph"]:
+            Node(holder["morph"]["rig"], f"{source}.{where}.morph.rig").integer(0, count - 1, what="rig node")
         if isinstance(holder, dict) and "skin" in holder:
             skin = Node(holder["skin"], f"{source}.{where}.skin")
             skin.expect_keys(required=("joints", "inverse_bind"))
@@ -89,11 +91,16 @@ def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
         return document  # nothing moves
     still = copy.deepcopy(document)
     if "rig" in still:
-        worlds = rig.pose(_checked_rig(still, source), seconds)
+        still_rig = _checked_rig(still, source)
+        worlds = rig.pose(still_rig, seconds)
         del still["rig"]
         for shape in still.get("shapes", []):
             if isinstance(shape, dict) and "rig" in shape:
                 shape["transform"] = {"matrix": worlds[shape.pop("rig")]}
+            if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "rig" in shape["morph"]:
+                weights = rig.morph_weights(still_rig, shape["morph"].pop("rig"), seconds)
+                if weights is not None:  # the node's weights channel, else the weights at rest
+                    shape["morph"]["weights"] = weights
             if isinstance(shape, dict) and "skin" in shape:  # each joint's world matrix times its inverse bind
                 skin = shape.pop("skin")
                 shape["skin_matrices"] = [rig.multiply(worlds[j], bind) for j, bind in zip(skin["joints"],

@@ -104,6 +104,10 @@ def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[Tria
             if key not in loaded:
                 loaded[key] = read_mesh(assets, shape)
             mesh = loaded[key]
+            if shape.morph and any(shape.morph[1]):
+                from farm.scene.skin import morph
+
+                mesh = morph(shape.file, mesh, assets, shape)
             if shape.skin:
                 from farm.scene.skin import deform
 

@@ -13,10 +13,10 @@ textures and factors as the `principled` material (metal and dielectric blended 
 as glTF's BRDF), KHR_materials_transmission as glass and KHR_materials_ior, emission
 (KHR_materials_emissive_strength), perspective cameras, KHR_lights_punctual lights,
 buffers and images embedded as data: URIs (workers decode them from the file itself), and
-node animations and skins: the moving nodes and joints become the document's rig
+node animations, skins and morph targets: the moving nodes and joints become the document's rig
 (farm.scene.gltf_animation, farm.scene.rig), which each worker poses at a frame's moment
 (farm.scene.skin deforms a skinned mesh there).
-What is not is named in a warning: normal maps, alpha, morph targets (rest pose),
+What is not is named in a warning: normal maps, alpha,
 other primitive modes, orthographic cameras, texture transforms, uv sets other than the
 first, every other extension; occlusion maps are ignored (a path tracer traces occlusion).
 
@@ -123,7 +123,7 @@ class _Converter:
                 moving = self._rig_node(node, parent, parent_rig, channels.get(index, {}))
                 self.rig_of[index] = moving
             if "mesh" in node:
-                self._mesh(int(node["mesh"]), world, index, moving, node.get("skin"))
+                self._mesh(int(node["mesh"]), world, index, moving, node.get("skin"), node.get("weights"))
             if "camera" in node and self.out.camera is None:
                 self._camera(int(node["camera"]), world)
                 if moving is not None:
@@ -131,8 +131,6 @@ class _Converter:
             light = node.get("extensions", {}).get("KHR_lights_punctual", {}).get("light")
             if light is not None:
                 self._light(int(light), world)
-            if "weights" in node:
-                self._warn(f"node {index}: morph targets are not supported; shown in its rest pose")
             stack.extend((int(c), world, depth + 1, moving) for c in reversed(node.get("children", [])))
         for shape in self.out.shapes:  # a skin's joints, by their place in the rig now that all are placed
             if "skin" in shape:
@@ -170,7 +168,29 @@ class _Converter:
         self.out.rig.append(entry)
         return len(self.out.rig) - 1
 
-    def _mesh(self, index: int, world: np.ndarray, node: int, moving: int | None = None, skin=None) -> None:
+    def _morph(self, mesh: dict, primitive: dict, file: str, node_weights, moving: int | None) -> dict:
+        """A primitive's morph targets as the document keeps them: where each target's
+        position and normal offsets lie in `file`, the weights at rest (the node's, else the
+        mesh's, else 0), and the rig node whose `weights` channel moves them, if one does."""
+        targets = []
+        for number, target in enumerate(primitive["targets"]):
+            entry = {}
+            for key, attribute in (("positions", "POSITION"), ("normals", "NORMAL")):
+                if attribute in target:
+                    where, entry[key] = self.file.accessor(int(target[attribute]), ("f32x3",))
+                    if where[0] != file:
+                        raise SceneError(f"{self.name}: morph target {number} lies in another buffer than its mesh")
+            targets.append(entry)
+        weights = node_weights if node_weights is not None else mesh.get("weights", [0.0] * len(targets))
+        if len(weights) != len(targets):
+            raise SceneError(f"{self.name}: {len(weights)} morph weights for {len(targets)} targets")
+        morph = {"targets": targets, "weights": [float(w) for w in weights]}
+        if moving is not None:
+            morph["rig"] = moving
+        return morph
+
+    def _mesh(self, index: int, world: np.ndarray, node: int, moving: int | None = None, skin=None,
+              node_weights=None) -> None:
         mesh = self.gltf["meshes"][index]
         det = np.linalg.det(world[:3, :3])
         if abs(det) < 1e-12:
@@ -184,8 +204,6 @@ class _Converter:
             attributes = primitive["attributes"]
             if "POSITION" not in attributes:
                 continue
-            if primitive.get("targets"):
-                self._warn(f"mesh {index}: morph targets are not supported; shown in its rest pose")
             skinned = skin is not None and "JOINTS_0" in attributes and "WEIGHTS_0" in attributes
             layout, (file, encoded), count = self._layout(primitive, skinned)
             if count == 0:
@@ -202,6 +220,8 @@ class _Converter:
             }
             if encoded:
                 shape["base64"] = list(encoded)
+            if primitive.get("targets"):
+                shape["morph"] = self._morph(mesh, primitive, file, node_weights, moving)
             if skinned:  # placed by its joints at each frame's moment (farm.scene.skin), not by its node
                 del shape["transform"]
                 shape["skin"] = self._skin(int(skin))

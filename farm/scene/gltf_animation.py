@@ -2,7 +2,8 @@
 each channel that moves a node's translation, rotation or scale becomes that node's sampler,
 its key times and values read from the file's buffer (float accessors; glTF's normalized
 integer rotations too). Every animation plays at once, as the file plays them, unless one is
-chosen (`submit --animation NAME|INDEX`). Morph target weights are named in a warning.
+chosen (`submit --animation NAME|INDEX`). Morph target weights are a channel too (`weights`:
+a vector a key, one weight per target).
 """
 
 from __future__ import annotations
@@ -40,10 +41,7 @@ class GltfAnimation:
                 path = target.get("path")
                 if "node" not in target:
                     continue
-                if path == "weights":
-                    self.warn("morph target weights are not animated yet; shown in their rest pose")
-                    continue
-                if path not in ("translation", "rotation", "scale"):
+                if path not in ("translation", "rotation", "scale", "weights"):
                     continue
                 sampler = animation["samplers"][int(channel["sampler"])]
                 self.channels.setdefault(int(target["node"]), {})[path] = self._sampler(sampler, path)
@@ -54,6 +52,12 @@ class GltfAnimation:
             raise SceneError(f"{self.file.name}: unknown animation interpolation {how!r}")
         times = self.floats(int(sampler["input"]))[:, 0]
         values = self.floats(int(sampler["output"]))
+        if path == "weights":  # glTF keeps a key's weights as consecutive scalars
+            keys = len(times) * (3 if how == "CUBICSPLINE" else 1)
+            if keys == 0 or values.size % keys:
+                raise SceneError(f"{self.file.name}: a weights channel's {values.size} values do not split into "
+                                 f"{keys} keys")
+            values = values.reshape(keys, -1)
         return {"interpolation": how, "times": [float(t) for t in times],
                 "values": [[float(v) for v in row] for row in values]}
 

@@ -194,6 +194,8 @@ class Mesh(Shape):
     base64: tuple[int, int] | None = None  # (offset, length) of base64 text in `file` that stands for the binary file
     # A skinned mesh's joint matrices at the frame's moment, row-major (farm.scene.skin)
     skin: tuple = ()
+    # Morph targets: (each target's binary layout of offsets, ...) and their weights at the frame's moment
+    morph: tuple = ()
 
     def layout(self) -> dict[str, dict]:
         """The binary layout as farm.scene.mesh.load_binary takes it."""

@@ -24,6 +24,7 @@ from farm.scene.model import (
 
 FORMAT_VERSION = 1
 MAX_JOINTS = 1024  # joints of one skin: production rigs have a few hundred
+MAX_TARGETS = 64  # morph targets of one mesh (faces have dozens)
 SHAPE_TYPES = ("sphere", "rectangle", "box", "mesh")
 LIGHT_TYPES = ("point", "spot", "sun", "environment")
 def scene_digest(document: dict) -> str:
@@ -189,7 +190,8 @@ def _shape(node: Node, materials: dict[str, Material]):
     kind = node.child("type").choice(SHAPE_TYPES)
     extra = {
         "sphere": ("center", "radius"),
-        "mesh": ("file", "binary", "base64", "vertices", "triangles", "normals", "uvs", "face_normals", "skin_matrices"),
+        "mesh": ("file", "binary", "base64", "vertices", "triangles", "normals", "uvs", "face_normals", "skin_matrices",
+                 "morph"),
     }.get(kind, ())
     node.expect_keys(required=("type", "material"), optional=extra + ("transform",))
     material = node.child("material").string()
@@ -217,8 +219,9 @@ def _shape(node: Node, materials: dict[str, Material]):
         if "binary" in node.value:
             binary = _binary(node.child("binary"))
             skin = _skin(node, binary, transform) if "skin_matrices" in node.value else ()
+            morph = _morph(node.child("morph")) if "morph" in node.value else ()
             return Mesh(material, transform, file=node.child("file").relative_file(None), face_normals=face_normals,
-                        binary=binary, base64=node.optional("base64", Node.byte_range), skin=skin)
+                        binary=binary, base64=node.optional("base64", Node.byte_range), skin=skin, morph=morph)
         return Mesh(material, transform, file=node.child("file").relative_file((".obj",)), face_normals=face_normals)
     for key in ("binary", "base64"):
         if key in node.value:
@@ -244,16 +247,18 @@ def _shape(node: Node, materials: dict[str, Material]):
     return Mesh(material, transform, None, vertices, triangles, normals, uvs, face_normals)
 
 
-def _binary(node: Node) -> tuple:
-    """Where a mesh's accessors lie in its binary file (farm.scene.mesh.load_binary)."""
+def _binary(node: Node, formats: dict | None = None) -> tuple:
+    """Where a mesh's accessors lie in its binary file (farm.scene.mesh.load_binary); with
+    `formats`, those parts alone (a morph target's)."""
     from farm.scene.mesh import BINARY_FORMATS
 
-    node.expect_keys(required=("positions",),
-                     optional=("normals", "uvs", "uvs1", "tangents", "indices", "joints", "weights"))
-    uv_formats = ("f32x2", "u8x2n", "u16x2n")
-    formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": uv_formats, "uvs1": uv_formats,
-               "tangents": ("f32x4",), "joints": ("u8x4", "u16x4"), "weights": ("f32x4", "u8x4n", "u16x4n"),
-               "indices": ("u8", "u16", "u32")}
+    if formats is None:
+        node.expect_keys(required=("positions",),
+                         optional=("normals", "uvs", "uvs1", "tangents", "indices", "joints", "weights"))
+        uv_formats = ("f32x2", "u8x2n", "u16x2n")
+        formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": uv_formats, "uvs1": uv_formats,
+                   "tangents": ("f32x4",), "joints": ("u8x4", "u16x4"), "weights": ("f32x4", "u8x4n", "u16x4n"),
+                   "indices": ("u8", "u16", "u32")}
     parts = []
     for part in node.value:
         entry = node.child(part)
@@ -277,6 +282,21 @@ def _skin(node: Node, binary: tuple, transform) -> tuple:
     if not 1 <= len(items) <= MAX_JOINTS:
         node.child("skin_matrices").fail(f"expected 1 to {MAX_JOINTS} joint matrices, got {len(items)}")
     return tuple(tuple(tuple(value.number() for value in row.list_of(4)) for row in item.list_of(4)) for item in items)
+
+
+def _morph(node: Node) -> tuple:
+    """A mesh's morph targets and their weights at the frame's moment (farm.scene.skin):
+    ((layout of each target's offsets, ...), (weight, ...))."""
+    node.expect_keys(required=("targets", "weights"))
+    targets = node.child("targets").items()
+    if not 1 <= len(targets) <= MAX_TARGETS:
+        node.child("targets").fail(f"expected 1 to {MAX_TARGETS} morph targets, got {len(targets)}")
+    layouts = []
+    for target in targets:
+        target.expect_keys(optional=("positions", "normals"))
+        layouts.append(_binary(target, {"positions": ("f32x3",), "normals": ("f32x3",)}))
+    weights = tuple(weight.number() for weight in node.child("weights").list_of(len(targets)))
+    return tuple(layouts), weights
 
 
 def _triangle(node: Node, vertex_count: int) -> tuple[int, int, int]:

@@ -23,7 +23,8 @@ import math
 
 from farm.scene.document import Node
 
-PATHS = {"translation": 3, "rotation": 4, "scale": 3}
+PATHS = {"translation": 3, "rotation": 4, "scale": 3, "weights": 0}  # 0: morph weights, one per target
+MAX_TARGETS = 64
 INTERPOLATIONS = ("STEP", "LINEAR", "CUBICSPLINE")
 MAX_NODES = 10_000
 MAX_KEYS = 216_000
@@ -54,7 +55,13 @@ def check(node: Node) -> None:
         for path, sampler in (item.child("channels").named("channel") if "channels" in item.value else []):
             if path not in PATHS:
                 sampler.fail(f"unknown channel {path!r} (known: {', '.join(PATHS)})")
-            _check_sampler(sampler, PATHS[path])
+            width = PATHS[path]
+            if path == "weights":
+                first = sampler.child("values").items()
+                width = len(first[0].value) if first and isinstance(first[0].value, list) else 0
+                if not 1 <= width <= MAX_TARGETS:
+                    sampler.fail(f"expected 1 to {MAX_TARGETS} morph weights a key, got {width}")
+            _check_sampler(sampler, width)
 
 
 def _check_sampler(node: Node, width: int) -> None:
@@ -94,7 +101,8 @@ def _trs(node: dict, seconds: float) -> list[list[float]]:
     values = {path: [float(v) for v in node.get(path, default)]
               for path, default in (("translation", [0, 0, 0]), ("rotation", [0, 0, 0, 1]), ("scale", [1, 1, 1]))}
     for path, sampler in node.get("channels", {}).items():
-        values[path] = _sample(sampler, seconds, path == "rotation")
+        if path != "weights":  # a mesh's morph weights, not its node's transform: morph_weights()
+            values[path] = _sample(sampler, seconds, path == "rotation")
     x, y, z, w = values["rotation"]
     norm = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
     x, y, z, w = x / norm, y / norm, z / norm, w / norm
@@ -109,6 +117,12 @@ def _trs(node: dict, seconds: float) -> list[list[float]]:
             [rotation[1][0] * sx, rotation[1][1] * sy, rotation[1][2] * sz, ty],
             [rotation[2][0] * sx, rotation[2][1] * sy, rotation[2][2] * sz, tz],
             [0.0, 0.0, 0.0, 1.0]]
+
+
+def morph_weights(rig: dict, node: int, seconds: float) -> list[float] | None:
+    """A node's morph target weights at `seconds`, where a channel animates them."""
+    sampler = rig["nodes"][node].get("channels", {}).get("weights")
+    return None if sampler is None else _sample(sampler, seconds, False)
 
 
 def _sample(sampler: dict, seconds: float, rotation: bool) -> list[float]:

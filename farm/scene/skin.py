@@ -1,6 +1,8 @@
-"""Skeletal skinning of a glTF mesh at a frame's moment (glTF 2.0, 3.7.3): every vertex
-moves by the blend of its (up to four) joints' matrices, each the joint's world matrix at
-that moment times its inverse bind matrix (farm.scene.animation computes them from the rig).
+"""A glTF mesh deformed at a frame's moment: morph targets (glTF 2.0, 3.7.2.2: each
+vertex moves by its targets' offsets times their weights) and then skeletal skinning
+(3.7.3: every vertex moves by the blend of its (up to four) joints' matrices, each the
+joint's world matrix at that moment times its inverse bind matrix; farm.scene.animation
+computes the weights and matrices from the rig).
 
 Done in plain elementwise arithmetic, in a fixed order, not by a matrix product that BLAS
 may group differently on another CPU: every worker deforms a mesh to the same bits.
@@ -37,6 +39,31 @@ def deform(name: str, mesh: TriangleMesh, joints: np.ndarray, weights: np.ndarra
     if mesh.tangents is not None:
         tangents = np.concatenate([_unit(_apply(blend, mesh.tangents[:, :3], 0.0)), mesh.tangents[:, 3:]], axis=1)
     return replace(mesh, vertices=vertices, normals=normals, tangents=tangents)
+
+
+def morph(name: str, mesh: TriangleMesh, assets, shape) -> TriangleMesh:
+    """`mesh` with its morph targets' offsets added, each times its weight, in the targets'
+    order (the same bits on every worker)."""
+    from farm.scene.mesh import _accessor
+
+    data = assets.decoded(shape.file, shape.base64) if shape.base64 else assets.read(shape.file)
+    layouts, weights = shape.morph
+    vertices, normals = mesh.vertices.copy(), None if mesh.normals is None else mesh.normals.copy()
+    for number, (parts, weight) in enumerate(zip(layouts, weights)):
+        for part, offset, count, fmt, stride in parts:
+            if count != len(vertices):
+                raise SceneError(f"{name}: morph target {number} has {count} {part} for {len(vertices)} vertices")
+            if weight == 0.0 or (part == "normals" and normals is None):
+                continue
+            delta = _accessor(name, data, f"morph target {number} {part}",
+                              {"offset": offset, "count": count, "format": fmt, "stride": stride})
+            if not np.isfinite(delta).all():
+                raise SceneError(f"{name}: morph target {number} holds a number that is not finite")
+            if part == "positions":
+                vertices = vertices + weight * delta
+            else:
+                normals = normals + weight * delta
+    return replace(mesh, vertices=vertices, normals=_unit(normals) if normals is not None else None)
 
 
 def _apply(blend: np.ndarray, points: np.ndarray, w: float) -> np.ndarray:
