@@ -180,6 +180,8 @@ class _Converter:
                     where, entry[key] = self.file.accessor(int(target[attribute]), ("f32x3",))
                     if where[0] != file:
                         raise SceneError(f"{self.name}: morph target {number} lies in another buffer than its mesh")
+            if "TANGENT" in target:
+                self._warn("morph targets' tangent offsets are ignored (normal maps keep the rest pose's tangents)")
             targets.append(entry)
         weights = node_weights if node_weights is not None else mesh.get("weights", [0.0] * len(targets))
         if len(weights) != len(targets):
