@@ -28,7 +28,8 @@ def submit(args) -> int:
     from farm import settings
 
     chosen_size = args.bucket_size is not None or settings.source("FARM_BUCKET_SIZE") != "default"
-    args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
+    if args.bucket_size is None:  # 0 is a size given, and refused below
+        args.bucket_size = defaults.BUCKET_SIZE
     args.aov = aovs(args.aov)
     if args.aov and output.suffix.lower() != ".exr":
         raise FarmError(f"--aov writes layers of an EXR image; {output.name} is not one (use -o NAME.exr)")
