@@ -235,3 +235,18 @@ def test_morph_targets_move_by_their_weights(tmp_path, animated, seconds, lift):
     (mesh,) = shape_meshes(posed, ReadOnce(FolderAssets(tmp_path, posed.assets)))
     expected = SQUARE.astype(float) + np.array([[0, 0, 0], [0, 0, 0], [0, lift, 0], [0, lift, 0]])
     assert np.allclose(mesh.vertices, expected, atol=1e-6), mesh.vertices
+
+
+def test_a_light_on_a_moving_node_follows_it(tmp_path):
+    """A point light on node 0 of the square's file (which slides along x): at each moment it
+    is where the node is."""
+    write_gltf(tmp_path / "square.gltf")
+    gltf = json.loads((tmp_path / "square.gltf").read_text())
+    gltf["extensionsUsed"] = ["KHR_lights_punctual"]
+    gltf["extensions"] = {"KHR_lights_punctual": {"lights": [{"type": "point", "intensity": 10.0}]}}
+    gltf["nodes"][0]["extensions"] = {"KHR_lights_punctual": {"light": 0}}
+    (tmp_path / "square.gltf").write_text(json.dumps(gltf))
+    _, document = load_scene(tmp_path / "square.gltf")
+    for seconds in (0.0, 0.5, 2.0):
+        (light,) = parse_scene(document, time=seconds).lights
+        assert np.allclose(light.position, expected(seconds, "LINEAR")[0], atol=1e-6), (seconds, light.position)

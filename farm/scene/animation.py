@@ -65,7 +65,8 @@ def _checked_rig(document: dict, source: str) -> dict:
     rig.check(Node(document["rig"], f"{source}.rig"))
     count = len(document["rig"]["nodes"])
     holders = [("camera", document.get("camera"))] + [
-        (f"shapes[{index}]", shape) for index, shape in enumerate(document.get("shapes") or [])]
+        (f"shapes[{index}]", shape) for index, shape in enumerate(document.get("shapes") or [])] + [
+        (f"lights[{index}]", light) for index, light in enumerate(document.get("lights") or [])]
     for where, holder in holders:
         if isinstance(holder, dict) and "rig" in holder:
             Node(holder["rig"], f"{source}.{where}.rig").integer(0, count - 1, what="rig node")
@@ -105,6 +106,10 @@ def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
                 skin = shape.pop("skin")
                 shape["skin_matrices"] = [rig.multiply(worlds[j], bind) for j, bind in zip(skin["joints"],
                                                                                           skin["inverse_bind"])]
+        for light in still.get("lights", []):  # a glTF light on a moving node: placed and aimed by it
+            if isinstance(light, dict) and "rig" in light:
+                placed = rig.light_at(worlds[light.pop("rig")])
+                light.update({key: placed[key] for key in ("position", "direction") if key in light})
         if isinstance(still.get("camera"), dict) and "rig" in still["camera"]:
             still["camera"].update(rig.camera_at(worlds[still["camera"].pop("rig")]))
     for _, fields, where in found:

@@ -130,7 +130,10 @@ class _Converter:
                     self.out.camera["rig"] = moving
             light = node.get("extensions", {}).get("KHR_lights_punctual", {}).get("light")
             if light is not None:
+                before = len(self.out.lights)
                 self._light(int(light), world)
+                if moving is not None and len(self.out.lights) > before:  # it follows its node
+                    self.out.lights[-1]["rig"] = moving
             stack.extend((int(c), world, depth + 1, moving) for c in reversed(node.get("children", [])))
         for shape in self.out.shapes:  # a skin's joints, by their place in the rig now that all are placed
             if "skin" in shape:

@@ -173,6 +173,11 @@ def multiply(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
     return [[sum(a[i][k] * float(b[k][j]) for k in range(4)) for j in range(4)] for i in range(4)]
 
 
+def light_at(world: list[list[float]]) -> dict:
+    """A glTF light's position and direction (its node's -z) from its node's world matrix."""
+    return {"position": [world[i][3] for i in range(3)], "direction": [-world[i][2] for i in range(3)]}
+
+
 def camera_at(world: list[list[float]]) -> dict:
     """A glTF camera's eye, look-at point and up from its node's world matrix (it looks
     along its -z, up its +y), as farm.scene.gltf places a still one."""
