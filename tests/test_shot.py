@@ -229,3 +229,21 @@ def test_a_shot_of_many_small_frames_renders_a_frame_a_bucket(farm, make_documen
     assert shot_bucket_size(None, many, 64, workers=2) == 80
     assert shot_bucket_size(None, many, 64, workers=3) == 64, "fewer than 8 frames a worker: split them"
     assert shot_bucket_size(None, many, 128, workers=2) == 128, "a frame that fits a bucket anyway"
+
+
+def test_a_shot_in_rounds_with_aovs_ends_each_frame_on_its_exact_image(farm, make_document, write_scene, tmp_path,
+                                                                         device):
+    """--progressive and --aov work per frame: each frame rewritten round by round, ending on
+    the same bits as its moment rendered alone, with its AOV layers."""
+    import OpenEXR
+
+    shot = animated(make_document(width=24, height=24, spp=4))
+    scene_path = write_scene(shot)
+    result = commands.run("submit", scene_path, "--frames", "0,3", "--fps", "1", "--progressive", "--aov", "albedo",
+                          "-o", tmp_path / "shot.exr", "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("round 3/3") == 2, result.stderr  # 1, 2 and 1 samples: three rounds a frame
+    for number in (0, 3):
+        path = tmp_path / f"shot.{number:04d}.exr"
+        assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, float(number)))), number
+        assert "albedo" in OpenEXR.File(str(path)).parts[0].channels  # the layer albedo.R, G, B
