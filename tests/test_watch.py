@@ -60,58 +60,66 @@ def test_the_view_says_which_round_it_shows(farm, make_document):
         view.close()
 
 
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="no browser: Debian's chromium and chromium-driver are not "
-                    "installed (.ci/run installs them; or name them in FARM_TEST_CHROMIUM, FARM_TEST_CHROMEDRIVER)")
-def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker(make_farm, tmp_path, make_document,
-                                                                                   write_scene):
+NO_BROWSER = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason=(
+    "no browser: Debian's chromium and chromium-driver are not installed (.ci/run installs them; or name them in "
+    "FARM_TEST_CHROMIUM, FARM_TEST_CHROMEDRIVER)"))
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium, driven by selenium."""
     pytest.importorskip("selenium", reason="selenium (a test extra) is not installed")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    farm = make_farm([{}, {}], name="watched")
-    port = free_port()
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--force-color-profile=srgb", "--window-size=800,900"):
         options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
-        document = make_document(width=96, height=64, spp=2048)  # 24 buckets of about a third of a second
-        client = farm.farm("submit", write_scene(document), "-o", tmp_path / "out.png", "--bucket-size", 16,
-                           "--watch", f"127.0.0.1:{port}")
-        commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
-        browser.get(f"http://127.0.0.1:{port}/")
-        outlines = commands.wait_for(lambda: browser.execute_script(
-            "return Array.from(document.querySelectorAll('.bucket')).map(d => [d.dataset.worker, d.textContent]);"),
-            30, "a bucket outlined while it renders")
-        workers = {worker.hostname for worker in farm.workers}
-        assert all(worker in workers and label == worker for worker, label in outlines), outlines
-        job = farm.job()
-        lease = farm.lease(job)
-        os.kill(lease.pid, signal.SIGKILL)
-        notice = commands.wait_for(
-            lambda: [li.text for li in browser.find_elements("css selector", "#notices li") if "died" in li.text],
-            60, "the lost worker's notice on the page")
-        assert f"render process {lease.pid} of worker {lease.worker} died" in notice[0]
-        returncode, _, stderr = commands.finish(client)
-        assert returncode == 0, stderr
-        written = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
 
-        def canvas_is_the_frame():  # the page draws the last tiles as their images decode
-            shown = np.array(browser.execute_script(
-                "const c = document.getElementById('frame');"
-                "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"), np.uint8)
-            return shown.size == 64 * 96 * 4 and np.array_equal(shown.reshape(64, 96, 4)[..., :3], written)
 
-        commands.wait_for(canvas_is_the_frame, 10, "the canvas to hold the rendered pixels of every bucket")
-        commands.wait_for(lambda: "24 of 24 buckets" in browser.find_element("id", "progress").text, 10,
-                          "the progress to reach 24 of 24")
-        browser.save_screenshot(str(tmp_path / "live-view.png"))
-        assert (tmp_path / "live-view.png").stat().st_size > 1000
-        assert job.job_id in browser.find_element("id", "jobs").text
-    finally:
-        browser.quit()
+@NO_BROWSER
+def test_the_live_view_in_a_browser_fills_in_outlines_and_tells_of_a_lost_worker(make_farm, tmp_path, make_document,
+                                                                                   write_scene, browser):
+    farm = make_farm([{}, {}], name="watched")
+    port = free_port()
+    document = make_document(width=96, height=64, spp=2048)  # 24 buckets of about a third of a second
+    client = farm.farm("submit", write_scene(document), "-o", tmp_path / "out.png", "--bucket-size", 16,
+                       "--watch", f"127.0.0.1:{port}")
+    commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
+    browser.get(f"http://127.0.0.1:{port}/")
+    outlines = commands.wait_for(lambda: browser.execute_script(
+        "return Array.from(document.querySelectorAll('.bucket')).map(d => [d.dataset.worker, d.textContent]);"),
+        30, "a bucket outlined while it renders")
+    workers = {worker.hostname for worker in farm.workers}
+    assert all(worker in workers and label == worker for worker, label in outlines), outlines
+    job = farm.job()
+    lease = farm.lease(job)
+    os.kill(lease.pid, signal.SIGKILL)
+    notice = commands.wait_for(
+        lambda: [li.text for li in browser.find_elements("css selector", "#notices li") if "died" in li.text],
+        60, "the lost worker's notice on the page")
+    assert f"render process {lease.pid} of worker {lease.worker} died" in notice[0]
+    returncode, _, stderr = commands.finish(client)
+    assert returncode == 0, stderr
+    written = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+
+    def canvas_is_the_frame():  # the page draws the last tiles as their images decode
+        shown = np.array(browser.execute_script(
+            "const c = document.getElementById('frame');"
+            "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"), np.uint8)
+        return shown.size == 64 * 96 * 4 and np.array_equal(shown.reshape(64, 96, 4)[..., :3], written)
+
+    commands.wait_for(canvas_is_the_frame, 10, "the canvas to hold the rendered pixels of every bucket")
+    commands.wait_for(lambda: "24 of 24 buckets" in browser.find_element("id", "progress").text, 10,
+                      "the progress to reach 24 of 24")
+    browser.save_screenshot(str(tmp_path / "live-view.png"))
+    assert (tmp_path / "live-view.png").stat().st_size > 1000
+    assert job.job_id in browser.find_element("id", "jobs").text
 
 
 def _answers(port: int) -> bool:
@@ -154,3 +162,61 @@ def test_farm_watch_shows_a_job_another_client_collects(make_farm, make_document
     assert returncode == 0 and f"job {job.job_id}: " in out and "8/8 buckets" in out, stderr
     assert tiles and all(tile["width"] == tile["height"] == 16 for tile in tiles)
     assert any("a delivery lost with its worker or render process (1 so far)" in notice for notice in notices), notices
+
+
+def test_a_shot_s_frames_join_the_strip_as_they_are_written(farm, make_document, write_scene, tmp_path):
+    """`submit --frames ... --watch`: each written frame is sent to the page as a thumbnail
+    of at most 96 px a side (a page that connects late gets them all), which the page puts
+    in its strip in frame order."""
+    import base64
+    import io
+    import json
+
+    from farm.client.watch import PAGE
+
+    document = make_document(width=200, height=100, spp=2)
+    document["camera"]["keyframes"] = [{"time": 0.0, "fov": 40.0}, {"time": 2.0, "fov": 50.0}]
+    port = free_port()
+    client = commands.start("submit", write_scene(document), "--frames", "0-2", "--fps", "1", "-o",
+                            tmp_path / "shot.png", "--watch", f"127.0.0.1:{port}", "--broker", farm.broker_url)
+    returncode, _, stderr = commands.finish(client)
+    assert returncode == 0, stderr
+    assert "shot_frame" in PAGE and 'getElementById("strip")' in PAGE
+    from farm.client.film import Film
+    from farm.client.watch import LiveView
+
+    view = LiveView()
+    url = view.start()
+    try:
+        film = Film(200, 100, (), 2)
+        for number in (2, 0):
+            view.frame_done(number, film)
+        events = []
+        with urllib.request.urlopen(url + "events", timeout=10) as stream:
+            while len(events) < 2:
+                line = stream.readline()
+                if line.startswith(b"data: "):
+                    events.append(json.loads(line.removeprefix(b"data: ")))
+        assert [event["frame"] for event in events] == [2, 0] and {event["type"] for event in events} == {"shot_frame"}
+        thumbnail = Image.open(io.BytesIO(base64.b64decode(events[0]["png"])))
+        assert thumbnail.size == (67, 34)  # every third pixel of 200 x 100: at most 96 a side
+    finally:
+        view.close()
+
+
+@NO_BROWSER
+def test_the_live_view_in_a_browser_shows_a_shot_s_frames_in_its_strip(farm, make_document, write_scene, tmp_path,
+                                                                        browser):
+    document = make_document(width=64, height=48, spp=256)
+    document["camera"]["keyframes"] = [{"time": 0.0, "fov": 40.0}, {"time": 3.0, "fov": 55.0}]
+    port = free_port()
+    client = commands.start("submit", write_scene(document), "--frames", "3,0-2", "--fps", "1", "-o",
+                            tmp_path / "shot.png", "--watch", f"127.0.0.1:{port}", "--broker", farm.broker_url)
+    commands.wait_for(lambda: _answers(port), 60, "the live view to serve")
+    browser.get(f"http://127.0.0.1:{port}/")
+    strip = commands.wait_for(lambda: [f.text for f in browser.find_elements("css selector", "#strip figure")]
+                              if len(browser.find_elements("css selector", "#strip figure")) == 4 else None,
+                              120, "four frames in the strip")
+    assert strip == ["frame 0", "frame 1", "frame 2", "frame 3"], strip  # in frame order, whatever the finish order
+    returncode, _, stderr = commands.finish(client)
+    assert returncode == 0, stderr

@@ -244,6 +244,8 @@ class _FrameLines(Listener):
             self.shot.terminal.view.notice(f"frame {self.number}: {message}")
 
     def written(self, run, output: Path) -> None:
+        if self.shot.terminal.view is not None:
+            self.shot.terminal.view.frame_done(self.number, run.film)
         meta = run.job.meta
         self.shot.lines[self.number] = (f"{meta.width}x{meta.height}, {meta.spp} spp, {run.total} buckets "
                                         f"in {run.wall_seconds:.2f}s (job {meta.job_id})")

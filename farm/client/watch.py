@@ -21,6 +21,8 @@ import secrets
 import threading
 import time
 
+import numpy as np
+
 from farm import defaults
 from farm.exceptions import FarmError
 
@@ -48,6 +50,10 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+# Longest side of a thumbnail in a shot's strip of frames, in pixels.
+STRIP_SIZE = 96
+
+
 def png(pixels) -> str:
     """Base64 of an (h, w, 3) uint8 image as a PNG."""
     from PIL import Image
@@ -69,6 +75,7 @@ class LiveView:
         self.label = ""  # which round it is, where there are rounds
         self._film = None
         self._notices: list[str] = []
+        self._strip: dict[int, dict] = {}  # a shot's written frames' thumbnails, by frame
         self._streams: set = set()
         self._loop = None
         self._ready = threading.Event()
@@ -98,6 +105,15 @@ class LiveView:
         film = self._film
         return {"type": "job", "job": self.run.job.job_id, "width": film.width, "height": film.height,
                 "round": self.label, "frame": frame}
+
+    def frame_done(self, number: int, film) -> None:
+        """A frame of a shot is written: its thumbnail joins the page's strip of frames (a
+        round's image replaces its frame's; a page that connects late gets them all)."""
+        pixels = film.srgb8()
+        step = max(1, -(-max(pixels.shape[:2]) // STRIP_SIZE))  # every step-th pixel: at most STRIP_SIZE a side
+        event = {"type": "shot_frame", "frame": number, "png": png(np.ascontiguousarray(pixels[::step, ::step]))}
+        self._strip[number] = event
+        self._send(event)
 
     def tile(self, bucket) -> None:
         """A bucket's pixels are in the film: send them."""
@@ -228,6 +244,8 @@ class LiveView:
                         queue.put_nowait(f"data: {json.dumps(view._job_event(frame=True))}\n\n")
                         for message in view._notices:
                             queue.put_nowait(f"data: {json.dumps({'type': 'notice', 'message': message})}\n\n")
+                    for event in list(view._strip.values()):  # the shot's frames written so far
+                        queue.put_nowait(f"data: {json.dumps(event)}\n\n")
                     while True:
                         event = await queue.get()
                         view._writing += 1
@@ -256,10 +274,12 @@ canvas{display:block;image-rendering:pixelated}
 .bucket span{position:absolute;left:1px;top:1px;font-size:10px;color:#000;background:#ffcc00;padding:0 2px;white-space:nowrap}
 #bar{width:400px;height:10px;background:#ddd;margin:8px 0}#fill{height:100%;width:0;background:#0072B2}
 #notices li{color:#b00}
+#strip figure{display:inline-block;margin:2px;text-align:center;font-size:11px}#strip img{display:block;border:1px solid #ccc}
 </style></head><body>
 <h1 id="title">farm: waiting for a job</h1><div id="round"></div>
 <div id="stage"><canvas id="frame" width="1" height="1"></canvas></div>
 <div id="bar"><div id="fill"></div></div><div id="progress"></div>
+<h2>Frames written</h2><div id="strip"></div>
 <h2>Notices</h2><ul id="notices"></ul>
 <h2>Jobs on the farm</h2><pre id="jobs"></pre>
 <script>
@@ -307,6 +327,21 @@ source.onmessage = (message) => {
     const left = event.left === null ? "" : ", " + event.left.toFixed(1) + " s left";
     document.getElementById("progress").textContent =
       event.done + " of " + event.total + " buckets, " + event.rate.toFixed(1) + " a second" + left;
+  } else if (event.type === "shot_frame") {  // a shot's frame written: its thumbnail, in frame order
+    let figure = document.getElementById("shot-frame-" + event.frame);
+    if (!figure) {
+      figure = document.createElement("figure");
+      figure.id = "shot-frame-" + event.frame;
+      figure.dataset.frame = event.frame;
+      figure.appendChild(document.createElement("img"));
+      const caption = document.createElement("figcaption");
+      caption.textContent = "frame " + event.frame;
+      figure.appendChild(caption);
+      const strip = document.getElementById("strip");
+      const after = Array.from(strip.children).find((f) => Number(f.dataset.frame) > event.frame);
+      strip.insertBefore(figure, after || null);
+    }
+    figure.querySelector("img").src = "data:image/png;base64," + event.png;
   } else if (event.type === "notice") {
     const item = document.createElement("li");
     item.textContent = event.message;
