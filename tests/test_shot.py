@@ -247,3 +247,24 @@ def test_a_shot_in_rounds_with_aovs_ends_each_frame_on_its_exact_image(farm, mak
         path = tmp_path / f"shot.{number:04d}.exr"
         assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, float(number)))), number
         assert "albedo" in OpenEXR.File(str(path)).parts[0].channels  # the layer albedo.R, G, B
+
+
+def test_farm_status_lists_a_shot_and_farm_cancel_stops_it(make_farm, make_document, write_scene, tmp_path):
+    farm = make_farm([{"FARM_FAULTS": "slow=20"}], name="shotx")
+    shot = animated(make_document(width=32, height=32, spp=16))
+    client = farm.farm("submit", write_scene(shot), "--frames", "0-3", "--fps", "1", "-o", tmp_path / "shot.exr",
+                       "--bucket-size", 16)
+    announced = commands.read_until(client.stderr, lambda text: "farm collect" in text or client.poll() is not None,
+                                    60, "the shot's id")
+    shot_id = re.search(r"shot ([0-9a-f]{32}):", announced).group(1)
+    status = commands.run("status", "--broker", farm.url)
+    assert status.returncode == 0 and "1 shot(s)" in status.stdout, status.stdout
+    (line,) = [line for line in status.stdout.splitlines() if shot_id in line]
+    assert "rendering  frames 0-3: 0 done" in line, line
+    cancel = commands.run("cancel", shot_id, "--broker", farm.url)
+    assert cancel.returncode == 0 and f"shot {shot_id} cancelled:" in cancel.stdout, cancel.stdout + cancel.stderr
+    returncode, _, stderr = commands.finish(client, timeout=60)
+    assert returncode == 2 and "cancelled" in stderr.strip().splitlines()[-1], stderr
+    again = commands.run("collect", shot_id, "-o", tmp_path / "again.exr", "--broker", farm.url)
+    assert again.returncode == 2 and f"shot {shot_id} was cancelled" in again.stderr, again.stderr
+    assert f"{shot_id}  cancelled" in commands.run("status", "--broker", farm.url).stdout

@@ -178,6 +178,16 @@ def _cancel(args) -> int:
     if not args.broker:
         raise FarmError("cancelling a job needs the farm's broker: --broker URL or FARM_BROKER_URL")
     redis_client, app = submitting.connect_farm(args.broker)
+    from farm.protocol.shots import ShotRecord
+
+    shot = ShotRecord(redis_client, args.job)
+    if shot.exists():  # a shot: no frame starts any more, the frames rendering stop
+        shot.cancel()
+        stopped = [Job.load(redis_client, job_id) for job_id in shot.jobs().values()]
+        stopped = [job for job in stopped if not job.state]
+        removed = sum(job.cancel(BucketQueue(redis_client, app)) for job in stopped)
+        print(f"shot {args.job} cancelled: {len(stopped)} frame(s) stopped, {removed} queued bucket(s) dropped")
+        return 0
     job = Job.load(redis_client, args.job)
     if job.state:
         raise FarmError(f"job {args.job} is already {job.state}")

@@ -53,6 +53,10 @@ def picked_up(redis, shot_id: str, output: Path) -> tuple[dict, list[ShotFrame],
 
     record = ShotRecord(redis, shot_id)
     meta = record.load()
+    if record.cancelled():
+        from farm.exceptions import JobCancelled
+
+        raise JobCancelled(f"shot {shot_id} was cancelled")
     document = SceneStore(redis).get(meta.digest)
     source = f"shot {shot_id}"
     first = parse_scene(document, source)
@@ -178,6 +182,10 @@ class ShotRender:
     def _start(self, loop: JobLoop, render: FrameRender, frame: ShotFrame) -> None:
         """Start the frame's job, or collect the one it has (a shot picked up by `farm
         collect`; one that failed, was cancelled or is gone starts again); record its job."""
+        if self.record is not None and self.record.cancelled():
+            from farm.exceptions import JobCancelled
+
+            raise JobCancelled(f"shot {self.record.shot_id} was cancelled")
         run = None
         if frame.job_id is not None:
             from farm.client.start import resume

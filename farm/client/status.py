@@ -15,12 +15,41 @@ def farm_lines(redis_client) -> list[str]:
     """`farm status`: the jobs, then the workers, each with what it is doing."""
     from farm.protocol import registry
 
-    jobs = job_lines(redis_client)
+    jobs, shots = job_lines(redis_client), shot_lines(redis_client)
     workers = registry.workers(redis_client)
-    lines = [f"{len(jobs)} job(s)", *(f"  {line}" for line in jobs), f"{len(workers)} worker(s)"]
+    lines = [f"{len(jobs)} job(s)", *(f"  {line}" for line in jobs)]
+    if shots:
+        lines += [f"{len(shots)} shot(s)", *(f"  {line}" for line in shots)]
+    lines.append(f"{len(workers)} worker(s)")
     for record in sorted(workers.values(), key=lambda w: w.hostname):
         what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
         lines.append(f"  {record.hostname}  {what}")
+    return lines
+
+
+def shot_lines(redis_client) -> list[str]:
+    """A line per shot on the farm: its frames done, rendering and not started."""
+    from farm.client.frames import describe
+    from farm.protocol.shots import ShotRecord
+
+    lines = []
+    for shot_id in ShotRecord.ids(redis_client):
+        record = ShotRecord(redis_client, shot_id)
+        try:
+            meta = record.load()
+        except FarmError as exc:
+            lines.append(f"{shot_id}  malformed: {exc}")
+            continue
+        states = []
+        for job_id in record.jobs().values():
+            with contextlib.suppress(FarmError):
+                states.append(Job.load(redis_client, job_id).state)
+        done = sum(state == "done" for state in states)
+        rendering = sum(not state for state in states)
+        state = "cancelled" if record.cancelled() else ("done" if done == len(meta.frames) else "rendering")
+        lines.append(f"{shot_id}  {state:9}  frames {describe(meta.frames)}: {done} done, {rendering} rendering, "
+                     f"{len(meta.frames) - len(states)} not started  {meta.fps:g} fps  created "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(meta.created))}")
     return lines
 
 

@@ -58,6 +58,26 @@ class ShotRecord:
     def exists(self) -> bool:
         return bool(self.redis.exists(self.key))
 
+    @classmethod
+    def ids(cls, redis):
+        """The id of every shot whose record is in Redis."""
+        for key in redis.scan_iter(match=cls.key_for("*"), count=500):
+            shot_id = key.decode().rsplit(":", 1)[-1]
+            if key.decode() == cls.key_for(shot_id):
+                yield shot_id
+
+    def cancel(self) -> None:
+        """`farm cancel SHOT`: no frame starts any more (ShotRender and `farm collect` look);
+        the record goes with its frames' jobs."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key, "state", "cancelled")
+            pipe.expire(self.key, defaults.FINISHED_TTL)
+            pipe.expire(self.jobs_key, defaults.FINISHED_TTL)
+            pipe.execute()
+
+    def cancelled(self) -> bool:
+        return self.redis.hget(self.key, "state") == b"cancelled"
+
     def load(self) -> ShotMeta:
         """The shot's description, checked (Redis is input from outside)."""
         raw = self.redis.hget(self.key, "meta")
