@@ -268,3 +268,17 @@ def test_farm_status_lists_a_shot_and_farm_cancel_stops_it(make_farm, make_docum
     again = commands.run("collect", shot_id, "-o", tmp_path / "again.exr", "--broker", farm.url)
     assert again.returncode == 2 and f"shot {shot_id} was cancelled" in again.stderr, again.stderr
     assert f"{shot_id}  cancelled" in commands.run("status", "--broker", farm.url).stdout
+
+
+def test_a_noise_target_per_frame_is_the_same_bits_as_the_frame_alone(farm, make_document, write_scene, tmp_path):
+    """--noise works per frame: each frame's rounds follow its own noise, and the frame is
+    the same file as that frame submitted alone with the same target."""
+    shot = animated(make_document(width=24, height=24, spp=64))
+    scene_path = write_scene(shot)
+    common = ("--fps", "1", "--noise", "0.2", "--min-spp", "4", "--broker", farm.broker_url)
+    result = commands.run("submit", scene_path, "--frames", "1-2", "-o", tmp_path / "shot.exr", *common)
+    assert result.returncode == 0, result.stderr
+    alone = commands.run("submit", scene_path, "--frames", "2", "-o", tmp_path / "alone.exr", *common)
+    assert alone.returncode == 0, alone.stderr
+    assert np.array_equal(read_exr(tmp_path / "alone.exr"), read_exr(tmp_path / "shot.0002.exr"))
+    assert not np.array_equal(read_exr(tmp_path / "shot.0001.exr"), read_exr(tmp_path / "shot.0002.exr"))
