@@ -190,13 +190,13 @@ def test_a_shot_with_a_render_process_killed_mid_way_is_exact(make_farm, make_do
 def test_a_shot_whose_client_is_killed_is_finished_by_farm_collect(make_farm, make_document, write_scene, tmp_path,
                                                                    device):
     """The client SIGKILLed once its first frame is written; `farm collect SHOT` collects the
-    frames whose jobs exist and starts the others from the scene on the farm: every frame
-    exact, none rendered twice by the collect."""
+    frames whose jobs exist and starts the others from the scene on the farm, with the
+    shot's options (its AOV): every frame exact."""
     farm = make_farm([{"FARM_FAULTS": "slow=3"}, {"FARM_FAULTS": "slow=3"}], name="shotc")
     shot = animated(make_document(width=32, height=32, spp=8))
     scene_path = write_scene(shot)
     client = farm.farm("submit", scene_path, "--frames", "0-4", "--fps", "1.5", "-o", tmp_path / "shot.exr",
-                       "--bucket-size", 16)
+                       "--bucket-size", 16, "--aov", "albedo")
     announced = commands.read_until(client.stderr, lambda text: "farm collect" in text or client.poll() is not None,
                                     60, "the shot's id")
     assert "farm collect" in announced, announced + client.communicate()[1]
@@ -208,8 +208,11 @@ def test_a_shot_whose_client_is_killed_is_finished_by_farm_collect(make_farm, ma
     result = commands.run("collect", shot_id, "-o", tmp_path / "shot.####.exr", "--broker", farm.url, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"shot {shot_id}: 5 frames" in result.stderr and "5 frames in" in result.stdout, result.stdout
+    import OpenEXR
+
     for number, path in enumerate(shot_files(tmp_path, range(5))):
         assert np.array_equal(read_exr(path), frames.reference(device, at_time(shot, number / 1.5))), f"frame {number}"
+        assert "albedo" in OpenEXR.File(str(path)).parts[0].channels, "the shot's options, kept in its record"
 
 
 def test_a_shot_of_many_small_frames_renders_a_frame_a_bucket(farm, make_document, write_scene, tmp_path, device):
@@ -282,3 +285,15 @@ def test_a_noise_target_per_frame_is_the_same_bits_as_the_frame_alone(farm, make
     assert alone.returncode == 0, alone.stderr
     assert np.array_equal(read_exr(tmp_path / "alone.exr"), read_exr(tmp_path / "shot.0002.exr"))
     assert not np.array_equal(read_exr(tmp_path / "shot.0001.exr"), read_exr(tmp_path / "shot.0002.exr"))
+
+
+@pytest.mark.parametrize("kept, message", [
+    ({"bogus": 1}, "options this farm does not know: bogus"),
+    ({"progressive": True, "noise": 0.1}, "--noise renders in rounds of its own"),
+    ({"min_spp": "many"}, "are not a render's"),
+])
+def test_a_shot_record_s_bad_options_are_one_line(kept, message):
+    from farm.client.render import RenderOptions
+
+    with pytest.raises(FarmError, match=re.escape(message)):
+        RenderOptions.restored(16, "spiral", kept)

@@ -69,6 +69,28 @@ class RenderOptions:
             raise FarmError(f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and "
                             f"{defaults.MAX_BUCKET_SIZE}, got {self.bucket_size}")
 
+    def kept(self) -> dict:
+        """The options a shot's record keeps for `farm collect` (ShotMeta.options): all but
+        the size, order, layers and report it keeps or asks for itself."""
+        return {"aovs": list(self.aovs), "denoise": self.denoise, "progressive": self.progressive, "noise": self.noise,
+                "min_spp": self.min_spp, "max_spp": self.max_spp, "time_limit": self.time_limit,
+                "split_tail": self.split_tail}
+
+    @classmethod
+    def restored(cls, bucket_size: int, order: str, kept: dict) -> RenderOptions:
+        """The options `kept` stored, checked as the command line's are (a record in Redis is
+        input from outside: a field of the wrong kind is one line)."""
+        known = {"aovs", "denoise", "progressive", "noise", "min_spp", "max_spp", "time_limit", "split_tail"}
+        unknown = set(kept) - known
+        if unknown:
+            raise FarmError(f"a shot's record keeps options this farm does not know: {', '.join(sorted(unknown))}")
+        try:
+            options = cls(bucket_size=bucket_size, order=order, **{**kept, "aovs": tuple(kept.get("aovs", ()))})
+            options.check()
+        except (TypeError, ValueError) as exc:
+            raise FarmError(f"a shot's record keeps options that are not a render's: {exc}") from None
+        return options
+
     @property
     def in_rounds(self) -> bool:
         return self.progressive or self.noise is not None

@@ -64,7 +64,7 @@ def picked_up(redis, shot_id: str, output: Path) -> tuple[dict, list[ShotFrame],
     jobs = record.jobs()
     frames = [ShotFrame(number, parse_scene(document, source, number / meta.fps) if first.animation else first,
                         frame_path(pattern, number), jobs.get(number)) for number in meta.frames]
-    options = RenderOptions(bucket_size=meta.bucket_size, order=meta.order, aovs=meta.aovs)
+    options = RenderOptions.restored(meta.bucket_size, meta.order, meta.options or {"aovs": list(meta.aovs)})
     return document, frames, options, record
 
 
