@@ -297,3 +297,23 @@ def test_a_shot_record_s_bad_options_are_one_line(kept, message):
 
     with pytest.raises(FarmError, match=re.escape(message)):
         RenderOptions.restored(16, "spiral", kept)
+
+
+def test_denoise_per_frame_of_a_shot_keeps_each_frame_s_raw_image(farm, make_document, write_scene, tmp_path,
+                                                                  device):
+    """--denoise works per frame: each frame's EXR holds its denoised beauty and, as its raw
+    layer, the exact image of its moment."""
+    pytest.importorskip("pyoidn", reason="Intel Open Image Denoise (pyoidn, the `denoise` extra) is not installed")
+    import OpenEXR
+
+    shot = animated(make_document(width=32, height=32, spp=4))
+    result = commands.run("submit", write_scene(shot), "--frames", "0,2", "--fps", "1", "--denoise",
+                          "-o", tmp_path / "shot.exr", "--broker", farm.broker_url)
+    assert result.returncode == 0, result.stderr
+    for number in (0, 2):
+        with OpenEXR.File(str(tmp_path / f"shot.{number:04d}.exr"), separate_channels=True) as exr:
+            channels = exr.channels()
+            raw = np.stack([channels[f"raw.{c}"].pixels for c in "RGB"], axis=-1)
+            denoised = np.stack([channels[c].pixels for c in "RGB"], axis=-1)
+        assert np.array_equal(raw, frames.reference(device, at_time(shot, float(number)))), number
+        assert not np.array_equal(denoised, raw), number
