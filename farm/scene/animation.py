@@ -51,13 +51,21 @@ def animated(document: Any, source: str = "scene") -> list[tuple[Node, tuple[str
     return found
 
 
-def time_range(document: Any, source: str = "scene") -> tuple[float, float] | None:
-    """The first and last key's time over the whole scene (keyframes, and a glTF file's
-    animations: its `rig`), or None for a still scene."""
-    times = [key["time"] for node, _, _ in animated(document, source) for key in node.value["keyframes"]]
-    if isinstance(document, dict) and "rig" in document:
-        times += rig.times(_checked_rig(document, source))
-    return (min(times), max(times)) if times else None
+def moment(document: Any, seconds: float | None, source: str = "scene") -> tuple[Any, tuple[float, float] | None,
+                                                                                float]:
+    """(the still document at `seconds`, the first and last key's time over the whole scene
+    (keyframes, and a glTF file's animations: its `rig`) or None for a still scene, the
+    moment shown): everything checked once. `seconds` None is the first key's moment;
+    `document` itself comes back where nothing is animated or rigged."""
+    found = animated(document, source)
+    rigged = _checked_rig(document, source) if isinstance(document, dict) and "rig" in document else None
+    times = [key["time"] for node, _, _ in found for key in node.value["keyframes"]]
+    times += rig.times(rigged) if rigged is not None else []
+    span = (min(times), max(times)) if times else None
+    seconds = (0.0 if span is None else span[0]) if seconds is None else float(seconds)
+    if not found and rigged is None:
+        return document, span, seconds  # nothing moves
+    return _posed(document, found, rigged, seconds), span, seconds
 
 
 def _checked_rig(document: dict, source: str) -> dict:
@@ -87,19 +95,21 @@ def _checked_rig(document: dict, source: str) -> dict:
 
 def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
     """The still document at `seconds`; `document` itself where nothing is animated."""
-    found = animated(document, source)
-    if not found and not (isinstance(document, dict) and "rig" in document):
-        return document  # nothing moves
+    return moment(document, seconds, source)[0]
+
+
+def _posed(document: dict, found: list, rigged: dict | None, seconds: float) -> dict:
+    """A copy of `document` with its keyframes (`found`, checked) and its rig (`rigged`,
+    checked) evaluated at `seconds` and removed."""
     still = copy.deepcopy(document)
-    if "rig" in still:
-        still_rig = _checked_rig(still, source)
-        worlds = rig.pose(still_rig, seconds)
+    if rigged is not None:
+        worlds = rig.pose(rigged, seconds)
         del still["rig"]
         for shape in still.get("shapes", []):
             if isinstance(shape, dict) and "rig" in shape:
                 shape["transform"] = {"matrix": worlds[shape.pop("rig")]}
             if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "rig" in shape["morph"]:
-                weights = rig.morph_weights(still_rig, shape["morph"].pop("rig"), seconds)
+                weights = rig.morph_weights(rigged, shape["morph"].pop("rig"), seconds)
                 if weights is not None:  # the node's weights channel, else the weights at rest
                     shape["morph"]["weights"] = weights
             if isinstance(shape, dict) and "skin" in shape:  # each joint's world matrix times its inverse bind
@@ -196,26 +206,18 @@ def _lerp(a: float, b: float, u: float) -> float:
     return a + (b - a) * u
 
 
-def _quaternion(rotate: dict) -> tuple[float, float, float, float]:
+def _quaternion(rotate: dict) -> list[float]:
     x, y, z = rotate["axis"]
     norm = math.sqrt(x * x + y * y + z * z)
     half = math.radians(rotate["angle"]) / 2
     s = math.sin(half) / norm
-    return math.cos(half), x * s, y * s, z * s
+    return [math.cos(half), x * s, y * s, z * s]
 
 
 def _slerp(a: dict, b: dict, u: float) -> dict:
-    """Spherical interpolation along the shorter arc, back to {"axis", "angle"} (degrees)."""
-    qa, qb = _quaternion(a), _quaternion(b)
-    dot = sum(p * q for p, q in zip(qa, qb))
-    if dot < 0:
-        qb, dot = tuple(-q for q in qb), -dot
-    if dot > 0.9995:  # nearly the same rotation: lerp and normalise (slerp's limit)
-        q = [p + (r - p) * u for p, r in zip(qa, qb)]
-    else:
-        theta = math.acos(dot)
-        wa, wb = math.sin((1 - u) * theta) / math.sin(theta), math.sin(u * theta) / math.sin(theta)
-        q = [wa * p + wb * r for p, r in zip(qa, qb)]
+    """Spherical interpolation along the shorter arc (farm.scene.rig's, as glTF's rotations
+    take), back to {"axis", "angle"} (degrees)."""
+    q = rig.slerp(_quaternion(a), _quaternion(b), u)
     norm = math.sqrt(sum(c * c for c in q))
     w, x, y, z = (c / norm for c in q)
     s = math.sqrt(max(0.0, 1 - w * w))

@@ -14,7 +14,7 @@ import numpy as np
 
 from farm import defaults
 from farm.scene import matrix
-from farm.scene.animation import at_time, time_range
+from farm.scene.animation import moment
 from farm.scene.document import Node, kind_of
 from farm.scene.materials import parse_materials, parse_textures
 from farm.scene.model import (
@@ -37,10 +37,7 @@ def parse_scene(document: Any, source: str = "scene", time: float | None = None)
     """Validate a decoded scene document and build the Scene it describes: with keyframes
     (farm.scene.animation), the scene at `time` seconds (default: its first key's); its
     digest is the whole document's, keyframes and all, as stored for the workers."""
-    span = time_range(document, source)
-    time = (0.0 if span is None else span[0]) if time is None else float(time)
-    rigged = isinstance(document, dict) and "rig" in document  # a glTF skin with no animation is posed too
-    still = document if span is None and not rigged else at_time(document, time, source)
+    still, span, time = moment(document, time, source)  # a glTF skin with no animation is posed too
     root = Node(still, source)
     root.expect_keys(
         required=("version", "camera", "film", "materials", "shapes"),

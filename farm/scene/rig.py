@@ -149,7 +149,7 @@ def _sample(sampler: dict, seconds: float, rotation: bool) -> list[float]:
         h = (2 * u3 - 3 * u2 + 1, u3 - 2 * u2 + u, -2 * u3 + 3 * u2, u3 - u2)
         mixed = [h[0] * p + h[1] * dt * m + h[2] * q + h[3] * dt * n for p, m, q, n in zip(a, out0, b, in1)]
     elif rotation:
-        mixed = _slerp(a, b, u)
+        mixed = slerp(a, b, u)
     else:
         mixed = [p + (q - p) * u for p, q in zip(a, b)]
     if rotation:
@@ -158,7 +158,8 @@ def _sample(sampler: dict, seconds: float, rotation: bool) -> list[float]:
     return mixed
 
 
-def _slerp(a: list[float], b: list[float], u: float) -> list[float]:
+def slerp(a: list[float], b: list[float], u: float) -> list[float]:
+    """Quaternions `a` to `b` along the shorter arc (unnormalised: lerp where they nearly agree)."""
     dot = sum(p * q for p, q in zip(a, b))
     if dot < 0:  # the shorter arc
         b, dot = [-q for q in b], -dot
