@@ -33,6 +33,7 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import SceneError
+from farm.scene import rig
 from farm.scene.gltf_file import GltfFile
 from farm.scene.gltf_materials import GltfMaterials
 
@@ -292,14 +293,9 @@ class _Converter:
             self._warn(f"camera {index}: only perspective cameras are supported; ignored")
             return
         perspective = camera["perspective"]
-        position = world[:3, 3]
-        forward = world[:3, :3] @ np.array([0.0, 0.0, -1.0])
-        up = world[:3, :3] @ np.array([0.0, 1.0, 0.0])
-        forward /= np.linalg.norm(forward)
-        self.out.camera = {
-            "position": position.tolist(), "look_at": (position + forward).tolist(), "up": up.tolist(),
-            "fov": math.degrees(float(perspective["yfov"])), "fov_axis": "y",
-        }
+        # placed as a camera on a moving node is at each moment (farm.scene.rig)
+        self.out.camera = {**rig.camera_at(world.tolist()), "fov": math.degrees(float(perspective["yfov"])),
+                           "fov_axis": "y"}
         if "aspectRatio" in perspective and float(perspective["aspectRatio"]) > 0:
             self.out.aspect = float(perspective["aspectRatio"])
 
@@ -307,8 +303,8 @@ class _Converter:
         light = self.gltf["extensions"]["KHR_lights_punctual"]["lights"][index]
         colour = np.array(light.get("color", [1.0, 1.0, 1.0]), float)
         power = (colour * float(light.get("intensity", 1.0)) / LUMENS_PER_WATT).tolist()
-        position = world[:3, 3].tolist()
-        direction = (world[:3, :3] @ np.array([0.0, 0.0, -1.0])).tolist()
+        placed = rig.light_at(world.tolist())  # as a light on a moving node is at each moment
+        position, direction = placed["position"], placed["direction"]
         kind = light["type"]
         if kind == "point":
             self.out.lights.append({"type": "point", "position": position, "intensity": power})
@@ -346,15 +342,5 @@ def _local_matrix(node: dict) -> np.ndarray:
         if len(values) != 16:
             raise SceneError("a node matrix needs 16 numbers")
         return np.array(values).reshape(4, 4).T
-    x, y, z, w = (float(v) for v in node.get("rotation", [0, 0, 0, 1]))
-    norm = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
-    x, y, z, w = x / norm, y / norm, z / norm, w / norm
-    rotation = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation * np.array([float(s) for s in node.get("scale", [1, 1, 1])])[None, :]
-    matrix[:3, 3] = [float(t) for t in node.get("translation", [0, 0, 0])]
-    return matrix
+    return np.array(rig.local_matrix(node.get("translation", [0, 0, 0]), node.get("rotation", [0, 0, 0, 1]),
+                                     node.get("scale", [1, 1, 1])))

@@ -38,8 +38,7 @@ def check(node: Node) -> None:
         node.child("nodes").fail(f"expected 1 to {MAX_NODES} nodes, got {len(items)}")
     for index, item in enumerate(items):
         item.expect_keys(required=("parent",), optional=("matrix", "translation", "rotation", "scale", "channels"))
-        parent = item.child("parent").integer(-1, index - 1, what="parent (an earlier node, or -1)")
-        del parent
+        item.child("parent").integer(-1, index - 1, what="parent (an earlier node, or -1)")
         if "matrix" in item.value:
             rows = item.child("matrix").list_of(4)
             for row in rows:
@@ -98,12 +97,18 @@ def pose(rig: dict, seconds: float) -> list[list[list[float]]]:
 
 
 def _trs(node: dict, seconds: float) -> list[list[float]]:
-    values = {path: [float(v) for v in node.get(path, default)]
+    values = {path: node.get(path, default)
               for path, default in (("translation", [0, 0, 0]), ("rotation", [0, 0, 0, 1]), ("scale", [1, 1, 1]))}
     for path, sampler in node.get("channels", {}).items():
         if path != "weights":  # a mesh's morph weights, not its node's transform: morph_weights()
             values[path] = _sample(sampler, seconds, path == "rotation")
-    x, y, z, w = values["rotation"]
+    return local_matrix(values["translation"], values["rotation"], values["scale"])
+
+
+def local_matrix(translation, rotation, scale) -> list[list[float]]:
+    """A glTF node's local transform, translation x rotation x scale, row-major; the
+    quaternion (x, y, z, w) normalised first."""
+    x, y, z, w = (float(v) for v in rotation)
     norm = math.sqrt(x * x + y * y + z * z + w * w) or 1.0
     x, y, z, w = x / norm, y / norm, z / norm, w / norm
     rotation = [
@@ -111,8 +116,8 @@ def _trs(node: dict, seconds: float) -> list[list[float]]:
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
         [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
     ]
-    sx, sy, sz = values["scale"]
-    tx, ty, tz = values["translation"]
+    sx, sy, sz = (float(v) for v in scale)
+    tx, ty, tz = (float(v) for v in translation)
     return [[rotation[0][0] * sx, rotation[0][1] * sy, rotation[0][2] * sz, tx],
             [rotation[1][0] * sx, rotation[1][1] * sy, rotation[1][2] * sz, ty],
             [rotation[2][0] * sx, rotation[2][1] * sy, rotation[2][2] * sz, tz],
