@@ -44,7 +44,7 @@ def rounds(scene, film, noise: float | None, min_spp: int, max_spp: int | None):
 def split_tail(redis, scene, bucket_size: int) -> tuple[int, int]:
     """--split-tail's (tail buckets, parts): as many of each as live workers, within the
     frame's buckets, its samples and MAX_SPLIT; (0, 0) where fewer than two workers live."""
-    workers = sum(not worker.bad for worker in registry.workers(redis).values())
+    workers = registry.healthy(redis)
     parts = min(workers, defaults.MAX_SPLIT, scene.film.spp)
     if parts < 2:
         return 0, 0

@@ -27,26 +27,34 @@ def plan_shot(scene: Scene, document: dict, source: str, frames_text: str, fps: 
     """The frames of `submit --frames`, each with its scene at its moment (parsed here, so
     that a keyframe that makes a frame impossible is one line before anything starts) and
     its file; with `skip_existing`, those whose file is written already are left out."""
-    from farm.client.frames import check_animation, check_pattern, frame_path, parse_frames
-    from farm.scene import parse_scene
+    from farm.client.frames import check_animation, parse_frames
 
     numbers = parse_frames(frames_text)
     check_animation(numbers, fps, scene.animation, source)
+    return _frames(scene, document, source, numbers, fps, output, skip_existing=skip_existing)
+
+
+def _frames(scene: Scene, document: dict, source: str, numbers: tuple[int, ...], fps: float, output: Path,
+            jobs: dict[int, str] | None = None, skip_existing: bool = False) -> list[ShotFrame]:
+    """A ShotFrame per frame number: the scene at its moment (`scene` itself for a still
+    one), its file under `output`'s pattern, and its job where `jobs` names one."""
+    from farm.client.frames import check_pattern, frame_path
+    from farm.scene import parse_scene
+
     pattern = check_pattern(str(output), numbers)
     frames = []
     for number in numbers:
         path = frame_path(pattern, number)
         if skip_existing and path.exists():
             continue
-        moment = number / fps
-        frames.append(ShotFrame(number, parse_scene(document, source, moment) if scene.animation else scene, path))
+        moment = parse_scene(document, source, number / fps) if scene.animation else scene
+        frames.append(ShotFrame(number, moment, path, (jobs or {}).get(number)))
     return frames
 
 
 def picked_up(redis, shot_id: str, output: Path) -> tuple[dict, list[ShotFrame], RenderOptions, object]:
     """A shot already on the farm (`farm collect SHOT -o PATTERN`): its scene document, its
     frames (each with its job where it has one), the options its record keeps, and its record."""
-    from farm.client.frames import check_pattern, frame_path
     from farm.protocol.scenes import SceneStore
     from farm.protocol.shots import ShotRecord
     from farm.scene import parse_scene
@@ -59,11 +67,7 @@ def picked_up(redis, shot_id: str, output: Path) -> tuple[dict, list[ShotFrame],
         raise JobCancelled(f"shot {shot_id} was cancelled")
     document = SceneStore(redis).get(meta.digest)
     source = f"shot {shot_id}"
-    first = parse_scene(document, source)
-    pattern = check_pattern(str(output), meta.frames)
-    jobs = record.jobs()
-    frames = [ShotFrame(number, parse_scene(document, source, number / meta.fps) if first.animation else first,
-                        frame_path(pattern, number), jobs.get(number)) for number in meta.frames]
+    frames = _frames(parse_scene(document, source), document, source, meta.frames, meta.fps, output, record.jobs())
     options = RenderOptions.restored(meta.bucket_size, meta.order, meta.options or {"aovs": list(meta.aovs)})
     return document, frames, options, record
 
@@ -97,7 +101,7 @@ def shot_bucket_size(redis, frames: list[ShotFrame], default: int, workers: int 
     if not workers:
         from farm.protocol import registry
 
-        workers = sum(1 for record in registry.workers(redis).values() if not record.bad)
+        workers = registry.healthy(redis)
     return side if workers and len(frames) >= WHOLE_FRAMES_PER_WORKER * workers else default
 
 
@@ -225,6 +229,6 @@ class ShotRender:
             from farm.protocol import registry
 
             with contextlib.suppress(Exception):  # the broker away: keep the last count
-                self._workers = max(1, sum(1 for record in registry.workers(self.redis).values() if not record.bad))
+                self._workers = max(1, registry.healthy(self.redis))
             self._looked = time.monotonic()
         return self._workers

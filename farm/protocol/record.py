@@ -28,6 +28,15 @@ return 1
 """
 
 
+def ids_of(redis, key_for):
+    """The ids whose record `key_for(id)` is in Redis: the keys beside a record (its
+    parts, `<record>:<part>`) are not records."""
+    for key in redis.scan_iter(match=key_for("*"), count=500):
+        name = key.decode().rsplit(":", 1)[-1]
+        if key.decode() == key_for(name):
+            yield name
+
+
 class JobState(StrEnum):
     """A job's `state` field. A worker takes any value but RUNNING as the job's end."""
 
@@ -57,10 +66,7 @@ class JobRecord:
     @classmethod
     def ids(cls, redis):
         """The id of every job whose record is in Redis (its parts' keys are not jobs)."""
-        for key in redis.scan_iter(match=cls.key_for("*"), count=500):
-            job_id = key.decode().rsplit(":", 1)[-1]
-            if key.decode() == cls.key_for(job_id):
-                yield job_id
+        return ids_of(redis, cls.key_for)
 
     @staticmethod
     def parse(job_id: str, raw: dict[bytes, bytes]) -> tuple[JobMeta, str, str]:

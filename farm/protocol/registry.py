@@ -103,3 +103,8 @@ def workers(redis) -> dict[str, WorkerRecord]:
             if reason:
                 found[name] = WorkerRecord(**{**asdict(found[name]), "bad": reason.decode(errors="replace")})
     return found
+
+
+def healthy(redis) -> int:
+    """How many live workers are not bad: those a job's buckets can go to now."""
+    return sum(not record.bad for record in workers(redis).values())

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from farm import defaults
 from farm.exceptions import JobDataError, JobVanished
+from farm.protocol.record import ids_of
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,7 @@ class ShotRecord:
     @classmethod
     def ids(cls, redis):
         """The id of every shot whose record is in Redis."""
-        for key in redis.scan_iter(match=cls.key_for("*"), count=500):
-            shot_id = key.decode().rsplit(":", 1)[-1]
-            if key.decode() == cls.key_for(shot_id):
-                yield shot_id
+        return ids_of(redis, cls.key_for)
 
     def cancel(self) -> None:
         """`farm cancel SHOT`: no frame starts any more (ShotRender and `farm collect` look);
