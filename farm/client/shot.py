@@ -68,7 +68,7 @@ def picked_up(redis, shot_id: str, output: Path) -> tuple[dict, list[ShotFrame],
     document = SceneStore(redis).get(meta.digest)
     source = f"shot {shot_id}"
     frames = _frames(parse_scene(document, source), document, source, meta.frames, meta.fps, output, record.jobs())
-    options = RenderOptions.restored(meta.bucket_size, meta.order, meta.options or {"aovs": list(meta.aovs)})
+    options = RenderOptions.restored(meta.bucket_size, meta.order, meta.options)
     return document, frames, options, record
 
 

@@ -94,7 +94,7 @@ def submit(args) -> int:
                 options = replace(options, bucket_size=args.bucket_size)
 
             record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
-                                       options.bucket_size, options.order, options.layers, options.kept())
+                                       options.bucket_size, options.order, options.kept())
             if local is None:
                 status_line(args, f"shot {record.shot_id}: {len(frames)} frames (should this command stop, "
                                   f"`farm collect {record.shot_id} -o {args.output}` goes on with them)")

@@ -24,10 +24,10 @@ class ShotMeta:
     fps: float
     bucket_size: int
     order: str
-    aovs: tuple[str, ...] = ()
     created: float = 0.0
-    # The rest of the frames' options (farm.client.render.RenderOptions: denoise, rounds,
-    # noise target...), so that `farm collect` renders the frames it starts as the shot's client would.
+    # The rest of the frames' options (farm.client.render.RenderOptions.kept: AOVs, denoise,
+    # rounds, noise target...), so that `farm collect` renders the frames it starts as the
+    # shot's client would.
     options: dict = field(default_factory=dict)
 
 
@@ -44,12 +44,12 @@ class ShotRecord:
 
     @classmethod
     def create(cls, redis, document: dict, digest: str, frames: tuple[int, ...], fps: float, bucket_size: int,
-               order: str, aovs: tuple[str, ...] = (), options: dict | None = None) -> ShotRecord:
+               order: str, options: dict | None = None) -> ShotRecord:
         """The record of a new shot, with its scene document stored (once per digest), so
         that `farm collect` can start a frame no job of which was made yet."""
         from farm.protocol.scenes import SceneStore
 
-        meta = ShotMeta(uuid.uuid4().hex, digest, tuple(frames), fps, bucket_size, order, tuple(aovs), time.time(),
+        meta = ShotMeta(uuid.uuid4().hex, digest, tuple(frames), fps, bucket_size, order, time.time(),
                         dict(options or {}))
         record = cls(redis, meta.shot_id)
         with redis.pipeline(transaction=False) as pipe:
@@ -88,8 +88,7 @@ class ShotRecord:
                               f"{defaults.FINISHED_TTL} s ago, or never there)")
         try:
             fields = json.loads(raw)
-            meta = ShotMeta(**{**fields, "frames": tuple(int(f) for f in fields["frames"]),
-                               "aovs": tuple(str(a) for a in fields.get("aovs", ()))})
+            meta = ShotMeta(**{**fields, "frames": tuple(int(f) for f in fields["frames"])})
             if not (meta.frames and meta.fps > 0 and isinstance(meta.digest, str) and isinstance(meta.options, dict)):
                 raise ValueError("no frames, or no frame rate")
         except (ValueError, TypeError, KeyError) as exc:
