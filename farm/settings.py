@@ -142,9 +142,10 @@ def flag(value) -> bool:
     if isinstance(value, bool):
         return value
     words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-    if str(value).strip().lower() not in words:
+    word = str(value).strip().lower()
+    if word not in words:
         raise ValueError(value)
-    return words[str(value).strip().lower()]
+    return words[word]
 
 
 def name(value) -> str:
@@ -208,6 +209,6 @@ def lines(redacted) -> list[str]:
             shown = VALUES[name]
             shown = redacted(shown) if name == "FARM_BROKER_URL" and shown else shown
         else:  # a secret, or a setting read where it is used
-            shown = "(set)" if value(name) or os.environ.get(name) else "(not set)"
+            shown = "(set)" if value(name) else "(not set)"
         rows.append(f"{name}={shown}  [{source(name)}]  {KNOWN[name]}")
     return rows

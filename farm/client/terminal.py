@@ -38,14 +38,8 @@ class TerminalListener(Listener):
     def started(self, run, label: str) -> None:
         if self.view is not None:
             self.view.show(run, label)
-        if self.quiet:
-            return
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.progress = tqdm(total=run.total, unit="bucket", desc="render", file=sys.stderr, dynamic_ncols=True)
-        else:  # a log or a pipe: plain lines, not a bar redrawn with carriage returns
-            self.progress = ProgressLines(run.total)
+        if not self.quiet:
+            self.progress = progress(run.total, "render")
 
     def bucket(self, record) -> None:
         if self.progress is not None:
@@ -104,6 +98,16 @@ class TerminalListener(Listener):
                   f"`farm collect {run.job.job_id} -o {self.output}`", file=sys.stderr)
             return False
         return True
+
+
+def progress(total: int, what: str):
+    """A progress bar of `total` buckets on a terminal; plain lines in a log or a pipe, not
+    a bar redrawn with carriage returns."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="bucket", desc=what, file=sys.stderr, dynamic_ncols=True)
+    return ProgressLines(total)
 
 
 class ProgressLines:
@@ -202,12 +206,7 @@ class TerminalShotListener:
 
     def _started(self) -> None:
         if self.progress is None and not self.terminal.quiet:
-            if sys.stderr.isatty():
-                from tqdm import tqdm
-
-                self.progress = tqdm(total=self.buckets, unit="bucket", desc="shot", file=sys.stderr, dynamic_ncols=True)
-            else:
-                self.progress = ProgressLines(self.buckets)
+            self.progress = progress(self.buckets, "shot")
 
 
 class _FrameLines(Listener):
