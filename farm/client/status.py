@@ -8,7 +8,7 @@ import time
 from farm.exceptions import FarmError, MalformedJob
 from farm.protocol.broker import server_time
 from farm.protocol.jobs import Job
-from farm.protocol.record import JobRecord
+from farm.protocol.record import JobRecord, JobState
 
 
 def farm_lines(redis_client) -> list[str]:
@@ -44,7 +44,7 @@ def shot_lines(redis_client) -> list[str]:
         for job_id in record.jobs().values():
             with contextlib.suppress(FarmError):
                 states.append(Job.load(redis_client, job_id).state)
-        done = sum(state == "done" for state in states)
+        done = sum(state == JobState.DONE for state in states)
         rendering = sum(not state for state in states)
         state = "cancelled" if record.cancelled() else ("done" if done == len(meta.frames) else "rendering")
         lines.append(f"{shot_id}  {state:9}  frames {describe(meta.frames)}: {done} done, {rendering} rendering, "

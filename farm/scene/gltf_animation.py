@@ -8,11 +8,10 @@ a vector a key, one weight per target).
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 
 from farm.exceptions import SceneError
+from farm.scene.files import decode_base64
 from farm.scene.gltf_file import COMPONENTS, WIDTHS
 
 # What a normalized integer component means (glTF 2.0, 3.11): value / max, at least -1.
@@ -24,6 +23,7 @@ class GltfAnimation:
 
     def __init__(self, converter, read, choice: str | None = None):
         self.file, self.read, self.warn = converter.file, read, converter._warn
+        self.buffers: dict[tuple, bytes] = {}  # each buffer read (and decoded) once, whatever its accessors
         gltf = converter.gltf
         animations = gltf.get("animations", [])
         if choice is not None:
@@ -61,6 +61,14 @@ class GltfAnimation:
         return {"interpolation": how, "times": [float(t) for t in times],
                 "values": [[float(v) for v in row] for row in values]}
 
+    def _buffer(self, file: str, encoded: tuple[int, int] | None) -> bytes:
+        """The bytes of a buffer: the file (this glTF's own, or a .bin beside it), or the
+        base64 text at `encoded` in it, decoded (farm.scene.files'), once each."""
+        if (file, encoded) not in self.buffers:
+            data = self.file.data if file == self.file.name else self.read(file)
+            self.buffers[(file, encoded)] = data if encoded is None else decode_base64(file, data, encoded)
+        return self.buffers[(file, encoded)]
+
     def floats(self, index: int) -> np.ndarray:
         """Accessor `index` as float64 rows (normalized integers scaled as glTF says)."""
         accessor = self.file.document["accessors"][index]
@@ -70,16 +78,12 @@ class GltfAnimation:
         dtype, size = COMPONENTS[component]
         view = self.file.document["bufferViews"][int(accessor["bufferView"])]
         file, base, encoded = self.file.buffer(int(view["buffer"]))
-        data = self.file.data if file == self.file.name else self.read(file)
-        if encoded is not None:
-            data = base64.b64decode(data[encoded[0]:encoded[0] + encoded[1]])
+        data = self._buffer(file, encoded)
         offset = base + int(view.get("byteOffset", 0)) + int(accessor.get("byteOffset", 0))
         stride, count = int(view.get("byteStride", size * width)), int(accessor["count"])
         if offset + stride * (count - 1) + size * width > len(data):
             raise SceneError(f"{self.file.name}: accessor {index} runs past the end of its buffer")
-        rows = np.lib.stride_tricks.as_strided(np.frombuffer(data, dtype, offset=offset, count=1 + (
-            stride * (count - 1) + size * width - size) // size), shape=(count, width), strides=(stride, size))
-        rows = rows.astype(np.float64)
+        rows = np.ndarray((count, width), dtype, buffer=data, offset=offset, strides=(stride, size)).astype(np.float64)
         if component != 5126:
             if not accessor.get("normalized"):
                 raise SceneError(f"{self.file.name}: accessor {index} of animation data is not float or normalized")
