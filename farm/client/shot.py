@@ -209,7 +209,8 @@ class ShotRender:
 
     def shot_report(self, seconds: float) -> dict:
         """The shot's JSON report: a row per frame (its job's report), in the shot's order."""
-        rows = sorted(self.reports, key=lambda row: [f.number for f in self.frames].index(row["frame"]))
+        order = {frame.number: place for place, frame in enumerate(self.frames)}
+        rows = sorted(self.reports, key=lambda row: order[row["frame"]])
         return {"frames": rows, "wall_seconds": round(seconds, 6), "frame_count": len(self.frames)}
 
     def _room(self, active: dict, frame: ShotFrame) -> bool:
