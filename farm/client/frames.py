@@ -10,6 +10,7 @@ before the extension.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from pathlib import Path
@@ -95,8 +96,6 @@ def check_animation(frames: tuple[int, ...], fps: float, span: tuple[float, floa
     first, last = span
     outside = [frame for frame in frames if not first - 1e-9 <= frame / fps <= last + 1e-9]
     if outside:
-        import math
-
         low, high = math.ceil(first * fps - 1e-9), math.floor(last * fps + 1e-9)
         raise FarmError(f"--frames {describe(frames)}: {'frames' if len(outside) > 1 else 'frame'} "
                         f"{describe(tuple(outside))} {'are' if len(outside) > 1 else 'is'} outside the animation of {source}, which runs from "
