@@ -14,6 +14,7 @@ typedef struct {
     float pdf;        /* solid angle density including the choice; for delta lights, the choice probability */
     bool delta;
     int prim;         /* the emitting primitive (triangle, or triangle count + sphere), else -1 */
+    int instance;     /* the instance it is in (FARM_INSTANCES) */
 } LightSample;
 
 inline float power_heuristic(float a, float b) {
@@ -131,6 +132,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
     ls->delta = kind == LIGHT_POINT || kind == LIGHT_SPOT || kind == LIGHT_SUN;
     ls->prim = kind == LIGHT_TRIANGLE ? light->info.y
              : kind == LIGHT_SPHERE ? s->frame->counts.x + light->info.y : -1;
+    ls->instance = light->info.z;
     if (kind == LIGHT_TRIANGLE || kind == LIGHT_SPHERE) {
         float3 point, normal;
         int material;
@@ -139,7 +141,7 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
             __global const TriangleData *td = &s->tri_data[light->info.y];
             float2 b = sample_triangle(u.x, u.y);
             point = light->corner.xyz + light->edge1.xyz * b.x + light->edge2.xyz * b.y;
-            normal = td->n.xyz;
+            normal = light->direction.xyz;  /* the front normal in world space, whatever the instance */
             material = td->info.x;
             uv = triangle_uvs(s, td, b.x, b.y);
         } else {

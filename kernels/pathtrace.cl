@@ -74,6 +74,13 @@ inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __glo
                             const Hit *hit, float3 ns, float3 ng, float3 wi, float4 uv) {
     float b0 = 1.0f - hit->b1 - hit->b2;
     float4 t = e->t0 * b0 + e->t1 * hit->b1 + e->t2 * hit->b2;
+#ifdef FARM_INSTANCES
+    __global const Instance *inst = &s->instances[hit->instance];
+    if ((inst->info.z & INSTANCE_IDENTITY) == 0) {  /* the tangent, a direction on the surface, goes as vectors do */
+        t.xyz = instance_vector(inst->to_world0, inst->to_world1, inst->to_world2, t.xyz);
+        if (inst->info.z & INSTANCE_MIRRORED) t.w = -t.w;
+    }
+#endif
     float3 tangent = t.xyz - ns * dot3(ns, t.xyz);
     float len2 = dot3(tangent, tangent);
     if (!(len2 > 1e-12f)) return ns;
@@ -90,16 +97,30 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
     Surface sf;
     sf.p = o + d * hit->t;
     int n_triangles = s->frame->counts.x;
+#ifdef FARM_INSTANCES
+    /* A level's normals are in its own space: an instance that moves it turns them. */
+    __global const Instance *inst = &s->instances[hit->instance];
+    const bool moved = (inst->info.z & INSTANCE_IDENTITY) == 0;
+#endif
     if (hit->prim < n_triangles) {
         __global const TriangleData *td = &s->tri_data[hit->prim];
         sf.ng = td->n.xyz;
+#ifdef FARM_INSTANCES
+        if (moved) sf.ng = instance_normal(inst, sf.ng);
+#endif
         sf.ns = sf.ng;
         sf.uv = triangle_uvs(s, td, hit->b1, hit->b2);
         sf.material = td->info.x;
         sf.light = td->info.y;
+#ifdef FARM_INSTANCES
+        if (sf.light >= 0) sf.light += inst->info.y;  /* the level's emissive triangle: this instance's light */
+#endif
         if (td->info.z >= 0) {
             __global const ShadingNormals *vn = &s->normals[td->info.z];
             float3 n = vn->n0.xyz * (1.0f - hit->b1 - hit->b2) + vn->n1.xyz * hit->b1 + vn->n2.xyz * hit->b2;
+#ifdef FARM_INSTANCES
+            if (moved && dot3(n, n) > 0.0f) n = instance_normal(inst, n);
+#endif
             float len2 = dot3(n, n);
             if (len2 > 0.0f) {
                 sf.ns = n / sqrt_f(len2);
@@ -114,9 +135,16 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
         }
     } else {
         __global const Sphere *sphere = &s->spheres[hit->prim - n_triangles];
-        sf.ng = unit3(sf.p - sphere->center_radius.xyz);
-        sf.ns = sf.ng;
+        float3 p = sf.p;
+#ifdef FARM_INSTANCES
+        if (moved) p = instance_point(inst->to_object0, inst->to_object1, inst->to_object2, p);
+#endif
+        sf.ng = unit3(p - sphere->center_radius.xyz);
         sf.uv = sphere_uv(sphere, sf.ng).xyxy;
+#ifdef FARM_INSTANCES
+        if (moved) sf.ng = instance_normal(inst, sf.ng);
+#endif
+        sf.ns = sf.ng;
         sf.material = sphere->info.x;
         sf.light = sphere->info.y;
     }
@@ -183,7 +211,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth; ++depth) {
         Hit hit;
-        if (!trace(s, o, d, INFINITY, false, -1, &hit)) {
+        if (!trace(s, o, d, INFINITY, false, -1, -1, &hit)) {
             if (has_env) {
                 float weight = 1.0f;
                 if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
@@ -249,7 +277,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
                         t_max = sqrt_f(dot3(span, span)) * (1.0f - 1e-5f);
                     }
                     Hit blocker;
-                    if (!trace(s, origin, ls.wi, t_max, true, ls.prim, &blocker)) {
+                    if (!trace(s, origin, ls.wi, t_max, true, ls.prim, ls.instance, &blocker)) {
                         float weight = ls.delta || strategy == STRATEGY_LIGHT ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
                         result += throughput * f * ls.radiance * (weight / ls.pdf);
                     }
@@ -312,6 +340,8 @@ inline void add_fixed3(long *sums, float3 value) {
  * bucket whose top is dearer than its bottom; a stride of 1 keeps neighbours together
  * (GPU warps). The launch is padded to whole work groups; extra work items do nothing. */
 __kernel void render_bucket(__global const Frame *frame,
+                            __global const Node *top,
+                            __global const Instance *instances,
                             __global const Node *nodes,
                             __global const TrianglePack *packs,
                             __global const TriangleData *tri_data,
@@ -333,7 +363,7 @@ __kernel void render_bucket(__global const Frame *frame,
     if ((int)get_global_id(0) >= count) return;
     const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
     const int gx = index % w, gy = index / w;
-    SceneRef s = {frame, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
+    SceneRef s = {frame, top, instances, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y;
@@ -402,6 +432,8 @@ __kernel void eval_bsdf(__global const Material *materials,
 /* Nearest hit of each ray (origin xyz, direction xyz): distance (INFINITY for none) and
  * primitive, for testing the BVH against brute force. */
 __kernel void trace_rays(__global const Frame *frame,
+                         __global const Node *top,
+                         __global const Instance *instances,
                          __global const Node *nodes,
                          __global const TrianglePack *packs,
                          __global const TriangleData *tri_data,
@@ -416,6 +448,8 @@ __kernel void trace_rays(__global const Frame *frame,
     int i = get_global_id(0);
     SceneRef s;
     s.frame = frame;
+    s.top = top;
+    s.instances = instances;
     s.nodes = nodes;
     s.packs = packs;
     s.tri_data = tri_data;
@@ -426,7 +460,7 @@ __kernel void trace_rays(__global const Frame *frame,
     s.texels = texels;
     float3 o = vload3(2 * i, rays), d = vload3(2 * i + 1, rays);
     Hit hit;
-    bool found = trace(&s, o, d, INFINITY, false, -1, &hit);
+    bool found = trace(&s, o, d, INFINITY, false, -1, -1, &hit);
     t_out[i] = found ? hit.t : INFINITY;
     prim_out[i] = found ? hit.prim : -1;
 }

@@ -26,7 +26,28 @@ typedef struct {
     float t;
     float b1, b2;  /* barycentrics of corners 1 and 2 (triangles) */
     int prim;      /* < triangle count: a triangle; else a sphere */
+    int instance;  /* FARM_INSTANCES: the instance it was found in */
 } Hit;
+
+#ifdef FARM_INSTANCES
+/* A traversal stack entry below which the entries are the top level's: popping it takes
+ * the ray back to world space. */
+#define NODE_RETURN (-3)
+
+inline float3 instance_point(float4 r0, float4 r1, float4 r2, float3 p) {
+    return (float3)(dot3(r0.xyz, p) + r0.w, dot3(r1.xyz, p) + r1.w, dot3(r2.xyz, p) + r2.w);
+}
+
+inline float3 instance_vector(float4 r0, float4 r1, float4 r2, float3 v) {
+    return (float3)(dot3(r0.xyz, v), dot3(r1.xyz, v), dot3(r2.xyz, v));
+}
+
+/* A normal of the instance's space in world space (unit): the inverse transpose, whose rows
+ * are the world-to-object matrix's columns. */
+inline float3 instance_normal(__global const Instance *inst, float3 n) {
+    return unit3(inst->to_object0.xyz * n.x + inst->to_object1.xyz * n.y + inst->to_object2.xyz * n.z);
+}
+#endif
 
 /* Nearest positive root of |o + t d - c| = r; d need not be unit. */
 inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float t_max) {
@@ -77,13 +98,34 @@ inline float8 max8(float8 a, float8 b) { return a > b ? a : b; }
  * The walk holds one child entry at a time: a node (count -1) or a leaf. A node's children
  * hit go on the stack sorted by distance, the nearest on top, and the nearest is taken.
  * Inlined by force at its two calls (with sample2's, 3-5% on PoCL). */
-__attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore, Hit *hit) {
+__attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore,
+                                                int ignore_instance, Hit *hit) {
     const int n_triangles = s->frame->counts.x;
+#ifdef FARM_INSTANCES
+    /* The ray as the current level sees it: world space in the top level, the instance's
+     * space inside one. An instance's transform is affine and the direction is not
+     * renormalised, so a distance t means the same point in both. */
+    float8 ox, oy, oz, ix, iy, iz;
+    float4 ox4, oy4, oz4, dx, dy, dz;
+#define FARM_RAY_LANES() \
+    ox = (float8)(o.x); oy = (float8)(o.y); oz = (float8)(o.z); \
+    ix = (float8)(safe_reciprocal(d.x)); iy = (float8)(safe_reciprocal(d.y)); iz = (float8)(safe_reciprocal(d.z)); \
+    ox4 = (float4)(o.x); oy4 = (float4)(o.y); oz4 = (float4)(o.z); \
+    dx = (float4)(d.x); dy = (float4)(d.y); dz = (float4)(d.z);
+    FARM_RAY_LANES()
+    const float3 world_o = o, world_d = d;
+    __global const Node *tree = s->top;
+    int instance = -1, best_instance = -1;
+    int skip = -1;  /* the primitive never hit, in the instance now walked */
+#else
     const float8 ox = (float8)(o.x), oy = (float8)(o.y), oz = (float8)(o.z);
     const float8 ix = (float8)(safe_reciprocal(d.x)), iy = (float8)(safe_reciprocal(d.y)),
                  iz = (float8)(safe_reciprocal(d.z));
     const float4 ox4 = (float4)(o.x), oy4 = (float4)(o.y), oz4 = (float4)(o.z);
     const float4 dx = (float4)(d.x), dy = (float4)(d.y), dz = (float4)(d.z);
+    __global const Node *tree = s->nodes;
+    const int skip = ignore;
+#endif
     int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
     float stack_t[STACK_SIZE];
     int top = 0;
@@ -92,6 +134,26 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
     float best_b1 = 0.0f, best_b2 = 0.0f;
     int index = 0, count = -1;  /* the root node */
     while (true) {
+#ifdef FARM_INSTANCES
+        if (count == NODE_INSTANCE) {  /* into an instance: its tree, the ray in its space */
+            __global const Instance *inst = &s->instances[index];
+            instance = index;
+            skip = instance == ignore_instance ? ignore : -1;
+            if ((inst->info.z & INSTANCE_IDENTITY) == 0) {
+                o = instance_point(inst->to_object0, inst->to_object1, inst->to_object2, world_o);
+                d = instance_vector(inst->to_object0, inst->to_object1, inst->to_object2, world_d);
+                FARM_RAY_LANES()
+            }
+            stack_t[top] = 0.0f;
+            stack_index[top] = 0;
+            stack_count[top] = NODE_RETURN;
+            ++top;
+            tree = s->nodes;
+            index = inst->info.x;
+            count = -1;
+            continue;
+        }
+#endif
         if (count >= 0) {  /* a leaf: `count` packs of four primitives from `index` */
             for (int k = index; k < index + count; ++k) {
                 __global const TrianglePack *tp = &s->packs[k];
@@ -105,7 +167,7 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                 float4 v = tp->b2_x * px + tp->b2_y * py + tp->b2_z * pz + tp->b2_w;
                 int4 ok = (along != (float4)(0.0f)) & (t > (float4)(0.0f)) & (t < (float4)(t_best))
                         & (u >= (float4)(0.0f)) & (u <= (float4)(1.0f)) & (v >= (float4)(0.0f))
-                        & (u + v <= (float4)(1.0f)) & (prims != (int4)(ignore));
+                        & (u + v <= (float4)(1.0f)) & (prims != (int4)(skip));
                 int hits = lane_bits4(ok);
 #ifdef FARM_CUT_OUTS
                 if (hits != 0) {  /* a hit where alpha cuts the surface out is none */
@@ -127,6 +189,9 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                     best = ((const int *)&prims)[lane];
                     best_b1 = ((const float *)&u)[lane];
                     best_b2 = ((const float *)&v)[lane];
+#ifdef FARM_INSTANCES
+                    best_instance = instance;
+#endif
                     if (any) { hit->t = t_best; hit->prim = best; return true; }
                 }
                 int spheres = lane_bits4(prims >= (int4)(n_triangles));
@@ -134,10 +199,13 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                     int lane = first_lane(spheres);
                     spheres &= spheres - 1;
                     int prim = ((const int *)&prims)[lane];
-                    if (prim == ignore) continue;
+                    if (prim == skip) continue;
                     float t_sphere = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);
                     if (t_sphere < t_best) {
                         t_best = t_sphere; best = prim; best_b1 = 0.0f; best_b2 = 0.0f;
+#ifdef FARM_INSTANCES
+                        best_instance = instance;
+#endif
                         if (any) { hit->t = t_best; hit->prim = best; return true; }
                     }
                 }
@@ -145,7 +213,7 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
         } else {
             /* Slab tests of all eight boxes. The far distance is widened by a few ulps so
              * that rounding never loses a primitive lying on a box's face. */
-            __global const Node *n = &s->nodes[index];
+            __global const Node *n = &tree[index];
             float8 t0 = (n->lower_x - ox) * ix, t1 = (n->upper_x - ox) * ix;
             float8 near = min8(t0, t1), far = max8(t0, t1);
             t0 = (n->lower_y - oy) * iy; t1 = (n->upper_y - oy) * iy;
@@ -186,6 +254,17 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
         bool found = false;
         while (top > 0) {
             --top;
+#ifdef FARM_INSTANCES
+            if (stack_count[top] == NODE_RETURN) {  /* out of the instance: back to the top level */
+                o = world_o;
+                d = world_d;
+                FARM_RAY_LANES()
+                tree = s->top;
+                instance = -1;
+                skip = -1;
+                continue;
+            }
+#endif
             if (stack_t[top] < t_best) {
                 index = stack_index[top];
                 count = stack_count[top];
@@ -200,6 +279,9 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
     hit->b1 = best_b1;
     hit->b2 = best_b2;
     hit->prim = best;
+#ifdef FARM_INSTANCES
+    hit->instance = best_instance;
+#endif
     return true;
 }
 

@@ -18,6 +18,9 @@
     || !defined(LIGHT_SUN) || !defined(LIGHT_ENVIRONMENT)
 #error "LIGHT_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
 #endif
+#if !defined(INSTANCE_IDENTITY) || !defined(INSTANCE_MIRRORED) || !defined(NODE_INSTANCE)
+#error "INSTANCE_* and NODE_INSTANCE come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
+#endif
 #if !defined(STRATEGY_MIS) || !defined(STRATEGY_LIGHT) || !defined(STRATEGY_BSDF) \
     || !defined(SAMPLER_INDEPENDENT) || !defined(SAMPLER_SOBOL)
 #error "STRATEGY_* and SAMPLER_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
@@ -31,6 +34,14 @@ typedef struct {
     int8 child;  /* a node: its index; a leaf: its first TrianglePack */
     int8 count;  /* a node: -1; a leaf: its number of packs; 0: no child in this lane */
 } Node;
+
+/* One placement of a bottom level (FARM_INSTANCES): rows of its world-to-object and
+ * object-to-world 3x4 matrices (xyz linear, w translation). */
+typedef struct {
+    float4 to_object0, to_object1, to_object2;
+    float4 to_world0, to_world1, to_world2;
+    int4 info;  /* x: root of its tree in `nodes`, y: its first light, z: INSTANCE_* flags, w: its level */
+} Instance;
 
 /* Up to four primitives of a leaf, a triangle's rows one lane per triangle, so one ray
  * meets four triangles at once (Baldwin and Weber 2016: what intersection needs, nothing
@@ -100,10 +111,10 @@ typedef struct {
 } Texture;
 
 typedef struct {
-    int4 info;         /* x: LIGHT_*, y: primitive index (triangle, sphere) */
+    int4 info;         /* x: LIGHT_*, y: primitive index (triangle, sphere), z: its instance */
     float4 pick;       /* x: probability of choosing it, y: cumulative probability, z: area */
     float4 position;   /* point, spot */
-    float4 direction;  /* spot: unit axis; sun: unit direction of travel */
+    float4 direction;  /* spot: unit axis; sun: unit direction of travel; triangle: unit front normal */
     float4 intensity;  /* point, spot: W/sr; sun: irradiance (an environment's is in Frame) */
     float4 spot;       /* cos cutoff, cos beam, cutoff (radians), 1 / (cutoff - beam) */
     float4 corner;     /* triangle: first corner */
@@ -129,6 +140,8 @@ typedef struct {
 /* Every buffer of a scene, passed around as one value. */
 typedef struct {
     __global const Frame *frame;
+    __global const Node *top;  /* the instances' tree (FARM_INSTANCES) */
+    __global const Instance *instances;
     __global const Node *nodes;
     __global const TrianglePack *packs;
     __global const TriangleData *tri_data;

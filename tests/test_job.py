@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from farm import defaults
 from farm.client.start import start_job
 from farm.exceptions import JobDataError, JobError
 from farm.protocol.jobs import Job, JobState
@@ -42,8 +43,10 @@ def test_bucket_size_and_order_do_not_change_a_pixel(farm, odd_frame, bucket_siz
     assert np.array_equal(run.film.pixels, reference)
 
 
-def test_report_describes_every_bucket(farm, odd_frame):
+def test_report_describes_every_bucket(farm, odd_frame, monkeypatch):
     scene, document, _ = odd_frame
+    # one attempt a bucket: no straggler copies, which a loaded machine can make of any bucket
+    monkeypatch.setattr(defaults, "SPECULATE", 0.0)
     run = farm.render(scene, document, bucket_size=32)
     report = run.report()
     assert report["job_id"] == run.job.job_id and report["scene_digest"] == scene.digest

@@ -93,6 +93,17 @@ def _checked_rig(document: dict, source: str) -> dict:
     return document["rig"]
 
 
+def moving_shapes(document: Any) -> tuple[int, ...]:
+    """The places in `document`'s shapes of those that move or deform over time (keyframes,
+    a rig node, a skin, rigged morph weights): the shapes a shot places anew each frame."""
+    shapes = document.get("shapes") if isinstance(document, dict) else None
+    if not isinstance(shapes, list):
+        return ()
+    return tuple(index for index, shape in enumerate(shapes) if isinstance(shape, dict) and (
+        "keyframes" in shape or "rig" in shape or "skin" in shape
+        or (isinstance(shape.get("morph"), dict) and "rig" in shape["morph"])))
+
+
 def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
     """The still document at `seconds`; `document` itself where nothing is animated."""
     return moment(document, seconds, source)[0]

@@ -46,20 +46,21 @@ def _area(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return 2.0 * (d[..., 0] * d[..., 1] + d[..., 1] * d[..., 2] + d[..., 2] * d[..., 0])
 
 
-def build(lower: np.ndarray, upper: np.ndarray) -> Bvh:
+def build(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEAF_SIZE) -> Bvh:
     """Build over primitives with boxes [lower[i], upper[i]] (shape (n, 3)): small scenes
     with the vectorised numpy builder, from COMPILED_MIN_PRIMITIVES on with the compiled
-    one. Both are deterministic, so every worker builds the same tree for the same scene."""
+    one. Both are deterministic, so every worker builds the same tree for the same scene.
+    `max_leaf` 1 makes every leaf one primitive (a top level's leaves: one instance each)."""
     n = len(lower)
     if n == 0:  # one empty leaf: every ray misses everything
         zero = np.zeros((1, 3))
         return Bvh(zero, zero, np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1, bool), np.zeros(0, np.int64), 1)
     if n < COMPILED_MIN_PRIMITIVES:
-        return _build_vectorised(lower, upper)
-    return build_compiled(lower, upper)
+        return _build_vectorised(lower, upper, min(LEAF_SIZE, max_leaf), max_leaf)
+    return build_compiled(lower, upper, max_leaf)
 
 
-def build_compiled(lower: np.ndarray, upper: np.ndarray) -> Bvh:
+def build_compiled(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEAF_SIZE) -> Bvh:
     """The compiled builder: one node at a time, in a loop numba compiles."""
     n = len(lower)
     # float32 boxes, rounded outwards so that every node still contains its primitives exactly
@@ -73,11 +74,12 @@ def build_compiled(lower: np.ndarray, upper: np.ndarray) -> Bvh:
     leaf = np.zeros(capacity, np.bool_)
     order = np.arange(n, dtype=np.int64)
     count, levels = compiled_build_loop()(lo32, hi32, order, node_lower, node_upper, left, right, leaf,
-                                           BINS, LEAF_SIZE, MAX_LEAF_SIZE, TRAVERSAL_COST)
+                                           BINS, min(LEAF_SIZE, max_leaf), max_leaf, TRAVERSAL_COST)
     return Bvh(node_lower[:count], node_upper[:count], left[:count], right[:count], leaf[:count], order, int(levels))
 
 
-def _build_vectorised(lower: np.ndarray, upper: np.ndarray) -> Bvh:
+def _build_vectorised(lower: np.ndarray, upper: np.ndarray, leaf_size: int = LEAF_SIZE,
+                      max_leaf: int = MAX_LEAF_SIZE) -> Bvh:
     """One tree level at a time: every node of a level is split at once, primitives
     grouped by node in `order`, so a level's bin bounds and counts are a few
     scatter-reductions over all of them, not a Python loop per node."""
@@ -123,8 +125,8 @@ def _build_vectorised(lower: np.ndarray, upper: np.ndarray) -> Bvh:
             sah = TRAVERSAL_COST + split_cost / node_area
         sah = np.where(node_area > 0, sah, np.inf)
         splittable = np.isfinite(split_cost)
-        make_leaf = (counts <= LEAF_SIZE) | ((sah >= counts) & (counts <= MAX_LEAF_SIZE))
-        make_leaf |= ~splittable & (counts <= MAX_LEAF_SIZE)
+        make_leaf = (counts <= leaf_size) | ((sah >= counts) & (counts <= max_leaf))
+        make_leaf |= ~splittable & (counts <= max_leaf)
         # Primitives of a node that must split but has no useful plane go half and half.
         halve = ~make_leaf & ~splittable
         split_nodes = ~make_leaf & splittable

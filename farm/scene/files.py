@@ -83,14 +83,15 @@ def read_mesh(assets: ReadOnce, shape: Mesh) -> TriangleMesh:
     return load_obj(shape.file, data)
 
 
-def shape_meshes(scene: Scene, assets, timings: dict | None = None) -> list[TriangleMesh | None]:
-    """Every shape's triangles in object space (None for a sphere), in the scene's order.
+def shape_meshes(scene: Scene, assets, timings: dict | None = None, shapes=None) -> list[TriangleMesh | None]:
+    """Every shape's triangles (of `shapes`, default the scene's) in object space (None for
+    a sphere), in order.
     A file's mesh is decoded once however many shapes use it (glTF instances); more than
     MAX_TRIANGLES in all is refused. `timings["load"]` gets the seconds spent on files."""
     meshes: list[TriangleMesh | None] = []
     loaded: dict[tuple, TriangleMesh] = {}
     triangle_count = 0
-    for shape in scene.shapes:
+    for shape in scene.shapes if shapes is None else shapes:
         if isinstance(shape, Sphere):
             meshes.append(None)
             continue

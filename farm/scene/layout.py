@@ -15,6 +15,16 @@ NODE = np.dtype(
     [("lower_x", *F8), ("lower_y", *F8), ("lower_z", *F8), ("upper_x", *F8), ("upper_y", *F8), ("upper_z", *F8),
      ("child", *I8), ("count", *I8)]
 )
+# One placement of a bottom level (a mesh's own tree) in the world: rows of the 3x4
+# world-to-object and object-to-world matrices (xyz the linear part, w the translation),
+# and x: its tree's root in `nodes`, y: the light index of its first emissive triangle,
+# z: INSTANCE_* flags.
+INSTANCE = np.dtype(
+    [("to_object0", *F4), ("to_object1", *F4), ("to_object2", *F4),
+     ("to_world0", *F4), ("to_world1", *F4), ("to_world2", *F4), ("info", *I4)]
+)
+INSTANCE_IDENTITY, INSTANCE_MIRRORED = 1, 2  # flags: placed as it is; a transform that mirrors
+NODE_INSTANCE = -2  # a top level's child lane of this count holds an instance (`child` its index)
 # Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
 # signed distance (in units of its dominant normal component); three dot products a test.
 TRIANGLE = np.dtype([("b1", *F4), ("b2", *F4), ("plane", *F4)])
@@ -106,5 +116,8 @@ KERNEL_CONSTANTS: dict[str, int | float] = {
     **{f"SAMPLER_{name.upper()}": kind for name, kind in SAMPLER_KINDS.items()},
     **{f"STRATEGY_{name.upper()}": kind for name, kind in STRATEGY_KINDS.items()},
     "STACK_SIZE": STACK_SIZE,
+    "INSTANCE_IDENTITY": INSTANCE_IDENTITY,
+    "INSTANCE_MIRRORED": INSTANCE_MIRRORED,
+    "NODE_INSTANCE": NODE_INSTANCE,
     "ALPHA_MIN": ALPHA_MIN,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,29 +62,45 @@ def emission_mean(material_entry, textures: TextureTable) -> np.ndarray:
     return textures.means[index] * value if index >= 0 else value
 
 
-def light_table(scene, materials, textures, triangle_data, corners, spheres, scene_radius, env_mean) -> np.ndarray:
-    """Every light with its probability of being chosen, in proportion to its power."""
+@dataclass(frozen=True)
+class TriangleLights:
+    """The emissive triangles of every instance, in light order: their triangle (in the
+    kernel's numbering) and instance, world corners (k, 3, 3), unit front normal (float32,
+    as the kernel reads it), world area and material."""
+
+    prim: np.ndarray
+    instance: np.ndarray
+    corners: np.ndarray
+    normal: np.ndarray
+    area: np.ndarray
+    material: np.ndarray
+
+
+def light_table(scene, materials, textures, triangles: TriangleLights, spheres, scene_radius, env_mean,
+                sphere_instance: int = 0) -> np.ndarray:
+    """Every light with its probability of being chosen, in proportion to its power: the
+    emissive triangles first, then spheres (their info.y set to their light's index), then
+    the scene's lights."""
     emitted = np.array([emission_mean(m, textures) @ LUMINANCE for m in materials])
     entries = []  # (entry, power)
-    tri_material = triangle_data["info"][:, 0]
-    tri_area = triangle_data["n"][:, 3].astype(np.float64)
-    emissive_tris = np.flatnonzero(emitted[tri_material] > 0) if len(corners) else np.zeros(0, int)
-    light = np.zeros(len(emissive_tris), LIGHT)
+    light = np.zeros(len(triangles.prim), LIGHT)
     light["info"][:, 0] = LIGHT_TRIANGLE
-    light["info"][:, 1] = emissive_tris
-    light["pick"][:, 2] = tri_area[emissive_tris]
-    lit = corners[emissive_tris]
+    light["info"][:, 1] = triangles.prim
+    light["info"][:, 2] = triangles.instance
+    light["pick"][:, 2] = triangles.area
+    lit = triangles.corners
     light["corner"][:, :3] = lit[:, 0]
     light["edge1"][:, :3] = lit[:, 1] - lit[:, 0]
     light["edge2"][:, :3] = lit[:, 2] - lit[:, 0]
-    tri_power = math.pi * emitted[tri_material[emissive_tris]] * tri_area[emissive_tris]
+    light["direction"][:, :3] = triangles.normal
+    tri_power = math.pi * emitted[triangles.material] * triangles.area
     blocks, powers = [light], [tri_power]
     for i, sphere in enumerate(spheres):
         radiance = emitted[sphere["info"][0]]
         if radiance > 0:
             area = 4.0 * math.pi * float(sphere["center_radius"][3]) ** 2
             entry = np.zeros(1, LIGHT)
-            entry["info"][0, :2] = (LIGHT_SPHERE, i)
+            entry["info"][0, :3] = (LIGHT_SPHERE, i, sphere_instance)
             entry["pick"][0, 2] = area
             entries.append((entry, math.pi * radiance * area))
     for source in scene.lights:
@@ -117,7 +134,10 @@ def light_table(scene, materials, textures, triangle_data, corners, spheres, sce
     powers += [np.array([p for _, p in entries], np.float64)]
     lights = np.concatenate(blocks)
     power = np.concatenate(powers)
-    positive = power > 0
+    # Lights of no power are left out, but never a triangle's or a sphere's: their indices
+    # are written into the scene's primitives.
+    kind = lights["info"][:, 0]
+    positive = (power > 0) | (kind == LIGHT_TRIANGLE) | (kind == LIGHT_SPHERE)
     lights, power = lights[positive], power[positive]
     if len(lights):
         pmf = power / power.sum()
@@ -125,8 +145,6 @@ def light_table(scene, materials, textures, triangle_data, corners, spheres, sce
         cdf[-1] = 1.0
         lights["pick"][:, 0] = pmf
         lights["pick"][:, 1] = cdf
-        for j in np.flatnonzero(lights["info"][:, 0] == LIGHT_TRIANGLE):
-            triangle_data["info"][lights["info"][j, 1], 1] = j
         for j in np.flatnonzero(lights["info"][:, 0] == LIGHT_SPHERE):
             spheres["info"][lights["info"][j, 1], 1] = j
     return lights

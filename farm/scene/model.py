@@ -274,6 +274,9 @@ class Scene:
     # The first and last keyframe's time in seconds (farm.scene.animation); None: a still scene.
     animation: tuple[float, float] | None = None
     time: float = 0.0  # the moment of the animation this scene is, in seconds
+    # Indices in `shapes` of those that move or deform over the animation: placed as
+    # instances of their own bottom level, so a later frame rebuilds the top level only
+    moving: tuple[int, ...] = ()
 
     @property
     def environment(self) -> EnvironmentLight | None:

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from farm.exceptions import SceneError
-from farm.scene import bvh as bvh_builder
 from farm.scene.camera import frame_entry
-from farm.scene.files import NoAssets, ReadOnce, shape_meshes
-from farm.scene.geometry import flatten_bvh, primitive_bounds, sphere_entry, triangle_arrays
-from farm.scene.layout import ALPHA_MIN, MATERIAL, MATERIAL_KINDS, SPHERE, STACK_SIZE
-from farm.scene.lights import environment_distribution, light_table
-from farm.scene.model import ImageTexture, Material, Mesh, Scene, Sphere
+from farm.scene.files import NoAssets, ReadOnce
+from farm.scene.instances import (
+    Layout, Library, build_geometry, instance_lights, instance_table, layout, level_key, top_level,
+)
+from farm.scene.layout import ALPHA_MIN, INSTANCE, LUMINANCE, MATERIAL, MATERIAL_KINDS, NODE
+from farm.scene.lights import TriangleLights, emission_mean, environment_distribution, light_table
+from farm.scene.model import ImageTexture, Material, Scene
 from farm.scene.tables import TRANSMITTANCE_TABLE_SIZE, diffuse_fresnel_reflectance, rough_interface
 from farm.scene.textures import TextureTable
 
@@ -30,7 +30,9 @@ class PackedScene:
     """Flat arrays ready for device buffers, plus the numbers the host needs."""
 
     frame: np.ndarray
-    corners: np.ndarray  # (triangles, 3, 3) world-space corners; host side only
+    corners: np.ndarray  # (triangles, 3, 3) corners (world space; a level's own if instanced); host side only
+    top: np.ndarray  # the instances' top level (NODE), empty for a scene without instances
+    instances: np.ndarray  # INSTANCE
     nodes: np.ndarray
     packs: np.ndarray  # the leaves' primitives, four to a TRIANGLE_PACK
     triangles: np.ndarray  # host side only: the packs' source, one row a triangle
@@ -49,10 +51,13 @@ class PackedScene:
     height: int
     digest: str
     timings: dict = field(default_factory=dict, compare=False)
+    # Buffers whose arrays a library keeps for later scenes (farm.scene.instances): a
+    # renderer keeps their device copies too
+    shared: frozenset = field(default=frozenset(), compare=False)
 
     # The kernel's buffer arguments, in its parameter order.
     BUFFERS = (
-        "frame", "nodes", "packs", "triangle_data", "normals", "extras", "spheres", "materials", "textures",
+        "frame", "top", "instances", "nodes", "packs", "triangle_data", "normals", "extras", "spheres", "materials", "textures",
         "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
     )
 
@@ -65,10 +70,13 @@ class PackedScene:
         return {name: getattr(self, name) for name in self.BUFFERS}
 
 
-def pack(scene: Scene, assets=None) -> PackedScene:
-    """Turn every shape into world-space triangles or spheres, build the BVH over them,
-    and index materials, textures and lights."""
+def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedScene:
+    """Turn every shape into triangles or spheres in bottom levels (farm.scene.instances:
+    one world level for a still scene, baked into world space), build their BVHs and the
+    instances' top level, and index materials, textures and lights. With `library`, bottom
+    levels built for an earlier scene (an earlier frame of a shot) are taken from it."""
     assets = ReadOnce(assets or NoAssets())
+    library = library or Library(keep=0)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     textures = TextureTable(scene, assets)
@@ -77,32 +85,42 @@ def pack(scene: Scene, assets=None) -> PackedScene:
     materials = np.zeros(len(names), MATERIAL)
     for i, name in enumerate(names):
         materials[i] = material_entry(scene.materials[name], textures)
+    emitted = np.array([emission_mean(m, textures) @ LUMINANCE for m in materials])
 
-    meshes, spheres = [], []
-    for shape, mesh in zip(scene.shapes, shape_meshes(scene, assets, timings)):
-        m = np.array(shape.transform, dtype=np.float64)
-        mid = material_index[shape.material]
-        if isinstance(shape, Sphere):
-            spheres.append(sphere_entry(shape, m, mid))
-            continue
-        face_normals = isinstance(shape, Mesh) and shape.face_normals
-        meshes.append((mesh, m, mid, face_normals, scene.materials[shape.material].normal_map is not None))
-
-    triangles, triangle_data, normals, extras, corners = triangle_arrays(meshes)
-    sphere_array = np.array(spheres, SPHERE) if spheres else np.zeros(0, SPHERE)
-
-    t = time.perf_counter()
-    lower, upper = primitive_bounds(corners, sphere_array)
-    tree = bvh_builder.build(lower, upper)
-    wide = bvh_builder.collapse(tree)
-    timings["bvh"] = time.perf_counter() - t
-    if wide.stack > STACK_SIZE:
-        raise SceneError(
-            f"the scene's BVH needs a traversal stack of {wide.stack} entries; the kernel has {STACK_SIZE}"
-        )
-    nodes, packs = flatten_bvh(wide, tree.order, triangles)
-    scene_lower, scene_upper = (tree.lower[0], tree.upper[0]) if len(lower) else (np.zeros(3), np.zeros(3))
+    plan = layout(scene)
+    keys, levels = [], []
+    for g, indices in enumerate(plan.groups):
+        placed = g == 0
+        key = level_key(scene, indices, material_index, emitted, placed)
+        keys.append(key)
+        levels.append(library.level(key, lambda: build_geometry(scene, indices, material_index, emitted, assets,
+                                                               timings, placed)))
+    if plan.instanced:
+        t = time.perf_counter()
+        used = [g for g in range(len(levels)) if g > 0 or plan.groups[0]]
+        combined_key = tuple(keys[g] for g in used)
+        combined = library.combine(combined_key, [levels[g] for g in used])
+        at = {g: k for k, g in enumerate(used)}
+        plan = Layout(plan.groups, [(at[g], shape) for g, shape in plan.placements])
+        levels = [levels[g] for g in used]
+        triangle_lights, bases = instance_lights(scene, plan, levels, combined)
+        instances, lower, upper = instance_table(scene, plan, levels, combined, bases)
+        top, scene_lower, scene_upper = top_level(lower, upper, max(level.stack for level in levels))
+        timings["top"] = time.perf_counter() - t
+        geometry = combined
+        kept = None not in combined_key
+    else:
+        geometry = levels[0]
+        glow = np.flatnonzero(geometry.triangle_data["info"][:, 1] >= 0)
+        data = geometry.triangle_data[glow]
+        triangle_lights = TriangleLights(glow, np.zeros(len(glow), np.int64), geometry.corners[glow],
+                                         data["n"][:, :3], data["n"][:, 3].astype(np.float64), data["info"][:, 0])
+        top, instances = np.zeros(0, NODE), np.zeros(0, INSTANCE)
+        scene_lower, scene_upper = geometry.lower, geometry.upper
+        kept, combined_key = keys[0] is not None, None
+    library.used(keys, combined_key)
     scene_radius = max(float(np.linalg.norm(scene_upper - scene_lower)) / 2.0, 1e-3)
+    spheres = geometry.spheres.copy()  # their light indices are this scene's
 
     environment = scene.environment
     env_texture = -1
@@ -116,14 +134,15 @@ def pack(scene: Scene, assets=None) -> PackedScene:
         env_mean = env_mean * environment.scale
         env_size = (pixels.shape[1], pixels.shape[0])
 
-    lights = light_table(scene, materials, textures, triangle_data, corners, sphere_array, scene_radius, env_mean)
+    lights = light_table(scene, materials, textures, triangle_lights, spheres, scene_radius, env_mean)
     texture_table, texels = textures.arrays()
-    frame = frame_entry(scene, len(triangles), lights, env_texture, env_size)
+    frame = frame_entry(scene, len(geometry.triangle_data), lights, env_texture, env_size)
     timings["pack"] = time.perf_counter() - started
     return PackedScene(
-        frame, corners.astype(np.float32), nodes, packs, triangles, triangle_data, normals, extras, sphere_array, materials,
-        texture_table, texels,
+        frame, geometry.corners.astype(np.float32), top, instances, geometry.nodes, geometry.packs, geometry.triangles,
+        geometry.triangle_data, geometry.normals, geometry.extras, spheres, materials, texture_table, texels,
         lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
+        frozenset(("nodes", "packs", "triangle_data", "normals", "extras")) if kept and library.keep else frozenset(),
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from farm import defaults
 from farm.scene import matrix
-from farm.scene.animation import moment
+from farm.scene.animation import moment, moving_shapes
 from farm.scene.document import Node, kind_of
 from farm.scene.materials import parse_materials, parse_textures
 from farm.scene.model import (
@@ -74,7 +74,7 @@ def parse_scene(document: Any, source: str = "scene", time: float | None = None)
         root.fail("numbers must be finite")
     scene = Scene(
         camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, strategy, assets,
-        warnings, span, time,
+        warnings, span, time, moving_shapes(document) if span is not None else (),
     )
     triangles = sum(len(shape.triangles) for shape in shapes if isinstance(shape, Mesh))
     if triangles > defaults.MAX_TRIANGLES:

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from farm.protocol.plans import Plan
 from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, MAX_SAMPLES, mean_of
 from farm.scene import layout
 from farm.scene.layout import (
-    FRAME, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
+    FRAME, INSTANCE, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
 from farm.scene.pack import PackedScene
 from farm.worker.device import Device
@@ -33,12 +34,18 @@ log = logging.getLogger(__name__)
 
 KERNEL_FILE = "pathtrace.cl"
 POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
-STRUCTS = (NODE, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
+STRUCTS = (NODE, INSTANCE, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
-    "Node", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light", "Frame",
+    "Node", "Instance", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light",
+    "Frame",
 )
+# Device buffers of arrays that later scenes share (a shot's bottom levels, farm.scene.instances),
+# by context and array: a later frame uploads only what changed. The array is kept with its
+# buffer, so its id is not reused while the entry lives.
+SHARED_BUFFERS = 24
+_shared: OrderedDict[tuple[int, int], tuple[np.ndarray, object]] = OrderedDict()
 
-_programs: dict[tuple[int, bool, bool], object] = {}
+_programs: dict[tuple[int, bool, bool, bool], object] = {}
 
 
 def kernel_dir() -> str:
@@ -80,28 +87,29 @@ def device_defines(device: Device) -> list[str]:
     return defines
 
 
-def build_program(device: Device, cut_outs: bool = False, aovs: bool = False):
+def build_program(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False):
     """Build (or fetch from this process's cache) the path tracing program for `device`;
     with `cut_outs`, the variant whose rays test alpha coverage (FARM_CUT_OUTS), which
     scenes without cut-out materials do not pay for (a uniform branch still costs PoCL's
     vectorised work groups, measured 3-4% on the Cornell box); with `aovs`, the variant
-    that also writes the AOVs (FARM_AOVS), which changes no bit of the radiance."""
-    key = (id(device.context), cut_outs, aovs)
+    that also writes the AOVs (FARM_AOVS), which changes no bit of the radiance; with
+    `instances`, the two-level walk of scenes with instances (FARM_INSTANCES)."""
+    key = (id(device.context), cut_outs, aovs, instances)
     if key in _programs:
         return _programs[key]
     with open(f"{kernel_dir()}/{KERNEL_FILE}", encoding="utf-8") as source_file:
         source = source_file.read()
-    options = build_options(device, cut_outs, aovs)
+    options = build_options(device, cut_outs, aovs, instances)
     started = time.perf_counter()
     program = _build(device, source, options, f"OpenCL program failed to build on {device.name}")
     _check_struct_layout(device, options)
-    variant = " with alpha cut-outs" * cut_outs + " with AOVs" * aovs
+    variant = " with alpha cut-outs" * cut_outs + " with AOVs" * aovs + " with instances" * instances
     log.info("built %s%s for %s in %.2fs", KERNEL_FILE, variant, device.name, time.perf_counter() - started)
     _programs[key] = program
     return program
 
 
-def build_options(device: Device, cut_outs: bool = False, aovs: bool = False) -> list[str]:
+def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False) -> list[str]:
     """The options build_program builds the program of `device` and that variant with."""
     import pyopencl as cl
 
@@ -113,6 +121,8 @@ def build_options(device: Device, cut_outs: bool = False, aovs: bool = False) ->
         options.append("-DFARM_CUT_OUTS")
     if aovs:
         options.append("-DFARM_AOVS")
+    if instances:
+        options.append("-DFARM_INSTANCES")
     return options
 
 
@@ -200,17 +210,25 @@ class Renderer:
         self.device = device
         self.scene = scene
         cut_outs = len(scene.materials) > 0 and bool((scene.materials["ior"][:, 2] > 0).any())
-        self.program = build_program(device, cut_outs, aovs)
+        self.program = build_program(device, cut_outs, aovs, len(scene.instances) > 0)
         self.channels = AOV_CHANNELS if aovs else CHANNELS
         self.kernel = cl.Kernel(self.program, "render_bucket")
         flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
 
-        def upload(array: np.ndarray):
+        def upload(name: str, array: np.ndarray):
             if len(array) == 0:  # OpenCL has no empty buffers; the kernel never reads this one
                 array = np.zeros(1, array.dtype)
-            return cl.Buffer(device.context, flags, hostbuf=array)
+            if name not in scene.shared:
+                return cl.Buffer(device.context, flags, hostbuf=array)
+            key = (id(device.context), id(array))
+            if key not in _shared:
+                _shared[key] = (array, cl.Buffer(device.context, flags, hostbuf=array))
+                while len(_shared) > SHARED_BUFFERS:
+                    _shared.popitem(last=False)
+            _shared.move_to_end(key)
+            return _shared[key][1]
 
-        self.buffers = {name: upload(array) for name, array in scene.buffers().items()}
+        self.buffers = {name: upload(name, array) for name, array in scene.buffers().items()}
         self._sums = None  # the tile's running sums, between passes
         self._out_size = 0
         # Seconds per sample per pixel of the last pass: sizes a bucket's first pass, so a
@@ -297,7 +315,7 @@ class Renderer:
         prim_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, prim_out.nbytes)
         b = self.buffers
         cl.Kernel(self.program, "trace_rays")(
-            self.device.queue, (count,), None, b["frame"], b["nodes"], b["packs"], b["triangle_data"], b["extras"],
+            self.device.queue, (count,), None, b["frame"], b["top"], b["instances"], b["nodes"], b["packs"], b["triangle_data"], b["extras"],
             b["spheres"], b["materials"], b["textures"], b["texels"], ray_buffer, t_buffer, prim_buffer,
         )
         cl.enqueue_copy(self.device.queue, t_out, t_buffer)

@@ -13,6 +13,7 @@ from farm.protocol.assets import RedisAssets
 from farm.protocol.jobs import Job
 from farm.protocol.plans import Plan
 from farm.scene import parse_scene
+from farm.scene.instances import Library
 from farm.scene.pack import pack
 from farm.worker import metrics
 from farm.worker.cache import AssetCache, PackedCache
@@ -34,6 +35,7 @@ class Scenes:
         # the machine's folders of fetched files and packed scenes, opened with the first scene
         self.cache: AssetCache | None = None
         self.packed: PackedCache | None = None
+        self.library = Library(keep=SCENES_KEPT)  # bottom levels kept between the frames of a shot
 
     def renderer_for(self, job: Job) -> Renderer:
         """The renderer of the job's scene, uploading it on first use in this process."""
@@ -59,9 +61,10 @@ class Scenes:
             if self.cache is None:
                 self.cache, self.packed = AssetCache(), PackedCache()
             assets = RedisAssets(self.redis, scene.assets, self.cache)
-            # a still scene packs once whatever the frame; an animated one once per moment
-            packed_key = digest if scene.animation is None else f"{digest}-t{moment!r}"
-            packed = self.packed.get_or_pack(packed_key, lambda: pack(scene, assets))
+            if scene.animation is None:  # a still scene packs once a machine, whatever the frame
+                packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
+            else:  # a frame of a shot: its bottom levels from the frames before, if they did not change
+                packed = pack(scene, assets, self.library)
         except SceneError as exc:
             raise JobDataError(str(exc)) from None
         renderer = Renderer(self.device, packed, aovs)
