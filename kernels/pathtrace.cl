@@ -75,8 +75,8 @@ inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __glo
     float b0 = 1.0f - hit->b1 - hit->b2;
     float4 t = e->t0 * b0 + e->t1 * hit->b1 + e->t2 * hit->b2;
 #ifdef FARM_INSTANCES
-    __global const Instance *inst = &s->instances[hit->instance];
-    if ((inst->info.z & INSTANCE_IDENTITY) == 0) {  /* the tangent, a direction on the surface, goes as vectors do */
+    if (hit->instance >= 0) {  /* the tangent, a direction on the surface, goes as vectors do */
+        __global const Instance *inst = &s->instances[hit->instance];
         t.xyz = instance_vector(inst->to_world0, inst->to_world1, inst->to_world2, t.xyz);
         if (inst->info.z & INSTANCE_MIRRORED) t.w = -t.w;
     }
@@ -98,9 +98,11 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
     sf.p = o + d * hit->t;
     int n_triangles = s->frame->counts.x;
 #ifdef FARM_INSTANCES
-    /* A level's normals are in its own space: an instance that moves it turns them. */
-    __global const Instance *inst = &s->instances[hit->instance];
-    const bool moved = (inst->info.z & INSTANCE_IDENTITY) == 0;
+    /* A level's normals are in its own space: the instance it was found in turns them (the
+     * world's, instance -1, are in world space). An instance placed as it is turns them by
+     * the identity. */
+    const bool moved = hit->instance >= 0;
+    __global const Instance *inst = &s->instances[max_i(hit->instance, 0)];
 #endif
     if (hit->prim < n_triangles) {
         __global const TriangleData *td = &s->tri_data[hit->prim];
@@ -113,7 +115,7 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
         sf.material = td->info.x;
         sf.light = td->info.y;
 #ifdef FARM_INSTANCES
-        if (sf.light >= 0) sf.light += inst->info.y;  /* the level's emissive triangle: this instance's light */
+        if (moved && sf.light >= 0) sf.light += inst->info.y;  /* the level's emissive triangle: this instance's light */
 #endif
         if (td->info.z >= 0) {
             __global const ShadingNormals *vn = &s->normals[td->info.z];

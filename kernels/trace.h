@@ -26,28 +26,8 @@ typedef struct {
     float t;
     float b1, b2;  /* barycentrics of corners 1 and 2 (triangles) */
     int prim;      /* < triangle count: a triangle; else a sphere */
-    int instance;  /* FARM_INSTANCES: the instance it was found in */
+    int instance;  /* FARM_INSTANCES: the instance it was found in; -1 the world */
 } Hit;
-
-#ifdef FARM_INSTANCES
-/* A traversal stack entry below which the entries are the top level's: popping it takes
- * the ray back to world space. */
-#define NODE_RETURN (-3)
-
-inline float3 instance_point(float4 r0, float4 r1, float4 r2, float3 p) {
-    return (float3)(dot3(r0.xyz, p) + r0.w, dot3(r1.xyz, p) + r1.w, dot3(r2.xyz, p) + r2.w);
-}
-
-inline float3 instance_vector(float4 r0, float4 r1, float4 r2, float3 v) {
-    return (float3)(dot3(r0.xyz, v), dot3(r1.xyz, v), dot3(r2.xyz, v));
-}
-
-/* A normal of the instance's space in world space (unit): the inverse transpose, whose rows
- * are the world-to-object matrix's columns. */
-inline float3 instance_normal(__global const Instance *inst, float3 n) {
-    return unit3(inst->to_object0.xyz * n.x + inst->to_object1.xyz * n.y + inst->to_object2.xyz * n.z);
-}
-#endif
 
 /* Nearest positive root of |o + t d - c| = r; d need not be unit. */
 inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float t_max) {
@@ -72,6 +52,10 @@ inline float safe_reciprocal(float x) {
     return 1.0f / (fabs_f(x) < 1e-18f ? copysign_f(1e-18f, x) : x);
 }
 
+inline float3 reciprocals(float3 d) {
+    return (float3)(safe_reciprocal(d.x), safe_reciprocal(d.y), safe_reciprocal(d.z));
+}
+
 /* One bit per lane that is true (all bits set), lane 0 lowest. */
 inline int lane_bits(int8 m) {
     int8 bits = m & (int8)(1, 2, 4, 8, 16, 32, 64, 128);
@@ -92,68 +76,29 @@ inline int first_lane(int bits) { return 31 - clz_i(bits & -bits); }
 inline float8 min8(float8 a, float8 b) { return a < b ? a : b; }
 inline float8 max8(float8 a, float8 b) { return a > b ? a : b; }
 
-/* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays).
- * Primitive `ignore` (or -1) is never hit: a shadow ray aimed at a point on a light must
- * not be stopped by that light's own surface, which rounding can put a hair in front.
- * The walk holds one child entry at a time: a node (count -1) or a leaf. A node's children
- * hit go on the stack sorted by distance, the nearest on top, and the nearest is taken.
- * Inlined by force at its two calls (with sample2's, 3-5% on PoCL). */
-__attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore,
-                                                int ignore_instance, Hit *hit) {
+/* The nearest hit in one level's tree from its entry (`root`, `root_count`: a node, or a
+ * leaf's packs), nearer than *t_best; with `any`,
+ * the first hit found. Primitive `skip` (or -1) is never hit: a shadow ray aimed at a
+ * point on a light must not be stopped by that light's own surface, which rounding can
+ * put a hair in front. The walk holds one child entry at a time: a node (count -1) or a
+ * leaf. A node's children hit go on the stack sorted by distance, the nearest on top, and
+ * the nearest is taken. On a hit, *t_best, *best and the barycentrics are the hit's and
+ * the answer is true. */
+__attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, int root_count, float3 o, float3 d,
+                                               float3 inv_d, bool any, int skip,
+                                               float *t_found, int *best_found, float *b1_found, float *b2_found,
+                                               int *stack_index, int *stack_count, float *stack_t, int base) {
     const int n_triangles = s->frame->counts.x;
-#ifdef FARM_INSTANCES
-    /* The ray as the current level sees it: world space in the top level, the instance's
-     * space inside one. An instance's transform is affine and the direction is not
-     * renormalised, so a distance t means the same point in both. */
-    float8 ox, oy, oz, ix, iy, iz;
-    float4 ox4, oy4, oz4, dx, dy, dz;
-#define FARM_RAY_LANES() \
-    ox = (float8)(o.x); oy = (float8)(o.y); oz = (float8)(o.z); \
-    ix = (float8)(safe_reciprocal(d.x)); iy = (float8)(safe_reciprocal(d.y)); iz = (float8)(safe_reciprocal(d.z)); \
-    ox4 = (float4)(o.x); oy4 = (float4)(o.y); oz4 = (float4)(o.z); \
-    dx = (float4)(d.x); dy = (float4)(d.y); dz = (float4)(d.z);
-    FARM_RAY_LANES()
-    const float3 world_o = o, world_d = d;
-    __global const Node *tree = s->top;
-    int instance = -1, best_instance = -1;
-    int skip = -1;  /* the primitive never hit, in the instance now walked */
-#else
     const float8 ox = (float8)(o.x), oy = (float8)(o.y), oz = (float8)(o.z);
-    const float8 ix = (float8)(safe_reciprocal(d.x)), iy = (float8)(safe_reciprocal(d.y)),
-                 iz = (float8)(safe_reciprocal(d.z));
+    const float8 ix = (float8)(inv_d.x), iy = (float8)(inv_d.y), iz = (float8)(inv_d.z);
     const float4 ox4 = (float4)(o.x), oy4 = (float4)(o.y), oz4 = (float4)(o.z);
     const float4 dx = (float4)(d.x), dy = (float4)(d.y), dz = (float4)(d.z);
-    __global const Node *tree = s->nodes;
-    const int skip = ignore;
-#endif
-    int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
-    float stack_t[STACK_SIZE];
-    int top = 0;
-    float t_best = t_max;
+    int top = base;  /* the stack's entries from `base` on are this walk's */
+    float t_best = *t_found;
     int best = -1;
     float best_b1 = 0.0f, best_b2 = 0.0f;
-    int index = 0, count = -1;  /* the root node */
+    int index = root, count = root_count;  /* where the walk starts: a node (-1) or a leaf */
     while (true) {
-#ifdef FARM_INSTANCES
-        if (count == NODE_INSTANCE) {  /* into an instance: its tree, the ray in its space */
-            __global const Instance *inst = &s->instances[index];
-            instance = index;
-            skip = instance == ignore_instance ? ignore : -1;
-            if ((inst->info.z & INSTANCE_IDENTITY) == 0) {
-                o = instance_point(inst->to_object0, inst->to_object1, inst->to_object2, world_o);
-                d = instance_vector(inst->to_object0, inst->to_object1, inst->to_object2, world_d);
-                FARM_RAY_LANES()
-            }
-            stack_t[top] = 0.0f;
-            stack_index[top] = 0;
-            stack_count[top] = NODE_RETURN;
-            ++top;
-            tree = s->nodes;
-            index = inst->info.x;
-            count = -1;
-            continue;
-        }
-#endif
         if (count >= 0) {  /* a leaf: `count` packs of four primitives from `index` */
             for (int k = index; k < index + count; ++k) {
                 __global const TrianglePack *tp = &s->packs[k];
@@ -189,10 +134,7 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                     best = ((const int *)&prims)[lane];
                     best_b1 = ((const float *)&u)[lane];
                     best_b2 = ((const float *)&v)[lane];
-#ifdef FARM_INSTANCES
-                    best_instance = instance;
-#endif
-                    if (any) { hit->t = t_best; hit->prim = best; return true; }
+                    if (any) { *t_found = t_best; *best_found = best; return true; }
                 }
                 int spheres = lane_bits4(prims >= (int4)(n_triangles));
                 while (spheres != 0) {  /* rare: spheres share leaves with triangles */
@@ -203,17 +145,14 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
                     float t_sphere = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);
                     if (t_sphere < t_best) {
                         t_best = t_sphere; best = prim; best_b1 = 0.0f; best_b2 = 0.0f;
-#ifdef FARM_INSTANCES
-                        best_instance = instance;
-#endif
-                        if (any) { hit->t = t_best; hit->prim = best; return true; }
+                        if (any) { *t_found = t_best; *best_found = best; return true; }
                     }
                 }
             }
         } else {
             /* Slab tests of all eight boxes. The far distance is widened by a few ulps so
              * that rounding never loses a primitive lying on a box's face. */
-            __global const Node *n = &tree[index];
+            __global const Node *n = &s->nodes[index];
             float8 t0 = (n->lower_x - ox) * ix, t1 = (n->upper_x - ox) * ix;
             float8 near = min8(t0, t1), far = max8(t0, t1);
             t0 = (n->lower_y - oy) * iy; t1 = (n->upper_y - oy) * iy;
@@ -252,19 +191,8 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
         }
         /* Pop the next entry still nearer than the best hit. */
         bool found = false;
-        while (top > 0) {
+        while (top > base) {
             --top;
-#ifdef FARM_INSTANCES
-            if (stack_count[top] == NODE_RETURN) {  /* out of the instance: back to the top level */
-                o = world_o;
-                d = world_d;
-                FARM_RAY_LANES()
-                tree = s->top;
-                instance = -1;
-                skip = -1;
-                continue;
-            }
-#endif
             if (stack_t[top] < t_best) {
                 index = stack_index[top];
                 count = stack_count[top];
@@ -275,13 +203,158 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
         if (!found) break;
     }
     if (best < 0) return false;
-    hit->t = t_best;
-    hit->b1 = best_b1;
-    hit->b2 = best_b2;
-    hit->prim = best;
+    *t_found = t_best;
+    *best_found = best;
+    *b1_found = best_b1;
+    *b2_found = best_b2;
+    return true;
+}
+
 #ifdef FARM_INSTANCES
-    hit->instance = best_instance;
+inline float3 instance_point(float4 r0, float4 r1, float4 r2, float3 p) {
+    return (float3)(dot3(r0.xyz, p) + r0.w, dot3(r1.xyz, p) + r1.w, dot3(r2.xyz, p) + r2.w);
+}
+
+inline float3 instance_vector(float4 r0, float4 r1, float4 r2, float3 v) {
+    return (float3)(dot3(r0.xyz, v), dot3(r1.xyz, v), dot3(r2.xyz, v));
+}
+
+/* A normal of the instance's space in world space (unit): the inverse transpose, whose rows
+ * are the world-to-object matrix's columns. */
+inline float3 instance_normal(__global const Instance *inst, float3 n) {
+    return unit3(inst->to_object0.xyz * n.x + inst->to_object1.xyz * n.y + inst->to_object2.xyz * n.z);
+}
+
+/* The children of wide node `n` that the ray meets nearer than t_best, pushed on the stack
+ * sorted by distance, the nearest on top; whether there was any. */
+__attribute__((always_inline)) inline bool push_children(__global const Node *n, float8 ox, float8 oy, float8 oz,
+                                                        float8 ix, float8 iy, float8 iz, float t_best,
+                                                        int *stack_index, int *stack_count, float *stack_t, int *top_at) {
+    int top = *top_at;
+    /* Slab tests of all eight boxes. The far distance is widened by a few ulps so
+     * that rounding never loses a primitive lying on a box's face. */
+    float8 t0 = (n->lower_x - ox) * ix, t1 = (n->upper_x - ox) * ix;
+    float8 near = min8(t0, t1), far = max8(t0, t1);
+    t0 = (n->lower_y - oy) * iy; t1 = (n->upper_y - oy) * iy;
+    near = max8(near, min8(t0, t1)); far = min8(far, max8(t0, t1));
+    t0 = (n->lower_z - oz) * iz; t1 = (n->upper_z - oz) * iz;
+    near = max8(max8(near, min8(t0, t1)), (float8)(0.0f));
+    far = min8(far, max8(t0, t1)) * 1.0000004f;
+    int8 counts = n->count;
+    int mask = lane_bits((near <= far) & (near < (float8)(t_best)) & (counts != (int8)(0)));
+    if (mask != 0) {
+        /* Lanes read through pointers: vstore8 would be a call on PoCL. */
+        const float *nears = (const float *)&near;
+        const int *sizes = (const int *)&counts;
+        __global const int *children = (__global const int *)&n->child;
+        /* Insert each child hit below the nearer ones already pushed. */
+        int first = top;
+        while (mask != 0) {
+            int lane = first_lane(mask);
+            mask &= mask - 1;
+            float t = nears[lane];
+            int j = top++;
+            for (; j > first && stack_t[j - 1] < t; --j) {
+                stack_t[j] = stack_t[j - 1];
+                stack_index[j] = stack_index[j - 1];
+                stack_count[j] = stack_count[j - 1];
+            }
+            stack_t[j] = t;
+            stack_index[j] = children[lane];
+            stack_count[j] = sizes[lane];
+        }
+        *top_at = top;
+        return true;
+    }
+    return false;
+}
+
+/* The two-level walk (farm.scene.instances): the top level's tree over the instances, the
+ * nearest first; an instance met is walked in its own level with the ray taken into its
+ * space (an affine map, the direction not renormalised, so a distance t means the same
+ * point in both: pbrt-v4's TransformedPrimitive, Embree's instances); the world's level,
+ * in world space already, is walked as it is. Each level's walk is `walk`, with loop
+ * invariants of its own, so that the world's rays run the one-level kernel's code. */
+__attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, float3 o, float3 d, bool any, int ignore,
+                                                          int ignore_instance, float *t_best, int *best, float *b1,
+                                                          float *b2, int *best_instance, int *stack_index,
+                                                          int *stack_count, float *stack_t) {
+    const float3 inv_d = reciprocals(d);
+    int top = 0;  /* one stack for both levels: a level's walk uses the entries above the top level's */
+    int index = 0, count = NODE_TOP;  /* the top level's root */
+    bool found = false;
+    while (true) {
+        if (count == NODE_TOP) {
+            /* the lanes made here, not held across the levels' walks (registers for their loops) */
+            if (push_children(&s->top[index], (float8)(o.x), (float8)(o.y), (float8)(o.z), (float8)(inv_d.x),
+                              (float8)(inv_d.y), (float8)(inv_d.z), *t_best, stack_index, stack_count, stack_t, &top)) {
+                --top;
+                index = stack_index[top];
+                count = stack_count[top];
+                continue;
+            }
+        } else {  /* a level: an instance (NODE_INSTANCE), or a node (-1) or leaf of the world */
+            int root = index, root_count = count, level_skip = ignore_instance < 0 ? ignore : -1, level_instance = -1;
+            float3 lo = o, ld = d, linv = inv_d;
+            if (count == NODE_INSTANCE) {
+                __global const Instance *inst = &s->instances[index];
+                root = inst->info.x;
+                root_count = -1;
+                level_skip = index == ignore_instance ? ignore : -1;
+                level_instance = index;
+                if ((inst->info.z & INSTANCE_IDENTITY) == 0) {
+                    lo = instance_point(inst->to_object0, inst->to_object1, inst->to_object2, o);
+                    ld = instance_vector(inst->to_object0, inst->to_object1, inst->to_object2, d);
+                    linv = reciprocals(ld);
+                }
+            }
+            if (walk(s, root, root_count, lo, ld, linv, any, level_skip, t_best, best, b1, b2, stack_index, stack_count,
+                     stack_t, top)) {
+                *best_instance = level_instance;
+                found = true;
+                if (any) return true;
+            }
+        }
+        /* Pop the next entry still nearer than the best hit. */
+        bool more = false;
+        while (top > 0) {
+            --top;
+            if (stack_t[top] < *t_best) {
+                index = stack_index[top];
+                count = stack_count[top];
+                more = true;
+                break;
+            }
+        }
+        if (!more) break;
+    }
+    return found;
+}
 #endif
+
+/* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays).
+ * Primitive `ignore` of instance `ignore_instance` (or -1) is never hit (see walk).
+ * Inlined by force at its two calls (with sample2's, 3-5% on PoCL). */
+__attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore,
+                                                int ignore_instance, Hit *hit) {
+    float t_best = t_max, b1 = 0.0f, b2 = 0.0f;
+    int best = -1;
+    int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
+    float stack_t[STACK_SIZE];
+#ifdef FARM_INSTANCES
+    int instance = -1;
+    if (!trace_instances(s, o, d, any, ignore, ignore_instance, &t_best, &best, &b1, &b2, &instance, stack_index,
+                         stack_count, stack_t))
+        return false;
+    hit->instance = instance;
+#else
+    if (!walk(s, 0, -1, o, d, reciprocals(d), any, ignore, &t_best, &best, &b1, &b2, stack_index, stack_count, stack_t, 0))
+        return false;
+#endif
+    hit->t = t_best;
+    hit->b1 = b1;
+    hit->b2 = b2;
+    hit->prim = best;
     return true;
 }
 

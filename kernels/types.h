@@ -18,7 +18,7 @@
     || !defined(LIGHT_SUN) || !defined(LIGHT_ENVIRONMENT)
 #error "LIGHT_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
 #endif
-#if !defined(INSTANCE_IDENTITY) || !defined(INSTANCE_MIRRORED) || !defined(NODE_INSTANCE)
+#if !defined(INSTANCE_IDENTITY) || !defined(INSTANCE_MIRRORED) || !defined(NODE_INSTANCE) || !defined(NODE_TOP)
 #error "INSTANCE_* and NODE_INSTANCE come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
 #endif
 #if !defined(STRATEGY_MIS) || !defined(STRATEGY_LIGHT) || !defined(STRATEGY_BSDF) \

@@ -113,9 +113,18 @@ def brute_force(corners: np.ndarray, o: np.ndarray, d: np.ndarray) -> np.ndarray
     return best
 
 
+@pytest.fixture
+def instancing(monkeypatch):
+    """Instance every repeated mesh and every moving shape, however small the scene: the
+    mechanism, not the policy that keeps small scenes in one level."""
+    monkeypatch.setattr(instances, "INSTANCED_COPIES_MIN", 0)
+    monkeypatch.setattr(instances, "MOVING_WORLD_MIN", 0)
+
+
 def flattened(monkeypatch):
     """Pack with no instancing at all: every use a copy in world space, as before instances."""
     monkeypatch.setattr(instances, "INSTANCE_MIN_TRIANGLES", 10**9)
+    monkeypatch.setattr(instances, "MOVING_WORLD_MIN", 10**9)
 
 
 def triangles_of(shape: dict) -> int:
@@ -125,7 +134,7 @@ def triangles_of(shape: dict) -> int:
     return len(pack(parse_scene(document)).triangle_data)
 
 
-def test_a_mesh_used_by_several_shapes_is_stored_once():
+def test_a_mesh_used_by_several_shapes_is_stored_once(instancing):
     document = scene_of_copies()
     packed = pack(parse_scene(document))
     ball_triangles, glow_triangles = triangles_of(document["shapes"][1]), triangles_of(document["shapes"][4])
@@ -137,7 +146,7 @@ def test_a_mesh_used_by_several_shapes_is_stored_once():
     assert np.isclose(packed.lights["pick"][:, 0].sum(), 1.0)
 
 
-def test_rays_find_what_brute_force_finds_in_every_instance(device):
+def test_rays_find_what_brute_force_finds_in_every_instance(instancing, device):
     packed = pack(parse_scene(scene_of_copies()))
     rng = np.random.default_rng(7)
     origins = rng.uniform(-1.5, 1.5, (3000, 3))
@@ -151,7 +160,7 @@ def test_rays_find_what_brute_force_finds_in_every_instance(device):
     assert np.allclose(t[hit], expected[hit], rtol=1e-4, atol=1e-5)
 
 
-def test_instances_render_the_image_of_their_copies(device, monkeypatch):
+def test_instances_render_the_image_of_their_copies(instancing, device, monkeypatch):
     """Normals turned by each instance (a mirror among them), lights placed by instances:
     the image of the copies baked into world space, up to float rounding's noise."""
     document = scene_of_copies(spp=32)
@@ -176,7 +185,7 @@ def test_ten_thousand_instances_cost_little_more_than_the_mesh(device, tmp_path)
     its triangles once, 10,000 small placements and a top level over them."""
     write_obj(tmp_path / "ball.obj", ball(40, 60))
     one = scene_of_copies(width=32, spp=1)
-    one["shapes"] = [{"type": "mesh", "file": "ball.obj", "material": "grey"}] * 2  # two uses: instanced
+    one["shapes"] = [{"type": "mesh", "file": "ball.obj", "material": "grey"}]  # the mesh alone
     one["lights"] = [{"type": "sun", "direction": [0, -0.3, -1], "irradiance": [3, 3, 3]}]
     many = copy.deepcopy(one)
     grid = np.stack(np.meshgrid(np.arange(100), np.arange(100), indexing="ij"), -1).reshape(-1, 2)
@@ -203,6 +212,24 @@ def packed_file(folder, document: dict):
     return pack(scene, FolderAssets(folder, scene.assets))
 
 
+def test_small_scenes_stay_in_one_level(tmp_path):
+    """The policy: copies of a few hundred triangles, or a shot whose static world is small,
+    render faster in one level; a world of MOVING_WORLD_MIN triangles makes its movers instances."""
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.files import ReadOnce
+    from farm.scene.instances import layout
+
+    assert not layout(parse_scene(scene_of_copies())).instanced
+    assert not layout(parse_scene(animated_document(), time=0.5)).instanced
+    faces = "\n".join(["v 0 0 0", "v 1 0 0", "v 0 1 0"] + ["f 1 2 3"] * instances.MOVING_WORLD_MIN) + "\n"
+    (tmp_path / "big.obj").write_text(faces)
+    document = animated_document()
+    document["shapes"].append({"type": "mesh", "file": "big.obj", "material": "floor"})
+    scene = parse_scene(document, time=0.5)
+    plan = layout(scene, ReadOnce(FolderAssets(tmp_path)))
+    assert plan.instanced and [shape for _, shape in plan.placements] == [None, 2]  # the world, the moving ball
+
+
 def animated_document() -> dict:
     """A static ball used once (the world) and one that moves: a shot's later frame keeps
     every bottom level and rebuilds the top."""
@@ -214,7 +241,7 @@ def animated_document() -> dict:
     return document
 
 
-def test_a_later_frame_of_a_shot_rebuilds_only_its_top_level(device):
+def test_a_later_frame_of_a_shot_rebuilds_only_its_top_level(instancing, device):
     document = animated_document()
     library = Library(keep=2)
     first = pack(parse_scene(copy.deepcopy(document), time=0.0), library=library)
@@ -232,7 +259,7 @@ def test_a_later_frame_of_a_shot_rebuilds_only_its_top_level(device):
 
 
 @pytest.mark.parametrize("moment", [0.5, 1.5])
-def test_a_moving_shape_renders_where_its_still_copy_does(device, moment):
+def test_a_moving_shape_renders_where_its_still_copy_does(instancing, device, moment):
     """The moving ball through its instance against the frame's still document (the ball
     baked into the world), within rounding's noise."""
     from farm.scene.animation import at_time

@@ -27,13 +27,23 @@ from farm.exceptions import SceneError
 from farm.scene import bvh as bvh_builder
 from farm.scene.files import shape_meshes
 from farm.scene.geometry import flatten_bvh, primitive_bounds, sphere_entry, triangle_arrays
-from farm.scene.layout import INSTANCE, INSTANCE_IDENTITY, INSTANCE_MIRRORED, NODE_INSTANCE, SPHERE, STACK_SIZE, TRIANGLE
-from farm.scene.model import IDENTITY, Mesh, Scene, Sphere
+from farm.scene.layout import (
+    INSTANCE, INSTANCE_IDENTITY, INSTANCE_MIRRORED, NODE_INSTANCE, NODE_TOP, SPHERE, STACK_SIZE, TRIANGLE,
+)
+from farm.scene.model import IDENTITY, Box, Mesh, Rectangle, Scene, Sphere
 
-# A static mesh used by several shapes is instanced from this many triangles on: a
-# smaller one (a box, a quad) costs less copied into the world than walked through an
-# instance's transform (Embree and Cycles likewise flatten small instances).
+# The two-level walk costs render speed: 0.85-0.88x the one-level walk on the animated
+# Cornell box (one node more a ray, and the walk split in two loops), 0.96x with a
+# 1M-triangle world (`farm bench --instances`). So a scene is instanced only where that buys
+# more than it costs (Embree and Cycles likewise copy small instances):
+# - a static mesh used by several shapes, where its copies would hold this many triangles
+#   in all (memory and BVH building; a mesh of fewer than INSTANCE_MIN_TRIANGLES never);
+INSTANCED_COPIES_MIN = 100_000
 INSTANCE_MIN_TRIANGLES = 256
+# - a shot's moving and deforming shapes, where the static world holds this many triangles:
+#   rebuilding a smaller world every frame costs less than the slower walk (about 1 s a
+#   worker and frame at 200,000 triangles, 6 s at 1,000,000).
+MOVING_WORLD_MIN = 200_000
 IDENTITY_MATRIX = np.eye(4)
 
 
@@ -71,21 +81,34 @@ class Layout:
         return any(shape is not None for _, shape in self.placements)
 
 
-def layout(scene: Scene) -> Layout:
-    """Which shapes are instanced: those that move (scene.moving), and static meshes used by
-    several shapes from INSTANCE_MIN_TRIANGLES triangles on. A sphere that emits stays in
-    the world (light sampling reads it there); so does a shape whose transform cannot be
-    inverted."""
+def layout(scene: Scene, assets=None) -> Layout:
+    """Which shapes are instanced (see INSTANCED_COPIES_MIN and MOVING_WORLD_MIN): static
+    meshes used by several shapes whose copies are large, and the shapes that move when the
+    static world is large. A sphere that emits stays in the world (light sampling reads it
+    there); so does a shape whose transform cannot be inverted. `assets` (a ReadOnce) lets
+    an OBJ's triangles be counted."""
     emissive = {name for name, material in scene.materials.items() if material.emissive}
     moving = set(scene.moving)
+    counts = [_triangles(shape, assets, scene.assets.get(getattr(shape, "file", None) or "")) for shape in scene.shapes]
     uses = Counter(_placeless(shape) for i, shape in enumerate(scene.shapes)
                    if isinstance(shape, Mesh) and i not in moving)
+    copies = Counter()
+    for index, shape in enumerate(scene.shapes):
+        if isinstance(shape, Mesh) and index not in moving and uses[_placeless(shape)] > 1:
+            copies[_placeless(shape)] += counts[index]
+
+    def repeated(index: int) -> bool:
+        key = _placeless(scene.shapes[index])
+        return (index not in moving and uses.get(key, 0) > 1 and counts[index] >= INSTANCE_MIN_TRIANGLES
+                and copies[key] >= INSTANCED_COPIES_MIN)
+
+    static = sum(counts[i] for i in range(len(scene.shapes)) if i not in moving and not repeated(i))
     groups: list[list[int]] = [[]]
     placements: list[tuple[int, int | None]] = []
     level_of: dict = {}
     for index, shape in enumerate(scene.shapes):
         key = _placeless(shape)
-        instanced = index in moving or (uses.get(key, 0) > 1 and _triangles(shape) >= INSTANCE_MIN_TRIANGLES)
+        instanced = repeated(index) or (index in moving and static >= MOVING_WORLD_MIN)
         if not instanced or (isinstance(shape, Sphere) and shape.material in emissive) or not _invertible(shape):
             groups[0].append(index)
             continue
@@ -108,16 +131,36 @@ def _placeless(shape):
     return replace(shape, transform=IDENTITY)
 
 
-def _triangles(shape) -> int:
-    """Triangles of a mesh shape where its description says (inline, or a binary layout's
-    indices or positions); a file whose count only its decoding tells (OBJ) counts as large."""
+_faces_of: OrderedDict[str, int] = OrderedDict()  # an OBJ's face lines by its digest: read once a process
+
+
+def _triangles(shape, assets=None, digest: str | None = None) -> int:
+    """About how many triangles a shape makes: a mesh's, where its description says (inline,
+    a binary layout's indices or positions) or its OBJ's face lines (read through `assets`,
+    which keeps them for loading; a polygon counts one); a box 12, a rectangle 2."""
+    if isinstance(shape, Box):
+        return 12
+    if isinstance(shape, Rectangle):
+        return 2
     if not isinstance(shape, Mesh):
-        return 0
+        return 1
     if shape.file is None:
         return len(shape.triangles)
     layout_of = shape.layout()
     part = layout_of.get("indices") or layout_of.get("positions")
-    return part["count"] // 3 if part else INSTANCE_MIN_TRIANGLES
+    if part:
+        return part["count"] // 3
+    if digest in _faces_of:
+        return _faces_of[digest]
+    if assets is None:
+        return INSTANCE_MIN_TRIANGLES
+    data = assets.read(shape.file)
+    faces = data.count(b"\nf ") + data.startswith(b"f ")
+    if digest is not None:
+        _faces_of[digest] = faces
+        while len(_faces_of) > 64:
+            _faces_of.popitem(last=False)
+    return faces
 
 
 def _invertible(shape) -> bool:
@@ -246,7 +289,7 @@ def instance_lights(scene: Scene, plan: Layout, levels: list[Geometry], combined
             area = 0.5 * np.linalg.norm(cross, axis=1)
             turned = normal.astype(np.float64) @ np.linalg.inv(m[:3, :3])  # n' = M^-T n, as rows
             normal = (turned / np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-300)).astype(np.float32)
-        k = len(parts)
+        k = len(parts) if shape is not None else -1  # the world's lights are in no instance
         parts.append((combined.first_triangle[g] + glow, np.full(len(glow), k), corners, normal, area,
                       data["info"][:, 0]))
     columns = [np.concatenate([part[c] for part in parts]) for c in range(6)] if parts else [np.zeros(0)] * 6
@@ -257,9 +300,13 @@ def placement(scene: Scene, shape: int | None) -> np.ndarray:
     return IDENTITY_MATRIX if shape is None else np.array(scene.shapes[shape].transform, np.float64)
 
 
-def top_level(lower: np.ndarray, upper: np.ndarray, below: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The wide BVH over the instances' boxes, a leaf lane per instance (count NODE_INSTANCE,
-    child its index), and its box. `below`: the deepest stack a bottom level needs."""
+def top_level(lower: np.ndarray, upper: np.ndarray, below: int, world: int | None, world_root: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The wide BVH over the instances' boxes (its nodes' lanes of count NODE_TOP), a leaf
+    lane per instance (count NODE_INSTANCE, child its index), and its box. The world's
+    instance (`world`, placed as it is) is a lane pointing at its level's root in `nodes`
+    (count -1, child `world_root`): walked with no transform. `below`: the deepest stack
+    a bottom level needs."""
     tree = bvh_builder.build(lower, upper, max_leaf=1)
     wide = bvh_builder.collapse(tree)
     if wide.stack + 1 + below > STACK_SIZE:
@@ -267,8 +314,10 @@ def top_level(lower: np.ndarray, upper: np.ndarray, below: int) -> tuple[np.ndar
                          f"the kernel has {STACK_SIZE}")
     nodes, _ = flatten_bvh(wide, tree.order, np.zeros(0, TRIANGLE))
     leaf = wide.count > 0
-    nodes["child"][leaf] = tree.order[wide.child[leaf]]
-    nodes["count"][leaf] = NODE_INSTANCE
+    placed = tree.order[wide.child[leaf]]
+    nodes["count"][wide.count == -1] = NODE_TOP
+    nodes["child"][leaf] = np.where(placed == world, world_root, placed)
+    nodes["count"][leaf] = np.where(placed == world, -1, NODE_INSTANCE)
     return nodes, tree.lower[0], tree.upper[0]
 
 

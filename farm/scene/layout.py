@@ -25,6 +25,7 @@ INSTANCE = np.dtype(
 )
 INSTANCE_IDENTITY, INSTANCE_MIRRORED = 1, 2  # flags: placed as it is; a transform that mirrors
 NODE_INSTANCE = -2  # a top level's child lane of this count holds an instance (`child` its index)
+NODE_TOP = -5  # a top level's child lane of this count is a node of the top level (-1: of `nodes`)
 # Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
 # signed distance (in units of its dominant normal component); three dot products a test.
 TRIANGLE = np.dtype([("b1", *F4), ("b2", *F4), ("plane", *F4)])
@@ -119,5 +120,6 @@ KERNEL_CONSTANTS: dict[str, int | float] = {
     "INSTANCE_IDENTITY": INSTANCE_IDENTITY,
     "INSTANCE_MIRRORED": INSTANCE_MIRRORED,
     "NODE_INSTANCE": NODE_INSTANCE,
+    "NODE_TOP": NODE_TOP,
     "ALPHA_MIN": ALPHA_MIN,
 }

@@ -87,7 +87,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
         materials[i] = material_entry(scene.materials[name], textures)
     emitted = np.array([emission_mean(m, textures) @ LUMINANCE for m in materials])
 
-    plan = layout(scene)
+    plan = layout(scene, assets)
     keys, levels = [], []
     for g, indices in enumerate(plan.groups):
         placed = g == 0
@@ -105,7 +105,9 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
         levels = [levels[g] for g in used]
         triangle_lights, bases = instance_lights(scene, plan, levels, combined)
         instances, lower, upper = instance_table(scene, plan, levels, combined, bases)
-        top, scene_lower, scene_upper = top_level(lower, upper, max(level.stack for level in levels))
+        world = 0 if plan.groups[0] else None  # the world, where it has shapes, is the first placement
+        top, scene_lower, scene_upper = top_level(lower, upper, max(level.stack for level in levels), world,
+                                                  int(combined.roots[0]))
         timings["top"] = time.perf_counter() - t
         geometry = combined
         kept = None not in combined_key
@@ -134,7 +136,8 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
         env_mean = env_mean * environment.scale
         env_size = (pixels.shape[1], pixels.shape[0])
 
-    lights = light_table(scene, materials, textures, triangle_lights, spheres, scene_radius, env_mean)
+    lights = light_table(scene, materials, textures, triangle_lights, spheres, scene_radius, env_mean,
+                         -1 if len(instances) else 0)
     texture_table, texels = textures.arrays()
     frame = frame_entry(scene, len(geometry.triangle_data), lights, env_texture, env_size)
     timings["pack"] = time.perf_counter() - started

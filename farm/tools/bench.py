@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: a shot of this many frames (of --scene, default the animated Cornell box, "
                              "at --fps) on --workers (default 2) local workers against its frames rendered one by "
                              "one in this process: the shot's efficiency")
+    parser.add_argument("--instances", action="store_true",
+                        help="instead: instancing's figures: preparing a later frame of a shot of a static --mesh "
+                             "(default 1,000,000 triangles) and a moving sphere against its first, the two-level "
+                             "walk's speed, and the memory of the mesh placed 10,000 times against the mesh alone")
     parser.add_argument("--fps", type=float, default=24.0, help="with --shot: frames per second (default 24)")
     parser.add_argument("--quality", action="store_true",
                         help="instead: the time to an image of a given error, at uniform spp, under noise targets, "
@@ -102,6 +106,10 @@ def run(args) -> int:
         if args.scene == default_scene():
             args.scene = str(Path(args.scene).with_name(bench_shot.ANIMATED_SCENE))
         return bench_shot.run(args)
+    if args.instances:
+        from farm.tools import bench_instances
+
+        return bench_instances.run(args)
     if args.quality:
         from farm.tools import bench_quality
 
