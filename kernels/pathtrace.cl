@@ -71,14 +71,14 @@ inline float3 facing_viewer(float3 n, float3 ng, float3 wi) {
 }
 
 inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __global const SurfaceExtras *e,
-                            const Hit *hit, float3 ns, float3 ng, float3 wi, float4 uv) {
+                            const Hit *hit, float3 ns, float3 ng, float3 wi, float4 uv, float time) {
     float b0 = 1.0f - hit->b1 - hit->b2;
     float4 t = e->t0 * b0 + e->t1 * hit->b1 + e->t2 * hit->b2;
 #ifdef FARM_INSTANCES
     if (hit->instance >= 0) {  /* the tangent, a direction on the surface, goes as vectors do */
-        __global const Instance *inst = &s->instances[hit->instance];
-        t.xyz = instance_vector(inst->to_world0, inst->to_world1, inst->to_world2, t.xyz);
-        if (inst->info.z & INSTANCE_MIRRORED) t.w = -t.w;
+        Placement p = placement_of(s, hit->instance, time);
+        t.xyz = instance_vector(p.w0, p.w1, p.w2, t.xyz);
+        if (s->instances[hit->instance].info.z & INSTANCE_MIRRORED) t.w = -t.w;
     }
 #endif
     float3 tangent = t.xyz - ns * dot3(ns, t.xyz);
@@ -93,7 +93,7 @@ inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __glo
     return len2 > 1e-12f ? facing_viewer(n / sqrt_f(len2), ng, wi) : ns;
 }
 
-inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit) {
+inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit, float time) {
     Surface sf;
     sf.p = o + d * hit->t;
     int n_triangles = s->frame->counts.x;
@@ -103,12 +103,14 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
      * the identity. */
     const bool moved = hit->instance >= 0;
     __global const Instance *inst = &s->instances[max_i(hit->instance, 0)];
+    Placement placed;
+    if (moved) placed = placement_of(s, hit->instance, time);
 #endif
     if (hit->prim < n_triangles) {
         __global const TriangleData *td = &s->tri_data[hit->prim];
         sf.ng = td->n.xyz;
 #ifdef FARM_INSTANCES
-        if (moved) sf.ng = instance_normal(inst, sf.ng);
+        if (moved) sf.ng = instance_normal(&placed, sf.ng);
 #endif
         sf.ns = sf.ng;
         sf.uv = triangle_uvs(s, td, hit->b1, hit->b2);
@@ -121,7 +123,7 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
             __global const ShadingNormals *vn = &s->normals[td->info.z];
             float3 n = vn->n0.xyz * (1.0f - hit->b1 - hit->b2) + vn->n1.xyz * hit->b1 + vn->n2.xyz * hit->b2;
 #ifdef FARM_INSTANCES
-            if (moved && dot3(n, n) > 0.0f) n = instance_normal(inst, n);
+            if (moved && dot3(n, n) > 0.0f) n = instance_normal(&placed, n);
 #endif
             float len2 = dot3(n, n);
             if (len2 > 0.0f) {
@@ -133,18 +135,18 @@ inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit)
         if (td->info.w >= 0) {  /* only normal-mapped or second-uv triangles have extras */
             __global const Material *m = &s->materials[sf.material];
             if (m->normal_map.texture.x >= 0)
-                sf.ns = mapped_normal(s, m, &s->extras[td->info.w], hit, sf.ns, sf.ng, -d, sf.uv);
+                sf.ns = mapped_normal(s, m, &s->extras[td->info.w], hit, sf.ns, sf.ng, -d, sf.uv, time);
         }
     } else {
         __global const Sphere *sphere = &s->spheres[hit->prim - n_triangles];
         float3 p = sf.p;
 #ifdef FARM_INSTANCES
-        if (moved) p = instance_point(inst->to_object0, inst->to_object1, inst->to_object2, p);
+        if (moved) p = instance_point(placed.o0, placed.o1, placed.o2, p);
 #endif
         sf.ng = unit3(p - sphere->center_radius.xyz);
         sf.uv = sphere_uv(sphere, sf.ng).xyxy;
 #ifdef FARM_INSTANCES
-        if (moved) sf.ng = instance_normal(inst, sf.ng);
+        if (moved) sf.ng = instance_normal(&placed, sf.ng);
 #endif
         sf.ns = sf.ng;
         sf.material = sphere->info.x;
@@ -200,7 +202,7 @@ inline float3 bsdf_albedo(const Bsdf *b) {
     return b->reflectance;  /* diffuse; plastic's and principled's base colour */
 }
 
-float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *aov) {
+float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *aov, float time) {
     __global const Frame *frame = s->frame;
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
     const bool has_env = frame->options.w != 0;
@@ -213,7 +215,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth; ++depth) {
         Hit hit;
-        if (!trace(s, o, d, INFINITY, false, -1, -1, &hit)) {
+        if (!trace(s, o, d, INFINITY, false, -1, -1, time, &hit)) {
             if (has_env) {
                 float weight = 1.0f;
                 if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
@@ -223,7 +225,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
             }
             break;
         }
-        Surface sf = surface_at(s, o, d, &hit);
+        Surface sf = surface_at(s, o, d, &hit, time);
         __global const Material *m = &s->materials[sf.material];
         float cos_front = -dot3(sf.ng, d);
         if (cos_front > 0.0f && has_emission(m)) {
@@ -279,7 +281,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
                         t_max = sqrt_f(dot3(span, span)) * (1.0f - 1e-5f);
                     }
                     Hit blocker;
-                    if (!trace(s, origin, ls.wi, t_max, true, ls.prim, ls.instance, &blocker)) {
+                    if (!trace(s, origin, ls.wi, t_max, true, ls.prim, ls.instance, time, &blocker)) {
                         float weight = ls.delta || strategy == STRATEGY_LIGHT ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
                         result += throughput * f * ls.radiance * (weight / ls.pdf);
                     }
@@ -344,6 +346,7 @@ inline void add_fixed3(long *sums, float3 value) {
 __kernel void render_bucket(__global const Frame *frame,
                             __global const Node *top,
                             __global const Instance *instances,
+                            __global const Motion *motions,
                             __global const Node *nodes,
                             __global const TrianglePack *packs,
                             __global const TriangleData *tri_data,
@@ -365,7 +368,7 @@ __kernel void render_bucket(__global const Frame *frame,
     if ((int)get_global_id(0) >= count) return;
     const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
     const int gx = index % w, gy = index / w;
-    SceneRef s = {frame, top, instances, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
+    SceneRef s = {frame, top, instances, motions, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table};
     int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y;
@@ -388,6 +391,17 @@ __kernel void render_bucket(__global const Frame *frame,
         float sy = 1.0f - 2.0f * ((float)py + u.y) / (float)height;
         float3 o = frame->origin.xyz;
         float3 d = unit3(frame->forward.xyz + frame->right.xyz * sx + frame->up.xyz * sy);
+        float time = 0.5f;  /* where the shutter is closed, nothing reads it */
+#ifdef FARM_MOTION
+        /* The sample's moment in the shutter, a dimension of its own; the camera between
+         * its place at the open and at the close. */
+        time = sample1(&sampler, CHOICE_TIME);
+        o = frame->origin.xyz + (frame->origin1.xyz - frame->origin.xyz) * time;
+        float3 forward = frame->forward.xyz + (frame->forward1.xyz - frame->forward.xyz) * time;
+        float3 right = frame->right.xyz + (frame->right1.xyz - frame->right.xyz) * time;
+        float3 up = frame->up.xyz + (frame->up1.xyz - frame->up.xyz) * time;
+        d = unit3(forward + right * sx + up * sy);
+#endif
         if (aperture > 0.0f) {  /* thin lens: rays through the lens meet on the focus plane */
             float3 focus = o + d * (frame->lens_u.w / dot3(d, frame->forward.xyz));
             float2 lens = sample2(&sampler, PAIR_LENS);
@@ -396,7 +410,7 @@ __kernel void render_bucket(__global const Frame *frame,
             d = unit3(focus - o);
         }
         Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
-        float3 value = radiance(&s, &sampler, o, d, &aov);
+        float3 value = radiance(&s, &sampler, o, d, &aov, time);
         add_fixed3(sum, value);
 #ifdef FARM_AOVS
         add_fixed3(sum + AOV_ALBEDO, aov.albedo);
@@ -436,6 +450,7 @@ __kernel void eval_bsdf(__global const Material *materials,
 __kernel void trace_rays(__global const Frame *frame,
                          __global const Node *top,
                          __global const Instance *instances,
+                         __global const Motion *motions,
                          __global const Node *nodes,
                          __global const TrianglePack *packs,
                          __global const TriangleData *tri_data,
@@ -452,6 +467,7 @@ __kernel void trace_rays(__global const Frame *frame,
     s.frame = frame;
     s.top = top;
     s.instances = instances;
+    s.motions = motions;
     s.nodes = nodes;
     s.packs = packs;
     s.tri_data = tri_data;
@@ -462,7 +478,7 @@ __kernel void trace_rays(__global const Frame *frame,
     s.texels = texels;
     float3 o = vload3(2 * i, rays), d = vload3(2 * i + 1, rays);
     Hit hit;
-    bool found = trace(&s, o, d, INFINITY, false, -1, -1, &hit);
+    bool found = trace(&s, o, d, INFINITY, false, -1, -1, 0.5f, &hit);
     t_out[i] = found ? hit.t : INFINITY;
     prim_out[i] = found ? hit.prim : -1;
 }

@@ -152,6 +152,9 @@ inline float sample1(Sampler *s, uint dimension) {
 #define CHOICE_LOBE 1U        /* which BSDF lobe */
 #define CHOICE_ROULETTE 2U    /* Russian roulette */
 
+/* The sample's time in an open shutter (FARM_MOTION): a single number past every bounce's. */
+#define CHOICE_TIME 0x7ffff000U
+
 inline uint bounce_pair(int depth, uint which) { return 2U + (uint)(depth - 1) * PAIRS_PER_BOUNCE + which; }
 inline uint bounce_choice(int depth, uint which) { return (uint)(depth - 1) * CHOICES_PER_BOUNCE + which; }
 

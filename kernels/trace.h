@@ -219,10 +219,79 @@ inline float3 instance_vector(float4 r0, float4 r1, float4 r2, float3 v) {
     return (float3)(dot3(r0.xyz, v), dot3(r1.xyz, v), dot3(r2.xyz, v));
 }
 
+/* An instance's placement at one time: rows of its world-to-object (o) and object-to-world
+ * (w) 3x4 matrices. */
+typedef struct {
+    float4 o0, o1, o2;
+    float4 w0, w1, w2;
+} Placement;
+
+#ifdef FARM_MOTION
+/* The shorter-arc spherical interpolation of unit quaternions (farm.scene.motion.slerp). */
+inline float4 slerp_q(float4 a, float4 b, float u) {
+    float c = clamp_f(a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w, -1.0f, 1.0f);
+    float4 q;
+    if (c > 0.9995f) {
+        q = a + (b - a) * u;
+    } else {
+        float angle = acos_f(c);
+        float turn = angle * (0.5f * INV_PI_F);  /* unit_circle takes turns */
+        float sa = unit_circle(turn).y;
+        q = (a * unit_circle((1.0f - u) * turn).y + b * unit_circle(u * turn).y) / sa;
+    }
+    return q / sqrt_f(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w);
+}
+#endif
+
+/* Instance `index` placed at `time` in [0, 1] across the shutter (a moving one, FARM_MOTION:
+ * translation and stretch lerped, rotation slerped, as farm.scene.motion.placement_at). */
+inline Placement placement_of(const SceneRef *s, int index, float time) {
+    __global const Instance *inst = &s->instances[index];
+    Placement p;
+#ifdef FARM_MOTION
+    if (inst->info.z & INSTANCE_MOVING) {
+        __global const Motion *m = &s->motions[index];
+        float4 q = slerp_q(m->q0, m->q1, time);
+        float3 t = m->t0.xyz + (m->t1.xyz - m->t0.xyz) * time;
+        float3 k0 = m->k0_0.xyz + (m->k1_0.xyz - m->k0_0.xyz) * time;
+        float3 k1 = m->k0_1.xyz + (m->k1_1.xyz - m->k0_1.xyz) * time;
+        float3 k2 = m->k0_2.xyz + (m->k1_2.xyz - m->k0_2.xyz) * time;
+        float x = q.x, y = q.y, z = q.z, w = q.w;
+        float3 r0 = (float3)(1.0f - 2.0f * (y * y + z * z), 2.0f * (x * y - z * w), 2.0f * (x * z + y * w));
+        float3 r1 = (float3)(2.0f * (x * y + z * w), 1.0f - 2.0f * (x * x + z * z), 2.0f * (y * z - x * w));
+        float3 r2 = (float3)(2.0f * (x * z - y * w), 2.0f * (y * z + x * w), 1.0f - 2.0f * (x * x + y * y));
+        /* L = R K, row by row */
+        float3 l0 = k0 * r0.x + k1 * r0.y + k2 * r0.z;
+        float3 l1 = k0 * r1.x + k1 * r1.y + k2 * r1.z;
+        float3 l2 = k0 * r2.x + k1 * r2.y + k2 * r2.z;
+        p.w0 = (float4)(l0, t.x);
+        p.w1 = (float4)(l1, t.y);
+        p.w2 = (float4)(l2, t.z);
+        /* L^-1 = adj(L) / det(L): the adjugate's rows from the columns' cross products */
+        float3 c0 = cross3(l1, l2), c1 = cross3(l2, l0), c2 = cross3(l0, l1);
+        float inv_det = 1.0f / dot3(l0, c0);
+        float3 i0 = (float3)(c0.x, c1.x, c2.x) * inv_det;
+        float3 i1 = (float3)(c0.y, c1.y, c2.y) * inv_det;
+        float3 i2 = (float3)(c0.z, c1.z, c2.z) * inv_det;
+        p.o0 = (float4)(i0, -dot3(i0, t));
+        p.o1 = (float4)(i1, -dot3(i1, t));
+        p.o2 = (float4)(i2, -dot3(i2, t));
+        return p;
+    }
+#endif
+    p.o0 = inst->to_object0;
+    p.o1 = inst->to_object1;
+    p.o2 = inst->to_object2;
+    p.w0 = inst->to_world0;
+    p.w1 = inst->to_world1;
+    p.w2 = inst->to_world2;
+    return p;
+}
+
 /* A normal of the instance's space in world space (unit): the inverse transpose, whose rows
  * are the world-to-object matrix's columns. */
-inline float3 instance_normal(__global const Instance *inst, float3 n) {
-    return unit3(inst->to_object0.xyz * n.x + inst->to_object1.xyz * n.y + inst->to_object2.xyz * n.z);
+inline float3 instance_normal(const Placement *p, float3 n) {
+    return unit3(p->o0.xyz * n.x + p->o1.xyz * n.y + p->o2.xyz * n.z);
 }
 
 /* The children of wide node `n` that the ray meets nearer than t_best, pushed on the stack
@@ -278,7 +347,7 @@ __attribute__((always_inline)) inline bool push_children(__global const Node *n,
 __attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, float3 o, float3 d, bool any, int ignore,
                                                           int ignore_instance, float *t_best, int *best, float *b1,
                                                           float *b2, int *best_instance, int *stack_index,
-                                                          int *stack_count, float *stack_t) {
+                                                          int *stack_count, float *stack_t, float time) {
     const float3 inv_d = reciprocals(d);
     int top = 0;  /* one stack for both levels: a level's walk uses the entries above the top level's */
     int index = 0, count = NODE_TOP;  /* the top level's root */
@@ -303,8 +372,9 @@ __attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, fl
                 level_skip = index == ignore_instance ? ignore : -1;
                 level_instance = index;
                 if ((inst->info.z & INSTANCE_IDENTITY) == 0) {
-                    lo = instance_point(inst->to_object0, inst->to_object1, inst->to_object2, o);
-                    ld = instance_vector(inst->to_object0, inst->to_object1, inst->to_object2, d);
+                    Placement p = placement_of(s, index, time);
+                    lo = instance_point(p.o0, p.o1, p.o2, o);
+                    ld = instance_vector(p.o0, p.o1, p.o2, d);
                     linv = reciprocals(ld);
                 }
             }
@@ -333,10 +403,11 @@ __attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, fl
 #endif
 
 /* Nearest hit before t_max; with `any`, stop at the first hit found (shadow rays).
- * Primitive `ignore` of instance `ignore_instance` (or -1) is never hit (see walk).
+ * Primitive `ignore` of instance `ignore_instance` (or -1) is never hit (see walk). `time`:
+ * the sample's in the shutter, where moving instances are (FARM_MOTION).
  * Inlined by force at its two calls (with sample2's, 3-5% on PoCL). */
 __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, float3 d, float t_max, bool any, int ignore,
-                                                int ignore_instance, Hit *hit) {
+                                                int ignore_instance, float time, Hit *hit) {
     float t_best = t_max, b1 = 0.0f, b2 = 0.0f;
     int best = -1;
     int stack_index[STACK_SIZE], stack_count[STACK_SIZE];
@@ -344,7 +415,7 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
 #ifdef FARM_INSTANCES
     int instance = -1;
     if (!trace_instances(s, o, d, any, ignore, ignore_instance, &t_best, &best, &b1, &b2, &instance, stack_index,
-                         stack_count, stack_t))
+                         stack_count, stack_t, time))
         return false;
     hit->instance = instance;
 #else

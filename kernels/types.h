@@ -18,7 +18,8 @@
     || !defined(LIGHT_SUN) || !defined(LIGHT_ENVIRONMENT)
 #error "LIGHT_* come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
 #endif
-#if !defined(INSTANCE_IDENTITY) || !defined(INSTANCE_MIRRORED) || !defined(NODE_INSTANCE) || !defined(NODE_TOP)
+#if !defined(INSTANCE_IDENTITY) || !defined(INSTANCE_MIRRORED) || !defined(INSTANCE_MOVING) \
+    || !defined(NODE_INSTANCE) || !defined(NODE_TOP)
 #error "INSTANCE_* and NODE_INSTANCE come from the host (farm/scene/layout.py, KERNEL_CONSTANTS)"
 #endif
 #if !defined(STRATEGY_MIS) || !defined(STRATEGY_LIGHT) || !defined(STRATEGY_BSDF) \
@@ -42,6 +43,13 @@ typedef struct {
     float4 to_world0, to_world1, to_world2;
     int4 info;  /* x: root of its tree in `nodes`, y: its first light, z: INSTANCE_* flags, w: its level */
 } Instance;
+
+/* A moving instance's placement at the shutter's open (0) and close (1) (FARM_MOTION):
+ * translation, rotation quaternion (xyz, w), and the linear part's stretch rows. */
+typedef struct {
+    float4 t0, q0, k0_0, k0_1, k0_2;
+    float4 t1, q1, k1_0, k1_1, k1_2;
+} Motion;
 
 /* Up to four primitives of a leaf, a triangle's rows one lane per triangle, so one ray
  * meets four triangles at once (Baldwin and Weber 2016: what intersection needs, nothing
@@ -135,6 +143,7 @@ typedef struct {
     int4 counts;          /* triangles, lights, seed (as uint), Russian roulette depth */
     int4 options;         /* sampler, environment texture or -1, environment light or -1, has environment */
     int4 env;             /* environment distribution width, height; strategy; 1: sample the environment uniformly */
+    float4 origin1, forward1, right1, up1;  /* FARM_MOTION: the camera at the shutter's close (origin1.w 1) */
 } Frame;
 
 /* Every buffer of a scene, passed around as one value. */
@@ -142,6 +151,7 @@ typedef struct {
     __global const Frame *frame;
     __global const Node *top;  /* the instances' tree (FARM_INSTANCES) */
     __global const Instance *instances;
+    __global const Motion *motions;
     __global const Node *nodes;
     __global const TrianglePack *packs;
     __global const TriangleData *tri_data;

@@ -31,6 +31,11 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                              "1,5,10-20; frame F is the moment F/--fps seconds. -o then names a pattern: "
                              "shot.####.exr or shot.{frame:04d}.exr (else .#### goes before the extension)")
     parser.add_argument("--fps", type=float, default=24.0, help="frames per second of --frames (default 24)")
+    parser.add_argument("--shutter", type=shutter, default=(0.0, 0.0), metavar="OPEN,CLOSE",
+                        help="motion blur: the shutter is open from OPEN to CLOSE frames around each frame's "
+                             "moment, e.g. -0.25,0.25 (at most a frame either side; default closed, 0,0). Moving "
+                             "shapes and the camera blur; deforming meshes, lights and shapes that emit light "
+                             "render at the frame's moment")
     parser.add_argument("--animation", metavar="NAME|INDEX",
                         help="a glTF file's animation to play (by its name or index); default: all of them")
     parser.add_argument("--skip-existing", action="store_true",
@@ -108,6 +113,36 @@ def watch_address(text: str) -> tuple[str, int]:
         return parse_address(text)
     except FarmError as exc:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--watch: ")) from None
+
+
+def glued(argv: list[str], options: tuple[str, ...] = ("--shutter",)) -> list[str]:
+    """`argv` with a value that starts with a minus sign glued to its option (`--shutter
+    -0.25,0.25` as `--shutter=-0.25,0.25`), which argparse would take for an option."""
+    out, index = [], 0
+    while index < len(argv):
+        if argv[index] in options and index + 1 < len(argv) and argv[index + 1][:2] in {f"-{c}" for c in "0123456789."}:
+            out.append(f"{argv[index]}={argv[index + 1]}")
+            index += 2
+        else:
+            out.append(argv[index])
+            index += 1
+    return out
+
+
+def shutter(text: str) -> tuple[float, float]:
+    """--shutter's OPEN,CLOSE in frames: finite, OPEN before CLOSE (or both 0), at most a frame from the moment."""
+    import math
+
+    try:
+        opens, closes = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected OPEN,CLOSE in frames, e.g. -0.25,0.25, got {text!r}") from None
+    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in (opens, closes)):
+        raise argparse.ArgumentTypeError(f"OPEN and CLOSE are at most a frame from the frame's moment "
+                                         f"(-1 to 1), got {text!r}")
+    if not (opens < closes or opens == closes == 0.0):
+        raise argparse.ArgumentTypeError(f"the shutter opens before it closes, got {text!r}")
+    return opens, closes
 
 
 def resolution(text: str) -> tuple[int, int]:

@@ -14,7 +14,9 @@ import signal
 import sys
 
 from farm import defaults, parts
-from farm.client.arguments import Version, add_broker_option, add_output_options, add_render_options, watch_address
+from farm.client.arguments import (
+    Version, add_broker_option, add_output_options, add_render_options, glued, watch_address,
+)
 from farm.client import submit as submitting
 from farm.exceptions import FarmError, Terminated
 
@@ -37,6 +39,7 @@ def submit_parser() -> argparse.ArgumentParser:
 
 def submit_main(argv: list[str] | None = None) -> int:
     """Entry point of `submit`."""
+    argv = glued(sys.argv[1:] if argv is None else argv)
     return _quiet_when_stdout_closes(lambda: _run_guarded("submit", submitting.submit, submit_parser().parse_args(argv)))
 
 
@@ -102,7 +105,8 @@ def _farm_main(argv: list[str] | None) -> int:
     settings.set_defaults(program="farm settings", handler=_settings)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
-    _add_tool_commands(commands, sys.argv[1:] if argv is None else argv)
+    argv = glued(sys.argv[1:] if argv is None else argv)
+    _add_tool_commands(commands, argv)
     args = parser.parse_args(argv)
     return _run_guarded(args.program, args.handler, args)
 

@@ -12,7 +12,9 @@ would log. Cf. Mitsuba 3's render(): prepare, sample, put block, develop.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 import logging
 import time
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ class RenderOptions:
     time_limit: float | None = None  # seconds, for rounds
     split_tail: bool = False
     report: str | None = None  # where to write the job's report (JSON, or .html)
+    shutter: tuple[float, float] = (0.0, 0.0)  # seconds around the frame's moment (motion blur; --shutter in frames)
 
     def check(self) -> None:
         """Refuse what cannot be rendered, in one line naming the option."""
@@ -65,6 +68,9 @@ class RenderOptions:
             value = getattr(self, name)
             if value is not None and not 2 <= value <= defaults.MAX_SPP:
                 raise FarmError(f"--{name.replace('_', '-')} must be between 2 and {defaults.MAX_SPP}, got {value}")
+        opens, closes = self.shutter
+        if not (math.isfinite(opens) and math.isfinite(closes) and (opens < closes or opens == closes == 0.0)):
+            raise FarmError(f"--shutter must open before it closes, got {opens:g}, {closes:g} s")
         if not defaults.MIN_BUCKET_SIZE <= self.bucket_size <= defaults.MAX_BUCKET_SIZE:
             raise FarmError(f"--bucket-size must be between {defaults.MIN_BUCKET_SIZE} and "
                             f"{defaults.MAX_BUCKET_SIZE}, got {self.bucket_size}")
@@ -74,18 +80,19 @@ class RenderOptions:
         the size, order, layers and report it keeps or asks for itself."""
         return {"aovs": list(self.aovs), "denoise": self.denoise, "progressive": self.progressive, "noise": self.noise,
                 "min_spp": self.min_spp, "max_spp": self.max_spp, "time_limit": self.time_limit,
-                "split_tail": self.split_tail}
+                "split_tail": self.split_tail, "shutter": list(self.shutter)}
 
     @classmethod
     def restored(cls, bucket_size: int, order: str, kept: dict) -> RenderOptions:
         """The options `kept` stored, checked as the command line's are (a record in Redis is
         input from outside: a field of the wrong kind is one line)."""
-        known = {"aovs", "denoise", "progressive", "noise", "min_spp", "max_spp", "time_limit", "split_tail"}
+        known = {"aovs", "denoise", "progressive", "noise", "min_spp", "max_spp", "time_limit", "split_tail", "shutter"}
         unknown = set(kept) - known
         if unknown:
             raise FarmError(f"a shot's record keeps options this farm does not know: {', '.join(sorted(unknown))}")
         try:
-            options = cls(bucket_size=bucket_size, order=order, **{**kept, "aovs": tuple(kept.get("aovs", ()))})
+            options = cls(bucket_size=bucket_size, order=order, **{**kept, "aovs": tuple(kept.get("aovs", ())),
+                                                                   "shutter": tuple(kept.get("shutter", (0.0, 0.0)))})
             options.check()
         except (TypeError, ValueError) as exc:
             raise FarmError(f"a shot's record keeps options that are not a render's: {exc}") from None
@@ -182,7 +189,10 @@ class FrameRender:
 
     def _start(self, plan=None, film=None, split=(0, 0)) -> JobRun:
         options = self.options
-        return start_job(self.redis, self.app, self.scene, self.document, options.bucket_size, options.order,
+        scene = self.scene  # a frame of a shot with its shutter open: the workers blur it (JobMeta.shutter)
+        if options.shutter != (0.0, 0.0) and scene.animation is not None:
+            scene = dataclasses.replace(scene, shutter=tuple(options.shutter))
+        return start_job(self.redis, self.app, scene, self.document, options.bucket_size, options.order,
                          self.assets, aovs=options.layers, plan=plan, film=film, split=split)
 
     def _rounds(self):

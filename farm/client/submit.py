@@ -113,7 +113,7 @@ def render_options(args):
         bucket_size=getattr(args, "bucket_size", defaults.BUCKET_SIZE), order=getattr(args, "order", defaults.BUCKET_ORDER),
         aovs=tuple(args.aov), denoise=args.denoise, progressive=args.progressive, noise=args.noise,
         min_spp=args.min_spp, max_spp=args.max_spp, time_limit=args.time_limit, split_tail=args.split_tail,
-        report=args.report,
+        report=args.report, shutter=tuple(frames / args.fps for frames in getattr(args, "shutter", (0.0, 0.0))),
     )
 
 

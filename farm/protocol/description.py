@@ -55,6 +55,14 @@ class JobMeta:
     # The moment of the scene's animation this frame shows, in seconds (a frame of a shot,
     # farm.scene.animation): every worker evaluates the keyframes there itself; 0 for a still.
     time: float = 0.0
+    # Seconds around `time` that the frame's shutter is open (`submit --shutter`, motion blur,
+    # farm.scene.motion): (0, 0) for none.
+    shutter_open: float = 0.0
+    shutter_close: float = 0.0
+
+    @property
+    def shutter(self) -> tuple[float, float]:
+        return self.shutter_open, self.shutter_close
 
     @property
     def samples(self) -> tuple[int, int]:
@@ -112,6 +120,8 @@ class JobMeta:
             tail=field("tail", int, "0"),
             split=field("split", int, "0"),
             time=field("time", float, "0"),
+            shutter_open=field("shutter_open", float, "0"),
+            shutter_close=field("shutter_close", float, "0"),
         )
         try:
             meta.check()
@@ -136,6 +146,10 @@ class JobMeta:
                            f"(limit {defaults.MAX_SPP}, FARM_MAX_SPP)")
         if not abs(self.time) <= MAX_SECONDS:
             raise JobError(f"a frame at {self.time} s is not a moment of an animation (at most {MAX_SECONDS:g} s)")
+        if not (abs(self.shutter_open) <= MAX_SECONDS and abs(self.shutter_close) <= MAX_SECONDS
+                and self.shutter_open <= self.shutter_close):
+            raise JobError(f"a shutter open from {self.shutter_open} s to {self.shutter_close} s around its frame "
+                           "is not a shutter")
         if self.cell < 0 or (self.cell and not self.sums):
             raise JobError(f"a sample plan of {self.cell}px cells is not a job")
         if self.order not in ORDERS:

@@ -116,6 +116,8 @@ class Job:
             tail=split[0],
             split=split[1],
             time=scene.time,
+            shutter_open=scene.shutter[0],
+            shutter_close=scene.shutter[1],
         )
         meta.check()
         return meta

@@ -28,7 +28,8 @@ from farm.scene import bvh as bvh_builder
 from farm.scene.files import shape_meshes
 from farm.scene.geometry import flatten_bvh, primitive_bounds, sphere_entry, triangle_arrays
 from farm.scene.layout import (
-    INSTANCE, INSTANCE_IDENTITY, INSTANCE_MIRRORED, NODE_INSTANCE, NODE_TOP, SPHERE, STACK_SIZE, TRIANGLE,
+    INSTANCE, INSTANCE_IDENTITY, INSTANCE_MIRRORED, INSTANCE_MOVING, MOTION, NODE_INSTANCE, NODE_TOP, SPHERE,
+    STACK_SIZE, TRIANGLE,
 )
 from farm.scene.model import IDENTITY, Box, Mesh, Rectangle, Scene, Sphere
 
@@ -81,12 +82,13 @@ class Layout:
         return any(shape is not None for _, shape in self.placements)
 
 
-def layout(scene: Scene, assets=None) -> Layout:
+def layout(scene: Scene, assets=None, blurred: bool = False) -> Layout:
     """Which shapes are instanced (see INSTANCED_COPIES_MIN and MOVING_WORLD_MIN): static
     meshes used by several shapes whose copies are large, and the shapes that move when the
     static world is large. A sphere that emits stays in the world (light sampling reads it
     there); so does a shape whose transform cannot be inverted. `assets` (a ReadOnce) lets
-    an OBJ's triangles be counted."""
+    an OBJ's triangles be counted. `blurred` (an open shutter): every moving shape is an
+    instance, which the kernel places at each sample's time."""
     emissive = {name for name, material in scene.materials.items() if material.emissive}
     moving = set(scene.moving)
     counts = [_triangles(shape, assets, scene.assets.get(getattr(shape, "file", None) or "")) for shape in scene.shapes]
@@ -108,7 +110,7 @@ def layout(scene: Scene, assets=None) -> Layout:
     level_of: dict = {}
     for index, shape in enumerate(scene.shapes):
         key = _placeless(shape)
-        instanced = repeated(index) or (index in moving and static >= MOVING_WORLD_MIN)
+        instanced = repeated(index) or (index in moving and (blurred or static >= MOVING_WORLD_MIN))
         if not instanced or (isinstance(shape, Sphere) and shape.material in emissive) or not _invertible(shape):
             groups[0].append(index)
             continue
@@ -249,9 +251,16 @@ def combine(levels: list[Geometry]) -> Combined:
     )
 
 
-def instance_table(scene: Scene, plan: Layout, levels: list[Geometry], combined: Combined, light_bases: list[int]):
-    """The instances (INSTANCE) and their world boxes."""
+def instance_table(scene: Scene, plan: Layout, levels: list[Geometry], combined: Combined, light_bases: list[int],
+                   motion: tuple[Scene, Scene] | None = None):
+    """The instances (INSTANCE), their motions (MOTION, where `motion` gives the scene at the
+    shutter's open and close: a moving shape's instance placed at each sample's time; an
+    emitting or deforming one stays at the frame's moment), and their world boxes (a moving
+    one's over the whole shutter)."""
+    from farm.scene.motion import motion_entry, swept_box
+
     instances = np.zeros(len(plan.placements), INSTANCE)
+    motions = np.zeros(len(plan.placements) if motion else 0, MOTION)
     lower, upper = np.zeros((len(instances), 3)), np.zeros((len(instances), 3))
     for k, (g, shape) in enumerate(plan.placements):
         m = placement(scene, shape)
@@ -261,11 +270,24 @@ def instance_table(scene: Scene, plan: Layout, levels: list[Geometry], combined:
             instances[f"to_world{row}"][k] = m[row]
         flags = (INSTANCE_IDENTITY if np.array_equal(m, IDENTITY_MATRIX) else 0) | (
             INSTANCE_MIRRORED if np.linalg.det(m[:3, :3]) < 0 else 0)
-        instances["info"][k] = (combined.roots[g], light_bases[k], flags, g)
         box = np.stack(np.meshgrid(*zip(levels[g].lower, levels[g].upper), indexing="ij"), axis=-1).reshape(8, 3)
         world = box @ m[:3, :3].T + m[:3, 3]
         lower[k], upper[k] = world.min(axis=0), world.max(axis=0)
-    return instances, lower, upper
+        if motion and shape is not None and _blurs(scene, shape):
+            ends = [end.shapes[shape].transform for end in motion]
+            if ends[0] != ends[1]:
+                motions[k] = motion_entry(*ends)
+                flags = (flags & ~INSTANCE_IDENTITY) | INSTANCE_MOVING
+                lower[k], upper[k] = swept_box(levels[g].lower, levels[g].upper, motions[k])
+        instances["info"][k] = (combined.roots[g], light_bases[k], flags, g)
+    return instances, motions, lower, upper
+
+
+def _blurs(scene: Scene, index: int) -> bool:
+    """Whether a moving shape is placed at each sample's time: not one that emits (its
+    lights are sampled where the frame's moment puts them) nor one that deforms."""
+    shape = scene.shapes[index]
+    return index in scene.moving and not scene.materials[shape.material].emissive and not deforms(shape)
 
 
 def instance_lights(scene: Scene, plan: Layout, levels: list[Geometry], combined: Combined):

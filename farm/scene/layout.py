@@ -23,7 +23,15 @@ INSTANCE = np.dtype(
     [("to_object0", *F4), ("to_object1", *F4), ("to_object2", *F4),
      ("to_world0", *F4), ("to_world1", *F4), ("to_world2", *F4), ("info", *I4)]
 )
-INSTANCE_IDENTITY, INSTANCE_MIRRORED = 1, 2  # flags: placed as it is; a transform that mirrors
+INSTANCE_IDENTITY, INSTANCE_MIRRORED, INSTANCE_MOVING = 1, 2, 4  # flags: placed as it is; mirrored; moving
+# A moving instance's placement at the shutter's open (0) and close (1), as pbrt-v4's
+# AnimatedTransform keeps it: translation t, rotation q (a unit quaternion, xyz w), and the
+# rest of the linear part k (the polar decomposition's stretch, rows); at a sample's time
+# the kernel lerps t and k and slerps q.
+MOTION = np.dtype(
+    [("t0", *F4), ("q0", *F4), ("k0_0", *F4), ("k0_1", *F4), ("k0_2", *F4),
+     ("t1", *F4), ("q1", *F4), ("k1_0", *F4), ("k1_1", *F4), ("k1_2", *F4)]
+)
 NODE_INSTANCE = -2  # a top level's child lane of this count holds an instance (`child` its index)
 NODE_TOP = -5  # a top level's child lane of this count is a node of the top level (-1: of `nodes`)
 # Baldwin and Weber's form: rows mapping a world point to (b1, b2) and to the plane's
@@ -83,6 +91,10 @@ FRAME = np.dtype(
         ("counts", *I4),
         ("options", *I4),
         ("env", *I4),
+        ("origin1", *F4),   # with motion blur: the camera at the shutter's close (the fields above: at its open)
+        ("forward1", *F4),
+        ("right1", *F4),
+        ("up1", *F4),
     ]
 )
 
@@ -119,6 +131,7 @@ KERNEL_CONSTANTS: dict[str, int | float] = {
     "STACK_SIZE": STACK_SIZE,
     "INSTANCE_IDENTITY": INSTANCE_IDENTITY,
     "INSTANCE_MIRRORED": INSTANCE_MIRRORED,
+    "INSTANCE_MOVING": INSTANCE_MOVING,
     "NODE_INSTANCE": NODE_INSTANCE,
     "NODE_TOP": NODE_TOP,
     "ALPHA_MIN": ALPHA_MIN,

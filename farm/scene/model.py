@@ -277,6 +277,8 @@ class Scene:
     # Indices in `shapes` of those that move or deform over the animation: placed as
     # instances of their own bottom level, so a later frame rebuilds the top level only
     moving: tuple[int, ...] = ()
+    # Seconds around `time` that the shutter is open (`submit --shutter`): (0, 0) for none
+    shutter: tuple[float, float] = (0.0, 0.0)
 
     @property
     def environment(self) -> EnvironmentLight | None:

@@ -18,7 +18,7 @@ from farm.scene.files import NoAssets, ReadOnce
 from farm.scene.instances import (
     Layout, Library, build_geometry, instance_lights, instance_table, layout, level_key, top_level,
 )
-from farm.scene.layout import ALPHA_MIN, INSTANCE, LUMINANCE, MATERIAL, MATERIAL_KINDS, NODE
+from farm.scene.layout import ALPHA_MIN, INSTANCE, LUMINANCE, MATERIAL, MATERIAL_KINDS, MOTION, NODE
 from farm.scene.lights import TriangleLights, emission_mean, environment_distribution, light_table
 from farm.scene.model import ImageTexture, Material, Scene
 from farm.scene.tables import TRANSMITTANCE_TABLE_SIZE, diffuse_fresnel_reflectance, rough_interface
@@ -33,6 +33,7 @@ class PackedScene:
     corners: np.ndarray  # (triangles, 3, 3) corners (world space; a level's own if instanced); host side only
     top: np.ndarray  # the instances' top level (NODE), empty for a scene without instances
     instances: np.ndarray  # INSTANCE
+    motions: np.ndarray  # MOTION, one per instance where the shutter is open
     nodes: np.ndarray
     packs: np.ndarray  # the leaves' primitives, four to a TRIANGLE_PACK
     triangles: np.ndarray  # host side only: the packs' source, one row a triangle
@@ -57,7 +58,7 @@ class PackedScene:
 
     # The kernel's buffer arguments, in its parameter order.
     BUFFERS = (
-        "frame", "top", "instances", "nodes", "packs", "triangle_data", "normals", "extras", "spheres", "materials", "textures",
+        "frame", "top", "instances", "motions", "nodes", "packs", "triangle_data", "normals", "extras", "spheres", "materials", "textures",
         "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
     )
 
@@ -70,11 +71,14 @@ class PackedScene:
         return {name: getattr(self, name) for name in self.BUFFERS}
 
 
-def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedScene:
+def pack(scene: Scene, assets=None, library: Library | None = None,
+         motion: tuple[Scene, Scene] | None = None) -> PackedScene:
     """Turn every shape into triangles or spheres in bottom levels (farm.scene.instances:
     one world level for a still scene, baked into world space), build their BVHs and the
     instances' top level, and index materials, textures and lights. With `library`, bottom
-    levels built for an earlier scene (an earlier frame of a shot) are taken from it."""
+    levels built for an earlier scene (an earlier frame of a shot) are taken from it. With
+    `motion` (the scene at the shutter's open and close, farm.scene.motion.frame_scenes),
+    the moving shapes and the camera move within the shutter."""
     assets = ReadOnce(assets or NoAssets())
     library = library or Library(keep=0)
     timings: dict[str, float] = {}
@@ -87,7 +91,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
         materials[i] = material_entry(scene.materials[name], textures)
     emitted = np.array([emission_mean(m, textures) @ LUMINANCE for m in materials])
 
-    plan = layout(scene, assets)
+    plan = layout(scene, assets, blurred=motion is not None)
     keys, levels = [], []
     for g, indices in enumerate(plan.groups):
         placed = g == 0
@@ -104,7 +108,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
         plan = Layout(plan.groups, [(at[g], shape) for g, shape in plan.placements])
         levels = [levels[g] for g in used]
         triangle_lights, bases = instance_lights(scene, plan, levels, combined)
-        instances, lower, upper = instance_table(scene, plan, levels, combined, bases)
+        instances, motions, lower, upper = instance_table(scene, plan, levels, combined, bases, motion)
         world = 0 if plan.groups[0] else None  # the world, where it has shapes, is the first placement
         top, scene_lower, scene_upper = top_level(lower, upper, max(level.stack for level in levels), world,
                                                   int(combined.roots[0]))
@@ -117,7 +121,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
         data = geometry.triangle_data[glow]
         triangle_lights = TriangleLights(glow, np.zeros(len(glow), np.int64), geometry.corners[glow],
                                          data["n"][:, :3], data["n"][:, 3].astype(np.float64), data["info"][:, 0])
-        top, instances = np.zeros(0, NODE), np.zeros(0, INSTANCE)
+        top, instances, motions = np.zeros(0, NODE), np.zeros(0, INSTANCE), np.zeros(0, MOTION)
         scene_lower, scene_upper = geometry.lower, geometry.upper
         kept, combined_key = keys[0] is not None, None
     library.used(keys, combined_key)
@@ -140,9 +144,15 @@ def pack(scene: Scene, assets=None, library: Library | None = None) -> PackedSce
                          -1 if len(instances) else 0)
     texture_table, texels = textures.arrays()
     frame = frame_entry(scene, len(geometry.triangle_data), lights, env_texture, env_size)
+    if motion is not None:  # the camera at the shutter's open (the frame's own fields) and close (its *1)
+        for end, suffix in zip(motion, ("", "1")):
+            camera = frame_entry(end, 0, lights, env_texture, env_size)
+            for name in ("origin", "forward", "right", "up"):
+                frame[name + suffix] = camera[name]
+        frame["origin1"][0, 3] = 1.0  # the shutter is open: each sample gets a time
     timings["pack"] = time.perf_counter() - started
     return PackedScene(
-        frame, geometry.corners.astype(np.float32), top, instances, geometry.nodes, geometry.packs, geometry.triangles,
+        frame, geometry.corners.astype(np.float32), top, instances, motions, geometry.nodes, geometry.packs, geometry.triangles,
         geometry.triangle_data, geometry.normals, geometry.extras, spheres, materials, texture_table, texels,
         lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
         frozenset(("nodes", "packs", "triangle_data", "normals", "extras")) if kept and library.keep else frozenset(),

@@ -25,7 +25,7 @@ from farm.protocol.plans import Plan
 from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, MAX_SAMPLES, mean_of
 from farm.scene import layout
 from farm.scene.layout import (
-    FRAME, INSTANCE, LIGHT, MATERIAL, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
+    FRAME, INSTANCE, LIGHT, MATERIAL, MOTION, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
 from farm.scene.pack import PackedScene
 from farm.worker.device import Device
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 KERNEL_FILE = "pathtrace.cl"
 POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
-STRUCTS = (NODE, INSTANCE, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
+STRUCTS = (NODE, INSTANCE, MOTION, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
-    "Node", "Instance", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light",
+    "Node", "Instance", "Motion", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light",
     "Frame",
 )
 # Device buffers of arrays that later scenes share (a shot's bottom levels, farm.scene.instances),
@@ -45,7 +45,7 @@ STRUCT_NAMES = (
 SHARED_BUFFERS = 24
 _shared: OrderedDict[tuple[int, int], tuple[np.ndarray, object]] = OrderedDict()
 
-_programs: dict[tuple[int, bool, bool, bool], object] = {}
+_programs: dict[tuple, object] = {}
 
 
 def kernel_dir() -> str:
@@ -87,29 +87,33 @@ def device_defines(device: Device) -> list[str]:
     return defines
 
 
-def build_program(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False):
+def build_program(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False,
+                  motion: bool = False):
     """Build (or fetch from this process's cache) the path tracing program for `device`;
     with `cut_outs`, the variant whose rays test alpha coverage (FARM_CUT_OUTS), which
     scenes without cut-out materials do not pay for (a uniform branch still costs PoCL's
     vectorised work groups, measured 3-4% on the Cornell box); with `aovs`, the variant
     that also writes the AOVs (FARM_AOVS), which changes no bit of the radiance; with
-    `instances`, the two-level walk of scenes with instances (FARM_INSTANCES)."""
-    key = (id(device.context), cut_outs, aovs, instances)
+    `instances`, the two-level walk of scenes with instances (FARM_INSTANCES); with `motion`,
+    the variant whose samples have times in an open shutter (FARM_MOTION)."""
+    key = (id(device.context), cut_outs, aovs, instances, motion)
     if key in _programs:
         return _programs[key]
     with open(f"{kernel_dir()}/{KERNEL_FILE}", encoding="utf-8") as source_file:
         source = source_file.read()
-    options = build_options(device, cut_outs, aovs, instances)
+    options = build_options(device, cut_outs, aovs, instances, motion)
     started = time.perf_counter()
     program = _build(device, source, options, f"OpenCL program failed to build on {device.name}")
     _check_struct_layout(device, options)
-    variant = " with alpha cut-outs" * cut_outs + " with AOVs" * aovs + " with instances" * instances
+    variant = (" with alpha cut-outs" * cut_outs + " with AOVs" * aovs + " with instances" * instances
+               + " with motion blur" * motion)
     log.info("built %s%s for %s in %.2fs", KERNEL_FILE, variant, device.name, time.perf_counter() - started)
     _programs[key] = program
     return program
 
 
-def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False) -> list[str]:
+def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False,
+                  motion: bool = False) -> list[str]:
     """The options build_program builds the program of `device` and that variant with."""
     import pyopencl as cl
 
@@ -123,6 +127,8 @@ def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, in
         options.append("-DFARM_AOVS")
     if instances:
         options.append("-DFARM_INSTANCES")
+    if motion:
+        options.append("-DFARM_MOTION")
     return options
 
 
@@ -210,7 +216,8 @@ class Renderer:
         self.device = device
         self.scene = scene
         cut_outs = len(scene.materials) > 0 and bool((scene.materials["ior"][:, 2] > 0).any())
-        self.program = build_program(device, cut_outs, aovs, len(scene.instances) > 0)
+        motion = bool(scene.frame["origin1"][0][3] > 0)  # an open shutter (farm.scene.motion)
+        self.program = build_program(device, cut_outs, aovs, len(scene.instances) > 0, motion)
         self.channels = AOV_CHANNELS if aovs else CHANNELS
         self.kernel = cl.Kernel(self.program, "render_bucket")
         flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
@@ -315,7 +322,8 @@ class Renderer:
         prim_buffer = cl.Buffer(self.device.context, mf.WRITE_ONLY, prim_out.nbytes)
         b = self.buffers
         cl.Kernel(self.program, "trace_rays")(
-            self.device.queue, (count,), None, b["frame"], b["top"], b["instances"], b["nodes"], b["packs"], b["triangle_data"], b["extras"],
+            self.device.queue, (count,), None, b["frame"], b["top"], b["instances"], b["motions"], b["nodes"],
+            b["packs"], b["triangle_data"], b["extras"],
             b["spheres"], b["materials"], b["textures"], b["texels"], ray_buffer, t_buffer, prim_buffer,
         )
         cl.enqueue_copy(self.device.queue, t_out, t_buffer)

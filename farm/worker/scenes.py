@@ -12,7 +12,7 @@ from farm.exceptions import JobDataError, SceneError
 from farm.protocol.assets import RedisAssets
 from farm.protocol.jobs import Job
 from farm.protocol.plans import Plan
-from farm.scene import parse_scene
+from farm.scene.motion import frame_scenes
 from farm.scene.instances import Library
 from farm.scene.pack import pack
 from farm.worker import metrics
@@ -45,15 +45,15 @@ class Scenes:
         if job.meta.null is not None:
             raise JobDataError("the job asks for the null renderer of `farm bench --overhead`, which only "
                                "workers started with FARM_NULL_RENDER have")
-        digest, moment, aovs = job.meta.digest, job.meta.time, bool(job.meta.aovs)
-        key = (digest, moment, aovs)  # a frame of a shot is its scene at its moment
+        digest, moment, shutter, aovs = job.meta.digest, job.meta.time, job.meta.shutter, bool(job.meta.aovs)
+        key = (digest, moment, shutter, aovs)  # a frame of a shot is its scene at its moment, in its shutter
         if key in self.renderers:
             self.renderers.move_to_end(key)
             return self.renderers[key]
         started = time.perf_counter()
         try:  # what fails here fails on every worker: the job's fault (JobDataError), not this one's
             try:
-                scene = parse_scene(job.scene_document(), source=f"scene {digest[:12]}", time=moment)
+                scene, ends = frame_scenes(job.scene_document(), moment, shutter, source=f"scene {digest[:12]}")
             except RecursionError:  # a document nested deeper than Python recurses: the job's, on every worker
                 raise JobDataError(f"scene {digest[:12]} in Redis is nested too deeply to read") from None
             if scene.digest != digest:
@@ -64,7 +64,7 @@ class Scenes:
             if scene.animation is None:  # a still scene packs once a machine, whatever the frame
                 packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
             else:  # a frame of a shot: its bottom levels from the frames before, if they did not change
-                packed = pack(scene, assets, self.library)
+                packed = pack(scene, assets, self.library, ends)
         except SceneError as exc:
             raise JobDataError(str(exc)) from None
         renderer = Renderer(self.device, packed, aovs)
