@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from farm.scene import instances, parse_scene
-from farm.scene.instances import Library
+from farm.scene.library import Library
 from farm.scene.pack import pack
 from tests import frames
 

@@ -162,7 +162,9 @@ def test_a_shot_with_a_render_process_killed_mid_way_is_exact(make_farm, make_do
                                                              device):
     """A render process SIGKILLed while the shot's second frame renders: its bucket goes to
     the other worker, and every frame is still its moment's exact image."""
-    farm = make_farm([{"FARM_FAULTS": "slow=4"}, {"FARM_FAULTS": "slow=4"}], name="shot")
+    # bucket 4 of every frame stalls 3 s as it starts: the kill lands while it renders, never
+    # after its tile is stored (a bucket of this frame takes milliseconds)
+    farm = make_farm([{"FARM_FAULTS": "stall=3@4"}, {"FARM_FAULTS": "stall=3@4"}], name="shot")
     shot = animated(make_document(width=48, height=48, spp=16))
     scene_path = write_scene(shot)
     # no straggler copies: a copy finishing first on a loaded machine would leave no delivery lost
@@ -175,7 +177,7 @@ def test_a_shot_with_a_render_process_killed_mid_way_is_exact(make_farm, make_do
         for job_id in JobRecord.ids(farm.redis):
             job = Job.load(farm.redis, job_id)
             if job.meta.time > 0:
-                return next(iter(job.deliveries.leases()), None)
+                return next((lease for lease in job.deliveries.leases() if lease.bucket == 4), None)
         return None
 
     lease = farm.wait_for(a_later_lease, 120, "a bucket of a later frame to be running")

@@ -113,8 +113,15 @@ def render_options(args):
         bucket_size=getattr(args, "bucket_size", defaults.BUCKET_SIZE), order=getattr(args, "order", defaults.BUCKET_ORDER),
         aovs=tuple(args.aov), denoise=args.denoise, progressive=args.progressive, noise=args.noise,
         min_spp=args.min_spp, max_spp=args.max_spp, time_limit=args.time_limit, split_tail=args.split_tail,
-        report=args.report, shutter=tuple(frames / args.fps for frames in getattr(args, "shutter", (0.0, 0.0))),
+        report=args.report, shutter=shutter_seconds(args),
     )
+
+
+def shutter_seconds(args) -> tuple[float, float]:
+    """--shutter (frames) in seconds at --fps; closed where --fps is no rate (refused later, in one line)."""
+    opens, closes = getattr(args, "shutter", (0.0, 0.0))
+    fps = getattr(args, "fps", 24.0)
+    return (opens / fps, closes / fps) if fps > 0 else (0.0, 0.0)
 
 
 def terminal_listener(args, redis_client, stack: contextlib.ExitStack, local: bool = False, frames=None):

@@ -16,9 +16,10 @@ import numpy as np
 from farm.scene.camera import frame_entry
 from farm.scene.files import NoAssets, ReadOnce
 from farm.scene.instances import (
-    Layout, Library, build_geometry, instance_lights, instance_table, layout, level_key, top_level,
+    Layout, build_geometry, instance_lights, instance_table, layout, level_key, top_level,
 )
 from farm.scene.layout import ALPHA_MIN, INSTANCE, LUMINANCE, MATERIAL, MATERIAL_KINDS, MOTION, NODE
+from farm.scene.library import Library
 from farm.scene.lights import TriangleLights, emission_mean, environment_distribution, light_table
 from farm.scene.model import ImageTexture, Material, Scene
 from farm.scene.tables import TRANSMITTANCE_TABLE_SIZE, diffuse_fresnel_reflectance, rough_interface

@@ -42,7 +42,7 @@ def shot_document(mesh_file: str) -> dict:
 def run(args) -> int:
     from farm.scene import parse_scene
     from farm.scene.animation import at_time
-    from farm.scene.instances import Library
+    from farm.scene.library import Library
     from farm.scene.load import load_scene
     from farm.scene.pack import pack
     from farm.protocol.assets import FolderAssets

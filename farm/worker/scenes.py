@@ -13,7 +13,7 @@ from farm.protocol.assets import RedisAssets
 from farm.protocol.jobs import Job
 from farm.protocol.plans import Plan
 from farm.scene.motion import frame_scenes
-from farm.scene.instances import Library
+from farm.scene.library import Library
 from farm.scene.pack import pack
 from farm.worker import metrics
 from farm.worker.cache import AssetCache, PackedCache
