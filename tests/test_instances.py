@@ -160,10 +160,16 @@ def test_rays_find_what_brute_force_finds_in_every_instance(instancing, device):
     assert np.allclose(t[hit], expected[hit], rtol=1e-4, atol=1e-5)
 
 
-def test_instances_render_the_image_of_their_copies(instancing, device, monkeypatch):
-    """Normals turned by each instance (a mirror among them), lights placed by instances:
-    the image of the copies baked into world space, up to float rounding's noise."""
+@pytest.mark.parametrize("bumpy", [False, True])
+def test_instances_render_the_image_of_their_copies(instancing, device, monkeypatch, bumpy):
+    """Normals turned by each instance (a mirror among them), tangents of a normal map too,
+    lights placed by instances: the image of the copies baked into world space, up to float
+    rounding's noise."""
     document = scene_of_copies(spp=32)
+    if bumpy:
+        document["textures"] = {"bumps": {"type": "checkerboard", "color0": [0.8, 0.5, 1.0],
+                                          "color1": [0.2, 0.5, 1.0], "scale": [6, 6]}}
+        document["materials"]["grey"]["normal_map"] = {"texture": "bumps"}
     instanced = frames.reference(device, document)
     flattened(monkeypatch)
     assert len(pack(parse_scene(copy.deepcopy(document))).instances) == 0
