@@ -197,15 +197,21 @@ def test_a_skinned_mesh_follows_its_joints(tmp_path, seconds, expected):
     assert np.allclose(mesh.vertices[:, :2], expected, atol=1e-6), mesh.vertices
 
 
-def write_morphing(path, animated: bool = True) -> None:
+def write_morphing(path, animated: bool = True, tangents: bool = False) -> None:
     """The square of write_gltf with one morph target that lifts its top edge by 1: weights
-    0 at 0 s and 1 at 1 s where `animated`, else 0.25 from the mesh."""
+    0 at 0 s and 1 at 1 s where `animated`, else 0.25 from the mesh. With `tangents`, the
+    square has normals (+z) and tangents (+x, handedness -1), and the target turns every
+    tangent towards +y by an offset of (0, 1, 0)."""
     offsets = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0], [0, 1, 0]], np.float32)
     times, keys = np.array([0.0, 1.0], np.float32), np.array([0.0, 1.0], np.float32)
     blobs = [SQUARE.tobytes(), INDICES.tobytes() + b"\0\0", offsets.tobytes(), times.tobytes(), keys.tobytes()]
+    kinds = [(5126, 4, "VEC3"), (5123, 6, "SCALAR"), (5126, 4, "VEC3"), (5126, 2, "SCALAR"), (5126, 2, "SCALAR")]
+    if tangents:
+        blobs += [np.tile(np.float32([0, 0, 1]), (4, 1)).tobytes(), np.tile(np.float32([1, 0, 0, -1]), (4, 1)).tobytes(),
+                  np.tile(np.float32([0, 1, 0]), (4, 1)).tobytes()]
+        kinds += [(5126, 4, "VEC3"), (5126, 4, "VEC4"), (5126, 4, "VEC3")]
     starts = np.cumsum([0] + [len(b) for b in blobs]).tolist()
     data = b"".join(blobs)
-    kinds = [(5126, 4, "VEC3"), (5123, 6, "SCALAR"), (5126, 4, "VEC3"), (5126, 2, "SCALAR"), (5126, 2, "SCALAR")]
     gltf = {
         "asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "targets": [{"POSITION": 2}]}],
@@ -216,6 +222,10 @@ def write_morphing(path, animated: bool = True) -> None:
         "accessors": [{"bufferView": i, "componentType": c, "count": n, "type": t} for i, (c, n, t) in enumerate(kinds)],
     }
     gltf["accessors"][0].update(min=[-0.25, -0.25, 0], max=[0.25, 0.25, 0])
+    if tangents:
+        primitive = gltf["meshes"][0]["primitives"][0]
+        primitive["attributes"].update(NORMAL=5, TANGENT=6)
+        primitive["targets"][0]["TANGENT"] = 7
     if animated:
         gltf["animations"] = [{"channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}],
                                "samplers": [{"input": 3, "output": 4, "interpolation": "LINEAR"}]}]
@@ -235,6 +245,21 @@ def test_morph_targets_move_by_their_weights(tmp_path, animated, seconds, lift):
     (mesh,) = shape_meshes(posed, ReadOnce(FolderAssets(tmp_path, posed.assets)))
     expected = SQUARE.astype(float) + np.array([[0, 0, 0], [0, 0, 0], [0, lift, 0], [0, lift, 0]])
     assert np.allclose(mesh.vertices, expected, atol=1e-6), mesh.vertices
+
+
+@pytest.mark.parametrize("seconds, turn", [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)])
+def test_morph_targets_turn_the_tangents_too(tmp_path, seconds, turn):
+    """A target's TANGENT offsets (glTF 2.0, 3.7.2.2) move the tangents a normal map reads,
+    their handedness kept."""
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.files import ReadOnce, shape_meshes
+
+    write_morphing(tmp_path / "morph.gltf", animated=True, tangents=True)
+    scene, document = load_scene(tmp_path / "morph.gltf")
+    posed = parse_scene(document, time=seconds)
+    (mesh,) = shape_meshes(posed, ReadOnce(FolderAssets(tmp_path, posed.assets)))
+    direction = np.array([1.0, turn, 0.0]) / np.hypot(1.0, turn)
+    assert np.allclose(mesh.tangents, np.tile([*direction, -1.0], (4, 1)), atol=1e-6), mesh.tangents
 
 
 def test_a_light_on_a_moving_node_follows_it(tmp_path):

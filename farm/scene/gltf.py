@@ -174,18 +174,16 @@ class _Converter:
 
     def _morph(self, mesh: dict, primitive: dict, file: str, node_weights, moving: int | None) -> dict:
         """A primitive's morph targets as the document keeps them: where each target's
-        position and normal offsets lie in `file`, the weights at rest (the node's, else the
+        position, normal and tangent offsets lie in `file`, the weights at rest (the node's, else the
         mesh's, else 0), and the rig node whose `weights` channel moves them, if one does."""
         targets = []
         for number, target in enumerate(primitive["targets"]):
             entry = {}
-            for key, attribute in (("positions", "POSITION"), ("normals", "NORMAL")):
+            for key, attribute in (("positions", "POSITION"), ("normals", "NORMAL"), ("tangents", "TANGENT")):
                 if attribute in target:
                     where, entry[key] = self.file.accessor(int(target[attribute]), ("f32x3",))
                     if where[0] != file:
                         raise SceneError(f"{self.name}: morph target {number} lies in another buffer than its mesh")
-            if "TANGENT" in target:
-                self._warn("morph targets' tangent offsets are ignored (normal maps keep the rest pose's tangents)")
             targets.append(entry)
         weights = node_weights if node_weights is not None else mesh.get("weights", [0.0] * len(targets))
         if len(weights) != len(targets):

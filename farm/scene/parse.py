@@ -290,8 +290,8 @@ def _morph(node: Node) -> tuple:
         node.child("targets").fail(f"expected 1 to {MAX_TARGETS} morph targets, got {len(targets)}")
     layouts = []
     for target in targets:
-        target.expect_keys(optional=("positions", "normals"))
-        layouts.append(_binary(target, {"positions": ("f32x3",), "normals": ("f32x3",)}))
+        target.expect_keys(optional=("positions", "normals", "tangents"))
+        layouts.append(_binary(target, {"positions": ("f32x3",), "normals": ("f32x3",), "tangents": ("f32x3",)}))
     weights = tuple(weight.number() for weight in node.child("weights").list_of(len(targets)))
     return tuple(layouts), weights
 

@@ -42,28 +42,29 @@ def deform(name: str, mesh: TriangleMesh, joints: np.ndarray, weights: np.ndarra
 
 
 def morph(name: str, mesh: TriangleMesh, assets, shape) -> TriangleMesh:
-    """`mesh` with its morph targets' offsets added, each times its weight, in the targets'
-    order (the same bits on every worker)."""
+    """`mesh` with its morph targets' offsets (positions, normals, tangents: glTF 2.0,
+    3.7.2.2) added, each times its weight, in the targets' order (the same bits on every
+    worker); the tangents keep their handedness (w)."""
     from farm.scene.mesh import _accessor
 
     data = assets.decoded(shape.file, shape.base64) if shape.base64 else assets.read(shape.file)
     layouts, weights = shape.morph
-    vertices, normals = mesh.vertices.copy(), None if mesh.normals is None else mesh.normals.copy()
+    moved = {"positions": mesh.vertices.copy(), "normals": None if mesh.normals is None else mesh.normals.copy(),
+             "tangents": None if mesh.tangents is None else mesh.tangents[:, :3].copy()}
     for number, (parts, weight) in enumerate(zip(layouts, weights)):
         for part, offset, count, fmt, stride in parts:
-            if count != len(vertices):
-                raise SceneError(f"{name}: morph target {number} has {count} {part} for {len(vertices)} vertices")
-            if weight == 0.0 or (part == "normals" and normals is None):
+            if count != len(mesh.vertices):
+                raise SceneError(f"{name}: morph target {number} has {count} {part} for {len(mesh.vertices)} vertices")
+            if weight == 0.0 or moved[part] is None:  # offsets of what the mesh lacks move nothing
                 continue
             delta = _accessor(name, data, f"morph target {number} {part}",
                               {"offset": offset, "count": count, "format": fmt, "stride": stride})
             if not np.isfinite(delta).all():
                 raise SceneError(f"{name}: morph target {number} holds a number that is not finite")
-            if part == "positions":
-                vertices = vertices + weight * delta
-            else:
-                normals = normals + weight * delta
-    return replace(mesh, vertices=vertices, normals=_unit(normals) if normals is not None else None)
+            moved[part] = moved[part] + weight * delta
+    normals, tangents = moved["normals"], moved["tangents"]
+    return replace(mesh, vertices=moved["positions"], normals=_unit(normals) if normals is not None else None,
+                   tangents=None if tangents is None else np.concatenate([_unit(tangents), mesh.tangents[:, 3:]], axis=1))
 
 
 def _apply(blend: np.ndarray, points: np.ndarray, w: float) -> np.ndarray:
