@@ -104,6 +104,27 @@ def test_one_animation_by_name_or_index(tmp_path):
         load_scene(tmp_path / "square.gltf", animation="walk")
 
 
+def test_animation_pointers_to_nodes_play_as_their_channels(tmp_path):
+    """KHR_animation_pointer's channels at /nodes/N/translation (and rotation, scale,
+    weights) are those channels; a pointer at anything else is named in a warning."""
+    write_gltf(tmp_path / "plain.gltf")
+    gltf = json.loads((tmp_path / "plain.gltf").read_text())
+    for channel in gltf["animations"][0]["channels"]:
+        target = channel["target"]
+        channel["target"] = {"path": "pointer", "extensions": {"KHR_animation_pointer": {
+            "pointer": f"/nodes/{target['node']}/{target['path']}"}}}
+    gltf["animations"][1]["channels"].append({"sampler": 0, "target": {"path": "pointer", "extensions": {
+        "KHR_animation_pointer": {"pointer": "/materials/0/pbrMetallicRoughness/baseColorFactor"}}}})
+    gltf["extensionsUsed"] = gltf["extensionsRequired"] = ["KHR_animation_pointer"]
+    (tmp_path / "pointer.gltf").write_text(json.dumps(gltf))
+    _, plain = load_scene(tmp_path / "plain.gltf")
+    scene, pointed = load_scene(tmp_path / "pointer.gltf")
+    for seconds in (0.5, 1.5):
+        placed = [shape.transform for shape in parse_scene(pointed, time=seconds).shapes]
+        assert placed == [shape.transform for shape in parse_scene(plain, time=seconds).shapes]
+    assert any("/materials/0/pbrMetallicRoughness/baseColorFactor not animated" in w for w in scene.warnings)
+
+
 def test_a_damaged_rig_is_one_line(tmp_path):
     write_gltf(tmp_path / "square.gltf")
     _, document = load_scene(tmp_path / "square.gltf")

@@ -44,7 +44,7 @@ MAX_NODE_DEPTH = 256
 # The extensions the conversion renders; any other a file uses is named in one warning.
 RENDERED_EXTENSIONS = frozenset({
     "KHR_lights_punctual", "KHR_materials_emissive_strength", "KHR_materials_transmission", "KHR_materials_ior",
-    "KHR_texture_transform",
+    "KHR_texture_transform", "KHR_animation_pointer",  # its node channels (farm.scene.gltf_animation)
 })
 
 

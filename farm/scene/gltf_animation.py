@@ -3,10 +3,14 @@ each channel that moves a node's translation, rotation or scale becomes that nod
 its key times and values read from the file's buffer (float accessors; glTF's normalized
 integer rotations too). Every animation plays at once, as the file plays them, unless one is
 chosen (`submit --animation NAME|INDEX`). Morph target weights are a channel too (`weights`:
-a vector a key, one weight per target).
+a vector a key, one weight per target). KHR_animation_pointer's channels that point at a
+node's translation, rotation, scale or weights play as those; the others (materials,
+cameras, lights) are named in one warning.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -14,6 +18,7 @@ from farm.exceptions import SceneError
 from farm.scene.files import decode_base64
 from farm.scene.gltf_file import COMPONENTS, WIDTHS
 
+POINTER = "KHR_animation_pointer"
 # What a normalized integer component means (glTF 2.0, 3.11): value / max, at least -1.
 _NORMALIZED = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
 
@@ -35,16 +40,27 @@ class GltfAnimation:
             else:
                 raise SceneError(f"{converter.name}: no animation {choice!r} (it has: {', '.join(names) or 'none'})")
         self.channels: dict[int, dict[str, dict]] = {}
+        skipped: set[str] = set()
         for animation in animations:
             for channel in animation.get("channels", []):
                 target = channel.get("target", {})
-                path = target.get("path")
-                if "node" not in target:
-                    continue
-                if path not in ("translation", "rotation", "scale", "weights"):
-                    continue
+                node, path = target.get("node"), target.get("path")
+                if path == "pointer":  # KHR_animation_pointer: a JSON pointer names what moves
+                    pointer = str(target.get("extensions", {}).get(POINTER, {}).get("pointer", ""))
+                    found = re.fullmatch(r"/nodes/(\d+)/(translation|rotation|scale|weights)", pointer)
+                    if found is None:
+                        skipped.add(pointer or "a pointer channel without its pointer")
+                        continue
+                    node, path = int(found.group(1)), found.group(2)
+                if node is None or path not in ("translation", "rotation", "scale", "weights"):
+                    continue  # a channel of no node, or of a path glTF does not have: nothing to move
+                if not 0 <= int(node) < len(gltf.get("nodes", [])):
+                    raise SceneError(f"{converter.name}: an animation channel moves node {node}, which is not there")
                 sampler = animation["samplers"][int(channel["sampler"])]
-                self.channels.setdefault(int(target["node"]), {})[path] = self._sampler(sampler, path)
+                self.channels.setdefault(int(node), {})[path] = self._sampler(sampler, path)
+        if skipped:
+            self.warn(f"{POINTER}: {', '.join(sorted(skipped)[:5])}{' ...' if len(skipped) > 5 else ''} not "
+                      "animated (farm animates nodes' translation, rotation, scale and morph weights)")
 
     def _sampler(self, sampler: dict, path: str) -> dict:
         how = sampler.get("interpolation", "LINEAR")
