@@ -55,3 +55,27 @@ def _cell_error(image: np.ndarray, truth: np.ndarray) -> np.ndarray:
     weights = np.array([0.2126, 0.7152, 0.0722], np.float32)
     relative = np.abs(image @ weights - truth @ weights) / np.maximum(truth @ weights, 0.01)
     return np.sqrt((relative.reshape(6, 8, 6, 8) ** 2).mean(axis=(1, 3)))
+
+
+def test_a_noise_target_picked_up_after_a_round_plans_the_same_rounds(cornell_document, device):
+    """A frame picked up after its second round (its film's sums and the last plan, as a
+    shot's record keeps them) plans the rounds the uninterrupted render planned."""
+    from farm.buckets import split
+    from farm.client.film import Film
+
+    document = {**cornell_document, "film": {"width": 32, "height": 32, "spp": 64}}
+    renderer = frames.renderer(device, document, aovs=True)
+    film, whole, kept = Film(32, 32, ("variance",), 64), [], None
+    for plan in adaptive.plans(32, 32, 0.05, 8, 256, film):
+        film.start_round(plan)
+        for bucket in split(32, 32, 16):
+            if plan.has_work(bucket):
+                film.put(bucket, renderer.render(bucket.x, bucket.y, bucket.width, bucket.height, plan=plan))
+        whole.append(plan.to_bytes())
+        if len(whole) == 2:
+            kept = (plan, film.sums.copy())
+    assert len(whole) >= 4
+    picked = Film(32, 32, ("variance",), 64)
+    picked.start_round(kept[0])
+    picked.sums[...] = kept[1]
+    assert [p.to_bytes() for p in adaptive.plans(32, 32, 0.05, 8, 256, picked, last=kept[0])][:1] == whole[2:3]

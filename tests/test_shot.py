@@ -218,6 +218,32 @@ def test_a_shot_whose_client_is_killed_is_finished_by_farm_collect(make_farm, ma
         assert "albedo" in OpenEXR.File(str(path)).parts[0].channels, "the shot's options, kept in its record"
 
 
+def test_a_shot_in_rounds_picked_up_goes_on_from_its_last_round(make_farm, make_document, write_scene, tmp_path,
+                                                                device):
+    """The client of a progressive shot SIGKILLed while frame 0 renders its third round of
+    five; `farm collect SHOT` goes on from there (the film of rounds 1-2 kept in the shot's
+    record, round 3 collected where it stands), not from round 1: every frame exact."""
+    farm = make_farm([{"FARM_FAULTS": "stall=1@0"}, {"FARM_FAULTS": "stall=1@0"}], name="shotr")
+    shot = animated(make_document(width=32, height=32, spp=16))
+    scene_path = write_scene(shot)
+    client = farm.farm("submit", scene_path, "--frames", "0-1", "--fps", "1.5", "-o", tmp_path / "shot.exr",
+                       "--bucket-size", 16, "--progressive")
+    announced = commands.read_until(client.stderr, lambda text: "frame 0: round 3/5" in text or client.poll() is not None,
+                                    120, "frame 0's third round")
+    assert "frame 0: round 3/5" in announced, announced + client.communicate()[1]
+    shot_id = re.search(r"shot ([0-9a-f]{32}):", announced).group(1)
+    client.kill()
+    client.communicate(timeout=30)
+    result = commands.run("collect", shot_id, "-o", tmp_path / "shot.####.exr", "--broker", farm.url, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "frame 0: round 1/5" not in result.stderr and "frame 0: round 4/5" in result.stderr, result.stderr
+    for number, path in enumerate(shot_files(tmp_path, range(2))):
+        assert np.array_equal(read_exr(path), frames.reference(device, shot, time=number / 1.5)), f"frame {number}"
+    from farm.protocol.shots import ShotRecord
+
+    assert not farm.redis.exists(ShotRecord(farm.redis, shot_id).rounds_key), "a finished shot keeps no rounds"
+
+
 def test_a_shot_of_many_small_frames_renders_a_frame_a_bucket(farm, make_document, write_scene, tmp_path, device):
     """No bucket size chosen: 16 frames for 2 workers, each frame one bucket (80 px a side);
     the frames are still the exact images of their moments. With --bucket-size, as asked."""

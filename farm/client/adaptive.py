@@ -62,10 +62,12 @@ def next_plan(plan: Plan, sums: np.ndarray, counts: np.ndarray, noise: float, ma
     return Plan(plan.cell, np.stack([taken, end], axis=-1).astype(np.int32))
 
 
-def plans(width: int, height: int, noise: float, min_spp: int, max_spp: int, film):
+def plans(width: int, height: int, noise: float, min_spp: int, max_spp: int, film, last=None):
     """The plans of a noise target's rounds, one after another; `film` (the rounds' Film)
-    must hold each round's tiles before the next plan is asked for."""
-    plan = first_plan(width, height, min(min_spp, max_spp))
+    must hold each round's tiles before the next plan is asked for. With `last` (the plan of
+    the last round `film` holds: a frame picked up), the plans after it."""
+    plan = first_plan(width, height, min(min_spp, max_spp)) if last is None else \
+        next_plan(last, film.sums, film.counts, noise, max_spp)
     while (plan.ranges[..., 1] > plan.ranges[..., 0]).any():
         yield plan
         plan = next_plan(plan, film.sums, film.counts, noise, max_spp)

@@ -170,6 +170,12 @@ class FrameRender:
         self.check_alive = check_alive
         self.run: JobRun | None = None  # the job's run being collected (a round's, in rounds)
         self.written: Path | None = None  # the image last written (a round's, in rounds)
+        # A frame in rounds picked up by `farm collect`: (rounds done, the last one's Plan,
+        # the film's sums, the job of the round in flight) (farm.protocol.shots keeps them)
+        self.picked_up: tuple | None = None
+        # Told of each round's job as it starts (`started(job_id)`) and of the film after
+        # each complete round (`done(count, plan, film)`): a shot's record keeps them
+        self.rounds_kept = None
 
     def render(self) -> JobRun:
         """Render the frame alone, blocking, and write it; the last job's run. Raises what
@@ -200,8 +206,10 @@ class FrameRender:
         limit = self.options.time_limit
         clock = RoundClock(limit, self.scene.film.width, self.scene.film.height) if limit else None
         kept, began_all, complete = None, time.perf_counter(), 0  # kept: what the output holds, the last complete round
+        done, last_plan, in_flight = self._picked_up_rounds(film)
+        complete = done
         for number, plan, what in rounds(self.scene, film, self.options.noise, self.options.min_spp,
-                                         self.options.max_spp):
+                                         self.options.max_spp, done, last_plan):
             last = False
             if clock is not None and self.run is not None:  # the first round always renders: an image at all
                 fitted = clock.fit(plan)
@@ -218,7 +226,12 @@ class FrameRender:
                     self.run.job.forget()
             label = f"round {number}: {what}"
             self.listener.status(label)
-            self.run = self._start(plan=plan, film=film)
+            self.run = self._go_on(in_flight, plan, film) if in_flight else None
+            if self.run is None:
+                self.run = self._start(plan=plan, film=film)
+            in_flight = None
+            if self.rounds_kept is not None:
+                self.rounds_kept.started(self.run.job.job_id)
             began = time.perf_counter()
             try:
                 yield from self.collecting(self.run, deadline=clock.deadline if clock and kept else None, label=label)
@@ -226,6 +239,8 @@ class FrameRender:
                 self.listener.status(f"time limit: round {number} cancelled at {limit:g}s")
                 break
             kept, complete = (number, film.counts), complete + 1
+            if self.rounds_kept is not None:
+                self.rounds_kept.done(complete, plan, film)
             if clock is not None:
                 clock.done(plan, time.perf_counter() - began)
             if last:
@@ -238,6 +253,36 @@ class FrameRender:
         if kept is not None:
             self.listener.rounds_done(self.output, complete, kept[1], time.perf_counter() - began_all)
         return self.run
+
+    def _picked_up_rounds(self, film: Film) -> tuple[int, object, str | None]:
+        """(rounds done, the last one's plan, the job of the round in flight) of a frame picked
+        up (`picked_up`), with `film` holding the rounds done; (0, None, None) for a new one."""
+        if self.picked_up is None:
+            return 0, None, None
+        done, last_plan, sums, in_flight = self.picked_up
+        if done:
+            film.start_round(last_plan)
+            film.sums[...] = sums
+            from farm.protocol.tiles import mean_of
+
+            whole = mean_of(film.sums, film.counts)
+            film.pixels, film.aov_channels = whole[..., :3].copy(), whole[..., 3:].copy()
+            film.coverage[...] = 1
+        return done, last_plan, in_flight
+
+    def _go_on(self, job_id: str, plan, film: Film) -> JobRun | None:
+        """The run of the round in flight when the frame was picked up, where it is this
+        round (the same plan) and still on the farm; else None (the round starts anew)."""
+        from farm.client.start import resume
+        from farm.protocol.jobs import Job
+
+        try:
+            job = Job.load(self.redis, job_id)
+            if not job.meta.sums or job.plan().to_bytes() != plan.to_bytes():
+                return None
+            return resume(self.redis, self.app, job_id, film)
+        except FarmError:
+            return None
 
     def collect(self, run: JobRun, deadline: float | None = None, label: str = "") -> JobRun:
         """Collect a run already on the farm (`farm collect`), alone, and write the output."""

@@ -21,20 +21,22 @@ def progressive_rounds(spp: int) -> list[tuple[int, int]]:
     return list(zip([0] + ends[:-1], ends))
 
 
-def rounds(scene, film, noise: float | None, min_spp: int, max_spp: int | None):
+def rounds(scene, film, noise: float | None, min_spp: int, max_spp: int | None, done: int = 0, last=None):
     """(number, plan, what it renders) of each round of a progressive render (`noise`
-    None) or of a noise target; `film` is the rounds' film, which a noise target's plans read."""
+    None) or of a noise target; `film` is the rounds' film, which a noise target's plans read.
+    `done` rounds already in `film`, the last of plan `last` (a frame picked up): the rest."""
     from farm.client import adaptive
 
     width, height, spp = scene.film.width, scene.film.height, scene.film.spp
     if noise is None:
         planned = progressive_rounds(spp)
         for number, (first, end) in enumerate(planned, 1):
-            yield f"{number}/{len(planned)}", Plan.uniform(width, height, first, end), \
-                f"samples {first} to {end} of {spp}"
+            if number > done:
+                yield f"{number}/{len(planned)}", Plan.uniform(width, height, first, end), \
+                    f"samples {first} to {end} of {spp}"
         return
     max_spp = max_spp or spp
-    for number, plan in enumerate(adaptive.plans(width, height, noise, min_spp, max_spp, film), 1):
+    for number, plan in enumerate(adaptive.plans(width, height, noise, min_spp, max_spp, film, last), done + 1):
         busy = plan.ranges[..., 1] > plan.ranges[..., 0]
         taken = plan.ranges[..., 1][busy]
         yield str(number), plan, (f"{int(busy.sum())} of {busy.size} cells to {int(taken.min())}-{int(taken.max())} "

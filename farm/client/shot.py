@@ -20,6 +20,7 @@ from pathlib import Path
 from farm import defaults
 from farm.client.loop import JobLoop
 from farm.client.render import FrameRender, Listener, RenderOptions, write_report
+from farm.protocol.tiles import AOV_CHANNELS, CHANNELS
 from farm.scene import Scene
 
 def plan_shot(scene: Scene, document: dict, source: str, frames_text: str, fps: float, output: Path,
@@ -120,6 +121,21 @@ class ShotFrame:
     job_id: str | None = None  # its job already on the farm (`farm collect SHOT`): collected, not started
 
 
+class RoundsKept:
+    """What a shot's record keeps of a frame in rounds, for `farm collect`: each round's job
+    as it starts, and the film's sums after each complete round."""
+
+    def __init__(self, record, frame: int):
+        self.record, self.frame = record, frame
+
+    def started(self, job_id: str) -> None:
+        self.record.started(self.frame, job_id)
+
+    def done(self, count: int, plan, film) -> None:
+        with contextlib.suppress(Exception):  # kept only for a pick-up: no reason to fail the frame
+            self.record.save_rounds(self.frame, count, plan, film.sums)
+
+
 class ShotListener:
     """What a shot tells: each frame's render tells its own Listener; the shot says when a
     frame is written and when the shot ends."""
@@ -168,6 +184,9 @@ class ShotRender:
                     if error is not None:
                         raise error
                     written[frame.number] = render.written
+                    if self.record is not None and self.options.in_rounds:
+                        with contextlib.suppress(Exception):  # kept only for a pick-up: no reason to fail the frame
+                            self.record.forget_rounds(frame.number)
                     self.reports.append({"frame": frame.number, "output": str(render.written), **run.report()})
                     self.listener.frame_written(frame, render.written, len(written), len(self.frames), len(active))
         except BaseException as exc:
@@ -199,10 +218,17 @@ class ShotRender:
                 run = resume(self.redis, self.app, frame.job_id)
             except JobError:
                 run = None
-        if run is not None and not run.job.meta.sums:  # a round of several starts its rounds again
+        if self.record is not None and self.options.in_rounds:
+            render.rounds_kept = RoundsKept(self.record, frame.number)
+        if run is not None and not run.job.meta.sums:
             render.run = run
             loop.start(render, render.collecting(run))
         else:
+            if run is not None:  # a round of several: on from the rounds the record keeps, this one collected
+                film = frame.scene.film
+                channels = AOV_CHANNELS if self.options.layers else CHANNELS
+                kept = self.record.rounds(frame.number, film.width, film.height, channels) if self.record else None
+                render.picked_up = (*(kept or (0, None, None)), frame.job_id)
             loop.start(render)
         if self.record is not None and render.run is not None:
             self.record.started(frame.number, render.run.job.job_id)

@@ -20,8 +20,9 @@ from farm.scene import Scene
 log = logging.getLogger(__name__)
 
 
-def resume(redis, app, job_id: str) -> JobRun:
-    """The run of a job that already exists in Redis (its client died, or detached)."""
+def resume(redis, app, job_id: str, film: Film | None = None) -> JobRun:
+    """The run of a job that already exists in Redis (its client died, or detached); with
+    `film`, a round's tiles go into it (the film of the rounds before, picked up)."""
     job = Job.load(redis, job_id)
     if job.state == JobState.CANCELLED:
         raise JobCancelled(f"job {job_id} was cancelled")
@@ -30,22 +31,23 @@ def resume(redis, app, job_id: str) -> JobRun:
     if job.state == JobState.DONE:  # collect it again: every tile is still there
         job.state = JobState.RUNNING
         job.record.reopen()
-    film, wanted = film_of(job)
+    film, wanted = film_of(job, film)
     sent = job.sent()  # its client may have died before sending every bucket
     return JobRun(job, film, BucketQueue(redis, app), unsent=wanted[sent:], wanted=wanted)
 
 
-def film_of(job: Job) -> tuple[Film, list[int]]:
+def film_of(job: Job, film: Film | None = None) -> tuple[Film, list[int]]:
     """The film a client other than the job's own fills from the job's tiles, and the units
     it waits for (`farm collect`, `farm watch`): for one round of several, the image of
     that round's own samples, and only the buckets its plan gives samples."""
     meta = job.meta
-    film = Film(meta.width, meta.height, meta.aovs, meta.spp)
+    given = film is not None
+    film = film if given else Film(meta.width, meta.height, meta.aovs, meta.spp)
     wanted = job.units.in_order()
     if meta.sums:
         plan = job.plan()
         ranges = plan.pixel_ranges(Bucket(0, 0, 0, meta.width, meta.height))
-        film.start_round(plan, counts=ranges[..., 1] - ranges[..., 0])
+        film.start_round(plan, counts=None if given else ranges[..., 1] - ranges[..., 0])
         wanted = [index for index in wanted if plan.has_work(job.bucket(index))]
     return film, wanted
 

@@ -2,18 +2,29 @@
 the shot renders: the scene's digest, its frames, their rate, the options that decide the
 bits) and the hash `farm:shot:<id>:jobs` (each started frame's job id). `farm collect SHOT`
 reads them to go on where the client stopped: it collects the frames whose jobs exist and
-starts the others from the stored scene."""
+starts the others from the stored scene. A frame rendered in rounds (`--progressive`,
+`--noise`) also keeps, in the hash `farm:shot:<id>:rounds`, its film's sums after its last
+complete round: `farm collect` goes on from the next round instead of the first."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
+import zipfile
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from farm import defaults
-from farm.exceptions import JobDataError, JobVanished
+from farm.exceptions import JobDataError, JobError, JobVanished
 from farm.protocol.record import ids_of
+
+
+# Most bytes of sums a frame in rounds keeps in Redis for `farm collect` (1080p with every AOV
+# is 216 MB; its rounds start again when picked up).
+MAX_ROUNDS_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class ShotRecord:
     def __init__(self, redis, shot_id: str):
         self.redis, self.shot_id = redis, shot_id
         self.key, self.jobs_key = self.key_for(shot_id), f"{self.key_for(shot_id)}:jobs"
+        self.rounds_key = f"{self.key_for(shot_id)}:rounds"
 
     @staticmethod
     def key_for(shot_id: str) -> str:
@@ -120,4 +132,40 @@ class ShotRecord:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.expire(self.key, defaults.FINISHED_TTL)
             pipe.expire(self.jobs_key, defaults.FINISHED_TTL)
+            pipe.delete(self.rounds_key)
             pipe.execute()
+
+    def save_rounds(self, frame: int, done: int, plan, sums) -> bool:
+        """A frame's film after `done` complete rounds, the last of `plan`: its int64 sums,
+        compressed (a frame over MAX_ROUNDS_BYTES of sums is not kept: its rounds start again
+        when picked up). Whether it was kept."""
+        if sums.nbytes > MAX_ROUNDS_BYTES:
+            return False
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, done=np.int64(done), plan=np.frombuffer(plan.to_bytes(), np.uint8), sums=sums)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.rounds_key, str(frame), buffer.getvalue())
+            pipe.expire(self.rounds_key, defaults.JOB_TTL)
+            pipe.execute()
+        return True
+
+    def rounds(self, frame: int, width: int, height: int, channels: int):
+        """(rounds done, the last one's Plan, the film's sums) of a frame, or None where none
+        is kept or what is kept does not fit the frame (a record is input from outside)."""
+        from farm.protocol.plans import Plan
+
+        data = self.redis.hget(self.rounds_key, str(frame))
+        if data is None:
+            return None
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+                done, plan_bytes, sums = int(stored["done"]), stored["plan"].tobytes(), stored["sums"]
+            plan = Plan.from_bytes(plan_bytes, width, height)
+        except (ValueError, KeyError, OSError, JobError, zipfile.BadZipFile):
+            return None
+        if done < 1 or sums.dtype != np.int64 or sums.shape != (height, width, channels):
+            return None
+        return done, plan, sums
+
+    def forget_rounds(self, frame: int) -> None:
+        self.redis.hdel(self.rounds_key, str(frame))
