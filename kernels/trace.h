@@ -76,6 +76,50 @@ inline int first_lane(int bits) { return 31 - clz_i(bits & -bits); }
 inline float8 min8(float8 a, float8 b) { return a < b ? a : b; }
 inline float8 max8(float8 a, float8 b) { return a > b ? a : b; }
 
+/* The children of wide node `n` that the ray meets nearer than t_best, pushed on the stack
+ * sorted by distance, the nearest on top; whether there was any. */
+__attribute__((always_inline)) inline bool push_children(__global const Node *n, float8 ox, float8 oy, float8 oz,
+                                                        float8 ix, float8 iy, float8 iz, float t_best,
+                                                        int *stack_index, int *stack_count, float *stack_t, int *top_at) {
+    int top = *top_at;
+    /* Slab tests of all eight boxes. The far distance is widened by a few ulps so
+     * that rounding never loses a primitive lying on a box's face. */
+    float8 t0 = (n->lower_x - ox) * ix, t1 = (n->upper_x - ox) * ix;
+    float8 near = min8(t0, t1), far = max8(t0, t1);
+    t0 = (n->lower_y - oy) * iy; t1 = (n->upper_y - oy) * iy;
+    near = max8(near, min8(t0, t1)); far = min8(far, max8(t0, t1));
+    t0 = (n->lower_z - oz) * iz; t1 = (n->upper_z - oz) * iz;
+    near = max8(max8(near, min8(t0, t1)), (float8)(0.0f));
+    far = min8(far, max8(t0, t1)) * 1.0000004f;
+    int8 counts = n->count;
+    int mask = lane_bits((near <= far) & (near < (float8)(t_best)) & (counts != (int8)(0)));
+    if (mask != 0) {
+        /* Lanes read through pointers: vstore8 would be a call on PoCL. */
+        const float *nears = (const float *)&near;
+        const int *sizes = (const int *)&counts;
+        __global const int *children = (__global const int *)&n->child;
+        /* Insert each child hit below the nearer ones already pushed. */
+        int first = top;
+        while (mask != 0) {
+            int lane = first_lane(mask);
+            mask &= mask - 1;
+            float t = nears[lane];
+            int j = top++;
+            for (; j > first && stack_t[j - 1] < t; --j) {
+                stack_t[j] = stack_t[j - 1];
+                stack_index[j] = stack_index[j - 1];
+                stack_count[j] = stack_count[j - 1];
+            }
+            stack_t[j] = t;
+            stack_index[j] = children[lane];
+            stack_count[j] = sizes[lane];
+        }
+        *top_at = top;
+        return true;
+    }
+    return false;
+}
+
 /* The nearest hit in one level's tree from its entry (`root`, `root_count`: a node, or a
  * leaf's packs), nearer than *t_best; with `any`,
  * the first hit found. Primitive `skip` (or -1) is never hit: a shadow ray aimed at a
@@ -149,45 +193,12 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, int
                     }
                 }
             }
-        } else {
-            /* Slab tests of all eight boxes. The far distance is widened by a few ulps so
-             * that rounding never loses a primitive lying on a box's face. */
-            __global const Node *n = &s->nodes[index];
-            float8 t0 = (n->lower_x - ox) * ix, t1 = (n->upper_x - ox) * ix;
-            float8 near = min8(t0, t1), far = max8(t0, t1);
-            t0 = (n->lower_y - oy) * iy; t1 = (n->upper_y - oy) * iy;
-            near = max8(near, min8(t0, t1)); far = min8(far, max8(t0, t1));
-            t0 = (n->lower_z - oz) * iz; t1 = (n->upper_z - oz) * iz;
-            near = max8(max8(near, min8(t0, t1)), (float8)(0.0f));
-            far = min8(far, max8(t0, t1)) * 1.0000004f;
-            int8 counts = n->count;
-            int mask = lane_bits((near <= far) & (near < (float8)(t_best)) & (counts != (int8)(0)));
-            if (mask != 0) {
-                /* Lanes read through pointers: vstore8 would be a call on PoCL. */
-                const float *nears = (const float *)&near;
-                const int *sizes = (const int *)&counts;
-                __global const int *children = (__global const int *)&n->child;
-                /* Insert each child hit below the nearer ones already pushed. */
-                int first = top;
-                while (mask != 0) {
-                    int lane = first_lane(mask);
-                    mask &= mask - 1;
-                    float t = nears[lane];
-                    int j = top++;
-                    for (; j > first && stack_t[j - 1] < t; --j) {
-                        stack_t[j] = stack_t[j - 1];
-                        stack_index[j] = stack_index[j - 1];
-                        stack_count[j] = stack_count[j - 1];
-                    }
-                    stack_t[j] = t;
-                    stack_index[j] = children[lane];
-                    stack_count[j] = sizes[lane];
-                }
-                --top;
-                index = stack_index[top];
-                count = stack_count[top];
-                continue;
-            }
+        } else if (push_children(&s->nodes[index], ox, oy, oz, ix, iy, iz, t_best, stack_index, stack_count, stack_t,
+                                 &top)) {  /* a node: on to its nearest child hit */
+            --top;
+            index = stack_index[top];
+            count = stack_count[top];
+            continue;
         }
         /* Pop the next entry still nearer than the best hit. */
         bool found = false;
@@ -292,50 +303,6 @@ inline Placement placement_of(const SceneRef *s, int index, float time) {
  * are the world-to-object matrix's columns. */
 inline float3 instance_normal(const Placement *p, float3 n) {
     return unit3(p->o0.xyz * n.x + p->o1.xyz * n.y + p->o2.xyz * n.z);
-}
-
-/* The children of wide node `n` that the ray meets nearer than t_best, pushed on the stack
- * sorted by distance, the nearest on top; whether there was any. */
-__attribute__((always_inline)) inline bool push_children(__global const Node *n, float8 ox, float8 oy, float8 oz,
-                                                        float8 ix, float8 iy, float8 iz, float t_best,
-                                                        int *stack_index, int *stack_count, float *stack_t, int *top_at) {
-    int top = *top_at;
-    /* Slab tests of all eight boxes. The far distance is widened by a few ulps so
-     * that rounding never loses a primitive lying on a box's face. */
-    float8 t0 = (n->lower_x - ox) * ix, t1 = (n->upper_x - ox) * ix;
-    float8 near = min8(t0, t1), far = max8(t0, t1);
-    t0 = (n->lower_y - oy) * iy; t1 = (n->upper_y - oy) * iy;
-    near = max8(near, min8(t0, t1)); far = min8(far, max8(t0, t1));
-    t0 = (n->lower_z - oz) * iz; t1 = (n->upper_z - oz) * iz;
-    near = max8(max8(near, min8(t0, t1)), (float8)(0.0f));
-    far = min8(far, max8(t0, t1)) * 1.0000004f;
-    int8 counts = n->count;
-    int mask = lane_bits((near <= far) & (near < (float8)(t_best)) & (counts != (int8)(0)));
-    if (mask != 0) {
-        /* Lanes read through pointers: vstore8 would be a call on PoCL. */
-        const float *nears = (const float *)&near;
-        const int *sizes = (const int *)&counts;
-        __global const int *children = (__global const int *)&n->child;
-        /* Insert each child hit below the nearer ones already pushed. */
-        int first = top;
-        while (mask != 0) {
-            int lane = first_lane(mask);
-            mask &= mask - 1;
-            float t = nears[lane];
-            int j = top++;
-            for (; j > first && stack_t[j - 1] < t; --j) {
-                stack_t[j] = stack_t[j - 1];
-                stack_index[j] = stack_index[j - 1];
-                stack_count[j] = stack_count[j - 1];
-            }
-            stack_t[j] = t;
-            stack_index[j] = children[lane];
-            stack_count[j] = sizes[lane];
-        }
-        *top_at = top;
-        return true;
-    }
-    return false;
 }
 
 /* The two-level walk (farm.scene.instances): the top level's tree over the instances, the

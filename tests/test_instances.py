@@ -13,7 +13,7 @@ import pytest
 from farm.scene import instances, parse_scene
 from farm.scene.library import Library
 from farm.scene.pack import pack
-from tests import frames
+from tests import frames, rays
 
 
 def ball(rings: int = 14, segments: int = 20, radius: float = 0.3) -> dict:
@@ -97,22 +97,6 @@ def _prims_under(packed, root: int) -> np.ndarray:
     return prims[prims >= 0]
 
 
-def brute_force(corners: np.ndarray, o: np.ndarray, d: np.ndarray) -> np.ndarray:
-    best = np.full(len(o), np.inf)
-    v0, e1, e2 = corners[:, 0], corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
-    with np.errstate(all="ignore"):
-        for i in range(len(v0)):
-            p = np.cross(d, e2[i])
-            inv = 1.0 / (p @ e1[i])
-            s = o - v0[i]
-            u = (s * p).sum(axis=1) * inv
-            q = np.cross(s, e1[i])
-            v = (d * q).sum(axis=1) * inv
-            t = (q @ e2[i]) * inv
-            best = np.where((u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0) & (t < best), t, best)
-    return best
-
-
 @pytest.fixture
 def instancing(monkeypatch):
     """Instance every repeated mesh and every moving shape, however small the scene: the
@@ -153,7 +137,7 @@ def test_rays_find_what_brute_force_finds_in_every_instance(instancing, device):
     directions = rng.normal(size=(3000, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     t, _ = frames.renderer(device, packed).trace(origins, directions)
-    expected = brute_force(world_corners(packed), origins, directions)
+    expected = rays.nearest_hits(world_corners(packed), origins, directions)
     hit = np.isfinite(expected)
     assert hit.sum() > 500 and (~hit).sum() > 300
     assert np.array_equal(np.isfinite(t), hit)

@@ -18,7 +18,7 @@ from farm.protocol.assets import FolderAssets
 from farm.scene import parse_scene
 from farm.scene.load import load_scene
 from farm.scene.pack import pack
-from tests import frames
+from tests import frames, rays
 
 SIGMAS = 5.0  # a false alarm once in ~3.5 million runs per check
 
@@ -345,20 +345,8 @@ def test_bvh_finds_the_same_nearest_hits_as_brute_force(device):
 
 
 def _brute_force(packed, o, d) -> np.ndarray:
-    best = np.full(len(o), np.inf)
-    corners = packed.corners.astype(np.float64)
-    v0, e1, e2 = corners[:, 0], corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    best = rays.nearest_hits(packed.corners.astype(np.float64), o, d)
     with np.errstate(all="ignore"):
-        for i in range(len(v0)):
-            p = np.cross(d, e2[i])
-            inv = 1.0 / (p @ e1[i])
-            s = o - v0[i]
-            u = (s * p).sum(axis=1) * inv
-            q = np.cross(s, e1[i])
-            v = (d * q).sum(axis=1) * inv
-            t = (q @ e2[i]) * inv
-            ok = (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
-            best = np.where(ok & (t < best), t, best)
         for sphere in packed.spheres["center_radius"].astype(np.float64):
             oc = o - sphere[:3]
             b = (oc * d).sum(axis=1)
