@@ -346,3 +346,32 @@ def test_denoise_per_frame_of_a_shot_keeps_each_frame_s_raw_image(farm, make_doc
             denoised = np.stack([channels[c].pixels for c in "RGB"], axis=-1)
         assert np.array_equal(raw, frames.reference(device, shot, time=float(number))), number
         assert not np.array_equal(denoised, raw), number
+
+
+def test_a_shots_kept_rounds_are_checked_as_input(redis_server):
+    """What a shot's record keeps of a frame in rounds comes back only where it fits the frame:
+    another size, a damaged blob or one that would unpack to more than the frame's sums is none."""
+    import io
+    import zipfile
+
+    import redis as redis_module
+
+    from farm.protocol.plans import Plan
+    from farm.protocol.shots import ShotRecord
+
+    client = redis_module.Redis.from_url(redis_server.url)
+    record = ShotRecord(client, "f" * 32)
+    sums = np.arange(8 * 8 * 3, dtype=np.int64).reshape(8, 8, 3)
+    assert record.save_rounds(3, 2, Plan.uniform(8, 8, 0, 4), sums)
+    done, plan, kept = record.rounds(3, 8, 8, 3)
+    assert done == 2 and plan.to_bytes() == Plan.uniform(8, 8, 0, 4).to_bytes() and np.array_equal(kept, sums)
+    assert record.rounds(3, 16, 8, 3) is None and record.rounds(4, 8, 8, 3) is None
+    client.hset(record.rounds_key, "3", b"not a zip")
+    assert record.rounds(3, 8, 8, 3) is None
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("sums.npy", b"\0" * (64 * 2**20))
+    client.hset(record.rounds_key, "3", bomb.getvalue())
+    assert record.rounds(3, 8, 8, 3) is None
+    record.forget_rounds(3)
+    assert not client.hexists(record.rounds_key, "3")

@@ -157,7 +157,10 @@ class ShotRecord:
         data = self.redis.hget(self.rounds_key, str(frame))
         if data is None:
             return None
-        try:
+        try:  # a record is input from outside: no member may unpack to more than the frame's sums
+            with zipfile.ZipFile(io.BytesIO(data)) as packed:
+                if any(info.file_size > height * width * channels * 8 + 4096 for info in packed.infolist()):
+                    return None
             with np.load(io.BytesIO(data), allow_pickle=False) as stored:
                 done, plan_bytes, sums = int(stored["done"]), stored["plan"].tobytes(), stored["sums"]
             plan = Plan.from_bytes(plan_bytes, width, height)

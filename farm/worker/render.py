@@ -42,7 +42,7 @@ STRUCT_NAMES = (
 # Device buffers of arrays that later scenes share (a shot's bottom levels, farm.scene.instances),
 # by context and array: a later frame uploads only what changed. The array is kept with its
 # buffer, so its id is not reused while the entry lives.
-SHARED_BUFFERS = 24
+SHARED_BUFFERS = 10  # the five shared arrays of the two scenes a library keeps (farm.worker.scenes)
 _shared: OrderedDict[tuple[int, int], tuple[np.ndarray, object]] = OrderedDict()
 
 _programs: dict[tuple, object] = {}
