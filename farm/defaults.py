@@ -98,6 +98,8 @@ ASSET_CHUNK = _bytes("FARM_ASSET_CHUNK", 1 << 20, least=1024)
 # Where a worker keeps the files it fetched, and how large that folder may grow before
 # the least recently used are evicted; several workers on one machine may share it.
 CACHE_DIR = _cache_dir()
+# Where `farm manager` writes the images of the jobs handed to it (a folder per job)
+OUTPUT_DIR = _str("FARM_OUTPUT_DIR", "")
 CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30, least=0)
 # Packed scenes (BVH built, the kernel's arrays) kept beside the assets, one copy per
 # machine: the newest few, as a machine renders few scenes at once and a packed scene of a

@@ -31,6 +31,10 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                              "1,5,10-20; frame F is the moment F/--fps seconds. -o then names a pattern: "
                              "shot.####.exr or shot.{frame:04d}.exr (else .#### goes before the extension)")
     parser.add_argument("--fps", type=float, default=24.0, help="frames per second of --frames (default 24)")
+    parser.add_argument("--detach", action="store_true",
+                        help="upload the scene, hand the job to the farm's manager (`farm manager`), print its id "
+                             "and exit: the manager renders it into its output folder (FARM_OUTPUT_DIR/<id>/, the "
+                             "-o name); `farm wait ID` blocks until it ends, `farm jobs` lists them")
     parser.add_argument("--shutter", type=shutter, default=(0.0, 0.0), metavar="OPEN,CLOSE",
                         help="motion blur: the shutter is open from OPEN to CLOSE frames around each frame's "
                              "moment, e.g. -0.25,0.25 (at most a frame either side; default closed, 0,0). Moving "

@@ -51,10 +51,13 @@ def submit(args) -> int:
 
     Job.describe(scene, args.bucket_size, args.order)  # the frame's limits, before anything starts
     frames = None
-    if args.frames is not None:
+    if getattr(args, "detach", False) and not args.broker:
+        raise FarmError("--detach hands the job to a farm's manager: give its broker (--broker URL or "
+                        "FARM_BROKER_URL)")
+    if args.frames is not None or getattr(args, "detach", False):  # a detached still: a shot of one frame
         from farm.client.shot import plan_shot
 
-        frames = plan_shot(scene, document, args.scene, args.frames, args.fps, output, args.skip_existing)
+        frames = plan_shot(scene, document, args.scene, args.frames or "0", args.fps, output, args.skip_existing)
         if not frames:
             print(f"submit: every frame of --frames {args.frames} is written already (--skip-existing)", file=sys.stderr)
             return 0
@@ -95,6 +98,8 @@ def submit(args) -> int:
 
             record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
                                        options.bucket_size, options.order, options.kept())
+            if args.detach:
+                return _detach(redis_client, record, scene, assets, output)
             if local is None:
                 status_line(args, f"shot {record.shot_id}: {len(frames)} frames (should this command stop, "
                                   f"`farm collect {record.shot_id} -o {args.output}` goes on with them)")
@@ -104,6 +109,20 @@ def submit(args) -> int:
         listener = terminal_listener(args, redis_client, stack, local=local is not None)
         FrameRender(redis_client, app, scene, document, assets, options, output, listener, check_alive).render()
         return 0
+
+
+def _detach(redis_client, record, scene, assets, output: Path) -> int:
+    """`submit --detach`: the shot's files uploaded now (its frames start on the manager),
+    the shot handed over, its id printed."""
+    from farm.client.manager import hand_over
+    from farm.protocol.assets import RedisAssets
+
+    if scene.assets:
+        RedisAssets.upload(redis_client, scene.assets, assets, defaults.JOB_TTL)
+    hand_over(redis_client, record.shot_id, output)
+    print(f"{record.shot_id}: handed to the farm's manager (`farm wait {record.shot_id}`; its images in the "
+          f"manager's output folder, {record.shot_id}/{output.name})")
+    return 0
 
 
 def render_options(args):
