@@ -32,7 +32,7 @@ def test_detached_jobs_are_rendered_by_the_manager(farm, make_document, write_sc
     try:
         still = make_document(width=32, height=24, spp=4)
         shot = animated(make_document(width=32, height=24, spp=4))
-        still_id = detach(write_scene(still, "still.json"), "still.exr", farm.broker_url)
+        still_id = detach(write_scene(still, "still.json"), "still.exr", farm.broker_url, "--name", "hero still")
         shot_id = detach(write_scene(shot, "shot.json"), "shot.exr", farm.broker_url, "--frames", "0-2", "--fps", "1")
         for job in (still_id, shot_id):
             result = commands.run("wait", job, "--broker", farm.broker_url, timeout=300)
@@ -42,7 +42,7 @@ def test_detached_jobs_are_rendered_by_the_manager(farm, make_document, write_sc
             image = read_exr(out / shot_id / f"shot.{number:04d}.exr")
             assert np.array_equal(image, frames.reference(device, shot, time=float(number))), number
         listed = commands.run("jobs", "--broker", farm.broker_url).stdout
-        assert f"{still_id}  still" in listed and f"{shot_id}  shot" in listed and listed.count("done") == 2, listed
+        assert f"{still_id}  hero still" in listed and f"{shot_id}  shot" in listed and listed.count("done") == 2, listed
     finally:
         manager.send_signal(signal.SIGTERM)
         commands.finish(manager, timeout=30)
@@ -70,6 +70,32 @@ def test_a_manager_killed_mid_shot_and_started_again_finishes_it(make_farm, make
     for number in range(4):
         image = read_exr(out / shot_id / f"shot.{number:04d}.exr")
         assert np.array_equal(image, frames.reference(device, copy.deepcopy(shot), time=float(number))), number
+
+
+def test_a_managed_shot_cancelled_ends_its_wait(make_farm, make_document, write_scene, tmp_path):
+    """farm cancel SHOT while the manager renders it, and another still queued behind it:
+    farm wait says cancelled (exit 1) for both, and the manager goes on to nothing else."""
+    farm = make_farm([{"FARM_FAULTS": "stall=2@0"}, {"FARM_FAULTS": "stall=2@0"}], name="cancelled")
+    out = tmp_path / "out"
+    out.mkdir()
+    shot = animated(make_document(width=32, height=32, spp=4))
+    running = detach(write_scene(shot), "shot.exr", farm.url, "--frames", "0-30", "--fps", "10")
+    queued = detach(write_scene(shot, "again.json"), "again.exr", farm.url, "--frames", "0-1", "--fps", "1")
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url)
+    try:
+        from farm.client.manager import JOBS
+
+        commands.wait_for(lambda: b'"running"' in (farm.redis.hget(JOBS, running) or b""), 60,
+                          "the first shot to run")
+        for job in (running, queued):
+            assert commands.run("cancel", job, "--broker", farm.url).returncode == 0
+        for job in (running, queued):
+            result = commands.run("wait", job, "--broker", farm.url, timeout=60)
+            assert result.returncode == 1 and f"job {job} cancelled" in result.stderr, result.stderr
+    finally:
+        manager.send_signal(signal.SIGTERM)
+        commands.finish(manager, timeout=30)
+    assert not (out / running / "shot.0030.exr").exists()
 
 
 def test_a_detached_submit_needs_a_broker_and_wait_a_job(write_scene, make_document, tmp_path, farm):

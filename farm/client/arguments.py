@@ -35,6 +35,7 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                         help="upload the scene, hand the job to the farm's manager (`farm manager`), print its id "
                              "and exit: the manager renders it into its output folder (FARM_OUTPUT_DIR/<id>/, the "
                              "-o name); `farm wait ID` blocks until it ends, `farm jobs` lists them")
+    parser.add_argument("--name", help="with --detach: the job's name in `farm jobs` (default: the -o name's stem)")
     parser.add_argument("--shutter", type=shutter, default=(0.0, 0.0), metavar="OPEN,CLOSE",
                         help="motion blur: the shutter is open from OPEN to CLOSE frames around each frame's "
                              "moment, e.g. -0.25,0.25 (at most a frame either side; default closed, 0,0). Moving "

@@ -116,7 +116,7 @@ def _farm_main(argv: list[str] | None) -> int:
     jobs = commands.add_parser("jobs", help="list the jobs handed to the manager: id, name, owner, state")
     add_broker_option(jobs)
     jobs.set_defaults(program="farm jobs", handler=_jobs)
-    wait = commands.add_parser("wait", help="block until the manager ends a job (exit 0 done, 1 failed)")
+    wait = commands.add_parser("wait", help="block until the manager ends a job (exit 0 done, 1 failed or cancelled)")
     wait.add_argument("job", help="the id submit --detach printed")
     add_broker_option(wait)
     wait.set_defaults(program="farm wait", handler=_wait)
@@ -158,8 +158,8 @@ def _wait(args) -> int:
 
     redis_client, _ = submitting.connect_farm(_broker(args))
     entry = wait(redis_client, args.job)
-    if entry["state"] == "failed":
-        print(f"farm wait: job {args.job} failed: {entry.get('error', '')}", file=sys.stderr)
+    if entry["state"] != "done":
+        print(f"farm wait: job {args.job} {entry['state']}: {entry.get('error', '')}", file=sys.stderr)
         return 1
     print(f"job {args.job}: done, {len(entry.get('frames', []))} frames")
     return 0

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from farm import defaults
-from farm.exceptions import FarmError
+from farm.exceptions import FarmError, JobCancelled
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,15 @@ INBOX = f"{defaults.KEY_PREFIX}:manager:inbox"
 ALIVE = f"{defaults.KEY_PREFIX}:manager:alive"
 ALIVE_TTL = 10  # seconds a manager's sign of life lasts; it renews it every ALIVE_TTL / 3
 NO_MANAGER = 15.0  # seconds `farm wait` waits for a manager to show itself before it says none runs
-STATES = ("queued", "running", "done", "failed")
+STATES = ("queued", "running", "done", "failed", "cancelled")
+ENDED = ("done", "failed", "cancelled")
+MAX_NAME = 200  # characters of a job's name
 
 
 def hand_over(redis, shot_id: str, output: Path, name: str | None = None) -> dict:
     """Give a shot already on the farm (its record written) to the manager."""
-    entry = {"output": output.name, "name": name or output.stem.split(".")[0], "owner": _owner(),
+    name = (name or output.stem.split(".")[0])[:MAX_NAME]
+    entry = {"output": output.name, "name": name, "owner": _owner(),
              "state": "queued", "submitted": time.time(), "error": ""}
     with redis.pipeline() as pipe:
         pipe.hset(JOBS, shot_id, json.dumps(entry))
@@ -129,6 +132,9 @@ class Manager:
             written = ShotRender(self.redis, self.app, document, frames, FilesInRedis(), options, record=record).render()
             _update(self.redis, shot_id, state="done", frames=[str(path) for path in written])
             self.say(f"shot {shot_id}: done, {len(written)} frames")
+        except JobCancelled as exc:  # farm cancel SHOT: no frame starts any more
+            _update(self.redis, shot_id, state="cancelled", error=str(exc))
+            self.say(f"shot {shot_id}: cancelled")
         except (FarmError, OSError) as exc:
             _update(self.redis, shot_id, state="failed", error=str(exc))
             self.say(f"shot {shot_id}: failed: {exc}")
@@ -142,7 +148,7 @@ def wait(redis, shot_id: str, poll: float = 0.5, no_manager: float = NO_MANAGER)
         entry = entries(redis).get(shot_id)
         if entry is None:
             raise FarmError(f"no job {shot_id} was handed to a manager (submit --detach)")
-        if entry["state"] in ("done", "failed"):
+        if entry["state"] in ENDED:
             return entry
         if redis.exists(ALIVE):
             missing_since = None
