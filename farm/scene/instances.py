@@ -71,8 +71,8 @@ class Geometry:
 @dataclass(frozen=True)
 class Layout:
     """How a scene's shapes fall into bottom levels: `groups[g]` the shapes of level g
-    (level 0 the world, possibly empty), `placements` each instance as (level, shape whose
-    transform places it, or None for the world's identity)."""
+    (level 0 the world, where `world`), `placements` each instance as (level, shape whose
+    transform places it, or None for the world's identity: the first, where there is one)."""
 
     groups: list[list[int]]
     placements: list[tuple[int, int | None]]
@@ -80,6 +80,10 @@ class Layout:
     @property
     def instanced(self) -> bool:
         return any(shape is not None for _, shape in self.placements)
+
+    @property
+    def world(self) -> bool:
+        return bool(self.placements) and self.placements[0][1] is None
 
 
 def layout(scene: Scene, assets=None, blurred: bool = False) -> Layout:
@@ -92,25 +96,22 @@ def layout(scene: Scene, assets=None, blurred: bool = False) -> Layout:
     emissive = {name for name, material in scene.materials.items() if material.emissive}
     moving = set(scene.moving)
     counts = [_triangles(shape, assets, scene.assets.get(getattr(shape, "file", None) or "")) for shape in scene.shapes]
-    uses = Counter(_placeless(shape) for i, shape in enumerate(scene.shapes)
-                   if isinstance(shape, Mesh) and i not in moving)
+    keys = [_placeless(shape) for shape in scene.shapes]  # equal for every use of one mesh
+    still_meshes = {i for i, shape in enumerate(scene.shapes) if isinstance(shape, Mesh) and i not in moving}
+    uses = Counter(keys[i] for i in still_meshes)
     copies = Counter()
-    for index, shape in enumerate(scene.shapes):
-        if isinstance(shape, Mesh) and index not in moving and uses[_placeless(shape)] > 1:
-            copies[_placeless(shape)] += counts[index]
-
-    def repeated(index: int) -> bool:
-        key = _placeless(scene.shapes[index])
-        return (index not in moving and uses.get(key, 0) > 1 and counts[index] >= INSTANCE_MIN_TRIANGLES
-                and copies[key] >= INSTANCED_COPIES_MIN)
-
-    static = sum(counts[i] for i in range(len(scene.shapes)) if i not in moving and not repeated(i))
+    for index in sorted(still_meshes):
+        if uses[keys[index]] > 1:
+            copies[keys[index]] += counts[index]
+    repeated = [index in still_meshes and uses[keys[index]] > 1 and counts[index] >= INSTANCE_MIN_TRIANGLES
+                and copies[keys[index]] >= INSTANCED_COPIES_MIN for index in range(len(scene.shapes))]
+    static = sum(counts[i] for i in range(len(scene.shapes)) if i not in moving and not repeated[i])
     groups: list[list[int]] = [[]]
     placements: list[tuple[int, int | None]] = []
     level_of: dict = {}
     for index, shape in enumerate(scene.shapes):
-        key = _placeless(shape)
-        instanced = repeated(index) or (index in moving and (blurred or static >= MOVING_WORLD_MIN))
+        key = keys[index]
+        instanced = repeated[index] or (index in moving and (blurred or static >= MOVING_WORLD_MIN))
         if not instanced or (isinstance(shape, Sphere) and shape.material in emissive) or not _invertible(shape):
             groups[0].append(index)
             continue
@@ -120,6 +121,9 @@ def layout(scene: Scene, assets=None, blurred: bool = False) -> Layout:
         placements.append((level_of[key], index))
     if groups[0]:
         placements.insert(0, (0, None))
+    else:  # every shape instanced: no world level
+        groups.pop(0)
+        placements = [(level - 1, shape) for level, shape in placements]
     return Layout(groups, placements)
 
 
@@ -290,10 +294,12 @@ def _blurs(scene: Scene, index: int) -> bool:
     return index in scene.moving and not scene.materials[shape.material].emissive and not deforms(shape)
 
 
-def instance_lights(scene: Scene, plan: Layout, levels: list[Geometry], combined: Combined):
-    """The emissive triangles of every instance in world space (TriangleLights), and each
-    instance's first light index. An instance placed as it is gives its level's own
-    normals and areas, so a world level lights as it would in a still scene."""
+def instance_lights(scene: Scene, plan: Layout, levels: list[Geometry], first_triangle: np.ndarray):
+    """The emissive triangles of every placement in world space (TriangleLights), and each
+    placement's first light index; `first_triangle[g]`: level g's first triangle in the
+    kernel's numbering. A placement as it is (the world) gives its level's own normals and
+    areas, so a world level lights as it does in a still scene; the world's lights are in no
+    instance (-1)."""
     from farm.scene.lights import TriangleLights
 
     parts, bases, count = [], [], 0
@@ -312,7 +318,7 @@ def instance_lights(scene: Scene, plan: Layout, levels: list[Geometry], combined
             turned = normal.astype(np.float64) @ np.linalg.inv(m[:3, :3])  # n' = M^-T n, as rows
             normal = (turned / np.maximum(np.linalg.norm(turned, axis=1, keepdims=True), 1e-300)).astype(np.float32)
         k = len(parts) if shape is not None else -1  # the world's lights are in no instance
-        parts.append((combined.first_triangle[g] + glow, np.full(len(glow), k), corners, normal, area,
+        parts.append((first_triangle[g] + glow, np.full(len(glow), k), corners, normal, area,
                       data["info"][:, 0]))
     columns = [np.concatenate([part[c] for part in parts]) for c in range(6)] if parts else [np.zeros(0)] * 6
     return TriangleLights(*columns), bases

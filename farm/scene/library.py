@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from farm.scene.instances import Combined, Geometry, combine
 
 
@@ -15,8 +13,8 @@ class Library:
 
     def __init__(self, keep: int = 2):
         self.keep = keep
-        self.levels: OrderedDict = OrderedDict()
-        self.combined: OrderedDict = OrderedDict()
+        self.levels: dict = {}
+        self.combined: dict = {}
         self.recent: list[set] = []
         self.built = 0  # levels built (not found here), for tests and benches
 
@@ -27,7 +25,6 @@ class Library:
         if key not in self.levels:
             self.levels[key] = build()
             self.built += 1
-        self.levels.move_to_end(key)
         return self.levels[key]
 
     def combine(self, keys: tuple, levels: list[Geometry]) -> Combined:
@@ -35,7 +32,6 @@ class Library:
             return combine(levels)
         if keys not in self.combined:
             self.combined[keys] = combine(levels)
-        self.combined.move_to_end(keys)
         return self.combined[keys]
 
     def used(self, keys: list, combined) -> None:

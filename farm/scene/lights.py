@@ -76,12 +76,11 @@ class TriangleLights:
     material: np.ndarray
 
 
-def light_table(scene, materials, textures, triangles: TriangleLights, spheres, scene_radius, env_mean,
-                sphere_instance: int = 0) -> np.ndarray:
-    """Every light with its probability of being chosen, in proportion to its power: the
-    emissive triangles first, then spheres (their info.y set to their light's index), then
+def light_table(scene, emitted: np.ndarray, triangles: TriangleLights, spheres, scene_radius, env_mean) -> np.ndarray:
+    """Every light with its probability of being chosen, in proportion to its power
+    (`emitted`: each material's mean emitted luminance): the emissive triangles first, then
+    spheres (in the world, in no instance; their info.y set to their light's index), then
     the scene's lights."""
-    emitted = np.array([emission_mean(m, textures) @ LUMINANCE for m in materials])
     entries = []  # (entry, power)
     light = np.zeros(len(triangles.prim), LIGHT)
     light["info"][:, 0] = LIGHT_TRIANGLE
@@ -100,7 +99,7 @@ def light_table(scene, materials, textures, triangles: TriangleLights, spheres, 
         if radiance > 0:
             area = 4.0 * math.pi * float(sphere["center_radius"][3]) ** 2
             entry = np.zeros(1, LIGHT)
-            entry["info"][0, :3] = (LIGHT_SPHERE, i, sphere_instance)
+            entry["info"][0, :3] = (LIGHT_SPHERE, i, -1)
             entry["pick"][0, 2] = area
             entries.append((entry, math.pi * radiance * area))
     for source in scene.lights:

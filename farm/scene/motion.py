@@ -152,7 +152,8 @@ def swept_box(lower: np.ndarray, upper: np.ndarray, entry) -> tuple[np.ndarray, 
     high = np.max([b[1] for b in boxes], axis=0)
     q0, q1 = np.asarray(entry["q0"], np.float64), np.asarray(entry["q1"], np.float64)
     turn = 2.0 * math.acos(min(1.0, abs(float(np.dot(q0, q1)))))  # the rotation's whole angle
-    reach = max(np.linalg.norm(placement_at(entry, u / 4)[:3, :3] @ c) for u in range(5) for c in corners)
+    linears = [placement_at(entry, u / 4)[:3, :3] for u in range(5)]
+    reach = max(np.linalg.norm(linear @ c) for linear in linears for c in corners)
     pad = reach * (1.0 - math.cos(turn / SWEEP_STEPS / 2.0)) + 1e-6 * (1.0 + float(np.abs(high - low).max()))
     return low - pad, high + pad
 

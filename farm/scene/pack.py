@@ -16,11 +16,11 @@ import numpy as np
 from farm.scene.camera import frame_entry
 from farm.scene.files import NoAssets, ReadOnce
 from farm.scene.instances import (
-    Layout, build_geometry, instance_lights, instance_table, layout, level_key, top_level,
+    build_geometry, instance_lights, instance_table, layout, level_key, top_level,
 )
 from farm.scene.layout import ALPHA_MIN, INSTANCE, LUMINANCE, MATERIAL, MATERIAL_KINDS, MOTION, NODE
 from farm.scene.library import Library
-from farm.scene.lights import TriangleLights, emission_mean, environment_distribution, light_table
+from farm.scene.lights import emission_mean, environment_distribution, light_table
 from farm.scene.model import ImageTexture, Material, Scene
 from farm.scene.tables import TRANSMITTANCE_TABLE_SIZE, diffuse_fresnel_reflectance, rough_interface
 from farm.scene.textures import TextureTable
@@ -95,22 +95,18 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
     plan = layout(scene, assets, blurred=motion is not None)
     keys, levels = [], []
     for g, indices in enumerate(plan.groups):
-        placed = g == 0
+        placed = g == 0 and plan.world  # the world's level is in world space; the others in their own
         key = level_key(scene, indices, material_index, emitted, placed)
         keys.append(key)
         levels.append(library.level(key, lambda: build_geometry(scene, indices, material_index, emitted, assets,
                                                                timings, placed)))
     if plan.instanced:
         t = time.perf_counter()
-        used = [g for g in range(len(levels)) if g > 0 or plan.groups[0]]
-        combined_key = tuple(keys[g] for g in used)
-        combined = library.combine(combined_key, [levels[g] for g in used])
-        at = {g: k for k, g in enumerate(used)}
-        plan = Layout(plan.groups, [(at[g], shape) for g, shape in plan.placements])
-        levels = [levels[g] for g in used]
-        triangle_lights, bases = instance_lights(scene, plan, levels, combined)
+        combined_key = tuple(keys)
+        combined = library.combine(combined_key, levels)
+        triangle_lights, bases = instance_lights(scene, plan, levels, combined.first_triangle)
         instances, motions, lower, upper = instance_table(scene, plan, levels, combined, bases, motion)
-        world = 0 if plan.groups[0] else None  # the world, where it has shapes, is the first placement
+        world = 0 if plan.world else None  # the world, where it has shapes, is the first placement
         top, scene_lower, scene_upper = top_level(lower, upper, max(level.stack for level in levels), world,
                                                   int(combined.roots[0]))
         timings["top"] = time.perf_counter() - t
@@ -118,10 +114,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
         kept = None not in combined_key
     else:
         geometry = levels[0]
-        glow = np.flatnonzero(geometry.triangle_data["info"][:, 1] >= 0)
-        data = geometry.triangle_data[glow]
-        triangle_lights = TriangleLights(glow, np.zeros(len(glow), np.int64), geometry.corners[glow],
-                                         data["n"][:, :3], data["n"][:, 3].astype(np.float64), data["info"][:, 0])
+        triangle_lights, _ = instance_lights(scene, plan, levels, np.zeros(1, np.int64))  # the world alone
         top, instances, motions = np.zeros(0, NODE), np.zeros(0, INSTANCE), np.zeros(0, MOTION)
         scene_lower, scene_upper = geometry.lower, geometry.upper
         kept, combined_key = keys[0] is not None, None
@@ -141,8 +134,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
         env_mean = env_mean * environment.scale
         env_size = (pixels.shape[1], pixels.shape[0])
 
-    lights = light_table(scene, materials, textures, triangle_lights, spheres, scene_radius, env_mean,
-                         -1 if len(instances) else 0)
+    lights = light_table(scene, emitted, triangle_lights, spheres, scene_radius, env_mean)
     texture_table, texels = textures.arrays()
     frame = frame_entry(scene, len(geometry.triangle_data), lights, env_texture, env_size)
     if motion is not None:  # the camera at the shutter's open (the frame's own fields) and close (its *1)
