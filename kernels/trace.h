@@ -120,15 +120,14 @@ __attribute__((always_inline)) inline bool push_children(__global const Node *n,
     return false;
 }
 
-/* The nearest hit in one level's tree from its entry (`root`, `root_count`: a node, or a
- * leaf's packs), nearer than *t_best; with `any`,
- * the first hit found. Primitive `skip` (or -1) is never hit: a shadow ray aimed at a
+/* The nearest hit in one level's tree from its root node `root`, nearer than *t_best; with
+ * `any`, the first hit found. Primitive `skip` (or -1) is never hit: a shadow ray aimed at a
  * point on a light must not be stopped by that light's own surface, which rounding can
  * put a hair in front. The walk holds one child entry at a time: a node (count -1) or a
  * leaf. A node's children hit go on the stack sorted by distance, the nearest on top, and
  * the nearest is taken. On a hit, *t_best, *best and the barycentrics are the hit's and
  * the answer is true. */
-__attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, int root_count, float3 o, float3 d,
+__attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, float3 o, float3 d,
                                                float3 inv_d, bool any, int skip,
                                                float *t_found, int *best_found, float *b1_found, float *b2_found,
                                                int *stack_index, int *stack_count, float *stack_t, int base) {
@@ -141,7 +140,7 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, int
     float t_best = *t_found;
     int best = -1;
     float best_b1 = 0.0f, best_b2 = 0.0f;
-    int index = root, count = root_count;  /* where the walk starts: a node (-1) or a leaf */
+    int index = root, count = -1;  /* the level's root node */
     while (true) {
         if (count >= 0) {  /* a leaf: `count` packs of four primitives from `index` */
             for (int k = index; k < index + count; ++k) {
@@ -329,13 +328,12 @@ __attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, fl
                 count = stack_count[top];
                 continue;
             }
-        } else {  /* a level: an instance (NODE_INSTANCE), or a node (-1) or leaf of the world */
-            int root = index, root_count = count, level_skip = ignore_instance < 0 ? ignore : -1, level_instance = -1;
+        } else {  /* a level: an instance (NODE_INSTANCE), or the world's root (-1), walked as it is */
+            int root = index, level_skip = ignore_instance < 0 ? ignore : -1, level_instance = -1;
             float3 lo = o, ld = d, linv = inv_d;
             if (count == NODE_INSTANCE) {
                 __global const Instance *inst = &s->instances[index];
                 root = inst->info.x;
-                root_count = -1;
                 level_skip = index == ignore_instance ? ignore : -1;
                 level_instance = index;
                 if ((inst->info.z & INSTANCE_IDENTITY) == 0) {
@@ -345,7 +343,7 @@ __attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, fl
                     linv = reciprocals(ld);
                 }
             }
-            if (walk(s, root, root_count, lo, ld, linv, any, level_skip, t_best, best, b1, b2, stack_index, stack_count,
+            if (walk(s, root, lo, ld, linv, any, level_skip, t_best, best, b1, b2, stack_index, stack_count,
                      stack_t, top)) {
                 *best_instance = level_instance;
                 found = true;
@@ -386,7 +384,7 @@ __attribute__((always_inline)) inline bool trace(const SceneRef *s, float3 o, fl
         return false;
     hit->instance = instance;
 #else
-    if (!walk(s, 0, -1, o, d, reciprocals(d), any, ignore, &t_best, &best, &b1, &b2, stack_index, stack_count, stack_t, 0))
+    if (!walk(s, 0, o, d, reciprocals(d), any, ignore, &t_best, &best, &b1, &b2, stack_index, stack_count, stack_t, 0))
         return false;
 #endif
     hit->t = t_best;
