@@ -260,14 +260,11 @@ class FrameRender:
         if self.picked_up is None:
             return 0, None, None
         done, last_plan, sums, in_flight = self.picked_up
-        if done:
-            film.start_round(last_plan)
-            film.sums[...] = sums
-            from farm.protocol.tiles import mean_of
+        if done:  # the rounds done, as one tile of sums over the whole frame
+            from farm.buckets import Bucket
 
-            whole = mean_of(film.sums, film.counts)
-            film.pixels, film.aov_channels = whole[..., :3].copy(), whole[..., 3:].copy()
-            film.coverage[...] = 1
+            film.start_round(last_plan)
+            film.put(Bucket(0, 0, 0, film.width, film.height), sums)
         return done, last_plan, in_flight
 
     def _go_on(self, job_id: str, plan, film: Film) -> JobRun | None:
