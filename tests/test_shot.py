@@ -218,11 +218,14 @@ def test_a_shot_whose_client_is_killed_is_finished_by_farm_collect(make_farm, ma
         assert "albedo" in OpenEXR.File(str(path)).parts[0].channels, "the shot's options, kept in its record"
 
 
+@pytest.mark.parametrize("round_gone", [False, True])
 def test_a_shot_in_rounds_picked_up_goes_on_from_its_last_round(make_farm, make_document, write_scene, tmp_path,
-                                                                device):
+                                                                device, round_gone):
     """The client of a progressive shot SIGKILLed while frame 0 renders its third round of
     five; `farm collect SHOT` goes on from there (the film of rounds 1-2 kept in the shot's
-    record, round 3 collected where it stands), not from round 1: every frame exact."""
+    record, round 3 collected where it stands), not from round 1: every frame exact. With
+    `round_gone`, the job the record names for frame 0 is gone (as where the client died
+    between forgetting round 2 and starting round 3): round 3 starts anew, still not round 1."""
     farm = make_farm([{"FARM_FAULTS": "stall=1@0"}, {"FARM_FAULTS": "stall=1@0"}], name="shotr")
     shot = animated(make_document(width=32, height=32, spp=16))
     scene_path = write_scene(shot)
@@ -234,13 +237,16 @@ def test_a_shot_in_rounds_picked_up_goes_on_from_its_last_round(make_farm, make_
     shot_id = re.search(r"shot ([0-9a-f]{32}):", announced).group(1)
     client.kill()
     client.communicate(timeout=30)
+    from farm.protocol.jobs import Job
+    from farm.protocol.shots import ShotRecord
+
+    if round_gone:
+        Job.load(farm.redis, ShotRecord(farm.redis, shot_id).jobs()[0]).forget()
     result = commands.run("collect", shot_id, "-o", tmp_path / "shot.####.exr", "--broker", farm.url, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "frame 0: round 1/5" not in result.stderr and "frame 0: round 4/5" in result.stderr, result.stderr
     for number, path in enumerate(shot_files(tmp_path, range(2))):
         assert np.array_equal(read_exr(path), frames.reference(device, shot, time=number / 1.5)), f"frame {number}"
-    from farm.protocol.shots import ShotRecord
-
     assert not farm.redis.exists(ShotRecord(farm.redis, shot_id).rounds_key), "a finished shot keeps no rounds"
 
 

@@ -224,10 +224,12 @@ class ShotRender:
             render.run = run
             loop.start(render, render.collecting(run))
         else:
-            if run is not None:  # a round of several: on from the rounds the record keeps, this one collected
+            if frame.job_id is not None and self.record is not None and self.options.in_rounds:
+                # on from the rounds the record keeps; the round in flight collected where its job
+                # is still there (its client may have died between forgetting a round and starting the next)
                 film = frame.scene.film
                 channels = AOV_CHANNELS if self.options.layers else CHANNELS
-                kept = self.record.rounds(frame.number, film.width, film.height, channels) if self.record else None
+                kept = self.record.rounds(frame.number, film.width, film.height, channels)
                 render.picked_up = (*(kept or (0, None, None)), frame.job_id)
             loop.start(render)
         if self.record is not None and render.run is not None:
