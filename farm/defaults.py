@@ -98,8 +98,18 @@ ASSET_CHUNK = _bytes("FARM_ASSET_CHUNK", 1 << 20, least=1024)
 # Where a worker keeps the files it fetched, and how large that folder may grow before
 # the least recently used are evicted; several workers on one machine may share it.
 CACHE_DIR = _cache_dir()
-# Where `farm manager` writes the images of the jobs handed to it (a folder per job)
+# Where `farm manager` writes the images of the jobs handed to it (a folder per job): a
+# folder on its machine, or an fsspec URL (s3://bucket/prefix) (farm/manager/store.py)
 OUTPUT_DIR = _str("FARM_OUTPUT_DIR", "")
+# `farm manager`'s web UI and API: where it serves them (HOST:PORT; "off": not at all), the
+# URL clients are told where that differs (behind a proxy), and the token every request
+# needs (empty: a random one, kept in Redis for the farm's commands and printed at start)
+MANAGER_ADDRESS = _str("FARM_MANAGER_ADDRESS", "127.0.0.1:8780")
+MANAGER_URL = _str("FARM_MANAGER_URL", "")
+MANAGER_TOKEN = _str("FARM_MANAGER_TOKEN", "")
+# Seconds the leading manager's lease lasts (renewed every third of it): another manager
+# takes over within about this long after the leader dies (farm/manager/lease.py)
+MANAGER_LEASE = _float("FARM_MANAGER_LEASE", 10.0, least=3.0)
 CACHE_SIZE = _bytes("FARM_CACHE_SIZE", 10 << 30, least=0)
 # Packed scenes (BVH built, the kernel's arrays) kept beside the assets, one copy per
 # machine: the newest few, as a machine renders few scenes at once and a packed scene of a

@@ -205,7 +205,8 @@ def lines(redacted) -> list[str]:
     broker URL's password by `redacted` (farm.protocol.broker's)."""
     rows = [f"settings file: {FILE or 'none'}"]
     for name in sorted(KNOWN):
-        if name in VALUES and name not in ("FARM_SECRET", "FARM_SENTINEL_PASSWORD", "FARM_WATCH_TOKEN"):
+        if name in VALUES and name not in ("FARM_SECRET", "FARM_SENTINEL_PASSWORD", "FARM_WATCH_TOKEN",
+                                                 "FARM_MANAGER_TOKEN"):
             shown = VALUES[name]
             shown = redacted(shown) if name == "FARM_BROKER_URL" and shown else shown
         else:  # a secret, or a setting read where it is used

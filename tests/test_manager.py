@@ -28,7 +28,7 @@ def detach(scene_path, output: str, broker: str, *more) -> str:
 def test_detached_jobs_are_rendered_by_the_manager(farm, make_document, write_scene, tmp_path, device):
     out = tmp_path / "out"
     out.mkdir()
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.broker_url)
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.broker_url, "--address", "127.0.0.1:0")
     try:
         still = make_document(width=32, height=24, spp=4)
         shot = animated(make_document(width=32, height=24, spp=4))
@@ -55,12 +55,12 @@ def test_a_manager_killed_mid_shot_and_started_again_finishes_it(make_farm, make
     out.mkdir()
     shot = animated(make_document(width=32, height=32, spp=4))
     shot_id = detach(write_scene(shot), "shot.exr", farm.url, "--frames", "0-3", "--fps", "1", "--bucket-size", "16")
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url)
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
     commands.wait_for(lambda: (out / shot_id / "shot.0000.exr").exists(), 120, "the first frame")
     manager.kill()
     commands.finish(manager, timeout=30)
     assert not (out / shot_id / "shot.0003.exr").exists(), "the kill came too late to test anything"
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url)
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
     try:
         result = commands.run("wait", shot_id, "--broker", farm.url, timeout=300)
         assert result.returncode == 0, result.stderr
@@ -81,12 +81,11 @@ def test_a_managed_shot_cancelled_ends_its_wait(make_farm, make_document, write_
     shot = animated(make_document(width=32, height=32, spp=4))
     running = detach(write_scene(shot), "shot.exr", farm.url, "--frames", "0-30", "--fps", "10")
     queued = detach(write_scene(shot, "again.json"), "again.exr", farm.url, "--frames", "0-1", "--fps", "1")
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url)
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
     try:
-        from farm.client.manager import JOBS
+        from farm.manager.jobs import entry
 
-        commands.wait_for(lambda: b'"running"' in (farm.redis.hget(JOBS, running) or b""), 60,
-                          "the first shot to run")
+        commands.wait_for(lambda: entry(farm.redis, running)["state"] == "running", 60, "the first shot to run")
         for job in (running, queued):
             assert commands.run("cancel", job, "--broker", farm.url).returncode == 0
         for job in (running, queued):

@@ -33,9 +33,13 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=24.0, help="frames per second of --frames (default 24)")
     parser.add_argument("--detach", action="store_true",
                         help="upload the scene, hand the job to the farm's manager (`farm manager`), print its id "
-                             "and exit: the manager renders it into its output folder (FARM_OUTPUT_DIR/<id>/, the "
-                             "-o name); `farm wait ID` blocks until it ends, `farm jobs` lists them")
+                             "and exit: the manager renders it into its output store (FARM_OUTPUT_DIR/<id>/, the "
+                             "-o name); `farm wait ID` blocks until it ends, `farm fetch ID -o DIR` downloads it, "
+                             "`farm jobs` lists them")
     parser.add_argument("--name", help="with --detach: the job's name in `farm jobs` (default: the -o name's stem)")
+    parser.add_argument("--priority", type=int, metavar="0-100",
+                        help="with --detach: the manager starts the frames of the job of highest priority first "
+                             "(default 50; `farm priority JOB N` changes it)")
     parser.add_argument("--shutter", type=shutter, default=(0.0, 0.0), metavar="OPEN,CLOSE",
                         help="motion blur: the shutter is open from OPEN to CLOSE frames around each frame's "
                              "moment, e.g. -0.25,0.25 (at most a frame either side; default closed, 0,0). Moving "

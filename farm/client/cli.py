@@ -19,6 +19,7 @@ from farm.client.arguments import (
     Version, add_broker_option, add_output_options, add_render_options, glued, watch_address,
 )
 from farm.client import submit as submitting
+from farm.manager import commands as manager_commands
 from farm.exceptions import FarmError, Terminated
 
 EXIT_ERROR = 2
@@ -106,69 +107,11 @@ def _farm_main(argv: list[str] | None) -> int:
     settings.set_defaults(program="farm settings", handler=_settings)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
-    manager = commands.add_parser("manager", help="render the jobs handed to the farm (submit --detach), one after "
-                                                  "another, into an output folder; started again, it goes on with "
-                                                  "them where they stood")
-    manager.add_argument("--output-dir", default=defaults.OUTPUT_DIR or None,
-                         help="where the images go, a folder per job (default FARM_OUTPUT_DIR)")
-    add_broker_option(manager)
-    manager.set_defaults(program="farm manager", handler=_manager)
-    jobs = commands.add_parser("jobs", help="list the jobs handed to the manager: id, name, owner, state")
-    add_broker_option(jobs)
-    jobs.set_defaults(program="farm jobs", handler=_jobs)
-    wait = commands.add_parser("wait", help="block until the manager ends a job (exit 0 done, 1 failed or cancelled)")
-    wait.add_argument("job", help="the id submit --detach printed")
-    add_broker_option(wait)
-    wait.set_defaults(program="farm wait", handler=_wait)
+    manager_commands.add(commands, add_broker_option)
     argv = glued(sys.argv[1:] if argv is None else argv)
     _add_tool_commands(commands, argv)
     args = parser.parse_args(argv)
     return _run_guarded(args.program, args.handler, args)
-
-
-def _manager(args) -> int:
-    from farm.client.manager import Manager
-
-    if not args.output_dir:
-        raise FarmError("the manager needs an output folder: --output-dir DIR or FARM_OUTPUT_DIR")
-    if not Path(args.output_dir).is_dir():
-        raise FarmError(f"--output-dir {args.output_dir}: no such folder")
-    redis_client, app = submitting.connect_farm(_broker(args))
-    print(f"farm manager: rendering the farm's detached jobs into {args.output_dir}", file=sys.stderr, flush=True)
-    Manager(redis_client, app, Path(args.output_dir), lambda line: print(f"farm manager: {line}", file=sys.stderr,
-                                                                         flush=True)).run()
-    return 0
-
-
-def _jobs(args) -> int:
-    from farm.client.manager import entries
-
-    redis_client, _ = submitting.connect_farm(_broker(args))
-    found = entries(redis_client)
-    if not found:
-        print("no jobs handed to a manager")
-    for shot_id, entry in found.items():
-        line = f"{shot_id}  {entry.get('name', '')!s:20.20}  {entry.get('owner', '')!s:12.12}  {entry['state']}"
-        print(line + (f": {entry['error']}" if entry.get("error") else ""))
-    return 0
-
-
-def _wait(args) -> int:
-    from farm.client.manager import wait
-
-    redis_client, _ = submitting.connect_farm(_broker(args))
-    entry = wait(redis_client, args.job)
-    if entry["state"] != "done":
-        print(f"farm wait: job {args.job} {entry['state']}: {entry.get('error', '')}", file=sys.stderr)
-        return 1
-    print(f"job {args.job}: done, {len(entry.get('frames', []))} frames")
-    return 0
-
-
-def _broker(args) -> str:
-    if not args.broker:
-        raise FarmError("this needs the farm's broker: --broker URL or FARM_BROKER_URL")
-    return args.broker
 
 
 TOOL_COMMANDS = "farm.commands"  # the entry-point group of commands the tools add (pyproject.toml)
@@ -244,13 +187,11 @@ def _cancel(args) -> int:
     redis_client, app = submitting.connect_farm(args.broker)
     from farm.protocol.shots import ShotRecord
 
-    shot = ShotRecord(redis_client, args.job)
-    if shot.exists():  # a shot: no frame starts any more, the frames rendering stop
-        shot.cancel()
-        stopped = [Job.load(redis_client, job_id) for job_id in shot.jobs().values()]
-        stopped = [job for job in stopped if not job.state]
-        removed = sum(job.cancel(BucketQueue(redis_client, app)) for job in stopped)
-        print(f"shot {args.job} cancelled: {len(stopped)} frame(s) stopped, {removed} queued bucket(s) dropped")
+    if ShotRecord(redis_client, args.job).exists():  # a shot: no frame starts any more, the frames rendering stop
+        from farm.manager.jobs import cancel
+
+        stopped, removed = cancel(redis_client, app, args.job)
+        print(f"shot {args.job} cancelled: {stopped} frame(s) stopped, {removed} queued bucket(s) dropped")
         return 0
     job = Job.load(redis_client, args.job)
     if job.state:

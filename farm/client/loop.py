@@ -26,6 +26,9 @@ class JobLoop:
         self.runs: list = []  # JobRun (farm.client.run), which uses this loop for its own collect()
         self._flows: dict[int, tuple[object, object]] = {}  # id(run) -> (its render, the render's flow)
         self.renders: dict[object, tuple[object, BaseException | None]] = {}  # ended render -> (result, error)
+        # Called before each turn, before taking the events it read and before a run is marked
+        # done: raises to stop the loop dead, nothing more written (a manager that lost its lead)
+        self.guard = lambda: None
 
     def start(self, render, flow=None) -> None:
         """Turn a FrameRender (farm.client.render) in this loop: each run its flow (or
@@ -48,9 +51,11 @@ class JobLoop:
             raise error
         return result
 
-    def interrupt(self, exc: BaseException) -> None:
-        """Throw `exc` into every render's flow (their runs leave the loop)."""
+    def interrupt(self, exc: BaseException, renders=None) -> None:
+        """Throw `exc` into every render's flow, or those of `renders` (their runs leave the loop)."""
         for key, (render, flow) in list(self._flows.items()):
+            if renders is not None and render not in renders:
+                continue
             run = next(run for run in self.runs if id(run) == key)
             self.runs.remove(run)
             del self._flows[key]
@@ -76,6 +81,7 @@ class JobLoop:
         """One turn of every run; the runs that ended in it: None for a run whose every
         bucket is in its film (and its job marked done), else what ended it (JobError,
         JobCancelled, a FarmError of its `check_alive`). An ended run leaves the loop."""
+        self.guard()
         ended: list[tuple[object, Exception | None]] = []
         wait = MAX_WAIT
         for run in list(self.runs):
@@ -88,7 +94,9 @@ class JobLoop:
             if run.complete:
                 self._end(run, None, ended)
         if self.runs:
-            for run, raw in self._events(max(wait, 0.0)):
+            events = self._events(max(wait, 0.0))
+            self.guard()
+            for run, raw in events:
                 try:
                     run.take_events(run.job.events.parse(raw))
                 except Exception as exc:
@@ -100,6 +108,7 @@ class JobLoop:
 
     def _end(self, run, error: Exception | None, ended: list) -> None:
         if error is None:
+            self.guard()
             try:
                 run.finish()
             except Exception as exc:  # the broker went away as the job ended

@@ -77,6 +77,8 @@ class JobRun(Reconciliation):
     unsent: list[int] = field(default_factory=list)
     # The buckets this run renders: all of the job's, or those a round's plan gives samples.
     wanted: list[int] | None = None
+    # Paused by its manager (farm.manager): sends nothing, copies nothing (see `hold`).
+    paused: bool = False
     _notice_times: list[float] = field(default_factory=list)  # seconds into the run of each notice
     _parts: dict[int, tuple] = field(default_factory=dict)  # split bucket -> (sums so far, parts arrived)
     _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
@@ -184,11 +186,29 @@ class JobRun(Reconciliation):
         for index, record in self.records.items():
             record.attempts = max(record.attempts, attempts.get(index, record.attempts))
 
+    def hold(self, paused: bool = True) -> None:
+        """Pause (or go on with) the run: paused, it sends no more buckets, and those still
+        queued are taken back, to be sent first when it goes on; the buckets rendering finish."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused or self.queue is None:
+            return
+        taken = set(self.queue.withdraw(self.job.job_id)) - set(self.records)
+        taken = [index for index in taken if index in self._wanted and index not in self.unsent]
+        if taken:
+            self.unsent[:0] = sorted(taken, key=lambda index: self._sent_at.get(index, 0.0))
+            for index in taken:
+                self._sent_at.pop(index, None)
+                self._waiting_since.pop(index, None)
+            # the job's record still counts them sent: a client that resumes it finds them without
+            # a message and sends them again after LEASE_TIMEOUT (farm.client.reconcile)
+
     def send_more(self) -> int:
         """Send the next batch of buckets if fewer than SEND_WINDOW are sent and unfinished,
         and record in the job how many have gone out (a resumed client sends the rest);
         returns how many were sent."""
-        if not self.unsent:
+        if not self.unsent or self.paused:
             return 0
         batch = self.queue.batch
         window = self._window(batch)

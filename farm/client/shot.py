@@ -113,6 +113,21 @@ MAX_PIXELS_IN_FLIGHT = 8 * 3840 * 2160
 WORKERS_LOOK = 2.0
 
 
+def room_for(active: dict, frame: ShotFrame, workers: int) -> bool:
+    """Whether `frame` starts now beside the frames in flight (`active`: render -> (its
+    frame, paused)): always where none renders; else when those not paused have fewer
+    buckets left than two per worker (one rendering, one queued behind it), and all their
+    films leave room in memory for its."""
+    if not active:
+        return True
+    pixels = sum(f.scene.film.width * f.scene.film.height for f, _ in active.values())
+    if pixels + frame.scene.film.width * frame.scene.film.height > MAX_PIXELS_IN_FLIGHT:
+        return False
+    left = sum(render.run.total - len(render.run.records) for render, (_, paused) in active.items()
+               if not paused and render.run is not None)
+    return left < 2 * workers
+
+
 @dataclass(frozen=True)
 class ShotFrame:
     number: int
@@ -159,48 +174,98 @@ class ShotRender:
         self.options, self.listener, self.check_alive = options, listener or ShotListener(), check_alive
         self.record = record  # the shot's ShotRecord (farm.protocol.shots): which job each frame is
         self.reports: list[dict] = []
+        self.pending, self.active = deque(frames), {}  # frames to start; FrameRender -> its frame, in flight
+        self.written: dict[int, Path] = {}  # frame number -> its file
+        self._began: float | None = None  # perf_counter at the first frame's start
         self._workers, self._looked = 1, -WORKERS_LOOK
 
     def render(self) -> list[Path]:
         """Render every frame, blocking; the files written, in the shot's order. What ends
         the shot early (a failed frame, Ctrl-C) ends every frame in flight, each keeping
         what it rendered as a frame alone does, and is raised."""
-        started = time.perf_counter()
-        loop, pending, active = JobLoop(self.redis), deque(self.frames), {}
-        written: dict[int, Path] = {}
+        loop = JobLoop(self.redis)
         try:
-            while pending or active:
-                while pending and self._room(active, pending[0]):
-                    frame = pending.popleft()
-                    render = FrameRender(self.redis, self.app, frame.scene, self.document, self.assets,
-                                         replace(self.options, report=None), frame.output,
-                                         self.listener.frame(frame), self.check_alive)
-                    active[render] = frame
-                    self._start(loop, render, frame)
+            while not self.finished:
+                while self.next_frame() is not None and self._room(self.active, self.next_frame()):
+                    self.start_next(loop)
                 loop.step()
-                for render in [render for render in active if render in loop.renders]:
-                    frame = active.pop(render)
-                    run, error = loop.renders.pop(render)
-                    if error is not None:
-                        raise error
-                    written[frame.number] = render.written
-                    if self.record is not None and self.options.in_rounds:
-                        with contextlib.suppress(Exception):  # kept only for a pick-up: no reason to fail the frame
-                            self.record.forget_rounds(frame.number)
-                    self.reports.append({"frame": frame.number, "output": str(render.written), **run.report()})
-                    self.listener.frame_written(frame, render.written, len(written), len(self.frames), len(active))
+                self.reap(loop)
         except BaseException as exc:
-            loop.interrupt(exc)
+            self.stop(loop, exc)
             raise
-        finally:
-            if self.options.report and self.reports:
-                with contextlib.suppress(Exception):  # the frames are written; a report is no reason to fail them
-                    write_report(self.shot_report(time.perf_counter() - started), self.options.report)
+        return self.close()
+
+    # -- the shot as steps, for a loop that turns several shots (farm.manager) ---------------
+
+    @property
+    def finished(self) -> bool:
+        return not self.pending and not self.active
+
+    def next_frame(self) -> ShotFrame | None:
+        """The frame that starts next, if any is left to start."""
+        if self._began is None:
+            self._began = time.perf_counter()
+        return self.pending[0] if self.pending else None
+
+    def start_next(self, loop: JobLoop) -> None:
+        """Start the next frame's render in `loop`."""
+        frame = self.pending.popleft()
+        render = FrameRender(self.redis, self.app, frame.scene, self.document, self.assets,
+                             replace(self.options, report=None), frame.output,
+                             self.listener.frame(frame), self.check_alive)
+        self.active[render] = frame
+        self._start(loop, render, frame)
+
+    def reap(self, loop: JobLoop) -> None:
+        """Take this shot's frames that ended in `loop`'s last step: each written one is
+        told; the error of one that failed is raised (`stop` the others then)."""
+        for render in [render for render in self.active if render in loop.renders]:
+            frame = self.active.pop(render)
+            run, error = loop.renders.pop(render)
+            if error is not None:
+                raise error
+            self.written[frame.number] = render.written
+            if self.record is not None and self.options.in_rounds:
+                with contextlib.suppress(Exception):  # kept only for a pick-up: no reason to fail the frame
+                    self.record.forget_rounds(frame.number)
+            self.reports.append({"frame": frame.number, "output": str(render.written), **run.report()})
+            self.listener.frame_written(frame, render.written, len(self.written), len(self.frames), len(self.active))
+
+    def stop(self, loop: JobLoop, exc: BaseException) -> None:
+        """End the frames in flight with `exc` (each keeps what it rendered), and write the
+        report of those written."""
+        loop.interrupt(exc, list(self.active))
+        for render in list(self.active):
+            loop.renders.pop(render, None)
+        self.active.clear()
+        self._write_report()
+
+    def close(self) -> list[Path]:
+        """Every frame is written: the report, the record's end; the files, in the shot's order."""
+        self._write_report()
         if self.record is not None:
             with contextlib.suppress(Exception):
                 self.record.finish()
-        self.listener.shot_done([written[frame.number] for frame in self.frames], time.perf_counter() - started)
-        return [written[frame.number] for frame in self.frames]
+        written = [self.written[frame.number] for frame in self.frames]
+        self.listener.shot_done(written, time.perf_counter() - (self._began or time.perf_counter()))
+        return written
+
+    def _write_report(self) -> None:
+        if self.options.report and self.reports:
+            with contextlib.suppress(Exception):  # the frames are written; a report is no reason to fail them
+                write_report(self.shot_report(time.perf_counter() - (self._began or time.perf_counter())),
+                             self.options.report)
+
+    def progress(self) -> tuple[float, int]:
+        """(frames' worth rendered, buckets left in flight): the frames written, and each
+        frame in flight's share of its buckets in."""
+        share, left = float(len(self.written)), 0
+        for render in self.active:
+            run = render.run
+            if run is not None and run.total:
+                share += len(run.records) / run.total if not self.options.in_rounds else 0.0
+                left += run.total - len(run.records)
+        return share, left
 
     def _start(self, loop: JobLoop, render: FrameRender, frame: ShotFrame) -> None:
         """Start the frame's job, or collect the one it has (a shot picked up by `farm
@@ -242,18 +307,9 @@ class ShotRender:
         return {"frames": rows, "wall_seconds": round(seconds, 6), "frame_count": len(self.frames)}
 
     def _room(self, active: dict, frame: ShotFrame) -> bool:
-        """Whether the next frame starts now: always where none is in flight; else when the
-        frames in flight have fewer buckets left than two per worker (one rendering, one
-        queued behind it), and their films leave room in memory for its."""
-        if not active:
-            return True
-        pixels = sum(f.scene.film.width * f.scene.film.height for f in active.values())
-        if pixels + frame.scene.film.width * frame.scene.film.height > MAX_PIXELS_IN_FLIGHT:
-            return False
-        left = sum(render.run.total - len(render.run.records) for render in active if render.run is not None)
-        return left < 2 * self._live_workers()
+        return room_for({render: (f, False) for render, f in active.items()}, frame, self.live_workers())
 
-    def _live_workers(self) -> int:
+    def live_workers(self) -> int:
         if time.monotonic() - self._looked >= WORKERS_LOOK:
             from farm.protocol import registry
 

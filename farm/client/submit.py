@@ -65,6 +65,8 @@ def submit(args) -> int:
         raise FarmError("--skip-existing leaves out frames of a shot: add --frames")
     if getattr(args, "name", None) is not None and not getattr(args, "detach", False):
         raise FarmError("--name names a job handed to the manager: add --detach")
+    if getattr(args, "priority", None) is not None and not getattr(args, "detach", False):
+        raise FarmError("--priority orders the jobs handed to the manager: add --detach")
     assets = None
     if scene.assets:
         from farm.protocol.assets import FolderAssets
@@ -101,7 +103,7 @@ def submit(args) -> int:
             record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
                                        options.bucket_size, options.order, options.kept())
             if args.detach:
-                return _detach(redis_client, record, scene, assets, output, args.name)
+                return _detach(redis_client, record, scene, assets, output, args)
             if local is None:
                 status_line(args, f"shot {record.shot_id}: {len(frames)} frames (should this command stop, "
                                   f"`farm collect {record.shot_id} -o {args.output}` goes on with them)")
@@ -113,17 +115,18 @@ def submit(args) -> int:
         return 0
 
 
-def _detach(redis_client, record, scene, assets, output: Path, name: str | None = None) -> int:
+def _detach(redis_client, record, scene, assets, output: Path, args) -> int:
     """`submit --detach`: the shot's files uploaded now (its frames start on the manager),
-    the shot handed over, its id printed."""
-    from farm.client.manager import hand_over
+    the shot handed over, its id and its page printed."""
+    from farm.manager.jobs import hand_over, manager_url
     from farm.protocol.assets import RedisAssets
 
     if scene.assets:
         RedisAssets.upload(redis_client, scene.assets, assets, defaults.JOB_TTL)
-    hand_over(redis_client, record.shot_id, output, name)
-    print(f"{record.shot_id}: handed to the farm's manager (`farm wait {record.shot_id}`; its images in the "
-          f"manager's output folder, {record.shot_id}/{output.name})")
+    hand_over(redis_client, record.shot_id, output.name, args.name, args.priority, len(record.meta.frames))
+    page = manager_url(redis_client)
+    print(f"{record.shot_id}: handed to the farm's manager (`farm wait {record.shot_id}`, "
+          f"`farm fetch {record.shot_id} -o DIR`)" + (f"; its page: {page}/jobs/{record.shot_id}" if page else ""))
     return 0
 
 

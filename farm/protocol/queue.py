@@ -180,15 +180,21 @@ class BucketQueue:
     def purge(self, job_id: str) -> int:
         """Remove the job's waiting messages from the queue, and tell Flower each task is
         revoked (not pending for ever); returns how many were removed."""
-        revoked = []
+        return len(self.withdraw(job_id))
+
+    def withdraw(self, job_id: str) -> list[int]:
+        """`purge`, returning the bucket of each message removed (a message a worker takes
+        meanwhile is not removed: it renders)."""
+        revoked, buckets = [], []
         for name in queue_lists():
             for raw in self.redis.lrange(name, 0, -1):
                 found = _job_bucket(raw)
                 if found and found[0] == job_id and self.redis.lrem(name, 0, raw):
                     revoked.append(json.loads(raw)["headers"]["id"])
+                    buckets.append(found[1])
         if revoked:
             self._announce_revoked(revoked)
-        return len(revoked)
+        return buckets
 
     def _announce_revoked(self, task_ids: list[str]) -> None:
         """One message of task-revoked events (task.multi, as the sends' task-sent ones)."""

@@ -83,9 +83,27 @@ def mark_bad(redis, hostname: str, reason: str) -> None:
     redis.set(key_for(hostname, "bad"), reason, ex=defaults.JOB_TTL)
 
 
+def describe(redis, hostname: str, about: dict) -> None:
+    """What a worker renders with (its device, its kernel's identity), for the manager's UI."""
+    redis.set(key_for(hostname, "about"), json.dumps(about), ex=defaults.JOB_TTL)
+
+
+def about(redis, hostnames: list[str]) -> dict[str, dict]:
+    """What each of `hostnames` said it renders with (`describe`), where it said."""
+    found = {}
+    for name, raw in zip(hostnames, redis.mget([key_for(name, "about") for name in hostnames]) if hostnames else []):
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found[name] = {key: str(value.get(key, "")) for key in ("device", "kernel")}
+    return found
+
+
 def workers(redis) -> dict[str, WorkerRecord]:
     """Every live worker by hostname, with its bad reason where it has one."""
-    keys = [k for k in redis.scan_iter(match=key_for("*"), count=500) if not k.endswith(b":bad")]
+    keys = [k for k in redis.scan_iter(match=key_for("*"), count=500) if not k.endswith((b":bad", b":about"))]
     if not keys:
         return {}
     found = {}

@@ -89,6 +89,14 @@ class ShotRecord:
             pipe.expire(self.jobs_key, defaults.FINISHED_TTL)
             pipe.execute()
 
+    def uncancel(self) -> None:
+        """A cancelled shot is queued again (farm retry): frames may start again."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(self.key, "state")
+            pipe.expire(self.key, defaults.JOB_TTL)
+            pipe.expire(self.jobs_key, defaults.JOB_TTL)
+            pipe.execute()
+
     def cancelled(self) -> bool:
         return self.redis.hget(self.key, "state") == b"cancelled"
 

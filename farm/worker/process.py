@@ -299,6 +299,19 @@ def render(task, job_id: str, index: int, copy: bool) -> bool:
     hand_back(reason)
 
 
+def _describe(hostname: str, opened) -> None:
+    """What the worker renders with, for the manager's workers page: its device and the
+    identity of the kernel it built (farm.worker.render.kernel_identity)."""
+    from farm.app import app
+    from farm.worker.render import kernel_identity
+
+    try:
+        registry.describe(client(app.conf.broker_url, patient=False), hostname,
+                          {"device": str(opened), "kernel": kernel_identity(opened)})
+    except Exception as error:
+        log.warning("worker registry not updated: %s", error)
+
+
 def _cannot_work(broker_url: str, hostname: str, exc: FarmError) -> str:
     """Mark the worker bad with the reason, so `farm status` shows it and clients stop
     counting on it; returns the reason."""
@@ -324,6 +337,8 @@ def _open_device_in_child(sender=None, **_):
         opened = devices.current()
         build_program(opened)
         log.info("render worker child %d ready on OpenCL device %s", os.getpid(), opened)
+        if isinstance(sender, str):
+            _describe(sender, opened)
     except FarmError as exc:
         if isinstance(sender, str):
             from farm.app import app

@@ -60,6 +60,19 @@ def kernel_dir() -> str:
         raise KernelBuildError(f"OpenCL sources not found (no farm.kernels package, no {checkout})") from None
 
 
+def kernel_identity(device: Device) -> str:
+    """Which kernel a worker runs: a digest of the OpenCL sources and the options it builds
+    them with on `device`, and the driver (two workers with one identity render the same bits)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = Path(kernel_dir())
+    for path in sorted(folder.glob("*.cl")) + sorted(folder.glob("*.h")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(" ".join(build_options(device)).encode())
+    return f"{digest.hexdigest()[:12]} ({device.platform})"
+
+
 def shared_defines() -> list[str]:
     """The numbers the host and the kernel must agree on, as -D build options: the scene's
     enumerations and limits (farm.scene.layout) and the tile's channels and fixed point

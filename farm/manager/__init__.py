@@ -1,0 +1,1 @@
+"""The farm manager: it owns the jobs handed to it (farm.manager.jobs), leads through a lease (farm.manager.lease), renders them (farm.manager.service) into an output store (farm.manager.store) and serves a web UI (farm.manager.web)."""
