@@ -300,6 +300,8 @@ class FrameRender:
         run.watch(on_bucket=self.listener.bucket, on_notice=self.listener.notice, check_alive=check)
         try:
             yield run
+        except GeneratorExit:  # the flow was dropped, not stopped (its process is exiting: a manager that lost
+            raise              # its lead, or was told to stop): the job is left as it is, for whoever picks it up
         except BaseException as exc:
             self._stopped(run, exc)
             raise
