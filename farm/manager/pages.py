@@ -10,7 +10,7 @@ main{padding:16px}table{border-collapse:collapse;background:#fff;width:100%}
 td,th{border-bottom:1px solid #ddd;padding:6px 8px;text-align:left;vertical-align:middle}
 .bar{width:140px;height:10px;background:#ddd;display:inline-block}.bar div{height:10px;background:#2a7}
 form{display:inline;margin:0}button{margin-right:4px}.bad{color:#b00}.ok{color:#070}
-img.thumb{max-width:96px;max-height:72px;image-rendering:pixelated}.notice{font-family:monospace;white-space:pre-wrap}
+img.thumb{max-width:96px;max-height:72px;image-rendering:pixelated}img.live{width:min(100%,640px);image-rendering:pixelated}.notice{font-family:monospace;white-space:pre-wrap}
 """
 
 TEMPLATES = {
@@ -62,7 +62,7 @@ setInterval(() => refresh().catch(() => {}), 1000);
 &middot; {{ '%.0f' % (100 * job['progress']) }}% &middot; ETA {{ eta(job) }}</p>
 <p>{% include "actions.html" %}</p>
 {% if job['error'] %}<p class="bad">{{ job['error'] }}</p>{% end %}
-{% if live %}<h2>Rendering now</h2><p><img alt="the frame in flight" src="/jobs/{{ job['id'] }}/live.png?t={{ now }}"></p>
+{% if live %}<h2>Rendering now</h2><p><img class="live" alt="the frame in flight" src="/jobs/{{ job['id'] }}/live.png?t={{ now }}"></p>
 <ul>{% for bucket in rendering %}<li>bucket {{ bucket[0] }} on {{ bucket[1] }}</li>{% end %}</ul>{% end %}
 <h2>Files</h2><ul id="files">{% for name, size in files %}<li><a href="/jobs/{{ job['id'] }}/files/{{ url_escape(name) }}">{{ name }}</a> ({{ size }} bytes)</li>{% end %}</ul>
 <h2>Frames written</h2><p>{{ ', '.join(str(n) for n in job['frames_done']) or 'none yet' }}</p>
