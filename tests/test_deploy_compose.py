@@ -33,7 +33,7 @@ from tests.ports import free_port
 from tests.test_deploy import BASE, ROOT, compose, image_command, read_yaml_all
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-SERVICES_OF_THE_IMAGE = ("worker", "flower")  # built from docker/Dockerfile
+SERVICES_OF_THE_IMAGE = ("worker", "flower", "manager")  # built from docker/Dockerfile
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -149,7 +149,7 @@ def docker_compose() -> bool:
 
 @pytest.mark.skipif(not docker_compose(), reason="no Docker Compose here (`docker compose version` fails)")
 def test_docker_compose_accepts_the_file():
-    variables = {"FARM_REDIS_PASSWORD": "p", "FLOWER_BASIC_AUTH": "admin:p", "FARM_SECRET": "s"}
+    variables = {"FARM_REDIS_PASSWORD": "p", "FLOWER_BASIC_AUTH": "admin:p", "FARM_SECRET": "s", "FARM_MANAGER_TOKEN": "t"}
     result = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker" / "compose.yaml"), "config", "--quiet"],
                             env={**os.environ, **variables}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

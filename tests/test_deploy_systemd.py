@@ -157,3 +157,28 @@ def test_the_sandbox_leaves_the_worker_its_gpus_cache_network_and_jit():
                             env={"PATH": "/usr/bin:/bin", **unit_environment("0")})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(cache + "/"), "farm's asset cache, without FARM_CACHE_DIR"
+
+
+MANAGER_UNIT = ROOT / "docker" / "systemd" / "farm-manager.service"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_systemd_analyze_verifies_the_manager_s_unit_and_scores_its_sandbox(tmp_path):
+    """The manager's unit runs `farm manager` (pointed at this environment's farm, which
+    verify checks exists), writes only its state and cache folders, and scores OK."""
+    farm = Path(sys.executable).parent / "farm"
+    if not farm.exists():
+        pytest.skip(f"no farm beside {sys.executable} to stand in for the unit's")
+    text = MANAGER_UNIT.read_text()
+    (tmp_path / MANAGER_UNIT.name).write_text(text.replace("/opt/farm/venv/bin/farm", str(farm)))
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / MANAGER_UNIT.name)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+    assert "ExecStart=/opt/farm/venv/bin/farm manager" in text and "StateDirectory=farm-manager" in text
+    assert "FARM_OUTPUT_DIR=/var/lib/farm-manager" in text
+    if security_review_offline():
+        result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", MANAGER_UNIT.name],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        (score, level) = re.search(r"Overall exposure level for \S+: ([\d.]+) (\w+)", result.stdout).groups()
+        assert float(score) <= EXPOSURE_AT_MOST, f"{score} {level}:\n{result.stdout}"

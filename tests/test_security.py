@@ -166,6 +166,25 @@ def test_workers_flower_and_every_command_run_as_the_readme_acl_user(broker, tmp
         assert re.search(rf"{cancelled}\s+cancelled", result.stdout) and re.search(rf"{detached}\s+done", result.stdout)
         assert "2 worker(s)" in result.stdout
 
+        # the manager and its clients: hand over, lead, render, wait, fetch, pause
+        (tmp_path / "managed").mkdir()
+        manager = commands.start("manager", "--output-dir", tmp_path / "managed", "--address", "127.0.0.1:0", env=env)
+        try:
+            result = commands.run("submit", CORNELL, "-o", "managed.png", *TINY, "--detach", env=env, timeout=60)
+            outputs.append(result.stdout + result.stderr)
+            assert_ran(result)
+            managed = result.stdout.split(":")[0]
+            for command in (("wait", managed), ("fetch", managed, "-o", tmp_path / "fetched"), ("jobs",),
+                            ("priority", managed, "60")):
+                result = commands.run(*command, env=env, timeout=120)
+                outputs.append(result.stdout + result.stderr)
+                assert_ran(result)
+            assert Image.open(tmp_path / "fetched" / "managed.png").size == (32, 32)
+        finally:
+            manager.send_signal(signal.SIGTERM)
+            _, out, err = commands.finish(manager, timeout=30)
+            outputs.append(out + err)
+
         commands.wait_for(lambda: all(name in flower_get(flower_port, "/api/workers?refresh=1", flower_auth)[1]
                                       for name in names), 60, "Flower to see both workers")
         assert flower_get(flower_port, "/api/queues/length", flower_auth)[0] == 200
