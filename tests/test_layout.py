@@ -58,6 +58,12 @@ FARM_COMMANDS = [
     pytest.param(["secret"], WORKER + TOOLS, id="secret"),
     pytest.param(["watch", "JOB"], WORKER + TOOLS, id="watch"),
     pytest.param(["report", "missing.json", "-o", "x.html"], WORKER + TOOLS, id="report"),
+    pytest.param(["manager", "--output-dir", "."], WORKER + TOOLS, id="manager"),
+    pytest.param(["jobs"], WORKER + TOOLS, id="jobs"),
+    pytest.param(["wait", "JOB"], WORKER + TOOLS, id="wait"),
+    pytest.param(["fetch", "JOB", "-o", "out"], WORKER + TOOLS, id="fetch"),
+    pytest.param(["pause", "JOB"], WORKER + TOOLS, id="pause"),
+    pytest.param(["priority", "JOB", "60"], WORKER + TOOLS, id="priority"),
     # `farm devices` lists this machine's OpenCL devices: it loads pyopencl and
     # farm.worker.device by design, so only the tools are ruled out.
     pytest.param(["devices"], TOOLS, id="devices"),
