@@ -115,7 +115,9 @@ def test_the_manager_s_pages_in_a_browser(make_farm, make_document, write_scene,
         _click(browser, big, "cancel")
         clicked = time.monotonic()
         commands.wait_for(lambda: not [lease for lease in _leases(farm.redis, big)], 5, "the workers to be freed")
-        assert time.monotonic() - clicked < 2.0, time.monotonic() - clicked
+        freed = time.monotonic() - clicked
+        assert freed < 2.0, freed
+        print(f"cancel freed the workers {freed:.2f} s after the click")
         result = commands.run("wait", big, "--broker", farm.url, timeout=30)
         assert result.returncode == 1 and "cancelled" in result.stderr, result.stderr
 

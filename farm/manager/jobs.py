@@ -115,6 +115,14 @@ def entries(redis) -> dict[str, dict]:
     return found
 
 
+def forget(redis, job_id: str) -> None:
+    """An ended job leaves the list (the manager forgets those ended HISTORY ago)."""
+    with redis.pipeline() as pipe:
+        pipe.delete(key_for(job_id), f"{key_for(job_id)}:thumbnail")
+        pipe.zrem(JOBS, job_id)
+        pipe.execute()
+
+
 def _checked(job_id: str, raw: dict) -> dict | None:
     try:
         fields = {key.decode(): json.loads(value) for key, value in raw.items()}

@@ -103,8 +103,14 @@ class Manager:
         from farm.protocol.shots import ShotRecord
 
         self._looked = time.monotonic()
+        self.redis.delete(jobs.INBOX)  # only a wake-up: what to do is in the entries, read next
         found = jobs.entries(self.redis)
         for job_id, entry in found.items():
+            ended = entry.get("ended")
+            if entry["state"] in jobs.ENDED and isinstance(ended, (int, float)) and time.time() - ended > jobs.HISTORY:
+                self.lease.check()
+                jobs.forget(self.redis, job_id)
+                continue
             shot = self.shots.get(job_id)
             if shot is None and entry["state"] in ("queued", "running"):
                 self.entries[job_id] = entry
@@ -156,10 +162,11 @@ class Manager:
         order = sorted((job_id for job_id, shot in self.shots.items()
                         if not self.entries[job_id]["paused"] and shot.next_frame() is not None),
                        key=lambda job_id: (-self.entries[job_id]["priority"], self.entries[job_id]["submitted"]))
+        workers = self.shots[order[0]].live_workers() if order else 1  # counted every WORKERS_LOOK seconds
         for job_id in order:
             shot = self.shots[job_id]
             try:
-                while (frame := shot.next_frame()) is not None and room_for(active, frame, shot.live_workers()):
+                while (frame := shot.next_frame()) is not None and room_for(active, frame, workers):
                     if self.entries[job_id]["state"] != "running":
                         self._write(job_id, state="running", started=time.time())
                         self.say(f"job {job_id} ({self.entries[job_id]['name']}): started")
@@ -196,6 +203,10 @@ class Manager:
         self.lease.check()
         with contextlib.suppress(Exception):
             shot.stop(loop, error)
+        folder = self.store.folder(job_id)  # what the frames in flight kept (.partial images) goes to the store too
+        for path in [path for path in folder.iterdir() if path.is_file() and not path.name.startswith(".")]:
+            with contextlib.suppress(FarmError):
+                self.store.publish(job_id, path)
         state = "cancelled" if isinstance(error, JobCancelled) else "failed"
         self._write(job_id, state=state, error=str(error), ended=time.time(),
                     files=sorted(self.store.files(job_id)))
