@@ -61,7 +61,7 @@ def _get(url: str, data: bytes | None = None, headers: dict | None = None) -> in
 def test_the_manager_s_pages_in_a_browser(make_farm, make_document, write_scene, tmp_path, browser):  # noqa: F811
     from farm.protocol import registry
 
-    farm = make_farm([{"FARM_FAULTS": "slow=2"}, {"FARM_FAULTS": "slow=2"}], name="ui")
+    farm = make_farm([{}, {}], name="ui")
     out = tmp_path / "out"
     out.mkdir()
     manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")

@@ -127,6 +127,7 @@ class Lease:
         """Give the lead up (a manager stopping): the other takes over at once."""
         self._stop.set()
         if self.token is not None and not self._lost.is_set():
+            self._lost.set()  # given up: this manager acts no more
             try:
                 self.redis.eval("if string.match(redis.call('GET', KEYS[1]) or '', '^%d+') == ARGV[1] then "
                                 "return redis.call('DEL', KEYS[1]) end return 0", 1, LEADER, self.token)
