@@ -50,7 +50,7 @@ broker_transport_options = {
     "unacked_restore_throttle": 1,
     "socket_timeout": 30,
     # a job's batches carry a priority (farm.protocol.queue.priority_for); ":" keeps the
-    # lists' names readable for KEDA and the ACL (farm, farm:3, farm:6, farm:9)
+    # lists' names readable for KEDA and the ACL (farm, farm:1 ... farm:9)
     "priority_steps": list(defaults.PRIORITY_STEPS),
     "sep": queue.SEP,
     **sentinel_transport_options(),

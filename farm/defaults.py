@@ -166,6 +166,9 @@ FAILURE_BACKOFF = _float("FARM_FAILURE_BACKOFF", 0.5)
 
 # Failed buckets in a row after which a worker calls itself bad and stops taking buckets.
 BAD_WORKER_FAILURES = _int("FARM_BAD_WORKER_FAILURES", 3)
+# Failed buckets of one job after which a worker takes no more of that job's (it still
+# renders the others'): the job's blocklist (farm/protocol/blocklist.py)
+BLOCK_AFTER = _int("FARM_BLOCK_AFTER", 2)
 
 # Stragglers: once nothing of a job is queued, a bucket running longer than this many
 # times the median finished bucket gets a copy on an idle worker; first tile wins. 0: never.
@@ -228,16 +231,19 @@ SEND_WINDOW = _int("FARM_SEND_WINDOW", 4000)
 # LEASE_TIMEOUT, after which the client would check that its message still exists.
 SEND_AHEAD = 2.0
 
-# The Celery queue buckets travel on: on Redis, the lists `farm`, `farm:3`, `farm:6` and
-# `farm:9` (kombu's priority steps, with ":" between), which workers empty in that order.
+# The Celery queue buckets travel on: on Redis, the lists `farm`, `farm:1` ... `farm:9`
+# (kombu's priority steps, with ":" between), which workers empty in that order.
 QUEUE = setting("FARM_QUEUE", "farm", name, "a name of letters, digits, -, _ and .")
-PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_STEPS = tuple(range(10))
 
-# Shortest remaining job first: a batch goes out at the step of how many buckets its job
-# has yet to finish, at most 64, 512 or 4096, or more. A small job submitted behind a
-# huge one is rendered next, in about its own time, and a huge job's last buckets move up
-# as it ends; buckets sent again (lost, rejected, copies) go first.
-PRIORITY_BUCKETS = (64, 512, 4096)
+# A job's priority, 0-100, higher first (`submit --priority`, `farm priority JOB N`), falls in
+# one of five bands of 20 (80-100 first); each band has two of kombu's steps: the buckets
+# of jobs with at most PRIORITY_TAIL left (and every bucket sent again, late already) go
+# first, then the others. So among jobs of one band, the shortest remaining goes first: a
+# small job submitted behind a huge one renders next, in about its own time, and a huge
+# job's last buckets move up as it ends.
+DEFAULT_PRIORITY = 50
+PRIORITY_TAIL = 64
 
 # Prefix of every Redis key farm writes, so a shared Redis stays tidy.
 KEY_PREFIX = setting("FARM_KEY_PREFIX", "farm", name, "a name of letters, digits, -, _ and .")

@@ -64,6 +64,7 @@ FARM_COMMANDS = [
     pytest.param(["fetch", "JOB", "-o", "out"], WORKER + TOOLS, id="fetch"),
     pytest.param(["pause", "JOB"], WORKER + TOOLS, id="pause"),
     pytest.param(["priority", "JOB", "60"], WORKER + TOOLS, id="priority"),
+    pytest.param(["check"], WORKER + TOOLS, id="check"),
     # `farm devices` lists this machine's OpenCL devices: it loads pyopencl and
     # farm.worker.device by design, so only the tools are ruled out.
     pytest.param(["devices"], TOOLS, id="devices"),

@@ -6,6 +6,7 @@ import pytest
 
 from farm.exceptions import AssetError, FarmError
 from farm.protocol.deliveries import BucketView
+from farm.protocol.queue import resend_step
 from farm.protocol.recovery import Action, RetryPolicy
 
 POLICY = RetryPolicy(max_failures=3, bad_worker_failures=2, pass_on_limit=2)
@@ -93,8 +94,10 @@ def test_a_failed_bucket_is_sent_again_after_a_growing_back_off_then_fails_the_j
     recovery = Recovery(queue, RetryPolicy(max_failures=3))
     for failures in (1, 2):
         assert recovery.failed(job, 1, "w1@h", "boom", FarmError("boom")).action is Action.SEND_AGAIN
-        assert queue.sent[-1] == ([1], False, 0, 0.5 * 2 ** (failures - 1))
-    assert [event.kind for event in job.events.next(0)] == [EventKind.ERROR, EventKind.ERROR]
+        assert queue.sent[-1] == ([1], False, resend_step(job.priority), 0.5 * 2 ** (failures - 1))
+    # its second failure on w1 puts w1 on the job's blocklist (FARM_BLOCK_AFTER, 2)
+    assert [event.kind for event in job.events.next(0)] == [EventKind.ERROR, EventKind.BLOCKED, EventKind.ERROR]
+    assert list(job.blocklist.blocked()) == ["w1@h"]
     decision = recovery.failed(job, 1, "w2@h", "boom", FarmError("boom"))
     assert decision.action is Action.GIVE_UP and len(queue.sent) == 2, "nothing sent once the job fails"
     assert queue.purged == job.job_id, "its queued messages go with it"
@@ -110,7 +113,7 @@ def test_every_cause_sends_as_its_rule_says_and_counts_its_statistic(job):
     for cause in (Cause.LOST_LEASE, Cause.VANISHED, Cause.LOST_JOB, Cause.REJECTED_TILE):
         recovery.resend(job, [2, 3], cause)
     recovery.resend(job, [0], Cause.STRAGGLER)
-    assert queue.sent[-1] == ([0], True, RESENDS[Cause.STRAGGLER].priority, 0.0)
+    assert queue.sent[-1] == ([0], True, resend_step(job.priority), 0.0)
     assert all(copy is False and countdown == 0.0 for _, copy, _, countdown in queue.sent[:-1])
     assert job.stats.read() == {"resent": 8, "copies": 1}
 
@@ -122,7 +125,7 @@ def test_a_rejected_tile_counts_as_a_failure_and_a_lost_bucket_too_often_fails_t
     queue = SentLog()
     recovery = Recovery(queue, RetryPolicy(max_failures=2))
     assert recovery.rejected(job, 3, "tile rejected: bad tag", FarmError("bad tag")).action is Action.SEND_AGAIN
-    assert queue.sent == [([3], False, 0, 0.0)] and job.stats.read() == {"resent": 1}
+    assert queue.sent == [([3], False, resend_step(job.priority), 0.0)] and job.stats.read() == {"resent": 1}
     lease = Lease(3, 2, "w1@h", "h", 1, "cpu", 0.0, 0.0)
     job.deliveries.count_crash(3)  # what remove_lost counted
     decision = recovery.lost(job, [lease])
@@ -138,5 +141,5 @@ def test_a_worker_passes_a_bucket_it_failed_to_an_idle_one(job):
     job.deliveries.record_failure(0, "w1@h", "boom")
     seen = job.deliveries.view(0)
     assert recovery.before_render(job, 0, seen, "w1@h", others_idle=lambda: True).action is Action.PASS_ON
-    assert queue.sent == [([0], False, 0, 0.0)] and job.stats.read() == {"passed:0": 1}
+    assert queue.sent == [([0], False, resend_step(job.priority), 0.0)] and job.stats.read() == {"passed:0": 1}
     assert recovery.before_render(job, 0, seen, "w2@h", others_idle=lambda: True).action is Action.RENDER

@@ -37,9 +37,17 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                              "-o name); `farm wait ID` blocks until it ends, `farm fetch ID -o DIR` downloads it, "
                              "`farm jobs` lists them")
     parser.add_argument("--name", help="with --detach: the job's name in `farm jobs` (default: the -o name's stem)")
+    parser.add_argument("--allow-mixed-devices", action="store_true",
+                        help="let workers of other device kinds or build options render one frame: the frame is "
+                             "then exact on each kind's own terms only, not bit-identical to a render on one "
+                             "kind (default: the first worker pins the job to its kernel identity)")
+    parser.add_argument("--max-workers", type=int, metavar="N",
+                        help="at most N workers render the job at once (N of its buckets queued or rendering; "
+                             "default: every worker)")
     parser.add_argument("--priority", type=int, metavar="0-100",
-                        help="with --detach: the manager starts the frames of the job of highest priority first "
-                             "(default 50; `farm priority JOB N` changes it)")
+                        help="the job's priority, higher first (default 50): the workers take the buckets of the "
+                             "highest band first (five bands of 20), and the manager starts its frames first; "
+                             "`farm priority JOB N` changes it while it renders")
     parser.add_argument("--shutter", type=shutter, default=(0.0, 0.0), metavar="OPEN,CLOSE",
                         help="motion blur: the shutter is open from OPEN to CLOSE frames around each frame's "
                              "moment, e.g. -0.25,0.25 (at most a frame either side; default closed, 0,0). Moving "

@@ -105,6 +105,12 @@ def _farm_main(argv: list[str] | None) -> int:
     settings = commands.add_parser("settings", help="list every setting: its value and where it comes from (a "
                                                     "FARM_* variable, the settings file or the default)")
     settings.set_defaults(program="farm settings", handler=_settings)
+    check = commands.add_parser("check", help="list every worker with its renderer identity (farm version, kernel, "
+                                              "device, driver) and, for a job, shot or scene, which would not "
+                                              "render it and why")
+    check.add_argument("target", nargs="?", help="a job or shot id, or a scene file")
+    add_broker_option(check)
+    check.set_defaults(program="farm check", handler=_check)
     devices = commands.add_parser("devices", help="list the OpenCL devices this machine has")
     devices.set_defaults(program="farm devices", handler=_devices)
     manager_commands.add(commands, add_broker_option)
@@ -200,6 +206,16 @@ def _cancel(args) -> int:
     running = sorted({lease.bucket for lease in job.deliveries.leases()})
     print(f"job {job.job_id} cancelled: {removed} queued bucket(s) dropped, "
           f"{len(running)} running bucket(s) stop within about {defaults.PASS_SECONDS:g}s")
+    return 0
+
+
+def _check(args) -> int:
+    from farm.client.check import lines
+
+    if not args.broker:
+        raise FarmError("farm check needs the farm's broker: --broker URL or FARM_BROKER_URL")
+    redis_client, _ = submitting.connect_farm(args.broker)
+    print("\n".join(lines(redis_client, args.target)))
     return 0
 
 

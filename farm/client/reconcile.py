@@ -11,7 +11,7 @@ import time
 
 from farm import defaults
 from farm.exceptions import JobCancelled, JobError, JobVanished
-from farm.protocol import registry
+from farm.protocol import identity, registry
 from farm.protocol.broker import server_time
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.record import JobState
@@ -41,6 +41,7 @@ class Reconciliation:
             raise JobCancelled(f"job {self.job.job_id} was cancelled")
         if state == JobState.FAILED:
             raise JobError(self.job.error or f"job {self.job.job_id} failed")
+        self.follow_priority()
         if time.monotonic() - self._last_keep_alive > 30:
             self.job.keep_alive()
             self._last_keep_alive = time.monotonic()
@@ -135,16 +136,22 @@ class Reconciliation:
                      elapsed, typical)
 
     def _check_healthy(self, workers: dict) -> None:
-        """Fail the job once every live worker has been bad (taking no buckets) for
-        NO_HEALTHY_WORKER_TIMEOUT: nothing can render it, and the reasons say why."""
-        if not workers or any(not w.bad for w in workers.values()):
+        """Fail the job once every live worker has been bad (taking no buckets) or on the
+        job's blocklist for NO_HEALTHY_WORKER_TIMEOUT: nothing can render it, and the
+        reasons say why."""
+        blocked = self.job.blocklist.blocked() if workers else {}
+        about = registry.about(self.job.redis, list(workers)) if workers else {}
+        why = {name: w.bad or (f"blocklisted for this job: {blocked[name]}" if name in blocked else "")
+               or identity.excluded(self.job.kernel, self.job.pin, self.job.mixed, about.get(name, {}).get("kernel", ""))
+               for name, w in workers.items()}
+        if not workers or not all(why.values()):
             self._none_healthy_since = None
             return
         clock = time.monotonic()
         if self._none_healthy_since is None:
             self._none_healthy_since = clock
         elif clock - self._none_healthy_since > defaults.NO_HEALTHY_WORKER_TIMEOUT:
-            reasons = "; ".join(f"{w.hostname}: {w.bad}" for w in sorted(workers.values(), key=lambda w: w.hostname))
+            reasons = "; ".join(f"{name}: {why[name]}" for name in sorted(why))
             raise JobError(f"no worker can render this job: every worker stopped taking buckets ({reasons})")
 
     def _recreate(self, vanished: JobVanished) -> None:

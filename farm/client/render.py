@@ -49,9 +49,16 @@ class RenderOptions:
     split_tail: bool = False
     report: str | None = None  # where to write the job's report (JSON, or .html)
     shutter: tuple[float, float] = (0.0, 0.0)  # seconds around the frame's moment (motion blur; --shutter in frames)
+    priority: int = defaults.DEFAULT_PRIORITY  # 0-100, higher first (farm.protocol.queue.band)
+    max_workers: int | None = None  # at most this many workers render the job at once
+    allow_mixed: bool = False  # workers of any kernel identity of its sources may render it (--allow-mixed-devices)
 
     def check(self) -> None:
         """Refuse what cannot be rendered, in one line naming the option."""
+        if not 0 <= self.priority <= 100:
+            raise FarmError(f"--priority is from 0 to 100 (higher first), got {self.priority}")
+        if self.max_workers is not None and self.max_workers < 1:
+            raise FarmError(f"--max-workers must be at least 1, got {self.max_workers}")
         if self.noise is not None:
             if not 0 < self.noise < 1:
                 raise FarmError(f"--noise is a relative standard error between 0 and 1 (e.g. 0.01), got {self.noise:g}")
@@ -80,13 +87,15 @@ class RenderOptions:
         the size, order, layers and report it keeps or asks for itself."""
         return {"aovs": list(self.aovs), "denoise": self.denoise, "progressive": self.progressive, "noise": self.noise,
                 "min_spp": self.min_spp, "max_spp": self.max_spp, "time_limit": self.time_limit,
-                "split_tail": self.split_tail, "shutter": list(self.shutter)}
+                "split_tail": self.split_tail, "shutter": list(self.shutter), "max_workers": self.max_workers,
+                "allow_mixed": self.allow_mixed}
 
     @classmethod
     def restored(cls, bucket_size: int, order: str, kept: dict) -> RenderOptions:
         """The options `kept` stored, checked as the command line's are (a record in Redis is
         input from outside: a field of the wrong kind is one line)."""
-        known = {"aovs", "denoise", "progressive", "noise", "min_spp", "max_spp", "time_limit", "split_tail", "shutter"}
+        known = {"aovs", "denoise", "progressive", "noise", "min_spp", "max_spp", "time_limit", "split_tail", "shutter",
+                 "max_workers", "allow_mixed"}
         unknown = set(kept) - known
         if unknown:
             raise FarmError(f"a shot's record keeps options this farm does not know: {', '.join(sorted(unknown))}")
@@ -199,7 +208,8 @@ class FrameRender:
         if options.shutter != (0.0, 0.0) and scene.animation is not None:
             scene = dataclasses.replace(scene, shutter=tuple(options.shutter))
         return start_job(self.redis, self.app, scene, self.document, options.bucket_size, options.order,
-                         self.assets, aovs=options.layers, plan=plan, film=film, split=split)
+                         self.assets, aovs=options.layers, plan=plan, film=film, split=split, priority=options.priority,
+                         max_workers=options.max_workers, mixed=options.allow_mixed)
 
     def _rounds(self):
         film = Film(self.scene.film.width, self.scene.film.height, self.options.layers, self.scene.film.spp)

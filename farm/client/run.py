@@ -79,6 +79,10 @@ class JobRun(Reconciliation):
     wanted: list[int] | None = None
     # Paused by its manager (farm.manager): sends nothing, copies nothing (see `hold`).
     paused: bool = False
+    # `submit --max-workers N`: at most N of the job's buckets queued or rendering at once (each
+    # worker holds one), so at most N workers render it; copies of stragglers aside
+    max_workers: int | None = None
+    _sent_priority: int | None = None  # the job's priority its queued buckets were sent at
     _notice_times: list[float] = field(default_factory=list)  # seconds into the run of each notice
     _parts: dict[int, tuple] = field(default_factory=dict)  # split bucket -> (sums so far, parts arrived)
     _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
@@ -192,8 +196,19 @@ class JobRun(Reconciliation):
         if paused == self.paused:
             return
         self.paused = paused
-        if not paused or self.queue is None:
-            return
+        if paused and self.queue is not None:
+            self._take_back()
+
+    def follow_priority(self) -> None:
+        """The job's priority changed (`farm priority`, read by `reconcile`): its buckets
+        still queued are taken back and sent again at the new one, first."""
+        if self._sent_priority is not None and self.job.priority != self._sent_priority and self.queue is not None:
+            self._take_back()
+            self._sent_priority = self.job.priority
+
+    def _take_back(self) -> None:
+        """The run's buckets still queued (not yet taken by a worker) back to the front of
+        its unsent ones."""
         taken = set(self.queue.withdraw(self.job.job_id)) - set(self.records)
         taken = [index for index in taken if index in self._wanted and index not in self.unsent]
         if taken:
@@ -216,7 +231,8 @@ class JobRun(Reconciliation):
         if room < min(max(1, window // 4), len(self.unsent)):  # a quarter of the window at least: few round trips
             return 0
         chunk = self.unsent[: min(room, batch)]
-        self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records)))
+        self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records), self.job.priority))
+        self._sent_priority = self.job.priority
         self._sent_at.update(dict.fromkeys(chunk, time.perf_counter()))
         del self.unsent[: len(chunk)]
         self.job.record.record_sent(self.total - len(self.unsent))
@@ -234,7 +250,8 @@ class JobRun(Reconciliation):
         first_time, first_count = self._arrivals[0]
         rate = (len(self.records) - first_count) / (clock - first_time) if clock > first_time else 0.0
         floor = max(batch, 4 * self._workers_seen)
-        return min(defaults.SEND_WINDOW, max(floor, int(rate * defaults.SEND_AHEAD)))
+        window = min(defaults.SEND_WINDOW, max(floor, int(rate * defaults.SEND_AHEAD)))
+        return window if self.max_workers is None else min(window, self.max_workers)
 
     def _notice(self, message: str) -> None:
         self.notices.append(message)
@@ -259,6 +276,8 @@ class JobRun(Reconciliation):
             self._notice(event.error or f"bucket {event.bucket} lost on {event.worker}")
         elif event.kind == EventKind.BAD_WORKER:
             self._notice(f"worker {event.worker} stopped taking buckets: {event.error}")
+        elif event.kind == EventKind.BLOCKED:
+            self._notice(f"worker {event.worker} takes no more of this job's buckets (blocklisted): {event.error}")
 
     def _take(self, indexes: list[int]) -> None:
         """Put the stored tiles of `indexes` into the film (read in one round trip), those

@@ -208,10 +208,13 @@ class ShotRender:
         return self.pending[0] if self.pending else None
 
     def start_next(self, loop: JobLoop) -> None:
-        """Start the next frame's render in `loop`."""
+        """Start the next frame's render in `loop`, at the shot's priority now."""
         frame = self.pending.popleft()
-        render = FrameRender(self.redis, self.app, frame.scene, self.document, self.assets,
-                             replace(self.options, report=None), frame.output,
+        options = replace(self.options, report=None)
+        if self.record is not None:
+            with contextlib.suppress(Exception):  # the broker away: the priority it had
+                options = replace(options, priority=self.record.priority())
+        render = FrameRender(self.redis, self.app, frame.scene, self.document, self.assets, options, frame.output,
                              self.listener.frame(frame), self.check_alive)
         self.active[render] = frame
         self._start(loop, render, frame)

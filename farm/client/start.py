@@ -55,7 +55,8 @@ def film_of(job: Job, film: Film | None = None) -> tuple[Film, list[int]]:
 def start_job(
     redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
     null: float | None = None, aovs: tuple[str, ...] = (), plan: Plan | None = None, film: Film | None = None,
-    split: tuple[int, int] = (0, 0),
+    split: tuple[int, int] = (0, 0), priority: int = defaults.DEFAULT_PRIORITY, max_workers: int | None = None,
+    mixed: bool = False,
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect. `null` (seconds per bucket) makes a job of
@@ -63,7 +64,9 @@ def start_job(
     rendered beside the beauty pass; `plan`: one round of a progressive or noise-target
     render, whose tiles are sums added to `film`'s (the rounds' film), and only the buckets
     the plan gives samples are sent; `split`: (tail, parts), the frame's last `tail` buckets
-    sent as `parts` parts each (JobMeta.tail)."""
+    sent as `parts` parts each (JobMeta.tail); `priority`: 0-100, higher first; `max_workers`:
+    at most that many of its buckets queued or rendering at once; `mixed`: workers of any kernel
+    identity of this install's sources may render it (farm.protocol.identity)."""
     meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, plan, split)
     uploaded = Transfer()
     if scene.assets:
@@ -72,12 +75,14 @@ def start_job(
         uploaded = RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
         log.info("assets: %d files (%d bytes) uploaded, %d already in Redis", uploaded.files, uploaded.bytes,
                  uploaded.reused)
-    job = Job.create(redis, meta, document, plan)
+    from farm.protocol.identity import sources_digest
+
+    job = Job.create(redis, meta, document, plan, priority, sources_digest(), mixed)
 
     def recreate() -> None:
         if scene.assets:
             RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
-        Job.create(redis, meta, document, plan)
+        Job.create(redis, meta, document, plan, job.priority, job.kernel, mixed)
 
     if film is None:
         film = Film(scene.film.width, scene.film.height, meta.aovs, meta.spp)
@@ -85,7 +90,7 @@ def start_job(
         film.start_round(plan)
     wanted = [index for index in job.units.in_order() if plan is None or plan.has_work(job.bucket(index))]
     run = JobRun(job, film, BucketQueue(redis, app), uploaded=uploaded, recreate=recreate,
-                 unsent=list(wanted), wanted=wanted)
+                 unsent=list(wanted), wanted=wanted, max_workers=max_workers)
     try:
         sent = run.send_more()  # the first window; collect() sends the rest as tiles come in
     except BaseException as exc:  # no client will look after this job: say so in `farm status`

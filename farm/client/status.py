@@ -62,7 +62,7 @@ def job_lines(redis_client) -> list[str]:
             jobs.append(Job.load(redis_client, job_id))
         except MalformedJob as exc:  # listed all the same, with what is wrong (its state, if it ended)
             with contextlib.suppress(FarmError):
-                state, error = JobRecord(redis_client, job_id).state()
+                state, error, *_ = JobRecord(redis_client, job_id).state()
                 malformed.append(f"{job_id}  {state or 'rendering':9}  {error or exc}")
         except FarmError:  # gone between the scan and the read
             continue
@@ -72,9 +72,12 @@ def job_lines(redis_client) -> list[str]:
         running = len({lease.bucket for lease in job.deliveries.leases() if lease.until >= now})
         state = job.state or ("rendering" if done < total else "complete")
         note = f"  {job.error}" if job.error else ""
+        blocked = job.blocklist.blocked()
+        if blocked:
+            note += "  blocklisted: " + "; ".join(f"{worker} ({why})" for worker, why in sorted(blocked.items()))
         unattended = job.record.unattended()  # its client refreshes it each 30 s
         if not job.state and unattended > 90:
-            note = f"  no client for {unattended // 60:.0f} min: `farm collect {job.job_id} -o OUT` picks it up"
+            note += f"  no client for {unattended // 60:.0f} min: `farm collect {job.job_id} -o OUT` picks it up"
         meta = job.meta
         lines.append(f"{job.job_id}  {state:9}  {done}/{total} buckets ({100 * done / total:.0f}%), {running} running  "
                      f"{meta.width}x{meta.height} {meta.spp} spp  created "

@@ -65,8 +65,6 @@ def submit(args) -> int:
         raise FarmError("--skip-existing leaves out frames of a shot: add --frames")
     if getattr(args, "name", None) is not None and not getattr(args, "detach", False):
         raise FarmError("--name names a job handed to the manager: add --detach")
-    if getattr(args, "priority", None) is not None and not getattr(args, "detach", False):
-        raise FarmError("--priority orders the jobs handed to the manager: add --detach")
     assets = None
     if scene.assets:
         from farm.protocol.assets import FolderAssets
@@ -101,7 +99,7 @@ def submit(args) -> int:
                 options = replace(options, bucket_size=args.bucket_size)
 
             record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
-                                       options.bucket_size, options.order, options.kept())
+                                       options.bucket_size, options.order, options.kept(), options.priority)
             if args.detach:
                 return _detach(redis_client, record, scene, assets, output, args)
             if local is None:
@@ -138,6 +136,8 @@ def render_options(args):
         aovs=tuple(args.aov), denoise=args.denoise, progressive=args.progressive, noise=args.noise,
         min_spp=args.min_spp, max_spp=args.max_spp, time_limit=args.time_limit, split_tail=args.split_tail,
         report=args.report, shutter=shutter_seconds(args),
+        priority=defaults.DEFAULT_PRIORITY if getattr(args, "priority", None) is None else args.priority,
+        max_workers=getattr(args, "max_workers", None), allow_mixed=getattr(args, "allow_mixed_devices", False),
     )
 
 

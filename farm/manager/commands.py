@@ -71,9 +71,10 @@ def add(commands, add_broker_option) -> None:
         command.add_argument("job", help="the id submit --detach printed")
         add_broker_option(command)
         command.set_defaults(program=f"farm {name}", handler=_act, action=name)
-    priority = commands.add_parser("priority", help="change a managed job's priority (0-100, higher first)")
-    priority.add_argument("job", help="the id submit --detach printed")
-    priority.add_argument("priority", help="0 to 100: the manager starts the frames of the highest first")
+    priority = commands.add_parser("priority", help="change a job's priority while it renders (0-100, higher first): "
+                                                    "a managed job, a shot or a frame's job")
+    priority.add_argument("job", help="the job's or shot's id (farm jobs, farm status)")
+    priority.add_argument("priority", help="0 to 100: the workers take the buckets of the highest band first")
     add_broker_option(priority)
     priority.set_defaults(program="farm priority", handler=_act, action="priority")
 

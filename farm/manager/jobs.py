@@ -175,9 +175,22 @@ def pause(redis, job_id: str, paused: bool = True) -> None:
 
 
 def set_priority(redis, job_id: str, priority) -> None:
-    """Higher first: the manager starts the frames of the job with the highest priority while
-    the farm has room, then the next's."""
-    _must(redis, job_id, {"priority": check_priority(priority)})
+    """Higher first, for a job handed to the manager, a shot or one frame's job: the
+    workers take the buckets of the highest band first (its clients send the buckets
+    still queued again at the new priority within a second), and the manager starts the
+    frames of the highest first."""
+    from farm.protocol.record import JobRecord
+    from farm.protocol.shots import ShotRecord
+
+    priority = check_priority(priority)
+    managed = bool(redis.exists(key_for(job_id)))
+    if managed:
+        _must(redis, job_id, {"priority": priority})
+    shot = ShotRecord(redis, job_id)
+    if shot.exists():
+        shot.set_priority(priority)
+    elif not JobRecord(redis, job_id).set_priority(priority) and not managed:
+        raise FarmError(f"no job or shot {job_id} on the farm (see farm status, farm jobs)")
 
 
 def retry(redis, job_id: str) -> None:

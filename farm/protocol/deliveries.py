@@ -54,12 +54,22 @@ if size < 1 or bucket >= math.ceil((tonumber(fields['width']) or 0) / size)
                              * math.ceil((tonumber(fields['height']) or 0) / size)
                            + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0) then return {0} end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {0} end
+if redis.call('HEXISTS', KEYS[7], 'why:' .. cjson.decode(ARGV[4])['worker']) == 1 then return {0} end
+local mine = ARGV[5] or ''
+if mine ~= '' then
+  if (fields['kernel'] or '') ~= '' and fields['kernel'] ~= string.match(mine, '^[^.]*') then return {0} end
+  if (fields['mixed'] or '') == '' and (fields['pin'] or '') ~= '' and fields['pin'] ~= mine then return {0} end
+end
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then return {0} end
 local prefix = ARGV[1] .. '.'
 for _, name in ipairs(redis.call('HKEYS', KEYS[3])) do
   if string.sub(name, 1, #prefix) == prefix then return {0} end
 end
-""" + _START_DELIVERY + "return {1, job, attempt, time[1], time[2]}"
+""" + _START_DELIVERY + """
+if mine ~= '' and (fields['mixed'] or '') == '' and (fields['pin'] or '') == '' then
+  redis.call('HSET', KEYS[1], 'pin', mine)
+end
+return {1, job, attempt, time[1], time[2]}"""
 
 PARTS = ("leases", "attempts", "crashes", "failures", "errors")
 
@@ -99,7 +109,7 @@ class Deliveries:
     def _script_keys(self) -> list[str]:
         """The KEYS of _BEGIN and _TAKE."""
         return [JobRecord.key_for(self.job_id), self.tiles_key, self.leases_key, self.crashes_key,
-                self.failures_key, self.attempts_key]
+                self.failures_key, self.attempts_key, JobRecord.part_key(self.job_id, "blocked")]
 
     def read_bucket(self, pipe, index: int) -> None:
         """Queue the reads of a BucketView on `pipe`, in `BucketView.from_replies` order."""
@@ -117,11 +127,13 @@ class Deliveries:
             self.read_bucket(pipe, index)
             return BucketView.from_replies(*pipe.execute())
 
-    def take(self, draft: Lease, also=None) -> tuple[dict, Lease] | None:
-        """Look at bucket `draft.bucket` and, if it is plainly fresh (see _TAKE), start it
-        under a lease made from `draft`, in one round trip: the job's raw record and the
-        lease; None when it needs the long way. `also(pipe)` adds commands to the round trip."""
-        reply = self._run(_TAKE, draft, also)
+    def take(self, draft: Lease, also=None, kernel: str = "") -> tuple[dict, Lease] | None:
+        """Look at bucket `draft.bucket` and, if it is plainly fresh (see _TAKE) and this
+        worker's kernel identity `kernel` may render the job (farm.protocol.identity; the
+        first pins the job to it), start it under a lease made from `draft`, in one round
+        trip: the job's raw record and the lease; None when it needs the long way.
+        `also(pipe)` adds commands to the round trip."""
+        reply = self._run(_TAKE, draft, also, kernel)
         if reply[0] != 1:
             return None
         _, flat, *started = reply
@@ -133,12 +145,12 @@ class Deliveries:
         to it."""
         return _leased(draft, *self._run(_BEGIN, draft, also))
 
-    def _run(self, script: str, draft: Lease, also) -> list:
+    def _run(self, script: str, draft: Lease, also, kernel: str = "") -> list:
         """One of the delivery scripts on `draft`'s bucket, with `also(pipe)`'s commands after it."""
         keys = self._script_keys()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.eval(script, len(keys), *keys, str(draft.bucket), defaults.JOB_TTL, defaults.LEASE_TIMEOUT,
-                      draft.to_json())
+                      draft.to_json(), kernel)
             if also is not None:
                 also(pipe)
             return pipe.execute()[0]

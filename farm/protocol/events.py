@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     FATAL = "fatal"  # the job failed
     LOST = "lost"  # a delivery's render process died; the bucket renders again
     BAD_WORKER = "bad-worker"  # a worker stopped taking buckets
+    BLOCKED = "blocked"  # a worker takes no more of this job's buckets (the job's blocklist)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ from farm.protocol.events import EventKind, EventLog, TileEvent
 from farm.protocol.leases import Lease
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
-from farm.protocol.record import JobRecord, JobState
+from farm.protocol.blocklist import Blocklist
+from farm.protocol.record import JobRecord, JobState, priority_of
 from farm.protocol.scenes import PlanStore, SceneStore
 from farm.protocol.stats import JobStats
 from farm.protocol.tiles import TileHeader, decode_tile
@@ -48,11 +49,15 @@ __all__ = ["BucketView", "Job", "JobState"]
 class Job:
     """A job's data in Redis, as seen from either side (client or worker)."""
 
-    def __init__(self, redis, meta: JobMeta, state: str = "", error: str = ""):
+    def __init__(self, redis, meta: JobMeta, state: str = "", error: str = "", priority: int = defaults.DEFAULT_PRIORITY):
         self.redis = redis
         self.meta = meta
         self.state = state  # as last read: one of JobState (RUNNING is "")
         self.error = error  # why the job failed
+        self.priority = priority  # as last read: 0-100, higher first (farm.protocol.queue.band)
+        self.kernel = ""  # the digest of the kernel sources it was submitted for (farm.protocol.identity)
+        self.pin = ""  # the kernel identity of the first worker that took one of its buckets
+        self.mixed = False  # any kernel identity of its sources may render it (--allow-mixed-devices)
         job_id = meta.job_id
         self.record = JobRecord(redis, job_id)
         self.stats = JobStats(redis, job_id)
@@ -61,6 +66,7 @@ class Job:
         self.events = EventLog(redis, job_id)
         self.plans = PlanStore(redis, job_id)
         self.units = Units(meta)
+        self.blocklist = Blocklist(redis, job_id)
 
     @property
     def job_id(self) -> str:
@@ -123,16 +129,19 @@ class Job:
         return meta
 
     @classmethod
-    def create(cls, redis, meta: JobMeta, document: dict, plan: Plan | None = None) -> Job:
+    def create(cls, redis, meta: JobMeta, document: dict, plan: Plan | None = None,
+               priority: int = defaults.DEFAULT_PRIORITY, kernel: str = "", mixed: bool = False) -> Job:
         """Store the scene (once per digest), the job's sample plan where it has one
-        (JobMeta.cell), and its description; enqueue nothing yet."""
+        (JobMeta.cell), and its description; enqueue nothing yet (`kernel`, `mixed`: see
+        JobRecord.write)."""
         text = SceneStore.encode(document)
-        job = cls(redis, meta)
+        job = cls(redis, meta, priority=priority)
+        job.kernel, job.mixed = kernel, mixed
         with redis.pipeline() as pipe:
             SceneStore(redis).put(pipe, meta.digest, text)
             if meta.cell:
                 job.plans.put(pipe, plan)
-            job.record.write(pipe, meta)
+            job.record.write(pipe, meta, priority, kernel, mixed)
             pipe.execute()
         return job
 
@@ -144,7 +153,11 @@ class Job:
     def _from_record(cls, redis, job_id: str, raw: dict[bytes, bytes]) -> Job:
         """The job whose record reads `raw`; JobVanished if there is none."""
         meta, state, error = JobRecord.parse(job_id, raw)
-        return cls(redis, meta, state, error)
+        job = cls(redis, meta, state, error, priority_of(raw.get(b"priority")))
+        job.kernel, job.pin = (raw.get(b"kernel") or b"").decode(errors="replace"), \
+            (raw.get(b"pin") or b"").decode(errors="replace")
+        job.mixed = bool(raw.get(b"mixed"))
+        return job
 
     def keys(self) -> list[str]:
         """Every key of the job (not its scene's, which jobs share)."""
@@ -153,12 +166,13 @@ class Job:
     @staticmethod
     def keys_of(job_id: str) -> list[str]:
         return [JobRecord.key_for(job_id), TileStore.key_for(job_id), EventLog.key_for(job_id),
-                JobStats.key_for(job_id), *Deliveries.keys_for(job_id), PlanStore.key_for(job_id)]
+                JobStats.key_for(job_id), *Deliveries.keys_for(job_id), PlanStore.key_for(job_id),
+                Blocklist.key_for(job_id)]
 
     def refresh(self) -> str:
         """Read the job's state again (it may have been cancelled or failed elsewhere);
         JobVanished if its record is gone."""
-        self.state, self.error = self.record.state()
+        self.state, self.error, self.priority, self.pin = self.record.state()
         return self.state
 
     def finish(self, state: str, error: str = "") -> None:
@@ -248,11 +262,11 @@ class Job:
         return cls._from_record(redis, job_id, raw), BucketView.from_replies(*bucket)
 
     @classmethod
-    def take(cls, redis, job_id: str, draft: Lease, also=None) -> tuple[Job, Lease] | None:
+    def take(cls, redis, job_id: str, draft: Lease, also=None, kernel: str = "") -> tuple[Job, Lease] | None:
         """Look at bucket `draft.bucket` and, if it is plainly fresh, start it under a lease
         made from `draft`, in one round trip (Deliveries.take); None when it needs the long way."""
         deliveries = Deliveries(redis, job_id, TileStore.key_for(job_id))
-        taken = deliveries.take(draft, also)
+        taken = deliveries.take(draft, also, kernel)
         if taken is None:
             return None
         raw, lease = taken

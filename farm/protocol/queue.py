@@ -52,13 +52,21 @@ def queue_lists() -> list[str]:
     return [defaults.QUEUE] + [f"{defaults.QUEUE}{SEP}{step}" for step in defaults.PRIORITY_STEPS[1:]]
 
 
-def priority_for(remaining: int) -> int:
-    """The priority of a batch of a job with `remaining` buckets unfinished: shortest
-    remaining first, in kombu's steps (0 goes first)."""
-    for step, most in zip(defaults.PRIORITY_STEPS, defaults.PRIORITY_BUCKETS):
-        if remaining <= most:
-            return step
-    return defaults.PRIORITY_STEPS[-1]
+def band(priority: int) -> int:
+    """The band (0 first, 4 last) of a job's priority 0-100 (defaults.DEFAULT_PRIORITY)."""
+    return 4 - min(4, max(0, int(priority)) // 20)
+
+
+def priority_for(remaining: int, priority: int = defaults.DEFAULT_PRIORITY) -> int:
+    """kombu's priority step (0 goes first) of a batch of a job of `priority` with
+    `remaining` buckets unfinished: its band's first step for a job's last PRIORITY_TAIL
+    buckets, its second for the others."""
+    return 2 * band(priority) + (0 if remaining <= defaults.PRIORITY_TAIL else 1)
+
+
+def resend_step(priority: int = defaults.DEFAULT_PRIORITY) -> int:
+    """The step of a bucket sent again: its job's band, first (it is late already)."""
+    return 2 * band(priority)
 
 
 def task_id(job_id: str, bucket_index: int) -> str:

@@ -28,6 +28,15 @@ return 1
 """
 
 
+def priority_of(raw) -> int:
+    """A job's priority as its record gives it (bytes, or None for a job of before
+    priorities): 0-100, the default where it is missing or not a number."""
+    try:
+        return min(100, max(0, int(raw)))
+    except (TypeError, ValueError):
+        return defaults.DEFAULT_PRIORITY
+
+
 def ids_of(redis, key_for):
     """The ids whose record `key_for(id)` is in Redis: the keys beside a record (its
     parts, `<record>:<part>`) are not records."""
@@ -76,17 +85,31 @@ class JobRecord:
                               f"Redis restart)")
         return JobMeta.from_redis(raw), _text(raw.get(b"state")), _text(raw.get(b"error"))
 
-    def write(self, pipe, meta: JobMeta) -> None:
-        """Queue on `pipe` the new record of `meta`, living JOB_TTL."""
-        pipe.hset(self.key, mapping=meta.to_redis())
+    def write(self, pipe, meta: JobMeta, priority: int = defaults.DEFAULT_PRIORITY, kernel: str = "",
+              mixed: bool = False) -> None:
+        """Queue on `pipe` the new record of `meta` at `priority`, for workers whose kernel
+        sources have the digest `kernel` (farm.protocol.identity; "": any), of one kernel
+        identity unless `mixed`, living JOB_TTL."""
+        pipe.hset(self.key, mapping={**meta.to_redis(), "priority": str(int(priority)), "kernel": kernel,
+                                     "mixed": "1" if mixed else ""})
         pipe.expire(self.key, defaults.JOB_TTL)
 
-    def state(self) -> tuple[str, str]:
-        """The job's (state, error) now; JobVanished if its record is gone."""
-        job_id, state, error = self.redis.hmget(self.key, "job_id", "state", "error")
+    def state(self) -> tuple[str, str, int, str]:
+        """The job's (state, error, priority, pin) now; JobVanished if its record is gone."""
+        job_id, state, error, priority, pin = self.redis.hmget(self.key, "job_id", "state", "error", "priority", "pin")
         if job_id is None:
             raise JobVanished(f"job {self.job_id} vanished from Redis (expired, deleted, or lost with a restart)")
-        return _text(state), _text(error)
+        return _text(state), _text(error), priority_of(priority), _text(pin)
+
+    def pin(self, kernel: str) -> str:
+        """Pin the job to kernel identity `kernel` unless it is pinned already; the pin."""
+        self.redis.hsetnx(self.key, "pin", kernel)
+        return _text(self.redis.hget(self.key, "pin"))
+
+    def set_priority(self, priority: int) -> bool:
+        """`farm priority JOB N`: the job's client sends its waiting buckets again at it;
+        False where there is no such job."""
+        return bool(self.redis.eval(_SET_IF_EXISTS, 1, self.key, "priority", int(priority)))
 
     def read_state(self, pipe) -> None:
         """Queue on `pipe` the read of (state, error) as raw bytes; `decode_state` reads the reply."""

@@ -8,7 +8,7 @@ The worker and the client only report what they saw (a delivery that raised, a l
 that lapsed, a tile that does not decode, a message that is nowhere, a bucket running
 far longer than the others, a job whose record vanished); `Recovery` asks the retry
 policy, then carries the decision out: the bucket is sent again with its cause's
-priority and back-off, or the job fails with the reason. `RESENDS` is the whole table.
+back-off (at its job's priority), or the job fails with the reason. `RESENDS` is the whole table.
 
 Cf. dramatiq's middleware/retries.py: one place decides retry, back-off and giving up.
 """
@@ -26,6 +26,7 @@ from farm.exceptions import JobDataError
 from farm.protocol.deliveries import BucketView
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import Job
+from farm.protocol.queue import resend_step
 
 
 class Cause(StrEnum):
@@ -38,26 +39,31 @@ class Cause(StrEnum):
     VANISHED = "vanished message"  # neither a message nor a lease for LEASE_TIMEOUT (deleted, lost with Redis)
     STRAGGLER = "straggler copy"  # running far longer than the median bucket: a copy, first tile wins
     LOST_JOB = "lost job"  # the job's record vanished and its client created it again
+    BLOCKED = "blocked"  # a worker the job blocklists got it: it goes to another (after a pause)
+    MISMATCH = "kernel mismatch"  # a worker of another kernel identity got it (farm.protocol.identity)
 
 
 @dataclass(frozen=True)
 class Resend:
     """How a cause's buckets are sent again."""
 
-    priority: int  # kombu's priority step (0 is served first): every resend is late already
     backoff: bool  # delayed FAILURE_BACKOFF, doubling with the bucket's failures
     stat: str | None  # the job's statistic it counts (JobStats), for the report; None: counted elsewhere
     copy: bool = False  # a second delivery of a bucket still rendering
+    delay: float = 0.0  # seconds before a worker may start it (besides a back-off)
 
 
 RESENDS = {
-    Cause.FAILED: Resend(priority=0, backoff=True, stat=None),  # counted in the failures hash
-    Cause.PASSED_ON: Resend(priority=0, backoff=False, stat=None),  # counted as passed:<bucket>
-    Cause.LOST_LEASE: Resend(priority=0, backoff=False, stat="resent"),  # and in the crashes hash
-    Cause.REJECTED_TILE: Resend(priority=0, backoff=False, stat="resent"),  # another worker makes it
-    Cause.VANISHED: Resend(priority=0, backoff=False, stat="resent"),
-    Cause.STRAGGLER: Resend(priority=0, backoff=False, stat="copies", copy=True),
-    Cause.LOST_JOB: Resend(priority=0, backoff=False, stat="resent"),
+    Cause.FAILED: Resend(backoff=True, stat=None),  # counted in the failures hash
+    Cause.PASSED_ON: Resend(backoff=False, stat=None),  # counted as passed:<bucket>
+    Cause.LOST_LEASE: Resend(backoff=False, stat="resent"),  # and in the crashes hash
+    Cause.REJECTED_TILE: Resend(backoff=False, stat="resent"),  # another worker makes it
+    Cause.VANISHED: Resend(backoff=False, stat="resent"),
+    Cause.STRAGGLER: Resend(backoff=False, stat="copies", copy=True),
+    Cause.LOST_JOB: Resend(backoff=False, stat="resent"),
+    # a pause, so that a blocklisted worker that is the only one idle does not take it back at once
+    Cause.BLOCKED: Resend(backoff=False, stat=None, delay=1.0),
+    Cause.MISMATCH: Resend(backoff=False, stat=None, delay=1.0),
 }
 
 
@@ -147,8 +153,9 @@ class Recovery:
         """Send `indexes` again for `cause`, as RESENDS says (`failures`: of the bucket so
         far, for the back-off)."""
         rule = RESENDS[cause]
-        delay = self.policy.backoff(failures) if rule.backoff else 0.0
-        self.queue.send(job.job_id, indexes, copy=rule.copy, priority=rule.priority, countdown=delay)
+        delay = (self.policy.backoff(failures) if rule.backoff else 0.0) + rule.delay
+        # at its job's priority, first in its band: every resend is late already
+        self.queue.send(job.job_id, indexes, copy=rule.copy, priority=resend_step(job.priority), countdown=delay)
         if rule.stat:
             job.stats.count(rule.stat, len(indexes))
 
@@ -184,6 +191,9 @@ class Recovery:
         """A delivery of bucket `index` raised `error` on `worker`: count it; send the bucket
         again (after its back-off) and tell the client, or fail the job."""
         failures = job.deliveries.record_failure(index, worker, reason)
+        if not isinstance(error, JobDataError) and job.blocklist.failed(worker, reason):
+            job.events.push(TileEvent(index, worker, EventKind.BLOCKED,
+                                      f"{defaults.BLOCK_AFTER} of this job's buckets failed there, last: {reason}"))
         seen = job.deliveries.view(index)
         decision = self.policy.on_failure(seen, error)
         if decision.action is Action.GIVE_UP:

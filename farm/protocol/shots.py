@@ -56,7 +56,7 @@ class ShotRecord:
 
     @classmethod
     def create(cls, redis, document: dict, digest: str, frames: tuple[int, ...], fps: float, bucket_size: int,
-               order: str, options: dict | None = None) -> ShotRecord:
+               order: str, options: dict | None = None, priority: int = defaults.DEFAULT_PRIORITY) -> ShotRecord:
         """The record of a new shot, with its scene document stored (once per digest), so
         that `farm collect` can start a frame no job of which was made yet."""
         from farm.protocol.scenes import SceneStore
@@ -66,7 +66,7 @@ class ShotRecord:
         record = cls(redis, meta.shot_id)
         with redis.pipeline(transaction=False) as pipe:
             SceneStore(redis).put(pipe, digest, SceneStore.encode(document))
-            pipe.hset(record.key, mapping={"meta": json.dumps(asdict(meta))})
+            pipe.hset(record.key, mapping={"meta": json.dumps(asdict(meta)), "priority": str(int(priority))})
             pipe.expire(record.key, defaults.JOB_TTL)
             pipe.execute()
         record.meta = meta
@@ -88,6 +88,20 @@ class ShotRecord:
             pipe.expire(self.key, defaults.FINISHED_TTL)
             pipe.expire(self.jobs_key, defaults.FINISHED_TTL)
             pipe.execute()
+
+    def priority(self) -> int:
+        """The shot's priority now (`farm priority SHOT N` changes it): its next frames start at it."""
+        from farm.protocol.record import priority_of
+
+        return priority_of(self.redis.hget(self.key, "priority"))
+
+    def set_priority(self, priority: int) -> None:
+        """The shot's next frames start at `priority`, and its frames rendering go on at it."""
+        from farm.protocol.record import JobRecord
+
+        self.redis.hset(self.key, "priority", str(int(priority)))
+        for job_id in self.jobs().values():
+            JobRecord(self.redis, job_id).set_priority(priority)
 
     def uncancel(self) -> None:
         """A cancelled shot is queued again (farm retry): frames may start again."""

@@ -7,6 +7,8 @@
 - `crash=B`: the render process kills itself (SIGKILL) when it starts bucket B
 - `fail=B`: raise an error when rendering bucket B
 - `fail=all`: raise an error on every bucket (a broken worker)
+- `failsize=WxH`: raise an error on every bucket of the jobs whose frame is W x H pixels
+  (a worker broken for one scene only: the job's blocklist)
 - `stall=S@B`: the render process sleeps S seconds as it starts bucket B, its lease kept
   alive meanwhile (a bucket slow by the clock, whatever the kernel's speed)
 
@@ -30,7 +32,7 @@ def _parse(text: str) -> dict[str, str]:
     faults = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
-        if name not in ("slow", "crash", "fail", "stall"):
+        if name not in ("slow", "crash", "fail", "failsize", "stall"):
             raise ValueError(f"FARM_FAULTS: unknown fault {name!r}")
         faults[name] = value
     return faults
@@ -47,12 +49,14 @@ def _hits(name: str, bucket_index: int) -> bool:
     return value == "all" or str(bucket_index) in value.split("+")
 
 
-def before_bucket(bucket_index: int) -> None:
-    """Called as a bucket starts rendering."""
+def before_bucket(bucket_index: int, meta=None) -> None:
+    """Called as a bucket starts rendering (`meta`: its job's JobMeta)."""
     if _hits("crash", bucket_index):
         os.kill(os.getpid(), signal.SIGKILL)
     if _hits("fail", bucket_index):
         raise InjectedFault(f"injected failure on bucket {bucket_index} (FARM_FAULTS)")
+    if meta is not None and FAULTS.get("failsize") == f"{meta.width}x{meta.height}":
+        raise InjectedFault(f"injected failure on bucket {bucket_index} of a {FAULTS['failsize']} job (FARM_FAULTS)")
     seconds, _, buckets = FAULTS.get("stall", "0").partition("@")
     if float(seconds) > 0 and str(bucket_index) in buckets.split("+"):
         time.sleep(float(seconds))

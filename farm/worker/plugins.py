@@ -9,7 +9,7 @@ loads nothing. The object it names may have any of:
 
 - `device()`: the Device the worker uses instead of opening OpenCL;
 - `renderer(job)`: the renderer of a job (the Renderer interface), or None for the usual one;
-- `before_bucket(index)`: called as a bucket starts;
+- `before_bucket(index, meta)`: called as a bucket starts (`meta`: its job's JobMeta);
 - `after_pass(index, seconds)`: called after each pass of samples;
 - `describe`: a line for the log of a render process that starts with it.
 """
@@ -44,9 +44,9 @@ class Plugins:
     def renderer(self, job):
         return next((found for make in self._all("renderer") if (found := make(job)) is not None), None)
 
-    def before_bucket(self, index: int) -> None:
+    def before_bucket(self, index: int, meta) -> None:
         for hook in self._all("before_bucket"):
-            hook(index)
+            hook(index, meta)
 
     def after_pass(self, index: int, seconds: float) -> None:
         for hook in self._all("after_pass"):

@@ -26,14 +26,14 @@ from celery.signals import worker_process_init
 
 from farm import defaults
 from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, MalformedJob
-from farm.protocol import registry, secret
+from farm.protocol import identity, registry, secret
 from farm.protocol.broker import client
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import BucketView, Job, JobState
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
-from farm.protocol.recovery import Action, Recovery, hand_back
+from farm.protocol.recovery import Action, Cause, Recovery, hand_back
 from farm.protocol.tiles import TileHeader
 from farm.worker import device as devices
 from farm.worker import metrics, plugins
@@ -57,6 +57,8 @@ class WorkerState:
         self.host = socket.gethostname()
         self.redis = client(redis_url)
         self.device = hooks.device() or devices.current()
+        # which kernel it runs (farm.protocol.identity): jobs render only on their own kernel
+        self.kernel = "" if hooks.device() is not None else _identity(self.device)
         self.key = secret.key()  # the farm's secret, which tags every tile
         self.scenes = Scenes(self.redis, self.device, hooks)  # uploaded once per process, with their plans
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
@@ -86,6 +88,15 @@ class WorkerState:
             return None
         if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
             hand_back("worker shutting down" if self.stopping else "worker is bad")
+        if job.blocklist.blocks(hostname):  # this job's buckets failed here: another worker renders it
+            log.info("job %s bucket %d: this worker is on the job's blocklist, passed on", job_id[:8], index)
+            self.recovery(task.app).resend(job, [index], Cause.BLOCKED)
+            return None
+        why = self._not_mine(job)
+        if why:  # another version of the kernel, or of the device kind, renders this job
+            log.info("job %s bucket %d: not for this worker (%s), passed on", job_id[:8], index, why)
+            self.recovery(task.app).resend(job, [index], Cause.MISMATCH)
+            return None
         seen = self._reap_lost(job, index, seen)
         decision = self.recovery(task.app).before_render(job, index, seen, hostname,
                                                          others_idle=lambda: self._others_idle(hostname))
@@ -96,6 +107,16 @@ class WorkerState:
             log.info("job %s bucket %d: failed here before, passed on to an idle worker", job_id[:8], index)
             return None
         return job.deliveries.begin(draft, also=beat)
+
+    def _not_mine(self, job: Job) -> str:
+        """Why this worker may not render `job` (farm.protocol.identity), or ""; a job not yet
+        pinned is pinned to this worker's kernel."""
+        if not self.kernel:
+            return ""
+        pin = job.pin
+        if not pin and not job.mixed and not identity.excluded(job.kernel, "", True, self.kernel):
+            pin = job.record.pin(self.kernel)
+        return identity.excluded(job.kernel, pin, job.mixed, self.kernel)
 
     def recovery(self, app) -> Recovery:
         """What carries out the retry policy's decisions; built with the first bucket that needs it."""
@@ -122,7 +143,7 @@ class WorkerState:
             try:  # what the job's record says; a malformed one fails the job, a vanished one is skipped
                 # a negative index takes the long way, where _start drops it as stray (Job.take checks only the top)
                 fresh = index >= 0 and not (self.stopping or self.bad)
-                taken = Job.take(self.redis, job_id, draft, also=beat(True)) if fresh else None
+                taken = Job.take(self.redis, job_id, draft, also=beat(True), kernel=self.kernel) if fresh else None
                 if taken is None:
                     job, seen = Job.look(self.redis, job_id, index)
             except MalformedJob as exc:
@@ -178,7 +199,7 @@ class WorkerState:
 
     def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float]:
         """The bucket's tile (None if stopped early) and the seconds it took."""
-        hooks.before_bucket(index)
+        hooks.before_bucket(index, job.meta)
         renderer = self.scenes.renderer_for(job)
         bucket = job.bucket(index)
         part = job.part(index)
@@ -299,6 +320,12 @@ def render(task, job_id: str, index: int, copy: bool) -> bool:
     hand_back(reason)
 
 
+def _identity(opened) -> str:
+    from farm.worker.render import kernel_identity
+
+    return kernel_identity(opened)
+
+
 def _describe(hostname: str, opened) -> None:
     """What the worker renders with, for the manager's workers page: its device and the
     identity of the kernel it built (farm.worker.render.kernel_identity)."""
@@ -307,9 +334,19 @@ def _describe(hostname: str, opened) -> None:
 
     try:
         registry.describe(client(app.conf.broker_url, patient=False), hostname,
-                          {"device": str(opened), "kernel": kernel_identity(opened)})
+                          {"device": str(opened), "kernel": kernel_identity(opened), "farm": _version(),
+                           "driver": str(getattr(opened.device, "driver_version", ""))})
     except Exception as error:
         log.warning("worker registry not updated: %s", error)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("farm")
+    except PackageNotFoundError:
+        return "(not installed)"
 
 
 def _cannot_work(broker_url: str, hostname: str, exc: FarmError) -> str:

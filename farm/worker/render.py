@@ -7,7 +7,6 @@ runs the same code whatever the bucket size.
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import math
 import time
@@ -20,7 +19,8 @@ import numpy as np
 from farm import defaults
 from farm.exceptions import KernelBuildError
 from farm.buckets import Bucket
-from farm.protocol import tiles
+from farm.protocol import identity, tiles
+from farm.protocol.identity import KERNEL_FILE, kernel_dir
 from farm.protocol.plans import Plan
 from farm.protocol.tiles import AOV_CHANNELS, CHANNELS, MAX_SAMPLES, mean_of
 from farm.scene import layout
@@ -32,7 +32,6 @@ from farm.worker.device import Device
 
 log = logging.getLogger(__name__)
 
-KERNEL_FILE = "pathtrace.cl"
 POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
 STRUCTS = (NODE, INSTANCE, MOTION, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
@@ -48,29 +47,10 @@ _shared: OrderedDict[tuple[int, int], tuple[np.ndarray, object]] = OrderedDict()
 _programs: dict[tuple, object] = {}
 
 
-def kernel_dir() -> str:
-    """The folder holding the OpenCL sources: package data (`farm.kernels`) when installed,
-    else `kernels/` beside the `farm/` being imported (a source checkout on sys.path)."""
-    try:
-        return str(importlib.resources.files("farm.kernels"))
-    except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parents[2] / "kernels"
-        if (checkout / KERNEL_FILE).is_file():
-            return str(checkout)
-        raise KernelBuildError(f"OpenCL sources not found (no farm.kernels package, no {checkout})") from None
-
-
 def kernel_identity(device: Device) -> str:
-    """Which kernel a worker runs: a digest of the OpenCL sources and the options it builds
-    them with on `device`, and the driver (two workers with one identity render the same bits)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    folder = Path(kernel_dir())
-    for path in sorted(folder.glob("*.cl")) + sorted(folder.glob("*.h")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    digest.update(" ".join(build_options(device)).encode())
-    return f"{digest.hexdigest()[:12]} ({device.platform})"
+    """Which kernel a worker runs on `device` (farm.protocol.identity.kernel_identity): two
+    workers of one identity render the same bits."""
+    return identity.kernel_identity(identity.sources_digest(), build_options(device), device.platform, device.kind)
 
 
 def shared_defines() -> list[str]:
