@@ -243,6 +243,9 @@ PRIORITY_STEPS = tuple(range(10))
 # small job submitted behind a huge one renders next, in about its own time, and a huge
 # job's last buckets move up as it ends.
 DEFAULT_PRIORITY = 50
+# A worker's tags (FARM_TAGS=gpu,lookdev; its device kind is one by itself): the pools whose
+# jobs it renders (farm/protocol/pools.py, `submit --require`)
+TAGS = _str("FARM_TAGS", "")
 PRIORITY_TAIL = 64
 
 # Prefix of every Redis key farm writes, so a shared Redis stays tidy.

@@ -24,6 +24,7 @@ import pytest
 
 from farm.client.film import read_exr
 from farm.protocol.jobs import Job
+from farm.protocol.queue import priority_for, queue_lists
 from farm.protocol.record import JobRecord
 from tests import frames
 from tests.commands import finish, run
@@ -264,10 +265,11 @@ def test_queued_message_deleted_by_hand(fault_farm, frame, tmp_path):
     # (a second delivery) while it rendered
     client = submit(farm, scene, tmp_path / "out.exr", env={"FARM_SPECULATE": "0"})
     job = farm.job()
-    farm.wait_for(lambda: farm.redis.llen("farm") >= 3, 30, "queued buckets")
-    newest = farm.redis.lindex("farm", 0)  # the last one workers will take
+    waiting = queue_lists()[priority_for(1)]  # the list of a job of the default priority with few buckets
+    farm.wait_for(lambda: farm.redis.llen(waiting) >= 3, 30, "queued buckets")
+    newest = farm.redis.lindex(waiting, 0)  # the last one workers will take
     bucket = int(json.loads(newest)["headers"]["id"].split(".")[1])
-    assert farm.redis.lrem("farm", 1, newest) == 1
+    assert farm.redis.lrem(waiting, 1, newest) == 1
     returncode, _, stderr = finish(client)
     report = assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert f"bucket {bucket} had no message and no worker for 4s: sent again" in stderr
@@ -366,7 +368,8 @@ def test_cancel_stops_the_job_and_frees_the_workers(fault_farm, tmp_path, cornel
     assert returncode == 2 and f"job {job.job_id} was cancelled" in stderr.strip().splitlines()[-1]
     assert "failed" not in stderr, stderr
     assert (tmp_path / "out.partial.exr").exists()
-    assert not any(job.job_id.encode() in m for m in farm.redis.lrange("farm", 0, -1)), "nothing left queued"
+    assert not any(job.job_id.encode() in m for name in queue_lists() for m in farm.redis.lrange(name, 0, -1)), \
+        "nothing left queued"
     # the next job runs at once, on free workers
     small = tmp_path / "small.json"
     small.write_text(json.dumps(dict(cornell_document, film={"width": 16, "height": 16, "spp": 4})))

@@ -94,7 +94,7 @@ def test_pause_resume_priority_and_retry_from_the_command_line(make_farm, make_d
     farm = make_farm([{"FARM_FAULTS": "slow=4"}, {"FARM_FAULTS": "slow=4"}], name="paused")
     out = tmp_path / "out"
     out.mkdir()
-    big = make_document(width=64, height=64, spp=64)
+    big = make_document(width=64, height=64, spp=1024)  # 64 buckets of about a fifth of a second
     small = make_document(width=32, height=16, spp=8)
     big_id = detach(write_scene(big, "big.json"), "big.exr", farm.url, "--bucket-size", "8")
     manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")

@@ -64,10 +64,10 @@ class SentLog:
     def __init__(self):
         self.sent = []
 
-    def send(self, job_id, indexes, copy=False, priority=0, countdown=0.0):
+    def send(self, job_id, indexes, copy=False, priority=0, countdown=0.0, pool=None):
         self.sent.append((list(indexes), copy, priority, countdown))
 
-    def purge(self, job_id):
+    def purge(self, job_id, pool=None):
         self.purged = job_id
         return 0
 
@@ -90,6 +90,9 @@ def test_a_failed_bucket_is_sent_again_after_a_growing_back_off_then_fails_the_j
     from farm.protocol.recovery import Recovery
 
     monkeypatch.setattr(defaults, "FAILURE_BACKOFF", 0.5)
+    from farm.protocol import registry
+
+    registry.beat(job.redis, "w2@h", busy=False)  # another worker is alive: w1 may be blocklisted
     queue = SentLog()
     recovery = Recovery(queue, RetryPolicy(max_failures=3))
     for failures in (1, 2):

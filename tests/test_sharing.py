@@ -182,3 +182,32 @@ def test_a_worker_of_another_kernel_renders_none_of_a_job_and_farm_check_names_i
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip().splitlines()[-1]
     assert "no worker can render this job" in line and "(another farm version)" in line, result.stderr
+
+
+def test_a_job_requiring_a_tag_no_worker_has_ends_in_one_line_and_a_tagged_worker_renders_alone(
+        make_farm, make_document, write_scene, tmp_path, device):
+    import json
+
+    from farm.client.film import read_exr
+    from tests import frames
+
+    farm = make_farm([{"FARM_TAGS": "lookdev"}, {}], name="tags")
+    document = make_document(width=48, height=32, spp=64)
+    scene = write_scene(document)
+    client = farm.farm("submit", scene, "-o", tmp_path / "never.png", "--require", "gpu",
+                       env={"FARM_NO_HEALTHY_WORKER_TIMEOUT": "3"})
+    status = commands.wait_for(lambda: "no live worker has every one of these tags" in (
+        out := commands.run("status", "--broker", farm.url).stdout) and out, 30, "farm status to say so")
+    assert "requires gpu" in status
+    returncode, _, stderr = commands.finish(client, timeout=60)
+    line = stderr.strip().splitlines()[-1]
+    assert returncode == 2 and "no worker can render this job" in line and "it lacks the tag gpu" in line, stderr
+
+    result = commands.run("submit", scene, "-o", tmp_path / "look.exr", "--require", "lookdev,cpu", "--bucket-size",
+                          "8", "--report", tmp_path / "look.json", "--broker", farm.url, timeout=300)
+    assert result.returncode == 0, result.stderr
+    workers = {row["worker"].split("@")[0] for row in json.loads((tmp_path / "look.json").read_text())["buckets"]}
+    assert workers == {"tags1"}, workers
+    assert np.array_equal(read_exr(tmp_path / "look.exr"), frames.reference(device, document))
+    result = commands.run("submit", scene, "-o", "x.png", "--require", "GPU!", "--broker", farm.url)
+    assert result.returncode == 2 and "--require: 'gpu!' is not a tag" in result.stderr, result.stderr

@@ -37,6 +37,9 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                              "-o name); `farm wait ID` blocks until it ends, `farm fetch ID -o DIR` downloads it, "
                              "`farm jobs` lists them")
     parser.add_argument("--name", help="with --detach: the job's name in `farm jobs` (default: the -o name's stem)")
+    parser.add_argument("--require", metavar="TAG[,TAG]",
+                        help="only workers holding every one of these tags render the job (FARM_TAGS, and the "
+                             "device kind, cpu or gpu, is a tag by itself), e.g. --require gpu,lookdev")
     parser.add_argument("--allow-mixed-devices", action="store_true",
                         help="let workers of other device kinds or build options render one frame: the frame is "
                              "then exact on each kind's own terms only, not bit-identical to a render on one "

@@ -11,7 +11,7 @@ import time
 
 from farm import defaults
 from farm.exceptions import JobCancelled, JobError, JobVanished
-from farm.protocol import identity, registry
+from farm.protocol import identity, pools, registry
 from farm.protocol.broker import server_time
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.record import JobState
@@ -74,7 +74,7 @@ class Reconciliation:
             self._waiting_since.pop(index, None)
         # The queue is read only when a bucket has waited that long, so its cost follows the
         # buckets in doubt, not the queue's length every second.
-        queued = self.queue.scan(self.job.job_id).queued if set(suspects) - lost_buckets else set()
+        queued = self.queue.scan(self.job.job_id, self.job.pool).queued if set(suspects) - lost_buckets else set()
         resend = []
         for index in suspects:
             self._waiting_since[index] = clock
@@ -142,6 +142,7 @@ class Reconciliation:
         blocked = self.job.blocklist.blocked() if workers else {}
         about = registry.about(self.job.redis, list(workers)) if workers else {}
         why = {name: w.bad or (f"blocklisted for this job: {blocked[name]}" if name in blocked else "")
+               or pools.lacks(self.job.require, about.get(name))
                or identity.excluded(self.job.kernel, self.job.pin, self.job.mixed, about.get(name, {}).get("kernel", ""))
                for name, w in workers.items()}
         if not workers or not all(why.values()):

@@ -52,6 +52,7 @@ class RenderOptions:
     priority: int = defaults.DEFAULT_PRIORITY  # 0-100, higher first (farm.protocol.queue.band)
     max_workers: int | None = None  # at most this many workers render the job at once
     allow_mixed: bool = False  # workers of any kernel identity of its sources may render it (--allow-mixed-devices)
+    require: tuple[str, ...] = ()  # tags a worker needs to render it (--require; farm.protocol.pools)
 
     def check(self) -> None:
         """Refuse what cannot be rendered, in one line naming the option."""
@@ -88,20 +89,21 @@ class RenderOptions:
         return {"aovs": list(self.aovs), "denoise": self.denoise, "progressive": self.progressive, "noise": self.noise,
                 "min_spp": self.min_spp, "max_spp": self.max_spp, "time_limit": self.time_limit,
                 "split_tail": self.split_tail, "shutter": list(self.shutter), "max_workers": self.max_workers,
-                "allow_mixed": self.allow_mixed}
+                "allow_mixed": self.allow_mixed, "require": list(self.require)}
 
     @classmethod
     def restored(cls, bucket_size: int, order: str, kept: dict) -> RenderOptions:
         """The options `kept` stored, checked as the command line's are (a record in Redis is
         input from outside: a field of the wrong kind is one line)."""
         known = {"aovs", "denoise", "progressive", "noise", "min_spp", "max_spp", "time_limit", "split_tail", "shutter",
-                 "max_workers", "allow_mixed"}
+                 "max_workers", "allow_mixed", "require"}
         unknown = set(kept) - known
         if unknown:
             raise FarmError(f"a shot's record keeps options this farm does not know: {', '.join(sorted(unknown))}")
         try:
             options = cls(bucket_size=bucket_size, order=order, **{**kept, "aovs": tuple(kept.get("aovs", ())),
-                                                                   "shutter": tuple(kept.get("shutter", (0.0, 0.0)))})
+                                                                   "shutter": tuple(kept.get("shutter", (0.0, 0.0))),
+                                                                   "require": tuple(kept.get("require", ()))})
             options.check()
         except (TypeError, ValueError) as exc:
             raise FarmError(f"a shot's record keeps options that are not a render's: {exc}") from None
@@ -209,7 +211,7 @@ class FrameRender:
             scene = dataclasses.replace(scene, shutter=tuple(options.shutter))
         return start_job(self.redis, self.app, scene, self.document, options.bucket_size, options.order,
                          self.assets, aovs=options.layers, plan=plan, film=film, split=split, priority=options.priority,
-                         max_workers=options.max_workers, mixed=options.allow_mixed)
+                         max_workers=options.max_workers, mixed=options.allow_mixed, require=options.require)
 
     def _rounds(self):
         film = Film(self.scene.film.width, self.scene.film.height, self.options.layers, self.scene.film.spp)

@@ -209,7 +209,7 @@ class JobRun(Reconciliation):
     def _take_back(self) -> None:
         """The run's buckets still queued (not yet taken by a worker) back to the front of
         its unsent ones."""
-        taken = set(self.queue.withdraw(self.job.job_id)) - set(self.records)
+        taken = set(self.queue.withdraw(self.job.job_id, self.job.pool)) - set(self.records)
         taken = [index for index in taken if index in self._wanted and index not in self.unsent]
         if taken:
             self.unsent[:0] = sorted(taken, key=lambda index: self._sent_at.get(index, 0.0))
@@ -231,7 +231,8 @@ class JobRun(Reconciliation):
         if room < min(max(1, window // 4), len(self.unsent)):  # a quarter of the window at least: few round trips
             return 0
         chunk = self.unsent[: min(room, batch)]
-        self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records), self.job.priority))
+        self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records), self.job.priority),
+                        pool=self.job.pool)
         self._sent_priority = self.job.priority
         self._sent_at.update(dict.fromkeys(chunk, time.perf_counter()))
         del self.unsent[: len(chunk)]

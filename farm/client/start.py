@@ -56,7 +56,7 @@ def start_job(
     redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
     null: float | None = None, aovs: tuple[str, ...] = (), plan: Plan | None = None, film: Film | None = None,
     split: tuple[int, int] = (0, 0), priority: int = defaults.DEFAULT_PRIORITY, max_workers: int | None = None,
-    mixed: bool = False,
+    mixed: bool = False, require: tuple[str, ...] = (),
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
     every bucket, and return the run to collect. `null` (seconds per bucket) makes a job of
@@ -66,7 +66,8 @@ def start_job(
     the plan gives samples are sent; `split`: (tail, parts), the frame's last `tail` buckets
     sent as `parts` parts each (JobMeta.tail); `priority`: 0-100, higher first; `max_workers`:
     at most that many of its buckets queued or rendering at once; `mixed`: workers of any kernel
-    identity of this install's sources may render it (farm.protocol.identity)."""
+    identity of this install's sources may render it (farm.protocol.identity); `require`: the
+    tags of the workers that may (farm.protocol.pools)."""
     meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, plan, split)
     uploaded = Transfer()
     if scene.assets:
@@ -77,12 +78,12 @@ def start_job(
                  uploaded.reused)
     from farm.protocol.identity import sources_digest
 
-    job = Job.create(redis, meta, document, plan, priority, sources_digest(), mixed)
+    job = Job.create(redis, meta, document, plan, priority, sources_digest(), mixed, require)
 
     def recreate() -> None:
         if scene.assets:
             RedisAssets.upload(redis, scene.assets, assets, defaults.JOB_TTL)
-        Job.create(redis, meta, document, plan, job.priority, job.kernel, mixed)
+        Job.create(redis, meta, document, plan, job.priority, job.kernel, mixed, require)
 
     if film is None:
         film = Film(scene.film.width, scene.film.height, meta.aovs, meta.spp)

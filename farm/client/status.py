@@ -66,12 +66,19 @@ def job_lines(redis_client) -> list[str]:
                 malformed.append(f"{job_id}  {state or 'rendering':9}  {error or exc}")
         except FarmError:  # gone between the scan and the read
             continue
+    from farm.protocol import pools, registry
+
     now = server_time(redis_client)
+    workers = registry.workers(redis_client) if any(job.require for job in jobs) else {}
     for job in sorted(jobs, key=lambda j: j.meta.created):
         done, total = len(job.tiles.stored()), job.unit_count
         running = len({lease.bucket for lease in job.deliveries.leases() if lease.until >= now})
         state = job.state or ("rendering" if done < total else "complete")
         note = f"  {job.error}" if job.error else ""
+        if job.require and not job.state:
+            said = registry.about(redis_client, list(workers))
+            if not any(not pools.lacks(job.require, said.get(name)) for name in workers):
+                note += f"  requires {','.join(job.require)}: no live worker has every one of these tags"
         blocked = job.blocklist.blocked()
         if blocked:
             note += "  blocklisted: " + "; ".join(f"{worker} ({why})" for worker, why in sorted(blocked.items()))

@@ -138,7 +138,14 @@ def render_options(args):
         report=args.report, shutter=shutter_seconds(args),
         priority=defaults.DEFAULT_PRIORITY if getattr(args, "priority", None) is None else args.priority,
         max_workers=getattr(args, "max_workers", None), allow_mixed=getattr(args, "allow_mixed_devices", False),
+        require=_required(getattr(args, "require", None)),
     )
+
+
+def _required(text: str | None) -> tuple[str, ...]:
+    from farm.protocol.pools import parse_tags
+
+    return parse_tags(text, "--require") if text else ()
 
 
 def shutter_seconds(args) -> tuple[float, float]:

@@ -68,9 +68,9 @@ setInterval(() => refresh().catch(() => {}), 1000);
 <h2>Frames written</h2><p>{{ ', '.join(str(n) for n in job['frames_done']) or 'none yet' }}</p>
 <h2>Notices</h2>{% for line in job['notices'] %}<div class="notice">{{ line }}</div>{% end %}""",
     "workers.html": """<table id="workers"><tr><th>Worker</th><th>Machine</th><th>Device</th><th>Kernel</th>
-<th>Now</th><th>Health</th></tr>
+<th>Tags</th><th>Now</th><th>Health</th></tr>
 {% for worker in workers %}<tr class="worker"><td>{{ worker['hostname'] }}</td><td>{{ worker['host'] }}</td>
-<td>{{ worker['device'] }}</td><td>{{ worker['kernel'] }}</td><td>{{ worker['now'] }}</td>
+<td>{{ worker['device'] }}</td><td>{{ worker['kernel'] }}</td><td>{{ worker['tags'] }}</td><td>{{ worker['now'] }}</td>
 <td class="{{ 'bad' if worker['bad'] else 'ok' }}">{{ ('bad: ' + worker['bad']) if worker['bad'] else 'healthy' }}</td></tr>{% end %}
 </table>{% if not workers %}<p>No worker is alive: start one with <code>celery -A farm worker</code>.</p>{% end %}""",
 }

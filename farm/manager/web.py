@@ -111,7 +111,7 @@ class ManagerWeb:
                 continue
         return [{"hostname": record.hostname, "host": record.host, "bad": record.bad,
                  "device": about.get(name, {}).get("device", "(not said yet)"),
-                 "kernel": about.get(name, {}).get("kernel", ""),
+                 "kernel": about.get(name, {}).get("kernel", ""), "tags": about.get(name, {}).get("tags", ""),
                  "now": now.get(name, "rendering" if record.busy else "idle")}
                 for name, record in sorted(found.items())]
 

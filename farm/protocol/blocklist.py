@@ -9,13 +9,11 @@ from __future__ import annotations
 from farm import defaults
 from farm.protocol.record import JobRecord
 
-# KEYS[1] the hash; ARGV[1] the worker, ARGV[2] the reason, ARGV[3] BLOCK_AFTER, ARGV[4] the
-# TTL. 1 where this failure blocklists the worker, else 0.
-_FAILED = """
+# KEYS[1] the hash; ARGV[1] the worker, ARGV[2] the TTL. Its failures of the job so far.
+_COUNT = """
 local count = redis.call('HINCRBY', KEYS[1], 'count:' .. ARGV[1], 1)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if count >= tonumber(ARGV[3]) and redis.call('HSETNX', KEYS[1], 'why:' .. ARGV[1], ARGV[2]) == 1 then return 1 end
-return 0
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return count
 """
 
 
@@ -27,10 +25,13 @@ class Blocklist:
     def key_for(job_id: str) -> str:
         return JobRecord.part_key(job_id, "blocked")
 
-    def failed(self, worker: str, reason: str) -> bool:
-        """Count a failure of `worker` on the job; True where it is blocklisted by it."""
-        return bool(self.redis.eval(_FAILED, 1, self.key, worker, reason[:500], defaults.BLOCK_AFTER,
-                                    defaults.JOB_TTL))
+    def failed(self, worker: str, reason: str, spare=lambda: True) -> bool:
+        """Count a failure of `worker` on the job; True where it is blocklisted by it: its
+        BLOCK_AFTER-th, where `spare()` says another worker may still render the job."""
+        count = self.redis.eval(_COUNT, 1, self.key, worker, defaults.JOB_TTL)
+        if count < defaults.BLOCK_AFTER or self.blocks(worker) or not spare():
+            return False
+        return bool(self.redis.hsetnx(self.key, f"why:{worker}", reason[:500]))
 
     def blocks(self, worker: str) -> bool:
         return bool(self.redis.hexists(self.key, f"why:{worker}"))

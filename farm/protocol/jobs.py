@@ -58,6 +58,7 @@ class Job:
         self.kernel = ""  # the digest of the kernel sources it was submitted for (farm.protocol.identity)
         self.pin = ""  # the kernel identity of the first worker that took one of its buckets
         self.mixed = False  # any kernel identity of its sources may render it (--allow-mixed-devices)
+        self.require: tuple[str, ...] = ()  # the tags a worker needs to render it (farm.protocol.pools)
         job_id = meta.job_id
         self.record = JobRecord(redis, job_id)
         self.stats = JobStats(redis, job_id)
@@ -71,6 +72,13 @@ class Job:
     @property
     def job_id(self) -> str:
         return self.meta.job_id
+
+    @property
+    def pool(self) -> str:
+        """The queue its buckets travel on (farm.protocol.pools)."""
+        from farm.protocol.pools import pool_queue
+
+        return pool_queue(self.require)
 
     # -- its tasks (farm.protocol.units) ----------------------------------------------
 
@@ -130,18 +138,19 @@ class Job:
 
     @classmethod
     def create(cls, redis, meta: JobMeta, document: dict, plan: Plan | None = None,
-               priority: int = defaults.DEFAULT_PRIORITY, kernel: str = "", mixed: bool = False) -> Job:
+               priority: int = defaults.DEFAULT_PRIORITY, kernel: str = "", mixed: bool = False,
+               require: tuple[str, ...] = ()) -> Job:
         """Store the scene (once per digest), the job's sample plan where it has one
         (JobMeta.cell), and its description; enqueue nothing yet (`kernel`, `mixed`: see
         JobRecord.write)."""
         text = SceneStore.encode(document)
         job = cls(redis, meta, priority=priority)
-        job.kernel, job.mixed = kernel, mixed
+        job.kernel, job.mixed, job.require = kernel, mixed, tuple(require)
         with redis.pipeline() as pipe:
             SceneStore(redis).put(pipe, meta.digest, text)
             if meta.cell:
                 job.plans.put(pipe, plan)
-            job.record.write(pipe, meta, priority, kernel, mixed)
+            job.record.write(pipe, meta, priority, kernel, mixed, require)
             pipe.execute()
         return job
 
@@ -157,6 +166,7 @@ class Job:
         job.kernel, job.pin = (raw.get(b"kernel") or b"").decode(errors="replace"), \
             (raw.get(b"pin") or b"").decode(errors="replace")
         job.mixed = bool(raw.get(b"mixed"))
+        job.require = tuple(filter(None, (raw.get(b"require") or b"").decode(errors="replace").split(",")))
         return job
 
     def keys(self) -> list[str]:
@@ -216,7 +226,7 @@ class Job:
         """Mark the job cancelled (running buckets stop at their next pass) and remove its
         queued buckets; returns how many were removed."""
         self.finish(JobState.CANCELLED)
-        return queue.purge(self.job_id)
+        return queue.purge(self.job_id, self.pool)
 
     def keep_alive(self) -> None:
         """Push the running job's expiry JOB_TTL ahead (its scene's and files' too)."""

@@ -47,9 +47,11 @@ class QueueScan:
 SEP = ":"
 
 
-def queue_lists() -> list[str]:
-    """The Redis lists of the bucket queue, first served first (kombu's priority lists)."""
-    return [defaults.QUEUE] + [f"{defaults.QUEUE}{SEP}{step}" for step in defaults.PRIORITY_STEPS[1:]]
+def queue_lists(name: str | None = None) -> list[str]:
+    """The Redis lists of a bucket queue (`farm`, or a pool's: farm.protocol.pools), first
+    served first (kombu's priority lists)."""
+    name = name or defaults.QUEUE
+    return [name] + [f"{name}{SEP}{step}" for step in defaults.PRIORITY_STEPS[1:]]
 
 
 def band(priority: int) -> int:
@@ -95,7 +97,8 @@ class BucketQueue:
         """Buckets sent in one round trip (SEND_BATCH)."""
         return max(1, defaults.SEND_BATCH)
 
-    def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0, countdown: float = 0.0) -> None:
+    def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0, countdown: float = 0.0,
+             pool: str | None = None) -> None:
         """One Celery task message per bucket, in the given order, with their task-sent
         events for Flower, in pipelined batches: one round trip per SEND_BATCH buckets
         (kombu's Producer.batch). The messages are Celery's own (protocol 2, JSON), made
@@ -105,15 +108,17 @@ class BucketQueue:
         a duplicate, which the workers skip. `priority`: see priority_for (0, the default,
         goes first: what is sent again is late already). `countdown`: seconds before a
         worker may start them (Celery's eta; the worker holding one stays free for others):
-        farm.protocol.recovery's back-off."""
+        farm.protocol.recovery's back-off. `pool`: the job's queue (farm.protocol.pools), else `farm`."""
         started = time.perf_counter()
         indexes = [int(index) for index in bucket_indexes]
         for start in range(0, len(indexes), self.batch):
-            self._send_batch(job_id, indexes[start : start + self.batch], copy, priority, countdown)
+            self._send_batch(job_id, indexes[start : start + self.batch], copy, priority, countdown,
+                             pool or defaults.QUEUE)
         self.sent += len(indexes)
         self.seconds += time.perf_counter() - started
 
-    def _send_batch(self, job_id: str, indexes: list[int], copy: bool, priority: int, countdown: float) -> None:
+    def _send_batch(self, job_id: str, indexes: list[int], copy: bool, priority: int, countdown: float,
+                    pool: str) -> None:
         policy = defaults.PUBLISH_RETRY
         pause = policy["interval_start"]
         for attempt in range(policy["max_retries"] + 1):
@@ -121,7 +126,7 @@ class BucketQueue:
                 with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(indexes) + 2):
                     events = self._events
                     producer.maybe_declare(events.exchange)
-                    sent = [self._publish(producer, job_id, index, copy, priority, countdown)
+                    sent = [self._publish(producer, job_id, index, copy, priority, countdown, pool)
                             for index in indexes]
                     # One message holding the batch's task-sent events, as Celery's own
                     # dispatcher buffers a worker's (routing key task.multi; Flower and every
@@ -146,7 +151,8 @@ class BucketQueue:
         # private: app.events.Dispatcher() would be a second one, with a broker Connection, per BucketQueue
         return self.app.amqp._event_dispatcher
 
-    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int, countdown: float) -> dict:
+    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int, countdown: float,
+                 pool: str) -> dict:
         """Publish the bucket's task message; returns its task-sent event."""
         kwargs = {"copy": True} if copy else {}
         tid = task_id(job_id, index)
@@ -155,17 +161,18 @@ class BucketQueue:
             tid, TASK_NAME, (job_id, index), kwargs, countdown=countdown or None, argsrepr=repr((job_id, index)), kwargsrepr=repr(kwargs),
             create_sent_event=True,
         )
-        producer.publish(body, exchange="", routing_key=defaults.QUEUE, serializer="json", headers=headers,
+        producer.publish(body, exchange="", routing_key=pool, serializer="json", headers=headers,
                          delivery_mode=2, retry=False, declare=None, **{**properties, "priority": priority})
-        sent_event.update(queue=defaults.QUEUE, exchange="", routing_key=defaults.QUEUE)
+        sent_event.update(queue=pool, exchange="", routing_key=pool)
         # private: the public send() and publish() publish each event alone, not the batch's as one task.multi
         return self._events._prepare_event("task-sent", sent_event)
 
-    def scan(self, job_id: str) -> QueueScan:
-        """Which buckets of `job_id` have a message queued or held by a worker right now."""
+    def scan(self, job_id: str, pool: str | None = None) -> QueueScan:
+        """Which buckets of `job_id` (on the queue `pool`) have a message queued or held by a
+        worker right now."""
         scan = QueueScan()
         marker = job_id.encode()
-        for raw in self._queued():
+        for raw in self._queued(pool):
             if marker not in raw:  # another job's: not parsed
                 continue
             found = _job_bucket(raw)
@@ -185,16 +192,16 @@ class BucketQueue:
                     scan.held[found[1]] = since.get(tag, 0.0)
         return scan
 
-    def purge(self, job_id: str) -> int:
-        """Remove the job's waiting messages from the queue, and tell Flower each task is
+    def purge(self, job_id: str, pool: str | None = None) -> int:
+        """Remove the job's waiting messages from its queue, and tell Flower each task is
         revoked (not pending for ever); returns how many were removed."""
-        return len(self.withdraw(job_id))
+        return len(self.withdraw(job_id, pool))
 
-    def withdraw(self, job_id: str) -> list[int]:
+    def withdraw(self, job_id: str, pool: str | None = None) -> list[int]:
         """`purge`, returning the bucket of each message removed (a message a worker takes
         meanwhile is not removed: it renders)."""
         revoked, buckets = [], []
-        for name in queue_lists():
+        for name in queue_lists(pool):
             for raw in self.redis.lrange(name, 0, -1):
                 found = _job_bucket(raw)
                 if found and found[0] == job_id and self.redis.lrem(name, 0, raw):
@@ -219,10 +226,10 @@ class BucketQueue:
         except (*_LOST, BatchPublishError) as exc:  # the purge stands; only Flower's view is late
             log.warning("could not tell Flower of %d revoked buckets: %s", len(task_ids), exc)
 
-    def _queued(self) -> list[bytes]:
+    def _queued(self, pool: str | None = None) -> list[bytes]:
         """Every message waiting in the queue's lists, read in one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for name in queue_lists():
+            for name in queue_lists(pool):
                 pipe.lrange(name, 0, -1)
             return [raw for found in pipe.execute() for raw in found]
 

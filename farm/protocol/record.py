@@ -86,12 +86,12 @@ class JobRecord:
         return JobMeta.from_redis(raw), _text(raw.get(b"state")), _text(raw.get(b"error"))
 
     def write(self, pipe, meta: JobMeta, priority: int = defaults.DEFAULT_PRIORITY, kernel: str = "",
-              mixed: bool = False) -> None:
+              mixed: bool = False, require: tuple[str, ...] = ()) -> None:
         """Queue on `pipe` the new record of `meta` at `priority`, for workers whose kernel
         sources have the digest `kernel` (farm.protocol.identity; "": any), of one kernel
-        identity unless `mixed`, living JOB_TTL."""
+        identity unless `mixed`, on workers holding the tags `require`, living JOB_TTL."""
         pipe.hset(self.key, mapping={**meta.to_redis(), "priority": str(int(priority)), "kernel": kernel,
-                                     "mixed": "1" if mixed else ""})
+                                     "mixed": "1" if mixed else "", "require": ",".join(require)})
         pipe.expire(self.key, defaults.JOB_TTL)
 
     def state(self) -> tuple[str, str, int, str]:

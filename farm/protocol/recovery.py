@@ -155,7 +155,8 @@ class Recovery:
         rule = RESENDS[cause]
         delay = (self.policy.backoff(failures) if rule.backoff else 0.0) + rule.delay
         # at its job's priority, first in its band: every resend is late already
-        self.queue.send(job.job_id, indexes, copy=rule.copy, priority=resend_step(job.priority), countdown=delay)
+        self.queue.send(job.job_id, indexes, copy=rule.copy, priority=resend_step(job.priority), countdown=delay,
+                        pool=job.pool)
         if rule.stat:
             job.stats.count(rule.stat, len(indexes))
 
@@ -163,7 +164,7 @@ class Recovery:
         """Fail the job because of bucket `index`; its queued messages go with it, so no
         worker spends a turn on them (nor, for a fault every worker would meet, its health)."""
         job.fail(index, worker, reason)
-        self.queue.purge(job.job_id)
+        self.queue.purge(job.job_id, job.pool)
 
     def malformed(self, redis, job_id: str, index: int, worker: str, error: Exception) -> None:
         """A worker found the job's record malformed (MalformedJob: a field missing or not a
@@ -191,7 +192,7 @@ class Recovery:
         """A delivery of bucket `index` raised `error` on `worker`: count it; send the bucket
         again (after its back-off) and tell the client, or fail the job."""
         failures = job.deliveries.record_failure(index, worker, reason)
-        if not isinstance(error, JobDataError) and job.blocklist.failed(worker, reason):
+        if not isinstance(error, JobDataError) and job.blocklist.failed(worker, reason, _spare(job, worker)):
             job.events.push(TileEvent(index, worker, EventKind.BLOCKED,
                                       f"{defaults.BLOCK_AFTER} of this job's buckets failed there, last: {reason}"))
         seen = job.deliveries.view(index)
@@ -227,6 +228,19 @@ class Recovery:
                 self.give_up(job, lease.bucket, lease.worker, decision.reason)
                 return decision
         return Decision(Action.SEND_AGAIN)
+
+
+def _spare(job, worker: str) -> Callable[[], bool]:
+    """Whether another live, healthy worker may still render `job`: a worker is blocklisted
+    only then (the last one left renders on, and the bucket's own failure limit decides)."""
+    def spare() -> bool:
+        from farm.protocol import registry
+
+        blocked = job.blocklist.blocked()
+        return any(name != worker and not record.bad and name not in blocked
+                   for name, record in registry.workers(job.redis).items())
+
+    return spare
 
 
 def hand_back(reason: str) -> NoReturn:

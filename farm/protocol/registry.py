@@ -97,7 +97,7 @@ def about(redis, hostnames: list[str]) -> dict[str, dict]:
         except ValueError:
             continue
         if isinstance(value, dict):
-            found[name] = {key: str(value.get(key, "")) for key in ("device", "kernel", "farm", "driver")}
+            found[name] = {key: str(value.get(key, "")) for key in ("device", "kernel", "farm", "driver", "tags")}
     return found
 
 

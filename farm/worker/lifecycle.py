@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from celery.signals import heartbeat_sent, worker_init, worker_ready, worker_shutting_down
+from celery.signals import celeryd_after_setup, heartbeat_sent, worker_init, worker_ready, worker_shutting_down
 
 from farm import defaults, parts
 from farm.exceptions import FarmError
@@ -55,6 +55,18 @@ def _start(sender, **_):
         metrics.serve(sender.hostname, lambda: client(sender.app.conf.broker_url, patient=False, socket_timeout=2.0))
     except OSError as exc:  # the port taken: the worker renders all the same
         log.error("worker %s: metrics not served on port %d: %s", sender.hostname, defaults.METRICS_PORT, exc)
+
+
+@celeryd_after_setup.connect
+def _join_pools(sender, instance, **_):
+    """The worker empties the queue of each set of its FARM_TAGS besides `farm`
+    (farm.protocol.pools); its render process adds its device kind's (farm.worker.about)."""
+    from farm.protocol.pools import parse_tags, worker_queues
+
+    tags = parse_tags(defaults.TAGS)
+    os.environ["FARM_WORKER_TAGS"] = ",".join(tags)
+    for name in worker_queues(tags)[1:]:
+        instance.app.amqp.queues.select_add(name)
 
 
 @worker_ready.connect

@@ -36,7 +36,7 @@ from farm.protocol.queue import BucketQueue
 from farm.protocol.recovery import Action, Cause, Recovery, hand_back
 from farm.protocol.tiles import TileHeader
 from farm.worker import device as devices
-from farm.worker import metrics, plugins
+from farm.worker import about, metrics, plugins
 from farm.worker.leases import LeaseKeeper
 from farm.worker.render import build_program
 from farm.worker.scenes import Scenes
@@ -58,7 +58,7 @@ class WorkerState:
         self.redis = client(redis_url)
         self.device = hooks.device() or devices.current()
         # which kernel it runs (farm.protocol.identity): jobs render only on their own kernel
-        self.kernel = "" if hooks.device() is not None else _identity(self.device)
+        self.kernel = "" if hooks.device() is not None else about.identity(self.device)
         self.key = secret.key()  # the farm's secret, which tags every tile
         self.scenes = Scenes(self.redis, self.device, hooks)  # uploaded once per process, with their plans
         self.stopping = False  # set by SIGTERM: stop the current bucket at its next pass
@@ -292,7 +292,7 @@ class WorkerState:
         log.error("worker %s is bad (%s); it stops taking buckets", hostname, why)
         registry.mark_bad(self.redis, hostname, why)
         job.events.push(TileEvent(index, hostname, EventKind.BAD_WORKER, why))
-        task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
+        about.stop_consuming(task.app, hostname)
 
 
 _state: WorkerState | None = None
@@ -314,39 +314,10 @@ def render(task, job_id: str, index: int, copy: bool) -> bool:
         worker = state(task.app.conf.broker_url)
     except FarmError as exc:  # no device, or the farm's secret cannot be read
         reason = _cannot_work(task.app.conf.broker_url, hostname, exc)
-        task.app.control.cancel_consumer(defaults.QUEUE, destination=[hostname])
+        about.stop_consuming(task.app, hostname)
     else:
         return worker.render_bucket(task, job_id, index, hostname, copy)
     hand_back(reason)
-
-
-def _identity(opened) -> str:
-    from farm.worker.render import kernel_identity
-
-    return kernel_identity(opened)
-
-
-def _describe(hostname: str, opened) -> None:
-    """What the worker renders with, for the manager's workers page: its device and the
-    identity of the kernel it built (farm.worker.render.kernel_identity)."""
-    from farm.app import app
-    from farm.worker.render import kernel_identity
-
-    try:
-        registry.describe(client(app.conf.broker_url, patient=False), hostname,
-                          {"device": str(opened), "kernel": kernel_identity(opened), "farm": _version(),
-                           "driver": str(getattr(opened.device, "driver_version", ""))})
-    except Exception as error:
-        log.warning("worker registry not updated: %s", error)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("farm")
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 def _cannot_work(broker_url: str, hostname: str, exc: FarmError) -> str:
@@ -375,7 +346,10 @@ def _open_device_in_child(sender=None, **_):
         build_program(opened)
         log.info("render worker child %d ready on OpenCL device %s", os.getpid(), opened)
         if isinstance(sender, str):
-            _describe(sender, opened)
+            from farm.app import app
+
+            about.join_kind_pools(app, sender, opened)
+            about.describe(sender, opened)
     except FarmError as exc:
         if isinstance(sender, str):
             from farm.app import app
