@@ -31,6 +31,7 @@ from redis.retry import Retry
 
 from farm import celeryconfig, defaults
 from farm.client.local import redis_server_binary
+from farm.protocol.pools import pool_queue
 from farm.protocol.queue import BucketQueue, queue_lists
 from tests.commands import wait_for
 from tests.ports import free_port
@@ -344,7 +345,8 @@ def test_redis_users_are_the_docs_and_keda_may_only_read_the_queue(manifests):
     users = redis_users(manifests)
     assert set(users) == {"farm", "keda"}
     assert ["$FARM_PASSWORD" if word == ">$FARM_REDIS_PASSWORD" else word for word in users["farm"]] == rules
-    assert users["keda"] == ["reset", "on", ">$KEDA_REDIS_PASSWORD", *(f"~{name}" for name in queue_lists()),
+    counted = queue_lists() + queue_lists(pool_queue(("cpu",))) + queue_lists(pool_queue(("gpu",)))
+    assert users["keda"] == ["reset", "on", ">$KEDA_REDIS_PASSWORD", *(f"~{name}" for name in counted),
                              "resetchannels", "-@all", "+ping", "+eval", "+type", "+llen"]
 
 
@@ -365,7 +367,8 @@ def test_scaled_objects_sum_the_bucket_queues_lists(manifests, kustomization):
         assert target.get("kind", "Deployment") == "Deployment" and target["name"] in named(manifests, "Deployment")
         assert 0 <= doc["spec"]["minReplicaCount"] <= doc["spec"]["maxReplicaCount"]
         triggers = doc["spec"]["triggers"]
-        assert [trigger["metadata"]["listName"] for trigger in triggers] == queue_lists()
+        # the queue every worker empties, and the pool of the workers' device kind (farm.protocol.pools)
+        assert [trigger["metadata"]["listName"] for trigger in triggers] == queue_lists() + queue_lists("farm.cpu")
         modifiers = doc["spec"]["advanced"]["scalingModifiers"]
         assert sorted(term.strip() for term in modifiers["formula"].split("+")) == sorted(t["name"] for t in triggers)
         assert float(modifiers["target"]) > 0
@@ -405,6 +408,17 @@ def manifest_redis(manifests, tmp_path):
         process.wait()
 
 
+def test_each_kind_of_worker_scales_on_its_own_pool(built):
+    """The CPU workers' ScaledObject counts `farm` and `farm.cpu`, the GPU workers' `farm` and
+    `farm.gpu`: a job that requires gpu calls up GPU workers only."""
+    for folder, kind in FARMS.items():
+        (scaled,) = named(built[folder], "ScaledObject").values()
+        lists = [trigger["metadata"]["listName"] for trigger in scaled["spec"]["triggers"]]
+        assert lists == queue_lists() + queue_lists(pool_queue((kind,))), folder
+        formula = scaled["spec"]["advanced"]["scalingModifiers"]["formula"]
+        assert sorted(term.strip() for term in formula.split("+")) == sorted(t["name"] for t in scaled["spec"]["triggers"])
+
+
 def test_keda_counts_the_buckets_farm_sends_and_may_do_nothing_else(manifests, manifest_redis):
     port = manifest_redis.port
     url = f"redis://farm:{manifest_redis.farm_redis_password}@127.0.0.1:{port}/0"
@@ -412,9 +426,10 @@ def test_keda_counts_the_buckets_farm_sends_and_may_do_nothing_else(manifests, m
     app.config_from_object("farm.celeryconfig")
     app.conf.broker_url = url
     queue, sent = BucketQueue(redis.Redis.from_url(url), app), []
-    for count, step in enumerate(defaults.PRIORITY_STEPS, start=1):  # 1 bucket at the first step, 2 at the next...
-        queue.send("a" * 32, range(sum(sent), sum(sent) + count), priority=step)
-        sent.append(count)
+    for pool in (None, pool_queue(("cpu",))):  # the queue every worker empties, and the CPU workers' pool
+        for count, step in enumerate(defaults.PRIORITY_STEPS, start=1):  # 1 bucket at the first step, 2 at the next...
+            queue.send("a" * 32, range(sum(sent), sum(sent) + count), priority=step, pool=pool)
+            sent.append(count)
     triggers = named(manifests, "ScaledObject")[WORKER]["spec"]["triggers"]
     lists = [trigger["metadata"]["listName"] for trigger in triggers]
     keda = redis.Redis(port=port, username=triggers[0]["metadata"]["username"],
