@@ -49,6 +49,16 @@ def _click(browser, job_id: str, action: str) -> None:
     commands.wait_for(click, 10, f"the {action} button of {job_id}")
 
 
+def _manager(farm, tmp_path):
+    """A `farm manager` on `farm`, writing under tmp_path/out: the process, its UI's URL, its token."""
+    (tmp_path / "out").mkdir()
+    manager = commands.start("manager", "--output-dir", tmp_path / "out", "--broker", farm.url, "--address",
+                             "127.0.0.1:0")
+    said = commands.read_until(manager.stderr, lambda text: "/?token=" in text, 60, "the manager's URL")
+    base, token = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", said).groups()
+    return manager, base, token
+
+
 def _get(url: str, data: bytes | None = None, headers: dict | None = None) -> int:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}), timeout=10) as reply:
@@ -62,12 +72,8 @@ def test_the_manager_s_pages_in_a_browser(make_farm, make_document, write_scene,
     from farm.protocol import registry
 
     farm = make_farm([{}, {}], name="ui")
-    out = tmp_path / "out"
-    out.mkdir()
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
+    manager, base, token = _manager(farm, tmp_path)
     try:
-        said = commands.read_until(manager.stderr, lambda text: "/?token=" in text, 60, "the manager's URL")
-        base, token = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", said).groups()
         big = detach(write_scene(make_document(width=128, height=64, spp=4096), "big.json"), "big.exr", farm.url,
                      "--bucket-size", "16", "--name", "big")
         small = [detach(write_scene(make_document(width=32, height=32, spp=256), f"s{i}.json"), f"s{i}.exr",
@@ -148,12 +154,8 @@ def test_a_cross_site_post_is_refused(make_farm, tmp_path):
     """A signed-in page's cookie without the form's XSRF field (what another site's form
     sends) is refused."""
     farm = make_farm([{}], name="xsrf")
-    out = tmp_path / "out"
-    out.mkdir()
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
+    manager, base, token = _manager(farm, tmp_path)
     try:
-        said = commands.read_until(manager.stderr, lambda text: "/?token=" in text, 60, "the manager's URL")
-        base, token = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", said).groups()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         with opener.open(f"{base}/?token={token}", timeout=10) as reply:
             assert reply.status == 200 and b'id="fragment"' in reply.read()
