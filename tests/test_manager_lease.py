@@ -21,12 +21,13 @@ def redis(farm):
 
 def test_one_leads_the_other_waits_and_the_token_grows(redis):
     stop = threading.Event()
-    first, second = Lease(redis, 3, "first"), Lease(redis, 3, "second")
+    # 6 s leases renewed every 2 s: on a loaded machine a renewal may come late, not 6 s late
+    first, second = Lease(redis, 6, "first"), Lease(redis, 6, "second")
     token = first.acquire(stop)
     assert leader(redis) == (token, "first")
     waiting = threading.Thread(target=second.acquire, args=(stop,), kwargs={"poll": 0.1})
     waiting.start()
-    time.sleep(4)  # past the lease: renewed by first's thread, second still waits
+    time.sleep(7)  # past the lease: renewed by first's thread, second still waits
     assert waiting.is_alive() and leader(redis) == (token, "first")
     first.fenced_hset("farm:test:fenced", {"by": "first"})
     first.release()

@@ -86,6 +86,7 @@ def test_the_manager_s_pages_in_a_browser(make_farm, make_document, write_scene,
         assert _get(f"{base}/api/jobs", headers={"Authorization": "Bearer wrong"}) == 401
         assert _get(f"{base}/api/jobs", headers={"Authorization": f"Bearer {token}"}) == 200
 
+        browser.set_window_size(1280, 800)  # every column of the tables in the screenshots
         browser.get(f"{base}/?token={token}")
         assert browser.current_url == f"{base}/"  # the token went into a cookie, out of the address bar
         rows = commands.wait_for(lambda: len(browser.find_elements("css selector", "tr.job")) == 3, 10,

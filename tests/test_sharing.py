@@ -76,7 +76,11 @@ def test_a_small_job_behind_a_huge_one_of_its_priority_takes_about_its_own_time(
     left = big_job.bucket_count - len(big_job.tiles.stored())
     commands.run("cancel", big_id, "--broker", farm.url)
     commands.finish(big, timeout=60)
-    print(f"16 buckets alone {alone:.2f} s, behind 4096 {behind:.2f} s ({behind / alone:.2f}x); "
+    started = time.monotonic()  # alone again, after: the machine's load may have changed meanwhile
+    result = commands.run("submit", small, "-o", tmp_path / "after.png", "--bucket-size", "16", "--broker", farm.url)
+    alone = max(alone, time.monotonic() - started)
+    assert result.returncode == 0, result.stderr
+    print(f"16 buckets alone {alone:.2f} s (the slower of two), behind 4096 {behind:.2f} s ({behind / alone:.2f}x); "
           f"the huge job had {left} buckets left")
     assert left > 1024, "the small job waited for the huge one"
     assert behind < 3 * alone, (alone, behind)

@@ -95,7 +95,8 @@ class Reconciliation:
                                    (Cause.VANISHED, vanished)):
                 if indexes:
                     self._resend(indexes, cause)
-        elif not waiting and not self.unsent and not self.paused:  # nothing queued: every bucket left is running
+        elif not waiting and not self.unsent and not self.paused and \
+                (self.max_workers is None or len(live) < self.max_workers):  # nothing queued: every bucket left runs
             self._copy_stragglers(live, now, workers)
 
     def _report_lost(self, lost: list[Lease], resend: list[int], alive: dict) -> None:

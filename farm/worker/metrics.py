@@ -99,6 +99,7 @@ class QueueCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
+        from farm.protocol.pools import pool_queue
         from farm.protocol.queue import queue_lists
         from farm.protocol.record import JobRecord
         from farm.protocol.tilestore import TileStore
@@ -115,8 +116,15 @@ class QueueCollector:
                 if not running or sent is None:
                     continue
                 jobs.add_metric([job_id], max(0, sent - TileStore(redis, job_id, None).count_now()))
-            for name in queue_lists():
-                lists.add_metric([name], redis.llen(name))
+            # `farm`'s lists, and those of the one-tag pools of this worker's tags and of both device kinds
+            # (farm.protocol.pools; FARM_WORKER_TAGS, set by farm.worker.lifecycle)
+            tags = {"cpu", "gpu", *filter(None, os.environ.get("FARM_WORKER_TAGS", "").split(","))}
+            names = queue_lists() + [name for tag in sorted(tags) for name in queue_lists(pool_queue((tag,)))]
+            with redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.llen(name)
+                for name, length in zip(names, pipe.execute()):
+                    lists.add_metric([name], length)
         except Exception as exc:  # a scrape during a broker outage: say so, serve the rest
             log.warning("queue metrics not read: %s", exc)
         yield jobs
