@@ -130,6 +130,8 @@ class Reconciliation:
         # copy behind its work, where it is skipped if the original finishes first.
         healthy = [w for w in workers.values() if not w.bad]
         idle = len(healthy) - len({lease.worker for leases in live.values() for lease in leases})
+        if self.max_workers is not None:  # --max-workers counts copies too
+            idle = min(idle, self.max_workers - sum(len(leases) for leases in live.values()))
         for elapsed, index in sorted(slow, reverse=True)[:idle]:
             self.copies.add(index)
             self._resend([index], Cause.STRAGGLER)

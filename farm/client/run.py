@@ -19,7 +19,7 @@ from farm.protocol.assets import Transfer
 from farm.protocol.events import EventKind, TileEvent
 from farm.protocol.jobs import Job, JobState
 from farm.protocol.tiles import mean_of
-from farm.protocol.queue import BucketQueue, priority_for
+from farm.protocol.queue import BucketQueue, band, priority_for
 from farm.protocol.recovery import Action, Cause, Recovery
 from farm.protocol.tilestore import TileStore
 
@@ -202,9 +202,10 @@ class JobRun(Reconciliation):
     def follow_priority(self) -> None:
         """The job's priority changed (`farm priority`, read by `reconcile`): its buckets
         still queued are taken back and sent again at the new one, first."""
-        if self._sent_priority is not None and self.job.priority != self._sent_priority and self.queue is not None:
-            self._take_back()
-            self._sent_priority = self.job.priority
+        if self._sent_priority is None or self.queue is None or band(self.job.priority) == band(self._sent_priority):
+            return  # within a band the lists are the same: sending again would only move them back
+        self._take_back()
+        self._sent_priority = self.job.priority
 
     def _take_back(self) -> None:
         """The run's buckets still queued (not yet taken by a worker) back to the front of

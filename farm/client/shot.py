@@ -284,6 +284,7 @@ class ShotRender:
 
             try:
                 run = resume(self.redis, self.app, frame.job_id)
+                run.max_workers = self.options.max_workers  # the shot's limit holds for a frame picked up too
             except JobError:
                 run = None
         if self.record is not None and self.options.in_rounds:

@@ -33,7 +33,7 @@ def resume(redis, app, job_id: str, film: Film | None = None) -> JobRun:
         job.record.reopen()
     film, wanted = film_of(job, film)
     sent = job.sent()  # its client may have died before sending every bucket
-    return JobRun(job, film, BucketQueue(redis, app), unsent=wanted[sent:], wanted=wanted)
+    return JobRun(job, film, BucketQueue(redis, app), unsent=wanted[sent:], wanted=wanted, _sent_priority=job.priority)
 
 
 def film_of(job: Job, film: Film | None = None) -> tuple[Film, list[int]]:

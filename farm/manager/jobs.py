@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import json
 import time
+from pathlib import Path
 
 from farm import defaults
 from farm.exceptions import FarmError
@@ -128,14 +129,18 @@ def _checked(job_id: str, raw: dict) -> dict | None:
         fields = {key.decode(): json.loads(value) for key, value in raw.items()}
     except (ValueError, UnicodeDecodeError):
         return None
-    if fields.get("state") not in STATES or not isinstance(fields.get("output"), str):
-        return None
+    output = fields.get("output")
+    if fields.get("state") not in STATES or not isinstance(output, str) or Path(output).name != output \
+            or output in ("", ".", ".."):
+        return None  # an output name with a folder in it would let a Redis writer aim the manager's files anywhere
     fields["id"] = job_id
     for name, kind, default in (("name", str, ""), ("owner", str, ""), ("error", str, ""), ("paused", bool, False),
                                 ("priority", int, DEFAULT_PRIORITY), ("frames_total", int, 1),
                                 ("submitted", (int, float), 0.0), ("progress", (int, float), 0.0)):
         if not isinstance(fields.get(name), kind) or (kind is int and isinstance(fields.get(name), bool)):
             fields[name] = default
+    if not (isinstance(fields.get("eta"), (int, float)) and 0 <= fields["eta"] < 1e9):
+        fields["eta"] = None
     for name in ("frames_done", "notices", "files"):  # lists (an empty one may come back as {} from Lua)
         if not isinstance(fields.get(name), list):
             fields[name] = []

@@ -10,7 +10,8 @@ makes to the jobs' entries is a script that first checks the key still holds its
 which says no once the lease may have lapsed by the manager's own monotonic clock: the end
 it counts from is the moment it sent the renewal, before Redis set the new expiry, so its
 own view of the lease ends first. A stopped process's clock runs on (CLOCK_MONOTONIC), so
-one continued after its lease finds it gone before its next step.
+one continued after its lease finds it gone before its next step (CLOCK_BOOTTIME also runs
+through a suspended machine or a paused VM).
 Cf. Kleppmann, "How to do distributed locking" (fencing tokens), and Kubernetes' leader
 election (leases renewed at a fraction of their duration).
 """
@@ -61,6 +62,12 @@ return 1
 """
 
 
+def _clock() -> float:
+    """Seconds that run on while the machine is suspended or its VM paused (CLOCK_BOOTTIME),
+    where the system has such a clock; else the monotonic clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+
+
 def who() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -88,7 +95,7 @@ class Lease:
         """Wait until this manager leads (or `stop` is set: LeaseLost); its token. Then
         renews the lease on a thread of its own until `release`."""
         while not stop.is_set():
-            sent = time.monotonic()
+            sent = _clock()
             token = self.redis.eval(_ACQUIRE, 2, LEADER, EPOCH, self.name, int(self.seconds * 1000))
             if token is not None:
                 self.token, self._valid_until = int(token), sent + self.seconds
@@ -98,8 +105,8 @@ class Lease:
         raise LeaseLost("stopped before leading")
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
-            sent = time.monotonic()
+        while not self._stop.wait(self.seconds / 3) and not self._lost.is_set():  # lost by its own count: let go
+            sent = _clock()
             try:
                 held = self.redis.eval(_RENEW, 1, LEADER, self.token, int(self.seconds * 1000))
             except Exception:  # the broker away a moment: the lease runs out on its own if it stays away
@@ -111,7 +118,7 @@ class Lease:
 
     def check(self) -> None:
         """Raise LeaseLost unless this manager surely still leads (see the module's note)."""
-        if self.token is None or self._lost.is_set() or time.monotonic() >= self._valid_until:
+        if self.token is None or self._lost.is_set() or _clock() >= self._valid_until:
             self._lost.set()
             raise LeaseLost(f"manager {self.name} lost the lead (token {self.token}): it writes nothing more")
 

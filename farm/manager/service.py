@@ -72,6 +72,9 @@ class Manager:
             raise
         finally:
             if not lost:
+                with contextlib.suppress(Exception):  # clients are told of no manager rather than of a dead one
+                    if url and self.redis.get(jobs.URL) == url.rstrip("/").encode():
+                        self.redis.delete(jobs.URL)
                 self.lease.release()
 
     def _lead(self) -> None:

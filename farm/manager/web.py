@@ -145,20 +145,23 @@ class ManagerWeb:
                 return {**super().get_template_namespace(), "style": pages.STYLE, "eta": eta, "back": self.request.path}
 
             def get_current_user(self):
-                given = self.request.headers.get("Authorization", "")
-                if given.startswith("Bearer ") and secrets.compare_digest(given[7:].strip(), web.token):
+                if self._bearer():
                     return "api"
                 cookie = self.get_signed_cookie(COOKIE, max_age_days=30)
-                return "page" if cookie and secrets.compare_digest(cookie.decode(), _fingerprint(web.token)) else None
+                return "page" if cookie and _same(cookie.decode(errors="replace"), _fingerprint(web.token)) else None
+
+            def _bearer(self) -> bool:
+                given = self.request.headers.get("Authorization", "")
+                return given.startswith("Bearer ") and _same(given[7:].strip(), web.token)
 
             def check_xsrf_cookie(self):
-                if self.request.headers.get("Authorization", "").startswith("Bearer "):
-                    return  # no page of another site can send this header
+                if self._bearer():
+                    return  # a valid token in a header no page of another site can send
                 super().check_xsrf_cookie()
 
             def prepare(self):
                 given = self.get_query_argument("token", "")
-                if given and secrets.compare_digest(given, web.token) and self.request.method == "GET":
+                if given and _same(given, web.token) and self.request.method == "GET":
                     self._sign_in()
                     self.redirect(self.request.path)
                     return
@@ -184,7 +187,7 @@ class ManagerWeb:
                 self.render("login.html", next=self.get_query_argument("next", "/"))
 
             def post(self):
-                if not secrets.compare_digest(self.get_body_argument("token", ""), web.token):
+                if not _same(self.get_body_argument("token", ""), web.token):
                     self.set_status(401)
                     self.render("login.html", next=_local(self.get_body_argument("next", "/")))
                     return
@@ -230,8 +233,7 @@ class ManagerWeb:
 
         class Files(Base):
             def get(self, job_id, name):
-                _job(web, job_id)
-                name = urllib.parse.unquote(name)
+                _job(web, job_id)  # `name` arrives decoded (Tornado's path arguments)
                 if name not in web.store.files(job_id):
                     raise tornado.web.HTTPError(404)
                 self.set_header("Content-Type", "application/octet-stream")
@@ -285,6 +287,11 @@ class ManagerWeb:
                                                                                    web.token.encode()).hexdigest())
 
 
+def _same(given: str, token: str) -> bool:
+    """Whether a token given equals the manager's, in constant time (any text, not only ASCII)."""
+    return secrets.compare_digest(given.encode(errors="replace"), token.encode())
+
+
 def _fingerprint(token: str) -> str:
     return hashlib.sha256(b"farm-manager-session:" + token.encode()).hexdigest()
 
@@ -319,16 +326,23 @@ def download(url: str, token: str, job_id: str, folder: Path) -> list[tuple[Path
     from farm.client.film import write_whole
 
     def get(path: str):
-        request = urllib.request.Request(f"{url}{path}", headers={"Authorization": f"Bearer {token}"})
         try:
+            request = urllib.request.Request(f"{url}{path}", headers={"Authorization": f"Bearer {token}"})
             return urllib.request.urlopen(request, timeout=60)
         except urllib.error.HTTPError as exc:
-            raise FarmError(f"manager {url}: {path}: {exc.code} {exc.reason}") from None
+            hint = " (the manager's token: set FARM_MANAGER_TOKEN as the manager has it)" if exc.code == 401 else ""
+            raise FarmError(f"manager {url}: {path}: {exc.code} {exc.reason}{hint}") from None
+        except ValueError as exc:  # no scheme, no host
+            raise FarmError(f"manager {url}: not a URL ({exc})") from None
         except (urllib.error.URLError, OSError) as exc:
             raise FarmError(f"manager {url}: cannot be reached ({getattr(exc, 'reason', exc)})") from None
 
     with get(f"/api/jobs/{job_id}") as reply:
-        files = json.load(reply).get("files", {})
+        try:
+            files = json.load(reply).get("files", {})
+            assert isinstance(files, dict)
+        except (ValueError, AttributeError, AssertionError):
+            raise FarmError(f"manager {url}: its answer is not the manager's (not its JSON)") from None
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in sorted(files):

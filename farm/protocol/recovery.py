@@ -39,8 +39,13 @@ class Cause(StrEnum):
     VANISHED = "vanished message"  # neither a message nor a lease for LEASE_TIMEOUT (deleted, lost with Redis)
     STRAGGLER = "straggler copy"  # running far longer than the median bucket: a copy, first tile wins
     LOST_JOB = "lost job"  # the job's record vanished and its client created it again
-    BLOCKED = "blocked"  # a worker the job blocklists got it: it goes to another (after a pause)
-    MISMATCH = "kernel mismatch"  # a worker of another kernel identity got it (farm.protocol.identity)
+    BLOCKED = "blocked"  # a worker that may not render it got it (the job's blocklist, another kernel): another takes it
+
+
+# Times a bucket may be passed on by workers that may not render it (a blocklist, another
+# kernel: Cause.BLOCKED), a second apart, before its job fails: ten minutes without a worker
+# that may take it, where no client failed the job sooner.
+MAX_PASSES = 600
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,6 @@ RESENDS = {
     Cause.LOST_JOB: Resend(backoff=False, stat="resent"),
     # a pause, so that a blocklisted worker that is the only one idle does not take it back at once
     Cause.BLOCKED: Resend(backoff=False, stat=None, delay=1.0),
-    Cause.MISMATCH: Resend(backoff=False, stat=None, delay=1.0),
 }
 
 
@@ -175,6 +179,18 @@ class Recovery:
 
     # -- what a worker saw -------------------------------------------------------------
 
+    def not_here(self, job, index: int, worker: str, why: str) -> bool:
+        """A worker may not render bucket `index` (`why`: the job's blocklist, another kernel):
+        it goes to another, after a pause. Passed on MAX_PASSES times (no worker that may
+        render it took it, and no client failed the job meanwhile), the job fails with why;
+        True then."""
+        if job.stats.count(f"elsewhere:{index}") > MAX_PASSES:
+            self.give_up(job, index, worker, f"no worker that may render bucket {index} took it in {MAX_PASSES} "
+                                             f"passes (the last worker: {why})")
+            return True
+        self.resend(job, [index], Cause.BLOCKED)
+        return False
+
     def before_render(self, job, index: int, seen: BucketView, worker: str,
                       others_idle: Callable[[], bool]) -> Decision:
         """A worker is about to render bucket `index` the long way (it went wrong before):
@@ -234,11 +250,14 @@ def _spare(job, worker: str) -> Callable[[], bool]:
     """Whether another live, healthy worker may still render `job`: a worker is blocklisted
     only then (the last one left renders on, and the bucket's own failure limit decides)."""
     def spare() -> bool:
-        from farm.protocol import registry
+        from farm.protocol import identity, pools, registry
 
-        blocked = job.blocklist.blocked()
+        blocked, workers = job.blocklist.blocked(), registry.workers(job.redis)
+        about = registry.about(job.redis, list(workers))
         return any(name != worker and not record.bad and name not in blocked
-                   for name, record in registry.workers(job.redis).items())
+                   and not pools.lacks(job.require, about.get(name))
+                   and not identity.excluded(job.kernel, job.pin, job.mixed, about.get(name, {}).get("kernel", ""))
+                   for name, record in workers.items())
 
     return spare
 

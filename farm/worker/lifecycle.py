@@ -39,6 +39,9 @@ def _start(sender, **_):
     try:
         parts.require_worker("a render worker")
         warnings = defaults.check()
+        from farm.protocol.pools import parse_tags
+
+        parse_tags(defaults.TAGS)  # a bad tag stops the worker here, in one line
         warnings.append(secret.guard(sender.app.conf.broker_url))
     except FarmError as exc:  # a bad setting (a line each), or no secret for a broker off the loopback
         for line in str(exc).splitlines():
@@ -87,6 +90,7 @@ def _beat(sender, **_):
         # the sender is the Heart: the signal sends no app or hostname, its (internal) eventer has both
         redis = _registry(sender.eventer)
         registry.beat(redis, sender.eventer.hostname, busy=bool(active_requests))
+        redis.expire(registry.key_for(sender.eventer.hostname, "about"), defaults.JOB_TTL)  # what it said lives on
         registry.check_clock(redis)
     except Exception as exc:  # the broker is away; Celery reconnects, the next beat tells
         log.debug("worker registry not updated: %s", exc)

@@ -33,7 +33,7 @@ from farm.protocol.jobs import BucketView, Job, JobState
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.plans import Plan
 from farm.protocol.queue import BucketQueue
-from farm.protocol.recovery import Action, Cause, Recovery, hand_back
+from farm.protocol.recovery import Action, Recovery, hand_back
 from farm.protocol.tiles import TileHeader
 from farm.worker import device as devices
 from farm.worker import about, metrics, plugins
@@ -88,14 +88,10 @@ class WorkerState:
             return None
         if self.stopping or self.bad:  # a bad worker hands back what it took before it stopped
             hand_back("worker shutting down" if self.stopping else "worker is bad")
-        if job.blocklist.blocks(hostname):  # this job's buckets failed here: another worker renders it
-            log.info("job %s bucket %d: this worker is on the job's blocklist, passed on", job_id[:8], index)
-            self.recovery(task.app).resend(job, [index], Cause.BLOCKED)
-            return None
-        why = self._not_mine(job)
-        if why:  # another version of the kernel, or of the device kind, renders this job
+        why = "on the job's blocklist" if job.blocklist.blocks(hostname) else self._not_mine(job)
+        if why:  # its buckets failed here, or another kernel or device kind renders it: another worker takes it
             log.info("job %s bucket %d: not for this worker (%s), passed on", job_id[:8], index, why)
-            self.recovery(task.app).resend(job, [index], Cause.MISMATCH)
+            self.recovery(task.app).not_here(job, index, hostname, why)
             return None
         seen = self._reap_lost(job, index, seen)
         decision = self.recovery(task.app).before_render(job, index, seen, hostname,
