@@ -342,7 +342,14 @@ class JobRun(Reconciliation):
             self._take(missing[start : start + TileStore.READ_BATCH])
 
     def _resend(self, indexes: list[int], cause: Cause) -> None:
-        """Have recovery send `indexes` again for `cause`, and note it in the run."""
+        """Have recovery send `indexes` again for `cause`, and note it in the run; a paused
+        run keeps them, first of its unsent buckets, for when it goes on."""
+        if self.paused and cause is not Cause.STRAGGLER:
+            kept = [index for index in indexes if index not in self.unsent]
+            self.unsent[:0] = kept
+            for index in kept:
+                self._waiting_since.pop(index, None)
+            return
         self.recovery.resend(self.job, indexes, cause)
         if cause is not Cause.STRAGGLER:  # copies are counted in self.copies, and leave the bucket's send time as it was
             self._sent_again(indexes)

@@ -119,7 +119,10 @@ class ManagerWeb:
         """The film of the job's first frame in flight and its buckets rendering (the leading
         manager's; None elsewhere)."""
         shot = self.manager.shots.get(job_id) if self.manager is not None else None
-        renders = [render for render in (shot.active if shot else ()) if render.run is not None]
+        try:  # the manager's thread changes these as frames start and end: a copy, and again if it moved
+            renders = [render for render in list(shot.active if shot else ()) if render.run is not None]
+        except RuntimeError:
+            return None, []
         if not renders:
             return None, []
         run = renders[0].run
