@@ -11,7 +11,7 @@ import time
 
 from farm import defaults
 from farm.exceptions import JobCancelled, JobError, JobVanished
-from farm.protocol import identity, pools, registry
+from farm.protocol import registry
 from farm.protocol.broker import server_time
 from farm.protocol.leases import Lease, process_gone
 from farm.protocol.record import JobState
@@ -142,13 +142,8 @@ class Reconciliation:
         """Fail the job once every live worker has been bad (taking no buckets) or on the
         job's blocklist for NO_HEALTHY_WORKER_TIMEOUT: nothing can render it, and the
         reasons say why."""
-        blocked = self.job.blocklist.blocked() if workers else {}
-        about = registry.about(self.job.redis, list(workers)) if workers else {}
-        why = {name: w.bad or (f"blocklisted for this job: {blocked[name]}" if name in blocked else "")
-               or pools.lacks(self.job.require, about.get(name))
-               or identity.excluded(self.job.kernel, self.job.pin, self.job.mixed, about.get(name, {}).get("kernel", ""))
-               for name, w in workers.items()}
-        if not workers or not all(why.values()):
+        why = self.job.excluded(workers)
+        if not workers or len(why) < len(workers):
             self._none_healthy_since = None
             return
         clock = time.monotonic()

@@ -124,7 +124,7 @@ def _manager(args) -> int:
 
 
 def _jobs(args) -> int:
-    from farm.manager.jobs import entries
+    from farm.manager.jobs import entries, eta
 
     redis_client, _ = _connect(args)
     found = entries(redis_client)
@@ -136,16 +136,9 @@ def _jobs(args) -> int:
         state = entry["state"] + (" (paused)" if entry["paused"] and entry["state"] in ("queued", "running") else "")
         frames = f"{len(entry['frames_done'])}/{entry['frames_total']}"
         print(f"{job_id:32}  {entry['name']:20.20}  {entry['owner']:10.10}  {state:16}  {entry['priority']:3}  "
-              f"{100 * entry['progress']:7.0f}%  {frames:9}  {_eta(entry)}"
+              f"{100 * entry['progress']:7.0f}%  {frames:9}  {eta(entry)}"
               + (f"  {entry['error']}" if entry["error"] else ""))
     return 0
-
-
-def _eta(entry: dict) -> str:
-    eta = entry.get("eta")
-    if entry["state"] != "running" or not isinstance(eta, (int, float)):
-        return "-"
-    return time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 else f"{eta / 86400:.1f} days"
 
 
 def _wait(args) -> int:

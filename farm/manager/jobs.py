@@ -75,6 +75,14 @@ def token(redis) -> str:
     return redis.get(TOKEN).decode()
 
 
+def eta(entry: dict) -> str:
+    """A running job's ETA as `farm jobs` and the UI show it; "-" where there is none."""
+    seconds = entry.get("eta")
+    if entry["state"] != "running" or not isinstance(seconds, (int, float)):
+        return "-"
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} days"
+
+
 def owner() -> str:
     try:
         return getpass.getuser()

@@ -26,18 +26,12 @@ from pathlib import Path
 
 from farm.exceptions import FarmError
 from farm.manager import jobs
+from farm.manager.jobs import eta
 
 log = logging.getLogger(__name__)
 
 COOKIE = "farm_manager"
 ACTIONS = ("pause", "resume", "cancel", "retry", "priority")
-
-
-def eta(job: dict) -> str:
-    value = job.get("eta")
-    if job["state"] != "running" or not isinstance(value, (int, float)):
-        return "-"
-    return time.strftime("%H:%M:%S", time.gmtime(value)) if value < 86400 else f"{value / 86400:.1f} days"
 
 
 def parse_address(text: str) -> tuple[str, int]:

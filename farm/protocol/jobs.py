@@ -73,6 +73,19 @@ class Job:
     def job_id(self) -> str:
         return self.meta.job_id
 
+    def excluded(self, workers: dict) -> dict[str, str]:
+        """Why each of the live `workers` (registry.workers) may not render this job (bad, on
+        its blocklist, lacking its tags, of another kernel); those that may are left out."""
+        from farm.protocol import identity, pools, registry
+
+        blocked = self.blocklist.blocked() if workers else {}
+        about = registry.about(self.redis, list(workers)) if workers else {}
+        why = {name: record.bad or (f"blocklisted for this job: {blocked[name]}" if name in blocked else "")
+               or pools.lacks(self.require, about.get(name))
+               or identity.excluded(self.kernel, self.pin, self.mixed, about.get(name, {}).get("kernel", ""))
+               for name, record in workers.items()}
+        return {name: reason for name, reason in why.items() if reason}
+
     @property
     def pool(self) -> str:
         """The queue its buckets travel on (farm.protocol.pools)."""

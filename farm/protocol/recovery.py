@@ -250,14 +250,10 @@ def _spare(job, worker: str) -> Callable[[], bool]:
     """Whether another live, healthy worker may still render `job`: a worker is blocklisted
     only then (the last one left renders on, and the bucket's own failure limit decides)."""
     def spare() -> bool:
-        from farm.protocol import identity, pools, registry
+        from farm.protocol import registry
 
-        blocked, workers = job.blocklist.blocked(), registry.workers(job.redis)
-        about = registry.about(job.redis, list(workers))
-        return any(name != worker and not record.bad and name not in blocked
-                   and not pools.lacks(job.require, about.get(name))
-                   and not identity.excluded(job.kernel, job.pin, job.mixed, about.get(name, {}).get("kernel", ""))
-                   for name, record in workers.items())
+        workers = registry.workers(job.redis)
+        return bool(set(workers) - {worker} - set(job.excluded(workers)))
 
     return spare
 
