@@ -77,9 +77,12 @@ inline float param_scalar(const SceneRef *s, Param p, float4 uv) {
 inline float4 triangle_uvs(const SceneRef *s, __global const TriangleData *td, float b1, float b2) {
     float b0 = 1.0f - b1 - b2;
     float2 uv = td->uv01.xy * b0 + td->uv01.zw * b1 + td->uv2.xy * b2;
-    if (td->info.w < 0) return (float4)(uv, uv);
+    /* float4s built lane by lane: Oclgrind's uninitialised-value check crashes on a vector
+     * built from two float2s (the tests run it over every bundled scene). */
+    if (td->info.w < 0) return (float4)(uv.x, uv.y, uv.x, uv.y);
     __global const SurfaceExtras *e = &s->extras[td->info.w];
-    return (float4)(uv, e->uv1_01.xy * b0 + e->uv1_01.zw * b1 + e->uv1_2.xy * b2);
+    float2 uv1 = e->uv1_01.xy * b0 + e->uv1_01.zw * b1 + e->uv1_2.xy * b2;
+    return (float4)(uv.x, uv.y, uv1.x, uv1.y);
 }
 
 /* Whether a ray stops at barycentrics (b1, b2) of triangle `prim`: not where its

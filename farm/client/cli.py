@@ -276,13 +276,14 @@ def _settings(args) -> int:
 
 def _devices(args) -> int:
     parts.require_worker("farm devices")
-    from farm.worker.device import available
+    from farm.worker.device import SIMULATORS, available
 
     found = available()
     if not found:
         raise FarmError("no OpenCL device found; install pocl-binary-distribution")
     for platform, name, kind in found:
-        print(f"{kind:5} {name}  [{platform}]")
+        simulator = "  (a simulator: renders only when FARM_DEVICE names it)" if platform in SIMULATORS else ""
+        print(f"{kind:5} {name}  [{platform}]{simulator}")
     return 0
 
 

@@ -17,6 +17,9 @@ from farm.exceptions import DeviceError
 log = logging.getLogger(__name__)
 
 CHOICES = ("auto", "gpu", "cpu")
+# OpenCL platforms that simulate a device rather than render on one: Oclgrind (the tests'
+# second implementation, farm.tools.exactness) calls itself a GPU. Opened only by name.
+SIMULATORS = ("Oclgrind",)
 
 
 @dataclass
@@ -80,6 +83,12 @@ def open_device(spec: str | None = None) -> Device:
         raise DeviceError("no OpenCL device found; install pocl-binary-distribution for a CPU device")
 
     lowered = spec.lower()
+    everything = candidates
+    if lowered in ("auto", "gpu", "cpu"):
+        candidates = [c for c in candidates if c[0].name.strip() not in SIMULATORS]
+        if not candidates:
+            raise DeviceError(f"FARM_DEVICE={spec}: no OpenCL device but simulators ({', '.join(SIMULATORS)}), "
+                              "which render only when named; install pocl-binary-distribution for a CPU device")
     if lowered == "auto":
         chosen = next((c for c in candidates if _kind(cl, c[1]) == "GPU"), None)
         chosen = chosen or next((c for c in candidates if _kind(cl, c[1]) == "CPU"), candidates[0])
@@ -88,7 +97,8 @@ def open_device(spec: str | None = None) -> Device:
     else:
         chosen = next((c for c in candidates if lowered in f"{c[0].name} {c[1].name}".lower()), None)
     if chosen is None:
-        names = "; ".join(f"{p.name.strip()}: {d.name.strip()}" for p, d in candidates)
+        names = "; ".join(f"{p.name.strip()}: {d.name.strip()}" + " (a simulator, opened only by name)"
+                          * (p.name.strip() in SIMULATORS) for p, d in everything)
         raise DeviceError(f"FARM_DEVICE={spec!r} matches no OpenCL device (found: {names})")
 
     platform, device = chosen

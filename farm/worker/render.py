@@ -33,6 +33,7 @@ from farm.worker.device import Device
 log = logging.getLogger(__name__)
 
 POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
+OCLGRIND_PLATFORM = "Oclgrind"  # the simulator the tests check the kernel's bits and memory with
 STRUCTS = (NODE, INSTANCE, MOTION, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
     "Node", "Instance", "Motion", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light",
@@ -111,6 +112,11 @@ def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, in
     import pyopencl as cl
 
     options = ["-I", kernel_dir(), "-cl-std=CL1.2"]
+    if device.platform == OCLGRIND_PLATFORM:
+        # Oclgrind interprets the IR and knows no llvm.bitreverse, which clang's optimiser
+        # makes of reverse_bits (sampler.h); the unoptimised IR is also what its checks read
+        # closest to the source. No bit changes: nothing is fast-math, FP_CONTRACT is off.
+        options.append("-cl-opt-disable")
     if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
         options.append("-cl-fp32-correctly-rounded-divide-sqrt")
     options += shared_defines() + device_defines(device)
@@ -210,7 +216,11 @@ class Renderer:
         self.scene = scene
         cut_outs = len(scene.materials) > 0 and bool((scene.materials["ior"][:, 2] > 0).any())
         motion = bool(scene.frame["origin1"][0][3] > 0)  # an open shutter (farm.scene.motion)
-        self.program = build_program(device, cut_outs, aovs, len(scene.instances) > 0, motion)
+        instances = len(scene.instances) > 0
+        self.program = build_program(device, cut_outs, aovs, instances, motion)
+        # the kernel's variant, by what it adds
+        self.variant = tuple(name for name, on in (("aovs", aovs), ("cut-outs", cut_outs), ("instances", instances),
+                                                   ("motion", motion)) if on)
         self.channels = AOV_CHANNELS if aovs else CHANNELS
         self.kernel = cl.Kernel(self.program, "render_bucket")
         flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
