@@ -116,3 +116,15 @@ def test_bench_quality_tables_each_method_s_time_samples_and_error(tmp_path):
     assert re.search(r"^to RMSE 0\.20000 \(target\):\n  farm uniform +([\d.]+ s \(\d+ spp|not reached)", out, re.M), out
     assert [path.name.endswith("-24x24-64.npy") for path in (tmp_path / "references").iterdir()] == [True]
     assert "reference: rendering" not in _bench(*arguments, env={**os.environ, "FARM_CACHE_DIR": str(cache)})
+
+
+def test_bench_renders_the_generated_mesh_by_name_and_says_what_the_cpu_builds_for(tmp_path):
+    """`--scene mesh:N`: the bench's mesh in the Cornell box, written once; the device line
+    names the vector width and, on a CPU, what PoCL's compiler builds for."""
+    out = _bench("--skip-farm", "--scene", "mesh:2000", "--spp", "1", "--width", "16", "--repeat", "1",
+                 env={"FARM_CACHE_DIR": str(tmp_path)})
+    assert (tmp_path / "bench" / "mesh-2000.json").is_file() and (tmp_path / "bench" / "mesh-2000.obj").is_file()
+    assert re.search(r"device: .*native float vector width \d+", out), out
+    assert re.search(r"kernel: [\d.]+s per frame", out), out
+    result = commands.run("bench", "--skip-farm", "--scene", "mesh:many")
+    assert result.returncode != 0 and "expected mesh:N" in result.stderr

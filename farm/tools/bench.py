@@ -14,14 +14,16 @@ import time
 from pathlib import Path
 
 from farm import defaults
-from farm.tools.bench_scenes import default_scene, load_scaled, write_bumpy_sphere
+from farm.tools.bench_scenes import default_scene, load_scaled, resolve_scene, write_bumpy_sphere
 
 
 HELP = "measure the kernel and the farm's efficiency"  # its line in `farm --help`
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scene", default=default_scene(), help="scene file (default: the bundled Cornell box)")
+    parser.add_argument("--scene", default=default_scene(),
+                        help="scene file (default: the bundled Cornell box), or mesh:N: a generated mesh of N "
+                             "triangles in the Cornell box (an OBJ, written once under FARM_CACHE_DIR)")
     parser.add_argument("--spp", type=int, default=64, help="samples per pixel (default 64)")
     parser.add_argument("--width", type=int, help="override the film width (height keeps the aspect)")
     parser.add_argument("--bucket-size", type=int,
@@ -32,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each kind; the median is reported")
     parser.add_argument("--skip-farm", action="store_true", help="measure the kernel only")
     parser.add_argument("--mitsuba", action="store_true",
-                        help="also render the scene with Mitsuba 3 (scalar_rgb, and llvm_ad_rgb where it runs), "
+                        help="also render the scene with Mitsuba 3 (scalar_rgb, llvm_ad_rgb where it runs, and "
+                             "cuda_ad_rgb where the kernel runs on a GPU), "
                              "alternating with the kernel, and report the ratios")
     parser.add_argument("--samplers", action="store_true",
                         help="instead: error (RMSE against a 16x-sample reference) of the Sobol and the "
@@ -92,9 +95,10 @@ def _numbers(kind):
 def run(args) -> int:
     from farm.protocol.assets import FolderAssets
     from farm.scene.pack import pack
-    from farm.worker.device import current
+    from farm.worker.device import current, describe
     from farm.worker.render import Renderer
 
+    args.scene = resolve_scene(args.scene)
     if args.overhead:
         from farm.tools import bench_overhead
 
@@ -135,14 +139,14 @@ def run(args) -> int:
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     renderer = Renderer(device, pack(scene, assets))
     renderer.render(0, 0, min(8, scene.film.width), min(8, scene.film.height))  # warm up
-    print(f"device: {device}")
+    print(f"device: {describe(device)}")
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, max depth {scene.max_depth}")
     frames = {"kernel": (_nothing, renderer.render_frame)}
     cannot_run = {}
     if args.mitsuba:
         from farm.tools.bench_mitsuba import how_to_get, mitsuba_frames
 
-        variant_frames, cannot_run = mitsuba_frames(args, scene)
+        variant_frames, cannot_run = mitsuba_frames(args, scene, gpu=device.kind == "GPU")
         frames.update(variant_frames)
     seconds = {name: statistics.median(times) for name, times in _rounds(frames, args.repeat).items()}
     direct = seconds.pop("kernel")
@@ -152,7 +156,7 @@ def run(args) -> int:
         print(f"mitsuba {variant}: {frame:.3f}s per frame, {samples / frame / 1e6:.3f} M samples/s; "
               f"farm kernel / mitsuba = {frame / direct:.2f} (medians of {args.repeat} runs each, alternating)")
     for variant, why in cannot_run.items():
-        print(f"mitsuba {variant}: cannot run here: {why}\n  {how_to_get()}")
+        print(f"mitsuba {variant}: cannot run here: {why}\n  {how_to_get(variant)}")
     if args.skip_farm:
         return 0
     _bench_farm(args, scene, document, assets, renderer)

@@ -12,9 +12,10 @@ LLVM_HINT = ("Mitsuba's llvm_ad_rgb needs LLVM 17 or newer (Debian: apt-get inst
              "through DRJIT_LIBLLVM_PATH=/path/to/libLLVM.so or Dr.Jit's default search")
 
 
-def mitsuba_frames(args, scene) -> tuple[dict, dict[str, str]]:
+def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]]:
     """Mitsuba 3 on the same scene, per variant: (select, render one frame) for `_rounds`,
-    warmed up; and, for a variant that cannot run here, why."""
+    warmed up; and, for a variant that cannot run here, why. With `gpu` (the kernel runs on
+    one), the CUDA variant too."""
     try:
         import mitsuba as mi
     except ImportError:
@@ -23,9 +24,9 @@ def mitsuba_frames(args, scene) -> tuple[dict, dict[str, str]]:
     from farm.scene.mitsuba import to_mitsuba
 
     frames, cannot_run = {}, {}
-    for variant in ("scalar_rgb", "llvm_ad_rgb"):
-        # The LLVM variant needs a recent libLLVM; an old one can abort the process, so
-        # it is tried in a child process first.
+    for variant in ("scalar_rgb", "llvm_ad_rgb") + (("cuda_ad_rgb",) if gpu else ()):
+        # The LLVM variant needs a recent libLLVM (an old one can abort the process), the
+        # CUDA variant NVIDIA's driver: each is tried in a child process first.
         why = None if variant == "scalar_rgb" else _variant_failure(variant)
         if why:
             cannot_run[variant] = why
@@ -83,7 +84,9 @@ def _stderr_reason(stderr: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def how_to_get() -> str:
-    """What Mitsuba's LLVM variant needs when it cannot run here, and where Dr.Jit looked."""
+def how_to_get(variant: str = "llvm_ad_rgb") -> str:
+    """What Mitsuba's variant needs when it cannot run here (for the LLVM one, where Dr.Jit looked)."""
+    if variant == "cuda_ad_rgb":
+        return "Mitsuba's cuda_ad_rgb needs an NVIDIA GPU and its driver's libcuda.so"
     looked = f" (DRJIT_LIBLLVM_PATH={os.environ['DRJIT_LIBLLVM_PATH']} now)" if "DRJIT_LIBLLVM_PATH" in os.environ else ""
     return LLVM_HINT + looked

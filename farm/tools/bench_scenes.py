@@ -8,6 +8,7 @@ import importlib.resources
 from pathlib import Path
 
 DEFAULT_SCENE = "cornell-box.json"
+MESH_PREFIX = "mesh:"  # `farm bench --scene mesh:N`: the generated mesh of N triangles in the Cornell box
 
 
 def default_scene() -> str:
@@ -64,3 +65,39 @@ def write_bumpy_sphere(path: Path, triangles: int) -> int:
         np.savetxt(out, normals, fmt="vn %.5f %.5f %.5f")
         np.savetxt(out, np.stack([faces] * 2, axis=2).reshape(len(faces), 6), fmt="f %d//%d %d//%d %d//%d")
     return len(faces)
+
+
+def mesh_scene(folder: Path, triangles: int) -> Path:
+    """The Cornell box's room and light around bumpy_sphere of about `triangles` triangles
+    (an OBJ), as a scene file in `folder`, written there once."""
+    import json
+
+    path = folder / f"mesh-{triangles}.json"
+    if path.exists():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    write_bumpy_sphere(folder / f"mesh-{triangles}.obj", triangles)
+    document = json.loads(Path(default_scene()).read_text())
+    document["description"] = f"The Cornell box's room and light around a bumpy sphere of {triangles:,} triangles."
+    document["shapes"] = document["shapes"][:6] + [
+        {"type": "mesh", "file": f"mesh-{triangles}.obj", "material": "white",
+         "transform": {"scale": 0.55, "translate": [0, -0.4, 0]}}
+    ]
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(document))
+    partial.replace(path)
+    return path
+
+
+def resolve_scene(scene: str) -> str:
+    """A scene file as `farm bench --scene` names it: a path, or mesh:N (mesh_scene, kept
+    under FARM_CACHE_DIR's bench folder)."""
+    if not scene.startswith(MESH_PREFIX):
+        return scene
+    from farm import defaults
+
+    try:
+        triangles = int(scene[len(MESH_PREFIX):].replace(",", "").replace("_", ""))
+    except ValueError:
+        raise SystemExit(f"farm bench: --scene {scene}: expected mesh:N, N a number of triangles") from None
+    return str(mesh_scene(Path(defaults.CACHE_DIR) / "bench", triangles))

@@ -119,3 +119,37 @@ def current() -> Device:
         _current_pid = os.getpid()
         log.info("OpenCL device for pid %d: %s", _current_pid, _current)
     return _current
+
+
+def describe(device: Device) -> str:
+    """The device as a benchmark reports it: name, kind and platform, the native float
+    vector width it reports, and on a CPU what the compiler builds for (PoCL's LLVM names
+    the processor: an LLVM older than the CPU builds for an older one, without its widest
+    vectors) and the widest vectors the processor has."""
+    import pyopencl as cl
+
+    parts = [f"native float vector width {device.device.native_vector_width_float}"]
+    if device.kind == "CPU":
+        target = device.device.version.split("HSTR:")[-1].split()[0] if "HSTR:" in device.device.version else ""
+        if target:
+            parts.append(f"code for {target.rsplit('-', 1)[-1]}")
+        parts.append(f"processor: {_vector_extension()}")
+    else:
+        try:
+            parts.append(f"driver {device.device.driver_version}, {device.device.max_compute_units} compute units")
+        except cl.Error:
+            pass
+    return f"{device} ({'; '.join(parts)})"
+
+
+def _vector_extension() -> str:
+    """The widest vector extension this x86 processor has (from /proc/cpuinfo), or 'unknown'."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")):
+        if flag in flags:
+            return name
+    return "unknown"
