@@ -18,6 +18,9 @@ os.environ.setdefault("FARM_SECRET", __import__("secrets").token_hex(32))
 # ...and no settings file: a developer's ~/.config/farm/farm.toml must not change a test;
 # the tests of the settings file name theirs.
 os.environ["FARM_SETTINGS"] = "none"
+# Each session's asset cache (and so numba's) is new: a warm-up would compile the BVH
+# builder in every worker the tests start. tests/test_bvh.py turns it on where it tests it.
+os.environ["FARM_BVH_WARMUP"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from farm.scene import bvh
+from farm.scene import bvh, bvh_loop
 
 
 def check(tree: bvh.Bvh, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -131,3 +131,21 @@ def test_wide_tree_reaches_every_primitive_once(n, builder):
 def test_wide_tree_of_no_primitives_has_nothing_to_visit():
     wide = bvh.collapse(bvh.build(np.zeros((0, 3)), np.zeros((0, 3))))
     assert len(wide.child) == 1 and (wide.count == 0).all()
+
+
+def test_a_render_process_warms_the_compiled_builder_up(monkeypatch, caplog):
+    """FARM_BVH_WARMUP: a render process starting loads the compiled builder on a thread of
+    its own (as farm/worker/process.py starts it), so a big scene's build does not wait."""
+    import logging
+    import threading
+
+    from farm import defaults
+    from farm.worker import process
+
+    monkeypatch.setattr(defaults, "BVH_WARMUP", 1)
+    with caplog.at_level(logging.INFO, logger="farm.worker.process"):
+        process._open_device_in_child()
+        for thread in [t for t in threading.enumerate() if t.name == "bvh-warm-up"]:
+            thread.join(timeout=120)  # done already where an earlier test compiled it
+        assert "compiled BVH builder ready" in caplog.text
+    assert bvh_loop._compiled is not None and bvh_loop._compiled.signatures

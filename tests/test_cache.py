@@ -165,6 +165,7 @@ def test_packed_scenes_beyond_the_limit_are_evicted_and_a_damaged_one_is_packed_
     cache = PackedCache(tmp_path, keep=2)
     for name in ("a", "b", "c"):
         cache.get_or_pack(name, lambda: pack(scene))
+        cache.settle()  # written on a thread while the caller renders
         time.sleep(0.02)  # distinct modification times
     kept = sorted(p.name.split("-")[0] for p in (tmp_path / "packed").iterdir() if p.name not in ("tmp", "locks"))
     assert kept == ["b", "c"]
@@ -172,6 +173,7 @@ def test_packed_scenes_beyond_the_limit_are_evicted_and_a_damaged_one_is_packed_
     (damaged / "nodes.npy").write_bytes(b"not an array")
     packed_again = []
     cache.get_or_pack("c", lambda: packed_again.append(1) or pack(scene))
+    cache.settle()
     assert packed_again == [1]
     assert list((tmp_path / "packed" / "tmp").iterdir()) == []
 

@@ -78,6 +78,12 @@ def build_compiled(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEA
     return Bvh(node_lower[:count], node_upper[:count], left[:count], right[:count], leaf[:count], order, int(levels))
 
 
+def warm_up() -> None:
+    """Load (or, the first time on a machine, compile) the compiled builder, by building a
+    tree of two boxes with it: the arguments' types are those of every build."""
+    build_compiled(np.zeros((2, 3)), np.ones((2, 3)))
+
+
 def _build_vectorised(lower: np.ndarray, upper: np.ndarray, leaf_size: int = LEAF_SIZE,
                       max_leaf: int = MAX_LEAF_SIZE) -> Bvh:
     """One tree level at a time: every node of a level is split at once, primitives
@@ -258,8 +264,9 @@ def collapse(tree: Bvh, width: int = WIDTH) -> WideBvh:
     wide_id[slots[is_node]] = np.arange(1, 1 + int(is_node.sum()))
     child = np.where(is_node, wide_id[known], np.where(valid, tree.left[known], 0))
     count = np.where(is_node, -1, np.where(valid, tree.right[known], 0))
-    lower = np.nextafter(tree.lower[known].astype(np.float32), np.float32(-np.inf))
-    upper = np.nextafter(tree.upper[known].astype(np.float32), np.float32(np.inf))
+    # rounded outwards once per binary node, then gathered
+    lower = np.nextafter(tree.lower.astype(np.float32), np.float32(-np.inf))[known]
+    upper = np.nextafter(tree.upper.astype(np.float32), np.float32(np.inf))[known]
     lower[~valid], upper[~valid] = 0.0, 0.0
     # Stack bound: visiting a node pushes its children hit and pops one; the deepest sum of
     # (children - 1) along a path, plus the children of the last node.

@@ -31,7 +31,7 @@ def compiled_build_loop():
             os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba"))
             import numba
 
-            _compiled = numba.njit(cache=True)(build_loop)
+            _compiled = numba.njit(cache=True, nogil=True)(build_loop)
     return _compiled
 
 

@@ -3,6 +3,8 @@ leaf packs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from farm.scene import bvh as bvh_builder
@@ -56,12 +58,27 @@ def vertex_tangents(mesh) -> np.ndarray | None:
     return np.concatenate([tangent, sign[:, None]], axis=1)
 
 
-def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """World-space triangles of every mesh, their shading data, vertex normals of the
-    smooth ones, and the extras (tangents, second uvs) of the meshes that need them; then
-    the corners. Degenerate triangles are dropped: they can be neither hit nor sampled.
-    `meshes` holds (mesh, object-to-world matrix, material index, face normals only,
-    whether its material has a normal map)."""
+@dataclass(frozen=True)
+class Gathered:
+    """Every mesh's triangles in world space, end to end, per triangle: corners, the
+    cross product of its edges, corner uvs and vertex normals, whether it is smooth, its
+    material, whether it has extras; and the extras of those that do."""
+
+    corners: np.ndarray
+    cross: np.ndarray
+    uvs: np.ndarray
+    vertex_normals: np.ndarray
+    smooth: np.ndarray
+    material: np.ndarray
+    has_extras: np.ndarray
+    extras: np.ndarray
+
+
+def gather_triangles(meshes) -> Gathered:
+    """The triangles of `meshes` in world space (what the BVH is built over; triangle_arrays
+    makes the kernel's rows of them). Degenerate triangles are dropped: they can be neither
+    hit nor sampled. `meshes` holds (mesh, object-to-world matrix, material index, face
+    normals only, whether its material has a normal map)."""
     corner_chunks, cross_chunks, uv_chunks, normal_chunks, smooth_chunks, material_chunks = [], [], [], [], [], []
     extra_chunks, has_extras_chunks = [], []
     for mesh, m, mid, face_normals, normal_mapped in meshes:
@@ -109,20 +126,24 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
             extras[:, 4, :2] = corner_uvs[:, 2]
         extra_chunks.append(extras)
     if not corner_chunks:
-        return (np.zeros(0, TRIANGLE), np.zeros(0, TRIANGLE_DATA), np.zeros(0, SHADING_NORMALS),
-                np.zeros(0, SURFACE_EXTRAS), np.zeros((0, 3, 3)))
-    corners = np.concatenate(corner_chunks)
-    uvs = np.concatenate(uv_chunks)
-    vertex_normals = np.concatenate(normal_chunks)
-    smooth = np.concatenate(smooth_chunks)
-    tri_material = np.concatenate(material_chunks)
-    has_extras = np.concatenate(has_extras_chunks)
-    extras = np.concatenate(extra_chunks) if extra_chunks else np.zeros((0, 5, 4))
-    cross = np.concatenate(cross_chunks)
+        return Gathered(np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros((0, 3, 2)), np.zeros((0, 3, 3)),
+                        np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, 5, 4)))
+    return Gathered(_joined(corner_chunks), _joined(cross_chunks), _joined(uv_chunks), _joined(normal_chunks),
+                    np.concatenate(smooth_chunks), _joined(material_chunks), _joined(has_extras_chunks),
+                    _joined(extra_chunks) if extra_chunks else np.zeros((0, 5, 4)))
+
+
+def triangle_arrays(gathered: Gathered) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's arrays of gathered triangles: their Baldwin-Weber rows, their shading
+    data, the vertex normals of the smooth ones, and the extras (tangents, second uvs) of
+    those that need them."""
+    corners, cross, uvs, vertex_normals = gathered.corners, gathered.cross, gathered.uvs, gathered.vertex_normals
+    smooth = gathered.smooth.copy()  # written to below
+    tri_material, has_extras, extras = gathered.material, gathered.has_extras, gathered.extras
     e1, e2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
     double_area = np.linalg.norm(cross, axis=1)
     # A smooth triangle with a zero vertex normal falls back to flat shading.
-    smooth &= np.all(np.linalg.norm(vertex_normals, axis=2) > 0, axis=1)
+    smooth &= np.all((vertex_normals * vertex_normals).sum(axis=2) > 0, axis=1)  # norm > 0, without the sqrt
     triangles = np.zeros(len(corners), TRIANGLE)
     rows = intersection_rows(corners[:, 0], e1, e2, cross)
     triangles["b1"], triangles["b2"], triangles["plane"] = rows[:, 0], rows[:, 1], rows[:, 2]
@@ -142,7 +163,12 @@ def triangle_arrays(meshes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     extra_array = np.zeros(len(extras), SURFACE_EXTRAS)
     for row, name in enumerate(("t0", "t1", "t2", "uv1_01", "uv1_2")):
         extra_array[name] = extras[:, row]
-    return triangles, data, normals, extra_array, corners
+    return triangles, data, normals, extra_array
+
+
+def _joined(chunks: list[np.ndarray]) -> np.ndarray:
+    """The chunks end to end; one chunk as it is (a million triangles' corners are 72 MB)."""
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
 
 def flatten_bvh(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,57 +179,65 @@ def flatten_bvh(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndar
     which no ray meets; their primitive (a sphere's index past the triangles, or -1) says
     what they are."""
     nodes = np.zeros(len(wide.child), NODE)
-    for axis, name in enumerate("xyz"):
-        nodes[f"lower_{name}"] = wide.lower[:, :, axis]
-        nodes[f"upper_{name}"] = wide.upper[:, :, axis]
+    # Written through plain views of the records (every field is eight or four 32-bit lanes),
+    # one strided pass per block instead of one per field.
+    node_words = nodes.view(np.float32).reshape(len(nodes), 8, 8)  # lower xyz, upper xyz, child, count
+    node_words[:, 0:3] = wide.lower.transpose(0, 2, 1)
+    node_words[:, 3:6] = wide.upper.transpose(0, 2, 1)
     leaf = wide.count > 0
     first, size = wide.child[leaf], wide.count[leaf]
     pack_count = -(-size // PACK_WIDTH)
     pack_start = np.cumsum(pack_count) - pack_count
-    nodes["child"], nodes["count"] = wide.child, wide.count
-    nodes["child"][leaf], nodes["count"][leaf] = pack_start, pack_count
+    child, count = wide.child.copy(), wide.count.copy()
+    child[leaf], count[leaf] = pack_start, pack_count
+    node_ints = nodes.view(np.int32).reshape(len(nodes), 8, 8)
+    node_ints[:, 6], node_ints[:, 7] = child, count
     packs = np.zeros(max(int(pack_count.sum()), 1), TRIANGLE_PACK)
-    packs["prim"] = -1
+    pack_words = packs.view(np.float32).reshape(len(packs), 13, PACK_WIDTH)  # 12 rows (b1, b2, plane; xyzw), prim
+    lane_prims = packs.view(np.int32).reshape(len(packs), 13, PACK_WIDTH)[:, 12]
+    lane_prims[:] = -1
     # Slot k of a leaf goes to lane k % 4 of the leaf's pack k // 4.
     rank = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
     slot = np.repeat(first, size) + rank
     pack, lane = np.repeat(pack_start, size) + rank // PACK_WIDTH, rank % PACK_WIDTH
     prim = order[slot]
-    packs["prim"][pack, lane] = prim
+    lane_prims[pack, lane] = prim
     is_triangle = prim < len(triangles)
-    for row in ("b1", "b2", "plane"):
-        for axis, name in enumerate("xyzw"):
-            packs[f"{row}_{name}"][pack[is_triangle], lane[is_triangle]] = triangles[row][prim[is_triangle], axis]
+    rows = triangles.view(np.float32).reshape(len(triangles), 12)  # b1, b2, plane; xyzw
+    pack_words[pack[is_triangle], :12, lane[is_triangle]] = rows[prim[is_triangle]]
     return nodes, packs
 
 
 def intersection_rows(v0: np.ndarray, e1: np.ndarray, e2: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Baldwin and Weber (2016): for each triangle, rows r0, r1, r2 with b1 = r0 . (p, 1),
     b2 = r1 . (p, 1) for a point p in its plane, and r2 . (p, 1) = 0 on the plane, scaled
-    by the normal's largest component (the axis the triangle is projected along)."""
-    rows = np.zeros((len(v0), 3, 4))
-    dominant = np.argmax(np.abs(n), axis=1)
-    for axis in range(3):
-        a1, a2 = (axis + 1) % 3, (axis + 2) % 3
-        pick = dominant == axis
-        nd = n[pick, axis]
-        p, f, g = v0[pick], e1[pick], e2[pick]
-        r = np.zeros((int(pick.sum()), 3, 4))
-        r[:, 0, a1], r[:, 0, a2] = g[:, a2] / nd, -g[:, a1] / nd
-        r[:, 0, 3] = (g[:, a1] * p[:, a2] - g[:, a2] * p[:, a1]) / nd
-        r[:, 1, a1], r[:, 1, a2] = -f[:, a2] / nd, f[:, a1] / nd
-        r[:, 1, 3] = -(f[:, a1] * p[:, a2] - f[:, a2] * p[:, a1]) / nd
-        r[:, 2, axis] = 1.0
-        r[:, 2, a1], r[:, 2, a2] = n[pick, a1] / nd, n[pick, a2] / nd
-        r[:, 2, 3] = -(n[pick] * p).sum(axis=1) / nd
-        rows[pick] = r
+    by the normal's largest component (the axis the triangle is projected along). All
+    triangles at once, each with its own axes gathered (no pass per axis)."""
+    count = len(v0)
+    rows = np.zeros((count, 3, 4))
+    axis = np.argmax(np.abs(n), axis=1)[:, None]
+    a1, a2 = (axis + 1) % 3, (axis + 2) % 3
+
+    def at(values, which):
+        return np.take_along_axis(values, which, axis=1)[:, 0]
+
+    nd = at(n, axis)
+    f1, f2, g1, g2, p1, p2 = at(e1, a1), at(e1, a2), at(e2, a1), at(e2, a2), at(v0, a1), at(v0, a2)
+    index, a1, a2, axis = np.arange(count), a1[:, 0], a2[:, 0], axis[:, 0]
+    rows[index, 0, a1], rows[index, 0, a2] = g2 / nd, -g1 / nd
+    rows[index, 0, 3] = (g1 * p2 - g2 * p1) / nd
+    rows[index, 1, a1], rows[index, 1, a2] = -f2 / nd, f1 / nd
+    rows[index, 1, 3] = -(f1 * p2 - f2 * p1) / nd
+    rows[index, 2, axis] = 1.0
+    rows[index, 2, a1], rows[index, 2, a2] = at(n, a1[:, None]) / nd, at(n, a2[:, None]) / nd
+    rows[:, 2, 3] = -(n * v0).sum(axis=1) / nd
     return rows
 
 
 def primitive_bounds(corners: np.ndarray, spheres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Boxes of triangles then spheres: primitive i < len(triangles) is a triangle."""
-    tri_lower = corners.min(axis=1)
-    tri_upper = corners.max(axis=1)
+    tri_lower = np.minimum(np.minimum(corners[:, 0], corners[:, 1]), corners[:, 2])
+    tri_upper = np.maximum(np.maximum(corners[:, 0], corners[:, 1]), corners[:, 2])
     center = spheres["center_radius"][:, :3].astype(np.float64)
     radius = spheres["center_radius"][:, 3:4].astype(np.float64)
     return np.concatenate([tri_lower, center - radius]), np.concatenate([tri_upper, center + radius])

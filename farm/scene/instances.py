@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from farm.exceptions import SceneError
 from farm.scene import bvh as bvh_builder
 from farm.scene.files import shape_meshes
-from farm.scene.geometry import flatten_bvh, primitive_bounds, sphere_entry, triangle_arrays
+from farm.scene.geometry import flatten_bvh, gather_triangles, primitive_bounds, sphere_entry, triangle_arrays
 from farm.scene.layout import (
     INSTANCE, INSTANCE_IDENTITY, INSTANCE_MIRRORED, INSTANCE_MOVING, MOTION, NODE_INSTANCE, NODE_TOP, SPHERE,
     STACK_SIZE, TRIANGLE,
@@ -188,13 +189,26 @@ def build_geometry(scene: Scene, indices: list[int], material_index: dict[str, i
             continue
         face_normals = isinstance(shape, Mesh) and shape.face_normals
         meshes.append((mesh, m, mid, face_normals, scene.materials[shape.material].normal_map is not None))
-    triangles, triangle_data, normals, extras, corners = triangle_arrays(meshes)
+    gathered = gather_triangles(meshes)
+    corners = gathered.corners
     sphere_array = np.array(spheres, SPHERE) if spheres else np.zeros(0, SPHERE)
-    started = time.perf_counter()
     lower, upper = primitive_bounds(corners, sphere_array)
-    tree = bvh_builder.build(lower, upper)
-    wide = bvh_builder.collapse(tree)
-    timings["bvh"] = timings.get("bvh", 0.0) + time.perf_counter() - started
+
+    def tree_of_boxes():
+        started = time.perf_counter()
+        tree = bvh_builder.build(lower, upper)
+        wide = bvh_builder.collapse(tree)
+        timings["bvh"] = timings.get("bvh", 0.0) + time.perf_counter() - started
+        return tree, wide
+
+    if len(lower) < bvh_builder.COMPILED_MIN_PRIMITIVES:
+        tree, wide = tree_of_boxes()
+        triangles, triangle_data, normals, extras = triangle_arrays(gathered)
+    else:  # a big tree builds on a thread of its own beside the triangles' rows (the compiled loop lets go of the GIL)
+        with ThreadPoolExecutor(1, thread_name_prefix="bvh") as pool:
+            building = pool.submit(tree_of_boxes)
+            triangles, triangle_data, normals, extras = triangle_arrays(gathered)
+            tree, wide = building.result()
     if wide.stack > STACK_SIZE:
         raise SceneError(f"the scene's BVH needs a traversal stack of {wide.stack} entries; the kernel has {STACK_SIZE}")
     nodes, packs = flatten_bvh(wide, tree.order, triangles)

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 
 import numpy as np
@@ -340,6 +341,8 @@ def _open_device_in_child(sender=None, **_):
             return
         opened = devices.current()
         build_program(opened)
+        if defaults.BVH_WARMUP:
+            threading.Thread(target=_warm_up_bvh, name="bvh-warm-up", daemon=True).start()
         log.info("render worker child %d ready on OpenCL device %s", os.getpid(), opened)
         if isinstance(sender, str):
             from farm.app import app
@@ -353,6 +356,19 @@ def _open_device_in_child(sender=None, **_):
             _cannot_work(app.conf.broker_url, sender, exc)
         else:
             log.error("render worker child %d cannot render: %s", os.getpid(), exc)
+
+
+def _warm_up_bvh() -> None:
+    """FARM_BVH_WARMUP: the compiled BVH builder loaded before a big scene needs it."""
+    from farm.scene import bvh
+
+    started = time.perf_counter()
+    try:
+        bvh.warm_up()
+    except Exception as exc:  # a big scene will say it again, as its own error
+        log.warning("render worker child %d: the compiled BVH builder did not load: %s", os.getpid(), exc)
+        return
+    log.info("render worker child %d: compiled BVH builder ready in %.1fs", os.getpid(), time.perf_counter() - started)
 
 
 def _stop_child(signum, frame) -> None:
