@@ -59,6 +59,23 @@ def test_the_compiled_builder_makes_as_good_a_tree_every_time():
     assert bvh.build(lower[:100], upper[:100]).levels == bvh._build_vectorised(lower[:100], upper[:100]).levels
 
 
+@pytest.mark.parametrize("n", [3, 9, 5000])
+def test_two_threads_build_the_tree_one_thread_builds(n, monkeypatch):
+    """The root's subtrees on two threads: the same splits and leaves, so the same wide tree
+    (binary ids differ; the wide tree does not keep them). Small inputs, the threshold lowered."""
+    monkeypatch.setattr(bvh, "PARALLEL_MIN_PRIMITIVES", 2)
+    rng = np.random.default_rng(n)
+    centre = rng.normal(size=(n, 3)) * [10, 1, 0.1]
+    size = rng.uniform(0, 0.3, (n, 3))
+    lower, upper = centre - size, centre + size
+    one, two = bvh.build_compiled(lower, upper, threads=1), bvh.build_compiled(lower, upper, threads=2)
+    check(two, lower, upper)
+    assert np.array_equal(one.order, two.order) and one.levels == two.levels and len(one.leaf) == len(two.leaf)
+    assert sah_cost(one) == pytest.approx(sah_cost(two), rel=1e-12)  # the same nodes, summed in another order
+    wide_one, wide_two = bvh.collapse(one), bvh.collapse(two)
+    assert all(np.array_equal(a, b) for a, b in zip(vars(wide_one).values(), vars(wide_two).values()))
+
+
 @pytest.mark.parametrize("builder", BUILDERS)
 def test_identical_boxes_still_split_into_small_leaves(builder):
     lower = np.zeros((1000, 3))

@@ -13,6 +13,8 @@ so every worker builds the same tree from the same scene.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +25,8 @@ BINS = 16  # candidate split planes per axis and node: 15 (fewer for nodes under
 # From this many primitives on the compiled builder pays for numba's start (about 1.4 s a
 # process): the vectorised one takes about 10 us a primitive, the compiled one 2 us.
 COMPILED_MIN_PRIMITIVES = 200_000
+# From this many on, the compiled builder builds the root's two subtrees on two threads.
+PARALLEL_MIN_PRIMITIVES = 200_000
 LEAF_SIZE = 2  # a node this small is a leaf whatever the heuristic says
 MAX_LEAF_SIZE = 8  # a node larger than this is split even if the heuristic prefers a leaf
 TRAVERSAL_COST = 1.0  # cost of visiting a node, relative to one primitive test
@@ -60,22 +64,58 @@ def build(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEAF_SIZE) -
     return build_compiled(lower, upper, max_leaf)
 
 
-def build_compiled(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEAF_SIZE) -> Bvh:
-    """The compiled builder: one node at a time, in a loop numba compiles."""
+def build_compiled(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEAF_SIZE,
+                   threads: int | None = None) -> Bvh:
+    """The compiled builder: one node at a time, in a loop numba compiles. From
+    PARALLEL_MIN_PRIMITIVES on, the root is split first and its two subtrees built on two
+    threads (the loop lets go of the GIL) into arrays of their own, then laid after it: the
+    same tree as one thread builds (the same splits and leaves; only the binary nodes' ids
+    differ, which the wide tree does not keep). `threads` 1 builds on this one."""
     n = len(lower)
     # float32 boxes, rounded outwards so that every node still contains its primitives exactly
     lower64, upper64 = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
     lo32, hi32 = lower64.astype(np.float32), upper64.astype(np.float32)
     lo32 = np.ascontiguousarray(np.where(lo32 > lower64, np.nextafter(lo32, np.float32(-np.inf)), lo32))
     hi32 = np.ascontiguousarray(np.where(hi32 < upper64, np.nextafter(hi32, np.float32(np.inf)), hi32))
-    capacity = max(2 * n - 1, 1)
-    node_lower, node_upper = np.zeros((capacity, 3)), np.zeros((capacity, 3))
-    left, right = np.zeros(capacity, np.int64), np.zeros(capacity, np.int64)
-    leaf = np.zeros(capacity, np.bool_)
     order = np.arange(n, dtype=np.int64)
-    count, levels = compiled_build_loop()(lo32, hi32, order, node_lower, node_upper, left, right, leaf,
-                                           BINS, min(LEAF_SIZE, max_leaf), max_leaf, TRAVERSAL_COST)
-    return Bvh(node_lower[:count], node_upper[:count], left[:count], right[:count], leaf[:count], order, int(levels))
+    loop = compiled_build_loop()
+    settings = (BINS, min(LEAF_SIZE, max_leaf), max_leaf, TRAVERSAL_COST)
+
+    def subtree(first: int, count: int, depth: int, only_root: bool = False):
+        arrays = _node_arrays(max(2 * count - 1, 3))
+        made, levels, split = loop(lo32, hi32, order, *arrays, *settings, first, count, depth, only_root)
+        return arrays, int(made), int(levels), int(split)
+
+    threads = threads or min(2, os.cpu_count() or 1)
+    if n < PARALLEL_MIN_PRIMITIVES or threads < 2:
+        (node_lower, node_upper, left, right, leaf), count, levels, _ = subtree(0, n, 1)
+        return Bvh(node_lower[:count], node_upper[:count], left[:count], right[:count], leaf[:count], order, levels)
+    root, _, _, split = subtree(0, n, 1, only_root=True)
+    if split < 0:  # the root is a leaf
+        return Bvh(*(array[:1] for array in root), order, 1)
+    with ThreadPoolExecutor(2, thread_name_prefix="bvh") as pool:
+        halves = list(pool.map(lambda part: subtree(*part, 2), ((0, split), (split, n - split))))
+    (below_left, made_left, levels_left, _), (below_right, made_right, levels_right, _) = halves
+    total = 1 + made_left + made_right
+    merged = _node_arrays(total)
+    for target, root_value, left_part, right_part in zip(merged, root, below_left, below_right):
+        target[0] = root_value[0]
+        target[1:1 + made_left] = left_part[:made_left]
+        target[1 + made_left:] = right_part[:made_right]
+    node_lower, node_upper, left, right, leaf = merged
+    for start, made in ((1, made_left), (1 + made_left, made_right)):  # interior nodes' children move along
+        part = slice(start, start + made)
+        interior = ~leaf[part]
+        left[part][interior] += start
+        right[part][interior] += start
+    left[0], right[0] = 1, 1 + made_left
+    return Bvh(node_lower, node_upper, left, right, leaf, order, max(levels_left, levels_right))
+
+
+def _node_arrays(capacity: int) -> tuple[np.ndarray, ...]:
+    """Room for `capacity` binary nodes: lower, upper, left, right, leaf."""
+    return (np.zeros((capacity, 3)), np.zeros((capacity, 3)), np.zeros(capacity, np.int64),
+            np.zeros(capacity, np.int64), np.zeros(capacity, np.bool_))
 
 
 def warm_up() -> None:

@@ -36,14 +36,19 @@ def compiled_build_loop():
 
 
 def build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bins, leaf_size, max_leaf_size,
-               traversal_cost):  # pragma: no cover - compiled; tested through build()
-    n = lo.shape[0]
+               traversal_cost, first_slot, slots, root_depth, only_root):  # pragma: no cover - compiled
+    """The subtree of order[first_slot:first_slot + slots] (its root at depth root_depth),
+    its nodes numbered from 0 in the arrays given; with only_root, the root alone (its
+    children get ids 1 and 2 and are not built). Returns (nodes made, deepest depth, the
+    root's split slot, or -1 where the root is a leaf)."""
+    n = slots
     # the work stack: node id, first slot, count, depth
     stack = np.empty((128, 4), np.int64)
-    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, 0, n, 1
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, first_slot, n, root_depth
     top = 1
     node_count = 1
     levels = 0
+    root_split = -1
     bin_count = np.empty((3, max_bins), np.int64)
     bin_box = np.empty((3, max_bins, 6), np.float64)
     left_area = np.empty(max_bins, np.float64)
@@ -156,6 +161,10 @@ def build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bin
         child = node_count
         node_count += 2
         left[node], right[node] = child, child + 1
+        if node == 0:
+            root_split = middle
+            if only_root:
+                break
         if top + 2 > stack.shape[0]:
             grown = np.empty((stack.shape[0] * 2, 4), np.int64)
             grown[:top] = stack[:top]
@@ -164,4 +173,4 @@ def build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bin
         stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3] = child + 1, middle, first + count - middle, depth + 1
         stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2], stack[top + 1, 3] = child, first, middle - first, depth + 1
         top += 2
-    return node_count, levels
+    return node_count, levels, root_split
