@@ -76,6 +76,13 @@ def test_two_threads_build_the_tree_one_thread_builds(n, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(vars(wide_one).values(), vars(wide_two).values()))
 
 
+def test_two_threads_with_a_root_leaf_build_the_one_leaf(monkeypatch):
+    monkeypatch.setattr(bvh, "PARALLEL_MIN_PRIMITIVES", 2)
+    lower, upper = np.zeros((2, 3)), np.ones((2, 3))  # no more than a leaf holds
+    tree = bvh.build_compiled(lower, upper, threads=2)
+    assert len(tree.leaf) == 1 and tree.leaf[0] and tree.right[0] == 2 and tree.levels == 1
+
+
 @pytest.mark.parametrize("builder", BUILDERS)
 def test_identical_boxes_still_split_into_small_leaves(builder):
     lower = np.zeros((1000, 3))

@@ -195,3 +195,20 @@ def test_a_process_waits_a_bounded_time_for_another_one_packing(tmp_path):
         assert 0.3 <= time.monotonic() - started < 5.0
     assert packed.nodes is not None and not isinstance(packed.nodes, np.memmap)
     assert not any(p.name.startswith(scene.digest) for p in (tmp_path / "packed").iterdir())  # not stored
+
+
+def test_a_scene_cut_off_while_written_is_removed_an_hour_later(tmp_path):
+    """A process killed while it wrote a packed scene leaves it in tmp/: the next cache
+    opened there removes it once it is an hour old (a younger one may still be written)."""
+    import os
+
+    from farm.worker.cache import PackedCache
+
+    PackedCache(tmp_path)
+    old, young = tmp_path / "packed" / "tmp" / "old-scene", tmp_path / "packed" / "tmp" / "young-scene"
+    for folder in (old, young):
+        folder.mkdir()
+        (folder / "nodes.npy").write_bytes(b"half written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    PackedCache(tmp_path)
+    assert not old.exists() and young.exists()

@@ -82,7 +82,7 @@ def build_compiled(lower: np.ndarray, upper: np.ndarray, max_leaf: int = MAX_LEA
     settings = (BINS, min(LEAF_SIZE, max_leaf), max_leaf, TRAVERSAL_COST)
 
     def subtree(first: int, count: int, depth: int, only_root: bool = False):
-        arrays = _node_arrays(max(2 * count - 1, 3))
+        arrays = _node_arrays(3 if only_root else max(2 * count - 1, 3))  # the root alone: its children's ids
         made, levels, split = loop(lo32, hi32, order, *arrays, *settings, first, count, depth, only_root)
         return arrays, int(made), int(levels), int(split)
 

@@ -11,7 +11,8 @@ uninitialised reads and data races; .ci/device-check runs it with a GPU against 
 
     python -m farm.tools.exactness [--devices cpu,oclgrind] [--size 16] [--spp 2]
 
-One line per frame; exit status 1 when any frame differs, 2 when a device cannot be opened.
+One line per frame; exit status 1 when any frame differs, 2 when a device cannot be opened,
+3 when the kernel fails to build or run on one.
 """
 
 from __future__ import annotations
@@ -125,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(devices) < 2:
         parser.error("--devices needs two devices at least")
     print("devices: " + "; ".join(str(d) for d in devices))
-    records = compare(devices, args.size, args.spp, args.scene)
+    import pyopencl as cl
+
+    try:
+        records = compare(devices, args.size, args.spp, args.scene)
+    except (FarmError, cl.Error) as exc:  # a kernel that does not build or run there is no difference in bits
+        print(f"exactness: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 3
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
     differing = [r["scene"] for r in records if not r["identical"]]

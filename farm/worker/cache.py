@@ -207,6 +207,7 @@ class PackedCache:
             try:
                 for sub in ("tmp", "locks"):
                     (self.folder / sub).mkdir(parents=True, exist_ok=True)
+                self._forget_cut_off()
             except OSError as exc:
                 self._unusable(exc)
 
@@ -228,21 +229,38 @@ class PackedCache:
                 return found
             packed = pack()
             if held:  # the lock goes with the scene to the thread that writes it
-                writing = threading.Thread(target=self._store_and_evict, args=(key, packed, stack.pop_all()),
+                lock = stack.pop_all()
+                writing = threading.Thread(target=self._store_and_evict, args=(key, packed, lock),
                                            name=f"store-{key[:12]}", daemon=True)
-                self._writing.append(writing)
-                writing.start()
+                try:
+                    writing.start()
+                except RuntimeError:  # no thread to be had: written here, as before
+                    self._store_and_evict(key, packed, lock)
+                else:
+                    self._writing = [thread for thread in self._writing if thread.is_alive()] + [writing]
         return packed
 
     def settle(self) -> None:
-        """Wait for the scenes being written to the cache."""
+        """Wait for the scenes being written to the cache (a process about to end calls it:
+        a scene cut off midway would stay in tmp/)."""
         while self._writing:
             self._writing.pop().join()
 
+    def _forget_cut_off(self) -> None:
+        """Remove scenes whose writing stopped midway (a process killed while it wrote) an
+        hour or more ago; a younger one may still be being written."""
+        for path in (self.folder / "tmp").iterdir():
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > 3600:
+                    shutil.rmtree(path, ignore_errors=True)
+
     def _store_and_evict(self, key: str, packed, lock: contextlib.ExitStack) -> None:
-        with lock:
-            self._store(key, packed)
-        self._evict()
+        try:
+            with lock:
+                self._store(key, packed)
+            self._evict()
+        except Exception:  # the scene is packed and rendering: the cache only loses it
+            log.exception("packed scene cache: cannot store %s", key[:12])
 
     def _load(self, key: str):
         from farm.scene.pack import PackedScene

@@ -130,9 +130,10 @@ def describe(device: Device) -> str:
 
     parts = [f"native float vector width {device.device.native_vector_width_float}"]
     if device.kind == "CPU":
-        target = device.device.version.split("HSTR:")[-1].split()[0] if "HSTR:" in device.device.version else ""
-        if target:
-            parts.append(f"code for {target.rsplit('-', 1)[-1]}")
+        # PoCL's version ends "HSTR: pthread-<arch>-<vendor>-<os>-<env>-<cpu>"; the cpu may hold a dash
+        host = device.device.version.split("HSTR:")[-1].split() if "HSTR:" in device.device.version else []
+        if host and host[0].count("-") >= 5:
+            parts.append(f"code for {host[0].split('-', 5)[-1]}")
         parts.append(f"processor: {_vector_extension()}")
     else:
         try:

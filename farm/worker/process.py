@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 from celery.exceptions import Ignore, Reject
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from farm import defaults
 from farm.exceptions import DeviceError, FarmError, JobDataError, JobVanished, MalformedJob
@@ -358,6 +358,13 @@ def _open_device_in_child(sender=None, **_):
             log.error("render worker child %d cannot render: %s", os.getpid(), exc)
 
 
+@worker_process_shutdown.connect
+def _settle_cache(**_) -> None:
+    """A render process ending finishes writing its packed scenes first (farm.worker.cache)."""
+    if _state is not None and _state.pid == os.getpid() and _state.scenes.packed is not None:
+        _state.scenes.packed.settle()
+
+
 def _warm_up_bvh() -> None:
     """FARM_BVH_WARMUP: the compiled BVH builder loaded before a big scene needs it."""
     from farm.scene import bvh
@@ -378,5 +385,6 @@ def _stop_child(signum, frame) -> None:
     if _state is not None and _state.pid == os.getpid() and _state.rendering:
         _state.stopping = True
         return
+    _settle_cache()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
