@@ -1,8 +1,8 @@
 /* The few library functions the path tracer calls in its inner loops, as compiler
  * builtins when the host asks for them (-D FARM_CLANG_BUILTINS, on PoCL).
  *
- * PoCL links its library after optimising the kernel, so sqrt, floor, fabs, copysign and
- * clz stay out-of-line calls (the path tracer has 55 calls of sqrt alone) and each call
+ * PoCL links its library after optimising the kernel, so sqrt, floor, rint, fabs, copysign
+ * and clz stay out-of-line calls (the path tracer has 55 calls of sqrt alone) and each call
  * makes the compiler spill every live float register around it. Clang's builtins are the
  * same IEEE operations (sqrt correctly rounded, the others exact), so they change no bit,
  * only become single instructions. Other compilers get the OpenCL functions. */
@@ -12,12 +12,14 @@
 #ifdef FARM_CLANG_BUILTINS
 inline float sqrt_f(float x) { return __builtin_sqrtf(x); }
 inline float floor_f(float x) { return __builtin_floorf(x); }
+inline float rint_f(float x) { return __builtin_rintf(x); }
 inline float fabs_f(float x) { return __builtin_fabsf(x); }
 inline float copysign_f(float x, float y) { return __builtin_copysignf(x, y); }
 inline int clz_i(int x) { return x == 0 ? 32 : __builtin_clz((uint)x); }
 #else
 inline float sqrt_f(float x) { return sqrt(x); }
 inline float floor_f(float x) { return floor(x); }
+inline float rint_f(float x) { return rint(x); }
 inline float fabs_f(float x) { return fabs(x); }
 inline float copysign_f(float x, float y) { return copysign(x, y); }
 inline int clz_i(int x) { return clz(x); }

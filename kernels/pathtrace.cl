@@ -322,8 +322,8 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
  * numbers come from the host (farm/protocol/tiles.py). */
 
 inline long fixed_point(float value) {
-    float x = value == value ? clamp(value, -SAMPLE_MAX, SAMPLE_MAX) * SUM_SCALE : 0.0f;
-    return convert_long(rint(x));
+    float x = value == value ? clamp_f(value, -SAMPLE_MAX, SAMPLE_MAX) * SUM_SCALE : 0.0f;
+    return convert_long(rint_f(x));
 }
 
 inline void add_fixed3(long *sums, float3 value) {
@@ -377,7 +377,7 @@ __kernel void render_bucket(__global const Frame *frame,
     const float aperture = frame->lens_v.x * frame->lens_v.x + frame->lens_v.y * frame->lens_v.y
                          + frame->lens_v.z * frame->lens_v.z;
     const int cell = (py / cell_size) * cells_x + px / cell_size;
-    const int first = max(ranges[2 * cell], window_first), end = min(ranges[2 * cell + 1], window_end);
+    const int first = max_i(ranges[2 * cell], window_first), end = min_i(ranges[2 * cell + 1], window_end);
     /* A pixel's PIXEL_CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth,
      * the luminance's square (for its variance), and the material seen by sample 0 plus 1
      * (an id is not averaged: only sample 0 adds it); the host divides by the samples taken. */

@@ -30,7 +30,7 @@ inline float4 texel(const SceneRef *s, __global const Texture *t, int x, int y) 
 }
 
 /* Bilinear interpolation at texel coordinates (x, y), texel centres at integers. */
-inline float4 bilinear(const SceneRef *s, __global const Texture *t, float x, float y, int wrap_x, int wrap_y) {
+__attribute__((always_inline)) inline float4 bilinear(const SceneRef *s, __global const Texture *t, float x, float y, int wrap_x, int wrap_y) {
     int width = t->info.z, height = t->info.w;
     float fx = floor_f(x), fy = floor_f(y);
     float ax = x - fx, ay = y - fy;
