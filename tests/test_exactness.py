@@ -21,9 +21,9 @@ CHECKS = {"OCLGRIND_DATA_RACES": "1", "OCLGRIND_UNINITIALIZED": "1"}
 
 def oclgrind_installed() -> bool:
     pytest.importorskip("pyopencl")
-    from farm.worker.device import available
+    from farm.worker.device import OCLGRIND, available
 
-    return any(platform == "Oclgrind" for platform, _, _ in available())
+    return any(platform == OCLGRIND for platform, _, _ in available())
 
 
 pytestmark = pytest.mark.skipif(not oclgrind_installed(),

@@ -129,7 +129,7 @@ def gather_triangles(meshes) -> Gathered:
         return Gathered(np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros((0, 3, 2)), np.zeros((0, 3, 3)),
                         np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, 5, 4)))
     return Gathered(_joined(corner_chunks), _joined(cross_chunks), _joined(uv_chunks), _joined(normal_chunks),
-                    np.concatenate(smooth_chunks), _joined(material_chunks), _joined(has_extras_chunks),
+                    _joined(smooth_chunks), _joined(material_chunks), _joined(has_extras_chunks),
                     _joined(extra_chunks) if extra_chunks else np.zeros((0, 5, 4)))
 
 

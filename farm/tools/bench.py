@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from farm import defaults
-from farm.tools.bench_scenes import default_scene, load_scaled, resolve_scene, write_bumpy_sphere
+from farm.tools.bench_scenes import default_scene, load_scaled, mesh_document, resolve_scene, write_bumpy_sphere
 
 
 HELP = "measure the kernel and the farm's efficiency"  # its line in `farm --help`
@@ -234,11 +234,7 @@ def _bench_mesh(args) -> int:
         started = time.perf_counter()
         triangles = write_bumpy_sphere(Path(folder) / "mesh.obj", args.mesh)
         written = time.perf_counter() - started
-        document = json.loads(Path(default_scene()).read_text())
-        document["shapes"] = document["shapes"][:6] + [
-            {"type": "mesh", "file": "mesh.obj", "material": "white",
-             "transform": {"scale": 0.55, "translate": [0, -0.4, 0]}}
-        ]
+        document = mesh_document("mesh.obj")
         document["film"] = {"width": args.width or 256, "height": args.width or 256, "spp": args.spp}
         (Path(folder) / "scene.json").write_text(json.dumps(document))
         started = time.perf_counter()

@@ -77,16 +77,24 @@ def mesh_scene(folder: Path, triangles: int) -> Path:
         return path
     folder.mkdir(parents=True, exist_ok=True)
     write_bumpy_sphere(folder / f"mesh-{triangles}.obj", triangles)
-    document = json.loads(Path(default_scene()).read_text())
+    document = mesh_document(f"mesh-{triangles}.obj")
     document["description"] = f"The Cornell box's room and light around a bumpy sphere of {triangles:,} triangles."
-    document["shapes"] = document["shapes"][:6] + [
-        {"type": "mesh", "file": f"mesh-{triangles}.obj", "material": "white",
-         "transform": {"scale": 0.55, "translate": [0, -0.4, 0]}}
-    ]
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(document))
     partial.replace(path)
     return path
+
+
+def mesh_document(obj_name: str) -> dict:
+    """The Cornell box's document with its room and light only, around the OBJ `obj_name`
+    (a bumpy_sphere) set on the floor."""
+    import json
+
+    document = json.loads(Path(default_scene()).read_text())
+    document["shapes"] = document["shapes"][:6] + [
+        {"type": "mesh", "file": obj_name, "material": "white", "transform": {"scale": 0.55, "translate": [0, -0.4, 0]}}
+    ]
+    return document
 
 
 def resolve_scene(scene: str) -> str:

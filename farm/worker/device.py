@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 CHOICES = ("auto", "gpu", "cpu")
 # OpenCL platforms that simulate a device rather than render on one: Oclgrind (the tests'
 # second implementation, farm.tools.exactness) calls itself a GPU. Opened only by name.
-SIMULATORS = ("Oclgrind",)
+OCLGRIND = "Oclgrind"
+SIMULATORS = (OCLGRIND,)
 
 
 @dataclass

@@ -28,12 +28,11 @@ from farm.scene.layout import (
     FRAME, INSTANCE, LIGHT, MATERIAL, MOTION, NODE, SHADING_NORMALS, SPHERE, TEXTURE, TRIANGLE_DATA, TRIANGLE_PACK,
 )
 from farm.scene.pack import PackedScene
-from farm.worker.device import Device
+from farm.worker.device import OCLGRIND, Device
 
 log = logging.getLogger(__name__)
 
 POCL_PLATFORM = "Portable Computing Language"  # its compiler is clang, whose builtins it inlines
-OCLGRIND_PLATFORM = "Oclgrind"  # the simulator the tests check the kernel's bits and memory with
 STRUCTS = (NODE, INSTANCE, MOTION, TRIANGLE_PACK, TRIANGLE_DATA, SHADING_NORMALS, SPHERE, MATERIAL, TEXTURE, LIGHT, FRAME)
 STRUCT_NAMES = (
     "Node", "Instance", "Motion", "TrianglePack", "TriangleData", "ShadingNormals", "Sphere", "Material", "Texture", "Light",
@@ -112,7 +111,7 @@ def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, in
     import pyopencl as cl
 
     options = ["-I", kernel_dir(), "-cl-std=CL1.2"]
-    if device.platform == OCLGRIND_PLATFORM:
+    if device.platform == OCLGRIND:
         # Oclgrind interprets the IR and knows no llvm.bitreverse, which clang's optimiser
         # makes of reverse_bits (sampler.h); the unoptimised IR is also what its checks read
         # closest to the source. No bit changes: nothing is fast-math, FP_CONTRACT is off.
