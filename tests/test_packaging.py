@@ -23,6 +23,10 @@ def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"farm/kernels/{name}" for name in KERNEL_FILES} <= names
     assert {"farm/scene/parse.py", "farm/tasks.py", "farm/scenes/cornell-box.json"} <= names
+    # every package of the checkout: a regular install lacked farm.manager, and `submit` failed to start
+    packages = {str(p.relative_to(ROOT)) for p in (ROOT / "farm").rglob("__init__.py")
+                if "kernels" not in p.parts and "scenes" not in p.parts}
+    assert packages <= names, packages - names
 
     site = tmp_path / "site"
     subprocess.run(
@@ -36,6 +40,9 @@ def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
     ).stdout.splitlines()
     assert Path(out[0]).is_relative_to(site)
     assert KERNEL_FILES <= set(eval(out[1]))
+    # the commands' module imports every part of farm a command may reach
+    subprocess.run([sys.executable, "-c", "import farm.client.cli"], cwd=tmp_path, capture_output=True, check=True,
+                   env={**os.environ, "PYTHONPATH": str(site)})
 
     # `farm bench` and `farm chaos` parse this default; a file it named would be missing too
     probe = ("from farm.tools.bench import default_scene; from farm.scene.load import load_scene; "
