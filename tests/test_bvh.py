@@ -171,5 +171,5 @@ def test_a_render_process_warms_the_compiled_builder_up(monkeypatch, caplog):
         process._open_device_in_child()
         for thread in [t for t in threading.enumerate() if t.name == "bvh-warm-up"]:
             thread.join(timeout=120)  # done already where an earlier test compiled it
-        assert "compiled BVH builder ready" in caplog.text
+        assert "compiled BVH builder and OBJ reader ready" in caplog.text
     assert bvh_loop._compiled is not None and bvh_loop._compiled.signatures

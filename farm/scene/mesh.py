@@ -1,4 +1,5 @@
-"""Triangle meshes: OBJ files through trimesh's parser, and the built-in shapes' triangles."""
+"""Triangle meshes: OBJ files (big plain ones through farm.scene.obj_reader, the rest through
+trimesh's parser), and the built-in shapes' triangles."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import SceneError
+from farm.scene import obj_reader
 
 log = logging.getLogger(__name__)
 
@@ -32,38 +34,37 @@ class TriangleMesh:
 
 def load_obj(name: str, data: bytes) -> TriangleMesh:
     """Every object and group of an OBJ file as one mesh (its .mtl materials are ignored:
-    the scene file names the material). Polygons come triangulated by trimesh."""
-    from trimesh.exchange.obj import load_obj as trimesh_load_obj
-
+    the scene file names the material). Polygons come triangulated by trimesh; a big plain
+    file is read by farm.scene.obj_reader, to the same arrays."""
     # Before parsing: every face line makes at least one triangle.
     faces = data.count(b"\nf ") + data.startswith(b"f ")
     if faces > defaults.MAX_TRIANGLES:
         raise SceneError(f"{name}: {faces} faces, over the limit of {defaults.MAX_TRIANGLES} triangles "
                          f"(FARM_MAX_TRIANGLES)")
-    try:
-        loaded = trimesh_load_obj(io.BytesIO(data), maintain_order=True, skip_materials=True)
-    except Exception as exc:  # trimesh raises many types for malformed files
-        raise SceneError(f"{name}: cannot read OBJ: {exc}") from None
-    parts = list(loaded.get("geometry", {}).values()) if "geometry" in loaded else [loaded]
-    parts = [p for p in parts if len(p.get("faces", ())) and len(p.get("vertices", ()))]
+    parts = None
+    if len(data) >= obj_reader.COMPILED_MIN_BYTES:
+        plain = obj_reader.read(data)
+        parts = None if plain is None else [plain]
+    if parts is None:
+        parts = _trimesh_parts(name, data)
     if not parts:
         raise SceneError(f"{name}: the OBJ file has no triangles")
     vertices, faces, normals, uvs = [], [], [], []
-    all_normals = all(p.get("vertex_normals") is not None for p in parts)
-    all_uvs = all(getattr(p.get("visual"), "uv", None) is not None for p in parts)
+    all_normals = all(p[2] is not None for p in parts)
+    all_uvs = all(p[3] is not None for p in parts)
     offset = 0
-    for part in parts:
-        v = np.asarray(part["vertices"], np.float64).reshape(-1, 3)
-        f = np.asarray(part["faces"], np.int64).reshape(-1, 3)
+    for v, f, part_normals, part_uvs in parts:
+        v = np.asarray(v, np.float64).reshape(-1, 3)
+        f = np.asarray(f, np.int64).reshape(-1, 3)
         if f.min() < 0 or f.max() >= len(v):
             raise SceneError(f"{name}: a face refers to a vertex that does not exist")
         vertices.append(v)
         faces.append(f + offset)
         offset += len(v)
         if all_normals:
-            normals.append(np.asarray(part["vertex_normals"], np.float64).reshape(-1, 3))
+            normals.append(np.asarray(part_normals, np.float64).reshape(-1, 3))
         if all_uvs:
-            uvs.append(np.asarray(part["visual"].uv, np.float64).reshape(-1, 2))
+            uvs.append(np.asarray(part_uvs, np.float64).reshape(-1, 2))
     mesh = TriangleMesh(
         np.concatenate(vertices),
         np.concatenate(faces),
@@ -73,6 +74,19 @@ def load_obj(name: str, data: bytes) -> TriangleMesh:
     if not np.isfinite(mesh.vertices).all():
         raise SceneError(f"{name}: vertex positions must be finite")
     return mesh
+
+
+def _trimesh_parts(name: str, data: bytes) -> list[tuple]:
+    """(vertices, faces, normals or None, uvs or None) of each geometry trimesh reads."""
+    from trimesh.exchange.obj import load_obj as trimesh_load_obj
+
+    try:
+        loaded = trimesh_load_obj(io.BytesIO(data), maintain_order=True, skip_materials=True)
+    except Exception as exc:  # trimesh raises many types for malformed files
+        raise SceneError(f"{name}: cannot read OBJ: {exc}") from None
+    parts = list(loaded.get("geometry", {}).values()) if "geometry" in loaded else [loaded]
+    return [(p["vertices"], p["faces"], p.get("vertex_normals"), getattr(p.get("visual"), "uv", None))
+            for p in parts if len(p.get("faces", ())) and len(p.get("vertices", ()))]
 
 
 def rectangle() -> TriangleMesh:

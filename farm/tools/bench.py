@@ -220,7 +220,7 @@ def _bench_farm(args, scene, document, assets, renderer) -> None:
 
 def _bench_mesh(args) -> int:
     """A generated mesh (a bumpy sphere, smooth normals) under the Cornell box's light:
-    seconds to write, load (trimesh), build the BVH, upload, and render one frame."""
+    seconds to write, load, build the BVH, upload, and render one frame."""
     import json
     import tempfile
 
@@ -251,7 +251,7 @@ def _bench_mesh(args) -> int:
     timings = packed.timings
     print(f"device: {device}")
     print(f"mesh: {triangles:,} triangles ({len(packed.triangles):,} in the scene), {len(packed.nodes):,} BVH nodes")
-    print(f"write OBJ {written:.2f}s | hash files {hashed:.2f}s | load OBJ (trimesh) {timings['load']:.2f}s | "
+    print(f"write OBJ {written:.2f}s | hash files {hashed:.2f}s | load OBJ {timings['load']:.2f}s | "
           f"build BVH {timings['bvh']:.2f}s | pack total {timings['pack']:.2f}s | upload {uploaded:.2f}s | "
           f"render {scene.film.width}x{scene.film.height} at {scene.film.spp} spp {frame:.2f}s "
           f"({samples / frame / 1e6:.3f} M samples/s)")

@@ -366,16 +366,18 @@ def _settle_cache(**_) -> None:
 
 
 def _warm_up_bvh() -> None:
-    """FARM_BVH_WARMUP: the compiled BVH builder loaded before a big scene needs it."""
-    from farm.scene import bvh
+    """FARM_BVH_WARMUP: the compiled BVH builder and OBJ reader loaded before a big scene
+    needs them."""
+    from farm.scene import bvh, obj_reader
 
     started = time.perf_counter()
     try:
         bvh.warm_up()
+        obj_reader.warm_up()
     except Exception as exc:  # a big scene will say it again, as its own error
-        log.warning("render worker child %d: the compiled BVH builder did not load: %s", os.getpid(), exc)
+        log.warning("render worker child %d: the compiled BVH builder or OBJ reader did not load: %s", os.getpid(), exc)
         return
-    log.info("render worker child %d: compiled BVH builder ready in %.1fs", os.getpid(), time.perf_counter() - started)
+    log.info("render worker child %d: compiled BVH builder and OBJ reader ready in %.1fs", os.getpid(), time.perf_counter() - started)
 
 
 def _stop_child(signum, frame) -> None:
