@@ -31,6 +31,32 @@ def test_a_plan_gives_each_cell_what_its_error_asks_within_the_limits():
         [[16, 16], [16, 20], [16, 20]]]
 
 
+def test_without_max_spp_the_target_sets_the_cap_and_a_cap_short_of_it_says_so():
+    """--max-spp defaults to (SPREAD / E)^2, not the scene's spp; rounds that ended with
+    cells still above the target (stopped by the cap) end in one line with their share,
+    rounds cut short (cells that would still get samples) in none."""
+    from types import SimpleNamespace
+
+    from farm.client.rounds import unmet_target
+
+    assert adaptive.max_spp_for(0.02, 16, None) == 22_500 and adaptive.max_spp_for(0.02, 16, 300) == 300
+    assert adaptive.max_spp_for(0.5, 64, None) == 64  # never under min_spp
+    assert adaptive.max_spp_for(0.0001, 16, None) == 1 << 20  # nor past the kernel's limit
+    plan = Plan(8, np.array([[[0, 16], [0, 16], [0, 16]]], np.int32))
+    counts = np.full((8, 24), 16)
+    sums = np.zeros((8, 24, 12), np.int64)
+    sums[..., :3] = 16 * SUM_SCALE
+    sums[:, :8, 10] = 16 * SUM_SCALE  # no spread: met
+    sums[:, 8:, 10] = 32 * SUM_SCALE  # error sqrt(1/15) = 0.26
+    film = SimpleNamespace(sums=sums, counts=counts)
+    capped = SimpleNamespace(noise=0.1, min_spp=4, max_spp=16)
+    assert unmet_target(film, plan, capped) == (
+        "noise target 0.1 not reached in 2 of 3 cells (66.7%): they stopped at 16 samples per pixel (--max-spp); "
+        "a higher --max-spp gives them more")
+    assert unmet_target(film, plan, SimpleNamespace(noise=0.1, min_spp=4, max_spp=None)) is None  # more to come
+    assert unmet_target(film, plan, SimpleNamespace(noise=0.5, min_spp=4, max_spp=16)) is None  # all met
+
+
 def test_the_noise_target_is_met_where_samples_stopped(cornell_document, device):
     """Against a frame of 2048 spp: in the cells the target let stop before max_spp, the
     measured relative error of the luminance (RMS over the cell, as the target reads it) is

@@ -365,12 +365,18 @@ def test_a_noise_target_on_the_farm_is_the_same_bits_as_in_one_process(farm, mak
 
     document = make_document(width=40, height=32, spp=64)
     result = submit(write_scene(document), "-o", tmp_path / "frame.exr", "--noise", "0.08", "--min-spp", "4",
-                    "--bucket-size", "16", "--broker", farm.broker_url)
+                    "--max-spp", "64", "--bucket-size", "16", "--broker", farm.broker_url)
     assert result.returncode == 0, result.stderr
     here, plans = adaptive.render_here(frames.renderer(device, document, aovs=True), 0.08, 4, 64, 24)
     rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
     assert len(rounds) == len(plans) >= 3 and rounds[0] == (
         "round 1: 20 of 20 cells to 4-4 samples per pixel (target 0.08, at most 64)")
+    # the cells --max-spp stopped above the target, in one line (none: no line)
+    above, _ = adaptive.unmet(plans[-1], here.sums, here.counts, 0.08)
+    warned = [line for line in result.stderr.splitlines() if "not reached" in line]
+    assert warned == ([f"submit: warning: noise target 0.08 not reached in {above} of 20 cells ({above / 20:.1%}): "
+                       "they stopped at 64 samples per pixel (--max-spp); a higher --max-spp gives them more"]
+                      if above else []), result.stderr
     assert np.array_equal(read_exr(tmp_path / "frame.exr"), here.pixels)
     import OpenEXR
 

@@ -101,7 +101,8 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-spp", type=int, default=defaults.NOISE_MIN_SPP,
                         help=f"with --noise, samples every pixel gets (default {defaults.NOISE_MIN_SPP})")
     parser.add_argument("--max-spp", type=int,
-                        help="with --noise, the most samples a pixel gets (default: the scene's spp)")
+                        help="with --noise, the most samples a pixel gets (default: (3/E)^2 from the target, "
+                             "e.g. 22500 for 0.02); cells it stops above the target are named in one line")
     denoising = parser.add_mutually_exclusive_group()  # one `denoise` setting: None, "guided" or "prefiltered"
     denoising.add_argument("--denoise", action="store_const", const="guided",
                            help="denoise the assembled frame with Intel Open Image Denoise (pyoidn), guided by "

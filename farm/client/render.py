@@ -24,7 +24,7 @@ from typing import Callable
 from farm import defaults
 from farm.client.film import Film, write_whole
 from farm.client.loop import JobLoop
-from farm.client.rounds import rounds, split_tail
+from farm.client.rounds import rounds, split_tail, unmet_target
 from farm.client.run import BucketRecord, JobRun
 from farm.client.start import start_job
 from farm.client.timelimit import RoundClock, TimeUp
@@ -217,9 +217,8 @@ class FrameRender:
         film = Film(self.scene.film.width, self.scene.film.height, self.options.layers, self.scene.film.spp)
         limit = self.options.time_limit
         clock = RoundClock(limit, self.scene.film.width, self.scene.film.height) if limit else None
-        kept, began_all, complete = None, time.perf_counter(), 0  # kept: what the output holds, the last complete round
         done, last_plan, in_flight = self._picked_up_rounds(film)
-        complete = done
+        kept, began_all, complete, finished = None, time.perf_counter(), done, last_plan  # kept, finished: the output's round
         for number, plan, what in rounds(self.scene, film, self.options.noise, self.options.min_spp,
                                          self.options.max_spp, done, last_plan):
             last = False
@@ -250,7 +249,7 @@ class FrameRender:
             except TimeUp:
                 self.listener.status(f"time limit: round {number} cancelled at {limit:g}s")
                 break
-            kept, complete = (number, film.counts), complete + 1
+            kept, complete, finished = (number, film.counts), complete + 1, plan
             if self.rounds_kept is not None:
                 self.rounds_kept.done(complete, plan, film)
             if clock is not None:
@@ -262,6 +261,8 @@ class FrameRender:
             spp = f"{int(counts.max())} samples per pixel" if counts.min() == counts.max() else \
                 f"{float(counts.mean()):.1f} samples per pixel in the mean"
             self.listener.status(f"time limit: {self.output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
+        if self.options.noise is not None and finished is not None and (short := unmet_target(film, finished, self.options)):
+            self.listener.warning(short)
         if kept is not None:
             self.listener.rounds_done(self.output, complete, kept[1], time.perf_counter() - began_all)
         return self.run

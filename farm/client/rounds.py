@@ -35,12 +35,30 @@ def rounds(scene, film, noise: float | None, min_spp: int, max_spp: int | None, 
                 yield f"{number}/{len(planned)}", Plan.uniform(width, height, first, end), \
                     f"samples {first} to {end} of {spp}"
         return
-    max_spp = max_spp or spp
+    max_spp = adaptive.max_spp_for(noise, min_spp, max_spp)
     for number, plan in enumerate(adaptive.plans(width, height, noise, min_spp, max_spp, film, last), done + 1):
         busy = plan.ranges[..., 1] > plan.ranges[..., 0]
         taken = plan.ranges[..., 1][busy]
         yield str(number), plan, (f"{int(busy.sum())} of {busy.size} cells to {int(taken.min())}-{int(taken.max())} "
                                   f"samples per pixel (target {noise:g}, at most {max_spp})")
+
+
+def unmet_target(film, plan, options) -> str | None:
+    """After a noise target's last complete round (of `plan`), where the rounds ended by
+    themselves (no cell would get another sample; not a time limit's cut): one line naming
+    the cells the samples cap stopped above the target, or None."""
+    from farm.client import adaptive
+
+    cap = adaptive.max_spp_for(options.noise, options.min_spp, options.max_spp)
+    following = adaptive.next_plan(plan, film.sums, film.counts, options.noise, cap)
+    if (following.ranges[..., 1] > following.ranges[..., 0]).any():
+        return None
+    above, cells = adaptive.unmet(plan, film.sums, film.counts, options.noise)
+    if not above:
+        return None
+    given = "--max-spp" if options.max_spp else "the default --max-spp for this target"
+    return (f"noise target {options.noise:g} not reached in {above} of {cells} cells ({above / cells:.1%}): they "
+            f"stopped at {cap} samples per pixel ({given}); a higher --max-spp gives them more")
 
 
 def split_tail(redis, scene, bucket_size: int) -> tuple[int, int]:
