@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from tests import commands
@@ -114,8 +115,36 @@ def test_bench_quality_tables_each_method_s_time_samples_and_error(tmp_path):
     assert {("farm uniform + OIDN", "1 spp --denoise"), ("farm uniform + OIDN prefiltered",
             "1 spp --denoise-prefilter")} <= set(rows) or "denoising: " in out, out
     assert re.search(r"^to RMSE 0\.20000 \(target\):\n  farm uniform +([\d.]+ s \(\d+ spp|not reached)", out, re.M), out
-    assert [path.name.endswith("-24x24-64.npy") for path in (tmp_path / "references").iterdir()] == [True]
+    # Mitsuba's reference (it is in the test extra), the floor: its own noise and the farm's bias against it
+    assert re.search(r"^reference: Mitsuba 3 (llvm_ad_rgb|scalar_rgb) at 64 spp", out, re.M), out
+    noise = float(re.search(r"^floor: the reference's own noise is ([\d.]+) RMSE", out, re.M).group(1))
+    bias = float(re.search(r"^floor: the farm's converged bias against it is ([\d.]+) RMSE", out, re.M).group(1))
+    assert 0 < noise < 0.2 and 0 <= bias < 0.05, out
+    cached = sorted(path.name.split("-", 1)[1] for path in (tmp_path / "references").iterdir())
+    assert cached in (["24x24-64-farm.npz", f"24x24-64-mitsuba-{variant}.npz"] for variant in ("llvm_ad_rgb", "scalar_rgb"))
     assert "reference: rendering" not in _bench(*arguments, env={**os.environ, "FARM_CACHE_DIR": str(cache)})
+
+
+def test_without_mitsuba_the_reference_is_the_farm_s_own_and_says_so(tmp_path, monkeypatch):
+    """No Mitsuba: the farm's render with other seeds, labelled not independent, and only
+    its own noise as the floor."""
+    from farm.scene.load import load_scene
+    from farm.tools import bench_reference
+    from farm.tools.bench_scenes import default_scene
+
+    monkeypatch.setenv("FARM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(bench_reference.defaults, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(bench_reference, "mitsuba_render", lambda scene, folder: ("not installed", None))
+    scene, document = load_scene(default_scene())
+    document["film"].update(width=16, height=16)
+    from farm.scene import parse_scene
+
+    small = parse_scene(document, source=default_scene())
+    reference = bench_reference.load(small, Path(default_scene()).parent, 32)
+    assert reference.label.startswith("the farm's own at 32 spp (seeds 1 and 2; the renders measured use 0), NOT independent")
+    assert reference.bias is None and 0 < reference.noise < 0.2 and reference.truth.shape == (16, 16, 3)
+    assert bench_reference.floor_lines(reference) == [
+        f"floor: the reference's own noise is {reference.noise:.5f} RMSE; no render reads under it"]
 
 
 def test_bench_renders_the_generated_mesh_by_name_and_says_what_the_cpu_builds_for(tmp_path):

@@ -2,12 +2,14 @@
 
 Renders the scene in this process, on this machine's device, at uniform samples per pixel,
 under noise targets (`submit --noise`), and under noise targets with the frame denoised
-(`--denoise`, and `--denoise-prefilter`: the guides denoised first), and measures each image's error against a converged reference (RMSE of
-values clamped to 1, as a display shows them), rendered once and cached. With Mitsuba 3
-installed, its LLVM variant renders the same scene at the same uniform counts in the same
-run, alternating with the kernel, so a noisy machine slows both alike. The table says for
-each method the time and samples it spent and the error it reached; the summary, the first
-of each method to reach `--target` and the fastest to Mitsuba's error at its highest count.
+(`--denoise`, and `--denoise-prefilter`: the guides denoised first), and measures each
+image's error (RMSE of values clamped to 1, as a display shows them) against a reference
+rendered once and cached: Mitsuba 3's where it runs, else the farm's own with other seeds,
+labelled (farm.tools.bench_reference), with the floor under the errors. With --mitsuba,
+Mitsuba's LLVM variant renders the same scene at the same uniform counts in the same run,
+alternating with the kernel, so a noisy machine slows both alike. The table says for each
+method the time and samples it spent and the error it reached; the summary, the first of
+each method to reach `--target` and the fastest to Mitsuba's error at its highest count.
 """
 
 from __future__ import annotations
@@ -18,33 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from farm import defaults
-
-
-def reference_path(scene, spp: int) -> Path:
-    """Where the reference of `scene` at `spp` is cached: beside the asset cache."""
-    name = f"{scene.digest[:16]}-{scene.film.width}x{scene.film.height}-{spp}.npy"
-    return Path(defaults.CACHE_DIR).parent / "references" / name
-
-
-def reference(renderer, scene, spp: int) -> np.ndarray:
-    """The frame at `spp` samples per pixel, rendered once per machine and cached."""
-    from farm.protocol.plans import Plan
-    from farm.protocol.tiles import mean_of
-
-    path = reference_path(scene, spp)
-    if path.exists():
-        return np.load(path)
-    print(f"reference: rendering {spp} spp once (cached in {path})...", flush=True)
-    width, height = scene.film.width, scene.film.height
-    frame = mean_of(renderer.render(0, 0, width, height, plan=Plan.uniform(width, height, 0, spp)), spp)[..., :3]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, frame)
-    return frame
-
-
-def rmse(image: np.ndarray, truth: np.ndarray) -> float:
-    """Root mean square error of values clamped to [0, 1]."""
-    return float(np.sqrt(np.mean((np.clip(image, 0, 1) - np.clip(truth, 0, 1)) ** 2)))
+from farm.tools import bench_reference
+from farm.tools.bench_reference import rmse
 
 
 def run(args, scene) -> int:
@@ -60,13 +37,18 @@ def run(args, scene) -> int:
     from farm.worker.render import Renderer
 
     device = current()
-    renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)), aovs=True)
+    folder = Path(args.scene).parent
+    renderer = Renderer(device, pack(scene, FolderAssets(folder, scene.assets)), aovs=True)
     width, height = scene.film.width, scene.film.height
     pixels = width * height
     print(f"device: {device}")
     print(f"scene: {args.scene} {width}x{height}, max depth {scene.max_depth}; error: RMSE of values clamped to 1 "
-          f"against {args.reference_spp} spp")
-    truth = reference(renderer, scene, args.reference_spp)
+          f"against the reference")
+    chosen = bench_reference.load(scene, folder, args.reference_spp)
+    truth = chosen.truth
+    print(f"reference: {chosen.label}")
+    for line in bench_reference.floor_lines(chosen):
+        print(line)
     renderer.render(0, 0, min(8, width), min(8, height))  # warm up
 
     whole = Bucket(0, 0, 0, width, height)
