@@ -37,6 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also render the scene with Mitsuba 3 (scalar_rgb, llvm_ad_rgb where it runs, and "
                              "cuda_ad_rgb where the kernel runs on a GPU), "
                              "alternating with the kernel, and report the ratios")
+    parser.add_argument("--cycles", action="store_true",
+                        help="with --quality: also Blender's Cycles on the scene (diffuse and emissive triangles) "
+                             "at the --uniform counts and the --cycles-thresholds, denoised by its OIDN, in a "
+                             "process of FARM_CYCLES_PYTHON (a Python 3.13 with bpy)")
+    parser.add_argument("--cycles-thresholds", type=_numbers(float), default=[0.05, 0.02, 0.01], metavar="LIST",
+                        help="with --cycles: Cycles' adaptive sampling thresholds to try (default 0.05,0.02,0.01; "
+                             "Blender's own default is 0.01)")
+    parser.add_argument("--cycles-max-spp", type=int, default=4096,
+                        help="with --cycles: the most samples adaptive sampling takes (default 4096, Blender's)")
     parser.add_argument("--samplers", action="store_true",
                         help="instead: error (RMSE against a 16x-sample reference) of the Sobol and the "
                              "independent sampler at --spp")

@@ -91,9 +91,12 @@ def run(args, scene) -> int:
         spent = float(np.mean(film.counts))
         rows.append(("farm noise target", f"--noise {noise:g}", seconds, spent, rmse(image, truth)))
         denoised(film, "farm noise target", f"--noise {noise:g}", seconds, spent)
+    if args.cycles:
+        rows += _cycles(args, scene, truth)
     print(f"{'method':38} {'setting':34} {'seconds':>8} {'spp (mean)':>11} {'RMSE':>8}")
     for method, setting, seconds, spp, error in rows:
-        print(f"{method:38} {setting:34} {seconds:8.2f} {spp:11.1f} {error:8.5f}")
+        spent = f"{spp:11.1f}" if spp == spp else f"{'-':>11}"  # NaN: not known
+        print(f"{method:38} {setting:34} {seconds:8.2f} {spent} {error:8.5f}")
     _summary(rows, args.target, pixels)
     return 0
 
@@ -115,9 +118,36 @@ def _summary(rows, target: float, pixels: int) -> None:
         print(f"to RMSE {bar:.5f} ({name}):")
         for method in methods:
             row = quickest(method, bar)
-            mean = "" if row is None or row[1].startswith(f"{row[3]:.0f} spp") else f", {row[3]:.0f} spp in the mean"
-            print(f"  {method:38} " + (f"{row[2]:8.2f} s ({row[1]}{mean}, "
-                                       f"{row[3] * pixels / row[2] / 1e6:.2f} M samples/s)" if row else "not reached"))
+            if row is None:
+                print(f"  {method:38} not reached")
+                continue
+            if row[3] != row[3]:  # NaN: samples not known (Cycles' adaptive sampling)
+                print(f"  {method:38} {row[2]:8.2f} s ({row[1]})")
+                continue
+            mean = "" if row[1].startswith(f"{row[3]:.0f} spp") else f", {row[3]:.0f} spp in the mean"
+            print(f"  {method:38} {row[2]:8.2f} s ({row[1]}{mean}, {row[3] * pixels / row[2] / 1e6:.2f} M samples/s)")
+
+
+def _cycles(args, scene, truth) -> list[tuple]:
+    """Rows of Blender's Cycles on the same scene (farm.tools.bench_cycles): each uniform
+    count and adaptive threshold, denoised by Cycles' OIDN; none where it cannot run (said
+    why)."""
+    from farm.tools import bench_cycles
+
+    settings = [(spp, 0.0) for spp in args.uniform]
+    settings += [(args.cycles_max_spp, threshold) for threshold in args.cycles_thresholds]
+    results, why = bench_cycles.render(scene, Path(args.scene).parent, settings)
+    if why:
+        print(f"cycles: cannot run here: {why}")
+        return []
+    rows = []
+    for samples, threshold, seconds, image in results:
+        if threshold:
+            setting, spp, method = f"threshold {threshold:g}, {samples} spp at most", float("nan"), "cycles adaptive"
+        else:
+            setting, spp, method = f"{samples} spp", float(samples), "cycles uniform"
+        rows.append((method + " + OIDN", setting, seconds, spp, rmse(image, truth)))
+    return rows
 
 
 def _timed(render):
