@@ -15,7 +15,7 @@ import numpy as np
 
 from farm import defaults
 from farm.protocol.plans import Plan
-from farm.protocol.tiles import AOV_LUMINANCE_SQUARE, MAX_SAMPLES, SUM_SCALE, luminance
+from farm.protocol.tiles import AOV_LUMINANCE_SQUARE, SUM_SCALE, luminance
 
 GROWTH = 4  # most times a cell's samples may grow in one round: early estimates are noisy
 # Without --max-spp, a cell stops at the samples that bring a spread this many times its
@@ -27,10 +27,11 @@ SPREAD = 3.0
 
 def max_spp_for(noise: float, min_spp: int, max_spp: int | None) -> int:
     """The most samples a pixel gets under noise target `noise`: `max_spp` where given, else
-    (SPREAD / noise)^2 (22,500 for 0.02), within min_spp and the kernel's MAX_SAMPLES."""
+    (SPREAD / noise)^2 (22,500 for 0.02), within min_spp and the most a job may ask
+    (FARM_MAX_SPP: 65,536, which targets under 0.0117 reach)."""
     if max_spp:
         return max_spp
-    return int(min(MAX_SAMPLES, max(min_spp, np.ceil((SPREAD / noise) ** 2))))
+    return int(min(defaults.MAX_SPP, max(min_spp, np.ceil((SPREAD / noise) ** 2))))
 
 
 def unmet(plan: Plan, sums: np.ndarray, counts: np.ndarray, noise: float) -> tuple[int, int]:

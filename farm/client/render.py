@@ -256,13 +256,13 @@ class FrameRender:
                 clock.done(plan, time.perf_counter() - began)
             if last:
                 break
+        else:  # the rounds ended by themselves (no time limit cut them): cells the samples cap stopped short
+            unmet_target(film, finished, self.options, self.listener.warning)
         if clock is not None:
             counts = kept[1]
             spp = f"{int(counts.max())} samples per pixel" if counts.min() == counts.max() else \
                 f"{float(counts.mean()):.1f} samples per pixel in the mean"
             self.listener.status(f"time limit: {self.output} holds round {kept[0]}, {spp}, after {clock.elapsed():.1f}s")
-        if self.options.noise is not None and finished is not None and (short := unmet_target(film, finished, self.options)):
-            self.listener.warning(short)
         if kept is not None:
             self.listener.rounds_done(self.output, complete, kept[1], time.perf_counter() - began_all)
         return self.run

@@ -43,22 +43,20 @@ def rounds(scene, film, noise: float | None, min_spp: int, max_spp: int | None, 
                                   f"samples per pixel (target {noise:g}, at most {max_spp})")
 
 
-def unmet_target(film, plan, options) -> str | None:
-    """After a noise target's last complete round (of `plan`), where the rounds ended by
-    themselves (no cell would get another sample; not a time limit's cut): one line naming
-    the cells the samples cap stopped above the target, or None."""
+def unmet_target(film, plan, options, say) -> None:
+    """After the last round of a noise target (of `plan`) where the rounds ended by
+    themselves: one line through `say` naming the cells the samples cap stopped above the
+    target, if any."""
     from farm.client import adaptive
 
-    cap = adaptive.max_spp_for(options.noise, options.min_spp, options.max_spp)
-    following = adaptive.next_plan(plan, film.sums, film.counts, options.noise, cap)
-    if (following.ranges[..., 1] > following.ranges[..., 0]).any():
-        return None
+    if options.noise is None or plan is None:
+        return
     above, cells = adaptive.unmet(plan, film.sums, film.counts, options.noise)
-    if not above:
-        return None
-    given = "--max-spp" if options.max_spp else "the default --max-spp for this target"
-    return (f"noise target {options.noise:g} not reached in {above} of {cells} cells ({above / cells:.1%}): they "
-            f"stopped at {cap} samples per pixel ({given}); a higher --max-spp gives them more")
+    if above:
+        given = "--max-spp" if options.max_spp else "the default --max-spp for this target"
+        say(f"noise target {options.noise:g} not reached in {above} of {cells} cells ({above / cells:.1%}): they "
+            f"stopped at {adaptive.max_spp_for(options.noise, options.min_spp, options.max_spp)} samples per pixel "
+            f"({given}); a higher --max-spp gives them more")
 
 
 def split_tail(redis, scene, bucket_size: int) -> tuple[int, int]:

@@ -51,7 +51,11 @@ def read(data: bytes) -> tuple | None:
     it; None for a file that is not plain, which trimesh reads instead."""
     from farm.scene.obj_loop import EXACT_POWERS, PLAIN
 
-    if data.count(b"\r") != data.count(b"\r\n"):  # a lone carriage return: trimesh's business
+    if data.count(b"\r") != data.count(b"\r\n") or b"\\\n" in data or b"\\\r\n" in data or b"usemtl" in data \
+            or not data.isascii():
+        # trimesh's business: a lone carriage return; a backslash joining lines (trimesh
+        # joins them before anything else, comments included); usemtl, which splits the
+        # faces wherever it stands, even in a comment; other encodings
         return None
     count_lines, read_plain, median_refs = compiled_loops()
     text = np.frombuffer(data, np.uint8)

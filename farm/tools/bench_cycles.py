@@ -35,8 +35,10 @@ def untranslatable(scene) -> str | None:
 
     for name, material in scene.materials.items():
         if material.kind != "diffuse" or any(isinstance(getattr(material, field), TextureRef)
-                                             for field in ("reflectance", "emission")):
+                                             for field in ("reflectance", "emission", "alpha")):
             return f"material {name!r} is {material.kind} or textured (the Cycles export takes plain diffuse ones)"
+        if material.normal_map is not None or material.alpha != 1.0 or material.alpha_cutoff:
+            return f"material {name!r} has a normal map or a cut-out (the Cycles export takes plain diffuse ones)"
     if any(isinstance(shape, Sphere) for shape in scene.shapes):
         return "a sphere (the Cycles export takes triangle shapes)"
     if scene.lights:
@@ -55,6 +57,8 @@ def export(scene, folder: Path, base: Path) -> None:
     names = list(scene.materials)
     vertices, faces, materials, offset = [], [], [], 0
     for shape, mesh in zip(scene.shapes, shape_meshes(scene, FolderAssets(folder, scene.assets))):
+        if mesh.normals is not None and not getattr(shape, "face_normals", False):
+            raise ValueError("a mesh shaded by its vertex normals (the Cycles export shades facets flat)")
         matrix = np.array(shape.transform, np.float64)
         vertices.append(mesh.vertices @ matrix[:3, :3].T + matrix[:3, 3])
         faces.append(mesh.faces + offset)
@@ -69,6 +73,7 @@ def export(scene, folder: Path, base: Path) -> None:
         "camera": {"position": list(camera.position), "look_at": list(camera.look_at), "up": list(camera.up),
                    "fov": camera.fov, "fov_axis": camera.fov_axis},
         "width": scene.film.width, "height": scene.film.height, "max_depth": scene.max_depth,
+        "threads": os.cpu_count() or 1,  # every core, as PoCL takes
     }
     base.with_suffix(".json").write_text(json.dumps(meta))
 
@@ -84,7 +89,10 @@ def render(scene, folder: Path, settings: list[tuple[int, float]]) -> tuple[list
         return [], f"the scene has {why}"
     with tempfile.TemporaryDirectory(prefix="farm-cycles-") as work:
         base = Path(work) / "scene"
-        export(scene, folder, base)
+        try:
+            export(scene, folder, base)
+        except ValueError as exc:
+            return [], f"the scene has {exc}"
         arguments = [f"{samples}:{threshold:g}" for samples, threshold in settings]
         try:
             child = subprocess.run([python, str(SCRIPT), str(base), work, *arguments], capture_output=True, text=True,

@@ -38,8 +38,13 @@ def rmse(image: np.ndarray, truth: np.ndarray) -> float:
 
 
 def cache_path(scene, spp: int, source: str) -> Path:
-    """Where `source`'s two halves of `scene` at `spp` in all are cached: beside the asset cache."""
-    name = f"{scene.digest[:16]}-{scene.film.width}x{scene.film.height}-{spp}-{source}.npz"
+    """Where `source`'s two halves of `scene` at `spp` in all are cached: beside the asset
+    cache, named after what made them (the farm's: its kernel sources' digest; Mitsuba's:
+    its variant and passes), so a changed kernel renders its reference anew."""
+    from farm.protocol.identity import sources_digest
+
+    made_by = f"farm-{sources_digest()[:8]}" if source == "farm" else f"{source}-p{MITSUBA_PASS_SPP}"
+    name = f"{scene.digest[:16]}-{scene.film.width}x{scene.film.height}-{spp}-{made_by}.npz"
     return Path(defaults.CACHE_DIR).parent / "references" / name
 
 
@@ -54,7 +59,9 @@ def _halves(scene, spp: int, source: str, make_render) -> tuple[np.ndarray, np.n
     render = make_render()
     first, second = (render(scene.seed + k, spp // 2) for k in (1, 2))
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, first=first, second=second)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, first=first, second=second)
+    partial.replace(path)  # a run cut off leaves no reference half written
     return first, second
 
 
@@ -87,16 +94,20 @@ def mitsuba_render(scene, folder: Path):
 
     variant = MITSUBA_VARIANTS[0] if _variant_failure(MITSUBA_VARIANTS[0]) is None else MITSUBA_VARIANTS[1]
     mi.set_variant(variant)
-    document = to_mitsuba(scene, folder)
-    document["sensor"]["film"]["rfilter"] = {"type": "box"}  # our samples stay in their pixel
-    loaded = mi.load_dict(document)
+    try:
+        document = to_mitsuba(scene, folder)
+        document["sensor"]["film"]["rfilter"] = {"type": "box"}  # our samples stay in their pixel
+        loaded = mi.load_dict(document)
+    except Exception as exc:  # the exporter's ValueError, or Mitsuba's own on what it was given
+        return f"cannot take this scene ({exc})".splitlines()[0], None
 
     def render(seed: int, spp: int) -> np.ndarray:
         # in passes: the JIT variants hold a pass's every sample at once (pixels x spp lanes)
         total, passes = np.zeros((scene.film.height, scene.film.width, 3)), -(-spp // MITSUBA_PASS_SPP)
         for number in range(passes):
             count = min(MITSUBA_PASS_SPP, spp - number * MITSUBA_PASS_SPP)
-            image = mi.render(loaded, spp=count, seed=(seed * 65536 + number) & 0xFFFFFFFF)
+            # seed in the high bits, pass + 1 in the low: never 0 (the measured Mitsuba rows' seed) nor another's
+            image = mi.render(loaded, spp=count, seed=((seed << 16) | (number + 1)) & 0xFFFFFFFF)
             total += np.array(image, np.float64)[..., :3] * count
         return (total / spp).astype(np.float32)
     return variant, render

@@ -8,7 +8,7 @@ SCENE_BASE.npz holds world-space triangles and a material per triangle, SCENE_BA
 materials (Lambertian reflectance, emission from the front only, as farm's and Mitsuba's
 emitters: Cycles' emission shines from the back too unless told), the pinhole camera, the
 film and the path depth. Each SAMPLES:THRESHOLD (0: uniform samples; else Cycles' adaptive
-sampling with that noise threshold, SAMPLES the most) is rendered on 2 CPU threads with a box
+sampling with that noise threshold, SAMPLES the most) is rendered on the CPU threads the JSON names (the machine's cores) with a box
 pixel filter and denoised by OIDN (Cycles' own, guided by its albedo and normal) into an
 EXR; one line `RESULT path seconds` each, the seconds of the render alone (the scene is
 synced and the kernels loaded once first, by a one-sample render).
@@ -65,7 +65,8 @@ def build(base: str):
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.render.threads_mode = "FIXED"
-    scene.render.threads = 2
+    scene.render.threads = meta["threads"]
+    scene.render.use_persistent_data = True  # synced (BVH built) once, by the warm-up render
     scene.render.resolution_x, scene.render.resolution_y = meta["width"], meta["height"]
     scene.render.resolution_percentage = 100
     scene.cycles.pixel_filter_type = "BOX"  # samples stay in their pixel, as farm's and the reference's
