@@ -52,3 +52,29 @@ def test_one_loop_renders_a_plain_frame_and_a_progressive_one_at_once(farm, make
                                      "round 3/3: samples 2 to 4 of 4"]
     assert len(rounds_listener.outputs) == 3 and rounds_listener.buckets == 3 * 8  # each round's 8 buckets
     assert {job for job, _ in plain_listener.outputs}.isdisjoint(job for job, _ in rounds_listener.outputs)
+
+
+def test_a_signal_that_comes_while_a_flow_runs_goes_on_up():
+    """A SIGTERM (Terminated) raised in a render's flow while it runs ends that render and
+    leaves the loop's caller too; the one the loop throws in (Ctrl-C passed to every render)
+    stays the render's outcome only."""
+    import pytest
+
+    from farm.exceptions import Terminated
+
+    def flow(raise_here):
+        if raise_here:
+            raise Terminated()
+        yield "a run"
+
+    loop = JobLoop(None)
+    with pytest.raises(Terminated):
+        loop.start("signalled", flow(True))
+    assert isinstance(loop.renders["signalled"][1], Terminated)
+    loop.add = lambda run: None
+    loop._flows.clear()
+    thrown = Terminated()
+    running = flow(False)
+    loop.start("interrupted", running)
+    loop._advance("interrupted", running, thrown)  # thrown in: its outcome, not raised here
+    assert loop.renders["interrupted"] == (None, thrown)

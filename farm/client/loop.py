@@ -62,7 +62,11 @@ class JobLoop:
             self._advance(render, flow, exc)
 
     def _advance(self, render, flow, outcome: BaseException | None) -> None:
-        """Send a run's outcome into its render's flow; add the next run it yields."""
+        """Send a run's outcome into its render's flow; add the next run it yields. A Ctrl-C
+        or SIGTERM that comes while the flow runs (not the one thrown in) ends its render and
+        goes on up: kept only as the render's outcome, it was lost where nobody reaps that
+        render any more (a job the manager had just ended), and the process, which ignores
+        a second SIGTERM, rendered on."""
         try:
             run = flow.throw(outcome) if outcome is not None else flow.send(None)
         except StopIteration as stop:
@@ -70,6 +74,8 @@ class JobLoop:
             return
         except BaseException as exc:
             self.renders[render] = (None, exc)
+            if isinstance(exc, KeyboardInterrupt) and exc is not outcome:
+                raise
             return
         self._flows[id(run)] = (render, flow)
         self.add(run)
