@@ -49,23 +49,23 @@ def untranslatable(scene) -> str | None:
 
 
 def export(scene, folder: Path, base: Path) -> None:
-    """base.npz: world-space triangles and each one's material; base.json: the materials,
-    the camera, the film and the depth."""
+    """base.npz: the world-space triangles the kernel renders (farm.scene.geometry's
+    gather_triangles: mirrored meshes turned front side out, degenerate ones dropped) and
+    each one's material; base.json: the materials, the camera, the film and the depth.
+    ValueError for a mesh shaded by its vertex normals (the export shades facets flat)."""
     from farm.protocol.assets import FolderAssets
     from farm.scene.files import shape_meshes
+    from farm.scene.geometry import gather_triangles
 
     names = list(scene.materials)
-    vertices, faces, materials, offset = [], [], [], 0
-    for shape, mesh in zip(scene.shapes, shape_meshes(scene, FolderAssets(folder, scene.assets))):
-        if mesh.normals is not None and not getattr(shape, "face_normals", False):
-            raise ValueError("a mesh shaded by its vertex normals (the Cycles export shades facets flat)")
-        matrix = np.array(shape.transform, np.float64)
-        vertices.append(mesh.vertices @ matrix[:3, :3].T + matrix[:3, 3])
-        faces.append(mesh.faces + offset)
-        materials.append(np.full(len(mesh.faces), names.index(shape.material)))
-        offset += len(mesh.vertices)
-    np.savez(base.with_suffix(".npz"), vertices=np.concatenate(vertices), faces=np.concatenate(faces),
-             material=np.concatenate(materials))
+    gathered = gather_triangles([
+        (mesh, np.array(shape.transform, np.float64), names.index(shape.material), getattr(shape, "face_normals", False),
+         False) for shape, mesh in zip(scene.shapes, shape_meshes(scene, FolderAssets(folder, scene.assets)))])
+    if gathered.smooth.any():
+        raise ValueError("a mesh shaded by its vertex normals (the Cycles export shades facets flat)")
+    triangles = len(gathered.corners)
+    np.savez(base.with_suffix(".npz"), vertices=gathered.corners.reshape(-1, 3),
+             faces=np.arange(3 * triangles).reshape(triangles, 3), material=gathered.material)
     camera = scene.camera
     meta = {
         "materials": [{"name": name, "reflectance": list(scene.materials[name].reflectance),

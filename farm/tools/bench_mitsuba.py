@@ -21,8 +21,6 @@ def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]
     except ImportError:
         print("mitsuba: not installed (pip install mitsuba)")
         return {}, {}
-    from farm.scene.mitsuba import to_mitsuba
-
     frames, cannot_run = {}, {}
     for variant in ("scalar_rgb", "llvm_ad_rgb") + (("cuda_ad_rgb",) if gpu else ()):
         # The LLVM variant needs a recent libLLVM (an old one can abort the process), the
@@ -32,15 +30,23 @@ def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]
             cannot_run[variant] = why
             continue
         mi.set_variant(variant)
-        document = to_mitsuba(scene, Path(args.scene).parent)
-        # Like with like: our samples stay in their pixel, so Mitsuba's must too (to_mitsuba
-        # chooses the box filter already, for the reference tests; the ratio depends on it).
-        document["sensor"]["film"]["rfilter"] = {"type": "box"}
-        loaded = mi.load_dict(document)
+        loaded = load_boxed(mi, scene, Path(args.scene).parent)
         _mitsuba_frame(mi, loaded, 1)  # compile / warm up
         frames[variant] = (lambda variant=variant: mi.set_variant(variant),
                            lambda loaded=loaded: _mitsuba_frame(mi, loaded, scene.film.spp))
     return frames, cannot_run
+
+
+def load_boxed(mi, scene, folder: Path):
+    """The scene as Mitsuba loads it (farm.scene.mitsuba, in the variant set), with a box
+    pixel filter. Like with like: our samples stay in their pixel, so Mitsuba's must too
+    (to_mitsuba chooses its default filter for the reference tests; ratios and errors
+    against the farm depend on it)."""
+    from farm.scene.mitsuba import to_mitsuba
+
+    document = to_mitsuba(scene, folder)
+    document["sensor"]["film"]["rfilter"] = {"type": "box"}
+    return mi.load_dict(document)
 
 
 def _mitsuba_frame(mi, loaded, spp: int) -> None:

@@ -164,17 +164,14 @@ def _mitsuba(args, scene):
     except ImportError:
         print("mitsuba: not installed (pip install mitsuba)")
         return None
-    from farm.tools.bench_mitsuba import _variant_failure, how_to_get
-    from farm.scene.mitsuba import to_mitsuba
+    from farm.tools.bench_mitsuba import _variant_failure, how_to_get, load_boxed
 
     why = _variant_failure("llvm_ad_rgb")
     if why:
         print(f"mitsuba llvm_ad_rgb: cannot run here: {why}\n  {how_to_get()}")
         return None
     mi.set_variant("llvm_ad_rgb")
-    document = to_mitsuba(scene, Path(args.scene).parent)
-    document["sensor"]["film"]["rfilter"] = {"type": "box"}  # like with like (see bench_mitsuba)
-    loaded = mi.load_dict(document)
+    loaded = load_boxed(mi, scene, Path(args.scene).parent)
     np.asarray(mi.render(loaded, spp=1))  # compile
 
     def render(spp: int) -> np.ndarray:

@@ -89,15 +89,12 @@ def mitsuba_render(scene, folder: Path):
         import mitsuba as mi
     except ImportError:
         return "not installed (pip install mitsuba)", None
-    from farm.scene.mitsuba import to_mitsuba
-    from farm.tools.bench_mitsuba import _variant_failure
+    from farm.tools.bench_mitsuba import _variant_failure, load_boxed
 
     variant = MITSUBA_VARIANTS[0] if _variant_failure(MITSUBA_VARIANTS[0]) is None else MITSUBA_VARIANTS[1]
     mi.set_variant(variant)
     try:
-        document = to_mitsuba(scene, folder)
-        document["sensor"]["film"]["rfilter"] = {"type": "box"}  # our samples stay in their pixel
-        loaded = mi.load_dict(document)
+        loaded = load_boxed(mi, scene, folder)
     except Exception as exc:  # the exporter's ValueError, or Mitsuba's own on what it was given
         return f"cannot take this scene ({exc})".splitlines()[0], None
 
