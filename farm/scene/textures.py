@@ -10,6 +10,15 @@ from farm.scene.layout import PARAM, TEXTURE, TEXTURE_CHECKERBOARD, TEXTURE_IMAG
 from farm.scene.model import Checkerboard, ImageTexture, Scene, TextureRef
 
 
+def uv_transform(texture) -> list[float]:
+    """The 2x2 matrix (row by row) a texture's uv go through before its offset is added:
+    R(rotation) diag(scale)."""
+    angle = np.radians(texture.rotation)
+    cos, sin = np.cos(angle), np.sin(angle)
+    (su, sv) = texture.scale
+    return [cos * su, -sin * sv, sin * su, cos * sv]
+
+
 class TextureTable:
     """The texture table and its texels; one entry per (texture, decoded as sRGB or not)."""
 
@@ -36,11 +45,8 @@ class TextureTable:
         if key in self.index:
             return self.index[key]
         entry = np.zeros((), TEXTURE)
-        angle = np.radians(texture.rotation)
-        cos, sin = np.cos(angle), np.sin(angle)
-        (su, sv), (ou, ov) = texture.scale, texture.offset
-        entry["transform"] = (cos * su, -sin * sv, sin * su, cos * sv)  # R(rotation) diag(scale)
-        entry["offset"] = (ou, ov, 0.0, 0.0)
+        entry["transform"] = uv_transform(texture)
+        entry["offset"] = (*texture.offset, 0.0, 0.0)
         if isinstance(texture, Checkerboard):
             entry["info"] = (TEXTURE_CHECKERBOARD, 0, 0, 0)
             entry["mode"] = (4, 0, 0, texture.uv_set)
