@@ -93,3 +93,9 @@ def test_bench_overhead_prints_the_farm_s_own_figures():
     client, redis, workers, total = map(float, parts.groups())
     assert client > 0 and redis > 0 and workers > 0  # measured, each process did work
     assert total == pytest.approx(client + redis + workers, abs=0.02)
+    per_bucket = re.search(r"Redis commands per bucket: ([\d.]+) \(INFO commandstats, every client's\): (.*)$", out, re.M)
+    assert per_bucket, out
+    named = dict((name, float(count)) for name, count in re.findall(r"(\S+) ([\d.]+)(?:, |$)", per_bucket[2]))
+    # each bucket is a task message pushed and popped, at least, and the parts add up
+    assert named.get("lpush", 0) + named.get("rpush", 0) >= 1 and float(per_bucket[1]) >= 2
+    assert float(per_bucket[1]) == pytest.approx(sum(named.values()), abs=0.05 * len(named) + 0.01)

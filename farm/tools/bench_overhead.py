@@ -5,7 +5,9 @@ sleeps `--null-seconds`, so what is measured is the client, Redis and Celery alo
 figure comes from the run itself: the seconds the client spent inside BucketQueue.send,
 the CPU time each process used (the client, redis-server, every worker and its pool
 children, read from the kernel through psutil), and each bucket's time from its send to
-its tile in the film (the client's clock, so nothing depends on clocks agreeing).
+its tile in the film (the client's clock, so nothing depends on clocks agreeing), and the
+commands Redis ran meanwhile (INFO commandstats: every client's, the workers' heartbeats
+and events included, less the bench's own INFO).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Round:
     sent: int
     cpu: dict[str, float]  # seconds of CPU: client, redis, workers
     latencies: list[float]  # seconds from send to tile in the film, one per bucket
+    commands: dict[str, int]  # Redis commands run during the frame, by name
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -57,6 +60,11 @@ def _with_children(pids: list[int]) -> list[psutil.Process]:
     return found
 
 
+def _calls(redis) -> dict[str, int]:
+    """Redis's count of calls of each command since it started (INFO commandstats)."""
+    return {name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in redis.info("commandstats").items()}
+
+
 def run(args, scene, document) -> int:
     from farm.app import app
     from farm.client.local import LocalFarm
@@ -76,13 +84,17 @@ def run(args, scene, document) -> int:
         worker_processes = _with_children([w.process.pid for w in local.workers])
 
         def frame() -> Round:
+            calls = _calls(redis_client)
             before = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
             job = start_job(redis_client, app, scene, document, bucket_size, "spiral", null=args.null_seconds)
             job.collect(check_alive=local.check_alive)
             after = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
             cpu = dict(zip(("client", "redis", "workers"), (b - a for a, b in zip(before, after))))
             latencies = [r.arrived - r.sent for r in job.records.values()]
-            return Round(job.total, job.wall_seconds, job.queue.seconds, job.queue.sent, cpu, latencies)
+            ran = {name: count - calls.get(name, 0) for name, count in _calls(redis_client).items()}
+            ran["info"] -= 1  # the INFO that read the counts before
+            return Round(job.total, job.wall_seconds, job.queue.seconds, job.queue.sent, cpu, latencies,
+                         {name: count for name, count in ran.items() if count > 0})
 
         frame()  # warm: every worker has taken buckets, every connection is open
         rounds = [frame() for _ in range(args.repeat)]
@@ -109,3 +121,8 @@ def _print(args, workers: int, bucket_size: int, scene, rounds: list[Round]) -> 
     print("CPU per bucket: " + ", ".join(f"{name} {ms * 1e3:.2f} ms" for name, ms in parts.items())
           + f"; total {sum(parts.values()) * 1e3:.2f} ms (per-bucket overhead, summed over every process)")
     print("CPU in use: " + ", ".join(f"{name} {share * 100:.0f}% of a core" for name, share in shares.items()))
+    names = sorted({name for r in rounds for name in r.commands})
+    each = {name: median(lambda r, n=name: r.commands.get(n, 0) / r.buckets) for name in names}
+    ordered = sorted(each.items(), key=lambda item: -item[1])
+    print(f"Redis commands per bucket: {median(lambda r: sum(r.commands.values()) / r.buckets):.1f} (INFO "
+          f"commandstats, every client's): " + ", ".join(f"{name} {count:.2f}" for name, count in ordered if count >= 0.01))
