@@ -60,6 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "workers whose render is free (a null renderer used only here), at --width "
                              "(default 1024) in --bucket-size buckets: buckets/s sent, tiles/s collected, "
                              "CPU per bucket of each process, latency from send to tile")
+    parser.add_argument("--simulate", action="store_true",
+                        help="instead: the scale model (farm/tools/simulate.py) with this machine's measured "
+                             "kernel speed and per-bucket costs, checked against real frames on 1 and 2 workers, "
+                             "predicting a 3840x2160 frame at 1024 spp on 2-1024 workers of this CPU and of GPUs")
+    parser.add_argument("--gpu-rates", type=_numbers(float), default=[0.5e9, 1e9], metavar="LIST",
+                        help="with --simulate: GPU samples/s to model (default 0.5e9,1e9)")
+    parser.add_argument("--bucket-seconds", type=float, default=1.0,
+                        help="with --simulate: a self-sized bucket's seconds on the median worker (default 1)")
+    parser.add_argument("--plot", metavar="PNG", help="with --simulate: also draw the efficiencies into this PNG")
     parser.add_argument("--null-seconds", type=float, default=0.0,
                         help="with --overhead: seconds each null bucket pretends to render (default 0)")
     parser.add_argument("--mesh", type=int, metavar="TRIANGLES",
@@ -113,6 +122,10 @@ def run(args) -> int:
 
         args.width = args.width or 1024
         return bench_overhead.run(args, *load_scaled(args))
+    if args.simulate:
+        from farm.tools import bench_simulate
+
+        return bench_simulate.run(args, *load_scaled(args))
     if args.shot:
         from farm.tools import bench_shot
 

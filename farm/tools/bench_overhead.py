@@ -66,13 +66,21 @@ def _calls(redis) -> dict[str, int]:
 
 
 def run(args, scene, document) -> int:
+    workers = args.workers or 64
+    bucket_size = args.bucket_size or 8
+    rounds = measure(workers, scene, document, bucket_size, args.null_seconds, args.repeat)
+    _print(args, workers, bucket_size, scene, rounds)
+    return 0
+
+
+def measure(workers: int, scene, document, bucket_size: int, null_seconds: float, repeat: int) -> list[Round]:
+    """`repeat` frames of `scene` through a local farm of `workers` null workers, after one
+    that warms it up."""
     from farm.app import app
     from farm.client.local import LocalFarm
     from farm.client.start import start_job
     from farm.protocol.broker import connect
 
-    workers = args.workers or 64
-    bucket_size = args.bucket_size or 8
     started = time.perf_counter()
     with LocalFarm(workers, env={"FARM_NULL_RENDER": "1"}, name="null") as local:
         app.conf.broker_url = local.broker_url
@@ -86,7 +94,7 @@ def run(args, scene, document) -> int:
         def frame() -> Round:
             calls = _calls(redis_client)
             before = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
-            job = start_job(redis_client, app, scene, document, bucket_size, "spiral", null=args.null_seconds)
+            job = start_job(redis_client, app, scene, document, bucket_size, "spiral", null=null_seconds)
             job.collect(check_alive=local.check_alive)
             after = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
             cpu = dict(zip(("client", "redis", "workers"), (b - a for a, b in zip(before, after))))
@@ -97,9 +105,7 @@ def run(args, scene, document) -> int:
                          {name: count for name, count in ran.items() if count > 0})
 
         frame()  # warm: every worker has taken buckets, every connection is open
-        rounds = [frame() for _ in range(args.repeat)]
-    _print(args, workers, bucket_size, scene, rounds)
-    return 0
+        return [frame() for _ in range(repeat)]
 
 
 def _print(args, workers: int, bucket_size: int, scene, rounds: list[Round]) -> None:

@@ -1,0 +1,167 @@
+"""`farm bench --simulate`: the scale model (farm/tools/simulate.py), fed with this
+machine's measured costs, checked against real frames, and asked about farms this machine
+is not.
+
+Measured here, in one run: the kernel's samples/s on this machine's device (a direct render
+of the scene); the farm's own cost per bucket (a local farm of null workers, as
+`farm bench --overhead`: the client's CPU to send a bucket and to take its tile, Redis's
+CPU, a worker's CPU besides rendering). Checked: the scene through a real local farm of 1
+and 2 workers against the model's prediction for the same frame (the workers share this
+machine's device, so each renders at its rate over the workers). Predicted: a 3840x2160
+frame at 1024 spp on 2 to 1,024 workers of this machine's CPU and of GPUs of
+`--gpu-rates`, in 64 px buckets and in self-sized buckets with a split tail.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from farm.tools import simulate
+from farm.tools.simulate import Costs
+
+FRAME = (3840, 2160, 1024)  # the predicted frame: width, height, spp
+WORKER_COUNTS = (2, 16, 128, 1024)
+FIXED_SIDE = 64
+FARM_TIMEOUT = 900  # seconds for one real farm's bench
+
+
+def run(args, scene, document) -> int:
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.pack import pack
+    from farm.tools import bench_overhead
+    from farm.worker.device import current, describe
+    from farm.worker.render import Renderer
+
+    width, height, spp = scene.film.width, scene.film.height, scene.film.spp
+    device = current()
+    renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)))
+    renderer.render(0, 0, min(8, width), min(8, height))  # warm up
+    direct = statistics.median(_timed(renderer.render_frame) for _ in range(args.repeat))
+    rate = width * height * spp / direct
+    print(f"device: {describe(device)}: {rate / 1e6:.2f} M samples/s on {args.scene} "
+          f"({width}x{height}, {spp} spp; median of {args.repeat})")
+    rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
+    costs = _costs(rounds)
+    print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}): "
+          f"client send {costs.send * 1e3:.3f} ms, collect {costs.collect * 1e3:.3f} ms, "
+          f"redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms")
+    side = args.bucket_size or FIXED_SIDE
+    for workers in (1, 2):
+        measured = _farm_seconds(args, scene, workers, side)
+        model = simulate.simulate(width, height, spp, side, [rate / workers] * workers, costs)
+        print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, model "
+              f"{model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
+    rates = {"this CPU": rate, **{f"GPU {r / 1e9:g} G/s": r for r in args.gpu_rates}}
+    table = predict(rates, costs, args.bucket_seconds)
+    fw, fh, fspp = FRAME
+    print(f"model: {fw}x{fh} at {fspp} spp; frame seconds and efficiency (ideal / frame)")
+    print(f"{'device':16} {'workers':>7}  {'64 px buckets':>24}  {'self-sized, split tail':>32}")
+    for (name, workers), (fixed, sized) in table.items():
+        print(f"{name:16} {workers:7d}  {fixed.seconds:10.2f} s {fixed.efficiency:6.1%} {fixed.buckets:6d}  "
+              f"{sized.seconds:10.2f} s {sized.efficiency:6.1%} {sized.buckets:6d} x {sized.side:4d} px")
+    if args.plot:
+        plot(table, Path(args.plot))
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float) -> dict:
+    """(device, workers) -> (Outcome in 64 px buckets, Outcome self-sized with a split tail)."""
+    width, height, spp = FRAME
+    table = {}
+    for name, rate in rates.items():
+        for workers in WORKER_COUNTS:
+            farm = [rate] * workers
+            side = simulate.self_sized(spp, farm, bucket_seconds)
+            table[name, workers] = (simulate.simulate(width, height, spp, FIXED_SIDE, farm, costs),
+                                    simulate.simulate(width, height, spp, side, farm, costs, split_tail=True))
+    return table
+
+
+def _costs(rounds) -> Costs:
+    """Seconds per bucket, medians over the rounds: the client's sending from the time inside
+    BucketQueue.send, the rest of its CPU its collecting."""
+    def median(figure) -> float:
+        return statistics.median(figure(r) for r in rounds)
+    send = median(lambda r: r.send_seconds / r.sent)
+    client = median(lambda r: r.cpu["client"] / r.buckets)
+    return Costs(send=send, collect=max(client - send, 0.0), redis=median(lambda r: r.cpu["redis"] / r.buckets),
+                 worker=median(lambda r: r.cpu["workers"] / r.buckets))
+
+
+def _farm_seconds(args, scene, workers: int, side: int) -> float:
+    """The median wall time of the scene through a local farm of `workers` real workers:
+    `farm bench --workers N` in a process of its own (a Celery app serves one broker)."""
+    command = [sys.executable, "-m", "farm.client.cli", "bench", "--scene", args.scene, "--spp", str(scene.film.spp),
+               "--width", str(scene.film.width), "--workers", str(workers), "--bucket-size", str(side),
+               "--repeat", str(args.repeat)]
+    child = subprocess.run(command, capture_output=True, text=True, timeout=FARM_TIMEOUT)
+    found = re.search(r"^farm: \d+ worker\(s\), \d+ buckets of \d+px: ([\d.]+)s wall", child.stdout, re.M)
+    if child.returncode != 0 or not found:
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"farm bench: --simulate: the real farm of {workers} worker(s) failed: {last}")
+    return float(found[1])
+
+
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def plot(table: dict, path: Path) -> None:
+    """Efficiency against workers (log scale), a line per device and bucket kind, as a PNG."""
+    from PIL import Image, ImageDraw
+
+    size, margin = (720, 420), (60, 20, 200, 40)  # left, top, right, bottom
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = margin[0], margin[1], size[0] - margin[2], size[1] - margin[3]
+    counts = WORKER_COUNTS
+
+    def xy(workers: int, efficiency: float) -> tuple[float, float]:
+        import math
+        span = math.log(counts[-1] / counts[0])
+        return (left + (right - left) * math.log(workers / counts[0]) / span, bottom - (bottom - top) * efficiency)
+
+    draw.rectangle((left, top, right, bottom), outline="black")
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = xy(counts[0], tick)[1]
+        draw.line((left - 4, y, left, y), fill="black")
+        draw.text((8, y - 6), f"{tick:.0%}", fill="black")
+    for workers in counts:
+        x = xy(workers, 0)[0]
+        draw.text((x - 10, bottom + 6), str(workers), fill="black")
+    draw.text(((left + right) / 2 - 30, bottom + 22), "workers", fill="black")
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    devices = list(dict.fromkeys(name for name, _ in table))
+    for d, name in enumerate(devices):
+        for kind, dash in ((0, False), (1, True)):
+            points = [xy(w, table[name, w][kind].efficiency) for w in counts]
+            colour = colours[d % len(colours)]
+            for a, b in zip(points, points[1:]):
+                _segment(draw, a, b, colour, dash)
+            for p in points:
+                draw.ellipse((p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3), fill=colour)
+            label_y = top + 10 + (2 * d + kind) * 18
+            _segment(draw, (right + 10, label_y + 6), (right + 40, label_y + 6), colour, dash)
+            draw.text((right + 46, label_y), f"{name}, {'self-sized' if kind else '64 px'}", fill="black")
+    draw.text((left, 4), f"{FRAME[0]}x{FRAME[1]} at {FRAME[2]} spp: efficiency by the scale model", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def _segment(draw, a, b, colour: str, dashed: bool) -> None:
+    if not dashed:
+        draw.line((*a, *b), fill=colour, width=2)
+        return
+    steps = 12
+    for i in range(0, steps, 2):
+        s, e = i / steps, (i + 1) / steps
+        draw.line((a[0] + (b[0] - a[0]) * s, a[1] + (b[1] - a[1]) * s, a[0] + (b[0] - a[0]) * e,
+                   a[1] + (b[1] - a[1]) * e), fill=colour, width=2)

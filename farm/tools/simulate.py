@@ -1,0 +1,162 @@
+"""A discrete-event model of one frame on a farm, for `farm bench --simulate`.
+
+What it models, per bucket, in the farm's own order (farm/client/start.py, the worker's
+task): the client sends it (its CPU), Redis publishes it; a free worker fetches it (Redis),
+renders it (its pixels times the samples per pixel over the worker's samples/s, plus the
+worker's own overhead per bucket), stores the tile (Redis); the client takes the tile into
+the film (its CPU). The client and Redis are each one FIFO server, so they queue when a
+farm's buckets come faster than they serve them; a worker takes its next bucket once it
+has stored the last (Celery's prefetch of one with late acks). The frame ends when the
+client has its last tile. Costs are seconds per bucket, measured by the caller
+(farm/tools/bench_simulate.py measures them on this machine).
+
+Self-sized buckets: a side that renders in `bucket_seconds` on the median worker, however
+few buckets that makes. A split tail: whenever a worker finds no bucket queued and none left
+to send (from the start, where the frame has fewer buckets than the farm workers), it takes
+part of the samples of the bucket in flight that would end last (exact, by sample range, as
+`--split-tail` does), sized so that both parts end together, where that ends the bucket
+sooner than leaving it alone: the new part waits for the client's and Redis's queues too.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import statistics
+from dataclasses import dataclass
+
+from farm import defaults
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per bucket (or per part of a split bucket) of each process's own work."""
+
+    send: float  # the client's CPU to send it
+    collect: float  # the client's CPU to take its tile into the film
+    redis: float  # Redis's CPU for all its commands, a third each at publish, fetch and store
+    worker: float  # a worker's own time per bucket besides rendering (Celery, the task, the tile)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    seconds: float  # the frame's wall time, from the first send to the last tile in the film
+    efficiency: float  # the workers' ideal time (all samples over their summed rates) over `seconds`
+    side: int  # bucket side in pixels
+    buckets: int
+    parts: int  # extra parts a split tail made
+
+
+def self_sized(spp: int, rates: list[float], bucket_seconds: float) -> int:
+    """The side of a bucket that renders in `bucket_seconds` on the median worker, within the
+    farm's limits, a multiple of the noise cell (8 px)."""
+    side = math.sqrt(bucket_seconds * statistics.median(rates) / spp)
+    cell = defaults.NOISE_CELL
+    return int(min(defaults.MAX_BUCKET_SIZE, max(cell, round(side / cell) * cell)))
+
+
+def simulate(width: int, height: int, spp: int, side: int, rates: list[float], costs: Costs,
+             split_tail: bool = False) -> Outcome:
+    """One frame of width x height at spp in side x side buckets on workers of `rates`
+    samples/s each. Every step is an event at the time it reaches its process, so each
+    FIFO server serves in the order work reaches it."""
+    columns, rows = -(-width // side), -(-height // side)
+    pixels = [min(side, width - x * side) * min(side, height - y * side) for y in range(rows) for x in range(columns)]
+    events: list[tuple[float, int, str, int]] = []  # (time, order, what, whom: a bucket, worker or part)
+    order = 0
+
+    def at(time: float, what: str, whom: int) -> None:
+        nonlocal order
+        order += 1
+        heapq.heappush(events, (time, order, what, whom))
+
+    free = {"client": 0.0, "redis": 0.0}  # when each server is next free
+
+    def serve(server: str, now: float, cost: float) -> float:
+        free[server] = max(free[server], now) + cost
+        return free[server]
+
+    queue: list[int] = []  # buckets published and not yet taken
+    idle = list(range(len(rates)))  # workers waiting on the queue
+    flight: dict[int, list] = {}  # worker -> [bucket, rendering since, end, version]
+    versions = [0] * len(rates)
+    tiles_left = [1] * len(pixels)  # tiles each bucket waits for
+    parts: list[tuple[int, int, float]] = []  # a split's new part: (worker, bucket, samples)
+    sent, last = 0, 0.0
+
+    def start(worker: int, bucket: int, now: float, samples: float) -> None:
+        """`worker` takes `bucket` (`samples` of it) from Redis now."""
+        begins = serve("redis", now, costs.redis / 3) + costs.worker
+        versions[worker] += 1
+        flight[worker] = [bucket, begins, begins + samples / rates[worker], versions[worker]]
+        at(flight[worker][2], "done", worker)
+
+    def split(worker: int, now: float) -> bool:
+        """Idle `worker` takes part of the bucket in flight that ends last, where that ends it
+        sooner: both parts then end together."""
+        if not split_tail or not flight:
+            return False
+        other, (bucket, begun, end, _) = max(flight.items(), key=lambda item: item[1][2])
+        since = max(now, begun)
+        left = (end - since) * rates[other]  # samples it has still to render
+        sent_at = max(free["client"], now) + costs.send  # the new part queues where the others do
+        published = max(free["redis"], sent_at) + costs.redis / 3
+        delay = max(free["redis"], published) + costs.redis / 3 + costs.worker - now  # until it renders
+        # (left - mine) / r_other = delay + mine / r_worker
+        mine = (left / rates[other] - delay) / (1 / rates[other] + 1 / rates[worker])
+        if mine <= 0:
+            return False
+        versions[other] += 1
+        flight[other][2:] = [since + (left - mine) / rates[other], versions[other]]
+        at(flight[other][2], "done", other)
+        tiles_left[bucket] += 1
+        parts.append((worker, bucket, mine))
+        at(serve("client", now, costs.send), "publish part", len(parts) - 1)
+        return True
+
+    at(0.0, "send", 0)
+    while events:
+        now, _, what, whom = heapq.heappop(events)
+        if what == "send":  # the client sends bucket `whom`, then the next
+            sent_at = serve("client", now, costs.send)
+            at(sent_at, "publish", whom)
+            if whom + 1 < len(pixels):
+                at(sent_at, "send", whom + 1)
+        elif what == "publish":
+            at(serve("redis", now, costs.redis / 3), "queued", whom)
+        elif what == "queued":
+            sent += 1
+            if idle:
+                start(idle.pop(0), whom, now, pixels[whom] * spp)
+            else:
+                queue.append(whom)
+            if sent == len(pixels):  # the last: workers idle now take parts of buckets in flight
+                idle = [worker for worker in idle if not split(worker, now)]
+        elif what == "publish part":
+            at(serve("redis", now, costs.redis / 3), "take part", whom)
+        elif what == "take part":
+            worker, bucket, samples = parts[whom]
+            start(worker, bucket, now, samples)
+        elif what == "done":
+            if flight.get(whom, [0, 0, 0, -1])[3] != versions[whom] or flight[whom][2] != now:
+                continue  # a split moved this end
+            bucket = flight.pop(whom)[0]
+            stored = serve("redis", now, costs.redis / 3)
+            at(stored, "collect", bucket)
+            at(stored, "free", whom)
+        elif what == "collect":
+            at(serve("client", now, costs.collect), "tile", whom)
+        elif what == "tile":
+            tiles_left[whom] -= 1
+            last = now
+        elif what == "free":
+            if queue:
+                bucket = queue.pop(0)
+                start(whom, bucket, now, pixels[bucket] * spp)
+                continue
+            idle.append(whom)
+            if sent == len(pixels):  # nothing more comes: the idle take parts of the last buckets
+                idle = [worker for worker in idle if not split(worker, now)]
+    assert not any(tiles_left), "a bucket never ended"
+    ideal = sum(pixels) * spp / sum(rates)
+    return Outcome(last, ideal / last, side, len(pixels), len(parts))
