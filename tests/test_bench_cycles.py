@@ -41,6 +41,7 @@ def test_the_export_is_the_scene_s_world_space_triangles_materials_and_camera(tm
 def test_the_showcase_exports_true_spheres_its_sky_and_its_checkerboard(tmp_path):
     folder = Path(default_scene()).parent
     showcase, _ = load_scene(folder / "showcase.json")
+    assert bench_cycles.untranslatable(showcase) is None
     bench_cycles.export(showcase, folder, tmp_path / "scene")
     arrays = np.load(tmp_path / "scene.npz")
     meta = json.loads((tmp_path / "scene.json").read_text())
@@ -118,7 +119,9 @@ def test_cycles_renders_the_same_showcase():
     _, document = load_scene(Path(default_scene()).parent / "showcase.json")
     document["film"].update(width=240, height=136)
     scene = parse_scene(document, source=str(Path(default_scene()).parent / "showcase.json"))
-    (_, _, _, image), = bench_cycles.render(scene, Path(default_scene()).parent, [(128, 0.0)])[0]
+    results, why = bench_cycles.render(scene, Path(default_scene()).parent, [(128, 0.0)])
+    assert why is None, why
+    (_, _, _, image), = results
     farm = farm_render(scene, 512)
 
     def blocks(pixels):

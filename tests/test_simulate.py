@@ -64,16 +64,17 @@ def test_the_prediction_table_and_its_plot(tmp_path):
 
 
 def test_bench_simulate_measures_checks_and_predicts(tmp_path):
-    result = commands.run("bench", "--simulate", "--width", 32, "--repeat", 1, "--gpu-rates", "1e9",
-                          "--plot", tmp_path / "plot.png", timeout=600)
+    # 128 px: 256 buckets of 8 px for the costs, enough CPU for psutil's 10 ms ticks to see
+    result = commands.run("bench", "--simulate", "--width", 128, "--repeat", 1, "--gpu-rates", "1e9",
+                          "--bucket-size", 64, "--plot", tmp_path / "plot.png", timeout=600)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"^device: .*: [\d.]+ M samples/s on ", out, re.M), out
     costs = re.search(r"^costs per bucket .*: client send ([\d.]+) ms, collect ([\d.]+) ms, redis ([\d.]+) ms, "
-                      r"worker ([\d.]+) ms$", out, re.M)
+                      r"worker ([\d.]+) ms \(a launch ([\d.]+) ms of it\)$", out, re.M)
     assert costs and float(costs[3]) > 0 and float(costs[4]) > 0, out
     for workers in (1, 2):
-        assert re.search(rf"^check: {workers} worker\(s\), 1 buckets of 64 px: real farm [\d.]+ s, model [\d.]+ s "
+        assert re.search(rf"^check: {workers} worker\(s\), 4 buckets of 64 px: real farm [\d.]+ s, model [\d.]+ s "
                          r"\([+-][\d.]+%\)$", out, re.M), out
     rows = re.findall(r"^(this CPU|GPU 1 G/s) +(\d+) +[\d.]+ s +[\d.]+% +\d+ +[\d.]+ s +[\d.]+% +\d+ x +\d+ px$", out,
                       re.M)

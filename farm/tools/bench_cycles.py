@@ -60,8 +60,9 @@ def untranslatable(scene) -> str | None:
             scale = abs(np.linalg.det(linear)) ** (1 / 3)
             if not np.allclose(linear @ linear.T, scale * scale * np.eye(3), atol=1e-9 * max(scale * scale, 1)):
                 return "a sphere its transform stretches into an ellipsoid"
-            if max(scene.materials[shape.material].emission) > 0:
-                return "an emissive sphere"
+            material = scene.materials[shape.material]
+            if max(material.emission) > 0 or isinstance(material.reflectance, TextureRef):
+                return "an emissive or textured sphere (the export gives spheres no uvs)"
     if any(not isinstance(light, EnvironmentLight) for light in scene.lights):
         return "lights besides emissive shapes and an environment"
     if scene.camera.aperture_radius:

@@ -3,11 +3,12 @@ machine's measured costs, checked against real frames, and asked about farms thi
 is not.
 
 Measured here, in one run: the kernel's samples/s on this machine's device (a direct render
-of the scene); the farm's own cost per bucket (a local farm of null workers, as
-`farm bench --overhead`: the client's CPU to send a bucket and to take its tile, Redis's
-CPU, a worker's CPU besides rendering). Checked: the scene through a real local farm of 1
-and 2 workers against the model's prediction for the same frame (the workers share this
-machine's device, so each renders at its rate over the workers). Predicted: a 3840x2160
+of the scene) and a launch's own cost; the farm's own cost per bucket (a local farm of null
+workers, as `farm bench --overhead`: the client's CPU to send a bucket and to take its tile,
+Redis's CPU, a worker's CPU besides rendering). Checked: the scene through a real local farm
+of 1 and 2 workers, in 64 px buckets (mostly rendering) and 8 px ones (mostly the farm's own
+cost), against the model's prediction for the same frame (the workers share this machine's
+device, so each renders at its rate over the workers). Predicted: a 3840x2160
 frame at 1024 spp on 2 to 1,024 workers of this machine's CPU and of GPUs of
 `--gpu-rates`, in 64 px buckets and in self-sized buckets with a split tail.
 """
@@ -28,6 +29,7 @@ FRAME = (3840, 2160, 1024)  # the predicted frame: width, height, spp
 WORKER_COUNTS = (2, 16, 128, 1024)
 FIXED_SIDE = 64
 FARM_TIMEOUT = 900  # seconds for one real farm's bench
+LAUNCHES = 20  # 8x8 launches timed for the device's own cost per bucket
 
 
 def run(args, scene, document) -> int:
@@ -45,17 +47,23 @@ def run(args, scene, document) -> int:
     rate = width * height * spp / direct
     print(f"device: {describe(device)}: {rate / 1e6:.2f} M samples/s on {args.scene} "
           f"({width}x{height}, {spp} spp; median of {args.repeat})")
+    # a launch's own cost on the device: an 8x8 bucket's time beyond its samples at the frame's rate
+    small = min(8, width) * min(8, height)
+    launch = max(0.0, statistics.median(_timed(lambda: renderer.render(0, 0, min(8, width), min(8, height)))
+                                        for _ in range(LAUNCHES)) - small * spp / rate)
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
-    costs = _costs(rounds)
-    print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}): "
-          f"client send {costs.send * 1e3:.3f} ms, collect {costs.collect * 1e3:.3f} ms, "
-          f"redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms")
-    side = args.bucket_size or FIXED_SIDE
-    for workers in (1, 2):
-        measured = _farm_seconds(args, scene, workers, side)
-        model = simulate.simulate(width, height, spp, side, [rate / workers] * workers, costs)
-        print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, model "
-              f"{model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
+    costs = _costs(rounds, launch)
+    print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}; a launch "
+          f"on the device, median of {LAUNCHES}): client send {costs.send * 1e3:.3f} ms, collect "
+          f"{costs.collect * 1e3:.3f} ms, redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms "
+          f"(a launch {launch * 1e3:.3f} ms of it)")
+    # 64 px buckets: mostly rendering; 8 px: mostly the farm's own cost per bucket
+    for side in (args.bucket_size,) if args.bucket_size else (FIXED_SIDE, 8):
+        for workers in (1, 2):
+            measured = _farm_seconds(args, scene, workers, side)
+            model = simulate.simulate(width, height, spp, side, [rate / workers] * workers, costs)
+            print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, "
+                  f"model {model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
     rates = {"this CPU": rate, **{f"GPU {r / 1e9:g} G/s": r for r in args.gpu_rates}}
     table = predict(rates, costs, args.bucket_seconds)
     fw, fh, fspp = FRAME
@@ -83,15 +91,16 @@ def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float) -> dic
     return table
 
 
-def _costs(rounds) -> Costs:
+def _costs(rounds, launch: float) -> Costs:
     """Seconds per bucket, medians over the rounds: the client's sending from the time inside
-    BucketQueue.send, the rest of its CPU its collecting."""
+    BucketQueue.send, the rest of its CPU its collecting; a worker's CPU (the null renderer's
+    workers: Celery, the task, the tile) and a launch on the device."""
     def median(figure) -> float:
         return statistics.median(figure(r) for r in rounds)
     send = median(lambda r: r.send_seconds / r.sent)
     client = median(lambda r: r.cpu["client"] / r.buckets)
     return Costs(send=send, collect=max(client - send, 0.0), redis=median(lambda r: r.cpu["redis"] / r.buckets),
-                 worker=median(lambda r: r.cpu["workers"] / r.buckets))
+                 worker=median(lambda r: r.cpu["workers"] / r.buckets) + launch)
 
 
 def _farm_seconds(args, scene, workers: int, side: int) -> float:
@@ -100,7 +109,10 @@ def _farm_seconds(args, scene, workers: int, side: int) -> float:
     command = [sys.executable, "-m", "farm.client.cli", "bench", "--scene", args.scene, "--spp", str(scene.film.spp),
                "--width", str(scene.film.width), "--workers", str(workers), "--bucket-size", str(side),
                "--repeat", str(args.repeat)]
-    child = subprocess.run(command, capture_output=True, text=True, timeout=FARM_TIMEOUT)
+    try:
+        child = subprocess.run(command, capture_output=True, text=True, timeout=FARM_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SystemExit(f"farm bench: --simulate: the real farm of {workers} worker(s) did not run: {exc}") from None
     found = re.search(r"^farm: \d+ worker\(s\), \d+ buckets of \d+px: ([\d.]+)s wall", child.stdout, re.M)
     if child.returncode != 0 or not found:
         last = (child.stderr.strip().splitlines() or ["no output"])[-1]

@@ -98,10 +98,11 @@ def _sphere(bpy, np, sphere: dict, materials):
     normals = np.concatenate([[[0.0, 1.0, 0.0]], normals, [[0.0, -1.0, 0.0]]])
     grid = 1 + np.arange((rings - 1) * segments).reshape(rings - 1, segments)
     after = np.roll(grid, -1, axis=1)
-    quads = np.stack([grid[:-1], after[:-1], after[1:], grid[1:]], axis=-1).reshape(-1, 4)  # counter-clockwise
-    bottom = len(normals) - 1  # seen from outside
-    faces = ([(0, int(a), int(b)) for a, b in zip(grid[0], after[0])] + quads.tolist()
-             + [(bottom, int(b), int(a)) for a, b in zip(grid[-1], after[-1])])
+    # every face counter-clockwise seen from outside (Cycles takes the front from the winding)
+    quads = np.stack([grid[:-1], after[:-1], after[1:], grid[1:]], axis=-1).reshape(-1, 4)
+    bottom = len(normals) - 1
+    faces = ([(0, int(b), int(a)) for a, b in zip(grid[0], after[0])] + quads.tolist()
+             + [(bottom, int(a), int(b)) for a, b in zip(grid[-1], after[-1])])
     made = bpy.data.meshes.new("sphere")
     made.from_pydata((np.array(sphere["center"]) + sphere["radius"] * normals).tolist(), [], faces)
     made.materials.append(materials[sphere["material"]])
@@ -187,10 +188,11 @@ def _colour(nodes, links, value, socket) -> None:
                                                           _math(nodes, links, "FLOOR", t)), 2.0)
     mix = nodes.new("ShaderNodeMix")
     mix.data_type = "RGBA"
-    links.new(parity, mix.inputs["Factor"])
-    mix.inputs["A"].default_value = (*[x * f for x, f in zip(value["color0"], value["factor"])], 1.0)
-    mix.inputs["B"].default_value = (*[x * f for x, f in zip(value["color1"], value["factor"])], 1.0)
-    links.new(mix.outputs["Result"], socket)
+    slot = {s.identifier: s for s in (*mix.inputs, *mix.outputs)}  # the colour sockets (names repeat per type)
+    links.new(parity, slot["Factor_Float"])
+    slot["A_Color"].default_value = (*[x * f for x, f in zip(value["color0"], value["factor"])], 1.0)
+    slot["B_Color"].default_value = (*[x * f for x, f in zip(value["color1"], value["factor"])], 1.0)
+    links.new(slot["Result_Color"], socket)
 
 
 def _world(bpy, environment):

@@ -13,9 +13,10 @@ client has its last tile. Costs are seconds per bucket, measured by the caller
 Self-sized buckets: a side that renders in `bucket_seconds` on the median worker, however
 few buckets that makes. A split tail: whenever a worker finds no bucket queued and none left
 to send (from the start, where the frame has fewer buckets than the farm workers), it takes
-part of the samples of the bucket in flight that would end last (exact, by sample range, as
-`--split-tail` does), sized so that both parts end together, where that ends the bucket
-sooner than leaving it alone: the new part waits for the client's and Redis's queues too.
+part of the samples of the bucket in flight that would end last (exact, by whole samples per
+pixel, at most FARM_MAX_SPLIT parts a bucket, as `--split-tail` cuts), sized so that both
+parts end together, where that ends the bucket sooner by more than the part costs the client
+and Redis (its send, publish and tile); the new part waits for their queues too.
 """
 
 from __future__ import annotations
@@ -62,13 +63,13 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
     FIFO server serves in the order work reaches it."""
     columns, rows = -(-width // side), -(-height // side)
     pixels = [min(side, width - x * side) * min(side, height - y * side) for y in range(rows) for x in range(columns)]
-    events: list[tuple[float, int, str, int]] = []  # (time, order, what, whom: a bucket, worker or part)
+    events: list[tuple[float, int, str, int, int]] = []  # (time, order, what, whom: a bucket, worker or part, version)
     order = 0
 
-    def at(time: float, what: str, whom: int) -> None:
+    def at(time: float, what: str, whom: int, version: int = 0) -> None:
         nonlocal order
         order += 1
-        heapq.heappush(events, (time, order, what, whom))
+        heapq.heappush(events, (time, order, what, whom, version))
 
     free = {"client": 0.0, "redis": 0.0}  # when each server is next free
 
@@ -81,6 +82,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
     flight: dict[int, list] = {}  # worker -> [bucket, rendering since, end, version]
     versions = [0] * len(rates)
     tiles_left = [1] * len(pixels)  # tiles each bucket waits for
+    parts_of = [1] * len(pixels)  # parts each bucket was cut into
     parts: list[tuple[int, int, float]] = []  # a split's new part: (worker, bucket, samples)
     sent, last = 0, 0.0
 
@@ -89,34 +91,48 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         begins = serve("redis", now, costs.redis / 3) + costs.worker
         versions[worker] += 1
         flight[worker] = [bucket, begins, begins + samples / rates[worker], versions[worker]]
-        at(flight[worker][2], "done", worker)
+        at(flight[worker][2], "done", worker, versions[worker])
 
     def split(worker: int, now: float) -> bool:
-        """Idle `worker` takes part of the bucket in flight that ends last, where that ends it
-        sooner: both parts then end together."""
+        """Idle `worker` takes part of the bucket in flight that ends last (whole samples per
+        pixel, at most MAX_SPLIT parts a bucket, as --split-tail cuts), so that both parts end
+        together, where that ends it sooner by more than the part costs the client and Redis."""
         if not split_tail or not flight:
             return False
-        other, (bucket, begun, end, _) = max(flight.items(), key=lambda item: item[1][2])
-        since = max(now, begun)
+        # the part ending last; of parts ending together (a split's), the slowest worker's
+        other, (bucket, begun, end, _) = max(flight.items(), key=lambda item: (item[1][2], -rates[item[0]]))
+        if parts_of[bucket] >= defaults.MAX_SPLIT:
+            return False
+        since = max(now, begun)  # `other` renders from then
         left = (end - since) * rates[other]  # samples it has still to render
         sent_at = max(free["client"], now) + costs.send  # the new part queues where the others do
         published = max(free["redis"], sent_at) + costs.redis / 3
         delay = max(free["redis"], published) + costs.redis / 3 + costs.worker - now  # until it renders
-        # (left - mine) / r_other = delay + mine / r_worker
-        mine = (left / rates[other] - delay) / (1 / rates[other] + 1 / rates[worker])
-        if mine <= 0:
+        # since + (left - mine) / r_other = now + delay + mine / r_worker
+        mine = (since - now + left / rates[other] - delay) / (1 / rates[other] + 1 / rates[worker])
+        mine = math.floor(min(mine, left - pixels[bucket]) / pixels[bucket]) * pixels[bucket]  # each keeps 1 spp
+        if mine < pixels[bucket]:
+            return False
+        ends = max(since + (left - mine) / rates[other], now + delay + mine / rates[worker])
+        if end - ends <= costs.send + costs.redis + costs.collect:
             return False
         versions[other] += 1
         flight[other][2:] = [since + (left - mine) / rates[other], versions[other]]
-        at(flight[other][2], "done", other)
+        at(flight[other][2], "done", other, versions[other])
         tiles_left[bucket] += 1
+        parts_of[bucket] += 1
         parts.append((worker, bucket, mine))
         at(serve("client", now, costs.send), "publish part", len(parts) - 1)
         return True
 
+    def take_parts(now: float) -> None:
+        """Idle workers take parts, in turn, until one finds none worth taking."""
+        while idle and split(idle[0], now):
+            idle.pop(0)
+
     at(0.0, "send", 0)
     while events:
-        now, _, what, whom = heapq.heappop(events)
+        now, _, what, whom, version = heapq.heappop(events)
         if what == "send":  # the client sends bucket `whom`, then the next
             sent_at = serve("client", now, costs.send)
             at(sent_at, "publish", whom)
@@ -131,14 +147,14 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
             else:
                 queue.append(whom)
             if sent == len(pixels):  # the last: workers idle now take parts of buckets in flight
-                idle = [worker for worker in idle if not split(worker, now)]
+                take_parts(now)
         elif what == "publish part":
             at(serve("redis", now, costs.redis / 3), "take part", whom)
         elif what == "take part":
             worker, bucket, samples = parts[whom]
             start(worker, bucket, now, samples)
         elif what == "done":
-            if flight.get(whom, [0, 0, 0, -1])[3] != versions[whom] or flight[whom][2] != now:
+            if version != versions[whom]:
                 continue  # a split moved this end
             bucket = flight.pop(whom)[0]
             stored = serve("redis", now, costs.redis / 3)
@@ -156,7 +172,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
                 continue
             idle.append(whom)
             if sent == len(pixels):  # nothing more comes: the idle take parts of the last buckets
-                idle = [worker for worker in idle if not split(worker, now)]
+                take_parts(now)
     assert not any(tiles_left), "a bucket never ended"
     ideal = sum(pixels) * spp / sum(rates)
     return Outcome(last, ideal / last, side, len(pixels), len(parts))
