@@ -80,3 +80,14 @@ def test_bench_simulate_measures_checks_and_predicts(tmp_path):
                       re.M)
     assert len(rows) == 2 * len(bench_simulate.WORKER_COUNTS), out
     assert (tmp_path / "plot.png").exists()
+
+
+@pytest.mark.parametrize("given, said", [
+    (("--gpu-rates=-1",), "argument --gpu-rates: expected a number above 0, got '-1'"),
+    (("--gpu-rates=1e9,x",), "argument --gpu-rates: expected numbers separated by commas, got '1e9,x'"),
+    (("--bucket-seconds=nan",), "argument --bucket-seconds: expected a number above 0, got 'nan'"),
+])
+def test_bad_model_settings_are_one_line_before_anything_runs(given, said):
+    result = commands.run("bench", "--simulate", *given, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"farm bench: error: {said}"
+    assert result.seconds < 30  # refused by the parser, not after the measurements

@@ -64,9 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: the scale model (farm/tools/simulate.py) with this machine's measured "
                              "kernel speed and per-bucket costs, checked against real frames on 1 and 2 workers, "
                              "predicting a 3840x2160 frame at 1024 spp on 2-1024 workers of this CPU and of GPUs")
-    parser.add_argument("--gpu-rates", type=_numbers(float), default=[0.5e9, 1e9], metavar="LIST",
+    parser.add_argument("--gpu-rates", type=_numbers(_positive), default=[0.5e9, 1e9], metavar="LIST",
                         help="with --simulate: GPU samples/s to model (default 0.5e9,1e9)")
-    parser.add_argument("--bucket-seconds", type=float, default=1.0,
+    parser.add_argument("--bucket-seconds", type=_positive, default=1.0,
                         help="with --simulate: a self-sized bucket's seconds on the median worker (default 1)")
     parser.add_argument("--plot", metavar="PNG", help="with --simulate: also draw the efficiencies into this PNG")
     parser.add_argument("--null-seconds", type=float, default=0.0,
@@ -106,8 +106,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _numbers(kind):
     def parse(text: str):
-        return [kind(part) for part in text.split(",") if part.strip()]
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:  # argparse's own ArgumentTypeError (a number out of range) goes on as it is
+            raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
     return parse
+
+
+def _positive(text: str) -> float:
+    """A number above 0 (a rate, a time), or argparse's one line naming the argument."""
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
 
 
 def run(args) -> int:
