@@ -60,14 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "workers whose render is free (a null renderer used only here), at --width "
                              "(default 1024) in --bucket-size buckets: buckets/s sent, tiles/s collected, "
                              "CPU per bucket of each process, latency from send to tile")
-    parser.add_argument("--simulate", action="store_true",
-                        help="instead: the scale model (farm/tools/simulate.py) with this machine's measured "
-                             "kernel speed and per-bucket costs, checked against real frames on 1 and 2 workers, "
-                             "predicting a 3840x2160 frame at 1024 spp on 2-1024 workers of this CPU and of GPUs")
+    parser.add_argument("--simulate", action="store_true", help="instead: the scale model (farm/tools/simulate.py), "
+                        "fed with this machine's measured costs, checked against real farms of 1 and 2 workers: "
+                        "a 3840x2160 frame at 1024 spp on 2-1024 workers of this CPU and of GPUs")
     parser.add_argument("--gpu-rates", type=_numbers(_positive), default=[0.5e9, 1e9], metavar="LIST",
                         help="with --simulate: GPU samples/s to model (default 0.5e9,1e9)")
-    parser.add_argument("--bucket-seconds", type=_positive, default=1.0,
-                        help="with --simulate: a self-sized bucket's seconds on the median worker (default 1)")
+    parser.add_argument("--bucket-seconds", type=_positive, default=1.0, help="with --simulate: a self-sized "
+                        "bucket's seconds on the median worker (default 1)")
     parser.add_argument("--plot", metavar="PNG", help="with --simulate: also draw the efficiencies into this PNG")
     parser.add_argument("--null-seconds", type=float, default=0.0,
                         help="with --overhead: seconds each null bucket pretends to render (default 0)")
@@ -115,8 +114,7 @@ def _numbers(kind):
 
 def _positive(text: str) -> float:
     """A number above 0 (a rate, a time), or argparse's one line naming the argument."""
-    value = float(text)
-    if not 0 < value < float("inf"):
+    if not 0 < (value := float(text)) < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
     return value
 
