@@ -54,12 +54,8 @@ def untranslatable(scene) -> str | None:
         if isinstance(colour, TextureRef) and (not isinstance(scene.textures.get(colour.name), Checkerboard)
                                                or scene.textures[colour.name].uv_set):
             return f"material {name!r} has an image texture or a second uv set (the export takes checkerboards)"
-    for shape in scene.shapes:
+    for shape in scene.shapes:  # (a sphere's transform is a similarity: the parser refuses others)
         if isinstance(shape, Sphere):
-            linear = np.array(shape.transform, np.float64)[:3, :3]
-            scale = abs(np.linalg.det(linear)) ** (1 / 3)
-            if not np.allclose(linear @ linear.T, scale * scale * np.eye(3), atol=1e-9 * max(scale * scale, 1)):
-                return "a sphere its transform stretches into an ellipsoid"
             material = scene.materials[shape.material]
             if max(material.emission) > 0 or isinstance(material.reflectance, TextureRef):
                 return "an emissive or textured sphere (the export gives spheres no uvs)"

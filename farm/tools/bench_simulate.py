@@ -42,15 +42,15 @@ def run(args, scene, document) -> int:
     width, height, spp = scene.film.width, scene.film.height, scene.film.spp
     device = current()
     renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)))
-    renderer.render(0, 0, min(8, width), min(8, height))  # warm up
+    tile = (0, 0, min(8, width), min(8, height))
+    renderer.render(*tile)  # warm up
     direct = statistics.median(_timed(renderer.render_frame) for _ in range(args.repeat))
     rate = width * height * spp / direct
     print(f"device: {describe(device)}: {rate / 1e6:.2f} M samples/s on {args.scene} "
           f"({width}x{height}, {spp} spp; median of {args.repeat})")
     # a launch's own cost on the device: an 8x8 bucket's time beyond its samples at the frame's rate
-    small = min(8, width) * min(8, height)
-    launch = max(0.0, statistics.median(_timed(lambda: renderer.render(0, 0, min(8, width), min(8, height)))
-                                        for _ in range(LAUNCHES)) - small * spp / rate)
+    launch = max(0.0, statistics.median(_timed(lambda: renderer.render(*tile)) for _ in range(LAUNCHES))
+                 - tile[2] * tile[3] * spp / rate)
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)
     print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}; a launch "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 import statistics
+from collections import deque
 from dataclasses import dataclass
 
 from farm import defaults
@@ -77,10 +78,10 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         free[server] = max(free[server], now) + cost
         return free[server]
 
-    queue: list[int] = []  # buckets published and not yet taken
-    idle = list(range(len(rates)))  # workers waiting on the queue
-    flight: dict[int, list] = {}  # worker -> [bucket, rendering since, end, version]
-    versions = [0] * len(rates)
+    queue: deque[int] = deque()  # buckets published and not yet taken
+    idle = deque(range(len(rates)))  # workers waiting on the queue
+    flight: dict[int, list] = {}  # worker -> [bucket, rendering since, end]
+    versions = [0] * len(rates)  # each worker's newest end: a split moves it, its old event is then stale
     tiles_left = [1] * len(pixels)  # tiles each bucket waits for
     parts_of = [1] * len(pixels)  # parts each bucket was cut into
     parts: list[tuple[int, int, float]] = []  # a split's new part: (worker, bucket, samples)
@@ -90,7 +91,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         """`worker` takes `bucket` (`samples` of it) from Redis now."""
         begins = serve("redis", now, costs.redis / 3) + costs.worker
         versions[worker] += 1
-        flight[worker] = [bucket, begins, begins + samples / rates[worker], versions[worker]]
+        flight[worker] = [bucket, begins, begins + samples / rates[worker]]
         at(flight[worker][2], "done", worker, versions[worker])
 
     def split(worker: int, now: float) -> bool:
@@ -100,7 +101,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         if not split_tail or not flight:
             return False
         # the part ending last; of parts ending together (a split's), the slowest worker's
-        other, (bucket, begun, end, _) = max(flight.items(), key=lambda item: (item[1][2], -rates[item[0]]))
+        other, (bucket, begun, end) = max(flight.items(), key=lambda item: (item[1][2], -rates[item[0]]))
         if parts_of[bucket] >= defaults.MAX_SPLIT:
             return False
         since = max(now, begun)  # `other` renders from then
@@ -117,7 +118,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         if end - ends <= costs.send + costs.redis + costs.collect:
             return False
         versions[other] += 1
-        flight[other][2:] = [since + (left - mine) / rates[other], versions[other]]
+        flight[other][2] = since + (left - mine) / rates[other]
         at(flight[other][2], "done", other, versions[other])
         tiles_left[bucket] += 1
         parts_of[bucket] += 1
@@ -128,7 +129,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
     def take_parts(now: float) -> None:
         """Idle workers take parts, in turn, until one finds none worth taking."""
         while idle and split(idle[0], now):
-            idle.pop(0)
+            idle.popleft()
 
     at(0.0, "send", 0)
     while events:
@@ -143,7 +144,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         elif what == "queued":
             sent += 1
             if idle:
-                start(idle.pop(0), whom, now, pixels[whom] * spp)
+                start(idle.popleft(), whom, now, pixels[whom] * spp)
             else:
                 queue.append(whom)
             if sent == len(pixels):  # the last: workers idle now take parts of buckets in flight
@@ -167,7 +168,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
             last = now
         elif what == "free":
             if queue:
-                bucket = queue.pop(0)
+                bucket = queue.popleft()
                 start(whom, bucket, now, pixels[bucket] * spp)
                 continue
             idle.append(whom)
