@@ -39,3 +39,40 @@ def test_device_can_be_chosen_by_kind_or_name():
 def test_unknown_device_names_what_exists():
     with pytest.raises(DeviceError, match="FARM_DEVICE='no-such-device' matches no OpenCL device .found: "):
         open_device("no-such-device")
+
+
+def test_pocl_builds_for_a_processor_its_llvm_knows_on_any_processor():
+    """PoCL 3.0's LLVM 14 names no AMD processor after Zen 4 and refuses its own 'generic':
+    farm names one it knows, from /proc/cpuinfo, so a kernel builds on this machine whatever it is."""
+    import pyopencl as cl
+
+    from farm.worker import pocl
+
+    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "flags": "sse4_2 avx2 fma vaes avx512f"}
+    assert pocl.processor_name(zen5) == "znver3"  # what LLVM 14 names Zen 4 too
+    assert pocl.processor_name({"vendor_id": "GenuineIntel", "flags": "avx2 fma bmi1 bmi2 movbe f16c"}) == "x86-64-v3"
+    assert pocl.processor_name({"flags": "sse4_2 popcnt ssse3 cx16"}) == "x86-64-v2"
+    assert pocl.processor_name({}) == "x86-64"
+    device = open_device("cpu")
+    program = cl.Program(device.context, "__kernel void f(__global float *a) { a[get_global_id(0)] = 2.0f; }")
+    program.build()  # on a processor LLVM 14 does not know: 'unknown target CPU' without farm's name
+    if device.platform == pocl.PLATFORM and pocl.unknown_processor(device.device):
+        assert pocl.name_processor(device.device) == pocl.processor_name(pocl._cpuinfo())
+
+
+def test_pocl_s_processor_field_is_found_only_where_it_is_plainly_there():
+    import ctypes
+
+    from farm.worker import pocl
+
+    triple, unknown, other = (ctypes.create_string_buffer(text) for text in (pocl.TRIPLE, pocl.UNKNOWN, b"znver3"))
+    record = (ctypes.c_uint64 * (pocl.RECORD_BYTES // 8))()
+    address = ctypes.addressof(record)
+    record[79], record[80] = ctypes.addressof(triple), ctypes.addressof(unknown)
+    assert pocl._cpu_field(address) == address + 8 * 80
+    record[80] = ctypes.addressof(other)  # a processor LLVM knew: nothing to change
+    assert pocl._cpu_field(address) is None
+    record[80] = 0xdead0000  # a pointer to nothing mapped is not read
+    assert pocl._cpu_field(address) is None
+    record[80], record[12], record[13] = (ctypes.addressof(unknown), ctypes.addressof(triple), ctypes.addressof(unknown))
+    assert pocl._cpu_field(address) is None  # two candidates: touch neither

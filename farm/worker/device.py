@@ -103,6 +103,10 @@ def open_device(spec: str | None = None) -> Device:
         raise DeviceError(f"FARM_DEVICE={spec!r} matches no OpenCL device (found: {names})")
 
     platform, device = chosen
+    if _kind(cl, device) == "CPU":  # PoCL's LLVM may not know the processor (farm.worker.pocl)
+        from farm.worker import pocl
+
+        pocl.name_processor(device)
     context = cl.Context([device])
     queue = cl.CommandQueue(context)
     return Device(context, queue, device, device.name.strip(), _kind(cl, device), platform.name.strip())
@@ -133,7 +137,12 @@ def describe(device: Device) -> str:
     if device.kind == "CPU":
         # PoCL's version ends "HSTR: pthread-<arch>-<vendor>-<os>-<env>-<cpu>"; the cpu may hold a dash
         host = device.device.version.split("HSTR:")[-1].split() if "HSTR:" in device.device.version else []
-        if host and host[0].count("-") >= 5:
+        from farm.worker import pocl
+
+        named = pocl.name_processor(device.device)
+        if named:
+            parts.append(f"code for {named} (named by farm: PoCL's LLVM does not know this processor)")
+        elif host and host[0].count("-") >= 5:
             parts.append(f"code for {host[0].split('-', 5)[-1]}")
         parts.append(f"processor: {_vector_extension()}")
     else:

@@ -1,0 +1,133 @@
+"""PoCL on a processor its LLVM does not know.
+
+The CPU device of the pyopencl wheels is PoCL 3.0 with LLVM 14. PoCL compiles for the
+processor LLVM names (llvm::sys::getHostCPUName); LLVM 14 names no AMD processor after
+Zen 4 (family 0x19) and answers "generic", which its own compiler then refuses ("error:
+unknown target CPU 'generic'"): every kernel, even an empty one, fails to build, and a
+worker takes no buckets. Later PoCL releases read the name from POCL_LLVM_CPU_NAME
+(pocl/pocl, lib/CL/pocl_llvm_utils.cc); this one has no setting, so farm names the
+processor itself, in the device's own record, before the first build: the field that
+holds "generic" beside the target triple, found by its contents, in this process's memory.
+
+The name is one LLVM 14 knows with no instruction the processor lacks: AMD's newer
+processors build for "znver3", what the same LLVM names Zen 4 (so the code is the code
+those machines run), others for the x86-64 level their flags reach.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import struct
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "Portable Computing Language"
+TRIPLE = b"x86_64-unknown-linux-gnu"
+UNKNOWN = b"generic"
+# Bytes of the device's record searched for the two fields (pocl's struct _cl_device_id:
+# they lie about 640 bytes in, in PoCL 3.0).
+RECORD_BYTES = 4096
+
+_named: dict[int, str] = {}  # device (cl_device_id) -> the processor name farm gave it
+
+
+def unknown_processor(device) -> bool:
+    """Whether `device` (a pyopencl Device) is PoCL's CPU device building for "generic":
+    its version ends "HSTR: pthread-<triple>-generic"."""
+    return device.platform.name.strip() == PLATFORM and device.version.rstrip().endswith(
+        "-" + UNKNOWN.decode())
+
+
+def name_processor(device) -> str | None:
+    """Give PoCL's CPU `device` a processor name its compiler knows, where LLVM named none;
+    the name given, or None where nothing was changed (a known processor, not PoCL, or a
+    record not as expected: then the build fails and says why, as before)."""
+    if device.int_ptr in _named:
+        return _named[device.int_ptr]
+    if not unknown_processor(device):
+        return None
+    slot = _cpu_field(device.int_ptr)
+    if slot is None:
+        log.warning("PoCL builds for an unknown processor ('generic') and its record is not as farm knows it: "
+                    "kernels will not build; a newer PoCL or a known processor is needed")
+        return None
+    name = processor_name(_cpuinfo())
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    text = name.encode() + b"\0"
+    copy = libc.malloc(len(text))  # PoCL's own was malloc'd: the record may free it
+    if not copy:
+        return None
+    ctypes.memmove(copy, text, len(text))
+    ctypes.c_uint64.from_address(slot).value = copy
+    _named[device.int_ptr] = name
+    log.info("PoCL's LLVM does not know this processor: building for %s", name)
+    return name
+
+
+def processor_name(cpuinfo: dict[str, str]) -> str:
+    """An LLVM 14 processor name for the processor /proc/cpuinfo describes (`_cpuinfo`)."""
+    flags = set(cpuinfo.get("flags", "").split())
+    try:
+        family = int(cpuinfo.get("cpu family", "0"))
+    except ValueError:
+        family = 0
+    if cpuinfo.get("vendor_id") == "AuthenticAMD" and family >= 0x19 and {"avx2", "fma", "vaes"} <= flags:
+        return "znver3"
+    if {"avx2", "fma", "bmi1", "bmi2", "movbe", "f16c"} <= flags:
+        return "x86-64-v3"
+    if {"sse4_2", "popcnt", "ssse3", "cx16"} <= flags:
+        return "x86-64-v2"
+    return "x86-64"
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo; empty where there is none."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def _cpu_field(record: int) -> int | None:
+    """The address of the device record's processor-name field: the one pointer to "generic"
+    right after a pointer to the target triple, in its first RECORD_BYTES; None unless
+    exactly one such pair is there. Only memory this process maps readable is read."""
+    spans = _readable()
+
+    def readable(address: int, size: int) -> bool:
+        return any(start <= address and address + size <= end for start, end in spans)
+
+    def text_at(address: int, size: int) -> bytes:
+        return ctypes.string_at(address, size) if address and readable(address, size) else b""
+
+    raw = text_at(record, RECORD_BYTES)
+    if not raw:
+        return None
+    pointers = struct.unpack(f"<{RECORD_BYTES // 8}Q", raw)
+    found = [index for index in range(1, len(pointers))
+             if text_at(pointers[index - 1], len(TRIPLE) + 1) == TRIPLE + b"\0"
+             and text_at(pointers[index], len(UNKNOWN) + 1) == UNKNOWN + b"\0"]
+    return record + 8 * found[0] if len(found) == 1 else None
+
+
+def _readable() -> list[tuple[int, int]]:
+    spans = []
+    try:
+        with open("/proc/self/maps", encoding="ascii") as maps:
+            for line in maps:
+                addresses, permissions = line.split()[:2]
+                if permissions.startswith("r"):
+                    start, end = (int(part, 16) for part in addresses.split("-"))
+                    spans.append((start, end))
+    except OSError:
+        pass
+    return spans
