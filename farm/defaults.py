@@ -52,6 +52,13 @@ MAX_BUCKET_SIZE = 1024
 # that a 1080p frame gives ~500 buckets to spread over many workers.
 BUCKET_SIZE = _int("FARM_BUCKET_SIZE", 64, least=MIN_BUCKET_SIZE, most=MAX_BUCKET_SIZE)
 
+# Without --bucket-size or FARM_BUCKET_SIZE, a frame's buckets are sized to render in about
+# this many seconds on the median worker, from the speeds the workers measured on their last
+# buckets (farm.client.sizing): large on GPUs, small on CPUs. A second keeps the farm's own
+# cost per bucket (a few ms at the client and at Redis) under 1% even on a fast GPU, and a
+# frame of many buckets; the split tail evens out the end (docs/benchmark.md, the scale model).
+BUCKET_SECONDS = _float("FARM_BUCKET_SECONDS", 1.0, least=0.01)
+
 # Spiral from the centre shows the interesting part of the frame first, like V-Ray.
 BUCKET_ORDER = setting("FARM_BUCKET_ORDER", "spiral", one_of("spiral", "top-down"), "spiral or top-down")
 

@@ -10,15 +10,22 @@ import pytest
 from tests import commands
 
 
-def test_bench_prints_kernel_speed_and_farm_efficiency():
-    result = commands.run("bench", "--spp", 2, "--width", 48, "--repeat", 1, "--bucket-size", 16, timeout=300)
+def test_bench_prints_kernel_speed_and_farm_efficiency_in_fixed_and_self_sized_buckets():
+    result = commands.run("bench", "--spp", 2, "--width", 48, "--repeat", 1, "--workers", 2, timeout=300,
+                          env={"FARM_BUCKET_SECONDS": "0.01"})
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(r"kernel: [\d.]+s per frame, [\d.]+ M samples/s", out), out
-    assert re.search(r"farm: 1 worker\(s\), 9 buckets of 16px: [\d.]+s wall", out), out
-    efficiency = float(re.search(r"farm efficiency: ([\d.]+)%", out).group(1))
-    assert 0 < efficiency < 1000
-    assert re.search(r"per-bucket overhead: -?[\d.]+ ms", out), out
+    side = int(re.search(r"^self-sized: (\d+) px buckets: about 0.01s each on the median of \d worker\(s\)", out,
+                         re.M).group(1))
+    assert re.search(r"farm: 2 worker\(s\), 1 buckets of 64px: [\d.]+s wall .*\[fixed\]$", out, re.M), out
+    buckets = (-(-48 // side)) ** 2
+    assert re.search(rf"farm: 2 worker\(s\), {buckets} buckets of {side}px \({min(2, buckets)} of them split in 2 "
+                     r"parts\): [\d.]+s wall .*\[self-sized\]$", out, re.M), out
+    for kind in ("fixed", "self-sized"):
+        efficiency = float(re.search(rf"farm efficiency \[{kind}\]: ([\d.]+)%", out).group(1))
+        assert 0 < efficiency < 1000
+        assert re.search(rf"per-bucket overhead \[{kind}\]: -?[\d.]+ ms", out), out
 
 
 def _bench(*args, env=None) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from farm.buckets import count
 from farm.client.film import Film, read_exr
 from tests import commands, frames
 
@@ -105,6 +106,32 @@ def test_submit_to_a_running_farm_writes_the_exact_frame(farm, make_document, wr
     assert len(report["buckets"]) == 3 * 3 and report["bucket_size"] == 24
     assert "70x50, 8 spp, 9 buckets of 24px" in result.stdout
     assert "render: 100%" in result.stderr and "9/9" in result.stderr  # the progress bar
+
+
+
+def test_without_a_bucket_size_buckets_are_sized_by_the_workers_speed_and_the_tail_is_split(
+        farm, make_document, write_scene, tmp_path, device):
+    """The workers note their samples/s on a first frame; the next frame's buckets take about
+    FARM_BUCKET_SECONDS on the median worker, its last buckets split across the workers, and
+    the image is the same bits."""
+    document = make_document(width=96, height=64, spp=16)
+    scene_path = write_scene(document)
+    first = submit(scene_path, "-o", tmp_path / "first.exr", "--bucket-size", "16", "--broker", farm.broker_url)
+    assert first.returncode == 0, first.stderr
+    result = submit(scene_path, "-o", tmp_path / "frame.exr", "--broker", farm.broker_url, "--report",
+                    tmp_path / "report.json", env={"FARM_BUCKET_SECONDS": "0.02"})
+    assert result.returncode == 0, result.stderr
+    said = re.search(r"^submit: (\d+) px buckets: about 0.02s each on the median of \d worker\(s\) \([\d.]+ M "
+                     r"samples/s on (this scene|their last scenes, 1 of them this one); --bucket-size sets one\)$",
+                     result.stderr, re.M)
+    assert said, result.stderr
+    side = int(said[1])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["bucket_size"] == side and side % 8 == 0
+    buckets = count(96, 64, side)
+    tail = min(2, buckets)  # the last bucket per worker, in a part per worker
+    assert len(report["buckets"]) == buckets - tail + 2 * tail
+    assert np.array_equal(read_exr(tmp_path / "frame.exr"), frames.reference(device, document))
 
 
 def _file_size_limit(limit: int):

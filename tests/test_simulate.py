@@ -47,18 +47,29 @@ def test_a_split_tail_takes_the_last_bucket_off_a_slow_worker():
     assert split.parts >= 3 and split.seconds < 0.3 * whole.seconds
 
 
+def test_the_farm_s_split_tail_cuts_its_last_buckets_in_parts_from_the_start():
+    whole = simulate.simulate(128, 64, 64, 64, [1e6] * 4, FREE)  # two buckets on four workers: two idle
+    split = simulate.simulate(128, 64, 64, 64, [1e6] * 4, FREE, tail=(2, 4))  # each in four parts of 16 spp
+    assert (split.buckets, split.parts) == (2, 6)
+    assert whole.seconds == pytest.approx(64 * 64 * 64 / 1e6) and split.seconds == pytest.approx(whole.seconds / 2)
+    assert split.efficiency == pytest.approx(1.0)
+
+
 def test_self_sized_buckets_render_in_the_seconds_asked_on_the_median_worker():
-    assert simulate.self_sized(1024, [1e9] * 8, 1.0) == 992  # sqrt(1e9 / 1024) = 988
-    assert simulate.self_sized(1024, [3e6, 3e6, 1e9], 1.0) == 56  # the median worker: a CPU
-    assert simulate.self_sized(64, [1e3], 1.0) == 8 and simulate.self_sized(1, [1e12], 1.0) == 1024  # the limits
+    assert simulate.self_sized(3840, 2160, 1024, [1e9] * 8, 1.0) == 992  # sqrt(1e9 / 1024) = 988
+    assert simulate.self_sized(3840, 2160, 1024, [3e6, 3e6, 1e9], 1.0) == 56  # the median worker: a CPU
+    assert simulate.self_sized(3840, 2160, 64, [1e3], 1.0) == 8  # the least: the noise cell
+    assert simulate.self_sized(3840, 2160, 1, [1e12], 1.0) == 1024  # the most a bucket may be
+    assert simulate.self_sized(100, 60, 1, [1e12], 1.0) == 104  # no larger than the frame needs
 
 
 def test_the_prediction_table_and_its_plot(tmp_path):
     costs = Costs(send=0.0001, collect=0.0003, redis=0.0004, worker=0.0017)
     table = bench_simulate.predict({"GPU": 1e9}, costs, 1.0)
     assert set(table) == {("GPU", w) for w in bench_simulate.WORKER_COUNTS}
-    fixed, sized = table["GPU", 16]
-    assert fixed.side == 64 and sized.side == 992 and sized.efficiency > fixed.efficiency
+    fixed, sized, cooperative = table["GPU", 16]
+    assert fixed.side == 64 and sized.side == cooperative.side == 992 and sized.efficiency > fixed.efficiency
+    assert (sized.buckets, sized.parts) == (4 * 3, 12 * 15)  # every bucket in 16 parts: 16 workers, 12 buckets
     bench_simulate.plot(table, tmp_path / "plot.png")
     assert Image.open(tmp_path / "plot.png").size == (720, 420)
 
@@ -76,8 +87,8 @@ def test_bench_simulate_measures_checks_and_predicts(tmp_path):
     for workers in (1, 2):
         assert re.search(rf"^check: {workers} worker\(s\), 4 buckets of 64 px: real farm [\d.]+ s, model [\d.]+ s "
                          r"\([+-][\d.]+%\)$", out, re.M), out
-    rows = re.findall(r"^(this CPU|GPU 1 G/s) +(\d+) +[\d.]+ s +[\d.]+% +\d+ +[\d.]+ s +[\d.]+% +\d+ x +\d+ px$", out,
-                      re.M)
+    rows = re.findall(r"^(this CPU|GPU 1 G/s) +(\d+) +[\d.]+ s +[\d.]+% +\d+ +[\d.]+ s +[\d.]+% +\d+ x +\d+ px +\d+ "
+                      r"+[\d.]+ s +[\d.]+%$", out, re.M)
     assert len(rows) == 2 * len(bench_simulate.WORKER_COUNTS), out
     assert (tmp_path / "plot.png").exists()
 

@@ -5,7 +5,7 @@ Pure but for the live workers the split counts."""
 from __future__ import annotations
 
 from farm import defaults
-from farm.buckets import count
+from farm.buckets import count, tail_split
 from farm.protocol import registry
 from farm.protocol.plans import Plan
 
@@ -60,10 +60,9 @@ def unmet_target(film, plan, options, say) -> None:
 
 
 def split_tail(redis, scene, bucket_size: int) -> tuple[int, int]:
-    """--split-tail's (tail buckets, parts): as many of each as live workers, within the
-    frame's buckets, its samples and MAX_SPLIT; (0, 0) where fewer than two workers live."""
-    workers = registry.healthy(redis)
-    parts = min(workers, defaults.MAX_SPLIT, scene.film.spp)
-    if parts < 2:
-        return 0, 0
-    return min(workers, count(scene.film.width, scene.film.height, bucket_size)), parts
+    """--split-tail's (tail buckets, parts) on the live workers (farm.buckets.tail_split),
+    no finer than pays where the workers' speeds tell a bucket's time."""
+    from farm.client.sizing import bucket_seconds
+
+    return tail_split(registry.healthy(redis), count(scene.film.width, scene.film.height, bucket_size),
+                      scene.film.spp, defaults.MAX_SPLIT, bucket_seconds(redis, scene.digest, bucket_size, scene.film.spp))

@@ -90,13 +90,11 @@ def submit(args) -> int:
         if local is not None:
             local.wait_ready(app)
         check_alive = local.check_alive if local is not None else None
+        if not chosen_size:
+            options = _sized(args, redis_client, scene, frames, options, local is not None)
         if frames is not None:
-            from farm.client.shot import ShotRender, shot_bucket_size
+            from farm.client.shot import ShotRender
             from farm.protocol.shots import ShotRecord
-
-            if not chosen_size:
-                args.bucket_size = shot_bucket_size(redis_client, frames, args.bucket_size, local and args.workers)
-                options = replace(options, bucket_size=args.bucket_size)
 
             record = ShotRecord.create(redis_client, document, scene.digest, tuple(f.number for f in frames), args.fps,
                                        options.bucket_size, options.order, options.kept(), options.priority)
@@ -111,6 +109,32 @@ def submit(args) -> int:
         listener = terminal_listener(args, redis_client, stack, local=local is not None)
         FrameRender(redis_client, app, scene, document, assets, options, output, listener, check_alive).render()
         return 0
+
+
+def _sized(args, redis_client, scene, frames, options, local: bool):
+    """The options with the bucket size the farm picks where none was given: a shot of many
+    small frames renders a frame a bucket (shot_bucket_size); else buckets sized by the
+    workers' speeds (farm.client.sizing), a still's tail split across the workers
+    (`--split-tail`; a shot's next frames fill them instead); else BUCKET_SIZE."""
+    film = scene.film
+    if frames is not None:
+        from farm.client.shot import shot_bucket_size
+
+        whole = shot_bucket_size(redis_client, frames, args.bucket_size, local and args.workers)
+        if whole >= max(max(f.scene.film.width, f.scene.film.height) for f in frames):  # a frame a bucket
+            args.bucket_size = whole
+            return replace(options, bucket_size=whole)
+    from farm.client.sizing import self_sized
+    from farm.protocol import registry
+
+    split = not options.in_rounds and (frames is None or len(frames) == 1)
+    shot = frames is not None and len(frames) >= 2 * registry.healthy(redis_client)  # frames fill the workers
+    found = self_sized(redis_client, scene.digest, film.width, film.height, film.spp, covered=split or shot)
+    if found is None:
+        return options
+    args.bucket_size, what = found
+    status_line(args, f"submit: {what}")
+    return replace(options, bucket_size=args.bucket_size, split_tail=options.split_tail or split)
 
 
 def _detach(redis_client, record, scene, assets, output: Path, args) -> int:

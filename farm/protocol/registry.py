@@ -1,9 +1,11 @@
-"""Which workers are alive, and whether they are busy or bad: one short-lived key each.
+"""Which workers are alive, whether they are busy or bad, and how fast they render.
 
 A worker's main process writes `farm:worker:<hostname>` on every Celery heartbeat (each
 two seconds) with a lifetime of three, so a dead host's key is gone by the time its
-buckets' leases lapse (LEASE_TIMEOUT, at least four seconds). A worker that keeps failing buckets sets `farm:worker:<hostname>:bad` with its reason;
-a restart clears it.
+buckets' leases lapse (LEASE_TIMEOUT, at least four seconds). A worker that keeps failing
+buckets sets `farm:worker:<hostname>:bad` with its reason; a restart clears it. Its render
+process keeps `farm:worker:<hostname>:speed`, its samples/s on the scene it renders
+(farm.worker.speed), by which clients size a frame's buckets (farm.client.sizing).
 """
 
 from __future__ import annotations
@@ -101,9 +103,52 @@ def about(redis, hostnames: list[str]) -> dict[str, dict]:
     return found
 
 
+# A worker's speed is written when it changes by more than this share, or on a new scene:
+# a few writes a scene, not one a bucket (a bucket's own speed varies with what it sees).
+SPEED_CHANGE = 0.2
+# ... and again after this many seconds, so its key (kept JOB_TTL) outlives a steady worker
+# and a note lost with a failed store is made again.
+SPEED_REFRESH = 60.0
+# Samples/s a worker may claim: a slow CPU on a huge scene to a thousand GPUs' worth.
+SPEEDS = (1.0, 1e13)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """A worker's samples per second over the buckets it rendered of one scene."""
+
+    scene: str  # the scene's digest (JobMeta.digest)
+    samples_per_second: float
+
+
+def note_speed(redis, hostname: str, speed: Speed) -> None:
+    """Say how fast this worker renders (from its render process; `redis` may be a pipeline):
+    what sizes a frame's buckets (farm.client.sizing). Kept JOB_TTL, past a restart."""
+    redis.set(key_for(hostname, "speed"), json.dumps(vars(speed)), ex=defaults.JOB_TTL)
+
+
+def speeds(redis, hostnames: list[str]) -> dict[str, Speed]:
+    """The last speed each of `hostnames` noted (`note_speed`), where it noted a plausible one
+    (anyone with broker access can write the key: a number out of SPEEDS is left out)."""
+    found = {}
+    for name, raw in zip(hostnames, redis.mget([key_for(name, "speed") for name in hostnames]) if hostnames else []):
+        try:
+            speed = Speed(**json.loads(raw)) if raw else None
+            rate = speed.samples_per_second if speed is not None else None
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not isinstance(speed.scene, str):
+                continue
+            rate = float(rate)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if SPEEDS[0] <= rate <= SPEEDS[1]:
+            found[name] = Speed(speed.scene, rate)
+    return found
+
+
 def workers(redis) -> dict[str, WorkerRecord]:
     """Every live worker by hostname, with its bad reason where it has one."""
-    keys = [k for k in redis.scan_iter(match=key_for("*"), count=500) if not k.endswith((b":bad", b":about"))]
+    keys = [k for k in redis.scan_iter(match=key_for("*"), count=500)
+            if not k.endswith((b":bad", b":about", b":speed"))]
     if not keys:
         return {}
     found = {}

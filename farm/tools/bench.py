@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spp", type=int, default=64, help="samples per pixel (default 64)")
     parser.add_argument("--width", type=int, help="override the film width (height keeps the aspect)")
     parser.add_argument("--bucket-size", type=int,
-                        help=f"bucket side in pixels (default {defaults.BUCKET_SIZE}; 8 with --overhead)")
+                        help=f"bucket side in pixels (default: the farm's own, sized by the workers' speeds, measured "
+                             f"beside {defaults.BUCKET_SIZE} px; 8 with --overhead)")
     parser.add_argument("--workers", type=int,
                         help="local workers for the farm run (default 1: the same device as the direct run; "
                              "64 with --overhead)")
@@ -153,7 +154,6 @@ def run(args) -> int:
         from farm.tools import bench_startup
 
         return bench_startup.run(args)
-    args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
     args.workers = args.workers or 1
     if args.mesh:
         return _bench_mesh(args)
@@ -190,7 +190,9 @@ def run(args) -> int:
         print(f"mitsuba {variant}: cannot run here: {why}\n  {how_to_get(variant)}")
     if args.skip_farm:
         return 0
-    _bench_farm(args, scene, document, assets, renderer)
+    from farm.tools import bench_farm
+
+    bench_farm.run(args, scene, document, assets, renderer)
     return 0
 
 
@@ -214,39 +216,6 @@ def _rounds(frames: dict, rounds: int) -> dict[str, list[float]]:
             select()
             seconds[name].append(_timed(render))
     return seconds
-
-
-def _bench_farm(args, scene, document, assets, renderer) -> None:
-    """The frame through an embedded farm against one direct render of it, in rounds of
-    one each (direct, farm, direct, farm, ...), so a noisy machine slows both alike."""
-    from farm.app import app
-    from farm.client.local import LocalFarm
-    from farm.client.start import start_job
-    from farm.protocol.broker import connect
-
-    with LocalFarm(args.workers) as local:
-        app.conf.broker_url = local.broker_url
-        local.wait_ready(app)
-        redis_client = connect(local.broker_url)
-        # one job first: builds nothing new, but uploads the scene like any first job would
-        start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets).collect()
-        runs, directs = [], []
-        for _ in range(args.repeat):
-            directs.append(_timed(renderer.render_frame))  # the farm's workers are idle meanwhile
-            run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
-            run.collect(check_alive=local.check_alive)
-            runs.append(run)
-    wall = statistics.median(r.wall_seconds for r in runs)
-    direct = statistics.median(directs)
-    efficiency = statistics.median(d / r.wall_seconds for d, r in zip(directs, runs))
-    kernel_seconds = statistics.median(sum(record.seconds for record in r.records.values()) for r in runs)
-    buckets = runs[0].total
-    print(f"farm: {args.workers} worker(s), {buckets} buckets of {args.bucket_size}px: "
-          f"{wall:.3f}s wall (median of {args.repeat} runs), kernel time {kernel_seconds:.3f}s")
-    print(f"farm efficiency: {efficiency * 100:.1f}% (direct / farm wall per round, median of {args.repeat} "
-          f"rounds, alternating; medians: direct {direct:.3f}s, farm {wall:.3f}s)")
-    print(f"per-bucket overhead: {(wall - direct) / buckets * 1e3:.2f} ms "
-          f"((farm - direct) / buckets; target < 3 ms)")
 
 
 def _bench_mesh(args) -> int:
@@ -329,6 +298,7 @@ def _bench_stragglers(args) -> int:
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
 
+    args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
     scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     workers = max(2, args.workers)

@@ -10,7 +10,9 @@ of 1 and 2 workers, in 64 px buckets (mostly rendering) and 8 px ones (mostly th
 cost), against the model's prediction for the same frame (the workers share this machine's
 device, so each renders at its rate over the workers). Predicted: a 3840x2160
 frame at 1024 spp on 2 to 1,024 workers of this machine's CPU and of GPUs of
-`--gpu-rates`, in 64 px buckets and in self-sized buckets with a split tail.
+`--gpu-rates`, in 64 px buckets, in self-sized buckets with the tail split as the farm
+splits it, and with the model's cooperative split (a running bucket sharing its samples with
+an idle worker: not in the farm).
 """
 
 from __future__ import annotations
@@ -68,10 +70,12 @@ def run(args, scene, document) -> int:
     table = predict(rates, costs, args.bucket_seconds)
     fw, fh, fspp = FRAME
     print(f"model: {fw}x{fh} at {fspp} spp; frame seconds and efficiency (ideal / frame)")
-    print(f"{'device':16} {'workers':>7}  {'64 px buckets':>24}  {'self-sized, split tail':>32}")
-    for (name, workers), (fixed, sized) in table.items():
+    print(f"{'device':16} {'workers':>7}  {'64 px buckets':>24}  {'self-sized, split tail (the farm)':>40}  "
+          f"{'cooperative split':>17}")
+    for (name, workers), (fixed, sized, cooperative) in table.items():
         print(f"{name:16} {workers:7d}  {fixed.seconds:10.2f} s {fixed.efficiency:6.1%} {fixed.buckets:6d}  "
-              f"{sized.seconds:10.2f} s {sized.efficiency:6.1%} {sized.buckets:6d} x {sized.side:4d} px")
+              f"{sized.seconds:10.2f} s {sized.efficiency:6.1%} {sized.buckets:6d} x {sized.side:4d} px {sized.parts:5d}  "
+              f"{cooperative.seconds:7.2f} s {cooperative.efficiency:6.1%}")
     if args.plot:
         plot(table, Path(args.plot))
         print(f"plot: {args.plot}")
@@ -79,14 +83,22 @@ def run(args, scene, document) -> int:
 
 
 def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float) -> dict:
-    """(device, workers) -> (Outcome in 64 px buckets, Outcome self-sized with a split tail)."""
+    """(device, workers) -> Outcomes: in 64 px buckets; self-sized with the tail split as the
+    farm splits it (`submit` without --bucket-size: its last buckets cut in parts from the
+    start); self-sized with the model's cooperative split (not in the farm: a running bucket
+    gives part of its samples to an idle worker)."""
+    from farm import defaults
+    from farm.buckets import count, tail_split
+
     width, height, spp = FRAME
     table = {}
     for name, rate in rates.items():
         for workers in WORKER_COUNTS:
             farm = [rate] * workers
-            side = simulate.self_sized(spp, farm, bucket_seconds)
+            side = simulate.self_sized(width, height, spp, farm, bucket_seconds)
+            tail = tail_split(workers, count(width, height, side), spp, defaults.MAX_SPLIT, side * side * spp / rate)
             table[name, workers] = (simulate.simulate(width, height, spp, FIXED_SIDE, farm, costs),
+                                    simulate.simulate(width, height, spp, side, farm, costs, tail=tail),
                                     simulate.simulate(width, height, spp, side, farm, costs, split_tail=True))
     return table
 

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import heapq
 import math
-import statistics
 from collections import deque
 from dataclasses import dataclass
 
 from farm import defaults
+from farm.buckets import sized
 
 
 @dataclass(frozen=True)
@@ -46,24 +46,31 @@ class Outcome:
     efficiency: float  # the workers' ideal time (all samples over their summed rates) over `seconds`
     side: int  # bucket side in pixels
     buckets: int
-    parts: int  # extra parts a split tail made
+    parts: int  # tasks beyond one a bucket: the parts a split tail made
 
 
-def self_sized(spp: int, rates: list[float], bucket_seconds: float) -> int:
-    """The side of a bucket that renders in `bucket_seconds` on the median worker, within the
-    farm's limits, a multiple of the noise cell (8 px)."""
-    side = math.sqrt(bucket_seconds * statistics.median(rates) / spp)
-    cell = defaults.NOISE_CELL
-    return int(min(defaults.MAX_BUCKET_SIZE, max(cell, round(side / cell) * cell)))
+def self_sized(width: int, height: int, spp: int, rates: list[float], bucket_seconds: float) -> int:
+    """The side the farm gives buckets of a still on workers of `rates` (farm.client.sizing)."""
+    return sized(width, height, spp, rates, bucket_seconds, defaults.MIN_BUCKET_SIZE, defaults.MAX_BUCKET_SIZE,
+                 defaults.NOISE_CELL, defaults.MAX_BUCKETS)
 
 
 def simulate(width: int, height: int, spp: int, side: int, rates: list[float], costs: Costs,
-             split_tail: bool = False) -> Outcome:
+             split_tail: bool = False, tail: tuple[int, int] = (0, 0)) -> Outcome:
     """One frame of width x height at spp in side x side buckets on workers of `rates`
-    samples/s each. Every step is an event at the time it reaches its process, so each
-    FIFO server serves in the order work reaches it."""
+    samples/s each; `tail`: (buckets, parts), the frame's last buckets sent as parts of
+    their samples from the start (`submit --split-tail`, JobMeta.tail). Every step is an
+    event at the time it reaches its process, so each FIFO server serves in the order work
+    reaches it."""
     columns, rows = -(-width // side), -(-height // side)
     pixels = [min(side, width - x * side) * min(side, height - y * side) for y in range(rows) for x in range(columns)]
+    buckets = len(pixels)
+    work = [count * spp for count in pixels]  # of each task: a bucket, or a part of the static tail
+    if tail[0]:
+        whole = len(pixels) - tail[0]
+        work = work[:whole] + [count * (spp * (j + 1) // tail[1] - spp * j // tail[1])
+                                     for count in pixels[whole:] for j in range(tail[1])]
+        pixels = pixels[:whole] + [count for count in pixels[whole:] for _ in range(tail[1])]
     events: list[tuple[float, int, str, int, int]] = []  # (time, order, what, whom: a bucket, worker or part, version)
     order = 0
 
@@ -144,7 +151,7 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         elif what == "queued":
             sent += 1
             if idle:
-                start(idle.popleft(), whom, now, pixels[whom] * spp)
+                start(idle.popleft(), whom, now, work[whom])
             else:
                 queue.append(whom)
             if sent == len(pixels):  # the last: workers idle now take parts of buckets in flight
@@ -169,11 +176,11 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
         elif what == "free":
             if queue:
                 bucket = queue.popleft()
-                start(whom, bucket, now, pixels[bucket] * spp)
+                start(whom, bucket, now, work[bucket])
                 continue
             idle.append(whom)
             if sent == len(pixels):  # nothing more comes: the idle take parts of the last buckets
                 take_parts(now)
     assert not any(tiles_left), "a bucket never ended"
-    ideal = sum(pixels) * spp / sum(rates)
-    return Outcome(last, ideal / last, side, len(pixels), len(parts))
+    ideal = sum(work) / sum(rates)
+    return Outcome(last, ideal / last, side, buckets, len(pixels) - buckets + len(parts))

@@ -41,6 +41,7 @@ from farm.worker import about, metrics, plugins
 from farm.worker.leases import LeaseKeeper
 from farm.worker.render import build_program
 from farm.worker.scenes import Scenes
+from farm.worker.speed import SpeedMeter
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class WorkerState:
         self.failed_in_a_row = 0
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
         self.lease_keeper = LeaseKeeper()
+        self.speed = SpeedMeter()  # its samples/s, said to the farm as it changes
         self._recovery: Recovery | None = None
 
     def _start(self, task, job: Job, seen: BucketView, draft: Lease, hostname: str, beat) -> Lease | None:
@@ -161,7 +163,7 @@ class WorkerState:
         self.lease_keeper.keep(job, lease)
         released = False
         try:
-            tile, seconds = self._render(job, index)
+            tile, seconds, speed = self._render(job, index)
             if tile is None:
                 return self._stopped(task, job, index)
             header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
@@ -171,6 +173,8 @@ class WorkerState:
             def release(pipe) -> None:
                 job.deliveries.release(pipe, lease)
                 beat(False)(pipe)
+                if speed is not None:
+                    registry.note_speed(pipe, hostname, speed)
 
             first = job.tiles.store(header, tile, self.key, also=release)
             released = True
@@ -194,8 +198,9 @@ class WorkerState:
         )
         return first
 
-    def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float]:
-        """The bucket's tile (None if stopped early) and the seconds it took."""
+    def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float, registry.Speed | None]:
+        """The bucket's tile (None if stopped early), the seconds it took, and this process's
+        speed where it is to be said (SpeedMeter)."""
         hooks.before_bucket(index, job.meta)
         renderer = self.scenes.renderer_for(job)
         bucket = job.bucket(index)
@@ -219,10 +224,13 @@ class WorkerState:
             if bad:
                 raise FarmError(f"the kernel produced {bad} non-finite values")
         seconds = time.perf_counter() - started
+        speed = None
         if tile is not None:
             taken = plan.samples(bucket) if plan is not None else bucket.width * bucket.height * job.meta.spp
             metrics.bucket_rendered(self.device.name, seconds, taken)
-        return tile, seconds
+            if job.meta.null is None:  # the null renderer's speed says nothing of a device
+                speed = self.speed.add(job.meta.digest, taken, seconds)
+        return tile, seconds, speed
 
     def _stopped(self, task, job: Job, index: int) -> bool:
         """The render stopped between passes: say why; a shutdown hands the bucket back, a
