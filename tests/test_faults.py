@@ -394,3 +394,24 @@ def test_client_killed_then_resumed(fault_farm, frame, tmp_path):
     assert_exact_frame(tmp_path / "out.exr", reference, returncode, stderr)
     assert Job.load(farm.redis, job.job_id).state == "done"
     assert 0 < farm.redis.ttl(JobRecord.key_for(job.job_id)) <= 3600, "a finished job's keys expire"
+
+
+def test_the_tail_splits_itself_across_the_idle_workers_and_the_frame_is_exact(make_farm, frame, tmp_path):
+    """Bucket 4 (the spiral's first) renders a hundred times slower on whichever worker takes
+    it: once the other buckets are done, the two idle workers render its samples in two parts,
+    and their sums are the bucket's bits; the slow delivery stops."""
+    scene, reference = frame
+    env = {**WORKER_ENV, "FARM_FAULTS": "slow=100@4"}
+    farm = make_farm([{}, {}, {}], env=env, appendonly=True, client_env=CLIENT_ENV)
+    started = time.monotonic()
+    returncode, _, stderr = finish(farm.farm("submit", scene, "-o", tmp_path / "out.exr", "--bucket-size", 16,
+                                             "--split-tail", "--report", tmp_path / "out.json"))
+    seconds = time.monotonic() - started
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert returncode == 0, stderr
+    assert np.array_equal(read_exr(tmp_path / "out.exr"), reference)
+    assert re.search(r"bucket 4 split in 2 parts for the idle workers \([\d.]+s left on ", stderr), stderr
+    (four,) = [b for b in report["buckets"] if b["index"] == 4]
+    assert four["worker"].startswith("split: ")
+    farm.wait_for(lambda: "bucket 4: stopped" in "".join(farm.log(i) for i in range(3)), 30, "the slow delivery to stop")
+    assert seconds < 30, "far sooner than the slow delivery alone (about 100 x its bucket)"

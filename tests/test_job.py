@@ -328,6 +328,22 @@ def test_split_tail_buckets_add_up_to_the_unsplit_bits(farm, make_document, devi
         Job.describe(scene, 16, "spiral", split=(3, 7))  # more parts than samples
 
 
+def test_spare_parts_are_numbered_after_the_tail_and_sent_only_on_demand(make_document):
+    from farm.buckets import Bucket
+    from farm.protocol.units import Units
+
+    scene = parse_scene(make_document(width=40, height=24, spp=6))
+    units = Units(Job.describe(scene, 16, "spiral", split=(3, 3), spares=2))  # 6 buckets, the last 3 in 3 parts
+    assert (units.bucket_count, units.spare_base, units.unit_count) == (6, 15, 27)
+    assert len(units.in_order()) == 3 + 9 and not any(units.spare(index) for index in units.in_order())
+    assert units.spares_of(4) == [23, 24] and [units.part(index) for index in (23, 24)] == [(4, (0, 3)), (4, (3, 6))]
+    assert units.bucket(24) == Bucket(24, 16, 16, 16, 8) and not units.spare(27)
+    with pytest.raises(JobError, match="spare parts of 6 samples is not a split"):
+        Job.describe(scene, 16, "spiral", spares=7)  # more parts than samples
+    with pytest.raises(JobError, match="spare parts"):
+        Job.describe(scene, 16, "spiral", plan=Plan.uniform(40, 24, 0, 6), spares=2)  # a round's sums
+
+
 def test_a_job_whose_sample_plan_is_gone_or_malformed_says_so(redis_server, make_document):
     """A noise-target round's plan lives beside its record; a worker that finds it missing
     or not fitting the frame fails the job's data in one line, and reads nothing out of

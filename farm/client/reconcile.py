@@ -97,7 +97,17 @@ class Reconciliation:
                     self._resend(indexes, cause)
         elif not waiting and not self.unsent and not self.paused and \
                 (self.max_workers is None or len(live) < self.max_workers):  # nothing queued: every bucket left runs
-            self._copy_stragglers(live, now, workers)
+            if not self._split_running(live, now, workers):  # the tail splits itself (farm.client.spares)
+                self._copy_stragglers(live, now, workers)
+
+    def _take_unannounced(self) -> None:
+        """Take stored tiles whose events never came (a resumed job, events lost with a
+        Redis restart): only when Redis holds more tiles than this client has taken and
+        has events waiting for, so the check costs two counts, not a list of every tile."""
+        stored, announced = self.job.stored_and_announced()
+        taken = len(self.records) + sum(len(arrived) for _, arrived, _ in self.splits.values())
+        if stored - taken > announced:
+            self.take_stored()
 
     def _report_lost(self, lost: list[Lease], resend: list[int], alive: dict) -> None:
         self.lost_deliveries += len(lost)
@@ -122,7 +132,7 @@ class Reconciliation:
         running = {index: now - min(l.started for l in leases) for index, leases in live.items()}
         slow = [
             (elapsed, index) for index, elapsed in running.items()
-            if index not in self.copies and elapsed > self.speculate * typical
+            if index not in self.copies and index not in self.splits and elapsed > self.speculate * typical
         ]
         if not slow:
             return

@@ -198,13 +198,13 @@ class FrameRender:
         job's run to collect and is sent back None when the run is complete, or thrown
         what ended it; it returns the last run. Reads as the render's steps, in order."""
         if not self.options.in_rounds:
-            split = split_tail(self.redis, self.scene, self.options.bucket_size) if self.options.split_tail else (0, 0)
+            split = split_tail(self.redis, self.scene, self.options.bucket_size) if self.options.split_tail else (0, 0, 0)
             self.run = self._start(split=split)
             yield from self.collecting(self.run)
             return self.run
         return (yield from self._rounds())
 
-    def _start(self, plan=None, film=None, split=(0, 0)) -> JobRun:
+    def _start(self, plan=None, film=None, split=(0, 0, 0)) -> JobRun:
         options = self.options
         scene = self.scene  # a frame of a shot with its shutter open: the workers blur it (JobMeta.shutter)
         if options.shutter != (0.0, 0.0) and scene.animation is not None:

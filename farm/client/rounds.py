@@ -59,10 +59,16 @@ def unmet_target(film, plan, options, say) -> None:
             f"({given}); a higher --max-spp gives them more")
 
 
-def split_tail(redis, scene, bucket_size: int) -> tuple[int, int]:
-    """--split-tail's (tail buckets, parts) on the live workers (farm.buckets.tail_split),
-    no finer than pays where the workers' speeds tell a bucket's time."""
+def split_tail(redis, scene, bucket_size: int) -> tuple[int, int, int]:
+    """--split-tail's (tail buckets, parts, spare parts) on the live workers: its last
+    buckets cut in parts from the start (farm.buckets.tail_split), no finer than pays where
+    the workers' speeds tell a bucket's time; and each bucket's spare parts, for the workers
+    idle beside a bucket still running at the end (one fewer than the workers)."""
     from farm.client.sizing import bucket_seconds
 
-    return tail_split(registry.healthy(redis), count(scene.film.width, scene.film.height, bucket_size),
-                      scene.film.spp, defaults.MAX_SPLIT, bucket_seconds(redis, scene.digest, bucket_size, scene.film.spp))
+    workers = registry.healthy(redis)
+    spp = scene.film.spp
+    tail = tail_split(workers, count(scene.film.width, scene.film.height, bucket_size), spp, defaults.MAX_SPLIT,
+                      bucket_seconds(redis, scene.digest, bucket_size, spp))
+    spares = min(workers - 1, defaults.MAX_SPLIT, spp)
+    return (*tail, spares if spares >= 2 else 0)

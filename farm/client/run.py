@@ -14,6 +14,7 @@ from typing import Callable
 from farm import defaults
 from farm.client.film import Film
 from farm.client.reconcile import Reconciliation
+from farm.client.spares import TailSplit
 from farm.exceptions import InvalidTile, JobError
 from farm.protocol.assets import Transfer
 from farm.protocol.events import EventKind, TileEvent
@@ -44,7 +45,7 @@ class BucketRecord:
 
 
 @dataclass
-class JobRun(Reconciliation):
+class JobRun(Reconciliation, TailSplit):
     """The client's view of one job: the film filling up, who rendered what, and the
     reconciliation that makes sure every bucket gets rendered whatever happens to messages,
     workers or the broker."""
@@ -58,6 +59,7 @@ class JobRun(Reconciliation):
     notices: list[str] = field(default_factory=list)  # what the user was told about faults
     resent: Counter = field(default_factory=Counter)  # bucket -> times the client sent it again (not copies)
     copies: set[int] = field(default_factory=set)  # buckets given a copy as stragglers
+    splits: dict[int, list] = field(default_factory=dict)  # buckets split for idle workers: [sums, parts in, headers]
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
@@ -176,7 +178,8 @@ class JobRun(Reconciliation):
 
     def take_events(self, events: list[TileEvent]) -> None:
         """Events the job's workers pushed: tiles into the film, faults told."""
-        self._take([e.bucket for e in events if e.kind == EventKind.TILE and e.bucket in self._wanted])
+        self._take([e.bucket for e in events if e.kind == EventKind.TILE
+                    and (e.bucket in self._wanted or self.job.spare(e.bucket))])
         for event in events:
             self._handle(event)
         if any(e.kind == EventKind.TILE for e in events) and self.total - len(self.records) <= self._workers_seen:
@@ -263,7 +266,7 @@ class JobRun(Reconciliation):
             self._on_notice(message)
 
     def _handle(self, event: TileEvent) -> None:
-        if event.bucket not in self._wanted:
+        if event.bucket not in self._wanted and not self.job.spare(event.bucket):
             log.warning("job %s: ignored event for bucket %d from %s", self.job.job_id, event.bucket, event.worker)
             return
         if event.kind == EventKind.TILE:  # taken, with the others of its round trip, before
@@ -304,6 +307,8 @@ class JobRun(Reconciliation):
         self._sent_again([index])
 
     def _put(self, index: int, header, pixels) -> None:
+        if self.job.spare(index):  # the tail split itself (farm.client.spares)
+            return self._spare_arrived(index, header, pixels)
         bucket = self.job.bucket(index)
         part = self.job.part(index)
         if part is None:
@@ -315,6 +320,11 @@ class JobRun(Reconciliation):
             self._parts[whole] = (total, arrived)
             if arrived == self.job.meta.split:
                 self.film.put(self.job.bucket(whole), mean_of(total, self.job.meta.spp))
+        self._record(index, header)
+
+    def _record(self, index: int, header) -> None:
+        """Bucket `index` is in the film, made as `header` says."""
+        bucket = self.job.bucket(index)
         record = BucketRecord(
             index, bucket.x, bucket.y, bucket.width, bucket.height,
             header.worker, header.device, header.attempt, header.seconds,
@@ -325,14 +335,6 @@ class JobRun(Reconciliation):
         self._last_progress = time.monotonic()
         if self._on_bucket is not None:
             self._on_bucket(record)
-
-    def _take_unannounced(self) -> None:
-        """Take stored tiles whose events never came (a resumed job, events lost with a
-        Redis restart): only when Redis holds more tiles than this client has taken and
-        has events waiting for, so the check costs two counts, not a list of every tile."""
-        stored, announced = self.job.stored_and_announced()
-        if stored - len(self.records) > announced:
-            self.take_stored()
 
     def take_stored(self) -> None:
         """Take every valid tile in Redis the film lacks (after a resume, a lost event, or

@@ -55,7 +55,7 @@ def film_of(job: Job, film: Film | None = None) -> tuple[Film, list[int]]:
 def start_job(
     redis, app, scene: Scene, document: dict, bucket_size: int, bucket_order: str, assets=None,
     null: float | None = None, aovs: tuple[str, ...] = (), plan: Plan | None = None, film: Film | None = None,
-    split: tuple[int, int] = (0, 0), priority: int = defaults.DEFAULT_PRIORITY, max_workers: int | None = None,
+    split: tuple[int, ...] = (0, 0), priority: int = defaults.DEFAULT_PRIORITY, max_workers: int | None = None,
     mixed: bool = False, require: tuple[str, ...] = (),
 ) -> JobRun:
     """Upload the scene and the files it names (read from `assets`, a FolderAssets), enqueue
@@ -63,12 +63,13 @@ def start_job(
     the null renderer, for `farm bench --overhead` and the tests only; `aovs` (AOVS) are
     rendered beside the beauty pass; `plan`: one round of a progressive or noise-target
     render, whose tiles are sums added to `film`'s (the rounds' film), and only the buckets
-    the plan gives samples are sent; `split`: (tail, parts), the frame's last `tail` buckets
-    sent as `parts` parts each (JobMeta.tail); `priority`: 0-100, higher first; `max_workers`:
+    the plan gives samples are sent; `split`: (tail, parts[, spares]), the frame's last `tail`
+    buckets sent as `parts` parts each (JobMeta.tail), and the parts a running bucket may be
+    split into when workers go idle (JobMeta.spares); `priority`: 0-100, higher first; `max_workers`:
     at most that many of its buckets queued or rendering at once; `mixed`: workers of any kernel
     identity of this install's sources may render it (farm.protocol.identity); `require`: the
     tags of the workers that may (farm.protocol.pools)."""
-    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, plan, split)
+    meta = Job.describe(scene, bucket_size, bucket_order, null, aovs, plan, tuple(split[:2]), (*split, 0)[2])
     uploaded = Transfer()
     if scene.assets:
         if assets is None:

@@ -71,7 +71,8 @@ def job_lines(redis_client) -> list[str]:
     now = server_time(redis_client)
     workers = registry.workers(redis_client) if any(job.require for job in jobs) else {}
     for job in sorted(jobs, key=lambda j: j.meta.created):
-        done, total = len(job.tiles.stored()), job.unit_count
+        tasks = set(job.units.in_order())  # a split bucket's spare parts are not tasks of its own
+        done, total = len(job.tiles.stored() & tasks), len(tasks)
         running = len({lease.bucket for lease in job.deliveries.leases() if lease.until >= now})
         state = job.state or ("rendering" if done < total else "complete")
         note = f"  {job.error}" if job.error else ""

@@ -50,9 +50,10 @@ for i = 1, #job, 2 do fields[job[i]] = job[i + 1] end
 if not fields['job_id'] or (fields['state'] or '') ~= '' then return {0} end
 local size = tonumber(fields['bucket_size']) or 0
 local bucket = tonumber(ARGV[1])
-if size < 1 or bucket >= math.ceil((tonumber(fields['width']) or 0) / size)
-                             * math.ceil((tonumber(fields['height']) or 0) / size)
-                           + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0) then return {0} end
+local count = size >= 1 and math.ceil((tonumber(fields['width']) or 0) / size)
+                          * math.ceil((tonumber(fields['height']) or 0) / size) or 0
+if size < 1 or bucket >= count * (1 + (tonumber(fields['spares']) or 0))
+                         + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0) then return {0} end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {0} end
 if redis.call('HEXISTS', KEYS[7], 'why:' .. cjson.decode(ARGV[4])['worker']) == 1 then return {0} end
 local mine = ARGV[5] or ''

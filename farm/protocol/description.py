@@ -52,6 +52,11 @@ class JobMeta:
     # in any order (exact) to the same bits as the whole bucket (Job.unit).
     tail: int = 0
     split: int = 0
+    # Spare parts: every whole bucket may also be rendered as `spares` parts of its samples,
+    # sent only when the client sees idle workers beside a bucket still running (the tail
+    # splitting itself, farm.client.reconcile); unit bucket_count + tail * split + b *
+    # spares + j is part j of bucket b. The first to complete, the bucket or all its parts, wins.
+    spares: int = 0
     # The moment of the scene's animation this frame shows, in seconds (a frame of a shot,
     # farm.scene.animation): every worker evaluates the keyframes there itself; 0 for a still.
     time: float = 0.0
@@ -119,6 +124,7 @@ class JobMeta:
             cell=field("cell", int, "0"),
             tail=field("tail", int, "0"),
             split=field("split", int, "0"),
+            spares=field("spares", int, "0"),
             time=field("time", float, "0"),
             shutter_open=field("shutter_open", float, "0"),
             shutter_close=field("shutter_close", float, "0"),
@@ -168,3 +174,7 @@ class JobMeta:
                 and not self.sums and self.null is None):
             raise JobError(f"{self.tail} buckets in {self.split} parts of {self.spp} samples is not a split of "
                            f"this frame (at most {defaults.MAX_SPLIT} parts, FARM_MAX_SPLIT)")
+        if self.spares and not (2 <= self.spares <= min(defaults.MAX_SPLIT, self.spp) and not self.sums
+                                and self.null is None):
+            raise JobError(f"{self.spares} spare parts of {self.spp} samples is not a split of this frame "
+                           f"(at most {defaults.MAX_SPLIT} parts, FARM_MAX_SPLIT)")

@@ -113,16 +113,21 @@ class Job:
     def part(self, index: int) -> tuple[int, tuple[int, int]] | None:
         return self.units.part(index)
 
+    def spare(self, index: int) -> bool:
+        return self.units.spare(index)
+
     # -- its life ---------------------------------------------------------------------
 
     @staticmethod
     def describe(scene: Scene, bucket_size: int, bucket_order: str, null: float | None = None,
-                 aovs: tuple[str, ...] = (), plan: Plan | None = None, split: tuple[int, int] = (0, 0)) -> JobMeta:
+                 aovs: tuple[str, ...] = (), plan: Plan | None = None, split: tuple[int, int] = (0, 0),
+                 spares: int = 0) -> JobMeta:
         """A new job's description, checked against the farm's limits; `null` only for the
         null renderer's jobs (the null renderer plugin of `farm bench --overhead`); `aovs`:
         layers to render beside the beauty; `plan`: the samples of one round of a progressive
         or noise-target render, whose tiles are then sums (JobMeta.sums); `split`: (tail
-        buckets, parts) (JobMeta.tail)."""
+        buckets, parts) (JobMeta.tail); `spares`: parts a running bucket may be split into
+        (JobMeta.spares)."""
         first, end = plan.bounds if plan is not None else (0, 0)
         meta = JobMeta(
             job_id=uuid.uuid4().hex,
@@ -142,6 +147,7 @@ class Job:
             cell=0 if plan is None or plan.uniform_range else plan.cell,
             tail=split[0],
             split=split[1],
+            spares=spares,
             time=scene.time,
             shutter_open=scene.shutter[0],
             shutter_close=scene.shutter[1],
@@ -301,13 +307,16 @@ class Job:
 
     def stopped(self, index: int) -> bool:
         """Whether a delivery of bucket `index` should stop: the job ended (cancelled or
-        failed), or a tile of the bucket is stored already. One round trip."""
+        failed), or a tile of the bucket is stored already (for a spare part, also of its
+        whole bucket). One round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             self.record.read_state(pipe)
             self.tiles.read_has(pipe, index)
-            state, stored = pipe.execute()
+            if self.spare(index):
+                self.tiles.read_has(pipe, self.part(index)[0])
+            state, *stored = pipe.execute()
         self.state, self.error = JobRecord.decode_state(state)
-        return self.state != "" or bool(stored)
+        return self.state != "" or any(stored)
 
     # -- client side -------------------------------------------------------------------
 

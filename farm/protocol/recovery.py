@@ -38,6 +38,7 @@ class Cause(StrEnum):
     REJECTED_TILE = "rejected tile"  # its tile did not decode or was not signed (the client saw it)
     VANISHED = "vanished message"  # neither a message nor a lease for LEASE_TIMEOUT (deleted, lost with Redis)
     STRAGGLER = "straggler copy"  # running far longer than the median bucket: a copy, first tile wins
+    SPLIT = "split"  # its spare parts, for workers idle beside it at the frame's end (farm.client.spares)
     LOST_JOB = "lost job"  # the job's record vanished and its client created it again
     BLOCKED = "blocked"  # a worker that may not render it got it (the job's blocklist, another kernel): another takes it
 
@@ -65,6 +66,7 @@ RESENDS = {
     Cause.REJECTED_TILE: Resend(backoff=False, stat="resent"),  # another worker makes it
     Cause.VANISHED: Resend(backoff=False, stat="resent"),
     Cause.STRAGGLER: Resend(backoff=False, stat="copies", copy=True),
+    Cause.SPLIT: Resend(backoff=False, stat="splits"),
     Cause.LOST_JOB: Resend(backoff=False, stat="resent"),
     # a pause, so that a blocklisted worker that is the only one idle does not take it back at once
     Cause.BLOCKED: Resend(backoff=False, stat=None, delay=1.0),

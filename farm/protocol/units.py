@@ -1,5 +1,6 @@
 """The tasks of a job, numbered: its buckets (row-major, farm.buckets), then the parts of
-its split tail buckets (JobMeta.tail), and the order they are sent in. Pure: no Redis."""
+its split tail buckets (JobMeta.tail), then every bucket's spare parts (JobMeta.spares), and
+the order they are sent in. Pure: no Redis."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ class Units:
     def __init__(self, meta: JobMeta):
         self.meta = meta
         self.bucket_count = count(meta.width, meta.height, meta.bucket_size)
-        self.unit_count = self.bucket_count + meta.tail * meta.split  # tasks the job can have
+        self.spare_base = self.bucket_count + meta.tail * meta.split  # the first spare part
+        self.unit_count = self.spare_base + self.bucket_count * meta.spares  # tasks the job can have
 
     @cached_property
     def buckets(self) -> list[Bucket]:
@@ -30,7 +32,10 @@ class Units:
         bucket's rectangle under the part's own index."""
         if index < self.bucket_count:
             return bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
-        whole = self._tail[(index - self.bucket_count) // self.meta.split]
+        if index >= self.spare_base:
+            whole = self.bucket((index - self.spare_base) // self.meta.spares)
+        else:
+            whole = self._tail[(index - self.bucket_count) // self.meta.split]
         return Bucket(index, whole.x, whole.y, whole.width, whole.height)
 
     def part(self, index: int) -> tuple[int, tuple[int, int]] | None:
@@ -38,9 +43,21 @@ class Units:
         None for a whole bucket."""
         if index < self.bucket_count:
             return None
+        spp = self.meta.spp
+        if index >= self.spare_base:
+            whole, part = divmod(index - self.spare_base, self.meta.spares)
+            return whole, (spp * part // self.meta.spares, spp * (part + 1) // self.meta.spares)
         number, part = divmod(index - self.bucket_count, self.meta.split)
-        spp, parts = self.meta.spp, self.meta.split
-        return self._tail[number].index, (spp * part // parts, spp * (part + 1) // parts)
+        return self._tail[number].index, (spp * part // self.meta.split, spp * (part + 1) // self.meta.split)
+
+    def spare(self, index: int) -> bool:
+        """Whether task `index` is a spare part (JobMeta.spares), sent only on demand."""
+        return self.spare_base <= index < self.unit_count
+
+    def spares_of(self, whole: int) -> list[int]:
+        """The spare parts of bucket `whole`."""
+        first = self.spare_base + whole * self.meta.spares
+        return list(range(first, first + self.meta.spares))
 
     def in_order(self) -> list[int]:
         """Every task of the job in the order they are sent: its buckets in its order, those
@@ -48,4 +65,4 @@ class Units:
         ordered = [bucket.index for bucket in order(self.buckets, self.meta.order)]
         if not self.meta.tail:
             return ordered
-        return ordered[: -self.meta.tail] + list(range(self.bucket_count, self.unit_count))
+        return ordered[: -self.meta.tail] + list(range(self.bucket_count, self.spare_base))

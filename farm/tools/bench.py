@@ -51,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: error (RMSE against a 16x-sample reference) of the Sobol and the "
                              "independent sampler at --spp")
     parser.add_argument("--stragglers", type=float, metavar="SLOWDOWN",
-                        help="instead: render on --workers workers (at least 2), one of them this many times "
-                             "slower, with and without copies of straggling buckets, and compare wall times")
+                        help="instead: render on --workers workers (at least 3), one of them this many times "
+                             "slower, without and with copies of straggling buckets and with the tail splitting "
+                             "itself, against a farm of none slow")
     parser.add_argument("--assets", type=int, metavar="MIB",
                         help="instead: time moving a file of this many MiB through Redis: upload in chunks, a "
                              "worker's first fetch (verified, into its cache), and a second job's cache hit")
@@ -288,8 +289,12 @@ def _bench_samplers(args) -> int:
 
 
 def _bench_stragglers(args) -> int:
-    """Wall time of one frame on a farm with one slow worker, with and without copies of
-    straggling buckets (FARM_SPECULATE), alternating, in one run of the same farm."""
+    """Wall time of one frame on a farm with one slow worker: without copies of straggling
+    buckets, with them (FARM_SPECULATE), and with the tail splitting itself (a running
+    bucket's spare parts for the idle workers, JobMeta.spares; copies beside it), in rounds
+    of one frame each, alternating; against the same frame on as many workers none of them
+    slow (undisturbed: `farm bench --workers N` in a process of its own, run first, since
+    a Celery app in one process serves one broker)."""
     import statistics
 
     from farm.app import app
@@ -297,34 +302,41 @@ def _bench_stragglers(args) -> int:
     from farm.client.start import start_job
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
+    from farm.tools.bench_simulate import _farm_seconds
 
     args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
     scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
-    workers = max(2, args.workers)
+    workers = max(3, args.workers)
+    undisturbed = _farm_seconds(args, scene, workers, args.bucket_size)
     speculate = defaults.SPECULATE or 1.5
-    times: dict[str, list[float]] = {"without copies": [], "with copies": []}
-    copies = []
+    spares = min(workers - 1, defaults.MAX_SPLIT, scene.film.spp)
+    modes = {"without copies": (0.0, 0), "with copies": (speculate, 0), "split": (speculate, spares)}
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    said: dict[str, list[int]] = {"with copies": [], "split": []}
     slow_env = {"FARM_FAULTS": f"slow={args.stragglers:g}"}
     with LocalFarm(workers, worker_envs=[slow_env], name="bench") as local:
         app.conf.broker_url = local.broker_url
         local.wait_ready(app)
         redis_client = connect(local.broker_url)
         for _ in range(args.repeat):
-            for label, factor in (("without copies", 0.0), ("with copies", speculate)):
-                run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets)
+            for mode, (factor, parts) in modes.items():
+                run = start_job(redis_client, app, scene, document, args.bucket_size, "spiral", assets,
+                                split=(0, 0, parts))
                 run.speculate = factor
                 run.collect()
-                times[label].append(run.wall_seconds)
-                if factor:
-                    copies.append(len(run.copies))
-    without, with_copies = (statistics.median(times[k]) for k in ("without copies", "with copies"))
+                times[mode].append(run.wall_seconds)
+                if mode in said:
+                    said[mode].append(len(run.copies) + len(run.splits))
     print(f"scene: {args.scene} {scene.film.width}x{scene.film.height}, {scene.film.spp} spp, "
           f"{args.bucket_size}px buckets, {workers} workers, bench1 {args.stragglers:g}x slower")
-    for label, values in times.items():
-        print(f"{label}: median {statistics.median(values):.2f}s of {', '.join(f'{v:.2f}' for v in values)}")
-    print(f"copies of slow buckets per frame: {', '.join(map(str, copies))} (FARM_SPECULATE={speculate:g})")
-    print(f"saved: {without - with_copies:.2f}s per frame ({(1 - with_copies / without) * 100:.0f}%)")
+    print(f"undisturbed (no worker slow): median {undisturbed:.2f}s")
+    for mode, values in times.items():
+        print(f"{mode}: median {statistics.median(values):.2f}s of {', '.join(f'{v:.2f}' for v in values)} "
+              f"({statistics.median(values) / undisturbed:.2f}x undisturbed)")
+    print(f"copies of slow buckets per frame: {', '.join(map(str, said['with copies']))} "
+          f"(FARM_SPECULATE={speculate:g}); buckets split or copied per frame: {', '.join(map(str, said['split']))} "
+          f"({spares} parts each)")
     return 0
 
 

@@ -30,7 +30,7 @@ def run(args, scene, document, assets, renderer) -> None:
         # and the workers measure their speed on it
         start_job(redis_client, app, scene, document, args.bucket_size or defaults.BUCKET_SIZE, "spiral",
                   assets).collect()
-        kinds = {"fixed": (args.bucket_size or defaults.BUCKET_SIZE, (0, 0))}
+        kinds = {"fixed": (args.bucket_size or defaults.BUCKET_SIZE, (0, 0, 0))}
         if args.bucket_size is None:
             found = self_sized(redis_client, scene.digest, scene.film.width, scene.film.height, scene.film.spp, True)
             if found is None:

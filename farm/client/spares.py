@@ -1,0 +1,91 @@
+"""The tail that splits itself: when workers sit idle at a frame's end beside a bucket still
+rendering (on a slow worker, or simply the last one), the client sends that bucket's spare
+parts (JobMeta.spares: its samples cut in parts, whose fixed-point sums add up to the same
+bits as the whole) to them, decided from who is idle at that moment, not before the render
+(V-Ray's dynamic bucket splitting, exact here). The first to complete, the bucket or all of
+its parts, wins: the client puts the parts' sum into the film and stores it signed as the
+bucket's tile, which stops the running delivery at its next pass. A mixin of JobRun
+(farm.client.run), run from reconciliation (farm.client.reconcile)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from farm.protocol import registry, secret
+from farm.protocol.leases import Lease
+from farm.protocol.recovery import Cause
+from farm.protocol.tiles import TileHeader, mean_of
+
+# A split must end its bucket this much sooner than the running delivery would (its share of
+# the expected time left), or the duplicate work is not worth sending.
+SPLIT_GAIN = 0.5
+
+
+class TailSplit:
+    """JobRun's split tail (its fields are JobRun's: `splits`, bucket -> [sums so far, parts
+    arrived, their headers])."""
+
+    def _split_running(self, live: dict[int, list[Lease]], now: float, workers: dict) -> bool:
+        """Nothing is queued or left to send: where workers are idle and a bucket still runs,
+        send the spare parts of the one expected to end last, if the idle workers end it
+        sooner by SPLIT_GAIN of its time left (by the speeds the workers noted,
+        farm.worker.speed). True if it split one."""
+        meta, units = self.job.meta, self.job.units
+        if not meta.spares:
+            return False
+        busy = {lease.worker for leases in live.values() for lease in leases}
+        idle = [name for name, worker in workers.items() if not worker.bad and name not in busy]
+        waiting = max(0, sum(meta.spares - len(arrived) for bucket, (_, arrived, _) in self.splits.items()
+                             if bucket not in self.records) - sum(1 for index in live if units.spare(index)))
+        if len(idle) <= waiting:  # the parts already sent keep the idle workers busy
+            return False
+        noted = registry.speeds(self.job.redis, list(workers))
+        speeds = {name: speed.samples_per_second for name, speed in noted.items()}
+        idle_rate = statistics.median([speeds[name] for name in idle if name in speeds] or list(speeds.values()) or [0])
+        if not idle_rate:
+            return False
+        candidates = []
+        for index, leases in live.items():
+            if index >= units.bucket_count or index in self.splits or index in self.records:
+                continue  # a part, split already, or done
+            bucket = units.bucket(index)
+            samples = bucket.width * bucket.height * meta.spp
+            rates = [speeds[lease.worker] for lease in leases if lease.worker in speeds]
+            expected = samples / max(rates or [idle_rate])  # its fastest delivery's, else a worker's now idle
+            elapsed = now - min(lease.started for lease in leases)
+            # one past its time (slower here than its speed said) is taken to need as long again
+            left = expected - elapsed if elapsed < expected else elapsed
+            parts = samples / meta.spares / idle_rate * math.ceil(meta.spares / (len(idle) - waiting))
+            if parts < SPLIT_GAIN * left:
+                candidates.append((left, index))
+        if not candidates:
+            return False
+        left, index = max(candidates)
+        self.splits[index] = [0, set(), []]
+        self.recovery.resend(self.job, units.spares_of(index), Cause.SPLIT)
+        self._notice(f"bucket {index} split in {meta.spares} parts for the idle workers ({left:.1f}s left on "
+                     f"{', '.join(sorted({lease.worker for lease in live[index]}))})")
+        return True
+
+    def _spare_arrived(self, index: int, header: TileHeader, pixels) -> None:
+        """A spare part's sums: added up until its bucket has all of them (exact, in any order),
+        then the bucket goes into the film and its tile is stored (first tile wins)."""
+        whole, _ = self.job.part(index)
+        found = self.splits.setdefault(whole, [0, set(), []])
+        if whole in self.records or index in found[1]:
+            return
+        found[0] = pixels + found[0]
+        found[1].add(index)
+        found[2].append(header)
+        if len(found[1]) < self.job.meta.spares:
+            return
+        bucket, headers = self.job.bucket(whole), found[2]
+        tile = mean_of(found[0], self.job.meta.spp)
+        self.film.put(bucket, tile)
+        workers = ", ".join(sorted({h.worker for h in headers}))
+        combined = TileHeader(self.job.job_id, whole, bucket.width, bucket.height, f"split: {workers}",
+                              headers[-1].device, sum(h.seconds for h in headers), max(h.attempt for h in headers), 0)
+        self.job.tiles.store(combined, tile, secret.key())  # stops the running delivery; a tile before it wins
+        self._record(whole, combined)
+
