@@ -58,7 +58,8 @@ class Reconciliation:
         for lease in self.job.deliveries.leases():
             if lease.until >= now or (stalled and process_gone(lease) is not True):
                 live.setdefault(lease.bucket, []).append(lease)
-            elif self.job.deliveries.remove_lost(lease) and lease.bucket not in self.records:
+            elif self.job.deliveries.remove_lost(lease) and lease.bucket not in self.records \
+                    and not self.job.spare(lease.bucket):  # a lost spare part: its split is sent again
                 lost.append(lease)
         waiting = [i for i in self._pending() if i not in live]
         lost_buckets = {lease.bucket for lease in lost}
@@ -105,7 +106,7 @@ class Reconciliation:
         Redis restart): only when Redis holds more tiles than this client has taken and
         has events waiting for, so the check costs two counts, not a list of every tile."""
         stored, announced = self.job.stored_and_announced()
-        taken = len(self.records) + sum(len(arrived) for _, arrived, _ in self.splits.values())
+        taken = len(self.records) + sum(len(split[1]) for split in self.splits.values())
         if stored - taken > announced:
             self.take_stored()
 
@@ -132,7 +133,8 @@ class Reconciliation:
         running = {index: now - min(l.started for l in leases) for index, leases in live.items()}
         slow = [
             (elapsed, index) for index, elapsed in running.items()
-            if index not in self.copies and index not in self.splits and elapsed > self.speculate * typical
+            if index not in self.copies and elapsed > self.speculate * typical
+            and (index not in self.splits or time.monotonic() >= self.splits[index][3])  # a split overdue
         ]
         if not slow:
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 
 from farm.protocol import registry, secret
 from farm.protocol.leases import Lease
@@ -20,11 +21,15 @@ from farm.protocol.tiles import TileHeader, mean_of
 # A split must end its bucket this much sooner than the running delivery would (its share of
 # the expected time left), or the duplicate work is not worth sending.
 SPLIT_GAIN = 0.5
+# A split not complete after this many times its parts' expected time (and a lease timeout)
+# may be sent again: a part lost with its worker, its message taken back by a pause or gone;
+# the parts already in are kept, a part sent twice is counted once.
+SPLIT_PATIENCE = 4.0
 
 
 class TailSplit:
     """JobRun's split tail (its fields are JobRun's: `splits`, bucket -> [sums so far, parts
-    arrived, their headers])."""
+    arrived, their headers, when it may be split again (time.monotonic)])."""
 
     def _split_running(self, live: dict[int, list[Lease]], now: float, workers: dict) -> bool:
         """Nothing is queued or left to send: where workers are idle and a bucket still runs,
@@ -34,36 +39,44 @@ class TailSplit:
         meta, units = self.job.meta, self.job.units
         if not meta.spares:
             return False
+        clock = time.monotonic()
         busy = {lease.worker for leases in live.values() for lease in leases}
-        idle = [name for name, worker in workers.items() if not worker.bad and name not in busy]
-        waiting = max(0, sum(meta.spares - len(arrived) for bucket, (_, arrived, _) in self.splits.items()
-                             if bucket not in self.records) - sum(1 for index in live if units.spare(index)))
-        if len(idle) <= waiting:  # the parts already sent keep the idle workers busy
+        excluded = self.job.excluded(workers)  # bad, blocklisted, another kernel, lacking the job's tags
+        idle = [name for name, worker in workers.items() if name not in busy and name not in excluded and not worker.busy]
+        pending = [split for bucket, split in self.splits.items() if bucket not in self.records and clock < split[3]]
+        waiting = max(0, sum(meta.spares - len(split[1]) for split in pending)
+                      - sum(1 for index in live if units.spare(index)))
+        free = len(idle) - waiting  # the parts already sent keep the idle workers busy
+        if self.max_workers is not None:  # --max-workers counts the parts too
+            free = min(free, self.max_workers - sum(len(leases) for leases in live.values()))
+        if free < 1:
             return False
-        noted = registry.speeds(self.job.redis, list(workers))
-        speeds = {name: speed.samples_per_second for name, speed in noted.items()}
-        idle_rate = statistics.median([speeds[name] for name in idle if name in speeds] or list(speeds.values()) or [0])
+        here = {name: speed.samples_per_second for name, speed in registry.speeds(self.job.redis, list(workers)).items()
+                if speed.scene == meta.digest}  # speeds on this scene only
+        idle_rate = statistics.median([here[name] for name in idle if name in here] or list(here.values()) or [0])
         if not idle_rate:
             return False
         candidates = []
         for index, leases in live.items():
-            if index >= units.bucket_count or index in self.splits or index in self.records:
-                continue  # a part, split already, or done
+            split = self.splits.get(index)
+            if index >= units.bucket_count or index in self.records or (split and clock < split[3]):
+                continue  # a part, done, or split and not yet overdue
             bucket = units.bucket(index)
             samples = bucket.width * bucket.height * meta.spp
-            rates = [speeds[lease.worker] for lease in leases if lease.worker in speeds]
+            rates = [here[lease.worker] for lease in leases if lease.worker in here]
             expected = samples / max(rates or [idle_rate])  # its fastest delivery's, else a worker's now idle
             elapsed = now - min(lease.started for lease in leases)
             # one past its time (slower here than its speed said) is taken to need as long again
             left = expected - elapsed if elapsed < expected else elapsed
-            parts = samples / meta.spares / idle_rate * math.ceil(meta.spares / (len(idle) - waiting))
+            parts = samples / meta.spares / idle_rate * math.ceil(meta.spares / free)
             if parts < SPLIT_GAIN * left:
-                candidates.append((left, index))
+                candidates.append((left, index, parts))
         if not candidates:
             return False
-        left, index = max(candidates)
-        self.splits[index] = [0, set(), []]
-        self.recovery.resend(self.job, units.spares_of(index), Cause.SPLIT)
+        left, index, parts = max(candidates)
+        split = self.splits.setdefault(index, [0, set(), [], 0.0])
+        split[3] = clock + SPLIT_PATIENCE * parts + self.lease_timeout
+        self.recovery.resend(self.job, [part for part in units.spares_of(index) if part not in split[1]], Cause.SPLIT)
         self._notice(f"bucket {index} split in {meta.spares} parts for the idle workers ({left:.1f}s left on "
                      f"{', '.join(sorted({lease.worker for lease in live[index]}))})")
         return True
@@ -72,11 +85,13 @@ class TailSplit:
         """A spare part's sums: added up until its bucket has all of them (exact, in any order),
         then the bucket goes into the film and its tile is stored (first tile wins)."""
         whole, _ = self.job.part(index)
-        found = self.splits.setdefault(whole, [0, set(), []])
-        if whole in self.records or index in found[1]:
+        found = self.splits.setdefault(whole, [0, set(), [], 0.0])
+        if index in found[1]:
+            return
+        found[1].add(index)  # counted when late too (reconciliation's count of the tiles taken)
+        if whole in self.records:
             return
         found[0] = pixels + found[0]
-        found[1].add(index)
         found[2].append(header)
         if len(found[1]) < self.job.meta.spares:
             return
@@ -86,6 +101,7 @@ class TailSplit:
         workers = ", ".join(sorted({h.worker for h in headers}))
         combined = TileHeader(self.job.job_id, whole, bucket.width, bucket.height, f"split: {workers}",
                               headers[-1].device, sum(h.seconds for h in headers), max(h.attempt for h in headers), 0)
-        self.job.tiles.store(combined, tile, secret.key())  # stops the running delivery; a tile before it wins
+        if self.queue is not None:  # a run that only watches (farm watch) writes nothing
+            self.job.tiles.store(combined, tile, secret.key())  # stops the running delivery; a tile before it wins
         self._record(whole, combined)
 
