@@ -194,6 +194,9 @@ def test_status_names_a_job_no_client_looks_after(farm, make_document):
     line = next(line for line in result.stdout.splitlines() if job.job_id in line)
     assert "rendering" in line and line.endswith(f"no client for 3 min: `farm collect {job.job_id} -o OUT` picks it up")
     job.finish("cancelled")
+    # the workers, each with what it does and, once it has rendered, its samples/s
+    assert re.search(r"^  test1@\S+  (busy|idle)(  [\d.]+ M samples/s on its last scene)?$", result.stdout, re.M), \
+        result.stdout
 
 
 def _buckets_done(progress: str) -> int:

@@ -21,9 +21,12 @@ def farm_lines(redis_client) -> list[str]:
     if shots:
         lines += [f"{len(shots)} shot(s)", *(f"  {line}" for line in shots)]
     lines.append(f"{len(workers)} worker(s)")
+    speeds = registry.speeds(redis_client, list(workers))  # what sizes the buckets (farm.client.sizing)
     for record in sorted(workers.values(), key=lambda w: w.hostname):
         what = f"bad: {record.bad}" if record.bad else ("busy" if record.busy else "idle")
-        lines.append(f"  {record.hostname}  {what}")
+        speed = speeds.get(record.hostname)
+        rate = f"  {speed.samples_per_second / 1e6:.3g} M samples/s on its last scene" if speed else ""
+        lines.append(f"  {record.hostname}  {what}{rate}")
     return lines
 
 

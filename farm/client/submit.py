@@ -232,7 +232,8 @@ def collect(args) -> int:
     if ShotRecord(redis_client, args.job).exists():
         return _collect_shot(args, redis_client, app, output)
     run = resume(redis_client, app, args.job)
-    status_line(args, f"job {args.job}: {len(run.job.tiles.stored())}/{run.total} buckets already rendered")
+    done = len(run.job.tiles.stored() & set(run.wanted))  # a split bucket's spare parts are no buckets
+    status_line(args, f"job {args.job}: {done}/{run.total} buckets already rendered")
     args.aov = ()
     with contextlib.ExitStack() as stack:
         listener = terminal_listener(args, redis_client, stack)
