@@ -260,6 +260,30 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     redis.flushdb()
 
 
+def test_a_spare_part_of_a_bucket_already_done_is_not_rendered(redis_server, cornell_document):
+    """Queued when its bucket ran late, a spare part finds the bucket's tile stored (the slow
+    delivery won): the first look and the long way both see it done."""
+    import redis as redis_py
+
+    from farm.protocol.leases import Lease
+
+    redis = redis_py.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/7")
+    redis.flushdb()
+    document = dict(cornell_document, film={"width": 32, "height": 16, "spp": 4})
+    job = Job.create(redis, Job.describe(parse_scene(document), 8, "spiral", spares=2), document)  # 8 buckets
+
+    def draft(index: int) -> Lease:
+        return Lease(index, 0, "w1@h", "h", 4321, "cpu", 0.0, 0.0)
+
+    job.tiles.store(TileHeader(job.job_id, 3, 8, 8), np.zeros((8, 8, 3), np.float32), b"k")
+    done, fresh = job.units.spares_of(3), job.units.spares_of(5)
+    assert all(Job.take(redis, job.job_id, draft(index)) is None and Job.look(redis, job.job_id, index)[1].stored
+               for index in done)
+    taken, lease = Job.take(redis, job.job_id, draft(fresh[1]))
+    assert lease.bucket == fresh[1] and not Job.look(redis, job.job_id, fresh[0])[1].stored
+    redis.flushdb()
+
+
 def test_progressive_rounds_add_up_to_the_same_bits(farm, make_document, device):
     """Rounds of 1, 2, 4 samples, each job's tiles the sums of its own samples, added up by
     the client: the last round's frame is the one-process frame, bit for bit, AOVs

@@ -18,6 +18,7 @@ wrong is farm.protocol.recovery's.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import uuid
 
@@ -288,7 +289,10 @@ class Job:
             pipe.hgetall(JobRecord.key_for(job_id))
             deliveries.read_bucket(pipe, index)
             raw, *bucket = pipe.execute()
-        return cls._from_record(redis, job_id, raw), BucketView.from_replies(*bucket)
+        job, view = cls._from_record(redis, job_id, raw), BucketView.from_replies(*bucket)
+        if job.spare(index) and not view.stored and job.tiles.has(job.part(index)[0]):
+            view = dataclasses.replace(view, stored=True)  # a spare part of a bucket done: nothing to render
+        return job, view
 
     @classmethod
     def take(cls, redis, job_id: str, draft: Lease, also=None, kernel: str = "") -> tuple[Job, Lease] | None:
