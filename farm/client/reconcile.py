@@ -50,7 +50,8 @@ class Reconciliation:
             return
         workers = registry.workers(self.job.redis)
         self._workers_seen = len(workers)
-        self._check_healthy(workers)
+        excluded = self.job.excluded(workers)  # who may not render it: bad, blocklisted, another kernel, tags
+        self._check_healthy(workers, excluded)
         now = server_time(self.job.redis)
         stalled = registry.check_clock(self.job.redis)  # Redis itself stopped: lapsed leases prove nothing
         live: dict[int, list[Lease]] = {}
@@ -98,7 +99,7 @@ class Reconciliation:
                     self._resend(indexes, cause)
         elif not waiting and not self.unsent and not self.paused and \
                 (self.max_workers is None or len(live) < self.max_workers):  # nothing queued: every bucket left runs
-            if not self._split_running(live, now, workers):  # the tail splits itself (farm.client.spares)
+            if not self._split_running(live, now, workers, excluded):  # the tail splits itself (farm.client.spares)
                 self._copy_stragglers(live, now, workers)
 
     def _take_unannounced(self) -> None:
@@ -106,7 +107,7 @@ class Reconciliation:
         Redis restart): only when Redis holds more tiles than this client has taken and
         has events waiting for, so the check costs two counts, not a list of every tile."""
         stored, announced = self.job.stored_and_announced()
-        taken = len(self.records) + sum(len(split[1]) for split in self.splits.values())
+        taken = len(self.records) + sum(len(split.arrived) for split in self.splits.values())
         if stored - taken > announced:
             self.take_stored()
 
@@ -134,7 +135,7 @@ class Reconciliation:
         slow = [
             (elapsed, index) for index, elapsed in running.items()
             if index not in self.copies and elapsed > self.speculate * typical
-            and (index not in self.splits or time.monotonic() >= self.splits[index][3])  # a split overdue
+            and (index not in self.splits or self.splits[index].overdue())
         ]
         if not slow:
             return
@@ -150,11 +151,10 @@ class Reconciliation:
             log.info("job %s: bucket %d running %.1fs (median %.1fs): copy sent", self.job.job_id[:8], index,
                      elapsed, typical)
 
-    def _check_healthy(self, workers: dict) -> None:
+    def _check_healthy(self, workers: dict, why: dict[str, str]) -> None:
         """Fail the job once every live worker has been bad (taking no buckets) or on the
         job's blocklist for NO_HEALTHY_WORKER_TIMEOUT: nothing can render it, and the
         reasons say why."""
-        why = self.job.excluded(workers)
         if not workers or len(why) < len(workers):
             self._none_healthy_since = None
             return

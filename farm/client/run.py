@@ -14,7 +14,7 @@ from typing import Callable
 from farm import defaults
 from farm.client.film import Film
 from farm.client.reconcile import Reconciliation
-from farm.client.spares import TailSplit
+from farm.client.spares import Split, TailSplit
 from farm.exceptions import InvalidTile, JobError
 from farm.protocol.assets import Transfer
 from farm.protocol.events import EventKind, TileEvent
@@ -59,7 +59,7 @@ class JobRun(Reconciliation, TailSplit):
     notices: list[str] = field(default_factory=list)  # what the user was told about faults
     resent: Counter = field(default_factory=Counter)  # bucket -> times the client sent it again (not copies)
     copies: set[int] = field(default_factory=set)  # buckets given a copy as stragglers
-    splits: dict[int, list] = field(default_factory=dict)  # buckets split for idle workers: [sums, parts in, headers]
+    splits: dict[int, Split] = field(default_factory=dict)  # buckets split for idle workers (farm.client.spares)
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis

@@ -3,7 +3,8 @@ buckets are made to render in about FARM_BUCKET_SECONDS on the median live worke
 the speeds the workers measured on their own buckets (farm.worker.speed), each its last:
 large on GPUs, where a small bucket is mostly the farm's own cost (sending it, Redis, its
 tile), small on CPUs. A speed is a scene's: a farm that last rendered a heavier scene sizes
-the next one's buckets smaller, and says so. The scale model (farm/tools/simulate.py) chose this with the split tail beside it."""
+the next one's buckets smaller, and says so. The scale model (farm/tools/simulate.py) chose
+this with the split tail beside it."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from dataclasses import dataclass, field
 
 from farm.protocol import registry, secret
 from farm.protocol.leases import Lease
@@ -27,24 +28,35 @@ SPLIT_GAIN = 0.5
 SPLIT_PATIENCE = 4.0
 
 
-class TailSplit:
-    """JobRun's split tail (its fields are JobRun's: `splits`, bucket -> [sums so far, parts
-    arrived, their headers, when it may be split again (time.monotonic)])."""
+@dataclass
+class Split:
+    """A bucket split for idle workers, as its parts come in."""
 
-    def _split_running(self, live: dict[int, list[Lease]], now: float, workers: dict) -> bool:
+    sums: object = 0  # the parts' sums so far (int64, height x width x channels)
+    arrived: set[int] = field(default_factory=set)  # parts in, late ones too (reconciliation counts them)
+    headers: list[TileHeader] = field(default_factory=list)  # of the parts summed
+    again: float = 0.0  # when it may be sent again (time.monotonic): a part lost, taken back or gone
+
+    def overdue(self) -> bool:
+        return time.monotonic() >= self.again
+
+
+class TailSplit:
+    """JobRun's split tail (its field is JobRun's: `splits`, bucket -> Split)."""
+
+    def _split_running(self, live: dict[int, list[Lease]], now: float, workers: dict, excluded: dict) -> bool:
         """Nothing is queued or left to send: where workers are idle and a bucket still runs,
         send the spare parts of the one expected to end last, if the idle workers end it
         sooner by SPLIT_GAIN of its time left (by the speeds the workers noted,
-        farm.worker.speed). True if it split one."""
+        farm.worker.speed); `excluded`: the workers that may not render the job (Job.excluded).
+        True if it split one."""
         meta, units = self.job.meta, self.job.units
         if not meta.spares:
             return False
-        clock = time.monotonic()
         busy = {lease.worker for leases in live.values() for lease in leases}
-        excluded = self.job.excluded(workers)  # bad, blocklisted, another kernel, lacking the job's tags
         idle = [name for name, worker in workers.items() if name not in busy and name not in excluded and not worker.busy]
-        pending = [split for bucket, split in self.splits.items() if bucket not in self.records and clock < split[3]]
-        waiting = max(0, sum(meta.spares - len(split[1]) for split in pending)
+        pending = [split for bucket, split in self.splits.items() if bucket not in self.records and not split.overdue()]
+        waiting = max(0, sum(meta.spares - len(split.arrived) for split in pending)
                       - sum(1 for index in live if units.spare(index)))
         free = len(idle) - waiting  # the parts already sent keep the idle workers busy
         if self.max_workers is not None:  # --max-workers counts the parts too
@@ -59,7 +71,7 @@ class TailSplit:
         candidates = []
         for index, leases in live.items():
             split = self.splits.get(index)
-            if index >= units.bucket_count or index in self.records or (split and clock < split[3]):
+            if index >= units.bucket_count or index in self.records or (split and not split.overdue()):
                 continue  # a part, done, or split and not yet overdue
             bucket = units.bucket(index)
             samples = bucket.width * bucket.height * meta.spp
@@ -74,9 +86,10 @@ class TailSplit:
         if not candidates:
             return False
         left, index, parts = max(candidates)
-        split = self.splits.setdefault(index, [0, set(), [], 0.0])
-        split[3] = clock + SPLIT_PATIENCE * parts + self.lease_timeout
-        self.recovery.resend(self.job, [part for part in units.spares_of(index) if part not in split[1]], Cause.SPLIT)
+        split = self.splits.setdefault(index, Split())
+        split.again = time.monotonic() + SPLIT_PATIENCE * parts + self.lease_timeout
+        self.recovery.resend(self.job, [part for part in units.spares_of(index) if part not in split.arrived],
+                             Cause.SPLIT)
         self._notice(f"bucket {index} split in {meta.spares} parts for the idle workers ({left:.1f}s left on "
                      f"{', '.join(sorted({lease.worker for lease in live[index]}))})")
         return True
@@ -85,18 +98,18 @@ class TailSplit:
         """A spare part's sums: added up until its bucket has all of them (exact, in any order),
         then the bucket goes into the film and its tile is stored (first tile wins)."""
         whole, _ = self.job.part(index)
-        found = self.splits.setdefault(whole, [0, set(), [], 0.0])
-        if index in found[1]:
+        found = self.splits.setdefault(whole, Split())
+        if index in found.arrived:
             return
-        found[1].add(index)  # counted when late too (reconciliation's count of the tiles taken)
+        found.arrived.add(index)  # counted when late too
         if whole in self.records:
             return
-        found[0] = pixels + found[0]
-        found[2].append(header)
-        if len(found[1]) < self.job.meta.spares:
+        found.sums = pixels + found.sums
+        found.headers.append(header)
+        if len(found.arrived) < self.job.meta.spares:
             return
-        bucket, headers = self.job.bucket(whole), found[2]
-        tile = mean_of(found[0], self.job.meta.spp)
+        bucket, headers = self.job.bucket(whole), found.headers
+        tile = mean_of(found.sums, self.job.meta.spp)
         self.film.put(bucket, tile)
         workers = ", ".join(sorted({h.worker for h in headers}))
         combined = TileHeader(self.job.job_id, whole, bucket.width, bucket.height, f"split: {workers}",

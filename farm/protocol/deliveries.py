@@ -40,9 +40,10 @@ _BEGIN = _START_DELIVERY + "return {attempt, time[1], time[2]}"
 
 # A worker's first look at a bucket, and its start when the bucket is plainly fresh: the
 # job exists and runs, the index is one of its buckets, no tile (for a spare part, none of
-# its whole bucket either), no lease, no crash and no failure of it. Then it starts the delivery and returns {1, the job's hash, attempt,
-# TIME}; else it changes nothing and returns {0}, and the worker looks again the long way
-# (Deliveries.look, recovery, Deliveries.begin).
+# its whole bucket either), no lease, no crash and no failure of it. Then it starts the
+# delivery and returns {1, the job's hash, attempt, TIME}; else it changes nothing and
+# returns {0}, and the worker looks again the long way (Deliveries.look, recovery,
+# Deliveries.begin).
 _TAKE = """
 local job = redis.call('HGETALL', KEYS[1])
 local fields = {}
@@ -52,10 +53,9 @@ local size = tonumber(fields['bucket_size']) or 0
 local bucket = tonumber(ARGV[1])
 local count = size >= 1 and math.ceil((tonumber(fields['width']) or 0) / size)
                           * math.ceil((tonumber(fields['height']) or 0) / size) or 0
-if size < 1 or bucket >= count * (1 + (tonumber(fields['spares']) or 0))
-                         + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0) then return {0} end
+local base = count + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0)  -- Units.spare_base
 local spares = tonumber(fields['spares']) or 0
-local base = count + (tonumber(fields['tail']) or 0) * (tonumber(fields['split']) or 0)
+if size < 1 or bucket >= base + count * spares then return {0} end
 if spares > 0 and bucket >= base
    and redis.call('HEXISTS', KEYS[2], tostring(math.floor((bucket - base) / spares))) == 1 then return {0} end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {0} end

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from farm import defaults
+from farm.tools import timed
 from farm.tools.bench_scenes import default_scene, load_scaled, mesh_document, resolve_scene, write_bumpy_sphere
 
 
@@ -197,11 +198,6 @@ def run(args) -> int:
     return 0
 
 
-def _timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
-
 
 def _nothing() -> None:
     pass
@@ -215,7 +211,7 @@ def _rounds(frames: dict, rounds: int) -> dict[str, list[float]]:
     for _ in range(rounds):
         for name, (select, render) in frames.items():
             select()
-            seconds[name].append(_timed(render))
+            seconds[name].append(timed(render))
     return seconds
 
 
@@ -247,7 +243,7 @@ def _bench_mesh(args) -> int:
         renderer = Renderer(device, packed)
         renderer.render(0, 0, 8, 8)
         uploaded = time.perf_counter() - started
-        frame = statistics.median(_timed(renderer.render_frame) for _ in range(args.repeat))
+        frame = statistics.median(timed(renderer.render_frame) for _ in range(args.repeat))
     samples = scene.film.width * scene.film.height * scene.film.spp
     timings = packed.timings
     print(f"device: {device}")
@@ -302,13 +298,13 @@ def _bench_stragglers(args) -> int:
     from farm.client.start import start_job
     from farm.protocol.assets import FolderAssets
     from farm.protocol.broker import connect
-    from farm.tools.bench_simulate import _farm_seconds
+    from farm.tools.bench_simulate import farm_seconds
 
     args.bucket_size = args.bucket_size or defaults.BUCKET_SIZE
     scene, document = load_scaled(args)
     assets = FolderAssets(Path(args.scene).parent, scene.assets)
     workers = max(3, args.workers)
-    undisturbed = _farm_seconds(args, scene, workers, args.bucket_size)
+    undisturbed = farm_seconds(args, scene, workers, args.bucket_size)
     speculate = defaults.SPECULATE or 1.5
     spares = min(workers - 1, defaults.MAX_SPLIT, scene.film.spp)
     modes = {"without copies": (0.0, 0), "with copies": (speculate, 0), "split": (speculate, spares)}
@@ -363,12 +359,12 @@ def _bench_assets(args) -> int:
         try:
             client = redis_py.Redis.from_url(server.url)
             source = FolderAssets(folder / "scene", digests)
-            upload = _timed(lambda: RedisAssets.upload(client, digests, source, ttl=600))
-            again = _timed(lambda: RedisAssets.upload(client, digests, source, ttl=600))
+            upload = timed(lambda: RedisAssets.upload(client, digests, source, ttl=600))
+            again = timed(lambda: RedisAssets.upload(client, digests, source, ttl=600))
             cache = AssetCache(folder / "cache")
-            first = _timed(lambda: RedisAssets(client, digests, cache).read("big.bin"))
-            second = _timed(lambda: RedisAssets(client, digests, cache).read("big.bin"))
-            direct = _timed(lambda: RedisAssets(client, digests).read("big.bin"))
+            first = timed(lambda: RedisAssets(client, digests, cache).read("big.bin"))
+            second = timed(lambda: RedisAssets(client, digests, cache).read("big.bin"))
+            direct = timed(lambda: RedisAssets(client, digests).read("big.bin"))
         finally:
             server.stop()
     finally:

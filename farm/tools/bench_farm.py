@@ -9,9 +9,10 @@ measured on the warm-up frame) with the still's tail split, as `submit` does."""
 from __future__ import annotations
 
 import statistics
-import time
 
 from farm import defaults
+from farm.buckets import count
+from farm.tools import timed
 
 
 def run(args, scene, document, assets, renderer) -> None:
@@ -41,7 +42,7 @@ def run(args, scene, document, assets, renderer) -> None:
         runs: dict[str, list] = {kind: [] for kind in kinds}
         directs = []
         for _ in range(args.repeat):
-            directs.append(_timed(renderer.render_frame))  # the farm's workers are idle meanwhile
+            directs.append(timed(renderer.render_frame))  # the farm's workers are idle meanwhile
             for kind, (side, split) in kinds.items():
                 job = start_job(redis_client, app, scene, document, side, "spiral", assets, split=split)
                 job.collect(check_alive=local.check_alive)
@@ -52,7 +53,7 @@ def run(args, scene, document, assets, renderer) -> None:
         wall = statistics.median(r.wall_seconds for r in done)
         efficiency = statistics.median(d / r.wall_seconds for d, r in zip(directs, done))
         kernel_seconds = statistics.median(sum(record.seconds for record in r.records.values()) for r in done)
-        buckets = count_buckets(scene, side)
+        buckets = count(scene.film.width, scene.film.height, side)
         parts = f" ({split[0]} of them split in {split[1]} parts)" if split[0] else ""
         label = "" if len(kinds) == 1 else f" [{kind}]"
         print(f"farm: {args.workers} worker(s), {buckets} buckets of {side}px{parts}: "
@@ -60,15 +61,3 @@ def run(args, scene, document, assets, renderer) -> None:
         print(f"farm efficiency{label}: {efficiency * 100:.1f}% (direct / farm wall per round, median of "
               f"{args.repeat} rounds, alternating; medians: direct {direct:.3f}s, farm {wall:.3f}s)")
         print(f"per-bucket overhead{label}: {(wall - direct) / buckets * 1e3:.2f} ms ((farm - direct) / buckets)")
-
-
-def count_buckets(scene, side: int) -> int:
-    from farm.buckets import count
-
-    return count(scene.film.width, scene.film.height, side)
-
-
-def _timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started

@@ -21,10 +21,9 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from farm.tools import simulate
+from farm.tools import simulate, timed
 from farm.tools.simulate import Costs
 
 FRAME = (3840, 2160, 1024)  # the predicted frame: width, height, spp
@@ -46,12 +45,12 @@ def run(args, scene, document) -> int:
     renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)))
     tile = (0, 0, min(8, width), min(8, height))
     renderer.render(*tile)  # warm up
-    direct = statistics.median(_timed(renderer.render_frame) for _ in range(args.repeat))
+    direct = statistics.median(timed(renderer.render_frame) for _ in range(args.repeat))
     rate = width * height * spp / direct
     print(f"device: {describe(device)}: {rate / 1e6:.2f} M samples/s on {args.scene} "
           f"({width}x{height}, {spp} spp; median of {args.repeat})")
     # a launch's own cost on the device: an 8x8 bucket's time beyond its samples at the frame's rate
-    launch = max(0.0, statistics.median(_timed(lambda: renderer.render(*tile)) for _ in range(LAUNCHES))
+    launch = max(0.0, statistics.median(timed(lambda: renderer.render(*tile)) for _ in range(LAUNCHES))
                  - tile[2] * tile[3] * spp / rate)
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)
@@ -62,7 +61,7 @@ def run(args, scene, document) -> int:
     # 64 px buckets: mostly rendering; 8 px: mostly the farm's own cost per bucket
     for side in (args.bucket_size,) if args.bucket_size else (FIXED_SIDE, 8):
         for workers in (1, 2):
-            measured = _farm_seconds(args, scene, workers, side)
+            measured = farm_seconds(args, scene, workers, side)
             model = simulate.simulate(width, height, spp, side, [rate / workers] * workers, costs)
             print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, "
                   f"model {model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
@@ -115,7 +114,7 @@ def _costs(rounds, launch: float) -> Costs:
                  worker=median(lambda r: r.cpu["workers"] / r.buckets) + launch)
 
 
-def _farm_seconds(args, scene, workers: int, side: int) -> float:
+def farm_seconds(args, scene, workers: int, side: int) -> float:
     """The median wall time of the scene through a local farm of `workers` real workers:
     `farm bench --workers N` in a process of its own (a Celery app serves one broker)."""
     command = [sys.executable, "-m", "farm.client.cli", "bench", "--scene", args.scene, "--spp", str(scene.film.spp),
@@ -131,11 +130,6 @@ def _farm_seconds(args, scene, workers: int, side: int) -> float:
         raise SystemExit(f"farm bench: --simulate: the real farm of {workers} worker(s) failed: {last}")
     return float(found[1])
 
-
-def _timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
 
 
 def plot(table: dict, path: Path) -> None:
