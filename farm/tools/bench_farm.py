@@ -9,10 +9,13 @@ measured on the warm-up frame) with the still's tail split, as `submit` does."""
 from __future__ import annotations
 
 import statistics
+import time
 
 from farm import defaults
 from farm.buckets import count
 from farm.tools import timed
+
+SPEED_WAIT = 5.0  # seconds the bench waits for the warm-up frame's speeds
 
 
 def run(args, scene, document, assets, renderer) -> None:
@@ -33,7 +36,12 @@ def run(args, scene, document, assets, renderer) -> None:
                   assets).collect()
         kinds = {"fixed": (args.bucket_size or defaults.BUCKET_SIZE, (0, 0, 0))}
         if args.bucket_size is None:
-            found = self_sized(redis_client, scene.digest, scene.film.width, scene.film.height, scene.film.spp, True)
+            # a worker notes its speed in its tile's round trip, after the tile: the client can
+            # see the tile a moment before the speed (a pipeline, not a transaction)
+            deadline = time.monotonic() + SPEED_WAIT
+            while (found := self_sized(redis_client, scene.digest, scene.film.width, scene.film.height,
+                                       scene.film.spp, True)) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
             if found is None:
                 raise SystemExit("farm bench: no worker noted its speed on the warm-up frame")
             side, what = found
