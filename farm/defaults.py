@@ -129,10 +129,6 @@ PACK_WAIT = _float("FARM_PACK_WAIT", 300.0)
 # the 2^20 the kernel's fixed-point sums hold exactly (farm.protocol.tiles.MAX_SAMPLES).
 MAX_SPP = _int("FARM_MAX_SPP", 1 << 16, most=1 << 20)
 
-# Seconds before Redis hands an unacknowledged bucket to another worker. Must exceed the
-# slowest bucket; an hour is generous for one bucket and still recovers within the hour.
-VISIBILITY_TIMEOUT = _int("FARM_VISIBILITY_TIMEOUT", 3600)
-
 # Seconds to wait for a broker to answer before telling the user it is unreachable.
 CONNECT_TIMEOUT = _float("FARM_CONNECT_TIMEOUT", 3.0, least=0.1)
 
@@ -146,16 +142,17 @@ FINISHED_TTL = _int("FARM_FINISHED_TTL", 3600)
 
 # Seconds without a heartbeat after which a running bucket's worker counts as lost and
 # the bucket is sent again. Heartbeats come every quarter of this; ten seconds rides out a
-# busy machine and still recovers a dead host's bucket long before the visibility timeout.
+# busy machine and still recovers a dead host's bucket within seconds.
 # At least 4: a dead worker's registry entry (farm.protocol.registry) must be gone by then.
 LEASE_TIMEOUT = _float("FARM_LEASE_TIMEOUT", 10.0, least=4.0)
 
 # Seconds the client waits between checks of the job (leases, lost messages, stragglers).
 RECONCILE_INTERVAL = 1.0
 
-# Seconds between kombu's sweeps for unacknowledged messages older than the visibility
-# timeout (its default is 100): the "short restore interval" after a worker dies.
-RESTORE_INTERVAL = _int("FARM_RESTORE_INTERVAL", 5)
+# Seconds after its bucket ends that a worker with no other bucket says it is idle
+# (farm/worker/busy.py): one taking bucket after bucket says nothing per bucket. The
+# client checks the tail of a frame twice this after a tile, to find it idle.
+IDLE_AFTER = 0.05
 
 # Times a bucket may fail or kill its worker before the job fails with its error: a
 # broken bucket must not loop for ever, a single flaky failure must not end the frame.
@@ -185,6 +182,11 @@ SPECULATE = _float("FARM_SPECULATE", 1.5)
 # first one waits (or when 24 wait), in one message: one per bucket cost a third of its
 # main process (farm/worker/consumer.py).
 EVENT_FLUSH = _float("FARM_EVENT_FLUSH", 0.25)
+
+# Task events a second each sending process (a `submit`, a manager) lets its buckets make
+# for Flower, which falls behind past 3-4k a second: past it, a sample of whole tasks is
+# shown, the others are quiet (farm/protocol/flower.py). 0: none.
+TASK_EVENTS = _float("FARM_TASK_EVENTS", 2000.0)
 
 # The live view's token where it is bound to an address other than the loopback
 # (`submit --watch HOST:PORT`); empty: a random one, printed in its URL.
@@ -222,9 +224,9 @@ STALL_TIMEOUT = _float("FARM_STALL_TIMEOUT", 60.0, least=1.0)
 # healthy again well within this.
 NO_HEALTHY_WORKER_TIMEOUT = _float("FARM_NO_HEALTHY_WORKER_TIMEOUT", 15.0)
 
-# Buckets sent in one pipelined round trip (their messages, and one message holding their
-# task-sent events for Flower): large enough that the round trip stops mattering, small
-# enough that a batch is a fraction of a second of work.
+# Buckets sent in one LPUSH (their messages; then one message holding their task-sent
+# events for Flower): large enough that the round trip stops mattering, small enough that
+# a batch is a fraction of a second of work.
 SEND_BATCH = _int("FARM_SEND_BATCH", 500)
 
 # Buckets of one job the client keeps sent and unfinished; it sends more as tiles arrive.

@@ -74,8 +74,7 @@ def test_the_private_celery_and_kombu_names_farm_uses_still_exist():
     used = {  # owner: names farm reads, calls or overrides there
         AMQP: ["_event_dispatcher", "as_task_v2"],  # farm/protocol/queue.py
         EventDispatcher: ["_prepare_event"],  # farm/protocol/queue.py
-        Channel: ["unacked_key", "unacked_index_key",  # farm/protocol/queue.py
-                  "_create_client", "pool"],  # farm/protocol/broker.py
+        Channel: ["_create_client", "pool"],  # farm/protocol/broker.py
         Consumer: ["on_send_event_buffered", "_flush_events"],  # farm/worker/consumer.py
         state: ["active_requests"],  # farm/worker/process.py
         Request: ["worker_pid"],  # farm/worker/process.py
@@ -95,6 +94,8 @@ def test_the_private_celery_and_kombu_names_farm_uses_still_exist():
         if _has(owner, function):  # a missing one is listed above
             parameters = inspect.signature(getattr(owner, function)).parameters
             missing += [f"{owner.__name__}.{function}({name}=)" for name in names if name not in parameters]
+    made = inspect.getsource(EventDispatcher.__init__)  # attributes of an instance: farm/worker/consumer.py
+    missing += [f"EventDispatcher().{name}" for name in ("_group_buffer", "buffer_limit") if f"self.{name} =" not in made]
     # farm's own Consumer keeps these; Celery's must not have come to use the same names
     missing += [f"Consumer.{name} (now Celery's too)" for name in ("_flush_pending", "_flush_later") if _has(Consumer, name)]
     assert not missing, f"celery {version('celery')} / kombu {version('kombu')} changed: {', '.join(missing)}"

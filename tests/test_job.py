@@ -159,7 +159,12 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     scene, document, reference = odd_frame
     job = Job.create(farm.redis, Job.describe(scene, 64, "spiral"), document)
     events = job.events.key
-    farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}')
+    from farm.protocol.tiles import encode_tile
+
+    # an event carrying a tile (small tiles come so) is held to a stored tile's checks: forged here
+    forged = encode_tile(TileHeader(job.job_id, 0, 64, 61, "w1@forger"), np.zeros((61, 64, 3), np.float32), b"x")
+    farm.redis.rpush(events, b"not json", b'{"bucket": 0, "surprise": 1}', b'{"bucket": 999, "worker": "x"}', forged,
+                     forged[:20])
     from farm.app import app
     from farm.client.film import Film
     from farm.client.run import JobRun
@@ -169,6 +174,38 @@ def test_malformed_events_are_ignored_not_fatal(farm, odd_frame):
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
     assert np.array_equal(run.film.pixels, reference) and len(run.records) == 2
+    assert run.invalid_tiles == 1 and any("w1@forger" in notice for notice in run.notices)
+
+
+@pytest.mark.parametrize("refusal", ["unknown command 'blmpop', with args beginning with: '1' '1'",
+                                     "NOPERM User farm has no permissions to run the 'blmpop' command"])
+def test_events_are_read_without_blmpop_where_the_server_refuses_it(redis_server, monkeypatch, refusal):
+    """A Redis 6 answers BLMPOP with an unknown command, an ACL written before farm used it
+    with NOPERM: events are then popped (LPOP) and waited for (BLPOP) as before, from then
+    on, whether one list is read first or several (a shot's frames, a manager's jobs)."""
+    import redis as redis_py
+
+    from farm.protocol import events
+
+    class Refusing(redis_py.Redis):
+        def blmpop(self, *args, **kwargs):
+            raise (redis_py.exceptions.NoPermissionError if "NOPERM" in refusal else redis_py.ResponseError)(refusal)
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/7"
+    redis = Refusing.from_url(url)
+    for first in (["e1", "e2"], ["e1"]):
+        redis.delete("e1", "e2")
+        monkeypatch.setattr(events, "_blmpop", True)
+        assert events.pop(redis, first, 0.05, 10) == [] and events._blmpop is False
+        redis.rpush("e2", b"a", b"b")
+        assert events.pop(redis, ["e1", "e2"], 0.05, 10) == [("e2", [b"a", b"b"])]
+        redis.rpush("e1", b"c")
+        assert events.pop(redis, ["e1"], 0.05, 10) == [("e1", [b"c"])]
+    monkeypatch.setattr(events, "_blmpop", True)  # a server with it: one list, or the first of several
+    plain = redis_py.Redis.from_url(url)
+    plain.rpush("e2", b"d", b"e")
+    assert events.pop(plain, ["e1", "e2"], 0.05, 10) == [("e2", [b"d", b"e"])]
+    assert events.pop(plain, ["e1", "e2"], 0.05, 10) == [] and events._blmpop is True
 
 
 def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
@@ -196,7 +233,7 @@ def test_invalid_tiles_are_counted_and_rendered_again(farm, odd_frame):
     tiles = job.tiles.key
     farm.redis.hset(tiles, mapping={str(index): payload for index, payload in bogus.items()})
     queue = BucketQueue(farm.redis, app)
-    queue.send(job.job_id, range(job.bucket_count))  # workers skip the buckets that "have" a tile
+    queue.send(job.job_id, range(job.bucket_count))  # a first delivery renders, and its tile loses to the one there
     run = JobRun(job, Film(97, 61), queue)
     run.collect(stall_timeout=30)
     assert run.invalid_tiles == 6 and job.stats.read()["invalid"] == 6
@@ -242,10 +279,17 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     assert held.until == pytest.approx(lease.until, abs=1e-3)
     assert job.deliveries.attempts() == {0: 1}
     assert Job.take(redis, job.job_id, draft(0)) is None  # its lease is there
-    job.deliveries.record_failure(1, "w2@h", "boom")
-    job.deliveries.count_crash(2)
     tile = np.zeros((8, 8, 3), np.float32)
-    job.tiles.store(TileHeader(job.job_id, 3, 8, 8), tile, b"k")
+    for index in (1, 2, 3):  # a delivery of each, which failed, crashed, stored its tile
+        _, started = Job.take(redis, job.job_id, draft(index))
+        if index == 1:
+            job.deliveries.record_failure(1, "w2@h", "boom")
+            job.deliveries.drop(started)
+        elif index == 2:
+            assert job.deliveries.remove_lost(started)
+        else:
+            job.tiles.store(TileHeader(job.job_id, 3, 8, 8), tile, b"k", lease=started.name)
+    assert [held.bucket for held in job.deliveries.leases()] == [0]  # the stored tile ended its lease
     for index in (1, 2, 3, 8, 99):  # failed, crashed, stored, not the job's
         assert Job.take(redis, job.job_id, draft(index)) is None, index
     assert Job.take(redis, "no-such-job", draft(4)) is None
@@ -256,7 +300,8 @@ def test_a_fresh_bucket_is_taken_in_one_round_trip_and_any_other_takes_the_long_
     redis.hset(JobRecord.key_for(job.job_id), "spp", "1")
     job.finish(JobState.CANCELLED)
     assert Job.take(redis, job.job_id, draft(5)) is None
-    assert job.deliveries.attempts() == {0: 1, 4: 1}  # the refused description counted a delivery, nothing else did
+    # the refused description counted a delivery, the refused looks none
+    assert job.deliveries.attempts() == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}
     redis.flushdb()
 
 

@@ -234,13 +234,13 @@ def test_the_product_imports_no_tools():
 # The only code that publishes bucket tasks: the client's send window and the recovery
 # (what a worker or a client sends again), and the BucketQueue's own internals.
 SENDERS = {"farm/client/run.py:JobRun.send_more", "farm/protocol/recovery.py:Recovery.resend"}
-QUEUE_INTERNALS = {f"farm/protocol/queue.py:BucketQueue.{name}" for name in ("send", "_send_batch", "_publish")}
-PUBLISHING = ("send_task", "apply_async", "delay", "_publish")
+QUEUE_INTERNALS = {f"farm/protocol/queue.py:BucketQueue.{name}" for name in ("send", "_send_batch")}
+PUBLISHING = ("send_task", "apply_async", "delay", "_messages")  # _messages: the queue's, made to LPUSH
 
 
 def _publishes(call: ast.Call) -> bool:
     """A call that publishes bucket tasks: Celery's send_task / apply_async / delay, the
-    queue's _publish, or `.send(` on a BucketQueue (a receiver named ...queue, or
+    queue's _messages, or `.send(` on a BucketQueue (a receiver named ...queue, or
     BucketQueue(...) itself). Events (send_event) are not tasks."""
     name = _called(call)
     if name in PUBLISHING:

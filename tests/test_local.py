@@ -82,7 +82,9 @@ def _start_embedded_submit(tmp_path: Path, cornell_document) -> tuple[subprocess
                                "the embedded farm").parent
     port = int(next(folder.glob("redis-*.log")).stem.split("-")[1])
     redis = redis_py.Redis(port=port)
-    commands.wait_for(lambda: any(redis.hlen(k) for k in redis.scan_iter(match=TileStore.key_for("*"))), 90, "a tile")
+    # a job's tiles hash is made with it, holding a placeholder (farm.protocol.deliveries.PLACEHOLDER)
+    commands.wait_for(lambda: any(redis.hlen(k) > 1 for k in redis.scan_iter(match=TileStore.key_for("*"))), 90,
+                      "a tile")
     return client, folder, redis
 
 

@@ -42,7 +42,6 @@ def test_buckets_are_sent_by_name_in_order_and_found_per_job(queue):
     assert [m["headers"]["task"] for m in messages] == [TASK_NAME] * 4
     assert [parse_task_id(m["headers"]["id"]) for m in messages] == [("job1", 3), ("job1", 1), ("job1", 2), ("job2", 0)]
     assert queue.scan("job1").queued == {1, 2, 3} and queue.scan("job2").queued == {0}
-    assert queue.scan("job1").held == {}
 
 
 def test_purge_removes_only_that_jobs_messages(queue):
@@ -60,7 +59,7 @@ def test_a_message_that_is_not_a_farm_task_is_skipped(queue):
 
 
 def test_batched_buckets_are_the_messages_send_task_makes_each_with_its_sent_event(queue):
-    """Sent in pipelined batches, a bucket is still an ordinary Celery message (any worker
+    """Sent in batches, a bucket is still an ordinary Celery message (any worker
     reads it) with the task-sent event Flower shows it by."""
     events = queue.redis.pubsub()
     events.psubscribe("*celeryev/task.*")
@@ -83,6 +82,33 @@ def test_batched_buckets_are_the_messages_send_task_makes_each_with_its_sent_eve
                 assert sent_event["type"] == "task-sent"
                 sent.append(sent_event["uuid"])
     assert sent[1:] == [m["headers"]["id"] for m in batched] and sent[0] == reference["headers"]["id"]
+
+
+@pytest.mark.parametrize("copy, priority", [(False, 0), (True, 3)])
+def test_a_message_made_by_the_queue_is_the_one_kombu_writes_for_send_task(queue, monkeypatch, copy, priority):
+    """BucketQueue._messages makes every message itself (issue 31): what Celery's message
+    (as_task_v2, as send_task makes it) published by kombu's Redis channel is, on the same
+    priority list, but for the delivery tag (a uuid4 each)."""
+    import farm.protocol.queue as module
+
+    monkeypatch.setattr(module, "task_id", lambda job_id, index, quiet=False: f"{job_id}.{index}.feedbeef")
+    kwargs = {"copy": True} if copy else {}
+    headers, properties, body, _ = queue.app.amqp.as_task_v2(
+        "job1.7.feedbeef", TASK_NAME, ("job1", 7), kwargs, argsrepr=repr(("job1", 7)), kwargsrepr=repr(kwargs))
+    with queue.app.producer_or_acquire() as producer:  # how Celery's send_task publishes it
+        producer.publish(body, exchange="", routing_key=defaults.QUEUE, serializer="json", headers=headers,
+                         delivery_mode=2, **{**properties, "priority": priority})
+    queue.send("job1", [6, 7], copy=copy, priority=priority)
+    name = module.list_for(defaults.QUEUE, priority)
+    assert name == (defaults.QUEUE if priority == 0 else f"{defaults.QUEUE}:{priority}")
+    assert queue.redis.llen(name) == 3 and not any(queue.redis.llen(other) for other in module.queue_lists()
+                                                   if other != name)
+    kombus, first, made = [json.loads(m) for m in reversed(queue.redis.lrange(name, 0, -1))]
+    for message in (kombus, made):
+        assert message["properties"].pop("delivery_tag")
+        message["headers"].pop("origin")  # the process's name: the same here, but said by each
+    assert made == kombus
+    assert json.loads(base64.b64decode(first["body"]))[0] == ["job1", 6]
 
 
 def test_a_window_of_buckets_goes_out_as_tiles_come_in(farm, monkeypatch, cornell_document):

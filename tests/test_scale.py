@@ -99,3 +99,64 @@ def test_bench_overhead_prints_the_farm_s_own_figures():
     # each bucket is a task message pushed and popped, at least, and the parts add up
     assert named.get("lpush", 0) + named.get("rpush", 0) >= 1 and float(per_bucket[1]) >= 2
     assert float(per_bucket[1]) == pytest.approx(sum(named.values()), abs=0.05 * len(named) + 0.01)
+
+
+def test_past_its_budget_of_task_events_a_client_shows_flower_a_sample_of_whole_tasks(null_farm, make_document,
+                                                                                     monkeypatch):
+    """Issue 31, item 3: with a budget of 40 task events a second (10 tasks), a job of 512
+    quick buckets shows Flower about 10 tasks a second, each with all four of its events
+    (sent, received, started, succeeded), and nothing of the others (quiet, their task id
+    says so); the image is whole."""
+    import base64
+    import json
+
+    from farm.protocol import flower
+
+    monkeypatch.setattr(flower, "_budget", flower.Budget(events_per_second=40))
+    pubsub = null_farm.redis.pubsub()
+    pubsub.psubscribe("*celeryev/task.*")
+    pubsub.get_message(timeout=5)
+    seen: dict[str, list[str]] = {}
+    stop = threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            message = pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "pmessage":
+                body = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
+                for event in body if isinstance(body, list) else [body]:
+                    seen.setdefault(event["uuid"], []).append(event["type"])
+
+    listening = threading.Thread(target=listen)
+    listening.start()
+    try:
+        run = _start(null_farm, make_document(256, 128, spp=1), 8, null_seconds=0.0)
+        run.collect(stall_timeout=60)
+        commands.wait_for(lambda: all("task-succeeded" in kinds for kinds in list(seen.values())), 10,
+                          "the shown tasks' last events")
+    finally:
+        stop.set()
+        listening.join(10)
+    assert np.array_equal(run.film.pixels, null.frame(256, 128, 1))
+    ours = {task: kinds for task, kinds in seen.items() if task.startswith(run.job.job_id)}
+    assert ours and not [task for task in ours if flower.quiet(task)], "a quiet task made an event"
+    for task, kinds in ours.items():
+        assert sorted(kinds) == ["task-received", "task-sent", "task-started", "task-succeeded"], (task, kinds)
+    seconds = run.wall_seconds
+    assert 10 <= len(ours) <= 10 + 10 * seconds + 2, (len(ours), seconds)
+
+
+def test_a_budget_of_task_events_refills_at_its_rate_and_holds_a_second_of_them():
+    from farm.protocol import flower
+
+    now = [100.0]
+    budget = flower.Budget(events_per_second=400, clock=lambda: now[0])  # 100 tasks a second
+    assert sum(budget.take() for _ in range(500)) == 100
+    now[0] += 0.25
+    assert sum(budget.take() for _ in range(500)) == 25
+    now[0] += 60
+    assert sum(budget.take() for _ in range(500)) == 100
+    assert not any(flower.Budget(events_per_second=0).take() for _ in range(10))
+    assert flower.quiet("a" * 32 + ".7.q1b2c3d4") and not flower.quiet("a" * 32 + ".7.01b2c3d4")
+    assert flower.shown({"type": "task-failed", "uuid": "j.7.q1b2c3d4"})
+    assert not flower.shown({"type": "task-started", "uuid": "j.7.q1b2c3d4"})

@@ -95,13 +95,13 @@ def farm_url(broker, password: str = FARM_PASSWORD) -> str:
 
 def started_and_detached(broker, output: Path) -> str:
     """`submit` with no worker yet, interrupted once it waits for tiles (a connection of
-    its own blocks in BLPOP): it detaches; the job id it names."""
+    its own blocks in BLMPOP): it detaches; the job id it names."""
     earlier = {client["id"] for client in broker.admin.client_list()}
     process = commands.start("submit", CORNELL, "-o", output, *TINY, "--on-interrupt", "detach",
                              env={"FARM_BROKER_URL": farm_url(broker)})
     try:
         commands.wait_for(lambda: process.poll() is None and any(
-            client["id"] not in earlier and client["cmd"] == "blpop" for client in broker.admin.client_list()),
+            client["id"] not in earlier and client["cmd"] == "blmpop" for client in broker.admin.client_list()),
             60, "submit to wait for tiles")
     finally:
         process.send_signal(signal.SIGINT)

@@ -4,20 +4,30 @@
 Each JobRun does its own work between events (`JobRun.tick`: the next batch of its send
 window, and every RECONCILE_INTERVAL its reconciliation); the loop pops every run's
 waiting events in one round trip and, when none waits, blocks on all the runs' event
-lists at once (one BLPOP of several keys) until the earliest run's next check. `submit`
-runs one job in it; a service runs many.
+lists at once (one BLMPOP of several keys) until the earliest run's next check. `submit`
+runs one job in it; a service runs many. A read that found a few events is followed by
+the next only LINGER later: tiles that come one at a time (small buckets, many workers)
+are read a batch a round trip, not one each (issue 31: the client's and Redis's CPU per
+bucket).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from farm.protocol.events import EventLog
+from farm.protocol.events import pop as pop_events
 
 log = logging.getLogger(__name__)
 
 # The longest a turn blocks when no run asks to come back sooner (seconds).
 MAX_WAIT = 1.0
+
+# Seconds between a read of a few events and the next: a tile waits at most this long to
+# be read, and one read takes up to this long's worth of them.
+LINGER = 0.002
+FEW = 32  # events: a read of fewer lingers
 
 
 class JobLoop:
@@ -29,6 +39,7 @@ class JobLoop:
         # Called before each turn, before taking the events it read and before a run is marked
         # done: raises to stop the loop dead, nothing more written (a manager that lost its lead)
         self.guard = lambda: None
+        self._read = 0  # events the last read found
 
     def start(self, render, flow=None) -> None:
         """Turn a FrameRender (farm.client.render) in this loop: each run its flow (or
@@ -100,7 +111,11 @@ class JobLoop:
             if run.complete:
                 self._end(run, None, ended)
         if self.runs:
+            if 0 < self._read < FEW and wait > 0:
+                time.sleep(min(LINGER, wait))
+                wait = max(0.0, wait - LINGER)
             events = self._events(max(wait, 0.0))
+            self._read = sum(len(raw) for _, raw in events)
             self.guard()
             for run, raw in events:
                 try:
@@ -128,18 +143,7 @@ class JobLoop:
         """The raw events waiting for each run, up to EventLog.READ_BATCH each, in one
         round trip; where none waits and `wait` > 0, the first to come within `wait`."""
         by_key = {run.job.events.key: run for run in self.runs}
-        with self.redis.pipeline(transaction=False) as pipe:
-            for key in by_key:
-                pipe.lpop(key, EventLog.READ_BATCH)
-            popped = pipe.execute()
-        found = [(run, raw) for run, raw in zip(by_key.values(), popped) if raw]
-        if found or wait <= 0:
-            return found
-        item = self.redis.blpop(list(by_key), timeout=max(wait, 0.01))
-        if not item:
-            return []
-        key = item[0].decode() if isinstance(item[0], bytes) else item[0]
-        return [(by_key[key], [item[1]])]
+        return [(by_key[key], raw) for key, raw in pop_events(self.redis, list(by_key), wait, EventLog.READ_BATCH)]
 
     def run(self) -> dict[str, Exception | None]:
         """Turn until every run has ended; how each ended, by job id."""

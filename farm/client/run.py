@@ -178,12 +178,14 @@ class JobRun(Reconciliation, TailSplit):
 
     def take_events(self, events: list[TileEvent]) -> None:
         """Events the job's workers pushed: tiles into the film, faults told."""
-        self._take([e.bucket for e in events if e.kind == EventKind.TILE
-                    and (e.bucket in self._wanted or self.job.spare(e.bucket))])
+        tiles = [e for e in events if e.kind == EventKind.TILE and (e.bucket in self._wanted or self.job.spare(e.bucket))]
+        self._take([e.bucket for e in tiles], {e.bucket: e.tile for e in tiles if e.tile is not None})
         for event in events:
             self._handle(event)
         if any(e.kind == EventKind.TILE for e in events) and self.total - len(self.records) <= self._workers_seen:
-            self._next_check = 0.0  # the frame's tail: a worker just became free for a straggler
+            # the frame's tail: a worker just became free for a straggler or a split, which it
+            # tells the registry IDLE_AFTER after its tile (farm/worker/busy.py)
+            self._next_check = min(self._next_check, time.monotonic() + 2 * defaults.IDLE_AFTER)
 
     def finish(self) -> None:
         """Every bucket is in the film: mark the job done."""
@@ -284,13 +286,13 @@ class JobRun(Reconciliation, TailSplit):
         elif event.kind == EventKind.BLOCKED:
             self._notice(f"worker {event.worker} takes no more of this job's buckets (blocklisted): {event.error}")
 
-    def _take(self, indexes: list[int]) -> None:
-        """Put the stored tiles of `indexes` into the film (read in one round trip), those
-        that are there and valid; an invalid one is rejected and its bucket rendered again
-        (by a run that sends: one that only watches, `farm watch`, leaves that to the job's
-        client)."""
+    def _take(self, indexes: list[int], carried: dict[int, bytes] | None = None) -> None:
+        """Put the stored tiles of `indexes` into the film (read in one round trip, but for
+        those `carried` in their events), those that are there and valid; an invalid one is
+        rejected and its bucket rendered again (by a run that sends: one that only watches,
+        `farm watch`, leaves that to the job's client)."""
         wanted = [index for index in dict.fromkeys(indexes) if index not in self.records]
-        for index, found in self.job.read_tiles(wanted).items():
+        for index, found in self.job.read_tiles(wanted, carried).items():
             if isinstance(found, InvalidTile):
                 if self.queue is not None:
                     self._reject(index, found)

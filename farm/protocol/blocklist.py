@@ -16,10 +16,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return count
 """
 
+# KEYS[1] the hash, KEYS[2] the job's record; ARGV[1] `why:<worker>`, ARGV[2] the reason.
+# Blocklists the worker unless it is already (1, else 0), and marks the job's record
+# (`blocks`): a worker's first look at a bucket (deliveries._TAKE) reads the blocklist
+# only of a job that has one.
+_BLOCK = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'blocks', '1') end
+return 1
+"""
+
 
 class Blocklist:
     def __init__(self, redis, job_id: str):
-        self.redis, self.key = redis, self.key_for(job_id)
+        self.redis, self.key, self.job_key = redis, self.key_for(job_id), JobRecord.key_for(job_id)
 
     @staticmethod
     def key_for(job_id: str) -> str:
@@ -31,7 +41,7 @@ class Blocklist:
         count = self.redis.eval(_COUNT, 1, self.key, worker, defaults.JOB_TTL)
         if count < defaults.BLOCK_AFTER or self.blocks(worker) or not spare():
             return False
-        return bool(self.redis.hsetnx(self.key, f"why:{worker}", reason[:500]))
+        return bool(self.redis.eval(_BLOCK, 2, self.key, self.job_key, f"why:{worker}", reason[:500]))
 
     def blocks(self, worker: str) -> bool:
         return bool(self.redis.hexists(self.key, f"why:{worker}"))

@@ -8,10 +8,65 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
+from redis.exceptions import NoPermissionError, ResponseError
+
 from farm import defaults
 from farm.protocol.record import JobPart
+from farm.protocol.tiles import TILE_MAGIC, tile_origin
 
 log = logging.getLogger(__name__)
+
+_blmpop = True  # the server lets farm BLMPOP (Redis 7): else LPOP, and BLPOP when there was none
+_NO_BLMPOP = object()
+
+
+def pop(redis, keys: list[str], wait: float, limit: int) -> list[tuple[str, list[bytes]]]:
+    """The events waiting in each of the lists `keys`, up to `limit` of each; where none
+    waits and `wait` > 0, those of the first list to get one within `wait` seconds, up to
+    `limit`. One command per call where one list is read (BLMPOP, which returns at once
+    with what waits, and blocks only when nothing does), else one round trip, and one more
+    to wait. Returns (key, raw events) of the lists that had some."""
+    if wait > 0 and len(keys) == 1:
+        found = _block(redis, keys, wait, limit)
+        if found is not _NO_BLMPOP:
+            return found
+    with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.lpop(key, limit)
+        popped = pipe.execute()
+    found = [(key, raw) for key, raw in zip(keys, popped) if raw]
+    if found or wait <= 0:
+        return found
+    found = _block(redis, keys, wait, limit)
+    if found is not _NO_BLMPOP:
+        return found
+    item = redis.blpop(keys, timeout=max(wait, 0.01))
+    return [(_text(item[0]), [item[1]])] if item else []
+
+
+def _block(redis, keys: list[str], wait: float, limit: int):
+    """BLMPOP's (key, events) of the first of `keys` to have some within `wait` seconds,
+    or _NO_BLMPOP where the server does not let farm run it (a Redis before 7, or an ACL
+    written for farm before it used BLMPOP: docs/deploy.md), from then on."""
+    global _blmpop
+    if not _blmpop:
+        return _NO_BLMPOP
+    try:
+        got = redis.blmpop(max(wait, 0.01), len(keys), *keys, direction="LEFT", count=limit)
+    except NoPermissionError:
+        log.warning("this Redis user may not run BLMPOP (an ACL from before farm used it: docs/deploy.md "
+                    "lists the rules); reading events with LPOP and BLPOP")
+    except ResponseError as exc:
+        if "unknown command" not in str(exc).lower():
+            raise
+    else:
+        return [(_text(got[0]), got[1])] if got else []
+    _blmpop = False
+    return _NO_BLMPOP
+
+
+def _text(key) -> str:
+    return key.decode() if isinstance(key, bytes) else key
 
 
 class EventKind(StrEnum):
@@ -31,9 +86,11 @@ class TileEvent:
     worker: str  # Celery hostname of the worker, e.g. local1@host
     kind: str = EventKind.TILE  # one of EventKind (a string on the wire)
     error: str | None = None  # what went wrong, for every kind but tile
+    tile: bytes | None = None  # the stored tile itself, where it came with its event (tilestore.INLINE)
 
     def to_json(self) -> str:
-        return json.dumps(vars(self), separators=(",", ":"))  # its fields: flat, no deep copy
+        fields = {"bucket": self.bucket, "worker": self.worker, "kind": self.kind, "error": self.error}
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: bytes | str) -> TileEvent:
@@ -57,17 +114,20 @@ class EventLog(JobPart):
         pipe.llen(self.key)
 
     def next(self, timeout: float, limit: int = READ_BATCH) -> list[TileEvent]:
-        """The events waiting, up to `limit`, in one round trip; if there are none, block up
-        to `timeout` seconds for the next one."""
-        raw = self.redis.lpop(self.key, limit) or []
-        if not raw:
-            item = self.redis.blpop([self.key], timeout=max(timeout, 0.01))
-            raw = [item[1]] if item else []
-        return self.parse(raw)
+        """The events waiting, up to `limit`; if there are none, the first to come within
+        `timeout` seconds, and those with it (`pop`)."""
+        return self.parse([raw for _, found in pop(self.redis, [self.key], timeout, limit) for raw in found])
 
     def parse(self, raw: list[bytes]) -> list[TileEvent]:
+        """The events of `raw` (JSON, or a tile: a tile event carrying its tile); what is
+        neither is logged and left out."""
         events = []
         for text in raw:
+            if text[:len(TILE_MAGIC)] == TILE_MAGIC:
+                origin = tile_origin(text)
+                if origin is not None:
+                    events.append(TileEvent(*origin, tile=text))
+                    continue
             try:
                 events.append(TileEvent.from_json(text))
             except (TypeError, ValueError) as exc:  # not something a farm worker wrote

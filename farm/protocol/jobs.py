@@ -171,6 +171,8 @@ class Job:
             if meta.cell:
                 job.plans.put(pipe, plan)
             job.record.write(pipe, meta, priority, kernel, mixed, require)
+            job.deliveries.create(pipe)
+            job.tiles.create(pipe)
             pipe.execute()
         return job
 
@@ -186,6 +188,7 @@ class Job:
         job.kernel, job.pin = (raw.get(b"kernel") or b"").decode(errors="replace"), \
             (raw.get(b"pin") or b"").decode(errors="replace")
         job.mixed = bool(raw.get(b"mixed"))
+        job.tiles.lasting = bool(raw.get(b"parts"))  # else a job of an older client: its parts' expiry is renewed
         job.require = tuple(filter(None, (raw.get(b"require") or b"").decode(errors="replace").split(",")))
         return job
 
@@ -330,19 +333,21 @@ class Job:
         with self.redis.pipeline(transaction=False) as pipe:
             self.tiles.count(pipe)
             self.events.waiting(pipe)
-            stored, announced = pipe.execute()
-        return stored, announced
+            entries, announced = pipe.execute()
+        return self.tiles.stored_count(entries), announced
 
-    def read_tiles(self, indexes: list[int]) -> dict[int, tuple[TileHeader, np.ndarray] | InvalidTile | None]:
-        """The stored tiles of `indexes`, checked, in one round trip (TileStore.read): an
-        invalid one is deleted, so its bucket can be rendered again."""
+    def read_tiles(self, indexes: list[int], carried: dict[int, bytes] | None = None
+                   ) -> dict[int, tuple[TileHeader, np.ndarray] | InvalidTile | None]:
+        """The stored tiles of `indexes`, checked, in one round trip (TileStore.read; those
+        `carried` by their events as they are): an invalid one is deleted, so its bucket can
+        be rendered again."""
         key = secret.key()
 
         def decode(index: int, payload: bytes):
             return decode_tile(payload, self.job_id, self.bucket(index), key, self.meta.channels,
                                self.meta.sums or index >= self.bucket_count)
 
-        return self.tiles.read(indexes, decode)
+        return self.tiles.read(indexes, decode, carried)
 
     def tile(self, index: int) -> tuple[TileHeader, np.ndarray] | None:
         """The stored tile of bucket `index` (None if there is none); InvalidTile if it is wrong."""

@@ -1,10 +1,11 @@
 """The bucket queue: buckets sent as Celery tasks, and where their messages are now.
 
-Celery on Redis keeps a queue as a Redis list of JSON messages, and a message a worker has
-taken but not acknowledged in kombu's `unacked` hash (its acknowledgement emulation). A
-message can also be nowhere: deleted by hand, lost with a Redis that kept no journal, or
-dropped between the worker's pop and its bookkeeping. The client reads the list and the
-hash to tell these apart; it never relies on a message still existing.
+Celery on Redis keeps a queue as a Redis list of JSON messages (kombu's, one list per
+priority step). A message a worker took is in no list (farm runs kombu without its
+acknowledgement emulation: farm.celeryconfig), and its bucket is under a lease a moment
+later (farm.protocol.deliveries). A message can also be nowhere: deleted by hand, lost
+with a Redis that kept no journal, or taken by a worker that died before its lease. The
+client reads the lists to tell these apart; it never relies on a message still existing.
 
 Task ids are `<job id>.<bucket index>.<serial>`, so Flower shows which bucket a task is
 and a scan needs no message body. Tasks are sent by name: the client never imports the
@@ -13,18 +14,22 @@ worker's code.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
 import uuid
+from bisect import bisect
 from dataclasses import dataclass, field
 
 from kombu.exceptions import BatchPublishError, OperationalError
-from kombu.transport.redis import Channel
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from farm import defaults
+from farm.exceptions import FarmError
+from farm.protocol import flower
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,6 @@ class QueueScan:
     """Where a job's bucket messages were at one moment."""
 
     queued: set[int] = field(default_factory=set)  # waiting in the queue
-    held: dict[int, float] = field(default_factory=dict)  # taken by a worker, not acknowledged: since (epoch s)
 
 
 # kombu's `sep` (set in celeryconfig): a priority list is named `<queue><SEP><step>`.
@@ -52,6 +56,17 @@ def queue_lists(name: str | None = None) -> list[str]:
     served first (kombu's priority lists)."""
     name = name or defaults.QUEUE
     return [name] + [f"{name}{SEP}{step}" for step in defaults.PRIORITY_STEPS[1:]]
+
+
+_MARK = "<farm:"  # in a message's template, where a task's own value goes (BucketQueue._messages)
+
+
+def list_for(name: str, step: int) -> str:
+    """The Redis list of queue `name` a message of priority `step` goes to, as kombu's Redis
+    channel names it (Channel._q_for_pri: the highest of PRIORITY_STEPS not above it)."""
+    steps = defaults.PRIORITY_STEPS
+    step = steps[max(0, bisect(steps, max(0, int(step))) - 1)]
+    return f"{name}{SEP}{step}" if step else name
 
 
 def band(priority: int) -> int:
@@ -71,8 +86,10 @@ def resend_step(priority: int = defaults.DEFAULT_PRIORITY) -> int:
     return 2 * band(priority)
 
 
-def task_id(job_id: str, bucket_index: int) -> str:
-    return f"{job_id}.{bucket_index}.{uuid.uuid4().hex[:8]}"
+def task_id(job_id: str, bucket_index: int, quiet: bool = False) -> str:
+    """A new task id of the bucket; a `quiet` one makes no routine task event (farm.protocol.flower)."""
+    serial = uuid.uuid4().hex[:8]
+    return f"{job_id}.{bucket_index}.{flower.QUIET + serial[1:] if quiet else serial}"
 
 
 def parse_task_id(text: str) -> tuple[str, int] | None:
@@ -100,8 +117,8 @@ class BucketQueue:
     def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0, countdown: float = 0.0,
              pool: str | None = None) -> None:
         """One Celery task message per bucket, in the given order, with their task-sent
-        events for Flower, in pipelined batches: one round trip per SEND_BATCH buckets
-        (kombu's Producer.batch). The messages are Celery's own (protocol 2, JSON), made
+        events for Flower, in batches of SEND_BATCH buckets: one LPUSH and one event
+        message each. The messages are Celery's own (protocol 2, JSON, `_messages`), made
         without what costs most in `send_task` and does nothing here: a repr of the
         arguments, a declare and a retry wrapper per message. A batch the broker drops is
         sent again after a pause, as PUBLISH_RETRY says; a message that went out twice is
@@ -121,29 +138,27 @@ class BucketQueue:
                     pool: str) -> None:
         policy = defaults.PUBLISH_RETRY
         pause = policy["interval_start"]
+        messages, events = self._messages(job_id, indexes, copy, priority, countdown, pool)
         for attempt in range(policy["max_retries"] + 1):
             try:
-                with self.app.producer_or_acquire() as producer, producer.batch(max_size=len(indexes) + 2):
-                    events = self._events
-                    producer.maybe_declare(events.exchange)
-                    sent = [self._publish(producer, job_id, index, copy, priority, countdown, pool)
-                            for index in indexes]
-                    # One message holding the batch's task-sent events, as Celery's own
-                    # dispatcher buffers a worker's (routing key task.multi; Flower and every
-                    # event receiver read a list body as its events, one by one).
-                    producer.publish(sent, routing_key="task.multi", exchange=events.exchange.name,
-                                     serializer=events.serializer, headers=events.headers,
-                                     delivery_mode=events.delivery_mode, retry=False, declare=None)
-                return
-            except (BatchPublishError, *_LOST) as exc:
-                cause = exc.__cause__ if isinstance(exc, BatchPublishError) else exc
-                if not isinstance(cause, _LOST):
-                    raise (cause or exc) from None  # a refusal (an ACL, a full Redis): say which
+                # the batch's messages in one LPUSH (as kombu pushes each: on the left, so
+                # that a worker's BRPOP takes them in order)
+                self.redis.lpush(list_for(pool, priority), *messages)
+                break
+            except _LOST as exc:  # anything else is a refusal (an ACL, a full Redis): it says which
                 if attempt == policy["max_retries"]:
                     raise
                 log.warning("sending %d buckets failed (%s); again in %.1fs", len(indexes), exc, pause)
                 time.sleep(pause)
                 pause = min(pause + policy["interval_step"], policy["interval_max"])
+        if not events:
+            return
+        try:  # one message of their task-sent events, as Celery's own dispatcher buffers a
+            # worker's (routing key task.multi; Flower and every event receiver read a list
+            # body as its events); the buckets are out whatever becomes of it
+            self._announce(events)
+        except (*_LOST, BatchPublishError, RedisResponseError) as exc:
+            log.warning("could not tell Flower of %d buckets sent: %s", len(events), exc)
 
     @property
     def _events(self):
@@ -151,25 +166,69 @@ class BucketQueue:
         # private: app.events.Dispatcher() would be a second one, with a broker Connection, per BucketQueue
         return self.app.amqp._event_dispatcher
 
-    def _publish(self, producer, job_id: str, index: int, copy: bool, priority: int, countdown: float,
-                 pool: str) -> dict:
-        """Publish the bucket's task message; returns its task-sent event."""
+    def _messages(self, job_id: str, indexes: list[int], copy: bool, priority: int, countdown: float,
+                  pool: str) -> tuple[list[bytes], list[dict]]:
+        """The Celery task messages of the buckets, as kombu's Redis channel writes them into
+        a queue's list (JSON: the body base64, the delivery tag a uuid4), and their
+        task-sent events. Celery makes one (protocol 2, `as_task_v2`); each message is
+        it with what differs from task to task put in, which costs a tenth of Celery and
+        kombu making each (issue 31: the client's CPU per bucket). tests/test_queue.py
+        holds them to what kombu's own publish writes. Past this process's budget of
+        task events (farm.protocol.flower), a task is quiet: no task-sent event."""
         kwargs = {"copy": True} if copy else {}
-        tid = task_id(job_id, index)
+        kwargsrepr = repr(kwargs)
         # undocumented: send_task costs 3x a bucket (saferepr, declare, retry; issue 14); scan reads v2's headers
-        headers, properties, body, sent_event = self.app.amqp.as_task_v2(
-            tid, TASK_NAME, (job_id, index), kwargs, countdown=countdown or None, argsrepr=repr((job_id, index)), kwargsrepr=repr(kwargs),
-            create_sent_event=True,
+        headers, properties, (_, _, embed), sent = self.app.amqp.as_task_v2(
+            task_id(job_id, indexes[0]), TASK_NAME, (job_id, indexes[0]), kwargs, countdown=countdown or None,
+            argsrepr=repr((job_id, indexes[0])), kwargsrepr=kwargsrepr, create_sent_event=True,
         )
-        producer.publish(body, exchange="", routing_key=pool, serializer="json", headers=headers,
-                         delivery_mode=2, retry=False, declare=None, **{**properties, "priority": priority})
-        sent_event.update(queue=pool, exchange="", routing_key=pool)
-        # private: the public send() and publish() publish each event alone, not the batch's as one task.multi
-        return self._events._prepare_event("task-sent", sent_event)
+        sent.update(queue=pool, exchange="", routing_key=pool)
+        dispatcher = self._events
+        budget = flower.budget()
+        # The message's JSON once, with a mark where each task's own values go (none of
+        # them needs escaping in JSON: hex ids, digits, base64, a repr of those).
+        template = json.dumps({
+            "body": _MARK + "body",
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {**headers, "id": _MARK + "id", "root_id": _MARK + "id", "argsrepr": _MARK + "args"},
+            "properties": {**properties, "correlation_id": _MARK + "id", "delivery_mode": 2,
+                           "delivery_info": {"exchange": "", "routing_key": pool}, "priority": priority,
+                           "body_encoding": "base64", "delivery_tag": _MARK + "tag"},
+        })
+        parts = template.split(_MARK)  # the text between marks, each part after the first led by its mark's name
+        if len(parts) != 7:  # a setting's value (the queue's name, the host's) holding the mark
+            raise FarmError(f"a task message cannot be made: {_MARK!r} is in one of its headers: {template[:300]}")
+        body_tail = json.dumps([kwargs, embed])[1:]  # the body after its arguments
+        messages, events = [], []
+        for index in indexes:
+            show = budget.take()
+            tid = task_id(job_id, index, quiet=not show)
+            argsrepr = repr((job_id, index))
+            body = base64.b64encode(f'[["{job_id}", {index}], {body_tail}'.encode()).decode()
+            values = {"id": tid, "args": argsrepr, "body": body, "tag": str(uuid.uuid4())}
+            text = [parts[0]]
+            for part in parts[1:]:
+                name = next(name for name in values if part.startswith(name))
+                text += (values[name], part[len(name):])
+            messages.append("".join(text))
+            if show:
+                # private: the public send() and publish() publish each event alone, not the batch's as one task.multi
+                events.append(dispatcher._prepare_event("task-sent", {**sent, "uuid": tid, "root_id": tid,
+                                                                       "args": argsrepr}))
+        return messages, events
+
+    def _announce(self, events: list[dict]) -> None:
+        """Publish `events` (Celery's, prepared) as one task.multi message."""
+        dispatcher = self._events
+        with self.app.producer_or_acquire() as producer:
+            producer.maybe_declare(dispatcher.exchange)
+            producer.publish(events, routing_key="task.multi", exchange=dispatcher.exchange.name,
+                             serializer=dispatcher.serializer, headers=dispatcher.headers,
+                             delivery_mode=dispatcher.delivery_mode, retry=False, declare=None)
 
     def scan(self, job_id: str, pool: str | None = None) -> QueueScan:
-        """Which buckets of `job_id` (on the queue `pool`) have a message queued or held by a
-        worker right now."""
+        """Which buckets of `job_id` (on the queue `pool`) have a message queued right now."""
         scan = QueueScan()
         marker = job_id.encode()
         for raw in self._queued(pool):
@@ -178,18 +237,6 @@ class BucketQueue:
             found = _job_bucket(raw)
             if found and found[0] == job_id:
                 scan.queued.add(found[1])
-        # kombu's ack emulation, undocumented: no API lists the unacknowledged messages, nor when each was taken
-        held = self.redis.hgetall(Channel.unacked_key)
-        if held:
-            since = dict(self.redis.zrange(Channel.unacked_index_key, 0, -1, withscores=True))
-            for tag, raw in held.items():
-                try:
-                    message = json.loads(raw)[0]
-                except (ValueError, IndexError, KeyError, TypeError):
-                    continue
-                found = _job_bucket(message)
-                if found and found[0] == job_id:
-                    scan.held[found[1]] = since.get(tag, 0.0)
         return scan
 
     def purge(self, job_id: str, pool: str | None = None) -> int:
@@ -213,16 +260,12 @@ class BucketQueue:
 
     def _announce_revoked(self, task_ids: list[str]) -> None:
         """One message of task-revoked events (task.multi, as the sends' task-sent ones)."""
-        events = self._events
+        dispatcher = self._events
         try:
-            with self.app.producer_or_acquire() as producer:
-                producer.maybe_declare(events.exchange)
-                # private, as in _publish: one message for all the job's task-revoked events
-                body = [events._prepare_event("task-revoked", {"uuid": tid, "terminated": False, "expired": False,
-                                                               "signum": None}) for tid in task_ids]
-                producer.publish(body, routing_key="task.multi", exchange=events.exchange.name,
-                                 serializer=events.serializer, headers=events.headers,
-                                 delivery_mode=events.delivery_mode, retry=False, declare=None)
+            # private, as in _messages: one message for all the job's task-revoked events
+            self._announce([dispatcher._prepare_event("task-revoked", {"uuid": tid, "terminated": False,
+                                                                        "expired": False, "signum": None})
+                            for tid in task_ids])
         except (*_LOST, BatchPublishError) as exc:  # the purge stands; only Flower's view is late
             log.warning("could not tell Flower of %d revoked buckets: %s", len(task_ids), exc)
 

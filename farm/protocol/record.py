@@ -89,9 +89,12 @@ class JobRecord:
               mixed: bool = False, require: tuple[str, ...] = ()) -> None:
         """Queue on `pipe` the new record of `meta` at `priority`, for workers whose kernel
         sources have the digest `kernel` (farm.protocol.identity; "": any), of one kernel
-        identity unless `mixed`, on workers holding the tags `require`, living JOB_TTL."""
+        identity unless `mixed`, on workers holding the tags `require`, living JOB_TTL.
+        `parts`: its deliveries' hashes exist from its start and keep their expiry
+        (Deliveries.create), so a worker's script need not renew it."""
         pipe.hset(self.key, mapping={**meta.to_redis(), "priority": str(int(priority)), "kernel": kernel,
-                                     "mixed": "1" if mixed else "", "require": ",".join(require)})
+                                     "mixed": "1" if mixed else "", "require": ",".join(require),
+                                     "parts": "1"})
         pipe.expire(self.key, defaults.JOB_TTL)
 
     def state(self) -> tuple[str, str, int, str]:

@@ -102,6 +102,19 @@ def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
     return body + secret.tag(key, body)
 
 
+def tile_origin(payload: bytes) -> tuple[int, str] | None:
+    """The bucket and worker a tile's header claims, unchecked (decode_tile checks them),
+    or None for what is not a farm tile: what an event carrying its tile is about."""
+    try:
+        magic, head_size = _TILE_PREFIX.unpack_from(payload)
+        if magic != TILE_MAGIC:
+            return None
+        head = json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size])
+        return int(head["bucket"]), str(head.get("worker", ""))
+    except (struct.error, ValueError, TypeError, KeyError):
+        return None
+
+
 def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = CHANNELS,
                 sums: bool = False) -> tuple[TileHeader, np.ndarray]:
     """The header and pixels (`channels` numbers each: the job's; int64 sums where the job

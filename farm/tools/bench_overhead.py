@@ -7,11 +7,15 @@ the CPU time each process used (the client, redis-server, every worker and its p
 children, read from the kernel through psutil), and each bucket's time from its send to
 its tile in the film (the client's clock, so nothing depends on clocks agreeing), and the
 commands Redis ran meanwhile (INFO commandstats: every client's, the workers' heartbeats
-and events included, less the bench's own INFO).
+and events included, less the bench's own INFO), and the task events a subscriber got (as
+Flower would: a process of its own, subscribed as Flower is).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import multiprocessing
 import statistics
 import time
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ class Round:
     cpu: dict[str, float]  # seconds of CPU: client, redis, workers
     latencies: list[float]  # seconds from send to tile in the film, one per bucket
     commands: dict[str, int]  # Redis commands run during the frame, by name
+    events: int  # task events published during the frame (a subscriber's count)
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -58,6 +63,48 @@ def _with_children(pids: list[int]) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+def _subscriber(url: str, ready, stop, count) -> None:
+    """In a process of its own: count the task events published on the broker at `url`
+    (each message of task.multi holds several) until `stop` is set."""
+    import redis
+
+    pubsub = redis.Redis.from_url(url).pubsub()
+    pubsub.psubscribe("*celeryev/task.*")
+    pubsub.get_message(timeout=5)  # the subscription's confirmation
+    ready.set()
+    seen = 0
+    while not stop.is_set():
+        message = pubsub.get_message(timeout=0.1)
+        if message and message["type"] == "pmessage":
+            body = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
+            seen += len(body) if isinstance(body, list) else 1
+    count.value = seen
+
+
+class EventCounter:
+    """Counts the task events published while it is open, from another process."""
+
+    def __init__(self, url: str):
+        context = multiprocessing.get_context("spawn")
+        self.ready, self.stop, self.count = context.Event(), context.Event(), context.Value("q", 0)
+        self.process = context.Process(target=_subscriber, args=(url, self.ready, self.stop, self.count), daemon=True)
+
+    def __enter__(self) -> EventCounter:
+        self.process.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("the event subscriber did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)  # a worker's last events wait up to EVENT_FLUSH
+        self.stop.set()
+        self.process.join(10)
+
+    @property
+    def seen(self) -> int:
+        return int(self.count.value)
 
 
 def _calls(redis) -> dict[str, int]:
@@ -92,17 +139,18 @@ def measure(workers: int, scene, document, bucket_size: int, null_seconds: float
         worker_processes = _with_children([w.process.pid for w in local.workers])
 
         def frame() -> Round:
-            calls = _calls(redis_client)
-            before = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
-            job = start_job(redis_client, app, scene, document, bucket_size, "spiral", null=null_seconds)
-            job.collect(check_alive=local.check_alive)
-            after = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
+            with EventCounter(local.broker_url) as events:
+                calls = _calls(redis_client)
+                before = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
+                job = start_job(redis_client, app, scene, document, bucket_size, "spiral", null=null_seconds)
+                job.collect(check_alive=local.check_alive)
+                after = (_cpu_seconds([client]), _cpu_seconds(redis_server), _cpu_seconds(worker_processes))
             cpu = dict(zip(("client", "redis", "workers"), (b - a for a, b in zip(before, after))))
             latencies = [r.arrived - r.sent for r in job.records.values()]
             ran = {name: count - calls.get(name, 0) for name, count in _calls(redis_client).items()}
             ran["info"] -= 1  # the INFO that read the counts before
             return Round(job.total, job.wall_seconds, job.queue.seconds, job.queue.sent, cpu, latencies,
-                         {name: count for name, count in ran.items() if count > 0})
+                         {name: count for name, count in ran.items() if count > 0}, events.seen)
 
         frame()  # warm: every worker has taken buckets, every connection is open
         return [frame() for _ in range(repeat)]
@@ -132,3 +180,6 @@ def _print(args, workers: int, bucket_size: int, scene, rounds: list[Round]) -> 
     ordered = sorted(each.items(), key=lambda item: -item[1])
     print(f"Redis commands per bucket: {median(lambda r: sum(r.commands.values()) / r.buckets):.1f} (INFO "
           f"commandstats, every client's): " + ", ".join(f"{name} {count:.2f}" for name, count in ordered if count >= 0.01))
+    print(f"task events for Flower: {median(lambda r: r.events / r.buckets):.2f} per bucket, "
+          f"{median(lambda r: r.events / r.wall):.0f}/s (a subscriber's count; Flower falls behind past 3-4k/s; "
+          f"FARM_TASK_EVENTS={defaults.TASK_EVENTS:g} a sending process)")

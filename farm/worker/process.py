@@ -38,6 +38,7 @@ from farm.protocol.recovery import Action, Recovery, hand_back
 from farm.protocol.tiles import TileHeader
 from farm.worker import device as devices
 from farm.worker import about, metrics, plugins
+from farm.worker.busy import BusySign
 from farm.worker.leases import LeaseKeeper
 from farm.worker.render import build_program
 from farm.worker.scenes import Scenes
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 # What the tools plug in where their setting asks (deliberate faults, the null renderer):
 # a real worker loads none of them.
 hooks = plugins.load()
-
 
 
 class WorkerState:
@@ -70,6 +70,7 @@ class WorkerState:
         self.failed_in_a_row = 0
         self.bad = False  # failed BAD_WORKER_FAILURES buckets in a row: takes no more
         self.lease_keeper = LeaseKeeper()
+        self.busy = BusySign(self.redis, os.getppid())  # tells the registry whether it renders
         self.speed = SpeedMeter()  # its samples/s, said to the farm as it changes
         self._recovery: Recovery | None = None
 
@@ -130,9 +131,6 @@ class WorkerState:
         start it under a lease (Job.take), then store the tile. Any other (a job that ended,
         a tile or a lease already there, a crash or failure before) takes the long way."""
 
-        def beat(busy: bool):
-            return lambda pipe: registry.beat(pipe, hostname, busy=busy, pid=os.getppid())
-
         # Rendering from before the lease exists: a SIGTERM that comes once the lease is seen
         # must stop the bucket at its next pass, not kill the process (a crash, counted).
         draft = Lease(index, 0, hostname, self.host, self.pid, self.device.name, 0.0, 0.0, copy)
@@ -142,7 +140,8 @@ class WorkerState:
             try:  # what the job's record says; a malformed one fails the job, a vanished one is skipped
                 # a negative index takes the long way, where _start drops it as stray (Job.take checks only the top)
                 fresh = index >= 0 and not (self.stopping or self.bad)
-                taken = Job.take(self.redis, job_id, draft, also=beat(True), kernel=self.kernel) if fresh else None
+                taken = Job.take(self.redis, job_id, draft, also=self.busy.starting(hostname),
+                                 kernel=self.kernel) if fresh else None
                 if taken is None:
                     job, seen = Job.look(self.redis, job_id, index)
             except MalformedJob as exc:
@@ -155,10 +154,11 @@ class WorkerState:
             if taken is not None:
                 job, lease = taken
             else:
-                lease = self._start(task, job, seen, draft, hostname, beat(True))
+                lease = self._start(task, job, seen, draft, hostname, self.busy.starting(hostname))
         finally:
             self.rendering = lease is not None
         if lease is None:
+            self.busy.ended(hostname)
             return False
         self.lease_keeper.keep(job, lease)
         released = False
@@ -170,13 +170,8 @@ class WorkerState:
                                 seconds, lease.attempt, self.pid)
             self.lease_keeper.drop()
 
-            def release(pipe) -> None:
-                job.deliveries.release(pipe, lease)
-                beat(False)(pipe)
-                if speed is not None:
-                    registry.note_speed(pipe, hostname, speed)
-
-            first = job.tiles.store(header, tile, self.key, also=release)
+            said = None if speed is None else lambda pipe: registry.note_speed(pipe, hostname, speed)
+            first = job.tiles.store(header, tile, self.key, lease=lease.name, also=said)  # ends the lease too
             released = True
         except (Reject, Ignore):  # handed back, or stopped by a cancel: neither is a failure
             raise
@@ -190,7 +185,8 @@ class WorkerState:
             self.rendering = False
             self.lease_keeper.drop()
             if not released:
-                job.deliveries.drop(lease, also=beat(False))
+                job.deliveries.drop(lease)
+            self.busy.ended(hostname)
         self.failed_in_a_row = 0
         log.info(
             "job %s bucket %d: %.3fs on %s%s", job_id[:8], index, seconds, self.device.name,
