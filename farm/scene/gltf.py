@@ -63,6 +63,7 @@ class Converted:
     upper: np.ndarray = field(default_factory=lambda: np.full(3, -np.inf))
     triangles: int = 0
     warnings: list[str] = field(default_factory=list)
+    emitters: int = 0  # lights it made shapes (a USD stage's area lights): they light the scene
 
 
 def convert(name: str, data: bytes, file_size, transform: np.ndarray, prefix: str, read=None,

@@ -21,12 +21,13 @@ import numpy as np
 from farm import defaults
 from farm.exceptions import SceneError
 from farm.protocol.assets import FolderAssets, check_size, size_text
-from farm.scene import gltf
+from farm.scene import gltf, usd
+from farm.scene.usd import USD_SUFFIXES
 from farm.scene.model import Scene
 from farm.scene.parse import parse_scene, parse_transform, scene_digest
 
 GLTF_SUFFIXES = (".gltf", ".glb")
-SCENE_SUFFIXES = (".json", *GLTF_SUFFIXES)
+SCENE_SUFFIXES = (".json", *GLTF_SUFFIXES, *USD_SUFFIXES)
 
 # A glTF file names no film: this wide, its camera's aspect (else 16:9), and enough
 # samples for a clean preview. A JSON scene including the glTF can say otherwise.
@@ -62,7 +63,7 @@ def load_scene(
     except OSError as exc:
         raise SceneError(f"{path}: cannot read scene file: {exc.strerror}") from None
     check_size(str(path), size)
-    if suffix in GLTF_SUFFIXES:
+    if suffix in GLTF_SUFFIXES + USD_SUFFIXES:
         document = {"version": 1, "include": [{"file": path.name}]}
     else:
         document = _read_json(path, size)
@@ -161,13 +162,17 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
     for number, include in enumerate(includes):
         where = f"{source}.include[{number}]"
         if not isinstance(include, dict) or not isinstance(include.get("file"), str) or set(include) - {"file", "transform"}:
-            raise SceneError(f"{where}: expected {{\"file\": name.gltf or name.glb, \"transform\": optional}}")
+            raise SceneError(f"{where}: expected {{\"file\": name.gltf, .glb or .usd*, \"transform\": optional}}")
         name = include["file"]
-        if not name.lower().endswith(GLTF_SUFFIXES):
-            raise SceneError(f"{where}.file: {name!r} is not a .gltf or .glb file")
+        if not name.lower().endswith(GLTF_SUFFIXES + USD_SUFFIXES):
+            raise SceneError(f"{where}.file: {name!r} is not a .gltf, .glb, .usd, .usda, .usdc or .usdz file")
         matrix = np.array(parse_transform(include.get("transform", {}), f"{where}.transform"))
-        converted = gltf.convert(name, folder.read(name), folder.size, matrix, prefix=f"{name}:", read=folder.read,
-                                 animation=animation)
+        if name.lower().endswith(USD_SUFFIXES):  # usd-core composes it on this client (farm.scene.usd)
+            folder.size(name)  # there, and within the limits
+            converted = usd.convert(folder.path(name), folder.folder, matrix, prefix=f"{name}:")
+        else:
+            converted = gltf.convert(name, folder.read(name), folder.size, matrix, prefix=f"{name}:",
+                                     read=folder.read, animation=animation)
         for key in ("materials", "textures"):
             document[key].update(getattr(converted, key))
         if converted.rig:  # one rig for every file: this file's nodes after those before
@@ -179,6 +184,7 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
                     holder["rig"] += offset
         document["shapes"] += converted.shapes
         document["lights"] += converted.lights
+        own_emitters = own_emitters or converted.emitters > 0
         if "camera" not in document and converted.camera is not None:
             document["camera"], aspect = converted.camera, converted.aspect
         lower, upper = np.minimum(lower, converted.lower), np.maximum(upper, converted.upper)
