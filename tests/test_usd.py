@@ -163,3 +163,58 @@ def test_a_stage_without_usd_core_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pxr", None)  # import pxr fails, as where usd-core is not installed
     with pytest.raises(SceneError, match=r"any\.usda: reading USD needs usd-core: pip install 'farm\[usd\]'"):
         load_scene(tmp_path / "any.usda")
+
+
+def test_what_production_stages_do_is_read_as_they_mean_it(tmp_path):
+    """From a review of the first slice: points written only as time samples, a point
+    instancer's prototypes under it, a `full` binding, a material's interface input,
+    `primvars:normals` over `normals`, a prim scaled to nothing, faces of two corners, a
+    camera with an fStop and no focus distance."""
+    stage = _stage(tmp_path / "production.usda")
+    stage.SetStartTimeCode(1)
+    stage.SetEndTimeCode(10)
+    cache = UsdGeom.Mesh.Define(stage, "/Cache")  # a Houdini or Maya cache: samples only
+    cache.GetPointsAttr().Set([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)], 1.0)
+    cache.GetPointsAttr().Set([(5, 0, 0), (6, 0, 0), (6, 1, 0), (5, 1, 0)], 10.0)
+    cache.CreateFaceVertexCountsAttr([4, 2])
+    cache.CreateFaceVertexIndicesAttr([0, 1, 2, 3, 0, 1])
+    normals = UsdGeom.PrimvarsAPI(cache).CreatePrimvar("normals", Sdf.ValueTypeNames.Normal3fArray,
+                                                       UsdGeom.Tokens.vertex)
+    normals.Set([(0, 0, 1)] * 4)
+    cache.CreateNormalsAttr([(0, 0, -1)] * 4)  # the primvar wins
+    material = UsdShade.Material.Define(stage, "/Looks/Paint")
+    interface = material.CreateInput("base", Sdf.ValueTypeNames.Color3f)
+    interface.Set((0.2, 0.7, 0.3))
+    shader = UsdShade.Shader.Define(stage, "/Looks/Paint/Surface")
+    shader.CreateIdAttr("UsdPreviewSurface")
+    shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(interface)
+    material.CreateSurfaceOutput().ConnectToSource(shader.ConnectableAPI(), "surface")
+    UsdShade.MaterialBindingAPI.Apply(cache.GetPrim()).Bind(material, materialPurpose=UsdShade.Tokens.full)
+    instancer = UsdGeom.PointInstancer.Define(stage, "/Forest")
+    UsdGeom.Sphere.Define(stage, "/Forest/Prototypes/Tree")
+    gone = UsdGeom.Sphere.Define(stage, "/Flat")
+    UsdGeom.XformCommonAPI(gone).SetScale((0, 0, 0))
+    camera = UsdGeom.Camera.Define(stage, "/Camera")
+    camera.CreateFStopAttr(2.8)
+    UsdGeom.XformCommonAPI(camera).SetTranslate((0.5, 0.5, 5))
+    stage.GetRootLayer().Save()
+    assert instancer
+    scene, document = load_scene(tmp_path / "production.usda")
+    (shape,) = document["shapes"]  # the cache's quad only: no prototype, nothing scaled to nothing
+    assert np.array(shape["vertices"])[:, 0].max() == 1.0, "read at the stage's start"
+    assert len(shape["triangles"]) == 2 and np.allclose(shape["normals"], [0, 0, 1])
+    assert np.allclose(document["materials"][shape["material"]]["base_color"], (0.2, 0.7, 0.3))
+    assert "aperture_radius" not in document["camera"]
+    said = " ".join(scene.warnings)
+    for words in ("point instancers are not rendered", "scaled to nothing", "fewer than three corners",
+                  "fStop without a focusDistance", "read at its start time code"):
+        assert words in said, words
+
+
+def test_a_malformed_stage_is_refused_in_one_line(tmp_path):
+    (tmp_path / "broken.usda").write_text("#usda 1.0\ndef Mesh \"M\" {\n  point3f[] points = [(0, 0\n")
+    (tmp_path / "noise.usdc").write_bytes(bytes(range(256)) * 8)
+    for name in ("broken.usda", "noise.usdc"):
+        with pytest.raises(SceneError) as raised:
+            load_scene(tmp_path / name)
+        assert str(raised.value).startswith(f"{name}: cannot read the USD stage") and "\n" not in str(raised.value)

@@ -199,7 +199,7 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
     if not document["lights"] and not own_emitters:
         document["lights"].append({"type": "environment", "radiance": [1.0, 1.0, 1.0]})
         glow = any(isinstance(m, dict) and "emission" in m for m in document["materials"].values())
-        warnings.append(f"{source}: no lights in the scene{' (emissive glTF materials add to it)' * glow}; "
+        warnings.append(f"{source}: no lights in the scene{' (emissive materials add to it)' * glow}; "
                         f"lit by a uniform white sky")
 
 

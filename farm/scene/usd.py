@@ -4,38 +4,27 @@ Pixar's `usd-core` composes the stage (layers, references, payloads loaded, the 
 variant selections) and resolves every value; this module walks what it composed, on the
 client only (workers never read USD), into ordinary scene-document entries, as
 farm.scene.gltf does for glTF: meshes inline (world-space triangles, normals and uvs per
-corner), UsdPreviewSurface materials, the first camera (or `--camera`'s), UsdLux lights.
+corner), UsdPreviewSurface materials, the first camera (or the one `convert` names), UsdLux lights.
 The stage's `metersPerUnit` and `upAxis` are applied: the document is in metres, +y up.
 
-What is converted: UsdGeomMesh (any polygons, fan-triangulated; vertex, varying,
-face-varying and uniform normals and `st`; `orientation`; GeomSubsets of the
-`materialBind` family with their own materials), UsdGeomSphere and UsdGeomCube, the
-xform stack (UsdGeomXformCache), the `render` purpose (`proxy` and `guide` prims are left
-out), scenegraph instances (as copies: their proxies are walked); UsdPreviewSurface's
-diffuseColor, emissiveColor, metallic, roughness and ior as constants or from a
-UsdUVTexture file (with its `scale` as the factor); UsdGeomCamera's focal length, vertical
-aperture, and depth of field from fStop and focusDistance; RectLight and DiskLight as
-emissive shapes, SphereLight (a sphere, or a point where it has no radius), DistantLight
-(a sun) and DomeLight (a uniform sky, or its texture), with intensity, exposure, colour
-and normalize. What is not is named in one warning each: subdivision (rendered as its
-control cage), other gprims, other shader networks, texture wrap modes and biases,
-point instancers (their prototypes are not placed).
+What is converted, and what is named in a warning instead: docs/scenes.md, "USD stages".
+Materials: farm.scene.usd_materials; the camera and lights: farm.scene.usd_lights.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
+from farm import defaults
 from farm.exceptions import SceneError
 from farm.scene import usd_lights
+from farm.scene.usd_materials import UsdMaterials, bound
 from farm.scene.gltf import Converted
 
 USD_SUFFIXES = (".usd", ".usda", ".usdc", ".usdz")
-
-PREVIEW = "UsdPreviewSurface"
-
 
 def convert(path: Path, folder: Path, transform: np.ndarray, prefix: str, camera: str | None = None) -> Converted:
     """Convert the stage at `path` (a file under the scene's `folder`, where its textures
@@ -45,15 +34,16 @@ def convert(path: Path, folder: Path, transform: np.ndarray, prefix: str, camera
         from pxr import Usd
     except ImportError:
         raise SceneError(f"{path.name}: reading USD needs usd-core: pip install 'farm[usd]'") from None
-    stage = Usd.Stage.Open(str(path), Usd.Stage.LoadAll)
-    if stage is None:
-        raise SceneError(f"{path.name}: not a USD stage usd-core can open")
     try:
+        stage = Usd.Stage.Open(str(path), Usd.Stage.LoadAll)
+        if stage is None:
+            raise SceneError(f"{path.name}: not a USD stage usd-core can open")
         return _Converter(stage, path, folder, prefix).run(transform, camera)
     except SceneError:
         raise
     except Exception as exc:  # pxr raises its own Tf errors for a malformed stage
-        raise SceneError(f"{path.name}: cannot convert the USD stage ({type(exc).__name__}: {exc})") from None
+        first = " ".join(str(exc).split())[:300]
+        raise SceneError(f"{path.name}: cannot read the USD stage ({type(exc).__name__}: {first})") from None
 
 
 def stage_frame(stage) -> np.ndarray:
@@ -62,6 +52,8 @@ def stage_frame(stage) -> np.ndarray:
     from pxr import UsdGeom
 
     scale = float(UsdGeom.GetStageMetersPerUnit(stage))
+    if not (math.isfinite(scale) and scale > 0):
+        raise SceneError(f"metersPerUnit is {scale}: not a positive number")
     frame = np.diag([scale, scale, scale, 1.0])
     if UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z:
         frame = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float) @ frame
@@ -73,14 +65,18 @@ def _matrix(gf) -> np.ndarray:
     return np.array(gf, float).T
 
 
-class _Converter:
+class _Converter(UsdMaterials):
     def __init__(self, stage, path: Path, folder: Path, prefix: str):
         from pxr import Usd, UsdGeom
 
         self.stage, self.path, self.folder, self.prefix = stage, path, folder, prefix
         self.name = path.name
-        self.time = Usd.TimeCode.Default()
+        # values at the stage's start, else each attribute's first time sample (a cache of
+        # Houdini or Maya writes samples only); --frames does not yet read it frame by frame
+        self.time = Usd.TimeCode(stage.GetStartTimeCode()) if stage.HasAuthoredTimeCodeRange() \
+            else Usd.TimeCode.EarliestTime()
         self.xforms = UsdGeom.XformCache(self.time)
+        self.triangles = 0  # so far, against FARM_MAX_TRIANGLES
         self.out = Converted()
         self.material_names: dict[str, str] = {}
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
@@ -97,15 +93,30 @@ class _Converter:
         self.frame = transform @ stage_frame(self.stage)
         self.meters = float(UsdGeom.GetStageMetersPerUnit(self.stage))
         cameras = []
-        for prim in Usd.PrimRange(self.stage.GetPseudoRoot(), Usd.TraverseInstanceProxies()):
+        if self.stage.HasAuthoredTimeCodeRange():
+            self._warn("read at its start time code (time samples with --frames: not yet)")
+        walk = iter(Usd.PrimRange(self.stage.GetPseudoRoot(), Usd.TraverseInstanceProxies()))
+        for prim in walk:
             if not prim.IsActive() or not prim.IsDefined():
+                walk.PruneChildren()
                 continue
             imageable = UsdGeom.Imageable(prim)
-            if imageable and imageable.ComputePurpose() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide):
+            # purpose and visibility are inherited: a pruned prim's children go with it
+            if imageable and (imageable.GetPurposeAttr().Get() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide)
+                              or imageable.GetVisibilityAttr().Get(self.time) == UsdGeom.Tokens.invisible):
+                walk.PruneChildren()
                 continue
-            if imageable and imageable.ComputeVisibility(self.time) == UsdGeom.Tokens.invisible:
+            if prim.IsA(UsdGeom.PointInstancer):  # its prototypes are its children: not drawn where they stand
+                walk.PruneChildren()
+                self._warn(f"{prim.GetPath()}: point instancers are not rendered yet")
                 continue
-            world = self.frame @ _matrix(self.xforms.GetLocalToWorldTransform(prim))
+            local = _matrix(self.xforms.GetLocalToWorldTransform(prim))
+            if abs(np.linalg.det(local[:3, :3])) < 1e-18:
+                if prim.IsA(UsdGeom.Gprim) or prim.IsA(UsdGeom.Xform):
+                    self._warn(f"{prim.GetPath()}: scaled to nothing; left out")
+                walk.PruneChildren()
+                continue
+            world = self.frame @ local
             if prim.IsA(UsdGeom.Mesh):
                 self._mesh(UsdGeom.Mesh(prim), world)
             elif prim.IsA(UsdGeom.Sphere):
@@ -116,9 +127,7 @@ class _Converter:
                 cameras.append((prim, world))
             elif prim.HasAPI(UsdLux.LightAPI) or prim.IsA(UsdLux.BoundableLightBase) or \
                     prim.IsA(UsdLux.NonboundableLightBase):
-                usd_lights.light(self, prim, world)
-            elif prim.IsA(UsdGeom.PointInstancer):
-                self._warn(f"{prim.GetPath()}: point instancers are not rendered yet (their prototypes are not placed)")
+                usd_lights.light(self, prim, world, local)
             elif prim.IsA(UsdGeom.Gprim):
                 self._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
         chosen = [c for c in cameras if camera is None or str(c[0].GetPath()) == camera]
@@ -141,38 +150,54 @@ class _Converter:
             self.out.upper = np.maximum(self.out.upper, points.max(axis=0))
 
     def _mesh(self, mesh, world: np.ndarray) -> None:
-        from pxr import UsdGeom, UsdShade
+        from pxr import UsdGeom
 
         path = mesh.GetPath()
         points = np.array(mesh.GetPointsAttr().Get(self.time) or [], float).reshape(-1, 3)
         counts = np.array(mesh.GetFaceVertexCountsAttr().Get(self.time) or [], np.int64)
         indices = np.array(mesh.GetFaceVertexIndicesAttr().Get(self.time) or [], np.int64)
         if not len(points) or not len(counts):
+            if len(counts):
+                self._warn(f"{path}: no points at the time read; left out")
             return
-        if counts.min() < 3 or counts.sum() != len(indices) or indices.min() < 0 or indices.max() >= len(points):
+        if counts.min() < 0 or counts.sum() != len(indices) or (len(indices) and
+                                                                  (indices.min() < 0 or indices.max() >= len(points))):
             raise SceneError(f"{self.name}: {path}: face counts and indices do not fit its {len(points)} points")
         if mesh.GetSubdivisionSchemeAttr().Get() not in (None, UsdGeom.Tokens.none):  # USD's default: catmullClark
             self.subdivided.append(str(path))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        # fan triangles of every face, as corners (face-vertex positions) and their faces
-        corners, faces = [], []
-        for fan in range(1, int(counts.max()) - 1):
-            has = counts > fan + 1
-            base = starts[has]
-            corners.append(np.stack([base, base + fan, base + fan + 1], axis=1))
-            faces.append(np.nonzero(has)[0])
-        corners, faces = np.concatenate(corners), np.concatenate(faces)
-        order = np.argsort(faces, kind="stable")  # each face's triangles together, faces in order
-        corners, faces = corners[order], faces[order]
+        # the faces drawn: three corners at least (Hydra skips the others), and not holes
+        drawn = counts >= 3
+        holes = np.array(mesh.GetHoleIndicesAttr().Get(self.time) or [], np.int64)
+        drawn[holes[(holes >= 0) & (holes < len(counts))]] = False
+        if (counts < 3).any():
+            self._warn(f"{path}: {int((counts < 3).sum())} face(s) of fewer than three corners left out")
+        # fan triangles of every face drawn, in face order: corners (face-vertex positions) and faces
+        fans = np.where(drawn, counts - 2, 0)
+        self.triangles += int(fans.sum())
+        if self.triangles > defaults.MAX_TRIANGLES:
+            raise SceneError(f"{self.name}: more than {defaults.MAX_TRIANGLES:,} triangles (FARM_MAX_TRIANGLES)")
+        faces = np.repeat(np.arange(len(counts)), fans)
+        fan = np.arange(len(faces)) - np.repeat(np.cumsum(fans) - fans, fans) + 1  # 1, 2, ... within each face
+        base = starts[faces]
+        corners = np.stack([base, base + fan, base + fan + 1], axis=1)
+        if not len(corners):
+            return
         if mesh.GetOrientationAttr().Get() == UsdGeom.Tokens.leftHanded:
             corners = corners[:, ::-1]
         if np.linalg.det(world[:3, :3]) < 0:  # a mirroring transform keeps front sides in front
             corners = corners[:, ::-1]
         vertex = indices[corners]  # the point of each corner
         moved = (points @ world[:3, :3].T + world[:3, 3])[vertex].reshape(-1, 3)
-        shape_normals = self._corner_values(mesh.GetNormalsAttr().Get(self.time), mesh.GetNormalsInterpolation(),
-                                            corners, vertex, faces, len(points), 3, f"{path}.normals")
         primvars = UsdGeom.PrimvarsAPI(mesh)
+        normals_primvar = primvars.GetPrimvar("normals")  # it wins over `normals`, as USD says
+        if normals_primvar and normals_primvar.HasAuthoredValue():
+            shape_normals = self._corner_values(normals_primvar.ComputeFlattened(self.time),
+                                                normals_primvar.GetInterpolation(), corners, vertex, faces,
+                                                len(points), 3, f"{path}.primvars:normals")
+        else:
+            shape_normals = self._corner_values(mesh.GetNormalsAttr().Get(self.time), mesh.GetNormalsInterpolation(),
+                                                corners, vertex, faces, len(points), 3, f"{path}.normals")
         uvs = None
         st = primvars.GetPrimvar("st")
         if st and st.HasAuthoredValue():
@@ -182,21 +207,18 @@ class _Converter:
         normals = None
         if shape_normals is not None:
             normal_matrix = np.linalg.inv(world[:3, :3]).T
-            normals = (shape_normals @ normal_matrix.T)
-            lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+            normals = shape_normals.reshape(-1, 3) @ normal_matrix.T
+            lengths = np.linalg.norm(normals, axis=-1, keepdims=True)
             normals = np.where(lengths > 0, normals / np.where(lengths > 0, lengths, 1), 0.0)
         # faces by material: the GeomSubsets of the materialBind family, the rest the mesh's own
         material_of_face = np.full(len(counts), -1, np.int64)
-        materials = [self._material(UsdShade.MaterialBindingAPI(mesh.GetPrim()).ComputeBoundMaterial()[0],
-                                    mesh.GetPrim())]
+        materials = [self._material(bound(mesh.GetPrim()), mesh.GetPrim())]
         for subset in UsdGeom.Subset.GetGeomSubsets(mesh, UsdGeom.Tokens.face, "materialBind"):
-            bound = UsdShade.MaterialBindingAPI(subset.GetPrim()).ComputeBoundMaterial()[0]
             chosen = np.array(subset.GetIndicesAttr().Get(self.time) or [], np.int64)
             chosen = chosen[(chosen >= 0) & (chosen < len(counts))]
-            materials.append(self._material(bound, mesh.GetPrim()))
+            materials.append(self._material(bound(subset.GetPrim()), mesh.GetPrim()))
             material_of_face[chosen] = len(materials) - 2
         triangles_material = material_of_face[faces]
-        double = bool(mesh.GetDoubleSidedAttr().Get())
         for number, material in enumerate(materials):
             picked = np.nonzero(triangles_material == number - 1)[0]
             if not len(picked):
@@ -208,12 +230,7 @@ class _Converter:
                 shape["normals"] = normals.reshape(-1, 3)[rows].tolist()
             if uvs is not None:
                 shape["uvs"] = uvs.reshape(-1, 2)[rows].tolist()
-            self.out.shapes.append(shape)
-            if double:  # the back as a front of its own: the kernel shades the front side
-                back = dict(shape, triangles=[t[::-1] for t in shape["triangles"]])
-                if "normals" in back:
-                    back["normals"] = (-np.array(back["normals"])).tolist()
-                self.out.shapes.append(back)
+            self.out.shapes.append(shape)  # both sides of it shade (the kernel's): doubleSided needs nothing
             self.out.triangles += len(picked)
         self._bounds(moved)
 
@@ -248,114 +265,21 @@ class _Converter:
         return float(scales[0])
 
     def _sphere(self, sphere, world: np.ndarray) -> None:
-        from pxr import UsdShade
-
         scale = self._uniform_scale(world, sphere.GetPath())
         if scale is None:
             return
         radius = float(sphere.GetRadiusAttr().Get(self.time)) * scale
         centre = world[:3, 3]
-        material = self._material(UsdShade.MaterialBindingAPI(sphere.GetPrim()).ComputeBoundMaterial()[0],
+        material = self._material(bound(sphere.GetPrim()),
                                   sphere.GetPrim())
         self.out.shapes.append({"type": "sphere", "material": material, "center": centre.tolist(), "radius": radius})
         self._bounds(np.array([centre - radius, centre + radius]))
 
     def _cube(self, cube, world: np.ndarray) -> None:
-        from pxr import UsdShade
-
         half = float(cube.GetSizeAttr().Get(self.time)) / 2  # the farm's box is [-1, 1] on each axis
         placed = world @ np.diag([half, half, half, 1.0])
-        material = self._material(UsdShade.MaterialBindingAPI(cube.GetPrim()).ComputeBoundMaterial()[0],
+        material = self._material(bound(cube.GetPrim()),
                                   cube.GetPrim())
         self.out.shapes.append({"type": "box", "material": material, "transform": {"matrix": placed.tolist()}})
         corners = np.array([[x, y, z, 1.0] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) @ placed.T
         self._bounds(corners[:, :3])
-
-    # -- materials -----------------------------------------------------------------------
-
-    def _material(self, material, prim=None) -> str:
-        """The document's name of a bound UsdShade material; where none is, a diffuse of the
-        prim's displayColor (USD's fallback look), else of 0.18 grey."""
-        from pxr import UsdGeom
-
-        key = str(material.GetPath()) if material else ""
-        if not key:
-            colour = UsdGeom.Gprim(prim).GetDisplayColorAttr().Get(self.time) if prim is not None else None
-            colour = [float(c) for c in colour[0]] if colour else [0.18, 0.18, 0.18]
-            key = f"displayColor{colour}"
-        if key in self.material_names:
-            return self.material_names[key]
-        name = f"{self.prefix}{key}"
-        self.material_names[key] = name
-        self.out.materials[name] = self._preview(material) if material else {"reflectance": colour}
-        return name
-
-    def _preview(self, material) -> dict:
-        surface = material.ComputeSurfaceSource()[0]
-        if not surface or surface.GetIdAttr().Get() != PREVIEW:
-            found = surface.GetIdAttr().Get() if surface else "none"
-            self._warn(f"{material.GetPath()}: surface shader {found} is not a {PREVIEW}; grey diffuse instead")
-            return {"reflectance": 0.5}
-        entry: dict = {"type": "principled"}
-        for usd_name, farm_name, default in (("diffuseColor", "base_color", (0.18, 0.18, 0.18)),
-                                             ("metallic", "metallic", 0.0), ("roughness", "roughness", 0.5),
-                                             ("ior", "ior", 1.5), ("emissiveColor", "emission", None)):
-            value = self._input(surface, usd_name, default, f"{material.GetPath()}.{usd_name}")
-            if value is not None:
-                entry[farm_name] = value
-        if entry.get("emission") in ([0.0, 0.0, 0.0], 0.0):
-            del entry["emission"]
-        for other in ("opacity", "clearcoat", "normal", "specularColor", "displacement", "occlusion"):
-            source = surface.GetInput(other)
-            if source and (source.HasConnectedSource() or source.Get() not in (None, 1.0 if other == "opacity" else 0.0)):
-                self._warn(f"{material.GetPath()}: {other} is not rendered yet")
-        return entry
-
-    def _input(self, shader, name: str, default, where: str):
-        """A UsdPreviewSurface input as the document's value: a constant, or a texture
-        (UsdUVTexture's file, its `scale` the factor)."""
-        from pxr import UsdShade
-
-        source = shader.GetInput(name)
-        if not source:
-            return _plain(default)
-        if source.HasConnectedSource():
-            connected, output, _ = source.GetConnectedSource()
-            texture = UsdShade.Shader(connected.GetPrim())
-            if texture.GetIdAttr().Get() != "UsdUVTexture":
-                self._warn(f"{where}: a {texture.GetIdAttr().Get()} network is not rendered; its default instead")
-                return _plain(default)
-            return self._texture(texture, str(output), where, default)
-        value = source.Get(self.time)
-        return _plain(default if value is None else value)
-
-    def _texture(self, texture, output: str, where: str, default):
-        asset = texture.GetInput("file").Get() if texture.GetInput("file") else None
-        resolved = Path(asset.resolvedPath) if asset is not None and asset.resolvedPath else None
-        try:
-            name = resolved.resolve().relative_to(self.folder.resolve()).as_posix() if resolved else None
-        except ValueError:
-            name = None
-        if name is None:
-            self._warn(f"{where}: texture {asset.path if asset else '(none)'} is not a file under the stage's "
-                       f"folder; its default instead")
-            return _plain(default)
-        colorspace = texture.GetInput("sourceColorSpace").Get() if texture.GetInput("sourceColorSpace") else None
-        key = f"{self.prefix}{texture.GetPath()}"
-        self.out.textures[key] = {"type": "image", "file": name,
-                                  "colorspace": {"sRGB": "srgb", "raw": "linear"}.get(str(colorspace), "auto")}
-        value: dict = {"texture": key}
-        if output in ("r", "g", "b", "a"):
-            value["channel"] = output
-        scale = texture.GetInput("scale").Get() if texture.GetInput("scale") else None
-        if scale is not None and tuple(scale) != (1.0, 1.0, 1.0, 1.0):
-            value["factor"] = float(scale[0]) if "channel" in value else [float(s) for s in tuple(scale)[:3]]
-        return value
-
-def _plain(value):
-    """A USD value (Gf vector, float) as the document's number or list."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    return [float(v) for v in value]

@@ -7,8 +7,6 @@ its disc."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
 import numpy as np
 
 from farm.scene import rig
@@ -24,86 +22,111 @@ def camera(converter, camera, world: np.ndarray) -> None:
     focal = float(camera.GetFocalLengthAttr().Get(converter.time))
     vertical = float(camera.GetVerticalApertureAttr().Get(converter.time))
     horizontal = float(camera.GetHorizontalApertureAttr().Get(converter.time))
+    if not (focal > 0 and vertical > 0 and horizontal > 0):
+        converter._warn(f"{camera.GetPath()}: focal length and apertures must be positive; framing the model instead")
+        return
     entry = {**rig.camera_at(world.tolist()), "fov": math.degrees(2 * math.atan(vertical / (2 * focal))),
              "fov_axis": "y"}
     stop = float(camera.GetFStopAttr().Get(converter.time) or 0.0)
-    if stop > 0:  # the lens's focal length in tenths of a stage unit (USD's camera units), in metres
+    focus = float(camera.GetFocusDistanceAttr().Get(converter.time) or 0.0)
+    if stop > 0 and focus <= 0:
+        converter._warn(f"{camera.GetPath()}: fStop without a focusDistance: a pinhole instead")
+    if stop > 0 and focus > 0:  # the lens's focal length in tenths of a stage unit (USD's camera units), in metres
         scale = float(np.linalg.norm(world[:3, 1]))
         entry["aperture_radius"] = focal * 0.1 * scale / (2 * stop)
-        entry["focus_distance"] = float(camera.GetFocusDistanceAttr().Get(converter.time)) * scale
+        entry["focus_distance"] = focus * scale
     converter.out.camera = entry
     if vertical > 0:
         converter.out.aspect = horizontal / vertical
 
-def light(converter, prim, world: np.ndarray) -> None:
-    """A UsdLux light as the document's light, or as an emissive shape (`converter`: farm.scene.usd's walker)."""
+
+def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
+    """A UsdLux light as the document's light, or as an emissive shape (`converter`:
+    farm.scene.usd's walker; `world` its matrix into the document, `local` into the stage,
+    whose units `normalize` divides by)."""
     from pxr import UsdLux
 
     light = UsdLux.LightAPI(prim)
-    colour = np.array(light.GetColorAttr().Get(converter.time) or (1, 1, 1), float)
-    radiance = colour * float(light.GetIntensityAttr().Get(converter.time) or 0.0) * \
-        2.0 ** float(light.GetExposureAttr().Get(converter.time) or 0.0)
-    normalize = bool(light.GetNormalizeAttr().Get(converter.time))
+    time = converter.time
+    colour = np.array(light.GetColorAttr().Get(time) or (1, 1, 1), float)
+    radiance = colour * float(light.GetIntensityAttr().Get(time) or 0.0) * \
+        2.0 ** float(light.GetExposureAttr().Get(time) or 0.0)
+    normalize = bool(light.GetNormalizeAttr().Get(time))
+    if light.GetEnableColorTemperatureAttr().Get(time):
+        converter._warn(f"{prim.GetPath()}: colour temperature is not read (its colour alone)")
+    if prim.HasAPI(UsdLux.ShapingAPI) and (UsdLux.ShapingAPI(prim).GetShapingConeAngleAttr().Get(time) or 180) < 180:
+        converter._warn(f"{prim.GetPath()}: shaping (a spot light's cone) is not read: it lights every way")
     place = rig.light_at(world.tolist())
-    axes = np.linalg.norm(world[:3, :3], axis=0)
+    stage_axes = np.linalg.norm(local[:3, :3], axis=0)  # normalize divides by its area in stage units
+    name = f"{converter.prefix}{prim.GetPath()}"
     if prim.IsA(UsdLux.RectLight) or prim.IsA(UsdLux.DiskLight):
-        rect = prim.IsA(UsdLux.RectLight)
-        if rect:
-            shape_light = UsdLux.RectLight(prim)
-            width, height = float(shape_light.GetWidthAttr().Get()), float(shape_light.GetHeightAttr().Get())
+        if prim.IsA(UsdLux.RectLight):
+            rect = UsdLux.RectLight(prim)
+            width, height = float(rect.GetWidthAttr().Get(time)), float(rect.GetHeightAttr().Get(time))
             outline = [(-width / 2, -height / 2), (width / 2, -height / 2), (width / 2, height / 2),
                        (-width / 2, height / 2)]
-            area = width * height * axes[0] * axes[1]
+            area = width * height
+            if rect.GetTextureFileAttr().Get(time):
+                converter._warn(f"{prim.GetPath()}: a rect light's texture is not read")
         else:
-            radius = float(UsdLux.DiskLight(prim).GetRadiusAttr().Get())
-            outline = [(radius * math.cos(a), radius * math.sin(a))
-                       for a in np.linspace(0, 2 * math.pi, 33)[:-1]]
-            area = math.pi * radius * radius * axes[0] * axes[1]
+            radius = float(UsdLux.DiskLight(prim).GetRadiusAttr().Get(time))
+            outline = [(radius * math.cos(a), radius * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 33)[:-1]]
+            area = math.pi * radius * radius
+        area *= stage_axes[0] * stage_axes[1]
         if normalize and area > 0:
             radiance = radiance / area
         corners = np.array([[x, y, 0.0, 1.0] for x, y in outline]) @ world.T
         # its light leaves along its -z: the front of a triangle wound clockwise seen from +z
-        triangles = [[0, i + 1, i] for i in range(1, len(outline) - 1)]
-        name = f"{converter.prefix}{prim.GetPath()}"
+        # (counter-clockwise where the transform mirrors, which turns its -z about)
+        mirrored = np.linalg.det(world[:3, :3]) < 0
+        triangles = [[0, i, i + 1] if mirrored else [0, i + 1, i] for i in range(1, len(outline) - 1)]
         converter.out.materials[name] = {"reflectance": 0.0, "emission": radiance.tolist()}
         converter.out.shapes.append({"type": "mesh", "material": name, "vertices": corners[:, :3].tolist(),
-                                "triangles": triangles})
+                                     "triangles": triangles})
         converter._bounds(corners[:, :3])
         converter.emitters += 1
     elif prim.IsA(UsdLux.SphereLight):
         sphere = UsdLux.SphereLight(prim)
-        radius = float(sphere.GetRadiusAttr().Get()) * float(axes.mean())
-        point = bool(sphere.GetTreatAsPointAttr().Get()) or radius <= 0
-        if normalize and radius > 0:
-            radiance = radiance / (4 * math.pi * radius * radius)
-        if point:  # a point of the same power: intensity = radiance x its disc's area
+        own = float(sphere.GetRadiusAttr().Get(time))
+        radius = own * float(np.linalg.norm(world[:3, :3], axis=0).mean())
+        if normalize and own > 0:
+            radiance = radiance / (4 * math.pi * (own * float(stage_axes.mean())) ** 2)
+        if sphere.GetTreatAsPointAttr().Get(time) or radius <= 0:
+            # a point of the same power: intensity = radiance x the area of its disc
             converter.out.lights.append({"type": "point", "position": place["position"],
-                                    "intensity": (radiance * math.pi * max(radius, 0.0) ** 2).tolist()})
+                                         "intensity": (radiance * math.pi * max(radius, 0.0) ** 2).tolist()})
             if radius <= 0:
                 converter._warn(f"{prim.GetPath()}: a sphere light of no radius gives no light")
         else:
-            name = f"{converter.prefix}{prim.GetPath()}"
             converter.out.materials[name] = {"reflectance": 0.0, "emission": radiance.tolist()}
             converter.out.shapes.append({"type": "sphere", "material": name, "center": place["position"],
-                                    "radius": radius})
+                                         "radius": radius})
             converter.emitters += 1
     elif prim.IsA(UsdLux.DistantLight):
-        angle = float(UsdLux.DistantLight(prim).GetAngleAttr().Get() or 0.0)
+        angle = float(UsdLux.DistantLight(prim).GetAngleAttr().Get(time) or 0.0)
         # radiance over the sun's disc of `angle` degrees: irradiance = radiance x its solid angle
         half = math.radians(angle / 2)
         solid = 2 * math.pi * (1 - math.cos(half)) if half > 0 else 1.0
         irradiance = radiance if normalize or half <= 0 else radiance * solid
-        converter.out.lights.append({"type": "sun", "direction": place["direction"], "irradiance": irradiance.tolist()})
-    elif prim.IsA(UsdLux.DomeLight):
-        texture = UsdLux.DomeLight(prim).GetTextureFileAttr().Get()
+        converter.out.lights.append({"type": "sun", "direction": place["direction"],
+                                     "irradiance": irradiance.tolist()})
+    elif prim.GetTypeName() in ("DomeLight", "DomeLight_1"):
+        if any(entry.get("type") == "environment" for entry in converter.out.lights):
+            converter._warn(f"{prim.GetPath()}: a second dome light is not rendered (the first lights the scene)")
+            return
+        texture = prim.GetAttribute("inputs:texture:file").Get(time)
         entry = {"type": "environment", "radiance": radiance.tolist()}
-        if texture is not None and texture.resolvedPath:
-            try:
-                entry = {"type": "environment", "file": Path(texture.resolvedPath).resolve().relative_to(
-                    converter.folder.resolve()).as_posix(), "scale": float(radiance.mean())}
-            except ValueError:
-                converter._warn(f"{prim.GetPath()}: dome texture {texture.path} is not under the stage's folder; "
-                           f"a uniform sky instead")
+        if texture is not None and texture.path:
+            file = converter.file_name(texture)
+            if file is None:
+                converter._warn(f"{prim.GetPath()}: dome texture {texture.path} is not a file under the stage's "
+                                f"folder (or is inside a .usdz); a uniform sky instead")
+            else:
+                entry = {"type": "environment", "file": file, "scale": float(radiance.mean())}
+                if not np.allclose(colour, colour.mean()):
+                    converter._warn(f"{prim.GetPath()}: the dome's colour tint is read as its mean")
+                if not np.allclose(local[:3, :3] / np.linalg.norm(local[:3, :3], axis=0), np.eye(3), atol=1e-6):
+                    converter._warn(f"{prim.GetPath()}: a rotated dome texture is rendered unrotated")
         converter.out.lights.append(entry)
     else:
         converter._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")

@@ -1,0 +1,151 @@
+"""A USD stage's materials as the scene document's (farm.scene.usd walks the stage; this
+mixin of its walker converts what is bound): UsdPreviewSurface as the `principled`
+material, its inputs constants or UsdUVTexture files, through material and node graph
+interface connections; a prim with no material gets a diffuse of its displayColor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PREVIEW = "UsdPreviewSurface"
+
+
+class UsdMaterials:
+    """Of farm.scene.usd's walker: `self.out`, `self.prefix`, `self.folder`, `self.time`,
+    `self.material_names`, `self._warn`."""
+
+    def _material(self, material, prim=None) -> str:
+        """The document's name of a bound UsdShade material; where none is, a diffuse of the
+        prim's displayColor (USD's fallback look), else of 0.18 grey."""
+        from pxr import UsdGeom
+
+        key = str(material.GetPath()) if material else ""
+        if not key:
+            colour = UsdGeom.Gprim(prim).GetDisplayColorAttr().Get(self.time) if prim is not None else None
+            colour = [float(c) for c in colour[0]] if colour else [0.18, 0.18, 0.18]
+            key = f"displayColor{colour}"
+        if key in self.material_names:
+            return self.material_names[key]
+        name = f"{self.prefix}{key}"
+        self.material_names[key] = name
+        self.out.materials[name] = self._preview(material) if material else {"reflectance": colour}
+        return name
+
+    def _preview(self, material) -> dict:
+        surface = material.ComputeSurfaceSource()[0]
+        if not surface or surface.GetIdAttr().Get() != PREVIEW:
+            found = surface.GetIdAttr().Get() if surface else "none"
+            self._warn(f"{material.GetPath()}: surface shader {found} is not a {PREVIEW}; grey diffuse instead")
+            return {"reflectance": 0.5}
+        entry: dict = {"type": "principled"}
+        for usd_name, farm_name, default in (("diffuseColor", "base_color", (0.18, 0.18, 0.18)),
+                                             ("metallic", "metallic", 0.0), ("roughness", "roughness", 0.5),
+                                             ("ior", "ior", 1.5), ("emissiveColor", "emission", None)):
+            value = self._input(surface, usd_name, default, f"{material.GetPath()}.{usd_name}")
+            if value is not None:
+                entry[farm_name] = value
+        if entry.get("emission") in ([0.0, 0.0, 0.0], 0.0):
+            del entry["emission"]
+        for other in ("opacity", "clearcoat", "normal", "specularColor", "displacement", "occlusion"):
+            source = surface.GetInput(other)
+            if source and (source.HasConnectedSource() or source.Get() not in (None, 1.0 if other == "opacity" else 0.0)):
+                self._warn(f"{material.GetPath()}: {other} is not rendered yet")
+        return entry
+
+    def _input(self, shader, name: str, default, where: str):
+        """A UsdPreviewSurface input as the document's value: a constant, or a texture
+        (UsdUVTexture's file, its `scale` the factor)."""
+        from pxr import UsdShade
+
+        source = shader.GetInput(name)
+        if not source:
+            return _plain(default)
+        # what gives it its value, through a material's or node graph's interface inputs
+        producers = source.GetValueProducingAttributes()
+        if not producers:
+            return _plain(default)
+        producer = producers[0]
+        if UsdShade.Output.IsOutput(producer):  # a shader's output: a texture, or a network not read
+            texture = UsdShade.Shader(producer.GetPrim())
+            if not texture or texture.GetIdAttr().Get() != "UsdUVTexture":
+                found = texture.GetIdAttr().Get() if texture else producer.GetPrim().GetTypeName()
+                self._warn(f"{where}: a {found} network is not rendered; its default instead")
+                return _plain(default)
+            return self._texture(texture, UsdShade.Output(producer).GetBaseName(), where, default)
+        value = producer.Get(self.time)
+        return _plain(default if value is None else value)
+
+    def _value(self, shader, name: str):
+        """An input's value, through interface connections; None where it has none."""
+        source = shader.GetInput(name)
+        producers = source.GetValueProducingAttributes() if source else []
+        return producers[0].Get(self.time) if producers else None
+
+    def _texture(self, texture, output: str, where: str, default):
+        asset = self._value(texture, "file")
+        name = self.file_name(asset)
+        if name is None:
+            self._warn(f"{where}: texture {asset.path if asset else '(none)'} is not a file under the stage's "
+                       f"folder (or is inside a .usdz: not read yet); its default instead")
+            return _plain(default)
+        colorspace = self._value(texture, "sourceColorSpace")
+        key = f"{self.prefix}{texture.GetPath()}"
+        self.out.textures[key] = {"type": "image", "file": name,
+                                  "colorspace": {"sRGB": "srgb", "raw": "linear"}.get(str(colorspace), "auto")}
+        value: dict = {"texture": key}
+        if output in ("r", "g", "b", "a"):
+            value["channel"] = output
+        scale = self._value(texture, "scale")
+        if scale is not None and tuple(scale) != (1.0, 1.0, 1.0, 1.0):
+            value["factor"] = float(scale["rgba".index(output)]) if "channel" in value else \
+                [float(s) for s in tuple(scale)[:3]]
+        reader = texture.GetInput("st")
+        varname = self._reader_varname(reader) if reader else None
+        if varname not in (None, "st"):
+            self._warn(f"{where}: uv set {varname!r} is not read (only `st`): the mesh's `st` instead")
+        bias = self._value(texture, "bias")
+        if bias is not None and tuple(bias) != (0.0, 0.0, 0.0, 0.0):
+            self._warn(f"{where}: texture bias {tuple(bias)} is not read")
+        for wrap in ("wrapS", "wrapT"):
+            mode = self._value(texture, wrap)
+            if mode is not None and str(mode) not in ("useMetadata", "repeat"):
+                self._warn(f"{where}: texture {wrap} {mode} is not read (repeat instead)")
+        return value
+
+    def _reader_varname(self, reader):
+        """The primvar name a UsdPrimvarReader_float2 feeding `reader` reads."""
+        from pxr import UsdShade
+
+        producers = reader.GetValueProducingAttributes()
+        if not producers or not UsdShade.Output.IsOutput(producers[0]):
+            return None
+        value = self._value(UsdShade.Shader(producers[0].GetPrim()), "varname")
+        return str(value) if value is not None else None
+
+    def file_name(self, asset) -> str | None:
+        """The scene-folder name of a resolved asset path, or None: outside the folder, or
+        inside a package (a .usdz's own files are not extracted yet)."""
+        from pxr import Ar
+
+        if asset is None or not asset.resolvedPath or Ar.IsPackageRelativePath(asset.resolvedPath):
+            return None
+        try:
+            return Path(asset.resolvedPath).resolve().relative_to(self.folder.resolve()).as_posix()
+        except ValueError:
+            return None
+
+
+def bound(prim):
+    """The material bound to `prim` for a final render (its `full` binding, else its all-purpose one)."""
+    from pxr import UsdShade
+
+    return UsdShade.MaterialBindingAPI(prim).ComputeBoundMaterial(UsdShade.Tokens.full)[0]
+
+
+def _plain(value):
+    """A USD value (Gf vector, float) as the document's number or list."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return [float(v) for v in value]
