@@ -521,12 +521,19 @@ def test_a_bad_setting_is_one_line_for_the_client_and_the_worker(tmp_path, varia
     assert f"worker: error: {message}" in worker.stderr
 
 
-@pytest.mark.parametrize("name", ["vase.obj", "model.ply", "shot.usd"])
+@pytest.mark.parametrize("name", ["vase.obj", "model.ply", "shot.abc"])
 def test_a_scene_file_of_another_format_names_the_formats_submit_reads(tmp_path, name):
     """Issue 26 item 6d: not "invalid JSON at line 1"."""
     (tmp_path / name).write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     assert_one_line_error(submit(tmp_path / name, "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0"),
-                          f"{name}: not a scene file; submit reads .json, .gltf, .glb")
+                          f"{name}: not a scene file; submit reads .json, .gltf, .glb, .usd, .usda, .usdc, .usdz")
+
+
+def test_a_usd_file_that_is_no_stage_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("pxr", reason="usd-core is not installed (pip install 'farm[usd]')")
+    (tmp_path / "shot.usd").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    assert_one_line_error(submit(tmp_path / "shot.usd", "-o", tmp_path / "out.png", "--broker", "redis://127.0.0.1:1/0"),
+                          "shot.usd: cannot read the USD stage")
 
 
 @pytest.mark.parametrize("url, shown", [
