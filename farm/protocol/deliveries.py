@@ -19,12 +19,9 @@ from farm.protocol.stats import bump
 # Both scripts below take KEYS: the job, and its tiles, leases, crashes, failures and
 # attempts; ARGV: the bucket, JOB_TTL, LEASE_TIMEOUT, and the lease's draft JSON (a Lease
 # without its attempt and times). This part counts a delivery of the bucket and writes its
-# lease at Redis's clock, lasting LEASE_TIMEOUT.
-_START_DELIVERY = """
-local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then ttl = tonumber(ARGV[2]) end
-redis.call('EXPIRE', KEYS[6], ttl)
+# lease at Redis's clock, lasting LEASE_TIMEOUT (_WRITE_LEASE: the lease itself, as _TAKE
+# writes it too).
+_WRITE_LEASE = """
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local lease = cjson.decode(ARGV[4])
@@ -32,6 +29,13 @@ lease['attempt'] = attempt
 lease['started'] = now
 lease['until'] = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1] .. '.' .. attempt, cjson.encode(lease))
+"""
+_START_DELIVERY = """
+local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then ttl = tonumber(ARGV[2]) end
+redis.call('EXPIRE', KEYS[6], ttl)
+""" + _WRITE_LEASE + """
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 """
 
@@ -78,13 +82,7 @@ if attempt ~= 1 then
   return {0}
 end
 local lasting = (fields['parts'] or '') ~= ''  -- its parts keep their expiry (a job of an older client: not)
-local time = redis.call('TIME')
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local lease = cjson.decode(ARGV[4])
-lease['attempt'] = attempt
-lease['started'] = now
-lease['until'] = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[1] .. '.' .. attempt, cjson.encode(lease))
+""" + _WRITE_LEASE + """
 if not lasting then
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('EXPIRE', KEYS[6], ARGV[2])
