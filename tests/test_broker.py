@@ -15,8 +15,6 @@ from celery.worker import state
 from celery.worker.consumer import Consumer
 from celery.worker.heartbeat import Heart
 from celery.worker.request import Request
-from kombu import exceptions
-from kombu.messaging import Producer
 from kombu.transport.redis import Channel
 
 from farm import defaults
@@ -78,7 +76,6 @@ def test_the_private_celery_and_kombu_names_farm_uses_still_exist():
         Consumer: ["on_send_event_buffered", "_flush_events"],  # farm/worker/consumer.py
         state: ["active_requests"],  # farm/worker/process.py
         Request: ["worker_pid"],  # farm/worker/process.py
-        Producer: ["batch"], exceptions: ["BatchPublishError"],  # public, but new in kombu 5.7
     }
     missing = []
     for owner, names in used.items():

@@ -22,7 +22,7 @@ import uuid
 from bisect import bisect
 from dataclasses import dataclass, field
 
-from kombu.exceptions import BatchPublishError, OperationalError
+from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -55,7 +55,7 @@ def queue_lists(name: str | None = None) -> list[str]:
     """The Redis lists of a bucket queue (`farm`, or a pool's: farm.protocol.pools), first
     served first (kombu's priority lists)."""
     name = name or defaults.QUEUE
-    return [name] + [f"{name}{SEP}{step}" for step in defaults.PRIORITY_STEPS[1:]]
+    return [list_for(name, step) for step in defaults.PRIORITY_STEPS]
 
 
 _MARK = "<farm:"  # in a message's template, where a task's own value goes (BucketQueue._messages)
@@ -157,7 +157,7 @@ class BucketQueue:
             # worker's (routing key task.multi; Flower and every event receiver read a list
             # body as its events); the buckets are out whatever becomes of it
             self._announce(events)
-        except (*_LOST, BatchPublishError, RedisResponseError) as exc:
+        except (*_LOST, RedisResponseError) as exc:
             log.warning("could not tell Flower of %d buckets sent: %s", len(events), exc)
 
     @property
@@ -199,6 +199,8 @@ class BucketQueue:
         parts = template.split(_MARK)  # the text between marks, each part after the first led by its mark's name
         if len(parts) != 7:  # a setting's value (the queue's name, the host's) holding the mark
             raise FarmError(f"a task message cannot be made: {_MARK!r} is in one of its headers: {template[:300]}")
+        marks = [next(name for name in ("id", "args", "body", "tag") if part.startswith(name)) for part in parts[1:]]
+        tails = [part[len(name):] for name, part in zip(marks, parts[1:])]
         body_tail = json.dumps([kwargs, embed])[1:]  # the body after its arguments
         messages, events = [], []
         for index in indexes:
@@ -208,9 +210,8 @@ class BucketQueue:
             body = base64.b64encode(f'[["{job_id}", {index}], {body_tail}'.encode()).decode()
             values = {"id": tid, "args": argsrepr, "body": body, "tag": str(uuid.uuid4())}
             text = [parts[0]]
-            for part in parts[1:]:
-                name = next(name for name in values if part.startswith(name))
-                text += (values[name], part[len(name):])
+            for name, tail in zip(marks, tails):
+                text += (values[name], tail)
             messages.append("".join(text))
             if show:
                 # private: the public send() and publish() publish each event alone, not the batch's as one task.multi
@@ -266,7 +267,7 @@ class BucketQueue:
             self._announce([dispatcher._prepare_event("task-revoked", {"uuid": tid, "terminated": False,
                                                                         "expired": False, "signum": None})
                             for tid in task_ids])
-        except (*_LOST, BatchPublishError) as exc:  # the purge stands; only Flower's view is late
+        except _LOST as exc:  # the purge stands; only Flower's view is late
             log.warning("could not tell Flower of %d revoked buckets: %s", len(task_ids), exc)
 
     def _queued(self, pool: str | None = None) -> list[bytes]:

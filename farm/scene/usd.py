@@ -69,14 +69,13 @@ class _Converter(UsdMaterials):
     def __init__(self, stage, path: Path, folder: Path, prefix: str):
         from pxr import Usd, UsdGeom
 
-        self.stage, self.path, self.folder, self.prefix = stage, path, folder, prefix
+        self.stage, self.folder, self.prefix = stage, folder, prefix
         self.name = path.name
         # values at the stage's start, else each attribute's first time sample (a cache of
         # Houdini or Maya writes samples only); --frames does not yet read it frame by frame
         self.time = Usd.TimeCode(stage.GetStartTimeCode()) if stage.HasAuthoredTimeCodeRange() \
             else Usd.TimeCode.EarliestTime()
         self.xforms = UsdGeom.XformCache(self.time)
-        self.triangles = 0  # so far, against FARM_MAX_TRIANGLES
         self.out = Converted()
         self.material_names: dict[str, str] = {}
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
@@ -91,7 +90,6 @@ class _Converter(UsdMaterials):
         from pxr import Usd, UsdGeom, UsdLux
 
         self.frame = transform @ stage_frame(self.stage)
-        self.meters = float(UsdGeom.GetStageMetersPerUnit(self.stage))
         cameras = []
         if self.stage.HasAuthoredTimeCodeRange():
             self._warn("read at its start time code (time samples with --frames: not yet)")
@@ -174,8 +172,7 @@ class _Converter(UsdMaterials):
             self._warn(f"{path}: {int((counts < 3).sum())} face(s) of fewer than three corners left out")
         # fan triangles of every face drawn, in face order: corners (face-vertex positions) and faces
         fans = np.where(drawn, counts - 2, 0)
-        self.triangles += int(fans.sum())
-        if self.triangles > defaults.MAX_TRIANGLES:
+        if self.out.triangles + int(fans.sum()) > defaults.MAX_TRIANGLES:
             raise SceneError(f"{self.name}: more than {defaults.MAX_TRIANGLES:,} triangles (FARM_MAX_TRIANGLES)")
         faces = np.repeat(np.arange(len(counts)), fans)
         fan = np.arange(len(faces)) - np.repeat(np.cumsum(fans) - fans, fans) + 1  # 1, 2, ... within each face
