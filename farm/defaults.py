@@ -278,8 +278,9 @@ NOISE_FLOOR = _float("FARM_NOISE_FLOOR", 0.01, least=1e-6)
 PASS_SECONDS = _float("FARM_PASS_SECONDS", 0.5, least=0.01)
 # 1: a render process loads the BVH builder and the OBJ reader numba compiles
 # (farm/scene/bvh_loop.py, obj_loop.py) on a thread as it starts, so that the first scene of
-# 200,000 primitives or more does not wait for them (about 0.5 s; the first time on a
-# machine, the compiles: 8-9 s on the development machines). It costs about
+# 200,000 primitives or more does not wait for them (about 0.5 s: their code comes built,
+# farm/scene/compiled.py; with another numba or Python, numba compiles them once a machine,
+# 6-9 s on the development machines). It costs about
 # 130 MB of memory a render process; 0 loads it when the first such scene comes.
 BVH_WARMUP = _int("FARM_BVH_WARMUP", 1, least=0, most=1)
 

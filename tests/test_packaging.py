@@ -23,6 +23,9 @@ def test_wheel_ships_the_kernels_and_the_default_scene_and_finds_them(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"farm/kernels/{name}" for name in KERNEL_FILES} <= names
     assert {"farm/scene/parse.py", "farm/tasks.py", "farm/scenes/cornell-box.json"} <= names
+    # the compiled loops' code: without it each new machine compiles them (farm.scene.compiled)
+    prebuilt = {f"farm/scene/prebuilt/{p.name}" for p in (ROOT / "farm" / "scene" / "prebuilt").iterdir()}
+    assert prebuilt and prebuilt <= names
     # every package of the checkout: a regular install lacked farm.manager, and `submit` failed to start
     packages = {str(p.relative_to(ROOT)) for p in (ROOT / "farm").rglob("__init__.py")
                 if "kernels" not in p.parts and "scenes" not in p.parts}

@@ -10,12 +10,9 @@ order, so the tree is the same on every machine.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
-
-from farm import defaults
 
 _compiled = None
 _compiling = threading.Lock()
@@ -23,15 +20,14 @@ _compiling = threading.Lock()
 
 def compiled_build_loop():
     """build_loop compiled by numba, imported only by a process that builds a big tree:
-    importing numba and loading the compiled code cost about 1.4 s, compiling it about 12 s
-    once per machine (cached under FARM_CACHE_DIR unless NUMBA_CACHE_DIR says otherwise)."""
+    its code comes built (farm.scene.compiled); where it does not serve, numba compiles it
+    once a machine."""
     global _compiled
     with _compiling:  # one dispatcher, however many threads ask at once (numba locks its compile)
         if _compiled is None:
-            os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba"))
-            import numba
+            from farm.scene.compiled import compiled
 
-            _compiled = numba.njit(cache=True, nogil=True)(build_loop)
+            _compiled = compiled(build_loop)
     return _compiled
 
 

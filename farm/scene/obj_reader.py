@@ -6,12 +6,9 @@ not take (quads, negative indices, materials, exotic numbers) go to trimesh as b
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
-
-from farm import defaults
 
 # From this size on the compiled loop pays for numba's start (a process that builds a big
 # tree imports numba anyway; see farm.scene.bvh.COMPILED_MIN_PRIMITIVES).
@@ -25,18 +22,16 @@ _compiling = threading.Lock()
 
 
 def compiled_loops() -> tuple:
-    """obj_loop's count_lines, read_plain and median_refs compiled by numba (cached under
-    FARM_CACHE_DIR, as the BVH's loop is)."""
+    """obj_loop's count_lines, read_plain and median_refs compiled by numba (their code
+    comes built, as the BVH's loop's does: farm.scene.compiled)."""
     global _compiled
     with _compiling:
         if _compiled is None:
-            os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba"))
-            import numba
-
             from farm.scene import obj_loop
+            from farm.scene.compiled import compiled
 
-            _compiled = tuple(numba.njit(cache=True, nogil=True)(loop)
-                              for loop in (obj_loop.count_lines, obj_loop.read_plain, obj_loop.median_refs))
+            _compiled = tuple(compiled(loop) for loop in (obj_loop.count_lines, obj_loop.read_plain,
+                                                          obj_loop.median_refs))
     return _compiled
 
 
