@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
-import subprocess
-import sys
-
-import numba
 import numpy as np
 import pytest
 
-from farm.scene import bvh, bvh_loop, compiled
+from farm.scene import bvh, compiled
 
 
 def check(tree: bvh.Bvh, lower: np.ndarray, upper: np.ndarray) -> None:
@@ -179,38 +172,5 @@ def test_a_render_process_warms_the_compiled_builder_up(monkeypatch, caplog):
         for thread in [t for t in threading.enumerate() if t.name == "bvh-warm-up"]:
             thread.join(timeout=120)  # done already where an earlier test compiled it
         assert "compiled BVH builder and OBJ reader ready" in caplog.text
-    assert bvh_loop._compiled is not None and bvh_loop._compiled.signatures
+    assert all(loop.signatures for loop in compiled.loaded().values()) and len(compiled.loaded()) == 7
 
-
-SHIPPED = """
-import json, sys
-from farm.scene import bvh, bvh_loop, compiled, obj_reader
-bvh.warm_up()
-obj_reader.warm_up()
-loops = [bvh_loop.compiled_build_loop(), *obj_reader.compiled_loops()]
-print(json.dumps({"numba": compiled.numba_module().__version__, "python": sys.version_info[:2],
-                  "shipped": sorted(p.name for p in compiled.PREBUILT.iterdir()),
-                  "compiled": [loop.py_func.__name__ for loop in loops if loop.stats.cache_misses],
-                  "loaded": [loop.py_func.__name__ for loop in loops if loop.stats.cache_hits]}))
-"""
-
-
-def test_the_compiled_loops_come_built_so_a_new_machine_compiles_nothing(tmp_path):
-    """A process on a machine that never ran farm (an empty FARM_CACHE_DIR) loads the BVH
-    builder and the OBJ reader from farm/scene/prebuilt/ instead of compiling them (3-4 s a
-    loop). Fails when a loop's source changed since they were built: rebuild them with
-    `python -m farm.tools.prebuild`."""
-    tag = f".py{sys.version_info.major}{sys.version_info.minor}."
-    if not any(tag in path.name for path in compiled.PREBUILT.iterdir()):
-        pytest.skip(f"no loops built for Python {sys.version_info.major}.{sys.version_info.minor} are shipped")
-    with open(next(compiled.PREBUILT.glob("*.nbi")), "rb") as index:
-        built_with = pickle.load(index)
-    if built_with != numba.__version__:
-        pytest.skip(f"the shipped loops are numba {built_with}'s; this is numba {numba.__version__}")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("NUMBA_")}
-    env["FARM_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-c", SHIPPED], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["compiled"] == [], f"{report['compiled']} compiled: run `python -m farm.tools.prebuild`"
-    assert report["loaded"] == ["build_loop", "count_lines", "read_plain", "median_refs"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from farm.scene.bvh_loop import compiled_build_loop
+from farm.scene.bvh_loop import collapse_slots, compiled_build_loop
 
 BINS = 16  # candidate split planes per axis and node: 15 (fewer for nodes under 64 primitives)
 # From this many primitives on the compiled builder pays for numba's start (about 1.4 s a
@@ -119,9 +119,10 @@ def _node_arrays(capacity: int) -> tuple[np.ndarray, ...]:
 
 
 def warm_up() -> None:
-    """Load (or, the first time on a machine, compile) the compiled builder, by building a
-    tree of two boxes with it: the arguments' types are those of every build."""
-    build_compiled(np.zeros((2, 3)), np.ones((2, 3)))
+    """Load (or, where the shipped code does not serve, compile) the compiled builder and
+    collapse, on a tree of two boxes: the arguments' types are those of every build."""
+    tree = build_compiled(np.zeros((2, 3)), np.ones((2, 3)))
+    _collapse_compiled(tree, _area(tree.lower, tree.upper), WIDTH)
 
 
 def _build_vectorised(lower: np.ndarray, upper: np.ndarray, leaf_size: int = LEAF_SIZE,
@@ -271,6 +272,20 @@ class WideBvh:
     stack: int  # the most entries a walk can hold on its stack at once
 
 
+def _collapse_compiled(tree: Bvh, area: np.ndarray, width: int) -> list[np.ndarray]:
+    """collapse's levels of slots from the compiled loop (farm.scene.bvh_loop.collapse_slots)."""
+    from farm.scene.compiled import compiled
+
+    capacity = max(1, int((~tree.leaf).sum()))  # a wide node a binary interior node, at most
+    slots, node_of, depth = (np.empty((capacity, width), np.int64), np.empty(capacity, np.int64),
+                             np.empty(capacity, np.int64))
+    made = compiled(collapse_slots)(np.ascontiguousarray(tree.left, np.int64), np.ascontiguousarray(tree.right, np.int64),
+                                    np.ascontiguousarray(tree.leaf, np.bool_), np.ascontiguousarray(area, np.float64),
+                                    width, slots, node_of, depth)
+    sizes = np.bincount(depth[:made])
+    return np.split(slots[:made], np.cumsum(sizes)[:-1])
+
+
 def collapse(tree: Bvh, width: int = WIDTH) -> WideBvh:
     """Collapse `tree` top-down, all nodes of a level at once: a wide node starts from its
     binary node's two children and opens the interior child of largest surface area until
@@ -279,6 +294,8 @@ def collapse(tree: Bvh, width: int = WIDTH) -> WideBvh:
     leaf = tree.leaf
     levels = []  # per level of wide nodes: (binary ids of their children, -1 for none)
     level = np.array([0])
+    if len(tree.order) >= COMPILED_MIN_PRIMITIVES:  # the same rule, compiled (numba is loaded for the tree)
+        levels, level = _collapse_compiled(tree, area, width), []
     while len(level):
         rows = np.arange(len(level))
         slots = np.full((len(level), width), -1, np.int64)

@@ -5,30 +5,21 @@ arrays and makes the Bvh of them; numba is imported only when a process first as
 
 Each node bins its centroids on all three axes, sweeps the bins for the cheapest split and
 partitions its slice of `order` in place, left primitives first, each side in its former
-order, so the tree is the same on every machine.
+order, so the tree is the same on every machine. And collapse_slots: the binary tree's
+collapse to wide nodes (farm.scene.bvh.collapse) for big trees.
 """
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
-
-_compiled = None
-_compiling = threading.Lock()
-
 
 def compiled_build_loop():
     """build_loop compiled by numba, imported only by a process that builds a big tree:
     its code comes built (farm.scene.compiled); where it does not serve, numba compiles it
     once a machine."""
-    global _compiled
-    with _compiling:  # one dispatcher, however many threads ask at once (numba locks its compile)
-        if _compiled is None:
-            from farm.scene.compiled import compiled
+    from farm.scene.compiled import compiled
 
-            _compiled = compiled(build_loop)
-    return _compiled
+    return compiled(build_loop)
 
 
 def build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bins, leaf_size, max_leaf_size,
@@ -170,3 +161,44 @@ def build_loop(lo, hi, order, node_lower, node_upper, left, right, leaf, max_bin
         stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2], stack[top + 1, 3] = child, first, middle - first, depth + 1
         top += 2
     return node_count, levels, root_split
+
+
+def collapse_slots(left, right, leaf, area, width, slots, node_of, depth):  # pragma: no cover - compiled
+    """farm.scene.bvh.collapse's greedy rule, a wide node at a time in creation order (a
+    queue: each level's nodes, then their interior children row by row, which is the level
+    by level order of the vectorised rule): slots[r] the binary ids of wide node r's
+    children (-1 for none), opened from its binary node's two children by the interior
+    child of largest area (the first of equals) until `width` or none is left to open;
+    depth[r] its level. Returns the number of wide nodes."""
+    slots[0, :] = -1
+    depth[0] = 0
+    if leaf[0]:  # a root leaf: one wide node holding it
+        slots[0, 0] = 0
+        return 1
+    node_of[0] = 0
+    made = 1
+    row = 0
+    while row < made:
+        binary = node_of[row]
+        for j in range(width):
+            slots[row, j] = -1
+        slots[row, 0], slots[row, 1] = left[binary], right[binary]
+        for column in range(2, width):
+            best, best_score = 0, -1.0
+            for j in range(width):
+                child = slots[row, j]
+                score = area[child] if child >= 0 and not leaf[child] else -1.0
+                if j == 0 or score > best_score:
+                    best, best_score = j, score
+            if best_score >= 0:
+                opened = slots[row, best]
+                slots[row, best] = left[opened]
+                slots[row, column] = right[opened]
+        for j in range(width):
+            child = slots[row, j]
+            if child >= 0 and not leaf[child]:
+                node_of[made] = child
+                depth[made] = depth[row] + 1
+                made += 1
+        row += 1
+    return made

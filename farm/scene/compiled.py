@@ -1,5 +1,6 @@
-"""numba for farm's compiled loops (the BVH builder, the big-OBJ reader), with their code
-built ahead of time and shipped beside this module, so that no machine compiles them.
+"""numba for farm's compiled loops (the BVH builder and its collapse, the big-OBJ reader, a
+big scene's triangle rows and node records), with their code built ahead of time and
+shipped beside this module, so that no machine compiles them.
 
 numba caches a compiled function in an index (`<name>-<line>.pyXY.nbi`: numba's version, a
 hash of the function's source file, and per signature the machine code's target) and one
@@ -24,11 +25,15 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import threading
 from pathlib import Path
 
 from farm import defaults
 
 PREBUILT = Path(__file__).with_name("prebuilt")
+
+_dispatchers: dict = {}
+_compiling = threading.Lock()
 
 
 def numba_module():
@@ -44,13 +49,22 @@ def numba_module():
 
 def compiled(function):
     """`function` compiled by numba (without the GIL, cached), its shipped code put in
-    numba's cache folder first."""
-    dispatcher = numba_module().njit(cache=True, nogil=True)(function)
-    try:
-        seed(dispatcher)
-    except Exception:  # noqa: BLE001 - numba's insides moved: it compiles, as without shipped code
-        pass
-    return dispatcher
+    numba's cache folder first; one dispatcher a function, however many threads ask."""
+    with _compiling:
+        if function not in _dispatchers:
+            dispatcher = numba_module().njit(cache=True, nogil=True)(function)
+            try:
+                seed(dispatcher)
+            except Exception:  # noqa: BLE001 - numba's insides moved: it compiles, as without shipped code
+                pass
+            _dispatchers[function] = dispatcher
+        return _dispatchers[function]
+
+
+def loaded() -> dict:
+    """The dispatchers made so far, by function."""
+    with _compiling:
+        return dict(_dispatchers)
 
 
 def seed(dispatcher) -> bool:

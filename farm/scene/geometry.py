@@ -137,6 +137,8 @@ def triangle_arrays(gathered: Gathered) -> tuple[np.ndarray, np.ndarray, np.ndar
     """The kernel's arrays of gathered triangles: their Baldwin-Weber rows, their shading
     data, the vertex normals of the smooth ones, and the extras (tangents, second uvs) of
     those that need them."""
+    if len(gathered.corners) >= bvh_builder.COMPILED_MIN_PRIMITIVES:  # numba is loaded for the tree anyway
+        return _triangle_arrays_compiled(gathered)
     corners, cross, uvs, vertex_normals = gathered.corners, gathered.cross, gathered.uvs, gathered.vertex_normals
     smooth = gathered.smooth.copy()  # written to below
     tri_material, has_extras, extras = gathered.material, gathered.has_extras, gathered.extras
@@ -160,10 +162,46 @@ def triangle_arrays(gathered: Gathered) -> tuple[np.ndarray, np.ndarray, np.ndar
     normals = np.zeros(int(smooth.sum()), SHADING_NORMALS)
     for corner in range(3):
         normals[f"n{corner}"][:, :3] = vertex_normals[smooth, corner]
+    return triangles, data, normals, _extra_array(extras)
+
+
+def _extra_array(extras: np.ndarray) -> np.ndarray:
+    """The extras' records: tangents per corner, then the second uv set."""
     extra_array = np.zeros(len(extras), SURFACE_EXTRAS)
     for row, name in enumerate(("t0", "t1", "t2", "uv1_01", "uv1_2")):
         extra_array[name] = extras[:, row]
-    return triangles, data, normals, extra_array
+    return extra_array
+
+
+def _triangle_arrays_compiled(gathered: Gathered) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """triangle_arrays' result, bit for bit, from one compiled pass (farm.scene.geometry_loop)."""
+    from farm.scene import geometry_loop
+    from farm.scene.compiled import compiled
+
+    count = len(gathered.corners)
+
+    def exact(array, dtype):  # the loop's one signature: C order, these types
+        return np.ascontiguousarray(array, dtype)
+
+    triangles, data = np.empty(count, TRIANGLE), np.empty(count, TRIANGLE_DATA)
+    normals = np.empty(count, SHADING_NORMALS)  # cut to the smooth ones below
+    smooth = compiled(geometry_loop.triangle_rows)(
+        exact(gathered.corners, np.float64), exact(gathered.cross, np.float64), exact(gathered.uvs, np.float64),
+        exact(gathered.vertex_normals, np.float64), exact(gathered.smooth, np.uint8),
+        exact(gathered.material, np.int64), exact(gathered.has_extras, np.uint8),
+        triangles.view(np.float32).reshape(count, 12), data.view(np.float32).reshape(count, 16),
+        data.view(np.int32).reshape(count, 16), normals.view(np.float32).reshape(count, 12))
+    return triangles, data, normals[:smooth].copy(), _extra_array(gathered.extras)
+
+
+def warm_up() -> None:
+    """Load (or compile) the compiled passes, on one triangle: their types are every scene's."""
+    corners = np.array([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]])
+    gathered = Gathered(corners, np.array([[0.0, 0, 1]]), np.zeros((1, 3, 2)), np.zeros((1, 3, 3)),
+                        np.zeros(1, bool), np.zeros(1, np.int64), np.zeros(1, bool), np.zeros((0, 5, 4)))
+    triangles = _triangle_arrays_compiled(gathered)[0]
+    tree = bvh_builder.build_compiled(np.zeros((1, 3)), np.ones((1, 3)))
+    _flatten_compiled(bvh_builder.collapse(tree), tree.order, triangles)
 
 
 def _joined(chunks: list[np.ndarray]) -> np.ndarray:
@@ -178,6 +216,8 @@ def flatten_bvh(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndar
     its `count` the number of packs. Lanes of spheres and empty lanes have a zero plane,
     which no ray meets; their primitive (a sphere's index past the triangles, or -1) says
     what they are."""
+    if len(order) >= bvh_builder.COMPILED_MIN_PRIMITIVES:  # numba is loaded for the tree anyway
+        return _flatten_compiled(wide, order, triangles)
     nodes = np.zeros(len(wide.child), NODE)
     # Written through plain views of the records (every field is eight or four 32-bit lanes),
     # one strided pass per block instead of one per field.
@@ -205,6 +245,23 @@ def flatten_bvh(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndar
     is_triangle = prim < len(triangles)
     rows = triangles.view(np.float32).reshape(len(triangles), 12)  # b1, b2, plane; xyzw
     pack_words[pack[is_triangle], :12, lane[is_triangle]] = rows[prim[is_triangle]]
+    return nodes, packs
+
+
+def _flatten_compiled(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """flatten_bvh's records, bit for bit, from one compiled pass (farm.scene.geometry_loop)."""
+    from farm.scene import geometry_loop
+    from farm.scene.compiled import compiled
+
+    leaf_sizes = wide.count[wide.count > 0]
+    nodes = np.empty(len(wide.child), NODE)
+    packs = np.zeros(max(int((-(-leaf_sizes // PACK_WIDTH)).sum()), 1), TRIANGLE_PACK)
+    compiled(geometry_loop.flatten_nodes)(
+        np.ascontiguousarray(wide.lower, np.float32), np.ascontiguousarray(wide.upper, np.float32),
+        np.ascontiguousarray(wide.child, np.int64), np.ascontiguousarray(wide.count, np.int64),
+        np.ascontiguousarray(order, np.int64), triangles.view(np.float32).reshape(len(triangles), 12),
+        nodes.view(np.float32).reshape(len(nodes), 8, 8), nodes.view(np.int32).reshape(len(nodes), 8, 8),
+        packs.view(np.float32).reshape(len(packs), 13, PACK_WIDTH), packs.view(np.int32).reshape(len(packs), 13, PACK_WIDTH))
     return nodes, packs
 
 

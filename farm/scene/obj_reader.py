@@ -6,8 +6,6 @@ not take (quads, negative indices, materials, exotic numbers) go to trimesh as b
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 # From this size on the compiled loop pays for numba's start (a process that builds a big
@@ -17,22 +15,13 @@ COMPILED_MIN_BYTES = 8 << 20
 # it leaves to Python's float(); a file with more goes to trimesh.
 HARD_NUMBERS = 1 << 16
 
-_compiled = None
-_compiling = threading.Lock()
-
-
 def compiled_loops() -> tuple:
     """obj_loop's count_lines, read_plain and median_refs compiled by numba (their code
     comes built, as the BVH's loop's does: farm.scene.compiled)."""
-    global _compiled
-    with _compiling:
-        if _compiled is None:
-            from farm.scene import obj_loop
-            from farm.scene.compiled import compiled
+    from farm.scene import obj_loop
+    from farm.scene.compiled import compiled
 
-            _compiled = tuple(compiled(loop) for loop in (obj_loop.count_lines, obj_loop.read_plain,
-                                                          obj_loop.median_refs))
-    return _compiled
+    return tuple(compiled(loop) for loop in (obj_loop.count_lines, obj_loop.read_plain, obj_loop.median_refs))
 
 
 def warm_up() -> None:

@@ -22,11 +22,12 @@ def build(folder: Path = PREBUILT) -> list[str]:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["NUMBA_CACHE_DIR"] = cache
         os.environ["NUMBA_CPU_NAME"] = "generic"
-        from farm.scene import bvh, bvh_loop, obj_reader
+        from farm.scene import bvh, compiled, geometry, obj_reader
 
         bvh.warm_up()
+        geometry.warm_up()
         obj_reader.warm_up()
-        dispatchers = [bvh_loop.compiled_build_loop(), *obj_reader.compiled_loops()]
+        dispatchers = list(compiled.loaded().values())
         folder.mkdir(exist_ok=True)
         tag = f".py{sys.version_info.major}{sys.version_info.minor}"
         for old in folder.glob(f"*{tag}.*"):

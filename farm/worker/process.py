@@ -372,11 +372,12 @@ def _settle_cache(**_) -> None:
 def _warm_up_bvh() -> None:
     """FARM_BVH_WARMUP: the compiled BVH builder and OBJ reader loaded before a big scene
     needs them."""
-    from farm.scene import bvh, obj_reader
+    from farm.scene import bvh, geometry, obj_reader
 
     started = time.perf_counter()
     try:
         bvh.warm_up()
+        geometry.warm_up()
         obj_reader.warm_up()
     except Exception as exc:  # a big scene will say it again, as its own error
         log.warning("render worker child %d: the compiled BVH builder or OBJ reader did not load: %s", os.getpid(), exc)
