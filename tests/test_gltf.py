@@ -472,3 +472,21 @@ def test_the_client_checks_a_gltf_mesh_where_it_lies_without_decoding_it(glb, tm
     broken["shapes"][0]["binary"]["positions"]["offset"] = glb.stat().st_size
     with pytest.raises(SceneError, match="lie outside the file"):
         check_files(parse_scene(broken), FolderAssets(glb.parent, scene.assets))
+
+
+def test_camera_picks_a_gltf_camera_by_its_nodes_name_over_a_json_scenes_own(tmp_path):
+    document, binary = build_gltf()
+    document["nodes"][3]["name"] = "front"
+    document["nodes"].append({"camera": 0, "name": "top", "translation": [0, 9, 0]})
+    document["scenes"][0]["nodes"].append(len(document["nodes"]) - 1)
+    write_glb(tmp_path / "model.glb", document, binary)
+    _, first = load_scene(tmp_path / "model.glb")
+    _, top = load_scene(tmp_path / "model.glb", camera="top")
+    assert first["camera"]["position"] == pytest.approx([0, 2, 6]) and top["camera"]["position"] == pytest.approx([0, 9, 0])
+    (tmp_path / "scene.json").write_text(json.dumps({"version": 1, "include": [{"file": "model.glb"}], "camera": {
+        "position": [1, 1, 1], "look_at": [0, 0, 0], "up": [0, 1, 0], "fov": 40}}))
+    _, own = load_scene(tmp_path / "scene.json")
+    _, picked = load_scene(tmp_path / "scene.json", camera="top")
+    assert own["camera"]["position"] == [1, 1, 1] and picked["camera"]["position"] == pytest.approx([0, 9, 0])
+    with pytest.raises(SceneError, match=r"no camera 'side'; its cameras: front, top$"):
+        load_scene(tmp_path / "model.glb", camera="side")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -10,11 +11,28 @@ import numpy as np
 import pytest
 
 from farm.exceptions import SceneError
+from farm.protocol.assets import FolderAssets
 from farm.scene.load import load_scene
 from tests.frames import reference
 
 pxr = pytest.importorskip("pxr", reason="usd-core is not installed (pip install 'farm[usd]')")
 from pxr import Sdf, Usd, UsdGeom, UsdLux, UsdShade  # noqa: E402
+
+
+def _corners(shape: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """A converted mesh's triangles in the document's space, a vertex per corner, from the
+    stage's mesh file (a generated file): vertices, unit normals (or None), uvs (or None)."""
+    from farm.scene.mesh import load_binary
+
+    assert shape["file"].startswith("<generated>/") and "vertices" not in shape
+    mesh = load_binary(shape["file"], FolderAssets(".").read(shape["file"]), shape["binary"])
+    matrix = np.array(shape["transform"]["matrix"])
+    vertices = mesh.vertices @ matrix[:3, :3].T + matrix[:3, 3]
+    normals = None
+    if mesh.normals is not None:
+        normals = mesh.normals @ np.linalg.inv(matrix[:3, :3])  # rows: n' = inverse(M)^T n
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    return vertices, normals, mesh.uvs
 
 
 def _stage(path, up: str = "Y", meters: float = 1.0):
@@ -53,8 +71,8 @@ def test_a_z_up_stage_in_centimetres_is_converted_to_metres_y_up_its_polygons_tr
 
     scene, document = load_scene(tmp_path / "floor.usda")
     (shape,) = document["shapes"]
-    vertices = np.array(shape["vertices"])
-    assert len(shape["triangles"]) == 3  # a pentagon, fanned
+    vertices, _, _ = _corners(shape)
+    assert len(vertices) == 3 * 3  # a pentagon, fanned
     assert np.allclose(vertices[:, 1], 0) and np.allclose(np.abs(vertices[:, [0, 2]]).max(), 1.5)
     assert np.allclose(sorted(set(map(tuple, vertices.round(6)))),  # the stage's +y is the document's -z
                        sorted({(-1, 0, 1), (1, 0, 1), (1, 0, -1), (0, 0, -1.5), (-1, 0, -1)}))
@@ -67,8 +85,9 @@ def test_a_z_up_stage_in_centimetres_is_converted_to_metres_y_up_its_polygons_tr
 
 
 def test_a_stage_renders_as_the_same_scene_written_as_farm_json(tmp_path, device):
-    """A sphere, a cube, a sun and a camera as a stage and as the document a user would write:
-    the same image, within float32's rounding of the stage's values."""
+    """A sphere, a cube, a mirrored floor with authored normals (a mesh: the stage's mesh
+    file), a sun and a camera as a stage and as the document a user would write: the same
+    image, within float32's rounding of the stage's values."""
     stage = _stage(tmp_path / "pair.usda")
     ball = UsdGeom.Sphere.Define(stage, "/Ball")
     ball.CreateRadiusAttr(0.5)
@@ -78,6 +97,15 @@ def test_a_stage_renders_as_the_same_scene_written_as_farm_json(tmp_path, device
     box.CreateSizeAttr(0.8)
     UsdGeom.XformCommonAPI(box).SetTranslate((0.6, 0.4, 0))
     _bind(box.GetPrim(), _preview(stage, "/Grey", diffuseColor=(0.5, 0.5, 0.5)))
+    floor = UsdGeom.Mesh.Define(stage, "/Floor")
+    floor.CreatePointsAttr([(-1, 0, -1), (1, 0, -1), (1, 0, 1), (-1, 0, 1)])
+    floor.CreateFaceVertexCountsAttr([4])
+    floor.CreateFaceVertexIndicesAttr([0, 3, 2, 1])
+    floor.CreateNormalsAttr([(0, 1, 0)] * 4)
+    floor.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
+    floor.CreateSubdivisionSchemeAttr("none")
+    UsdGeom.XformCommonAPI(floor).SetScale((-2, 1, 2))  # mirrored: its front stays up
+    _bind(floor.GetPrim(), UsdShade.Material(stage.GetPrimAtPath("/Grey")))
     sun = UsdLux.DistantLight.Define(stage, "/Sun")
     sun.CreateIntensityAttr(3.0)
     sun.CreateAngleAttr(0.0)
@@ -88,7 +116,7 @@ def test_a_stage_renders_as_the_same_scene_written_as_farm_json(tmp_path, device
     camera.CreateHorizontalApertureAttr(32)
     UsdGeom.XformCommonAPI(camera).SetTranslate((0, 0.5, 5))
     stage.GetRootLayer().Save()
-    _, converted = load_scene(tmp_path / "pair.usda", spp=16, resolution=(48, 36))
+    scene, converted = load_scene(tmp_path / "pair.usda", spp=16, resolution=(48, 36))
 
     theta = math.radians(-60)
     written = {
@@ -100,10 +128,12 @@ def test_a_stage_renders_as_the_same_scene_written_as_farm_json(tmp_path, device
                       "grey": {"type": "principled", "base_color": [0.5, 0.5, 0.5], "metallic": 0.0,
                                "roughness": 0.5, "ior": 1.5}},
         "shapes": [{"type": "sphere", "material": "gold", "center": [-0.6, 0.5, 0], "radius": 0.5},
-                   {"type": "box", "material": "grey", "transform": {"scale": 0.4, "translate": [0.6, 0.4, 0]}}],
+                   {"type": "box", "material": "grey", "transform": {"scale": 0.4, "translate": [0.6, 0.4, 0]}},
+                   {"type": "mesh", "material": "grey", "vertices": [[2, 0, -2], [-2, 0, -2], [-2, 0, 2], [2, 0, 2]],
+                    "triangles": [[0, 1, 2], [0, 2, 3]], "normals": [[0, 1, 0]] * 4}],
         "lights": [{"type": "sun", "direction": [0, math.sin(theta), -math.cos(theta)], "irradiance": [3, 3, 3]}],
     }
-    ours, theirs = reference(device, converted), reference(device, written)
+    ours, theirs = reference(device, converted, FolderAssets(tmp_path, scene.assets)), reference(device, written)
     assert ours.mean() > 0.01, "the scene is lit"
     assert np.abs(ours - theirs).max() < 1e-3, np.abs(ours - theirs).max()
     assert converted["camera"]["fov"] == pytest.approx(written["camera"]["fov"])
@@ -151,8 +181,9 @@ def test_geom_subsets_keep_their_own_materials_and_face_varying_values_their_cor
     scene, document = load_scene(tmp_path / "subsets.usda")
     first, other = document["shapes"]
     assert first["material"].endswith("/Blue") and other["material"].endswith("/Green")
-    assert np.array(first["vertices"])[:, 0].max() == 1 and np.array(other["vertices"])[:, 0].min() == 1
-    assert np.array(first["uvs"])[:, 0].max() == pytest.approx(0.5) and np.array(other["uvs"])[:, 0].min() == 0.5
+    (first_vertices, _, first_uvs), (other_vertices, _, other_uvs) = _corners(first), _corners(other)
+    assert first_vertices[:, 0].max() == 1 and other_vertices[:, 0].min() == 1
+    assert first_uvs[:, 0].max() == pytest.approx(0.5) and other_uvs[:, 0].min() == 0.5
     assert any("1 subdivision surface(s) rendered as their control cages" in w for w in scene.warnings)
 
 
@@ -201,8 +232,9 @@ def test_what_production_stages_do_is_read_as_they_mean_it(tmp_path):
     assert instancer
     scene, document = load_scene(tmp_path / "production.usda")
     (shape,) = document["shapes"]  # the cache's quad only: no prototype, nothing scaled to nothing
-    assert np.array(shape["vertices"])[:, 0].max() == 1.0, "read at the stage's start"
-    assert len(shape["triangles"]) == 2 and np.allclose(shape["normals"], [0, 0, 1])
+    vertices, normals, _ = _corners(shape)
+    assert vertices[:, 0].max() == 1.0, "read at the stage's start"
+    assert len(vertices) == 2 * 3 and np.allclose(normals, [0, 0, 1])
     assert np.allclose(document["materials"][shape["material"]]["base_color"], (0.2, 0.7, 0.3))
     assert "aperture_radius" not in document["camera"]
     said = " ".join(scene.warnings)
@@ -218,3 +250,114 @@ def test_a_malformed_stage_is_refused_in_one_line(tmp_path):
         with pytest.raises(SceneError) as raised:
             load_scene(tmp_path / name)
         assert str(raised.value).startswith(f"{name}: cannot read the USD stage") and "\n" not in str(raised.value)
+
+
+def _grid(stage, path: str, side: int) -> UsdGeom.Mesh:
+    """A flat grid of side x side quads in the xy plane, one unit across."""
+    mesh = UsdGeom.Mesh.Define(stage, path)
+    ticks = np.linspace(-0.5, 0.5, side + 1)
+    mesh.CreatePointsAttr([(float(x), float(y), 0.0) for y in ticks for x in ticks])
+    corner = (np.arange(side)[:, None] * (side + 1) + np.arange(side)[None, :]).reshape(-1)
+    quads = np.stack([corner, corner + 1, corner + side + 2, corner + side + 1], axis=1)
+    mesh.CreateFaceVertexCountsAttr([4] * len(quads))
+    mesh.CreateFaceVertexIndicesAttr(quads.reshape(-1).tolist())
+    mesh.CreateSubdivisionSchemeAttr("none")
+    return mesh
+
+
+def test_a_stage_of_many_triangles_travels_as_a_mesh_file_not_in_the_document(tmp_path):
+    """125,000 triangles: inline, the document would be about 15 MB and pass
+    FARM_MAX_SCENE_BYTES; the meshes go in one generated file, named by its content, which
+    the scene records and uploads as any file it names."""
+    from farm.protocol.assets import digest_of
+
+    stage = _stage(tmp_path / "big.usda")
+    _grid(stage, "/Floor", 250)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "big.usda")
+    (shape,) = document["shapes"]
+    assert len(json.dumps(document)) < 5_000
+    vertices, _, _ = _corners(shape)
+    assert len(vertices) == 3 * 125_000 and np.allclose(vertices.min(axis=0), [-0.5, -0.5, 0])
+    data = FolderAssets(tmp_path).read(shape["file"])
+    assert scene.assets == {shape["file"]: digest_of(data)} and shape["file"].endswith(f"{digest_of(data)}.bin")
+
+
+def test_scenegraph_instances_share_their_prototypes_triangles(tmp_path):
+    """400 instances of a 512-triangle prototype: the mesh file holds it once, and the packed
+    scene keeps its triangles once, placed 400 times (the kernel's two-level walk)."""
+    from farm.scene.pack import pack
+
+    stage = _stage(tmp_path / "instances.usda")
+    _grid(stage, "/Prototypes/Tile/Mesh", 16)
+    for i in range(400):
+        tile = stage.DefinePrim(f"/World/Tile{i}", "Xform")
+        tile.GetReferences().AddInternalReference("/Prototypes/Tile")
+        tile.SetInstanceable(True)
+        UsdGeom.XformCommonAPI(tile).SetTranslate((float(i % 20) * 1.1, float(i // 20) * 1.1, 0.0))
+    stage.GetPrimAtPath("/Prototypes").SetSpecifier(Sdf.SpecifierClass)  # a class: not drawn itself
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "instances.usda")
+    assert len(document["shapes"]) == 400
+    assert len({json.dumps(shape["binary"]) for shape in document["shapes"]}) == 1
+    assert FolderAssets(tmp_path).size(document["shapes"][0]["file"]) == 512 * 3 * 12  # float32 xyz a corner
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    assert len(packed.triangles) == 512 and len(packed.instances) == 400
+
+
+def test_camera_picks_a_stages_camera_by_prim_path_and_names_them_when_wrong(tmp_path):
+    stage = _stage(tmp_path / "cameras.usda")
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    for name, z in (("Wide", 5.0), ("Close", 2.0)):
+        camera = UsdGeom.Camera.Define(stage, f"/Cameras/{name}")
+        UsdGeom.XformCommonAPI(camera).SetTranslate((0.0, 0.0, z))
+    stage.GetRootLayer().Save()
+    _, first = load_scene(tmp_path / "cameras.usda")
+    _, close = load_scene(tmp_path / "cameras.usda", camera="/Cameras/Close")
+    assert first["camera"]["position"] == pytest.approx([0, 0, 5]) and close["camera"]["position"] == pytest.approx([0, 0, 2])
+    with pytest.raises(SceneError, match=r"no camera '/Close'; its cameras: /Cameras/Wide, /Cameras/Close$"):
+        load_scene(tmp_path / "cameras.usda", camera="/Close")
+
+
+def test_cylinders_cones_capsules_and_planes_become_triangles_of_their_true_size(tmp_path):
+    """Each along its own axis, of its own size: the tessellation's box is the surface's,
+    every triangle faces the way its normals point (outwards), and a cylinder's area is the
+    true one within the polygon's 0.2%. Prims of one size share one block of the mesh file."""
+    stage = _stage(tmp_path / "implicit.usda")
+    cylinder = UsdGeom.Cylinder.Define(stage, "/Cylinder")
+    cylinder.CreateRadiusAttr(0.5)
+    cylinder.CreateHeightAttr(2.0)
+    cylinder.CreateAxisAttr("X")
+    twin = UsdGeom.Cylinder.Define(stage, "/Twin")
+    twin.CreateRadiusAttr(0.5)
+    twin.CreateHeightAttr(2.0)
+    twin.CreateAxisAttr("X")
+    UsdGeom.XformCommonAPI(twin).SetTranslate((0.0, 5.0, 0.0))
+    cone = UsdGeom.Cone.Define(stage, "/Cone")
+    cone.CreateRadiusAttr(1.0)
+    cone.CreateHeightAttr(3.0)
+    cone.CreateAxisAttr("Y")
+    capsule = UsdGeom.Capsule.Define(stage, "/Capsule")
+    capsule.CreateRadiusAttr(0.25)
+    capsule.CreateHeightAttr(1.0)  # Z, the default
+    plane = UsdGeom.Plane.Define(stage, "/Plane")
+    plane.CreateWidthAttr(4.0)
+    plane.CreateLengthAttr(2.0)
+    plane.CreateAxisAttr("Y")  # width along x, length along z
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "implicit.usda")
+    shapes = {name: shape for name, shape in zip(("cylinder", "twin", "cone", "capsule", "plane"), document["shapes"])}
+    assert len(document["shapes"]) == 5 and shapes["cylinder"]["binary"] == shapes["twin"]["binary"]
+    boxes = {"cylinder": ([-1, -0.5, -0.5], [1, 0.5, 0.5]), "cone": ([-1, -1.5, -1], [1, 1.5, 1]),
+             "capsule": ([-0.25, -0.25, -0.75], [0.25, 0.25, 0.75]), "plane": ([-2, 0, -1], [2, 0, 1])}
+    for name, (lower, upper) in boxes.items():
+        vertices, normals, _ = _corners(shapes[name])
+        assert np.allclose(vertices.min(axis=0), lower, atol=1e-6) and np.allclose(vertices.max(axis=0), upper, atol=1e-6), name
+        corners = vertices.reshape(-1, 3, 3)
+        facing = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        assert ((facing * normals.reshape(-1, 3, 3).sum(axis=1)).sum(axis=1) >= 0).all(), name
+        assert np.allclose(np.linalg.norm(normals, axis=1), 1, atol=1e-6)
+    corners = _corners(shapes["cylinder"])[0].reshape(-1, 3, 3)
+    area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum() / 2
+    assert area == pytest.approx(2 * math.pi * 0.5 * 2 + 2 * math.pi * 0.25, rel=2e-3)
+    assert not any("not rendered" in warning for warning in scene.warnings)

@@ -58,6 +58,9 @@ def add_render_options(parser: argparse.ArgumentParser) -> None:
                              "render at the frame's moment")
     parser.add_argument("--animation", metavar="NAME|INDEX",
                         help="a glTF file's animation to play (by its name or index); default: all of them")
+    parser.add_argument("--camera", metavar="NAME",
+                        help="a glTF file's camera (by its name or its node's) or a USD stage's (by its prim "
+                             "path, e.g. /World/Cam); default: the scene's own, else the first")
     parser.add_argument("--skip-existing", action="store_true",
                         help="with --frames: leave out the frames whose file is already written")
     parser.add_argument("--bucket-size", type=int,

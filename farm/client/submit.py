@@ -44,7 +44,8 @@ def submit(args) -> int:
         raise FarmError(f"--resolution: width and height must be between 1 and {limit} (FARM_MAX_RESOLUTION), "
                         f"got {'x'.join(map(str, args.resolution))}")
     scene, document = load_scene(args.scene, spp=args.spp, allow_missing=args.allow_missing,
-                                 resolution=args.resolution, animation=args.animation)
+                                 resolution=args.resolution, animation=args.animation,
+                                 camera=args.camera)
     for warning in scene.warnings:
         print(f"submit: warning: {warning}", file=sys.stderr)
     from farm.protocol.jobs import Job

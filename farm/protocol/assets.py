@@ -45,14 +45,56 @@ def check_size(name: str, size: int) -> None:
                          f"{size_text(defaults.MAX_ASSET_BYTES)} per file (FARM_MAX_ASSET_BYTES)")
 
 
+# Files the client makes from a scene (a USD stage's meshes, farm.scene.usd) are named
+# GENERATED + their SHA-256 + a suffix, and kept under FARM_CACHE_DIR/generated: every
+# FolderAssets finds them there, and they travel like the scene's own files.
+GENERATED = "<generated>/"
+# A generated file not written again for this long is removed when another is written.
+GENERATED_KEEP = 7 * 24 * 3600
+
+
+def generated_folder() -> Path:
+    return Path(defaults.CACHE_DIR) / "generated"
+
+
+def write_generated(data: bytes, suffix: str) -> str:
+    """Keep `data` as a generated file; its name in a scene document."""
+    import os
+    import time
+
+    folder = generated_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{digest_of(data)}{suffix}"
+    target = folder / name
+    if target.is_file() and target.stat().st_size == len(data):
+        os.utime(target)  # in use again: kept another GENERATED_KEEP
+    else:
+        temporary = folder / f".{name}.{os.getpid()}"
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+    for old in folder.iterdir():  # the others no scene has written for a week
+        try:
+            if old != target and time.time() - old.stat().st_mtime > GENERATED_KEEP:
+                old.unlink()
+        except OSError:
+            pass
+    return GENERATED + name
+
+
 class FolderAssets:
-    """Files relative to a scene's folder, never outside it (symlinks included)."""
+    """Files relative to a scene's folder, never outside it (symlinks included), and the
+    generated files the scene names (GENERATED)."""
 
     def __init__(self, folder: str | Path, digests: dict[str, str] | None = None):
         self.folder = Path(folder).resolve()
         self.digests = digests or {}
 
     def path(self, name: str) -> Path:
+        if name.startswith(GENERATED):
+            rest = name[len(GENERATED):]
+            if "/" in rest or rest.startswith(".") or not rest:
+                raise SceneError(f"{name}: not the name of a generated file")
+            return generated_folder() / rest
         path = (self.folder / name).resolve()
         if not path.is_relative_to(self.folder):
             raise SceneError(f"{name}: leads outside the scene's folder {self.folder}")

@@ -64,16 +64,18 @@ class Converted:
     triangles: int = 0
     warnings: list[str] = field(default_factory=list)
     emitters: int = 0  # lights it made shapes (a USD stage's area lights): they light the scene
+    cameras: list = field(default_factory=list)  # the names of the cameras it has (--camera picks one)
 
 
 def convert(name: str, data: bytes, file_size, transform: np.ndarray, prefix: str, read=None,
-            animation: str | None = None) -> Converted:
+            animation: str | None = None, camera: str | None = None) -> Converted:
     """Convert the glTF file `name` (its bytes `data`, relative to the scene's folder).
     `file_size(name)` gives the size of another file of the scene (a buffer), checking that
     it exists, and `read(name)` its bytes (for animations' keys); `transform` places the
-    whole glTF; names get `prefix`; `animation` picks one of its animations by name or index."""
+    whole glTF; names get `prefix`; `animation` picks one of its animations by name or index;
+    `camera` its camera by the name of the camera or of its node (else the first)."""
     try:
-        return _Converter(name, data, file_size, prefix).run(transform, read, animation)
+        return _Converter(name, data, file_size, prefix).run(transform, read, animation, camera)
     except SceneError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
@@ -94,7 +96,8 @@ class _Converter:
         self.out = Converted()
         self.materials = GltfMaterials(self.file, prefix, self.out.materials, self.out.textures, self._warn)
 
-    def run(self, transform: np.ndarray, read=None, animation: str | None = None) -> Converted:
+    def run(self, transform: np.ndarray, read=None, animation: str | None = None,
+            camera: str | None = None) -> Converted:
         from farm.scene.gltf_animation import GltfAnimation
 
         self.animation = GltfAnimation(self, read, animation)
@@ -126,7 +129,10 @@ class _Converter:
                 self.rig_of[index] = moving
             if "mesh" in node:
                 self._mesh(int(node["mesh"]), world, index, moving, node.get("skin"), node.get("weights"))
-            if "camera" in node and self.out.camera is None:
+            names = [node.get("name"), self.gltf["cameras"][int(node["camera"])].get("name")] if "camera" in node else []
+            if names:
+                self.out.cameras.append(str(next((n for n in names if n is not None), f"node {index}")))
+            if names and self.out.camera is None and (camera is None or camera in names):
                 self._camera(int(node["camera"]), world)
                 if moving is not None:
                     self.out.camera["rig"] = moving

@@ -42,10 +42,11 @@ FRAMING_MARGIN = 0.05
 
 def load_scene(
     path: str | Path, spp: int | None = None, *, allow_missing: bool = False,
-    resolution: tuple[int, int] | None = None, animation: str | None = None,
+    resolution: tuple[int, int] | None = None, animation: str | None = None, camera: str | None = None,
 ) -> tuple[Scene, dict]:
-    """Read and validate a scene file (.json, .gltf or .glb); `spp` and `resolution`
-    override its film. Returns the scene and the document that travels to workers.
+    """Read and validate a scene file (.json, .gltf, .glb or a USD stage); `spp` and
+    `resolution` override its film; `camera` picks a glTF or USD camera by name (a USD
+    stage's: by prim path). Returns the scene and the document that travels to workers.
 
     Missing files are a SceneError naming each; with `allow_missing`, missing textures and
     environment maps are turned off instead and the scene's `warnings` say which."""
@@ -74,7 +75,9 @@ def load_scene(
     warnings: list[str] = []
     _relative_names(document, base, folder.folder)
     if "include" in document:
-        _expand(document, folder, warnings, str(path), resolution, animation)
+        _expand(document, folder, warnings, str(path), resolution, animation, camera)
+    elif camera is not None:
+        raise SceneError(f"{path}: --camera picks a camera of a glTF file or USD stage; this scene includes none")
     if isinstance(document.get("film"), dict):
         if spp is not None:
             document["film"]["spp"] = spp
@@ -145,10 +148,11 @@ def _relative_names(document: dict, base: Path, resolved_base: Path) -> None:
 
 
 def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: str,
-            resolution: tuple[int, int] | None, animation: str | None = None) -> None:
-    """Replace the document's `include` list by what its glTF files hold (a camera-less
-    model is framed for `resolution` when one is given; `animation` picks one of each
-    file's animations, else all play)."""
+            resolution: tuple[int, int] | None, animation: str | None = None, camera: str | None = None) -> None:
+    """Replace the document's `include` list by what its glTF files and USD stages hold (a
+    camera-less model is framed for `resolution` when one is given; `animation` picks one of
+    each file's animations, else all play; `camera` the camera of that name, which wins over
+    the document's own)."""
     includes = document.pop("include")
     if not isinstance(includes, list):
         raise SceneError(f"{source}.include: expected a list of {{\"file\": ..., \"transform\": ...}} objects")
@@ -156,6 +160,8 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
         if not isinstance(document.setdefault(key, empty), type(empty)):
             raise SceneError(f"{source}.{key}: expected {'an object' if empty == {} else 'a list'}")
     lower, upper, aspect = np.full(3, np.inf), np.full(3, -np.inf), None
+    cameras: list[str] = []  # every included file's, for the line that says --camera named none of them
+    found = False  # a camera taken from an included file
     # The scene file's own emitters light it; a glTF's emissive maps (screens, glow) do not
     # stand in for the sky.
     own_emitters = any(isinstance(m, dict) and "emission" in m for m in document["materials"].values())
@@ -169,10 +175,11 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
         matrix = np.array(parse_transform(include.get("transform", {}), f"{where}.transform"))
         if name.lower().endswith(USD_SUFFIXES):  # usd-core composes it on this client (farm.scene.usd)
             folder.size(name)  # there, and within the limits
-            converted = usd.convert(folder.path(name), folder.folder, matrix, prefix=f"{name}:")
+            converted = usd.convert(folder.path(name), folder.folder, matrix, prefix=f"{name}:", camera=camera)
         else:
             converted = gltf.convert(name, folder.read(name), folder.size, matrix, prefix=f"{name}:",
-                                     read=folder.read, animation=animation)
+                                     read=folder.read, animation=animation, camera=camera)
+        cameras += converted.cameras
         for key in ("materials", "textures"):
             document[key].update(getattr(converted, key))
         if converted.rig:  # one rig for every file: this file's nodes after those before
@@ -185,10 +192,12 @@ def _expand(document: dict, folder: FolderAssets, warnings: list[str], source: s
         document["shapes"] += converted.shapes
         document["lights"] += converted.lights
         own_emitters = own_emitters or converted.emitters > 0
-        if "camera" not in document and converted.camera is not None:
-            document["camera"], aspect = converted.camera, converted.aspect
+        if converted.camera is not None and not found and (camera is not None or "camera" not in document):
+            document["camera"], aspect, found = converted.camera, converted.aspect, True
         lower, upper = np.minimum(lower, converted.lower), np.maximum(upper, converted.upper)
         warnings += converted.warnings
+    if camera is not None and not found:
+        raise SceneError(f"{source}: no camera {camera!r}; its cameras: {', '.join(cameras) or 'none'}")
     if "film" not in document:
         width = GLTF_WIDTH
         document["film"] = {"width": width, "height": max(1, round(width / (aspect or GLTF_ASPECT))), "spp": GLTF_SPP}

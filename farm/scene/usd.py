@@ -3,8 +3,8 @@
 Pixar's `usd-core` composes the stage (layers, references, payloads loaded, the authored
 variant selections) and resolves every value; this module walks what it composed, on the
 client only (workers never read USD), into ordinary scene-document entries, as
-farm.scene.gltf does for glTF: meshes inline (world-space triangles, normals and uvs per
-corner), UsdPreviewSurface materials, the first camera (or the one `convert` names), UsdLux lights.
+farm.scene.gltf does for glTF: meshes in one binary file made beside the document (object
+space, normals and uvs per corner; MESH_FILE), UsdPreviewSurface materials, the first camera (or the one `convert` names), UsdLux lights.
 The stage's `metersPerUnit` and `upAxis` are applied: the document is in metres, +y up.
 
 What is converted, and what is named in a warning instead: docs/scenes.md, "USD stages".
@@ -20,11 +20,13 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import SceneError
-from farm.scene import usd_lights
+from farm.protocol.assets import write_generated
+from farm.scene import usd_lights, usd_shapes
 from farm.scene.usd_materials import UsdMaterials, bound
 from farm.scene.gltf import Converted
 
 USD_SUFFIXES = (".usd", ".usda", ".usdc", ".usdz")
+IMPLICIT = ("Cylinder", "Cone", "Capsule", "Plane")  # tessellated: farm.scene.usd_shapes
 
 def convert(path: Path, folder: Path, transform: np.ndarray, prefix: str, camera: str | None = None) -> Converted:
     """Convert the stage at `path` (a file under the scene's `folder`, where its textures
@@ -60,6 +62,38 @@ def stage_frame(stage) -> np.ndarray:
     return frame
 
 
+# The stage's meshes travel as one binary file of accessors (farm.scene.mesh.load_binary),
+# made on the client and kept as a generated file (farm.protocol.assets.GENERATED): a
+# document of inline meshes would pass FARM_MAX_SCENE_BYTES at about 59,000 triangles.
+MESH_FILE = "<the stage's meshes>"  # the shapes' file until the file is written
+
+
+class _MeshFile:
+    """The blocks of the stage's mesh file: per block, float32 positions, normals and uvs of
+    each triangle's corners, in object space (the shape's transform places them)."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.layouts: dict = {}
+
+    def block(self, key, arrays: dict[str, np.ndarray]) -> dict:
+        """The layout of the block `key`, written from `arrays` the first time."""
+        if key not in self.layouts:
+            layout = {}
+            for part, values in arrays.items():
+                data = np.ascontiguousarray(values, "<f4")
+                layout[part] = {"offset": self.size, "count": len(data), "format": f"f32x{data.shape[1]}",
+                                "stride": data.itemsize * data.shape[1]}
+                self.parts.append(data.tobytes())
+                self.size += data.nbytes
+            self.layouts[key] = layout
+        return self.layouts[key]
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+
 def _matrix(gf) -> np.ndarray:
     """A Gf.Matrix4d (points as rows, p * M) as a column-vector matrix (M p)."""
     return np.array(gf, float).T
@@ -79,6 +113,7 @@ class _Converter(UsdMaterials):
         self.out = Converted()
         self.material_names: dict[str, str] = {}
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
+        self.meshes = _MeshFile()
         self.emitters = 0  # lights made shapes (rect, disk, sphere)
 
     def _warn(self, message: str) -> None:
@@ -121,6 +156,8 @@ class _Converter(UsdMaterials):
                 self._sphere(UsdGeom.Sphere(prim), world)
             elif prim.IsA(UsdGeom.Cube):
                 self._cube(UsdGeom.Cube(prim), world)
+            elif prim.GetTypeName() in IMPLICIT:
+                self._implicit(prim, world)
             elif prim.IsA(UsdGeom.Camera):
                 cameras.append((prim, world))
             elif prim.HasAPI(UsdLux.LightAPI) or prim.IsA(UsdLux.BoundableLightBase) or \
@@ -129,15 +166,18 @@ class _Converter(UsdMaterials):
             elif prim.IsA(UsdGeom.Gprim):
                 self._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
         chosen = [c for c in cameras if camera is None or str(c[0].GetPath()) == camera]
-        if camera is not None and not chosen:
-            raise SceneError(f"{self.name}: no camera {camera}; its cameras: "
-                             f"{', '.join(str(c[0].GetPath()) for c in cameras) or 'none'}")
+        self.out.cameras = [str(c[0].GetPath()) for c in cameras]
         if chosen:
             usd_lights.camera(self, UsdGeom.Camera(chosen[0][0]), chosen[0][1])
         if self.subdivided:
             self._warn(f"{len(self.subdivided)} subdivision surface(s) rendered as their control cages "
                        f"(subdivisionScheme not none: {', '.join(self.subdivided[:3])}{', ...' * (len(self.subdivided) > 3)})")
         self.out.emitters = self.emitters
+        if self.meshes.parts:  # the meshes' file, named by its content
+            name = write_generated(self.meshes.data(), ".bin")
+            for shape in self.out.shapes:
+                if shape.get("file") == MESH_FILE:
+                    shape["file"] = name
         return self.out
 
     # -- geometry ------------------------------------------------------------------------
@@ -182,9 +222,7 @@ class _Converter(UsdMaterials):
             return
         if mesh.GetOrientationAttr().Get() == UsdGeom.Tokens.leftHanded:
             corners = corners[:, ::-1]
-        if np.linalg.det(world[:3, :3]) < 0:  # a mirroring transform keeps front sides in front
-            corners = corners[:, ::-1]
-        vertex = indices[corners]  # the point of each corner
+        vertex = indices[corners]  # the point of each corner (a mirroring transform: the packer turns them)
         moved = (points @ world[:3, :3].T + world[:3, 3])[vertex].reshape(-1, 3)
         primvars = UsdGeom.PrimvarsAPI(mesh)
         normals_primvar = primvars.GetPrimvar("normals")  # it wins over `normals`, as USD says
@@ -201,12 +239,6 @@ class _Converter(UsdMaterials):
             values = st.ComputeFlattened(self.time)
             uvs = self._corner_values(values, st.GetInterpolation(), corners, vertex, faces, len(points), 2,
                                       f"{path}.st")
-        normals = None
-        if shape_normals is not None:
-            normal_matrix = np.linalg.inv(world[:3, :3]).T
-            normals = shape_normals.reshape(-1, 3) @ normal_matrix.T
-            lengths = np.linalg.norm(normals, axis=-1, keepdims=True)
-            normals = np.where(lengths > 0, normals / np.where(lengths > 0, lengths, 1), 0.0)
         # faces by material: the GeomSubsets of the materialBind family, the rest the mesh's own
         material_of_face = np.full(len(counts), -1, np.int64)
         materials = [self._material(bound(mesh.GetPrim()), mesh.GetPrim())]
@@ -216,20 +248,52 @@ class _Converter(UsdMaterials):
             materials.append(self._material(bound(subset.GetPrim()), mesh.GetPrim()))
             material_of_face[chosen] = len(materials) - 2
         triangles_material = material_of_face[faces]
+        # one block of the stage's mesh file per material: the same block for every instance
+        # of one prototype, so the packer keeps its triangles once (farm.scene.instances)
+        prim = mesh.GetPrim()
+        block = str((prim.GetPrimInPrototype() if prim.IsInstanceProxy() else prim).GetPath())
+        corner_points = points[vertex].reshape(-1, 3)
         for number, material in enumerate(materials):
             picked = np.nonzero(triangles_material == number - 1)[0]
             if not len(picked):
                 continue
             rows = (picked[:, None] * 3 + np.arange(3)).reshape(-1)
-            shape = {"type": "mesh", "material": material, "vertices": moved[rows].tolist(),
-                     "triangles": np.arange(len(rows)).reshape(-1, 3).tolist()}
-            if normals is not None:
-                shape["normals"] = normals.reshape(-1, 3)[rows].tolist()
-            if uvs is not None:
-                shape["uvs"] = uvs.reshape(-1, 2)[rows].tolist()
+            arrays = {"positions": corner_points[rows]}
+            if shape_normals is not None:
+                arrays["normals"] = shape_normals.reshape(-1, 3)[rows]
+            if uvs is not None:  # stored as glTF's, v running down
+                arrays["uvs"] = uvs.reshape(-1, 2)[rows] * [1.0, -1.0] + [0.0, 1.0]
+            layout = self.meshes.block((block, number), arrays)
+            shape = {"type": "mesh", "material": material, "file": MESH_FILE, "binary": layout,
+                     "transform": {"matrix": world.tolist()}}
             self.out.shapes.append(shape)  # both sides of it shade (the kernel's): doubleSided needs nothing
             self.out.triangles += len(picked)
         self._bounds(moved)
+
+    def _implicit(self, prim, world: np.ndarray) -> None:
+        """A Cylinder, Cone, Capsule or Plane as triangles (farm.scene.usd_shapes), one block
+        of the mesh file for each size: every prim of one size shares it."""
+        from pxr import UsdGeom
+
+        kind = prim.GetTypeName()
+        schema = getattr(UsdGeom, kind)(prim)
+        axis = str(schema.GetAxisAttr().Get(self.time) or "Z")
+        if kind == "Plane":
+            size = (float(schema.GetWidthAttr().Get(self.time)), float(schema.GetLengthAttr().Get(self.time)))
+        else:
+            size = (float(schema.GetRadiusAttr().Get(self.time)), float(schema.GetHeightAttr().Get(self.time)))
+        if not all(math.isfinite(v) and v >= 0 for v in size) or axis not in ("X", "Y", "Z"):
+            self._warn(f"{prim.GetPath()}: a {kind} of size {size} along {axis!r} is not rendered")
+            return
+        corners, normals = getattr(usd_shapes, kind.lower())(*size, axis)
+        if self.out.triangles + len(corners) > defaults.MAX_TRIANGLES:
+            raise SceneError(f"{self.name}: more than {defaults.MAX_TRIANGLES:,} triangles (FARM_MAX_TRIANGLES)")
+        layout = self.meshes.block((kind, size, axis), {"positions": corners.reshape(-1, 3),
+                                                        "normals": normals.reshape(-1, 3)})
+        self.out.shapes.append({"type": "mesh", "material": self._material(bound(prim), prim), "file": MESH_FILE,
+                                "binary": layout, "transform": {"matrix": world.tolist()}})
+        self.out.triangles += len(corners)
+        self._bounds(corners.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3])
 
     def _corner_values(self, values, interpolation, corners, vertex, faces, point_count: int, width: int,
                        where: str) -> np.ndarray | None:
