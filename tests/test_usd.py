@@ -239,7 +239,7 @@ def test_what_production_stages_do_is_read_as_they_mean_it(tmp_path):
     assert "aperture_radius" not in document["camera"]
     said = " ".join(scene.warnings)
     for words in ("point instancers are not rendered", "scaled to nothing", "fewer than three corners",
-                  "fStop without a focusDistance", "read at its start time code"):
+                  "fStop without a focusDistance", "/Cache: deforming (time-sampled points): rendered as it is at the start"):
         assert words in said, words
 
 
@@ -361,3 +361,41 @@ def test_cylinders_cones_capsules_and_planes_become_triangles_of_their_true_size
     area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1).sum() / 2
     assert area == pytest.approx(2 * math.pi * 0.5 * 2 + 2 * math.pi * 0.25, rel=2e-3)
     assert not any("not rendered" in warning for warning in scene.warnings)
+
+
+def test_time_sampled_transforms_place_each_frame_where_usd_does(tmp_path):
+    """A cube sliding and turning, under a parent that rises, and a camera dollying: each
+    frame of `--frames` (time code F at F / timeCodesPerSecond seconds) poses them as USD's
+    own local-to-world matrix at F says; the shot spans the stage's time range."""
+    from farm.scene import parse_scene
+
+    stage = _stage(tmp_path / "shot.usda", up="Z", meters=0.01)
+    stage.SetStartTimeCode(1)
+    stage.SetEndTimeCode(24)
+    stage.SetTimeCodesPerSecond(24)
+    parent = UsdGeom.Xform.Define(stage, "/Rig")
+    lift = parent.AddTranslateOp()
+    lift.Set((0, 0, 0), 1)
+    lift.Set((0, 0, 100), 24)
+    cube = UsdGeom.Cube.Define(stage, "/Rig/Box")
+    cube.CreateSizeAttr(50)
+    slide, turn = cube.AddTranslateOp(), cube.AddRotateZOp()
+    slide.Set((0, 0, 0), 1)
+    slide.Set((200, 0, 0), 24)
+    turn.Set(0, 1)
+    turn.Set(270, 24)  # more than half a turn between the keys: the frames in between keep USD's path
+    camera = UsdGeom.Camera.Define(stage, "/Camera")
+    dolly = camera.AddTranslateOp()
+    dolly.Set((0, -500, 100), 1)
+    dolly.Set((0, -300, 100), 24)
+    camera.AddRotateXOp().Set(90)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "shot.usda")
+    assert scene.animation == pytest.approx((1 / 24, 1.0))
+    frame = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]]) @ np.diag([0.01, 0.01, 0.01, 1])
+    for code in (1, 7, 12.5, 24):
+        posed = parse_scene(json.loads(json.dumps(document)), time=code / 24)
+        usd_cube = frame @ np.array(cube.ComputeLocalToWorldTransform(Usd.TimeCode(code))).T @ np.diag([25, 25, 25, 1])
+        assert np.allclose(posed.shapes[0].transform, usd_cube, atol=1e-9 if code == int(code) else 1e-2), code
+        usd_camera = frame @ np.array(camera.ComputeLocalToWorldTransform(Usd.TimeCode(code))).T
+        assert np.allclose(posed.camera.position, usd_camera[:3, 3], atol=1e-9 if code == int(code) else 1e-2)

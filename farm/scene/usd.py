@@ -22,6 +22,7 @@ from farm import defaults
 from farm.exceptions import SceneError
 from farm.protocol.assets import write_generated
 from farm.scene import usd_lights, usd_shapes
+from farm.scene.usd_time import StageMotion, matrix_of
 from farm.scene.usd_materials import UsdMaterials, bound
 from farm.scene.gltf import Converted
 
@@ -94,11 +95,6 @@ class _MeshFile:
         return b"".join(self.parts)
 
 
-def _matrix(gf) -> np.ndarray:
-    """A Gf.Matrix4d (points as rows, p * M) as a column-vector matrix (M p)."""
-    return np.array(gf, float).T
-
-
 class _Converter(UsdMaterials):
     def __init__(self, stage, path: Path, folder: Path, prefix: str):
         from pxr import Usd, UsdGeom
@@ -114,6 +110,7 @@ class _Converter(UsdMaterials):
         self.material_names: dict[str, str] = {}
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
         self.meshes = _MeshFile()
+        self.motion = StageMotion(self)
         self.emitters = 0  # lights made shapes (rect, disk, sphere)
 
     def _warn(self, message: str) -> None:
@@ -126,8 +123,6 @@ class _Converter(UsdMaterials):
 
         self.frame = transform @ stage_frame(self.stage)
         cameras = []
-        if self.stage.HasAuthoredTimeCodeRange():
-            self._warn("read at its start time code (time samples with --frames: not yet)")
         walk = iter(Usd.PrimRange(self.stage.GetPseudoRoot(), Usd.TraverseInstanceProxies()))
         for prim in walk:
             if not prim.IsActive() or not prim.IsDefined():
@@ -143,13 +138,15 @@ class _Converter(UsdMaterials):
                 walk.PruneChildren()
                 self._warn(f"{prim.GetPath()}: point instancers are not rendered yet")
                 continue
-            local = _matrix(self.xforms.GetLocalToWorldTransform(prim))
+            local = matrix_of(self.xforms.GetLocalToWorldTransform(prim))
+            moving = self.motion.moves(prim)
             if abs(np.linalg.det(local[:3, :3])) < 1e-18:
                 if prim.IsA(UsdGeom.Gprim) or prim.IsA(UsdGeom.Xform):
                     self._warn(f"{prim.GetPath()}: scaled to nothing; left out")
                 walk.PruneChildren()
                 continue
             world = self.frame @ local
+            made = len(self.out.shapes)
             if prim.IsA(UsdGeom.Mesh):
                 self._mesh(UsdGeom.Mesh(prim), world)
             elif prim.IsA(UsdGeom.Sphere):
@@ -162,13 +159,25 @@ class _Converter(UsdMaterials):
                 cameras.append((prim, world))
             elif prim.HasAPI(UsdLux.LightAPI) or prim.IsA(UsdLux.BoundableLightBase) or \
                     prim.IsA(UsdLux.NonboundableLightBase):
+                lights = len(self.out.lights)
                 usd_lights.light(self, prim, world, local)
+                if moving and len(self.out.lights) > lights:
+                    self._warn(f"{prim.GetPath()}: a moving {prim.GetTypeName()} stays where it is at the start")
             elif prim.IsA(UsdGeom.Gprim):
                 self._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
+            if moving and len(self.out.shapes) > made:  # placed at each frame's moment (farm.scene.usd_time)
+                self.motion.attach(prim, world, self.out.shapes[made:])
         chosen = [c for c in cameras if camera is None or str(c[0].GetPath()) == camera]
         self.out.cameras = [str(c[0].GetPath()) for c in cameras]
         if chosen:
             usd_lights.camera(self, UsdGeom.Camera(chosen[0][0]), chosen[0][1])
+            if self.out.camera is not None and self.motion.moving.get(chosen[0][0].GetPath()):
+                self.out.camera["rig"] = self.motion.node(chosen[0][0])
+            lens = UsdGeom.Camera(chosen[0][0])
+            if self.motion.codes and any(attribute.ValueMightBeTimeVarying() for attribute in (
+                    lens.GetFocalLengthAttr(), lens.GetFocusDistanceAttr(), lens.GetFStopAttr())):
+                self._warn(f"{chosen[0][0].GetPath()}: its lens keeps its values at the start (time samples of "
+                           f"focal length, focus or f-stop are not read)")
         if self.subdivided:
             self._warn(f"{len(self.subdivided)} subdivision surface(s) rendered as their control cages "
                        f"(subdivisionScheme not none: {', '.join(self.subdivided[:3])}{', ...' * (len(self.subdivided) > 3)})")
@@ -201,6 +210,8 @@ class _Converter(UsdMaterials):
         if counts.min() < 0 or counts.sum() != len(indices) or (len(indices) and
                                                                   (indices.min() < 0 or indices.max() >= len(points))):
             raise SceneError(f"{self.name}: {path}: face counts and indices do not fit its {len(points)} points")
+        if self.motion.codes and mesh.GetPointsAttr().ValueMightBeTimeVarying():
+            self._warn(f"{path}: deforming (time-sampled points): rendered as it is at the start")
         if mesh.GetSubdivisionSchemeAttr().Get() not in (None, UsdGeom.Tokens.none):  # USD's default: catmullClark
             self.subdivided.append(str(path))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

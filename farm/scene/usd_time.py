@@ -1,0 +1,133 @@
+"""A USD stage's time-sampled transforms as the document's rig (farm.scene.rig), so that
+`submit --frames` renders each frame with the stage's prims where USD puts them then.
+
+A stage's time code T is the document's T / timeCodesPerSecond seconds, so `--frames F
+--fps N` shows time code F where N is the stage's rate. A prim whose transform (or an
+ancestor's) is time-varying gets a rig node under one still node holding the stage's frame
+(its units and up axis, and the include's transform): translation, rotation and scale
+keyed at every whole time code of the stage's range and at its start and end, each taken
+from USD's own local-to-world matrix there. A frame at a whole time code is the stage's pose
+exactly; between keys (a shutter's samples) the rig interpolates linearly, rotations along
+the shorter arc, where USD interpolates each xformOp's values. Channels that do not change
+are left out. A sheared matrix (a non-uniform scale under a rotated child) has no
+translation-rotation-scale form: its keys keep the nearest rotation, said in a warning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class StageMotion:
+    """Which prims of `converter`'s stage move, and their rig nodes."""
+
+    def __init__(self, converter):
+        stage = converter.stage
+        self.converter = converter
+        self.moving: dict = {}  # prim path -> whether its world transform varies with time
+        self.nodes: dict = {}  # prim path -> its rig node
+        self.root: int | None = None
+        self.codes: list[float] = []
+        if stage.HasAuthoredTimeCodeRange():
+            start, end = float(stage.GetStartTimeCode()), float(stage.GetEndTimeCode())
+            self.rate = float(stage.GetTimeCodesPerSecond()) or 24.0
+            self.codes = sorted({start, end} | {float(c) for c in range(math.ceil(start), math.floor(end) + 1)})
+
+    def moves(self, prim) -> bool:
+        """Whether the prim's world transform varies (call in the walk's order: parents first)."""
+        from pxr import UsdGeom
+
+        path = prim.GetPath()
+        moving = bool(self.codes) and (self.moving.get(path.GetParentPath(), False) or (
+            prim.IsA(UsdGeom.Xformable) and UsdGeom.Xformable(prim).TransformMightBeTimeVarying()))
+        self.moving[path] = moving
+        return moving
+
+    def attach(self, prim, world: np.ndarray, shapes: list[dict]) -> None:
+        """Hang the moving prim's `shapes` (made at its matrix `world`) on its rig node: a shape
+        placed by a transform keeps its place in the prim's space (a still child node where
+        that is not the prim's own); a sphere's centre and radius go into the prim's space."""
+        node = self.node(prim)
+        inverse = np.linalg.inv(world)
+        for shape in shapes:
+            if shape["type"] == "sphere":
+                scale = float(np.linalg.norm(world[:3, 0]))
+                shape["center"] = (inverse @ [*shape["center"], 1.0])[:3].tolist()
+                shape["radius"] = shape["radius"] / scale
+                shape["rig"] = node
+                continue
+            placed = inverse @ np.array(shape["transform"]["matrix"], float)
+            if np.allclose(placed, np.eye(4), atol=1e-12):
+                shape["rig"] = node
+            else:
+                self.converter.out.rig.append({"parent": node, "matrix": placed.tolist()})
+                shape["rig"] = len(self.converter.out.rig) - 1
+
+    def node(self, prim) -> int:
+        """The rig node of the moving prim: its world matrix in the document at each key."""
+        from pxr import Usd, UsdGeom
+
+        if prim.GetPath() in self.nodes:
+            return self.nodes[prim.GetPath()]
+        rig = self.converter.out.rig
+        if self.root is None:
+            rig.append({"parent": -1, "matrix": self.converter.frame.tolist()})
+            self.root = len(rig) - 1
+        xformable = UsdGeom.Xformable(prim)
+        keys = [_trs(matrix_of(xformable.ComputeLocalToWorldTransform(Usd.TimeCode(code)))) for code in self.codes]
+        if any(sheared for *_, sheared in keys):
+            self.converter._warn(f"{prim.GetPath()}: a sheared moving transform, keyed as its nearest rotation")
+        rotations = [keys[0][1]]
+        for _, rotation, _, _ in keys[1:]:  # each the sign nearer the last: slerp takes the shorter arc
+            rotations.append(rotation if np.dot(rotation, rotations[-1]) >= 0 else -rotation)
+        entry: dict = {"parent": self.root}
+        times = [code / self.rate for code in self.codes]
+        for path, values in (("translation", [k[0] for k in keys]), ("rotation", rotations),
+                             ("scale", [k[2] for k in keys])):
+            entry[path] = [float(v) for v in values[0]]
+            if any(not np.array_equal(v, values[0]) for v in values[1:]):
+                entry.setdefault("channels", {})[path] = {
+                    "interpolation": "LINEAR", "times": times, "values": [[float(x) for x in v] for v in values]}
+        rig.append(entry)
+        self.nodes[prim.GetPath()] = len(rig) - 1
+        return len(rig) - 1
+
+
+def matrix_of(gf) -> np.ndarray:
+    """A Gf.Matrix4d (points as rows, p * M) as a column-vector matrix (M p)."""
+    return np.array(gf, float).T
+
+
+def _trs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Translation, rotation (a unit quaternion x, y, z, w) and scale of `matrix` (M = T R
+    S), and whether it was sheared (R then the nearest rotation, by polar decomposition)."""
+    linear = matrix[:3, :3]
+    scale = np.linalg.norm(linear, axis=0)
+    if np.linalg.det(linear) < 0:
+        scale[0] = -scale[0]
+    rotation = linear / np.where(scale == 0, 1.0, scale)
+    u, _, vt = np.linalg.svd(rotation)
+    nearest = u @ vt
+    sheared = not np.allclose(nearest, rotation, atol=1e-6)
+    return matrix[:3, 3].copy(), _quaternion(nearest), scale, sheared
+
+
+def _quaternion(r: np.ndarray) -> np.ndarray:
+    """(x, y, z, w) of a rotation matrix (Shoemake's branch on the largest diagonal term)."""
+    trace = r[0, 0] + r[1, 1] + r[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, 0.25 * s]
+    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
+        q = [0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s, (r[2, 1] - r[1, 2]) / s]
+    elif r[1, 1] > r[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
+        q = [(r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s, (r[0, 2] - r[2, 0]) / s]
+    else:
+        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
+        q = [(r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s, (r[1, 0] - r[0, 1]) / s]
+    q = np.array(q)
+    return q / np.linalg.norm(q)
