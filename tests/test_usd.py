@@ -231,14 +231,14 @@ def test_what_production_stages_do_is_read_as_they_mean_it(tmp_path):
     stage.GetRootLayer().Save()
     assert instancer
     scene, document = load_scene(tmp_path / "production.usda")
-    (shape,) = document["shapes"]  # the cache's quad only: no prototype, nothing scaled to nothing
+    (shape,) = document["shapes"]  # the cache's quad only: no prototype (no instances), nothing scaled to nothing
     vertices, normals, _ = _corners(shape)
     assert vertices[:, 0].max() == 1.0, "read at the stage's start"
     assert len(vertices) == 2 * 3 and np.allclose(normals, [0, 0, 1])
     assert np.allclose(document["materials"][shape["material"]]["base_color"], (0.2, 0.7, 0.3))
     assert "aperture_radius" not in document["camera"]
     said = " ".join(scene.warnings)
-    for words in ("point instancers are not rendered", "scaled to nothing", "fewer than three corners",
+    for words in ("scaled to nothing", "fewer than three corners",
                   "fStop without a focusDistance", "/Cache: deforming (time-sampled points): rendered as it is at the start"):
         assert words in said, words
 
@@ -399,3 +399,41 @@ def test_time_sampled_transforms_place_each_frame_where_usd_does(tmp_path):
         assert np.allclose(posed.shapes[0].transform, usd_cube, atol=1e-9 if code == int(code) else 1e-2), code
         usd_camera = frame @ np.array(camera.ComputeLocalToWorldTransform(Usd.TimeCode(code))).T
         assert np.allclose(posed.camera.position, usd_camera[:3, 3], atol=1e-9 if code == int(code) else 1e-2)
+
+
+def test_a_point_instancers_instances_share_their_prototypes(tmp_path):
+    """1,000 instances of two prototypes (a 512-triangle tile and a sphere), each placed by
+    its position, orientation and scale as USD computes it, one hidden by invisibleIds: the
+    tile's triangles are packed once, under 500 placements."""
+    from pxr import Gf, Vt
+
+    from farm.scene.pack import pack
+
+    stage = _stage(tmp_path / "forest.usda")
+    forest = UsdGeom.PointInstancer.Define(stage, "/Forest")
+    UsdGeom.XformCommonAPI(forest).SetTranslate((0.0, 1.0, 0.0))
+    _grid(stage, "/Forest/Prototypes/Tile", 16)
+    UsdGeom.Sphere.Define(stage, "/Forest/Prototypes/Ball").CreateRadiusAttr(0.25)
+    forest.CreatePrototypesRel().SetTargets(["/Forest/Prototypes/Tile", "/Forest/Prototypes/Ball"])
+    count = 1000
+    forest.CreateProtoIndicesAttr([i % 2 for i in range(count)])
+    forest.CreatePositionsAttr([Gf.Vec3f(i % 40, i // 40, 0) for i in range(count)])
+    forest.CreateOrientationsAttr(Vt.QuathArray([Gf.Quath(Gf.Rotation(Gf.Vec3d(0, 0, 1), i).GetQuat())
+                                                 for i in range(count)]))
+    forest.CreateScalesAttr([Gf.Vec3f(1 + i % 3, 1 + i % 3, 1 + i % 3) for i in range(count)])
+    forest.CreateInvisibleIdsAttr([7])
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "forest.usda")
+    tiles = [shape for shape in document["shapes"] if shape["type"] == "mesh"]
+    balls = [shape for shape in document["shapes"] if shape["type"] == "sphere"]
+    assert len(tiles) == 500 and len(balls) == 499 and len({json.dumps(t["binary"]) for t in tiles}) == 1
+    placements = forest.ComputeInstanceTransformsAtTime(Usd.TimeCode.Default(), Usd.TimeCode.Default(),
+                                                        UsdGeom.PointInstancer.IncludeProtoXform,
+                                                        UsdGeom.PointInstancer.IgnoreMask)
+    world = np.array(forest.ComputeLocalToWorldTransform(Usd.TimeCode.Default())).T
+    assert np.allclose(tiles[5]["transform"]["matrix"], world @ np.array(placements[10]).T)
+    ball = world @ np.array(placements[9]).T
+    # balls: instances 1, 3, 5, 9 (7 is hidden), ...
+    assert np.allclose(balls[3]["center"], ball[:3, 3]) and balls[3]["radius"] == pytest.approx(0.25 * (1 + 9 % 3), rel=2e-3)
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    assert len(packed.triangles) == 512 and len(packed.instances) == 500 + 1  # and the world, holding the balls

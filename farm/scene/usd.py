@@ -21,7 +21,7 @@ import numpy as np
 from farm import defaults
 from farm.exceptions import SceneError
 from farm.protocol.assets import write_generated
-from farm.scene import usd_lights, usd_shapes
+from farm.scene import usd_instancer, usd_lights, usd_shapes
 from farm.scene.usd_time import StageMotion, matrix_of
 from farm.scene.usd_materials import UsdMaterials, bound
 from farm.scene.gltf import Converted
@@ -134,12 +134,12 @@ class _Converter(UsdMaterials):
                               or imageable.GetVisibilityAttr().Get(self.time) == UsdGeom.Tokens.invisible):
                 walk.PruneChildren()
                 continue
-            if prim.IsA(UsdGeom.PointInstancer):  # its prototypes are its children: not drawn where they stand
-                walk.PruneChildren()
-                self._warn(f"{prim.GetPath()}: point instancers are not rendered yet")
-                continue
             local = matrix_of(self.xforms.GetLocalToWorldTransform(prim))
             moving = self.motion.moves(prim)
+            if prim.IsA(UsdGeom.PointInstancer):  # its prototypes are its children: not drawn where they stand
+                walk.PruneChildren()
+                usd_instancer.instances(self, UsdGeom.PointInstancer(prim), self.frame @ local, moving)
+                continue
             if abs(np.linalg.det(local[:3, :3])) < 1e-18:
                 if prim.IsA(UsdGeom.Gprim) or prim.IsA(UsdGeom.Xform):
                     self._warn(f"{prim.GetPath()}: scaled to nothing; left out")
@@ -147,14 +147,8 @@ class _Converter(UsdMaterials):
                 continue
             world = self.frame @ local
             made = len(self.out.shapes)
-            if prim.IsA(UsdGeom.Mesh):
-                self._mesh(UsdGeom.Mesh(prim), world)
-            elif prim.IsA(UsdGeom.Sphere):
-                self._sphere(UsdGeom.Sphere(prim), world)
-            elif prim.IsA(UsdGeom.Cube):
-                self._cube(UsdGeom.Cube(prim), world)
-            elif prim.GetTypeName() in IMPLICIT:
-                self._implicit(prim, world)
+            if self.geometry(prim, world):
+                pass
             elif prim.IsA(UsdGeom.Camera):
                 cameras.append((prim, world))
             elif prim.HasAPI(UsdLux.LightAPI) or prim.IsA(UsdLux.BoundableLightBase) or \
@@ -190,6 +184,22 @@ class _Converter(UsdMaterials):
         return self.out
 
     # -- geometry ------------------------------------------------------------------------
+
+    def geometry(self, prim, world: np.ndarray) -> bool:
+        """The prim's shapes at `world`, if it is a surface the farm draws."""
+        from pxr import UsdGeom
+
+        if prim.IsA(UsdGeom.Mesh):
+            self._mesh(UsdGeom.Mesh(prim), world)
+        elif prim.IsA(UsdGeom.Sphere):
+            self._sphere(UsdGeom.Sphere(prim), world)
+        elif prim.IsA(UsdGeom.Cube):
+            self._cube(UsdGeom.Cube(prim), world)
+        elif prim.GetTypeName() in IMPLICIT:
+            self._implicit(prim, world)
+        else:
+            return False
+        return True
 
     def _bounds(self, points: np.ndarray) -> None:
         if len(points):
