@@ -250,6 +250,11 @@ def test_a_malformed_stage_is_refused_in_one_line(tmp_path):
         with pytest.raises(SceneError) as raised:
             load_scene(tmp_path / name)
         assert str(raised.value).startswith(f"{name}: cannot read the USD stage") and "\n" not in str(raised.value)
+    stage = _stage(tmp_path / "units.usda", meters=-1.0)
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    stage.GetRootLayer().Save()
+    with pytest.raises(SceneError, match=r"^units.usda: metersPerUnit is -1.0: not a positive number$"):
+        load_scene(tmp_path / "units.usda")
 
 
 def _grid(stage, path: str, side: int) -> UsdGeom.Mesh:

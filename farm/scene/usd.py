@@ -49,14 +49,14 @@ def convert(path: Path, folder: Path, transform: np.ndarray, prefix: str, camera
         raise SceneError(f"{path.name}: cannot read the USD stage ({type(exc).__name__}: {first})") from None
 
 
-def stage_frame(stage) -> np.ndarray:
+def stage_frame(stage, name: str) -> np.ndarray:
     """The matrix from the stage's space to the document's: its units to metres, its up
     axis to +y (a Z-up stage turned -90 degrees about x)."""
     from pxr import UsdGeom
 
     scale = float(UsdGeom.GetStageMetersPerUnit(stage))
     if not (math.isfinite(scale) and scale > 0):
-        raise SceneError(f"metersPerUnit is {scale}: not a positive number")
+        raise SceneError(f"{name}: metersPerUnit is {scale}: not a positive number")
     frame = np.diag([scale, scale, scale, 1.0])
     if UsdGeom.GetStageUpAxis(stage) == UsdGeom.Tokens.z:
         frame = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float) @ frame
@@ -121,7 +121,7 @@ class _Converter(UsdMaterials):
     def run(self, transform: np.ndarray, camera: str | None) -> Converted:
         from pxr import Usd, UsdGeom, UsdLux
 
-        self.frame = transform @ stage_frame(self.stage)
+        self.frame = transform @ stage_frame(self.stage, self.name)
         cameras = []
         walk = iter(Usd.PrimRange(self.stage.GetPseudoRoot(), Usd.TraverseInstanceProxies()))
         for prim in walk:
