@@ -442,3 +442,48 @@ def test_a_point_instancers_instances_share_their_prototypes(tmp_path):
     assert np.allclose(balls[3]["center"], ball[:3, 3]) and balls[3]["radius"] == pytest.approx(0.25 * (1 + 9 % 3), rel=2e-3)
     packed = pack(scene, FolderAssets(tmp_path, scene.assets))
     assert len(packed.triangles) == 512 and len(packed.instances) == 500 + 1  # and the world, holding the balls
+
+
+def test_opacity_and_normal_maps_become_the_farms_cut_outs_and_normal_maps(tmp_path):
+    """UsdPreviewSurface's opacity with an opacityThreshold is the farm's alpha cut-out (the
+    same rule: below the threshold no surface), a texture's alpha channel included; its
+    `normal` from a UsdUVTexture in USD's encoding (scale 2, bias -1) a tangent-space normal
+    map read as data; a mesh with it packs (tangents from its uvs)."""
+    from PIL import Image
+
+    from farm.scene.pack import pack
+
+    Image.fromarray(np.full((4, 4, 4), (128, 128, 255, 40), np.uint8)).save(tmp_path / "bumps.png")
+    stage = _stage(tmp_path / "leaf.usda")
+    leaf = _grid(stage, "/Leaf", 2)
+    UsdGeom.PrimvarsAPI(leaf).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex).Set(
+        [(x / 2, y / 2) for y in range(3) for x in range(3)])
+    material = _preview(stage, "/Leafy", diffuseColor=(0.2, 0.6, 0.1), opacityThreshold=0.5)
+    surface = UsdShade.Shader(stage.GetPrimAtPath("/Leafy/Surface"))
+    texture = UsdShade.Shader.Define(stage, "/Leafy/Bumps")
+    texture.CreateIdAttr("UsdUVTexture")
+    texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("bumps.png")
+    texture.CreateInput("scale", Sdf.ValueTypeNames.Float4).Set((2, 2, 2, 1))
+    texture.CreateInput("bias", Sdf.ValueTypeNames.Float4).Set((-1, -1, -1, 0))
+    rgb = texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3)
+    surface.CreateInput("normal", Sdf.ValueTypeNames.Normal3f).ConnectToSource(rgb)
+    alpha = UsdShade.Shader.Define(stage, "/Leafy/Cut")
+    alpha.CreateIdAttr("UsdUVTexture")
+    alpha.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("bumps.png")
+    surface.CreateInput("opacity", Sdf.ValueTypeNames.Float).ConnectToSource(
+        alpha.CreateOutput("a", Sdf.ValueTypeNames.Float))
+    _bind(leaf.GetPrim(), material)
+    glass = _preview(stage, "/Veil", diffuseColor=(1.0, 1.0, 1.0), opacity=0.3)  # no threshold: blends in USD
+    veil = _grid(stage, "/Curtain", 1)
+    _bind(veil.GetPrim(), glass)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "leaf.usda")
+    leafy, veiled = (document["materials"][shape["material"]] for shape in document["shapes"])
+    assert leafy["alpha"] == {"texture": "leaf.usda:/Leafy/Cut", "channel": "a"} and leafy["alpha_cutoff"] == 0.5
+    assert leafy["normal_map"] == {"texture": "leaf.usda:/Leafy/Bumps", "factor": 1.0}
+    assert document["textures"]["leaf.usda:/Leafy/Bumps"]["colorspace"] == "linear"
+    assert veiled["alpha"] == pytest.approx(0.3) and veiled["alpha_cutoff"] == 0.5
+    assert any("/Veil: opacity without an opacityThreshold" in w for w in scene.warnings)
+    assert not any("not rendered" in w for w in scene.warnings)
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    assert len(packed.extras) == 8  # the leaf's triangles carry tangents; the veil's do not

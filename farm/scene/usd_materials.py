@@ -46,15 +46,30 @@ class UsdMaterials:
                 entry[farm_name] = value
         if entry.get("emission") in ([0.0, 0.0, 0.0], 0.0):
             del entry["emission"]
-        for other in ("opacity", "clearcoat", "normal", "specularColor", "displacement", "occlusion"):
+        where = str(material.GetPath())
+        # opacity below opacityThreshold: no surface there, for every ray (the farm's cut-out);
+        # without a threshold USD blends, which the kernel does not: a cut-out at 0.5
+        opacity = self._input(surface, "opacity", 1.0, f"{where}.opacity")
+        if opacity != 1.0:
+            threshold = float(self._value(surface, "opacityThreshold") or 0.0)
+            entry["alpha"], entry["alpha_cutoff"] = opacity, min(threshold, 1.0) if threshold > 0 else 0.5
+            if threshold <= 0:
+                self._warn(f"{where}: opacity without an opacityThreshold (blending) is rendered as a cut-out at 0.5")
+        normal = surface.GetInput("normal")
+        if normal and normal.HasConnectedSource():
+            value = self._input(surface, "normal", None, f"{where}.normal", normal_map=True)
+            if isinstance(value, dict):
+                entry["normal_map"] = value
+        for other in ("clearcoat", "specularColor", "displacement", "occlusion"):
             source = surface.GetInput(other)
-            if source and (source.HasConnectedSource() or source.Get() not in (None, 1.0 if other == "opacity" else 0.0)):
-                self._warn(f"{material.GetPath()}: {other} is not rendered yet")
+            if source and (source.HasConnectedSource() or source.Get() not in (None, 0.0)):
+                self._warn(f"{where}: {other} is not rendered (the kernel has no {other} yet)")
         return entry
 
-    def _input(self, shader, name: str, default, where: str):
+    def _input(self, shader, name: str, default, where: str, normal_map: bool = False):
         """A UsdPreviewSurface input as the document's value: a constant, or a texture
-        (UsdUVTexture's file, its `scale` the factor)."""
+        (UsdUVTexture's file, its `scale` the factor; `normal_map`: a tangent-space normal
+        map's, whose scale and bias decode it)."""
         from pxr import UsdShade
 
         source = shader.GetInput(name)
@@ -71,7 +86,7 @@ class UsdMaterials:
                 found = texture.GetIdAttr().Get() if texture else producer.GetPrim().GetTypeName()
                 self._warn(f"{where}: a {found} network is not rendered; its default instead")
                 return _plain(default)
-            return self._texture(texture, UsdShade.Output(producer).GetBaseName(), where, default)
+            return self._texture(texture, UsdShade.Output(producer).GetBaseName(), where, default, normal_map)
         value = producer.Get(self.time)
         return _plain(default if value is None else value)
 
@@ -81,7 +96,7 @@ class UsdMaterials:
         producers = source.GetValueProducingAttributes() if source else []
         return producers[0].Get(self.time) if producers else None
 
-    def _texture(self, texture, output: str, where: str, default):
+    def _texture(self, texture, output: str, where: str, default, normal_map: bool = False):
         asset = self._value(texture, "file")
         name = self.file_name(asset)
         if name is None:
@@ -90,12 +105,19 @@ class UsdMaterials:
             return _plain(default)
         colorspace = self._value(texture, "sourceColorSpace")
         key = f"{self.prefix}{texture.GetPath()}"
-        self.out.textures[key] = {"type": "image", "file": name,
-                                  "colorspace": {"sRGB": "srgb", "raw": "linear"}.get(str(colorspace), "auto")}
+        self.out.textures[key] = {"type": "image", "file": name, "colorspace": "linear" if normal_map else
+                                  {"sRGB": "srgb", "raw": "linear"}.get(str(colorspace), "auto")}
         value: dict = {"texture": key}
         if output in ("r", "g", "b", "a"):
             value["channel"] = output
-        scale = self._value(texture, "scale")
+        scale, bias = self._value(texture, "scale"), self._value(texture, "bias")
+        if normal_map:  # UsdPreviewSurface's encoding: scale 2, bias -1 (what the farm's normal maps decode)
+            if tuple(scale or (1, 1, 1, 1))[:3] != (2.0, 2.0, 2.0) or tuple(bias or (0, 0, 0, 0))[:3] != (-1.0, -1.0, -1.0):
+                self._warn(f"{where}: a normal map's scale {tuple(scale or ())} and bias {tuple(bias or ())} "
+                           f"are read as 2 and -1 (UsdPreviewSurface's encoding)")
+            scale = bias = None
+            value.pop("channel", None)
+            value["factor"] = 1.0
         if scale is not None and tuple(scale) != (1.0, 1.0, 1.0, 1.0):
             value["factor"] = float(scale["rgba".index(output)]) if "channel" in value else \
                 [float(s) for s in tuple(scale)[:3]]
@@ -103,7 +125,6 @@ class UsdMaterials:
         varname = self._reader_varname(reader) if reader else None
         if varname not in (None, "st"):
             self._warn(f"{where}: uv set {varname!r} is not read (only `st`): the mesh's `st` instead")
-        bias = self._value(texture, "bias")
         if bias is not None and tuple(bias) != (0.0, 0.0, 0.0, 0.0):
             self._warn(f"{where}: texture bias {tuple(bias)} is not read")
         for wrap in ("wrapS", "wrapT"):
