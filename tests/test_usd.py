@@ -487,3 +487,29 @@ def test_opacity_and_normal_maps_become_the_farms_cut_outs_and_normal_maps(tmp_p
     assert not any("not rendered" in w for w in scene.warnings)
     packed = pack(scene, FolderAssets(tmp_path, scene.assets))
     assert len(packed.extras) == 8  # the leaf's triangles carry tangents; the veil's do not
+
+
+def test_a_rotated_dome_turns_its_map_as_usd_does(tmp_path):
+    """USD's latitude-longitude map is OpenEXR's, as the kernel's: a dome turned 90 degrees
+    about +y brings the map's centre (+z) to +x; a DomeLight_1 on a Z-up stage has its pole
+    on the stage's up axis, which the document's +y is."""
+    (tmp_path / "sky.hdr").write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 4\n" + bytes([128, 128, 128, 129]) * 8)
+    stage = _stage(tmp_path / "turned.usda")
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    dome = UsdLux.DomeLight.Define(stage, "/Sky")
+    dome.CreateTextureFileAttr("sky.hdr")
+    UsdGeom.XformCommonAPI(dome).SetRotate((0, 90, 0))
+    stage.GetRootLayer().Save()
+    _, document = load_scene(tmp_path / "turned.usda")
+    (sky,) = document["lights"]
+    turn = np.array(sky["transform"]["matrix"])[:3, :3]
+    assert np.allclose(turn @ [0, 0, 1], [1, 0, 0]) and np.allclose(turn @ [0, 1, 0], [0, 1, 0])
+
+    stage = _stage(tmp_path / "z_up.usda", up="Z")
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    UsdLux.DomeLight_1.Define(stage, "/Sky").CreateTextureFileAttr("sky.hdr")
+    stage.GetRootLayer().Save()
+    _, document = load_scene(tmp_path / "z_up.usda")
+    (sky,) = document["lights"]
+    pole = np.array(sky.get("transform", {"matrix": np.eye(4).tolist()})["matrix"])[:3, :3] @ [0, 1, 0]
+    assert np.allclose(pole, [0, 1, 0])

@@ -125,8 +125,32 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
                 entry = {"type": "environment", "file": file, "scale": float(radiance.mean())}
                 if not np.allclose(colour, colour.mean()):
                     converter._warn(f"{prim.GetPath()}: the dome's colour tint is read as its mean")
-                if not np.allclose(local[:3, :3] / np.linalg.norm(local[:3, :3], axis=0), np.eye(3), atol=1e-6):
-                    converter._warn(f"{prim.GetPath()}: a rotated dome texture is rendered unrotated")
+                rotation = _dome_rotation(converter, prim, world)
+                if rotation is None:
+                    converter._warn(f"{prim.GetPath()}: a mirrored or sheared dome is rendered unrotated")
+                elif not np.allclose(rotation, np.eye(3), atol=1e-12):
+                    matrix = np.eye(4)
+                    matrix[:3, :3] = rotation
+                    entry["transform"] = {"matrix": matrix.tolist()}
         converter.out.lights.append(entry)
     else:
         converter._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
+
+
+def _dome_rotation(converter, prim, world: np.ndarray) -> np.ndarray | None:
+    """The rotation taking the dome's latitude-longitude map into the document. USD's map is
+    OpenEXR's (longitude 0 along +z, +pi/2 along +x, the top row at +y), which is the farm's
+    (farm/kernels/light.h env_uv), in the dome's own space; a DomeLight_1 whose poleAxis is Z,
+    or `scene` on a Z-up stage, has its pole turned from +y to +z first. None where the
+    dome's matrix is not a rotation and a scale."""
+    from pxr import UsdGeom
+
+    linear = world[:3, :3] / np.linalg.norm(world[:3, :3], axis=0)
+    if np.linalg.det(linear) < 0 or not np.allclose(linear.T @ linear, np.eye(3), atol=1e-6):
+        return None
+    if prim.GetTypeName() == "DomeLight_1":
+        pole = str(prim.GetAttribute("poleAxis").Get() or "scene")
+        if pole == "Z" or (pole == "scene" and UsdGeom.GetStageUpAxis(converter.stage) == UsdGeom.Tokens.z):
+            linear = linear @ np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # +y to +z, about x
+    u, _, vt = np.linalg.svd(linear)  # exactly orthonormal, for the parser's check
+    return u @ vt
