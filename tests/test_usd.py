@@ -513,3 +513,35 @@ def test_a_rotated_dome_turns_its_map_as_usd_does(tmp_path):
     (sky,) = document["lights"]
     pole = np.array(sky.get("transform", {"matrix": np.eye(4).tolist()})["matrix"])[:3, :3] @ [0, 1, 0]
     assert np.allclose(pole, [0, 1, 0])
+
+
+def test_a_usdz_packages_textures_are_read_in_place_and_travel_as_files(tmp_path):
+    """A .usdz holding its stage and its texture: the texture is read out of the package by
+    USD's resolver and travels as a generated file, so the scene packs and renders it."""
+    from PIL import Image
+    from pxr import UsdUtils
+
+    from farm.scene.pack import pack
+
+    Image.fromarray(np.full((4, 4, 3), (200, 20, 20), np.uint8)).save(tmp_path / "red.png")
+    stage = _stage(tmp_path / "model.usda")
+    quad = _grid(stage, "/Quad", 1)
+    UsdGeom.PrimvarsAPI(quad).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex).Set(
+        [(0, 0), (1, 0), (0, 1), (1, 1)])
+    material = _preview(stage, "/Paint", roughness=0.5)
+    texture = UsdShade.Shader.Define(stage, "/Paint/Red")
+    texture.CreateIdAttr("UsdUVTexture")
+    texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("red.png")
+    UsdShade.Shader(stage.GetPrimAtPath("/Paint/Surface")).CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f) \
+        .ConnectToSource(texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+    _bind(quad.GetPrim(), material)
+    stage.GetRootLayer().Save()
+    package = tmp_path / "package"
+    package.mkdir()
+    assert UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(tmp_path / "model.usda")), str(package / "model.usdz"))
+    scene, document = load_scene(package / "model.usdz")
+    (texture_entry,) = document["textures"].values()
+    assert texture_entry["file"].startswith("<generated>/") and texture_entry["file"].endswith(".png")
+    assert texture_entry["file"] in scene.assets and not any("not a file under" in w for w in scene.warnings)
+    packed = pack(scene, FolderAssets(package, scene.assets))
+    assert len(packed.texels) == 4 * 4 * 3 and np.allclose(packed.texels[:3], [0.5776, 0.0070, 0.0070], atol=1e-4)  # sRGB 200, 20, 20

@@ -108,6 +108,7 @@ class _Converter(UsdMaterials):
         self.xforms = UsdGeom.XformCache(self.time)
         self.out = Converted()
         self.material_names: dict[str, str] = {}
+        self.packaged: dict[str, str | None] = {}  # a package's files read out (UsdMaterials._packaged)
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
         self.meshes = _MeshFile()
         self.motion = StageMotion(self)

@@ -120,7 +120,7 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
             file = converter.file_name(texture)
             if file is None:
                 converter._warn(f"{prim.GetPath()}: dome texture {texture.path} is not a file under the stage's "
-                                f"folder (or is inside a .usdz); a uniform sky instead")
+                                f"folder (nor one USD's resolver can open in its package); a uniform sky instead")
             else:
                 entry = {"type": "environment", "file": file, "scale": float(radiance.mean())}
                 if not np.allclose(colour, colour.mean()):

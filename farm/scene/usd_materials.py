@@ -12,7 +12,7 @@ PREVIEW = "UsdPreviewSurface"
 
 class UsdMaterials:
     """Of farm.scene.usd's walker: `self.out`, `self.prefix`, `self.folder`, `self.time`,
-    `self.material_names`, `self._warn`."""
+    `self.material_names`, `self.packaged`, `self._warn`."""
 
     def _material(self, material, prim=None) -> str:
         """The document's name of a bound UsdShade material; where none is, a diffuse of the
@@ -101,7 +101,7 @@ class UsdMaterials:
         name = self.file_name(asset)
         if name is None:
             self._warn(f"{where}: texture {asset.path if asset else '(none)'} is not a file under the stage's "
-                       f"folder (or is inside a .usdz: not read yet); its default instead")
+                       f"folder (nor one USD's resolver can open in its package); its default instead")
             return _plain(default)
         colorspace = self._value(texture, "sourceColorSpace")
         key = f"{self.prefix}{texture.GetPath()}"
@@ -144,16 +144,38 @@ class UsdMaterials:
         return str(value) if value is not None else None
 
     def file_name(self, asset) -> str | None:
-        """The scene-folder name of a resolved asset path, or None: outside the folder, or
-        inside a package (a .usdz's own files are not extracted yet)."""
+        """The scene's name of a resolved asset path: a file under the scene's folder, or a
+        file inside a package (a .usdz's texture) read by USD's resolver and kept as a
+        generated file (farm.protocol.assets.GENERATED); None for a file outside the folder
+        or one that cannot be read."""
         from pxr import Ar
 
-        if asset is None or not asset.resolvedPath or Ar.IsPackageRelativePath(asset.resolvedPath):
+        if asset is None or not asset.resolvedPath:
             return None
+        if Ar.IsPackageRelativePath(asset.resolvedPath):
+            return self._packaged(asset.resolvedPath)
         try:
             return Path(asset.resolvedPath).resolve().relative_to(self.folder.resolve()).as_posix()
         except ValueError:
             return None
+
+
+    def _packaged(self, resolved: str) -> str | None:
+        """A file inside a package, as a generated file of the same suffix (once a package
+        path), within the limit on a scene's files."""
+        from pxr import Ar
+
+        from farm.protocol.assets import check_size, write_generated
+
+        if resolved not in self.packaged:
+            opened = Ar.GetResolver().OpenAsset(Ar.ResolvedPath(resolved))
+            if opened is None:
+                self.packaged[resolved] = None
+            else:
+                check_size(resolved, opened.GetSize())
+                inner = Ar.SplitPackageRelativePathInner(resolved)[1]
+                self.packaged[resolved] = write_generated(bytes(opened.GetBuffer()), Path(inner).suffix.lower())
+        return self.packaged[resolved]
 
 
 def bound(prim):
