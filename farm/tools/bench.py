@@ -101,9 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-spp", type=int, default=8192,
                         help="with --quality: a noise target's most samples per pixel (default 8192)")
     parser.add_argument("--on-farm", action="store_true",
-                        help="with --mesh: submit it as a .glb to --workers (default 2) warm local workers: the "
-                             "client's time and peak memory, the workers' time to the first tile and the render "
-                             "processes' peak memory, per round (--repeat)")
+                        help="with --mesh: submit it as a .glb (else --scene, e.g. a USD stage) to --workers "
+                             "(default 2) warm local workers: the client's time and peak memory, the workers' time "
+                             "to the first tile and the render processes' peak memory, per round (--repeat)")
 
 
 def _numbers(kind):
@@ -152,7 +152,7 @@ def run(args) -> int:
         from farm.tools import bench_quality
 
         return bench_quality.run(args, load_scaled(args)[0])
-    if args.mesh and args.on_farm:
+    if args.on_farm:
         from farm.tools import bench_startup
 
         return bench_startup.run(args)

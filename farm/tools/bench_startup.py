@@ -1,10 +1,12 @@
-"""`farm bench --mesh N --on-farm`: how long a big glTF scene takes to start on a warm
-farm, and how much memory it takes, as a user meets it.
+"""`farm bench --mesh N --on-farm` (or `--scene FILE --on-farm`): how long a big scene takes
+to start on a warm farm, and how much memory it takes, as a user meets it.
 
-The mesh is written as a .glb (positions, normals, indices); `submit` runs as a process
-of its own against a local farm of --workers warm workers, so its wall time and peak
-memory are its own. Each round renders the scene with another seed, so every worker
-prepares it anew (files stay in the workers' asset caches after the first round). The
+The mesh is written as a .glb (positions, normals, indices); a --scene (a USD stage, a
+glTF file, a JSON scene) is submitted as it is. `submit` runs as a process of its own
+against a local farm of --workers warm workers, so its wall time and peak memory are its
+own. Each round renders the scene anew for every worker (the .glb with another seed, a
+--scene at another film height, each a scene of another digest), so every worker prepares
+it again (files stay in the workers' asset caches after the first round). The
 workers' start-up is the time from the client's sending of the job to its first tile
 (fetching the files, building the scene, uploading it, one small bucket); the render
 processes' peak memory is read from the kernel (VmHWM), reset before each round.
@@ -91,24 +93,31 @@ def run(args) -> int:
     submit = Path(sys.executable).with_name("submit")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        triangles = write_glb(folder / "mesh.glb", args.mesh)
-        size = (folder / "mesh.glb").stat().st_size
+        if args.mesh:
+            triangles = write_glb(folder / "mesh.glb", args.mesh)
+            size = (folder / "mesh.glb").stat().st_size
+            what = f"a {triangles:,}-triangle glTF ({size / 2**20:.0f} MiB)"
+        else:
+            what = f"{args.scene} ({Path(args.scene).stat().st_size / 2**20:.1f} MiB)"
         with LocalFarm(workers) as local:
             app.conf.broker_url = local.broker_url
             local.wait_ready(app, timeout=max(defaults.WORKER_START_TIMEOUT, 3.0 * workers))
-            print(f"startup: a {triangles:,}-triangle glTF ({size / 2**20:.0f} MiB) on {workers} warm workers, "
-                  f"32x32 at 1 spp in 16-pixel buckets")
+            print(f"startup: {what} on {workers} warm workers, 32 pixels wide at 1 spp in 16-pixel buckets")
             for round_number in range(args.repeat):
-                scene = folder / f"round{round_number}.json"
-                scene.write_text(json.dumps({"version": 1, "include": [{"file": "mesh.glb"}], "seed": round_number,
-                                             "film": {"width": 32, "height": 32, "spp": 1}}))
+                if args.mesh:
+                    scene = folder / f"round{round_number}.json"
+                    scene.write_text(json.dumps({"version": 1, "include": [{"file": "mesh.glb"}], "seed": round_number,
+                                                 "film": {"width": 32, "height": 32, "spp": 1}}))
+                    film = []
+                else:  # another film height, another scene digest
+                    scene, film = Path(args.scene), ["--resolution", f"32x{32 + round_number}", "--spp", "1"]
                 processes = _render_processes(local)
                 for process in processes:
                     _reset_peak(process)
                 report = folder / f"report{round_number}.json"
                 started = time.perf_counter()
                 client = psutil.Popen([str(submit), str(scene), "-o", str(folder / "out.exr"), "--broker",
-                                       local.broker_url, "--bucket-size", "16", "--report", str(report)],
+                                       local.broker_url, "--bucket-size", "16", "--report", str(report), *film],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
                 peak_client = 0
                 while client.poll() is None:
