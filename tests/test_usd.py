@@ -13,6 +13,7 @@ import pytest
 from farm.exceptions import SceneError
 from farm.protocol.assets import FolderAssets
 from farm.scene.load import load_scene
+from tests.files import ROOT
 from tests.frames import reference
 
 pxr = pytest.importorskip("pxr", reason="usd-core is not installed (pip install 'farm[usd]')")
@@ -545,3 +546,40 @@ def test_a_usdz_packages_textures_are_read_in_place_and_travel_as_files(tmp_path
     assert texture_entry["file"] in scene.assets and not any("not a file under" in w for w in scene.warnings)
     packed = pack(scene, FolderAssets(package, scene.assets))
     assert len(packed.texels) == 4 * 4 * 3 and np.allclose(packed.texels[:3], [0.5776, 0.0070, 0.0070], atol=1e-4)  # sRGB 200, 20, 20
+
+
+USD_WG = ROOT / "tests" / "models" / "usd-wg"  # real stages from the USD Working Group (SOURCE.md there)
+
+
+def test_a_payload_over_a_reference_composes_as_usd_says(device):
+    """usd-wg's composition puzzle: the prim's payload and reference disagree on the ball's
+    radius; the document has what usd-core composes, in metres (the stage is in centimetres)."""
+    path = USD_WG / "PayloadAndReference" / "shot.usda"
+    stage = Usd.Stage.Open(str(path))
+    composed = UsdGeom.Sphere(stage.GetPrimAtPath("/World/Character")).GetRadiusAttr().Get()
+    scene, document = load_scene(path, spp=4, resolution=(24, 24))
+    (ball,) = document["shapes"]
+    assert ball["type"] == "sphere" and ball["radius"] == pytest.approx(composed * 0.01) and composed == 14
+    image = reference(device, document)
+    assert image[12, 12].mean() > 0.05, "the ball fills the middle of the framed frame"
+
+
+def test_the_usd_wg_utah_teapot_renders_its_default_variants(device):
+    """usd-wg's Teapot: a payload, a sublayer of materials, model and shading variants (Utah,
+    CeramicLimeGreen by default) and a primvar reader of displayColor feeding the preview
+    surface: the triangles and the colour USD composes, the subdivision cage said once."""
+    path = USD_WG / "Teapot" / "Teapot.usd"
+    stage = Usd.Stage.Open(str(path), Usd.Stage.LoadAll)
+    geometry = UsdGeom.Mesh(stage.GetPrimAtPath("/Teapot/Geometry"))
+    triangles = sum(count - 2 for count in geometry.GetFaceVertexCountsAttr().Get())
+    colour = UsdGeom.PrimvarsAPI(geometry).FindPrimvarWithInheritance("displayColor").ComputeFlattened()[0]
+    scene, document = load_scene(path, spp=4, resolution=(32, 24))
+    (teapot,) = document["shapes"]
+    assert teapot["binary"]["positions"]["count"] == 3 * triangles
+    material = document["materials"][teapot["material"]]
+    assert np.allclose(material["base_color"], colour) and material["roughness"] == pytest.approx(0.125)
+    assert sum("rendered as their control cages" in w for w in scene.warnings) == 1
+    assert not any("network is not rendered" in w for w in scene.warnings)
+    image = reference(device, document, FolderAssets(path.parent, scene.assets))
+    middle = image[10:14, 14:18].mean(axis=(0, 1))
+    assert middle[1] > middle[2] and middle[1] > 0.05, "lime green in the middle of the frame"

@@ -12,7 +12,12 @@ PREVIEW = "UsdPreviewSurface"
 
 class UsdMaterials:
     """Of farm.scene.usd's walker: `self.out`, `self.prefix`, `self.folder`, `self.time`,
-    `self.material_names`, `self.packaged`, `self._warn`."""
+    `self.material_names`, `self.packaged`, `self._warn`; `self.reading` and
+    `self.primvars_read` are its own (the prim a material is converted for, the primvars its
+    readers took)."""
+
+    reading = None
+    primvars_read: dict = {}
 
     def _material(self, material, prim=None) -> str:
         """The document's name of a bound UsdShade material; where none is, a diffuse of the
@@ -24,11 +29,17 @@ class UsdMaterials:
             colour = UsdGeom.Gprim(prim).GetDisplayColorAttr().Get(self.time) if prim is not None else None
             colour = [float(c) for c in colour[0]] if colour else [0.18, 0.18, 0.18]
             key = f"displayColor{colour}"
+            entry = {"reflectance": colour}
+        else:  # a network's primvar readers take the prim's values: one material per values read
+            self.reading, self.primvars_read = prim, {}
+            entry = self._preview(material)
+            if self.primvars_read:
+                key += "[" + ", ".join(f"{name}={value}" for name, value in sorted(self.primvars_read.items())) + "]"
         if key in self.material_names:
             return self.material_names[key]
         name = f"{self.prefix}{key}"
         self.material_names[key] = name
-        self.out.materials[name] = self._preview(material) if material else {"reflectance": colour}
+        self.out.materials[name] = entry
         return name
 
     def _preview(self, material) -> dict:
@@ -82,6 +93,8 @@ class UsdMaterials:
         producer = producers[0]
         if UsdShade.Output.IsOutput(producer):  # a shader's output: a texture, or a network not read
             texture = UsdShade.Shader(producer.GetPrim())
+            if texture and str(texture.GetIdAttr().Get() or "").startswith("UsdPrimvarReader_"):
+                return self._primvar(texture, where, default)
             if not texture or texture.GetIdAttr().Get() != "UsdUVTexture":
                 found = texture.GetIdAttr().Get() if texture else producer.GetPrim().GetTypeName()
                 self._warn(f"{where}: a {found} network is not rendered; its default instead")
@@ -89,6 +102,26 @@ class UsdMaterials:
             return self._texture(texture, UsdShade.Output(producer).GetBaseName(), where, default, normal_map)
         value = producer.Get(self.time)
         return _plain(default if value is None else value)
+
+    def _primvar(self, reader, where: str, default):
+        """A UsdPrimvarReader's value on the prim being converted (its displayColor, say): the
+        primvar, inherited from an ancestor if need be, else the reader's fallback. One value
+        a material: a primvar that varies over the prim is read as its first value."""
+        from pxr import UsdGeom
+
+        varname = str(self._value(reader, "varname") or "")
+        primvar = UsdGeom.PrimvarsAPI(self.reading).FindPrimvarWithInheritance(varname) \
+            if self.reading is not None and varname else None
+        values = list(primvar.ComputeFlattened(self.time) or []) if primvar and primvar.HasValue() else []
+        if not values:
+            fallback = self._value(reader, "fallback")
+            value = _plain(default if fallback is None else fallback)
+        else:
+            value = _plain(values[0])
+            if any(_plain(v) != value for v in values[1:]):
+                self._warn(f"{where}: primvar {varname!r} varies over {self.reading.GetPath()}: read as its first value")
+        self.primvars_read[varname] = value
+        return value
 
     def _value(self, shader, name: str):
         """An input's value, through interface connections; None where it has none."""
