@@ -583,3 +583,32 @@ def test_the_usd_wg_utah_teapot_renders_its_default_variants(device):
     image = reference(device, document, FolderAssets(path.parent, scene.assets))
     middle = image[10:14, 14:18].mean(axis=(0, 1))
     assert middle[1] > middle[2] and middle[1] > 0.05, "lime green in the middle of the frame"
+
+
+def test_moving_suns_and_point_lights_are_placed_each_frame(tmp_path):
+    """A DistantLight turning and a point-like SphereLight sliding: each frame's sun points
+    along the light's -z and the point light stands where USD puts them."""
+    from farm.scene import parse_scene
+
+    stage = _stage(tmp_path / "lights.usda")
+    stage.SetStartTimeCode(0)
+    stage.SetEndTimeCode(10)
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    sun = UsdLux.DistantLight.Define(stage, "/Sun")
+    turn = sun.AddRotateXOp()
+    turn.Set(-10, 0)
+    turn.Set(-80, 10)
+    bulb = UsdLux.SphereLight.Define(stage, "/Bulb")
+    bulb.CreateTreatAsPointAttr(True)
+    slide = bulb.AddTranslateOp()
+    slide.Set((0, 2, 0), 0)
+    slide.Set((4, 2, 0), 10)
+    stage.GetRootLayer().Save()
+    _, document = load_scene(tmp_path / "lights.usda")
+    for code in (0, 5, 10):
+        posed = parse_scene(json.loads(json.dumps(document)), time=code / 24)
+        sun_light, point = sorted(posed.lights, key=lambda light: type(light).__name__, reverse=True)
+        angle = math.radians(-10 - 7 * code)
+        direction = np.array(sun_light.direction) / np.linalg.norm(sun_light.direction)
+        assert np.allclose(direction, [0, math.sin(angle), -math.cos(angle)], atol=1e-9), code  # -z turned about x
+        assert np.allclose(point.position, [0.4 * code, 2, 0], atol=1e-9), code

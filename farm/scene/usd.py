@@ -156,8 +156,11 @@ class _Converter(UsdMaterials):
                     prim.IsA(UsdLux.NonboundableLightBase):
                 lights = len(self.out.lights)
                 usd_lights.light(self, prim, world, local)
-                if moving and len(self.out.lights) > lights:
-                    self._warn(f"{prim.GetPath()}: a moving {prim.GetTypeName()} stays where it is at the start")
+                for light in self.out.lights[lights:] if moving else []:  # placed and aimed by its node
+                    if light["type"] in ("point", "sun"):
+                        light["rig"] = self.motion.node(prim)
+                    else:
+                        self._warn(f"{prim.GetPath()}: a moving {prim.GetTypeName()} stays where it is at the start")
             elif prim.IsA(UsdGeom.Gprim):
                 self._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
             if moving and len(self.out.shapes) > made:  # placed at each frame's moment (farm.scene.usd_time)
