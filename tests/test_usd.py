@@ -612,3 +612,31 @@ def test_moving_suns_and_point_lights_are_placed_each_frame(tmp_path):
         direction = np.array(sun_light.direction) / np.linalg.norm(sun_light.direction)
         assert np.allclose(direction, [0, math.sin(angle), -math.cos(angle)], atol=1e-9), code  # -z turned about x
         assert np.allclose(point.position, [0.4 * code, 2, 0], atol=1e-9), code
+
+
+def test_a_preview_surface_is_the_same_material_as_its_gltf_twin(tmp_path):
+    """UsdPreviewSurface and glTF's metallic-roughness model, written with the same values,
+    become the same farm material (so they render alike)."""
+    import base64
+    import struct
+
+    stage = _stage(tmp_path / "twin.usda")
+    quad = _grid(stage, "/Quad", 1)
+    _bind(quad.GetPrim(), _preview(stage, "/Brass", diffuseColor=(0.8, 0.5, 0.2), metallic=0.75, roughness=0.3))
+    stage.GetRootLayer().Save()
+    _, from_usd = load_scene(tmp_path / "twin.usda")
+    positions = struct.pack("<9f", 0, 0, 0, 1, 0, 0, 0, 1, 0)
+    gltf = {"asset": {"version": "2.0"}, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+            "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "material": 0}]}],
+            "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.8, 0.5, 0.2, 1.0], "metallicFactor": 0.75,
+                                                    "roughnessFactor": 0.3}}],
+            "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+                           "min": [0, 0, 0], "max": [1, 1, 0]}],
+            "bufferViews": [{"buffer": 0, "byteLength": 36}],
+            "buffers": [{"byteLength": 36, "uri": "data:application/octet-stream;base64," + base64.b64encode(positions).decode()}]}
+    (tmp_path / "twin.gltf").write_text(json.dumps(gltf))
+    _, from_gltf = load_scene(tmp_path / "twin.gltf")
+    (usd_material,), (gltf_material,) = from_usd["materials"].values(), from_gltf["materials"].values()
+    assert usd_material.keys() == gltf_material.keys()
+    for key, value in usd_material.items():
+        assert value == (pytest.approx(gltf_material[key], abs=1e-7) if key != "type" else gltf_material[key]), key
