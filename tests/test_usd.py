@@ -640,3 +640,30 @@ def test_a_preview_surface_is_the_same_material_as_its_gltf_twin(tmp_path):
     assert usd_material.keys() == gltf_material.keys()
     for key, value in usd_material.items():
         assert value == (pytest.approx(gltf_material[key], abs=1e-7) if key != "type" else gltf_material[key]), key
+
+
+def test_texture_wrap_modes_are_read(tmp_path):
+    """wrapS and wrapT: mirror and clamp as the farm's; a mode it lacks (black), or two that
+    differ, as the nearest one with a warning."""
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "dark.png")
+    stage = _stage(tmp_path / "wraps.usda")
+    for number, (s_mode, t_mode) in enumerate((("mirror", "mirror"), ("clamp", "clamp"), ("black", "black"),
+                                                ("repeat", "mirror"), (None, None))):
+        quad = _grid(stage, f"/Quad{number}", 1)
+        material = _preview(stage, f"/Look{number}")
+        texture = UsdShade.Shader.Define(stage, f"/Look{number}/Dark")
+        texture.CreateIdAttr("UsdUVTexture")
+        texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("dark.png")
+        for axis, mode in (("wrapS", s_mode), ("wrapT", t_mode)):
+            if mode:
+                texture.CreateInput(axis, Sdf.ValueTypeNames.Token).Set(mode)
+        UsdShade.Shader(stage.GetPrimAtPath(f"/Look{number}/Surface")).CreateInput(
+            "diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+        _bind(quad.GetPrim(), material)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "wraps.usda")
+    wraps = [document["textures"][f"wraps.usda:/Look{n}/Dark"].get("wrap", "repeat") for n in range(5)]
+    assert wraps == ["mirror", "clamp", "clamp", "repeat", "repeat"]
+    said = " ".join(scene.warnings)
+    assert "wraps black, black read as clamp" in said and "wraps repeat, mirror read as repeat" in said

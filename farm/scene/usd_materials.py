@@ -160,10 +160,15 @@ class UsdMaterials:
             self._warn(f"{where}: uv set {varname!r} is not read (only `st`): the mesh's `st` instead")
         if bias is not None and tuple(bias) != (0.0, 0.0, 0.0, 0.0):
             self._warn(f"{where}: texture bias {tuple(bias)} is not read")
-        for wrap in ("wrapS", "wrapT"):
-            mode = self._value(texture, wrap)
-            if mode is not None and str(mode) not in ("useMetadata", "repeat"):
-                self._warn(f"{where}: texture {wrap} {mode} is not read (repeat instead)")
+        # one wrap mode for both axes (the farm's textures have one): useMetadata is repeat
+        modes = [str(self._value(texture, axis) or "useMetadata").replace("useMetadata", "repeat")
+                 for axis in ("wrapS", "wrapT")]
+        wrap = modes[0] if modes[0] in ("repeat", "mirror", "clamp") else "clamp"
+        if modes[0] != modes[1] or modes[0] != wrap:
+            self._warn(f"{where}: texture wraps {modes[0]}, {modes[1]} read as {wrap} on both axes "
+                       f"(the farm has repeat, mirror and clamp, one for both)")
+        if wrap != "repeat":
+            self.out.textures[key]["wrap"] = wrap
         return value
 
     def _reader_varname(self, reader):
