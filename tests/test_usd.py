@@ -330,26 +330,19 @@ def test_cylinders_cones_capsules_and_planes_become_triangles_of_their_true_size
     every triangle faces the way its normals point (outwards), and a cylinder's area is the
     true one within the polygon's 0.2%. Prims of one size share one block of the mesh file."""
     stage = _stage(tmp_path / "implicit.usda")
-    cylinder = UsdGeom.Cylinder.Define(stage, "/Cylinder")
-    cylinder.CreateRadiusAttr(0.5)
-    cylinder.CreateHeightAttr(2.0)
-    cylinder.CreateAxisAttr("X")
-    twin = UsdGeom.Cylinder.Define(stage, "/Twin")
-    twin.CreateRadiusAttr(0.5)
-    twin.CreateHeightAttr(2.0)
-    twin.CreateAxisAttr("X")
+
+    def made(kind: str, path: str, **attributes):
+        prim = getattr(UsdGeom, kind).Define(stage, path)
+        for name, value in attributes.items():
+            getattr(prim, f"Create{name}Attr")(value)
+        return prim
+
+    made("Cylinder", "/Cylinder", Radius=0.5, Height=2.0, Axis="X")
+    twin = made("Cylinder", "/Twin", Radius=0.5, Height=2.0, Axis="X")
     UsdGeom.XformCommonAPI(twin).SetTranslate((0.0, 5.0, 0.0))
-    cone = UsdGeom.Cone.Define(stage, "/Cone")
-    cone.CreateRadiusAttr(1.0)
-    cone.CreateHeightAttr(3.0)
-    cone.CreateAxisAttr("Y")
-    capsule = UsdGeom.Capsule.Define(stage, "/Capsule")
-    capsule.CreateRadiusAttr(0.25)
-    capsule.CreateHeightAttr(1.0)  # Z, the default
-    plane = UsdGeom.Plane.Define(stage, "/Plane")
-    plane.CreateWidthAttr(4.0)
-    plane.CreateLengthAttr(2.0)
-    plane.CreateAxisAttr("Y")  # width along x, length along z
+    made("Cone", "/Cone", Radius=1.0, Height=3.0, Axis="Y")
+    made("Capsule", "/Capsule", Radius=0.25, Height=1.0)  # along Z, the default
+    made("Plane", "/Plane", Width=4.0, Length=2.0, Axis="Y")  # width along x, length along z
     stage.GetRootLayer().Save()
     scene, document = load_scene(tmp_path / "implicit.usda")
     shapes = {name: shape for name, shape in zip(("cylinder", "twin", "cone", "capsule", "plane"), document["shapes"])}
