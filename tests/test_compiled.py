@@ -36,6 +36,8 @@ def test_the_compiled_loops_come_built_so_a_new_machine_compiles_nothing(tmp_pat
     tag = f".py{sys.version_info.major}{sys.version_info.minor}."
     if not any(tag in path.name for path in compiled.PREBUILT.iterdir()):
         pytest.skip(f"no loops built for Python {sys.version_info.major}.{sys.version_info.minor} are shipped")
+    assert (compiled.PREBUILT / "options").read_text().strip() == compiled.TAG, \
+        "compiled.OPTIONS changed since the loops were built: run `python -m farm.tools.prebuild`"
     with open(next(compiled.PREBUILT.glob("*.nbi")), "rb") as index:
         built_with = pickle.load(index)
     if built_with != numba.__version__:
@@ -59,6 +61,7 @@ def _gathered(rng, count: int, uvs: bool) -> Gathered:
     corners[:100, :, 2] = 1.0
     corners[100:200, :, 0] = corners[100:200, :, 1]
     corners[200:300] = np.round(corners[200:300])
+    corners[300] = [[0, 0, 0], [1e-160, 0, 0], [0, 1e-160, 0]]  # kept (its cross is not zero), its area underflows
     cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     keep = (cross != 0).any(axis=1)
     corners, cross = corners[keep], cross[keep]
@@ -74,7 +77,8 @@ def _gathered(rng, count: int, uvs: bool) -> Gathered:
 @pytest.mark.parametrize("uvs", [True, False])
 def test_the_compiled_triangle_rows_are_numpys_bit_for_bit(uvs):
     gathered = _gathered(np.random.default_rng(5), 20_000, uvs)
-    numpy_made = geometry.triangle_arrays(gathered)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the underflowing triangle: inf and nan, as compiled
+        numpy_made = geometry.triangle_arrays(gathered)
     compiled_made = geometry._triangle_arrays_compiled(gathered)
     for a, b in zip(numpy_made, compiled_made):
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
@@ -101,7 +105,8 @@ def test_the_compiled_flatten_is_numpys_bit_for_bit(spheres):
     """The kernel's nodes and packs of a tree over triangles (and spheres: primitives past
     the triangles, whose lanes keep zero rows)."""
     gathered = _gathered(np.random.default_rng(7), 30_000, True)
-    triangles = geometry.triangle_arrays(gathered)[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        triangles = geometry.triangle_arrays(gathered)[0]
     lower = np.minimum(np.minimum(gathered.corners[:, 0], gathered.corners[:, 1]), gathered.corners[:, 2])
     upper = np.maximum(np.maximum(gathered.corners[:, 0], gathered.corners[:, 1]), gathered.corners[:, 2])
     lower, upper = np.concatenate([lower, np.zeros((spheres, 3))]), np.concatenate([upper, np.ones((spheres, 3))])

@@ -490,3 +490,7 @@ def test_camera_picks_a_gltf_camera_by_its_nodes_name_over_a_json_scenes_own(tmp
     assert own["camera"]["position"] == [1, 1, 1] and picked["camera"]["position"] == pytest.approx([0, 9, 0])
     with pytest.raises(SceneError, match=r"no camera 'side'; its cameras: front, top$"):
         load_scene(tmp_path / "model.glb", camera="side")
+    del document["nodes"][3]["name"]  # unnamed, as its camera: listed and picked as its node
+    write_glb(tmp_path / "model.glb", document, binary)
+    _, unnamed = load_scene(tmp_path / "model.glb", camera="node 3")
+    assert unnamed["camera"]["position"] == pytest.approx([0, 2, 6])

@@ -136,6 +136,17 @@ def test_matrix_transform_and_sphere_transform():
     assert np.allclose(packed.spheres["center_radius"][0], [1, 2, 3, 1.0])
 
 
+def test_a_tiny_scale_is_a_transform_and_a_flat_one_is_singular():
+    """Singular is relative to the matrix's own size: a millimetre stage's 5 cm part (a
+    determinant of 1e-13) is a transform; a matrix that flattens an axis is refused."""
+    tiny = [[5e-5, 0, 0, 0], [0, 5e-5, 0, 0], [0, 0, 5e-5, 0], [0, 0, 0, 1]]
+    box = {"type": "box", "material": "m", "transform": {"matrix": tiny}}
+    assert parse_scene(_scene([box])).shapes[0].transform[0][0] == 5e-5
+    flat = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1e-13, 0], [0, 0, 0, 1]]
+    with pytest.raises(SceneError, match="transform.matrix: the matrix is singular"):
+        parse_scene(_scene([{**box, "transform": {"matrix": flat}}]))
+
+
 def test_lights_are_chosen_by_power():
     shapes = [
         {"type": "sphere", "material": "lamp", "radius": 1, "center": [0, 0, -3]},

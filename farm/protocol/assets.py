@@ -61,15 +61,18 @@ def write_generated(data: bytes, suffix: str) -> str:
     """Keep `data` as a generated file; its name in a scene document."""
     import os
     import time
+    import uuid
 
     folder = generated_folder()
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{digest_of(data)}{suffix}"
     target = folder / name
-    if target.is_file() and target.stat().st_size == len(data):
+    try:
+        if target.stat().st_size != len(data):
+            raise FileNotFoundError(target)
         os.utime(target)  # in use again: kept another GENERATED_KEEP
-    else:
-        temporary = folder / f".{name}.{os.getpid()}"
+    except FileNotFoundError:  # new, or another client pruned it just now
+        temporary = folder / f".{name}.{uuid.uuid4().hex}"  # pids repeat across containers
         temporary.write_bytes(data)
         os.replace(temporary, target)
     for old in folder.iterdir():  # the others no scene has written for a week

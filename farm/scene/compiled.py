@@ -22,15 +22,23 @@ shipped code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import shutil
 import threading
+import uuid
 from pathlib import Path
 
 from farm import defaults
 
 PREBUILT = Path(__file__).with_name("prebuilt")
+# How every loop is compiled. numba's cache keys its code by the source, the signature and the
+# target, not by these: a change here gets a cache folder of its own (TAG), and the shipped
+# code serves only where it was built with the same (PREBUILT/options).
+OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}  # numpy's: a division by zero is inf or nan
+TAG = hashlib.sha256(repr(sorted(OPTIONS.items())).encode()).hexdigest()[:12]
+seeding = True  # farm.tools.prebuild turns it off: it compiles, and ships what it compiled
 
 _dispatchers: dict = {}
 _compiling = threading.Lock()
@@ -40,7 +48,7 @@ def numba_module():
     """numba, imported for farm's loops: its cache under FARM_CACHE_DIR, code for the
     architecture's generic processor (settings a caller has made win: NUMBA_CACHE_DIR,
     NUMBA_CPU_NAME)."""
-    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba"))
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(defaults.CACHE_DIR, "numba", TAG))
     os.environ.setdefault("NUMBA_CPU_NAME", "generic")
     import numba
 
@@ -52,9 +60,10 @@ def compiled(function):
     numba's cache folder first; one dispatcher a function, however many threads ask."""
     with _compiling:
         if function not in _dispatchers:
-            dispatcher = numba_module().njit(cache=True, nogil=True)(function)
+            dispatcher = numba_module().njit(**OPTIONS)(function)
             try:
-                seed(dispatcher)
+                if seeding:
+                    seed(dispatcher)
             except Exception:  # noqa: BLE001 - numba's insides moved: it compiles, as without shipped code
                 pass
             _dispatchers[function] = dispatcher
@@ -73,7 +82,8 @@ def seed(dispatcher) -> bool:
     cache = dispatcher._cache
     index_name = cache._cache_file._index_name
     shipped = PREBUILT / index_name
-    if not shipped.is_file():
+    options = PREBUILT / "options"
+    if not shipped.is_file() or not options.is_file() or options.read_text().strip() != TAG:
         return False
     folder = Path(cache._cache_path)
     stamp = cache._impl.locator.get_source_stamp()
@@ -82,7 +92,7 @@ def seed(dispatcher) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     base = index_name[:-len(".nbi")]
     for path in sorted(PREBUILT.glob(base + ".*.nbc")) + [shipped]:  # the index last: it names the rest
-        temporary = folder / f".{path.name}.{os.getpid()}"
+        temporary = folder / f".{path.name}.{uuid.uuid4().hex}"  # pids repeat across containers sharing a cache
         shutil.copyfile(path, temporary)
         os.replace(temporary, folder / path.name)
     return True

@@ -131,7 +131,8 @@ class _Converter:
                 self._mesh(int(node["mesh"]), world, index, moving, node.get("skin"), node.get("weights"))
             names = [node.get("name"), self.gltf["cameras"][int(node["camera"])].get("name")] if "camera" in node else []
             if names:
-                self.out.cameras.append(str(next((n for n in names if n is not None), f"node {index}")))
+                names.append(f"node {index}")  # an unnamed camera is listed, and picked, as its node
+                self.out.cameras.append(str(next(n for n in names if n is not None)))
             if names and self.out.camera is None and (camera is None or camera in names):
                 self._camera(int(node["camera"]), world)
                 if moving is not None:

@@ -7,6 +7,7 @@ file (`shapes[2].material`), never silently ignored.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from typing import Any
 
@@ -317,7 +318,10 @@ def _transform(node: Node) -> Matrix:
         given = tuple(tuple(row.list_of(4)[i].number() for i in range(4)) for row in rows)
         if given[3] != (0.0, 0.0, 0.0, 1.0):
             node.child("matrix").fail("the last row must be [0, 0, 0, 1] (no projective transforms)")
-        if abs(matrix.det3(given)) < 1e-12:
+        # relative to the matrix's largest axis: a tiny scale (a millimetre stage's bolt) is a
+        # transform, a matrix that flattens an axis (or two) is not
+        largest = max(math.sqrt(sum(given[row][column] ** 2 for row in range(3))) for column in range(3))
+        if not abs(matrix.det3(given)) > 1e-12 * largest ** 3:
             node.child("matrix").fail("the matrix is singular")
         return given
     result = IDENTITY

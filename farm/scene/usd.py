@@ -22,7 +22,7 @@ from farm import defaults
 from farm.exceptions import SceneError
 from farm.protocol.assets import write_generated
 from farm.scene import usd_instancer, usd_lights, usd_shapes
-from farm.scene.usd_time import StageMotion, matrix_of
+from farm.scene.usd_time import StageMotion, flattened, matrix_of
 from farm.scene.usd_materials import UsdMaterials, bound
 from farm.scene.gltf import Converted
 
@@ -141,7 +141,7 @@ class _Converter(UsdMaterials):
                 walk.PruneChildren()
                 usd_instancer.instances(self, UsdGeom.PointInstancer(prim), self.frame @ local, moving)
                 continue
-            if abs(np.linalg.det(local[:3, :3])) < 1e-18:
+            if flattened(self.frame @ local):
                 if prim.IsA(UsdGeom.Gprim) or prim.IsA(UsdGeom.Xform):
                     self._warn(f"{prim.GetPath()}: scaled to nothing; left out")
                 walk.PruneChildren()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from farm.exceptions import SceneError
-from farm.scene.usd_time import matrix_of
+from farm.scene.usd_time import flattened, matrix_of
 
 
 def instances(converter, instancer, world: np.ndarray, moving: bool) -> None:
@@ -47,6 +47,8 @@ def instances(converter, instancer, world: np.ndarray, moving: bool) -> None:
         if mask and not mask[number]:
             continue
         placed = world @ matrix_of(placement)
+        if flattened(placed):  # scaled to nothing: USD's way to hide an instance too
+            continue
         shapes, lower, upper = templates[index]
         for shape in shapes:
             copy = dict(shape)
@@ -79,7 +81,7 @@ def _prototype(converter, root, instancer_path) -> tuple[list[dict], np.ndarray,
     if not root.IsValid():
         raise SceneError(f"{converter.name}: {instancer_path}: a prototype that is not on the stage")
     root_world = matrix_of(converter.xforms.GetLocalToWorldTransform(root))
-    if abs(np.linalg.det(root_world[:3, :3])) < 1e-18:  # scaled to nothing: so is every instance
+    if flattened(root_world):  # scaled to nothing: so is every instance
         out.lower, out.upper = lower, upper
         return [], np.zeros(3), np.zeros(3)
     inverse = np.linalg.inv(root_world)

@@ -30,6 +30,8 @@ class UsdMaterials:
             colour = [float(c) for c in colour[0]] if colour else [0.18, 0.18, 0.18]
             key = f"displayColor{colour}"
             entry = {"reflectance": colour}
+        elif key in self.material_names:  # converted already, and its network reads no primvar
+            return self.material_names[key]
         else:  # a network's primvar readers take the prim's values: one material per values read
             self.reading, self.primvars_read = prim, {}
             entry = self._preview(material)

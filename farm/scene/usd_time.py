@@ -19,6 +19,9 @@ import math
 
 import numpy as np
 
+from farm.exceptions import SceneError
+from farm.scene.rig import MAX_KEYS
+
 
 class StageMotion:
     """Which prims of `converter`'s stage move, and their rig nodes."""
@@ -33,6 +36,9 @@ class StageMotion:
         if stage.HasAuthoredTimeCodeRange():
             start, end = float(stage.GetStartTimeCode()), float(stage.GetEndTimeCode())
             self.rate = float(stage.GetTimeCodesPerSecond()) or 24.0
+            if not (math.isfinite(start) and math.isfinite(end) and end - start < MAX_KEYS):
+                raise SceneError(f"{converter.name}: a time range of {start:g} to {end:g} has more than "
+                                 f"{MAX_KEYS:,} time codes (keys a moving prim may have)")
             self.codes = sorted({start, end} | {float(c) for c in range(math.ceil(start), math.floor(end) + 1)})
 
     def moves(self, prim) -> bool:
@@ -95,6 +101,13 @@ class StageMotion:
         return len(rig) - 1
 
 
+def flattened(matrix: np.ndarray) -> bool:
+    """Whether `matrix` takes an axis (or all) to nothing, as the scene parser judges it:
+    relative to its largest axis, so that a tiny uniform scale is not."""
+    largest = float(np.linalg.norm(matrix[:3, :3], axis=0).max())
+    return not abs(np.linalg.det(matrix[:3, :3])) > 1e-12 * largest ** 3
+
+
 def matrix_of(gf) -> np.ndarray:
     """A Gf.Matrix4d (points as rows, p * M) as a column-vector matrix (M p)."""
     return np.array(gf, float).T
@@ -109,8 +122,11 @@ def _trs(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
         scale[0] = -scale[0]
     rotation = linear / np.where(scale == 0, 1.0, scale)
     u, _, vt = np.linalg.svd(rotation)
+    if np.linalg.det(u @ vt) < 0:  # an axis scaled to nothing leaves a reflection as near: not a rotation
+        u[:, 2] = -u[:, 2]
     nearest = u @ vt
-    sheared = not np.allclose(nearest, rotation, atol=1e-6)
+    kept = scale != 0  # a zero column says nothing of the rotation
+    sheared = not np.allclose(nearest[:, kept], rotation[:, kept], atol=1e-6)
     return matrix[:3, 3].copy(), _quaternion(nearest), scale, sheared
 
 

@@ -24,6 +24,7 @@ def build(folder: Path = PREBUILT) -> list[str]:
         os.environ["NUMBA_CPU_NAME"] = "generic"
         from farm.scene import bvh, compiled, geometry, obj_reader
 
+        compiled.seeding = False  # compiled here, not copied from what is shipped
         bvh.warm_up()
         geometry.warm_up()
         obj_reader.warm_up()
@@ -32,7 +33,8 @@ def build(folder: Path = PREBUILT) -> list[str]:
         tag = f".py{sys.version_info.major}{sys.version_info.minor}"
         for old in folder.glob(f"*{tag}.*"):
             old.unlink()
-        written = []
+        (folder / "options").write_text(compiled.TAG + "\n")
+        written = ["options"]
         for dispatcher in dispatchers:
             base = dispatcher._cache._cache_file._index_name[:-len(".nbi")]
             for path in sorted(Path(dispatcher._cache._cache_path).glob(base + ".*")):
