@@ -715,3 +715,31 @@ def test_a_key_scaled_to_nothing_on_an_axis_decomposes_into_a_rotation_that_rebu
         matrix[:3, :3] = np.array(rig.local_matrix([0, 0, 0], quaternion, [1, 1, 1]))[:3, :3] @ np.diag(scale)
         translation, rotation, keyed_scale, sheared = _trs(matrix)
         assert not sheared and np.allclose(rig.local_matrix(translation, rotation, keyed_scale), matrix, atol=1e-9)
+
+
+def test_a_zooming_lens_is_keyed_each_time_code(tmp_path):
+    """A camera's time-sampled focal length and focus: each frame's field of view and focus
+    distance are the lens's at its time code (a pinhole where it has no fStop)."""
+    from farm.scene import parse_scene
+
+    stage = _stage(tmp_path / "zoom.usda")
+    stage.SetStartTimeCode(1)
+    stage.SetEndTimeCode(3)
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    camera = UsdGeom.Camera.Define(stage, "/Camera")
+    UsdGeom.XformCommonAPI(camera).SetTranslate((0, 0, 5))
+    camera.CreateVerticalApertureAttr(24.0)
+    zoom = camera.CreateFocalLengthAttr()
+    zoom.Set(50.0, 1)
+    zoom.Set(25.0, 3)
+    focus = camera.CreateFocusDistanceAttr()
+    focus.Set(5.0, 1)
+    focus.Set(3.0, 3)
+    camera.CreateFStopAttr(2.0)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "zoom.usda")
+    assert not any("fStop without" in w or "framing the model" in w for w in scene.warnings)
+    for code, focal, distance in ((1, 50.0, 5.0), (2, 37.5, 4.0), (3, 25.0, 3.0)):
+        posed = parse_scene(json.loads(json.dumps(document)), time=code / 24).camera
+        assert posed.fov == pytest.approx(math.degrees(2 * math.atan(12 / focal))), code
+        assert posed.focus_distance == pytest.approx(distance) and posed.aperture_radius == pytest.approx(focal * 0.1 / 4)

@@ -172,10 +172,9 @@ class _Converter(UsdMaterials):
             if self.out.camera is not None and self.motion.moving.get(chosen[0][0].GetPath()):
                 self.out.camera["rig"] = self.motion.node(chosen[0][0])
             lens = UsdGeom.Camera(chosen[0][0])
-            if self.motion.codes and any(attribute.ValueMightBeTimeVarying() for attribute in (
+            if self.out.camera is not None and self.motion.codes and any(attribute.ValueMightBeTimeVarying() for attribute in (
                     lens.GetFocalLengthAttr(), lens.GetFocusDistanceAttr(), lens.GetFStopAttr())):
-                self._warn(f"{chosen[0][0].GetPath()}: its lens keeps its values at the start (time samples of "
-                           f"focal length, focus or f-stop are not read)")
+                self.out.camera["keyframes"] = self.motion.lens_keys(lens, chosen[0][1])
         if self.subdivided:
             self._warn(f"{len(self.subdivided)} subdivision surface(s) rendered as their control cages "
                        f"(subdivisionScheme not none: {', '.join(self.subdivided[:3])}{', ...' * (len(self.subdivided) > 3)})")

@@ -19,25 +19,36 @@ def camera(converter, camera, world: np.ndarray) -> None:
     if camera.GetProjectionAttr().Get() == UsdGeom.Tokens.orthographic:
         converter._warn(f"{camera.GetPath()}: orthographic cameras are not rendered; framing the model instead")
         return
-    focal = float(camera.GetFocalLengthAttr().Get(converter.time))
     vertical = float(camera.GetVerticalApertureAttr().Get(converter.time))
     horizontal = float(camera.GetHorizontalApertureAttr().Get(converter.time))
-    if not (focal > 0 and vertical > 0 and horizontal > 0):
+    lens = camera_lens(converter, camera, converter.time, world)
+    if lens is None or not horizontal > 0:
         converter._warn(f"{camera.GetPath()}: focal length and apertures must be positive; framing the model instead")
         return
-    entry = {**rig.camera_at(world.tolist()), "fov": math.degrees(2 * math.atan(vertical / (2 * focal))),
-             "fov_axis": "y"}
-    stop = float(camera.GetFStopAttr().Get(converter.time) or 0.0)
-    focus = float(camera.GetFocusDistanceAttr().Get(converter.time) or 0.0)
-    if stop > 0 and focus <= 0:
+    if float(camera.GetFStopAttr().Get(converter.time) or 0.0) > 0 and "focus_distance" not in lens:
         converter._warn(f"{camera.GetPath()}: fStop without a focusDistance: a pinhole instead")
+    converter.out.camera = {**rig.camera_at(world.tolist()), **lens, "fov_axis": "y"}
+    converter.out.aspect = horizontal / vertical
+
+
+def camera_lens(converter, camera, time, world: np.ndarray, thin_lens: bool = False) -> dict | None:
+    """The camera's field of view at `time`, and with an fStop and a focusDistance its lens
+    (`thin_lens`: always, a pinhole as aperture 0, for keys that all set the same fields);
+    None where its focal length or vertical aperture is not positive."""
+    focal = float(camera.GetFocalLengthAttr().Get(time))
+    vertical = float(camera.GetVerticalApertureAttr().Get(time))
+    if not (focal > 0 and vertical > 0):
+        return None
+    entry = {"fov": math.degrees(2 * math.atan(vertical / (2 * focal)))}
+    stop = float(camera.GetFStopAttr().Get(time) or 0.0)
+    focus = float(camera.GetFocusDistanceAttr().Get(time) or 0.0)
+    scale = float(np.linalg.norm(world[:3, 1]))
     if stop > 0 and focus > 0:  # the lens's focal length in tenths of a stage unit (USD's camera units), in metres
-        scale = float(np.linalg.norm(world[:3, 1]))
         entry["aperture_radius"] = focal * 0.1 * scale / (2 * stop)
         entry["focus_distance"] = focus * scale
-    converter.out.camera = entry
-    if vertical > 0:
-        converter.out.aspect = horizontal / vertical
+    elif thin_lens:
+        entry["aperture_radius"], entry["focus_distance"] = 0.0, max(focus, 1.0) * scale
+    return entry
 
 
 def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:

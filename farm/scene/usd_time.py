@@ -71,6 +71,22 @@ class StageMotion:
                 self.converter.out.rig.append({"parent": node, "matrix": placed.tolist()})
                 shape["rig"] = len(self.converter.out.rig) - 1
 
+    def lens_keys(self, camera, world: np.ndarray) -> list[dict]:
+        """The camera's field of view and lens at every key (its time-sampled focal length,
+        focus distance or f-stop): the document camera's keyframes, interpolated linearly."""
+        from pxr import Usd
+
+        from farm.scene.usd_lights import camera_lens
+
+        keys = []
+        for code in self.codes:
+            lens = camera_lens(self.converter, camera, Usd.TimeCode(code), world, thin_lens=True)
+            if lens is None:
+                raise SceneError(f"{self.converter.name}: {camera.GetPath()}: focal length and vertical aperture "
+                                 f"must be positive at time code {code:g}")
+            keys.append({"time": code / self.rate, **lens})
+        return keys
+
     def node(self, prim) -> int:
         """The rig node of the moving prim: its world matrix in the document at each key."""
         from pxr import Usd, UsdGeom
