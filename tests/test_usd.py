@@ -743,3 +743,42 @@ def test_a_zooming_lens_is_keyed_each_time_code(tmp_path):
         posed = parse_scene(json.loads(json.dumps(document)), time=code / 24).camera
         assert posed.fov == pytest.approx(math.degrees(2 * math.atan(12 / focal))), code
         assert posed.focus_distance == pytest.approx(distance) and posed.aperture_radius == pytest.approx(focal * 0.1 / 4)
+
+
+def test_a_texture_reading_another_uv_set_gets_the_meshes_second_uvs(tmp_path):
+    """A UsdUVTexture whose st comes from a UsdPrimvarReader_float2 of another primvar (a
+    lightmap's `st1`): the texture reads the farm's second uv set, which the mesh carries
+    from that primvar."""
+    from PIL import Image
+
+    from farm.scene.pack import pack
+
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "light.png")
+    stage = _stage(tmp_path / "lightmap.usda")
+    quad = _grid(stage, "/Quad", 1)
+    primvars = UsdGeom.PrimvarsAPI(quad)
+    primvars.CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex).Set(
+        [(0, 0), (1, 0), (0, 1), (1, 1)])
+    primvars.CreatePrimvar("st1", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex).Set(
+        [(0.5, 0.25), (0.75, 0.25), (0.5, 0.5), (0.75, 0.5)])
+    material = _preview(stage, "/Baked")
+    reader = UsdShade.Shader.Define(stage, "/Baked/Reader")
+    reader.CreateIdAttr("UsdPrimvarReader_float2")
+    reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("st1")
+    texture = UsdShade.Shader.Define(stage, "/Baked/Light")
+    texture.CreateIdAttr("UsdUVTexture")
+    texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("light.png")
+    texture.CreateInput("st", Sdf.ValueTypeNames.Float2).ConnectToSource(
+        reader.CreateOutput("result", Sdf.ValueTypeNames.Float2))
+    UsdShade.Shader(stage.GetPrimAtPath("/Baked/Surface")).CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f) \
+        .ConnectToSource(texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+    _bind(quad.GetPrim(), material)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "lightmap.usda")
+    assert document["textures"]["lightmap.usda:/Baked/Light"]["uv_set"] == 1
+    (shape,) = document["shapes"]
+    assert "uvs1" in shape["binary"] and not any("uv set" in w for w in scene.warnings)
+    packed = pack(scene, FolderAssets(tmp_path, scene.assets))
+    second = np.concatenate([packed.extras["uv1_01"].reshape(-1, 2, 2), packed.extras["uv1_2"][:, None, :2]], axis=1)
+    assert len(packed.extras) == 2 and np.allclose(second.min(axis=(0, 1)), [0.5, 0.25]) \
+        and np.allclose(second.max(axis=(0, 1)), [0.75, 0.5])

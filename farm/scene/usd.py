@@ -109,6 +109,7 @@ class _Converter(UsdMaterials):
         self.out = Converted()
         self.material_names: dict[str, str] = {}
         self.packaged: dict[str, str | None] = {}  # a package's files read out (UsdMaterials._packaged)
+        self.second_uv: dict[str, str] = {}  # material name -> the primvar of its second uv set
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
         self.meshes = _MeshFile()
         self.motion = StageMotion(self)
@@ -272,6 +273,17 @@ class _Converter(UsdMaterials):
             materials.append(self._material(bound(subset.GetPrim()), mesh.GetPrim()))
             material_of_face[chosen] = len(materials) - 2
         triangles_material = material_of_face[faces]
+        second = sorted({self.second_uv[m] for m in materials if m in self.second_uv})
+        uvs1 = None
+        if second:
+            if len(second) > 1:
+                self._warn(f"{path}: its materials read uv sets {', '.join(second)}: only {second[0]!r} (one a mesh)")
+            extra = primvars.GetPrimvar(second[0])
+            if extra and extra.HasAuthoredValue():
+                uvs1 = self._corner_values(extra.ComputeFlattened(self.time), extra.GetInterpolation(), corners,
+                                           vertex, faces, len(points), 2, f"{path}.{second[0]}")
+            else:
+                self._warn(f"{path}: no primvar {second[0]!r} for its material's second uv set: `st` instead")
         # one block of the stage's mesh file per material: the same block for every instance
         # of one prototype, so the packer keeps its triangles once (farm.scene.instances)
         prim = mesh.GetPrim()
@@ -287,7 +299,9 @@ class _Converter(UsdMaterials):
                 arrays["normals"] = shape_normals.reshape(-1, 3)[rows]
             if uvs is not None:  # stored as glTF's, v running down
                 arrays["uvs"] = uvs.reshape(-1, 2)[rows] * [1.0, -1.0] + [0.0, 1.0]
-            layout = self.meshes.block((block, number), arrays)
+            if uvs1 is not None:
+                arrays["uvs1"] = uvs1.reshape(-1, 2)[rows] * [1.0, -1.0] + [0.0, 1.0]
+            layout = self.meshes.block((block, number, second[0] if uvs1 is not None else None), arrays)
             shape = {"type": "mesh", "material": material, "file": MESH_FILE, "binary": layout,
                      "transform": {"matrix": world.tolist()}}
             self.out.shapes.append(shape)  # both sides of it shade (the kernel's): doubleSided needs nothing

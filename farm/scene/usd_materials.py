@@ -12,12 +12,14 @@ PREVIEW = "UsdPreviewSurface"
 
 class UsdMaterials:
     """Of farm.scene.usd's walker: `self.out`, `self.prefix`, `self.folder`, `self.time`,
-    `self.material_names`, `self.packaged`, `self._warn`; `self.reading` and
-    `self.primvars_read` are its own (the prim a material is converted for, the primvars its
-    readers took)."""
+    `self.material_names`, `self.packaged`, `self.second_uv` (material name -> the primvar its
+    textures read as their uv set besides `st`), `self._warn`; `self.reading`,
+    `self.primvars_read` and `self.second_uvs` are its own (the prim a material is converted
+    for, the primvars its readers took, the uv sets its textures read)."""
 
     reading = None
     primvars_read: dict = {}
+    second_uvs: set = set()
 
     def _material(self, material, prim=None) -> str:
         """The document's name of a bound UsdShade material; where none is, a diffuse of the
@@ -33,7 +35,7 @@ class UsdMaterials:
         elif key in self.material_names:  # converted already, and its network reads no primvar
             return self.material_names[key]
         else:  # a network's primvar readers take the prim's values: one material per values read
-            self.reading, self.primvars_read = prim, {}
+            self.reading, self.primvars_read, self.second_uvs = prim, {}, set()
             entry = self._preview(material)
             if self.primvars_read:
                 key += "[" + ", ".join(f"{name}={value}" for name, value in sorted(self.primvars_read.items())) + "]"
@@ -42,6 +44,11 @@ class UsdMaterials:
         name = f"{self.prefix}{key}"
         self.material_names[key] = name
         self.out.materials[name] = entry
+        if material and self.second_uvs:  # the farm has one second uv set a mesh
+            self.second_uv[name] = sorted(self.second_uvs)[0]
+            if len(self.second_uvs) > 1:
+                self._warn(f"{material.GetPath()}: uv sets {', '.join(sorted(self.second_uvs))} besides `st`: "
+                           f"only {self.second_uv[name]!r} is read (the farm has two uv sets)")
         return name
 
     def _preview(self, material) -> dict:
@@ -158,8 +165,9 @@ class UsdMaterials:
                 [float(s) for s in tuple(scale)[:3]]
         reader = texture.GetInput("st")
         varname = self._reader_varname(reader) if reader else None
-        if varname not in (None, "st"):
-            self._warn(f"{where}: uv set {varname!r} is not read (only `st`): the mesh's `st` instead")
+        if varname not in (None, "st"):  # a second uv set: the mesh's uvs1, from that primvar (farm.scene.usd)
+            self.out.textures[key]["uv_set"] = 1
+            self.second_uvs.add(varname)
         if bias is not None and tuple(bias) != (0.0, 0.0, 0.0, 0.0):
             self._warn(f"{where}: texture bias {tuple(bias)} is not read")
         # one wrap mode for both axes (the farm's textures have one): useMetadata is repeat
