@@ -127,13 +127,7 @@ class _Converter(UsdMaterials):
         cameras = []
         walk = iter(Usd.PrimRange(self.stage.GetPseudoRoot(), Usd.TraverseInstanceProxies()))
         for prim in walk:
-            if not prim.IsActive() or not prim.IsDefined():
-                walk.PruneChildren()
-                continue
-            imageable = UsdGeom.Imageable(prim)
-            # purpose and visibility are inherited: a pruned prim's children go with it
-            if imageable and (imageable.GetPurposeAttr().Get() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide)
-                              or imageable.GetVisibilityAttr().Get(self.time) == UsdGeom.Tokens.invisible):
+            if self.hidden(prim):
                 walk.PruneChildren()
                 continue
             local = matrix_of(self.xforms.GetLocalToWorldTransform(prim))
@@ -205,10 +199,28 @@ class _Converter(UsdMaterials):
             return False
         return True
 
+    def hidden(self, prim) -> bool:
+        """Whether a walk leaves the prim and its children out: inactive or undefined, of the
+        proxy or guide purpose, or invisible (purpose and visibility are inherited, so a
+        pruned prim's children go with it)."""
+        from pxr import UsdGeom
+
+        if not prim.IsActive() or not prim.IsDefined():
+            return True
+        imageable = UsdGeom.Imageable(prim)
+        return bool(imageable) and (imageable.GetPurposeAttr().Get() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide)
+                                    or imageable.GetVisibilityAttr().Get(self.time) == UsdGeom.Tokens.invisible)
+
     def _bounds(self, points: np.ndarray) -> None:
         if len(points):
             self.out.lower = np.minimum(self.out.lower, points.min(axis=0))
             self.out.upper = np.maximum(self.out.upper, points.max(axis=0))
+
+    def box_bounds(self, lower, upper, matrix: np.ndarray) -> None:
+        """Take the box [lower, upper] placed by `matrix` into the stage's bounds (its corners)."""
+        corners = np.array([[x, y, z, 1.0] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
+                            for z in (lower[2], upper[2])]) @ matrix.T
+        self._bounds(corners[:, :3])
 
     def _mesh(self, mesh, world: np.ndarray) -> None:
         from pxr import UsdGeom
@@ -380,5 +392,4 @@ class _Converter(UsdMaterials):
         material = self._material(bound(cube.GetPrim()),
                                   cube.GetPrim())
         self.out.shapes.append({"type": "box", "material": material, "transform": {"matrix": placed.tolist()}})
-        corners = np.array([[x, y, z, 1.0] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) @ placed.T
-        self._bounds(corners[:, :3])
+        self.box_bounds((-1, -1, -1), (1, 1, 1), placed)

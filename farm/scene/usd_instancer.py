@@ -63,9 +63,7 @@ def instances(converter, instancer, world: np.ndarray, moving: bool) -> None:
                 copy["transform"] = {"matrix": (placed @ np.array(shape["transform"]["matrix"])).tolist()}
             converter.out.shapes.append(copy)
         if shapes:
-            corners = np.array([[x, y, z, 1.0] for x in (lower[0], upper[0]) for y in (lower[1], upper[1])
-                                for z in (lower[2], upper[2])]) @ placed.T
-            converter._bounds(corners[:, :3])
+            converter.box_bounds(lower, upper, placed)
     if uneven:
         converter._warn(f"{path}: spheres of instances scaled unevenly are not rendered")
 
@@ -88,10 +86,7 @@ def _prototype(converter, root, instancer_path) -> tuple[list[dict], np.ndarray,
     inverse[3] = (0.0, 0.0, 0.0, 1.0)  # affine: exactly
     walk = iter(Usd.PrimRange(root, Usd.TraverseInstanceProxies()))
     for prim in walk:
-        imageable = UsdGeom.Imageable(prim)
-        if not prim.IsActive() or (imageable and (
-                imageable.GetPurposeAttr().Get() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide)
-                or imageable.GetVisibilityAttr().Get(converter.time) == UsdGeom.Tokens.invisible)):
+        if converter.hidden(prim):  # undefined prims too, which the range's own predicate leaves out anyway
             walk.PruneChildren()
             continue
         if prim.IsA(UsdGeom.PointInstancer) or prim.IsA(UsdGeom.Camera) or prim.HasAPI(UsdLux.LightAPI):
