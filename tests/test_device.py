@@ -48,8 +48,12 @@ def test_pocl_builds_for_a_processor_its_llvm_knows_on_any_processor():
 
     from farm.worker import pocl
 
-    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "flags": "sse4_2 avx2 fma vaes avx512f"}
+    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "flags": "sse4_2 avx2 fma vaes"}
     assert pocl.processor_name(zen5) == "znver3"  # what LLVM 14 names Zen 4 too
+    zen5["flags"] += " avx512f avx512bw avx512cd avx512dq avx512vl"
+    assert pocl.processor_name(zen5) == "x86-64-v4"
+    zen5["flags"] = zen5["flags"].replace(" avx512vl", "")  # not every subset: AVX2's code
+    assert pocl.processor_name(zen5) == "znver3"
     assert pocl.processor_name({"vendor_id": "GenuineIntel", "flags": "avx2 fma bmi1 bmi2 movbe f16c"}) == "x86-64-v3"
     assert pocl.processor_name({"flags": "sse4_2 popcnt ssse3 cx16"}) == "x86-64-v2"
     assert pocl.processor_name({}) == "x86-64"

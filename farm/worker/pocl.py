@@ -9,9 +9,12 @@ worker takes no buckets. Later PoCL releases read the name from POCL_LLVM_CPU_NA
 processor itself, in the device's own record, before the first build: the field that
 holds "generic" beside the target triple, found by its contents, in this process's memory.
 
-The name is one LLVM 14 knows with no instruction the processor lacks: AMD's newer
-processors build for "znver3", what the same LLVM names Zen 4 (so the code is the code
-those machines run), others for the x86-64 level their flags reach.
+The name is one LLVM 14 knows with no instruction the processor lacks: a processor with
+AVX-512 builds for "x86-64-v4" (AVX-512's F, BW, CD, DQ and VL); AMD's newer processors
+without it for "znver3", what the same LLVM names Zen 4; others for the x86-64 level their
+flags reach. AVX-512 gives the same bits (no contraction, no fast math: the kernel's code
+asks for IEEE operations, whatever the vectors) and, measured on a Zen 5 EPYC, 3-6% more
+samples/s than znver3's AVX2 code (Cornell box and showcase; the 1M mesh 0.5-3%).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ UNKNOWN = b"generic"
 # Bytes of the device's record searched for the two fields (pocl's struct _cl_device_id:
 # they lie about 640 bytes in, in PoCL 3.0).
 RECORD_BYTES = 4096
+
+AVX512 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}  # x86-64-v4's AVX-512 subsets
 
 _named: dict[int, str] = {}  # device (cl_device_id) -> the processor name farm gave it
 
@@ -73,6 +78,8 @@ def processor_name(cpuinfo: dict[str, str]) -> str:
         family = int(cpuinfo.get("cpu family", "0"))
     except ValueError:
         family = 0
+    if AVX512 <= flags:
+        return "x86-64-v4"
     if cpuinfo.get("vendor_id") == "AuthenticAMD" and family >= 0x19 and {"avx2", "fma", "vaes"} <= flags:
         return "znver3"
     if {"avx2", "fma", "bmi1", "bmi2", "movbe", "f16c"} <= flags:
