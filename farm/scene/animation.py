@@ -17,6 +17,7 @@ LINEAR and STEP this follows (CUBICSPLINE comes with glTF's own animations).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 from typing import Any
@@ -59,13 +60,51 @@ def moment(document: Any, seconds: float | None, source: str = "scene") -> tuple
     `document` itself comes back where nothing is animated or rigged."""
     found = animated(document, source)
     rigged = _checked_rig(document, source) if isinstance(document, dict) and "rig" in document else None
+    sequences = _sequences(document, source)
     times = [key["time"] for node, _, _ in found for key in node.value["keyframes"]]
     times += rig.times(rigged) if rigged is not None else []
+    times += [moment for keys in sequences for moment in (keys[0], keys[-1])]
     span = (min(times), max(times)) if times else None
     seconds = (0.0 if span is None else span[0]) if seconds is None else float(seconds)
-    if not found and rigged is None:
+    if not found and rigged is None and not sequences:
         return document, span, seconds  # nothing moves
     return _posed(document, found, rigged, seconds), span, seconds
+
+
+def _sequences(document: Any, source: str) -> list[list[float]]:
+    """The key times of each morph sequence in `document`'s shapes, checked: a deforming
+    mesh's shape at every key (farm.scene.usd_time), its `morph` holding `times` (2 to
+    MAX_KEYS increasing seconds) and one target fewer: the mesh itself is the shape at the
+    first time, target k its offsets at time k + 1; posed as `sequence_weights` says."""
+    shapes = document.get("shapes") if isinstance(document, dict) else None
+    found = []
+    for index, shape in enumerate(shapes if isinstance(shapes, list) else []):
+        if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "times" in shape["morph"]:
+            morph = Node(shape["morph"], f"{source}.shapes[{index}].morph")
+            morph.expect_keys(required=("targets", "times"))
+            times = morph.child("times").items()
+            if not 2 <= len(times) <= MAX_KEYS:
+                morph.child("times").fail(f"expected 2 to {MAX_KEYS} key times, got {len(times)}")
+            keys = [time.number() for time in times]
+            if any(not b > a for a, b in zip(keys, keys[1:])):
+                morph.child("times").fail("key times must increase")
+            morph.child("targets").list_of(len(keys) - 1)
+            found.append(keys)
+    return found
+
+
+def sequence_weights(times: list[float], seconds: float) -> list[tuple[int, float]]:
+    """(target, weight) of a morph sequence with key `times` at `seconds`: between two keys
+    their shapes mixed linearly, as USD interpolates points; the first shape (no target)
+    up to the first time, the last from the last time on. A weight of 0 is left out."""
+    if not seconds > times[0]:
+        return []
+    if seconds >= times[-1]:
+        return [(len(times) - 2, 1.0)]
+    after = bisect.bisect_right(times, seconds)  # times[after - 1] <= seconds < times[after]
+    u = (seconds - times[after - 1]) / (times[after] - times[after - 1])
+    return [(target, weight) for target, weight in ((after - 2, 1.0 - u), (after - 1, u))
+            if target >= 0 and weight > 0.0]
 
 
 def _checked_rig(document: dict, source: str) -> dict:
@@ -101,7 +140,7 @@ def moving_shapes(document: Any) -> tuple[int, ...]:
         return ()
     return tuple(index for index, shape in enumerate(shapes) if isinstance(shape, dict) and (
         "keyframes" in shape or "rig" in shape or "skin" in shape
-        or (isinstance(shape.get("morph"), dict) and "rig" in shape["morph"])))
+        or (isinstance(shape.get("morph"), dict) and ("rig" in shape["morph"] or "times" in shape["morph"]))))
 
 
 def at_time(document: dict, seconds: float, source: str = "scene") -> dict:
@@ -113,6 +152,13 @@ def _posed(document: dict, found: list, rigged: dict | None, seconds: float) -> 
     """A copy of `document` with its keyframes (`found`, checked) and its rig (`rigged`,
     checked) evaluated at `seconds` and removed."""
     still = copy.deepcopy(document)
+    for shape in still.get("shapes", []):  # a deforming mesh: the two keys around the moment, mixed
+        if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "times" in shape["morph"]:
+            morph = shape.pop("morph")
+            picked = sequence_weights(morph["times"], seconds)
+            if picked:
+                shape["morph"] = {"targets": [morph["targets"][target] for target, _ in picked],
+                                  "weights": [weight for _, weight in picked]}
     if rigged is not None:
         worlds = rig.pose(rigged, seconds)
         del still["rig"]

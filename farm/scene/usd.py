@@ -22,6 +22,7 @@ from farm import defaults
 from farm.exceptions import SceneError
 from farm.protocol.assets import write_generated
 from farm.scene import usd_instancer, usd_lights, usd_shapes
+from farm.scene.usd_shapes import MESH_FILE, MeshFile
 from farm.scene.usd_time import StageMotion, flattened, matrix_of
 from farm.scene.usd_materials import UsdMaterials, bound
 from farm.scene.gltf import Converted
@@ -66,35 +67,6 @@ def stage_frame(stage, name: str) -> np.ndarray:
 # The stage's meshes travel as one binary file of accessors (farm.scene.mesh.load_binary),
 # made on the client and kept as a generated file (farm.protocol.assets.GENERATED): a
 # document of inline meshes would pass FARM_MAX_SCENE_BYTES at about 59,000 triangles.
-MESH_FILE = "<the stage's meshes>"  # the shapes' file until the file is written
-
-
-class _MeshFile:
-    """The blocks of the stage's mesh file: per block, float32 positions, normals and uvs of
-    each triangle's corners, in object space (the shape's transform places them)."""
-
-    def __init__(self):
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.layouts: dict = {}
-
-    def block(self, key, arrays: dict[str, np.ndarray]) -> dict:
-        """The layout of the block `key`, written from `arrays` the first time."""
-        if key not in self.layouts:
-            layout = {}
-            for part, values in arrays.items():
-                data = np.ascontiguousarray(values, "<f4")
-                layout[part] = {"offset": self.size, "count": len(data), "format": f"f32x{data.shape[1]}",
-                                "stride": data.itemsize * data.shape[1]}
-                self.parts.append(data.tobytes())
-                self.size += data.nbytes
-            self.layouts[key] = layout
-        return self.layouts[key]
-
-    def data(self) -> bytes:
-        return b"".join(self.parts)
-
-
 class _Converter(UsdMaterials):
     def __init__(self, stage, path: Path, folder: Path, prefix: str):
         from pxr import Usd, UsdGeom
@@ -111,7 +83,7 @@ class _Converter(UsdMaterials):
         self.packaged: dict[str, str | None] = {}  # a package's files read out (UsdMaterials._packaged)
         self.second_uv: dict[str, str] = {}  # material name -> the primvar of its second uv set
         self.subdivided: list[str] = []  # meshes whose subdivision scheme is not none
-        self.meshes = _MeshFile()
+        self.meshes = MeshFile(self.name)
         self.motion = StageMotion(self)
         self.emitters = 0  # lights made shapes (rect, disk, sphere)
 
@@ -236,8 +208,6 @@ class _Converter(UsdMaterials):
         if counts.min() < 0 or counts.sum() != len(indices) or (len(indices) and
                                                                   (indices.min() < 0 or indices.max() >= len(points))):
             raise SceneError(f"{self.name}: {path}: face counts and indices do not fit its {len(points)} points")
-        if self.motion.codes and mesh.GetPointsAttr().ValueMightBeTimeVarying():
-            self._warn(f"{path}: deforming (time-sampled points): rendered as it is at the start")
         if mesh.GetSubdivisionSchemeAttr().Get() not in (None, UsdGeom.Tokens.none):  # USD's default: catmullClark
             self.subdivided.append(str(path))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -263,13 +233,15 @@ class _Converter(UsdMaterials):
         moved = (points @ world[:3, :3].T + world[:3, 3])[vertex].reshape(-1, 3)
         primvars = UsdGeom.PrimvarsAPI(mesh)
         normals_primvar = primvars.GetPrimvar("normals")  # it wins over `normals`, as USD says
-        if normals_primvar and normals_primvar.HasAuthoredValue():
-            shape_normals = self._corner_values(normals_primvar.ComputeFlattened(self.time),
-                                                normals_primvar.GetInterpolation(), corners, vertex, faces,
-                                                len(points), 3, f"{path}.primvars:normals")
-        else:
-            shape_normals = self._corner_values(mesh.GetNormalsAttr().Get(self.time), mesh.GetNormalsInterpolation(),
-                                                corners, vertex, faces, len(points), 3, f"{path}.normals")
+        primvar = bool(normals_primvar and normals_primvar.HasAuthoredValue())
+        normals = normals_primvar if primvar else mesh.GetNormalsAttr()
+
+        def normals_at(time):  # each corner's normal at `time`, or None
+            values = normals.ComputeFlattened(time) if primvar else normals.Get(time)
+            interpolation = normals.GetInterpolation() if primvar else mesh.GetNormalsInterpolation()
+            return self._corner_values(values, interpolation, corners, vertex, faces, len(points), 3,
+                                       f"{path}.{'primvars:' * primvar}normals")
+        shape_normals = normals_at(self.time)
         uvs = None
         st = primvars.GetPrimvar("st")
         if st and st.HasAuthoredValue():
@@ -301,6 +273,7 @@ class _Converter(UsdMaterials):
         prim = mesh.GetPrim()
         block = str((prim.GetPrimInPrototype() if prim.IsInstanceProxy() else prim).GetPath())
         corner_points = points[vertex].reshape(-1, 3)
+        blocks = []  # (its key, its corners' rows, its shape)
         for number, material in enumerate(materials):
             picked = np.nonzero(triangles_material == number - 1)[0]
             if not len(picked):
@@ -316,8 +289,10 @@ class _Converter(UsdMaterials):
             layout = self.meshes.block((block, number, second[0] if uvs1 is not None else None), arrays)
             shape = {"type": "mesh", "material": material, "file": MESH_FILE, "binary": layout,
                      "transform": {"matrix": world.tolist()}}
+            blocks.append(((block, number), rows, shape))
             self.out.shapes.append(shape)  # both sides of it shade (the kernel's): doubleSided needs nothing
             self.out.triangles += len(picked)
+        self.motion.deform(mesh, points, vertex, normals_at if shape_normals is not None else None, blocks)
         self._bounds(moved)
 
     def _implicit(self, prim, world: np.ndarray) -> None:

@@ -5,11 +5,16 @@ the axis, RINGS on each half of a capsule's sphere. Dimensions as UsdGeom define
 centred on the origin along `axis` (X, Y or Z); a cone's apex at +height/2; a capsule's
 height between its hemispheres' centres; a plane across the axis, `width` along the first
 other axis (Z, X, X for axis X, Y, Z) and `length` along the second (Y, Z, Y).
+MeshFile: the one binary file a stage's meshes, these shapes among them, are written to.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from farm import defaults
+from farm.exceptions import SceneError
+from farm.protocol.assets import size_text
 
 SLICES = 64
 RINGS = 16
@@ -18,6 +23,41 @@ RINGS = 16
 # (the surfaces of revolution are the same whichever way x and y go).
 _AXIS = {"Z": np.eye(3), "X": np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], float),
          "Y": np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], float)}
+
+
+MESH_FILE = "<the stage's meshes>"  # the shapes' file until the file is written
+
+
+class MeshFile:
+    """The blocks of the stage's mesh file: per block, float32 positions, normals and uvs of
+    each triangle's corners, in object space (the shape's transform places them)."""
+
+    def __init__(self, name: str):
+        self.name = name  # the stage's file name, for what is refused
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.layouts: dict = {}
+
+    def block(self, key, arrays: dict[str, np.ndarray]) -> dict:
+        """The layout of the block `key` (its prim path first), written from `arrays` the
+        first time; SceneError where the file would pass FARM_MAX_ASSET_BYTES."""
+        if key not in self.layouts:
+            layout = {}
+            for part, values in arrays.items():
+                data = np.ascontiguousarray(values, "<f4")
+                if self.size + data.nbytes > defaults.MAX_ASSET_BYTES:
+                    raise SceneError(f"{self.name}: its meshes pass {size_text(defaults.MAX_ASSET_BYTES)} "
+                                     f"(FARM_MAX_ASSET_BYTES) at {key[0]} (a deforming mesh keeps its corners "
+                                     f"for every time code)")
+                layout[part] = {"offset": self.size, "count": len(data), "format": f"f32x{data.shape[1]}",
+                                "stride": data.itemsize * data.shape[1]}
+                self.parts.append(data.tobytes())
+                self.size += data.nbytes
+            self.layouts[key] = layout
+        return self.layouts[key]
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def cylinder(radius: float, height: float, axis: str) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,8 @@ exactly; between keys (a shutter's samples) the rig interpolates linearly, rotat
 the shorter arc, where USD interpolates each xformOp's values. Channels that do not change
 are left out. A sheared matrix (a non-uniform scale under a rotated child) has no
 translation-rotation-scale form: its keys keep the nearest rotation, said in a warning.
+A mesh whose points are time-sampled deforms: its corners' offsets at every key go into
+the stage's mesh file as a morph sequence (StageMotion.deform, farm.scene.animation).
 """
 
 from __future__ import annotations
@@ -86,6 +88,37 @@ class StageMotion:
                                  f"must be positive at time code {code:g}")
             keys.append({"time": code / self.rate, **lens})
         return keys
+
+    def deform(self, mesh, points: np.ndarray, vertex: np.ndarray, normals_at, blocks: list) -> None:
+        """Make a mesh whose points are time-sampled (a character, a cloth or a cache from
+        Houdini or Maya) a morph sequence (farm.scene.animation): each of its blocks' shapes
+        (`blocks`: (the block's key, its corners' rows, the shape)) gets the offsets of its
+        corners from the first key's (`points`, as the mesh was made) at every later key, and
+        of their normals where `normals_at(time)` gives the corners' normals and they vary.
+        A mesh whose point count changes over time (a fluid's surface) stays as it starts,
+        with a warning."""
+        from pxr import Usd
+
+        attribute = mesh.GetPointsAttr()
+        if len(self.codes) < 2 or not attribute.ValueMightBeTimeVarying():
+            return
+        moments = [Usd.TimeCode(code) for code in self.codes[1:]]
+        if any(len(attribute.Get(time) or []) != len(points) for time in moments):
+            self.converter._warn(f"{mesh.GetPath()}: its point count changes over time: rendered as it is at the start")
+            return
+        first = normals_at(Usd.TimeCode(self.codes[0])) if normals_at is not None else None
+        targets: list[list[dict]] = [[] for _ in blocks]
+        for time in moments:
+            offsets = {"positions": (np.array(attribute.Get(time), float).reshape(-1, 3) - points)[vertex].reshape(-1, 3)}
+            normals = normals_at(time) if first is not None else None
+            if normals is not None and not np.array_equal(normals, first):
+                offsets["normals"] = (normals - first).reshape(-1, 3)
+            for made, (key, rows, _) in zip(targets, blocks):
+                made.append(self.converter.meshes.block((*key, "deform", time.GetValue()),
+                                                        {part: values[rows] for part, values in offsets.items()}))
+        times = [code / self.rate for code in self.codes]
+        for made, (_, _, shape) in zip(targets, blocks):
+            shape["morph"] = {"targets": made, "times": times}
 
     def node(self, prim) -> int:
         """The rig node of the moving prim: its world matrix in the document at each key."""
