@@ -695,8 +695,8 @@ def test_small_parts_zero_scales_and_keys_scaled_to_nothing(tmp_path):
         posed = parse_scene(json.loads(json.dumps(document)), time=code / 24)
         usd_box = frame @ np.array(pop.ComputeLocalToWorldTransform(Usd.TimeCode(code))).T
         assert np.allclose(posed.shapes[1].transform, usd_box, atol=1e-12), code
-    with pytest.raises(SceneError, match="singular"):  # at the key itself the box is flat: that frame is refused
-        parse_scene(json.loads(json.dumps(document)), time=3 / 24)
+    flat = parse_scene(json.loads(json.dumps(document)), time=3 / 24)  # at the key itself the box is flat: hidden
+    assert flat.shown == (0, 2, 3)
 
 
 def test_a_key_scaled_to_nothing_on_an_axis_decomposes_into_a_rotation_that_rebuilds_it():
@@ -856,3 +856,71 @@ def test_a_deforming_mesh_is_posed_each_frame_as_usd_interpolates_its_points(tmp
     with pytest.raises(SceneError, match=r"big.usda: its meshes pass 293.0 KiB \(FARM_MAX_ASSET_BYTES\) at /Grid "
                                          r"\(a deforming mesh keeps its corners for every time code\)"):
         load_scene(tmp_path / "big.usda")
+
+
+def test_prims_shown_and_hidden_over_a_shot_by_visibility_or_a_scale_of_nothing(tmp_path):
+    """Animators hide a prim by keying its visibility or scaling it to nothing: each frame
+    leaves out what is hidden at its moment, and shows what is shown, even a prim hidden or
+    scaled to nothing at the stage's start; a shutter's end where a shape is hidden keeps it
+    where the frame's moment puts it."""
+    from farm.scene import parse_scene
+    from farm.scene.motion import frame_scenes
+
+    stage = _stage(tmp_path / "shot.usda")
+    stage.SetStartTimeCode(1)
+    stage.SetEndTimeCode(3)
+    stage.SetTimeCodesPerSecond(24)
+    pop = UsdGeom.Cube.Define(stage, "/Pop")  # scaled from nothing and back: how a prim pops in
+    grow = pop.AddScaleOp()
+    for code, scale in ((1, 0), (2, 1), (3, 0)):
+        grow.Set((scale, scale, scale), code)
+    blink = UsdGeom.Sphere.Define(stage, "/Blink")
+    for code, seen in ((1, "invisible"), (2, "inherited"), (3, "invisible")):
+        blink.GetVisibilityAttr().Set(seen, code)
+    parent = UsdGeom.Xform.Define(stage, "/Parent")  # inherited: its child goes and stays gone
+    parent.GetVisibilityAttr().Set("inherited", 1)
+    parent.GetVisibilityAttr().Set("invisible", 2)
+    _grid(stage, "/Parent/Plate", 2)
+    UsdGeom.Cube.Define(stage, "/Static")
+    lamp = UsdLux.SphereLight.Define(stage, "/Lamp")  # an emissive sphere: a shape, shown as one
+    sun = UsdLux.DistantLight.Define(stage, "/Sun")  # the document's sun: as at the start
+    for light in (lamp, sun):
+        light.GetVisibilityAttr().Set("inherited", 1)
+        light.GetVisibilityAttr().Set("invisible", 2)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "shot.usda")
+    assert [shape["type"] for shape in document["shapes"]] == ["box", "sphere", "mesh", "box", "sphere"]
+    assert not any("scaled to nothing" in w for w in scene.warnings)
+    assert [light["type"] for light in document["lights"]] == ["sun"]
+    assert any("/Sun: a light's time-sampled visibility is read at the start" in w for w in scene.warnings)
+    for code, shown in ((1, (2, 3, 4)), (1.5, (0, 2, 3, 4)), (2, (0, 1, 3)), (3, (3,))):
+        posed = parse_scene(json.loads(json.dumps(document)), time=code / 24)
+        assert posed.shown == shown, code
+        assert len(posed.shapes) == len(shown) and set(posed.moving) <= set(range(len(shown)))
+    frame, ends = frame_scenes(json.loads(json.dumps(document)), 2 / 24, (-0.5 / 24, 0.5 / 24))
+    assert frame.shown == (0, 1, 3) and [end.shown for end in ends] == [(0, 1, 3), (0, 1, 3)]
+    assert ends[0].shapes[1] == frame.shapes[1]  # hidden at the open (held from 1): the frame's sphere
+
+
+def test_a_hidden_shape_and_damaged_visibility_keys_in_a_document(tmp_path):
+    """`hidden` leaves a shape out (the others keep their order, a moving one its motion);
+    visibility keys from anyone with broker access are checked: one line naming the field."""
+    from farm.scene import parse_scene
+
+    document = json.loads((ROOT / "scenes" / "animated-cornell-box.json").read_text())
+    moving = parse_scene(json.loads(json.dumps(document)), time=0.0).moving
+    first = moving[0]
+    document["shapes"][0]["hidden"] = True
+    scene = parse_scene(json.loads(json.dumps(document)), time=0.0)
+    assert scene.shown[0] == 1 and scene.moving[0] == first - 1
+    for value, words in (("yes", r"shapes\[0\].hidden: expected true or false"),):
+        document["shapes"][0]["hidden"] = value
+        with pytest.raises(SceneError, match=words):
+            parse_scene(json.loads(json.dumps(document)), time=0.0)
+    del document["shapes"][0]["hidden"]
+    for keys, words in (({"times": [1.0, 0.5], "visible": [True, False]}, r"visibility.times: key times must increase"),
+                        ({"times": [0.0], "visible": ["no"]}, r"visibility.visible\[0\]: expected true or false"),
+                        ({"times": [0.0]}, r"visibility: missing")):
+        document["shapes"][0]["visibility"] = keys
+        with pytest.raises(SceneError, match=words):
+            parse_scene(json.loads(json.dumps(document)), time=0.0)

@@ -22,7 +22,7 @@ import copy
 import math
 from typing import Any
 
-from farm.scene import rig
+from farm.scene import matrix, rig
 from farm.scene.document import Node
 
 INTERPOLATIONS = ("linear", "step")
@@ -60,7 +60,7 @@ def moment(document: Any, seconds: float | None, source: str = "scene") -> tuple
     `document` itself comes back where nothing is animated or rigged."""
     found = animated(document, source)
     rigged = _checked_rig(document, source) if isinstance(document, dict) and "rig" in document else None
-    sequences = _sequences(document, source)
+    sequences = _sequences(document, source) + _visibilities(document, source)
     times = [key["time"] for node, _, _ in found for key in node.value["keyframes"]]
     times += rig.times(rigged) if rigged is not None else []
     times += [moment for keys in sequences for moment in (keys[0], keys[-1])]
@@ -90,6 +90,28 @@ def _sequences(document: Any, source: str) -> list[list[float]]:
                 morph.child("times").fail("key times must increase")
             morph.child("targets").list_of(len(keys) - 1)
             found.append(keys)
+    return found
+
+
+def _visibilities(document: Any, source: str) -> list[list[float]]:
+    """The key times of each shape's `visibility` (a shot's prim shown and hidden over time:
+    farm.scene.usd_time), checked: `times`, 1 to MAX_KEYS increasing seconds, and `visible`,
+    true or false from each time on (the first's before it)."""
+    shapes = document.get("shapes") if isinstance(document, dict) else None
+    found = []
+    for index, shape in enumerate(shapes if isinstance(shapes, list) else []):
+        if isinstance(shape, dict) and "visibility" in shape:
+            keys = Node(shape["visibility"], f"{source}.shapes[{index}].visibility")
+            keys.expect_keys(required=("times", "visible"))
+            times = keys.child("times").items()
+            if not 1 <= len(times) <= MAX_KEYS:
+                keys.child("times").fail(f"expected 1 to {MAX_KEYS} key times, got {len(times)}")
+            moments = [time.number() for time in times]
+            if any(not b > a for a, b in zip(moments, moments[1:])):
+                keys.child("times").fail("key times must increase")
+            for seen in keys.child("visible").list_of(len(moments)):
+                seen.boolean()
+            found.append(moments)
     return found
 
 
@@ -125,8 +147,8 @@ def _checked_rig(document: dict, source: str) -> dict:
             joints = skin.child("joints").items()
             for joint in joints:
                 joint.integer(0, count - 1, what="rig node")
-            for matrix in skin.child("inverse_bind").list_of(len(joints)):
-                for row in matrix.list_of(4):
+            for bind in skin.child("inverse_bind").list_of(len(joints)):
+                for row in bind.list_of(4):
                     for value in row.list_of(4):
                         value.number()
     return document["rig"]
@@ -140,6 +162,7 @@ def moving_shapes(document: Any) -> tuple[int, ...]:
         return ()
     return tuple(index for index, shape in enumerate(shapes) if isinstance(shape, dict) and (
         "keyframes" in shape or "rig" in shape or "skin" in shape
+        or "visibility" in shape
         or (isinstance(shape.get("morph"), dict) and ("rig" in shape["morph"] or "times" in shape["morph"]))))
 
 
@@ -152,6 +175,11 @@ def _posed(document: dict, found: list, rigged: dict | None, seconds: float) -> 
     """A copy of `document` with its keyframes (`found`, checked) and its rig (`rigged`,
     checked) evaluated at `seconds` and removed."""
     still = copy.deepcopy(document)
+    for shape in still.get("shapes", []):  # shown or hidden as its last key up to the moment says
+        if isinstance(shape, dict) and "visibility" in shape:
+            keys = shape.pop("visibility")
+            if not keys["visible"][max(0, bisect.bisect_right(keys["times"], seconds) - 1)]:
+                shape["hidden"] = True
     for shape in still.get("shapes", []):  # a deforming mesh: the two keys around the moment, mixed
         if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "times" in shape["morph"]:
             morph = shape.pop("morph")
@@ -165,6 +193,8 @@ def _posed(document: dict, found: list, rigged: dict | None, seconds: float) -> 
         for shape in still.get("shapes", []):
             if isinstance(shape, dict) and "rig" in shape:
                 shape["transform"] = {"matrix": worlds[shape.pop("rig")]}
+                if matrix.singular(shape["transform"]["matrix"]):  # scaled to nothing now: how USD hides a prim
+                    shape["hidden"] = True
             if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "rig" in shape["morph"]:
                 weights = rig.morph_weights(rigged, shape["morph"].pop("rig"), seconds)
                 if weights is not None:  # the node's weights channel, else the weights at rest

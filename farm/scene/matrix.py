@@ -32,6 +32,13 @@ def det3(m: Matrix) -> float:
     )
 
 
+def singular(m) -> bool:
+    """Whether the 3x3 part of `m` (rows) takes an axis, or all, to nothing: relative to its
+    largest axis, so that a tiny uniform scale (a millimetre stage's bolt) is not."""
+    largest = max(math.sqrt(sum(m[row][column] ** 2 for row in range(3))) for column in range(3))
+    return not abs(det3(m)) > 1e-12 * largest ** 3
+
+
 def is_similarity(m: Matrix) -> bool:
     """True if the linear part is a rotation times a uniform scale (spheres stay spheres)."""
     columns = [(m[0][j], m[1][j], m[2][j]) for j in range(3)]

@@ -279,6 +279,8 @@ class Scene:
     moving: tuple[int, ...] = ()
     # Seconds around `time` that the shutter is open (`submit --shutter`): (0, 0) for none
     shutter: tuple[float, float] = (0.0, 0.0)
+    # The places in the document's shapes of `shapes` (those not hidden at `time`); () for all
+    shown: tuple[int, ...] = ()
 
     @property
     def environment(self) -> EnvironmentLight | None:

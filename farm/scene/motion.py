@@ -169,5 +169,18 @@ def frame_scenes(document, seconds: float, shutter: tuple[float, float], source:
     if shutter == (0.0, 0.0) or scene.animation is None:
         return scene, None
     scene = replace(scene, shutter=shutter)
-    ends = tuple(parse_scene(document, source, seconds + offset) for offset in shutter)
+    ends = tuple(_aligned(parse_scene(document, source, seconds + offset), scene) for offset in shutter)
     return scene, ends
+
+
+def _aligned(end, scene):
+    """`end` (the scene at the shutter's open or close) with `scene`'s shapes place by place:
+    one hidden at that end (scaled to nothing, invisible) stays where the frame's moment puts
+    it, unblurred."""
+    from dataclasses import replace
+
+    if end.shown == scene.shown:
+        return end
+    at = dict(zip(end.shown, end.shapes))
+    return replace(end, shapes=tuple(at.get(index, shape) for index, shape in zip(scene.shown, scene.shapes)),
+                   shown=scene.shown, moving=scene.moving)

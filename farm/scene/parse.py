@@ -7,7 +7,6 @@ file (`shapes[2].material`), never silently ignored.
 from __future__ import annotations
 
 import hashlib
-import math
 import json
 from typing import Any
 
@@ -56,9 +55,10 @@ def parse_scene(document: Any, source: str = "scene", time: float | None = None)
     textures = parse_textures(root.child("textures")) if "textures" in root.value else {}
     materials = parse_materials(root.child("materials"), textures)
     shapes_node = root.child("shapes")
-    shapes = tuple(_shape(node, materials) for node in shapes_node.items())
+    shown = tuple(index for index, node in enumerate(shapes_node.items()) if not _hidden(node))
+    shapes = tuple(_shape(shapes_node.child(index), materials) for index in shown)
     if not shapes:
-        shapes_node.fail("a scene needs at least one shape")
+        shapes_node.fail("a scene needs at least one shape" + " not hidden at this moment" * bool(shapes_node.items()))
     lights = tuple(_light(node) for node in root.child("lights").items()) if "lights" in root.value else ()
     if sum(isinstance(light, EnvironmentLight) for light in lights) > 1:
         root.child("lights").fail("a scene can have at most one environment light")
@@ -75,7 +75,7 @@ def parse_scene(document: Any, source: str = "scene", time: float | None = None)
         root.fail("numbers must be finite")
     scene = Scene(
         camera, film, materials, shapes, max_depth, seed, digest, textures, lights, rr_depth, sampler, strategy, assets,
-        warnings, span, time, moving_shapes(document) if span is not None else (),
+        warnings, span, time, _kept(moving_shapes(document), shown) if span is not None else (), shown=shown,
     )
     triangles = sum(len(shape.triangles) for shape in shapes if isinstance(shape, Mesh))
     if triangles > defaults.MAX_TRIANGLES:
@@ -182,6 +182,18 @@ def _assets(node: Node) -> dict[str, str]:
     return assets
 
 
+def _hidden(node: Node) -> bool:
+    """Whether the shape is left out of this scene: `hidden` true (a shot's shape scaled to
+    nothing or invisible at this moment: farm.scene.animation)."""
+    return isinstance(node.value, dict) and "hidden" in node.value and node.child("hidden").boolean()
+
+
+def _kept(indexes: tuple[int, ...], shown: tuple[int, ...]) -> tuple[int, ...]:
+    """`indexes` of the document's shapes as places in the scene's, which holds `shown`."""
+    place = {index: number for number, index in enumerate(shown)}
+    return tuple(place[index] for index in indexes if index in place)
+
+
 def _shape(node: Node, materials: dict[str, Material]):
     if not isinstance(node.value, dict):
         node.fail(f"expected a shape object, got {kind_of(node.value)}")
@@ -191,7 +203,7 @@ def _shape(node: Node, materials: dict[str, Material]):
         "mesh": ("file", "binary", "base64", "vertices", "triangles", "normals", "uvs", "face_normals", "skin_matrices",
                  "morph"),
     }.get(kind, ())
-    node.expect_keys(required=("type", "material"), optional=extra + ("transform",))
+    node.expect_keys(required=("type", "material"), optional=extra + ("transform", "hidden"))
     material = node.child("material").string()
     if material not in materials:
         known = ", ".join(sorted(materials))
@@ -318,10 +330,7 @@ def _transform(node: Node) -> Matrix:
         given = tuple(tuple(row.list_of(4)[i].number() for i in range(4)) for row in rows)
         if given[3] != (0.0, 0.0, 0.0, 1.0):
             node.child("matrix").fail("the last row must be [0, 0, 0, 1] (no projective transforms)")
-        # relative to the matrix's largest axis: a tiny scale (a millimetre stage's bolt) is a
-        # transform, a matrix that flattens an axis (or two) is not
-        largest = max(math.sqrt(sum(given[row][column] ** 2 for row in range(3))) for column in range(3))
-        if not abs(matrix.det3(given)) > 1e-12 * largest ** 3:
+        if matrix.singular(given):
             node.child("matrix").fail("the matrix is singular")
         return given
     result = IDENTITY

@@ -104,17 +104,20 @@ class _Converter(UsdMaterials):
                 continue
             local = matrix_of(self.xforms.GetLocalToWorldTransform(prim))
             moving = self.motion.moves(prim)
+            made = len(self.out.shapes)
             if prim.IsA(UsdGeom.PointInstancer):  # its prototypes are its children: not drawn where they stand
                 walk.PruneChildren()
                 usd_instancer.instances(self, UsdGeom.PointInstancer(prim), self.frame @ local, moving)
+                self.motion.show(prim, self.out.shapes[made:])
                 continue
-            if flattened(self.frame @ local):
+            # a moving prim scaled to nothing at the start is made where it first is not (hidden until then)
+            world = self.frame @ local if not flattened(self.frame @ local) else self.motion.unflattened(prim) \
+                if moving else None
+            if world is None:
                 if prim.IsA(UsdGeom.Gprim) or prim.IsA(UsdGeom.Xform):
                     self._warn(f"{prim.GetPath()}: scaled to nothing; left out")
                 walk.PruneChildren()
                 continue
-            world = self.frame @ local
-            made = len(self.out.shapes)
             if self.geometry(prim, world):
                 pass
             elif prim.IsA(UsdGeom.Camera):
@@ -123,6 +126,8 @@ class _Converter(UsdMaterials):
                     prim.IsA(UsdLux.NonboundableLightBase):
                 lights = len(self.out.lights)
                 usd_lights.light(self, prim, world, local)
+                if not self.motion.shown_at_start(prim, self.out.lights[lights:]):
+                    del self.out.lights[lights:]
                 for light in self.out.lights[lights:] if moving else []:  # placed and aimed by its node
                     if light["type"] in ("point", "sun"):
                         light["rig"] = self.motion.node(prim)
@@ -132,6 +137,7 @@ class _Converter(UsdMaterials):
                 self._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
             if moving and len(self.out.shapes) > made:  # placed at each frame's moment (farm.scene.usd_time)
                 self.motion.attach(prim, world, self.out.shapes[made:])
+            self.motion.show(prim, self.out.shapes[made:])
         chosen = [c for c in cameras if camera is None or str(c[0].GetPath()) == camera]
         self.out.cameras = [str(c[0].GetPath()) for c in cameras]
         if chosen:
@@ -173,15 +179,16 @@ class _Converter(UsdMaterials):
 
     def hidden(self, prim) -> bool:
         """Whether a walk leaves the prim and its children out: inactive or undefined, of the
-        proxy or guide purpose, or invisible (purpose and visibility are inherited, so a
-        pruned prim's children go with it)."""
+        proxy or guide purpose, or invisible and never shown (purpose and visibility are
+        inherited, so a pruned prim's children go with it; StageMotion.blinks)."""
         from pxr import UsdGeom
 
         if not prim.IsActive() or not prim.IsDefined():
             return True
         imageable = UsdGeom.Imageable(prim)
-        return bool(imageable) and (imageable.GetPurposeAttr().Get() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide)
-                                    or imageable.GetVisibilityAttr().Get(self.time) == UsdGeom.Tokens.invisible)
+        if not imageable or imageable.GetPurposeAttr().Get() in (UsdGeom.Tokens.proxy, UsdGeom.Tokens.guide):
+            return bool(imageable)
+        return not self.motion.blinks(prim) and imageable.GetVisibilityAttr().Get(self.time) == UsdGeom.Tokens.invisible
 
     def _bounds(self, points: np.ndarray) -> None:
         if len(points):

@@ -22,6 +22,7 @@ import math
 import numpy as np
 
 from farm.exceptions import SceneError
+from farm.scene.matrix import singular
 from farm.scene.rig import MAX_KEYS
 
 
@@ -32,6 +33,7 @@ class StageMotion:
         stage = converter.stage
         self.converter = converter
         self.moving: dict = {}  # prim path -> whether its world transform varies with time
+        self.blinking: dict = {}  # prim path -> whether its visibility (or an ancestor's) varies with time
         self.nodes: dict = {}  # prim path -> its rig node
         self.root: int | None = None
         self.codes: list[float] = []
@@ -52,6 +54,52 @@ class StageMotion:
             prim.IsA(UsdGeom.Xformable) and UsdGeom.Xformable(prim).TransformMightBeTimeVarying()))
         self.moving[path] = moving
         return moving
+
+    def blinks(self, prim) -> bool:
+        """Whether the prim's visibility (or an ancestor's) is time-sampled (call in the walk's
+        order: parents first); such a prim is walked even where it starts invisible."""
+        from pxr import UsdGeom
+
+        path = prim.GetPath()
+        blinking = bool(self.codes) and (self.blinking.get(path.GetParentPath(), False) or (
+            prim.IsA(UsdGeom.Imageable) and UsdGeom.Imageable(prim).GetVisibilityAttr().ValueMightBeTimeVarying()))
+        self.blinking[path] = blinking
+        return blinking
+
+    def shown_at_start(self, prim, lights: list[dict]) -> bool:
+        """Whether the prim's document `lights` are kept: those of a prim whose visibility is
+        time-sampled as it is at the stage's start (said in a warning; a light made a shape,
+        a rect, disk or sphere, is shown and hidden as a shape is: `show`)."""
+        from pxr import UsdGeom
+
+        if not lights or not self.blinking.get(prim.GetPath()):
+            return True
+        self.converter._warn(f"{prim.GetPath()}: a light's time-sampled visibility is read at the start")
+        return UsdGeom.Imageable(prim).ComputeVisibility(self.converter.time) != UsdGeom.Tokens.invisible
+
+    def show(self, prim, shapes: list[dict]) -> None:
+        """Key the prim's visibility (USD's, inherited) on its `shapes` at every key, where it
+        changes (a frame hides them where it says invisible: farm.scene.animation)."""
+        from pxr import Usd, UsdGeom
+
+        if not shapes or not self.blinking.get(prim.GetPath()):
+            return
+        imageable = UsdGeom.Imageable(prim)
+        visible = [imageable.ComputeVisibility(Usd.TimeCode(code)) != UsdGeom.Tokens.invisible for code in self.codes]
+        if not all(visible):
+            for shape in shapes:
+                shape["visibility"] = {"times": [code / self.rate for code in self.codes], "visible": visible}
+
+    def unflattened(self, prim) -> np.ndarray | None:
+        """The document's matrix of a moving prim at the first key where it is not scaled to
+        nothing (None: never): where its shapes are made, its rig node placing them."""
+        from pxr import Usd, UsdGeom
+
+        for code in self.codes:
+            world = self.converter.frame @ matrix_of(UsdGeom.XformCache(Usd.TimeCode(code)).GetLocalToWorldTransform(prim))
+            if not flattened(world):
+                return world
+        return None
 
     def attach(self, prim, world: np.ndarray, shapes: list[dict]) -> None:
         """Hang the moving prim's `shapes` (made at its matrix `world`) on its rig node: a shape
@@ -153,8 +201,7 @@ class StageMotion:
 def flattened(matrix: np.ndarray) -> bool:
     """Whether `matrix` takes an axis (or all) to nothing, as the scene parser judges it:
     relative to its largest axis, so that a tiny uniform scale is not."""
-    largest = float(np.linalg.norm(matrix[:3, :3], axis=0).max())
-    return not abs(np.linalg.det(matrix[:3, :3])) > 1e-12 * largest ** 3
+    return singular(matrix.tolist())
 
 
 def matrix_of(gf) -> np.ndarray:
