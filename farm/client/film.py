@@ -66,7 +66,8 @@ class Film:
             self.sums[region] += tile
             tile = mean_of(self.sums[region], self.counts[region])
         self.pixels[region] = tile[..., :3]
-        self.aov_channels[region] = tile[..., 3:]
+        if self.aov_channels.shape[2]:
+            self.aov_channels[region] = tile[..., 3:]
         self.coverage[region] += 1
 
     def layers(self) -> dict[str, np.ndarray]:

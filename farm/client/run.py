@@ -179,7 +179,8 @@ class JobRun(Reconciliation, TailSplit):
     def take_events(self, events: list[TileEvent]) -> None:
         """Events the job's workers pushed: tiles into the film, faults told."""
         tiles = [e for e in events if e.kind == EventKind.TILE and (e.bucket in self._wanted or self.job.spare(e.bucket))]
-        self._take([e.bucket for e in tiles], {e.bucket: e.tile for e in tiles if e.tile is not None})
+        carried = [e for e in tiles if e.tile is not None]
+        self._take([e.bucket for e in tiles], {e.bucket: e.tile for e in carried}, {e.bucket: e.head for e in carried})
         for event in events:
             self._handle(event)
         if any(e.kind == EventKind.TILE for e in events) and self.total - len(self.records) <= self._workers_seen:
@@ -286,13 +287,13 @@ class JobRun(Reconciliation, TailSplit):
         elif event.kind == EventKind.BLOCKED:
             self._notice(f"worker {event.worker} takes no more of this job's buckets (blocklisted): {event.error}")
 
-    def _take(self, indexes: list[int], carried: dict[int, bytes] | None = None) -> None:
+    def _take(self, indexes: list[int], carried: dict[int, bytes] | None = None, heads: dict | None = None) -> None:
         """Put the stored tiles of `indexes` into the film (read in one round trip, but for
-        those `carried` in their events), those that are there and valid; an invalid one is
+        those `carried` in their events, with their `heads` read), those that are there and valid; an invalid one is
         rejected and its bucket rendered again (by a run that sends: one that only watches,
         `farm watch`, leaves that to the job's client)."""
         wanted = [index for index in dict.fromkeys(indexes) if index not in self.records]
-        for index, found in self.job.read_tiles(wanted, carried).items():
+        for index, found in self.job.read_tiles(wanted, carried, heads).items():
             if isinstance(found, InvalidTile):
                 if self.queue is not None:
                     self._reject(index, found)

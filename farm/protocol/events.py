@@ -87,6 +87,7 @@ class TileEvent:
     kind: str = EventKind.TILE  # one of EventKind (a string on the wire)
     error: str | None = None  # what went wrong, for every kind but tile
     tile: bytes | None = None  # the stored tile itself, where it came with its event (tilestore.INLINE)
+    head: dict | None = None  # that tile's header fields, as read once (tiles.tile_origin); never sent
 
     def to_json(self) -> str:
         fields = {"bucket": self.bucket, "worker": self.worker, "kind": self.kind, "error": self.error}
@@ -126,7 +127,8 @@ class EventLog(JobPart):
             if text[:len(TILE_MAGIC)] == TILE_MAGIC:
                 origin = tile_origin(text)
                 if origin is not None:
-                    events.append(TileEvent(*origin, tile=text))
+                    bucket, worker, head = origin
+                    events.append(TileEvent(bucket, worker, tile=text, head=head))
                     continue
             try:
                 events.append(TileEvent.from_json(text))

@@ -336,16 +336,18 @@ class Job:
             entries, announced = pipe.execute()
         return self.tiles.stored_count(entries), announced
 
-    def read_tiles(self, indexes: list[int], carried: dict[int, bytes] | None = None
+    def read_tiles(self, indexes: list[int], carried: dict[int, bytes] | None = None, heads: dict | None = None
                    ) -> dict[int, tuple[TileHeader, np.ndarray] | InvalidTile | None]:
         """The stored tiles of `indexes`, checked, in one round trip (TileStore.read; those
-        `carried` by their events as they are): an invalid one is deleted, so its bucket can
-        be rendered again."""
-        key = secret.key()
+        `carried` by their events as they are, with their `heads` read already): an invalid
+        one is deleted, so its bucket can be rendered again."""
+        key, channels = secret.key(), self.meta.channels
+        carried, heads = carried or {}, heads or {}
 
         def decode(index: int, payload: bytes):
-            return decode_tile(payload, self.job_id, self.bucket(index), key, self.meta.channels,
-                               self.meta.sums or index >= self.bucket_count)
+            head = heads.get(index) if payload is carried.get(index) else None
+            return decode_tile(payload, self.job_id, self.bucket(index), key, channels,
+                               self.meta.sums or index >= self.bucket_count, head)
 
         return self.tiles.read(indexes, decode, carried)
 

@@ -102,31 +102,34 @@ def encode_tile(header: TileHeader, tile: np.ndarray, key: bytes) -> bytes:
     return body + secret.tag(key, body)
 
 
-def tile_origin(payload: bytes) -> tuple[int, str] | None:
-    """The bucket and worker a tile's header claims, unchecked (decode_tile checks them),
-    or None for what is not a farm tile: what an event carrying its tile is about."""
+def tile_origin(payload: bytes) -> tuple[int, str, dict] | None:
+    """The bucket and worker a tile's header claims, unchecked, and the header's fields
+    (decode_tile checks them, given them back: the header is read once), or None for what is
+    not a farm tile: what an event carrying its tile is about."""
     try:
         magic, head_size = _TILE_PREFIX.unpack_from(payload)
         if magic != TILE_MAGIC:
             return None
-        head = json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size])
-        return int(head["bucket"]), str(head.get("worker", ""))
-    except (struct.error, ValueError, TypeError, KeyError):
+        head = json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size].decode())
+        return int(head["bucket"]), str(head.get("worker", "")), head
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
 def decode_tile(payload: bytes, job_id: str, bucket: Bucket, key: bytes, channels: int = CHANNELS,
-                sums: bool = False) -> tuple[TileHeader, np.ndarray]:
+                sums: bool = False, head: dict | None = None) -> tuple[TileHeader, np.ndarray]:
     """The header and pixels (`channels` numbers each: the job's; int64 sums where the job
     says `sums`, else float32 means) of a stored tile, or InvalidTile saying what is wrong
-    with it."""
+    with it. `head`: the header's fields as tile_origin read them from this payload."""
     if len(payload) < _TILE_PREFIX.size + secret.TAG_BYTES:
         raise InvalidTile(f"{len(payload)} bytes is too short for a tile")
     magic, head_size = _TILE_PREFIX.unpack_from(payload)
     if magic != TILE_MAGIC or _TILE_PREFIX.size + head_size + secret.TAG_BYTES > len(payload):
         raise InvalidTile("not a farm tile")
     try:
-        header = TileHeader(**json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size]))
+        if head is None:
+            head = json.loads(payload[_TILE_PREFIX.size : _TILE_PREFIX.size + head_size])
+        header = TileHeader(**head)
     except (TypeError, ValueError) as exc:
         raise InvalidTile(f"unreadable tile header: {exc}") from None
     body, tag = payload[: -secret.TAG_BYTES], payload[-secret.TAG_BYTES :]

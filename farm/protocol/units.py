@@ -16,6 +16,7 @@ class Units:
         self.bucket_count = count(meta.width, meta.height, meta.bucket_size)
         self.spare_base = self.bucket_count + meta.tail * meta.split  # the first spare part
         self.unit_count = self.spare_base + self.bucket_count * meta.spares  # tasks the job can have
+        self._made: dict[int, Bucket] = {}  # bucket(index), as asked (a client asks for each a few times)
 
     @cached_property
     def buckets(self) -> list[Bucket]:
@@ -31,7 +32,10 @@ class Units:
         """Bucket `index`; for a part of a split bucket (index from bucket_count on), its
         bucket's rectangle under the part's own index."""
         if index < self.bucket_count:
-            return bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
+            made = self._made.get(index)
+            if made is None:
+                made = self._made[index] = bucket_at(self.meta.width, self.meta.height, self.meta.bucket_size, index)
+            return made
         if index >= self.spare_base:
             whole = self.bucket((index - self.spare_base) // self.meta.spares)
         else:

@@ -172,8 +172,8 @@ def _print(args, workers: int, bucket_size: int, scene, rounds: list[Round]) -> 
           f"p99 {median(lambda r: r.percentile(0.99)) * 1e3:.0f} ms")
     parts = {name: median(lambda r, n=name: r.cpu[n] / r.buckets) for name in ("client", "redis", "workers")}
     shares = {name: median(lambda r, n=name: r.cpu[n] / r.wall) for name in parts}
-    print("CPU per bucket: " + ", ".join(f"{name} {ms * 1e3:.2f} ms" for name, ms in parts.items())
-          + f"; total {sum(parts.values()) * 1e3:.2f} ms (per-bucket overhead, summed over every process)")
+    print("CPU per bucket: " + ", ".join(f"{name} {ms * 1e3:.3f} ms" for name, ms in parts.items())
+          + f"; total {sum(parts.values()) * 1e3:.3f} ms (per-bucket overhead, summed over every process)")
     print("CPU in use: " + ", ".join(f"{name} {share * 100:.0f}% of a core" for name, share in shares.items()))
     names = sorted({name for r in rounds for name in r.commands})
     each = {name: median(lambda r, n=name: r.commands.get(n, 0) / r.buckets) for name in names}
