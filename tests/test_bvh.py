@@ -32,7 +32,8 @@ BUILDERS = {"vectorised": bvh._build_vectorised, "compiled": bvh.build_compiled}
 def sah_cost(tree: bvh.Bvh) -> float:
     """The tree's surface area heuristic cost, relative to its root's area."""
     area = bvh._area(tree.lower, tree.upper)
-    return float((area[~tree.leaf].sum() * bvh.TRAVERSAL_COST + (area[tree.leaf] * tree.right[tree.leaf]).sum())
+    return float((area[~tree.leaf].sum() * bvh.traversal_cost(len(tree.order))
+                  + (area[tree.leaf] * tree.right[tree.leaf]).sum())
                  / area[0])
 
 
