@@ -924,3 +924,54 @@ def test_a_hidden_shape_and_damaged_visibility_keys_in_a_document(tmp_path):
         document["shapes"][0]["visibility"] = keys
         with pytest.raises(SceneError, match=words):
             parse_scene(json.loads(json.dumps(document)), time=0.0)
+
+
+def test_lights_brighten_dim_and_change_colour_frame_by_frame(tmp_path):
+    """Time-sampled intensity, exposure and colour: a rect light's emission, a sun's
+    irradiance, a point-like sphere's intensity and a dome's radiance are each frame's as USD
+    gives them (linear between keys, as USD interpolates them), normalize and the sun's disc
+    applied as at the start; a light's keys in a document are checked (one line)."""
+    from farm.scene import parse_scene
+
+    stage = _stage(tmp_path / "lights.usda")
+    stage.SetStartTimeCode(1)
+    stage.SetEndTimeCode(3)
+    stage.SetTimeCodesPerSecond(24)
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    panel = UsdLux.RectLight.Define(stage, "/Panel")
+    panel.CreateWidthAttr(2.0)
+    panel.CreateHeightAttr(0.5)
+    panel.CreateNormalizeAttr(True)
+    panel.GetIntensityAttr().Set(10.0, 1)
+    panel.GetIntensityAttr().Set(30.0, 3)
+    sun = UsdLux.DistantLight.Define(stage, "/Sun")
+    sun.CreateIntensityAttr(2.0)
+    sun.GetExposureAttr().Set(0.0, 1)
+    sun.GetExposureAttr().Set(2.0, 3)
+    bulb = UsdLux.SphereLight.Define(stage, "/Bulb")
+    bulb.CreateTreatAsPointAttr(True)
+    bulb.CreateRadiusAttr(0.1)
+    bulb.GetColorAttr().Set((1, 0, 0), 1)
+    bulb.GetColorAttr().Set((0, 0, 1), 3)
+    dome = UsdLux.DomeLight.Define(stage, "/Sky")
+    dome.GetIntensityAttr().Set(1.0, 1)
+    dome.GetIntensityAttr().Set(0.0, 3)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "lights.usda")
+    solid = 2 * math.pi * (1 - math.cos(math.radians(0.53 / 2)))  # the sun's disc, USD's default angle
+    for code in (1, 1.5, 2, 3):
+        posed = parse_scene(json.loads(json.dumps(document)), time=code / 24)
+        panel_intensity = 10 + 10 * (code - 1)
+        emitter = next(m for name, m in posed.materials.items() if name.endswith("/Panel"))
+        assert np.allclose(emitter.emission, [panel_intensity / (2 * 0.5)] * 3), code  # normalized by its area
+        sun_light = next(light for light in posed.lights if type(light).__name__ == "SunLight")
+        if code == int(code):  # USD lerps the exposure, the document the irradiance: equal at the keys
+            assert np.allclose(sun_light.irradiance, [2 * 2 ** (code - 1) * solid] * 3), code
+        point = next(light for light in posed.lights if type(light).__name__ == "PointLight")
+        colour = np.array(bulb.GetColorAttr().Get(Usd.TimeCode(code)), float)
+        assert np.allclose(point.intensity, colour * math.pi * 0.1 ** 2), code
+        sky = posed.environment
+        assert np.allclose(sky.radiance, [1 - (code - 1) / 2] * 3), code
+    document["lights"][0]["keyframes"][1]["irradiance"] = "bright"
+    with pytest.raises(SceneError, match=r"scene.lights\[0\].keyframes\[1\].irradiance: expected a number"):
+        parse_scene(document, time=0.0)

@@ -3,7 +3,9 @@
 A camera may have `keyframes`, each a `time` in seconds and any of its own fields
 (position, look_at, up, fov, aperture_radius, focus_distance); a shape may have
 `keyframes` of `translate`, `rotate` ({"axis", "angle"}) and `scale`, which make its
-transform (scale, then rotate, then translate, as a static `transform`'s). Every key of
+transform (scale, then rotate, then translate, as a static `transform`'s); a light may
+have `keyframes` of its position, direction and brightness (intensity, irradiance,
+radiance, scale: its type's), a material of its `emission`. Every key of
 an object gives the same fields; `interpolation` beside them is "linear" (default: vectors
 and numbers lerp, rotations slerp) or "step" (each key holds until the next). Before the
 first key an object is as its first key says, after the last as its last.
@@ -28,6 +30,11 @@ from farm.scene.document import Node
 INTERPOLATIONS = ("linear", "step")
 CAMERA_FIELDS = ("position", "look_at", "up", "fov", "aperture_radius", "focus_distance")
 SHAPE_FIELDS = ("translate", "rotate", "scale")
+# A light's keys: where it is and how bright (its type's own fields: parse_scene checks them
+# on the posed light); a material's: its emission (a constant colour).
+LIGHT_FIELDS = ("position", "direction", "intensity", "irradiance", "radiance", "scale")
+MATERIAL_FIELDS = ("emission",)
+COLOUR_FIELDS = ("intensity", "irradiance", "radiance", "emission")  # a colour or one number for all three
 # Most keys one object may have: a key a frame for an hour at 60 fps.
 MAX_KEYS = 216_000
 
@@ -47,6 +54,14 @@ def animated(document: Any, source: str = "scene") -> list[tuple[Node, tuple[str
                 if "transform" in node.value:
                     node.child("transform").fail("a shape with keyframes takes its transform from them")
                 found.append((node, SHAPE_FIELDS, ("shapes", index)))
+    if isinstance(document.get("lights"), list):
+        for index, node in enumerate(root.child("lights").items()):
+            if isinstance(node.value, dict) and "keyframes" in node.value:
+                found.append((node, LIGHT_FIELDS, ("lights", index)))
+    if isinstance(document.get("materials"), dict):
+        for name, node in root.child("materials").named("material"):
+            if isinstance(node.value, dict) and "keyframes" in node.value:
+                found.append((node, MATERIAL_FIELDS, ("materials", name)))
     for node, fields, _ in found:
         _check(node, fields)
     return found
@@ -248,8 +263,10 @@ def _check(node: Node, fields: tuple[str, ...]) -> None:
 
 
 def _check_value(node: Node, name: str) -> None:
-    if name in ("position", "look_at", "up", "translate"):
+    if name in ("position", "look_at", "up", "translate", "direction"):
         node.vec3()
+    elif name in COLOUR_FIELDS:
+        node.colour(0.0)
     elif name == "rotate":
         node.expect_keys(required=("axis", "angle"))
         axis = node.child("axis").vec3()

@@ -2,7 +2,8 @@
 the stage; these convert what it finds). Light units: `intensity` x 2^`exposure` x `color`
 is the radiance of an area light's surface (the document's `emission`), divided by its
 area where `normalize` says so; a sun's irradiance is its radiance times the solid angle of
-its disc."""
+its disc. Where those three are time-sampled in a shot, the light (or the emitting shape's
+material) is keyed at every whole time code (_keyed)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,7 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
     light = UsdLux.LightAPI(prim)
     time = converter.time
     colour = np.array(light.GetColorAttr().Get(time) or (1, 1, 1), float)
-    radiance = colour * float(light.GetIntensityAttr().Get(time) or 0.0) * \
-        2.0 ** float(light.GetExposureAttr().Get(time) or 0.0)
+    radiance = _radiance(light, time)
     normalize = bool(light.GetNormalizeAttr().Get(time))
     if light.GetEnableColorTemperatureAttr().Get(time):
         converter._warn(f"{prim.GetPath()}: colour temperature is not read (its colour alone)")
@@ -84,14 +84,17 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
             outline = [(radius * math.cos(a), radius * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 33)[:-1]]
             area = math.pi * radius * radius
         area *= stage_axes[0] * stage_axes[1]
-        if normalize and area > 0:
-            radiance = radiance / area
+
+        def scaled(r):  # the radiance as the surface's emission
+            return r / area if normalize and area > 0 else r
+        radiance = scaled(radiance)
         corners = np.array([[x, y, 0.0, 1.0] for x, y in outline]) @ world.T
         # its light leaves along its -z: the front of a triangle wound clockwise seen from +z
         # (counter-clockwise where the transform mirrors, which turns its -z about)
         mirrored = np.linalg.det(world[:3, :3]) < 0
         triangles = [[0, i, i + 1] if mirrored else [0, i + 1, i] for i in range(1, len(outline) - 1)]
         converter.out.materials[name] = {"reflectance": 0.0, "emission": radiance.tolist()}
+        _keyed(converter, light, converter.out.materials[name], "emission", lambda r: scaled(r).tolist())
         converter.out.shapes.append({"type": "mesh", "material": name, "vertices": corners[:, :3].tolist(),
                                      "triangles": triangles})
         converter._bounds(corners[:, :3])
@@ -100,16 +103,22 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
         sphere = UsdLux.SphereLight(prim)
         own = float(sphere.GetRadiusAttr().Get(time))
         radius = own * float(np.linalg.norm(world[:3, :3], axis=0).mean())
-        if normalize and own > 0:
-            radiance = radiance / (4 * math.pi * (own * float(stage_axes.mean())) ** 2)
+
+        def scaled(r):  # the radiance as the sphere's emission
+            return r / (4 * math.pi * (own * float(stage_axes.mean())) ** 2) if normalize and own > 0 else r
+        radiance = scaled(radiance)
         if sphere.GetTreatAsPointAttr().Get(time) or radius <= 0:
             # a point of the same power: intensity = radiance x the area of its disc
+            def intensity(r):
+                return (scaled(r) * math.pi * max(radius, 0.0) ** 2).tolist()
             converter.out.lights.append({"type": "point", "position": place["position"],
-                                         "intensity": (radiance * math.pi * max(radius, 0.0) ** 2).tolist()})
+                                         "intensity": intensity(_radiance(light, time))})
+            _keyed(converter, light, converter.out.lights[-1], "intensity", intensity)
             if radius <= 0:
                 converter._warn(f"{prim.GetPath()}: a sphere light of no radius gives no light")
         else:
             converter.out.materials[name] = {"reflectance": 0.0, "emission": radiance.tolist()}
+            _keyed(converter, light, converter.out.materials[name], "emission", lambda r: scaled(r).tolist())
             converter.out.shapes.append({"type": "sphere", "material": name, "center": place["position"],
                                          "radius": radius})
             converter.emitters += 1
@@ -118,9 +127,11 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
         # radiance over the sun's disc of `angle` degrees: irradiance = radiance x its solid angle
         half = math.radians(angle / 2)
         solid = 2 * math.pi * (1 - math.cos(half)) if half > 0 else 1.0
-        irradiance = radiance if normalize or half <= 0 else radiance * solid
-        converter.out.lights.append({"type": "sun", "direction": place["direction"],
-                                     "irradiance": irradiance.tolist()})
+
+        def irradiance(r):
+            return (r if normalize or half <= 0 else r * solid).tolist()
+        converter.out.lights.append({"type": "sun", "direction": place["direction"], "irradiance": irradiance(radiance)})
+        _keyed(converter, light, converter.out.lights[-1], "irradiance", irradiance)
     elif prim.GetTypeName() in ("DomeLight", "DomeLight_1"):
         if any(entry.get("type") == "environment" for entry in converter.out.lights):
             converter._warn(f"{prim.GetPath()}: a second dome light is not rendered (the first lights the scene)")
@@ -144,8 +155,32 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
                     matrix[:3, :3] = rotation
                     entry["transform"] = {"matrix": matrix.tolist()}
         converter.out.lights.append(entry)
+        if "file" in entry:
+            _keyed(converter, light, entry, "scale", lambda r: float(r.mean()))
+        else:
+            _keyed(converter, light, entry, "radiance", lambda r: r.tolist())
     else:
         converter._warn(f"{prim.GetPath()}: {prim.GetTypeName()} is not rendered")
+
+
+def _radiance(light, time) -> np.ndarray:
+    """`intensity` x 2^`exposure` x `color` of a UsdLux light at `time`."""
+    colour = np.array(light.GetColorAttr().Get(time) or (1, 1, 1), float)
+    return colour * float(light.GetIntensityAttr().Get(time) or 0.0) * 2.0 ** float(light.GetExposureAttr().Get(time) or 0.0)
+
+
+def _keyed(converter, light, holder: dict, field: str, value) -> None:
+    """Key `field` of `holder` (the document's light or the emitting shape's material) at
+    every whole time code of a shot where the light's color, intensity or exposure is
+    time-sampled: `value` of each code's radiance (farm.scene.animation's keyframes)."""
+    from pxr import Usd
+
+    motion = converter.motion
+    if not motion.codes or not any(attribute.ValueMightBeTimeVarying() for attribute in (
+            light.GetColorAttr(), light.GetIntensityAttr(), light.GetExposureAttr())):
+        return
+    holder["keyframes"] = [{"time": code / motion.rate, field: value(_radiance(light, Usd.TimeCode(code)))}
+                           for code in motion.codes]
 
 
 def _dome_rotation(converter, prim, world: np.ndarray) -> np.ndarray | None:
