@@ -62,15 +62,20 @@ inline float4 texture_eval(const SceneRef *s, int index, float4 uvs) {
 
 /* A parameter is its value, or its texture times the value (the reference's factor, 1 by
  * default: glTF's baseColorFactor times baseColorTexture). */
+/* A parameter's value: the constant, or the texel times the factor, plus the bias where
+ * there is one (none: not even + 0, which would turn a -0 into +0). */
 inline float3 param_rgb(const SceneRef *s, Param p, float4 uv) {
-    return p.texture.x < 0 ? p.value.xyz : texture_eval(s, p.texture.x, uv).xyz * p.value.xyz;
+    if (p.texture.x < 0) return p.value.xyz;
+    float3 v = texture_eval(s, p.texture.x, uv).xyz * p.value.xyz;
+    return p.texture.z ? v + p.bias.xyz : v;
 }
 
 inline float param_scalar(const SceneRef *s, Param p, float4 uv) {
     if (p.texture.x < 0) return p.value.x;
     float4 v = texture_eval(s, p.texture.x, uv);
     int c = p.texture.y;
-    return (c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w) * p.value.x;
+    float x = (c == 0 ? v.x : c == 1 ? v.y : c == 2 ? v.z : v.w) * p.value.x;
+    return p.texture.z ? x + p.bias.x : x;
 }
 
 /* Both uv sets at barycentrics (b1, b2) of a triangle; without a second set, the first twice. */

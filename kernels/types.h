@@ -89,8 +89,9 @@ typedef struct {
 } Sphere;
 
 typedef struct {
-    float4 value;  /* the constant: rgb, or x for a scalar */
-    int4 texture;  /* x: texture index or -1 for the constant; y: channel for a scalar */
+    float4 value;  /* the constant: rgb, or x for a scalar; with a texture, its factor */
+    int4 texture;  /* x: texture index or -1 for the constant; y: channel for a scalar; z: 1 where `bias` is added */
+    float4 bias;   /* with a texture and texture.z: added after the factor (UsdUVTexture's bias) */
 } Param;
 
 typedef struct {

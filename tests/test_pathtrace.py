@@ -390,6 +390,16 @@ def test_checkerboard_starts_with_color0_at_uv_origin(device):
     assert np.allclose(parts["top-right"], [1, 0, 0], atol=1e-5)
 
 
+def test_a_textured_parameters_factor_and_bias_scale_and_shift_its_texels(device):
+    """texel x factor + bias, per channel (UsdUVTexture's scale and bias), then clamped as
+    the parameter is (a reflectance to [0, 1])."""
+    textures = {"c": {"type": "checkerboard", "color0": [1, 0, 0], "color1": [0, 0, 1], "scale": [2, 2]}}
+    shifted = {"texture": "c", "factor": [0.5, 0.5, 0.25], "bias": [0.25, 0.5, -0.5]}
+    parts = quadrants(render(facing_rectangle({"reflectance": shifted}, textures), device))
+    assert np.allclose(parts["bottom-left"], [0.75, 0.5, 0], atol=1e-5)  # color0: (1, 0, 0) x f + b, b's -0.5 clamped
+    assert np.allclose(parts["bottom-right"], [0.25, 0.5, 0], atol=1e-5)  # color1: (0, 0, 1) x f + b
+
+
 @pytest.mark.parametrize("colorspace,grey", [("auto", 0.21586050), ("linear", 128 / 255)])
 def test_png_texture_upright_and_decoded_from_srgb(device, tmp_path, colorspace, grey):
     from PIL import Image

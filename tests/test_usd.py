@@ -975,3 +975,31 @@ def test_lights_brighten_dim_and_change_colour_frame_by_frame(tmp_path):
     document["lights"][0]["keyframes"][1]["irradiance"] = "bright"
     with pytest.raises(SceneError, match=r"scene.lights\[0\].keyframes\[1\].irradiance: expected a number"):
         parse_scene(document, time=0.0)
+
+
+def test_a_textures_scale_and_bias_become_the_parameters_factor_and_bias(tmp_path):
+    """UsdUVTexture's `scale` and `bias` (texel x scale + bias): a colour's per channel, a
+    scalar's (roughness from the texture's g) its channel's."""
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "dark.png")
+    stage = _stage(tmp_path / "biased.usda")
+    quad = _grid(stage, "/Quad", 1)
+    material = _preview(stage, "/Look")
+    texture = UsdShade.Shader.Define(stage, "/Look/Dark")
+    texture.CreateIdAttr("UsdUVTexture")
+    texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("dark.png")
+    texture.CreateInput("scale", Sdf.ValueTypeNames.Float4).Set((0.5, 0.5, 0.25, 1))
+    texture.CreateInput("bias", Sdf.ValueTypeNames.Float4).Set((0.25, 0.125, 0.5, 0))
+    surface = UsdShade.Shader(stage.GetPrimAtPath("/Look/Surface"))
+    surface.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).ConnectToSource(
+        texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+    surface.CreateInput("roughness", Sdf.ValueTypeNames.Float).ConnectToSource(
+        texture.CreateOutput("g", Sdf.ValueTypeNames.Float))
+    _bind(quad.GetPrim(), material)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "biased.usda")
+    look = document["materials"]["biased.usda:/Look"]
+    assert look["base_color"]["factor"] == [0.5, 0.5, 0.25] and look["base_color"]["bias"] == [0.25, 0.125, 0.5]
+    assert look["roughness"]["channel"] == "g" and look["roughness"]["factor"] == 0.5
+    assert look["roughness"]["bias"] == 0.125
+    assert not any("texture bias" in w for w in scene.warnings), scene.warnings

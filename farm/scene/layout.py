@@ -49,7 +49,7 @@ SHADING_NORMALS = np.dtype([("n0", *F4), ("n1", *F4), ("n2", *F4)])
 # others do not carry it.
 SURFACE_EXTRAS = np.dtype([("t0", *F4), ("t1", *F4), ("t2", *F4), ("uv1_01", *F4), ("uv1_2", *F4)])
 SPHERE = np.dtype([("center_radius", *F4), ("row0", *F4), ("row1", *F4), ("row2", *F4), ("info", *I4)])
-PARAM = np.dtype([("value", *F4), ("texture", *I4)])
+PARAM = np.dtype([("value", *F4), ("texture", *I4), ("bias", *F4)])
 MATERIAL = np.dtype(
     [
         ("kind", *I4),

@@ -155,7 +155,7 @@ def _param(node: Node, textures: dict, colour: bool, high: float | None = None):
     """A material parameter: a number, an RGB list (colours), or {"texture": name, "channel"}."""
     value = node.value
     if isinstance(value, dict):
-        node.expect_keys(required=("texture",), optional=("factor",) if colour else ("channel", "factor"))
+        node.expect_keys(required=("texture",), optional=("factor", "bias") if colour else ("channel", "factor", "bias"))
         name = node.child("texture").string()
         if name not in textures:
             known = ", ".join(sorted(textures)) or "none"
@@ -168,5 +168,8 @@ def _param(node: Node, textures: dict, colour: bool, high: float | None = None):
                 factor = factor_node.colour(0.0, high)
             else:
                 factor = (factor_node.number(0.0, high),) * 3
-        return TextureRef(name, channel, factor)
+        bias = (0.0, 0.0, 0.0)
+        if "bias" in value:
+            bias = node.child("bias").colour() if colour else (node.child("bias").number(),) * 3
+        return TextureRef(name, channel, factor, bias)
     return node.colour(0.0, high) if colour else node.number(0.0, high)

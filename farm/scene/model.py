@@ -48,13 +48,14 @@ class Film:
 
 @dataclass(frozen=True)
 class TextureRef:
-    """A material parameter read from the named texture, times `factor` (per channel; a
-    scalar parameter uses the first); `channel` picks the channel a scalar parameter
-    (roughness) takes from a colour texture."""
+    """A material parameter read from the named texture, times `factor`, plus `bias` (per
+    channel; a scalar parameter uses the first); `channel` picks the channel a scalar
+    parameter (roughness) takes from a colour texture."""
 
     name: str
     channel: int = 0
     factor: Vec3 = (1.0, 1.0, 1.0)
+    bias: Vec3 = (0.0, 0.0, 0.0)
 
 
 # A material parameter: a number (scalar parameters), an RGB triple, or a texture.

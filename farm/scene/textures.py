@@ -79,8 +79,10 @@ class TextureTable:
     def param(self, value, colour: bool) -> np.ndarray:
         packed = np.zeros((), PARAM)
         if isinstance(value, TextureRef):
-            packed["texture"] = (self.add(self.scene.textures[value.name], colour), value.channel, 0, 0)
+            packed["texture"] = (self.add(self.scene.textures[value.name], colour), value.channel,
+                                 int(any(value.bias)), 0)
             packed["value"][:3] = value.factor if colour else (value.factor[0],) * 3
+            packed["bias"][:3] = value.bias if colour else (value.bias[0],) * 3
         else:
             packed["texture"] = (-1, 0, 0, 0)
             packed["value"][:3] = value if colour else (value, value, value)

@@ -169,7 +169,7 @@ class UsdMaterials:
             self.out.textures[key]["uv_set"] = 1
             self.second_uvs.add(varname)
         if bias is not None and tuple(bias) != (0.0, 0.0, 0.0, 0.0):
-            self._warn(f"{where}: texture bias {tuple(bias)} is not read")
+            value["bias"] = float(bias["rgba".index(output)]) if "channel" in value else [float(b) for b in tuple(bias)[:3]]
         # one wrap mode for both axes (the farm's textures have one): useMetadata is repeat
         modes = [str(self._value(texture, axis) or "useMetadata").replace("useMetadata", "repeat")
                  for axis in ("wrapS", "wrapT")]
