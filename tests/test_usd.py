@@ -509,6 +509,37 @@ def test_a_rotated_dome_turns_its_map_as_usd_does(tmp_path):
     assert np.allclose(pole, [0, 1, 0])
 
 
+def test_a_turning_dome_turns_its_map_each_frame(tmp_path):
+    """A dome keyed from 0 to 90 degrees about +y over a shot: each frame's map is turned as
+    USD turns the dome then (its centre, +z, towards +x); a dome on a rig node in a document
+    gives its own turn as a matrix (one line otherwise)."""
+    from farm.scene import parse_scene
+
+    (tmp_path / "sky.hdr").write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 4\n" + bytes([128, 128, 128, 129]) * 8)
+    stage = _stage(tmp_path / "turning.usda")
+    stage.SetStartTimeCode(1)
+    stage.SetEndTimeCode(3)
+    stage.SetTimeCodesPerSecond(24)
+    UsdGeom.Sphere.Define(stage, "/Ball")
+    dome = UsdLux.DomeLight.Define(stage, "/Sky")
+    dome.CreateTextureFileAttr("sky.hdr")
+    spin = dome.AddRotateYOp()
+    spin.Set(0.0, 1)
+    spin.Set(90.0, 3)
+    stage.GetRootLayer().Save()
+    scene, document = load_scene(tmp_path / "turning.usda")
+    assert not any("stays where it is at the start" in w for w in scene.warnings)
+    for code, degrees in ((1, 0.0), (2, 45.0), (3, 90.0)):
+        sky = parse_scene(json.loads(json.dumps(document)), time=code / 24).environment
+        turn = np.array(sky.transform)[:3, :3]
+        angle = math.radians(degrees)
+        assert np.allclose(turn @ [0, 0, 1], [math.sin(angle), 0, math.cos(angle)], atol=1e-9), code
+    document["lights"][0]["transform"] = {"rotate": {"axis": [0, 1, 0], "angle": 10}}
+    with pytest.raises(SceneError, match=r"lights\[0\].transform: a dome turned by a rig node gives its own turn as a "
+                                         r"matrix"):
+        parse_scene(document, time=0.0)
+
+
 def test_a_usdz_packages_textures_are_read_in_place_and_travel_as_files(tmp_path):
     """A .usdz holding its stage and its texture: the texture is read out of the package by
     USD's resolver and travels as a generated file, so the scene packs and renders it."""

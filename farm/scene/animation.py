@@ -26,6 +26,7 @@ from typing import Any
 
 from farm.scene import matrix, rig
 from farm.scene.document import Node
+from farm.scene.model import IDENTITY
 
 INTERPOLATIONS = ("linear", "step")
 CAMERA_FIELDS = ("position", "look_at", "up", "fov", "aperture_radius", "focus_distance")
@@ -154,6 +155,10 @@ def _checked_rig(document: dict, source: str) -> dict:
     for where, holder in holders:
         if isinstance(holder, dict) and "rig" in holder:
             Node(holder["rig"], f"{source}.{where}.rig").integer(0, count - 1, what="rig node")
+            if holder.get("type") == "environment" and "transform" in holder and not (
+                    isinstance(holder["transform"], dict) and set(holder["transform"]) == {"matrix"}):
+                Node(holder["transform"], f"{source}.{where}.transform").fail(
+                    "a dome turned by a rig node gives its own turn as a matrix")
         if isinstance(holder, dict) and isinstance(holder.get("morph"), dict) and "rig" in holder["morph"]:
             Node(holder["morph"]["rig"], f"{source}.{where}.morph.rig").integer(0, count - 1, what="rig node")
         if isinstance(holder, dict) and "skin" in holder:
@@ -220,7 +225,12 @@ def _posed(document: dict, found: list, rigged: dict | None, seconds: float) -> 
                                                                                           skin["inverse_bind"])]
         for light in still.get("lights", []):  # a glTF light on a moving node: placed and aimed by it
             if isinstance(light, dict) and "rig" in light:
-                placed = rig.light_at(worlds[light.pop("rig")])
+                world = worlds[light.pop("rig")]
+                if light.get("type") == "environment":  # a dome: its map turned by the node, then by its own turn
+                    own = light.get("transform", {}).get("matrix", IDENTITY)
+                    light["transform"] = {"matrix": [list(row) for row in matrix.matmul(matrix.turn_of(world), own)]}
+                    continue
+                placed = rig.light_at(world)
                 light.update({key: placed[key] for key in ("position", "direction") if key in light})
         if isinstance(still.get("camera"), dict) and "rig" in still["camera"]:
             still["camera"].update(rig.camera_at(worlds[still["camera"].pop("rig")]))

@@ -39,6 +39,13 @@ def singular(m) -> bool:
     return not abs(det3(m)) > 1e-12 * largest ** 3
 
 
+def turn_of(m) -> Matrix:
+    """The rotation of `m` (rows; no shear): its 3x3 columns made unit, no translation."""
+    lengths = [math.sqrt(sum(m[row][column] ** 2 for row in range(3))) or 1.0 for column in range(3)]
+    return tuple(tuple(m[row][column] / lengths[column] for column in range(3)) + (0.0,) for row in range(3)) + (
+        (0.0, 0.0, 0.0, 1.0),)
+
+
 def is_similarity(m: Matrix) -> bool:
     """True if the linear part is a rotation times a uniform scale (spheres stay spheres)."""
     columns = [(m[0][j], m[1][j], m[2][j]) for j in range(3)]

@@ -131,6 +131,9 @@ class _Converter(UsdMaterials):
                 for light in self.out.lights[lights:] if moving else []:  # placed and aimed by its node
                     if light["type"] in ("point", "sun"):
                         light["rig"] = self.motion.node(prim)
+                    elif light["type"] == "environment":
+                        if "file" in light:  # only a map shows a turn
+                            self.motion.turn(prim, world, light)
                     else:
                         self._warn(f"{prim.GetPath()}: a moving {prim.GetTypeName()} stays where it is at the start")
             elif prim.IsA(UsdGeom.Gprim):

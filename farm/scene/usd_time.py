@@ -121,6 +121,20 @@ class StageMotion:
                 self.converter.out.rig.append({"parent": node, "matrix": placed.tolist()})
                 shape["rig"] = len(self.converter.out.rig) - 1
 
+    def turn(self, prim, world: np.ndarray, light: dict) -> None:
+        """A moving dome's map turned with its rig node: its own turn (usd_lights: a pole
+        axis) kept relative to the prim's rotation at the start, which farm.scene.animation
+        composes with the node's at each moment. A mirrored one stays as it starts, warned."""
+        if not np.linalg.det(world[:3, :3]) > 0:
+            self.converter._warn(f"{prim.GetPath()}: a mirrored moving dome stays as it is at the start")
+            return
+        start = world[:3, :3] / np.linalg.norm(world[:3, :3], axis=0)
+        own = np.array(light.get("transform", {"matrix": np.eye(4).tolist()})["matrix"], float)
+        relative = np.eye(4)
+        relative[:3, :3] = start.T @ own[:3, :3]
+        light["transform"] = {"matrix": relative.tolist()}
+        light["rig"] = self.node(prim)
+
     def lens_keys(self, camera, world: np.ndarray) -> list[dict]:
         """The camera's field of view and lens at every key (its time-sampled focal length,
         focus distance or f-stop): the document camera's keyframes, interpolated linearly."""
