@@ -1034,3 +1034,25 @@ def test_a_textures_scale_and_bias_become_the_parameters_factor_and_bias(tmp_pat
     assert look["roughness"]["channel"] == "g" and look["roughness"]["factor"] == 0.5
     assert look["roughness"]["bias"] == 0.125
     assert not any("texture bias" in w for w in scene.warnings), scene.warnings
+
+
+def test_a_missing_texture_stops_submit_as_a_gltfs_does_unless_allowed(tmp_path):
+    """A texture or dome map USD cannot find (no such file under the stage's folder) is the
+    scene's missing file, named in one line; with --allow-missing the map is turned off."""
+    stage = _stage(tmp_path / "missing.usda")
+    quad = _grid(stage, "/Quad", 1)
+    material = _preview(stage, "/Look")
+    texture = UsdShade.Shader.Define(stage, "/Look/Wood")
+    texture.CreateIdAttr("UsdUVTexture")
+    texture.CreateInput("file", Sdf.ValueTypeNames.Asset).Set("maps/wood.png")
+    UsdShade.Shader(stage.GetPrimAtPath("/Look/Surface")).CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f) \
+        .ConnectToSource(texture.CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+    _bind(quad.GetPrim(), material)
+    UsdLux.DomeLight.Define(stage, "/Sky").CreateTextureFileAttr("sky.hdr")
+    stage.GetRootLayer().Save()
+    with pytest.raises(SceneError, match=r"missing.usda: missing files: maps/wood.png, sky.hdr \(--allow-missing "):
+        load_scene(tmp_path / "missing.usda")
+    scene, document = load_scene(tmp_path / "missing.usda", allow_missing=True)
+    assert [name for name in scene.files() if not name.startswith("<generated>")] == []  # the meshes only
+    said = " ".join(scene.warnings)
+    assert "maps/wood.png" in said and "sky.hdr" in said

@@ -136,10 +136,11 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
         if any(entry.get("type") == "environment" for entry in converter.out.lights):
             converter._warn(f"{prim.GetPath()}: a second dome light is not rendered (the first lights the scene)")
             return
-        texture = prim.GetAttribute("inputs:texture:file").Get(time)
+        attribute = prim.GetAttribute("inputs:texture:file")
+        texture = attribute.Get(time)
         entry = {"type": "environment", "radiance": radiance.tolist()}
         if texture is not None and texture.path:
-            file = converter.file_name(texture)
+            file = converter.file_name(texture, attribute)
             if file is None:
                 converter._warn(f"{prim.GetPath()}: dome texture {texture.path} is not a file under the stage's "
                                 f"folder (nor one USD's resolver can open in its package); a uniform sky instead")

@@ -139,8 +139,10 @@ class UsdMaterials:
         return producers[0].Get(self.time) if producers else None
 
     def _texture(self, texture, output: str, where: str, default, normal_map: bool = False):
-        asset = self._value(texture, "file")
-        name = self.file_name(asset)
+        source = texture.GetInput("file")
+        producers = source.GetValueProducingAttributes() if source else []
+        asset = producers[0].Get(self.time) if producers else None
+        name = self.file_name(asset, producers[0] if producers else None)
         if name is None:
             self._warn(f"{where}: texture {asset.path if asset else '(none)'} is not a file under the stage's "
                        f"folder (nor one USD's resolver can open in its package); its default instead")
@@ -191,15 +193,28 @@ class UsdMaterials:
         value = self._value(UsdShade.Shader(producers[0].GetPrim()), "varname")
         return str(value) if value is not None else None
 
-    def file_name(self, asset) -> str | None:
+    def file_name(self, asset, attribute=None) -> str | None:
         """The scene's name of a resolved asset path: a file under the scene's folder, or a
         file inside a package (a .usdz's texture) read by USD's resolver and kept as a
         generated file (farm.protocol.assets.GENERATED); None for a file outside the folder
-        or one that cannot be read."""
+        or one that cannot be read. A path USD cannot resolve (no such file) that the
+        `attribute`'s layer anchors under the folder is named all the same: the scene's
+        missing file, as a glTF's (load_scene stops, or with --allow-missing turns it off)."""
         from pxr import Ar
 
-        if asset is None or not asset.resolvedPath:
+        if asset is None:
             return None
+        if not asset.resolvedPath:
+            stack = attribute.GetPropertyStack(self.time) if attribute is not None and asset.path else []
+            if not stack:
+                return None
+            layer = stack[0].layer.realPath  # the authoring layer's file: a relative path is anchored there
+            if not layer or Ar.IsPackageRelativePath(layer):
+                return None
+            try:
+                return (Path(layer).parent / asset.path).resolve().relative_to(self.folder.resolve()).as_posix()
+            except (ValueError, OSError):
+                return None
         if Ar.IsPackageRelativePath(asset.resolvedPath):
             return self._packaged(asset.resolvedPath)
         try:
