@@ -202,7 +202,10 @@ inline float3 bsdf_albedo(const Bsdf *b) {
     return b->reflectance;  /* diffuse; plastic's and principled's base colour */
 }
 
-float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *aov, float time) {
+/* `far`: where the camera ray ends (the far clipping plane, else INFINITY); `skipped`: how
+ * far its origin was moved along it to the near plane (added to the depth AOV). */
+float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *aov, float time, float far,
+                float skipped) {
     __global const Frame *frame = s->frame;
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
     const bool has_env = frame->options.w != 0;
@@ -215,7 +218,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth; ++depth) {
         Hit hit;
-        if (!trace(s, o, d, INFINITY, false, -1, -1, time, &hit)) {
+        if (!trace(s, o, d, depth == 1 ? far : INFINITY, false, -1, -1, time, &hit)) {
             if (has_env) {
                 float weight = 1.0f;
                 if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
@@ -246,7 +249,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
 #ifdef FARM_AOVS
         if (!aov->done) {
             if (depth == 1) {
-                aov->depth = hit.t;
+                aov->depth = hit.t + skipped;
                 aov->material = sf.material;
             }
             if (!bsdf_is_delta(&b)) {
@@ -409,8 +412,17 @@ __kernel void render_bucket(__global const Frame *frame,
             o = o + frame->lens_u.xyz * disk.x + frame->lens_v.xyz * disk.y;
             d = unit3(focus - o);
         }
+        /* clipping planes: the camera ray starts at the near one and ends at the far one
+         * (distances along the viewing direction, as USD's and Cycles' clipping) */
+        float far = INFINITY, skipped = 0.0f;
+        if (frame->forward.w > 0.0f || frame->right.w > 0.0f) {
+            float along = dot3(d, frame->forward.xyz);
+            skipped = frame->forward.w / along;
+            if (frame->forward.w > 0.0f) o = o + d * skipped;
+            if (frame->right.w > 0.0f) far = frame->right.w / along - skipped;
+        }
         Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
-        float3 value = radiance(&s, &sampler, o, d, &aov, time);
+        float3 value = radiance(&s, &sampler, o, d, &aov, time, far, skipped);
         add_fixed3(sum, value);
 #ifdef FARM_AOVS
         add_fixed3(sum + AOV_ALBEDO, aov.albedo);

@@ -133,8 +133,8 @@ typedef struct {
 
 typedef struct {
     float4 origin;
-    float4 forward;       /* unit viewing direction */
-    float4 right;         /* scaled by tan(half fov) along x */
+    float4 forward;       /* unit viewing direction; w: the near clipping plane's distance along it (0: none) */
+    float4 right;         /* scaled by tan(half fov) along x; w: the far clipping plane's (0: none) */
     float4 up;            /* scaled by tan(half fov) along y */
     float4 lens_u;        /* xyz: unit right * aperture radius; w: focus distance */
     float4 lens_v;        /* xyz: unit up * aperture radius */

@@ -1056,3 +1056,29 @@ def test_a_missing_texture_stops_submit_as_a_gltfs_does_unless_allowed(tmp_path)
     assert [name for name in scene.files() if not name.startswith("<generated>")] == []  # the meshes only
     said = " ".join(scene.warnings)
     assert "maps/wood.png" in said and "sky.hdr" in said
+
+
+def test_a_cameras_clipping_range_cuts_what_lies_before_and_past_it(tmp_path, device):
+    """clippingRange: nothing nearer than its near plane or past its far one is seen (camera
+    rays start and end there, distances along the view): a red ball before a blue one on the
+    camera's axis hides it until the near plane passes the red ball, and the far plane cuts
+    the blue one."""
+    def centre(near: float, far: float) -> np.ndarray:
+        path = tmp_path / f"clip-{near:g}-{far:g}.usda"
+        stage = _stage(path, meters=0.01)
+        for name, depth, colour in (("Red", 200, (0.8, 0.05, 0.05)), ("Blue", 600, (0.05, 0.05, 0.8))):
+            ball = UsdGeom.Sphere.Define(stage, f"/{name}")
+            ball.CreateRadiusAttr(50)
+            UsdGeom.XformCommonAPI(ball).SetTranslate((0, 0, -depth))
+            _bind(ball.GetPrim(), _preview(stage, f"/{name}Look", diffuseColor=colour))
+        camera = UsdGeom.Camera.Define(stage, "/Camera")
+        camera.CreateClippingRangeAttr((near, far))
+        UsdLux.DomeLight.Define(stage, "/Sky").CreateIntensityAttr(1.0)
+        stage.GetRootLayer().Save()
+        _, document = load_scene(path, spp=4, resolution=(16, 16))
+        assert document["camera"]["clip"] == pytest.approx([near * 0.01, far * 0.01])
+        return reference(device, document)[6:10, 6:10].mean(axis=(0, 1))
+
+    red, blue, sky = centre(1, 1e6), centre(300, 1e6), centre(300, 500)
+    assert red[0] > 3 * red[2] and blue[2] > 3 * blue[0]  # the red ball; past the near plane, the blue one
+    assert np.allclose(sky, sky[0], rtol=1e-6) and sky[0] > 0.5  # both cut: the white sky

@@ -26,8 +26,8 @@ def frame_entry(scene: Scene, n_triangles: int, lights: np.ndarray, env_texture:
     tan_x, tan_y = (half, half / aspect) if camera.fov_axis == "x" else (half * aspect, half)
     frame = np.zeros(1, FRAME)
     frame["origin"][0, :3] = position
-    frame["forward"][0, :3] = forward
-    frame["right"][0, :3] = right * tan_x
+    frame["forward"][0] = (*forward, camera.clip[0])  # w: the near clipping plane (0: none)
+    frame["right"][0] = (*(right * tan_x), camera.clip[1])  # w: the far one (0: none)
     frame["up"][0, :3] = up * tan_y
     frame["lens_u"][0] = (*(right * camera.aperture_radius), focus)
     frame["lens_v"][0, :3] = up * camera.aperture_radius

@@ -26,7 +26,9 @@ class Camera:
     """A perspective camera. `fov` is the full angle in degrees across `fov_axis` ("x" or "y").
 
     A thin lens of `aperture_radius` (scene units, 0 = pinhole) focuses at `focus_distance`
-    along the viewing direction (None: the distance to `look_at`)."""
+    along the viewing direction (None: the distance to `look_at`). `clip`: the near and far
+    clipping planes' distances along the viewing direction (0: no plane), where camera rays
+    start and end."""
 
     position: Vec3
     look_at: Vec3
@@ -35,6 +37,7 @@ class Camera:
     fov_axis: str = "y"
     aperture_radius: float = 0.0
     focus_distance: float | None = None
+    clip: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def parse_scene(document: Any, source: str = "scene", time: float | None = None)
 
 def _camera(node: Node) -> Camera:
     node.expect_keys(
-        required=("position", "look_at", "fov"), optional=("up", "fov_axis", "aperture_radius", "focus_distance")
+        required=("position", "look_at", "fov"),
+        optional=("up", "fov_axis", "aperture_radius", "focus_distance", "clip")
     )
     position = node.child("position").vec3()
     look_at = node.child("look_at").vec3()
@@ -109,7 +110,13 @@ def _camera(node: Node) -> Camera:
         focus = node.child("focus_distance").number()
         if focus <= 0.0:
             node.child("focus_distance").fail(f"focus distance must be positive, got {focus}")
-    return Camera(position, look_at, up, fov, fov_axis, aperture, focus)
+    clip = (0.0, 0.0)
+    if "clip" in node.value:
+        near, far = (value.number(0.0) for value in node.child("clip").list_of(2))
+        if far and not far > near:
+            node.child("clip").fail(f"the far plane must lie past the near one, got {near} and {far}")
+        clip = (near, far)
+    return Camera(position, look_at, up, fov, fov_axis, aperture, focus, clip)
 
 
 def _film(node: Node) -> Film:

@@ -29,6 +29,10 @@ def camera(converter, camera, world: np.ndarray) -> None:
     if float(camera.GetFStopAttr().Get(converter.time) or 0.0) > 0 and "focus_distance" not in lens:
         converter._warn(f"{camera.GetPath()}: fStop without a focusDistance: a pinhole instead")
     converter.out.camera = {**rig.camera_at(world.tolist()), **lens, "fov_axis": "y"}
+    clipping = camera.GetClippingRangeAttr().Get(converter.time)  # USD's fallback: 1 to 1,000,000 stage units
+    scale = float(np.linalg.norm(world[:3, 1]))
+    if clipping is not None and 0 <= clipping[0] < clipping[1] and math.isfinite(clipping[1]):
+        converter.out.camera["clip"] = [float(clipping[0]) * scale, float(clipping[1]) * scale]
     converter.out.aspect = horizontal / vertical
 
 
