@@ -98,12 +98,7 @@ def _sequences(document: Any, source: str) -> list[list[float]]:
         if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "times" in shape["morph"]:
             morph = Node(shape["morph"], f"{source}.shapes[{index}].morph")
             morph.expect_keys(required=("targets", "times"))
-            times = morph.child("times").items()
-            if not 2 <= len(times) <= MAX_KEYS:
-                morph.child("times").fail(f"expected 2 to {MAX_KEYS} key times, got {len(times)}")
-            keys = [time.number() for time in times]
-            if any(not b > a for a, b in zip(keys, keys[1:])):
-                morph.child("times").fail("key times must increase")
+            keys = _key_times(morph.child("times"), 2)
             morph.child("targets").list_of(len(keys) - 1)
             found.append(keys)
     return found
@@ -119,16 +114,22 @@ def _visibilities(document: Any, source: str) -> list[list[float]]:
         if isinstance(shape, dict) and "visibility" in shape:
             keys = Node(shape["visibility"], f"{source}.shapes[{index}].visibility")
             keys.expect_keys(required=("times", "visible"))
-            times = keys.child("times").items()
-            if not 1 <= len(times) <= MAX_KEYS:
-                keys.child("times").fail(f"expected 1 to {MAX_KEYS} key times, got {len(times)}")
-            moments = [time.number() for time in times]
-            if any(not b > a for a, b in zip(moments, moments[1:])):
-                keys.child("times").fail("key times must increase")
+            moments = _key_times(keys.child("times"), 1)
             for seen in keys.child("visible").list_of(len(moments)):
                 seen.boolean()
             found.append(moments)
     return found
+
+
+def _key_times(node: Node, fewest: int) -> list[float]:
+    """The seconds of a list of key times: `fewest` to MAX_KEYS numbers, increasing."""
+    times = node.items()
+    if not fewest <= len(times) <= MAX_KEYS:
+        node.fail(f"expected {fewest} to {MAX_KEYS} key times, got {len(times)}")
+    moments = [time.number() for time in times]
+    if any(not b > a for a, b in zip(moments, moments[1:])):
+        node.fail("key times must increase")
+    return moments
 
 
 def sequence_weights(times: list[float], seconds: float) -> list[tuple[int, float]]:
