@@ -175,8 +175,8 @@ def test_the_lanes_probe_renders_the_same_bits_in_every_width_and_prints_each_sp
     result = subprocess.run(probe, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "4, 8, 16 lanes against 1: the same bits" in out, out
-    for name in ("farm kernel", "probe, 1 lane", "probe, 8 lanes", "probe, 16 lanes"):
+    assert "4, 8, 16, 8 as a packet, 16 as a packet lanes against 1: the same bits" in out, out
+    for name in ("farm kernel", "probe, 1 lane", "probe, 8 lanes", "probe, 16 lanes", "probe, 16 as a packet"):
         assert re.search(rf"^{name} +[\d.]+ M samples/s +[\d.]+x the probe's one lane$", out, re.M), (name, out)
     means = re.search(r"mean pixel: probe \[(.*?)\], farm kernel \[(.*?)\]", out)
     probe_mean, farm_mean = ([float(v) for v in group.split(",")] for group in means.groups())
