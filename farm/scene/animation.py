@@ -196,12 +196,12 @@ def _posed(document: dict, found: list, rigged: dict | None, seconds: float) -> 
     """A copy of `document` with its keyframes (`found`, checked) and its rig (`rigged`,
     checked) evaluated at `seconds` and removed."""
     still = copy.deepcopy(document)
-    for shape in still.get("shapes", []):  # shown or hidden as its last key up to the moment says
-        if isinstance(shape, dict) and "visibility" in shape:
+    for shape in still.get("shapes", []):
+        if isinstance(shape, dict) and "visibility" in shape:  # shown or hidden as its last key up to the moment says
             keys = shape.pop("visibility")
             if not keys["visible"][max(0, bisect.bisect_right(keys["times"], seconds) - 1)]:
                 shape["hidden"] = True
-    for shape in still.get("shapes", []):  # a deforming mesh: the two keys around the moment, mixed
+        # a deforming mesh: the two keys around the moment, mixed
         if isinstance(shape, dict) and isinstance(shape.get("morph"), dict) and "times" in shape["morph"]:
             morph = shape.pop("morph")
             picked = sequence_weights(morph["times"], seconds)

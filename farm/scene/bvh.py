@@ -31,8 +31,9 @@ LEAF_SIZE = 2  # a node this small is a leaf whatever the heuristic says
 MAX_LEAF_SIZE = 8  # a node larger than this is split even if the heuristic prefers a leaf
 TRAVERSAL_COST = 1.0  # cost of visiting a node, relative to one primitive test, in a small tree
 # ... and in a tree of LARGE_TREE primitives or more, whose nodes come from memory rather
-# than the first caches: fewer, fuller leaves. Measured (farm bench --skip-farm on the
-# generated meshes; the same bits): 2.0 against 1.0 renders 1M triangles 1.13-1.18x as fast,
+# than the first caches: fewer, fuller leaves. Measured on the generated meshes (the same
+# bits), each scene packed both ways in one process: 2.0 against 1.0 renders 1M triangles
+# 1.13-1.18x as fast (across processes, farm bench --skip-farm --scene mesh:1000000: 1.06x),
 # 5,000 to 300,000 triangles 1.03-1.07x; below, 1,000 triangles 0.96x and the Cornell box
 # (36) 0.89x, so small trees keep 1.0.
 LARGE_TREE = 4096

@@ -16,6 +16,7 @@ an instance to the same bits (numpy's LAPACK would not promise that across CPUs)
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -161,8 +162,6 @@ def swept_box(lower: np.ndarray, upper: np.ndarray, entry) -> tuple[np.ndarray, 
 def frame_scenes(document, seconds: float, shutter: tuple[float, float], source: str = "scene"):
     """(the scene at `seconds`, and (at the shutter's open, at its close) or None where the
     shutter is closed or nothing moves): what a frame with motion blur is packed from."""
-    from dataclasses import replace
-
     from farm.scene import parse_scene
 
     scene = parse_scene(document, source, seconds)
@@ -177,8 +176,6 @@ def _aligned(end, scene):
     """`end` (the scene at the shutter's open or close) with `scene`'s shapes place by place:
     one hidden at that end (scaled to nothing, invisible) stays where the frame's moment puts
     it, unblurred."""
-    from dataclasses import replace
-
     if end.shown == scene.shown:
         return end
     at = dict(zip(end.shown, end.shapes))

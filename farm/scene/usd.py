@@ -110,9 +110,9 @@ class _Converter(UsdMaterials):
                 usd_instancer.instances(self, UsdGeom.PointInstancer(prim), self.frame @ local, moving)
                 self.motion.show(prim, self.out.shapes[made:])
                 continue
-            # a moving prim scaled to nothing at the start is made where it first is not (hidden until then)
-            world = self.frame @ local if not flattened(self.frame @ local) else self.motion.unflattened(prim) \
-                if moving else None
+            world = self.frame @ local
+            if flattened(world):  # a moving prim is made where it first has a size (hidden until then)
+                world = self.motion.unflattened(prim) if moving else None
             if world is None:
                 if prim.IsA(UsdGeom.Gprim) or prim.IsA(UsdGeom.Xform):
                     self._warn(f"{prim.GetPath()}: scaled to nothing; left out")

@@ -110,18 +110,17 @@ def light(converter, prim, world: np.ndarray, local: np.ndarray) -> None:
 
         def scaled(r):  # the radiance as the sphere's emission
             return r / (4 * math.pi * (own * float(stage_axes.mean())) ** 2) if normalize and own > 0 else r
-        radiance = scaled(radiance)
         if sphere.GetTreatAsPointAttr().Get(time) or radius <= 0:
             # a point of the same power: intensity = radiance x the area of its disc
             def intensity(r):
                 return (scaled(r) * math.pi * max(radius, 0.0) ** 2).tolist()
             converter.out.lights.append({"type": "point", "position": place["position"],
-                                         "intensity": intensity(_radiance(light, time))})
+                                         "intensity": intensity(radiance)})
             _keyed(converter, light, converter.out.lights[-1], "intensity", intensity)
             if radius <= 0:
                 converter._warn(f"{prim.GetPath()}: a sphere light of no radius gives no light")
         else:
-            converter.out.materials[name] = {"reflectance": 0.0, "emission": radiance.tolist()}
+            converter.out.materials[name] = {"reflectance": 0.0, "emission": scaled(radiance).tolist()}
             _keyed(converter, light, converter.out.materials[name], "emission", lambda r: scaled(r).tolist())
             converter.out.shapes.append({"type": "sphere", "material": name, "center": place["position"],
                                          "radius": radius})
@@ -184,8 +183,8 @@ def _keyed(converter, light, holder: dict, field: str, value) -> None:
     if not motion.codes or not any(attribute.ValueMightBeTimeVarying() for attribute in (
             light.GetColorAttr(), light.GetIntensityAttr(), light.GetExposureAttr())):
         return
-    holder["keyframes"] = [{"time": code / motion.rate, field: value(_radiance(light, Usd.TimeCode(code)))}
-                           for code in motion.codes]
+    holder["keyframes"] = [{"time": time, field: value(_radiance(light, Usd.TimeCode(code)))}
+                           for code, time in zip(motion.codes, motion.times)]
 
 
 def _dome_rotation(converter, prim, world: np.ndarray) -> np.ndarray | None:

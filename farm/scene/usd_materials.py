@@ -134,15 +134,20 @@ class UsdMaterials:
 
     def _value(self, shader, name: str):
         """An input's value, through interface connections; None where it has none."""
+        producer = self._producer(shader, name)
+        return producer.Get(self.time) if producer else None
+
+    @staticmethod
+    def _producer(shader, name: str):
+        """The attribute that gives an input its value, through interface connections; None."""
         source = shader.GetInput(name)
         producers = source.GetValueProducingAttributes() if source else []
-        return producers[0].Get(self.time) if producers else None
+        return producers[0] if producers else None
 
     def _texture(self, texture, output: str, where: str, default, normal_map: bool = False):
-        source = texture.GetInput("file")
-        producers = source.GetValueProducingAttributes() if source else []
-        asset = producers[0].Get(self.time) if producers else None
-        name = self.file_name(asset, producers[0] if producers else None)
+        producer = self._producer(texture, "file")
+        asset = producer.Get(self.time) if producer else None
+        name = self.file_name(asset, producer)
         if name is None:
             self._warn(f"{where}: texture {asset.path if asset else '(none)'} is not a file under the stage's "
                        f"folder (nor one USD's resolver can open in its package); its default instead")

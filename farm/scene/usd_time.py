@@ -37,6 +37,7 @@ class StageMotion:
         self.nodes: dict = {}  # prim path -> its rig node
         self.root: int | None = None
         self.codes: list[float] = []
+        self.times: list[float] = []  # each code's moment in the document, in seconds
         if stage.HasAuthoredTimeCodeRange():
             start, end = float(stage.GetStartTimeCode()), float(stage.GetEndTimeCode())
             self.rate = float(stage.GetTimeCodesPerSecond()) or 24.0
@@ -44,6 +45,7 @@ class StageMotion:
                 raise SceneError(f"{converter.name}: a time range of {start:g} to {end:g} has more than "
                                  f"{MAX_KEYS:,} time codes (keys a moving prim may have)")
             self.codes = sorted({start, end} | {float(c) for c in range(math.ceil(start), math.floor(end) + 1)})
+            self.times = [code / self.rate for code in self.codes]
 
     def moves(self, prim) -> bool:
         """Whether the prim's world transform varies (call in the walk's order: parents first)."""
@@ -88,7 +90,7 @@ class StageMotion:
         visible = [imageable.ComputeVisibility(Usd.TimeCode(code)) != UsdGeom.Tokens.invisible for code in self.codes]
         if not all(visible):
             for shape in shapes:
-                shape["visibility"] = {"times": [code / self.rate for code in self.codes], "visible": visible}
+                shape["visibility"] = {"times": self.times, "visible": visible}
 
     def unflattened(self, prim) -> np.ndarray | None:
         """The document's matrix of a moving prim at the first key where it is not scaled to
@@ -143,12 +145,12 @@ class StageMotion:
         from farm.scene.usd_lights import camera_lens
 
         keys = []
-        for code in self.codes:
+        for code, time in zip(self.codes, self.times):
             lens = camera_lens(self.converter, camera, Usd.TimeCode(code), world, thin_lens=True)
             if lens is None:
                 raise SceneError(f"{self.converter.name}: {camera.GetPath()}: focal length and vertical aperture "
                                  f"must be positive at time code {code:g}")
-            keys.append({"time": code / self.rate, **lens})
+            keys.append({"time": time, **lens})
         return keys
 
     def deform(self, mesh, points: np.ndarray, vertex: np.ndarray, normals_at, blocks: list) -> None:
@@ -178,9 +180,8 @@ class StageMotion:
             for made, (key, rows, _) in zip(targets, blocks):
                 made.append(self.converter.meshes.block((*key, "deform", time.GetValue()),
                                                         {part: values[rows] for part, values in offsets.items()}))
-        times = [code / self.rate for code in self.codes]
         for made, (_, _, shape) in zip(targets, blocks):
-            shape["morph"] = {"targets": made, "times": times}
+            shape["morph"] = {"targets": made, "times": self.times}
 
     def node(self, prim) -> int:
         """The rig node of the moving prim: its world matrix in the document at each key."""
@@ -200,13 +201,12 @@ class StageMotion:
         for _, rotation, _, _ in keys[1:]:  # each the sign nearer the last: slerp takes the shorter arc
             rotations.append(rotation if np.dot(rotation, rotations[-1]) >= 0 else -rotation)
         entry: dict = {"parent": self.root}
-        times = [code / self.rate for code in self.codes]
         for path, values in (("translation", [k[0] for k in keys]), ("rotation", rotations),
                              ("scale", [k[2] for k in keys])):
             entry[path] = [float(v) for v in values[0]]
             if any(not np.array_equal(v, values[0]) for v in values[1:]):
                 entry.setdefault("channels", {})[path] = {
-                    "interpolation": "LINEAR", "times": times, "values": [[float(x) for x in v] for v in values]}
+                    "interpolation": "LINEAR", "times": self.times, "values": [[float(x) for x in v] for v in values]}
         rig.append(entry)
         self.nodes[prim.GetPath()] = len(rig) - 1
         return len(rig) - 1
