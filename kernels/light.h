@@ -33,10 +33,9 @@ __attribute__((always_inline)) inline float2 env_uv(const SceneRef *s, float3 d)
     return (float2)(u, v);
 }
 
-inline float3 env_eval(const SceneRef *s, float3 d) {
+/* The environment's radiance at (u, v) of its map (options.y >= 0: it has one). */
+inline float3 env_map_eval(const SceneRef *s, float2 uv) {
     __global const Frame *f = s->frame;
-    if (f->options.y < 0) return f->env_radiance.xyz;
-    float2 uv = env_uv(s, d);
     /* As Mitsuba's envmap: columns centred at (i + 0.5) / width, wrapping around; the first
      * row at the zenith (v = 0) and the last at the nadir (v = 1), bilinear in between. */
     __global const Texture *t = &s->textures[f->options.y];
@@ -44,14 +43,20 @@ inline float3 env_eval(const SceneRef *s, float3 d) {
     return bilinear(s, t, x, y, WRAP_REPEAT, WRAP_CLAMP).xyz * f->env_radiance.xyz;
 }
 
-/* Solid angle density of env_sample choosing direction d (before the choice of light). */
+inline float3 env_eval(const SceneRef *s, float3 d) {
+    __global const Frame *f = s->frame;
+    if (f->options.y < 0) return f->env_radiance.xyz;
+    return env_map_eval(s, env_uv(s, d));
+}
+
+/* Whether env_sample chooses directions uniformly (no map, or a map it does not follow). */
 inline bool env_uniform(__global const Frame *f) { return f->options.y < 0 || f->env.w != 0; }
 
-inline float env_pdf(const SceneRef *s, float3 d) {
+/* Solid angle density of env_sample choosing the direction at (u, v) of the map (before the
+ * choice of light), for an environment sampled by its map (!env_uniform). */
+inline float env_map_pdf(const SceneRef *s, float2 uv) {
     __global const Frame *f = s->frame;
-    if (env_uniform(f)) return 0.25f * INV_PI_F;
     int width = f->env.x, height = f->env.y;
-    float2 uv = env_uv(s, d);
     int col = min_i((int)(uv.x * (float)width), width - 1);
     int row = min_i((int)(uv.y * (float)height), height - 1);
     float sin_theta = unit_circle(0.5f * uv.y).y;  /* sin(pi v) */
@@ -59,10 +64,24 @@ inline float env_pdf(const SceneRef *s, float3 d) {
     return s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * sin_theta);
 }
 
+/* A ray that leaves the scene in direction d: the environment's radiance there, and
+ * (when `pdf` is not NULL) env_pdf's density of d, the map's (u, v) found once for both. */
+inline float3 env_escaped(const SceneRef *s, float3 d, float *pdf) {
+    __global const Frame *f = s->frame;
+    if (f->options.y < 0) {
+        if (pdf) *pdf = 0.25f * INV_PI_F;
+        return f->env_radiance.xyz;
+    }
+    float2 uv = env_uv(s, d);
+    if (pdf) *pdf = env_uniform(f) ? 0.25f * INV_PI_F : env_map_pdf(s, uv);
+    return env_map_eval(s, uv);
+}
+
 /* Index i with cdf[i] <= u < cdf[i + 1] in cdf[0..n] (the last such i in [0, n - 1]: bins of
- * zero probability are skipped). Branch-free: the range halves a fixed number of times
- * whatever u is, each step a select rather than a jump the processor mispredicts half the
- * time (the environment's two searches were a fifth of the showcase's time on PoCL). */
+ * zero probability are skipped). The range halves a fixed number of times whatever u is.
+ * The select is compiled into a jump on x86 (LLVM's conversion of cmov in loops); forced
+ * branch-free (the sign bit of u - cdf[...]), the showcase was 2-5% slower on Zen 5
+ * (2026-12-07): the jump lets the next load start early. */
 inline int search_cdf(__global const float *cdf, int n, float u) {
     int base = 0, size = n;
     while (size > 1) {
@@ -73,12 +92,19 @@ inline int search_cdf(__global const float *cdf, int n, float u) {
     return base;
 }
 
-inline float3 env_sample(const SceneRef *s, float2 u, float *pdf) {
+/* A direction towards the environment, its density, and its radiance: from the map's
+ * (u, v) where the map chose it, as Mitsuba's envmap does (the direction's (u, v) found
+ * back through atan2 and acos is the same point but for rounding, and cost a sixth of
+ * the showcase's time with env_pdf's). */
+inline float3 env_sample(const SceneRef *s, float2 u, float *pdf, float3 *radiance) {
     __global const Frame *f = s->frame;
     float3 in_map;
     if (env_uniform(f)) {
         in_map = sample_sphere(u.x, u.y);
         *pdf = 0.25f * INV_PI_F;
+        float3 d = f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
+        *radiance = env_eval(s, d);
+        return d;
     } else {
         int width = f->env.x, height = f->env.y;
         int row = search_cdf(s->env_marginal, height, u.y);
@@ -91,9 +117,11 @@ inline float3 env_sample(const SceneRef *s, float2 u, float *pdf) {
         float mu = ((float)col + clamp_f(du, 0.0f, 1.0f)) / (float)width;
         float mv = ((float)row + clamp_f(dv, 0.0f, 1.0f)) / (float)height;
         float2 phi = unit_circle(min_f(mu, 0.99999994f));     /* (cos, sin) of 2 pi u */
-        float2 theta = unit_circle(min_f(0.5f * mv, 0.49999997f));  /* (cos, sin) of pi v */
+        float half_v = min_f(0.5f * mv, 0.49999997f);
+        float2 theta = unit_circle(half_v);  /* (cos, sin) of pi v */
         in_map = (float3)(theta.y * phi.y, theta.x, -theta.y * phi.x);
         *pdf = theta.y > 0.0f ? s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * theta.y) : 0.0f;
+        *radiance = env_map_eval(s, (float2)(min_f(mu, 0.99999994f), 2.0f * half_v));
     }
     /* environment -> world: the transpose of the world -> environment rows */
     return f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
@@ -217,10 +245,9 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
         return true;
     }
     float density;
-    ls->wi = env_sample(s, u, &density);
+    ls->wi = env_sample(s, u, &density, &ls->radiance);
     ls->dist = INFINITY;
     ls->pdf = pmf * density;
-    ls->radiance = env_eval(s, ls->wi);
     return ls->pdf > 0.0f;
 }
 
