@@ -365,6 +365,7 @@ __kernel void render_bucket(__global const Frame *frame,
                             __global const float *env_marginal,
                             __global const float *env_conditional,
                             __global const float *env_pdf_table,
+                            __global const int *env_guide,
                             int x0, int y0, int w, int h, int stride,
                             int cell_size, int cells_x, __global const int *ranges,
                             int window_first, int window_end, int accumulate,
@@ -374,7 +375,7 @@ __kernel void render_bucket(__global const Frame *frame,
     const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
     const int gx = index % w, gy = index / w;
     SceneRef s = {frame, top, instances, motions, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
-                  lights, env_marginal, env_conditional, env_pdf_table};
+                  lights, env_marginal, env_conditional, env_pdf_table, env_guide};
     int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y;
     const uint seed = as_uint(frame->counts.z);

@@ -166,6 +166,7 @@ typedef struct {
     __global const float *env_marginal;
     __global const float *env_conditional;
     __global const float *env_pdf;
+    __global const int *env_guide;
 } SceneRef;
 
 #endif

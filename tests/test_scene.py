@@ -292,3 +292,35 @@ def test_the_client_parses_a_scene_file_once(name, monkeypatch):
     again = parse_scene(document)
     assert (scene.digest, scene.assets, scene.warnings) == (again.digest, again.assets, again.warnings)
     assert scene.files() == again.files() and (bool(scene.assets) or name == "cornell-box.json")
+
+
+def test_the_environments_guides_bound_the_bin_a_full_search_finds():
+    """The kernel searches an environment's CDFs only between two guide entries
+    (farm.scene.lights.environment_guides); for any u, the bin a search of the whole CDF
+    finds (the last whose CDF is at most u, in float32) lies in that range. A map with a
+    bright spot (bins of nearly all the probability), black rows and sides not powers of two;
+    u at random, at each step's edge and a float below it."""
+    from farm.scene.lights import environment_distribution, environment_guides
+
+    height, width = 37, 101
+    pixels = np.full((height, width, 3), 0.2, np.float32)
+    pixels[5:7, 50:52] = 1e6
+    pixels[20:25] = 0.0
+    marginal, conditional, _, _ = environment_distribution(pixels)
+    guide = environment_guides(marginal, conditional, height, width)
+    rows, columns = int(guide[0]), int(guide[1])
+    assert (rows, columns) == (64, 128)
+    rng = np.random.default_rng(5)
+
+    def check(cdf: np.ndarray, bins: int, table: np.ndarray, steps: int) -> None:
+        edges = np.arange(steps, dtype=np.float32) / np.float32(steps)
+        below = np.nextafter(edges[1:], np.float32(0))
+        u = np.concatenate([(rng.integers(0, 1 << 24, 2000) * 2.0 ** -24).astype(np.float32), edges, below])
+        found = np.clip(np.searchsorted(cdf[:bins], u, side="right") - 1, 0, bins - 1)
+        at = np.minimum((u * np.float32(steps)).astype(np.int64), steps - 1)
+        assert (table[at] <= found).all() and (found <= table[at + 1]).all()
+
+    check(marginal, height, guide[2:2 + rows + 1], rows)
+    for row in (0, 5, 6, 22, height - 1):
+        start = 2 + rows + 1 + row * (columns + 1)
+        check(conditional[row * (width + 1):(row + 1) * (width + 1)], width, guide[start:start + columns + 1], columns)

@@ -55,6 +55,29 @@ def environment_distribution(pixels: np.ndarray):
     )
 
 
+def environment_guides(marginal: np.ndarray, conditional: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Guide tables for the kernel's searches of the environment's CDFs (kernels/light.h
+    env_sample; Chen and Asau's cutpoint method, 1974): for a CDF over n bins and G (a power
+    of two) equal steps of u, entry g is the bin a search for u = g / G finds (the last bin
+    whose CDF is at most u, in float32 as the kernel compares), so the bin of any u in
+    [g / G, (g + 1) / G) lies between entries g and g + 1 and the kernel searches only there:
+    the same bin, in a step or two instead of one a halving. Laid out as: G for the rows, G
+    for the columns, the rows' G + 1 entries, then each row's G + 1 for its columns."""
+    rows, columns = _power_of_two(height), _power_of_two(width)
+
+    def guide(cdf: np.ndarray, bins: int, steps: int) -> np.ndarray:
+        at = np.arange(steps + 1, dtype=np.float32) / np.float32(steps)
+        return np.clip(np.searchsorted(cdf[:bins], at, side="right") - 1, 0, bins - 1)
+
+    table = [np.array([rows, columns]), guide(marginal, height, rows)]
+    table += [guide(conditional[r * (width + 1):(r + 1) * (width + 1)], width, columns) for r in range(height)]
+    return np.concatenate(table).astype(np.int32)
+
+
+def _power_of_two(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
 def emission_mean(material_entry, textures: TextureTable) -> np.ndarray:
     param = material_entry["emission"]
     index = int(param["texture"][0])

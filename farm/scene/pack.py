@@ -20,7 +20,7 @@ from farm.scene.instances import (
 )
 from farm.scene.layout import ALPHA_MIN, INSTANCE, LUMINANCE, MATERIAL, MATERIAL_KINDS, MOTION, NODE
 from farm.scene.library import Library
-from farm.scene.lights import emission_mean, environment_distribution, light_table
+from farm.scene.lights import emission_mean, environment_distribution, environment_guides, light_table
 from farm.scene.model import ImageTexture, Material, Scene
 from farm.scene.tables import TRANSMITTANCE_TABLE_SIZE, diffuse_fresnel_reflectance, rough_interface
 from farm.scene.textures import TextureTable
@@ -49,6 +49,7 @@ class PackedScene:
     env_marginal: np.ndarray
     env_conditional: np.ndarray
     env_pdf: np.ndarray
+    env_guide: np.ndarray  # int32: where the searches of env_marginal and env_conditional start (environment_guides)
     width: int
     height: int
     digest: str
@@ -60,7 +61,7 @@ class PackedScene:
     # The kernel's buffer arguments, in its parameter order.
     BUFFERS = (
         "frame", "top", "instances", "motions", "nodes", "packs", "triangle_data", "normals", "extras", "spheres", "materials", "textures",
-        "texels", "lights", "env_marginal", "env_conditional", "env_pdf",
+        "texels", "lights", "env_marginal", "env_conditional", "env_pdf", "env_guide",
     )
 
     @property
@@ -125,6 +126,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
     environment = scene.environment
     env_texture = -1
     env_marginal = env_conditional = env_pdf = np.zeros(0, np.float32)
+    env_guide = np.zeros(0, np.int32)
     env_size = (0, 0)
     env_mean = np.array(environment.radiance) * environment.scale if environment else np.zeros(3)
     if environment is not None and environment.file:
@@ -133,6 +135,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
         env_marginal, env_conditional, env_pdf, env_mean = environment_distribution(pixels)
         env_mean = env_mean * environment.scale
         env_size = (pixels.shape[1], pixels.shape[0])
+        env_guide = environment_guides(env_marginal, env_conditional, pixels.shape[0], pixels.shape[1])
 
     lights = light_table(scene, emitted, triangle_lights, spheres, scene_radius, env_mean)
     texture_table, texels = textures.arrays()
@@ -147,7 +150,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
     return PackedScene(
         frame, geometry.corners.astype(np.float32), top, instances, motions, geometry.nodes, geometry.packs, geometry.triangles,
         geometry.triangle_data, geometry.normals, geometry.extras, spheres, materials, texture_table, texels,
-        lights, env_marginal, env_conditional, env_pdf, scene.film.width, scene.film.height, scene.digest, timings,
+        lights, env_marginal, env_conditional, env_pdf, env_guide, scene.film.width, scene.film.height, scene.digest, timings,
         frozenset(("nodes", "packs", "triangle_data", "normals", "extras")) if kept and library.keep else frozenset(),
     )
 

@@ -146,9 +146,10 @@ __kernel void probe(__global const Frame *frame, __global const Node *top, __glo
                     __global const Material *materials, __global const Texture *textures,
                     __global const float *texels, __global const Light *lights,
                     __global const float *env_marginal, __global const float *env_conditional,
-                    __global const float *env_pdf_table, int spp, __global float *out) {
+                    __global const float *env_pdf_table, __global const int *env_guide, int spp,
+                    __global float *out) {
     SceneRef s = {frame, top, instances, motions, nodes, packs, tri_data, normals, extras, spheres, materials,
-                  textures, texels, lights, env_marginal, env_conditional, env_pdf_table};
+                  textures, texels, lights, env_marginal, env_conditional, env_pdf_table, env_guide};
     const int width = frame->size.x, height = frame->size.y, max_depth = frame->size.w, rr_depth = frame->counts.w;
     const int n_lights = frame->counts.y;
     const uint seed = as_uint(frame->counts.z);
