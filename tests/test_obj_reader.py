@@ -183,3 +183,40 @@ def test_mangled_files_read_as_trimesh_reads_them_or_go_to_it():
             raise AssertionError(f"the loop read a file trimesh does not: {data!r}") from None
         assert_same(fast, slow)
     assert taken > 50  # most single changes keep the file plain
+
+
+@pytest.mark.parametrize("form", ["a", "a/t/n"])
+def test_a_big_obj_travels_as_its_arrays_and_packs_to_the_same_scene(form, tmp_path, monkeypatch):
+    """From OBJ_BINARY_MIN on, load_scene gives a mesh shape the OBJ's arrays as a generated
+    binary file (mesh.obj_as_binary): read back, they are load_obj's bit for bit (uvs
+    included, v up), and the scene packs to the same arrays as from the OBJ itself."""
+    import json
+
+    from farm.protocol.assets import GENERATED, FolderAssets
+    from farm.scene import load, parse_scene
+    from farm.scene.load import load_scene
+    from farm.scene.pack import pack
+
+    monkeypatch.setenv("FARM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("farm.defaults.CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(load, "OBJ_BINARY_MIN", 1000)  # the mechanism, on a small file
+    rng, v, faces = grid(12, seed=3)
+    data = obj_text(v, faces, rng.normal(size=(len(v), 3)), rng.uniform(size=(len(v), 2)), form)
+    assert len(data) >= 1000
+    (tmp_path / "big.obj").write_bytes(data)
+    binary, layout = mesh.obj_as_binary("big.obj", data)
+    assert_same(tuple(getattr(mesh.load_binary("big.bin", binary, layout), k) for k in ("vertices", "faces", "normals", "uvs")),
+                tuple(getattr(mesh.load_obj("big.obj", data), k) for k in ("vertices", "faces", "normals", "uvs")))
+    document = {"version": 1, "camera": {"position": [0, 0, 9], "look_at": [0, 0, 0], "fov": 40},
+                "film": {"width": 8, "height": 8, "spp": 1}, "materials": {"m": {"reflectance": 0.5}},
+                "shapes": [{"type": "mesh", "file": "big.obj", "material": "m"},
+                           {"type": "mesh", "file": "big.obj", "material": "m", "transform": {"translate": [1, 0, 0]}}]}
+    (tmp_path / "scene.json").write_text(json.dumps(document))
+    scene, sent = load_scene(tmp_path / "scene.json")
+    names = [shape["file"] for shape in sent["shapes"]]
+    assert names[0] == names[1] and names[0].startswith(GENERATED) and list(scene.assets) == names[:1]
+    assert sent["shapes"][0]["binary"] == layout
+    folder = FolderAssets(tmp_path)
+    converted, direct = pack(scene, folder), pack(parse_scene(document), folder)
+    for name in ("nodes", "packs", "triangle_data", "normals", "extras"):
+        assert getattr(converted, name).tobytes() == getattr(direct, name).tobytes(), name

@@ -76,6 +76,24 @@ def load_obj(name: str, data: bytes) -> TriangleMesh:
     return mesh
 
 
+def obj_as_binary(name: str, data: bytes) -> tuple[bytes, dict]:
+    """An OBJ file's triangles as a binary file and its layout (load_binary's), holding
+    exactly the arrays load_obj makes of it (positions, normals and uvs as float64, indices
+    as uint32): the client reads a big OBJ once, and what travels to every worker is that,
+    a third of the text's size, read without parsing."""
+    mesh = load_obj(name, data)
+    parts, layout, size = [], {}, 0
+    for key, values, fmt in (("positions", mesh.vertices, "f64x3"), ("normals", mesh.normals, "f64x3"),
+                             ("uvs", mesh.uvs, "f64x2"), ("indices", mesh.faces.ravel(), "u32")):
+        if values is None:
+            continue
+        array = np.ascontiguousarray(values, BINARY_FORMATS[fmt][0])
+        layout[key] = {"offset": size, "count": len(array), "format": fmt}
+        parts.append(array.tobytes())
+        size += array.nbytes
+    return b"".join(parts), layout
+
+
 def _trimesh_parts(name: str, data: bytes) -> list[tuple]:
     """(vertices, faces, normals or None, uvs or None) of each geometry trimesh reads."""
     from trimesh.exchange.obj import load_obj as trimesh_load_obj
@@ -115,8 +133,11 @@ def cube() -> TriangleMesh:
     return TriangleMesh(np.array(vertices, np.float64), np.array(faces), None, np.array(uvs, np.float64))
 
 
-# Binary layouts (glTF accessors; see farm.scene.gltf): format -> (dtype, components, scale)
+# Binary layouts (glTF accessors; see farm.scene.gltf): format -> (dtype, components, scale).
+# The float64 ones are the farm's own (a big OBJ's arrays, obj_as_binary): uvs as they are,
+# v up, where glTF's run down.
 BINARY_FORMATS = {
+    "f64x3": ("<f8", 3, None), "f64x2": ("<f8", 2, None),
     "f32x4": ("<f4", 4, None), "f32x3": ("<f4", 3, None), "f32x2": ("<f4", 2, None), "u8x2n": ("u1", 2, 255.0), "u16x2n": ("<u2", 2, 65535.0),
     "u8": ("u1", 1, None), "u16": ("<u2", 1, None), "u32": ("<u4", 1, None),
     # a skin's joints and weights (glTF's JOINTS_0, WEIGHTS_0)
@@ -149,7 +170,7 @@ def load_binary(name: str, data: bytes, layout: dict) -> TriangleMesh:
             if len(extra[key]) != vertex_count:
                 raise SceneError(f"{name}: {len(extra[key])} {key} for {vertex_count} vertices")
     for key in ("uvs", "uvs1"):
-        if key in extra:
+        if key in extra and not layout[key]["format"].startswith("f64"):
             extra[key][:, 1] = 1.0 - extra[key][:, 1]
     skin = {key: _accessor(name, data, key, layout[key]) for key in ("joints", "weights") if key in layout}
     mesh = TriangleMesh(positions, faces, extra.get("normals"), extra.get("uvs"), extra.get("uvs1"), extra.get("tangents"),

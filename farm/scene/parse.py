@@ -272,8 +272,8 @@ def _binary(node: Node, formats: dict | None = None) -> tuple:
     if formats is None:
         node.expect_keys(required=("positions",),
                          optional=("normals", "uvs", "uvs1", "tangents", "indices", "joints", "weights"))
-        uv_formats = ("f32x2", "u8x2n", "u16x2n")
-        formats = {"positions": ("f32x3",), "normals": ("f32x3",), "uvs": uv_formats, "uvs1": uv_formats,
+        uv_formats = ("f32x2", "u8x2n", "u16x2n", "f64x2")
+        formats = {"positions": ("f32x3", "f64x3"), "normals": ("f32x3", "f64x3"), "uvs": uv_formats, "uvs1": uv_formats,
                    "tangents": ("f32x4",), "joints": ("u8x4", "u16x4"), "weights": ("f32x4", "u8x4n", "u16x4n"),
                    "indices": ("u8", "u16", "u32")}
     parts = []
