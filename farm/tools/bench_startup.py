@@ -6,7 +6,9 @@ glTF file, a JSON scene) is submitted as it is. `submit` runs as a process of it
 against a local farm of --workers warm workers, so its wall time and peak memory are its
 own. Each round renders the scene anew for every worker (the .glb with another seed, a
 --scene at another film height, each a scene of another digest), so every worker prepares
-it again (files stay in the workers' asset caches after the first round). The
+it again (files stay in the workers' asset caches after the first round; the workers start
+with an empty cache folder, so an earlier bench's packed scenes, of these same digests, do
+not serve them: they did, and its first tiles read 0.15 s). The
 workers' start-up is the time from the client's sending of the job to its first tile
 (fetching the files, building the scene, uploading it, one small bucket); the render
 processes' peak memory is read from the kernel (VmHWM), reset before each round.
@@ -99,7 +101,9 @@ def run(args) -> int:
             what = f"a {triangles:,}-triangle glTF ({size / 2**20:.0f} MiB)"
         else:
             what = f"{args.scene} ({Path(args.scene).stat().st_size / 2**20:.1f} MiB)"
-        with LocalFarm(workers) as local:
+        # the workers' own cache folder, empty: no packed scene or file of an earlier bench
+        # (whose rounds had these digests) serves them, as on a machine new to the scene
+        with LocalFarm(workers, env={"FARM_CACHE_DIR": str(folder / "workers-cache")}) as local:
             app.conf.broker_url = local.broker_url
             local.wait_ready(app, timeout=max(defaults.WORKER_START_TIMEOUT, 3.0 * workers))
             print(f"startup: {what} on {workers} warm workers, 32 pixels wide at 1 spp in 16-pixel buckets")
