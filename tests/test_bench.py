@@ -45,7 +45,7 @@ def test_bench_shot_measures_a_shot_against_its_frames_alone():
 def test_bench_mesh_times_each_step_of_a_generated_mesh():
     out = _bench("--mesh", "5000", "--spp", "1", "--width", "32", "--repeat", "1")
     assert re.search(r"mesh: [\d,]+ triangles", out), out
-    for step in ("load OBJ", "build BVH", "upload", "render 32x32 at 1 spp"):
+    for step in ("load_scene", "load mesh", "build BVH", "upload", "render 32x32 at 1 spp"):
         assert re.search(step + r" [\d.]+s", out), (step, out)
 
 

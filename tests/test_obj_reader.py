@@ -216,6 +216,8 @@ def test_a_big_obj_travels_as_its_arrays_and_packs_to_the_same_scene(form, tmp_p
     names = [shape["file"] for shape in sent["shapes"]]
     assert names[0] == names[1] and names[0].startswith(GENERATED) and list(scene.assets) == names[:1]
     assert sent["shapes"][0]["binary"] == layout
+    # the benches' exports to Mitsuba and Cycles read the OBJ itself
+    assert load_scene(tmp_path / "scene.json", obj_arrays=False)[1]["shapes"][0]["file"] == "big.obj"
     folder = FolderAssets(tmp_path)
     converted, direct = pack(scene, folder), pack(parse_scene(document), folder)
     for name in ("nodes", "packs", "triangle_data", "normals", "extras"):

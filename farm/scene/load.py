@@ -48,13 +48,16 @@ FRAMING_MARGIN = 0.05
 def load_scene(
     path: str | Path, spp: int | None = None, *, allow_missing: bool = False,
     resolution: tuple[int, int] | None = None, animation: str | None = None, camera: str | None = None,
+    obj_arrays: bool = True,
 ) -> tuple[Scene, dict]:
     """Read and validate a scene file (.json, .gltf, .glb or a USD stage); `spp` and
     `resolution` override its film; `camera` picks a glTF or USD camera by name (a USD
     stage's: by prim path). Returns the scene and the document that travels to workers.
 
     Missing files are a SceneError naming each; with `allow_missing`, missing textures and
-    environment maps are turned off instead and the scene's `warnings` say which."""
+    environment maps are turned off instead and the scene's `warnings` say which. A big
+    OBJ file travels as its arrays (_binary_meshes) unless `obj_arrays` is False (for the
+    exports to other renderers, which read the OBJ itself: farm.scene.mitsuba, Cycles')."""
     path = Path(path)
     folder = FolderAssets(path.parent)
     base = Path(os.path.abspath(path.parent))
@@ -96,7 +99,7 @@ def load_scene(
     if missing:  # the materials and lights change: parsed again, only on this degraded path
         _turn_off(document, missing, warnings)
         scene = parse_scene(document, source=str(path))
-    if _binary_meshes(document, folder):
+    if obj_arrays and _binary_meshes(document, folder):
         scene = parse_scene(document, source=str(path))
     if warnings:
         document["warnings"] = warnings

@@ -236,7 +236,7 @@ def _bench_mesh(args) -> int:
         (Path(folder) / "scene.json").write_text(json.dumps(document))
         started = time.perf_counter()
         scene, _ = load_scene(Path(folder) / "scene.json")
-        hashed = time.perf_counter() - started
+        loaded = time.perf_counter() - started
         packed = pack(scene, FolderAssets(folder, scene.assets))
         device = current()
         started = time.perf_counter()
@@ -248,7 +248,7 @@ def _bench_mesh(args) -> int:
     timings = packed.timings
     print(f"device: {device}")
     print(f"mesh: {triangles:,} triangles ({len(packed.triangles):,} in the scene), {len(packed.nodes):,} BVH nodes")
-    print(f"write OBJ {written:.2f}s | hash files {hashed:.2f}s | load OBJ {timings['load']:.2f}s | "
+    print(f"write OBJ {written:.2f}s | load_scene {loaded:.2f}s | load mesh {timings['load']:.2f}s | "
           f"build BVH {timings['bvh']:.2f}s | pack total {timings['pack']:.2f}s | upload {uploaded:.2f}s | "
           f"render {scene.film.width}x{scene.film.height} at {scene.film.spp} spp {frame:.2f}s "
           f"({samples / frame / 1e6:.3f} M samples/s)")

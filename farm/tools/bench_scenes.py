@@ -21,10 +21,11 @@ def default_scene() -> str:
 
 
 def load_scaled(args):
-    """The scene of `args.scene` at `args.spp`, `args.width` wide (the height keeps the aspect)."""
+    """The scene of `args.scene` at `args.spp`, `args.width` wide (the height keeps the aspect);
+    a big OBJ stays an OBJ file, which Mitsuba's and Cycles' exports read."""
     from farm.scene.load import load_scene
 
-    scene, document = load_scene(args.scene, spp=args.spp)
+    scene, document = load_scene(args.scene, spp=args.spp, obj_arrays=False)
     if args.width:
         film = document["film"]
         film["height"] = max(1, round(film["height"] * args.width / film["width"]))
