@@ -100,6 +100,9 @@ def _trimesh_parts(name: str, data: bytes) -> list[tuple]:
 
     try:
         loaded = trimesh_load_obj(io.BytesIO(data), maintain_order=True, skip_materials=True)
+    except ModuleNotFoundError as exc:  # a file that is not UTF-8: trimesh guesses its encoding with an optional package
+        raise SceneError(f"{name}: cannot read OBJ: it is not UTF-8 text, and {exc.name} (which would guess its "
+                         f"encoding) is not installed") from None
     except Exception as exc:  # trimesh raises many types for malformed files
         raise SceneError(f"{name}: cannot read OBJ: {exc}") from None
     parts = list(loaded.get("geometry", {}).values()) if "geometry" in loaded else [loaded]
