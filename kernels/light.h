@@ -43,12 +43,6 @@ inline float3 env_map_eval(const SceneRef *s, float2 uv) {
     return bilinear(s, t, x, y, WRAP_REPEAT, WRAP_CLAMP).xyz * f->env_radiance.xyz;
 }
 
-inline float3 env_eval(const SceneRef *s, float3 d) {
-    __global const Frame *f = s->frame;
-    if (f->options.y < 0) return f->env_radiance.xyz;
-    return env_map_eval(s, env_uv(s, d));
-}
-
 /* Whether env_sample chooses directions uniformly (no map, or a map it does not follow). */
 inline bool env_uniform(__global const Frame *f) { return f->options.y < 0 || f->env.w != 0; }
 
@@ -64,9 +58,9 @@ inline float env_map_pdf(const SceneRef *s, float2 uv) {
     return s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * sin_theta);
 }
 
-/* A ray that leaves the scene in direction d: the environment's radiance there, and
- * (when `pdf` is not NULL) env_pdf's density of d, the map's (u, v) found once for both. */
-inline float3 env_escaped(const SceneRef *s, float3 d, float *pdf) {
+/* The environment's radiance in direction d and, where `pdf` is not NULL, the density with
+ * which env_sample chooses d: the map's (u, v) found once for both. */
+inline float3 env_eval(const SceneRef *s, float3 d, float *pdf) {
     __global const Frame *f = s->frame;
     if (f->options.y < 0) {
         if (pdf) *pdf = 0.25f * INV_PI_F;
@@ -99,16 +93,15 @@ inline int search_cdf(__global const float *cdf, __global const int *guide, int 
 /* A direction towards the environment, its density, and its radiance: from the map's
  * (u, v) where the map chose it, as Mitsuba's envmap does (the direction's (u, v) found
  * back through atan2 and acos is the same point but for rounding, and cost a sixth of
- * the showcase's time with env_pdf's). */
+ * the showcase's time with the density's). */
 inline float3 env_sample(const SceneRef *s, float2 u, float *pdf, float3 *radiance) {
     __global const Frame *f = s->frame;
+    const bool uniform = env_uniform(f);
     float3 in_map;
-    if (env_uniform(f)) {
+    float2 uv = (float2)(0.0f);  /* where the map chose the direction (not uniform) */
+    if (uniform) {
         in_map = sample_sphere(u.x, u.y);
         *pdf = 0.25f * INV_PI_F;
-        float3 d = f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
-        *radiance = env_eval(s, d);
-        return d;
     } else {
         int width = f->env.x, height = f->env.y;
         const int row_steps = s->env_guide[0], col_steps = s->env_guide[1];
@@ -122,15 +115,17 @@ inline float3 env_sample(const SceneRef *s, float2 u, float *pdf, float3 *radian
         float du = col_width > 0.0f ? (u.x - conditional[col]) / col_width : 0.5f;
         float mu = ((float)col + clamp_f(du, 0.0f, 1.0f)) / (float)width;
         float mv = ((float)row + clamp_f(dv, 0.0f, 1.0f)) / (float)height;
-        float2 phi = unit_circle(min_f(mu, 0.99999994f));     /* (cos, sin) of 2 pi u */
         float half_v = min_f(0.5f * mv, 0.49999997f);
+        uv = (float2)(min_f(mu, 0.99999994f), 2.0f * half_v);
+        float2 phi = unit_circle(uv.x);      /* (cos, sin) of 2 pi u */
         float2 theta = unit_circle(half_v);  /* (cos, sin) of pi v */
         in_map = (float3)(theta.y * phi.y, theta.x, -theta.y * phi.x);
         *pdf = theta.y > 0.0f ? s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * theta.y) : 0.0f;
-        *radiance = env_map_eval(s, (float2)(min_f(mu, 0.99999994f), 2.0f * half_v));
     }
     /* environment -> world: the transpose of the world -> environment rows */
-    return f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
+    float3 d = f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
+    *radiance = uniform ? env_eval(s, d, 0) : env_map_eval(s, uv);
+    return d;
 }
 
 inline float3 emission_at(const SceneRef *s, int material, float4 uv) {

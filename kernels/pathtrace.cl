@@ -222,7 +222,7 @@ float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *ao
             if (has_env) {
                 bool mis = !prev_delta && strategy == STRATEGY_MIS && env_light >= 0;
                 float env_density;
-                float3 value = env_escaped(s, d, mis ? &env_density : 0);
+                float3 value = env_eval(s, d, mis ? &env_density : 0);
                 float weight = 1.0f;
                 if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
                 else if (mis) weight = power_heuristic(prev_pdf, s->lights[env_light].pick.x * env_density);
