@@ -36,10 +36,16 @@ def _corners(shape: dict) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
     return vertices, normals, mesh.uvs
 
 
-def _stage(path, up: str = "Y", meters: float = 1.0):
+def _stage(path, up: str = "Y", meters: float = 1.0, frames: tuple[int, int] | None = None, fps: float | None = None):
+    """A new stage; `frames`: its start and end time codes, `fps` its time codes a second."""
     stage = Usd.Stage.CreateNew(str(path))
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z if up == "Z" else UsdGeom.Tokens.y)
     UsdGeom.SetStageMetersPerUnit(stage, meters)
+    if frames is not None:
+        stage.SetStartTimeCode(frames[0])
+        stage.SetEndTimeCode(frames[1])
+    if fps is not None:
+        stage.SetTimeCodesPerSecond(fps)
     return stage
 
 
@@ -202,9 +208,7 @@ def test_what_production_stages_do_is_read_as_they_mean_it(tmp_path):
     instancer's prototypes under it, a `full` binding, a material's interface input,
     `primvars:normals` over `normals`, a prim scaled to nothing, faces of two corners, a
     camera with an fStop and no focus distance."""
-    stage = _stage(tmp_path / "production.usda")
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(10)
+    stage = _stage(tmp_path / "production.usda", frames=(1, 10))
     cache = UsdGeom.Mesh.Define(stage, "/Cache")  # a Houdini or Maya cache: samples only
     cache.GetPointsAttr().Set([(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)], 1.0)
     cache.GetPointsAttr().Set([(5, 0, 0), (6, 0, 0), (6, 1, 0), (5, 1, 0)], 10.0)
@@ -368,10 +372,7 @@ def test_time_sampled_transforms_place_each_frame_where_usd_does(tmp_path):
     own local-to-world matrix at F says; the shot spans the stage's time range."""
     from farm.scene import parse_scene
 
-    stage = _stage(tmp_path / "shot.usda", up="Z", meters=0.01)
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(24)
-    stage.SetTimeCodesPerSecond(24)
+    stage = _stage(tmp_path / "shot.usda", up="Z", meters=0.01, frames=(1, 24), fps=24)
     parent = UsdGeom.Xform.Define(stage, "/Rig")
     lift = parent.AddTranslateOp()
     lift.Set((0, 0, 0), 1)
@@ -516,10 +517,7 @@ def test_a_turning_dome_turns_its_map_each_frame(tmp_path):
     from farm.scene import parse_scene
 
     (tmp_path / "sky.hdr").write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 4\n" + bytes([128, 128, 128, 129]) * 8)
-    stage = _stage(tmp_path / "turning.usda")
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(3)
-    stage.SetTimeCodesPerSecond(24)
+    stage = _stage(tmp_path / "turning.usda", frames=(1, 3), fps=24)
     UsdGeom.Sphere.Define(stage, "/Ball")
     dome = UsdLux.DomeLight.Define(stage, "/Sky")
     dome.CreateTextureFileAttr("sky.hdr")
@@ -614,9 +612,7 @@ def test_moving_suns_and_point_lights_are_placed_each_frame(tmp_path):
     along the light's -z and the point light stands where USD puts them."""
     from farm.scene import parse_scene
 
-    stage = _stage(tmp_path / "lights.usda")
-    stage.SetStartTimeCode(0)
-    stage.SetEndTimeCode(10)
+    stage = _stage(tmp_path / "lights.usda", frames=(0, 10))
     UsdGeom.Sphere.Define(stage, "/Ball")
     sun = UsdLux.DistantLight.Define(stage, "/Sun")
     turn = sun.AddRotateXOp()
@@ -701,9 +697,7 @@ def test_small_parts_zero_scales_and_keys_scaled_to_nothing(tmp_path):
 
     from farm.scene import parse_scene
 
-    stage = _stage(tmp_path / "small.usda", meters=0.001)
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(3)
+    stage = _stage(tmp_path / "small.usda", meters=0.001, frames=(1, 3))
     bolt = _grid(stage, "/Bolt", 1)
     UsdGeom.XformCommonAPI(bolt).SetScale((50.0, 50.0, 50.0))
     pop = UsdGeom.Cube.Define(stage, "/Pop")
@@ -753,9 +747,7 @@ def test_a_zooming_lens_is_keyed_each_time_code(tmp_path):
     distance are the lens's at its time code (a pinhole where it has no fStop)."""
     from farm.scene import parse_scene
 
-    stage = _stage(tmp_path / "zoom.usda")
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(3)
+    stage = _stage(tmp_path / "zoom.usda", frames=(1, 3))
     UsdGeom.Sphere.Define(stage, "/Ball")
     camera = UsdGeom.Camera.Define(stage, "/Camera")
     UsdGeom.XformCommonAPI(camera).SetTranslate((0, 0, 5))
@@ -823,10 +815,7 @@ def test_a_deforming_mesh_is_posed_each_frame_as_usd_interpolates_its_points(tmp
     from farm.scene import parse_scene
     from farm.scene.files import shape_meshes
 
-    stage = _stage(tmp_path / "cloth.usda", up="Z", meters=0.01)
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(4)
-    stage.SetTimeCodesPerSecond(24)
+    stage = _stage(tmp_path / "cloth.usda", up="Z", meters=0.01, frames=(1, 4), fps=24)
     parent = UsdGeom.Xform.Define(stage, "/Rig")
     lift = parent.AddTranslateOp()
     lift.Set((0, 0, 0), 1)
@@ -875,9 +864,7 @@ def test_a_deforming_mesh_is_posed_each_frame_as_usd_interpolates_its_points(tmp
         damage(damaged["shapes"][0]["morph"])
         with pytest.raises(SceneError, match=words):
             parse_scene(damaged, time=0.1)
-    big = _stage(tmp_path / "big.usda")  # 3,200 triangles over 4 time codes: 4 x 115 kB of corners
-    big.SetStartTimeCode(1)
-    big.SetEndTimeCode(4)
+    big = _stage(tmp_path / "big.usda", frames=(1, 4))  # 3,200 triangles over 4 time codes: 4 x 115 kB of corners
     grid = _grid(big, "/Grid", 40)
     start = np.array(grid.GetPointsAttr().Get(), float)
     grid.GetPointsAttr().Set(start.tolist(), 1.0)
@@ -897,10 +884,7 @@ def test_prims_shown_and_hidden_over_a_shot_by_visibility_or_a_scale_of_nothing(
     from farm.scene import parse_scene
     from farm.scene.motion import frame_scenes
 
-    stage = _stage(tmp_path / "shot.usda")
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(3)
-    stage.SetTimeCodesPerSecond(24)
+    stage = _stage(tmp_path / "shot.usda", frames=(1, 3), fps=24)
     pop = UsdGeom.Cube.Define(stage, "/Pop")  # scaled from nothing and back: how a prim pops in
     grow = pop.AddScaleOp()
     for code, scale in ((1, 0), (2, 1), (3, 0)):
@@ -964,10 +948,7 @@ def test_lights_brighten_dim_and_change_colour_frame_by_frame(tmp_path):
     applied as at the start; a light's keys in a document are checked (one line)."""
     from farm.scene import parse_scene
 
-    stage = _stage(tmp_path / "lights.usda")
-    stage.SetStartTimeCode(1)
-    stage.SetEndTimeCode(3)
-    stage.SetTimeCodesPerSecond(24)
+    stage = _stage(tmp_path / "lights.usda", frames=(1, 3), fps=24)
     UsdGeom.Sphere.Define(stage, "/Ball")
     panel = UsdLux.RectLight.Define(stage, "/Panel")
     panel.CreateWidthAttr(2.0)
