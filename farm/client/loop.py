@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 MAX_WAIT = 1.0
 
 # Seconds between a read of a few events and the next: a tile waits at most this long to
-# be read, and one read takes up to this long's worth of them.
-LINGER = 0.002
+# be read, and one read takes up to this long's worth of them. 8 ms, not 2: at 1,200 tiles
+# a second a read takes about 10 events instead of 3, and the client's CPU a bucket falls
+# from 0.12-0.13 ms to 0.10 (`farm bench --overhead`, issue 31); a tile shown 8 ms late
+# is not seen, and reads past FEW a turn do not linger at all.
+LINGER = 0.008
 FEW = 32  # events: a read of fewer lingers
 
 
