@@ -149,6 +149,15 @@ LEASE_TIMEOUT = _float("FARM_LEASE_TIMEOUT", 10.0, least=4.0)
 # Seconds the client waits between checks of the job (leases, lost messages, stragglers).
 RECONCILE_INTERVAL = 1.0
 
+# A bucket its worker expects to render in at most this many seconds (by its own speed on
+# the scene, measured on the scene's earlier buckets) is a quick delivery when its message
+# is a first one: rendered before it is taken, then taken and stored in one round trip,
+# without a lease (farm.worker.process; issue 31, one Redis round trip a bucket fewer). Its
+# loss is found as a vanished message's, confirmed by a second look QUICK_CONFIRM later
+# (farm.client.reconcile). 0: every bucket is taken first, under a lease.
+QUICK_SECONDS = _float("FARM_QUICK_SECONDS", 0.25, least=0.0, most=1.0)
+QUICK_CONFIRM = 2.0
+
 # Seconds after its bucket ends that a worker with no other bucket says it is idle
 # (farm/worker/busy.py): one taking bucket after bucket says nothing per bucket. The
 # client checks the tail of a frame twice this after a tile, to find it idle.

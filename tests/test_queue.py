@@ -91,7 +91,7 @@ def test_a_message_made_by_the_queue_is_the_one_kombu_writes_for_send_task(queue
     priority list, but for the delivery tag (a uuid4 each)."""
     import farm.protocol.queue as module
 
-    monkeypatch.setattr(module, "task_id", lambda job_id, index, quiet=False: f"{job_id}.{index}.feedbeef")
+    monkeypatch.setattr(module, "task_id", lambda job_id, index, quiet=False, resent=False: f"{job_id}.{index}.feedbeef")
     kwargs = {"copy": True} if copy else {}
     headers, properties, body, _ = queue.app.amqp.as_task_v2(
         "job1.7.feedbeef", TASK_NAME, ("job1", 7), kwargs, argsrepr=repr(("job1", 7)), kwargsrepr=repr(kwargs))
@@ -124,3 +124,15 @@ def test_a_window_of_buckets_goes_out_as_tiles_come_in(farm, monkeypatch, cornel
     assert run.job.sent() == 1 and len(run.unsent) == 5
     run.collect(stall_timeout=30)
     assert run.job.sent() == 6 and not run.unsent and run.film.complete
+
+
+def test_a_bucket_sent_again_is_marked_so_and_shown_to_flower(queue):
+    """Its worker takes it first, never as a quick delivery (farm.worker.quick)."""
+    from farm.protocol.queue import is_resent
+
+    queue.send("job1", [0, 1])
+    queue.send("job1", [2], resent=True)
+    ids = {parse_task_id(m["headers"]["id"])[1]: m["headers"]["id"]
+           for m in map(json.loads, queue.redis.lrange(defaults.QUEUE, 0, -1))}
+    assert [is_resent(ids[i]) for i in range(3)] == [False, False, True]
+    assert not is_resent(task_id("job1", 0, quiet=True))

@@ -64,7 +64,8 @@ class SentLog:
     def __init__(self):
         self.sent = []
 
-    def send(self, job_id, indexes, copy=False, priority=0, countdown=0.0, pool=None):
+    def send(self, job_id, indexes, copy=False, priority=0, countdown=0.0, pool=None, resent=False):
+        assert resent, "what recovery sends is sent again, and marked so (farm.worker.quick)"
         self.sent.append((list(indexes), copy, priority, countdown))
 
     def purge(self, job_id, pool=None):

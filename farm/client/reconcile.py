@@ -66,11 +66,14 @@ class Reconciliation:
         lost_buckets = {lease.bucket for lease in lost}
         clock = time.monotonic()
         suspects = []  # without a lease for LEASE_TIMEOUT: queued still, or its message is gone
+        in_doubt = set(waiting)
+        missing = self._missing_since = {i: t for i, t in self._missing_since.items() if i in in_doubt}
         for index in waiting:
             since = self._waiting_since.setdefault(index, clock)
             if stalled and index not in lost_buckets:  # nothing could move in the stall: time again from now
                 self._waiting_since[index] = clock
-            elif index in lost_buckets or clock - since >= self.lease_timeout:
+                missing.pop(index, None)
+            elif index in lost_buckets or clock - since >= self.lease_timeout or index in missing:
                 suspects.append(index)
         for index in live:
             self._waiting_since.pop(index, None)
@@ -79,9 +82,19 @@ class Reconciliation:
         queued = self.queue.scan(self.job.job_id, self.job.pool).queued if set(suspects) - lost_buckets else set()
         resend = []
         for index in suspects:
-            self._waiting_since[index] = clock
-            if index in lost_buckets or index not in queued:
+            if index in lost_buckets:
                 resend.append(index)
+            elif index in queued:
+                missing.pop(index, None)
+            elif clock - missing.setdefault(index, clock) >= defaults.QUICK_CONFIRM:
+                # Neither queued nor leased at two looks QUICK_CONFIRM apart: not a quick
+                # delivery rendering (farm.worker.quick) nor one between its message and its
+                # lease, but a message gone.
+                del missing[index]
+                resend.append(index)
+            else:
+                continue  # looked at again next time
+            self._waiting_since[index] = clock
         if lost:
             self._report_lost(lost, resend, workers)
             if self.recovery.lost(self.job, lost).action is Action.GIVE_UP:

@@ -89,6 +89,7 @@ class JobRun(Reconciliation, TailSplit):
     _parts: dict[int, tuple] = field(default_factory=dict)  # split bucket -> (sums so far, parts arrived)
     _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
     _waiting_since: dict[int, float] = field(default_factory=dict)
+    _missing_since: dict[int, float] = field(default_factory=dict)  # neither queued nor leased at a look
     _workers_seen: int = 0  # live workers at the last look
     _none_healthy_since: float | None = None  # when every live worker was last seen bad
     _arrivals: deque = field(default_factory=deque)  # (monotonic time, tiles taken) of recent sends

@@ -86,10 +86,22 @@ def resend_step(priority: int = defaults.DEFAULT_PRIORITY) -> int:
     return 2 * band(priority)
 
 
-def task_id(job_id: str, bucket_index: int, quiet: bool = False) -> str:
+# The first letter of the serial of a bucket's message sent again (a serial is otherwise
+# hex, or quiet's): its worker takes it first, never as a quick delivery (farm.worker.quick),
+# so that a bucket whose delivery killed a whole worker is counted the next time.
+RESENT = "r"
+
+
+def task_id(job_id: str, bucket_index: int, quiet: bool = False, resent: bool = False) -> str:
     """A new task id of the bucket; a `quiet` one makes no routine task event (farm.protocol.flower)."""
     serial = uuid.uuid4().hex[:8]
-    return f"{job_id}.{bucket_index}.{flower.QUIET + serial[1:] if quiet else serial}"
+    mark = RESENT if resent else flower.QUIET if quiet else serial[0]
+    return f"{job_id}.{bucket_index}.{mark}{serial[1:]}"
+
+
+def is_resent(task_id_text: str) -> bool:
+    """Whether a farm task id is of a message sent again (RESENT)."""
+    return task_id_text.rpartition(".")[2].startswith(RESENT)
 
 
 def parse_task_id(text: str) -> tuple[str, int] | None:
@@ -115,7 +127,7 @@ class BucketQueue:
         return max(1, defaults.SEND_BATCH)
 
     def send(self, job_id: str, bucket_indexes, copy: bool = False, priority: int = 0, countdown: float = 0.0,
-             pool: str | None = None) -> None:
+             pool: str | None = None, resent: bool = False) -> None:
         """One Celery task message per bucket, in the given order, with their task-sent
         events for Flower, in batches of SEND_BATCH buckets: one LPUSH and one event
         message each. The messages are Celery's own (protocol 2, JSON, `_messages`), made
@@ -125,20 +137,21 @@ class BucketQueue:
         a duplicate, which the workers skip. `priority`: see priority_for (0, the default,
         goes first: what is sent again is late already). `countdown`: seconds before a
         worker may start them (Celery's eta; the worker holding one stays free for others):
-        farm.protocol.recovery's back-off. `pool`: the job's queue (farm.protocol.pools), else `farm`."""
+        farm.protocol.recovery's back-off. `pool`: the job's queue (farm.protocol.pools), else `farm`.
+        `resent`: the buckets were sent before (RESENT; their task events always shown)."""
         started = time.perf_counter()
         indexes = [int(index) for index in bucket_indexes]
         for start in range(0, len(indexes), self.batch):
             self._send_batch(job_id, indexes[start : start + self.batch], copy, priority, countdown,
-                             pool or defaults.QUEUE)
+                             pool or defaults.QUEUE, resent)
         self.sent += len(indexes)
         self.seconds += time.perf_counter() - started
 
     def _send_batch(self, job_id: str, indexes: list[int], copy: bool, priority: int, countdown: float,
-                    pool: str) -> None:
+                    pool: str, resent: bool) -> None:
         policy = defaults.PUBLISH_RETRY
         pause = policy["interval_start"]
-        messages, events = self._messages(job_id, indexes, copy, priority, countdown, pool)
+        messages, events = self._messages(job_id, indexes, copy, priority, countdown, pool, resent)
         for attempt in range(policy["max_retries"] + 1):
             try:
                 # the batch's messages in one LPUSH (as kombu pushes each: on the left, so
@@ -167,7 +180,7 @@ class BucketQueue:
         return self.app.amqp._event_dispatcher
 
     def _messages(self, job_id: str, indexes: list[int], copy: bool, priority: int, countdown: float,
-                  pool: str) -> tuple[list[bytes], list[dict]]:
+                  pool: str, resent: bool = False) -> tuple[list[bytes], list[dict]]:
         """The Celery task messages of the buckets, as kombu's Redis channel writes them into
         a queue's list (JSON: the body base64, the delivery tag a uuid4), and their
         task-sent events. Celery makes one (protocol 2, `as_task_v2`); each message is
@@ -204,8 +217,8 @@ class BucketQueue:
         body_tail = json.dumps([kwargs, embed])[1:]  # the body after its arguments
         messages, events = [], []
         for index in indexes:
-            show = budget.take()
-            tid = task_id(job_id, index, quiet=not show)
+            show = resent or budget.take()
+            tid = task_id(job_id, index, quiet=not show, resent=resent)
             argsrepr = repr((job_id, index))
             body = base64.b64encode(f'[["{job_id}", {index}], {body_tail}'.encode()).decode()
             values = {"id": tid, "args": argsrepr, "body": body, "tag": str(uuid.uuid4())}

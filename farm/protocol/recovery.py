@@ -162,7 +162,7 @@ class Recovery:
         delay = (self.policy.backoff(failures) if rule.backoff else 0.0) + rule.delay
         # at its job's priority, first in its band: every resend is late already
         self.queue.send(job.job_id, indexes, copy=rule.copy, priority=resend_step(job.priority), countdown=delay,
-                        pool=job.pool)
+                        pool=job.pool, resent=True)
         if rule.stat:
             job.stats.count(rule.stat, len(indexes))
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import InvalidTile, JobVanished
-from farm.protocol.deliveries import PLACEHOLDER, Deliveries
+from farm.protocol.deliveries import PARTS, PLACEHOLDER, Deliveries
 from farm.protocol.events import EventLog, TileEvent
 from farm.protocol.record import JobPart, JobRecord
 from farm.protocol.scripts import Script, in_one_trip
@@ -33,9 +33,7 @@ BACKLOG = 256  # events waiting past which a tile no longer comes in its event (
 # uncollected job holds its tiles twice only so far. Expiry: the tiles hash has the job's
 # from its start (PLACEHOLDER; a job of an older client, ARGV[6]: with each tile), the
 # event list gets it whenever a push starts it anew (the client empties it as it reads).
-_STORE_TILE = Script("""
-local alive = ARGV[4] ~= '' and redis.call('HDEL', KEYS[5], ARGV[4]) == 1
-if not alive and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
+_STORE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   local event = ARGV[3]
   if ARGV[7] ~= '' then event = ARGV[2] end
@@ -56,7 +54,24 @@ if ttl > 0 then
   redis.call('EXPIRE', KEYS[3], ttl)
 end
 return 0
-""")
+"""
+_STORE_TILE = Script("""
+local alive = ARGV[4] ~= '' and redis.call('HDEL', KEYS[5], ARGV[4]) == 1
+if not alive and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
+""" + _STORE)
+
+# A quick delivery's tile (farm.worker.process: a bucket rendered before it was taken, in
+# the one round trip that takes and stores it), stored as _STORE_TILE stores, after the
+# checks Deliveries.take would have made first, on what can change while a job runs: the
+# job exists (else -1) and runs, and this worker (ARGV[8]) is not on its blocklist (KEYS[7]);
+# else -2 and nothing is written. The delivery is counted in the job's attempts (KEYS[6]).
+_STORE_QUICK = Script("""
+local job = redis.call('HMGET', KEYS[4], 'job_id', 'state', 'blocks')
+if not job[1] then return -1 end
+if (job[2] or '') ~= '' then return -2 end
+if (job[3] or '') ~= '' and redis.call('HEXISTS', KEYS[7], 'why:' .. ARGV[8]) == 1 then return -2 end
+redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
+""" + _STORE)
 
 # Delete a tile only if it is still the one that was judged invalid.
 _DISCARD_TILE = """
@@ -92,22 +107,34 @@ class TileStore(JobPart):
         """Store the tile, tagged with the farm's secret `key`, unless one is already stored,
         and end the delivery whose lease is named `lease`; True if this tile was first.
         `also(pipe)` adds commands to the round trip."""
+        return self._store(_STORE_TILE, header, tile, key, lease, also) == 1
+
+    def store_quick(self, header: TileHeader, tile: np.ndarray, key: bytes, also=None) -> bool | None:
+        """Store the tile of a quick delivery (see _STORE_QUICK) as `store` does, where the job
+        still runs and `header.worker` is not on its blocklist; None, and nothing stored, where
+        it does not or is. A job of an older client (not `lasting`) has none."""
+        stored = self._store(_STORE_QUICK, header, tile, key, "", also, header.worker)
+        return None if stored == -2 else stored == 1
+
+    def _store(self, script: Script, header: TileHeader, tile: np.ndarray, key: bytes, lease: str, also,
+               *extra: str) -> int:
+        deliveries = Deliveries.keys_for(self.job_id)
         keys = [self.key, EventLog.key_for(self.job_id), self.stats.key, JobRecord.key_for(self.job_id),
-                Deliveries.keys_for(self.job_id)[0]]
+                deliveries[0], deliveries[PARTS.index("attempts")], JobRecord.part_key(self.job_id, "blocked")]
         payload = encode_tile(header, tile, key)
         inline = self.lasting and len(payload) <= INLINE  # a job of an older client: its client reads JSON events only
         event = TileEvent(header.bucket, header.worker).to_json()
 
         def build(pipe) -> None:
-            _STORE_TILE.queue(pipe, keys, str(header.bucket), payload, event, lease, BACKLOG,
-                              "" if self.lasting else "1", "1" if inline else "")
+            script.queue(pipe, keys, str(header.bucket), payload, event, lease, BACKLOG,
+                         "" if self.lasting else "1", "1" if inline else "", *extra)
             if also is not None:
                 also(pipe)
 
-        stored = in_one_trip(self.redis, [_STORE_TILE], build)[0]
+        stored = in_one_trip(self.redis, [script], build)[0]
         if stored == -1:
             raise JobVanished(f"job {self.job_id} no longer exists; tile of bucket {header.bucket} dropped")
-        return stored == 1
+        return stored
 
     def has(self, index: int) -> bool:
         return bool(self.redis.hexists(self.key, str(index)))

@@ -2,10 +2,10 @@
 
 A worker child (Celery forks the children; nothing here exists before the fork) opens
 its device once, parses, packs and uploads a scene once and reuses it for every bucket
-of every job that shares it. Each bucket is rendered under a lease that a heartbeat
-thread renews, so the client can tell a slow bucket from a dead worker; between passes of
-samples the render stops early if the job was cancelled, another copy of the bucket
-already finished, or the worker is shutting down.
+of every job that shares it. Each bucket (but a quick one, farm.worker.quick) is
+rendered under a lease that a heartbeat thread renews, so the client can tell a slow
+bucket from a dead worker; between passes the render stops early if the job was
+cancelled, another copy of the bucket already finished, or the worker is shutting down.
 
 The worker's main process (its registry entry, its start and stop) is farm.worker.lifecycle;
 the thread that renews a bucket's lease is farm.worker.leases.
@@ -40,6 +40,7 @@ from farm.worker import device as devices
 from farm.worker import about, metrics, plugins
 from farm.worker.busy import BusySign
 from farm.worker.leases import LeaseKeeper
+from farm.worker.quick import QuickDeliveries
 from farm.worker.render import build_program
 from farm.worker.scenes import Scenes
 from farm.worker.speed import SpeedMeter
@@ -72,6 +73,7 @@ class WorkerState:
         self.lease_keeper = LeaseKeeper()
         self.busy = BusySign(self.redis, os.getppid())  # tells the registry whether it renders
         self.speed = SpeedMeter()  # its samples/s, said to the farm as it changes
+        self.quick = QuickDeliveries()  # buckets rendered before they are taken
         self._recovery: Recovery | None = None
 
     def _start(self, task, job: Job, seen: BucketView, draft: Lease, hostname: str, beat) -> Lease | None:
@@ -125,12 +127,13 @@ class WorkerState:
         return self._recovery
 
     def render_bucket(self, task, job_id: str, index: int, hostname: str, copy: bool = False) -> bool:
-        """Render one bucket and store its tile; False if there was nothing (more) to do.
-
-        A fresh bucket costs two round trips to Redis besides its passes: look at it and
-        start it under a lease (Job.take), then store the tile. Any other (a job that ended,
-        a tile or a lease already there, a crash or failure before) takes the long way."""
-
+        """Render one bucket and store its tile; False if there was nothing (more) to do. Round
+        trips to Redis besides its passes: a quick bucket one (farm.worker.quick), a fresh one
+        two (Job.take, under a lease, then the store); any other (a job that ended, a tile or
+        a lease already there, a crash or failure before) takes the long way."""
+        quick = self.quick.choose(self, task, job_id, index, copy)
+        if quick is not None:
+            return self.quick.render(self, task, quick, index, hostname)
         # Rendering from before the lease exists: a SIGTERM that comes once the lease is seen
         # must stop the bucket at its next pass, not kill the process (a crash, counted).
         draft = Lease(index, 0, hostname, self.host, self.pid, self.device.name, 0.0, 0.0, copy)
@@ -153,6 +156,7 @@ class WorkerState:
                 return False
             if taken is not None:
                 job, lease = taken
+                self.quick.known(job)
             else:
                 lease = self._start(task, job, seen, draft, hostname, self.busy.starting(hostname))
         finally:
@@ -163,9 +167,9 @@ class WorkerState:
         self.lease_keeper.keep(job, lease)
         released = False
         try:
-            tile, seconds, speed = self._render(job, index)
+            tile, seconds, speed = self.render_tile(job, index)
             if tile is None:
-                return self._stopped(task, job, index)
+                return self.stopped(task, job, index)
             header = TileHeader(job_id, index, tile.shape[1], tile.shape[0], hostname, self.device.name,
                                 seconds, lease.attempt, self.pid)
             self.lease_keeper.drop()
@@ -179,7 +183,7 @@ class WorkerState:
             log.warning("job %s bucket %d: %s", job_id[:8], index, exc)
             return False
         except Exception as exc:  # counted, sent again or failing the job; Flower shows it failed
-            self._failed(task, job, index, hostname, exc)
+            self.failed(task, job, index, hostname, exc)
             raise
         finally:
             self.rendering = False
@@ -190,11 +194,10 @@ class WorkerState:
         self.failed_in_a_row = 0
         log.info(
             "job %s bucket %d: %.3fs on %s%s", job_id[:8], index, seconds, self.device.name,
-            "" if first else " (duplicate, discarded)",
-        )
+            "" if first else " (duplicate, discarded)")
         return first
 
-    def _render(self, job: Job, index: int) -> tuple[np.ndarray | None, float, registry.Speed | None]:
+    def render_tile(self, job: Job, index: int) -> tuple[np.ndarray | None, float, registry.Speed | None]:
         """The bucket's tile (None if stopped early), the seconds it took, and this process's
         speed where it is to be said (SpeedMeter)."""
         hooks.before_bucket(index, job.meta)
@@ -228,7 +231,7 @@ class WorkerState:
                 speed = self.speed.add(job.meta.digest, taken, seconds)
         return tile, seconds, speed
 
-    def _stopped(self, task, job: Job, index: int) -> bool:
+    def stopped(self, task, job: Job, index: int) -> bool:
         """The render stopped between passes: say why; a shutdown hands the bucket back, a
         cancel marks the task revoked (Flower shows it so, not as a success)."""
         if self.stopping:
@@ -268,7 +271,7 @@ class WorkerState:
         """Whether another healthy worker waits for a bucket now."""
         return any(w.hostname != hostname and not w.bad and not w.busy for w in registry.workers(self.redis).values())
 
-    def _failed(self, task, job: Job, index: int, hostname: str, exc: Exception) -> None:
+    def failed(self, task, job: Job, index: int, hostname: str, exc: Exception) -> None:
         """Count the failure and carry out the policy's decision: send the bucket again, or
         fail the job; call this worker bad after too many failures in a row."""
         reason = str(exc) if isinstance(exc, FarmError) else f"{type(exc).__name__}: {exc}"

@@ -41,3 +41,10 @@ class SpeedMeter:
             return None
         self.noted, self.noted_at = rate, time.monotonic()
         return Speed(scene, rate)
+
+    def expected(self, scene: str, samples: int) -> float | None:
+        """Seconds `samples` of `scene` should take at the rate measured on its buckets so
+        far (not its first); None before there is one."""
+        if scene != self.scene or self.samples <= 0 or self.seconds <= 0:
+            return None
+        return samples * self.seconds / self.samples
