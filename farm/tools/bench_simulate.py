@@ -3,7 +3,7 @@ machine's measured costs, checked against real frames, and asked about farms thi
 is not.
 
 Measured here, in one run: the kernel's samples/s on this machine's device (a direct render
-of the scene) and a launch's own cost; the farm's own cost per bucket (a local farm of null
+of the scene) and a launch's own cost (the frame in 8 px buckets against whole); the farm's own cost per bucket (a local farm of null
 workers, as `farm bench --overhead`: the client's CPU to send a bucket and to take its tile,
 Redis's CPU, a worker's CPU besides rendering). Checked: the scene through a real local farm
 of 1 and 2 workers, in 64 px buckets (mostly rendering) and 8 px ones (mostly the farm's own
@@ -17,6 +17,7 @@ an idle worker: not in the farm).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import statistics
 import subprocess
@@ -30,7 +31,6 @@ FRAME = (3840, 2160, 1024)  # the predicted frame: width, height, spp
 WORKER_COUNTS = (2, 16, 128, 1024)
 FIXED_SIDE = 64
 FARM_TIMEOUT = 900  # seconds for one real farm's bench
-LAUNCHES = 20  # 8x8 launches timed for the device's own cost per bucket
 
 
 def run(args, scene, document) -> int:
@@ -43,19 +43,21 @@ def run(args, scene, document) -> int:
     width, height, spp = scene.film.width, scene.film.height, scene.film.spp
     device = current()
     renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)))
-    tile = (0, 0, min(8, width), min(8, height))
-    renderer.render(*tile)  # warm up
+    renderer.render(0, 0, min(8, width), min(8, height))  # warm up
     direct = statistics.median(timed(renderer.render_frame) for _ in range(args.repeat))
     rate = width * height * spp / direct
     print(f"device: {describe(device)}: {rate / 1e6:.2f} M samples/s on {args.scene} "
           f"({width}x{height}, {spp} spp; median of {args.repeat})")
-    # a launch's own cost on the device: an 8x8 bucket's time beyond its samples at the frame's rate
-    launch = max(0.0, statistics.median(timed(lambda: renderer.render(*tile)) for _ in range(LAUNCHES))
-                 - tile[2] * tile[3] * spp / rate)
+    # a launch's own cost on the device: the frame rendered as 8x8 buckets, beyond the frame
+    # rendered whole, a bucket (a corner bucket's time against the frame's mean rate read
+    # nothing: a corner is cheaper than the mean)
+    small = [(x, y, min(8, width - x), min(8, height - y)) for y in range(0, height, 8) for x in range(0, width, 8)]
+    in_buckets = statistics.median(timed(lambda: [renderer.render(*b) for b in small]) for _ in range(args.repeat))
+    launch = max(0.0, (in_buckets - direct) / len(small))
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)
     print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}; a launch "
-          f"on the device, median of {LAUNCHES}): client send {costs.send * 1e3:.3f} ms, collect "
+          f"on the device, the frame in {len(small)} of them against whole, median of {args.repeat}): client send {costs.send * 1e3:.3f} ms, collect "
           f"{costs.collect * 1e3:.3f} ms, redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms "
           f"(a launch {launch * 1e3:.3f} ms of it)")
     # 64 px buckets: mostly rendering; 8 px: mostly the farm's own cost per bucket
@@ -66,7 +68,9 @@ def run(args, scene, document) -> int:
             print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, "
                   f"model {model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
     rates = {"this CPU": rate, **{f"GPU {r / 1e9:g} G/s": r for r in args.gpu_rates}}
-    table = predict(rates, costs, args.bucket_seconds)
+    # a GPU's launch is not this CPU's (nor measured here): its rows count the worker's own cost alone
+    table = predict(rates, costs, args.bucket_seconds,
+                    {name: dataclasses.replace(costs, worker=costs.worker - launch) for name in rates if name != "this CPU"})
     fw, fh, fspp = FRAME
     print(f"model: {fw}x{fh} at {fspp} spp; frame seconds and efficiency (ideal / frame)")
     print(f"{'device':16} {'workers':>7}  {'64 px buckets':>24}  {'self-sized, split tail (the farm)':>40}  "
@@ -81,24 +85,26 @@ def run(args, scene, document) -> int:
     return 0
 
 
-def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float) -> dict:
+def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float, own: dict[str, Costs] | None = None
+            ) -> dict:
     """(device, workers) -> Outcomes: in 64 px buckets; self-sized with the tail split as the
     farm splits it (`submit` without --bucket-size: its last buckets cut in parts from the
     start); self-sized with the model's cooperative split (not in the farm: a running bucket
-    gives part of its samples to an idle worker)."""
+    gives part of its samples to an idle worker). `own`: a device's costs, where not `costs`."""
     from farm import defaults
     from farm.buckets import count, tail_split
 
     width, height, spp = FRAME
     table = {}
     for name, rate in rates.items():
+        device_costs = (own or {}).get(name, costs)
         for workers in WORKER_COUNTS:
             farm = [rate] * workers
             side = simulate.self_sized(width, height, spp, farm, bucket_seconds)
             tail = tail_split(workers, count(width, height, side), spp, defaults.MAX_SPLIT, side * side * spp / rate)
-            table[name, workers] = (simulate.simulate(width, height, spp, FIXED_SIDE, farm, costs),
-                                    simulate.simulate(width, height, spp, side, farm, costs, tail=tail),
-                                    simulate.simulate(width, height, spp, side, farm, costs, split_tail=True))
+            table[name, workers] = (simulate.simulate(width, height, spp, FIXED_SIDE, farm, device_costs),
+                                    simulate.simulate(width, height, spp, side, farm, device_costs, tail=tail),
+                                    simulate.simulate(width, height, spp, side, farm, device_costs, split_tail=True))
     return table
 
 
