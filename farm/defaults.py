@@ -154,9 +154,10 @@ RECONCILE_INTERVAL = 1.0
 # is a first one: rendered before it is taken, then taken and stored in one round trip,
 # without a lease (farm.worker.process; issue 31, one Redis round trip a bucket fewer). Its
 # loss is found as a vanished message's, confirmed by a second look QUICK_CONFIRM later
-# (farm.client.reconcile). 0: every bucket is taken first, under a lease.
+# (farm.client.reconcile), long after a quick bucket ends even where its worker misjudged it.
+# 0: every bucket is taken first, under a lease.
 QUICK_SECONDS = _float("FARM_QUICK_SECONDS", 0.25, least=0.0, most=1.0)
-QUICK_CONFIRM = 2.0
+QUICK_CONFIRM = max(2.0, 8 * QUICK_SECONDS)
 
 # Seconds after its bucket ends that a worker with no other bucket says it is idle
 # (farm/worker/busy.py): one taking bucket after bucket says nothing per bucket. The

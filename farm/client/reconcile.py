@@ -186,6 +186,7 @@ class Reconciliation:
         self.recreate()
         pending = self._pending()
         self._waiting_since.clear()
+        self._missing_since.clear()
         self._resend(pending, Cause.LOST_JOB)
         self._notice(f"job {self.job.job_id[:8]} vanished from Redis (restarted without persistence?): scene "
                      f"uploaded again, {len(pending)} buckets sent again, {len(self.records)} kept")

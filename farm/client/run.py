@@ -63,24 +63,19 @@ class JobRun(Reconciliation, TailSplit):
     lost_deliveries: int = 0  # deliveries whose worker or render process died
     invalid_tiles: int = 0
     uploaded: Transfer = field(default_factory=Transfer)  # the scene's files this client sent to Redis
-    # Seconds a bucket may have neither a message nor a lease before it is sent again, and
-    # the figure a lost-worker notice names (FARM_LEASE_TIMEOUT). When a lease lapses is the
-    # workers' own setting: they write its end time.
+    # Seconds a bucket may have neither a message nor a lease before it is sent again, and the figure
+    # a lost-worker notice names (FARM_LEASE_TIMEOUT; when a lease lapses the workers write).
     lease_timeout: float = field(default_factory=lambda: defaults.LEASE_TIMEOUT)
     # Copy a bucket running this many times the median bucket; 0: never (FARM_SPECULATE).
     speculate: float = field(default_factory=lambda: defaults.SPECULATE)
-    # Uploads the scene and its files again and recreates the job's record, for a job that
-    # vanished from Redis (a restart without persistence); None where this client cannot
-    # (`farm collect` holds no scene), and then a vanished job fails.
+    # Uploads the scene and its files again and recreates the job's record, for a job gone from Redis
+    # (a restart without persistence); None where it cannot (`farm collect`): the job then fails.
     recreate: Callable[[], None] | None = None
-    # Buckets not sent yet, in the order they go out: the client keeps SEND_WINDOW of the
-    # job's buckets sent and unfinished, and sends more as tiles arrive, so collection
-    # starts with the first batch and a huge job does not flood the queue ahead of others.
+    # Buckets not sent yet, in the order they go out: SEND_WINDOW of the job's buckets are kept sent and
+    # unfinished, so collection starts with the first batch and a huge job does not flood the queue.
     unsent: list[int] = field(default_factory=list)
-    # The buckets this run renders: all of the job's, or those a round's plan gives samples.
-    wanted: list[int] | None = None
-    # Paused by its manager (farm.manager): sends nothing, copies nothing (see `hold`).
-    paused: bool = False
+    wanted: list[int] | None = None  # the buckets this run renders: all, or those a round's plan gives samples
+    paused: bool = False  # by its manager (farm.manager): sends nothing, copies nothing (see `hold`)
     # `submit --max-workers N`: at most N of the job's buckets queued or rendering at once (each
     # worker holds one), so at most N workers render it; copies of stragglers aside
     max_workers: int | None = None
@@ -90,6 +85,7 @@ class JobRun(Reconciliation, TailSplit):
     _sent_at: dict[int, float] = field(default_factory=dict)  # bucket -> when it was last sent (perf_counter)
     _waiting_since: dict[int, float] = field(default_factory=dict)
     _missing_since: dict[int, float] = field(default_factory=dict)  # neither queued nor leased at a look
+    _taken_back: set[int] = field(default_factory=set)  # sent before, withdrawn: sent again marked (RESENT)
     _workers_seen: int = 0  # live workers at the last look
     _none_healthy_since: float | None = None  # when every live worker was last seen bad
     _arrivals: deque = field(default_factory=deque)  # (monotonic time, tiles taken) of recent sends
@@ -224,6 +220,7 @@ class JobRun(Reconciliation, TailSplit):
             for index in taken:
                 self._sent_at.pop(index, None)
                 self._waiting_since.pop(index, None)
+            self._taken_back.update(taken)  # a withdrawn message loses its marks (farm.worker.quick)
             # the job's record still counts them sent: a client that resumes it finds them without
             # a message and sends them again after LEASE_TIMEOUT (farm.client.reconcile)
 
@@ -239,8 +236,11 @@ class JobRun(Reconciliation, TailSplit):
         if room < min(max(1, window // 4), len(self.unsent)):  # a quarter of the window at least: few round trips
             return 0
         chunk = self.unsent[: min(room, batch)]
-        self.queue.send(self.job.job_id, chunk, priority=priority_for(self.total - len(self.records), self.job.priority),
-                        pool=self.job.pool)
+        priority = priority_for(self.total - len(self.records), self.job.priority)
+        for again in (True, False):  # what was sent before goes marked (farm.protocol.queue.RESENT)
+            if part := [index for index in chunk if (index in self._taken_back) == again]:
+                self.queue.send(self.job.job_id, part, priority=priority, pool=self.job.pool, resent=again)
+        self._taken_back.difference_update(chunk)
         self._sent_priority = self.job.priority
         self._sent_at.update(dict.fromkeys(chunk, time.perf_counter()))
         del self.unsent[: len(chunk)]

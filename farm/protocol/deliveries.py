@@ -249,6 +249,10 @@ class Deliveries:
             pipe.execute()
         return int(bump(self.redis, self.job_id, self.failures_key, index))
 
+    def count_attempt(self, index: int) -> None:
+        """Count a delivery of bucket `index` that started without a take (farm.worker.quick)."""
+        self.redis.hincrby(self.attempts_key, str(index), 1)
+
     def attempts(self) -> dict[int, int]:
         return {int(k): int(v) for k, v in self.redis.hgetall(self.attempts_key).items() if k.isdigit()}
 

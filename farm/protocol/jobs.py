@@ -60,6 +60,7 @@ class Job:
         self.pin = ""  # the kernel identity of the first worker that took one of its buckets
         self.mixed = False  # any kernel identity of its sources may render it (--allow-mixed-devices)
         self.require: tuple[str, ...] = ()  # the tags a worker needs to render it (farm.protocol.pools)
+        self.quick = False  # its short buckets may be quick deliveries (JobRecord.write)
         job_id = meta.job_id
         self.record = JobRecord(redis, job_id)
         self.stats = JobStats(redis, job_id)
@@ -189,6 +190,7 @@ class Job:
             (raw.get(b"pin") or b"").decode(errors="replace")
         job.mixed = bool(raw.get(b"mixed"))
         job.tiles.lasting = bool(raw.get(b"parts"))  # else a job of an older client: its parts' expiry is renewed
+        job.quick = bool(raw.get(b"quick"))  # else its client's resends are not marked: no quick deliveries
         job.require = tuple(filter(None, (raw.get(b"require") or b"").decode(errors="replace").split(",")))
         return job
 

@@ -91,10 +91,12 @@ class JobRecord:
         sources have the digest `kernel` (farm.protocol.identity; "": any), of one kernel
         identity unless `mixed`, on workers holding the tags `require`, living JOB_TTL.
         `parts`: its deliveries' hashes exist from its start and keep their expiry
-        (Deliveries.create), so a worker's script need not renew it."""
+        (Deliveries.create), so a worker's script need not renew it. `quick`: its client marks
+        what it sends again (farm.protocol.queue.RESENT), so its short buckets may be quick
+        deliveries (farm.worker.quick)."""
         pipe.hset(self.key, mapping={**meta.to_redis(), "priority": str(int(priority)), "kernel": kernel,
                                      "mixed": "1" if mixed else "", "require": ",".join(require),
-                                     "parts": "1"})
+                                     "parts": "1", "quick": "1"})
         pipe.expire(self.key, defaults.JOB_TTL)
 
     def state(self) -> tuple[str, str, int, str]:

@@ -60,18 +60,28 @@ local alive = ARGV[4] ~= '' and redis.call('HDEL', KEYS[5], ARGV[4]) == 1
 if not alive and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 """ + _STORE)
 
-# A quick delivery's tile (farm.worker.process: a bucket rendered before it was taken, in
+# A quick delivery's tile (farm.worker.quick: a bucket rendered before it was taken, in
 # the one round trip that takes and stores it), stored as _STORE_TILE stores, after the
-# checks Deliveries.take would have made first, on what can change while a job runs: the
-# job exists (else -1) and runs, and this worker (ARGV[8]) is not on its blocklist (KEYS[7]);
-# else -2 and nothing is written. The delivery is counted in the job's attempts (KEYS[6]).
+# checks Deliveries.take makes first, on what can change while a job runs: the job exists
+# (else -1) and runs (else -2); this worker (ARGV[8]) is not on its blocklist (KEYS[7]; else
+# -3); its kernel identity (ARGV[9]) may render the job, which the first pins to it (else
+# -4). Nothing is written where one fails. The delivery is counted in its attempts (KEYS[6]).
 _STORE_QUICK = Script("""
-local job = redis.call('HMGET', KEYS[4], 'job_id', 'state', 'blocks')
+local job = redis.call('HMGET', KEYS[4], 'job_id', 'state', 'blocks', 'kernel', 'mixed', 'pin')
 if not job[1] then return -1 end
 if (job[2] or '') ~= '' then return -2 end
-if (job[3] or '') ~= '' and redis.call('HEXISTS', KEYS[7], 'why:' .. ARGV[8]) == 1 then return -2 end
+if (job[3] or '') ~= '' and redis.call('HEXISTS', KEYS[7], 'why:' .. ARGV[8]) == 1 then return -3 end
+local mine = ARGV[9] or ''
+if mine ~= '' then
+  if (job[4] or '') ~= '' and job[4] ~= string.match(mine, '^[^.]*') then return -4 end
+  if (job[5] or '') == '' then
+    if (job[6] or '') == '' then redis.call('HSET', KEYS[4], 'pin', mine)
+    elseif job[6] ~= mine then return -4 end
+  end
+end
 redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
 """ + _STORE)
+QUICK_ENDED, QUICK_BLOCKED, QUICK_NOT_MINE = -2, -3, -4
 
 # Delete a tile only if it is still the one that was judged invalid.
 _DISCARD_TILE = """
@@ -109,12 +119,11 @@ class TileStore(JobPart):
         `also(pipe)` adds commands to the round trip."""
         return self._store(_STORE_TILE, header, tile, key, lease, also) == 1
 
-    def store_quick(self, header: TileHeader, tile: np.ndarray, key: bytes, also=None) -> bool | None:
-        """Store the tile of a quick delivery (see _STORE_QUICK) as `store` does, where the job
-        still runs and `header.worker` is not on its blocklist; None, and nothing stored, where
-        it does not or is. A job of an older client (not `lasting`) has none."""
-        stored = self._store(_STORE_QUICK, header, tile, key, "", also, header.worker)
-        return None if stored == -2 else stored == 1
+    def store_quick(self, header: TileHeader, tile: np.ndarray, key: bytes, kernel: str, also=None) -> int:
+        """Store the tile of a quick delivery (see _STORE_QUICK) as `store` does, by a worker
+        of kernel identity `kernel` (farm.protocol.identity): 1 if this tile was first, 0 if
+        not, QUICK_ENDED, QUICK_BLOCKED or QUICK_NOT_MINE where nothing was stored."""
+        return self._store(_STORE_QUICK, header, tile, key, "", also, header.worker, kernel)
 
     def _store(self, script: Script, header: TileHeader, tile: np.ndarray, key: bytes, lease: str, also,
                *extra: str) -> int:

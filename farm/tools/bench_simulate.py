@@ -1,18 +1,19 @@
 """`farm bench --simulate`: the scale model (farm/tools/simulate.py), fed with this
-machine's measured costs, checked against real frames, and asked about farms this machine
-is not.
+machine's measured costs, checked against real frames, and asked about farms this
+machine is not.
 
-Measured here, in one run: the kernel's samples/s on this machine's device (a direct render
-of the scene) and a launch's own cost (the frame in 8 px buckets against whole); the farm's own cost per bucket (a local farm of null
-workers, as `farm bench --overhead`: the client's CPU to send a bucket and to take its tile,
-Redis's CPU, a worker's CPU besides rendering). Checked: the scene through a real local farm
-of 1 and 2 workers, in 64 px buckets (mostly rendering) and 8 px ones (mostly the farm's own
-cost), against the model's prediction for the same frame (the workers share this machine's
-device, so each renders at its rate over the workers). Predicted: a 3840x2160
-frame at 1024 spp on 2 to 1,024 workers of this machine's CPU and of GPUs of
-`--gpu-rates`, in 64 px buckets, in self-sized buckets with the tail split as the farm
-splits it, and with the model's cooperative split (a running bucket sharing its samples with
-an idle worker: not in the farm).
+Measured here, in one run: the kernel's samples/s on this machine's device (a direct
+render of the scene) and a launch's own cost (the frame in 8 px buckets against whole);
+the farm's own cost per bucket (a local farm of null workers, as `farm bench
+--overhead`: the client's CPU to send a bucket and to take its tile, Redis's CPU, a
+worker's CPU besides rendering). Checked: the scene through a real local farm of 1 and 2
+workers, in 64 px buckets (mostly rendering) and 8 px ones (mostly the farm's own cost),
+against the model's prediction for the same frame (the workers share this machine's
+device, so each renders at its rate over the workers). Predicted: a 3840x2160 frame at
+1024 spp on 2 to 1,024 workers of this machine's CPU and of GPUs of `--gpu-rates`, in 64
+px buckets, in self-sized buckets with the tail split as the farm splits it, and with
+the model's cooperative split (a running bucket sharing its samples with an idle worker:
+not in the farm).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def run(args, scene, document) -> int:
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)
     print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}; a launch "
-          f"on the device, the frame in {len(small)} of them against whole, median of {args.repeat}): client send {costs.send * 1e3:.3f} ms, collect "
+          f"on the device, the frame in {len(small)} of them against whole, median of {args.repeat}): client send "
+          f"{costs.send * 1e3:.3f} ms, collect "
           f"{costs.collect * 1e3:.3f} ms, redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms "
           f"(a launch {launch * 1e3:.3f} ms of it)")
     # 64 px buckets: mostly rendering; 8 px: mostly the farm's own cost per bucket
@@ -69,8 +71,8 @@ def run(args, scene, document) -> int:
                   f"model {model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
     rates = {"this CPU": rate, **{f"GPU {r / 1e9:g} G/s": r for r in args.gpu_rates}}
     # a GPU's launch is not this CPU's (nor measured here): its rows count the worker's own cost alone
-    table = predict(rates, costs, args.bucket_seconds,
-                    {name: dataclasses.replace(costs, worker=costs.worker - launch) for name in rates if name != "this CPU"})
+    gpu_costs = dataclasses.replace(costs, worker=costs.worker - launch)
+    table = predict(rates, costs, args.bucket_seconds, {name: gpu_costs for name in rates if name != "this CPU"})
     fw, fh, fspp = FRAME
     print(f"model: {fw}x{fh} at {fspp} spp; frame seconds and efficiency (ideal / frame)")
     print(f"{'device':16} {'workers':>7}  {'64 px buckets':>24}  {'self-sized, split tail (the farm)':>40}  "

@@ -2,22 +2,25 @@
 one round trip (issue 31: the central cost per bucket of a farm of small buckets).
 
 A bucket normally costs its worker two round trips besides its render: the take
-(Deliveries.take: the job's checks, the attempt, a lease) and the store. For a bucket its
-process expects to render within QUICK_SECONDS (farm.defaults), the lease guards little:
-it would be gone before a client's next look. So such a bucket, where its message is a
-first one and its process took a bucket of the job before (it holds the record), renders
-at once, and one script takes and stores it (TileStore.store_quick): the checks that can
-change while a job runs (it exists and runs, this worker is not on its blocklist), the
-attempt counted, the tile stored first-wins and announced. A job that ended meanwhile
-costs one bucket's render, and its next bucket here takes the long way.
+(Deliveries.take: the job's checks, the attempt, a lease) and the store. For a bucket
+its process expects to render within QUICK_SECONDS (farm.defaults), the lease guards
+little: it would be gone before a client's next look. So such a bucket, where its
+message is a first one and its process took a bucket of the job before (it holds the
+record), renders at once, and one script takes and stores it (TileStore.store_quick):
+the checks that can change while a job runs (it exists and runs, this worker is not on
+its blocklist, its kernel may render it), the attempt counted, the tile stored
+first-wins and announced. A job that ended meanwhile costs one bucket's render; a
+bucket this worker may no longer render is passed on. Only a job whose client marks
+what it sends again (its record's `quick`) has quick deliveries.
 
-Without a lease, a quick bucket is one its client sees as queued until its tile comes;
-a worker that dies in one loses its message, which the client finds as vanished
+Without a lease, a quick bucket is one its client sees as queued until its tile comes; a
+worker that dies in one loses its message, which the client finds as vanished
 (farm.client.reconcile, confirmed by a second look QUICK_CONFIRM later, so that a bucket
-rendering quickly is not sent again) and sends again, marked (farm.protocol.queue.RESENT):
-that delivery takes the long way, so a bucket that kills whole workers is counted too. A render process that dies in one has its message
-put back by Celery, marked redelivered by BucketRequest: that delivery takes the long
-way, under a lease, where a crash is counted.
+rendering quickly is not sent again) and sends again, marked
+(farm.protocol.queue.RESENT): that delivery takes the long way, so a bucket that kills
+whole workers is counted too. A render process that dies in one has its message put back
+by Celery, marked redelivered by BucketRequest: that delivery takes the long way, under
+a lease, where a crash is counted.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from farm.protocol import registry
 from farm.protocol.jobs import Job
 from farm.protocol.queue import is_resent
 from farm.protocol.tiles import TileHeader
+from farm.protocol.tilestore import QUICK_BLOCKED, QUICK_ENDED
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,8 @@ class QuickDeliveries:
         copy, not one sent again, not one Celery delivers again), of a running job this
         process holds, a whole bucket, expected to take at most QUICK_SECONDS here; else None."""
         job = self.jobs.get(job_id)
-        if job is None or copy or worker.stopping or worker.bad or job.state or not job.tiles.lasting \
-                or not 0 <= index < job.bucket_count:
+        if job is None or copy or worker.stopping or worker.bad or job.state or not job.quick \
+                or not job.tiles.lasting or not 0 <= index < job.bucket_count or defaults.QUICK_SECONDS <= 0:
             return None
         if redelivered(task) or is_resent(task.request.id or ""):
             log.info("job %s bucket %d: %s, taken first", job_id[:8], index,
@@ -93,25 +97,36 @@ class QuickDeliveries:
                 if speed is not None:
                     registry.note_speed(pipe, hostname, speed)
 
-            first = job.tiles.store_quick(header, tile, worker.key, also=also)
+            stored = job.tiles.store_quick(header, tile, worker.key, worker.kernel, also=also)
         except (Reject, Ignore):  # handed back, or stopped by a cancel
             raise
         except JobVanished as exc:
             self.jobs.pop(job_id, None)
             log.warning("job %s bucket %d: %s", job_id[:8], index, exc)
             return False
-        except Exception as exc:  # counted as the long way counts it
+        except Exception as exc:  # counted as the long way counts it, the delivery too
             self.jobs.pop(job_id, None)
+            try:
+                job.refresh()
+            except JobVanished:  # a duplicate message of a job gone (a round forgotten): nothing to count
+                return False
+            job.deliveries.count_attempt(index)
             worker.failed(task, job, index, hostname, exc)
             raise
         finally:
             worker.rendering = False
             worker.busy.ended(hostname)
-        if first is None:
+        if stored < 0:
             self.jobs.pop(job_id, None)
-            log.info("job %s bucket %d: the job ended, or put this worker on its blocklist, as it rendered: "
-                     "tile dropped", job_id[:8], index)
+            if stored == QUICK_ENDED:
+                log.info("job %s bucket %d: the job ended as it rendered; tile dropped", job_id[:8], index)
+            else:  # its blocklist took this worker in, or another kernel took the job first: another worker renders it
+                why = "on the job's blocklist" if stored == QUICK_BLOCKED else "another kernel renders the job"
+                log.info("job %s bucket %d: not for this worker (%s), tile dropped and passed on", job_id[:8], index,
+                         why)
+                worker.recovery(task.app).not_here(job, index, hostname, why)
             return False
+        first = stored == 1
         worker.failed_in_a_row = 0
         log.info("job %s bucket %d: %.3fs on %s, quick%s", job_id[:8], index, seconds, worker.device.name,
                  "" if first else " (duplicate, discarded)")
