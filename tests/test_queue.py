@@ -136,3 +136,27 @@ def test_a_bucket_sent_again_is_marked_so_and_shown_to_flower(queue):
            for m in map(json.loads, queue.redis.lrange(defaults.QUEUE, 0, -1))}
     assert [is_resent(ids[i]) for i in range(3)] == [False, False, True]
     assert not is_resent(task_id("job1", 0, quiet=True))
+
+
+def test_buckets_taken_back_go_out_again_marked_as_sent_before(queue, cornell_document):
+    """A paused run withdraws its queued buckets; sent again when it goes on, they are marked
+    (RESENT), as recovery's are: a withdrawn message has lost any mark it had, so its next
+    delivery must not be a quick one (farm.worker.quick)."""
+    from farm.client.start import start_job
+    from farm.protocol.queue import is_resent, queue_lists
+    from farm.scene import parse_scene
+
+    def queued() -> dict[int, str]:
+        ids = [json.loads(m)["headers"]["id"] for name in queue_lists(None) for m in queue.redis.lrange(name, 0, -1)]
+        return {parse_task_id(i)[1]: i for i in ids}
+
+    document = dict(cornell_document, film={"width": 32, "height": 32, "spp": 1})
+    run = start_job(queue.redis, queue.app, parse_scene(document), document, 16, "spiral")
+    first = queued()
+    assert sorted(first) == [0, 1, 2, 3] and not any(map(is_resent, first.values()))
+    run.hold(True)
+    assert queued() == {}
+    run.hold(False)
+    assert run.send_more() == 4
+    again = queued()
+    assert sorted(again) == [0, 1, 2, 3] and all(map(is_resent, again.values()))
