@@ -39,6 +39,25 @@ redis.call('EXPIRE', KEYS[6], ttl)
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 """
 
+# Whether a worker may render a job, for the scripts that start a delivery (_TAKE here, and
+# tilestore._STORE_QUICK, which takes and stores a quick one): on the job's blocklist
+# (KEYS[7]) where the job's `blocks` says it has one; and its kernel identity `mine`
+# (farm.protocol.identity; "": any) against the job's kernel digest, `mixed` and `pin`:
+# 0 no, 1 yes, 2 yes and the job is pinned to it (the first worker to start one does).
+WORKER_RULES = """
+local function blocked(blocks, worker)
+  return (blocks or '') ~= '' and redis.call('HEXISTS', KEYS[7], 'why:' .. worker) == 1
+end
+local function may_render(kernel, mixed, pin, mine)
+  if mine == '' then return 1 end
+  if (kernel or '') ~= '' and kernel ~= string.match(mine, '^[^.]*') then return 0 end
+  if (mixed or '') ~= '' then return 1 end
+  if (pin or '') == '' then return 2 end
+  if pin == mine then return 1 end
+  return 0
+end
+"""
+
 # Start a delivery, what a worker does once recovery says render (Deliveries.begin).
 # Returns the attempt and Redis's TIME.
 _BEGIN = Script(_START_DELIVERY + "return {attempt, time[1], time[2]}")
@@ -55,7 +74,7 @@ _BEGIN = Script(_START_DELIVERY + "return {attempt, time[1], time[2]}")
 # it was 13: the job's `leases` and `attempts` hashes keep their own expiry (created with
 # it, never emptied: PLACEHOLDER), and `blocks` in the job's hash says whether a blocklist
 # is worth reading.
-_TAKE = Script("""
+_TAKE = Script(WORKER_RULES + """
 local job = redis.call('HGETALL', KEYS[1])
 local fields = {}
 for i = 1, #job, 2 do fields[job[i]] = job[i + 1] end
@@ -69,13 +88,11 @@ local spares = tonumber(fields['spares']) or 0
 if size < 1 or bucket >= base + count * spares then return {0} end
 if spares > 0 and bucket >= base
    and redis.call('HEXISTS', KEYS[2], tostring(math.floor((bucket - base) / spares))) == 1 then return {0} end
-if (fields['blocks'] or '') ~= ''
-   and redis.call('HEXISTS', KEYS[7], 'why:' .. cjson.decode(ARGV[4])['worker']) == 1 then return {0} end
+-- the lease's JSON decoded for its worker only where the job has a blocklist
+if (fields['blocks'] or '') ~= '' and blocked(fields['blocks'], cjson.decode(ARGV[4])['worker']) then return {0} end
 local mine = ARGV[5] or ''
-if mine ~= '' then
-  if (fields['kernel'] or '') ~= '' and fields['kernel'] ~= string.match(mine, '^[^.]*') then return {0} end
-  if (fields['mixed'] or '') == '' and (fields['pin'] or '') ~= '' and fields['pin'] ~= mine then return {0} end
-end
+local may = may_render(fields['kernel'], fields['mixed'], fields['pin'], mine)
+if may == 0 then return {0} end
 local attempt = redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
 if attempt ~= 1 then
   redis.call('HINCRBY', KEYS[6], ARGV[1], -1)
@@ -87,9 +104,7 @@ if not lasting then
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('EXPIRE', KEYS[6], ARGV[2])
 end
-if mine ~= '' and (fields['mixed'] or '') == '' and (fields['pin'] or '') == '' then
-  redis.call('HSET', KEYS[1], 'pin', mine)
-end
+if may == 2 then redis.call('HSET', KEYS[1], 'pin', mine) end
 return {1, job, attempt, time[1], time[2]}""")
 
 # The field a job's `leases` and `attempts` hashes are created with (Deliveries.create),

@@ -10,7 +10,7 @@ import numpy as np
 
 from farm import defaults
 from farm.exceptions import InvalidTile, JobVanished
-from farm.protocol.deliveries import PARTS, PLACEHOLDER, Deliveries
+from farm.protocol.deliveries import PLACEHOLDER, WORKER_RULES
 from farm.protocol.events import EventLog, TileEvent
 from farm.protocol.record import JobPart, JobRecord
 from farm.protocol.scripts import Script, in_one_trip
@@ -66,19 +66,14 @@ if not alive and redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
 # (else -1) and runs (else -2); this worker (ARGV[8]) is not on its blocklist (KEYS[7]; else
 # -3); its kernel identity (ARGV[9]) may render the job, which the first pins to it (else
 # -4). Nothing is written where one fails. The delivery is counted in its attempts (KEYS[6]).
-_STORE_QUICK = Script("""
+_STORE_QUICK = Script(WORKER_RULES + """
 local job = redis.call('HMGET', KEYS[4], 'job_id', 'state', 'blocks', 'kernel', 'mixed', 'pin')
 if not job[1] then return -1 end
 if (job[2] or '') ~= '' then return -2 end
-if (job[3] or '') ~= '' and redis.call('HEXISTS', KEYS[7], 'why:' .. ARGV[8]) == 1 then return -3 end
-local mine = ARGV[9] or ''
-if mine ~= '' then
-  if (job[4] or '') ~= '' and job[4] ~= string.match(mine, '^[^.]*') then return -4 end
-  if (job[5] or '') == '' then
-    if (job[6] or '') == '' then redis.call('HSET', KEYS[4], 'pin', mine)
-    elseif job[6] ~= mine then return -4 end
-  end
-end
+if blocked(job[3], ARGV[8]) then return -3 end
+local may = may_render(job[4], job[5], job[6], ARGV[9] or '')
+if may == 0 then return -4 end
+if may == 2 then redis.call('HSET', KEYS[4], 'pin', ARGV[9]) end
 redis.call('HINCRBY', KEYS[6], ARGV[1], 1)
 """ + _STORE)
 QUICK_ENDED, QUICK_BLOCKED, QUICK_NOT_MINE = -2, -3, -4
@@ -127,9 +122,8 @@ class TileStore(JobPart):
 
     def _store(self, script: Script, header: TileHeader, tile: np.ndarray, key: bytes, lease: str, also,
                *extra: str) -> int:
-        deliveries = Deliveries.keys_for(self.job_id)
         keys = [self.key, EventLog.key_for(self.job_id), self.stats.key, JobRecord.key_for(self.job_id),
-                deliveries[0], deliveries[PARTS.index("attempts")], JobRecord.part_key(self.job_id, "blocked")]
+                *(JobRecord.part_key(self.job_id, part) for part in ("leases", "attempts", "blocked"))]
         payload = encode_tile(header, tile, key)
         inline = self.lasting and len(payload) <= INLINE  # a job of an older client: its client reads JSON events only
         event = TileEvent(header.bucket, header.worker).to_json()

@@ -35,6 +35,7 @@ FARM_TIMEOUT = 900  # seconds for one real farm's bench
 
 
 def run(args, scene, document) -> int:
+    from farm.buckets import split
     from farm.protocol.assets import FolderAssets
     from farm.scene.pack import pack
     from farm.tools import bench_overhead
@@ -52,8 +53,9 @@ def run(args, scene, document) -> int:
     # a launch's own cost on the device: the frame rendered as 8x8 buckets, beyond the frame
     # rendered whole, a bucket (a corner bucket's time against the frame's mean rate read
     # nothing: a corner is cheaper than the mean)
-    small = [(x, y, min(8, width - x), min(8, height - y)) for y in range(0, height, 8) for x in range(0, width, 8)]
-    in_buckets = statistics.median(timed(lambda: [renderer.render(*b) for b in small]) for _ in range(args.repeat))
+    small = split(width, height, 8)
+    in_buckets = statistics.median(timed(lambda: [renderer.render(b.x, b.y, b.width, b.height) for b in small])
+                                   for _ in range(args.repeat))
     launch = max(0.0, (in_buckets - direct) / len(small))
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)

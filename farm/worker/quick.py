@@ -65,9 +65,10 @@ class QuickDeliveries:
         if job is None or copy or worker.stopping or worker.bad or job.state or not job.quick \
                 or not job.tiles.lasting or not 0 <= index < job.bucket_count or defaults.QUICK_SECONDS <= 0:
             return None
-        if redelivered(task) or is_resent(task.request.id or ""):
-            log.info("job %s bucket %d: %s, taken first", job_id[:8], index,
-                     "sent again" if is_resent(task.request.id or "") else "delivered again by Celery")
+        again = "sent again" if is_resent(task.request.id or "") else (
+            "delivered again by Celery" if redelivered(task) else "")
+        if again:
+            log.info("job %s bucket %d: %s, taken first", job_id[:8], index, again)
             return None
         if job.meta.null is not None:  # the null renderer's buckets take what they say
             expected = job.meta.null
@@ -133,6 +134,9 @@ class QuickDeliveries:
         return first
 
 
+REDELIVERED = "redelivered"  # the header BucketRequest marks a message put back with
+
+
 class BucketRequest(Request):
     """A bucket's task message in the worker's main process (farm.tasks). A message that
     failed there (its render process died: Celery puts it back, task_reject_on_worker_lost)
@@ -143,9 +147,6 @@ class BucketRequest(Request):
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         self._message.headers[REDELIVERED] = True
         return super().on_failure(exc_info, send_failed_event, return_ok)
-
-
-REDELIVERED = "redelivered"
 
 
 def redelivered(task) -> bool:
