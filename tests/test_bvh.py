@@ -173,5 +173,5 @@ def test_a_render_process_warms_the_compiled_builder_up(monkeypatch, caplog):
         for thread in [t for t in threading.enumerate() if t.name == "bvh-warm-up"]:
             thread.join(timeout=120)  # done already where an earlier test compiled it
         assert "compiled BVH builder and OBJ reader ready" in caplog.text
-    assert all(loop.signatures for loop in compiled.loaded().values()) and len(compiled.loaded()) == 7
+    assert all(loop.signatures for loop in compiled.loaded().values()) and len(compiled.loaded()) == 9
 

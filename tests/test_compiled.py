@@ -48,8 +48,8 @@ def test_the_compiled_loops_come_built_so_a_new_machine_compiles_nothing(tmp_pat
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["compiled"] == [], f"{report['compiled']} compiled: run `python -m farm.tools.prebuild`"
-    assert report["loaded"] == ["build_loop", "collapse_slots", "count_lines", "flatten_nodes", "median_refs",
-                                "read_plain", "triangle_rows"]
+    assert report["loaded"] == ["build_loop", "collapse_slots", "corner_values", "count_lines", "edge_cross",
+                                "flatten_nodes", "median_refs", "read_plain", "triangle_rows"]
 
 
 
@@ -82,6 +82,37 @@ def test_the_compiled_triangle_rows_are_numpys_bit_for_bit(uvs):
     compiled_made = geometry._triangle_arrays_compiled(gathered)
     for a, b in zip(numpy_made, compiled_made):
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("uvs", [False, True])
+def test_a_big_scenes_compiled_gather_is_numpys_bit_for_bit(uvs, monkeypatch):
+    """Corners, edge cross products, uvs and vertex normals of a scene's meshes gathered by
+    the compiled passes (big scenes) and by numpy: the same bits, degenerate triangles
+    dropped alike (a mirrored mesh, a flat-shaded one, one with uvs or none)."""
+    from farm.scene.mesh import TriangleMesh
+
+    rng = np.random.default_rng(11)
+    vertices = rng.normal(size=(3000, 3)) * 100.0
+    faces = rng.integers(0, 3000, size=(20_000, 3))
+    faces[:50, 1] = faces[:50, 0]  # degenerate: two corners the same
+    normals = rng.normal(size=(3000, 3))
+    normals[::13] = 0.0  # zero vertex normals
+    mirror = np.diag([1.0, -2.0, 0.5, 1.0])
+    mirror[:3, 3] = (1.0, 2.0, 3.0)
+    smooth = TriangleMesh(vertices, faces, normals=normals, uvs=rng.random((3000, 2)) if uvs else None)
+    flat = TriangleMesh(vertices[:100] + 5.0, faces[:400] % 100, normals=normals[:100])
+    meshes = [(smooth, mirror, 0, False, False), (flat, np.eye(4), 1, True, False), (smooth, np.eye(4), 2, False, False)]
+    made = {}
+    for big in (False, True):
+        monkeypatch.setattr(bvh, "COMPILED_MIN_PRIMITIVES", 0 if big else 10**9)
+        made[big] = geometry.gather_triangles(meshes)
+    def kept(f):  # triangles with three distinct corners
+        return np.count_nonzero((f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2]))
+
+    assert len(made[True].corners) == 2 * kept(faces) + kept(flat.faces)
+    for name in ("corners", "cross", "uvs", "vertex_normals", "smooth", "material"):
+        a, b = np.ascontiguousarray(getattr(made[False], name)), np.ascontiguousarray(getattr(made[True], name))
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
 
 
 @pytest.mark.parametrize("count", [1, 2, 17, 5000, 60_000])

@@ -78,35 +78,62 @@ def gather_triangles(meshes) -> Gathered:
     """The triangles of `meshes` in world space (what the BVH is built over; triangle_arrays
     makes the kernel's rows of them). Degenerate triangles are dropped: they can be neither
     hit nor sampled. `meshes` holds (mesh, object-to-world matrix, material index, face
-    normals only, whether its material has a normal map)."""
-    corner_chunks, cross_chunks, uv_chunks, normal_chunks, smooth_chunks, material_chunks = [], [], [], [], [], []
-    extra_chunks, has_extras_chunks = [], []
-    for mesh, m, mid, face_normals, normal_mapped in meshes:
-        faces = mesh.faces
+    normals only, whether its material has a normal map).
+
+    Each whole-scene array is made once at its size and every mesh's part written into its
+    rows: joining a part per mesh copied each again (a million triangles' corners are 72 MB,
+    their vertex normals as many), and a big scene's corners and cross products come from
+    compiled passes, free of numpy's temporaries (farm.scene.geometry_loop)."""
+    if not meshes:
+        return Gathered(np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros((0, 3, 2)), np.zeros((0, 3, 3)),
+                        np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, 5, 4)))
+    placed = []  # per mesh: its faces (front faces in front) and its vertices in world space
+    for mesh, m, *_ in meshes:
         linear = m[:3, :3]
-        if np.linalg.det(linear) < 0:  # a mirroring transform: keep front faces in front
-            faces = faces[:, ::-1]
-        world = mesh.vertices @ linear.T + m[:3, 3]
-        corners = world[faces]
-        cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        mirrored = np.linalg.det(linear) < 0  # a mirroring transform: keep front faces in front
+        placed.append((mesh.faces[:, ::-1] if mirrored else mesh.faces, mesh.vertices @ linear.T + m[:3, 3]))
+    total = sum(len(faces) for faces, _ in placed)
+    big = total >= bvh_builder.COMPILED_MIN_PRIMITIVES  # numba is loaded for the tree anyway
+    corners, cross = np.empty((total, 3, 3)), np.empty((total, 3))
+    kept, start = [], 0  # each mesh's faces that are not degenerate
+    for faces, world in placed:
+        rows = slice(start, start + len(faces))
+        if big:
+            _compiled_loop("corner_values")(np.ascontiguousarray(world, np.float64),
+                                            np.ascontiguousarray(faces, np.int64), corners[rows])
+            degenerate = _compiled_loop("edge_cross")(corners[rows], cross[rows])
+        else:
+            np.take(world, faces, axis=0, out=corners[rows])
+            cross[rows] = np.cross(corners[rows, 1] - corners[rows, 0], corners[rows, 2] - corners[rows, 0])
+            degenerate = not (cross[rows] != 0.0).any(axis=1).all()
+        kept.append(faces[(cross[rows] != 0.0).any(axis=1)] if degenerate else faces)
+        start = rows.stop
+    count = sum(len(faces) for faces in kept)
+    if count < total:  # dropped before anything else is gathered for them
         keep = (cross != 0.0).any(axis=1)
-        if not keep.all():  # dropped before anything else is gathered for them
-            faces, corners, cross = faces[keep], corners[keep], cross[keep]
-        corner_chunks.append(corners)
-        cross_chunks.append(cross)
-        if mesh.uvs is not None:
-            uv_chunks.append(mesh.uvs[faces])
-        else:  # Mitsuba's default: the barycentric coordinates
-            uv_chunks.append(np.broadcast_to(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), (len(faces), 3, 2)))
+        corners, cross = corners[keep], cross[keep]
+    default_uvs = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # Mitsuba's default: the barycentric coordinates
+    any_uvs = any(mesh.uvs is not None for mesh, *_ in meshes)
+    uvs = np.empty((count, 3, 2)) if any_uvs else np.broadcast_to(default_uvs, (count, 3, 2))
+    vertex_normals = np.zeros((count, 3, 3))
+    smooth_chunks, material_chunks, extra_chunks, has_extras_chunks = [], [], [], []
+    start = 0
+    for (mesh, m, mid, face_normals, normal_mapped), faces in zip(meshes, kept):
+        rows = slice(start, start + len(faces))
+        start = rows.stop
+        if any_uvs:
+            uvs[rows] = default_uvs if mesh.uvs is None else mesh.uvs[faces]
+        linear = m[:3, :3]
         smooth = mesh.normals is not None and not face_normals
         if smooth:
             normal_matrix = np.linalg.inv(linear).T
-            vertex_normals = mesh.normals @ normal_matrix.T
-            length = np.linalg.norm(vertex_normals, axis=1, keepdims=True)
-            vertex_normals = np.divide(vertex_normals, length, out=np.zeros_like(vertex_normals), where=length > 0)
-            normal_chunks.append(vertex_normals[faces])
-        else:
-            normal_chunks.append(np.zeros((len(faces), 3, 3)))
+            normals = mesh.normals @ normal_matrix.T
+            length = np.linalg.norm(normals, axis=1, keepdims=True)
+            normals = np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+            if big:
+                _compiled_loop("corner_values")(normals, np.ascontiguousarray(faces, np.int64), vertex_normals[rows])
+            else:
+                np.take(normals, faces, axis=0, out=vertex_normals[rows])
         smooth_chunks.append(np.full(len(faces), smooth))
         material_chunks.append(np.full(len(faces), mid))
         tangents = vertex_tangents(mesh) if normal_mapped else None
@@ -125,12 +152,8 @@ def gather_triangles(meshes) -> Gathered:
             extras[:, 3] = np.concatenate([corner_uvs[:, 0], corner_uvs[:, 1]], axis=1)
             extras[:, 4, :2] = corner_uvs[:, 2]
         extra_chunks.append(extras)
-    if not corner_chunks:
-        return Gathered(np.zeros((0, 3, 3)), np.zeros((0, 3)), np.zeros((0, 3, 2)), np.zeros((0, 3, 3)),
-                        np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, 5, 4)))
-    return Gathered(_joined(corner_chunks), _joined(cross_chunks), _joined(uv_chunks), _joined(normal_chunks),
-                    _joined(smooth_chunks), _joined(material_chunks), _joined(has_extras_chunks),
-                    _joined(extra_chunks) if extra_chunks else np.zeros((0, 5, 4)))
+    return Gathered(corners, cross, uvs, vertex_normals, _joined(smooth_chunks), _joined(material_chunks),
+                    _joined(has_extras_chunks), _joined(extra_chunks) if extra_chunks else np.zeros((0, 5, 4)))
 
 
 def triangle_arrays(gathered: Gathered) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -175,18 +198,18 @@ def _extra_array(extras: np.ndarray) -> np.ndarray:
 
 def _triangle_arrays_compiled(gathered: Gathered) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """triangle_arrays' result, bit for bit, from one compiled pass (farm.scene.geometry_loop)."""
-    from farm.scene import geometry_loop
-    from farm.scene.compiled import compiled
-
     count = len(gathered.corners)
 
     def exact(array, dtype):  # the loop's one signature: C order, these types
         return np.ascontiguousarray(array, dtype)
 
+    uvs = gathered.uvs
+    if len(uvs) > 1 and uvs.strides[0] == 0:  # every triangle's the same row (the default uvs): that row
+        uvs = uvs[:1]
     triangles, data = np.empty(count, TRIANGLE), np.empty(count, TRIANGLE_DATA)
     normals = np.empty(count, SHADING_NORMALS)  # cut to the smooth ones below
-    smooth = compiled(geometry_loop.triangle_rows)(
-        exact(gathered.corners, np.float64), exact(gathered.cross, np.float64), exact(gathered.uvs, np.float64),
+    smooth = _compiled_loop("triangle_rows")(
+        exact(gathered.corners, np.float64), exact(gathered.cross, np.float64), exact(uvs, np.float64),
         exact(gathered.vertex_normals, np.float64), exact(gathered.smooth, np.uint8),
         exact(gathered.material, np.int64), exact(gathered.has_extras, np.uint8),
         triangles.view(np.float32).reshape(count, 12), data.view(np.float32).reshape(count, 16),
@@ -200,8 +223,18 @@ def warm_up() -> None:
     gathered = Gathered(corners, np.array([[0.0, 0, 1]]), np.zeros((1, 3, 2)), np.zeros((1, 3, 3)),
                         np.zeros(1, bool), np.zeros(1, np.int64), np.zeros(1, bool), np.zeros((0, 5, 4)))
     triangles = _triangle_arrays_compiled(gathered)[0]
+    _compiled_loop("corner_values")(corners[0], np.array([[0, 1, 2]]), corners.copy())
+    _compiled_loop("edge_cross")(corners, np.empty((1, 3)))
     tree = bvh_builder.build_compiled(np.zeros((1, 3)), np.ones((1, 3)))
     _flatten_compiled(bvh_builder.collapse(tree), tree.order, triangles)
+
+
+def _compiled_loop(name: str):
+    """A compiled pass of farm.scene.geometry_loop, loaded on first use."""
+    from farm.scene import geometry_loop
+    from farm.scene.compiled import compiled
+
+    return compiled(getattr(geometry_loop, name))
 
 
 def _joined(chunks: list[np.ndarray]) -> np.ndarray:
@@ -250,13 +283,10 @@ def flatten_bvh(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndar
 
 def _flatten_compiled(wide: bvh_builder.WideBvh, order: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """flatten_bvh's records, bit for bit, from one compiled pass (farm.scene.geometry_loop)."""
-    from farm.scene import geometry_loop
-    from farm.scene.compiled import compiled
-
     leaf_sizes = wide.count[wide.count > 0]
     nodes = np.empty(len(wide.child), NODE)
     packs = np.zeros(max(int((-(-leaf_sizes // PACK_WIDTH)).sum()), 1), TRIANGLE_PACK)
-    compiled(geometry_loop.flatten_nodes)(
+    _compiled_loop("flatten_nodes")(
         np.ascontiguousarray(wide.lower, np.float32), np.ascontiguousarray(wide.upper, np.float32),
         np.ascontiguousarray(wide.child, np.int64), np.ascontiguousarray(wide.count, np.int64),
         np.ascontiguousarray(order, np.int64), triangles.view(np.float32).reshape(len(triangles), 12),

@@ -1,19 +1,47 @@
-"""The kernel's rows of a big scene's triangles in one compiled pass (numba; the code comes
-built, farm.scene.compiled): what farm.scene.geometry.triangle_arrays computes with numpy
-for small scenes, the same operations in the same order, so the same bits. numpy's way
-makes a dozen whole-scene temporaries (the Baldwin-Weber rows alone are 96 MB in float64 for
-a million triangles); here each triangle's numbers live in registers.
+"""A big scene's triangles in compiled passes (numba; the code comes built,
+farm.scene.compiled): a big mesh's corners and edge cross products (what
+farm.scene.geometry.gather_triangles computes with numpy), and the kernel's rows of the
+triangles (what farm.scene.geometry.triangle_arrays computes), the same operations in the
+same order, so the same bits. numpy's way makes a dozen whole-scene temporaries (the
+Baldwin-Weber rows alone are 96 MB in float64 for a million triangles, np.cross five of
+24 MB); here each triangle's numbers live in registers.
 
-Inputs are C-contiguous float64 (corners (n, 3, 3), cross (n, 3), uvs (n, 3, 2), vertex
-normals (n, 3, 3)), int64 materials and uint8 flags, so that one compiled signature serves
-every scene. Outputs are the records' words: triangles (n, 12) float32, the data's floats
-(n, 16) float32 and its ints (n, 16) int32 (the same memory), the smooth triangles' vertex
-normals (smooth, 12) float32.
+triangle_rows' inputs are C-contiguous float64 (corners (n, 3, 3), cross (n, 3), uvs
+(n, 3, 2), or (1, 3, 2) for one row that every triangle has, vertex normals (n, 3, 3)),
+int64 materials and uint8 flags, so that one compiled signature serves every scene. Its
+outputs are the records' words: triangles (n, 12) float32, the data's floats (n, 16)
+float32 and its ints (n, 16) int32 (the same memory), the smooth triangles' vertex normals
+(smooth, 12) float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def corner_values(values, faces, out):  # pragma: no cover - compiled
+    """out[t, c] = values[faces[t, c]]: numpy's values[faces] (float64 (v, 3), int64 (n, 3)),
+    without its temporaries."""
+    for t in range(faces.shape[0]):
+        for c in range(3):
+            v = faces[t, c]
+            out[t, c, 0], out[t, c, 1], out[t, c, 2] = values[v, 0], values[v, 1], values[v, 2]
+
+
+def edge_cross(corners, out):  # pragma: no cover - compiled
+    """out[t] = cross(corner 1 - corner 0, corner 2 - corner 0), as numpy's np.cross
+    computes it (each product, then the difference); returns how many are zero (degenerate
+    triangles)."""
+    zero = 0
+    for t in range(corners.shape[0]):
+        p0, p1, p2 = corners[t, 0, 0], corners[t, 0, 1], corners[t, 0, 2]
+        a0, a1, a2 = corners[t, 1, 0] - p0, corners[t, 1, 1] - p1, corners[t, 1, 2] - p2
+        b0, b1, b2 = corners[t, 2, 0] - p0, corners[t, 2, 1] - p1, corners[t, 2, 2] - p2
+        x, y, z = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+        out[t, 0], out[t, 1], out[t, 2] = x, y, z
+        if x == 0.0 and y == 0.0 and z == 0.0:
+            zero += 1
+    return zero
 
 
 def triangle_rows(corners, cross, uvs, vertex_normals, smooth_in, material, has_extras,
@@ -58,9 +86,10 @@ def triangle_rows(corners, cross, uvs, vertex_normals, smooth_in, material, has_
         data_out[t, 1] = ny / double_area
         data_out[t, 2] = nz / double_area
         data_out[t, 3] = double_area * 0.5
-        data_out[t, 4], data_out[t, 5] = uvs[t, 0, 0], uvs[t, 0, 1]
-        data_out[t, 6], data_out[t, 7] = uvs[t, 1, 0], uvs[t, 1, 1]
-        data_out[t, 8], data_out[t, 9] = uvs[t, 2, 0], uvs[t, 2, 1]
+        u = t if uvs.shape[0] > 1 else 0  # one row: every triangle's (the default uvs)
+        data_out[t, 4], data_out[t, 5] = uvs[u, 0, 0], uvs[u, 0, 1]
+        data_out[t, 6], data_out[t, 7] = uvs[u, 1, 0], uvs[u, 1, 1]
+        data_out[t, 8], data_out[t, 9] = uvs[u, 2, 0], uvs[u, 2, 1]
         data_out[t, 10], data_out[t, 11] = 0.0, 0.0
         smooth = smooth_in[t] != 0
         for c in range(3):  # a zero vertex normal falls back to flat shading
