@@ -1,6 +1,7 @@
 /* A unidirectional path tracer: BSDF sampling and next-event estimation combined by
  * multiple importance sampling (power heuristic), Russian roulette after rr_depth.
- * One work item renders one pixel of one bucket, all its samples. */
+ * One work item renders LANES pixels of one bucket (kernels/lanes.h: one on GPUs, 16 on
+ * CPUs), all their samples, their paths side by side in vector lanes. */
 #pragma OPENCL FP_CONTRACT OFF
 
 /* The tile's layout and fixed point come from the host (farm/protocol/tiles.py,
@@ -30,6 +31,7 @@
 #include "texture.h"
 #include "bsdf.h"
 #include "light.h"
+#include "lanes.h"
 
 /* Offset scale for secondary rays, relative to the magnitude of the hit position. */
 #define RAY_EPSILON 1e-4f
@@ -202,118 +204,281 @@ inline float3 bsdf_albedo(const Bsdf *b) {
     return b->reflectance;  /* diffuse; plastic's and principled's base colour */
 }
 
-/* `far`: where the camera ray ends (the far clipping plane, else INFINITY); `skipped`: how
+/* offset_origin in lanes. */
+inline VF3 offset_origin_v(VF3 p, VF3 ng, VF3 d) {
+    VF epsilon = RAY_EPSILON * (1.0f + max3v(vf3(FABS_V(p.x), FABS_V(p.y), FABS_V(p.z))));
+    return add3(p, scale3(ng, select(-epsilon, epsilon, MASK(dot3v(ng, d) > 0.0f))));
+}
+
+inline VF power_heuristic_v(VF a, VF b) {
+    VF a2 = a * a, b2 = b * b;
+    return select((VF)(0.0f), a2 / (a2 + b2), MASK(a2 + b2 > 0.0f));
+}
+
+/* sample_light for the lanes of `m` whose sample reaches them with some radiance (the
+ * caller's max3(radiance) > 0 included): a triangle light of untextured emission in lanes,
+ * any other lane by lane. */
+inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy, VF3 *wi, VF *dist, VF3 *radiance,
+                         VF *pdf, VI *delta, int *prim, int *instance) {
+    const int n_lights = s->frame->counts.y;
+    VF3 corner = splat3((float3)(0.0f)), edge1 = corner, edge2 = corner, normal = corner, emission = corner;
+    VF pmf = (VF)(0.0f), area = (VF)(1.0f);
+    VI triangle = (VI)(0), sampled = (VI)(0);
+    *wi = corner;
+    *radiance = corner;
+    *dist = (VF)(0.0f);
+    *pdf = (VF)(1.0f);
+    *delta = (VI)(0);
+    FOR_LANES(l, m) {
+        int lo = 0, hi = n_lights - 1;  /* as sample_light's search */
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (LF(u_pick, l) < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
+        }
+        __global const Light *light = &s->lights[lo];
+        __global const Material *material = light->info.x == LIGHT_TRIANGLE
+                                            ? &s->materials[s->tri_data[light->info.y].info.x] : 0;
+        if (material && material->emission.texture.x < 0) {
+            set_lane3(&corner, l, light->corner.xyz);
+            set_lane3(&edge1, l, light->edge1.xyz);
+            set_lane3(&edge2, l, light->edge2.xyz);
+            set_lane3(&normal, l, light->direction.xyz);
+            set_lane3(&emission, l, material->emission.value.xyz);
+            LF(pmf, l) = light->pick.x;
+            LF(area, l) = light->pick.z;
+            prim[l] = light->info.y;
+            instance[l] = light->info.z;
+            LI(triangle, l) = -1;
+            continue;
+        }
+        LightSample ls;
+        if (!sample_light(s, lane3(p, l), LF(u_pick, l), (float2)(LF(ux, l), LF(uy, l)), &ls) || !(max3(ls.radiance) > 0.0f))
+            continue;
+        set_lane3(wi, l, ls.wi);
+        set_lane3(radiance, l, ls.radiance);
+        LF(*dist, l) = ls.dist;
+        LF(*pdf, l) = ls.pdf;
+        LI(*delta, l) = ls.delta ? -1 : 0;
+        prim[l] = ls.prim;
+        instance[l] = ls.instance;
+        LI(sampled, l) = -1;
+    }
+    if (!any_lane(triangle)) return sampled;
+    /* sample_light's triangle: a uniform point (sample_triangle), the direction and density */
+    VF root = SQRT_V(ux);
+    VF3 point = add3(add3(corner, scale3(edge1, root * (1.0f - uy))), scale3(edge2, root * uy));
+    VF3 to_light = sub3(point, p);
+    VF dist2 = dot3v(to_light, to_light);
+    VF distance = SQRT_V(dist2);
+    VF3 towards = div3(to_light, distance);
+    VF cos_light = -dot3v(normal, towards);
+    /* reached: not at the light's own point, from its front (emitters shine from their front only) */
+    VI reached = triangle & MASK(dist2 > 0.0f) & ~MASK(cos_light <= 0.0f) & MASK(max3v(emission) > 0.0f);
+    *wi = select3(*wi, towards, reached);
+    *dist = select(*dist, distance, reached);
+    *pdf = select(*pdf, pmf * dist2 / (cos_light * area), reached);
+    *radiance = select3(*radiance, emission, reached);
+    return sampled | reached;
+}
+
+/* bsdf_eval for the lanes of `m`, each with its own material b[l]: diffuse ones in lanes,
+ * the others lane by lane. */
+inline VF3 bsdf_eval_v(const Bsdf *b, VI kind, VF3 reflectance, VI m, VF3 wi, VF3 wo, VF *pdf) {
+    VI diffuse = m & MASK(kind == MATERIAL_DIFFUSE);
+    VI facing = diffuse & ~MASK(wi.z <= 0.0f) & ~MASK(wo.z <= 0.0f);  /* as its tests, NaN included */
+    VF cos_pdf = wo.z * INV_PI_F;
+    *pdf = select((VF)(0.0f), cos_pdf, facing);
+    VF3 f = select3(splat3((float3)(0.0f)), scale3(reflectance, wo.z * INV_PI_F), facing);
+    VI other = m & ~diffuse;
+    FOR_LANES(l, other) {
+        float lane_pdf;
+        set_lane3(&f, l, bsdf_eval(&b[l], lane3(wi, l), lane3(wo, l), &lane_pdf));
+        LF(*pdf, l) = lane_pdf;
+    }
+    return f;
+}
+
+/* bsdf_sample for the lanes of `m`: the lanes whose sample is not lost (weight above 0),
+ * with wo, the weight, the density and whether it came from a delta component. */
+inline VI bsdf_sample_v(const Bsdf *b, VI kind, VF3 reflectance, VI m, VF3 wi, VF ux, VF uy, VF u_lobe, VF3 *wo,
+                        VF3 *weight, VF *pdf, VI *delta) {
+    VI diffuse = m & MASK(kind == MATERIAL_DIFFUSE);
+    /* sample_cosine_local */
+    VF r = SQRT_V(ux), c, sn;
+    unit_circle_v(uy, &c, &sn);
+    *wo = vf3(r * c, r * sn, SQRT_V(max_v(1.0f - ux, (VF)(0.0f))));
+    *pdf = wo->z * INV_PI_F;
+    *weight = reflectance;
+    *delta = (VI)(0);
+    VI kept = diffuse & ~MASK(wi.z <= 0.0f) & MASK(wo->z > 0.0f) & MASK(max3v(reflectance) > 0.0f);
+    VI other = m & ~diffuse;
+    FOR_LANES(l, other) {
+        float3 lane_wo, lane_weight;
+        float lane_pdf;
+        bool lane_delta;
+        lane_weight = bsdf_sample(&b[l], lane3(wi, l), (float2)(LF(ux, l), LF(uy, l)), LF(u_lobe, l), &lane_wo,
+                                  &lane_pdf, &lane_delta);
+        set_lane3(wo, l, lane_wo);
+        set_lane3(weight, l, lane_weight);
+        LF(*pdf, l) = lane_pdf;
+        LI(*delta, l) = lane_delta ? -1 : 0;
+        if (max3(lane_weight) > 0.0f) LI(kept, l) = -1;
+    }
+    return kept;
+}
+
+/* The radiance of the paths in the lanes of `live`, each as the one-path integrator would
+ * find it (see the notes in its steps): arithmetic in lanes, a walk, a surface's
+ * gathers, a material's BSDF and a light's sample lane by lane.
+ * `far`: where each camera ray ends (the far clipping plane, else INFINITY); `skipped`: how
  * far its origin was moved along it to the near plane (added to the depth AOV). */
-float3 radiance(const SceneRef *s, Sampler *sampler, float3 o, float3 d, Aov *aov, float time, float far,
-                float skipped) {
+VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, Aov *aov, VF time, VF far,
+             VF skipped) {
     __global const Frame *frame = s->frame;
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
     const bool has_env = frame->options.w != 0;
     const int env_light = frame->options.z;
     const int strategy = frame->env.z;
-    float3 result = (float3)(0.0f);
-    float3 throughput = (float3)(1.0f);
-    float prev_pdf = 0.0f;   /* density of the BSDF sample that made this ray */
-    bool prev_delta = true;  /* camera rays and delta bounces: no light sampling competed */
+    VF3 result = splat3((float3)(0.0f));
+    VF3 throughput = splat3((float3)(1.0f));
+    VF prev_pdf = (VF)(0.0f);   /* density of the BSDF sample that made this ray */
+    VI prev_delta = (VI)(-1);   /* camera rays and delta bounces: no light sampling competed */
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
-    for (int depth = 1; depth <= max_depth; ++depth) {
-        Hit hit;
-        if (!trace(s, o, d, depth == 1 ? far : INFINITY, false, -1, -1, time, &hit)) {
-            if (has_env) {
-                bool mis = !prev_delta && strategy == STRATEGY_MIS && env_light >= 0;
-                float env_density;
-                float3 value = env_eval(s, d, mis ? &env_density : 0);
-                float weight = 1.0f;
-                if (!prev_delta && strategy == STRATEGY_LIGHT) weight = 0.0f;
-                else if (mis) weight = power_heuristic(prev_pdf, s->lights[env_light].pick.x * env_density);
-                result += throughput * value * weight;
-            }
-            break;
+    for (int depth = 1; depth <= max_depth && any_lane(live); ++depth) {
+        Hit hits[LANES];
+        VI found = (VI)(0);
+        FOR_LANES(l, live) {
+            if (trace(s, lane3(o, l), lane3(d, l), depth == 1 ? LF(far, l) : INFINITY, false, -1, -1, LF(time, l),
+                      &hits[l]))
+                LI(found, l) = -1;
         }
-        Surface sf = surface_at(s, o, d, &hit, time);
-        __global const Material *m = &s->materials[sf.material];
-        float cos_front = -dot3(sf.ng, d);
-        if (cos_front > 0.0f && has_emission(m)) {
-            float weight = 1.0f;
-            if (!prev_delta && strategy == STRATEGY_LIGHT && sf.light >= 0) weight = 0.0f;
-            else if (!prev_delta && strategy == STRATEGY_MIS && sf.light >= 0)
-                weight = power_heuristic(prev_pdf, area_light_pdf(s, sf.light, o, hit.t, cos_front));
-            result += throughput * emission_at(s, sf.material, sf.uv) * weight;
+        VI missed = live & ~found;
+        if (has_env) {
+            FOR_LANES(l, missed) {
+                bool mis = !LI(prev_delta, l) && strategy == STRATEGY_MIS && env_light >= 0;
+                float env_density;
+                float3 value = env_eval(s, lane3(d, l), mis ? &env_density : 0);
+                float weight = 1.0f;
+                if (!LI(prev_delta, l) && strategy == STRATEGY_LIGHT) weight = 0.0f;
+                else if (mis) weight = power_heuristic(LF(prev_pdf, l), s->lights[env_light].pick.x * env_density);
+                set_lane3(&result, l, lane3(result, l) + lane3(throughput, l) * value * weight);
+            }
+        }
+        live &= found;
+        if (!any_lane(live)) break;
+        Surface sf[LANES];
+        VF cos_front = (VF)(0.0f);
+        FOR_LANES(l, live) {
+            float3 dl = lane3(d, l);
+            sf[l] = surface_at(s, lane3(o, l), dl, &hits[l], LF(time, l));
+            __global const Material *m = &s->materials[sf[l].material];
+            float c = -dot3(sf[l].ng, dl);
+            LF(cos_front, l) = c;
+            if (c > 0.0f && has_emission(m)) {
+                float weight = 1.0f;
+                if (!LI(prev_delta, l) && strategy == STRATEGY_LIGHT && sf[l].light >= 0) weight = 0.0f;
+                else if (!LI(prev_delta, l) && strategy == STRATEGY_MIS && sf[l].light >= 0)
+                    weight = power_heuristic(LF(prev_pdf, l), area_light_pdf(s, sf[l].light, lane3(o, l), hits[l].t, c));
+                set_lane3(&result, l, lane3(result, l) + lane3(throughput, l) * emission_at(s, sf[l].material, sf[l].uv) * weight);
+            }
         }
         if (depth == max_depth) break;
 
-        Bsdf b = bsdf_at(s, sf.material, sf.uv);
-        float3 ng = sf.ng, ns = sf.ns;
-        if (b.kind != MATERIAL_DIELECTRIC && cos_front < 0.0f) {  /* opaque: two-sided */
-            ng = -ng;
-            ns = -ns;
-        }
+        Bsdf b[LANES];
+        VF3 p = splat3((float3)(0.0f)), ng = p, ns = p;
+        VI delta_bsdf = (VI)(0), kind = (VI)(-1);
+        VF3 reflectance = p;
+        FOR_LANES(l, live) {
+            b[l] = bsdf_at(s, sf[l].material, sf[l].uv);
+            LI(kind, l) = b[l].kind;
+            set_lane3(&reflectance, l, b[l].reflectance);
+            float3 ngl = sf[l].ng, nsl = sf[l].ns;
+            if (b[l].kind != MATERIAL_DIELECTRIC && LF(cos_front, l) < 0.0f) {  /* opaque: two-sided */
+                ngl = -ngl;
+                nsl = -nsl;
+            }
 #ifdef FARM_AOVS
-        if (!aov->done) {
-            if (depth == 1) {
-                aov->depth = hit.t + skipped;
-                aov->material = sf.material;
-            }
-            if (!bsdf_is_delta(&b)) {
-                aov->albedo = clamp_f3(bsdf_albedo(&b), 0.0f, 1.0f);
-                aov->normal = dot3(ns, d) > 0.0f ? -ns : ns;
-                aov->done = true;
-            }
-        }
-#endif
-        float3 tangent, bitangent;
-        basis(ns, &tangent, &bitangent);
-        float3 wi_world = -d;
-        float3 wi = (float3)(dot3(wi_world, tangent), dot3(wi_world, bitangent), dot3(wi_world, ns));
-        float geo_i = dot3(wi_world, ng);
-
-        if (n_lights > 0 && !bsdf_is_delta(&b) && strategy != STRATEGY_BSDF) {
-            LightSample ls;
-            float u_pick = sample1(sampler, bounce_choice(depth, CHOICE_LIGHT));
-            if (sample_light(s, sf.p, u_pick, sample2(sampler, bounce_pair(depth, PAIR_LIGHT_POINT)), &ls)
-                && max3(ls.radiance) > 0.0f) {
-                float3 wo = (float3)(dot3(ls.wi, tangent), dot3(ls.wi, bitangent), dot3(ls.wi, ns));
-                float geo_o = dot3(ls.wi, ng);
-                float bsdf_pdf;
-                float3 f = bsdf_eval(&b, wi, wo, &bsdf_pdf);
-                /* The geometric normal must agree with the shading frame about the side. */
-                bool consistent = (geo_o * geo_i > 0.0f) == (wo.z * wi.z > 0.0f) && geo_o != 0.0f;
-                if (consistent && max3(f) > 0.0f) {
-                    float3 origin = offset_origin(sf.p, ng, ls.wi);
-                    float t_max = INFINITY;
-                    if (ls.dist != INFINITY) {  /* up to the point on the light, measured from the offset origin */
-                        float3 span = sf.p + ls.wi * ls.dist - origin;
-                        t_max = sqrt_f(dot3(span, span)) * (1.0f - 1e-5f);
-                    }
-                    Hit blocker;
-                    if (!trace(s, origin, ls.wi, t_max, true, ls.prim, ls.instance, time, &blocker)) {
-                        float weight = ls.delta || strategy == STRATEGY_LIGHT ? 1.0f : power_heuristic(ls.pdf, bsdf_pdf);
-                        result += throughput * f * ls.radiance * (weight / ls.pdf);
-                    }
+            if (!aov[l].done) {
+                if (depth == 1) {
+                    aov[l].depth = hits[l].t + LF(skipped, l);
+                    aov[l].material = sf[l].material;
+                }
+                if (!bsdf_is_delta(&b[l])) {
+                    aov[l].albedo = clamp_f3(bsdf_albedo(&b[l]), 0.0f, 1.0f);
+                    aov[l].normal = dot3(nsl, lane3(d, l)) > 0.0f ? -nsl : nsl;
+                    aov[l].done = true;
                 }
             }
+#endif
+            set_lane3(&p, l, sf[l].p);
+            set_lane3(&ng, l, ngl);
+            set_lane3(&ns, l, nsl);
+            if (bsdf_is_delta(&b[l])) LI(delta_bsdf, l) = -1;
+        }
+        VF3 tangent, bitangent;
+        basis_v(ns, &tangent, &bitangent);
+        VF3 wi_world = neg3(d);
+        VF3 wi = vf3(dot3v(wi_world, tangent), dot3v(wi_world, bitangent), dot3v(wi_world, ns));
+        VF geo_i = dot3v(wi_world, ng);
+
+        VI lit = live & ~delta_bsdf;
+        if (n_lights > 0 && strategy != STRATEGY_BSDF && any_lane(lit)) {
+            VF u_pick = sample1_v(sampler, bounce_choice(depth, CHOICE_LIGHT)), ux, uy;
+            sample2_v(sampler, bounce_pair(depth, PAIR_LIGHT_POINT), &ux, &uy);
+            VF3 light_wi, light_radiance;
+            VF light_dist, light_pdf;
+            VI light_delta;
+            int light_prim[LANES], light_instance[LANES];
+            VI sampled = sample_light_v(s, lit, p, u_pick, ux, uy, &light_wi, &light_dist, &light_radiance, &light_pdf,
+                                        &light_delta, light_prim, light_instance);
+            /* the BSDF towards it */
+            VF3 wo = vf3(dot3v(light_wi, tangent), dot3v(light_wi, bitangent), dot3v(light_wi, ns));
+            VF geo_o = dot3v(light_wi, ng);
+            VF bsdf_pdf;
+            VF3 f = bsdf_eval_v(b, kind, reflectance, sampled, wi, wo, &bsdf_pdf);
+            /* The geometric normal must agree with the shading frame about the side. */
+            VI consistent = MASK(MASK(geo_o * geo_i > 0.0f) == MASK(wo.z * wi.z > 0.0f)) & MASK(geo_o != 0.0f);
+            VI shadow = sampled & consistent & MASK(max3v(f) > 0.0f);
+            if (any_lane(shadow)) {
+                VF3 origin = offset_origin_v(p, ng, light_wi);
+                /* up to the point on the light, measured from the offset origin */
+                VF3 span = sub3(add3(p, scale3(light_wi, light_dist)), origin);
+                VF t_max = select(SQRT_V(dot3v(span, span)) * (1.0f - 1e-5f), (VF)(INFINITY),
+                                  MASK(light_dist == INFINITY));
+                VI seen = (VI)(0);
+                FOR_LANES(l, shadow) {
+                    Hit blocker;
+                    if (!trace(s, lane3(origin, l), lane3(light_wi, l), LF(t_max, l), true, light_prim[l],
+                               light_instance[l], LF(time, l), &blocker))
+                        LI(seen, l) = -1;
+                }
+                VF weight = select(power_heuristic_v(light_pdf, bsdf_pdf), (VF)(1.0f),
+                                   light_delta | MASK(strategy == STRATEGY_LIGHT));
+                result = select3(result, add3(result, scale3(mul3(mul3(throughput, f), light_radiance), weight / light_pdf)),
+                                 seen);
+            }
         }
 
-        float3 wo;
-        float pdf;
-        bool delta;
-        float u_lobe = sample1(sampler, bounce_choice(depth, CHOICE_LOBE));
-        float3 weight = bsdf_sample(&b, wi, sample2(sampler, bounce_pair(depth, PAIR_BSDF)), u_lobe,
-                                    &wo, &pdf, &delta);
-        if (!(max3(weight) > 0.0f)) break;
-        float3 wo_world = tangent * wo.x + bitangent * wo.y + ns * wo.z;
-        float geo_o = dot3(wo_world, ng);
-        if ((geo_o * geo_i > 0.0f) != (wo.z * wi.z > 0.0f) || geo_o == 0.0f) break;
-        throughput *= weight;
-        prev_pdf = pdf;
-        prev_delta = delta;
+        VF u_lobe = sample1_v(sampler, bounce_choice(depth, CHOICE_LOBE)), ux, uy;
+        sample2_v(sampler, bounce_pair(depth, PAIR_BSDF), &ux, &uy);
+        VF3 wo, weight;
+        VF pdf;
+        VI delta;
+        VI going = bsdf_sample_v(b, kind, reflectance, live, wi, ux, uy, u_lobe, &wo, &weight, &pdf, &delta);
+        VF3 wo_world = add3(add3(scale3(tangent, wo.x), scale3(bitangent, wo.y)), scale3(ns, wo.z));
+        VF geo_o = dot3v(wo_world, ng);
+        going &= MASK(MASK(geo_o * geo_i > 0.0f) == MASK(wo.z * wi.z > 0.0f)) & MASK(geo_o != 0.0f);
+        throughput = select3(throughput, mul3(throughput, weight), going);
+        prev_pdf = select(prev_pdf, pdf, going);
+        prev_delta = select(prev_delta, delta, going);
+        live = going;
 
         if (depth >= rr_depth) {
-            float q = min_f(max3(throughput), 0.95f);
-            if (!(sample1(sampler, bounce_choice(depth, CHOICE_ROULETTE)) < q)) break;
-            throughput /= q;
+            VF q = min_v(max3v(throughput), (VF)(0.95f));
+            live &= MASK(sample1_v(sampler, bounce_choice(depth, CHOICE_ROULETTE)) < q);
+            throughput = div3(throughput, q);
         }
-        o = offset_origin(sf.p, ng, wo_world);
+        o = offset_origin_v(p, ng, wo_world);
         d = wo_world;
     }
     return result;
@@ -342,12 +507,14 @@ inline void add_fixed3(long *sums, float3 value) {
  * A pixel's samples are those of its cell's range (ranges: one [first, end) per cell of
  * cell_size px, cells_x to a row of the frame; one cell for a uniform render) that lie in
  * this pass's window [window_first, window_end).
- * One work item renders one pixel: work item i the pixel (i * stride) mod (w * h) of the
- * bucket, row-major. A stride near w * h / golden ratio, coprime with it (the host's choice
- * on CPUs), spreads any run of consecutive work groups over the whole bucket, so PoCL's
- * threads, which take work groups in runs of up to half a launch, get even shares of a
- * bucket whose top is dearer than its bottom; a stride of 1 keeps neighbours together
- * (GPU warps). The launch is padded to whole work groups; extra work items do nothing. */
+ * One work item renders LANES pixels, lane l of work item i the pixel
+ * ((i * LANES + l) * stride) mod (w * h) of the bucket, row-major, each its own samples (the
+ * lanes of pixels with fewer samples idle once theirs are done). A stride near w * h /
+ * golden ratio, coprime with it (the host's choice on CPUs), spreads any run of consecutive
+ * work groups over the whole bucket, so PoCL's threads, which take work groups in runs of
+ * up to half a launch, get even shares of a bucket whose top is dearer than its bottom; a
+ * stride of 1 keeps neighbours together (GPU warps). The launch is padded to whole work
+ * groups; extra work items and lanes do nothing. */
 __kernel void render_bucket(__global const Frame *frame,
                             __global const Node *top,
                             __global const Instance *instances,
@@ -371,72 +538,99 @@ __kernel void render_bucket(__global const Frame *frame,
                             int window_first, int window_end, int accumulate,
                             __global long *sums) {
     const int count = w * h;
-    if ((int)get_global_id(0) >= count) return;
-    const int index = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)count);
-    const int gx = index % w, gy = index / w;
+    if ((int)get_global_id(0) * LANES >= count) return;
     SceneRef s = {frame, top, instances, motions, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table, env_guide};
-    int px = x0 + gx, py = y0 + gy;
     const int width = frame->size.x, height = frame->size.y;
     const uint seed = as_uint(frame->counts.z);
-    const uint pixel = (uint)py * (uint)width + (uint)px;
     const float aperture = frame->lens_v.x * frame->lens_v.x + frame->lens_v.y * frame->lens_v.y
                          + frame->lens_v.z * frame->lens_v.z;
-    const int cell = (py / cell_size) * cells_x + px / cell_size;
-    const int first = max_i(ranges[2 * cell], window_first), end = min_i(ranges[2 * cell + 1], window_end);
+    const VI inside = MASK((int)get_global_id(0) * LANES + LANE_INDEX < count);
+    VI px = (VI)(0), py = (VI)(0), first = (VI)(0), end = (VI)(0);
+    int offset[LANES];  /* each lane's pixel in the bucket, row-major */
     /* A pixel's PIXEL_CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth,
      * the luminance's square (for its variance), and the material seen by sample 0 plus 1
      * (an id is not averaged: only sample 0 adds it); the host divides by the samples taken. */
-    __global long *target = sums + (size_t)(gy * w + gx) * PIXEL_CHANNELS;
-    long sum[PIXEL_CHANNELS];
-    for (int c = 0; c < PIXEL_CHANNELS; ++c) sum[c] = accumulate ? target[c] : 0;
-    for (int i = first; i < end; ++i) {
-        Sampler sampler = make_sampler(frame->options.x, seed, pixel, (uint)i);
-        float2 u = sample2(&sampler, PAIR_PIXEL);
-        float sx = 2.0f * ((float)px + u.x) / (float)width - 1.0f;
-        float sy = 1.0f - 2.0f * ((float)py + u.y) / (float)height;
-        float3 o = frame->origin.xyz;
-        float3 d = unit3(frame->forward.xyz + frame->right.xyz * sx + frame->up.xyz * sy);
-        float time = 0.5f;  /* where the shutter is closed, nothing reads it */
+    long sum[LANES * PIXEL_CHANNELS];
+    int most = 0;
+    FOR_LANES(l, inside) {
+        const int index = (int)(((ulong)((int)get_global_id(0) * LANES + l) * (ulong)stride) % (ulong)count);
+        const int gx = index % w, gy = index / w;
+        LI(px, l) = x0 + gx;
+        LI(py, l) = y0 + gy;
+        const int cell = (LI(py, l) / cell_size) * cells_x + LI(px, l) / cell_size;
+        LI(first, l) = max_i(ranges[2 * cell], window_first);
+        LI(end, l) = min_i(ranges[2 * cell + 1], window_end);
+        most = max_i(most, LI(end, l) - LI(first, l));
+        offset[l] = gy * w + gx;
+        __global long *target = sums + (size_t)offset[l] * PIXEL_CHANNELS;
+        for (int c = 0; c < PIXEL_CHANNELS; ++c) sum[l * PIXEL_CHANNELS + c] = accumulate ? target[c] : 0;
+    }
+    const VU pixel = TO_VU(py * width + px);
+    for (int k = 0; k < most; ++k) {
+        const VI i = first + k;
+        const VI active = inside & MASK(i < end);
+        Samplers sampler = make_samplers(frame->options.x, seed, pixel, TO_VU(i));
+        VF ux, uy;
+        sample2_v(&sampler, PAIR_PIXEL, &ux, &uy);
+        VF sx = 2.0f * (TO_VF(px) + ux) / (float)width - 1.0f;
+        VF sy = 1.0f - 2.0f * (TO_VF(py) + uy) / (float)height;
+        VF3 o = splat3(frame->origin.xyz);
+        VF3 d = unit3v(add3(add3(splat3(frame->forward.xyz), scale3(splat3(frame->right.xyz), sx)),
+                            scale3(splat3(frame->up.xyz), sy)));
+        VF time = (VF)(0.5f);  /* where the shutter is closed, nothing reads it */
 #ifdef FARM_MOTION
         /* The sample's moment in the shutter, a dimension of its own; the camera between
          * its place at the open and at the close. */
-        time = sample1(&sampler, CHOICE_TIME);
-        o = frame->origin.xyz + (frame->origin1.xyz - frame->origin.xyz) * time;
-        float3 forward = frame->forward.xyz + (frame->forward1.xyz - frame->forward.xyz) * time;
-        float3 right = frame->right.xyz + (frame->right1.xyz - frame->right.xyz) * time;
-        float3 up = frame->up.xyz + (frame->up1.xyz - frame->up.xyz) * time;
-        d = unit3(forward + right * sx + up * sy);
+        time = sample1_v(&sampler, CHOICE_TIME);
+        o = add3(o, scale3(splat3(frame->origin1.xyz - frame->origin.xyz), time));
+        VF3 forward = add3(splat3(frame->forward.xyz), scale3(splat3(frame->forward1.xyz - frame->forward.xyz), time));
+        VF3 right = add3(splat3(frame->right.xyz), scale3(splat3(frame->right1.xyz - frame->right.xyz), time));
+        VF3 up = add3(splat3(frame->up.xyz), scale3(splat3(frame->up1.xyz - frame->up.xyz), time));
+        d = unit3v(add3(add3(forward, scale3(right, sx)), scale3(up, sy)));
 #endif
         if (aperture > 0.0f) {  /* thin lens: rays through the lens meet on the focus plane */
-            float3 focus = o + d * (frame->lens_u.w / dot3(d, frame->forward.xyz));
-            float2 lens = sample2(&sampler, PAIR_LENS);
-            float2 disk = sample_disk(lens.x, lens.y);
-            o = o + frame->lens_u.xyz * disk.x + frame->lens_v.xyz * disk.y;
-            d = unit3(focus - o);
+            VF3 focus = add3(o, scale3(d, frame->lens_u.w / dot3v(d, splat3(frame->forward.xyz))));
+            VF lx, ly, c, sn;
+            sample2_v(&sampler, PAIR_LENS, &lx, &ly);
+            unit_circle_v(ly, &c, &sn);  /* sample_disk */
+            VF r = SQRT_V(lx);
+            o = add3(add3(o, scale3(splat3(frame->lens_u.xyz), c * r)), scale3(splat3(frame->lens_v.xyz), sn * r));
+            d = unit3v(sub3(focus, o));
         }
         /* clipping planes: the camera ray starts at the near one and ends at the far one
          * (distances along the viewing direction, as USD's and Cycles' clipping) */
-        float far = INFINITY, skipped = 0.0f;
+        VF far = (VF)(INFINITY), skipped = (VF)(0.0f);
         if (frame->forward.w > 0.0f || frame->right.w > 0.0f) {
-            float along = dot3(d, frame->forward.xyz);
+            VF along = dot3v(d, splat3(frame->forward.xyz));
             skipped = frame->forward.w / along;
-            if (frame->forward.w > 0.0f) o = o + d * skipped;
+            if (frame->forward.w > 0.0f) o = add3(o, scale3(d, skipped));
             if (frame->right.w > 0.0f) far = frame->right.w / along - skipped;
         }
-        Aov aov = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
-        float3 value = radiance(&s, &sampler, o, d, &aov, time, far, skipped);
-        add_fixed3(sum, value);
+        Aov aov[LANES];
+        for (int l = 0; l < LANES; ++l) {
+            Aov none = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
+            aov[l] = none;
+        }
+        VF3 value = radiance(&s, &sampler, active, o, d, aov, time, far, skipped);
+        FOR_LANES(l, active) {
+            long *lane_sum = sum + l * PIXEL_CHANNELS;
+            float3 v = lane3(value, l);
+            add_fixed3(lane_sum, v);
 #ifdef FARM_AOVS
-        add_fixed3(sum + AOV_ALBEDO, aov.albedo);
-        add_fixed3(sum + AOV_NORMAL, aov.normal);
-        sum[AOV_DEPTH] += fixed_point(aov.depth);
-        float luminance = LUMINANCE_R * value.x + LUMINANCE_G * value.y + LUMINANCE_B * value.z;
-        sum[AOV_LUMINANCE_SQUARE] += fixed_point(luminance * luminance);
-        if (i == 0) sum[AOV_MATERIAL] += fixed_point((float)(aov.material + 1));
+            add_fixed3(lane_sum + AOV_ALBEDO, aov[l].albedo);
+            add_fixed3(lane_sum + AOV_NORMAL, aov[l].normal);
+            lane_sum[AOV_DEPTH] += fixed_point(aov[l].depth);
+            float luminance = LUMINANCE_R * v.x + LUMINANCE_G * v.y + LUMINANCE_B * v.z;
+            lane_sum[AOV_LUMINANCE_SQUARE] += fixed_point(luminance * luminance);
+            if (LI(i, l) == 0) lane_sum[AOV_MATERIAL] += fixed_point((float)(aov[l].material + 1));
 #endif
+        }
     }
-    for (int c = 0; c < PIXEL_CHANNELS; ++c) target[c] = sum[c];
+    FOR_LANES(l, inside) {
+        __global long *target = sums + (size_t)offset[l] * PIXEL_CHANNELS;
+        for (int c = 0; c < PIXEL_CHANNELS; ++c) target[c] = sum[l * PIXEL_CHANNELS + c];
+    }
 }
 
 /* f(wi, wo) |cos wo| and the density of wo for each pair (wi xyz, wo xyz in the local

@@ -77,7 +77,15 @@ def device_defines(device: Device) -> list[str]:
         defines.append("-DFARM_CLANG_BUILTINS")
     if device.kind == "CPU":
         defines.append("-DFARM_SAMPLE_BATCHES")
+    defines.append(f"-DLANES={lanes(device)}")
     return defines
+
+
+def lanes(device: Device) -> int:
+    """Paths a work item follows at once (kernels/lanes.h): a CPU's vector width, one on GPUs."""
+    import os
+
+    return int(os.environ.get("FARM_LANES", "16")) if device.kind == "CPU" else 1
 
 
 def build_program(device: Device, cut_outs: bool = False, aovs: bool = False, instances: bool = False,
@@ -275,8 +283,10 @@ class Renderer:
             raise ValueError(f"sample {last} is past the limit of {MAX_SAMPLES} samples per pixel")
         pixels = width * height
         gpu = self.device.kind == "GPU"
-        local_size = defaults.GPU_LOCAL_SIZE if gpu else defaults.LOCAL_SIZE
-        global_size = -(-pixels // local_size) * local_size
+        width_lanes = lanes(self.device)
+        local_size = defaults.GPU_LOCAL_SIZE if gpu else max(1, defaults.LOCAL_SIZE // width_lanes)
+        items = -(-pixels // width_lanes)
+        global_size = -(-items // local_size) * local_size
         stride = 1 if gpu else spread_stride(pixels)
         cells_y, cells_x = bucket_plan.ranges.shape[:2]
         ranges_buffer = cl.Buffer(self.device.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR,

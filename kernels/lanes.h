@@ -1,0 +1,158 @@
+/* Paths in lanes: one work item follows LANES paths at once (-D LANES=8 or 16 on CPUs, whose
+ * compilers do not vectorise across work items; 1, one path a work item, on GPUs), the
+ * arithmetic of all of them in one vector instruction, as Mitsuba's LLVM variant and ISPC
+ * do. Each lane runs exactly the operations of the one-path code, so every width gives the
+ * same bits. What is not arithmetic (a BVH walk, a gather from a table, a material that is
+ * not in lanes yet) runs lane by lane through the one-path functions.
+ *
+ * VF, VI, VU: a float, int and uint in each lane; VF3 three VFs (x, y, z). A mask (VI) is 0
+ * or -1 in each lane, as OpenCL's vector comparisons give; MASK() turns a comparison into
+ * one at any width (a scalar comparison gives 1). */
+#ifndef FARM_LANES_H
+#define FARM_LANES_H
+
+#include "sampling.h"
+#include "sampler.h"
+
+#ifndef LANES
+#define LANES 1
+#endif
+
+#if LANES == 1
+typedef float VF;
+typedef int VI;
+typedef uint VU;
+#define LF(v, l) (v)
+#define LI(v, l) (v)
+#define MASK(c) (-(int)(c))
+#define TO_VF(v) ((float)(v))
+#define TO_VU(v) ((uint)(v))
+#define TO_VI(v) ((int)(v))  /* towards zero, as a cast */
+#define SQRT_V(v) sqrt_f(v)
+#define FLOOR_V(v) floor_f(v)
+#define FABS_V(v) fabs_f(v)
+#define LANE_INDEX 0
+#elif LANES == 8 || LANES == 16
+#define LANES_PASTE_(a, b) a##b
+#define LANES_PASTE(a, b) LANES_PASTE_(a, b)
+typedef LANES_PASTE(float, LANES) VF;
+typedef LANES_PASTE(int, LANES) VI;
+typedef LANES_PASTE(uint, LANES) VU;
+#define LF(v, l) (((float *)&(v))[l])
+#define LI(v, l) (((int *)&(v))[l])
+#define MASK(c) (c)
+#define TO_VF(v) LANES_PASTE(convert_float, LANES)(v)
+#define TO_VU(v) LANES_PASTE(as_uint, LANES)(v)
+#define TO_VI(v) LANES_PASTE(convert_int, LANES)(v)  /* towards zero, as a cast */
+#define SQRT_V(v) sqrt(v)
+#define FLOOR_V(v) floor(v)
+#define FABS_V(v) fabs(v)
+#if LANES == 8
+#define LANE_INDEX ((VI)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#define LANE_INDEX ((VI)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#endif
+#else
+#error "LANES is 1, 8 or 16"
+#endif
+
+/* Every lane's own loop: l runs over the lanes of mask m that are set. */
+#define FOR_LANES(l, m) for (int l = 0; l < LANES; ++l) if (LI(m, l))  /* m: a variable */
+
+inline bool any_lane(VI m) {
+    int found = 0;
+    for (int l = 0; l < LANES; ++l) found |= LI(m, l);
+    return found != 0;
+}
+
+typedef struct {
+    VF x, y, z;
+} VF3;
+
+inline VF3 vf3(VF x, VF y, VF z) { VF3 v = {x, y, z}; return v; }
+inline VF3 splat3(float3 a) { return vf3((VF)(a.x), (VF)(a.y), (VF)(a.z)); }
+inline float3 lane3(VF3 v, int l) { return (float3)(LF(v.x, l), LF(v.y, l), LF(v.z, l)); }
+inline void set_lane3(VF3 *v, int l, float3 a) { LF(v->x, l) = a.x; LF(v->y, l) = a.y; LF(v->z, l) = a.z; }
+
+/* float3's operators, lane by lane: the same operations in the same order. */
+inline VF3 add3(VF3 a, VF3 b) { return vf3(a.x + b.x, a.y + b.y, a.z + b.z); }
+inline VF3 sub3(VF3 a, VF3 b) { return vf3(a.x - b.x, a.y - b.y, a.z - b.z); }
+inline VF3 mul3(VF3 a, VF3 b) { return vf3(a.x * b.x, a.y * b.y, a.z * b.z); }
+inline VF3 scale3(VF3 a, VF s) { return vf3(a.x * s, a.y * s, a.z * s); }
+inline VF3 div3(VF3 a, VF s) { return vf3(a.x / s, a.y / s, a.z / s); }
+inline VF3 neg3(VF3 a) { return vf3(-a.x, -a.y, -a.z); }
+inline VF dot3v(VF3 a, VF3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
+inline VF3 unit3v(VF3 v) { return div3(v, SQRT_V(dot3v(v, v))); }
+inline VF max_v(VF a, VF b) { return select(b, a, MASK(a > b)); }  /* max_f: a NaN in a gives b */
+inline VF min_v(VF a, VF b) { return select(b, a, MASK(a < b)); }  /* min_f */
+inline VF max3v(VF3 v) { return max_v(v.x, max_v(v.y, v.z)); }
+/* v where m is set, else w */
+inline VF3 select3(VF3 w, VF3 v, VI m) { return vf3(select(w.x, v.x, m), select(w.y, v.y, m), select(w.z, v.z, m)); }
+
+/* unit_circle (sampling.h) in lanes: (cos, sin) of 2 pi u. */
+inline void unit_circle_v(VF u, VF *c_out, VF *s_out) {
+    VF quarter = FLOOR_V(u * 4.0f);
+    VF r = (u * 4.0f - quarter) * (0.5f * PI_F);
+    VF r2 = r * r;
+    VF s = r * (1.0f + r2 * (-1.0f / 6.0f + r2 * (1.0f / 120.0f + r2 * (-1.0f / 5040.0f
+           + r2 * (1.0f / 362880.0f + r2 * (-1.0f / 39916800.0f))))));
+    VF c = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24.0f + r2 * (-1.0f / 720.0f
+           + r2 * (1.0f / 40320.0f + r2 * (-1.0f / 3628800.0f + r2 * (1.0f / 479001600.0f))))));
+    VI q = TO_VI(quarter);
+    VF cos_q = select(select(select(s, -c, MASK(q == 2)), -s, MASK(q == 1)), c, MASK(q == 0));
+    VF sin_q = select(select(select(-c, -s, MASK(q == 2)), c, MASK(q == 1)), s, MASK(q == 0));
+    *c_out = cos_q;
+    *s_out = sin_q;
+}
+
+/* basis (sampling.h) in lanes. */
+inline void basis_v(VF3 n, VF3 *t, VF3 *b) {
+    VF sign = select((VF)(-1.0f), (VF)(1.0f), MASK(n.z >= 0.0f));
+    VF a = -1.0f / (sign + n.z);
+    VF c = n.x * n.y * a;
+    *t = vf3(1.0f + sign * n.x * n.x * a, sign * c, -sign * n.x);
+    *b = vf3(c, sign + n.y * n.y * a, -n.y);
+}
+
+/* The sampler (sampler.h) for every lane's sample at once: the lanes ask for the same
+ * dimensions together, so a dimension's hashing is one vector of uints. The same numbers as
+ * sample2 and sample1 give each lane alone. */
+DEFINE_HASH32(hash32_v, VU)
+DEFINE_REVERSE_BITS(reverse_bits_v, VU)
+DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation_v, VU)
+DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed_v, VU)
+
+typedef struct {
+    VU pixel_key, index, key;
+    int kind;
+} Samplers;
+
+inline Samplers make_samplers(int kind, uint seed, VU pixel, VU index) {
+    Samplers s;
+    s.pixel_key = hash32_v(pixel + hash32(seed));
+    s.index = index;
+    s.key = hash32_v(index + s.pixel_key);
+    s.kind = kind;
+    return s;
+}
+
+inline VF to_unit_v(VU x) { return TO_VF(x >> 8) * (1.0f / 16777216.0f); }
+
+inline void sample2_v(const Samplers *s, uint pair, VF *x, VF *y) {
+    if (s->kind == SAMPLER_INDEPENDENT) {
+        *x = to_unit_v(hash32_v(s->key ^ hash32(2U * pair + 0x9e3779b9U)));
+        *y = to_unit_v(hash32_v(s->key ^ hash32(2U * pair + 1U + 0x9e3779b9U)));
+        return;
+    }
+    VU seed = hash32_v(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
+    VU index = reverse_bits_v(laine_karras_permutation_v(reverse_bits_v(s->index), seed));
+    *x = to_unit_v(reverse_bits_v(laine_karras_permutation_v(index, hash32_v(seed ^ 0xa511e9b3U))));
+    *y = to_unit_v(reverse_bits_v(laine_karras_permutation_v(sobol_dimension1_reversed_v(index),
+                                                             hash32_v(seed ^ 0x63d83595U))));
+}
+
+inline VF sample1_v(const Samplers *s, uint dimension) {
+    return to_unit_v(hash32_v(s->key ^ hash32(0x80000000U + dimension + 0x9e3779b9U)));
+}
+
+#endif
