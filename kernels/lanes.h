@@ -44,17 +44,34 @@ typedef LANES_PASTE(uint, LANES) VU;
 #define TO_VF(v) LANES_PASTE(convert_float, LANES)(v)
 #define TO_VU(v) LANES_PASTE(as_uint, LANES)(v)
 #define TO_VI(v) LANES_PASTE(convert_int, LANES)(v)  /* towards zero, as a cast */
+#if LANES == 8
+#define LANES_TEXT "8"
+#define LANE_INDEX ((VI)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#define LANES_TEXT "16"
+#define LANE_INDEX ((VI)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#endif
+#ifdef FARM_CLANG_BUILTINS
+/* As builtins.h's: PoCL's library sqrt, floor, fabs and select of vectors are calls; these
+ * are LLVM's instructions (sqrt correctly rounded, the others exact), named for clang. */
+VF sqrt_lanes(VF x) __asm("llvm.sqrt.v" LANES_TEXT "f32");
+VF floor_lanes(VF x) __asm("llvm.floor.v" LANES_TEXT "f32");
+VF fabs_lanes(VF x) __asm("llvm.fabs.v" LANES_TEXT "f32");
+#define SQRT_V(v) sqrt_lanes(v)
+#define FLOOR_V(v) floor_lanes(v)
+#define FABS_V(v) fabs_lanes(v)
+#else
 #define SQRT_V(v) sqrt(v)
 #define FLOOR_V(v) floor(v)
 #define FABS_V(v) fabs(v)
-#if LANES == 8
-#define LANE_INDEX ((VI)(0, 1, 2, 3, 4, 5, 6, 7))
-#else
-#define LANE_INDEX ((VI)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
 #endif
 #else
 #error "LANES is 1, 8 or 16"
 #endif
+
+/* OpenCL's select(a, b, m) for masks (b where m is set), as a conditional: PoCL's select is a
+ * call, the conditional one instruction. */
+#define SEL(a, b, m) ((m) ? (b) : (a))
 
 /* Every lane's own loop: l runs over the lanes of mask m that are set. */
 #define FOR_LANES(l, m) for (int l = 0; l < LANES; ++l) if (LI(m, l))  /* m: a variable */
@@ -83,11 +100,11 @@ inline VF3 div3(VF3 a, VF s) { return vf3(a.x / s, a.y / s, a.z / s); }
 inline VF3 neg3(VF3 a) { return vf3(-a.x, -a.y, -a.z); }
 inline VF dot3v(VF3 a, VF3 b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
 inline VF3 unit3v(VF3 v) { return div3(v, SQRT_V(dot3v(v, v))); }
-inline VF max_v(VF a, VF b) { return select(b, a, MASK(a > b)); }  /* max_f: a NaN in a gives b */
-inline VF min_v(VF a, VF b) { return select(b, a, MASK(a < b)); }  /* min_f */
+inline VF max_v(VF a, VF b) { return SEL(b, a, MASK(a > b)); }  /* max_f: a NaN in a gives b */
+inline VF min_v(VF a, VF b) { return SEL(b, a, MASK(a < b)); }  /* min_f */
 inline VF max3v(VF3 v) { return max_v(v.x, max_v(v.y, v.z)); }
 /* v where m is set, else w */
-inline VF3 select3(VF3 w, VF3 v, VI m) { return vf3(select(w.x, v.x, m), select(w.y, v.y, m), select(w.z, v.z, m)); }
+inline VF3 select3(VF3 w, VF3 v, VI m) { return vf3(SEL(w.x, v.x, m), SEL(w.y, v.y, m), SEL(w.z, v.z, m)); }
 
 /* unit_circle (sampling.h) in lanes: (cos, sin) of 2 pi u. */
 inline void unit_circle_v(VF u, VF *c_out, VF *s_out) {
@@ -99,15 +116,15 @@ inline void unit_circle_v(VF u, VF *c_out, VF *s_out) {
     VF c = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24.0f + r2 * (-1.0f / 720.0f
            + r2 * (1.0f / 40320.0f + r2 * (-1.0f / 3628800.0f + r2 * (1.0f / 479001600.0f))))));
     VI q = TO_VI(quarter);
-    VF cos_q = select(select(select(s, -c, MASK(q == 2)), -s, MASK(q == 1)), c, MASK(q == 0));
-    VF sin_q = select(select(select(-c, -s, MASK(q == 2)), c, MASK(q == 1)), s, MASK(q == 0));
+    VF cos_q = SEL(SEL(SEL(s, -c, MASK(q == 2)), -s, MASK(q == 1)), c, MASK(q == 0));
+    VF sin_q = SEL(SEL(SEL(-c, -s, MASK(q == 2)), c, MASK(q == 1)), s, MASK(q == 0));
     *c_out = cos_q;
     *s_out = sin_q;
 }
 
 /* basis (sampling.h) in lanes. */
 inline void basis_v(VF3 n, VF3 *t, VF3 *b) {
-    VF sign = select((VF)(-1.0f), (VF)(1.0f), MASK(n.z >= 0.0f));
+    VF sign = SEL((VF)(-1.0f), (VF)(1.0f), MASK(n.z >= 0.0f));
     VF a = -1.0f / (sign + n.z);
     VF c = n.x * n.y * a;
     *t = vf3(1.0f + sign * n.x * n.x * a, sign * c, -sign * n.x);

@@ -32,6 +32,7 @@
 #include "bsdf.h"
 #include "light.h"
 #include "lanes.h"
+#include "bsdf_lanes.h"
 
 /* Offset scale for secondary rays, relative to the magnitude of the hit position. */
 #define RAY_EPSILON 1e-4f
@@ -207,12 +208,12 @@ inline float3 bsdf_albedo(const Bsdf *b) {
 /* offset_origin in lanes. */
 inline VF3 offset_origin_v(VF3 p, VF3 ng, VF3 d) {
     VF epsilon = RAY_EPSILON * (1.0f + max3v(vf3(FABS_V(p.x), FABS_V(p.y), FABS_V(p.z))));
-    return add3(p, scale3(ng, select(-epsilon, epsilon, MASK(dot3v(ng, d) > 0.0f))));
+    return add3(p, scale3(ng, SEL(-epsilon, epsilon, MASK(dot3v(ng, d) > 0.0f))));
 }
 
 inline VF power_heuristic_v(VF a, VF b) {
     VF a2 = a * a, b2 = b * b;
-    return select((VF)(0.0f), a2 / (a2 + b2), MASK(a2 + b2 > 0.0f));
+    return SEL((VF)(0.0f), a2 / (a2 + b2), MASK(a2 + b2 > 0.0f));
 }
 
 /* sample_light for the lanes of `m` whose sample reaches them with some radiance (the
@@ -275,56 +276,10 @@ inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy
     /* reached: not at the light's own point, from its front (emitters shine from their front only) */
     VI reached = triangle & MASK(dist2 > 0.0f) & ~MASK(cos_light <= 0.0f) & MASK(max3v(emission) > 0.0f);
     *wi = select3(*wi, towards, reached);
-    *dist = select(*dist, distance, reached);
-    *pdf = select(*pdf, pmf * dist2 / (cos_light * area), reached);
+    *dist = SEL(*dist, distance, reached);
+    *pdf = SEL(*pdf, pmf * dist2 / (cos_light * area), reached);
     *radiance = select3(*radiance, emission, reached);
     return sampled | reached;
-}
-
-/* bsdf_eval for the lanes of `m`, each with its own material b[l]: diffuse ones in lanes,
- * the others lane by lane. */
-inline VF3 bsdf_eval_v(const Bsdf *b, VI kind, VF3 reflectance, VI m, VF3 wi, VF3 wo, VF *pdf) {
-    VI diffuse = m & MASK(kind == MATERIAL_DIFFUSE);
-    VI facing = diffuse & ~MASK(wi.z <= 0.0f) & ~MASK(wo.z <= 0.0f);  /* as its tests, NaN included */
-    VF cos_pdf = wo.z * INV_PI_F;
-    *pdf = select((VF)(0.0f), cos_pdf, facing);
-    VF3 f = select3(splat3((float3)(0.0f)), scale3(reflectance, wo.z * INV_PI_F), facing);
-    VI other = m & ~diffuse;
-    FOR_LANES(l, other) {
-        float lane_pdf;
-        set_lane3(&f, l, bsdf_eval(&b[l], lane3(wi, l), lane3(wo, l), &lane_pdf));
-        LF(*pdf, l) = lane_pdf;
-    }
-    return f;
-}
-
-/* bsdf_sample for the lanes of `m`: the lanes whose sample is not lost (weight above 0),
- * with wo, the weight, the density and whether it came from a delta component. */
-inline VI bsdf_sample_v(const Bsdf *b, VI kind, VF3 reflectance, VI m, VF3 wi, VF ux, VF uy, VF u_lobe, VF3 *wo,
-                        VF3 *weight, VF *pdf, VI *delta) {
-    VI diffuse = m & MASK(kind == MATERIAL_DIFFUSE);
-    /* sample_cosine_local */
-    VF r = SQRT_V(ux), c, sn;
-    unit_circle_v(uy, &c, &sn);
-    *wo = vf3(r * c, r * sn, SQRT_V(max_v(1.0f - ux, (VF)(0.0f))));
-    *pdf = wo->z * INV_PI_F;
-    *weight = reflectance;
-    *delta = (VI)(0);
-    VI kept = diffuse & ~MASK(wi.z <= 0.0f) & MASK(wo->z > 0.0f) & MASK(max3v(reflectance) > 0.0f);
-    VI other = m & ~diffuse;
-    FOR_LANES(l, other) {
-        float3 lane_wo, lane_weight;
-        float lane_pdf;
-        bool lane_delta;
-        lane_weight = bsdf_sample(&b[l], lane3(wi, l), (float2)(LF(ux, l), LF(uy, l)), LF(u_lobe, l), &lane_wo,
-                                  &lane_pdf, &lane_delta);
-        set_lane3(wo, l, lane_wo);
-        set_lane3(weight, l, lane_weight);
-        LF(*pdf, l) = lane_pdf;
-        LI(*delta, l) = lane_delta ? -1 : 0;
-        if (max3(lane_weight) > 0.0f) LI(kept, l) = -1;
-    }
-    return kept;
 }
 
 /* The radiance of the paths in the lanes of `live`, each as the one-path integrator would
@@ -384,16 +339,13 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         }
         if (depth == max_depth) break;
 
-        Bsdf b[LANES];
+        Bsdfs b;
         VF3 p = splat3((float3)(0.0f)), ng = p, ns = p;
-        VI delta_bsdf = (VI)(0), kind = (VI)(-1);
-        VF3 reflectance = p;
         FOR_LANES(l, live) {
-            b[l] = bsdf_at(s, sf[l].material, sf[l].uv);
-            LI(kind, l) = b[l].kind;
-            set_lane3(&reflectance, l, b[l].reflectance);
+            Bsdf bl = bsdf_at(s, sf[l].material, sf[l].uv);
+            set_bsdf_lane(s, &b, l, &bl);
             float3 ngl = sf[l].ng, nsl = sf[l].ns;
-            if (b[l].kind != MATERIAL_DIELECTRIC && LF(cos_front, l) < 0.0f) {  /* opaque: two-sided */
+            if (bl.kind != MATERIAL_DIELECTRIC && LF(cos_front, l) < 0.0f) {  /* opaque: two-sided */
                 ngl = -ngl;
                 nsl = -nsl;
             }
@@ -403,8 +355,8 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
                     aov[l].depth = hits[l].t + LF(skipped, l);
                     aov[l].material = sf[l].material;
                 }
-                if (!bsdf_is_delta(&b[l])) {
-                    aov[l].albedo = clamp_f3(bsdf_albedo(&b[l]), 0.0f, 1.0f);
+                if (!bsdf_is_delta(&bl)) {
+                    aov[l].albedo = clamp_f3(bsdf_albedo(&bl), 0.0f, 1.0f);
                     aov[l].normal = dot3(nsl, lane3(d, l)) > 0.0f ? -nsl : nsl;
                     aov[l].done = true;
                 }
@@ -413,8 +365,8 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
             set_lane3(&p, l, sf[l].p);
             set_lane3(&ng, l, ngl);
             set_lane3(&ns, l, nsl);
-            if (bsdf_is_delta(&b[l])) LI(delta_bsdf, l) = -1;
         }
+        VI delta_bsdf = bsdf_is_delta_v(&b);
         VF3 tangent, bitangent;
         basis_v(ns, &tangent, &bitangent);
         VF3 wi_world = neg3(d);
@@ -435,7 +387,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
             VF3 wo = vf3(dot3v(light_wi, tangent), dot3v(light_wi, bitangent), dot3v(light_wi, ns));
             VF geo_o = dot3v(light_wi, ng);
             VF bsdf_pdf;
-            VF3 f = bsdf_eval_v(b, kind, reflectance, sampled, wi, wo, &bsdf_pdf);
+            VF3 f = bsdf_eval_v(s, &b, sampled, wi, wo, &bsdf_pdf);
             /* The geometric normal must agree with the shading frame about the side. */
             VI consistent = MASK(MASK(geo_o * geo_i > 0.0f) == MASK(wo.z * wi.z > 0.0f)) & MASK(geo_o != 0.0f);
             VI shadow = sampled & consistent & MASK(max3v(f) > 0.0f);
@@ -443,7 +395,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
                 VF3 origin = offset_origin_v(p, ng, light_wi);
                 /* up to the point on the light, measured from the offset origin */
                 VF3 span = sub3(add3(p, scale3(light_wi, light_dist)), origin);
-                VF t_max = select(SQRT_V(dot3v(span, span)) * (1.0f - 1e-5f), (VF)(INFINITY),
+                VF t_max = SEL(SQRT_V(dot3v(span, span)) * (1.0f - 1e-5f), (VF)(INFINITY),
                                   MASK(light_dist == INFINITY));
                 VI seen = (VI)(0);
                 FOR_LANES(l, shadow) {
@@ -452,7 +404,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
                                light_instance[l], LF(time, l), &blocker))
                         LI(seen, l) = -1;
                 }
-                VF weight = select(power_heuristic_v(light_pdf, bsdf_pdf), (VF)(1.0f),
+                VF weight = SEL(power_heuristic_v(light_pdf, bsdf_pdf), (VF)(1.0f),
                                    light_delta | MASK(strategy == STRATEGY_LIGHT));
                 result = select3(result, add3(result, scale3(mul3(mul3(throughput, f), light_radiance), weight / light_pdf)),
                                  seen);
@@ -464,13 +416,13 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         VF3 wo, weight;
         VF pdf;
         VI delta;
-        VI going = bsdf_sample_v(b, kind, reflectance, live, wi, ux, uy, u_lobe, &wo, &weight, &pdf, &delta);
+        VI going = bsdf_sample_v(s, &b, live, wi, ux, uy, u_lobe, &wo, &weight, &pdf, &delta);
         VF3 wo_world = add3(add3(scale3(tangent, wo.x), scale3(bitangent, wo.y)), scale3(ns, wo.z));
         VF geo_o = dot3v(wo_world, ng);
         going &= MASK(MASK(geo_o * geo_i > 0.0f) == MASK(wo.z * wi.z > 0.0f)) & MASK(geo_o != 0.0f);
         throughput = select3(throughput, mul3(throughput, weight), going);
-        prev_pdf = select(prev_pdf, pdf, going);
-        prev_delta = select(prev_delta, delta, going);
+        prev_pdf = SEL(prev_pdf, pdf, going);
+        prev_delta = SEL(prev_delta, delta, going);
         live = going;
 
         if (depth >= rr_depth) {
