@@ -69,6 +69,9 @@ VF fabs_lanes(VF x) __asm("llvm.fabs.v" LANES_TEXT "f32");
 #error "LANES is 1, 8 or 16"
 #endif
 
+/* A condition the same in every lane, as a mask. */
+#define UNIFORM(c) ((VI)(-(int)(c)))
+
 /* OpenCL's select(a, b, m) for masks (b where m is set), as a conditional: PoCL's select is a
  * call, the conditional one instruction. */
 #define SEL(a, b, m) ((m) ? (b) : (a))

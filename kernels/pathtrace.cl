@@ -33,6 +33,7 @@
 #include "light.h"
 #include "lanes.h"
 #include "bsdf_lanes.h"
+#include "light_lanes.h"
 
 /* Offset scale for secondary rays, relative to the magnitude of the hit position. */
 #define RAY_EPSILON 1e-4f
@@ -216,72 +217,6 @@ inline VF power_heuristic_v(VF a, VF b) {
     return SEL((VF)(0.0f), a2 / (a2 + b2), MASK(a2 + b2 > 0.0f));
 }
 
-/* sample_light for the lanes of `m` whose sample reaches them with some radiance (the
- * caller's max3(radiance) > 0 included): a triangle light of untextured emission in lanes,
- * any other lane by lane. */
-inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy, VF3 *wi, VF *dist, VF3 *radiance,
-                         VF *pdf, VI *delta, int *prim, int *instance) {
-    const int n_lights = s->frame->counts.y;
-    VF3 corner = splat3((float3)(0.0f)), edge1 = corner, edge2 = corner, normal = corner, emission = corner;
-    VF pmf = (VF)(0.0f), area = (VF)(1.0f);
-    VI triangle = (VI)(0), sampled = (VI)(0);
-    *wi = corner;
-    *radiance = corner;
-    *dist = (VF)(0.0f);
-    *pdf = (VF)(1.0f);
-    *delta = (VI)(0);
-    FOR_LANES(l, m) {
-        int lo = 0, hi = n_lights - 1;  /* as sample_light's search */
-        while (lo < hi) {
-            int mid = (lo + hi) / 2;
-            if (LF(u_pick, l) < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
-        }
-        __global const Light *light = &s->lights[lo];
-        __global const Material *material = light->info.x == LIGHT_TRIANGLE
-                                            ? &s->materials[s->tri_data[light->info.y].info.x] : 0;
-        if (material && material->emission.texture.x < 0) {
-            set_lane3(&corner, l, light->corner.xyz);
-            set_lane3(&edge1, l, light->edge1.xyz);
-            set_lane3(&edge2, l, light->edge2.xyz);
-            set_lane3(&normal, l, light->direction.xyz);
-            set_lane3(&emission, l, material->emission.value.xyz);
-            LF(pmf, l) = light->pick.x;
-            LF(area, l) = light->pick.z;
-            prim[l] = light->info.y;
-            instance[l] = light->info.z;
-            LI(triangle, l) = -1;
-            continue;
-        }
-        LightSample ls;
-        if (!sample_light(s, lane3(p, l), LF(u_pick, l), (float2)(LF(ux, l), LF(uy, l)), &ls) || !(max3(ls.radiance) > 0.0f))
-            continue;
-        set_lane3(wi, l, ls.wi);
-        set_lane3(radiance, l, ls.radiance);
-        LF(*dist, l) = ls.dist;
-        LF(*pdf, l) = ls.pdf;
-        LI(*delta, l) = ls.delta ? -1 : 0;
-        prim[l] = ls.prim;
-        instance[l] = ls.instance;
-        LI(sampled, l) = -1;
-    }
-    if (!any_lane(triangle)) return sampled;
-    /* sample_light's triangle: a uniform point (sample_triangle), the direction and density */
-    VF root = SQRT_V(ux);
-    VF3 point = add3(add3(corner, scale3(edge1, root * (1.0f - uy))), scale3(edge2, root * uy));
-    VF3 to_light = sub3(point, p);
-    VF dist2 = dot3v(to_light, to_light);
-    VF distance = SQRT_V(dist2);
-    VF3 towards = div3(to_light, distance);
-    VF cos_light = -dot3v(normal, towards);
-    /* reached: not at the light's own point, from its front (emitters shine from their front only) */
-    VI reached = triangle & MASK(dist2 > 0.0f) & ~MASK(cos_light <= 0.0f) & MASK(max3v(emission) > 0.0f);
-    *wi = select3(*wi, towards, reached);
-    *dist = SEL(*dist, distance, reached);
-    *pdf = SEL(*pdf, pmf * dist2 / (cos_light * area), reached);
-    *radiance = select3(*radiance, emission, reached);
-    return sampled | reached;
-}
-
 /* The radiance of the paths in the lanes of `live`, each as the one-path integrator would
  * find it (see the notes in its steps): arithmetic in lanes, a walk, a surface's
  * gathers, a material's BSDF and a light's sample lane by lane.
@@ -308,16 +243,13 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
                 LI(found, l) = -1;
         }
         VI missed = live & ~found;
-        if (has_env) {
-            FOR_LANES(l, missed) {
-                bool mis = !LI(prev_delta, l) && strategy == STRATEGY_MIS && env_light >= 0;
-                float env_density;
-                float3 value = env_eval(s, lane3(d, l), mis ? &env_density : 0);
-                float weight = 1.0f;
-                if (!LI(prev_delta, l) && strategy == STRATEGY_LIGHT) weight = 0.0f;
-                else if (mis) weight = power_heuristic(LF(prev_pdf, l), s->lights[env_light].pick.x * env_density);
-                set_lane3(&result, l, lane3(result, l) + lane3(throughput, l) * value * weight);
-            }
+        if (has_env && any_lane(missed)) {
+            VF density;
+            VF3 value = env_eval_v(s, d, &density, missed);
+            VI mis = ~prev_delta & UNIFORM(strategy == STRATEGY_MIS && env_light >= 0);
+            VF weight = SEL(SEL((VF)(1.0f), power_heuristic_v(prev_pdf, s->lights[max_i(env_light, 0)].pick.x * density), mis),
+                            (VF)(0.0f), ~prev_delta & UNIFORM(strategy == STRATEGY_LIGHT));
+            result = select3(result, add3(result, scale3(mul3(throughput, value), weight)), missed);
         }
         live &= found;
         if (!any_lane(live)) break;
@@ -405,7 +337,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
                         LI(seen, l) = -1;
                 }
                 VF weight = SEL(power_heuristic_v(light_pdf, bsdf_pdf), (VF)(1.0f),
-                                   light_delta | MASK(strategy == STRATEGY_LIGHT));
+                                   light_delta | UNIFORM(strategy == STRATEGY_LIGHT));
                 result = select3(result, add3(result, scale3(mul3(mul3(throughput, f), light_radiance), weight / light_pdf)),
                                  seen);
             }

@@ -1,0 +1,245 @@
+/* light.h's environment and light sampling for the paths in lanes (kernels/lanes.h): the
+ * arithmetic in lanes, the searches and gathers of the environment's tables lane by lane,
+ * each lane's numbers light.h's operations in the same order, so the same bits. */
+#ifndef FARM_LIGHT_LANES_H
+#define FARM_LIGHT_LANES_H
+
+#include "light.h"
+#include "lanes.h"
+
+/* atan_f, atan2_f, asin_small and acos_f (sampling.h) in lanes: each branch a select. */
+inline VF atan_v(VF x) {
+    VF a = FABS_V(x);
+    VI steep = MASK(a > 2.414213562373095f), middle = ~steep & MASK(a > 0.4142135623730950f);
+    VF base = SEL(SEL((VF)(0.0f), (VF)(0.25f * PI_F), middle), (VF)(0.5f * PI_F), steep);
+    a = SEL(SEL(a, (a - 1.0f) / (a + 1.0f), middle), -1.0f / a, steep);
+    VF z = a * a;
+    VF r = base + ((((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z
+                    - 3.33329491539e-1f) * z * a + a);
+    return SEL(r, -r, MASK(x < 0.0f));
+}
+
+inline VF atan2_v(VF y, VF x) {
+    VF a = atan_v(y / x);
+    VF r = SEL(SEL(a - PI_F, a + PI_F, MASK(y >= 0.0f)), a, MASK(x > 0.0f));
+    VF axis = SEL(SEL((VF)(0.0f), (VF)(-0.5f * PI_F), MASK(y < 0.0f)), (VF)(0.5f * PI_F), MASK(y > 0.0f));
+    return SEL(r, axis, MASK(x == 0.0f));
+}
+
+inline VF asin_small_v(VF x) {
+    VF z = x * x;
+    return ((((4.2163199048e-2f * z + 2.4181311049e-2f) * z + 4.5470025998e-2f) * z + 7.4953002686e-2f) * z
+            + 1.6666752422e-1f) * z * x + x;
+}
+
+inline VF acos_v(VF x) {
+    VF low = PI_F - 2.0f * asin_small_v(SQRT_V(0.5f * (1.0f + x)));
+    VF high = 2.0f * asin_small_v(SQRT_V(0.5f * (1.0f - x)));
+    VF middle = 0.5f * PI_F - asin_small_v(x);
+    return SEL(SEL(middle, high, MASK(x > 0.5f)), low, MASK(x < -0.5f));
+}
+
+/* env_uv in lanes */
+inline void env_uv_v(const SceneRef *s, VF3 d, VF *u_out, VF *v_out) {
+    __global const Frame *f = s->frame;
+    VF3 in_map = vf3(dot3v(splat3(f->env_row0.xyz), d), dot3v(splat3(f->env_row1.xyz), d), dot3v(splat3(f->env_row2.xyz), d));
+    VF u = atan2_v(in_map.x, -in_map.z) * (0.5f * INV_PI_F);
+    *u_out = SEL(u, u + 1.0f, MASK(u < 0.0f));
+    *v_out = acos_v(clamp_v(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
+}
+
+/* wrap_index (texture.h) in lanes, for the uniform `mode` */
+inline VI wrap_index_v(VI i, int n, int mode) {
+    if (mode == WRAP_CLAMP) return SEL(SEL(i, (VI)(n - 1), MASK(i > n - 1)), (VI)(0), MASK(i < 0));
+    VI m = i % n;
+    return SEL(m, m + n, MASK(m < 0));  /* WRAP_REPEAT: the environment's columns */
+}
+
+/* The rgb of texel (x, y) of texture t in each lane of `m` (texel's channels, lane by lane). */
+inline VF3 texel_v(const SceneRef *s, __global const Texture *t, VI x, VI y, VI m) {
+    VF3 out = splat3((float3)(0.0f));
+    FOR_LANES(l, m) set_lane3(&out, l, texel(s, t, LI(x, l), LI(y, l)).xyz);
+    return out;
+}
+
+/* env_map_eval in lanes: bilinear's weights, the four texels gathered lane by lane. */
+inline VF3 env_map_eval_v(const SceneRef *s, VF u, VF v, VI m) {
+    __global const Frame *f = s->frame;
+    __global const Texture *t = &s->textures[f->options.y];
+    const int width = t->info.z, height = t->info.w;
+    VF x = u * (float)width - 0.5f, y = v * (float)(height - 1);
+    VF fx = FLOOR_V(x), fy = FLOOR_V(y);
+    VF ax = x - fx, ay = y - fy;
+    VI ix = TO_VI(fx), iy = TO_VI(fy);
+    VI x0 = wrap_index_v(ix, width, WRAP_REPEAT), x1 = wrap_index_v(ix + 1, width, WRAP_REPEAT);
+    VI y0 = wrap_index_v(iy, height, WRAP_CLAMP), y1 = wrap_index_v(iy + 1, height, WRAP_CLAMP);
+    VF3 top = add3(scale3(texel_v(s, t, x0, y0, m), 1.0f - ax), scale3(texel_v(s, t, x1, y0, m), ax));
+    VF3 bottom = add3(scale3(texel_v(s, t, x0, y1, m), 1.0f - ax), scale3(texel_v(s, t, x1, y1, m), ax));
+    return mul3(add3(scale3(top, 1.0f - ay), scale3(bottom, ay)), splat3(f->env_radiance.xyz));
+}
+
+/* env_map_pdf in lanes */
+inline VF env_map_pdf_v(const SceneRef *s, VF u, VF v, VI m) {
+    __global const Frame *f = s->frame;
+    const int width = f->env.x, height = f->env.y;
+    VI col = TO_VI(u * (float)width), row = TO_VI(v * (float)height);
+    col = SEL((VI)(width - 1), col, MASK(col < width - 1));  /* min_i */
+    row = SEL((VI)(height - 1), row, MASK(row < height - 1));
+    VF cos_theta, sin_theta;
+    unit_circle_v(0.5f * v, &cos_theta, &sin_theta);  /* sin(pi v) */
+    VF table = (VF)(0.0f);
+    FOR_LANES(l, m) LF(table, l) = s->env_pdf[LI(row, l) * width + LI(col, l)];
+    return SEL(table / (2.0f * PI_F * PI_F * sin_theta), (VF)(0.0f), MASK(sin_theta <= 0.0f));
+}
+
+/* env_eval in lanes, for the lanes of `m`; `pdf` as env_eval's (NULL: not wanted). */
+inline VF3 env_eval_v(const SceneRef *s, VF3 d, VF *pdf, VI m) {
+    __global const Frame *f = s->frame;
+    if (f->options.y < 0) {
+        if (pdf) *pdf = (VF)(0.25f * INV_PI_F);
+        return splat3(f->env_radiance.xyz);
+    }
+    VF u, v;
+    env_uv_v(s, d, &u, &v);
+    if (pdf) *pdf = env_uniform(f) ? (VF)(0.25f * INV_PI_F) : env_map_pdf_v(s, u, v, m);
+    return env_map_eval_v(s, u, v, m);
+}
+
+/* env_sample in lanes: the map's searches lane by lane, the rest in lanes. */
+inline VF3 env_sample_v(const SceneRef *s, VF ux, VF uy, VF *pdf, VF3 *radiance, VI m) {
+    __global const Frame *f = s->frame;
+    VF3 in_map;
+    if (env_uniform(f)) {  /* sample_sphere */
+        VF z = 1.0f - 2.0f * ux;
+        VF r = SQRT_V(max_v(1.0f - z * z, (VF)(0.0f)));
+        VF c, sn;
+        unit_circle_v(uy, &c, &sn);
+        in_map = vf3(r * c, r * sn, z);
+        *pdf = (VF)(0.25f * INV_PI_F);
+        VF3 d = add3(add3(scale3(splat3(f->env_row0.xyz), in_map.x), scale3(splat3(f->env_row1.xyz), in_map.y)),
+                     scale3(splat3(f->env_row2.xyz), in_map.z));
+        *radiance = env_eval_v(s, d, 0, m);
+        return d;
+    }
+    const int width = f->env.x, height = f->env.y;
+    const int row_steps = s->env_guide[0], col_steps = s->env_guide[1];
+    __global const int *guides = s->env_guide + 2 + row_steps + 1;  /* the rows' own, after the marginal's */
+    VI row = (VI)(0), col = (VI)(0);
+    VF row_low = (VF)(0.0f), row_high = (VF)(1.0f), col_low = (VF)(0.0f), col_high = (VF)(1.0f), table = (VF)(0.0f);
+    FOR_LANES(l, m) {
+        int r = search_cdf(s->env_marginal, s->env_guide + 2, row_steps, LF(uy, l));
+        __global const float *conditional = s->env_conditional + r * (width + 1);
+        int c = search_cdf(conditional, guides + r * (col_steps + 1), col_steps, LF(ux, l));
+        LI(row, l) = r;
+        LI(col, l) = c;
+        LF(row_low, l) = s->env_marginal[r];
+        LF(row_high, l) = s->env_marginal[r + 1];
+        LF(col_low, l) = conditional[c];
+        LF(col_high, l) = conditional[c + 1];
+        LF(table, l) = s->env_pdf[r * width + c];
+    }
+    VF row_width = row_high - row_low, col_width = col_high - col_low;
+    VF dv = SEL((VF)(0.5f), (uy - row_low) / row_width, MASK(row_width > 0.0f));
+    VF du = SEL((VF)(0.5f), (ux - col_low) / col_width, MASK(col_width > 0.0f));
+    VF mu = (TO_VF(col) + clamp_v(du, 0.0f, 1.0f)) / (float)width;
+    VF mv = (TO_VF(row) + clamp_v(dv, 0.0f, 1.0f)) / (float)height;
+    VF half_v = min_v(0.5f * mv, (VF)(0.49999997f));
+    VF u = min_v(mu, (VF)(0.99999994f)), v = 2.0f * half_v;
+    VF phi_c, phi_s, theta_c, theta_s;
+    unit_circle_v(u, &phi_c, &phi_s);           /* (cos, sin) of 2 pi u */
+    unit_circle_v(half_v, &theta_c, &theta_s);  /* (cos, sin) of pi v */
+    in_map = vf3(theta_s * phi_s, theta_c, -theta_s * phi_c);
+    *pdf = SEL((VF)(0.0f), table / (2.0f * PI_F * PI_F * theta_s), MASK(theta_s > 0.0f));
+    /* environment -> world: the transpose of the world -> environment rows */
+    VF3 d = add3(add3(scale3(splat3(f->env_row0.xyz), in_map.x), scale3(splat3(f->env_row1.xyz), in_map.y)),
+                 scale3(splat3(f->env_row2.xyz), in_map.z));
+    *radiance = env_map_eval_v(s, u, v, m);
+    return d;
+}
+
+/* sample_light for the lanes of `m` whose sample reaches them with some radiance (the
+ * caller's max3(radiance) > 0 included): a triangle light of untextured emission and the
+ * environment in lanes, any other lane by lane. */
+inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy, VF3 *wi, VF *dist, VF3 *radiance,
+                         VF *pdf, VI *delta, int *prim, int *instance) {
+    const int n_lights = s->frame->counts.y;
+    VF3 corner = splat3((float3)(0.0f)), edge1 = corner, edge2 = corner, normal = corner, emission = corner;
+    VF pmf = (VF)(0.0f), area = (VF)(1.0f);
+    VI triangle = (VI)(0), environment = (VI)(0), sampled = (VI)(0);
+    *wi = corner;
+    *radiance = corner;
+    *dist = (VF)(0.0f);
+    *pdf = (VF)(1.0f);
+    *delta = (VI)(0);
+    FOR_LANES(l, m) {
+        int lo = 0, hi = n_lights - 1;  /* as sample_light's search */
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            if (LF(u_pick, l) < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
+        }
+        __global const Light *light = &s->lights[lo];
+        __global const Material *material = light->info.x == LIGHT_TRIANGLE
+                                            ? &s->materials[s->tri_data[light->info.y].info.x] : 0;
+        if (light->info.x == LIGHT_ENVIRONMENT) {
+            LF(pmf, l) = light->pick.x;
+            prim[l] = -1;
+            instance[l] = light->info.z;
+            LI(environment, l) = -1;
+            continue;
+        }
+        if (material && material->emission.texture.x < 0) {
+            set_lane3(&corner, l, light->corner.xyz);
+            set_lane3(&edge1, l, light->edge1.xyz);
+            set_lane3(&edge2, l, light->edge2.xyz);
+            set_lane3(&normal, l, light->direction.xyz);
+            set_lane3(&emission, l, material->emission.value.xyz);
+            LF(pmf, l) = light->pick.x;
+            LF(area, l) = light->pick.z;
+            prim[l] = light->info.y;
+            instance[l] = light->info.z;
+            LI(triangle, l) = -1;
+            continue;
+        }
+        LightSample ls;
+        if (!sample_light(s, lane3(p, l), LF(u_pick, l), (float2)(LF(ux, l), LF(uy, l)), &ls) || !(max3(ls.radiance) > 0.0f))
+            continue;
+        set_lane3(wi, l, ls.wi);
+        set_lane3(radiance, l, ls.radiance);
+        LF(*dist, l) = ls.dist;
+        LF(*pdf, l) = ls.pdf;
+        LI(*delta, l) = ls.delta ? -1 : 0;
+        prim[l] = ls.prim;
+        instance[l] = ls.instance;
+        LI(sampled, l) = -1;
+    }
+    if (any_lane(environment)) {
+        VF density;
+        VF3 light;
+        VF3 towards = env_sample_v(s, ux, uy, &density, &light, environment);
+        VF environment_pdf = pmf * density;
+        VI reached = environment & MASK(environment_pdf > 0.0f) & MASK(max3v(light) > 0.0f);
+        *wi = select3(*wi, towards, reached);
+        *dist = SEL(*dist, (VF)(INFINITY), reached);
+        *pdf = SEL(*pdf, environment_pdf, reached);
+        *radiance = select3(*radiance, light, reached);
+        sampled |= reached;
+    }
+    if (!any_lane(triangle)) return sampled;
+    /* sample_light's triangle: a uniform point (sample_triangle), the direction and density */
+    VF root = SQRT_V(ux);
+    VF3 point = add3(add3(corner, scale3(edge1, root * (1.0f - uy))), scale3(edge2, root * uy));
+    VF3 to_light = sub3(point, p);
+    VF dist2 = dot3v(to_light, to_light);
+    VF distance = SQRT_V(dist2);
+    VF3 towards = div3(to_light, distance);
+    VF cos_light = -dot3v(normal, towards);
+    /* reached: not at the light's own point, from its front (emitters shine from their front only) */
+    VI reached = triangle & MASK(dist2 > 0.0f) & ~MASK(cos_light <= 0.0f) & MASK(max3v(emission) > 0.0f);
+    *wi = select3(*wi, towards, reached);
+    *dist = SEL(*dist, distance, reached);
+    *pdf = SEL(*pdf, pmf * dist2 / (cos_light * area), reached);
+    *radiance = select3(*radiance, emission, reached);
+    return sampled | reached;
+}
+
+#endif
