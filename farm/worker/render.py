@@ -230,6 +230,9 @@ class Renderer:
                                                    ("motion", motion)) if on)
         self.channels = AOV_CHANNELS if aovs else CHANNELS
         self.kernel = cl.Kernel(self.program, "render_bucket")
+        # the paths a work item follows, as the program was built (kernels/lanes.h)
+        self.lanes = next((int(option[len("-DLANES="):]) for option in device_defines(device)
+                           if option.startswith("-DLANES=")), 1)
         flags = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
 
         def upload(name: str, array: np.ndarray):
@@ -283,7 +286,7 @@ class Renderer:
             raise ValueError(f"sample {last} is past the limit of {MAX_SAMPLES} samples per pixel")
         pixels = width * height
         gpu = self.device.kind == "GPU"
-        width_lanes = lanes(self.device)
+        width_lanes = self.lanes
         local_size = defaults.GPU_LOCAL_SIZE if gpu else max(1, defaults.LOCAL_SIZE // width_lanes)
         items = -(-pixels // width_lanes)
         global_size = -(-items // local_size) * local_size
