@@ -51,8 +51,12 @@ inline void env_uv_v(const SceneRef *s, VF3 d, VF *u_out, VF *v_out) {
 /* wrap_index (texture.h) in lanes, for the uniform `mode` */
 inline VI wrap_index_v(VI i, int n, int mode) {
     if (mode == WRAP_CLAMP) return SEL(SEL(i, (VI)(n - 1), MASK(i > n - 1)), (VI)(0), MASK(i < 0));
+    /* WRAP_REPEAT (the environment's columns): i % n, and n added to a negative remainder.
+     * A vector's % is a division a lane (AVX-512 has no integer division); for i in
+     * [-n, 2n), where a direction's column always is, the same number by compares. */
+    if (!any_lane(MASK(i < -n) | MASK(i >= 2 * n))) return SEL(SEL(i, i - n, MASK(i >= n)), i + n, MASK(i < 0));
     VI m = i % n;
-    return SEL(m, m + n, MASK(m < 0));  /* WRAP_REPEAT: the environment's columns */
+    return SEL(m, m + n, MASK(m < 0));
 }
 
 /* The rgb of texel (x, y) of texture t in each lane of `m` (texel's channels, lane by lane). */
