@@ -76,6 +76,13 @@ VF fabs_lanes(VF x) __asm("llvm.fabs.v" LANES_TEXT "f32");
  * call, the conditional one instruction. */
 #define SEL(a, b, m) ((m) ? (b) : (a))
 
+/* The lanes of a work item render a block of BLOCK_W x BLOCK_H neighbouring pixels: they
+ * share a noise target's cell (8 px, farm.defaults.NOISE_CELL) and so their samples, and
+ * their rays meet the same parts of the scene. The host sizes launches by them
+ * (farm/worker/render.py, BLOCKS). */
+#define BLOCK_W (LANES == 1 ? 1 : 4)
+#define BLOCK_H (LANES / BLOCK_W)
+
 /* Every lane's own loop: l runs over the lanes of mask m that are set. */
 #define FOR_LANES(l, m) for (int l = 0; l < LANES; ++l) if (LI(m, l))  /* m: a variable */
 

@@ -421,15 +421,19 @@ __kernel void render_bucket(__global const Frame *frame,
                             int cell_size, int cells_x, __global const int *ranges,
                             int window_first, int window_end, int accumulate,
                             __global long *sums) {
-    const int count = w * h;
-    if ((int)get_global_id(0) * LANES >= count) return;
+    const int blocks_x = (w + BLOCK_W - 1) / BLOCK_W, blocks = blocks_x * ((h + BLOCK_H - 1) / BLOCK_H);
+    if ((int)get_global_id(0) >= blocks) return;
+    /* this work item's block of the bucket, and each lane's pixel in it */
+    const int block = (int)(((ulong)get_global_id(0) * (ulong)stride) % (ulong)blocks);
+    const VI gx = (block % blocks_x) * BLOCK_W + LANE_INDEX % BLOCK_W;
+    const VI gy = (block / blocks_x) * BLOCK_H + LANE_INDEX / BLOCK_W;
     SceneRef s = {frame, top, instances, motions, nodes, packs, tri_data, normals, extras, spheres, materials, textures, texels,
                   lights, env_marginal, env_conditional, env_pdf_table, env_guide};
     const int width = frame->size.x, height = frame->size.y;
     const uint seed = as_uint(frame->counts.z);
     const float aperture = frame->lens_v.x * frame->lens_v.x + frame->lens_v.y * frame->lens_v.y
                          + frame->lens_v.z * frame->lens_v.z;
-    const VI inside = MASK((int)get_global_id(0) * LANES + LANE_INDEX < count);
+    const VI inside = MASK(gx < w) & MASK(gy < h);
     VI px = (VI)(0), py = (VI)(0), first = (VI)(0), end = (VI)(0);
     int offset[LANES];  /* each lane's pixel in the bucket, row-major */
     /* A pixel's PIXEL_CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth,
@@ -438,15 +442,13 @@ __kernel void render_bucket(__global const Frame *frame,
     long sum[LANES * PIXEL_CHANNELS];
     int most = 0;
     FOR_LANES(l, inside) {
-        const int index = (int)(((ulong)((int)get_global_id(0) * LANES + l) * (ulong)stride) % (ulong)count);
-        const int gx = index % w, gy = index / w;
-        LI(px, l) = x0 + gx;
-        LI(py, l) = y0 + gy;
+        LI(px, l) = x0 + LI(gx, l);
+        LI(py, l) = y0 + LI(gy, l);
         const int cell = (LI(py, l) / cell_size) * cells_x + LI(px, l) / cell_size;
         LI(first, l) = max_i(ranges[2 * cell], window_first);
         LI(end, l) = min_i(ranges[2 * cell + 1], window_end);
         most = max_i(most, LI(end, l) - LI(first, l));
-        offset[l] = gy * w + gx;
+        offset[l] = LI(gy, l) * w + LI(gx, l);
         __global long *target = sums + (size_t)offset[l] * PIXEL_CHANNELS;
         for (int c = 0; c < PIXEL_CHANNELS; ++c) sum[l * PIXEL_CHANNELS + c] = accumulate ? target[c] : 0;
     }

@@ -81,6 +81,10 @@ def device_defines(device: Device) -> list[str]:
     return defines
 
 
+# The block of pixels a work item renders, by its lanes: kernels/lanes.h's BLOCK_W x BLOCK_H.
+BLOCKS = {1: (1, 1), 8: (4, 2), 16: (4, 4)}
+
+
 def lanes(device: Device) -> int:
     """Paths a work item follows at once (kernels/lanes.h): a CPU's vector width, one on GPUs."""
     import os
@@ -286,11 +290,11 @@ class Renderer:
             raise ValueError(f"sample {last} is past the limit of {MAX_SAMPLES} samples per pixel")
         pixels = width * height
         gpu = self.device.kind == "GPU"
-        width_lanes = self.lanes
-        local_size = defaults.GPU_LOCAL_SIZE if gpu else max(1, defaults.LOCAL_SIZE // width_lanes)
-        items = -(-pixels // width_lanes)
+        block_width, block_height = BLOCKS[self.lanes]  # a work item's pixels (kernels/lanes.h)
+        local_size = defaults.GPU_LOCAL_SIZE if gpu else max(1, defaults.LOCAL_SIZE // self.lanes)
+        items = -(-width // block_width) * -(-height // block_height)
         global_size = -(-items // local_size) * local_size
-        stride = 1 if gpu else spread_stride(pixels)
+        stride = 1 if gpu else spread_stride(items)
         cells_y, cells_x = bucket_plan.ranges.shape[:2]
         ranges_buffer = cl.Buffer(self.device.context, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR,
                                   hostbuf=np.ascontiguousarray(bucket_plan.ranges, np.int32))
