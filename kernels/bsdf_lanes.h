@@ -1,7 +1,15 @@
-/* bsdf.h's materials for the paths in lanes (kernels/lanes.h): each lane its own material,
- * each material kind's code run once for all the lanes that have it, and each lane's
- * numbers the same operations in the same order as bsdf.h's, so the same bits. A branch of
- * the one-path code is a select here: both sides are computed where lanes differ. */
+/* The materials' BSDFs (bsdf.h's record) for the paths in lanes (kernels/lanes.h): each lane
+ * its own material, each material kind's code run once for all the lanes that have it, the
+ * same operations in every lane, so the same bits at any width. A branch of one path's
+ * code is a select here: both sides are computed where lanes differ.
+ *
+ * wi points towards where the light goes (the viewer), wo towards where it comes from;
+ * eval returns f(wi, wo) |cos wo| and the density of sampling wo, both without delta
+ * components; sample returns that value divided by the density (the path weight).
+ * Opaque materials see wi.z > 0 (the caller flips them to the viewer's side); a dielectric
+ * is entered when wi.z > 0 and left when wi.z < 0. Rough conductors and dielectrics: GGX,
+ * visible normals sampled (Heitz 2018), Smith masking, Walter et al. 2007 with Mitsuba's
+ * radiance scaling on refraction; plastic and principled as Mitsuba 3's. */
 #ifndef FARM_BSDF_LANES_H
 #define FARM_BSDF_LANES_H
 

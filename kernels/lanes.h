@@ -12,7 +12,6 @@
 #define FARM_LANES_H
 
 #include "sampling.h"
-#include "sampler.h"
 
 #ifndef LANES
 #define LANES 1
@@ -139,47 +138,6 @@ inline void basis_v(VF3 n, VF3 *t, VF3 *b) {
     VF c = n.x * n.y * a;
     *t = vf3(1.0f + sign * n.x * n.x * a, sign * c, -sign * n.x);
     *b = vf3(c, sign + n.y * n.y * a, -n.y);
-}
-
-/* The sampler (sampler.h) for every lane's sample at once: the lanes ask for the same
- * dimensions together, so a dimension's hashing is one vector of uints. The same numbers as
- * sample2 and sample1 give each lane alone. */
-DEFINE_HASH32(hash32_v, VU)
-DEFINE_REVERSE_BITS(reverse_bits_v, VU)
-DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation_v, VU)
-DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed_v, VU)
-
-typedef struct {
-    VU pixel_key, index, key;
-    int kind;
-} Samplers;
-
-inline Samplers make_samplers(int kind, uint seed, VU pixel, VU index) {
-    Samplers s;
-    s.pixel_key = hash32_v(pixel + hash32(seed));
-    s.index = index;
-    s.key = hash32_v(index + s.pixel_key);
-    s.kind = kind;
-    return s;
-}
-
-inline VF to_unit_v(VU x) { return TO_VF(x >> 8) * (1.0f / 16777216.0f); }
-
-inline void sample2_v(const Samplers *s, uint pair, VF *x, VF *y) {
-    if (s->kind == SAMPLER_INDEPENDENT) {
-        *x = to_unit_v(hash32_v(s->key ^ hash32(2U * pair + 0x9e3779b9U)));
-        *y = to_unit_v(hash32_v(s->key ^ hash32(2U * pair + 1U + 0x9e3779b9U)));
-        return;
-    }
-    VU seed = hash32_v(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
-    VU index = reverse_bits_v(laine_karras_permutation_v(reverse_bits_v(s->index), seed));
-    *x = to_unit_v(reverse_bits_v(laine_karras_permutation_v(index, hash32_v(seed ^ 0xa511e9b3U))));
-    *y = to_unit_v(reverse_bits_v(laine_karras_permutation_v(sobol_dimension1_reversed_v(index),
-                                                             hash32_v(seed ^ 0x63d83595U))));
-}
-
-inline VF sample1_v(const Samplers *s, uint dimension) {
-    return to_unit_v(hash32_v(s->key ^ hash32(0x80000000U + dimension + 0x9e3779b9U)));
 }
 
 #endif

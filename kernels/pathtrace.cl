@@ -25,13 +25,13 @@
 
 #include "types.h"
 #include "rng.h"
-#include "sampler.h"
 #include "sampling.h"
 #include "trace.h"
 #include "texture.h"
 #include "bsdf.h"
 #include "light.h"
 #include "lanes.h"
+#include "sampler.h"
 #include "bsdf_lanes.h"
 #include "light_lanes.h"
 
@@ -519,25 +519,35 @@ __kernel void render_bucket(__global const Frame *frame,
     }
 }
 
-/* f(wi, wo) |cos wo| and the density of wo for each pair (wi xyz, wo xyz in the local
- * frame, z the normal) of one material at one uv, for testing the BSDFs term by term
- * against the reference renderer's. */
+/* f(wi, wo) |cos wo| and the density of wo for each of `count` pairs (wi xyz, wo xyz in the
+ * local frame, z the normal) of one material at one uv, LANES pairs a work item, for testing
+ * the BSDFs term by term against the reference renderer's. */
 __kernel void eval_bsdf(__global const Material *materials,
                         __global const Texture *textures,
                         __global const float *texels,
-                        int material, float u, float v,
+                        int material, float u, float v, int count,
                         __global const float *directions,
                         __global float *out) {
-    int i = get_global_id(0);
     SceneRef s;
     s.materials = materials;
     s.textures = textures;
     s.texels = texels;
-    Bsdf b = bsdf_at(&s, material, (float4)(u, v, u, v));
-    float pdf;
-    float3 value = bsdf_eval(&b, vload3(2 * i, directions), vload3(2 * i + 1, directions), &pdf);
-    vstore3(value, 2 * i, out);
-    out[6 * i + 3] = pdf;
+    Bsdf one = bsdf_at(&s, material, (float4)(u, v, u, v));
+    Bsdfs b;
+    VF3 wi = splat3((float3)(0.0f)), wo = wi;
+    const VI pair = (int)get_global_id(0) * LANES + LANE_INDEX, inside = MASK(pair < count);
+    for (int l = 0; l < LANES; ++l) {
+        set_bsdf_lane(&s, &b, l, &one);
+        if (!LI(inside, l)) continue;
+        set_lane3(&wi, l, vload3(2 * LI(pair, l), directions));
+        set_lane3(&wo, l, vload3(2 * LI(pair, l) + 1, directions));
+    }
+    VF pdf;
+    VF3 value = bsdf_eval_v(&s, &b, inside, wi, wo, &pdf);
+    FOR_LANES(l, inside) {
+        vstore3(lane3(value, l), 2 * LI(pair, l), out);
+        out[6 * LI(pair, l) + 3] = LF(pdf, l);
+    }
 }
 
 /* Nearest hit of each ray (origin xyz, direction xyz): distance (INFINITY for none) and

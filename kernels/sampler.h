@@ -1,29 +1,21 @@
-/* Samples of one (pixel, sample index), two dimensions at a time.
+/* Samples of one (pixel, sample index), for the paths in lanes (kernels/lanes.h): every
+ * lane's sample at once, the lanes asking for the same kind of dimension together.
  *
  * Independent: every dimension hashed from (seed, pixel, sample, dimension).
  * Sobol: the first two Sobol dimensions, Owen-scrambled and shuffled by hashes of
  * (pixel, dimension pair) (Burley 2020, "Practical Hash-based Owen Scrambling"), so each
  * pair of dimensions is stratified over the pixel's samples. Both are pure functions of
- * (seed, pixel, sample index): buckets stay independent and retries give the same bits. */
+ * (seed, pixel, sample index): buckets stay independent and retries give the same bits,
+ * and each lane's numbers are those of the one-lane code (its integer operations the same
+ * in every lane). */
 #ifndef FARM_SAMPLER_H
 #define FARM_SAMPLER_H
 
 #include "rng.h"
+#include "lanes.h"
 
-typedef struct {
-    uint pixel_key;  /* hash of (seed, pixel) */
-    uint index;      /* sample index within the pixel */
-    uint key;        /* hash of (seed, pixel, index), for the independent sampler */
-    int kind;        /* SAMPLER_* */
-#ifdef FARM_SAMPLE_BATCHES
-    uint8 xs, ys;      /* Sobol points (before to_unit) of pairs 8 * pair_batch + lane */
-    uint8 choices;     /* hashed bits of single dimensions 8 * choice_batch + lane */
-    int pair_batch, choice_batch;  /* -1: none computed yet */
-#endif
-} Sampler;
-
-/* The integer steps below are macros over the type (uint, and uint8 for the batches of
- * FARM_SAMPLE_BATCHES) for the reason DEFINE_HASH32 is: one text, the same bits. */
+/* The integer steps below are macros over the type (uint, and the lanes' VU) for the reason
+ * DEFINE_HASH32 is: one text, the same bits. */
 #define DEFINE_REVERSE_BITS(name, T)                                       \
     inline T name(T x) {                                                   \
         x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);           \
@@ -67,77 +59,42 @@ inline uint nested_uniform_scramble(uint x, uint seed) {
     }
 DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed, uint)
 
-inline float to_unit(uint x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+DEFINE_HASH32(hash32_v, VU)
+DEFINE_REVERSE_BITS(reverse_bits_v, VU)
+DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation_v, VU)
+DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed_v, VU)
 
-inline Sampler make_sampler(int kind, uint seed, uint pixel, uint index) {
-    Sampler s;
-    s.pixel_key = hash32(pixel + hash32(seed));
+typedef struct {
+    VU pixel_key, index, key;
+    int kind;
+} Samplers;
+
+inline Samplers make_samplers(int kind, uint seed, VU pixel, VU index) {
+    Samplers s;
+    s.pixel_key = hash32_v(pixel + hash32(seed));
     s.index = index;
-    s.key = hash32(index + s.pixel_key);
+    s.key = hash32_v(index + s.pixel_key);
     s.kind = kind;
-#ifdef FARM_SAMPLE_BATCHES
-    s.pair_batch = s.choice_batch = -1;
-#endif
     return s;
 }
 
-#ifdef FARM_SAMPLE_BATCHES
-/* Batches (-D FARM_SAMPLE_BATCHES, on CPUs): the numbers of eight dimensions at once, in
- * uint8 lanes, when the first of them is asked for. The integer hashing of a Sobol pair
- * was a sixth of a sample's time; eight lanes cost about what one did, and a path of a few
- * bounces asks for one or two batches. Each lane runs exactly the scalar code's operations,
- * so the numbers are the same bits as without batches (the GPU build). */
-DEFINE_HASH32(hash32_8, uint8)
-DEFINE_REVERSE_BITS(reverse_bits8, uint8)
-DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation8, uint8)
-DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed8, uint8)
+inline VF to_unit_v(VU x) { return TO_VF(x >> 8) * (1.0f / 16777216.0f); }
 
-#define LANES8 ((uint8)(0U, 1U, 2U, 3U, 4U, 5U, 6U, 7U))
-
-/* sample2's Sobol points for pairs 8 * batch .. 8 * batch + 7, as its scalar code. */
-inline void sobol_batch(Sampler *s, int batch) {
-    uint8 pair = (uint8)((uint)batch * 8U) + LANES8;
-    uint8 seed = hash32_8((uint8)(s->pixel_key) ^ hash32_8(pair + 0x9e3779b9U));
-    uint8 index = reverse_bits8(laine_karras_permutation8((uint8)(reverse_bits(s->index)), seed));
-    s->xs = reverse_bits8(laine_karras_permutation8(index, hash32_8(seed ^ 0xa511e9b3U)));
-    s->ys = reverse_bits8(laine_karras_permutation8(sobol_dimension1_reversed8(index), hash32_8(seed ^ 0x63d83595U)));
-    s->pair_batch = batch;
-}
-#endif
-
-/* Dimensions 2 * pair and 2 * pair + 1 of this sample, in [0, 1)^2. Inlined by force at its
- * eight calls: 3-5% faster on PoCL than the call LLVM chose. */
-__attribute__((always_inline)) inline float2 sample2(Sampler *s, uint pair) {
-    if (s->kind == SAMPLER_INDEPENDENT)
-        return (float2)(rand01(s->key, 2U * pair), rand01(s->key, 2U * pair + 1U));
-#ifdef FARM_SAMPLE_BATCHES
-    if ((int)(pair >> 3) != s->pair_batch) sobol_batch(s, (int)(pair >> 3));
-    return (float2)(to_unit(((const uint *)&s->xs)[pair & 7U]), to_unit(((const uint *)&s->ys)[pair & 7U]));
-#endif
-    uint seed = hash32(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
-    uint index = nested_uniform_scramble(s->index, seed);
-    /* Owen-scrambled Sobol points, nested_uniform_scramble(sobol(index)) for each
-     * dimension, with the reversals that cancel left out: the first dimension is
-     * reverse_bits(index), the second sobol_dimension1_reversed reversed. */
-    uint x = reverse_bits(laine_karras_permutation(index, hash32(seed ^ 0xa511e9b3U)));
-    uint y = reverse_bits(laine_karras_permutation(sobol_dimension1_reversed(index), hash32(seed ^ 0x63d83595U)));
-    return (float2)(to_unit(x), to_unit(y));
-}
-
-/* One more uniform number, independent of everything else, for choices that gain little
- * from stratification (which light, which lobe, Russian roulette): cheaper than a pair. */
-inline float sample1(Sampler *s, uint dimension) {
-#ifdef FARM_SAMPLE_BATCHES
-    int batch = (int)(dimension >> 3);
-    if (batch != s->choice_batch) {  /* rand01's hash, eight dimensions at once */
-        uint8 dimensions = (uint8)(0x80000000U + (uint)batch * 8U) + LANES8;
-        s->choices = hash32_8((uint8)(s->key) ^ hash32_8(dimensions + 0x9e3779b9U));
-        s->choice_batch = batch;
+inline void sample2_v(const Samplers *s, uint pair, VF *x, VF *y) {
+    if (s->kind == SAMPLER_INDEPENDENT) {
+        *x = to_unit_v(hash32_v(s->key ^ hash32(2U * pair + 0x9e3779b9U)));
+        *y = to_unit_v(hash32_v(s->key ^ hash32(2U * pair + 1U + 0x9e3779b9U)));
+        return;
     }
-    return to_unit(((const uint *)&s->choices)[dimension & 7U]);  /* as rand01 */
-#else
-    return rand01(s->key, 0x80000000U + dimension);
-#endif
+    VU seed = hash32_v(s->pixel_key ^ hash32(pair + 0x9e3779b9U));
+    VU index = reverse_bits_v(laine_karras_permutation_v(reverse_bits_v(s->index), seed));
+    *x = to_unit_v(reverse_bits_v(laine_karras_permutation_v(index, hash32_v(seed ^ 0xa511e9b3U))));
+    *y = to_unit_v(reverse_bits_v(laine_karras_permutation_v(sobol_dimension1_reversed_v(index),
+                                                             hash32_v(seed ^ 0x63d83595U))));
+}
+
+inline VF sample1_v(const Samplers *s, uint dimension) {
+    return to_unit_v(hash32_v(s->key ^ hash32(0x80000000U + dimension + 0x9e3779b9U)));
 }
 
 /* Dimension pairs: the pixel, the lens, then PAIRS_PER_BOUNCE per path vertex; and

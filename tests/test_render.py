@@ -156,17 +156,18 @@ def test_the_order_of_pixels_in_a_launch_changes_no_bit(cornell, monkeypatch):
 
 def test_device_specific_builds_give_the_same_bits(device, cornell, monkeypatch):
     """On PoCL the kernel uses clang's builtins for sqrt, floor, fabs, ... (kernels/builtins.h)
-    and on CPUs computes the sampler's numbers eight at a time (sampler.h); a GPU driver gets
-    neither. The program built without them, here, must render the same bits."""
+    and on CPUs follows 16 paths at once in vector lanes (kernels/lanes.h); a GPU driver gets
+    neither (one path a work item). The program built without them, here, must render the
+    same bits."""
     import pyopencl as cl
 
     tuned = cornell.render(0, 0, 48, 36)
-    assert {"-DFARM_CLANG_BUILTINS", "-DFARM_SAMPLE_BATCHES"} <= set(farm.worker.render.device_defines(device))
+    assert {"-DFARM_CLANG_BUILTINS", "-DLANES=16"} <= set(farm.worker.render.device_defines(device))
     monkeypatch.setattr(farm.worker.render, "device_defines", lambda device: [])
     monkeypatch.setattr(farm.worker.render, "_programs", {})
     portable = Renderer(device, cornell.scene)
     options = portable.program.get_build_info(device.device, cl.program_build_info.OPTIONS)
-    assert "FARM_CLANG_BUILTINS" not in options and "FARM_SAMPLE_BATCHES" not in options
+    assert "FARM_CLANG_BUILTINS" not in options and "LANES" not in options and portable.lanes == 1
     assert np.array_equal(portable.render(0, 0, 48, 36), tuned)
 
 
