@@ -120,10 +120,7 @@ inline void unit_circle_v(VF u, VF *c_out, VF *s_out) {
     VF quarter = FLOOR_V(u * 4.0f);
     VF r = (u * 4.0f - quarter) * (0.5f * PI_F);
     VF r2 = r * r;
-    VF s = r * (1.0f + r2 * (-1.0f / 6.0f + r2 * (1.0f / 120.0f + r2 * (-1.0f / 5040.0f
-           + r2 * (1.0f / 362880.0f + r2 * (-1.0f / 39916800.0f))))));
-    VF c = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24.0f + r2 * (-1.0f / 720.0f
-           + r2 * (1.0f / 40320.0f + r2 * (-1.0f / 3628800.0f + r2 * (1.0f / 479001600.0f))))));
+    VF s = QUARTER_SIN(r, r2), c = QUARTER_COS(r2);
     VI q = TO_VI(quarter);
     VF cos_q = SEL(SEL(SEL(s, -c, MASK(q == 2)), -s, MASK(q == 1)), c, MASK(q == 0));
     VF sin_q = SEL(SEL(SEL(-c, -s, MASK(q == 2)), c, MASK(q == 1)), s, MASK(q == 0));

@@ -27,15 +27,19 @@ inline float3 clamp_f3(float3 x, float lo, float hi) {
 #define PI_F 3.14159265358979323846f
 #define INV_PI_F 0.31830988618379067154f
 
-/* (cos, sin) of 2*pi*u for u in [0, 1), Taylor series on a quarter turn (error < 1e-7). */
+/* sin and cos of r in [0, pi/2] (r2 = r * r), Taylor series (error < 1e-7); macros, so that
+ * one path's unit_circle and the lanes' (lanes.h) share one text and so the same bits. */
+#define QUARTER_SIN(r, r2) ((r) * (1.0f + (r2) * (-1.0f / 6.0f + (r2) * (1.0f / 120.0f + (r2) * (-1.0f / 5040.0f \
+                           + (r2) * (1.0f / 362880.0f + (r2) * (-1.0f / 39916800.0f)))))))
+#define QUARTER_COS(r2) (1.0f + (r2) * (-0.5f + (r2) * (1.0f / 24.0f + (r2) * (-1.0f / 720.0f \
+                        + (r2) * (1.0f / 40320.0f + (r2) * (-1.0f / 3628800.0f + (r2) * (1.0f / 479001600.0f)))))))
+
+/* (cos, sin) of 2*pi*u for u in [0, 1), the series on a quarter turn. */
 inline float2 unit_circle(float u) {
     float quarter = floor_f(u * 4.0f);
     float r = (u * 4.0f - quarter) * (0.5f * PI_F);
     float r2 = r * r;
-    float s = r * (1.0f + r2 * (-1.0f / 6.0f + r2 * (1.0f / 120.0f + r2 * (-1.0f / 5040.0f
-              + r2 * (1.0f / 362880.0f + r2 * (-1.0f / 39916800.0f))))));
-    float c = 1.0f + r2 * (-0.5f + r2 * (1.0f / 24.0f + r2 * (-1.0f / 720.0f
-              + r2 * (1.0f / 40320.0f + r2 * (-1.0f / 3628800.0f + r2 * (1.0f / 479001600.0f))))));
+    float s = QUARTER_SIN(r, r2), c = QUARTER_COS(r2);
     int q = (int)quarter;
     if (q == 0) return (float2)(c, s);
     if (q == 1) return (float2)(-s, c);
