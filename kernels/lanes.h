@@ -1,9 +1,9 @@
 /* Paths in lanes: one work item follows LANES paths at once (-D LANES=8 or 16 on CPUs, whose
  * compilers do not vectorise across work items; 1, one path a work item, on GPUs), the
  * arithmetic of all of them in one vector instruction, as Mitsuba's LLVM variant and ISPC
- * do. Each lane runs exactly the operations of the one-path code, so every width gives the
- * same bits. What is not arithmetic (a BVH walk, a gather from a table, a material that is
- * not in lanes yet) runs lane by lane through the one-path functions.
+ * do. Each lane runs exactly the operations one path would, so every width gives the same
+ * bits. What is not arithmetic (a BVH walk, a surface's gathers, a light other than a
+ * triangle or the environment) runs lane by lane through the one-path functions.
  *
  * VF, VI, VU: a float, int and uint in each lane; VF3 three VFs (x, y, z). A mask (VI) is 0
  * or -1 in each lane, as OpenCL's vector comparisons give; MASK() turns a comparison into

@@ -217,9 +217,10 @@ inline VF power_heuristic_v(VF a, VF b) {
     return SEL((VF)(0.0f), a2 / (a2 + b2), MASK(a2 + b2 > 0.0f));
 }
 
-/* The radiance of the paths in the lanes of `live`, each as the one-path integrator would
- * find it (see the notes in its steps): arithmetic in lanes, a walk, a surface's
- * gathers, a material's BSDF and a light's sample lane by lane.
+/* The radiance of the paths in the lanes of `live` (one sample each), each as one path's
+ * integrator would find it: the arithmetic, the BSDFs and the light samples in lanes (a
+ * lane whose path has ended idles); a walk, a surface's gathers and the lights not in lanes
+ * lane by lane.
  * `far`: where each camera ray ends (the far clipping plane, else INFINITY); `skipped`: how
  * far its origin was moved along it to the near plane (added to the depth AOV). */
 VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, Aov *aov, VF time, VF far,
