@@ -261,7 +261,7 @@ inline VF3 bsdf_eval_v(const SceneRef *s, const Bsdfs *b, VI m, VF3 wi, VF3 wo, 
     return value;
 }
 
-/* sample_cosine_local in lanes. */
+/* A cosine-weighted direction about +z (Malley's method); pdf = z / pi. */
 inline VF3 sample_cosine_local_v(VF ux, VF uy) {
     VF r = SQRT_V(ux), c, sn;
     unit_circle_v(uy, &c, &sn);

@@ -22,54 +22,8 @@ inline float power_heuristic(float a, float b) {
     return a2 + b2 > 0.0f ? a2 / (a2 + b2) : 0.0f;
 }
 
-/* Environment direction -> (u, v) of the equirectangular image: u = 0 looks along -z,
- * u = 0.25 along +x; v = 0 looks up (+y). As Mitsuba's envmap. */
-__attribute__((always_inline)) inline float2 env_uv(const SceneRef *s, float3 d) {
-    __global const Frame *f = s->frame;
-    float3 in_map = (float3)(dot3(f->env_row0.xyz, d), dot3(f->env_row1.xyz, d), dot3(f->env_row2.xyz, d));
-    float u = atan2_f(in_map.x, -in_map.z) * (0.5f * INV_PI_F);
-    if (u < 0.0f) u += 1.0f;
-    float v = acos_f(clamp_f(in_map.y, -1.0f, 1.0f)) * INV_PI_F;
-    return (float2)(u, v);
-}
-
-/* The environment's radiance at (u, v) of its map (options.y >= 0: it has one). */
-inline float3 env_map_eval(const SceneRef *s, float2 uv) {
-    __global const Frame *f = s->frame;
-    /* As Mitsuba's envmap: columns centred at (i + 0.5) / width, wrapping around; the first
-     * row at the zenith (v = 0) and the last at the nadir (v = 1), bilinear in between. */
-    __global const Texture *t = &s->textures[f->options.y];
-    float x = uv.x * (float)t->info.z - 0.5f, y = uv.y * (float)(t->info.w - 1);
-    return bilinear(s, t, x, y, WRAP_REPEAT, WRAP_CLAMP).xyz * f->env_radiance.xyz;
-}
-
 /* Whether env_sample chooses directions uniformly (no map, or a map it does not follow). */
 inline bool env_uniform(__global const Frame *f) { return f->options.y < 0 || f->env.w != 0; }
-
-/* Solid angle density of env_sample choosing the direction at (u, v) of the map (before the
- * choice of light), for an environment sampled by its map (!env_uniform). */
-inline float env_map_pdf(const SceneRef *s, float2 uv) {
-    __global const Frame *f = s->frame;
-    int width = f->env.x, height = f->env.y;
-    int col = min_i((int)(uv.x * (float)width), width - 1);
-    int row = min_i((int)(uv.y * (float)height), height - 1);
-    float sin_theta = unit_circle(0.5f * uv.y).y;  /* sin(pi v) */
-    if (sin_theta <= 0.0f) return 0.0f;
-    return s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * sin_theta);
-}
-
-/* The environment's radiance in direction d and, where `pdf` is not NULL, the density with
- * which env_sample chooses d: the map's (u, v) found once for both. */
-inline float3 env_eval(const SceneRef *s, float3 d, float *pdf) {
-    __global const Frame *f = s->frame;
-    if (f->options.y < 0) {
-        if (pdf) *pdf = 0.25f * INV_PI_F;
-        return f->env_radiance.xyz;
-    }
-    float2 uv = env_uv(s, d);
-    if (pdf) *pdf = env_uniform(f) ? 0.25f * INV_PI_F : env_map_pdf(s, uv);
-    return env_map_eval(s, uv);
-}
 
 /* Index i with cdf[i] <= u < cdf[i + 1] in cdf[0..n] (the last such i in [0, n - 1]: bins of
  * zero probability are skipped), searched only between the entries of `guide` for u's
@@ -88,44 +42,6 @@ inline int search_cdf(__global const float *cdf, __global const int *guide, int 
         size -= step;
     }
     return base;
-}
-
-/* A direction towards the environment, its density, and its radiance: from the map's
- * (u, v) where the map chose it, as Mitsuba's envmap does (the direction's (u, v) found
- * back through atan2 and acos is the same point but for rounding, and cost a sixth of
- * the showcase's time with the density's). */
-inline float3 env_sample(const SceneRef *s, float2 u, float *pdf, float3 *radiance) {
-    __global const Frame *f = s->frame;
-    const bool uniform = env_uniform(f);
-    float3 in_map;
-    float2 uv = (float2)(0.0f);  /* where the map chose the direction (not uniform) */
-    if (uniform) {
-        in_map = sample_sphere(u.x, u.y);
-        *pdf = 0.25f * INV_PI_F;
-    } else {
-        int width = f->env.x, height = f->env.y;
-        const int row_steps = s->env_guide[0], col_steps = s->env_guide[1];
-        __global const int *guides = s->env_guide + 2 + row_steps + 1;  /* the rows' own, after the marginal's */
-        int row = search_cdf(s->env_marginal, s->env_guide + 2, row_steps, u.y);
-        __global const float *conditional = s->env_conditional + row * (width + 1);
-        int col = search_cdf(conditional, guides + row * (col_steps + 1), col_steps, u.x);
-        float row_width = s->env_marginal[row + 1] - s->env_marginal[row];
-        float col_width = conditional[col + 1] - conditional[col];
-        float dv = row_width > 0.0f ? (u.y - s->env_marginal[row]) / row_width : 0.5f;
-        float du = col_width > 0.0f ? (u.x - conditional[col]) / col_width : 0.5f;
-        float mu = ((float)col + clamp_f(du, 0.0f, 1.0f)) / (float)width;
-        float mv = ((float)row + clamp_f(dv, 0.0f, 1.0f)) / (float)height;
-        float half_v = min_f(0.5f * mv, 0.49999997f);
-        uv = (float2)(min_f(mu, 0.99999994f), 2.0f * half_v);
-        float2 phi = unit_circle(uv.x);      /* (cos, sin) of 2 pi u */
-        float2 theta = unit_circle(half_v);  /* (cos, sin) of pi v */
-        in_map = (float3)(theta.y * phi.y, theta.x, -theta.y * phi.x);
-        *pdf = theta.y > 0.0f ? s->env_pdf[row * width + col] / (2.0f * PI_F * PI_F * theta.y) : 0.0f;
-    }
-    /* environment -> world: the transpose of the world -> environment rows */
-    float3 d = f->env_row0.xyz * in_map.x + f->env_row1.xyz * in_map.y + f->env_row2.xyz * in_map.z;
-    *radiance = uniform ? env_eval(s, d, 0) : env_map_eval(s, uv);
-    return d;
 }
 
 inline float3 emission_at(const SceneRef *s, int material, float4 uv) {
@@ -151,15 +67,19 @@ inline bool sphere_cone(__global const Sphere *sphere, float3 p, float *one_minu
     return true;
 }
 
-/* Pick a light by power, then a direction towards it from p. False if nothing arrives. */
-inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, LightSample *ls) {
-    int n_lights = s->frame->counts.y;
-    int lo = 0, hi = n_lights - 1;
+/* The light u_pick chooses by power: the first whose cumulative probability passes it. */
+inline __global const Light *pick_light(const SceneRef *s, float u_pick) {
+    int lo = 0, hi = s->frame->counts.y - 1;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
         if (u_pick < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
     }
-    __global const Light *light = &s->lights[lo];
+    return &s->lights[lo];
+}
+
+/* A direction towards `light` (pick_light's) from p. False if nothing arrives. Not for the
+ * environment, which the paths in lanes sample (light_lanes.h, env_sample_v). */
+inline bool sample_picked_light(const SceneRef *s, __global const Light *light, float3 p, float2 u, LightSample *ls) {
     float pmf = light->pick.x;
     int kind = light->info.x;
     ls->delta = kind == LIGHT_POINT || kind == LIGHT_SPOT || kind == LIGHT_SUN;
@@ -238,21 +158,14 @@ inline bool sample_light(const SceneRef *s, float3 p, float u_pick, float2 u, Li
         }
         return true;
     }
-    if (kind == LIGHT_SUN) {
-        ls->wi = -light->direction.xyz;
-        ls->dist = INFINITY;
-        ls->pdf = pmf;
-        ls->radiance = light->intensity.xyz;
-        return true;
-    }
-    float density;
-    ls->wi = env_sample(s, u, &density, &ls->radiance);
+    ls->wi = -light->direction.xyz;  /* LIGHT_SUN */
     ls->dist = INFINITY;
-    ls->pdf = pmf * density;
-    return ls->pdf > 0.0f;
+    ls->pdf = pmf;
+    ls->radiance = light->intensity.xyz;
+    return true;
 }
 
-/* Density (solid angle, choice included) with which sample_light, called at `origin`,
+/* Density (solid angle, choice included) with which a light sample taken at `origin`
  * picks the point hit at distance t on area light `index` whose front normal makes
  * cosine cos_light with the ray. */
 inline float area_light_pdf(const SceneRef *s, int index, float3 origin, float t, float cos_light) {

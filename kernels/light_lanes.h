@@ -1,6 +1,7 @@
-/* light.h's environment and light sampling for the paths in lanes (kernels/lanes.h): the
- * arithmetic in lanes, the searches and gathers of the environment's tables lane by lane,
- * each lane's numbers light.h's operations in the same order, so the same bits. */
+/* The environment and light sampling for the paths in lanes (kernels/lanes.h): the
+ * arithmetic in lanes, the searches and gathers of the environment's tables and the lights
+ * other than triangles and the environment lane by lane (light.h), every lane the same
+ * operations, so the same bits at any width. */
 #ifndef FARM_LIGHT_LANES_H
 #define FARM_LIGHT_LANES_H
 
@@ -39,7 +40,8 @@ inline VF acos_v(VF x) {
     return SEL(SEL(middle, high, MASK(x > 0.5f)), low, MASK(x < -0.5f));
 }
 
-/* env_uv in lanes */
+/* Environment direction -> (u, v) of the equirectangular image: u = 0 looks along -z,
+ * u = 0.25 along +x; v = 0 looks up (+y). As Mitsuba's envmap. */
 inline void env_uv_v(const SceneRef *s, VF3 d, VF *u_out, VF *v_out) {
     __global const Frame *f = s->frame;
     VF3 in_map = vf3(dot3v(splat3(f->env_row0.xyz), d), dot3v(splat3(f->env_row1.xyz), d), dot3v(splat3(f->env_row2.xyz), d));
@@ -66,7 +68,10 @@ inline VF3 texel_v(const SceneRef *s, __global const Texture *t, VI x, VI y, VI 
     return out;
 }
 
-/* env_map_eval in lanes: bilinear's weights, the four texels gathered lane by lane. */
+/* The environment's radiance at (u, v) of its map (options.y >= 0: it has one), as
+ * Mitsuba's envmap: columns centred at (i + 0.5) / width, wrapping around; the first row at
+ * the zenith (v = 0) and the last at the nadir (v = 1), bilinear in between (texture.h's
+ * bilinear, the four texels gathered lane by lane). */
 inline VF3 env_map_eval_v(const SceneRef *s, VF u, VF v, VI m) {
     __global const Frame *f = s->frame;
     __global const Texture *t = &s->textures[f->options.y];
@@ -82,7 +87,8 @@ inline VF3 env_map_eval_v(const SceneRef *s, VF u, VF v, VI m) {
     return mul3(add3(scale3(top, 1.0f - ay), scale3(bottom, ay)), splat3(f->env_radiance.xyz));
 }
 
-/* env_map_pdf in lanes */
+/* Solid angle density of env_sample_v choosing the direction at (u, v) of the map (before
+ * the choice of light), for an environment sampled by its map (!env_uniform). */
 inline VF env_map_pdf_v(const SceneRef *s, VF u, VF v, VI m) {
     __global const Frame *f = s->frame;
     const int width = f->env.x, height = f->env.y;
@@ -96,7 +102,8 @@ inline VF env_map_pdf_v(const SceneRef *s, VF u, VF v, VI m) {
     return SEL(table / (2.0f * PI_F * PI_F * sin_theta), (VF)(0.0f), MASK(sin_theta <= 0.0f));
 }
 
-/* env_eval in lanes, for the lanes of `m`; `pdf` as env_eval's (NULL: not wanted). */
+/* The environment's radiance in direction d for the lanes of `m` and, where `pdf` is not
+ * NULL, the density with which env_sample_v chooses d: the map's (u, v) found once for both. */
 inline VF3 env_eval_v(const SceneRef *s, VF3 d, VF *pdf, VI m) {
     __global const Frame *f = s->frame;
     if (f->options.y < 0) {
@@ -109,7 +116,10 @@ inline VF3 env_eval_v(const SceneRef *s, VF3 d, VF *pdf, VI m) {
     return env_map_eval_v(s, u, v, m);
 }
 
-/* env_sample in lanes: the map's searches lane by lane, the rest in lanes. */
+/* A direction towards the environment, its density and its radiance: from the map's (u, v)
+ * where the map chose it, as Mitsuba's envmap does (the direction's (u, v) found back
+ * through atan2 and acos is the same point but for rounding, and cost a sixth of the
+ * showcase's time with the density's). The map's searches (search_cdf) lane by lane. */
 inline VF3 env_sample_v(const SceneRef *s, VF ux, VF uy, VF *pdf, VF3 *radiance, VI m) {
     __global const Frame *f = s->frame;
     VF3 in_map;
@@ -161,12 +171,12 @@ inline VF3 env_sample_v(const SceneRef *s, VF ux, VF uy, VF *pdf, VF3 *radiance,
     return d;
 }
 
-/* sample_light for the lanes of `m` whose sample reaches them with some radiance (the
- * caller's max3(radiance) > 0 included): a triangle light of untextured emission and the
- * environment in lanes, any other lane by lane. */
+/* A light picked by power (pick_light) and a direction towards it from p, for the lanes of
+ * `m`; returns those whose sample reaches them with some radiance (the caller's max3(radiance)
+ * > 0 included). A triangle light of untextured emission and the environment in lanes, any
+ * other lane by lane (sample_picked_light). */
 inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy, VF3 *wi, VF *dist, VF3 *radiance,
                          VF *pdf, VI *delta, int *prim, int *instance) {
-    const int n_lights = s->frame->counts.y;
     VF3 corner = splat3((float3)(0.0f)), edge1 = corner, edge2 = corner, normal = corner, emission = corner;
     VF pmf = (VF)(0.0f), area = (VF)(1.0f);
     VI triangle = (VI)(0), environment = (VI)(0), sampled = (VI)(0);
@@ -176,12 +186,7 @@ inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy
     *pdf = (VF)(1.0f);
     *delta = (VI)(0);
     FOR_LANES(l, m) {
-        int lo = 0, hi = n_lights - 1;  /* as sample_light's search */
-        while (lo < hi) {
-            int mid = (lo + hi) / 2;
-            if (LF(u_pick, l) < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
-        }
-        __global const Light *light = &s->lights[lo];
+        __global const Light *light = pick_light(s, LF(u_pick, l));
         __global const Material *material = light->info.x == LIGHT_TRIANGLE
                                             ? &s->materials[s->tri_data[light->info.y].info.x] : 0;
         if (light->info.x == LIGHT_ENVIRONMENT) {
@@ -205,7 +210,8 @@ inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy
             continue;
         }
         LightSample ls;
-        if (!sample_light(s, lane3(p, l), LF(u_pick, l), (float2)(LF(ux, l), LF(uy, l)), &ls) || !(max3(ls.radiance) > 0.0f))
+        if (!sample_picked_light(s, light, lane3(p, l), (float2)(LF(ux, l), LF(uy, l)), &ls)
+            || !(max3(ls.radiance) > 0.0f))
             continue;
         set_lane3(wi, l, ls.wi);
         set_lane3(radiance, l, ls.radiance);
@@ -229,7 +235,8 @@ inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy
         sampled |= reached;
     }
     if (!any_lane(triangle)) return sampled;
-    /* sample_light's triangle: a uniform point (sample_triangle), the direction and density */
+    /* a triangle: a uniform point (sample_triangle), the direction and density, as
+     * sample_picked_light's */
     VF root = SQRT_V(ux);
     VF3 point = add3(add3(corner, scale3(edge1, root * (1.0f - uy))), scale3(edge2, root * uy));
     VF3 to_light = sub3(point, p);

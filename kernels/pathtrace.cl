@@ -1,7 +1,7 @@
 /* A unidirectional path tracer: BSDF sampling and next-event estimation combined by
  * multiple importance sampling (power heuristic), Russian roulette after rr_depth.
- * One work item renders LANES pixels of one bucket (kernels/lanes.h: one on GPUs, 16 on
- * CPUs), all their samples, their paths side by side in vector lanes. */
+ * One work item renders LANES pixels of one bucket (kernels/lanes.h: one on GPUs, a 4x4
+ * block on CPUs), all their samples, their paths side by side in vector lanes. */
 #pragma OPENCL FP_CONTRACT OFF
 
 /* The tile's layout and fixed point come from the host (farm/protocol/tiles.py,
@@ -37,15 +37,6 @@
 
 /* Offset scale for secondary rays, relative to the magnitude of the hit position. */
 #define RAY_EPSILON 1e-4f
-
-inline float ray_epsilon(float3 p) {
-    return RAY_EPSILON * (1.0f + max3(fabs_f3(p)));
-}
-
-/* A ray origin just off the surface, on the side direction d leaves towards. */
-inline float3 offset_origin(float3 p, float3 ng, float3 d) {
-    return p + ng * (dot3(ng, d) > 0.0f ? ray_epsilon(p) : -ray_epsilon(p));
-}
 
 typedef struct {
     float3 p;
@@ -206,7 +197,8 @@ inline float3 bsdf_albedo(const Bsdf *b) {
     return b->reflectance;  /* diffuse; plastic's and principled's base colour */
 }
 
-/* offset_origin in lanes. */
+/* A ray origin just off the surface, on the side direction d leaves towards, by RAY_EPSILON
+ * times the magnitude of p. */
 inline VF3 offset_origin_v(VF3 p, VF3 ng, VF3 d) {
     VF epsilon = RAY_EPSILON * (1.0f + max3v(vf3(FABS_V(p.x), FABS_V(p.y), FABS_V(p.z))));
     return add3(p, scale3(ng, SEL(-epsilon, epsilon, MASK(dot3v(ng, d) > 0.0f))));
@@ -392,14 +384,15 @@ inline void add_fixed3(long *sums, float3 value) {
  * A pixel's samples are those of its cell's range (ranges: one [first, end) per cell of
  * cell_size px, cells_x to a row of the frame; one cell for a uniform render) that lie in
  * this pass's window [window_first, window_end).
- * One work item renders LANES pixels, lane l of work item i the pixel
- * ((i * LANES + l) * stride) mod (w * h) of the bucket, row-major, each its own samples (the
- * lanes of pixels with fewer samples idle once theirs are done). A stride near w * h /
- * golden ratio, coprime with it (the host's choice on CPUs), spreads any run of consecutive
- * work groups over the whole bucket, so PoCL's threads, which take work groups in runs of
- * up to half a launch, get even shares of a bucket whose top is dearer than its bottom; a
- * stride of 1 keeps neighbours together (GPU warps). The launch is padded to whole work
- * groups; extra work items and lanes do nothing. */
+ * One work item renders a block of BLOCK_W x BLOCK_H pixels, one a lane (kernels/lanes.h):
+ * work item i the block (i * stride) mod (the bucket's blocks), row-major, each pixel its
+ * own samples (the lanes of pixels with fewer samples idle once theirs are done). A stride
+ * near the blocks / golden ratio, coprime with them (the host's choice on CPUs), spreads any
+ * run of consecutive work groups over the whole bucket, so PoCL's threads, which take work
+ * groups in runs of up to half a launch, get even shares of a bucket whose top is dearer
+ * than its bottom; a stride of 1 keeps neighbours together (GPU warps, one-pixel blocks).
+ * The launch is padded to whole work groups; extra work items, and lanes past the bucket's
+ * edge, do nothing. */
 __kernel void render_bucket(__global const Frame *frame,
                             __global const Node *top,
                             __global const Instance *instances,
@@ -480,7 +473,7 @@ __kernel void render_bucket(__global const Frame *frame,
             VF3 focus = add3(o, scale3(d, frame->lens_u.w / dot3v(d, splat3(frame->forward.xyz))));
             VF lx, ly, c, sn;
             sample2_v(&sampler, PAIR_LENS, &lx, &ly);
-            unit_circle_v(ly, &c, &sn);  /* sample_disk */
+            unit_circle_v(ly, &c, &sn);  /* a uniform point on the unit disk */
             VF r = SQRT_V(lx);
             o = add3(add3(o, scale3(splat3(frame->lens_u.xyz), c * r)), scale3(splat3(frame->lens_v.xyz), sn * r));
             d = unit3v(sub3(focus, o));

@@ -98,28 +98,6 @@ inline void basis(float3 n, float3 *t, float3 *b) {
     *b = (float3)(c, sign + n.y * n.y * a, -n.y);
 }
 
-/* Cosine-weighted direction about n (Malley's method); pdf = cos / pi. */
-inline float3 sample_cosine(float3 n, float u1, float u2) {
-    float r = sqrt_f(u1);
-    float2 cs = unit_circle(u2);
-    float z = sqrt_f(max_f(1.0f - u1, 0.0f));
-    float3 t, b;
-    basis(n, &t, &b);
-    return t * (r * cs.x) + b * (r * cs.y) + n * z;
-}
-
-/* Cosine-weighted direction about +z; pdf = z / pi. */
-inline float3 sample_cosine_local(float u1, float u2) {
-    float r = sqrt_f(u1);
-    float2 cs = unit_circle(u2);
-    return (float3)(r * cs.x, r * cs.y, sqrt_f(max_f(1.0f - u1, 0.0f)));
-}
-
-/* Uniform point on the unit disk. */
-inline float2 sample_disk(float u1, float u2) {
-    return unit_circle(u2) * sqrt_f(u1);
-}
-
 /* Uniform point on the unit sphere. */
 inline float3 sample_sphere(float u1, float u2) {
     float z = 1.0f - 2.0f * u1;
