@@ -64,6 +64,32 @@ def test_pocl_builds_for_a_processor_its_llvm_knows_on_any_processor():
         assert pocl.name_processor(device.device) == pocl.processor_name(pocl._cpuinfo())
 
 
+def test_the_lanes_fill_the_vector_registers_of_the_code_pocl_builds(monkeypatch):
+    """16 paths a work item where PoCL builds AVX-512's code, 8 where AVX2's (a Zen 4's code
+    is znver3's: LLVM 14 cannot build 16 lanes there), one without AVX; the processor's flags
+    alone do not decide it."""
+    from types import SimpleNamespace
+
+    from farm.worker import pocl, render
+
+    def pocl_device(processor):
+        version = f"OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-{processor}"
+        cl_device = SimpleNamespace(int_ptr=id(processor), version=version, platform=SimpleNamespace(name=pocl.PLATFORM))
+        return render.Device(None, None, cl_device, "cpu", "CPU", pocl.PLATFORM)
+
+    zen4 = {"flags": "sse4_2 avx avx2 fma avx512f avx512bw avx512cd avx512dq avx512vl"}
+    monkeypatch.setattr(pocl, "_cpuinfo", lambda: zen4)
+    assert render.cpu_lanes(pocl_device("x86-64-v4")) == 16
+    assert render.cpu_lanes(pocl_device("skylake-avx512")) == 16
+    assert render.cpu_lanes(pocl_device("znver3")) == 8
+    assert render.cpu_lanes(pocl_device("x86-64-v2")) == 1
+    assert "-DLANES=8" in render.device_defines(pocl_device("znver3"))
+    monkeypatch.setattr(pocl, "_cpuinfo", lambda: {"flags": "sse4_2 avx"})
+    assert render.cpu_lanes(pocl_device("sandybridge")) == 1
+    other = render.Device(None, None, None, "cpu", "CPU", "Intel(R) OpenCL")
+    assert render.cpu_lanes(other) == render.CPU_LANES
+
+
 def test_pocl_s_processor_field_is_found_only_where_it_is_plainly_there():
     import ctypes
 

@@ -135,15 +135,14 @@ def describe(device: Device) -> str:
 
     parts = [f"native float vector width {device.device.native_vector_width_float}"]
     if device.kind == "CPU":
-        # PoCL's version ends "HSTR: pthread-<arch>-<vendor>-<os>-<env>-<cpu>"; the cpu may hold a dash
-        host = device.device.version.split("HSTR:")[-1].split() if "HSTR:" in device.device.version else []
         from farm.worker import pocl
 
         named = pocl.name_processor(device.device)
+        target = pocl.target_processor(device.device)
         if named:
             parts.append(f"code for {named} (named by farm: PoCL's LLVM does not know this processor)")
-        elif host and host[0].count("-") >= 5:
-            parts.append(f"code for {host[0].split('-', 5)[-1]}")
+        elif target:
+            parts.append(f"code for {target}")
         parts.append(f"processor: {_vector_extension()}")
     else:
         try:

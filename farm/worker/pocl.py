@@ -33,6 +33,11 @@ UNKNOWN = b"generic"
 RECORD_BYTES = 4096
 
 AVX512 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}  # x86-64-v4's AVX-512 subsets
+# LLVM 14's x86 processors whose code has AVX-512's 512-bit registers (llvm/lib/Support/X86TargetParser.cpp).
+AVX512_PROCESSORS = {"x86-64-v4", "knl", "knm", "skylake-avx512", "skx", "cascadelake", "cooperlake", "cannonlake",
+                     "icelake-client", "icelake-server", "rocketlake", "tigerlake", "sapphirerapids"}
+# Farm's own names for a processor without AVX (processor_name), whose code has 128-bit registers only.
+WITHOUT_AVX = {"x86-64", "x86-64-v2"}
 
 _named: dict[int, str] = {}  # device (cl_device_id) -> the processor name farm gave it
 
@@ -69,6 +74,31 @@ def name_processor(device) -> str | None:
     _named[device.int_ptr] = name
     log.info("PoCL's LLVM does not know this processor: building for %s", name)
     return name
+
+
+def target_processor(device) -> str | None:
+    """The processor PoCL's CPU `device` builds for: the name farm gave it, else the one its
+    version ends with ("HSTR: pthread-<arch>-<vendor>-<os>-<env>-<cpu>", the cpu may hold a
+    dash); None for another platform or a version not so made."""
+    if device.int_ptr in _named:
+        return _named[device.int_ptr]
+    if device.platform.name.strip() != PLATFORM or "HSTR:" not in device.version:
+        return None
+    host = device.version.split("HSTR:")[-1].split()
+    return host[0].split("-", 5)[-1] if host and host[0].count("-") >= 5 else None
+
+
+def vector_bits(device) -> int:
+    """The widest vector registers in the code PoCL's CPU `device` builds (512 with AVX-512,
+    256 with AVX2, else 128): what the processor has is not enough, LLVM 14 builds a Zen 4's
+    code for znver3, AVX2's. Unknown where PoCL does not say what it builds for: 128."""
+    name = target_processor(device)
+    if name is None or name == UNKNOWN.decode() or name in WITHOUT_AVX:
+        return 128
+    if name in AVX512_PROCESSORS:
+        return 512
+    # Any other name LLVM 14 knows, or farm gave (x86-64-v3, znver3): AVX2's code where the processor has it.
+    return 256 if "avx2" in _cpuinfo().get("flags", "").split() else 128
 
 
 def processor_name(cpuinfo: dict[str, str]) -> str:

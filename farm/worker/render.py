@@ -12,7 +12,6 @@ import math
 import time
 import warnings
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
@@ -76,7 +75,9 @@ def device_defines(device: Device) -> list[str]:
     if device.platform == POCL_PLATFORM:
         defines.append("-DFARM_CLANG_BUILTINS")
     if device.kind == "CPU":  # paths side by side in a work item's vector lanes (kernels/lanes.h)
-        defines.append(f"-DLANES={CPU_LANES}")
+        lanes = cpu_lanes(device)
+        if lanes > 1:
+            defines.append(f"-DLANES={lanes}")
     return defines
 
 
@@ -85,6 +86,22 @@ def device_defines(device: Device) -> list[str]:
 # AVX-512: on this project's Zen 5 (256x256, 64 spp), 8 lanes gave the Cornell box 4.61-4.63
 # M samples/s against 4.80-4.89 at 16, the showcase alike.
 CPU_LANES = 16
+
+
+def cpu_lanes(device: Device) -> int:
+    """Paths a work item of this CPU device follows at once. On PoCL, as many as the vector
+    registers of the code it builds hold: 16 with AVX-512, 8 with AVX2, one without. LLVM 14
+    cannot build 16 lanes in AVX2's code (measured on a Zen 4, built for znver3: the
+    intrinsics' 512-bit arguments are passed in memory, "Intrinsic has incorrect argument
+    type"; with the lanes' sqrt written lane by lane instead, its code generator crashes), and
+    8 lanes there render as fast as 16 built for x86-64-v4 on the same processor (the Cornell
+    box 3.5-3.6 M samples/s, the showcase 5.8-5.9, either way). Other CPU platforms: CPU_LANES."""
+    if device.platform != POCL_PLATFORM:
+        return CPU_LANES
+    from farm.worker import pocl
+
+    bits = pocl.vector_bits(device.device)
+    return 16 if bits >= 512 else 8 if bits >= 256 else 1
 # The block of pixels a work item renders, by its lanes: kernels/lanes.h's BLOCK_W x BLOCK_H.
 BLOCKS = {1: (1, 1), 8: (4, 2), 16: (4, 4)}
 
