@@ -165,23 +165,3 @@ def test_bench_renders_the_generated_mesh_by_name_and_says_what_the_cpu_builds_f
     assert re.search(r"kernel: [\d.]+s per frame", out), out
     result = commands.run("bench", "--skip-farm", "--scene", "mesh:many")
     assert result.returncode != 0 and "expected mesh:N" in result.stderr
-
-
-def test_the_lanes_probe_renders_the_same_bits_in_every_width_and_prints_each_speed():
-    """Issue 30's probe of SIMD across paths: the tracer in float4, float8 and float16 lanes
-    gives the one-lane tracer's bits (each lane runs the same operations), its mean is the
-    farm kernel's within noise, and a scene it cannot render is one line."""
-    probe = [sys.executable, "-m", "farm.tools.lanes_probe", "--spp", "4", "--width", "24", "--repeat", "1"]
-    result = subprocess.run(probe, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "4, 8, 16, 8 as a packet, 16 as a packet lanes against 1: the same bits" in out, out
-    for name in ("farm kernel", "probe, 1 lane", "probe, 8 lanes", "probe, 16 lanes", "probe, 16 as a packet"):
-        assert re.search(rf"^{name} +[\d.]+ M samples/s +[\d.]+x the probe's one lane$", out, re.M), (name, out)
-    means = re.search(r"mean pixel: probe \[(.*?)\], farm kernel \[(.*?)\]", out)
-    probe_mean, farm_mean = ([float(v) for v in group.split(",")] for group in means.groups())
-    assert all(0.5 * f < p < 2 * f for p, f in zip(probe_mean, farm_mean)), out
-    refused = subprocess.run(probe + ["--scene", str(Path(__file__).parents[1] / "scenes" / "showcase.json")],
-                             capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
-        "lanes_probe: the probe renders triangles and triangle lights only (no spheres, instances or sky)"], refused
