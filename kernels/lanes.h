@@ -86,9 +86,18 @@ VF fabs_lanes(VF x) __asm("llvm.fabs.v" LANES_TEXT "f32");
 #define FOR_LANES(l, m) for (int l = 0; l < LANES; ++l) if (LI(m, l))  /* m: a variable */
 
 inline bool any_lane(VI m) {
-    int found = 0;
-    for (int l = 0; l < LANES; ++l) found |= LI(m, l);
-    return found != 0;
+#if LANES == 1
+    return m != 0;
+#else
+#if LANES == 16
+    int8 a = m.lo | m.hi;
+#else
+    int8 a = m;
+#endif
+    int4 b = a.lo | a.hi;
+    int2 c = b.lo | b.hi;
+    return (c.x | c.y) != 0;
+#endif
 }
 
 typedef struct {

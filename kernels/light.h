@@ -67,17 +67,7 @@ inline bool sphere_cone(__global const Sphere *sphere, float3 p, float *one_minu
     return true;
 }
 
-/* The light u_pick chooses by power: the first whose cumulative probability passes it. */
-inline __global const Light *pick_light(const SceneRef *s, float u_pick) {
-    int lo = 0, hi = s->frame->counts.y - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (u_pick < s->lights[mid].pick.y) hi = mid; else lo = mid + 1;
-    }
-    return &s->lights[lo];
-}
-
-/* A direction towards `light` (pick_light's) from p. False if nothing arrives. Not for the
+/* A direction towards `light` (light_lanes.h, pick_light_v) from p. False if nothing arrives. Not for the
  * environment, which the paths in lanes sample (light_lanes.h, env_sample_v). */
 inline bool sample_picked_light(const SceneRef *s, __global const Light *light, float3 p, float2 u, LightSample *ls) {
     float pmf = light->pick.x;

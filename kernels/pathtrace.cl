@@ -27,6 +27,7 @@
 #include "rng.h"
 #include "sampling.h"
 #include "trace.h"
+#include "trace_lanes.h"
 #include "texture.h"
 #include "bsdf.h"
 #include "light.h"
@@ -229,12 +230,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth && any_lane(live); ++depth) {
         Hit hits[LANES];
-        VI found = (VI)(0);
-        FOR_LANES(l, live) {
-            if (trace(s, lane3(o, l), lane3(d, l), depth == 1 ? LF(far, l) : INFINITY, false, -1, -1, LF(time, l),
-                      &hits[l]))
-                LI(found, l) = -1;
-        }
+        VI found = trace_lanes(s, live, o, d, depth == 1 ? far : (VF)(INFINITY), false, NULL, NULL, time, hits);
         VI missed = live & ~found;
         if (has_env && any_lane(missed)) {
             VF density;
@@ -322,13 +318,9 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
                 VF3 span = sub3(add3(p, scale3(light_wi, light_dist)), origin);
                 VF t_max = SEL(SQRT_V(dot3v(span, span)) * (1.0f - 1e-5f), (VF)(INFINITY),
                                   MASK(light_dist == INFINITY));
-                VI seen = (VI)(0);
-                FOR_LANES(l, shadow) {
-                    Hit blocker;
-                    if (!trace(s, lane3(origin, l), lane3(light_wi, l), LF(t_max, l), true, light_prim[l],
-                               light_instance[l], LF(time, l), &blocker))
-                        LI(seen, l) = -1;
-                }
+                Hit blockers[LANES];
+                VI seen = shadow & ~trace_lanes(s, shadow, origin, light_wi, t_max, true, light_prim, light_instance,
+                                                time, blockers);
                 VF weight = SEL(power_heuristic_v(light_pdf, bsdf_pdf), (VF)(1.0f),
                                    light_delta | UNIFORM(strategy == STRATEGY_LIGHT));
                 result = select3(result, add3(result, scale3(mul3(mul3(throughput, f), light_radiance), weight / light_pdf)),

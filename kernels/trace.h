@@ -6,10 +6,10 @@
  * eight boxes with float8 instructions and visit about a third as many nodes (Wald et al.
  * 2008, "Getting Rid of Packets"; Embree's BVH8): with the Sobol change committed beside
  * it, the Cornell box went from 0.97 to 1.45 M samples/s on this project's 2-core CPU.
- * Packets of rays (SIMD over rays) were not prototyped: the secondary rays of a path
- * tracer diverge at once, so a packet's lanes would mostly wait. A leaf's triangles are
- * tested four at a time (TrianglePack). On a GPU each work item walks its own ray, so the
- * same layout serves there too. */
+ * A leaf's triangles are tested four at a time (TrianglePack). On CPUs the rays of a work
+ * item's lanes walk together where they go the same way (trace_lanes.h) and one at a time,
+ * here, where they scatter. On a GPU each work item walks its own ray, so the same layout
+ * serves there too. */
 #ifndef FARM_TRACE_H
 #define FARM_TRACE_H
 
@@ -29,7 +29,8 @@ typedef struct {
     int instance;  /* FARM_INSTANCES: the instance it was found in; -1 the world */
 } Hit;
 
-/* Nearest positive root of |o + t d - c| = r; d need not be unit. */
+/* Nearest positive root of |o + t d - c| = r no farther than t_max (else INFINITY); d need
+ * not be unit. */
 inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float t_max) {
     float3 c = sphere->center_radius.xyz;
     float r = sphere->center_radius.w;
@@ -42,7 +43,7 @@ inline float hit_sphere(__global const Sphere *sphere, float3 o, float3 d, float
     float root = sqrt_f(disc);
     float t = (-half_b - root) / a;
     if (!(t > 0.0f)) t = (-half_b + root) / a;
-    return (t > 0.0f && t < t_max) ? t : INFINITY;
+    return (t > 0.0f && t <= t_max) ? t : INFINITY;
 }
 
 /* 1 / x, with |x| raised to at least 1e-18 first (as Embree's rcp_safe): a ray parallel to
@@ -92,7 +93,7 @@ __attribute__((always_inline)) inline bool push_children(__global const Node *n,
     near = max8(max8(near, min8(t0, t1)), (float8)(0.0f));
     far = min8(far, max8(t0, t1)) * 1.0000004f;
     int8 counts = n->count;
-    int mask = lane_bits((near <= far) & (near < (float8)(t_best)) & (counts != (int8)(0)));
+    int mask = lane_bits((near <= far) & (near <= (float8)(t_best)) & (counts != (int8)(0)));
     if (mask != 0) {
         /* Lanes read through pointers: vstore8 would be a call on PoCL. */
         const float *nears = (const float *)&near;
@@ -120,7 +121,18 @@ __attribute__((always_inline)) inline bool push_children(__global const Node *n,
     return false;
 }
 
-/* The nearest hit in one level's tree from its root node `root`, nearer than *t_best; with
+/* Whether a hit at distance t on primitive `prim` is nearer than the best so far (t_best,
+ * best; best -1: none yet, nothing at t_best itself counts). Of hits at the same distance
+ * the lowest primitive wins, so that the hit found does not depend on the order the tree
+ * is walked in: the lanes' rays walked together (trace_lanes.h) visit nodes in another
+ * order than one ray, and must find what it finds. For that a node or leaf as near as the
+ * best hit is visited too. */
+inline bool nearer(float t, int prim, float t_best, int best) {
+    return t < t_best || (best >= 0 && t == t_best && prim < best);
+}
+
+/* The nearest hit in one level's tree from its root node `root` nearer (see nearer) than the
+ * hit found before (*t_found, *best_found; -1: none, *t_found where the ray ends); with
  * `any`, the first hit found. Primitive `skip` (or -1) is never hit: a shadow ray aimed at a
  * point on a light must not be stopped by that light's own surface, which rounding can
  * put a hair in front. The walk holds one child entry at a time: a node (count -1) or a
@@ -138,7 +150,8 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, flo
     const float4 dx = (float4)(d.x), dy = (float4)(d.y), dz = (float4)(d.z);
     int top = base;  /* the stack's entries from `base` on are this walk's */
     float t_best = *t_found;
-    int best = -1;
+    int best = *best_found;  /* -1, or a hit found before (an earlier level, another part of the tree) */
+    bool found_here = false;
     float best_b1 = 0.0f, best_b2 = 0.0f;
     int index = root, count = -1;  /* the level's root node */
     while (true) {
@@ -153,7 +166,7 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, flo
                 float4 px = ox4 + dx * t, py = oy4 + dy * t, pz = oz4 + dz * t;
                 float4 u = tp->b1_x * px + tp->b1_y * py + tp->b1_z * pz + tp->b1_w;
                 float4 v = tp->b2_x * px + tp->b2_y * py + tp->b2_z * pz + tp->b2_w;
-                int4 ok = (along != (float4)(0.0f)) & (t > (float4)(0.0f)) & (t < (float4)(t_best))
+                int4 ok = (along != (float4)(0.0f)) & (t > (float4)(0.0f)) & (t <= (float4)(t_best))
                         & (u >= (float4)(0.0f)) & (u <= (float4)(1.0f)) & (v >= (float4)(0.0f))
                         & (u + v <= (float4)(1.0f)) & (prims != (int4)(skip));
                 int hits = lane_bits4(ok);
@@ -171,13 +184,20 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, flo
                     float4 masked = ok ? t : (float4)(INFINITY);
                     float2 pair = masked.lo < masked.hi ? masked.lo : masked.hi;
                     float nearest = min_f(pair.x, pair.y);
-                    /* The first lane at the nearest distance, as a loop over the slots would. */
-                    int lane = first_lane(lane_bits4(ok & (masked == (float4)(nearest))));
-                    t_best = ((const float *)&t)[lane];
-                    best = ((const int *)&prims)[lane];
-                    best_b1 = ((const float *)&u)[lane];
-                    best_b2 = ((const float *)&v)[lane];
-                    if (any) { *t_found = t_best; *best_found = best; return true; }
+                    /* Of the hits at the nearest distance, the lowest primitive (see walk). */
+                    int4 at = ok & (masked == (float4)(nearest));
+                    int4 ids = at ? prims : (int4)(INT_MAX);
+                    int2 low = ids.lo < ids.hi ? ids.lo : ids.hi;
+                    int prim = min_i(low.x, low.y);
+                    if (nearer(nearest, prim, t_best, best)) {
+                        int lane = first_lane(lane_bits4(at & (prims == (int4)(prim))));
+                        t_best = nearest;
+                        best = prim;
+                        found_here = true;
+                        best_b1 = ((const float *)&u)[lane];
+                        best_b2 = ((const float *)&v)[lane];
+                        if (any) { *t_found = t_best; *best_found = best; return true; }
+                    }
                 }
                 int spheres = lane_bits4(prims >= (int4)(n_triangles));
                 while (spheres != 0) {  /* rare: spheres share leaves with triangles */
@@ -186,8 +206,9 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, flo
                     int prim = ((const int *)&prims)[lane];
                     if (prim == skip) continue;
                     float t_sphere = hit_sphere(&s->spheres[prim - n_triangles], o, d, t_best);
-                    if (t_sphere < t_best) {
+                    if (nearer(t_sphere, prim, t_best, best)) {
                         t_best = t_sphere; best = prim; best_b1 = 0.0f; best_b2 = 0.0f;
+                        found_here = true;
                         if (any) { *t_found = t_best; *best_found = best; return true; }
                     }
                 }
@@ -203,7 +224,7 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, flo
         bool found = false;
         while (top > base) {
             --top;
-            if (stack_t[top] < t_best) {
+            if (stack_t[top] <= t_best) {
                 index = stack_index[top];
                 count = stack_count[top];
                 found = true;
@@ -212,7 +233,7 @@ __attribute__((always_inline)) inline bool walk(const SceneRef *s, int root, flo
         }
         if (!found) break;
     }
-    if (best < 0) return false;
+    if (!found_here) return false;
     *t_found = t_best;
     *best_found = best;
     *b1_found = best_b1;
@@ -354,7 +375,7 @@ __attribute__((always_inline)) inline bool trace_instances(const SceneRef *s, fl
         bool more = false;
         while (top > 0) {
             --top;
-            if (stack_t[top] < *t_best) {
+            if (stack_t[top] <= *t_best) {
                 index = stack_index[top];
                 count = stack_count[top];
                 more = true;

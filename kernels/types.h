@@ -120,11 +120,13 @@ typedef struct {
 } Texture;
 
 typedef struct {
-    int4 info;         /* x: LIGHT_*, y: primitive index (triangle, sphere), z: its instance */
+    int4 info;         /* x: LIGHT_*, y: primitive index (triangle, sphere), z: its instance, w: 1 for a
+                        * triangle whose emission has no texture (in intensity) */
     float4 pick;       /* x: probability of choosing it, y: cumulative probability, z: area */
     float4 position;   /* point, spot */
     float4 direction;  /* spot: unit axis; sun: unit direction of travel; triangle: unit front normal */
-    float4 intensity;  /* point, spot: W/sr; sun: irradiance (an environment's is in Frame) */
+    float4 intensity;  /* point, spot: W/sr; sun: irradiance (an environment's is in Frame); triangle: its
+                        * emission where info.w is 1 */
     float4 spot;       /* cos cutoff, cos beam, cutoff (radians), 1 / (cutoff - beam) */
     float4 corner;     /* triangle: first corner */
     float4 edge1;      /* triangle: second corner - first */

@@ -99,11 +99,14 @@ class TriangleLights:
     material: np.ndarray
 
 
-def light_table(scene, emitted: np.ndarray, triangles: TriangleLights, spheres, scene_radius, env_mean) -> np.ndarray:
+def light_table(scene, emitted: np.ndarray, triangles: TriangleLights, spheres, scene_radius, env_mean,
+                materials: np.ndarray) -> np.ndarray:
     """Every light with its probability of being chosen, in proportion to its power
     (`emitted`: each material's mean emitted luminance): the emissive triangles first, then
     spheres (in the world, in no instance; their info.y set to their light's index), then
-    the scene's lights."""
+    the scene's lights. A triangle whose material's emission has no texture carries it
+    (intensity, info.w 1), so that the kernel's lanes sample it without reading its
+    triangle's and material's records (kernels/light_lanes.h)."""
     entries = []  # (entry, power)
     light = np.zeros(len(triangles.prim), LIGHT)
     light["info"][:, 0] = LIGHT_TRIANGLE
@@ -115,6 +118,10 @@ def light_table(scene, emitted: np.ndarray, triangles: TriangleLights, spheres, 
     light["edge1"][:, :3] = lit[:, 1] - lit[:, 0]
     light["edge2"][:, :3] = lit[:, 2] - lit[:, 0]
     light["direction"][:, :3] = triangles.normal
+    emission = materials["emission"][triangles.material]
+    plain = emission["texture"][:, 0] < 0
+    light["info"][:, 3] = plain
+    light["intensity"][plain, :3] = emission["value"][plain, :3]
     tri_power = math.pi * emitted[triangles.material] * triangles.area
     blocks, powers = [light], [tri_power]
     for i, sphere in enumerate(spheres):

@@ -137,7 +137,7 @@ def pack(scene: Scene, assets=None, library: Library | None = None,
         env_size = (pixels.shape[1], pixels.shape[0])
         env_guide = environment_guides(env_marginal, env_conditional, pixels.shape[0], pixels.shape[1])
 
-    lights = light_table(scene, emitted, triangle_lights, spheres, scene_radius, env_mean)
+    lights = light_table(scene, emitted, triangle_lights, spheres, scene_radius, env_mean, materials)
     texture_table, texels = textures.arrays()
     frame = frame_entry(scene, len(geometry.triangle_data), lights, env_texture, env_size)
     if motion is not None:  # the camera at the shutter's open (the frame's own fields) and close (its *1)
