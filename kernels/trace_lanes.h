@@ -55,7 +55,7 @@ inline float least_lane(VF v) {
  * `any`, whether there is one): its distance, primitive and barycentrics in the lanes of
  * *t_found, *best_found, *b1_found and *b2_found; the mask of the rays that hit. Primitive
  * skip[l] is never hit by lane l's ray (see walk). */
-inline VI walk_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, VI skip, VF *t_found,
+__attribute__((always_inline)) inline VI walk_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, VI skip, VF *t_found,
                      VI *best_found, VF *b1_found, VF *b2_found) {
     const int n_triangles = s->frame->counts.x;
     const VF ix = safe_reciprocal_v(d.x), iy = safe_reciprocal_v(d.y), iz = safe_reciprocal_v(d.z);
@@ -200,7 +200,7 @@ inline VI walk_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool an
 /* trace for the rays of `live` (origin o, direction d, ending at t_max): hits[l] and a lane
  * of the mask answered are lane l's; walked together where this build can (walk_lanes),
  * else one at a time. skip[l], skip_instance[l]: see trace; NULL for none. */
-inline VI trace_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, const int *skip,
+__attribute__((always_inline)) inline VI trace_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, const int *skip,
                       const int *skip_instance, VF time, Hit *hits) {
     VI found = (VI)(0);
 #ifdef PACKET_WALK
