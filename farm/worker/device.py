@@ -130,7 +130,8 @@ def describe(device: Device) -> str:
     """The device as a benchmark reports it: name, kind and platform, the native float
     vector width it reports, and on a CPU what the compiler builds for (PoCL's LLVM names
     the processor: an LLVM older than the CPU builds for an older one, without its widest
-    vectors) and the widest vectors the processor has."""
+    vectors), the paths a work item follows at once (kernels/lanes.h) and the widest vectors
+    the processor has."""
     import pyopencl as cl
 
     parts = [f"native float vector width {device.device.native_vector_width_float}"]
@@ -143,6 +144,9 @@ def describe(device: Device) -> str:
             parts.append(f"code for {named} (named by farm: PoCL's LLVM does not know this processor)")
         elif target:
             parts.append(f"code for {target}")
+        from farm.worker.render import cpu_lanes
+
+        parts.append(f"{cpu_lanes(device)} paths a work item")
         parts.append(f"processor: {_vector_extension()}")
     else:
         try:
