@@ -25,6 +25,15 @@ inline float copysign_f(float x, float y) { return copysign(x, y); }
 inline int clz_i(int x) { return clz(x); }
 #endif
 
+/* Inlined by force on PoCL (pathtrace.cl, surface_at says why), elsewhere as the compiler
+ * sees fit: where Oclgrind's clang inlines these by force it leaves a call of
+ * llvm.experimental.noalias.scope.decl, which its interpreter refuses. */
+#ifdef FARM_CLANG_BUILTINS
+#define FORCED_INLINE __attribute__((always_inline)) inline
+#else
+#define FORCED_INLINE inline
+#endif
+
 /* Integer min, max and clamp as compares (PoCL's are calls too). */
 inline int min_i(int a, int b) { return a < b ? a : b; }
 inline int max_i(int a, int b) { return a > b ? a : b; }

@@ -89,10 +89,10 @@ inline float3 mapped_normal(const SceneRef *s, __global const Material *m, __glo
     return len2 > 1e-12f ? facing_viewer(n / sqrt_f(len2), ng, wi) : ns;
 }
 
-/* Inlined by force, as bsdf_at, walk_lanes and trace_lanes: called, it wrote the record it
- * returns in small stores that the caller read back in wide loads, a stall each lane
- * (store-to-load forwarding fails; 11% of radiance's time on the Cornell box). */
-__attribute__((always_inline)) inline Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit, float time) {
+/* Inlined by force on PoCL, as bsdf_at (and walk_lanes and trace_lanes everywhere): called,
+ * it wrote the record it returns in small stores that the caller read back in wide loads, a
+ * stall each lane (store-to-load forwarding fails; 11% of radiance's time on the Cornell box). */
+FORCED_INLINE Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hit *hit, float time) {
     Surface sf;
     sf.p = o + d * hit->t;
     int n_triangles = s->frame->counts.x;
@@ -154,7 +154,7 @@ __attribute__((always_inline)) inline Surface surface_at(const SceneRef *s, floa
     return sf;
 }
 
-__attribute__((always_inline)) inline Bsdf bsdf_at(const SceneRef *s, int material, float4 uv) {
+FORCED_INLINE Bsdf bsdf_at(const SceneRef *s, int material, float4 uv) {
     __global const Material *m = &s->materials[material];
     Bsdf b;
     b.kind = m->kind.x;
