@@ -144,9 +144,8 @@ def describe(device: Device) -> str:
             parts.append(f"code for {named} (named by farm: PoCL's LLVM does not know this processor)")
         elif target:
             parts.append(f"code for {target}")
-        from farm.worker.render import cpu_lanes
-
-        parts.append(f"{cpu_lanes(device)} paths a work item")
+        if device.platform == pocl.PLATFORM:
+            parts.append(f"{pocl.lanes(device.device)} paths a work item")
         parts.append(f"processor: {_vector_extension()}")
     else:
         try:

@@ -101,6 +101,14 @@ def vector_bits(device) -> int:
     return 256 if "avx2" in _cpuinfo().get("flags", "").split() else 128
 
 
+def lanes(device) -> int:
+    """Paths a work item of PoCL's CPU `device` follows at once (kernels/lanes.h): as many
+    as the vector registers of its code hold, 16 with AVX-512, 8 with AVX2, else one
+    (farm.worker.render.cpu_lanes says why)."""
+    bits = vector_bits(device)
+    return 16 if bits >= 512 else 8 if bits >= 256 else 1
+
+
 def processor_name(cpuinfo: dict[str, str]) -> str:
     """An LLVM 14 processor name for the processor /proc/cpuinfo describes (`_cpuinfo`)."""
     flags = set(cpuinfo.get("flags", "").split())

@@ -100,8 +100,7 @@ def cpu_lanes(device: Device) -> int:
         return CPU_LANES
     from farm.worker import pocl
 
-    bits = pocl.vector_bits(device.device)
-    return 16 if bits >= 512 else 8 if bits >= 256 else 1
+    return pocl.lanes(device.device)
 # The block of pixels a work item renders, by its lanes: kernels/lanes.h's BLOCK_W x BLOCK_H.
 BLOCKS = {1: (1, 1), 8: (4, 2), 16: (4, 4)}
 
