@@ -60,8 +60,33 @@ def test_pocl_builds_for_a_processor_its_llvm_knows_on_any_processor():
     device = open_device("cpu")
     program = cl.Program(device.context, "__kernel void f(__global float *a) { a[get_global_id(0)] = 2.0f; }")
     program.build()  # on a processor LLVM 14 does not know: 'unknown target CPU' without farm's name
-    if device.platform == pocl.PLATFORM and pocl.unknown_processor(device.device):
+    if device.platform == pocl.PLATFORM and pocl.replaced_name(device.device):
         assert pocl.name_processor(device.device) == pocl.processor_name(pocl._cpuinfo())
+        assert pocl.target_processor(device.device) == pocl.processor_name(pocl._cpuinfo())
+
+
+def test_a_processor_with_avx512_builds_avx512_s_code_whatever_llvm_named_it(monkeypatch):
+    """LLVM 14 names a Zen 4 znver3 (AVX2's code); farm names it x86-64-v4 where the
+    processor has AVX-512's subsets, and leaves a name with AVX-512, or a processor without
+    it, as they are."""
+    from types import SimpleNamespace
+
+    from farm.worker import pocl
+
+    def named(processor):
+        version = f"OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-{processor}"
+        return pocl.replaced_name(SimpleNamespace(version=version, platform=SimpleNamespace(name=pocl.PLATFORM)))
+
+    zen4 = {"vendor_id": "AuthenticAMD", "cpu family": "25",
+            "flags": "sse4_2 avx avx2 fma vaes avx512f avx512bw avx512cd avx512dq avx512vl"}
+    monkeypatch.setattr(pocl, "_cpuinfo", lambda: zen4)
+    assert named("znver3") == "znver3" and pocl.processor_name(zen4) == "x86-64-v4"
+    assert named("generic") == "generic"
+    assert named("sapphirerapids") is None and named("x86-64-v4") is None
+    zen4["flags"] = zen4["flags"].replace(" avx512vl", "")  # not every subset x86-64-v4 has
+    assert named("znver3") is None
+    other = SimpleNamespace(version="OpenCL 3.0 CUDA", platform=SimpleNamespace(name="NVIDIA CUDA"))
+    assert pocl.replaced_name(other) is None
 
 
 def test_the_lanes_fill_the_vector_registers_of_the_code_pocl_builds(monkeypatch):
@@ -102,6 +127,7 @@ def test_pocl_s_processor_field_is_found_only_where_it_is_plainly_there():
     assert pocl._cpu_field(address) == address + 8 * 80
     record[80] = ctypes.addressof(other)  # a processor LLVM knew: nothing to change
     assert pocl._cpu_field(address) is None
+    assert pocl._cpu_field(address, b"znver3") == address + 8 * 80  # unless farm replaces that name
     record[80] = 0xdead0000  # a pointer to nothing mapped is not read
     assert pocl._cpu_field(address) is None
     record[80], record[12], record[13] = (ctypes.addressof(unknown), ctypes.addressof(triple), ctypes.addressof(unknown))

@@ -141,7 +141,8 @@ def describe(device: Device) -> str:
         named = pocl.name_processor(device.device)
         target = pocl.target_processor(device.device)
         if named:
-            parts.append(f"code for {named} (named by farm: PoCL's LLVM does not know this processor)")
+            parts.append(f"code for {named} (named by farm: PoCL's LLVM named this processor "
+                         f"{pocl._replaced.get(device.device.int_ptr)})")
         elif target:
             parts.append(f"code for {target}")
         if device.platform == pocl.PLATFORM:

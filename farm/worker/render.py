@@ -93,14 +93,16 @@ def cpu_lanes(device: Device) -> int:
     registers of the code it builds hold: 16 with AVX-512, 8 with AVX2, one without. LLVM 14
     cannot build 16 lanes in AVX2's code (measured on a Zen 4, built for znver3: the
     intrinsics' 512-bit arguments are passed in memory, "Intrinsic has incorrect argument
-    type"; with the lanes' sqrt written lane by lane instead, its code generator crashes), and
-    8 lanes there render as fast as 16 built for x86-64-v4 on the same processor (the Cornell
-    box 3.5-3.6 M samples/s, the showcase 5.8-5.9, either way). Other CPU platforms: CPU_LANES."""
+    type"; with the lanes' sqrt written lane by lane instead, its code generator crashes). A
+    processor with AVX-512 gets AVX-512's code (farm.worker.pocl, a Zen 4 too, which LLVM 14
+    builds for znver3: 16 lanes there are 1.07-1.16x 8). Other CPU platforms: CPU_LANES."""
     if device.platform != POCL_PLATFORM:
         return CPU_LANES
     from farm.worker import pocl
 
     return pocl.lanes(device.device)
+
+
 # The block of pixels a work item renders, by its lanes: kernels/lanes.h's BLOCK_W x BLOCK_H.
 BLOCKS = {1: (1, 1), 8: (4, 2), 16: (4, 4)}
 
