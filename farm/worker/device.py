@@ -140,11 +140,9 @@ def describe(device: Device) -> str:
 
         named = pocl.name_processor(device.device)
         target = pocl.target_processor(device.device)
-        if named:
-            parts.append(f"code for {named} (named by farm: PoCL's LLVM named this processor "
-                         f"{pocl._replaced.get(device.device.int_ptr)})")
-        elif target:
-            parts.append(f"code for {target}")
+        if target:
+            parts.append(f"code for {target}" + (f" (named by farm: PoCL's LLVM named this processor "
+                                                 f"{pocl.llvm_name(device.device)})" if named else ""))
         if device.platform == pocl.PLATFORM:
             parts.append(f"{pocl.lanes(device.device)} paths a work item")
         parts.append(f"processor: {_vector_extension()}")

@@ -46,26 +46,25 @@ AVX512_PROCESSORS = {"x86-64-v4", "knl", "knm", "skylake-avx512", "skx", "cascad
 WITHOUT_AVX = {"x86-64", "x86-64-v2"}
 
 _named: dict[int, str] = {}  # device (cl_device_id) -> the processor name farm gave it
-_replaced: dict[int, str] = {}  # device -> the name PoCL's LLVM gave it
 
 
-def unknown_processor(device) -> bool:
-    """Whether `device` (a pyopencl Device) is PoCL's CPU device building for "generic":
-    its version ends "HSTR: pthread-<triple>-generic"."""
-    return device.platform.name.strip() == PLATFORM and device.version.rstrip().endswith(
-        "-" + UNKNOWN.decode())
+def llvm_name(device) -> str | None:
+    """The processor PoCL's LLVM named for `device` (a pyopencl Device), as its version ends:
+    "HSTR: pthread-<arch>-<vendor>-<os>-<env>-<cpu>" (the cpu may hold a dash); None for
+    another platform or a version not so made. Farm's own name does not change it."""
+    if device.platform.name.strip() != PLATFORM or "HSTR:" not in device.version:
+        return None
+    host = device.version.split("HSTR:")[-1].split()
+    return host[0].split("-", 5)[-1] if host and host[0].count("-") >= 5 else None
 
 
 def replaced_name(device) -> str | None:
     """The name PoCL's CPU `device` builds for where farm gives it another: "generic" (LLVM
     does not know the processor), or a name whose code lacks the AVX-512 the processor has
     (LLVM 14 names a Zen 4 znver3); None where it is left as it is."""
-    if device.platform.name.strip() != PLATFORM or "HSTR:" not in device.version:
-        return None
-    if unknown_processor(device):
-        return UNKNOWN.decode()
-    host = device.version.split("HSTR:")[-1].split()
-    name = host[0].split("-", 5)[-1] if host and host[0].count("-") >= 5 else None
+    name = llvm_name(device)
+    if name == UNKNOWN.decode():
+        return name
     if name and name not in AVX512_PROCESSORS and AVX512 <= set(_cpuinfo().get("flags", "").split()):
         return name
     return None
@@ -98,21 +97,13 @@ def name_processor(device) -> str | None:
     ctypes.memmove(copy, text, len(text))
     ctypes.c_uint64.from_address(slot).value = copy
     _named[device.int_ptr] = name
-    _replaced[device.int_ptr] = replaced
     log.info("PoCL's LLVM names this processor %s: building for %s", replaced, name)
     return name
 
 
 def target_processor(device) -> str | None:
-    """The processor PoCL's CPU `device` builds for: the name farm gave it, else the one its
-    version ends with ("HSTR: pthread-<arch>-<vendor>-<os>-<env>-<cpu>", the cpu may hold a
-    dash); None for another platform or a version not so made."""
-    if device.int_ptr in _named:
-        return _named[device.int_ptr]
-    if device.platform.name.strip() != PLATFORM or "HSTR:" not in device.version:
-        return None
-    host = device.version.split("HSTR:")[-1].split()
-    return host[0].split("-", 5)[-1] if host and host[0].count("-") >= 5 else None
+    """The processor PoCL's CPU `device` builds for: the name farm gave it, else LLVM's."""
+    return _named.get(device.int_ptr) or llvm_name(device)
 
 
 def vector_bits(device) -> int:
