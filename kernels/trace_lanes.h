@@ -39,6 +39,11 @@ inline int lanes_set(VI m) {
 #define ALONE 3  /* at most this many rays meeting a node walk it alone */
 #endif
 
+/* nearer (trace.h) in lanes, for primitive `prim` in every lane. */
+inline VI nearer_v(VF t, int prim, VF t_best, VI best) {
+    return MASK(t < t_best) | (MASK(best >= 0) & MASK(t == t_best) & MASK((VI)(prim) < best));
+}
+
 /* The least of the lanes. */
 inline float least_lane(VF v) {
 #if LANES == 16
@@ -105,9 +110,9 @@ __attribute__((always_inline)) inline VI walk_lanes(const SceneRef *s, VI live, 
                     VF hx = o.x + d.x * t, hy = o.y + d.y * t, hz = o.z + d.z * t;
                     VF u = b1_x[j] * hx + b1_y[j] * hy + b1_z[j] * hz + b1_w[j];
                     VF v = b2_x[j] * hx + b2_y[j] * hy + b2_z[j] * hz + b2_w[j];
-                    VI ok = met & open & MASK(along != 0.0f) & MASK(t > 0.0f) & MASK(t <= t_best) & MASK(u >= 0.0f)
-                          & MASK(u <= 1.0f) & MASK(v >= 0.0f) & MASK(u + v <= 1.0f) & MASK(skip != (VI)(prim));
-                    ok &= MASK(t < t_best) | (MASK(best >= 0) & MASK(t == t_best) & MASK((VI)(prim) < best));  /* nearer */
+                    VI ok = met & open & MASK(along != 0.0f) & MASK(t > 0.0f) & MASK(u >= 0.0f) & MASK(u <= 1.0f)
+                          & MASK(v >= 0.0f) & MASK(u + v <= 1.0f) & MASK(skip != (VI)(prim))
+                          & nearer_v(t, prim, t_best, best);
 #ifdef FARM_CUT_OUTS
                     FOR_LANES(l, ok) {  /* a hit where alpha cuts the surface out is none */
                         if (!covered(s, prim, LF(u, l), LF(v, l))) LI(ok, l) = 0;
@@ -202,28 +207,26 @@ __attribute__((always_inline)) inline VI walk_lanes(const SceneRef *s, VI live, 
  * else one at a time. skip[l], skip_instance[l]: see trace; NULL for none. */
 __attribute__((always_inline)) inline VI trace_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, const int *skip,
                       const int *skip_instance, VF time, Hit *hits) {
-    VI found = (VI)(0);
 #ifdef PACKET_WALK
-    {
-        VI skips = (VI)(-1);
-        if (skip) for (int l = 0; l < LANES; ++l) LI(skips, l) = skip[l];
-        VF t, b1, b2;
-        VI prim;
-        found = walk_lanes(s, live, o, d, t_max, any, skips, &t, &prim, &b1, &b2);
-        FOR_LANES(l, found) {
-            hits[l].t = LF(t, l);
-            hits[l].b1 = LF(b1, l);
-            hits[l].b2 = LF(b2, l);
-            hits[l].prim = LI(prim, l);
-        }
-        return found;
+    VI skips = (VI)(-1);
+    if (skip) for (int l = 0; l < LANES; ++l) LI(skips, l) = skip[l];
+    VF t, b1, b2;
+    VI prim;
+    VI found = walk_lanes(s, live, o, d, t_max, any, skips, &t, &prim, &b1, &b2);
+    FOR_LANES(l, found) {
+        hits[l].t = LF(t, l);
+        hits[l].b1 = LF(b1, l);
+        hits[l].b2 = LF(b2, l);
+        hits[l].prim = LI(prim, l);
     }
-#endif
+#else
+    VI found = (VI)(0);
     FOR_LANES(l, live) {
         if (trace(s, lane3(o, l), lane3(d, l), LF(t_max, l), any, skip ? skip[l] : -1,
                   skip_instance ? skip_instance[l] : -1, LF(time, l), &hits[l]))
             LI(found, l) = -1;
     }
+#endif
     return found;
 }
 
