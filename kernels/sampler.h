@@ -14,32 +14,25 @@
 #include "rng.h"
 #include "lanes.h"
 
-/* The integer steps below are macros over the type (uint, and the lanes' VU) for the reason
- * DEFINE_HASH32 is: one text, the same bits. */
-#define DEFINE_REVERSE_BITS(name, T)                                       \
-    inline T name(T x) {                                                   \
-        x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);           \
-        x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);           \
-        x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);           \
-        x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);           \
-        return (x >> 16) | (x << 16);                                      \
-    }
-DEFINE_REVERSE_BITS(reverse_bits, uint)
+DEFINE_HASH32(hash32_v, VU)
 
-#define DEFINE_LAINE_KARRAS_PERMUTATION(name, T) \
-    inline T name(T x, T seed) {                 \
-        x += seed;                               \
-        x ^= x * 0x6c50b47cU;                    \
-        x ^= x * 0xb82f1e52U;                    \
-        x ^= x * 0xc7afe638U;                    \
-        x ^= x * 0x8d22f6e6U;                    \
-        return x;                                \
-    }
-DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation, uint)
+inline VU reverse_bits_v(VU x) {
+    x = ((x >> 1) & 0x55555555U) | ((x & 0x55555555U) << 1);
+    x = ((x >> 2) & 0x33333333U) | ((x & 0x33333333U) << 2);
+    x = ((x >> 4) & 0x0F0F0F0FU) | ((x & 0x0F0F0F0FU) << 4);
+    x = ((x >> 8) & 0x00FF00FFU) | ((x & 0x00FF00FFU) << 8);
+    return (x >> 16) | (x << 16);
+}
 
-/* An Owen scramble of x read as a binary fraction (high bit first). */
-inline uint nested_uniform_scramble(uint x, uint seed) {
-    return reverse_bits(laine_karras_permutation(reverse_bits(x), seed));
+/* Laine and Karras's permutation; between two reverse_bits_v, an Owen scramble of x read as
+ * a binary fraction, high bit first (nested uniform scrambling). */
+inline VU laine_karras_permutation_v(VU x, VU seed) {
+    x += seed;
+    x ^= x * 0x6c50b47cU;
+    x ^= x * 0xb82f1e52U;
+    x ^= x * 0xc7afe638U;
+    x ^= x * 0x8d22f6e6U;
+    return x;
 }
 
 /* The second Sobol dimension with its bits reversed: direction numbers v_0 = 1,
@@ -48,21 +41,14 @@ inline uint nested_uniform_scramble(uint x, uint seed) {
  * k's. Bit j of the result is then the parity of the index bits k that contain j: five
  * shift-and-xor steps, one per bit of j, instead of a loop over the 32 bits of a scrambled
  * index (a fifth of a sample's time on PoCL). */
-#define DEFINE_SOBOL_DIMENSION1_REVERSED(name, T) \
-    inline T name(T x) {                          \
-        x ^= (x >> 1) & 0x55555555U;              \
-        x ^= (x >> 2) & 0x33333333U;              \
-        x ^= (x >> 4) & 0x0F0F0F0FU;              \
-        x ^= (x >> 8) & 0x00FF00FFU;              \
-        x ^= (x >> 16) & 0x0000FFFFU;             \
-        return x;                                 \
-    }
-DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed, uint)
-
-DEFINE_HASH32(hash32_v, VU)
-DEFINE_REVERSE_BITS(reverse_bits_v, VU)
-DEFINE_LAINE_KARRAS_PERMUTATION(laine_karras_permutation_v, VU)
-DEFINE_SOBOL_DIMENSION1_REVERSED(sobol_dimension1_reversed_v, VU)
+inline VU sobol_dimension1_reversed_v(VU x) {
+    x ^= (x >> 1) & 0x55555555U;
+    x ^= (x >> 2) & 0x33333333U;
+    x ^= (x >> 4) & 0x0F0F0F0FU;
+    x ^= (x >> 8) & 0x00FF00FFU;
+    x ^= (x >> 16) & 0x0000FFFFU;
+    return x;
+}
 
 typedef struct {
     VU pixel_key, index, key;

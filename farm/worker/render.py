@@ -140,7 +140,7 @@ def build_options(device: Device, cut_outs: bool = False, aovs: bool = False, in
     options = ["-I", kernel_dir(), "-cl-std=CL1.2"]
     if device.platform == OCLGRIND:
         # Oclgrind interprets the IR and knows no llvm.bitreverse, which clang's optimiser
-        # makes of reverse_bits (sampler.h); the unoptimised IR is also what its checks read
+        # makes of reverse_bits_v (sampler.h); the unoptimised IR is also what its checks read
         # closest to the source. No bit changes: nothing is fast-math, FP_CONTRACT is off.
         options.append("-cl-opt-disable")
     if device.device.single_fp_config & cl.device_fp_config.CORRECTLY_ROUNDED_DIVIDE_SQRT:
