@@ -25,7 +25,6 @@ typedef struct {
 } Bsdf;
 
 inline float max3(float3 v) { return max_f(v.x, max_f(v.y, v.z)); }
-inline float mean3(float3 v) { return (v.x + v.y + v.z) * (1.0f / 3.0f); }
 
 /* Fresnel reflectance of a conductor of complex index eta + i k, per channel. */
 inline float3 fresnel_conductor(float cos_i, float3 eta, float3 k) {
