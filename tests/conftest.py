@@ -80,7 +80,7 @@ def farm(tmp_path_factory):
     private = PrivateFarm(tmp_path_factory.mktemp("farm"), name="test")
     app.conf.broker_url = private.url
     yield private
-    private.close()
+    private.discard()
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def make_farm(tmp_path):
 
     yield make
     for private in farms:
-        private.close()
+        private.discard()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -61,12 +61,15 @@ def test_three_jobs_and_a_manager_killed_mid_render_and_started_again(make_farm,
     shot_id = detach(write_scene(shot), "shot.exr", farm.url, "--frames", "0-3", "--fps", "1", "--bucket-size", "16")
     still_id = detach(write_scene(still, "still.json"), "still.exr", farm.url, "--bucket-size", "8", "--priority", "70")
     other_id = detach(write_scene(other, "other.json"), "other.exr", farm.url, "--bucket-size", "8")
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
+    lease = {"FARM_MANAGER_LEASE": "5"}  # the next manager leads once the killed one's lapses
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0",
+                             env=lease)
     commands.wait_for(lambda: (out / still_id / "still.exr").exists(), 120, "the first job's image")
     manager.kill()
     commands.finish(manager, timeout=30)
     assert not (out / shot_id / "shot.0003.exr").exists(), "the kill came too late to test anything"
-    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
+    manager = commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0",
+                             env=lease)
     try:
         for job in (shot_id, still_id, other_id):
             result = commands.run("wait", job, "--broker", farm.url, timeout=300)

@@ -16,8 +16,13 @@ from tests.test_manager import detach
 from tests.test_shot import animated
 
 
+# A lease of 5 s, not 10: a standby takes over, and a stopped leader loses the lead, once it
+# lapses.
+LEASE = {"FARM_MANAGER_LEASE": "5"}
+
+
 def _manager(out, farm):
-    return commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0")
+    return commands.start("manager", "--output-dir", out, "--broker", farm.url, "--address", "127.0.0.1:0", env=LEASE)
 
 
 def _leader(farm):

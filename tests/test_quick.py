@@ -61,7 +61,7 @@ def test_short_buckets_are_taken_and_stored_in_one_round_trip(tmp_path, make_doc
         leases_written = after.get("hset", 0) - commands.get("hset", 0)
         assert leases_written < run.total // 2, (leases_written, run.total)
     finally:
-        farm.close()
+        farm.discard()
 
 
 def test_a_render_process_dying_in_a_quick_bucket_is_counted_when_celery_delivers_it_again(tmp_path, make_document):
@@ -83,7 +83,7 @@ def test_a_render_process_dying_in_a_quick_bucket_is_counted_when_celery_deliver
         # the process that knew the job took the bucket the long way when Celery delivered it again
         assert f"bucket {poison}: delivered again by Celery, taken first" in logs
     finally:
-        farm.close()
+        farm.discard()
 
 
 def test_a_worker_killed_amid_quick_buckets_loses_no_bucket(tmp_path, make_document):
@@ -108,4 +108,4 @@ def test_a_worker_killed_amid_quick_buckets_loses_no_bucket(tmp_path, make_docum
         # the worker left, which knew the job, took the message sent again the long way
         assert f"bucket {sent_again[0]}: sent again, taken first" in farm.log(1)
     finally:
-        farm.close()
+        farm.discard()

@@ -22,7 +22,7 @@ def null_farm(tmp_path_factory):
     farm = PrivateFarm(tmp_path_factory.mktemp("null"), worker_envs=({},) * 4, env={"FARM_NULL_RENDER": "1"},
                        name="null")
     yield farm
-    farm.close()
+    farm.discard()
 
 
 def _start(farm, document, bucket_size: int, null_seconds: float | None):

@@ -91,7 +91,7 @@ def ha(tmp_path_factory):
         yield SimpleNamespace(servers=servers, sentinel=sentinel, url=url, env=env, worker=farm.workers[0], admin=admin)
     finally:
         if farm is not None:
-            farm.close()
+            farm.discard()
         if sentinel is not None:
             sentinel.stop()
         for server in servers:
