@@ -121,7 +121,7 @@ def _no_broker_from_environment(monkeypatch):
 # The inner loop's subset (`pytest -m quick`, under two minutes on CI's two cores): the
 # scene, the kernel, the protocol, the client's loop and one farm of two workers, without
 # the fault, scale, deployment and security runs that start farms of their own.
-QUICK = {"test_adaptive", "test_buckets", "test_bvh", "test_compiled", "test_device", "test_docs", "test_film", "test_gltf_animation",
+QUICK = {"test_adaptive", "test_buckets", "test_bvh", "test_compiled", "test_device", "test_docs", "test_film", "test_gltf_animation", "test_heap",
          "test_gltf_models_animated", "test_images", "test_instances", "test_job", "test_layout", "test_loop", "test_manager_jobs", "test_manager_lease", "test_motion", "test_obj_reader", "test_queue", "test_recovery",
          "test_registry", "test_render", "test_scene", "test_shot", "test_untrusted", "test_usd"}
 

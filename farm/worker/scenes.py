@@ -8,6 +8,7 @@ import logging
 import time
 from collections import OrderedDict
 
+from farm import defaults
 from farm.exceptions import JobDataError, SceneError
 from farm.protocol.assets import RedisAssets
 from farm.protocol.jobs import Job
@@ -17,6 +18,7 @@ from farm.scene.library import Library
 from farm.scene.pack import pack
 from farm.worker import metrics
 from farm.worker.cache import AssetCache, PackedCache
+from farm.worker.heap import keep_freed_memory
 from farm.worker.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,10 @@ class Scenes:
                 raise JobDataError(f"scene {digest[:12]} in Redis is nested too deeply to read") from None
             if scene.digest != digest:
                 raise JobDataError(f"scene {digest[:12]} in Redis does not match its digest")
-            if self.cache is None:
+            if self.cache is None:  # the process's first scene
                 self.cache, self.packed = AssetCache(), PackedCache()
+                if defaults.KEEP_MEMORY:
+                    keep_freed_memory()
             assets = RedisAssets(self.redis, scene.assets, self.cache)
             if scene.animation is None:  # a still scene packs once a machine, whatever the frame
                 packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
