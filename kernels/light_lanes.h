@@ -61,10 +61,23 @@ inline VI wrap_index_v(VI i, int n, int mode) {
     return SEL(m, m + n, MASK(m < 0));
 }
 
-/* The rgb of texel (x, y) of texture t in each lane of `m` (texel's channels, lane by lane). */
+/* The rgb of texel (x, y) of texture t in each lane of `m`, as texel's (loaded lane by lane). */
 inline VF3 texel_v(const SceneRef *s, __global const Texture *t, VI x, VI y, VI m) {
+    const int channels = t->mode.x;  /* the same in every lane: texel's choice made once */
+    const VI at = t->info.y + (y * t->info.z + x) * channels;
+    __global const float *texels = s->texels;
     VF3 out = splat3((float3)(0.0f));
-    FOR_LANES(l, m) set_lane3(&out, l, texel(s, t, LI(x, l), LI(y, l)).xyz);
+    if (channels < 3) {  /* grey: the channel repeated */
+        FOR_LANES(l, m) {
+            float grey = texels[LI(at, l)];
+            set_lane3(&out, l, (float3)(grey, grey, grey));
+        }
+    } else {
+        FOR_LANES(l, m) {
+            __global const float *p = texels + LI(at, l);
+            set_lane3(&out, l, (float3)(p[0], p[1], p[2]));
+        }
+    }
     return out;
 }
 

@@ -154,6 +154,38 @@ FORCED_INLINE Surface surface_at(const SceneRef *s, float3 o, float3 d, const Hi
     return sf;
 }
 
+/* surface_at for the lanes of `m`, whose hits are spheres of a scene without instances, in
+ * lanes: the same operations (sphere_uv's atan2 and acos as atan2_v's and acos_v's selects),
+ * so the same bits; a sphere's (u, v) lane by lane was 6% of the showcase's time. */
+inline void sphere_surfaces_v(const SceneRef *s, VI m, VF3 o, VF3 d, const Hit *hits, Surface *sf) {
+    const int n_triangles = s->frame->counts.x;
+    VF t = (VF)(0.0f);
+    VF3 center = splat3((float3)(0.0f)), row0 = center, row1 = center, row2 = center;
+    FOR_LANES(l, m) {
+        __global const Sphere *sphere = &s->spheres[hits[l].prim - n_triangles];
+        LF(t, l) = hits[l].t;
+        set_lane3(&center, l, sphere->center_radius.xyz);
+        set_lane3(&row0, l, sphere->row0.xyz);
+        set_lane3(&row1, l, sphere->row1.xyz);
+        set_lane3(&row2, l, sphere->row2.xyz);
+    }
+    VF3 p = add3(o, scale3(d, t));
+    VF3 ng = unit3v(sub3(p, center));
+    VF3 in_map = vf3(dot3v(row0, ng), dot3v(row1, ng), dot3v(row2, ng));
+    VF u = atan2_v(in_map.y, in_map.x) * (0.5f * INV_PI_F);
+    u = SEL(u, u + 1.0f, MASK(u < 0.0f));
+    VF v = acos_v(clamp_v(in_map.z, -1.0f, 1.0f)) * INV_PI_F;
+    FOR_LANES(l, m) {
+        __global const Sphere *sphere = &s->spheres[hits[l].prim - n_triangles];
+        sf[l].p = lane3(p, l);
+        sf[l].ng = lane3(ng, l);
+        sf[l].ns = sf[l].ng;
+        sf[l].uv = (float4)(LF(u, l), LF(v, l), LF(u, l), LF(v, l));
+        sf[l].material = sphere->info.x;
+        sf[l].light = sphere->info.y;
+    }
+}
+
 FORCED_INLINE Bsdf bsdf_at(const SceneRef *s, int material, float4 uv) {
     __global const Material *m = &s->materials[material];
     Bsdf b;
@@ -247,9 +279,14 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         if (!any_lane(live)) break;
         Surface sf[LANES];
         VF cos_front = (VF)(0.0f);
+        VI on_sphere = (VI)(0);
+#ifndef FARM_INSTANCES
+        FOR_LANES(l, live) LI(on_sphere, l) = hits[l].prim >= s->frame->counts.x ? -1 : 0;
+        if (any_lane(on_sphere)) sphere_surfaces_v(s, on_sphere, o, d, hits, sf);
+#endif
         FOR_LANES(l, live) {
             float3 dl = lane3(d, l);
-            sf[l] = surface_at(s, lane3(o, l), dl, &hits[l], LF(time, l));
+            if (!LI(on_sphere, l)) sf[l] = surface_at(s, lane3(o, l), dl, &hits[l], LF(time, l));
             __global const Material *m = &s->materials[sf[l].material];
             float c = -dot3(sf[l].ng, dl);
             LF(cos_front, l) = c;

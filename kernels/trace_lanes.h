@@ -2,7 +2,7 @@
  * (Wald et al. 2001; Embree's packet kernels, which Mitsuba's LLVM variant calls with its
  * lanes). A node's eight boxes are tested against every lane's ray, one box at a time, and a
  * child is visited when any lane's ray meets it no farther than that lane's best hit; a
- * leaf's triangles are tested against the lanes that met the leaf, one triangle at a time.
+ * leaf's triangles and spheres are tested against the lanes that met the leaf, one at a time.
  *
  * Where few of the lanes' rays meet a node (ALONE or fewer: rays that have bounced off
  * different surfaces scatter) each of them walks that node's subtree alone (trace.h's walk),
@@ -26,6 +26,21 @@
 inline VF safe_reciprocal_v(VF x) {
     VF tiny = LANES_PASTE(as_float, LANES)((VU)(as_uint(1e-18f)) | (TO_VU(x) & (VU)(0x80000000u)));
     return 1.0f / SEL(x, tiny, MASK(FABS_V(x) < 1e-18f));
+}
+
+/* hit_sphere (trace.h) in lanes: the same operations, each branch a select. */
+inline VF hit_sphere_v(__global const Sphere *sphere, VF3 o, VF3 d, VF t_max) {
+    float3 c = sphere->center_radius.xyz;
+    float r = sphere->center_radius.w;
+    VF3 oc = sub3(o, splat3(c));
+    VF a = dot3v(d, d);
+    VF half_b = dot3v(oc, d);
+    VF cc = dot3v(oc, oc) - r * r;
+    VF disc = half_b * half_b - a * cc;
+    VF root = SQRT_V(SEL(disc, (VF)(0.0f), MASK(disc < 0.0f)));
+    VF t = (-half_b - root) / a;
+    t = SEL((-half_b + root) / a, t, MASK(t > 0.0f));
+    return SEL((VF)(INFINITY), t, ~MASK(disc < 0.0f) & MASK(t > 0.0f) & MASK(t <= t_max));
 }
 
 /* The number of lanes set in mask m. */
@@ -90,17 +105,14 @@ __attribute__((always_inline)) inline VI walk_lanes(const SceneRef *s, VI live, 
                 for (int j = 0; j < 4; ++j) {
                     int prim = prims[j];
                     if (prim < 0) continue;  /* an empty slot */
-                    if (prim >= n_triangles) {  /* rare: spheres share leaves with triangles */
-                        VI lanes = met & open & MASK(skip != (VI)(prim));
-                        FOR_LANES(l, lanes) {
-                            float t_sphere = hit_sphere(&s->spheres[prim - n_triangles], lane3(o, l), lane3(d, l),
-                                                        LF(t_best, l));
-                            if (nearer(t_sphere, prim, LF(t_best, l), LI(best, l))) {
-                                LF(t_best, l) = t_sphere; LI(best, l) = prim;
-                                LF(best_b1, l) = 0.0f; LF(best_b2, l) = 0.0f;
-                                if (any) LI(open, l) = 0;
-                            }
-                        }
+                    if (prim >= n_triangles) {  /* a sphere (they share leaves with triangles) */
+                        VF t_sphere = hit_sphere_v(&s->spheres[prim - n_triangles], o, d, t_best);
+                        VI ok = met & open & MASK(skip != (VI)(prim)) & nearer_v(t_sphere, prim, t_best, best);
+                        t_best = SEL(t_best, t_sphere, ok);
+                        best = SEL(best, (VI)(prim), ok);
+                        best_b1 = SEL(best_b1, (VF)(0.0f), ok);
+                        best_b2 = SEL(best_b2, (VF)(0.0f), ok);
+                        if (any) open &= ~ok;
                         continue;
                     }
                     /* Baldwin-Weber, as walk's: the same operations in the same order */
