@@ -39,6 +39,23 @@ inline void set_bsdf_lane(const SceneRef *s, Bsdfs *bs, int l, const Bsdf *b) {
     LI(bs->table, l) = (int)(b->coating - s->texels);
 }
 
+/* set_bsdf_lane for the lanes of m at once: b's values where m is set. */
+inline void set_bsdf_lanes(const SceneRef *s, Bsdfs *bs, VI m, const Bsdf *b) {
+    bs->kind = SEL(bs->kind, (VI)(b->kind), m);
+    bs->reflectance = select3(bs->reflectance, splat3(b->reflectance), m);
+    bs->specular = select3(bs->specular, splat3(b->specular), m);
+    bs->transmittance = select3(bs->transmittance, splat3(b->transmittance), m);
+    bs->eta = select3(bs->eta, splat3(b->eta), m);
+    bs->k = select3(bs->k, splat3(b->k), m);
+    bs->alpha = SEL(bs->alpha, (VF)(b->alpha), m);
+    bs->roughness = SEL(bs->roughness, (VF)(b->roughness), m);
+    bs->metallic = SEL(bs->metallic, (VF)(b->metallic), m);
+    bs->ior = SEL(bs->ior, (VF)(b->ior), m);
+    bs->fdr = SEL(bs->fdr, (VF)(b->fdr), m);
+    bs->table_size = SEL(bs->table_size, (VI)(b->table_size), m);
+    bs->table = SEL(bs->table, (VI)((int)(b->coating - s->texels)), m);
+}
+
 inline VF clamp_v(VF x, float lo, float hi) { return min_v(max_v(x, (VF)(lo)), (VF)(hi)); }
 inline VF mean3v(VF3 v) { return (v.x + v.y + v.z) * (1.0f / 3.0f); }
 inline VF pow5v(VF x) { VF x2 = x * x; return x2 * x2 * x; }

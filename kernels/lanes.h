@@ -100,6 +100,13 @@ inline bool any_lane(VI m) {
 #endif
 }
 
+/* The lowest lane set in m (m has one). */
+inline int first_set(VI m) {
+    int l = 0;
+    while (!LI(m, l)) ++l;
+    return l;
+}
+
 typedef struct {
     VF x, y, z;
 } VF3;

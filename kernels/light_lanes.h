@@ -207,7 +207,7 @@ inline VI pick_light_v(const SceneRef *s, VF u_pick, VI m) {
  * > 0 included). A triangle light of untextured emission and the environment in lanes, any
  * other lane by lane (sample_picked_light). */
 inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy, VF3 *wi, VF *dist, VF3 *radiance,
-                         VF *pdf, VI *delta, int *prim, int *instance) {
+                         VF *pdf, VI *delta, VI *prim, VI *instance) {
     VF3 corner = splat3((float3)(0.0f)), edge1 = corner, edge2 = corner, normal = corner, emission = corner;
     VF pmf = (VF)(0.0f), area = (VF)(1.0f);
     VI triangle = (VI)(0), environment = (VI)(0), sampled = (VI)(0);
@@ -216,41 +216,50 @@ inline VI sample_light_v(const SceneRef *s, VI m, VF3 p, VF u_pick, VF ux, VF uy
     *dist = (VF)(0.0f);
     *pdf = (VF)(1.0f);
     *delta = (VI)(0);
+    *prim = (VI)(-1);
+    *instance = (VI)(-1);
     VI picked = pick_light_v(s, u_pick, m);
-    FOR_LANES(l, m) {
-        __global const Light *light = &s->lights[LI(picked, l)];
-        if (light->info.x == LIGHT_ENVIRONMENT) {
-            LF(pmf, l) = light->pick.x;
-            prim[l] = -1;
-            instance[l] = light->info.z;
-            LI(environment, l) = -1;
+    /* Each light picked, once for all the lanes that picked it: its record read once and
+     * spread (lane by lane, the records were most of this function's time). */
+    VI todo = m;
+    while (any_lane(todo)) {
+        const int index = LI(picked, first_set(todo));
+        VI same = todo & MASK(picked == (VI)(index));
+        todo &= ~same;
+        __global const Light *light = &s->lights[index];
+        const int kind = light->info.x;
+        if (kind == LIGHT_ENVIRONMENT || (kind == LIGHT_TRIANGLE && light->info.w)) {  /* in lanes */
+            pmf = SEL(pmf, (VF)(light->pick.x), same);
+            *prim = SEL(*prim, (VI)(kind == LIGHT_ENVIRONMENT ? -1 : light->info.y), same);
+            *instance = SEL(*instance, (VI)(light->info.z), same);
+            if (kind == LIGHT_ENVIRONMENT) {
+                environment |= same;
+                continue;
+            }
+            /* a triangle of untextured emission */
+            corner = select3(corner, splat3(light->corner.xyz), same);
+            edge1 = select3(edge1, splat3(light->edge1.xyz), same);
+            edge2 = select3(edge2, splat3(light->edge2.xyz), same);
+            normal = select3(normal, splat3(light->direction.xyz), same);
+            emission = select3(emission, splat3(light->intensity.xyz), same);
+            area = SEL(area, (VF)(light->pick.z), same);
+            triangle |= same;
             continue;
         }
-        if (light->info.x == LIGHT_TRIANGLE && light->info.w) {  /* of untextured emission */
-            set_lane3(&corner, l, light->corner.xyz);
-            set_lane3(&edge1, l, light->edge1.xyz);
-            set_lane3(&edge2, l, light->edge2.xyz);
-            set_lane3(&normal, l, light->direction.xyz);
-            set_lane3(&emission, l, light->intensity.xyz);
-            LF(pmf, l) = light->pick.x;
-            LF(area, l) = light->pick.z;
-            prim[l] = light->info.y;
-            instance[l] = light->info.z;
-            LI(triangle, l) = -1;
-            continue;
+        FOR_LANES(l, same) {  /* any other, lane by lane */
+            LightSample ls;
+            if (!sample_picked_light(s, light, lane3(p, l), (float2)(LF(ux, l), LF(uy, l)), &ls)
+                || !(max3(ls.radiance) > 0.0f))
+                continue;
+            set_lane3(wi, l, ls.wi);
+            set_lane3(radiance, l, ls.radiance);
+            LF(*dist, l) = ls.dist;
+            LF(*pdf, l) = ls.pdf;
+            LI(*delta, l) = ls.delta ? -1 : 0;
+            LI(*prim, l) = ls.prim;
+            LI(*instance, l) = ls.instance;
+            LI(sampled, l) = -1;
         }
-        LightSample ls;
-        if (!sample_picked_light(s, light, lane3(p, l), (float2)(LF(ux, l), LF(uy, l)), &ls)
-            || !(max3(ls.radiance) > 0.0f))
-            continue;
-        set_lane3(wi, l, ls.wi);
-        set_lane3(radiance, l, ls.radiance);
-        LF(*dist, l) = ls.dist;
-        LF(*pdf, l) = ls.pdf;
-        LI(*delta, l) = ls.delta ? -1 : 0;
-        prim[l] = ls.prim;
-        instance[l] = ls.instance;
-        LI(sampled, l) = -1;
     }
     if (any_lane(environment)) {
         VF density;

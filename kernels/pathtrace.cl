@@ -211,6 +211,40 @@ FORCED_INLINE Bsdf bsdf_at(const SceneRef *s, int material, float4 uv) {
     return b;
 }
 
+/* Whether bsdf_at gives material m's BSDF whatever the uv: none of the parameters it reads
+ * is textured. */
+inline bool bsdf_uniform(__global const Material *m) {
+    return m->reflectance.texture.x < 0 && m->specular.texture.x < 0 && m->transmittance.texture.x < 0
+        && m->roughness.texture.x < 0 && (m->kind.x != MATERIAL_PRINCIPLED || m->metallic.texture.x < 0);
+}
+
+/* The BSDFs at the surfaces of the lanes of `live` (of materials material[l] at sf[l].uv):
+ * each material's once for all its lanes where it does not depend on the uv (bsdf_uniform),
+ * else lane by lane (a Bsdf made and spread lane by lane for every lane was 6% of the
+ * Cornell box's time). Every lane gets the first material's values first, so that no lane
+ * of the record is left unset. */
+inline void bsdfs_at(const SceneRef *s, VI live, VI material, const Surface *sf, Bsdfs *b) {
+    VI todo = live;
+    bool unset = true;  /* no lane set yet */
+    while (any_lane(todo)) {
+        const int first = first_set(todo), m = LI(material, first);
+        VI same = todo & MASK(material == (VI)(m));
+        if (bsdf_uniform(&s->materials[m])) {
+            Bsdf one = bsdf_at(s, m, sf[first].uv);
+            set_bsdf_lanes(s, b, unset ? (VI)(-1) : same, &one);
+        } else {
+            FOR_LANES(l, same) {
+                Bsdf one = bsdf_at(s, m, sf[l].uv);
+                if (unset) set_bsdf_lanes(s, b, (VI)(-1), &one);
+                else set_bsdf_lane(s, b, l, &one);
+                unset = false;
+            }
+        }
+        unset = false;
+        todo &= ~same;
+    }
+}
+
 inline bool has_emission(__global const Material *m) {
     return m->emission.texture.x >= 0 || max3(m->emission.value.xyz) > 0.0f;
 }
@@ -265,7 +299,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
     /* `depth` counts path segments: 1 is the camera ray, so max_depth 1 shows lights only. */
     for (int depth = 1; depth <= max_depth && any_lane(live); ++depth) {
         Hit hits[LANES];
-        VI found = trace_lanes(s, live, o, d, depth == 1 ? far : (VF)(INFINITY), false, NULL, NULL, time, hits);
+        VI found = trace_lanes(s, live, o, d, depth == 1 ? far : (VF)(INFINITY), false, (VI)(-1), (VI)(-1), time, hits);
         VI missed = live & ~found;
         if (has_env && any_lane(missed)) {
             VF density;
@@ -279,7 +313,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         if (!any_lane(live)) break;
         Surface sf[LANES];
         VF cos_front = (VF)(0.0f);
-        VI on_sphere = (VI)(0);
+        VI on_sphere = (VI)(0), material = (VI)(0);
 #ifndef FARM_INSTANCES
         FOR_LANES(l, live) LI(on_sphere, l) = hits[l].prim >= s->frame->counts.x ? -1 : 0;
         if (any_lane(on_sphere)) sphere_surfaces_v(s, on_sphere, o, d, hits, sf);
@@ -287,6 +321,7 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         FOR_LANES(l, live) {
             float3 dl = lane3(d, l);
             if (!LI(on_sphere, l)) sf[l] = surface_at(s, lane3(o, l), dl, &hits[l], LF(time, l));
+            LI(material, l) = sf[l].material;
             __global const Material *m = &s->materials[sf[l].material];
             float c = -dot3(sf[l].ng, dl);
             LF(cos_front, l) = c;
@@ -301,17 +336,17 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         if (depth == max_depth) break;
 
         Bsdfs b;
+        bsdfs_at(s, live, material, sf, &b);
         VF3 p = splat3((float3)(0.0f)), ng = p, ns = p;
         FOR_LANES(l, live) {
-            Bsdf bl = bsdf_at(s, sf[l].material, sf[l].uv);
-            set_bsdf_lane(s, &b, l, &bl);
             float3 ngl = sf[l].ng, nsl = sf[l].ns;
-            if (bl.kind != MATERIAL_DIELECTRIC && LF(cos_front, l) < 0.0f) {  /* opaque: two-sided */
+            if (LI(b.kind, l) != MATERIAL_DIELECTRIC && LF(cos_front, l) < 0.0f) {  /* opaque: two-sided */
                 ngl = -ngl;
                 nsl = -nsl;
             }
 #ifdef FARM_AOVS
             if (!aov[l].done) {
+                Bsdf bl = bsdf_at(s, sf[l].material, sf[l].uv);
                 if (depth == 1) {
                     aov[l].depth = hits[l].t + LF(skipped, l);
                     aov[l].material = sf[l].material;
@@ -341,9 +376,9 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
             VF3 light_wi, light_radiance;
             VF light_dist, light_pdf;
             VI light_delta;
-            int light_prim[LANES], light_instance[LANES];
+            VI light_prim, light_instance;
             VI sampled = sample_light_v(s, lit, p, u_pick, ux, uy, &light_wi, &light_dist, &light_radiance, &light_pdf,
-                                        &light_delta, light_prim, light_instance);
+                                        &light_delta, &light_prim, &light_instance);
             /* the BSDF towards it */
             VF3 wo = vf3(dot3v(light_wi, tangent), dot3v(light_wi, bitangent), dot3v(light_wi, ns));
             VF geo_o = dot3v(light_wi, ng);

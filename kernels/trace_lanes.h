@@ -216,15 +216,14 @@ __attribute__((always_inline)) inline VI walk_lanes(const SceneRef *s, VI live, 
 
 /* trace for the rays of `live` (origin o, direction d, ending at t_max): hits[l] and a lane
  * of the mask answered are lane l's; walked together where this build can (walk_lanes),
- * else one at a time. skip[l], skip_instance[l]: see trace; NULL for none. */
-__attribute__((always_inline)) inline VI trace_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, const int *skip,
-                      const int *skip_instance, VF time, Hit *hits) {
+ * else one at a time. Lane l's skip and skip_instance: trace's ignore and ignore_instance
+ * (-1: none). */
+__attribute__((always_inline)) inline VI trace_lanes(const SceneRef *s, VI live, VF3 o, VF3 d, VF t_max, bool any, VI skip,
+                      VI skip_instance, VF time, Hit *hits) {
 #ifdef PACKET_WALK
-    VI skips = (VI)(-1);
-    if (skip) for (int l = 0; l < LANES; ++l) LI(skips, l) = skip[l];
     VF t, b1, b2;
     VI prim;
-    VI found = walk_lanes(s, live, o, d, t_max, any, skips, &t, &prim, &b1, &b2);
+    VI found = walk_lanes(s, live, o, d, t_max, any, skip, &t, &prim, &b1, &b2);
     FOR_LANES(l, found) {
         hits[l].t = LF(t, l);
         hits[l].b1 = LF(b1, l);
@@ -234,8 +233,8 @@ __attribute__((always_inline)) inline VI trace_lanes(const SceneRef *s, VI live,
 #else
     VI found = (VI)(0);
     FOR_LANES(l, live) {
-        if (trace(s, lane3(o, l), lane3(d, l), LF(t_max, l), any, skip ? skip[l] : -1,
-                  skip_instance ? skip_instance[l] : -1, LF(time, l), &hits[l]))
+        if (trace(s, lane3(o, l), lane3(d, l), LF(t_max, l), any, LI(skip, l), LI(skip_instance, l), LF(time, l),
+                  &hits[l]))
             LI(found, l) = -1;
     }
 #endif
