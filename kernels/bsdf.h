@@ -1,5 +1,5 @@
 /* A material at a surface point as its BSDF reads it (the BSDFs themselves, for paths in
- * lanes: bsdf_lanes.h), and the few one-path pieces the integrator uses lane by lane. */
+ * lanes: bsdf_lanes.h), made lane by lane (pathtrace.cl's bsdf_at). */
 #ifndef FARM_BSDF_H
 #define FARM_BSDF_H
 
@@ -25,25 +25,5 @@ typedef struct {
 } Bsdf;
 
 inline float max3(float3 v) { return max_f(v.x, max_f(v.y, v.z)); }
-
-/* Fresnel reflectance of a conductor of complex index eta + i k, per channel. */
-inline float3 fresnel_conductor(float cos_i, float3 eta, float3 k) {
-    float c2 = cos_i * cos_i, s2 = 1.0f - c2;
-    float3 eta2 = eta * eta, k2 = k * k;
-    float3 t0 = eta2 - k2 - s2;
-    float3 a2b2 = sqrt_f3(t0 * t0 + 4.0f * eta2 * k2);
-    float3 t1 = a2b2 + c2;
-    float3 a = sqrt_f3(max_f3(0.5f * (a2b2 + t0), 0.0f));
-    float3 t2 = 2.0f * cos_i * a;
-    float3 rs = (t1 - t2) / (t1 + t2);
-    float3 t3 = c2 * a2b2 + s2 * s2;
-    float3 t4 = t2 * s2;
-    float3 rp = rs * (t3 - t4) / (t3 + t4);
-    return 0.5f * (rp + rs);
-}
-
-inline bool bsdf_is_delta(const Bsdf *b) {
-    return (b->kind == MATERIAL_CONDUCTOR || b->kind == MATERIAL_DIELECTRIC) && b->alpha < ALPHA_MIN;
-}
 
 #endif

@@ -39,6 +39,4 @@ inline int min_i(int a, int b) { return a < b ? a : b; }
 inline int max_i(int a, int b) { return a > b ? a : b; }
 inline int clamp_i(int x, int lo, int hi) { return min_i(max_i(x, lo), hi); }
 
-inline float3 sqrt_f3(float3 v) { return (float3)(sqrt_f(v.x), sqrt_f(v.y), sqrt_f(v.z)); }
-
 #endif

@@ -260,11 +260,13 @@ typedef struct {
     bool done;
 } Aov;
 
-/* What a BSDF reflects at normal incidence, for the albedo AOV a denoiser is guided by. */
-inline float3 bsdf_albedo(const Bsdf *b) {
-    if (b->kind == MATERIAL_CONDUCTOR) return b->specular * fresnel_conductor(1.0f, b->eta, b->k);
-    if (b->kind == MATERIAL_DIELECTRIC) return b->transmittance;
-    return b->reflectance;  /* diffuse; plastic's and principled's base colour */
+/* What the lanes' BSDFs reflect at normal incidence, for the albedo AOV a denoiser is guided
+ * by: a conductor's Fresnel reflectance tinted, a dielectric's transmittance, and the
+ * others' (diffuse) reflectance, plastic's and principled's base colour. */
+inline VF3 bsdf_albedo_v(const Bsdfs *b) {
+    VF3 conductor = mul3(b->specular, fresnel_conductor_v((VF)(1.0f), b->eta, b->k));
+    return select3(select3(b->reflectance, b->transmittance, MASK(b->kind == MATERIAL_DIELECTRIC)), conductor,
+                   MASK(b->kind == MATERIAL_CONDUCTOR));
 }
 
 /* A ray origin just off the surface, on the side direction d leaves towards, by RAY_EPSILON
@@ -337,6 +339,13 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
 
         Bsdfs b;
         bsdfs_at(s, live, material, sf, &b);
+        VI delta_bsdf = bsdf_is_delta_v(&b);
+#ifdef FARM_AOVS
+        VI aov_open = (VI)(0);
+        FOR_LANES(l, live) LI(aov_open, l) = aov[l].done ? 0 : -1;
+        VF3 albedo = splat3((float3)(0.0f));
+        if (any_lane(aov_open)) albedo = bsdf_albedo_v(&b);
+#endif
         VF3 p = splat3((float3)(0.0f)), ng = p, ns = p;
         FOR_LANES(l, live) {
             float3 ngl = sf[l].ng, nsl = sf[l].ns;
@@ -346,13 +355,12 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
             }
 #ifdef FARM_AOVS
             if (!aov[l].done) {
-                Bsdf bl = bsdf_at(s, sf[l].material, sf[l].uv);
                 if (depth == 1) {
                     aov[l].depth = hits[l].t + LF(skipped, l);
                     aov[l].material = sf[l].material;
                 }
-                if (!bsdf_is_delta(&bl)) {
-                    aov[l].albedo = clamp_f3(bsdf_albedo(&bl), 0.0f, 1.0f);
+                if (!LI(delta_bsdf, l)) {
+                    aov[l].albedo = clamp_f3(lane3(albedo, l), 0.0f, 1.0f);
                     aov[l].normal = dot3(nsl, lane3(d, l)) > 0.0f ? -nsl : nsl;
                     aov[l].done = true;
                 }
@@ -362,7 +370,6 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
             set_lane3(&ng, l, ngl);
             set_lane3(&ns, l, nsl);
         }
-        VI delta_bsdf = bsdf_is_delta_v(&b);
         VF3 tangent, bitangent;
         basis_v(ns, &tangent, &bitangent);
         VF3 wi_world = neg3(d);

@@ -19,7 +19,6 @@ inline float3 unit3(float3 v) { return v / sqrt_f(dot3(v, v)); }
 inline float min_f(float a, float b) { return a < b ? a : b; }
 inline float max_f(float a, float b) { return a > b ? a : b; }
 inline float clamp_f(float x, float lo, float hi) { return min_f(max_f(x, lo), hi); }
-inline float3 max_f3(float3 a, float b) { return (float3)(max_f(a.x, b), max_f(a.y, b), max_f(a.z, b)); }
 inline float3 clamp_f3(float3 x, float lo, float hi) {
     return (float3)(clamp_f(x.x, lo, hi), clamp_f(x.y, lo, hi), clamp_f(x.z, lo, hi));
 }
