@@ -5,7 +5,7 @@
  * bits. What is not arithmetic (a BVH walk, a surface's gathers, a light other than a
  * triangle or the environment) runs lane by lane through the one-path functions.
  *
- * VF, VI, VU: a float, int and uint in each lane; VF3 three VFs (x, y, z). A mask (VI) is 0
+ * VF, VI, VU, VL: a float, int, uint and long in each lane; VF3 three VFs (x, y, z). A mask (VI) is 0
  * or -1 in each lane, as OpenCL's vector comparisons give; MASK() turns a comparison into
  * one at any width (a scalar comparison gives 1). */
 #ifndef FARM_LANES_H
@@ -31,14 +31,20 @@ typedef uint VU;
 #define FLOOR_V(v) floor_f(v)
 #define FABS_V(v) fabs_f(v)
 #define LANE_INDEX 0
+typedef long VL;
+#define LL(v, l) (v)
+#define TO_VL(v) convert_long(v)
+#define RINT_V(v) rint_f(v)
 #elif LANES == 8 || LANES == 16
 #define LANES_PASTE_(a, b) a##b
 #define LANES_PASTE(a, b) LANES_PASTE_(a, b)
 typedef LANES_PASTE(float, LANES) VF;
 typedef LANES_PASTE(int, LANES) VI;
 typedef LANES_PASTE(uint, LANES) VU;
+typedef LANES_PASTE(long, LANES) VL;
 #define LF(v, l) (((float *)&(v))[l])
 #define LI(v, l) (((int *)&(v))[l])
+#define LL(v, l) (((long *)&(v))[l])
 #define MASK(c) (c)
 #define TO_VF(v) LANES_PASTE(convert_float, LANES)(v)
 #define TO_VU(v) LANES_PASTE(as_uint, LANES)(v)
@@ -56,13 +62,18 @@ typedef LANES_PASTE(uint, LANES) VU;
 VF sqrt_lanes(VF x) __asm("llvm.sqrt.v" LANES_TEXT "f32");
 VF floor_lanes(VF x) __asm("llvm.floor.v" LANES_TEXT "f32");
 VF fabs_lanes(VF x) __asm("llvm.fabs.v" LANES_TEXT "f32");
+VF rint_lanes(VF x) __asm("llvm.rint.v" LANES_TEXT "f32");
 #define SQRT_V(v) sqrt_lanes(v)
 #define FLOOR_V(v) floor_lanes(v)
 #define FABS_V(v) fabs_lanes(v)
+#define RINT_V(v) rint_lanes(v)
+#define TO_VL(v) __builtin_convertvector(v, VL)  /* towards zero, as a cast */
 #else
 #define SQRT_V(v) sqrt(v)
 #define FLOOR_V(v) floor(v)
 #define FABS_V(v) fabs(v)
+#define RINT_V(v) rint(v)
+#define TO_VL(v) LANES_PASTE(convert_long, LANES)(v)
 #endif
 #else
 #error "LANES is 1, 8 or 16"

@@ -442,15 +442,15 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
  * (2^20) samples cannot overflow (2^18 * 2^24 * 2^20 = 2^62); NaN counts as 0. Both
  * numbers come from the host (farm/protocol/tiles.py). */
 
-inline long fixed_point(float value) {
-    float x = value == value ? clamp_f(value, -SAMPLE_MAX, SAMPLE_MAX) * SUM_SCALE : 0.0f;
-    return convert_long(rint_f(x));
+inline VL fixed_point_v(VF value) {
+    VF x = SEL((VF)(0.0f), clamp_v(value, -SAMPLE_MAX, SAMPLE_MAX) * SUM_SCALE, MASK(value == value));
+    return TO_VL(RINT_V(x));
 }
 
-inline void add_fixed3(long *sums, float3 value) {
-    sums[0] += fixed_point(value.x);
-    sums[1] += fixed_point(value.y);
-    sums[2] += fixed_point(value.z);
+inline void add_fixed3(VL *sums, VF3 value) {
+    sums[0] += fixed_point_v(value.x);
+    sums[1] += fixed_point_v(value.y);
+    sums[2] += fixed_point_v(value.z);
 }
 
 /* Render samples of the bucket at (x0, y0) of size w x h, adding their fixed-point values
@@ -507,7 +507,8 @@ __kernel void render_bucket(__global const Frame *frame,
     /* A pixel's PIXEL_CHANNELS sums: radiance, then with FARM_AOVS albedo, normal, depth,
      * the luminance's square (for its variance), and the material seen by sample 0 plus 1
      * (an id is not averaged: only sample 0 adds it); the host divides by the samples taken. */
-    long sum[LANES * PIXEL_CHANNELS];
+    VL sum[PIXEL_CHANNELS];
+    for (int c = 0; c < PIXEL_CHANNELS; ++c) sum[c] = (VL)(0);
     int most = 0;
     FOR_LANES(l, inside) {
         LI(px, l) = x0 + LI(gx, l);
@@ -518,7 +519,8 @@ __kernel void render_bucket(__global const Frame *frame,
         most = max_i(most, LI(end, l) - LI(first, l));
         offset[l] = LI(gy, l) * w + LI(gx, l);
         __global long *target = sums + (size_t)offset[l] * PIXEL_CHANNELS;
-        for (int c = 0; c < PIXEL_CHANNELS; ++c) sum[l * PIXEL_CHANNELS + c] = accumulate ? target[c] : 0;
+        if (accumulate)
+            for (int c = 0; c < PIXEL_CHANNELS; ++c) LL(sum[c], l) = target[c];
     }
     const VU pixel = TO_VU(py * width + px);
     for (int k = 0; k < most; ++k) {
@@ -566,24 +568,30 @@ __kernel void render_bucket(__global const Frame *frame,
             Aov none = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
             aov[l] = none;
         }
-        VF3 value = radiance(&s, &sampler, active, o, d, aov, time, far, skipped);
-        FOR_LANES(l, active) {
-            long *lane_sum = sum + l * PIXEL_CHANNELS;
-            float3 v = lane3(value, l);
-            add_fixed3(lane_sum, v);
+        /* the sums in lanes; a lane whose pixel has no sample here adds 0 */
+        VF3 value = select3(splat3((float3)(0.0f)), radiance(&s, &sampler, active, o, d, aov, time, far, skipped),
+                            active);
+        add_fixed3(sum, value);
 #ifdef FARM_AOVS
-            add_fixed3(lane_sum + AOV_ALBEDO, aov[l].albedo);
-            add_fixed3(lane_sum + AOV_NORMAL, aov[l].normal);
-            lane_sum[AOV_DEPTH] += fixed_point(aov[l].depth);
-            float luminance = LUMINANCE_R * v.x + LUMINANCE_G * v.y + LUMINANCE_B * v.z;
-            lane_sum[AOV_LUMINANCE_SQUARE] += fixed_point(luminance * luminance);
-            if (LI(i, l) == 0) lane_sum[AOV_MATERIAL] += fixed_point((float)(aov[l].material + 1));
-#endif
+        VF3 albedo = splat3((float3)(0.0f)), normal = albedo;
+        VF depth = (VF)(0.0f), material = (VF)(0.0f);
+        FOR_LANES(l, active) {
+            set_lane3(&albedo, l, aov[l].albedo);
+            set_lane3(&normal, l, aov[l].normal);
+            LF(depth, l) = aov[l].depth;
+            if (LI(i, l) == 0) LF(material, l) = (float)(aov[l].material + 1);
         }
+        add_fixed3(sum + AOV_ALBEDO, albedo);
+        add_fixed3(sum + AOV_NORMAL, normal);
+        sum[AOV_DEPTH] += fixed_point_v(depth);
+        VF luminance = LUMINANCE_R * value.x + LUMINANCE_G * value.y + LUMINANCE_B * value.z;
+        sum[AOV_LUMINANCE_SQUARE] += fixed_point_v(luminance * luminance);
+        sum[AOV_MATERIAL] += fixed_point_v(material);
+#endif
     }
     FOR_LANES(l, inside) {
         __global long *target = sums + (size_t)offset[l] * PIXEL_CHANNELS;
-        for (int c = 0; c < PIXEL_CHANNELS; ++c) target[c] = sum[l * PIXEL_CHANNELS + c];
+        for (int c = 0; c < PIXEL_CHANNELS; ++c) target[c] = LL(sum[c], l);
     }
 }
 
