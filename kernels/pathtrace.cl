@@ -252,13 +252,14 @@ inline bool has_emission(__global const Material *m) {
 /* Arbitrary output variables of one sample (built with FARM_AOVS): the albedo and the
  * shading normal (world space, facing the viewer) at the first hit that is not a perfect
  * mirror or smooth glass (those are followed), and the distance along the camera ray to the
- * first hit and that hit's material. All zero (material -1) where the path finds no such hit. */
+ * first hit and that hit's material; in lanes. All zero (material -1) where the path finds
+ * no such hit. */
 typedef struct {
-    float3 albedo, normal;
-    float depth;
-    int material;
-    bool done;
-} Aov;
+    VF3 albedo, normal;
+    VF depth;
+    VI material;
+    VI done;  /* the lanes whose AOVs are found */
+} Aovs;
 
 /* What the lanes' BSDFs reflect at normal incidence, for the albedo AOV a denoiser is guided
  * by: a conductor's Fresnel reflectance tinted, a dielectric's transmittance, and the
@@ -287,7 +288,7 @@ inline VF power_heuristic_v(VF a, VF b) {
  * lane by lane.
  * `far`: where each camera ray ends (the far clipping plane, else INFINITY); `skipped`: how
  * far its origin was moved along it to the near plane (added to the depth AOV). */
-VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, Aov *aov, VF time, VF far,
+VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, Aovs *aov, VF time, VF far,
              VF skipped) {
     __global const Frame *frame = s->frame;
     const int max_depth = frame->size.w, rr_depth = frame->counts.w, n_lights = frame->counts.y;
@@ -340,36 +341,38 @@ VF3 radiance(const SceneRef *s, const Samplers *sampler, VI live, VF3 o, VF3 d, 
         Bsdfs b;
         bsdfs_at(s, live, material, sf, &b);
         VI delta_bsdf = bsdf_is_delta_v(&b);
-#ifdef FARM_AOVS
-        VI aov_open = (VI)(0);
-        FOR_LANES(l, live) LI(aov_open, l) = aov[l].done ? 0 : -1;
-        VF3 albedo = splat3((float3)(0.0f));
-        if (any_lane(aov_open)) albedo = bsdf_albedo_v(&b);
-#endif
         VF3 p = splat3((float3)(0.0f)), ng = p, ns = p;
+#ifdef FARM_AOVS
+        VF hit_t = (VF)(0.0f);
+#endif
         FOR_LANES(l, live) {
             float3 ngl = sf[l].ng, nsl = sf[l].ns;
             if (LI(b.kind, l) != MATERIAL_DIELECTRIC && LF(cos_front, l) < 0.0f) {  /* opaque: two-sided */
                 ngl = -ngl;
                 nsl = -nsl;
             }
-#ifdef FARM_AOVS
-            if (!aov[l].done) {
-                if (depth == 1) {
-                    aov[l].depth = hits[l].t + LF(skipped, l);
-                    aov[l].material = sf[l].material;
-                }
-                if (!LI(delta_bsdf, l)) {
-                    aov[l].albedo = clamp_f3(lane3(albedo, l), 0.0f, 1.0f);
-                    aov[l].normal = dot3(nsl, lane3(d, l)) > 0.0f ? -nsl : nsl;
-                    aov[l].done = true;
-                }
-            }
-#endif
             set_lane3(&p, l, sf[l].p);
             set_lane3(&ng, l, ngl);
             set_lane3(&ns, l, nsl);
+#ifdef FARM_AOVS
+            LF(hit_t, l) = hits[l].t;
+#endif
         }
+#ifdef FARM_AOVS
+        VI open = live & ~aov->done;
+        if (any_lane(open)) {
+            if (depth == 1) {
+                aov->depth = SEL(aov->depth, hit_t + skipped, open);
+                aov->material = SEL(aov->material, material, open);
+            }
+            VI found = open & ~delta_bsdf;
+            VF3 albedo = bsdf_albedo_v(&b);
+            albedo = vf3(clamp_v(albedo.x, 0.0f, 1.0f), clamp_v(albedo.y, 0.0f, 1.0f), clamp_v(albedo.z, 0.0f, 1.0f));
+            aov->albedo = select3(aov->albedo, albedo, found);
+            aov->normal = select3(aov->normal, select3(ns, neg3(ns), MASK(dot3v(ns, d) > 0.0f)), found);
+            aov->done |= found;
+        }
+#endif
         VF3 tangent, bitangent;
         basis_v(ns, &tangent, &bitangent);
         VF3 wi_world = neg3(d);
@@ -563,30 +566,18 @@ __kernel void render_bucket(__global const Frame *frame,
             if (frame->forward.w > 0.0f) o = add3(o, scale3(d, skipped));
             if (frame->right.w > 0.0f) far = frame->right.w / along - skipped;
         }
-        Aov aov[LANES];
-        for (int l = 0; l < LANES; ++l) {
-            Aov none = {(float3)(0.0f), (float3)(0.0f), 0.0f, -1, false};
-            aov[l] = none;
-        }
-        /* the sums in lanes; a lane whose pixel has no sample here adds 0 */
-        VF3 value = select3(splat3((float3)(0.0f)), radiance(&s, &sampler, active, o, d, aov, time, far, skipped),
+        Aovs aov = {splat3((float3)(0.0f)), splat3((float3)(0.0f)), (VF)(0.0f), (VI)(-1), (VI)(0)};
+        /* the sums in lanes; a lane whose pixel has no sample here adds 0 (its AOVs stay none) */
+        VF3 value = select3(splat3((float3)(0.0f)), radiance(&s, &sampler, active, o, d, &aov, time, far, skipped),
                             active);
         add_fixed3(sum, value);
 #ifdef FARM_AOVS
-        VF3 albedo = splat3((float3)(0.0f)), normal = albedo;
-        VF depth = (VF)(0.0f), material = (VF)(0.0f);
-        FOR_LANES(l, active) {
-            set_lane3(&albedo, l, aov[l].albedo);
-            set_lane3(&normal, l, aov[l].normal);
-            LF(depth, l) = aov[l].depth;
-            if (LI(i, l) == 0) LF(material, l) = (float)(aov[l].material + 1);
-        }
-        add_fixed3(sum + AOV_ALBEDO, albedo);
-        add_fixed3(sum + AOV_NORMAL, normal);
-        sum[AOV_DEPTH] += fixed_point_v(depth);
+        add_fixed3(sum + AOV_ALBEDO, aov.albedo);
+        add_fixed3(sum + AOV_NORMAL, aov.normal);
+        sum[AOV_DEPTH] += fixed_point_v(aov.depth);
         VF luminance = LUMINANCE_R * value.x + LUMINANCE_G * value.y + LUMINANCE_B * value.z;
         sum[AOV_LUMINANCE_SQUARE] += fixed_point_v(luminance * luminance);
-        sum[AOV_MATERIAL] += fixed_point_v(material);
+        sum[AOV_MATERIAL] += fixed_point_v(SEL((VF)(0.0f), TO_VF(aov.material + 1), MASK(i == 0)));
 #endif
     }
     FOR_LANES(l, inside) {
