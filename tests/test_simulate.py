@@ -84,6 +84,9 @@ def test_bench_simulate_measures_checks_and_predicts(tmp_path):
     costs = re.search(r"^costs per bucket .*: client send ([\d.]+) ms, collect ([\d.]+) ms, redis ([\d.]+) ms, "
                       r"worker ([\d.]+) ms \(a launch ([\d.]+) ms of it\)$", out, re.M)
     assert costs and float(costs[3]) > 0 and float(costs[4]) > 0, out
+    # the checks' workers render on a core each (PoCL here, with no GPU): measured so too
+    core = re.search(r"^one core: ([\d.]+) M samples/s, a launch ([\d.]+) ms \(PoCL with one thread", out, re.M)
+    assert core and float(core[1]) > 0, out
     for workers in (1, 2):
         assert re.search(rf"^check: {workers} worker\(s\), 4 buckets of 64 px: real farm [\d.]+ s, model [\d.]+ s "
                          r"\([+-][\d.]+%\)$", out, re.M), out

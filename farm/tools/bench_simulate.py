@@ -8,17 +8,24 @@ the farm's own cost per bucket (a local farm of null workers, as `farm bench
 --overhead`: the client's CPU to send a bucket and to take its tile, Redis's CPU, a
 worker's CPU besides rendering). Checked: the scene through a real local farm of 1 and 2
 workers, in 64 px buckets (mostly rendering) and 8 px ones (mostly the farm's own cost),
-against the model's prediction for the same frame (the workers share this machine's
-device, so each renders at its rate over the workers). Predicted: a 3840x2160 frame at
-1024 spp on 2 to 1,024 workers of this machine's CPU and of GPUs of `--gpu-rates`, in 64
-px buckets, in self-sized buckets with the tail split as the farm splits it, and with
-the model's cooperative split (a running bucket sharing its samples with an idle worker:
-not in the farm).
+against the model's prediction for the same frame. The model's workers each have a
+device of their own; on a CPU the checks' workers are made so: each renders on one core
+(PoCL with one thread, POCL_MAX_PTHREAD_COUNT), at the rate and launch cost measured so in
+a process of its own, while the client and Redis take the other cores (with fewer cores
+than workers, the workers share them). Workers of PoCL's default threads, one a core
+each, fight over every core: two of them rendered the frame in 64 px buckets 25% faster
+than the model of two workers sharing the machine's rate said. On a GPU the checks'
+workers share the one device, each at its rate over the workers. Predicted: a
+3840x2160 frame at 1024 spp on 2 to 1,024 workers of this machine's CPU (all its cores)
+and of GPUs of `--gpu-rates`, in 64 px buckets, in self-sized buckets with the tail split
+as the farm splits it, and with the model's cooperative split (a running bucket sharing
+its samples with an idle worker: not in the farm).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import statistics
 import subprocess
@@ -35,40 +42,44 @@ FARM_TIMEOUT = 900  # seconds for one real farm's bench
 
 
 def run(args, scene, document) -> int:
-    from farm.buckets import split
-    from farm.protocol.assets import FolderAssets
-    from farm.scene.pack import pack
     from farm.tools import bench_overhead
     from farm.worker.device import current, describe
-    from farm.worker.render import Renderer
+    from farm.worker.render import POCL_PLATFORM
 
     width, height, spp = scene.film.width, scene.film.height, scene.film.spp
     device = current()
-    renderer = Renderer(device, pack(scene, FolderAssets(Path(args.scene).parent, scene.assets)))
-    renderer.render(0, 0, min(8, width), min(8, height))  # warm up
-    direct = statistics.median(timed(renderer.render_frame) for _ in range(args.repeat))
-    rate = width * height * spp / direct
+    rate, launch = device_speed(scene, args.scene, args.repeat)
     print(f"device: {describe(device)}: {rate / 1e6:.2f} M samples/s on {args.scene} "
           f"({width}x{height}, {spp} spp; median of {args.repeat})")
-    # a launch's own cost on the device: the frame rendered as 8x8 buckets, beyond the frame
-    # rendered whole, a bucket (a corner bucket's time against the frame's mean rate read
-    # nothing: a corner is cheaper than the mean)
-    small = split(width, height, 8)
-    in_buckets = statistics.median(timed(lambda: [renderer.render(b.x, b.y, b.width, b.height) for b in small])
-                                   for _ in range(args.repeat))
-    launch = max(0.0, (in_buckets - direct) / len(small))
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)
     print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}; a launch "
-          f"on the device, the frame in {len(small)} of them against whole, median of {args.repeat}): client send "
-          f"{costs.send * 1e3:.3f} ms, collect "
+          f"on the device, the frame in {-(-width // 8) * -(-height // 8)} of them against whole, median of "
+          f"{args.repeat}): client send {costs.send * 1e3:.3f} ms, collect "
           f"{costs.collect * 1e3:.3f} ms, redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms "
           f"(a launch {launch * 1e3:.3f} ms of it)")
+    env = None
+    if device.platform == POCL_PLATFORM and device.kind != "GPU":
+        # each check's worker renders on a core of its own, as the model's on a device of its own
+        env = {**os.environ, "POCL_MAX_PTHREAD_COUNT": "1"}
+        core_rate, core_launch = one_core_speed(scene, args.scene, args.repeat, env)
+        check_costs = dataclasses.replace(costs, worker=costs.worker - launch + core_launch)
+        cores = os.cpu_count() or 1
+        print(f"one core: {core_rate / 1e6:.2f} M samples/s, a launch {core_launch * 1e3:.3f} ms (PoCL with one "
+              f"thread, as each check's worker renders; {cores} cores)")
+
+        def check_rates(workers: int) -> list[float]:
+            return [core_rate * min(1.0, cores / workers)] * workers
+    else:  # the checks' workers share this one device
+        check_costs = costs
+
+        def check_rates(workers: int) -> list[float]:
+            return [rate / workers] * workers
     # 64 px buckets: mostly rendering; 8 px: mostly the farm's own cost per bucket
     for side in (args.bucket_size,) if args.bucket_size else (FIXED_SIDE, 8):
         for workers in (1, 2):
-            measured = farm_seconds(args, scene, workers, side)
-            model = simulate.simulate(width, height, spp, side, [rate / workers] * workers, costs)
+            measured = farm_seconds(args, scene, workers, side, env)
+            model = simulate.simulate(width, height, spp, side, check_rates(workers), check_costs)
             print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, "
                   f"model {model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
     rates = {"this CPU": rate, **{f"GPU {r / 1e9:g} G/s": r for r in args.gpu_rates}}
@@ -87,6 +98,45 @@ def run(args, scene, document) -> int:
         plot(table, Path(args.plot))
         print(f"plot: {args.plot}")
     return 0
+
+
+def device_speed(scene, scene_path: str, repeat: int) -> tuple[float, float]:
+    """This process's device: samples/s rendering `scene` whole (median of `repeat`), and a
+    launch's own seconds: the frame rendered as 8 px buckets, beyond the frame whole, a
+    bucket (a corner bucket's time against the frame's mean rate read nothing: a corner
+    is cheaper than the mean)."""
+    from farm.buckets import split
+    from farm.protocol.assets import FolderAssets
+    from farm.scene.pack import pack
+    from farm.worker.device import current
+    from farm.worker.render import Renderer
+
+    width, height, spp = scene.film.width, scene.film.height, scene.film.spp
+    renderer = Renderer(current(), pack(scene, FolderAssets(Path(scene_path).parent, scene.assets)))
+    renderer.render(0, 0, min(8, width), min(8, height))  # warm up
+    direct = statistics.median(timed(renderer.render_frame) for _ in range(repeat))
+    small = split(width, height, 8)
+    in_buckets = statistics.median(timed(lambda: [renderer.render(b.x, b.y, b.width, b.height) for b in small])
+                                   for _ in range(repeat))
+    return width * height * spp / direct, max(0.0, (in_buckets - direct) / len(small))
+
+
+def one_core_speed(scene, scene_path: str, repeat: int, env: dict) -> tuple[float, float]:
+    """device_speed in a process of its own started with `env` (PoCL reads its thread count
+    once a process)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    saved = dict(os.environ)
+    os.environ.update(env)  # a spawned child's environment is this process's at its start
+    try:
+        with context.Pool(1) as pool:
+            return pool.apply_async(device_speed, (scene, scene_path, repeat)).get(timeout=FARM_TIMEOUT)
+    except multiprocessing.TimeoutError:
+        raise SystemExit(f"farm bench: --simulate: the one-core device took over {FARM_TIMEOUT} s") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float, own: dict[str, Costs] | None = None
@@ -124,14 +174,15 @@ def _costs(rounds, launch: float) -> Costs:
                  worker=median(lambda r: r.cpu["workers"] / r.buckets) + launch)
 
 
-def farm_seconds(args, scene, workers: int, side: int) -> float:
+def farm_seconds(args, scene, workers: int, side: int, env: dict | None = None) -> float:
     """The median wall time of the scene through a local farm of `workers` real workers:
-    `farm bench --workers N` in a process of its own (a Celery app serves one broker)."""
+    `farm bench --workers N` in a process of its own (a Celery app serves one broker),
+    with `env` (its workers' too) where given."""
     command = [sys.executable, "-m", "farm.client.cli", "bench", "--scene", args.scene, "--spp", str(scene.film.spp),
                "--width", str(scene.film.width), "--workers", str(workers), "--bucket-size", str(side),
                "--repeat", str(args.repeat)]
     try:
-        child = subprocess.run(command, capture_output=True, text=True, timeout=FARM_TIMEOUT)
+        child = subprocess.run(command, capture_output=True, text=True, timeout=FARM_TIMEOUT, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SystemExit(f"farm bench: --simulate: the real farm of {workers} worker(s) did not run: {exc}") from None
     found = re.search(r"^farm: \d+ worker\(s\), \d+ buckets of \d+px: ([\d.]+)s wall", child.stdout, re.M)
