@@ -123,20 +123,36 @@ def device_speed(scene, scene_path: str, repeat: int) -> tuple[float, float]:
 
 def one_core_speed(scene, scene_path: str, repeat: int, env: dict) -> tuple[float, float]:
     """device_speed in a process of its own started with `env` (PoCL reads its thread count
-    once a process)."""
+    once a process), waited on for at most FARM_TIMEOUT."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_send_speed, args=(send, scene, scene_path, repeat), daemon=True)
     saved = dict(os.environ)
     os.environ.update(env)  # a spawned child's environment is this process's at its start
     try:
-        with context.Pool(1) as pool:
-            return pool.apply_async(device_speed, (scene, scene_path, repeat)).get(timeout=FARM_TIMEOUT)
-    except multiprocessing.TimeoutError:
-        raise SystemExit(f"farm bench: --simulate: the one-core device took over {FARM_TIMEOUT} s") from None
+        child.start()
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    send.close()
+    try:
+        if not receive.poll(FARM_TIMEOUT):
+            raise SystemExit(f"farm bench: --simulate: the one-core device took over {FARM_TIMEOUT} s")
+        return receive.recv()
+    except EOFError:
+        child.join(5)
+        raise SystemExit(f"farm bench: --simulate: the one-core device's process ended (exit code {child.exitcode}) "
+                         "without its speed") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+
+
+def _send_speed(connection, scene, scene_path: str, repeat: int) -> None:
+    connection.send(device_speed(scene, scene_path, repeat))
 
 
 def predict(rates: dict[str, float], costs: Costs, bucket_seconds: float, own: dict[str, Costs] | None = None
