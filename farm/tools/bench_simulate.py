@@ -42,6 +42,7 @@ FARM_TIMEOUT = 900  # seconds for one real farm's bench
 
 
 def run(args, scene, document) -> int:
+    from farm.buckets import count
     from farm.tools import bench_overhead
     from farm.worker.device import current, describe
     from farm.worker.render import POCL_PLATFORM
@@ -54,11 +55,12 @@ def run(args, scene, document) -> int:
     rounds = bench_overhead.measure(2, scene, document, 8, 0.0, args.repeat)
     costs = _costs(rounds, launch)
     print(f"costs per bucket (null workers, {rounds[0].buckets} buckets of 8 px, median of {args.repeat}; a launch "
-          f"on the device, the frame in {-(-width // 8) * -(-height // 8)} of them against whole, median of "
+          f"on the device, the frame in {count(width, height, 8)} of them against whole, median of "
           f"{args.repeat}): client send {costs.send * 1e3:.3f} ms, collect "
           f"{costs.collect * 1e3:.3f} ms, redis {costs.redis * 1e3:.3f} ms, worker {costs.worker * 1e3:.3f} ms "
           f"(a launch {launch * 1e3:.3f} ms of it)")
-    env = None
+    # the checks' workers: on a GPU they share its one device (a "core" of the whole rate)
+    env, core_rate, cores, check_costs = None, rate, 1, costs
     if device.platform == POCL_PLATFORM and device.kind != "GPU":
         # each check's worker renders on a core of its own, as the model's on a device of its own
         env = {**os.environ, "POCL_MAX_PTHREAD_COUNT": "1"}
@@ -67,19 +69,12 @@ def run(args, scene, document) -> int:
         cores = os.cpu_count() or 1
         print(f"one core: {core_rate / 1e6:.2f} M samples/s, a launch {core_launch * 1e3:.3f} ms (PoCL with one "
               f"thread, as each check's worker renders; {cores} cores)")
-
-        def check_rates(workers: int) -> list[float]:
-            return [core_rate * min(1.0, cores / workers)] * workers
-    else:  # the checks' workers share this one device
-        check_costs = costs
-
-        def check_rates(workers: int) -> list[float]:
-            return [rate / workers] * workers
     # 64 px buckets: mostly rendering; 8 px: mostly the farm's own cost per bucket
     for side in (args.bucket_size,) if args.bucket_size else (FIXED_SIDE, 8):
         for workers in (1, 2):
             measured = farm_seconds(args, scene, workers, side, env)
-            model = simulate.simulate(width, height, spp, side, check_rates(workers), check_costs)
+            farm = [core_rate * min(1.0, cores / workers)] * workers  # more workers than cores share them
+            model = simulate.simulate(width, height, spp, side, farm, check_costs)
             print(f"check: {workers} worker(s), {model.buckets} buckets of {side} px: real farm {measured:.3f} s, "
                   f"model {model.seconds:.3f} s ({model.seconds / measured - 1:+.1%})")
     rates = {"this CPU": rate, **{f"GPU {r / 1e9:g} G/s": r for r in args.gpu_rates}}
