@@ -13,12 +13,21 @@ alternating: the first tile of rounds 2-8 a median 1.33 s after the job was sent
 1.04 s with; round 1 2.51 and 2.21 s without, 1.73 and 1.54 s with. The price: the process
 holds its peak (about the two largest scenes it kept, farm.worker.scenes.SCENES_KEPT, 2.2-2.3
 GB there either way) until it ends.
+
+And its arrays are faulted in as small pages (small_pages_for_arrays): numpy advises the
+kernel to back every array of 4 MiB or more with transparent huge pages (madvise), and where
+the system's THP `defrag` setting is `madvise` (Debian's and Ubuntu's default) each fault of
+such a page may first compact memory to find 2 MiB free. The first 1M-triangle scene of a
+render process took 1.1-1.4 s of system time packing so on the Zen 4 of issue 30, 0.27-0.33
+s in small pages (pack 1.73-2.07 s against 1.28-1.31 s, three fresh processes each,
+alternating). The kernel's buffers are PoCL's own memory, not numpy's: rendering is the same.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib
 import logging
 
 log = logging.getLogger(__name__)
@@ -40,3 +49,18 @@ def keep_freed_memory() -> bool:
     if not kept:
         log.warning("render process: glibc refused to keep freed memory; each scene faults its memory in anew")
     return kept
+
+
+def small_pages_for_arrays() -> bool:
+    """Stop numpy advising huge pages for this process's new arrays (the run-time switch of
+    NUMPY_MADVISE_HUGEPAGE, which numpy reads only at import); False where this numpy has
+    no such switch."""
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2, numpy 1
+        try:
+            switch = importlib.import_module(module)._set_madvise_hugepage
+        except (ImportError, AttributeError):
+            continue
+        switch(False)
+        return True
+    log.info("render process: this numpy has no switch for huge pages; its arrays are advised as numpy does")
+    return False

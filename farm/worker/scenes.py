@@ -18,7 +18,7 @@ from farm.scene.library import Library
 from farm.scene.pack import pack
 from farm.worker import metrics
 from farm.worker.cache import AssetCache, PackedCache
-from farm.worker.heap import keep_freed_memory
+from farm.worker.heap import keep_freed_memory, small_pages_for_arrays
 from farm.worker.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class Scenes:
                 self.cache, self.packed = AssetCache(), PackedCache()
                 if defaults.KEEP_MEMORY:
                     keep_freed_memory()
+                small_pages_for_arrays()
             assets = RedisAssets(self.redis, scene.assets, self.cache)
             if scene.animation is None:  # a still scene packs once a machine, whatever the frame
                 packed = self.packed.get_or_pack(digest, lambda: pack(scene, assets))
