@@ -43,7 +43,7 @@ def test_freed_memory_is_kept_for_the_next_allocation():
 
 def test_a_render_process_s_arrays_are_not_advised_huge_pages():
     # numpy's own switch (NUMPY_MADVISE_HUGEPAGE is read only at import), in a process of its own
-    code = ("import numpy as np\nfrom numpy._core import multiarray\nfrom farm.worker.heap import small_pages_for_arrays\n"
+    code = ("from numpy._core import multiarray\nfrom farm.worker.heap import small_pages_for_arrays\n"
             "before = multiarray._get_madvise_hugepage()\nprint(small_pages_for_arrays(), before, "
             "multiarray._get_madvise_hugepage())")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
