@@ -117,20 +117,14 @@ def device_speed(scene, scene_path: str, repeat: int) -> tuple[float, float]:
 
 
 def one_core_speed(scene, scene_path: str, repeat: int, env: dict) -> tuple[float, float]:
-    """device_speed in a process of its own started with `env` (PoCL reads its thread count
-    once a process), waited on for at most FARM_TIMEOUT."""
+    """device_speed in a process of its own with `env` (PoCL reads its thread count once a
+    process, as it opens its device), waited on for at most FARM_TIMEOUT."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_send_speed, args=(send, scene, scene_path, repeat), daemon=True)
-    saved = dict(os.environ)
-    os.environ.update(env)  # a spawned child's environment is this process's at its start
-    try:
-        child.start()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    child = context.Process(target=_send_speed, args=(send, scene, scene_path, repeat, env), daemon=True)
+    child.start()
     send.close()
     try:
         if not receive.poll(FARM_TIMEOUT):
@@ -146,7 +140,8 @@ def one_core_speed(scene, scene_path: str, repeat: int, env: dict) -> tuple[floa
         child.join()
 
 
-def _send_speed(connection, scene, scene_path: str, repeat: int) -> None:
+def _send_speed(connection, scene, scene_path: str, repeat: int, env: dict) -> None:
+    os.environ.update(env)  # before the device opens
     connection.send(device_speed(scene, scene_path, repeat))
 
 
