@@ -92,6 +92,30 @@ def test_bench_against_mitsuba_reports_same_run_ratios():
     assert "figure" not in out, out  # only ratios measured in this run
 
 
+def test_bench_avx2_builds_the_kernel_for_avx2_s_lanes_at_most():
+    out = _bench("--avx2", "--skip-farm", "--spp", "2", "--width", "32", "--repeat", "1")
+    lanes = re.search(r"; (\d+) paths a work item", out)
+    assert lanes is None or int(lanes.group(1)) <= 8, out  # None: not PoCL
+    assert re.search(r"kernel: [\d.]+s per frame", out), out
+    result = commands.run("bench", "--avx2", "--spp", "2", "--width", "32", timeout=120)
+    assert result.returncode != 0 and "--avx2 builds this process's kernel only: add --skip-farm" in result.stderr
+
+
+def test_mitsuba_s_llvm_variant_builds_avx2_s_code_for_bench_avx2():
+    """Dr.Jit's target set as `farm bench --avx2 --mitsuba` sets it, in a process of its own:
+    8 lanes, and no AVX-512 feature left on."""
+    pytest.importorskip("mitsuba", reason="mitsuba is not installed (pip install mitsuba, or the test extra)")
+    if not _llvm_variant_runs():
+        pytest.skip("Mitsuba's LLVM variant does not run here (it needs libLLVM 17 or newer)")
+    probe = ("import ctypes, drjit, mitsuba as mi; from pathlib import Path; mi.set_variant('llvm_ad_rgb'); "
+             "from farm.tools.bench_mitsuba import llvm_without_avx512; assert llvm_without_avx512() is None; "
+             "core = ctypes.CDLL(str(Path(drjit.__file__).parent / 'libdrjit-core.so')); "
+             "f = core._Z24jit_llvm_target_featuresv; f.restype = ctypes.c_char_p; "
+             "print([x for x in f().decode().split(',') if x.startswith('+avx512')])")
+    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0 and child.stdout.strip() == "[]", child.stderr
+
+
 def test_bench_says_why_mitsuba_llvm_cannot_run():
     """A libLLVM that cannot be loaded: the bench names the error and how to get one, and
     still compares with scalar_rgb."""

@@ -89,6 +89,30 @@ def test_a_processor_with_avx512_builds_avx512_s_code_whatever_llvm_named_it(mon
     assert pocl.replaced_name(other) is None
 
 
+def test_without_avx512_a_processor_with_it_builds_avx2_s_code(monkeypatch):
+    """`farm bench --avx2`: the processor's AVX-512 flags read as absent, so a name whose code
+    has AVX-512 is replaced (by AVX2's), and LLVM 14's znver3 for a Zen 4 is kept."""
+    from types import SimpleNamespace
+
+    from farm.worker import pocl
+
+    def named(processor):
+        version = f"OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-{processor}"
+        return pocl.replaced_name(SimpleNamespace(version=version, platform=SimpleNamespace(name=pocl.PLATFORM)))
+
+    zen4 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n"
+            "flags\t\t: sse4_2 avx avx2 fma vaes avx512f avx512bw avx512cd avx512dq avx512vl avx512ifma\n\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: __import__("io").StringIO(zen4)
+                        if path == "/proc/cpuinfo" else real_open(path, *a, **k))
+    assert pocl.this_processor() == "x86-64-v4" and named("znver3") == "znver3"
+    monkeypatch.setattr(pocl, "_avx512", False)
+    assert "avx512" not in pocl._cpuinfo()["flags"] and "avx2" in pocl._cpuinfo()["flags"]
+    assert pocl.this_processor() == "znver3"
+    assert named("znver3") is None  # AVX2's code already
+    assert named("sapphirerapids") == "sapphirerapids" and named("x86-64-v4") == "x86-64-v4"  # replaced
+
+
 def test_the_lanes_fill_the_vector_registers_of_the_code_pocl_builds(monkeypatch):
     """16 paths a work item where PoCL builds AVX-512's code, 8 where AVX2's (a Zen 4's code
     is znver3's: LLVM 14 cannot build 16 lanes there), one without AVX; the processor's flags

@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also render the scene with Mitsuba 3 (scalar_rgb, llvm_ad_rgb where it runs, and "
                              "cuda_ad_rgb where the kernel runs on a GPU), "
                              "alternating with the kernel, and report the ratios")
+    parser.add_argument("--avx2", action="store_true",
+                        help="build the kernel's code (and with --mitsuba, Mitsuba's LLVM variant's) for AVX2, "
+                             "8 lanes, on a processor with AVX-512: an AVX2 machine's figures, estimated")
     parser.add_argument("--cycles", action="store_true",
                         help="with --quality: also Blender's Cycles on the scene (diffuse and emissive triangles) "
                              "at the --uniform counts and the --cycles-thresholds, denoised by its OIDN, in a "
@@ -129,6 +132,12 @@ def run(args) -> int:
     from farm.worker.render import Renderer
 
     args.scene = resolve_scene(args.scene)
+    if args.avx2:
+        from farm.worker import pocl
+
+        if not args.skip_farm:  # the farm's workers would build the processor's own code
+            raise SystemExit("farm bench: --avx2 builds this process's kernel only: add --skip-farm")
+        pocl.without_avx512()
     if args.overhead:
         from farm.tools import bench_overhead
 

@@ -21,6 +21,8 @@ def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]
     except ImportError:
         print("mitsuba: not installed (pip install mitsuba)")
         return {}, {}
+    from farm.worker import pocl
+
     frames, cannot_run = {}, {}
     for variant in ("scalar_rgb", "llvm_ad_rgb") + (("cuda_ad_rgb",) if gpu else ()):
         # The LLVM variant needs a recent libLLVM (an old one can abort the process), the
@@ -30,11 +32,44 @@ def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]
             cannot_run[variant] = why
             continue
         mi.set_variant(variant)
+        if variant == "llvm_ad_rgb" and getattr(args, "avx2", False):
+            why = llvm_without_avx512()
+            if why:
+                cannot_run[variant] = why
+                continue
+            print(f"mitsuba {variant}: code for {pocl.this_processor()} without AVX-512, 8 lanes (--avx2; "
+                  "Mitsuba's Embree picks its own instruction set)")
         loaded = load_boxed(mi, scene, Path(args.scene).parent)
         _mitsuba_frame(mi, loaded, 1)  # compile / warm up
         frames[variant] = (lambda variant=variant: mi.set_variant(variant),
                            lambda loaded=loaded: _mitsuba_frame(mi, loaded, scene.film.spp))
     return frames, cannot_run
+
+
+def llvm_without_avx512() -> str | None:
+    """Dr.Jit's LLVM backend set to build AVX2's code in 8 lanes, the processor named as farm
+    names it for PoCL without AVX-512 (`farm bench --avx2`: an AVX2 machine's ratio estimated
+    on an AVX-512 one), before its first kernel; None once set, else why not. Dr.Jit's Python
+    has no call for it: drjit-core's jit_llvm_set_target is called by its C++ name. Mitsuba's
+    Embree still picks its own instruction set (its device's options are Mitsuba's)."""
+    import ctypes
+
+    import drjit
+
+    from farm.worker import pocl
+
+    try:
+        core = ctypes.CDLL(str(Path(drjit.__file__).parent / "libdrjit-core.so"))
+        features, set_target = core._Z24jit_llvm_target_featuresv, core._Z19jit_llvm_set_targetPKcS0_j
+        width = core._Z21jit_llvm_vector_widthv
+    except (OSError, AttributeError) as exc:
+        return f"Dr.Jit's LLVM target cannot be set here ({exc})"
+    features.restype, width.restype = ctypes.c_char_p, ctypes.c_uint32
+    wide = ("avx512", "avx10", "evex512")  # LLVM's features of AVX-512's code
+    kept = ["-" + feature[1:] if feature[1:].startswith(wide) else feature
+            for feature in (features() or b"").decode().split(",") if feature]
+    set_target(pocl.this_processor().encode(), ",".join(kept).encode(), 8)
+    return None if width() == 8 else f"Dr.Jit kept {width()} lanes after its target was set to 8"
 
 
 def load_boxed(mi, scene, folder: Path):

@@ -46,6 +46,15 @@ AVX512_PROCESSORS = {"x86-64-v4", "knl", "knm", "skylake-avx512", "skx", "cascad
 WITHOUT_AVX = {"x86-64", "x86-64-v2"}
 
 _named: dict[int, str] = {}  # device (cl_device_id) -> the processor name farm gave it
+_avx512 = True  # whether farm lets PoCL build AVX-512's code where the processor has it (without_avx512)
+
+
+def without_avx512() -> None:
+    """Build for this processor as if it had no AVX-512: AVX2's code and 8 lanes, where the
+    processor has both. For `farm bench --avx2`, an AVX2 machine's figures estimated on an
+    AVX-512 one; call it before the device opens (farm names the processor then)."""
+    global _avx512
+    _avx512 = False
 
 
 def llvm_name(device) -> str | None:
@@ -60,12 +69,15 @@ def llvm_name(device) -> str | None:
 
 def replaced_name(device) -> str | None:
     """The name PoCL's CPU `device` builds for where farm gives it another: "generic" (LLVM
-    does not know the processor), or a name whose code lacks the AVX-512 the processor has
-    (LLVM 14 names a Zen 4 znver3); None where it is left as it is."""
+    does not know the processor), a name whose code lacks the AVX-512 the processor has
+    (LLVM 14 names a Zen 4 znver3), or, after without_avx512, one whose code has AVX-512;
+    None where it is left as it is."""
     name = llvm_name(device)
     if name == UNKNOWN.decode():
         return name
     if name and name not in AVX512_PROCESSORS and AVX512 <= set(_cpuinfo().get("flags", "").split()):
+        return name
+    if name in AVX512_PROCESSORS and not _avx512:
         return name
     return None
 
@@ -87,7 +99,7 @@ def name_processor(device) -> str | None:
             log.warning("PoCL builds for an unknown processor ('generic') and its record is not as farm knows it: "
                         "kernels will not build; a newer PoCL or a known processor is needed")
         return None
-    name = processor_name(_cpuinfo())
+    name = this_processor()
     libc = ctypes.CDLL(None)
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     text = name.encode() + b"\0"
@@ -127,6 +139,11 @@ def lanes(device) -> int:
     return 16 if bits >= 512 else 8 if bits >= 256 else 1
 
 
+def this_processor() -> str:
+    """The LLVM 14 name farm gives this processor (processor_name of its /proc/cpuinfo)."""
+    return processor_name(_cpuinfo())
+
+
 def processor_name(cpuinfo: dict[str, str]) -> str:
     """An LLVM 14 processor name for the processor /proc/cpuinfo describes (`_cpuinfo`)."""
     flags = set(cpuinfo.get("flags", "").split())
@@ -146,7 +163,8 @@ def processor_name(cpuinfo: dict[str, str]) -> str:
 
 
 def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo; empty where there is none."""
+    """The first processor's fields of /proc/cpuinfo, without AVX-512's flags after
+    without_avx512; empty where there is none."""
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -157,6 +175,8 @@ def _cpuinfo() -> dict[str, str]:
                 fields[key.strip()] = value.strip()
     except OSError:
         pass
+    if not _avx512 and "flags" in fields:
+        fields["flags"] = " ".join(flag for flag in fields["flags"].split() if not flag.startswith("avx512"))
     return fields
 
 
