@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from farm.buckets import ORDERS, order, split
+from farm.buckets import ORDERS, frame_seconds, order, split
 
 
 @pytest.mark.parametrize("width,height,size", [(257, 131, 32), (1, 1, 64), (64, 64, 64), (65, 7, 8), (300, 200, 17)])
@@ -58,3 +58,15 @@ def test_one_bucket_by_index_matches_the_full_split(width, height, size):
     assert [bucket_at(width, height, size, i) for i in range(len(buckets))] == buckets
     with pytest.raises(IndexError):
         bucket_at(width, height, size, len(buckets))
+
+
+def test_frame_seconds_deals_the_tasks_to_the_worker_free_first():
+    """Four equal buckets on two workers: two waves. Three: the last two (the tail, one a
+    worker) in two parts each, so a wave and a half. And the client's and Redis's pace, a
+    task at a time, holds back a frame of many tasks."""
+    bucket, free = 64 * 64 * 16 / 1e6, 1e-12
+    assert frame_seconds(128, 128, 16, 64, [1e6, 1e6], 1, part_cost=free) == pytest.approx(2 * bucket)
+    assert frame_seconds(192, 64, 16, 64, [1e6, 1e6], 1, part_cost=free) == pytest.approx(2 * bucket)  # no parts
+    assert frame_seconds(192, 64, 16, 64, [1e6, 1e6], 2, part_cost=free) == pytest.approx(1.5 * bucket)
+    # two whole buckets and two in two parts: six tasks, the last passed at 6 s
+    assert frame_seconds(128, 128, 16, 64, [1e6, 1e6], 2, part_cost=1.0) == pytest.approx(6.0 + bucket / 2)

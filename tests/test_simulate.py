@@ -63,6 +63,25 @@ def test_self_sized_buckets_render_in_the_seconds_asked_on_the_median_worker():
     assert simulate.self_sized(100, 60, 1, [1e12], 1.0) == 104  # no larger than the frame needs
 
 
+def test_self_sized_buckets_of_a_big_farm_fill_its_waves():
+    """128 GPUs of 1 G samples/s on a 1080p frame at 1024 spp: buckets of 1 s (992 px, two of
+    them to the frame, each in parts) leave most GPUs idle; of the sides within twice or
+    half that time the farm takes the one its model of the frame ends soonest in, and the
+    scale model agrees it is better."""
+    from farm import defaults
+    from farm.buckets import count, tail_split
+
+    gpus, costs = [1e9] * 128, Costs(send=0.026e-3, collect=0.062e-3, redis=0.117e-3, worker=1.2e-3)
+    side = simulate.self_sized(1920, 1080, 1024, gpus, 1.0)
+    assert 992 / 2 ** 0.5 <= side < 992
+
+    def efficiency(side: int) -> float:
+        tail = tail_split(128, count(1920, 1080, side), 1024, defaults.MAX_SPLIT, side * side * 1024 / 1e9)
+        return simulate.simulate(1920, 1080, 1024, side, gpus, costs, tail=tail).efficiency
+
+    assert efficiency(side) > efficiency(992) + 0.1
+
+
 def test_the_prediction_table_and_its_plot(tmp_path):
     costs = Costs(send=0.0001, collect=0.0003, redis=0.0004, worker=0.0017)
     table = bench_simulate.predict({"GPU": 1e9}, costs, 1.0)

@@ -16,18 +16,20 @@ from farm.protocol import registry
 
 
 def self_sized(redis, digest: str, width: int, height: int, spp: int, covered: bool,
-               seconds: float | None = None) -> tuple[int, str] | None:
+               seconds: float | None = None, split: bool = False) -> tuple[int, str] | None:
     """(side, what to tell the user) for a width x height frame of the scene `digest` at `spp`
     samples per pixel, by the workers' speeds (`speeds`). A frame whose end is not `covered`
     (by its tail split, or by a shot's next frames) keeps two buckets a worker: rounds, a
-    shot of few frames. None where no worker has measured its speed yet (a farm's first
-    frame): the frame keeps BUCKET_SIZE."""
+    shot of few frames. A `split` still's side is the one near `seconds` whose buckets fill
+    the workers' waves best (farm.buckets.sized). None where no worker has measured its
+    speed yet (a farm's first frame): the frame keeps BUCKET_SIZE."""
     seconds = defaults.BUCKET_SECONDS if seconds is None else seconds
     rates, here = speeds(redis, digest)
     if not rates:
         return None
     side = sized(width, height, spp, rates, seconds, defaults.MIN_BUCKET_SIZE, defaults.MAX_BUCKET_SIZE,
-                 defaults.NOISE_CELL, defaults.MAX_BUCKETS, None if covered else len(rates))
+                 defaults.NOISE_CELL, defaults.MAX_BUCKETS, None if covered else len(rates),
+                 defaults.MAX_SPLIT if split else None)
     scene = "this scene" if here == len(rates) else f"their last scenes, {here} of them this one"
     return side, (f"{side} px buckets: about {seconds:g}s each on the median of {len(rates)} worker(s) "
                   f"({statistics.median(rates) / 1e6:.3g} M samples/s on {scene}; --bucket-size sets one)")

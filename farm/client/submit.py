@@ -130,7 +130,8 @@ def _sized(args, redis_client, scene, frames, options, local: bool):
 
     split = not options.in_rounds and (frames is None or len(frames) == 1)
     shot = frames is not None and len(frames) >= 2 * registry.healthy(redis_client)  # frames fill the workers
-    found = self_sized(redis_client, scene.digest, film.width, film.height, film.spp, covered=split or shot)
+    found = self_sized(redis_client, scene.digest, film.width, film.height, film.spp, covered=split or shot,
+                       split=split)
     if found is None:
         return options
     args.bucket_size, what = found

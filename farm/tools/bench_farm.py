@@ -40,7 +40,7 @@ def run(args, scene, document, assets, renderer) -> None:
             # see the tile a moment before the speed (a pipeline, not a transaction)
             deadline = time.monotonic() + SPEED_WAIT
             while (found := self_sized(redis_client, scene.digest, scene.film.width, scene.film.height,
-                                       scene.film.spp, True)) is None and time.monotonic() < deadline:
+                                       scene.film.spp, True, split=True)) is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             if found is None:
                 raise SystemExit("farm bench: no worker noted its speed on the warm-up frame")

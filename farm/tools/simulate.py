@@ -10,8 +10,8 @@ has stored the last (Celery's prefetch of one with late acks). The frame ends wh
 client has its last tile. Costs are seconds per bucket, measured by the caller
 (farm/tools/bench_simulate.py measures them on this machine).
 
-Self-sized buckets: a side that renders in `bucket_seconds` on the median worker, however
-few buckets that makes. A split tail: whenever a worker finds no bucket queued and none left
+Self-sized buckets: the farm's own side (farm.buckets.sized): about `bucket_seconds` on the
+median worker, the one near it whose waves of buckets fill the workers best. A split tail: whenever a worker finds no bucket queued and none left
 to send (from the start, where the frame has fewer buckets than the farm workers), it takes
 part of the samples of the bucket in flight that would end last (exact, by whole samples per
 pixel, at most FARM_MAX_SPLIT parts a bucket, as `--split-tail` cuts), sized so that both
@@ -52,7 +52,7 @@ class Outcome:
 def self_sized(width: int, height: int, spp: int, rates: list[float], bucket_seconds: float) -> int:
     """The side the farm gives buckets of a still on workers of `rates` (farm.client.sizing)."""
     return sized(width, height, spp, rates, bucket_seconds, defaults.MIN_BUCKET_SIZE, defaults.MAX_BUCKET_SIZE,
-                 defaults.NOISE_CELL, defaults.MAX_BUCKETS)
+                 defaults.NOISE_CELL, defaults.MAX_BUCKETS, split_parts=defaults.MAX_SPLIT)
 
 
 def simulate(width: int, height: int, spp: int, side: int, rates: list[float], costs: Costs,
