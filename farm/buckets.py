@@ -58,7 +58,8 @@ def sized(width: int, height: int, spp: int, rates: list[float], seconds: float,
     side = bounded(target)
     if not split_parts or len(rates) < 2:
         return side
-    sides = sorted({bounded(s) for s in range(up(target / math.sqrt(2)), int(target * math.sqrt(2)) + 1, cell)} | {side})
+    largest = min(int(target * math.sqrt(2)), up(max(width, height)), most)  # beyond: the same side, bounded
+    sides = sorted({bounded(s) for s in range(up(target / math.sqrt(2)), largest + 1, cell)} | {side})
     ends = {s: frame_seconds(width, height, spp, s, rates, split_parts) for s in sides}
     soonest = min(ends.values())
     return min((s for s in sides if ends[s] <= soonest * 1.01), key=lambda s: (abs(math.log(s / side)), s))

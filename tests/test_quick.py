@@ -67,23 +67,33 @@ def test_short_buckets_are_taken_and_stored_in_one_round_trip(tmp_path, make_doc
 def test_a_render_process_dying_in_a_quick_bucket_is_counted_when_celery_delivers_it_again(tmp_path, make_document):
     """A quick bucket has no lease to lapse: the crash is seen in Celery's second delivery,
     marked redelivered, which takes the long way and counts the crashes from then on. A
-    poison bucket still fails its job, within a bounded time."""
+    poison bucket still fails its job, within a bounded time.
+
+    Which worker gets the second delivery is Celery's choice. The crashed worker's new
+    render process never held the job, so it has no quick path to refuse, and the header's
+    check goes unexercised. Where that happens, the frame runs again on a fresh farm, at
+    most three times."""
     poison = 40  # top-down: the 41st bucket, long after each process's first
-    farm = _farm(tmp_path, {"FARM_FAULTS": f"crash={poison}", "FARM_MAX_FAILURES": "2"})
-    try:
-        run = _start(farm, make_document(64, 64, spp=2), 0.0, order="top-down")
-        started = time.monotonic()
-        with pytest.raises(JobError, match=rf"bucket {poison} failed: [23] attempts went wrong \(killed its render "
-                                           rf"process [23] times\)"):
-            run.collect(stall_timeout=60)
-        assert time.monotonic() - started < 60
-        assert 2 <= run.job.deliveries.attempts()[poison] <= 3
-        logs = farm.log(0) + farm.log(1)
-        assert "quick" in logs
-        # the process that knew the job took the bucket the long way when Celery delivered it again
-        assert f"bucket {poison}: delivered again by Celery, taken first" in logs
-    finally:
-        farm.discard()
+    for attempt in range(3):
+        folder = tmp_path / f"farm{attempt}"
+        folder.mkdir()
+        farm = _farm(folder, {"FARM_FAULTS": f"crash={poison}", "FARM_MAX_FAILURES": "2"})
+        try:
+            run = _start(farm, make_document(64, 64, spp=2), 0.0, order="top-down")
+            started = time.monotonic()
+            with pytest.raises(JobError, match=rf"bucket {poison} failed: [23] attempts went wrong \(killed its "
+                                               rf"render process [23] times\)"):
+                run.collect(stall_timeout=60)
+            assert time.monotonic() - started < 60
+            assert 2 <= run.job.deliveries.attempts()[poison] <= 3
+            logs = farm.log(0) + farm.log(1)
+            assert "quick" in logs
+            # the process that knew the job took the bucket the long way when Celery delivered it again
+            if f"bucket {poison}: delivered again by Celery, taken first" in logs:
+                return
+        finally:
+            farm.discard()
+    pytest.fail(f"in three farms, Celery never gave bucket {poison}'s second delivery to a process that held the job")
 
 
 def test_a_worker_killed_amid_quick_buckets_loses_no_bucket(tmp_path, make_document):

@@ -11,12 +11,13 @@ client has its last tile. Costs are seconds per bucket, measured by the caller
 (farm/tools/bench_simulate.py measures them on this machine).
 
 Self-sized buckets: the farm's own side (farm.buckets.sized): about `bucket_seconds` on the
-median worker, the one near it whose waves of buckets fill the workers best. A split tail: whenever a worker finds no bucket queued and none left
-to send (from the start, where the frame has fewer buckets than the farm workers), it takes
-part of the samples of the bucket in flight that would end last (exact, by whole samples per
-pixel, at most FARM_MAX_SPLIT parts a bucket, as `--split-tail` cuts), sized so that both
-parts end together, where that ends the bucket sooner by more than the part costs the client
-and Redis (its send, publish and tile); the new part waits for their queues too.
+median worker, the one near it whose waves of buckets fill the workers best. A split tail:
+whenever a worker finds no bucket queued and none left to send (from the start, where the
+frame has fewer buckets than the farm workers), it takes part of the samples of the bucket
+in flight that would end last (exact, by whole samples per pixel, at most FARM_MAX_SPLIT
+parts a bucket, as `--split-tail` cuts), sized so that both parts end together, where that
+ends the bucket sooner by more than the part costs the client and Redis (its send, publish
+and tile); the new part waits for their queues too.
 """
 
 from __future__ import annotations
