@@ -92,12 +92,9 @@ def frame_seconds(width: int, height: int, spp: int, side: int, rates: list[floa
     (tail_split, at most `split_parts`), each task (a bucket or a part) in order to the
     worker that is free first, once the client and Redis have passed it: they pass the
     tasks one after another, `part_cost` each (PART_COST)."""
-    columns, rows = -(-width // side), -(-height // side)
-    work = [min(side, width - x * side) * min(side, height - y * side) * spp for y in range(rows) for x in range(columns)]
-    tail, parts = tail_split(len(rates), len(work), spp, split_parts, side * side * spp / statistics.median(rates),
-                             part_cost)
-    if tail:
-        work = work[:len(work) - tail] + [w / parts for w in work[len(work) - tail:] for _ in range(parts)]
+    tail = tail_split(len(rates), count(width, height, side), spp, split_parts,
+                      side * side * spp / statistics.median(rates), part_cost)
+    work = task_samples(areas(width, height, side), spp, tail)
     free = [(0.0, worker) for worker in range(len(rates))]
     end = 0.0
     for task, samples in enumerate(work):
@@ -106,6 +103,22 @@ def frame_seconds(width: int, height: int, spp: int, side: int, rates: list[floa
         end = max(end, done)
         heapq.heappush(free, (done, worker))
     return end
+
+
+def areas(width: int, height: int, size: int) -> list[int]:
+    """The pixels of each bucket of `split(width, height, size)`, in its order."""
+    columns, rows = -(-width // size), -(-height // size)
+    return [min(size, width - x * size) * min(size, height - y * size) for y in range(rows) for x in range(columns)]
+
+
+def task_samples(pixels: list[int], spp: int, tail: tuple[int, int]) -> list[int]:
+    """The samples of each task of a frame whose buckets have `pixels`: the buckets before
+    its tail whole, then each of its last tail[0] buckets as tail[1] parts of whole samples
+    per pixel, part j the samples [spp*j/parts, spp*(j+1)/parts) (`--split-tail`'s cut)."""
+    buckets, parts = tail
+    whole = len(pixels) - buckets
+    return [count * spp for count in pixels[:whole]] + [count * (spp * (j + 1) // parts - spp * j // parts)
+                                                        for count in pixels[whole:] for j in range(parts)]
 
 
 def bucket_at(width: int, height: int, size: int, index: int) -> Bucket:

@@ -21,8 +21,6 @@ def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]
     except ImportError:
         print("mitsuba: not installed (pip install mitsuba)")
         return {}, {}
-    from farm.worker import pocl
-
     frames, cannot_run = {}, {}
     for variant in ("scalar_rgb", "llvm_ad_rgb") + (("cuda_ad_rgb",) if gpu else ()):
         # The LLVM variant needs a recent libLLVM (an old one can abort the process), the
@@ -37,6 +35,8 @@ def mitsuba_frames(args, scene, gpu: bool = False) -> tuple[dict, dict[str, str]
             if why:
                 cannot_run[variant] = why
                 continue
+            from farm.worker import pocl
+
             print(f"mitsuba {variant}: code for {pocl.this_processor()} without AVX-512, 8 lanes (--avx2; "
                   "Mitsuba's Embree picks its own instruction set)")
         loaded = load_boxed(mi, scene, Path(args.scene).parent)

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from farm import defaults
-from farm.buckets import sized
+from farm.buckets import areas, sized, task_samples
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,11 @@ def simulate(width: int, height: int, spp: int, side: int, rates: list[float], c
     their samples from the start (`submit --split-tail`, JobMeta.tail). Every step is an
     event at the time it reaches its process, so each FIFO server serves in the order work
     reaches it."""
-    columns, rows = -(-width // side), -(-height // side)
-    pixels = [min(side, width - x * side) * min(side, height - y * side) for y in range(rows) for x in range(columns)]
+    pixels = areas(width, height, side)
     buckets = len(pixels)
-    work = [count * spp for count in pixels]  # of each task: a bucket, or a part of the static tail
+    work = task_samples(pixels, spp, tail)  # of each task: a bucket, or a part of the static tail
     if tail[0]:
         whole = len(pixels) - tail[0]
-        work = work[:whole] + [count * (spp * (j + 1) // tail[1] - spp * j // tail[1])
-                                     for count in pixels[whole:] for j in range(tail[1])]
         pixels = pixels[:whole] + [count for count in pixels[whole:] for _ in range(tail[1])]
     events: list[tuple[float, int, str, int, int]] = []  # (time, order, what, whom: a bucket, worker or part, version)
     order = 0
